@@ -1,0 +1,137 @@
+//! Hearth's FHIRPath engine (N1 / FHIR R4 flavour) over `serde_json::Value`.
+//!
+//! Used for search-parameter indexing, Questionnaire `enableWhen` /
+//! `calculatedExpression`, invariants and FHIRPath Patch.
+//!
+//! # Shape
+//!
+//! * [`parse`] compiles source text once into an [`Expression`] (tokens →
+//!   Pratt parser → AST with resolved function names, checked arities,
+//!   precompiled literal regexes). Malformed input is a [`ParseError`] with a
+//!   byte position.
+//! * [`Expression::evaluate`] walks the AST over borrowed JSON. Results are a
+//!   [`Collection`] of [`Item`]s; FHIR data stays borrowed as [`Node`]s.
+//!   Runtime type errors are an [`EvalError`], never a panic.
+//! * [`Context`] carries what an evaluation may consult: a [`ModelInfo`] for
+//!   FHIR types JSON cannot tell, a [`Resolver`] for `resolve()`, a
+//!   [`Terminology`] for `memberOf()`, `%variables`, and the clock (`now()`
+//!   is a parameter; the engine never reads the system clock).
+//!
+//! **Architecture Invariant:** this crate does no I/O, reads no clock and
+//! holds no global mutable state; the same expression and context always
+//! give the same result.
+
+#![forbid(unsafe_code)]
+
+mod ast;
+mod boundary;
+mod context;
+mod datetime;
+mod encoding;
+mod eval;
+mod functions;
+mod lexer;
+mod model;
+mod parser;
+mod quantity;
+mod value;
+
+use serde_json::Value;
+
+pub use context::{Context, Resolver, Terminology, TraceSink, json_to_collection};
+pub use datetime::{Date, DateTime, Precision, Time};
+pub use eval::EvalError;
+pub use lexer::ParseError;
+pub use model::{ElementInfo, JsonModel, ModelInfo, is_primitive_type};
+pub use quantity::Quantity;
+pub use rust_decimal::Decimal;
+pub use value::{Collection, Item, Node};
+
+/// A compiled FHIRPath expression. Cheap to share (`Send + Sync`); evaluate
+/// it as often as needed.
+#[derive(Clone, Debug)]
+pub struct Expression {
+    source: String,
+    ast: ast::Expr,
+}
+
+/// Compiles a FHIRPath expression.
+pub fn parse(src: &str) -> Result<Expression, ParseError> {
+    Ok(Expression {
+        source: src.to_string(),
+        ast: parser::parse_expr(src)?,
+    })
+}
+
+impl Expression {
+    /// The source text this expression was compiled from.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// Evaluates against `input` (typically a resource). `%resource`,
+    /// `%rootResource` and `%context` default to `input` unless bound in
+    /// `ctx`.
+    pub fn evaluate<'a>(
+        &self,
+        ctx: &Context<'a>,
+        input: &'a Value,
+    ) -> Result<Collection<'a>, EvalError> {
+        self.evaluate_items(ctx, vec![Item::Node(Node::root(input))])
+    }
+
+    /// Evaluates against an arbitrary input collection (e.g. an element
+    /// selected by an earlier expression).
+    pub fn evaluate_items<'a>(
+        &self,
+        ctx: &Context<'a>,
+        input: Collection<'a>,
+    ) -> Result<Collection<'a>, EvalError> {
+        let default_offset = ctx.now.offset().unwrap_or(0);
+        let ev = eval::Evaluator {
+            ctx,
+            input: input.clone(),
+            depth: std::cell::Cell::new(0),
+            default_offset,
+        };
+        let scope = eval::Scope {
+            this: None,
+            index: None,
+            total: None,
+            defined: Vec::new(),
+        };
+        ev.eval(&self.ast, &input, &scope)
+    }
+
+    /// Evaluates and applies FHIRPath's singleton Boolean evaluation:
+    /// `Ok(None)` for empty, an error for more than one item.
+    pub fn evaluate_bool(&self, ctx: &Context<'_>, input: &Value) -> Result<Option<bool>, EvalError> {
+        let out = self.evaluate(ctx, input)?;
+        eval::to_bool(&out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ctx() -> Context<'static> {
+        Context::new(DateTime::parse("2024-05-01T12:00:00Z").unwrap())
+    }
+
+    #[test]
+    fn smoke() {
+        let p = json!({"resourceType": "Patient", "name": [{"given": ["A", "B"]}]});
+        let e = parse("Patient.name.given.count() = 2").unwrap();
+        assert_eq!(e.evaluate_bool(&ctx(), &p).unwrap(), Some(true));
+    }
+
+    #[test]
+    fn parse_errors_have_positions() {
+        let e = parse("Patient.name.where(").unwrap_err();
+        assert_eq!(e.position, 19);
+        assert!(parse("1 +").is_err());
+        assert!(parse("nosuchfunction()").is_err());
+    }
+}

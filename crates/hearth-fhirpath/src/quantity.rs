@@ -1,0 +1,568 @@
+//! `Quantity` values and the small UCUM subset needed to compare, add and
+//! convert them.
+//!
+//! A unit string is reduced to a factor and a vector of base dimensions
+//! (metre, second, gram, kelvin, coulomb, candela, mole); two quantities are
+//! comparable when their dimensions agree. Units with an offset or a log
+//! scale (`Cel`, `[degF]`, `B`, ...) are marked *special*: they compare only
+//! with the identical unit and take part in no arithmetic. Units outside the
+//! table are treated as opaque: comparable only with the same unit string.
+
+use rust_decimal::Decimal;
+use std::cmp::Ordering;
+use std::fmt;
+
+use crate::datetime::CalendarUnit;
+
+/// A FHIRPath quantity: a decimal value and a unit (UCUM code, or a
+/// calendar duration keyword such as `year` or `days`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Quantity {
+    pub value: Decimal,
+    pub unit: String,
+}
+
+const DIMS: usize = 7;
+type Dims = [i8; DIMS];
+
+/// A unit reduced to canonical form: `value_in_unit * factor` is the value in
+/// base units.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Canonical {
+    factor: Decimal,
+    dims: Dims,
+    special: bool,
+}
+
+fn dec(mantissa: i64, scale: u32) -> Decimal {
+    Decimal::new(mantissa, scale)
+}
+
+const M: Dims = [1, 0, 0, 0, 0, 0, 0];
+const S: Dims = [0, 1, 0, 0, 0, 0, 0];
+const G: Dims = [0, 0, 1, 0, 0, 0, 0];
+const K: Dims = [0, 0, 0, 1, 0, 0, 0];
+const C: Dims = [0, 0, 0, 0, 1, 0, 0];
+const CD: Dims = [0, 0, 0, 0, 0, 1, 0];
+const MOL: Dims = [0, 0, 0, 0, 0, 0, 1];
+const ONE: Dims = [0; DIMS];
+const L3: Dims = [3, 0, 0, 0, 0, 0, 0];
+const HZ: Dims = [0, -1, 0, 0, 0, 0, 0];
+const NEWTON: Dims = [1, -2, 1, 0, 0, 0, 0];
+const PASCAL: Dims = [-1, -2, 1, 0, 0, 0, 0];
+const JOULE: Dims = [2, -2, 1, 0, 0, 0, 0];
+const WATT: Dims = [2, -3, 1, 0, 0, 0, 0];
+const AMPERE: Dims = [0, -1, 0, 0, 1, 0, 0];
+const VOLT: Dims = [2, -2, 1, 0, -1, 0, 0];
+const OHM: Dims = [2, -1, 1, 0, -2, 0, 0];
+const KAT: Dims = [0, -1, 0, 0, 0, 0, 1];
+
+/// (code, metric (takes prefixes), factor mantissa, factor scale, dims, special)
+type UnitRow = (&'static str, bool, i64, u32, Dims, bool);
+
+// Factors are relative to the base units m, s, g, K, C, cd, mol.
+const UNITS: &[UnitRow] = &[
+    ("m", true, 1, 0, M, false),
+    ("s", true, 1, 0, S, false),
+    ("g", true, 1, 0, G, false),
+    ("K", true, 1, 0, K, false),
+    ("C", true, 1, 0, C, false),
+    ("cd", true, 1, 0, CD, false),
+    ("mol", true, 1, 0, MOL, false),
+    ("rad", true, 1, 0, ONE, false),
+    ("sr", true, 1, 0, ONE, false),
+    ("L", true, 1, 3, L3, false),
+    ("l", true, 1, 3, L3, false),
+    ("Hz", true, 1, 0, HZ, false),
+    ("N", true, 1000, 0, NEWTON, false),
+    ("Pa", true, 1000, 0, PASCAL, false),
+    ("J", true, 1000, 0, JOULE, false),
+    ("W", true, 1000, 0, WATT, false),
+    ("A", true, 1, 0, AMPERE, false),
+    ("V", true, 1000, 0, VOLT, false),
+    ("Ohm", true, 1000, 0, OHM, false),
+    ("kat", true, 1, 0, KAT, false),
+    ("U", true, 1, 6, KAT, false),
+    ("eq", true, 1, 0, MOL, false),
+    ("osm", true, 1, 0, MOL, false),
+    ("bar", true, 100_000_000, 0, PASCAL, false),
+    ("t", true, 1_000_000, 0, G, false),
+    ("cal", true, 4184, 0, JOULE, false),
+    ("m[Hg]", true, 133_322_000, 0, PASCAL, false),
+    ("m[H2O]", true, 9_806_650, 0, PASCAL, false),
+    ("[iU]", true, 1, 0, ONE, false),
+    ("[IU]", true, 1, 0, ONE, false),
+    ("min", false, 60, 0, S, false),
+    ("h", false, 3600, 0, S, false),
+    ("d", false, 86_400, 0, S, false),
+    ("wk", false, 604_800, 0, S, false),
+    ("mo", false, 2_629_800, 0, S, false),
+    ("a", false, 31_557_600, 0, S, false),
+    ("a_j", false, 31_557_600, 0, S, false),
+    ("mo_j", false, 2_629_800, 0, S, false),
+    ("[in_i]", false, 254, 4, M, false),
+    ("[ft_i]", false, 3048, 4, M, false),
+    ("[yd_i]", false, 9144, 4, M, false),
+    ("[mi_i]", false, 1_609_344, 3, M, false),
+    ("[lb_av]", false, 45_359_237, 5, G, false),
+    ("[oz_av]", false, 28_349_523_125, 9, G, false),
+    ("[gal_us]", false, 3_785_411_784, 9, L3, false),
+    ("[pint_us]", false, 473_176_473, 12, L3, false),
+    ("%", false, 1, 2, ONE, false),
+    ("[ppm]", false, 1, 6, ONE, false),
+    ("[ppb]", false, 1, 9, ONE, false),
+    ("[pi]", false, 3_141_592_653_589_793, 15, ONE, false),
+    ("10*", false, 10, 0, ONE, false),
+    ("10^", false, 10, 0, ONE, false),
+    ("1", false, 1, 0, ONE, false),
+    ("Cel", true, 1, 0, K, true),
+    ("[degF]", false, 1, 0, K, true),
+    ("B", true, 1, 0, ONE, true),
+    ("[pH]", false, 1, 0, ONE, true),
+];
+
+const PREFIXES: &[(&str, i32)] = &[
+    ("Y", 24),
+    ("Z", 21),
+    ("E", 18),
+    ("P", 15),
+    ("T", 12),
+    ("G", 9),
+    ("M", 6),
+    ("k", 3),
+    ("h", 2),
+    ("da", 1),
+    ("d", -1),
+    ("c", -2),
+    ("m", -3),
+    ("u", -6),
+    ("n", -9),
+    ("p", -12),
+    ("f", -15),
+    ("a", -18),
+];
+
+fn pow10(exp: i32) -> Option<Decimal> {
+    if exp >= 0 {
+        let mut v = Decimal::ONE;
+        for _ in 0..exp {
+            v = v.checked_mul(Decimal::TEN)?;
+        }
+        Some(v)
+    } else {
+        Decimal::try_from_i128_with_scale(1, exp.unsigned_abs()).ok()
+    }
+}
+
+fn lookup_atom(sym: &str) -> Option<Canonical> {
+    let row = |r: &UnitRow| Canonical {
+        factor: dec(r.2, r.3),
+        dims: r.4,
+        special: r.5,
+    };
+    if let Some(r) = UNITS.iter().find(|r| r.0 == sym) {
+        return Some(row(r));
+    }
+    for (p, e) in PREFIXES {
+        if let Some(rest) = sym.strip_prefix(p)
+            && let Some(r) = UNITS.iter().find(|r| r.0 == rest && r.1)
+        {
+            let mut c = row(r);
+            c.factor = c.factor.checked_mul(pow10(*e)?)?;
+            return Some(c);
+        }
+    }
+    None
+}
+
+impl Canonical {
+    fn one() -> Canonical {
+        Canonical {
+            factor: Decimal::ONE,
+            dims: ONE,
+            special: false,
+        }
+    }
+
+    fn combine(&self, other: &Canonical, exp_sign: i8) -> Option<Canonical> {
+        let mut dims = self.dims;
+        for (d, o) in dims.iter_mut().zip(other.dims.iter()) {
+            *d = d.checked_add(o.checked_mul(exp_sign)?)?;
+        }
+        let factor = if exp_sign > 0 {
+            self.factor.checked_mul(other.factor)?
+        } else {
+            self.factor.checked_div(other.factor)?
+        };
+        Some(Canonical {
+            factor,
+            dims,
+            special: self.special || other.special,
+        })
+    }
+
+    fn pow(&self, exp: i32) -> Option<Canonical> {
+        let mut out = Canonical::one();
+        for _ in 0..exp.unsigned_abs() {
+            out = out.combine(self, if exp < 0 { -1 } else { 1 })?;
+        }
+        out.special = self.special;
+        Some(out)
+    }
+
+    pub(crate) fn same_dims(&self, other: &Canonical) -> bool {
+        self.dims == other.dims
+    }
+
+    pub(crate) fn is_special(&self) -> bool {
+        self.special
+    }
+}
+
+/// A tiny recursive-descent parser for UCUM unit expressions
+/// (`mg/dL`, `kg.m2/s2`, `/min`, `10*3/uL`, `{score}`, `(m/s)2`).
+struct UnitParser<'s> {
+    s: &'s str,
+    pos: usize,
+}
+
+impl UnitParser<'_> {
+    fn peek(&self) -> Option<char> {
+        self.s.get(self.pos..).and_then(|r| r.chars().next())
+    }
+
+    fn term(&mut self) -> Option<Canonical> {
+        let mut acc = if self.peek() == Some('/') {
+            Canonical::one()
+        } else {
+            self.component()?
+        };
+        loop {
+            match self.peek() {
+                Some('.') => {
+                    self.pos += 1;
+                    let c = self.component()?;
+                    acc = acc.combine(&c, 1)?;
+                }
+                Some('/') => {
+                    self.pos += 1;
+                    let c = self.component()?;
+                    acc = acc.combine(&c, -1)?;
+                }
+                _ => return Some(acc),
+            }
+        }
+    }
+
+    fn component(&mut self) -> Option<Canonical> {
+        let base = match self.peek()? {
+            '(' => {
+                self.pos += 1;
+                let t = self.term()?;
+                if self.peek() != Some(')') {
+                    return None;
+                }
+                self.pos += 1;
+                t
+            }
+            '{' => {
+                self.skip_annotation()?;
+                return Some(Canonical::one());
+            }
+            _ => {
+                let start = self.pos;
+                let rest = self.s.get(start..)?;
+                let mut end = start;
+                let mut depth = 0i32;
+                for (i, ch) in rest.char_indices() {
+                    match ch {
+                        '[' => depth += 1,
+                        ']' => depth -= 1,
+                        '.' | '/' | '(' | ')' | '{' if depth == 0 => break,
+                        _ => {}
+                    }
+                    end = start + i + ch.len_utf8();
+                }
+                let word = self.s.get(start..end)?;
+                self.pos = end;
+                let c = parse_symbol_with_exponent(word)?;
+                if self.peek() == Some('{') {
+                    self.skip_annotation()?;
+                }
+                return Some(c);
+            }
+        };
+        // Exponent after a parenthesised term.
+        let start = self.pos;
+        let rest = self.s.get(start..)?;
+        let len = rest
+            .char_indices()
+            .take_while(|(i, c)| c.is_ascii_digit() || (*i == 0 && (*c == '-' || *c == '+')))
+            .count();
+        if len == 0 {
+            return Some(base);
+        }
+        self.pos += len;
+        let exp: i32 = rest.get(..len)?.parse().ok()?;
+        base.pow(exp)
+    }
+
+    fn skip_annotation(&mut self) -> Option<()> {
+        let rest = self.s.get(self.pos..)?;
+        let close = rest.find('}')?;
+        self.pos += close + 1;
+        Some(())
+    }
+}
+
+fn parse_symbol_with_exponent(word: &str) -> Option<Canonical> {
+    if word.is_empty() {
+        return None;
+    }
+    if let Some(c) = lookup_atom(word) {
+        return Some(c);
+    }
+    if word.bytes().all(|b| b.is_ascii_digit()) {
+        let n: i64 = word.parse().ok()?;
+        return Some(Canonical {
+            factor: Decimal::from(n),
+            dims: ONE,
+            special: false,
+        });
+    }
+    // Split off a trailing signed integer exponent: `m2`, `s-1`, `10*3`.
+    let bytes = word.as_bytes();
+    let mut split = bytes.len();
+    while split > 0 && bytes.get(split - 1).is_some_and(u8::is_ascii_digit) {
+        split -= 1;
+    }
+    if split > 0 && matches!(bytes.get(split - 1), Some(b'-' | b'+')) {
+        split -= 1;
+    }
+    if split == 0 || split == bytes.len() {
+        return None;
+    }
+    let (sym, exp) = (word.get(..split)?, word.get(split..)?);
+    let exp: i32 = exp.parse().ok()?;
+    lookup_atom(sym)?.pow(exp)
+}
+
+/// Reduces a UCUM unit string to canonical form; `None` if not understood.
+pub(crate) fn canonical(unit: &str) -> Option<Canonical> {
+    let unit = ucum_for_calendar(unit).unwrap_or(unit);
+    let mut p = UnitParser { s: unit, pos: 0 };
+    let c = p.term()?;
+    (p.pos == unit.len()).then_some(c)
+}
+
+/// The UCUM code matching a calendar duration keyword.
+pub(crate) fn ucum_for_calendar(unit: &str) -> Option<&'static str> {
+    Some(match unit {
+        "year" | "years" => "a",
+        "month" | "months" => "mo",
+        "week" | "weeks" => "wk",
+        "day" | "days" => "d",
+        "hour" | "hours" => "h",
+        "minute" | "minutes" => "min",
+        "second" | "seconds" => "s",
+        "millisecond" | "milliseconds" => "ms",
+        _ => return None,
+    })
+}
+
+/// True for the calendar duration keywords (`year`, `months`, ...).
+pub fn is_calendar_keyword(unit: &str) -> bool {
+    ucum_for_calendar(unit).is_some()
+}
+
+impl Quantity {
+    pub fn new(value: Decimal, unit: impl Into<String>) -> Quantity {
+        Quantity {
+            value,
+            unit: unit.into(),
+        }
+    }
+
+    /// True when the unit is a calendar keyword of variable length
+    /// (`year(s)`, `month(s)`); these are never equal to UCUM `a` / `mo`.
+    fn is_nominal_calendar(&self) -> bool {
+        matches!(
+            self.unit.as_str(),
+            "year" | "years" | "month" | "months"
+        )
+    }
+
+    /// The calendar step for date arithmetic, if the unit is time-valued.
+    pub fn calendar_unit(&self) -> Option<CalendarUnit> {
+        CalendarUnit::from_unit(&self.unit)
+    }
+
+    /// Value expressed in base units, with the unit's canonical form.
+    fn to_base(&self) -> Option<(Decimal, Canonical)> {
+        let c = canonical(&self.unit)?;
+        Some((self.value.checked_mul(c.factor)?, c))
+    }
+
+    /// Converts to another unit of the same dimension.
+    pub fn convert_to(&self, unit: &str) -> Option<Quantity> {
+        if self.unit == unit {
+            return Some(self.clone());
+        }
+        let from = canonical(&self.unit)?;
+        let to = canonical(unit)?;
+        if !from.same_dims(&to) || from.special || to.special {
+            return None;
+        }
+        let value = self
+            .value
+            .checked_mul(from.factor)?
+            .checked_div(to.factor)?
+            .normalize();
+        Some(Quantity::new(value, unit))
+    }
+
+    /// Ordering of two quantities, or `None` when not comparable.
+    pub fn compare(&self, other: &Quantity) -> Option<Ordering> {
+        if self.unit == other.unit {
+            return Some(self.value.cmp(&other.value));
+        }
+        let (a, ca) = self.to_base()?;
+        let (b, cb) = other.to_base()?;
+        if !ca.same_dims(&cb) || ca.special || cb.special {
+            return None;
+        }
+        Some(a.cmp(&b))
+    }
+
+    /// FHIRPath `=`: `Some(false)` for different values, `None` (empty) when
+    /// the units cannot be compared.
+    pub fn equals(&self, other: &Quantity) -> Option<bool> {
+        if self.is_nominal_calendar() != other.is_nominal_calendar()
+            && self.unit != other.unit
+            && self.calendar_unit().is_some()
+            && other.calendar_unit().is_some()
+        {
+            // `1 year = 1 'a'` is not defined: calendar years vary in length.
+            return if self.calendar_unit() == other.calendar_unit() {
+                None
+            } else {
+                Some(false)
+            };
+        }
+        self.compare(other).map(|o| o == Ordering::Equal)
+    }
+
+    /// Arithmetic sum/difference; the result is in the left operand's unit.
+    pub fn add(&self, other: &Quantity, negate: bool) -> Option<Quantity> {
+        let rhs = if self.unit == other.unit {
+            other.value
+        } else {
+            let a = canonical(&self.unit)?;
+            let b = canonical(&other.unit)?;
+            if !a.same_dims(&b) || a.special || b.special {
+                return None;
+            }
+            if self.is_nominal_calendar() != other.is_nominal_calendar()
+                && (self.calendar_unit().is_some() && other.calendar_unit().is_some())
+            {
+                return None;
+            }
+            other.value.checked_mul(b.factor)?.checked_div(a.factor)?
+        };
+        let value = if negate {
+            self.value.checked_sub(rhs)?
+        } else {
+            self.value.checked_add(rhs)?
+        };
+        Some(Quantity::new(value, self.unit.clone()))
+    }
+
+    /// Product or quotient; units are combined symbolically.
+    pub fn mul(&self, other: &Quantity, divide: bool) -> Option<Quantity> {
+        let a = canonical(&self.unit)?;
+        let b = canonical(&other.unit)?;
+        if a.special || b.special {
+            return None;
+        }
+        // Calendar years/months have no fixed length to multiply with.
+        if self.is_nominal_calendar() || other.is_nominal_calendar() {
+            let other_is_number = other.unit == "1";
+            let self_is_number = self.unit == "1";
+            if !(other_is_number || (self_is_number && !divide)) {
+                return None;
+            }
+        }
+        let su = ucum_for_calendar(&self.unit).unwrap_or(&self.unit);
+        let ou = ucum_for_calendar(&other.unit).unwrap_or(&other.unit);
+        if divide {
+            let value = self.value.checked_div(other.value)?;
+            if other.unit == "1" {
+                return Some(Quantity::new(value, self.unit.clone()));
+            }
+            if a.same_dims(&b) {
+                // Same dimension: a plain number ('1') scaled by the factor ratio.
+                let v = value.checked_mul(a.factor)?.checked_div(b.factor)?;
+                return Some(Quantity::new(v.normalize(), "1"));
+            }
+            let unit = if self.unit == "1" {
+                format!("/{}", wrap(ou))
+            } else {
+                format!("{}/{}", su, wrap(ou))
+            };
+            Some(Quantity::new(value, unit))
+        } else {
+            let value = self.value.checked_mul(other.value)?;
+            let unit = match (self.unit.as_str(), other.unit.as_str()) {
+                ("1", _) => other.unit.clone(),
+                (_, "1") => self.unit.clone(),
+                _ => format!("{}.{}", wrap(su), wrap(ou)),
+            };
+            Some(Quantity::new(value, unit))
+        }
+    }
+}
+
+fn wrap(unit: &str) -> String {
+    if unit.contains('/') || unit.contains('.') {
+        format!("({unit})")
+    } else {
+        unit.to_string()
+    }
+}
+
+impl fmt::Display for Quantity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if is_calendar_keyword(&self.unit) {
+            write!(f, "{} {}", self.value, self.unit)
+        } else {
+            write!(f, "{} '{}'", self.value, self.unit)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(v: &str, u: &str) -> Quantity {
+        Quantity::new(v.parse().unwrap(), u)
+    }
+
+    #[test]
+    fn converts_between_compatible_units() {
+        assert_eq!(q("1", "m").compare(&q("100", "cm")), Some(Ordering::Equal));
+        assert_eq!(q("1", "kg").convert_to("g"), Some(q("1000", "g")));
+        assert_eq!(q("1", "mg/dL").compare(&q("10", "mg/L")), Some(Ordering::Equal));
+        assert_eq!(q("1", "m").compare(&q("1", "s")), None);
+        assert!(canonical("kg.m2/s2").is_some());
+        assert!(canonical("10*3/uL").is_some());
+        assert!(canonical("{score}").is_some());
+    }
+
+    #[test]
+    fn calendar_years_are_not_ucum_years() {
+        assert_eq!(q("1", "year").equals(&q("1", "a")), None);
+        assert_eq!(q("1", "day").equals(&q("1", "d")), Some(true));
+        assert_eq!(q("7", "days").equals(&q("1", "week")), Some(true));
+    }
+}

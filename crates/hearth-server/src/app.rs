@@ -1,0 +1,79 @@
+//! The application state: everything a request may use, built once at start-up and shared by
+//! reference. There are no global statics; tests build as many `App`s as they like.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use hearth_fhir::Model;
+use hearth_store::ResourceStore;
+use hearth_store_sqlite::{SqliteOptions, SqliteStore};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusRecorder};
+
+use crate::config::{Config, ConfigError, Database};
+
+/// The source of "now". Handlers and the store never read the system clock directly, so tests
+/// can pin time.
+pub trait Clock: Send + Sync + 'static {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir { path: String, source: std::io::Error },
+    #[error("cannot open the database: {0}")]
+    Store(#[from] hearth_store::StoreError),
+    #[error("cannot load the FHIR R4 definitions: {0}")]
+    Model(String),
+    #[error("cannot set up metrics: {0}")]
+    Metrics(String),
+}
+
+pub struct App {
+    pub config: Config,
+    pub store: Arc<dyn ResourceStore>,
+    pub model: Arc<Model>,
+    pub clock: Arc<dyn Clock>,
+    /// This app's own metrics registry (not the process-global recorder).
+    pub metrics: PrometheusRecorder,
+    pub started_at: DateTime<Utc>,
+}
+
+/// Opens the configured database and applies migrations.
+pub async fn open_store(config: &Config) -> Result<Arc<dyn ResourceStore>, StartError> {
+    match config.database()? {
+        Database::Sqlite(path) => {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .map_err(|source| StartError::DataDir { path: dir.display().to_string(), source })?;
+            }
+            let store = SqliteStore::open(&path, &SqliteOptions::default()).await?;
+            store.migrate().await?;
+            Ok(Arc::new(store))
+        }
+    }
+}
+
+impl App {
+    /// Builds the app from configuration: database (migrated), R4 model, metrics.
+    pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<App, StartError> {
+        let store = open_store(&config).await?;
+        let model = Model::r4().map_err(|e| StartError::Model(e.to_string()))?;
+        let metrics = PrometheusBuilder::new()
+            .set_buckets(&[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0])
+            .map_err(|e| StartError::Metrics(e.to_string()))?
+            .build_recorder();
+        let started_at = clock.now();
+        Ok(App { config, store, model: Arc::new(model), clock, metrics, started_at })
+    }
+}

@@ -1,0 +1,226 @@
+//! Typed configuration, loaded once at start-up.
+//!
+//! Sources, later ones winning: built-in defaults, an optional TOML file (`--config` or
+//! `HEARTH_CONFIG`), then `HEARTH_*` environment variables. Unknown TOML keys and unknown
+//! `HEARTH_*` variables are errors, so a typo never silently falls back to a default.
+//! Secrets (the database URL may carry a password) are wrapped in [`Secret`] and never printed.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// A value that must never appear in logs or `Debug` output.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret<T>(T);
+
+impl<T> Secret<T> {
+    pub fn new(value: T) -> Self {
+        Secret(value)
+    }
+    /// The only way to the value: greppable on purpose.
+    pub fn expose(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T> fmt::Debug for Secret<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address the HTTP server binds.
+    pub listen: SocketAddr,
+    /// Where the embedded database and other local state live.
+    pub data_dir: PathBuf,
+    /// Overrides the embedded SQLite database (`sqlite://path`); PostgreSQL arrives with its backend.
+    pub database_url: Option<Secret<String>>,
+    pub log_format: LogFormat,
+    /// `tracing` filter directives, e.g. `info` or `hearth_server=debug,info`.
+    pub log_level: String,
+    /// Largest accepted request body in bytes; larger bodies get `413` with an OperationOutcome.
+    pub max_body_bytes: usize,
+    /// Public base URL (scheme://host[:port]) used in `Location` and bundle links. When absent it
+    /// is derived from the request's `Host` header over plain HTTP.
+    pub base_url: Option<String>,
+    /// Seconds in-flight requests get to finish after SIGINT/SIGTERM.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("hearth-data"),
+            database_url: None,
+            log_format: LogFormat::Text,
+            log_level: "info".to_owned(),
+            max_body_bytes: 16 * 1024 * 1024,
+            base_url: None,
+            shutdown_grace_secs: 30,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("invalid config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid value for {var}: {message}")]
+    Env { var: String, message: String },
+    #[error("unknown environment variable {0} (known: {KNOWN_VARS})")]
+    UnknownVar(String),
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+const KNOWN_VARS: &str = "HEARTH_CONFIG, HEARTH_LISTEN, HEARTH_DATA_DIR, HEARTH_DATABASE_URL, HEARTH_LOG_FORMAT, \
+HEARTH_LOG_LEVEL, HEARTH_MAX_BODY_BYTES, HEARTH_BASE_URL, HEARTH_SHUTDOWN_GRACE_SECS";
+
+/// Where the database lives, resolved from the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Database {
+    Sqlite(PathBuf),
+}
+
+impl Config {
+    /// Loads the configuration: defaults, then `file` (or `HEARTH_CONFIG`), then `HEARTH_*` vars.
+    /// The environment is a parameter so tests never touch the process environment.
+    pub fn load(file: Option<&Path>, env: &[(String, String)]) -> Result<Config, ConfigError> {
+        let from_env = env.iter().find(|(k, _)| k == "HEARTH_CONFIG").map(|(_, v)| PathBuf::from(v));
+        let file = file.map(Path::to_path_buf).or(from_env);
+        let mut config = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|source| ConfigError::Read { path: path.clone(), source })?;
+                toml::from_str::<Config>(&text).map_err(|e| ConfigError::Parse { path, message: e.to_string() })?
+            }
+            None => Config::default(),
+        };
+        for (key, value) in env {
+            if !key.starts_with("HEARTH_") {
+                continue;
+            }
+            let bad = |message: String| ConfigError::Env { var: key.clone(), message };
+            match key.as_str() {
+                "HEARTH_CONFIG" => {}
+                "HEARTH_LISTEN" => config.listen = value.parse().map_err(|e| bad(format!("{e}")))?,
+                "HEARTH_DATA_DIR" => config.data_dir = PathBuf::from(value),
+                "HEARTH_DATABASE_URL" => config.database_url = Some(Secret::new(value.clone())),
+                "HEARTH_LOG_FORMAT" => {
+                    config.log_format = match value.as_str() {
+                        "text" => LogFormat::Text,
+                        "json" => LogFormat::Json,
+                        other => return Err(bad(format!("expected `text` or `json`, got `{other}`"))),
+                    }
+                }
+                "HEARTH_LOG_LEVEL" => config.log_level = value.clone(),
+                "HEARTH_MAX_BODY_BYTES" => config.max_body_bytes = value.parse().map_err(|e| bad(format!("{e}")))?,
+                "HEARTH_BASE_URL" => config.base_url = Some(value.clone()),
+                "HEARTH_SHUTDOWN_GRACE_SECS" => {
+                    config.shutdown_grace_secs = value.parse().map_err(|e| bad(format!("{e}")))?
+                }
+                _ => return Err(ConfigError::UnknownVar(key.clone())),
+            }
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_body_bytes < 1024 {
+            return Err(ConfigError::Invalid("max_body_bytes must be at least 1024".into()));
+        }
+        if let Some(base) = &self.base_url
+            && (!(base.starts_with("http://") || base.starts_with("https://")) || base.ends_with('/'))
+        {
+            return Err(ConfigError::Invalid(
+                "base_url must start with http:// or https:// and not end with '/'".into(),
+            ));
+        }
+        self.database()?;
+        Ok(())
+    }
+
+    /// Resolves which database to use.
+    pub fn database(&self) -> Result<Database, ConfigError> {
+        match &self.database_url {
+            None => Ok(Database::Sqlite(self.data_dir.join("hearth.db"))),
+            Some(url) => {
+                let url = url.expose();
+                if let Some(path) = url.strip_prefix("sqlite://") {
+                    if path.is_empty() {
+                        return Err(ConfigError::Invalid("database_url sqlite:// needs a file path".into()));
+                    }
+                    Ok(Database::Sqlite(PathBuf::from(path)))
+                } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+                    Err(ConfigError::Invalid(
+                        "PostgreSQL is not available in this build yet; use the embedded SQLite default".into(),
+                    ))
+                } else {
+                    // Never echo the URL: it may contain a password.
+                    Err(ConfigError::Invalid("database_url must start with sqlite:// or postgres://".into()))
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_are_zero_config() {
+        let c = Config::load(None, &[]).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.database().unwrap(), Database::Sqlite(PathBuf::from("hearth-data/hearth.db")));
+        assert_eq!(c.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn env_overrides_file_and_unknown_vars_fail() {
+        let dir = std::env::temp_dir().join(format!("hearth-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("hearth.toml");
+        std::fs::write(&file, "listen = \"127.0.0.1:9000\"\nlog_format = \"json\"\n").unwrap();
+        let c = Config::load(Some(&file), &env(&[("HEARTH_LISTEN", "127.0.0.1:9001"), ("PATH", "/bin")])).unwrap();
+        assert_eq!(c.listen.port(), 9001);
+        assert_eq!(c.log_format, LogFormat::Json);
+
+        let err = Config::load(None, &env(&[("HEARTH_LISTN", "x")])).unwrap_err();
+        assert!(matches!(err, ConfigError::UnknownVar(v) if v == "HEARTH_LISTN"));
+
+        std::fs::write(&file, "lissen = \"127.0.0.1:9000\"\n").unwrap();
+        assert!(matches!(Config::load(Some(&file), &[]), Err(ConfigError::Parse { .. })));
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let c = Config::load(None, &env(&[("HEARTH_DATABASE_URL", "sqlite:///tmp/p@ssw0rd.db")])).unwrap();
+        let printed = format!("{c:?}");
+        assert!(!printed.contains("p@ssw0rd"), "{printed}");
+        let err = Config::load(None, &env(&[("HEARTH_DATABASE_URL", "mysql://u:hunter2@h/db")])).unwrap_err();
+        assert!(!err.to_string().contains("hunter2"));
+    }
+}

@@ -1,0 +1,471 @@
+//! The FHIR RESTful interactions: create, read, vread, update, delete (plain and conditional),
+//! history at three levels, and capabilities. Handlers parse and validate; the store decides.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use hearth_store::{ConditionalCreate, Current, Deleted, HistoryQuery, HistoryScope, Version, Write};
+use serde::Serialize;
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+use super::http::{FhirBody, Prefer, base_url, etag, http_date, if_match, negotiate, version_response};
+use super::{capability, index, query};
+use crate::app::App;
+use crate::error::{FhirError, Issue, fhir_json};
+
+/// Most validation issues reported for one resource (the rest are summarised).
+const MAX_ISSUES: usize = 100;
+
+fn check_type(app: &App, resource_type: &str) -> Result<(), FhirError> {
+    if app.model.is_resource_type(resource_type) {
+        Ok(())
+    } else {
+        Err(FhirError::new(
+            StatusCode::NOT_FOUND,
+            Issue::error("not-supported", format!("unknown resource type `{resource_type}`")),
+        ))
+    }
+}
+
+/// FHIR `id`: 1–64 of `[A-Za-z0-9\-\.]`.
+pub fn valid_id(id: &str) -> bool {
+    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+}
+
+fn check_id(id: &str) -> Result<(), FhirError> {
+    if valid_id(id) {
+        Ok(())
+    } else {
+        Err(FhirError::bad_request("invalid", "resource id must be 1-64 characters of A-Z, a-z, 0-9, '-' and '.'"))
+    }
+}
+
+fn new_id() -> String {
+    // Time-ordered ids keep B-tree inserts local.
+    uuid::Uuid::now_v7().to_string()
+}
+
+fn format_param(q: &[(String, String)]) -> Option<&str> {
+    q.iter().find(|(k, _)| k == "_format").map(|(_, v)| v.as_str())
+}
+
+/// Validates a resource body for a write to `resource_type`.
+fn validate(app: &App, resource_type: &str, body: &Value) -> Result<(), FhirError> {
+    match body.get("resourceType").and_then(Value::as_str) {
+        Some(rt) if rt == resource_type => {}
+        Some(rt) => {
+            return Err(FhirError::new(
+                StatusCode::BAD_REQUEST,
+                Issue::error("invalid", format!("resourceType `{rt}` does not match the URL type `{resource_type}`"))
+                    .at("resourceType"),
+            ));
+        }
+        None => {
+            return Err(FhirError::new(
+                StatusCode::BAD_REQUEST,
+                Issue::error("required", "the resource has no resourceType").at("resourceType"),
+            ));
+        }
+    }
+    let found = app.model.validate(body);
+    if found.is_empty() {
+        return Ok(());
+    }
+    let total = found.len();
+    let mut issues: Vec<Issue> = found
+        .into_iter()
+        .take(MAX_ISSUES)
+        .map(|i| Issue {
+            severity: i.severity.as_str(),
+            code: i.code.as_str(),
+            diagnostics: i.message,
+            expression: vec![i.expression],
+        })
+        .collect();
+    if total > MAX_ISSUES {
+        issues.push(Issue::error("too-costly", format!("{} further issues not shown", total - MAX_ISSUES)));
+    }
+    // Only errors block a write; warnings alone pass.
+    if issues.iter().any(|i| matches!(i.severity, "error" | "fatal")) {
+        Err(FhirError::with_issues(StatusCode::BAD_REQUEST, issues))
+    } else {
+        Ok(())
+    }
+}
+
+fn write_of(resource_type: &str, id: String, resource: Value) -> Write {
+    let tokens = index::tokens(&resource);
+    Write { resource_type: resource_type.to_owned(), id, resource, tokens }
+}
+
+pub async fn metadata(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Result<Response, FhirError> {
+    let q = query::pairs(q.as_deref());
+    negotiate(&headers, format_param(&q))?;
+    let base = base_url(&app, &headers);
+    Ok(fhir_json(StatusCode::OK, &capability::capability_statement(&app.model, &base, app.started_at)))
+}
+
+pub async fn create(
+    State(app): State<Arc<App>>,
+    Path(resource_type): Path<String>,
+    headers: HeaderMap,
+    FhirBody(body): FhirBody,
+) -> Result<Response, FhirError> {
+    check_type(&app, &resource_type)?;
+    negotiate(&headers, None)?;
+    validate(&app, &resource_type, &body)?;
+    let prefer = Prefer::from_headers(&headers);
+    let base = base_url(&app, &headers);
+    let now = app.clock.now();
+    // FHIR: on create the server assigns the id and ignores any id in the body.
+    let write = write_of(&resource_type, new_id(), body);
+    match headers.get("if-none-exist") {
+        None => {
+            let v = app.store.create(write, now).await?;
+            Ok(version_response(StatusCode::CREATED, &v, &base, prefer.return_, true, "created"))
+        }
+        Some(raw) => {
+            let raw = raw.to_str().map_err(|_| FhirError::bad_request("invalid", "If-None-Exist is not valid text"))?;
+            let raw = raw.trim_start_matches('?');
+            let raw = raw.split_once('?').map_or(raw, |(_, q)| q);
+            let criteria = query::criteria(&resource_type, &query::pairs(Some(raw)))?;
+            match app.store.create_unless_exists(&criteria, write, now).await? {
+                ConditionalCreate::Created(v) => {
+                    Ok(version_response(StatusCode::CREATED, &v, &base, prefer.return_, true, "created"))
+                }
+                ConditionalCreate::Exists(v) => Ok(version_response(
+                    StatusCode::OK,
+                    &v,
+                    &base,
+                    prefer.return_,
+                    true,
+                    "a matching resource exists; nothing was created",
+                )),
+            }
+        }
+    }
+}
+
+pub async fn read(
+    State(app): State<Arc<App>>,
+    Path((resource_type, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Result<Response, FhirError> {
+    check_type(&app, &resource_type)?;
+    check_id(&id)?;
+    let q = query::pairs(q.as_deref());
+    negotiate(&headers, format_param(&q))?;
+    match app.store.read(&resource_type, &id).await? {
+        Current::Found(v) => {
+            if not_modified(&headers, &v) {
+                let mut r = StatusCode::NOT_MODIFIED.into_response();
+                if let Ok(e) = etag(v.version_id).parse() {
+                    r.headers_mut().insert(header::ETAG, e);
+                }
+                return Ok(r);
+            }
+            Ok(version_response(StatusCode::OK, &v, "", super::http::Return::Representation, false, ""))
+        }
+        Current::Deleted(v) => {
+            let mut r = FhirError::new(
+                StatusCode::GONE,
+                Issue::error("deleted", format!("{resource_type}/{id} was deleted (version {})", v.version_id)),
+            )
+            .into_response();
+            if let Ok(e) = etag(v.version_id).parse() {
+                r.headers_mut().insert(header::ETAG, e);
+            }
+            Ok(r)
+        }
+        Current::NotFound => Err(FhirError::not_found(format!("{resource_type}/{id} does not exist"))),
+    }
+}
+
+/// Conditional read by `If-None-Match` (version ETag) or `If-Modified-Since`.
+fn not_modified(headers: &HeaderMap, v: &Version) -> bool {
+    if let Some(inm) = headers.get(header::IF_NONE_MATCH).and_then(|h| h.to_str().ok()) {
+        return inm.split(',').any(|t| t.trim() == "*" || super::http::parse_etag(t) == Some(v.version_id));
+    }
+    if let Some(ims) = headers.get(header::IF_MODIFIED_SINCE).and_then(|h| h.to_str().ok())
+        && let Ok(since) = httpdate::parse_http_date(ims)
+    {
+        let since = chrono::DateTime::<chrono::Utc>::from(since);
+        return v.last_updated.timestamp() <= since.timestamp();
+    }
+    false
+}
+
+pub async fn vread(
+    State(app): State<Arc<App>>,
+    Path((resource_type, id, vid)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Result<Response, FhirError> {
+    check_type(&app, &resource_type)?;
+    check_id(&id)?;
+    let q = query::pairs(q.as_deref());
+    negotiate(&headers, format_param(&q))?;
+    let version: u64 =
+        vid.parse().map_err(|_| FhirError::not_found(format!("{resource_type}/{id} has no version `{vid}`")))?;
+    match app.store.read_version(&resource_type, &id, version).await? {
+        Some(v) if v.is_deletion() => Err(FhirError::new(
+            StatusCode::GONE,
+            Issue::error("deleted", format!("version {version} of {resource_type}/{id} is a deletion")),
+        )),
+        Some(v) => Ok(version_response(StatusCode::OK, &v, "", super::http::Return::Representation, false, "")),
+        None => Err(FhirError::not_found(format!("{resource_type}/{id} has no version {version}"))),
+    }
+}
+
+pub async fn update(
+    State(app): State<Arc<App>>,
+    Path((resource_type, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    FhirBody(body): FhirBody,
+) -> Result<Response, FhirError> {
+    check_type(&app, &resource_type)?;
+    check_id(&id)?;
+    negotiate(&headers, None)?;
+    let if_match = if_match(&headers)?;
+    validate(&app, &resource_type, &body)?;
+    match body.get("id").and_then(Value::as_str) {
+        Some(body_id) if body_id == id => {}
+        Some(body_id) => {
+            return Err(FhirError::new(
+                StatusCode::BAD_REQUEST,
+                Issue::error("invalid", format!("the body's id `{body_id}` does not match the URL id `{id}`")).at("id"),
+            ));
+        }
+        None => {
+            return Err(FhirError::new(
+                StatusCode::BAD_REQUEST,
+                Issue::error("required", "an update must carry the resource id matching the URL").at("id"),
+            ));
+        }
+    }
+    let prefer = Prefer::from_headers(&headers);
+    let base = base_url(&app, &headers);
+    let written = app.store.update(write_of(&resource_type, id, body), if_match, app.clock.now()).await?;
+    let (status, msg) = if written.created { (StatusCode::CREATED, "created") } else { (StatusCode::OK, "updated") };
+    Ok(version_response(status, &written.version, &base, prefer.return_, written.created, msg))
+}
+
+pub async fn conditional_update(
+    State(app): State<Arc<App>>,
+    Path(resource_type): Path<String>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    FhirBody(body): FhirBody,
+) -> Result<Response, FhirError> {
+    check_type(&app, &resource_type)?;
+    negotiate(&headers, None)?;
+    let if_match = if_match(&headers)?;
+    let criteria = query::criteria(&resource_type, &query::pairs(q.as_deref()))?;
+    validate(&app, &resource_type, &body)?;
+    let client_id = body.get("id").and_then(Value::as_str).map(str::to_owned);
+    let id_from_client = client_id.is_some();
+    let id = client_id.unwrap_or_else(new_id);
+    let prefer = Prefer::from_headers(&headers);
+    let base = base_url(&app, &headers);
+    let written = app
+        .store
+        .update_matching(&criteria, write_of(&resource_type, id, body), id_from_client, if_match, app.clock.now())
+        .await?;
+    let (status, msg) = if written.created { (StatusCode::CREATED, "created") } else { (StatusCode::OK, "updated") };
+    Ok(version_response(status, &written.version, &base, prefer.return_, written.created, msg))
+}
+
+fn deleted_response(v: &Version) -> Response {
+    let mut r = StatusCode::NO_CONTENT.into_response();
+    if let Ok(e) = etag(v.version_id).parse() {
+        r.headers_mut().insert(header::ETAG, e);
+    }
+    if let Ok(lm) = http_date(v.last_updated).parse() {
+        r.headers_mut().insert(header::LAST_MODIFIED, lm);
+    }
+    r
+}
+
+pub async fn delete(
+    State(app): State<Arc<App>>,
+    Path((resource_type, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, FhirError> {
+    check_type(&app, &resource_type)?;
+    check_id(&id)?;
+    let if_match = if_match(&headers)?;
+    match app.store.delete(&resource_type, &id, if_match, app.clock.now()).await? {
+        Deleted::Deleted(v) => Ok(deleted_response(&v)),
+        Deleted::AlreadyDeleted => Ok(StatusCode::NO_CONTENT.into_response()),
+        Deleted::NotFound => Err(FhirError::not_found(format!("{resource_type}/{id} does not exist"))),
+    }
+}
+
+pub async fn conditional_delete(
+    State(app): State<Arc<App>>,
+    Path(resource_type): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, FhirError> {
+    check_type(&app, &resource_type)?;
+    let criteria = query::criteria(&resource_type, &query::pairs(q.as_deref()))?;
+    let deleted = app.store.delete_matching(&criteria, false, app.clock.now()).await?;
+    match deleted.first() {
+        Some(v) => Ok(deleted_response(v)),
+        None => Err(FhirError::not_found("no resource matches the criteria")),
+    }
+}
+
+#[derive(Serialize)]
+struct Link {
+    relation: &'static str,
+    url: String,
+}
+
+#[derive(Serialize)]
+struct EntryRequest {
+    method: &'static str,
+    url: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct EntryResponse {
+    status: &'static str,
+    etag: String,
+    last_modified: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct HistoryEntry<'a> {
+    full_url: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resource: Option<&'a RawValue>,
+    request: EntryRequest,
+    response: EntryResponse,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct HistoryBundle<'a> {
+    resource_type: &'static str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    link: Vec<Link>,
+    entry: Vec<HistoryEntry<'a>>,
+}
+
+async fn history(
+    app: &App,
+    headers: &HeaderMap,
+    scope: HistoryScope,
+    raw_query: Option<&str>,
+) -> Result<Response, FhirError> {
+    let pairs = query::pairs(raw_query);
+    negotiate(headers, format_param(&pairs))?;
+    let params = query::history_params(&pairs)?;
+    let base = base_url(app, headers);
+    let path = match &scope {
+        HistoryScope::System => format!("{base}/_history"),
+        HistoryScope::Type(t) => format!("{base}/{t}/_history"),
+        HistoryScope::Instance { resource_type, id } => format!("{base}/{resource_type}/{id}/_history"),
+    };
+    let page = app
+        .store
+        .history(&HistoryQuery { scope, since: params.since, before: params.cursor, count: params.count })
+        .await?;
+
+    let link_to = |cursor: Option<i64>| {
+        let mut s = form_urlencoded::Serializer::new(String::new());
+        s.append_pair("_count", &params.count.to_string());
+        if let Some(since) = params.since {
+            s.append_pair("_since", &since.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+        }
+        if let Some(c) = cursor {
+            s.append_pair("_cursor", &c.to_string());
+        }
+        format!("{path}?{}", s.finish())
+    };
+    let mut link = vec![Link { relation: "self", url: link_to(params.cursor) }];
+    if let Some(next) = page.next {
+        link.push(Link { relation: "next", url: link_to(Some(next)) });
+    }
+    if params.cursor.is_some() {
+        link.push(Link { relation: "first", url: link_to(None) });
+    }
+
+    let mut entry = Vec::with_capacity(page.entries.len());
+    for v in &page.entries {
+        let resource = match &v.body {
+            Some(body) => Some(
+                serde_json::from_str::<&RawValue>(body)
+                    .map_err(|e| FhirError::internal(format!("stored body is not JSON: {e}")))?,
+            ),
+            None => None,
+        };
+        let (method, url, status) = match v.method {
+            hearth_store::Method::Post => ("POST", v.resource_type.clone(), "201 Created"),
+            hearth_store::Method::Put => (
+                "PUT",
+                format!("{}/{}", v.resource_type, v.id),
+                if v.version_id == 1 { "201 Created" } else { "200 OK" },
+            ),
+            hearth_store::Method::Delete => ("DELETE", format!("{}/{}", v.resource_type, v.id), "204 No Content"),
+        };
+        entry.push(HistoryEntry {
+            full_url: format!("{base}/{}/{}", v.resource_type, v.id),
+            resource,
+            request: EntryRequest { method, url },
+            response: EntryResponse {
+                status,
+                etag: etag(v.version_id),
+                last_modified: v.last_updated.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            },
+        });
+    }
+    let bundle = HistoryBundle { resource_type: "Bundle", kind: "history", link, entry };
+    let text = serde_json::to_string(&bundle).map_err(FhirError::internal)?;
+    let mut r = (StatusCode::OK, text).into_response();
+    r.headers_mut().insert(header::CONTENT_TYPE, axum::http::HeaderValue::from_static(crate::error::FHIR_JSON));
+    Ok(r)
+}
+
+pub async fn history_system(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Result<Response, FhirError> {
+    history(&app, &headers, HistoryScope::System, q.as_deref()).await
+}
+
+pub async fn history_type(
+    State(app): State<Arc<App>>,
+    Path(resource_type): Path<String>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Result<Response, FhirError> {
+    check_type(&app, &resource_type)?;
+    history(&app, &headers, HistoryScope::Type(resource_type), q.as_deref()).await
+}
+
+pub async fn history_instance(
+    State(app): State<Arc<App>>,
+    Path((resource_type, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Result<Response, FhirError> {
+    check_type(&app, &resource_type)?;
+    check_id(&id)?;
+    if let Current::NotFound = app.store.read(&resource_type, &id).await? {
+        return Err(FhirError::not_found(format!("{resource_type}/{id} does not exist")));
+    }
+    history(&app, &headers, HistoryScope::Instance { resource_type, id }, q.as_deref()).await
+}

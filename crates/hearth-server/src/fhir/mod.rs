@@ -1,0 +1,64 @@
+//! The FHIR R4 REST API under `/fhir`.
+
+mod capability;
+pub mod http;
+mod index;
+mod interactions;
+pub mod query;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+use crate::app::App;
+use crate::error::{FhirError, Issue};
+use interactions as i;
+
+pub fn router() -> Router<Arc<App>> {
+    Router::new()
+        .route("/metadata", get(i::metadata))
+        .route("/_history", get(i::history_system))
+        .route("/{type}", axum::routing::post(i::create).put(i::conditional_update).delete(i::conditional_delete))
+        .route("/{type}/_history", get(i::history_type))
+        .route("/{type}/{id}", get(i::read).put(i::update).delete(i::delete))
+        .route("/{type}/{id}/_history", get(i::history_instance))
+        .route("/{type}/{id}/_history/{vid}", get(i::vread))
+        .fallback(unknown_route)
+        .layer(middleware::from_fn(outcome_guard))
+}
+
+async fn unknown_route() -> FhirError {
+    FhirError::new(StatusCode::NOT_FOUND, Issue::error("not-supported", "no FHIR interaction matches this URL"))
+}
+
+/// Guarantees every FHIR error leaves as an OperationOutcome, including rejections produced by the
+/// router itself (405 Method Not Allowed, path decoding failures).
+async fn outcome_guard(req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let is_fhir_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/fhir+json"));
+    if status.as_u16() < 400 || is_fhir_json {
+        return resp;
+    }
+    let (code, message) = match status {
+        StatusCode::METHOD_NOT_ALLOWED => ("not-supported", "this interaction is not supported at this URL".to_owned()),
+        StatusCode::NOT_FOUND => ("not-found", "not found".to_owned()),
+        s if s.is_server_error() => ("exception", "internal server error".to_owned()),
+        s => ("invalid", format!("the request was rejected ({})", s.canonical_reason().unwrap_or("error"))),
+    };
+    let allow = resp.headers().get(header::ALLOW).cloned();
+    let mut out = FhirError::new(status, Issue::error(code, message)).into_response();
+    if let Some(allow) = allow {
+        out.headers_mut().insert(header::ALLOW, allow);
+    }
+    out
+}

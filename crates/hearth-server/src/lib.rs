@@ -1,0 +1,15 @@
+//! Hearth's HTTP edge: configuration, the [`App`] state, the FHIR REST API and operational
+//! endpoints. The binary (`crates/hearth`) only parses the command line and calls in here.
+
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod config;
+pub mod error;
+pub mod fhir;
+mod ops;
+mod telemetry;
+
+pub use app::{App, Clock, StartError, SystemClock};
+pub use config::Config;
+pub use telemetry::{router, serve};

@@ -1,0 +1,76 @@
+//! Operational and documentation endpoints: liveness, readiness, Prometheus metrics, and the
+//! OpenAPI description of the non-FHIR API (rendered without any CDN).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use serde_json::{Value, json};
+use utoipa::OpenApi;
+
+use crate::app::App;
+use crate::error::ApiError;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Hearth app API",
+        description = "The non-FHIR surface of Hearth. The FHIR R4 API lives under /fhir and is described by GET /fhir/metadata."
+    ),
+    paths(healthz, readyz, metrics, openapi_json)
+)]
+pub struct ApiDoc;
+
+/// Liveness: the process is up and serving HTTP.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "The process is up", body = Object, example = json!({"status": "ok"}))))]
+pub async fn healthz() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// Readiness: the database answers.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses(
+        (status = 200, description = "Ready to serve", body = Object, example = json!({"status": "ready", "database": "sqlite"})),
+        (status = 503, description = "The database is unreachable", body = Object,
+         example = json!({"error": {"code": "unavailable", "message": "a dependency is unavailable"}}))))]
+pub async fn readyz(State(app): State<Arc<App>>) -> Result<Json<Value>, ApiError> {
+    app.store.ping().await.map_err(ApiError::unavailable)?;
+    Ok(Json(json!({ "status": "ready", "database": app.store.backend() })))
+}
+
+/// Prometheus metrics in the text exposition format.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain; version=0.0.4")))]
+pub async fn metrics(State(app): State<Arc<App>>) -> Response {
+    let pool = app.store.pool_stats();
+    metrics::with_local_recorder(&app.metrics, || {
+        let labels = [("backend", app.store.backend())];
+        metrics::gauge!("hearth_db_pool_connections", &labels).set(f64::from(pool.size));
+        metrics::gauge!("hearth_db_pool_idle_connections", &labels).set(f64::from(pool.idle));
+    });
+    let mut r = app.metrics.handle().render().into_response();
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+    r
+}
+
+/// This document.
+#[utoipa::path(get, path = "/api/openapi.json", tag = "documentation",
+    responses((status = 200, description = "The OpenAPI 3.1 description of the app API", body = Object)))]
+pub async fn openapi_json() -> Response {
+    match ApiDoc::openapi().to_json() {
+        Ok(text) => {
+            let mut r = (StatusCode::OK, text).into_response();
+            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            r
+        }
+        Err(e) => ApiError::internal(e).into_response(),
+    }
+}
+
+/// A self-contained API reference page: no CDN, no external fonts; it reads /api/openapi.json.
+pub async fn docs() -> Html<&'static str> {
+    Html(include_str!("docs.html"))
+}

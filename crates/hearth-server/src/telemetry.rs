@@ -1,0 +1,100 @@
+//! The assembled router with its cross-cutting layers (request id, tracing, metrics) and the
+//! server loop with graceful shutdown.
+//!
+//! Logs carry the request id, method, matched route template, status and latency: never the
+//! concrete URL (query strings and ids in paths can carry PHI), headers or bodies.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::get;
+use tokio::net::TcpListener;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tracing::Level;
+
+use crate::app::App;
+use crate::{fhir, ops};
+
+fn route_of(req: &Request) -> String {
+    req.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned())
+}
+
+async fn record_metrics(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = req.method().as_str().to_owned();
+    let route = route_of(&req);
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16().to_string();
+    let elapsed = start.elapsed().as_secs_f64();
+    metrics::with_local_recorder(&app.metrics, || {
+        metrics::counter!("hearth_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
+            .increment(1);
+        metrics::histogram!("hearth_http_request_duration_seconds", "method" => method, "route" => route)
+            .record(elapsed);
+    });
+    resp
+}
+
+/// The whole HTTP surface of Hearth.
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route("/api/openapi.json", get(ops::openapi_json))
+        .route("/api/docs", get(ops::docs))
+        .nest("/fhir", fhir::router())
+        .layer(middleware::from_fn_with_state(app.clone(), record_metrics))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|req: &Request| {
+                    let request_id =
+                        req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-").to_owned();
+                    tracing::info_span!("request", %request_id, method = %req.method(), route = %route_of(req))
+                })
+                .on_request(())
+                .on_response(DefaultOnResponse::new().level(Level::INFO)),
+        )
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .with_state(app)
+}
+
+/// Serves until `shutdown` completes, then stops accepting connections and gives in-flight
+/// requests up to the configured grace period before returning. Closes the store last.
+pub async fn serve(
+    app: Arc<App>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let grace = Duration::from_secs(app.config.shutdown_grace_secs);
+    let (signalled_tx, mut signalled_rx) = tokio::sync::watch::channel(false);
+    let shutdown = async move {
+        shutdown.await;
+        tracing::info!("shutdown requested; draining in-flight requests");
+        let _ = signalled_tx.send(true);
+    };
+    let server = axum::serve(listener, router(app.clone())).with_graceful_shutdown(shutdown);
+    let deadline = async move {
+        while !*signalled_rx.borrow() {
+            if signalled_rx.changed().await.is_err() {
+                // The server finished without a signal; never fire.
+                std::future::pending::<()>().await;
+            }
+        }
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        res = server => res?,
+        () = deadline => tracing::warn!(grace_secs = grace.as_secs(), "grace period expired; abandoning in-flight requests"),
+    }
+    app.store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}

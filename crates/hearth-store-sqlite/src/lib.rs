@@ -1,0 +1,382 @@
+//! The embedded SQLite backend of the [`ResourceStore`].
+//!
+//! Design:
+//! - one database file in WAL mode with `synchronous=FULL`, so a commit is on disk before the call
+//!   returns (a response is never sent for a write that a crash could lose);
+//! - a write pool of exactly one connection whose transactions start with `BEGIN IMMEDIATE`: writes
+//!   are serialised, so read-check-write sequences (version checks, conditional writes) cannot race,
+//!   and a second process on the same file waits on the lock instead of failing mid-transaction;
+//! - a separate pool of read connections that never block the writer (WAL readers see the last
+//!   committed state);
+//! - SQL lives only here; callers pass typed values ([`Criteria`], [`Write`]).
+
+#![forbid(unsafe_code)]
+
+mod sql;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, SecondsFormat, Utc};
+use hearth_store::{
+    ConditionalCreate, Criteria, Current, Deleted, HistoryPage, HistoryQuery, IfMatch, Method, PoolStats,
+    ResourceStore, StoreError, Version, Write, Written,
+};
+use serde_json::{Map, Value};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Sqlite, Transaction};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Tuning knobs for the SQLite backend.
+#[derive(Debug, Clone)]
+pub struct SqliteOptions {
+    /// Read connections (the write pool always has exactly one).
+    pub read_connections: u32,
+    /// How long a writer waits for the database lock held by another process.
+    pub busy_timeout: Duration,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        SqliteOptions { read_connections: 8, busy_timeout: Duration::from_secs(10) }
+    }
+}
+
+pub struct SqliteStore {
+    write: SqlitePool,
+    read: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database file at `path`. Does not apply migrations.
+    pub async fn open(path: &Path, options: &SqliteOptions) -> Result<SqliteStore, StoreError> {
+        let connect = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(options.busy_timeout)
+            .pragma("temp_store", "memory")
+            .pragma("cache_size", "-32000");
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .acquire_timeout(options.busy_timeout)
+            .connect_with(connect.clone())
+            .await
+            .map_err(db_error)?;
+        let read = SqlitePoolOptions::new()
+            .max_connections(options.read_connections.max(1))
+            .acquire_timeout(options.busy_timeout)
+            .connect_with(connect.read_only(true))
+            .await
+            .map_err(db_error)?;
+        Ok(SqliteStore { write, read })
+    }
+
+    /// Applies pending schema migrations (idempotent).
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        MIGRATOR.run(&self.write).await.map_err(|e| StoreError::Database(Box::new(e)))
+    }
+
+    async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
+        self.write.begin_with("BEGIN IMMEDIATE").await.map_err(db_error)
+    }
+}
+
+/// Maps a sqlx error: lock/pool exhaustion is "unavailable" (503), the rest is internal (500).
+fn db_error(e: sqlx::Error) -> StoreError {
+    let busy = match &e {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => true,
+        sqlx::Error::Database(d) => {
+            matches!(d.code().as_deref(), Some("5") | Some("6") | Some("517"))
+        }
+        _ => false,
+    };
+    if busy { StoreError::Unavailable(Box::new(e)) } else { StoreError::Database(Box::new(e)) }
+}
+
+/// Truncates to the millisecond: the precision we store and show in `meta.lastUpdated`.
+fn to_millis(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn from_millis(ms: i64) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::from_timestamp_millis(ms).ok_or_else(|| StoreError::Corrupt(format!("timestamp out of range: {ms}")))
+}
+
+/// Stamps `id` and `meta.versionId`/`meta.lastUpdated` into the resource and serialises it with
+/// `resourceType`, `id` and `meta` first (the order FHIR JSON examples use).
+fn stamp(resource: Value, id: &str, version: u64, last_updated: DateTime<Utc>) -> String {
+    let mut fields = match resource {
+        Value::Object(map) => map,
+        // The edge only passes objects; keep the store total anyway.
+        other => {
+            let mut m = Map::new();
+            m.insert("value".into(), other);
+            m
+        }
+    };
+    let resource_type = fields.shift_remove("resourceType");
+    let mut meta = match fields.shift_remove("meta") {
+        Some(Value::Object(m)) => m,
+        _ => Map::new(),
+    };
+    fields.shift_remove("id");
+    meta.shift_remove("versionId");
+    meta.shift_remove("lastUpdated");
+    let mut stamped_meta = Map::with_capacity(meta.len() + 2);
+    stamped_meta.insert("versionId".into(), Value::String(version.to_string()));
+    stamped_meta.insert("lastUpdated".into(), Value::String(last_updated.to_rfc3339_opts(SecondsFormat::Millis, true)));
+    stamped_meta.extend(meta);
+
+    let mut out = Map::with_capacity(fields.len() + 3);
+    if let Some(rt) = resource_type {
+        out.insert("resourceType".into(), rt);
+    }
+    out.insert("id".into(), Value::String(id.to_owned()));
+    out.insert("meta".into(), Value::Object(stamped_meta));
+    out.extend(fields);
+    Value::Object(out).to_string()
+}
+
+/// The current-row facts a write needs.
+#[derive(Debug, Clone, Copy)]
+struct CurrentRow {
+    version: u64,
+    deleted: bool,
+}
+
+fn check_if_match(if_match: IfMatch, current: Option<CurrentRow>) -> Result<(), StoreError> {
+    match (if_match, current) {
+        (None, _) => Ok(()),
+        (Some(expected), Some(c)) if c.version == expected && !c.deleted => Ok(()),
+        (Some(expected), c) => {
+            Err(StoreError::VersionConflict { expected, current: c.filter(|c| !c.deleted).map(|c| c.version) })
+        }
+    }
+}
+
+async fn put_version(
+    tx: &mut Transaction<'static, Sqlite>,
+    write: Write,
+    previous: Option<CurrentRow>,
+    method: Method,
+    now: DateTime<Utc>,
+) -> Result<Version, StoreError> {
+    let version_id = previous.map_or(1, |p| p.version + 1);
+    let body: Arc<str> = stamp(write.resource, &write.id, version_id, now).into();
+    let seq = sql::insert_version(
+        tx,
+        &write.resource_type,
+        &write.id,
+        version_id,
+        to_millis(now),
+        method,
+        Some(&body),
+    )
+    .await?;
+    sql::upsert_current(tx, &write.resource_type, &write.id, version_id, seq, false, to_millis(now)).await?;
+    if previous.is_some() {
+        sql::delete_tokens(tx, &write.resource_type, &write.id).await?;
+    }
+    sql::insert_tokens(tx, &write.resource_type, &write.id, &write.tokens).await?;
+    Ok(Version {
+        resource_type: write.resource_type,
+        id: write.id,
+        version_id,
+        last_updated: now,
+        method,
+        body: Some(body),
+    })
+}
+
+async fn put_deletion(
+    tx: &mut Transaction<'static, Sqlite>,
+    resource_type: &str,
+    id: &str,
+    previous: CurrentRow,
+    now: DateTime<Utc>,
+) -> Result<Version, StoreError> {
+    let version_id = previous.version + 1;
+    let seq =
+        sql::insert_version(tx, resource_type, id, version_id, to_millis(now), Method::Delete, None).await?;
+    sql::upsert_current(tx, resource_type, id, version_id, seq, true, to_millis(now)).await?;
+    sql::delete_tokens(tx, resource_type, id).await?;
+    Ok(Version {
+        resource_type: resource_type.to_owned(),
+        id: id.to_owned(),
+        version_id,
+        last_updated: now,
+        method: Method::Delete,
+        body: None,
+    })
+}
+
+#[async_trait]
+impl ResourceStore for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn create(&self, write: Write, now: DateTime<Utc>) -> Result<Version, StoreError> {
+        let mut tx = self.begin_write().await?;
+        if sql::current(&mut tx, &write.resource_type, &write.id).await?.is_some() {
+            return Err(StoreError::Conflict);
+        }
+        let v = put_version(&mut tx, write, None, Method::Post, now).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(v)
+    }
+
+    async fn create_unless_exists(
+        &self,
+        criteria: &Criteria,
+        write: Write,
+        now: DateTime<Utc>,
+    ) -> Result<ConditionalCreate, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let matches = sql::find(&mut tx, criteria, 2).await?;
+        match matches.len() {
+            0 => {
+                if sql::current(&mut tx, &write.resource_type, &write.id).await?.is_some() {
+                    return Err(StoreError::Conflict);
+                }
+                let v = put_version(&mut tx, write, None, Method::Post, now).await?;
+                tx.commit().await.map_err(db_error)?;
+                Ok(ConditionalCreate::Created(v))
+            }
+            1 => {
+                let existing =
+                    matches.into_iter().next().ok_or_else(|| StoreError::Corrupt("match vanished".into()))?;
+                Ok(ConditionalCreate::Exists(existing))
+            }
+            n => Err(StoreError::MultipleMatches(n)),
+        }
+    }
+
+    async fn update(&self, write: Write, if_match: IfMatch, now: DateTime<Utc>) -> Result<Written, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let current = sql::current(&mut tx, &write.resource_type, &write.id).await?;
+        check_if_match(if_match, current)?;
+        let created = current.is_none_or(|c| c.deleted);
+        let v = put_version(&mut tx, write, current, Method::Put, now).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(Written { version: v, created })
+    }
+
+    async fn update_matching(
+        &self,
+        criteria: &Criteria,
+        mut write: Write,
+        id_from_client: bool,
+        if_match: IfMatch,
+        now: DateTime<Utc>,
+    ) -> Result<Written, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let matches = sql::find(&mut tx, criteria, 2).await?;
+        if matches.len() > 1 {
+            return Err(StoreError::MultipleMatches(matches.len()));
+        }
+        if let Some(found) = matches.into_iter().next() {
+            if id_from_client && found.id != write.id {
+                return Err(StoreError::IdMismatch);
+            }
+            write.id = found.id;
+        }
+        let current = sql::current(&mut tx, &write.resource_type, &write.id).await?;
+        check_if_match(if_match, current)?;
+        let created = current.is_none_or(|c| c.deleted);
+        let v = put_version(&mut tx, write, current, Method::Put, now).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(Written { version: v, created })
+    }
+
+    async fn delete(
+        &self,
+        resource_type: &str,
+        id: &str,
+        if_match: IfMatch,
+        now: DateTime<Utc>,
+    ) -> Result<Deleted, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let current = sql::current(&mut tx, resource_type, id).await?;
+        let Some(current) = current else {
+            return Ok(Deleted::NotFound);
+        };
+        if current.deleted && if_match.is_none() {
+            return Ok(Deleted::AlreadyDeleted);
+        }
+        check_if_match(if_match, Some(current))?;
+        let v = put_deletion(&mut tx, resource_type, id, current, now).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(Deleted::Deleted(v))
+    }
+
+    async fn delete_matching(
+        &self,
+        criteria: &Criteria,
+        allow_multiple: bool,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Version>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let limit = if allow_multiple { u32::MAX } else { 2 };
+        let matches = sql::find(&mut tx, criteria, limit).await?;
+        if !allow_multiple && matches.len() > 1 {
+            return Err(StoreError::MultipleMatches(matches.len()));
+        }
+        let mut out = Vec::with_capacity(matches.len());
+        for m in matches {
+            let previous = CurrentRow { version: m.version_id, deleted: false };
+            out.push(put_deletion(&mut tx, &m.resource_type, &m.id, previous, now).await?);
+        }
+        tx.commit().await.map_err(db_error)?;
+        Ok(out)
+    }
+
+    async fn read(&self, resource_type: &str, id: &str) -> Result<Current, StoreError> {
+        let mut conn = self.read.acquire().await.map_err(db_error)?;
+        sql::read_current(&mut conn, resource_type, id).await
+    }
+
+    async fn read_version(
+        &self,
+        resource_type: &str,
+        id: &str,
+        version_id: u64,
+    ) -> Result<Option<Version>, StoreError> {
+        let mut conn = self.read.acquire().await.map_err(db_error)?;
+        sql::read_version(&mut conn, resource_type, id, version_id).await
+    }
+
+    async fn find(&self, criteria: &Criteria, limit: u32) -> Result<Vec<Version>, StoreError> {
+        let mut conn = self.read.acquire().await.map_err(db_error)?;
+        sql::find(&mut conn, criteria, limit).await
+    }
+
+    async fn history(&self, query: &HistoryQuery) -> Result<HistoryPage, StoreError> {
+        let mut conn = self.read.acquire().await.map_err(db_error)?;
+        sql::history(&mut conn, query).await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let mut conn = self.read.acquire().await.map_err(db_error)?;
+        sql::ping(&mut conn).await
+    }
+
+    fn pool_stats(&self) -> PoolStats {
+        PoolStats {
+            size: self.read.size() + self.write.size(),
+            idle: u32::try_from(self.read.num_idle() + self.write.num_idle()).unwrap_or(u32::MAX),
+        }
+    }
+
+    async fn close(&self) {
+        self.read.close().await;
+        self.write.close().await;
+    }
+}

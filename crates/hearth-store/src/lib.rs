@@ -1,0 +1,231 @@
+//! The storage API of Hearth.
+//!
+//! This crate owns the [`ResourceStore`] trait that every backend implements (the embedded SQLite
+//! backend in `hearth-store-sqlite`; PostgreSQL follows the same contract), the value types that
+//! cross it, and [`StoreError`]. It contains no SQL and no HTTP.
+//!
+//! Contract shared by every backend:
+//! - every write creates a new version (`meta.versionId` = previous + 1, starting at 1) and keeps all
+//!   earlier versions readable; a delete writes a deletion marker version;
+//! - the store, not the caller, stamps `id`, `meta.versionId` and `meta.lastUpdated` into the body
+//!   it keeps, so what is read back is byte-for-byte what was stored;
+//! - a successful return means the change is durable (committed and synced);
+//! - each write (including the match step of conditional writes) runs in one serialisable
+//!   transaction: concurrent writers never lose an update and never create duplicates;
+//! - the caller supplies the time (`now`); backends never read the clock.
+
+#![forbid(unsafe_code)]
+
+mod criteria;
+mod error;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+pub use criteria::{Clause, Criteria, TokenMatch};
+pub use error::StoreError;
+
+/// How a version came to be: the HTTP verb FHIR history reports in `Bundle.entry.request.method`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Post,
+    Put,
+    Delete,
+}
+
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Delete => "DELETE",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Method> {
+        match s {
+            "POST" => Some(Method::Post),
+            "PUT" => Some(Method::Put),
+            "DELETE" => Some(Method::Delete),
+            _ => None,
+        }
+    }
+}
+
+/// One stored version of a resource.
+#[derive(Debug, Clone)]
+pub struct Version {
+    pub resource_type: String,
+    pub id: String,
+    pub version_id: u64,
+    pub last_updated: DateTime<Utc>,
+    pub method: Method,
+    /// The stored JSON text (with `id` and `meta` stamped), `None` for a deletion marker.
+    pub body: Option<Arc<str>>,
+}
+
+impl Version {
+    pub fn is_deletion(&self) -> bool {
+        self.body.is_none()
+    }
+}
+
+/// The answer to a read of the current version.
+#[derive(Debug, Clone)]
+pub enum Current {
+    Found(Version),
+    /// The latest version is a deletion marker (HTTP 410).
+    Deleted(Version),
+    NotFound,
+}
+
+/// One row of a search index, computed by the caller from the resource (the store does not
+/// interpret resource content). `system = None` means the token has no system.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenIndex {
+    pub param: String,
+    pub system: Option<String>,
+    pub code: String,
+}
+
+/// Everything the store needs to write one resource version.
+#[derive(Debug, Clone)]
+pub struct Write {
+    pub resource_type: String,
+    pub id: String,
+    /// The resource as sent; the store stamps `id` and `meta`.
+    pub resource: Value,
+    pub tokens: Vec<TokenIndex>,
+}
+
+/// `If-Match` version precondition.
+pub type IfMatch = Option<u64>;
+
+#[derive(Debug, Clone)]
+pub struct Written {
+    pub version: Version,
+    /// True when this write created the resource (no earlier live version).
+    pub created: bool,
+}
+
+#[derive(Debug, Clone)]
+pub enum ConditionalCreate {
+    Created(Version),
+    /// Exactly one resource matched; nothing was written.
+    Exists(Version),
+}
+
+#[derive(Debug, Clone)]
+pub enum Deleted {
+    /// A deletion marker was written with this version.
+    Deleted(Version),
+    /// The resource was already deleted; nothing written.
+    AlreadyDeleted,
+    NotFound,
+}
+
+/// Which history to list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HistoryScope {
+    System,
+    Type(String),
+    Instance { resource_type: String, id: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct HistoryQuery {
+    pub scope: HistoryScope,
+    /// Only versions with `lastUpdated >= since`.
+    pub since: Option<DateTime<Utc>>,
+    /// Paging cursor: only versions written before this position (exclusive).
+    pub before: Option<i64>,
+    /// Page size (the store returns at most this many).
+    pub count: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct HistoryPage {
+    /// Newest first.
+    pub entries: Vec<Version>,
+    /// Cursor for the next (older) page, `None` when this is the last page.
+    pub next: Option<i64>,
+}
+
+/// Connection pool figures for metrics.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PoolStats {
+    pub size: u32,
+    pub idle: u32,
+}
+
+/// The resource store. Implementations must uphold the contract in the crate docs.
+#[async_trait]
+pub trait ResourceStore: Send + Sync + 'static {
+    /// Backend name for logs and metrics (`sqlite`, `postgres`).
+    fn backend(&self) -> &'static str;
+
+    /// Create a new resource with the given (fresh) id. Fails with `Conflict` if the id exists.
+    async fn create(&self, write: Write, now: DateTime<Utc>) -> Result<Version, StoreError>;
+
+    /// Create unless `criteria` matches: 0 matches → create, 1 → `Exists`, more → `MultipleMatches`.
+    async fn create_unless_exists(
+        &self,
+        criteria: &Criteria,
+        write: Write,
+        now: DateTime<Utc>,
+    ) -> Result<ConditionalCreate, StoreError>;
+
+    /// Update (or create with the client's id). `if_match` is checked against the current version.
+    async fn update(&self, write: Write, if_match: IfMatch, now: DateTime<Utc>) -> Result<Written, StoreError>;
+
+    /// Conditional update: 0 matches → create `write` (with its id), 1 → update the match (the
+    /// write's id is replaced by the match's id unless the caller supplied one that differs, which
+    /// is `IdMismatch`), more → `MultipleMatches`.
+    async fn update_matching(
+        &self,
+        criteria: &Criteria,
+        write: Write,
+        id_from_client: bool,
+        if_match: IfMatch,
+        now: DateTime<Utc>,
+    ) -> Result<Written, StoreError>;
+
+    async fn delete(
+        &self,
+        resource_type: &str,
+        id: &str,
+        if_match: IfMatch,
+        now: DateTime<Utc>,
+    ) -> Result<Deleted, StoreError>;
+
+    /// Conditional delete. With `allow_multiple = false`, more than one match is `MultipleMatches`.
+    /// Returns the deletion markers written.
+    async fn delete_matching(
+        &self,
+        criteria: &Criteria,
+        allow_multiple: bool,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Version>, StoreError>;
+
+    async fn read(&self, resource_type: &str, id: &str) -> Result<Current, StoreError>;
+
+    /// A specific version; `None` when that version never existed.
+    async fn read_version(&self, resource_type: &str, id: &str, version_id: u64)
+    -> Result<Option<Version>, StoreError>;
+
+    /// Live resources matching `criteria`, ordered by id, at most `limit`.
+    async fn find(&self, criteria: &Criteria, limit: u32) -> Result<Vec<Version>, StoreError>;
+
+    async fn history(&self, query: &HistoryQuery) -> Result<HistoryPage, StoreError>;
+
+    /// Cheap round trip to the database for readiness checks.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    fn pool_stats(&self) -> PoolStats;
+
+    /// Waits for connections to be returned and closes them (used on shutdown).
+    async fn close(&self);
+}

@@ -1,0 +1,108 @@
+//! The `hearth` binary: parses the command line, loads configuration once, sets up logging and
+//! hands over to `hearth-server`. Subcommands are the roles one binary plays.
+
+#![forbid(unsafe_code)]
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use hearth_server::config::LogFormat;
+use hearth_server::{App, Config, SystemClock};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(name = "hearth", version, about = "A FHIR R4 health platform backend in one binary")]
+struct Cli {
+    /// TOML configuration file (also HEARTH_CONFIG). HEARTH_* variables override it.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Apply migrations and serve the HTTP API (FHIR at /fhir) until SIGINT/SIGTERM.
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+}
+
+fn init_logging(config: &Config) -> Result<(), String> {
+    let filter = EnvFilter::try_new(&config.log_level).map_err(|e| format!("invalid log_level: {e}"))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stdout().is_terminal())
+        .with_writer(std::io::stdout);
+    let result = match config.log_format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+    result.map_err(|e| format!("cannot initialise logging: {e}"))
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), String> {
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let config = Config::load(cli.config.as_deref(), &env).map_err(|e| e.to_string())?;
+    init_logging(&config)?;
+    match cli.command {
+        Command::Migrate => {
+            hearth_server::app::open_store(&config).await.map_err(|e| e.to_string())?.close().await;
+            tracing::info!("migrations applied");
+            Ok(())
+        }
+        Command::Serve => {
+            let listen = config.listen;
+            let app = Arc::new(App::start(config, Arc::new(SystemClock)).await.map_err(|e| e.to_string())?);
+            let listener =
+                tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+            let addr = listener.local_addr().map_err(|e| e.to_string())?;
+            tracing::info!(backend = app.store.backend(), "listening on http://{addr} (FHIR base http://{addr}/fhir)");
+            hearth_server::serve(app, listener, shutdown_signal()).await.map_err(|e| format!("server error: {e}"))
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("hearth: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("hearth: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! `TestApp`: the real server on a random port against a fresh database in a temp directory.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use chrono::{DateTime, Utc};
+use hearth_server::{App, Clock, Config};
+use reqwest::header::HeaderMap;
+use serde_json::Value;
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+
+/// A clock tests can pin and move. Starts at the real current time.
+pub struct TestClock(AtomicI64);
+
+impl TestClock {
+    pub fn set(&self, t: DateTime<Utc>) {
+        self.0.store(t.timestamp_millis(), Ordering::SeqCst);
+    }
+}
+
+impl Clock for TestClock {
+    fn now(&self) -> DateTime<Utc> {
+        DateTime::from_timestamp_millis(self.0.load(Ordering::SeqCst)).unwrap()
+    }
+}
+
+pub struct TestApp {
+    /// `http://127.0.0.1:PORT`
+    pub addr: String,
+    pub client: reqwest::Client,
+    pub app: Arc<App>,
+    pub clock: Arc<TestClock>,
+    shutdown: Option<oneshot::Sender<()>>,
+    _dir: TempDir,
+}
+
+pub struct Resp {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub text: String,
+}
+
+impl Resp {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text))
+    }
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers.get(name).map(|v| v.to_str().unwrap().to_owned())
+    }
+    /// Asserts the body is an OperationOutcome and returns its first issue.
+    pub fn outcome_issue(&self) -> Value {
+        assert!(
+            self.header("content-type").unwrap_or_default().starts_with("application/fhir+json"),
+            "content-type {:?} for {}",
+            self.header("content-type"),
+            self.text
+        );
+        let v = self.json();
+        assert_eq!(v["resourceType"], "OperationOutcome", "{}", self.text);
+        v["issue"][0].clone()
+    }
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        TestApp::spawn_with(|_| {}).await
+    }
+
+    pub async fn spawn_with(configure: impl FnOnce(&mut Config)) -> TestApp {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::load(None, &[]).unwrap();
+        config.data_dir = dir.path().join("data");
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        configure(&mut config);
+        let clock = Arc::new(TestClock(AtomicI64::new(Utc::now().timestamp_millis())));
+        let app = Arc::new(App::start(config, clock.clone()).await.unwrap());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = oneshot::channel::<()>();
+        tokio::spawn(hearth_server::serve(app.clone(), listener, async move {
+            let _ = rx.await;
+        }));
+        TestApp { addr, client: reqwest::Client::new(), app, clock, shutdown: Some(tx), _dir: dir }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.addr, path)
+    }
+
+    pub async fn send(&self, req: reqwest::RequestBuilder) -> Resp {
+        let r = req.send().await.unwrap();
+        let status = r.status().as_u16();
+        let headers = r.headers().clone();
+        let text = r.text().await.unwrap();
+        Resp { status, headers, text }
+    }
+
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.client.request(method, self.url(path))
+    }
+
+    pub fn with_body(&self, method: reqwest::Method, path: &str, body: &Value) -> reqwest::RequestBuilder {
+        self.request(method, path).header("content-type", "application/fhir+json").body(body.to_string())
+    }
+
+    pub async fn get(&self, path: &str) -> Resp {
+        self.send(self.request(reqwest::Method::GET, path)).await
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> Resp {
+        self.send(self.with_body(reqwest::Method::POST, path, body)).await
+    }
+
+    pub async fn put(&self, path: &str, body: &Value) -> Resp {
+        self.send(self.with_body(reqwest::Method::PUT, path, body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Resp {
+        self.send(self.request(reqwest::Method::DELETE, path)).await
+    }
+
+    /// Creates a resource and returns its server-assigned id.
+    pub async fn create(&self, body: &Value) -> String {
+        let rt = body["resourceType"].as_str().unwrap();
+        let r = self.post(&format!("/fhir/{rt}"), body).await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        r.json()["id"].as_str().unwrap().to_owned()
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+pub fn patient(family: &str) -> Value {
+    serde_json::json!({
+        "resourceType": "Patient",
+        "name": [{"family": family, "given": ["Test"]}],
+        "gender": "female",
+        "birthDate": "1980-04-01"
+    })
+}

@@ -1,0 +1,14 @@
+//! Hearth's one integration-test binary: every test drives the real HTTP server.
+
+// Tests may panic: that is how they fail.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+mod common;
+
+mod conditional;
+mod crud;
+mod errors;
+mod examples;
+mod history;
+mod ops;
+mod process;

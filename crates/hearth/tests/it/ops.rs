@@ -1,0 +1,91 @@
+//! Health, readiness, metrics, OpenAPI, request ids and the CapabilityStatement.
+
+use crate::common::{TestApp, patient};
+
+#[tokio::test]
+async fn health_and_readiness() {
+    let t = TestApp::spawn().await;
+    let r = t.get("/healthz").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["status"], "ok");
+    let r = t.get("/readyz").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["database"], "sqlite");
+    // With the database closed, readiness fails with the JSON error envelope.
+    t.app.store.close().await;
+    let r = t.get("/readyz").await;
+    assert_eq!(r.status, 503);
+    assert_eq!(r.json()["error"]["code"], "unavailable");
+    assert_eq!(t.get("/healthz").await.status, 200, "liveness does not depend on the database");
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_and_status() {
+    let t = TestApp::spawn().await;
+    t.create(&patient("M")).await;
+    t.get("/fhir/Patient/missing").await;
+    let m = t.get("/metrics").await;
+    assert_eq!(m.status, 200);
+    assert!(m.header("content-type").unwrap().starts_with("text/plain"));
+    let text = m.text;
+    assert!(
+        text.lines().any(|l| l.starts_with("hearth_http_requests_total")
+            && l.contains("route=\"/fhir/{type}\"")
+            && l.contains("status=\"201\"")
+            && l.contains("method=\"POST\"")),
+        "{text}"
+    );
+    assert!(text.lines().any(|l| l.contains("route=\"/fhir/{type}/{id}\"") && l.contains("status=\"404\"")), "{text}");
+    assert!(text.contains("hearth_http_request_duration_seconds_bucket"), "{text}");
+    assert!(text.contains("hearth_db_pool_connections"), "{text}");
+    assert!(!text.contains("missing"), "concrete ids never become labels");
+}
+
+#[tokio::test]
+async fn every_response_carries_a_request_id() {
+    let t = TestApp::spawn().await;
+    let r = t.get("/healthz").await;
+    assert_eq!(r.header("x-request-id").unwrap().len(), 36);
+    let r = t.send(t.request(reqwest::Method::GET, "/healthz").header("x-request-id", "abc-123")).await;
+    assert_eq!(r.header("x-request-id").as_deref(), Some("abc-123"));
+}
+
+#[tokio::test]
+async fn openapi_and_docs_are_served_without_a_cdn() {
+    let t = TestApp::spawn().await;
+    let r = t.get("/api/openapi.json").await;
+    assert_eq!(r.status, 200);
+    let spec = r.json();
+    assert!(spec["openapi"].as_str().unwrap().starts_with("3."));
+    for p in ["/healthz", "/readyz", "/metrics", "/api/openapi.json"] {
+        assert!(spec["paths"][p]["get"].is_object(), "{p} missing from OpenAPI");
+    }
+    let docs = t.get("/api/docs").await;
+    assert_eq!(docs.status, 200);
+    assert!(docs.text.contains("/api/openapi.json"));
+    assert!(!docs.text.contains("http://") && !docs.text.contains("https://"), "docs must not load anything remote");
+}
+
+#[tokio::test]
+async fn capability_statement_claims_only_what_is_implemented() {
+    let t = TestApp::spawn().await;
+    let r = t.get("/fhir/metadata").await;
+    assert_eq!(r.status, 200);
+    let cs = r.json();
+    assert_eq!(cs["resourceType"], "CapabilityStatement");
+    assert_eq!(cs["fhirVersion"], "4.0.1");
+    assert_eq!(cs["kind"], "instance");
+    let resources = cs["rest"][0]["resource"].as_array().unwrap();
+    assert_eq!(resources.len(), 147);
+    let patient = resources.iter().find(|r| r["type"] == "Patient").unwrap();
+    let codes: Vec<&str> =
+        patient["interaction"].as_array().unwrap().iter().map(|i| i["code"].as_str().unwrap()).collect();
+    for c in ["read", "vread", "update", "delete", "history-instance", "history-type", "create"] {
+        assert!(codes.contains(&c), "{c} missing");
+    }
+    assert!(!codes.contains(&"search-type"), "search is not implemented yet and must not be claimed");
+    assert!(!codes.contains(&"patch"));
+    // Every claimed read really works for an arbitrary type: a 404, not a 405.
+    assert_eq!(t.get("/fhir/Substance/x").await.status, 404);
+    assert!(cs["rest"][0].get("operation").is_none());
+}

@@ -1,0 +1,230 @@
+//! Tests of the real `hearth` binary: zero-config start, durability across kill -9, graceful
+//! shutdown, the migrate subcommand, configuration errors and PHI-free structured logs.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+
+const BIN: &str = env!("CARGO_BIN_EXE_hearth");
+
+struct Proc {
+    child: Child,
+    base: String,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+fn command(cwd: &Path, env: &[(&str, &str)], args: &[&str]) -> Command {
+    let mut c = Command::new(BIN);
+    c.current_dir(cwd).env_clear().args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c
+}
+
+/// Starts `hearth serve` and waits for its "listening on" line.
+async fn start(cwd: &Path, env: &[(&str, &str)]) -> Proc {
+    let mut env = env.to_vec();
+    env.push(("HEARTH_LISTEN", "127.0.0.1:0"));
+    let mut child = command(cwd, &env, &["serve"]).spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let (tx, rx) = tokio::sync::oneshot::channel::<String>();
+    let sink = lines.clone();
+    tokio::spawn(async move {
+        let mut tx = Some(tx);
+        let mut reader = BufReader::new(stdout).lines();
+        while let Ok(Some(line)) = reader.next_line().await {
+            if let Some(pos) = line.find("listening on http://") {
+                let rest = &line[pos + "listening on http://".len()..];
+                let addr: String = rest.chars().take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':').collect();
+                if let Some(tx) = tx.take() {
+                    let _ = tx.send(addr);
+                }
+            }
+            sink.lock().unwrap().push(line);
+        }
+    });
+    let addr = tokio::time::timeout(Duration::from_secs(30), rx).await.expect("server did not start").unwrap();
+    Proc { child, base: format!("http://{addr}"), lines }
+}
+
+async fn sigterm(p: &Proc) {
+    let pid = p.child.id().unwrap().to_string();
+    let status = Command::new("kill").args(["-TERM", &pid]).status().await.unwrap();
+    assert!(status.success());
+}
+
+async fn wait_exit(p: &mut Proc) -> std::process::ExitStatus {
+    tokio::time::timeout(Duration::from_secs(30), p.child.wait()).await.expect("did not exit").unwrap()
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::new()
+}
+
+async fn put(base: &str, rt: &str, id: &str, body: &Value) -> u16 {
+    client()
+        .put(format!("{base}/fhir/{rt}/{id}"))
+        .header("content-type", "application/fhir+json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn zero_config_start_keeps_data_under_hearth_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = start(dir.path(), &[]).await;
+    assert!(dir.path().join("hearth-data").join("hearth.db").exists());
+    let r = client().get(format!("{}/readyz", p.base)).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    sigterm(&p).await;
+    assert!(wait_exit(&mut p).await.success());
+}
+
+#[tokio::test]
+async fn a_write_acknowledged_before_kill_9_survives() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = start(dir.path(), &[]).await;
+    for i in 0..25 {
+        let body = json!({"resourceType": "Patient", "id": format!("p{i}"), "gender": "male"});
+        assert_eq!(put(&p.base, "Patient", &format!("p{i}"), &body).await, 201);
+    }
+    // The last acknowledged write, then SIGKILL at once: no chance to flush anything.
+    let last = json!({"resourceType": "Patient", "id": "p0", "gender": "female"});
+    assert_eq!(put(&p.base, "Patient", "p0", &last).await, 200);
+    p.child.start_kill().unwrap();
+    wait_exit(&mut p).await;
+
+    let mut p = start(dir.path(), &[]).await;
+    for i in 0..25 {
+        let r = client().get(format!("{}/fhir/Patient/p{i}", p.base)).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 200, "p{i} lost");
+    }
+    let r: Value = client().get(format!("{}/fhir/Patient/p0", p.base)).send().await.unwrap().json_text().await;
+    assert_eq!(r["gender"], "female");
+    assert_eq!(r["meta"]["versionId"], "2");
+    sigterm(&p).await;
+    wait_exit(&mut p).await;
+}
+
+trait JsonText {
+    async fn json_text(self) -> Value;
+}
+
+impl JsonText for reqwest::Response {
+    async fn json_text(self) -> Value {
+        serde_json::from_str(&self.text().await.unwrap()).unwrap()
+    }
+}
+
+#[tokio::test]
+async fn sigterm_lets_an_in_flight_request_finish() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = start(dir.path(), &[]).await;
+    let body = json!({"resourceType": "Patient", "gender": "other"}).to_string();
+    let addr = p.base.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /fhir/Patient HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/fhir+json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let (first, rest) = body.split_at(10);
+    stream.write_all(first.as_bytes()).await.unwrap();
+    stream.flush().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    sigterm(&p).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // New connections are no longer accepted while the old request drains.
+    assert!(client().get(format!("{}/healthz", p.base)).send().await.is_err());
+
+    stream.write_all(rest.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 201"), "{response}");
+    assert!(wait_exit(&mut p).await.success());
+}
+
+#[tokio::test]
+async fn migrate_is_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("HEARTH_DATA_DIR", "state")];
+    for _ in 0..2 {
+        let out = command(dir.path(), &env, &["migrate"]).output().await.unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    assert!(dir.path().join("state").join("hearth.db").exists());
+}
+
+#[tokio::test]
+async fn configuration_errors_fail_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = command(dir.path(), &[("HEARTH_LISTN", "1")], &["serve"]).output().await.unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("HEARTH_LISTN"));
+    let out =
+        command(dir.path(), &[("HEARTH_DATABASE_URL", "mysql://u:hunter2@db/x")], &["serve"]).output().await.unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("database_url"), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "secrets never printed: {stderr}");
+    std::fs::write(dir.path().join("h.toml"), "listen = 5\n").unwrap();
+    let out = command(dir.path(), &[], &["--config", "h.toml", "serve"]).output().await.unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("h.toml"));
+}
+
+#[tokio::test]
+async fn json_logs_carry_request_ids_and_no_phi() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = start(dir.path(), &[("HEARTH_LOG_FORMAT", "json")]).await;
+    let secret_name = "Zebediah-Quixote";
+    let secret_mrn = "MRN-77731";
+    let body = json!({"resourceType": "Patient", "name": [{"family": secret_name}],
+        "identifier": [{"system": "urn:mrn", "value": secret_mrn}]});
+    let r = client()
+        .post(format!("{}/fhir/Patient", p.base))
+        .header("content-type", "application/fhir+json")
+        .header("if-none-exist", format!("identifier=urn:mrn|{secret_mrn}"))
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    let id = r.json_text().await["id"].as_str().unwrap().to_owned();
+    client().get(format!("{}/fhir/Patient/{id}/_history?_since=2000-01-01", p.base)).send().await.unwrap();
+    client().delete(format!("{}/fhir/Patient?identifier=urn:mrn|{secret_mrn}", p.base)).send().await.unwrap();
+    // A failing request must not echo its body either.
+    client()
+        .post(format!("{}/fhir/Patient", p.base))
+        .header("content-type", "application/fhir+json")
+        .body(format!("{{\"resourceType\":\"Patient\",\"nickname\":\"{secret_name}\"}}"))
+        .send()
+        .await
+        .unwrap();
+    sigterm(&p).await;
+    wait_exit(&mut p).await;
+    let lines = p.lines.lock().unwrap().clone();
+    assert!(lines.len() > 4, "{lines:?}");
+    let mut saw_request = false;
+    for line in &lines {
+        let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(!line.contains(secret_name) && !line.contains(secret_mrn), "PHI in log: {line}");
+        if line.contains("request_id") && line.contains("/fhir/{type}") {
+            saw_request = true;
+        }
+        assert!(v.get("level").is_some());
+    }
+    assert!(saw_request, "{lines:?}");
+}

@@ -136,6 +136,17 @@ impl ElementDef {
         self.name_end != self.path.len()
     }
 
+    /// For a choice element: which of its types the JSON property `json_name` stands for
+    /// (`valueQuantity` → `Quantity`, `valueDateTime` → `dateTime`); `None` if it is not a variant
+    /// of this element. Lets a caller find the polymorphic `Observation.value` among an object's keys.
+    pub fn choice_type_of(&self, json_name: &str) -> Option<&TypeRef> {
+        if !self.is_choice() {
+            return None;
+        }
+        let suffix = json_name.strip_prefix(self.name())?;
+        self.types.iter().find(|t| choice_suffix_is(suffix, &t.code))
+    }
+
     /// The allowed types. Empty only for `contentReference` elements, whose types are those of the
     /// referenced element (see [`Scope::child`], which resolves this).
     pub fn types(&self) -> &[TypeRef] {
@@ -329,10 +340,7 @@ impl<'m> Scope<'m> {
         }
         for i in &data.choices {
             let Some(element) = ty.elem(*i) else { continue };
-            let Some(suffix) = json_name.strip_prefix(element.name()) else {
-                continue;
-            };
-            if let Some(t) = element.types.iter().find(|t| choice_suffix_is(suffix, &t.code)) {
+            if let Some(t) = element.choice_type_of(json_name) {
                 return self.resolve(element, Some(t));
             }
         }
@@ -710,6 +718,10 @@ mod tests {
         assert_eq!(unit.type_code, "string");
         assert_eq!(unit.kind, Some(TypeKind::PrimitiveType));
 
+        let value = m.element("Observation", "value[x]").unwrap();
+        assert_eq!(value.choice_type_of("valueString").unwrap().code(), "string");
+        assert!(value.choice_type_of("valueFoo").is_none());
+        assert!(value.choice_type_of("value").is_none());
         let dt = m.child("Observation", "effectiveDateTime").unwrap();
         assert_eq!(dt.type_code, "dateTime");
         assert!(m.child("Observation", "valueFoo").is_none());

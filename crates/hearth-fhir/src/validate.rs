@@ -176,7 +176,7 @@ impl<'m> Validator<'m> {
             }
             match scope.child(key) {
                 Some(child) => {
-                    if child.element.is_choice() && !first_of_choice(obj, key, &child, scope) {
+                    if child.element.is_choice() && !first_of_choice(obj, key, child.element) {
                         let message = format!("only one type of `{}[x]` may be present", child.element.name());
                         self.push_child(key, IssueCode::Structure, &message);
                         continue;
@@ -191,7 +191,7 @@ impl<'m> Validator<'m> {
         }
         if !self.stopped {
             for element in scope.required() {
-                if !is_present(obj, element, scope) {
+                if !is_present(obj, element) {
                     let message = format!("missing required element `{}` (min {})", element.path(), element.min());
                     self.push_child(element.name(), IssueCode::Required, &message);
                 }
@@ -359,13 +359,12 @@ fn companion_has_item(obj: &Object, key: &str, index: usize) -> bool {
 
 /// For a choice property: whether it is the first property of `obj` for that choice element
 /// (so a second type of the same `value[x]` is reported once).
-fn first_of_choice(obj: &Object, key: &str, child: &Child<'_>, scope: Scope<'_>) -> bool {
-    let prefix = child.element.name();
+fn first_of_choice(obj: &Object, key: &str, element: &ElementDef) -> bool {
     for k in obj.keys() {
         if k == key {
             return true;
         }
-        if k.starts_with(prefix) && scope.child(k).is_some_and(|c| std::ptr::eq(c.element, child.element)) {
+        if element.choice_type_of(k).is_some() {
             return false;
         }
     }
@@ -373,18 +372,14 @@ fn first_of_choice(obj: &Object, key: &str, child: &Child<'_>, scope: Scope<'_>)
 }
 
 /// Whether a required element is present as `name`, `_name` or, for a choice, any `nameType`.
-fn is_present(obj: &Object, element: &ElementDef, scope: Scope<'_>) -> bool {
+fn is_present(obj: &Object, element: &ElementDef) -> bool {
     let name = element.name();
     if !element.is_choice() && obj.contains_key(name) {
         return true;
     }
     obj.keys().any(|k| {
         let k = k.strip_prefix('_').unwrap_or(k);
-        if element.is_choice() {
-            k.starts_with(name) && scope.child(k).is_some_and(|c| std::ptr::eq(c.element, element))
-        } else {
-            k == name
-        }
+        if element.is_choice() { element.choice_type_of(k).is_some() } else { k == name }
     })
 }
 

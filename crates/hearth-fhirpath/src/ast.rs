@@ -222,28 +222,19 @@ functions! {
     "comparable" => Comparable(1, 1),
     "defineVariable" => DefineVariable(1, 2),
     "in" => InFn(1, 1),
+    "yearOf" => YearOf(0, 0),
+    "monthOf" => MonthOf(0, 0),
+    "dayOf" => DayOf(0, 0),
+    "hourOf" => HourOf(0, 0),
+    "minuteOf" => MinuteOf(0, 0),
+    "secondOf" => SecondOf(0, 0),
+    "millisecondOf" => MillisecondOf(0, 0),
+    "timezoneOffsetOf" => TimezoneOffsetOf(0, 0),
+    "dateOf" => DateOf(0, 0),
+    "timeOf" => TimeOf(0, 0),
 }
 
 impl Func {
-    /// Functions whose arguments are expressions evaluated per input item
-    /// (with `$this` bound) rather than once against the outer focus.
-    pub fn takes_lambda(self) -> bool {
-        matches!(
-            self,
-            Func::Exists
-                | Func::All
-                | Func::Where
-                | Func::Select
-                | Func::Repeat
-                | Func::RepeatAll
-                | Func::Aggregate
-                | Func::Sort
-                | Func::Iif
-                | Func::Trace
-                | Func::DefineVariable
-        )
-    }
-
     /// Functions whose single argument is a type specifier.
     pub fn takes_type(self) -> bool {
         matches!(self, Func::OfType | Func::Is | Func::As)

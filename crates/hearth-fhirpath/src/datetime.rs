@@ -261,7 +261,8 @@ fn parse_time_part(c: &mut Cursor<'_>) -> Option<Time> {
         if c.peek() == Some(b':') {
             c.pos += 1;
             let second = c.digits(2)? as u8;
-            if second > 59 {
+            // 60 is a leap second (ISO 8601 allows it; arithmetic rolls it over).
+            if second > 60 {
                 return None;
             }
             t.second = second;
@@ -304,7 +305,7 @@ fn parse_offset(c: &mut Cursor<'_>) -> Option<Option<i16>> {
                 return None;
             }
             let m = c.digits(2)? as i16;
-            if h > 14 || m > 59 {
+            if h > 14 || m > 59 || (h == 14 && m > 0) {
                 return None;
             }
             let total = h * 60 + m;
@@ -393,6 +394,20 @@ impl Time {
         self.precision
     }
 
+    /// Component accessor (hour .. millisecond) for `hourOf()` and friends.
+    pub fn component(&self, precision: Precision) -> Option<i64> {
+        if self.precision.compare_rank() < precision.compare_rank() {
+            return None;
+        }
+        Some(match precision {
+            Precision::Hour => i64::from(self.hour),
+            Precision::Minute => i64::from(self.minute),
+            Precision::Second => i64::from(self.second),
+            Precision::Millisecond => i64::from(self.millis),
+            _ => return None,
+        })
+    }
+
     fn millis_of_day(&self) -> i64 {
         ((i64::from(self.hour) * 60 + i64::from(self.minute)) * 60 + i64::from(self.second))
             * 1000
@@ -424,6 +439,21 @@ impl Time {
         let step = unit.fixed_millis()?;
         if matches!(unit, CalendarUnit::Week | CalendarUnit::Day) {
             return None;
+        }
+        if self.precision >= Precision::Second && unit == CalendarUnit::Millisecond {
+            let ms = (self.millis_of_day() + amount).rem_euclid(86_400_000);
+            let mut t = Time::from_parts(
+                (ms / 3_600_000) as u8,
+                (ms / 60_000 % 60) as u8,
+                (ms / 1000 % 60) as u8,
+                (ms % 1000) as u16,
+            )?;
+            t.precision = if self.precision == Precision::Millisecond || ms % 1000 != 0 {
+                Precision::Millisecond
+            } else {
+                Precision::Second
+            };
+            return Some(t);
         }
         // Truncate steps finer than the value's precision.
         let prec_ms = match self.precision {
@@ -511,6 +541,23 @@ impl DateTime {
         }
     }
 
+    /// Component accessors for `yearOf()` and friends: `None` when the value
+    /// is not that precise.
+    pub fn component(&self, precision: Precision) -> Option<i64> {
+        if self.precision.compare_rank() < precision.compare_rank() {
+            return None;
+        }
+        Some(match precision {
+            Precision::Year => i64::from(self.date.year),
+            Precision::Month => i64::from(self.date.month),
+            Precision::Day => i64::from(self.date.day),
+            Precision::Hour => i64::from(self.time.hour),
+            Precision::Minute => i64::from(self.time.minute),
+            Precision::Second => i64::from(self.time.second),
+            Precision::Millisecond => i64::from(self.time.millis),
+        })
+    }
+
     /// The time part, if the value has one.
     pub fn time(&self) -> Option<Time> {
         (self.precision > Precision::Day).then_some(self.time)
@@ -589,8 +636,14 @@ impl DateTime {
             }
             _ => {
                 let step = unit.fixed_millis()?;
-                let ms = self.local_millis().checked_add(amount.checked_mul(step)?)?;
-                DateTime::from_local_millis(ms, self.precision, self.offset)
+                let delta = amount.checked_mul(step)?;
+                let ms = self.local_millis().checked_add(delta)?;
+                let precision = if self.precision == Precision::Second && delta % 1000 != 0 {
+                    Precision::Millisecond
+                } else {
+                    self.precision
+                };
+                DateTime::from_local_millis(ms, precision, self.offset)
             }
         }
     }

@@ -46,9 +46,40 @@ pub(crate) fn apply(func: Func, s: &str, format: &str) -> Option<String> {
                 .and_then(|q| q.strip_suffix('"'))
                 .map(str::to_string)
         }
-        (Func::Unescape, "json") => serde_json::from_str::<String>(&format!("\"{s}\"")).ok(),
+        (Func::Unescape, "json") => Some(json_unescape(s)),
         _ => None,
     }
+}
+
+fn json_unescape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('n') => out.push('\n'),
+            Some('t') => out.push('\t'),
+            Some('r') => out.push('\r'),
+            Some('b') => out.push('\u{8}'),
+            Some('f') => out.push('\u{c}'),
+            Some('u') => {
+                let hex: String = chars.by_ref().take(4).collect();
+                match u32::from_str_radix(&hex, 16).ok().and_then(char::from_u32) {
+                    Some(ch) => out.push(ch),
+                    None => {
+                        out.push_str("\\u");
+                        out.push_str(&hex);
+                    }
+                }
+            }
+            Some(other) => out.push(other),
+            None => out.push('\\'),
+        }
+    }
+    out
 }
 
 fn b64_encode(data: &[u8], alphabet: &[u8; 64], pad: bool) -> String {

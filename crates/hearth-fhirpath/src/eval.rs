@@ -150,7 +150,7 @@ impl<'a> Evaluator<'_, 'a> {
                 let v = self.eval(inner, focus, scope)?;
                 match singleton(&v, "'is'")? {
                     None => Ok(Vec::new()),
-                    Some(i) => Ok(vec![Item::Boolean(self.is_type(i, ty))]),
+                    Some(i) => Ok(vec![Item::Boolean(self.is_type(i, ty)?)]),
                 }
             }
             Expr::As(inner, ty) => {
@@ -158,7 +158,14 @@ impl<'a> Evaluator<'_, 'a> {
                 if v.len() > 1 {
                     return fail("'as' requires a single item");
                 }
-                Ok(v.into_iter().filter(|i| self.is_type(i, ty)).collect())
+                self.check_type(ty)?;
+                let mut out = Vec::new();
+                for i in v {
+                    if self.is_type(&i, ty)? {
+                        out.push(i);
+                    }
+                }
+                Ok(out)
             }
         }
     }
@@ -195,6 +202,14 @@ impl<'a> Evaluator<'_, 'a> {
     pub(crate) fn child(&self, item: &Item<'a>, name: &str, out: &mut Collection<'a>) {
         let node = match item {
             Item::Node(n) => n,
+            Item::Quantity(q) => {
+                match name {
+                    "value" => out.push(Item::Decimal(q.value)),
+                    "unit" | "code" => out.push(Item::string(q.unit.clone())),
+                    _ => {}
+                }
+                return;
+            }
             Item::TypeInfo(ns, n) => {
                 match name {
                     "namespace" => out.push(Item::String(Cow::Borrowed(ns))),
@@ -334,20 +349,50 @@ impl<'a> Evaluator<'_, 'a> {
     // -----------------------------------------------------------------
     // Types
 
-    pub(crate) fn is_type(&self, item: &Item<'a>, ty: &TypeSpec) -> bool {
+    /// Fails for a type name that neither System nor the model knows.
+    pub(crate) fn check_type(&self, ty: &TypeSpec) -> R<()> {
+        let known_system = SYSTEM_TYPES.contains(&ty.name.as_str());
+        let known = match ty.namespace.as_deref() {
+            Some("System") => known_system,
+            Some("FHIR") => self.ctx.model.is_type(&ty.name),
+            Some(_) => false,
+            None => known_system || self.ctx.model.is_type(&ty.name),
+        };
+        if known {
+            Ok(())
+        } else {
+            fail(format!("unknown type '{}'", ty.name))
+        }
+    }
+
+    pub(crate) fn is_type(&self, item: &Item<'a>, ty: &TypeSpec) -> R<bool> {
+        self.check_type(ty)?;
         let (ns, name) = item.type_info();
         let model = self.ctx.model;
-        match ty.namespace.as_deref() {
-            Some("System") => ns == "System" && system_name_matches(name, &ty.name),
-            Some("FHIR") => ns == "FHIR" && (name == ty.name || model.is_subtype_of(name, &ty.name)),
+        let fhir_match = |name: &str| name == ty.name || model.is_subtype_of(name, &ty.name);
+        // A FHIR primitive also counts as the System type of its value
+        // (`Patient.name.given is System.String`).
+        let system_of_fhir = || -> bool {
+            if ns != "FHIR" || !crate::model::is_primitive_type(name) {
+                return false;
+            }
+            item.to_system()
+                .is_some_and(|v| system_name_matches(v.type_info().1, &ty.name))
+        };
+        Ok(match ty.namespace.as_deref() {
+            Some("System") => {
+                (ns == "System" && system_name_matches(name, &ty.name)) || system_of_fhir()
+            }
+            Some("FHIR") => ns == "FHIR" && fhir_match(name),
             _ => {
                 if ns == "FHIR" {
-                    name == ty.name || model.is_subtype_of(name, &ty.name)
+                    fhir_match(name)
+                        || (!model.is_type(&ty.name) && system_of_fhir())
                 } else {
                     system_name_matches(name, &ty.name)
                 }
             }
-        }
+        })
     }
 
     // -----------------------------------------------------------------
@@ -364,14 +409,14 @@ impl<'a> Evaluator<'_, 'a> {
         // Boolean operators short-circuit where three-valued logic allows.
         match op {
             BinOp::And | BinOp::Or | BinOp::Implies | BinOp::Xor => {
-                let a = to_bool(&self.eval(l, focus, scope)?)?;
+                let a = logic_operand(&self.eval(l, focus, scope)?)?;
                 match (op, a) {
                     (BinOp::And, Some(false)) => return Ok(vec![Item::Boolean(false)]),
                     (BinOp::Or, Some(true)) => return Ok(vec![Item::Boolean(true)]),
                     (BinOp::Implies, Some(false)) => return Ok(vec![Item::Boolean(true)]),
                     _ => {}
                 }
-                let b = to_bool(&self.eval(r, focus, scope)?)?;
+                let b = logic_operand(&self.eval(r, focus, scope)?)?;
                 let res = match op {
                     BinOp::And => match (a, b) {
                         (_, Some(false)) => Some(false),
@@ -455,6 +500,7 @@ impl<'a> Evaluator<'_, 'a> {
                         None => Ok(String::new()),
                         Some(i) => match i.to_system() {
                             Some(Item::String(s)) => Ok(s.into_owned()),
+                            None => Ok(String::new()),
                             _ => fail("'&' needs strings"),
                         },
                     }
@@ -500,6 +546,11 @@ impl<'a> Evaluator<'_, 'a> {
     }
 
     pub(crate) fn items_equal(&self, a: &Item<'a>, b: &Item<'a>) -> Option<bool> {
+        match (null_valued(a), null_valued(b)) {
+            (Some(x), Some(y)) => return Some(std::ptr::eq(x, y) || x == y),
+            (Some(_), None) | (None, Some(_)) => return Some(false),
+            _ => {}
+        }
         if let (Item::Node(x), Item::Node(y)) = (a, b)
             && (x.value.is_object() || y.value.is_object())
         {
@@ -518,11 +569,8 @@ impl<'a> Evaluator<'_, 'a> {
             (Item::String(p), Item::String(q)) => Some(p == q),
             (Item::Quantity(p), Item::Quantity(q)) => p.equals(q),
             (Item::Quantity(p), n) | (n, Item::Quantity(p)) if number(n).is_some() => {
-                if p.unit == "1" {
-                    number(n).map(|d| d == p.value)
-                } else {
-                    Some(false)
-                }
+                let q = Quantity::new(number(n).unwrap_or_default(), "1");
+                p.equals(&q)
             }
             (Item::Date(_) | Item::DateTime(_), Item::Date(_) | Item::DateTime(_))
             | (Item::Time(_), Item::Time(_)) => {
@@ -589,6 +637,11 @@ impl<'a> Evaluator<'_, 'a> {
     }
 
     pub(crate) fn items_equivalent(&self, a: &Item<'a>, b: &Item<'a>) -> bool {
+        match (null_valued(a), null_valued(b)) {
+            (Some(_), Some(_)) => return true,
+            (Some(_), None) | (None, Some(_)) => return false,
+            _ => {}
+        }
         if let (Item::Node(x), Item::Node(y)) = (a, b)
             && (x.value.is_object() || y.value.is_object())
         {
@@ -601,11 +654,11 @@ impl<'a> Evaluator<'_, 'a> {
             return false;
         };
         match (&x, &y) {
-            (Item::String(p), Item::String(q)) => normalize_ws(p) == normalize_ws(q),
+            (Item::String(p), Item::String(q)) => p.to_lowercase() == q.to_lowercase(),
             (Item::Boolean(p), Item::Boolean(q)) => p == q,
             (Item::Quantity(p), Item::Quantity(q)) => quantity_equivalent(p, q),
             (Item::Quantity(p), n) | (n, Item::Quantity(p)) if number(n).is_some() => {
-                p.unit == "1" && number(n).is_some_and(|d| decimal_equivalent(d, p.value))
+                quantity_equivalent(p, &Quantity::new(number(n).unwrap_or_default(), "1"))
             }
             (Item::Date(_) | Item::DateTime(_), Item::Date(_) | Item::DateTime(_))
             | (Item::Time(_), Item::Time(_)) => {
@@ -622,6 +675,9 @@ impl<'a> Evaluator<'_, 'a> {
     /// Ordering for `<`, `>`, `sort()`, `min()`: `Ok(None)` when unknown
     /// (date precision), an error for incomparable types.
     pub(crate) fn compare(&self, a: &Item<'a>, b: &Item<'a>) -> R<Option<Ordering>> {
+        if null_valued(a).is_some() || null_valued(b).is_some() {
+            return Ok(None);
+        }
         let (Some(x), Some(y)) = (self.coerce(a, b), self.coerce(b, a)) else {
             return fail("cannot compare values without a primitive value");
         };
@@ -631,11 +687,11 @@ impl<'a> Evaluator<'_, 'a> {
                 Some(o) => Ok(Some(o)),
                 None => Ok(None),
             },
-            (Item::Quantity(p), n) if number(n).is_some() && p.unit == "1" => {
-                Ok(number(n).map(|d| p.value.cmp(&d)))
+            (Item::Quantity(p), n) if number(n).is_some() => {
+                Ok(p.compare(&Quantity::new(number(n).unwrap_or_default(), "1")))
             }
-            (n, Item::Quantity(p)) if number(n).is_some() && p.unit == "1" => {
-                Ok(number(n).map(|d| d.cmp(&p.value)))
+            (n, Item::Quantity(p)) if number(n).is_some() => {
+                Ok(Quantity::new(number(n).unwrap_or_default(), "1").compare(p))
             }
             (Item::Date(_) | Item::DateTime(_), Item::Date(_) | Item::DateTime(_))
             | (Item::Time(_), Item::Time(_)) => Ok(self.compare_temporal(&x, &y)),
@@ -660,7 +716,15 @@ fn first_upper_eq(prim: &str, suffix: &str) -> bool {
     }
 }
 
+const SYSTEM_TYPES: &[&str] = &[
+    "Any", "Boolean", "Integer", "Long", "Integer64", "Decimal", "String", "Date", "DateTime",
+    "Time", "Quantity",
+];
+
 fn system_name_matches(actual: &str, wanted: &str) -> bool {
+    if wanted == "Any" {
+        return true;
+    }
     actual == wanted
         || (actual == "Long" && wanted == "Integer64")
         || (wanted == "Long" && actual == "Integer64")
@@ -733,6 +797,28 @@ pub(crate) fn to_bool(c: &[Item<'_>]) -> R<Option<bool>> {
     }
 }
 
+/// Operand of `and` / `or` / `xor` / `implies`: a value that is not a
+/// Boolean counts as unknown (empty).
+fn logic_operand(c: &[Item<'_>]) -> R<Option<bool>> {
+    match singleton(c, "boolean operator")? {
+        None => Ok(None),
+        Some(i) => match i.to_system() {
+            Some(Item::Boolean(b)) => Ok(Some(b)),
+            _ => Ok(None),
+        },
+    }
+}
+
+/// A `where` / `exists` / `all` criterion: empty is false, a single Boolean
+/// is itself, anything else counts as true.
+pub(crate) fn criterion(c: &[Item<'_>]) -> bool {
+    match c {
+        [] => false,
+        [one] => !matches!(one.to_system(), Some(Item::Boolean(false))),
+        _ => true,
+    }
+}
+
 pub(crate) fn number(i: &Item<'_>) -> Option<Decimal> {
     match i {
         Item::Integer(n) | Item::Long(n) => Some(Decimal::from(*n)),
@@ -741,11 +827,9 @@ pub(crate) fn number(i: &Item<'_>) -> Option<Decimal> {
     }
 }
 
+/// String equivalence ignores case only (as fhirpath.js and the HL7 tests do).
 fn normalize_ws(s: &str) -> String {
-    s.split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-        .to_lowercase()
+    s.to_lowercase()
 }
 
 /// Decimal equivalence: equal after rounding to the less precise scale.
@@ -755,15 +839,32 @@ pub(crate) fn decimal_equivalent(a: Decimal, b: Decimal) -> bool {
 }
 
 fn quantity_equivalent(p: &Quantity, q: &Quantity) -> bool {
+    // `1 year ~ 1 'a'`: the same calendar step, whichever way it is written.
     let calendar_pair = p.calendar_unit().is_some()
         && q.calendar_unit().is_some()
         && p.calendar_unit() == q.calendar_unit();
     if calendar_pair && p.unit != q.unit {
         return decimal_equivalent(p.value, q.value);
     }
-    match q.convert_to(&p.unit) {
-        Some(q2) => decimal_equivalent(p.value, q2.value),
-        None => false,
+    // Compare in the finer unit, at the precision of the less precise value.
+    let one = |q: &Quantity| Quantity::new(Dec::ONE, q.unit.clone());
+    let unit = match one(p).compare(&one(q)) {
+        Some(Ordering::Greater) => q.unit.clone(),
+        Some(_) => p.unit.clone(),
+        None => return false,
+    };
+    match (p.convert_to(&unit), q.convert_to(&unit)) {
+        (Some(a), Some(b)) => decimal_equivalent(a.value, b.value),
+        _ => false,
+    }
+}
+
+/// For a FHIR primitive that has only an extension (JSON `null` value):
+/// its `_name` object, which stands in for identity.
+fn null_valued<'x>(i: &'x Item<'_>) -> Option<&'x Value> {
+    match i {
+        Item::Node(n) if n.value.is_null() => Some(n.ext.unwrap_or(&NULL)),
+        _ => None,
     }
 }
 
@@ -824,6 +925,31 @@ fn int_result(v: Option<i64>) -> R<Option<Item<'static>>> {
 
 pub(crate) fn arithmetic<'a>(op: BinOp, x: Item<'a>, y: Item<'a>) -> R<Option<Item<'a>>> {
     use Item::*;
+    // Dimensionless quantities mix with plain numbers (`3 '1' + 2`).
+    let as_quantity = |i: &Item<'a>| -> Option<crate::quantity::Quantity> {
+        number(i).map(|n| crate::quantity::Quantity::new(n, "1"))
+    };
+    match (&x, &y) {
+        (Quantity(_), Integer(_) | Long(_) | Decimal(_)) if matches!(op, BinOp::Add | BinOp::Sub) => {
+            let Some(q) = as_quantity(&y) else { return Ok(None) };
+            return arithmetic(op, x, Quantity(Box::new(q)));
+        }
+        (Integer(_) | Long(_) | Decimal(_), Quantity(_)) if matches!(op, BinOp::Add | BinOp::Sub) => {
+            let Some(q) = as_quantity(&x) else { return Ok(None) };
+            return arithmetic(op, Quantity(Box::new(q)), y);
+        }
+        (Quantity(_), _) | (_, Quantity(_)) if matches!(op, BinOp::IntDiv | BinOp::Mod) => {
+            let plain = |i: &Item<'a>| match i {
+                Quantity(q) => q.convert_to("1").map(|q| Decimal(q.value)),
+                other => number(other).map(|_| other.clone()),
+            };
+            return match (plain(&x), plain(&y)) {
+                (Some(a), Some(b)) => arithmetic(op, a, b),
+                _ => Ok(None),
+            };
+        }
+        _ => {}
+    }
     match (&x, &y) {
         (Integer(a), Integer(b)) => match op {
             BinOp::Add => int_result(a.checked_add(*b)),
@@ -917,8 +1043,9 @@ pub(crate) fn arithmetic<'a>(op: BinOp, x: Item<'a>, y: Item<'a>) -> R<Option<It
             Ok(r.map(|q| Item::Quantity(Box::new(q))))
         }
         (Date(_) | DateTime(_) | Time(_), Quantity(q)) if matches!(op, BinOp::Add | BinOp::Sub) => {
-            Ok(date_add(&x, q, op == BinOp::Sub))
+            date_add(&x, q, op == BinOp::Sub)
         }
+        (Quantity(q), Date(_) | DateTime(_) | Time(_)) if op == BinOp::Add => date_add(&y, q, false),
         _ => fail(format!(
             "operator not defined for {} and {}",
             x.type_info().1,
@@ -935,17 +1062,32 @@ fn decimal_div(a: Decimal, b: Decimal) -> Option<Decimal> {
     }
 }
 
-fn date_add<'a>(x: &Item<'a>, q: &Quantity, negate: bool) -> Option<Item<'a>> {
-    let unit = q.calendar_unit()?;
-    // Only whole units can be added; fractional values are truncated.
-    let mut amount = q.value.trunc().to_i64()?;
-    if negate {
-        amount = -amount;
+fn date_add<'a>(x: &Item<'a>, q: &Quantity, negate: bool) -> R<Option<Item<'a>>> {
+    use crate::datetime::CalendarUnit as U;
+    let Some(unit) = q.calendar_unit() else {
+        return fail(format!("cannot add '{}' to a date/time", q.unit));
+    };
+    // UCUM years and months are not calendar durations (their length is an
+    // average), so they cannot move a date.
+    if matches!(q.unit.as_str(), "a" | "mo") {
+        return fail(format!("cannot add '{}' to a date/time; use a calendar duration", q.unit));
     }
-    match x {
+    if matches!(x, Item::Time(_)) && matches!(unit, U::Year | U::Month | U::Week | U::Day) {
+        return fail("cannot add a date-valued quantity to a time");
+    }
+    let value = if negate { -q.value } else { q.value };
+    // Seconds keep their fraction (as milliseconds); other units count whole
+    // units only, as the specification prescribes.
+    let (amount, unit) = if unit == U::Second {
+        (value.checked_mul(Dec::from(1000)).and_then(|v| v.trunc().to_i64()), U::Millisecond)
+    } else {
+        (value.trunc().to_i64(), unit)
+    };
+    let Some(amount) = amount else { return Ok(None) };
+    Ok(match x {
         Item::Date(d) => d.add(amount, unit).map(Item::Date),
         Item::DateTime(d) => d.add(amount, unit).map(Item::DateTime),
         Item::Time(t) => t.add(amount, unit).map(Item::Time),
         _ => None,
-    }
+    })
 }

@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 
 use crate::ast::{BinOp, Call, Expr, Func};
 use crate::datetime::{Date, DateTime, Time};
-use crate::eval::{Evaluator, MAX_ITEMS, R, Scope, fail, singleton, to_bool};
+use crate::eval::{Evaluator, MAX_ITEMS, R, Scope, criterion, fail, singleton, to_bool};
 use crate::quantity::Quantity;
 use crate::value::{Collection, Item, NULL, Node};
 
@@ -17,6 +17,9 @@ use crate::value::{Collection, Item, NULL, Node};
 /// single-line (`.` matches newlines) and case-sensitive; `full` anchors
 /// the pattern to the whole input (`matchesFull`).
 pub(crate) fn compile_regex(pattern: &str, full: bool, flags: &str) -> Result<regex::Regex, String> {
+    if let Some(bad) = flags.chars().find(|c| !matches!(c, 'i' | 'm')) {
+        return Err(format!("unsupported regular expression flag '{bad}'"));
+    }
     let mut prefix = String::from("(?s");
     if flags.contains('i') {
         prefix.push('i');
@@ -51,7 +54,14 @@ fn opt<'a>(v: Option<Item<'a>>) -> R<Collection<'a>> {
 /// The single input item as a System value; `None` if the input is empty
 /// or the item has no primitive value.
 fn single_value<'a>(input: &[Item<'a>], what: &str) -> R<Option<Item<'a>>> {
-    Ok(singleton(input, what)?.and_then(Item::to_system))
+    match singleton(input, what)? {
+        Some(Item::Node(n)) if n.json().is_object() => match Item::Node(*n).to_system() {
+            Some(v) => Ok(Some(v)),
+            None => fail(format!("{what} expects a primitive value, got {}", n.type_name().unwrap_or("an object"))),
+        },
+        Some(i) => Ok(i.to_system()),
+        None => Ok(None),
+    }
 }
 
 fn single_string<'a>(input: &[Item<'a>], what: &str) -> R<Option<Cow<'a, str>>> {
@@ -168,7 +178,7 @@ impl<'a> Evaluator<'_, 'a> {
                 None => boolean(!input.is_empty()),
                 Some(e) => {
                     for (i, item) in input.iter().enumerate() {
-                        if to_bool(&self.lambda(e, item, i, None, scope)?)? == Some(true) {
+                        if criterion(&self.lambda(e, item, i, None, scope)?) {
                             return boolean(true);
                         }
                     }
@@ -178,7 +188,7 @@ impl<'a> Evaluator<'_, 'a> {
             Func::All => {
                 let Some(e) = lambda_arg else { return boolean(true) };
                 for (i, item) in input.iter().enumerate() {
-                    if to_bool(&self.lambda(e, item, i, None, scope)?)? != Some(true) {
+                    if !criterion(&self.lambda(e, item, i, None, scope)?) {
                         return boolean(false);
                     }
                 }
@@ -232,7 +242,7 @@ impl<'a> Evaluator<'_, 'a> {
                 let Some(e) = lambda_arg else { return Ok(input) };
                 let mut out = Vec::new();
                 for (i, item) in input.iter().enumerate() {
-                    if to_bool(&self.lambda(e, item, i, None, scope)?)? == Some(true) {
+                    if criterion(&self.lambda(e, item, i, None, scope)?) {
                         out.push(item.clone());
                     }
                 }
@@ -269,7 +279,14 @@ impl<'a> Evaluator<'_, 'a> {
             }
             Func::OfType => {
                 let Some(ty) = &call.type_arg else { return Ok(Vec::new()) };
-                Ok(input.into_iter().filter(|i| self.is_type(i, ty)).collect())
+                self.check_type(ty)?;
+                let mut out = Vec::new();
+                for i in input {
+                    if self.is_type(&i, ty)? {
+                        out.push(i);
+                    }
+                }
+                Ok(out)
             }
 
             // ---------------- subsetting
@@ -500,10 +517,14 @@ impl<'a> Evaluator<'_, 'a> {
             }
             Func::Join => {
                 let sep = self.arg_string(call, 0, focus, scope)?.unwrap_or_default();
+                if input.is_empty() {
+                    return Ok(Vec::new());
+                }
                 let mut parts = Vec::with_capacity(input.len());
                 for i in &input {
                     match i.to_system() {
                         Some(Item::String(s)) => parts.push(s.into_owned()),
+                        None => {}
                         _ => return fail("join() expects strings"),
                     }
                 }
@@ -516,6 +537,9 @@ impl<'a> Evaluator<'_, 'a> {
                 let Some(fmt) = self.arg_string(call, 0, focus, scope)? else {
                     return Ok(Vec::new());
                 };
+                if call.func == Func::Decode && fmt == "hex" && s.len() % 2 != 0 {
+                    return fail("hex input must have an even number of digits");
+                }
                 opt(crate::encoding::apply(call.func, &s, &fmt).map(Item::string))
             }
 
@@ -651,16 +675,13 @@ impl<'a> Evaluator<'_, 'a> {
                 Ok(total)
             }
             Func::Sum | Func::Avg => {
+                let input: Collection<'a> = input.into_iter().filter(|i| i.to_system().is_some()).collect();
                 if input.is_empty() {
-                    return Ok(if call.func == Func::Sum {
-                        vec![Item::Integer(0)]
-                    } else {
-                        Vec::new()
-                    });
+                    return Ok(Vec::new());
                 }
                 let mut acc: Option<Item<'a>> = None;
                 for i in &input {
-                    let Some(v) = i.to_system() else { return fail("sum() expects values") };
+                    let Some(v) = i.to_system() else { continue };
                     acc = Some(match acc {
                         None => v,
                         Some(a) => match crate::eval::arithmetic(BinOp::Add, a, v)? {
@@ -680,7 +701,7 @@ impl<'a> Evaluator<'_, 'a> {
             }
             Func::Min | Func::Max => {
                 let mut best: Option<Item<'a>> = None;
-                for i in input {
+                for i in input.into_iter().filter(|i| i.to_system().is_some()) {
                     best = Some(match best {
                         None => i,
                         Some(b) => {
@@ -752,7 +773,7 @@ impl<'a> Evaluator<'_, 'a> {
             Func::Is => match singleton(&input, "is()")? {
                 None => Ok(Vec::new()),
                 Some(i) => match &call.type_arg {
-                    Some(t) => boolean(self.is_type(i, t)),
+                    Some(t) => boolean(self.is_type(i, t)?),
                     None => Ok(Vec::new()),
                 },
             },
@@ -761,7 +782,14 @@ impl<'a> Evaluator<'_, 'a> {
                     return fail("as() requires a single item");
                 }
                 let Some(t) = &call.type_arg else { return Ok(Vec::new()) };
-                Ok(input.into_iter().filter(|i| self.is_type(i, t)).collect())
+                self.check_type(t)?;
+                let mut out = Vec::new();
+                for i in input {
+                    if self.is_type(&i, t)? {
+                        out.push(i);
+                    }
+                }
+                Ok(out)
             }
             Func::Type => Ok(input
                 .iter()
@@ -774,18 +802,15 @@ impl<'a> Evaluator<'_, 'a> {
             // ---------------- FHIR-specific
             Func::Not => match to_bool(&input)? {
                 None => Ok(Vec::new()),
-                Some(b) => {
-                    if let Some(i) = input.first()
-                        && !matches!(i.to_system(), Some(Item::Boolean(_)))
-                    {
-                        return Ok(Vec::new());
-                    }
-                    boolean(!b)
-                }
+                Some(b) => boolean(!b),
             },
             Func::HasValue => boolean(match input.as_slice() {
-                [Item::Node(n)] => !n.value.is_null() && !n.value.is_object() && !n.value.is_array(),
-                [other] => other.to_system().is_some(),
+                [Item::Node(n)] => {
+                    !n.value.is_null()
+                        && !n.value.is_object()
+                        && !n.value.is_array()
+                        && n.type_name != Some("xhtml")
+                }
                 _ => false,
             }),
             Func::GetValue => match input.as_slice() {
@@ -856,6 +881,31 @@ impl<'a> Evaluator<'_, 'a> {
                         call.func == Func::HighBoundary,
                     )),
                 }
+            }
+            Func::YearOf
+            | Func::MonthOf
+            | Func::DayOf
+            | Func::HourOf
+            | Func::MinuteOf
+            | Func::SecondOf
+            | Func::MillisecondOf
+            | Func::TimezoneOffsetOf
+            | Func::DateOf
+            | Func::TimeOf => {
+                let Some(v) = single_value(&input, "date/time component")? else {
+                    return Ok(Vec::new());
+                };
+                let v = match v {
+                    Item::String(s) => match DateTime::parse(&s)
+                        .map(Item::DateTime)
+                        .or_else(|| Time::parse(s.trim_start_matches('T')).map(Item::Time))
+                    {
+                        Some(p) => p,
+                        None => return fail("expected a date, dateTime or time"),
+                    },
+                    other => other,
+                };
+                date_component(call.func, &v)
             }
             Func::InFn => {
                 let other = self.arg(call, 0, focus, scope)?;
@@ -971,6 +1021,54 @@ impl<'a> Evaluator<'_, 'a> {
             type_name: Some(ty),
             children_of: Some(ty),
         }))
+    }
+}
+
+fn date_component<'a>(func: Func, v: &Item<'a>) -> R<Collection<'a>> {
+    use crate::datetime::Precision as P;
+    let dt = match v {
+        Item::Date(d) => Some(d.to_datetime()),
+        Item::DateTime(d) => Some(*d),
+        _ => None,
+    };
+    let precision = match func {
+        Func::YearOf => P::Year,
+        Func::MonthOf => P::Month,
+        Func::DayOf => P::Day,
+        Func::HourOf => P::Hour,
+        Func::MinuteOf => P::Minute,
+        Func::SecondOf => P::Second,
+        Func::MillisecondOf => P::Millisecond,
+        Func::TimezoneOffsetOf => {
+            let Some(d) = dt else { return fail("timezoneOffsetOf() expects a dateTime") };
+            return opt(d
+                .offset()
+                .filter(|_| d.precision() > P::Day)
+                .map(|o| Item::Decimal(Decimal::from(o) / Decimal::from(60))));
+        }
+        Func::DateOf => {
+            let Some(d) = dt else { return fail("dateOf() expects a date or dateTime") };
+            return one(Item::Date(d.date()));
+        }
+        _ => {
+            let Some(d) = dt else { return fail("timeOf() expects a dateTime") };
+            return opt(d.time().map(Item::Time));
+        }
+    };
+    match (v, dt) {
+        (Item::Time(t), _) => {
+            if precision <= P::Day {
+                return fail("a time has no date components");
+            }
+            opt(t.component(precision).map(Item::Integer))
+        }
+        (_, Some(d)) => {
+            if matches!(v, Item::Date(_)) && precision > P::Day {
+                return fail("a date has no time components");
+            }
+            opt(d.component(precision).map(Item::Integer))
+        }
+        _ => fail("expected a date, dateTime or time"),
     }
 }
 
@@ -1103,15 +1201,6 @@ fn parse_quantity_text(s: &str) -> Option<Quantity> {
 }
 
 fn convert_quantity(q: &Quantity, unit: &str) -> Option<Quantity> {
-    if q.unit == unit {
-        return Some(q.clone());
-    }
-    // Calendar keywords convert to their UCUM equivalents for definite units.
-    let from_cal = crate::quantity::ucum_for_calendar(&q.unit);
-    let to_cal = crate::quantity::ucum_for_calendar(unit);
-    if from_cal.is_some() && from_cal == to_cal {
-        return Some(Quantity::new(q.value, unit));
-    }
     q.convert_to(unit)
 }
 

@@ -235,18 +235,36 @@ fn quoted(src: &str, start: usize, quote: u8) -> Result<(String, usize), ParseEr
             't' => out.push('\t'),
             'f' => out.push('\u{c}'),
             'u' => {
-                let mut code = 0u32;
-                for _ in 0..4 {
-                    let d = chars
-                        .next()
-                        .and_then(|(_, h)| h.to_digit(16))
-                        .ok_or_else(|| ParseError {
-                            position: start + 1 + off,
-                            message: "bad \\u escape".into(),
-                        })?;
-                    code = code * 16 + d;
+                let hex = |it: &mut std::str::CharIndices<'_>| -> Option<u32> {
+                    let mut probe = it.clone();
+                    let mut code = 0u32;
+                    for _ in 0..4 {
+                        code = code * 16 + probe.next()?.1.to_digit(16)?;
+                    }
+                    *it = probe;
+                    Some(code)
+                };
+                match hex(&mut chars) {
+                    Some(hi @ 0xD800..=0xDBFF) => {
+                        // A surrogate pair spells one supplementary character.
+                        let mut probe = chars.clone();
+                        let lo = match (probe.next(), probe.next()) {
+                            (Some((_, '\\')), Some((_, 'u'))) => hex(&mut probe),
+                            _ => None,
+                        };
+                        match lo {
+                            Some(lo @ 0xDC00..=0xDFFF) => {
+                                chars = probe;
+                                let c = 0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00);
+                                out.push(char::from_u32(c).unwrap_or('\u{fffd}'));
+                            }
+                            _ => out.push('\u{fffd}'),
+                        }
+                    }
+                    Some(code) => out.push(char::from_u32(code).unwrap_or('\u{fffd}')),
+                    // Not a valid escape: keep the text as written, minus the backslash.
+                    None => out.push('u'),
                 }
-                out.push(char::from_u32(code).unwrap_or('\u{fffd}'));
             }
             other => out.push(other),
         }

@@ -135,6 +135,43 @@ const COMPLEX: &[(&str, &str)] = &[
     ("Parameters", "Resource"),
 ];
 
+/// The FHIR R4 resource types (including the abstract `Resource` and
+/// `DomainResource`).
+const RESOURCES: &[&str] = &[
+    "Account", "ActivityDefinition", "AdverseEvent", "AllergyIntolerance", "Appointment",
+    "AppointmentResponse", "AuditEvent", "Basic", "Binary", "BiologicallyDerivedProduct",
+    "BodyStructure", "Bundle", "CapabilityStatement", "CarePlan", "CareTeam", "CatalogEntry",
+    "ChargeItem", "ChargeItemDefinition", "Claim", "ClaimResponse", "ClinicalImpression",
+    "CodeSystem", "Communication", "CommunicationRequest", "CompartmentDefinition", "Composition",
+    "ConceptMap", "Condition", "Consent", "Contract", "Coverage", "CoverageEligibilityRequest",
+    "CoverageEligibilityResponse", "DetectedIssue", "Device", "DeviceDefinition", "DeviceMetric",
+    "DeviceRequest", "DeviceUseStatement", "DiagnosticReport", "DocumentManifest",
+    "DocumentReference", "DomainResource", "EffectEvidenceSynthesis", "Encounter", "Endpoint",
+    "EnrollmentRequest", "EnrollmentResponse", "EpisodeOfCare", "EventDefinition", "Evidence",
+    "EvidenceVariable", "ExampleScenario", "ExplanationOfBenefit", "FamilyMemberHistory", "Flag",
+    "Goal", "GraphDefinition", "Group", "GuidanceResponse", "HealthcareService", "ImagingStudy",
+    "Immunization", "ImmunizationEvaluation", "ImmunizationRecommendation", "ImplementationGuide",
+    "InsurancePlan", "Invoice", "Library", "Linkage", "List", "Location", "Measure",
+    "MeasureReport", "Media", "Medication", "MedicationAdministration", "MedicationDispense",
+    "MedicationKnowledge", "MedicationRequest", "MedicationStatement", "MedicinalProduct",
+    "MedicinalProductAuthorization", "MedicinalProductContraindication",
+    "MedicinalProductIndication", "MedicinalProductIngredient", "MedicinalProductInteraction",
+    "MedicinalProductManufactured", "MedicinalProductPackaged", "MedicinalProductPharmaceutical",
+    "MedicinalProductUndesirableEffect", "MessageDefinition", "MessageHeader", "MolecularSequence",
+    "NamingSystem", "NutritionOrder", "Observation", "ObservationDefinition",
+    "OperationDefinition", "OperationOutcome", "Organization", "OrganizationAffiliation",
+    "Parameters", "Patient", "PaymentNotice", "PaymentReconciliation", "Person", "PlanDefinition",
+    "Practitioner", "PractitionerRole", "Procedure", "Provenance", "Questionnaire",
+    "QuestionnaireResponse", "RelatedPerson", "RequestGroup", "ResearchDefinition",
+    "ResearchElementDefinition", "ResearchStudy", "ResearchSubject", "RiskAssessment",
+    "RiskEvidenceSynthesis", "Schedule", "SearchParameter", "ServiceRequest", "Slot", "Specimen",
+    "SpecimenDefinition", "StructureDefinition", "StructureMap", "Subscription",
+    "SubscriptionStatus", "Substance", "SubstanceNucleicAcid", "SubstancePolymer",
+    "SubstanceProtein", "SubstanceReferenceInformation", "SubstanceSourceMaterial",
+    "SubstanceSpecification", "SupplyDelivery", "SupplyRequest", "Task", "TerminologyCapabilities",
+    "TestReport", "TestScript", "ValueSet", "VerificationResult", "VisionPrescription",
+];
+
 /// Whether `name` is an R4 primitive type name.
 pub fn is_primitive_type(name: &str) -> bool {
     PRIMITIVES.iter().any(|(n, _)| *n == name)
@@ -142,8 +179,6 @@ pub fn is_primitive_type(name: &str) -> bool {
 
 /// The model that knows only the R4 data-type hierarchy. Element types come
 /// from the JSON itself: `resourceType`, choice suffixes and JSON kinds.
-/// Any other capitalised name is assumed to be a resource type deriving
-/// from `DomainResource`.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct JsonModel;
 
@@ -159,16 +194,15 @@ impl ModelInfo for JsonModel {
         if let Some((_, b)) = COMPLEX.iter().find(|(n, _)| *n == type_name) {
             return Some(b);
         }
-        if type_name == "Base" {
-            return None;
-        }
-        type_name
-            .starts_with(|c: char| c.is_ascii_uppercase())
+        RESOURCES
+            .contains(&type_name)
             .then_some("DomainResource")
     }
 
     fn is_type(&self, name: &str) -> bool {
-        PRIMITIVES.iter().any(|(n, _)| *n == name) || COMPLEX.iter().any(|(n, _)| *n == name)
+        PRIMITIVES.iter().any(|(n, _)| *n == name)
+            || COMPLEX.iter().any(|(n, _)| *n == name)
+            || RESOURCES.contains(&name)
     }
 }
 

@@ -118,10 +118,6 @@ impl Parser {
         self.tokens.get(self.i).map_or(&Tok::Eof, |t| &t.tok)
     }
 
-    fn peek_at(&self, n: usize) -> &Tok {
-        self.tokens.get(self.i + n).map_or(&Tok::Eof, |t| &t.tok)
-    }
-
     fn pos(&self) -> usize {
         self.tokens.get(self.i).map_or(0, |t| t.pos)
     }
@@ -346,8 +342,11 @@ impl Parser {
         } else {
             None
         };
-        let regex = match (func, args.get(0)) {
-            (Func::Matches | Func::MatchesFull | Func::ReplaceMatches, Some(Expr::Literal(Item::String(pat)))) => {
+        let flag_arg = if func == Func::ReplaceMatches { 2 } else { 1 };
+        let regex = match (func, args.first()) {
+            (Func::Matches | Func::MatchesFull | Func::ReplaceMatches, Some(Expr::Literal(Item::String(pat))))
+                if args.len() <= flag_arg =>
+            {
                 let full = func == Func::MatchesFull;
                 match crate::functions::compile_regex(pat, full, "") {
                     Ok(r) => Some(r),
@@ -356,7 +355,6 @@ impl Parser {
             }
             _ => None,
         };
-        let _ = self.peek_at(0);
         Ok(Expr::Call(Box::new(Call {
             target,
             func,

@@ -213,10 +213,6 @@ impl Canonical {
     pub(crate) fn same_dims(&self, other: &Canonical) -> bool {
         self.dims == other.dims
     }
-
-    pub(crate) fn is_special(&self) -> bool {
-        self.special
-    }
 }
 
 /// A tiny recursive-descent parser for UCUM unit expressions
@@ -375,6 +371,56 @@ pub fn is_calendar_keyword(unit: &str) -> bool {
     ucum_for_calendar(unit).is_some()
 }
 
+/// Seconds in one calendar duration unit; years and months use the
+/// FHIRPath calendar lengths (365 and 30 days).
+fn calendar_seconds(unit: &str) -> Option<Decimal> {
+    Some(match unit {
+        "year" | "years" => Decimal::from(31_536_000),
+        "month" | "months" => Decimal::from(2_592_000),
+        "week" | "weeks" => Decimal::from(604_800),
+        "day" | "days" => Decimal::from(86_400),
+        "hour" | "hours" => Decimal::from(3600),
+        "minute" | "minutes" => Decimal::from(60),
+        "second" | "seconds" => Decimal::ONE,
+        "millisecond" | "milliseconds" => dec(1, 3),
+        _ => return None,
+    })
+}
+
+/// Months in a nominal calendar unit (`year(s)`, `month(s)`).
+fn calendar_months(unit: &str) -> Option<Decimal> {
+    match unit {
+        "year" | "years" => Some(Decimal::from(12)),
+        "month" | "months" => Some(Decimal::ONE),
+        _ => None,
+    }
+}
+
+/// Temperature in kelvin, for the offset units UCUM calls special.
+fn to_kelvin(value: Decimal, unit: &str) -> Option<Decimal> {
+    match unit {
+        "K" => Some(value),
+        "Cel" => value.checked_add(dec(27315, 2)),
+        "[degF]" => value
+            .checked_add(dec(45967, 2))?
+            .checked_mul(Decimal::from(5))?
+            .checked_div(Decimal::from(9)),
+        _ => None,
+    }
+}
+
+fn from_kelvin(k: Decimal, unit: &str) -> Option<Decimal> {
+    match unit {
+        "K" => Some(k),
+        "Cel" => k.checked_sub(dec(27315, 2)),
+        "[degF]" => k
+            .checked_mul(Decimal::from(9))?
+            .checked_div(Decimal::from(5))?
+            .checked_sub(dec(45967, 2)),
+        _ => None,
+    }
+}
+
 impl Quantity {
     pub fn new(value: Decimal, unit: impl Into<String>) -> Quantity {
         Quantity {
@@ -383,13 +429,9 @@ impl Quantity {
         }
     }
 
-    /// True when the unit is a calendar keyword of variable length
-    /// (`year(s)`, `month(s)`); these are never equal to UCUM `a` / `mo`.
-    fn is_nominal_calendar(&self) -> bool {
-        matches!(
-            self.unit.as_str(),
-            "year" | "years" | "month" | "months"
-        )
+    /// True when the unit is a calendar duration keyword (`year`, `days`).
+    pub fn is_calendar(&self) -> bool {
+        is_calendar_keyword(&self.unit)
     }
 
     /// The calendar step for date arithmetic, if the unit is time-valued.
@@ -397,16 +439,64 @@ impl Quantity {
         CalendarUnit::from_unit(&self.unit)
     }
 
-    /// Value expressed in base units, with the unit's canonical form.
-    fn to_base(&self) -> Option<(Decimal, Canonical)> {
+    fn is_temperature(&self) -> bool {
+        matches!(self.unit.as_str(), "Cel" | "[degF]")
+    }
+
+    /// Calendar durations of years and months have no fixed length in
+    /// UCUM terms: they are never comparable with UCUM units (`1 year` vs
+    /// `1 'a'`), and nothing is comparable with UCUM `a` / `mo` except
+    /// themselves.
+    fn calendar_vs_ucum_undefined(&self, other: &Quantity) -> bool {
+        let (cal, ucum) = match (self.is_calendar(), other.is_calendar()) {
+            (true, false) => (self, other),
+            (false, true) => (other, self),
+            _ => return false,
+        };
+        calendar_months(&cal.unit).is_some() || matches!(ucum.unit.as_str(), "a" | "mo")
+    }
+
+    /// Value in a common base: (amount, kind key). Same key ⇒ comparable.
+    fn base(&self) -> Option<(Decimal, Canonical)> {
+        if let Some(secs) = calendar_seconds(&self.unit) {
+            let c = Canonical {
+                factor: secs,
+                dims: S,
+                special: false,
+            };
+            return Some((self.value.checked_mul(secs)?, c));
+        }
         let c = canonical(&self.unit)?;
+        if c.special {
+            return None;
+        }
         Some((self.value.checked_mul(c.factor)?, c))
     }
 
-    /// Converts to another unit of the same dimension.
+    /// Converts to another unit of the same dimension (`toQuantity(unit)`).
     pub fn convert_to(&self, unit: &str) -> Option<Quantity> {
         if self.unit == unit {
             return Some(self.clone());
+        }
+        let target_is_cal = is_calendar_keyword(unit);
+        if self.is_calendar() != target_is_cal {
+            return None;
+        }
+        if target_is_cal {
+            if let (Some(a), Some(b)) = (calendar_months(&self.unit), calendar_months(unit)) {
+                let v = self.value.checked_mul(a)?.checked_div(b)?;
+                return Some(Quantity::new(v.normalize(), unit));
+            }
+            let v = self
+                .value
+                .checked_mul(calendar_seconds(&self.unit)?)?
+                .checked_div(calendar_seconds(unit)?)?;
+            return Some(Quantity::new(v.normalize(), unit));
+        }
+        if let Some(k) = to_kelvin(self.value, &self.unit)
+            && let Some(v) = from_kelvin(k, unit)
+        {
+            return Some(Quantity::new(v.normalize(), unit));
         }
         let from = canonical(&self.unit)?;
         let to = canonical(unit)?;
@@ -426,98 +516,112 @@ impl Quantity {
         if self.unit == other.unit {
             return Some(self.value.cmp(&other.value));
         }
-        let (a, ca) = self.to_base()?;
-        let (b, cb) = other.to_base()?;
-        if !ca.same_dims(&cb) || ca.special || cb.special {
+        if self.calendar_vs_ucum_undefined(other) {
+            return None;
+        }
+        if let (Some(a), Some(b)) = (calendar_months(&self.unit), calendar_months(&other.unit)) {
+            return Some(self.value.checked_mul(a)?.cmp(&other.value.checked_mul(b)?));
+        }
+        if self.is_temperature() || other.is_temperature() {
+            let a = to_kelvin(self.value, &self.unit)?;
+            let b = to_kelvin(other.value, &other.unit)?;
+            return Some(a.cmp(&b));
+        }
+        let (a, ca) = self.base()?;
+        let (b, cb) = other.base()?;
+        if !ca.same_dims(&cb) {
             return None;
         }
         Some(a.cmp(&b))
     }
 
-    /// FHIRPath `=`: `Some(false)` for different values, `None` (empty) when
-    /// the units cannot be compared.
+    /// FHIRPath `=`: `None` (empty) when the units cannot be compared.
     pub fn equals(&self, other: &Quantity) -> Option<bool> {
-        if self.is_nominal_calendar() != other.is_nominal_calendar()
-            && self.unit != other.unit
-            && self.calendar_unit().is_some()
-            && other.calendar_unit().is_some()
-        {
-            // `1 year = 1 'a'` is not defined: calendar years vary in length.
-            return if self.calendar_unit() == other.calendar_unit() {
-                None
-            } else {
-                Some(false)
-            };
-        }
         self.compare(other).map(|o| o == Ordering::Equal)
     }
 
-    /// Arithmetic sum/difference; the result is in the left operand's unit.
+    /// The finer of two compatible units (`h` for `d` and `h`).
+    fn finer_unit<'q>(&'q self, other: &'q Quantity) -> &'q str {
+        let one_self = Quantity::new(Decimal::ONE, self.unit.clone());
+        let one_other = Quantity::new(Decimal::ONE, other.unit.clone());
+        match one_self.compare(&one_other) {
+            Some(Ordering::Greater) => &other.unit,
+            _ => &self.unit,
+        }
+    }
+
+    /// Sum or difference, expressed in the finer of the two units
+    /// (`7 days + 12 hours` is `180 hours`).
     pub fn add(&self, other: &Quantity, negate: bool) -> Option<Quantity> {
-        let rhs = if self.unit == other.unit {
-            other.value
-        } else {
-            let a = canonical(&self.unit)?;
-            let b = canonical(&other.unit)?;
-            if !a.same_dims(&b) || a.special || b.special {
-                return None;
-            }
-            if self.is_nominal_calendar() != other.is_nominal_calendar()
-                && (self.calendar_unit().is_some() && other.calendar_unit().is_some())
-            {
-                return None;
-            }
-            other.value.checked_mul(b.factor)?.checked_div(a.factor)?
-        };
+        if self.is_calendar() != other.is_calendar() {
+            return None;
+        }
+        let special = |q: &Quantity| canonical(&q.unit).is_none_or(|c| c.special);
+        if !self.is_calendar() && (special(self) || special(other)) {
+            return None;
+        }
+        let unit = self.finer_unit(other).to_string();
+        let a = self.convert_to(&unit)?;
+        let b = other.convert_to(&unit)?;
         let value = if negate {
-            self.value.checked_sub(rhs)?
+            a.value.checked_sub(b.value)?
         } else {
-            self.value.checked_add(rhs)?
+            a.value.checked_add(b.value)?
         };
-        Some(Quantity::new(value, self.unit.clone()))
+        Some(Quantity::new(value, unit))
     }
 
     /// Product or quotient; units are combined symbolically.
     pub fn mul(&self, other: &Quantity, divide: bool) -> Option<Quantity> {
+        // Calendar durations only scale by plain numbers.
+        if self.is_calendar() || other.is_calendar() {
+            let scalar_other = !other.is_calendar() && canonical(&other.unit).is_some_and(|c| c.dims == ONE && c.factor == Decimal::ONE);
+            let scalar_self = !self.is_calendar() && canonical(&self.unit).is_some_and(|c| c.dims == ONE && c.factor == Decimal::ONE);
+            if self.is_calendar() && scalar_other {
+                let v = if divide {
+                    self.value.checked_div(other.value)?
+                } else {
+                    self.value.checked_mul(other.value)?
+                };
+                return Some(Quantity::new(v.normalize(), self.unit.clone()));
+            }
+            if other.is_calendar() && scalar_self && !divide {
+                let v = self.value.checked_mul(other.value)?;
+                return Some(Quantity::new(v.normalize(), other.unit.clone()));
+            }
+            return None;
+        }
         let a = canonical(&self.unit)?;
         let b = canonical(&other.unit)?;
         if a.special || b.special {
             return None;
         }
-        // Calendar years/months have no fixed length to multiply with.
-        if self.is_nominal_calendar() || other.is_nominal_calendar() {
-            let other_is_number = other.unit == "1";
-            let self_is_number = self.unit == "1";
-            if !(other_is_number || (self_is_number && !divide)) {
-                return None;
-            }
-        }
-        let su = ucum_for_calendar(&self.unit).unwrap_or(&self.unit);
-        let ou = ucum_for_calendar(&other.unit).unwrap_or(&other.unit);
+        let su = self.unit.as_str();
+        let ou = other.unit.as_str();
         if divide {
             let value = self.value.checked_div(other.value)?;
-            if other.unit == "1" {
-                return Some(Quantity::new(value, self.unit.clone()));
+            if ou == "1" {
+                return Some(Quantity::new(value.normalize(), su));
             }
             if a.same_dims(&b) {
-                // Same dimension: a plain number ('1') scaled by the factor ratio.
+                // Same dimension: a plain number scaled by the factor ratio.
                 let v = value.checked_mul(a.factor)?.checked_div(b.factor)?;
                 return Some(Quantity::new(v.normalize(), "1"));
             }
-            let unit = if self.unit == "1" {
+            let unit = if su == "1" {
                 format!("/{}", wrap(ou))
             } else {
-                format!("{}/{}", su, wrap(ou))
+                format!("{}/{}", wrap(su), wrap(ou))
             };
-            Some(Quantity::new(value, unit))
+            Some(Quantity::new(value.normalize(), unit))
         } else {
             let value = self.value.checked_mul(other.value)?;
-            let unit = match (self.unit.as_str(), other.unit.as_str()) {
-                ("1", _) => other.unit.clone(),
-                (_, "1") => self.unit.clone(),
+            let unit = match (su, ou) {
+                ("1", _) => ou.to_string(),
+                (_, "1") => su.to_string(),
                 _ => format!("{}.{}", wrap(su), wrap(ou)),
             };
-            Some(Quantity::new(value, unit))
+            Some(Quantity::new(value.normalize(), unit))
         }
     }
 }
@@ -564,5 +668,7 @@ mod tests {
         assert_eq!(q("1", "year").equals(&q("1", "a")), None);
         assert_eq!(q("1", "day").equals(&q("1", "d")), Some(true));
         assert_eq!(q("7", "days").equals(&q("1", "week")), Some(true));
+        assert_eq!(q("12", "months").equals(&q("1", "year")), Some(true));
+        assert_eq!(q("7", "days").add(&q("12", "hours"), false), Some(q("180", "hours")));
     }
 }

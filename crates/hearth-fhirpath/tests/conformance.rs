@@ -67,6 +67,12 @@ fn run_case(
         (true, Ok(out)) => Err(format!("expected an error, got {}", show(&out))),
         (false, Err(e)) => Err(e),
         (false, Ok(out)) => {
+            // fhirpath.js drops primitives that have only an extension
+            // (JSON null value) when it hands results back.
+            let out: Vec<Item<'_>> = out
+                .into_iter()
+                .filter(|i| !matches!(i, Item::Node(n) if n.json().is_null()))
+                .collect();
             let expected = case["result"].as_array().cloned().unwrap_or_default();
             if out.len() == expected.len() && out.iter().zip(&expected).all(|(i, e)| item_matches(i, e)) {
                 Ok(())

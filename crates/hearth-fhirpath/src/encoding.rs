@@ -75,7 +75,11 @@ fn json_unescape(s: &str) -> String {
                     }
                 }
             }
-            Some(other) => out.push(other),
+            Some(c @ ('"' | '\\' | '/')) => out.push(c),
+            Some(other) => {
+                out.push('\\');
+                out.push(other);
+            }
             None => out.push('\\'),
         }
     }

@@ -94,29 +94,8 @@ impl<'a> Evaluator<'_, 'a> {
                 }
                 Ok(out)
             }
-            Expr::Member(target, name) => {
-                let input = self.eval(target, focus, scope)?;
-                let mut out = Vec::new();
-                for item in &input {
-                    self.child(item, name, &mut out);
-                }
-                Ok(out)
-            }
-            Expr::Call(call) => self.call(call, focus, scope),
-            Expr::Index(target, index) => {
-                let input = self.eval(target, focus, scope)?;
-                let idx = self.eval(index, focus, scope)?;
-                match singleton(&idx, "indexer")? {
-                    None => Ok(Vec::new()),
-                    Some(i) => match i.to_system() {
-                        Some(Item::Integer(n)) => Ok(usize::try_from(n)
-                            .ok()
-                            .and_then(|n| input.into_iter().nth(n))
-                            .into_iter()
-                            .collect()),
-                        _ => fail("indexer must be an integer"),
-                    },
-                }
+            Expr::Member(..) | Expr::Call(_) | Expr::Index(..) => {
+                Ok(self.eval_chain(e, focus, scope)?.0)
             }
             Expr::This => Ok(match &scope.this {
                 Some(t) => vec![t.clone()],
@@ -167,6 +146,45 @@ impl<'a> Evaluator<'_, 'a> {
                 }
                 Ok(out)
             }
+        }
+    }
+
+    /// Evaluates an invocation chain (`a.b().c[0]`). Returns the scope as
+    /// extended by any `defineVariable()` in the chain, so that later links
+    /// (and their arguments) see the variable; `None` if unchanged.
+    pub(crate) fn eval_chain(
+        &self,
+        e: &Expr,
+        focus: &[Item<'a>],
+        scope: &Scope<'a>,
+    ) -> R<(Collection<'a>, Option<Scope<'a>>)> {
+        match e {
+            Expr::Member(target, name) => {
+                let (input, sc) = self.eval_chain(target, focus, scope)?;
+                let mut out = Vec::new();
+                for item in &input {
+                    self.child(item, name, &mut out);
+                }
+                Ok((out, sc))
+            }
+            Expr::Call(call) => self.call(call, focus, scope),
+            Expr::Index(target, index) => {
+                let (input, sc) = self.eval_chain(target, focus, scope)?;
+                let idx = self.eval(index, focus, sc.as_ref().unwrap_or(scope))?;
+                let out = match singleton(&idx, "indexer")? {
+                    None => Vec::new(),
+                    Some(i) => match i.to_system() {
+                        Some(Item::Integer(n)) => usize::try_from(n)
+                            .ok()
+                            .and_then(|n| input.into_iter().nth(n))
+                            .into_iter()
+                            .collect(),
+                        _ => return fail("indexer must be an integer"),
+                    },
+                };
+                Ok((out, sc))
+            }
+            other => Ok((self.eval(other, focus, scope)?, None)),
         }
     }
 
@@ -229,7 +247,7 @@ impl<'a> Evaluator<'_, 'a> {
                 {
                     let ty = match name {
                         "extension" => Some("Extension"),
-                        "id" => Some("string"),
+                        "id" => Some("System.String"),
                         _ => None,
                     };
                     push_values(v, None, ty, ty, out);
@@ -319,6 +337,9 @@ impl<'a> Evaluator<'_, 'a> {
     pub(crate) fn children(&self, item: &Item<'a>, out: &mut Collection<'a>) {
         let Item::Node(node) = item else { return };
         let Value::Object(obj) = node.value else {
+            // A primitive's children are the `id` and `extension` of `_name`.
+            self.child(item, "id", out);
+            self.child(item, "extension", out);
             return;
         };
         for (key, v) in obj {
@@ -370,24 +391,14 @@ impl<'a> Evaluator<'_, 'a> {
         let (ns, name) = item.type_info();
         let model = self.ctx.model;
         let fhir_match = |name: &str| name == ty.name || model.is_subtype_of(name, &ty.name);
-        // A FHIR primitive also counts as the System type of its value
-        // (`Patient.name.given is System.String`).
-        let system_of_fhir = || -> bool {
-            if ns != "FHIR" || !crate::model::is_primitive_type(name) {
-                return false;
-            }
-            item.to_system()
-                .is_some_and(|v| system_name_matches(v.type_info().1, &ty.name))
-        };
+        // A FHIR primitive is not its System counterpart: `Patient.active
+        // is Boolean` is false (HL7 R4 tests), `is boolean` is true.
         Ok(match ty.namespace.as_deref() {
-            Some("System") => {
-                (ns == "System" && system_name_matches(name, &ty.name)) || system_of_fhir()
-            }
+            Some("System") => ns == "System" && system_name_matches(name, &ty.name),
             Some("FHIR") => ns == "FHIR" && fhir_match(name),
             _ => {
                 if ns == "FHIR" {
                     fhir_match(name)
-                        || (!model.is_type(&ty.name) && system_of_fhir())
                 } else {
                     system_name_matches(name, &ty.name)
                 }
@@ -654,7 +665,7 @@ impl<'a> Evaluator<'_, 'a> {
             return false;
         };
         match (&x, &y) {
-            (Item::String(p), Item::String(q)) => p.to_lowercase() == q.to_lowercase(),
+            (Item::String(p), Item::String(q)) => normalize_ws(p) == normalize_ws(q),
             (Item::Boolean(p), Item::Boolean(q)) => p == q,
             (Item::Quantity(p), Item::Quantity(q)) => quantity_equivalent(p, q),
             (Item::Quantity(p), n) | (n, Item::Quantity(p)) if number(n).is_some() => {
@@ -797,14 +808,16 @@ pub(crate) fn to_bool(c: &[Item<'_>]) -> R<Option<bool>> {
     }
 }
 
-/// Operand of `and` / `or` / `xor` / `implies`: a value that is not a
-/// Boolean counts as unknown (empty).
+/// Operand of `and` / `or` / `xor` / `implies`: singleton evaluation, where
+/// a primitive without a value (only an extension) counts as empty.
 fn logic_operand(c: &[Item<'_>]) -> R<Option<bool>> {
     match singleton(c, "boolean operator")? {
         None => Ok(None),
         Some(i) => match i.to_system() {
             Some(Item::Boolean(b)) => Ok(Some(b)),
-            _ => Ok(None),
+            Some(_) => Ok(Some(true)),
+            None if matches!(i, Item::Node(n) if !n.value.is_object()) => Ok(None),
+            None => Ok(Some(true)),
         },
     }
 }
@@ -827,9 +840,13 @@ pub(crate) fn number(i: &Item<'_>) -> Option<Decimal> {
     }
 }
 
-/// String equivalence ignores case only (as fhirpath.js and the HL7 tests do).
+/// String equivalence ignores case, and treats every whitespace character
+/// as a plain space (runs are not collapsed, ends are not trimmed).
 fn normalize_ws(s: &str) -> String {
-    s.to_lowercase()
+    s.chars()
+        .map(|c| if c.is_whitespace() { ' ' } else { c })
+        .collect::<String>()
+        .to_lowercase()
 }
 
 /// Decimal equivalence: equal after rounding to the less precise scale.
@@ -839,12 +856,12 @@ pub(crate) fn decimal_equivalent(a: Decimal, b: Decimal) -> bool {
 }
 
 fn quantity_equivalent(p: &Quantity, q: &Quantity) -> bool {
-    // `1 year ~ 1 'a'`: the same calendar step, whichever way it is written.
-    let calendar_pair = p.calendar_unit().is_some()
-        && q.calendar_unit().is_some()
-        && p.calendar_unit() == q.calendar_unit();
-    if calendar_pair && p.unit != q.unit {
-        return decimal_equivalent(p.value, q.value);
+    // Time-valued quantities are equivalent as calendar durations, whichever
+    // way they are written: `1 year ~ 1 'a'`, `30 days ~ 1 'mo'`.
+    if let (Some(a), Some(b)) = (calendar_form(p), calendar_form(q))
+        && (p.is_calendar() != q.is_calendar())
+    {
+        return quantity_equivalent(&a, &b);
     }
     // Compare in the finer unit, at the precision of the less precise value.
     let one = |q: &Quantity| Quantity::new(Dec::ONE, q.unit.clone());
@@ -857,6 +874,24 @@ fn quantity_equivalent(p: &Quantity, q: &Quantity) -> bool {
         (Some(a), Some(b)) => decimal_equivalent(a.value, b.value),
         _ => false,
     }
+}
+
+fn calendar_form(q: &Quantity) -> Option<Quantity> {
+    if q.is_calendar() {
+        return Some(q.clone());
+    }
+    let unit = match q.unit.as_str() {
+        "a" => "year",
+        "mo" => "month",
+        "wk" => "week",
+        "d" => "day",
+        "h" => "hour",
+        "min" => "minute",
+        "s" => "second",
+        "ms" => "millisecond",
+        _ => return None,
+    };
+    Some(Quantity::new(q.value, unit))
 }
 
 /// For a FHIR primitive that has only an extension (JSON `null` value):

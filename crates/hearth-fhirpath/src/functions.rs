@@ -147,20 +147,74 @@ impl<'a> Evaluator<'_, 'a> {
         self.eval(e, std::slice::from_ref(item), &inner)
     }
 
-    pub(crate) fn call(&self, call: &Call, focus: &[Item<'a>], scope: &Scope<'a>) -> R<Collection<'a>> {
-        let input = match &call.target {
-            Some(t) => self.eval(t, focus, scope)?,
-            None => match &scope.this {
-                Some(t) => vec![t.clone()],
-                None => focus.to_vec(),
-            },
+    pub(crate) fn call(
+        &self,
+        call: &Call,
+        focus: &[Item<'a>],
+        scope: &Scope<'a>,
+    ) -> R<(Collection<'a>, Option<Scope<'a>>)> {
+        let (input, sc) = match &call.target {
+            Some(t) => self.eval_chain(t, focus, scope)?,
+            None => (
+                match &scope.this {
+                    Some(t) => vec![t.clone()],
+                    None => focus.to_vec(),
+                },
+                None,
+            ),
         };
-        self.apply(call, input, focus, scope).map_err(|mut e| {
+        let scope = sc.as_ref().unwrap_or(scope);
+        let located = |mut e: crate::eval::EvalError| {
             if !e.message.contains(" (at ") {
                 e.message = format!("{} (at offset {})", e.message, call.pos);
             }
             e
-        })
+        };
+        if call.func == Func::DefineVariable {
+            return self
+                .define_variable(call, input, scope)
+                .map(|(out, s)| (out, Some(s)))
+                .map_err(located);
+        }
+        let out = self.apply(call, input, focus, scope).map_err(located)?;
+        Ok((out, sc))
+    }
+
+    /// `defineVariable(name [, value])`: binds `%name` for the rest of the
+    /// chain; the value expression is evaluated against the whole input.
+    fn define_variable(
+        &self,
+        call: &Call,
+        input: Collection<'a>,
+        scope: &Scope<'a>,
+    ) -> R<(Collection<'a>, Scope<'a>)> {
+        let name = match call.args.first() {
+            Some(Expr::Literal(Item::String(n))) => n.to_string(),
+            _ => match self.arg_single(call, 0, &input, scope)? {
+                Some(Item::String(n)) => n.into_owned(),
+                _ => return fail("defineVariable() needs a name"),
+            },
+        };
+        let reserved = ["context", "resource", "rootResource", "ucum", "sct", "loinc"];
+        if reserved.contains(&name.as_str())
+            || self.ctx.vars.contains_key(&name)
+            || scope.defined.iter().any(|(n, _)| *n == name)
+        {
+            return fail(format!("variable %{name} is already defined"));
+        }
+        let value = match call.args.get(1) {
+            Some(e) => {
+                let inner = Scope {
+                    this: None,
+                    ..scope.clone()
+                };
+                self.eval(e, &input, &inner)?
+            }
+            None => input.clone(),
+        };
+        let mut next = scope.clone();
+        next.defined.push((name, value));
+        Ok((input, next))
     }
 
     fn apply(
@@ -557,6 +611,14 @@ impl<'a> Evaluator<'_, 'a> {
             },
             Func::Ceiling | Func::Floor | Func::Truncate => match single_value(&input, "rounding")? {
                 None => Ok(Vec::new()),
+                Some(Item::Quantity(mut q)) => {
+                    q.value = match call.func {
+                        Func::Ceiling => q.value.ceil(),
+                        Func::Floor => q.value.floor(),
+                        _ => q.value.trunc(),
+                    };
+                    one(Item::Quantity(q))
+                }
                 Some(i @ (Item::Integer(_) | Item::Long(_))) => one(i),
                 Some(Item::Decimal(d)) => {
                     let r = match call.func {
@@ -575,6 +637,13 @@ impl<'a> Evaluator<'_, 'a> {
                 }
                 match single_value(&input, "round()")? {
                     None => Ok(Vec::new()),
+                    Some(Item::Quantity(mut q)) => {
+                        q.value = q.value.round_dp_with_strategy(
+                            digits.min(28) as u32,
+                            rust_decimal::RoundingStrategy::MidpointAwayFromZero,
+                        );
+                        one(Item::Quantity(q))
+                    }
                     Some(v) => match crate::eval::number(&v) {
                         Some(d) => one(Item::Decimal(d.round_dp_with_strategy(
                             digits.min(28) as u32,
@@ -675,8 +744,13 @@ impl<'a> Evaluator<'_, 'a> {
                 Ok(total)
             }
             Func::Sum | Func::Avg => {
-                let input: Collection<'a> = input.into_iter().filter(|i| i.to_system().is_some()).collect();
-                if input.is_empty() {
+                if input.is_empty() || input.iter().any(|i| i.to_system().is_none()) {
+                    return Ok(Vec::new());
+                }
+                if input
+                    .iter()
+                    .any(|i| !matches!(i.to_system(), Some(Item::Integer(_) | Item::Long(_) | Item::Decimal(_) | Item::Quantity(_))))
+                {
                     return Ok(Vec::new());
                 }
                 let mut acc: Option<Item<'a>> = None;
@@ -700,8 +774,11 @@ impl<'a> Evaluator<'_, 'a> {
                 opt(acc)
             }
             Func::Min | Func::Max => {
+                if input.iter().any(|i| i.to_system().is_none()) {
+                    return Ok(Vec::new());
+                }
                 let mut best: Option<Item<'a>> = None;
-                for i in input.into_iter().filter(|i| i.to_system().is_some()) {
+                for i in input {
                     best = Some(match best {
                         None => i,
                         Some(b) => {
@@ -763,11 +840,8 @@ impl<'a> Evaluator<'_, 'a> {
             Func::Now => one(Item::DateTime(self.ctx.now)),
             Func::Today => one(Item::Date(self.ctx.now.date())),
             Func::TimeOfDay => opt(self.ctx.now.time().map(Item::Time)),
-            Func::DefineVariable => {
-                // Visible to the rest of the chain through the scope; see
-                // `eval_chain_with_vars`. Here we only validate and pass on.
-                Ok(input)
-            }
+            // Handled in `call`, which owns the scope of the chain.
+            Func::DefineVariable => Ok(input),
 
             // ---------------- types
             Func::Is => match singleton(&input, "is()")? {
@@ -805,12 +879,14 @@ impl<'a> Evaluator<'_, 'a> {
                 Some(b) => boolean(!b),
             },
             Func::HasValue => boolean(match input.as_slice() {
+                [Item::Quantity(_) | Item::TypeInfo(..)] => false,
                 [Item::Node(n)] => {
                     !n.value.is_null()
                         && !n.value.is_object()
                         && !n.value.is_array()
                         && n.type_name != Some("xhtml")
                 }
+                [_] => true,
                 _ => false,
             }),
             Func::GetValue => match input.as_slice() {
@@ -858,10 +934,15 @@ impl<'a> Evaluator<'_, 'a> {
             // narrative passes here.
             Func::HtmlChecks => boolean(true),
             Func::Comparable => {
-                let Some(Item::Quantity(a)) = single_value(&input, "comparable()")? else {
-                    return Ok(Vec::new());
+                let as_q = |v: Option<Item<'a>>| match v {
+                    Some(Item::Quantity(q)) => Some(*q),
+                    Some(other) => crate::eval::number(&other).map(|n| Quantity::new(n, "1")),
+                    None => None,
                 };
-                let Some(Item::Quantity(b)) = self.arg_single(call, 0, focus, scope)? else {
+                let (Some(a), Some(b)) = (
+                    as_q(single_value(&input, "comparable()")?),
+                    as_q(self.arg_single(call, 0, focus, scope)?),
+                ) else {
                     return Ok(Vec::new());
                 };
                 boolean(a.compare(&b).is_some())
@@ -901,11 +982,12 @@ impl<'a> Evaluator<'_, 'a> {
                         .or_else(|| Time::parse(s.trim_start_matches('T')).map(Item::Time))
                     {
                         Some(p) => p,
-                        None => return fail("expected a date, dateTime or time"),
+                        None => return Ok(Vec::new()),
                     },
                     other => other,
                 };
-                date_component(call.func, &v)
+                // A component the value does not have is empty, not an error.
+                Ok(date_component(call.func, &v).unwrap_or_default())
             }
             Func::InFn => {
                 let other = self.arg(call, 0, focus, scope)?;
@@ -1038,7 +1120,17 @@ fn date_component<'a>(func: Func, v: &Item<'a>) -> R<Collection<'a>> {
         Func::HourOf => P::Hour,
         Func::MinuteOf => P::Minute,
         Func::SecondOf => P::Second,
-        Func::MillisecondOf => P::Millisecond,
+        Func::MillisecondOf => {
+            let has_ms = match v {
+                Item::DateTime(d) => d.precision() == P::Millisecond,
+                Item::Time(t) => t.precision() == P::Millisecond,
+                _ => false,
+            };
+            if !has_ms {
+                return Ok(Vec::new());
+            }
+            P::Millisecond
+        }
         Func::TimezoneOffsetOf => {
             let Some(d) = dt else { return fail("timezoneOffsetOf() expects a dateTime") };
             return opt(d

@@ -480,7 +480,18 @@ impl Quantity {
         }
         let target_is_cal = is_calendar_keyword(unit);
         if self.is_calendar() != target_is_cal {
-            return None;
+            // Definite durations convert either way (`1 'wk'` → `7 days`);
+            // years and months do not (`1 'a'` is not `1 year`).
+            let probe = Quantity::new(Decimal::ONE, unit);
+            if self.calendar_vs_ucum_undefined(&probe) {
+                return None;
+            }
+            let (secs, _) = self.base()?;
+            let (per, dims) = probe.base()?;
+            if dims.dims != S {
+                return None;
+            }
+            return Some(Quantity::new(secs.checked_div(per)?.normalize(), unit));
         }
         if target_is_cal {
             if let (Some(a), Some(b)) = (calendar_months(&self.unit), calendar_months(unit)) {
@@ -553,7 +564,7 @@ impl Quantity {
     /// Sum or difference, expressed in the finer of the two units
     /// (`7 days + 12 hours` is `180 hours`).
     pub fn add(&self, other: &Quantity, negate: bool) -> Option<Quantity> {
-        if self.is_calendar() != other.is_calendar() {
+        if self.calendar_vs_ucum_undefined(other) {
             return None;
         }
         let special = |q: &Quantity| canonical(&q.unit).is_none_or(|c| c.special);

@@ -228,3 +228,51 @@ async fn json_logs_carry_request_ids_and_no_phi() {
     }
     assert!(saw_request, "{lines:?}");
 }
+
+/// The README's three curl calls, run as written against a fresh server (only the address and the
+/// `<id>` placeholder are substituted).
+#[tokio::test]
+async fn readme_curl_calls_work_against_a_fresh_server() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    let mut calls = Vec::new();
+    let mut current = String::new();
+    for line in readme.lines() {
+        let line = line.trim();
+        if current.is_empty() && !line.starts_with("curl ") {
+            continue;
+        }
+        current.push_str(line.trim_end_matches('\\'));
+        current.push(' ');
+        if !line.ends_with('\\') {
+            calls.push(std::mem::take(&mut current));
+        }
+    }
+    assert_eq!(calls.len(), 3, "{calls:?}");
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = start(dir.path(), &[]).await;
+    let run = |cmd: String| async move {
+        let out = Command::new("sh").arg("-c").arg(&cmd).output().await.unwrap();
+        assert!(out.status.success(), "{cmd}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let created = run(calls[0].replace("http://127.0.0.1:8080", &p.base)).await;
+    assert!(created.starts_with("HTTP/1.1 201"), "{created}");
+    let location = created
+        .lines()
+        .find_map(|l| l.strip_prefix("location: ").or_else(|| l.strip_prefix("Location: ")))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let id = location.split('/').rev().nth(2).unwrap().to_owned();
+    let read: Value =
+        serde_json::from_str(&run(calls[1].replace("http://127.0.0.1:8080", &p.base).replace("<id>", &id)).await)
+            .unwrap();
+    assert_eq!(read["name"][0]["family"], "Rao");
+    let history: Value =
+        serde_json::from_str(&run(calls[2].replace("http://127.0.0.1:8080", &p.base).replace("<id>", &id)).await)
+            .unwrap();
+    assert_eq!(history["type"], "history");
+    assert_eq!(history["entry"].as_array().unwrap().len(), 1);
+    sigterm(&p).await;
+    wait_exit(&mut p).await;
+}

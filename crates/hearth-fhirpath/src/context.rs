@@ -55,6 +55,7 @@ pub struct Context<'a> {
     pub(crate) tracer: Option<&'a dyn TraceSink>,
     pub(crate) vars: HashMap<String, Collection<'a>>,
     pub(crate) now: DateTime,
+    pub(crate) lenient_type_ops: bool,
 }
 
 impl<'a> Context<'a> {
@@ -69,7 +70,17 @@ impl<'a> Context<'a> {
             tracer: None,
             vars: HashMap::new(),
             now,
+            lenient_type_ops: false,
         }
+    }
+
+    /// Lets `is` / `as` (operator and function) apply to every item of a
+    /// multi-item collection instead of failing, as servers do when
+    /// indexing: `(Library.useContext.value as Quantity)` on a resource with
+    /// two `useContext`s. The specification (and the default) is an error.
+    pub fn lenient_type_operators(mut self, lenient: bool) -> Self {
+        self.lenient_type_ops = lenient;
+        self
     }
 
     /// Uses a FHIR model for element types.

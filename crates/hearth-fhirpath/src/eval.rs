@@ -127,6 +127,13 @@ impl<'a> Evaluator<'_, 'a> {
             Expr::Binary(op, l, r) => self.binary(*op, l, r, focus, scope),
             Expr::Is(inner, ty) => {
                 let v = self.eval(inner, focus, scope)?;
+                if self.ctx.lenient_type_ops && v.len() > 1 {
+                    let mut out = Vec::with_capacity(v.len());
+                    for i in &v {
+                        out.push(Item::Boolean(self.is_type(i, ty)?));
+                    }
+                    return Ok(out);
+                }
                 match singleton(&v, "'is'")? {
                     None => Ok(Vec::new()),
                     Some(i) => Ok(vec![Item::Boolean(self.is_type(i, ty)?)]),
@@ -134,7 +141,7 @@ impl<'a> Evaluator<'_, 'a> {
             }
             Expr::As(inner, ty) => {
                 let v = self.eval(inner, focus, scope)?;
-                if v.len() > 1 {
+                if v.len() > 1 && !self.ctx.lenient_type_ops {
                     return fail("'as' requires a single item");
                 }
                 self.check_type(ty)?;

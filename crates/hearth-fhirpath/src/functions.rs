@@ -852,7 +852,7 @@ impl<'a> Evaluator<'_, 'a> {
                 },
             },
             Func::As => {
-                if input.len() > 1 {
+                if input.len() > 1 && !self.ctx.lenient_type_ops {
                     return fail("as() requires a single item");
                 }
                 let Some(t) = &call.type_arg else { return Ok(Vec::new()) };

@@ -164,6 +164,8 @@ impl FromRequest<Arc<App>> for FhirBody {
             // serde_json messages give a position and a category, never the content.
             FhirError::bad_request("structure", format!("the body is not valid JSON: {e}"))
         })?;
+        super::strict_json::check_no_duplicate_keys(&bytes)
+            .map_err(|m| FhirError::bad_request("structure", format!("the body is not valid FHIR JSON: {m}")))?;
         if !value.is_object() {
             return Err(FhirError::bad_request("structure", "the body must be a JSON object (a FHIR resource)"));
         }

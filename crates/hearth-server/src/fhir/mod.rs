@@ -5,6 +5,7 @@ pub mod http;
 mod index;
 mod interactions;
 pub mod query;
+mod strict_json;
 
 use std::sync::Arc;
 

@@ -55,15 +55,9 @@ impl TypeSpec {
     /// Builds a type specifier from a parsed path like `FHIR.Patient`.
     pub fn from_expr(e: &Expr) -> Option<TypeSpec> {
         match e {
-            Expr::Ident(n) => Some(TypeSpec {
-                namespace: None,
-                name: n.clone(),
-            }),
+            Expr::Ident(n) => Some(TypeSpec { namespace: None, name: n.clone() }),
             Expr::Member(t, n) => match t.as_ref() {
-                Expr::Ident(ns) => Some(TypeSpec {
-                    namespace: Some(ns.clone()),
-                    name: n.clone(),
-                }),
+                Expr::Ident(ns) => Some(TypeSpec { namespace: Some(ns.clone()), name: n.clone() }),
                 _ => None,
             },
             _ => None,

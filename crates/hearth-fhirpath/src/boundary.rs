@@ -17,11 +17,9 @@ pub(crate) fn boundary<'a>(v: &Item<'a>, digits: Option<i64>, high: bool) -> Opt
             // Half a unit in the last written digit either side.
             let half = Decimal::new(5, d.scale() + 1);
             let b = if high {
-                d.checked_add(half)?
-                    .round_dp_with_strategy(digits, RoundingStrategy::ToPositiveInfinity)
+                d.checked_add(half)?.round_dp_with_strategy(digits, RoundingStrategy::ToPositiveInfinity)
             } else {
-                d.checked_sub(half)?
-                    .round_dp_with_strategy(digits, RoundingStrategy::ToNegativeInfinity)
+                d.checked_sub(half)?.round_dp_with_strategy(digits, RoundingStrategy::ToNegativeInfinity)
             };
             let mut b = b;
             b.rescale(digits);
@@ -99,18 +97,12 @@ fn split_offset(s: &str) -> (&str, Option<&str>) {
 fn fill_date(d: &str, high: bool) -> String {
     let mut parts = d.split('-');
     let year = parts.next().unwrap_or("0001").to_string();
-    let month = parts
-        .next()
-        .map(str::to_string)
-        .unwrap_or_else(|| if high { "12".into() } else { "01".into() });
+    let month = parts.next().map(str::to_string).unwrap_or_else(|| if high { "12".into() } else { "01".into() });
     let day = parts.next().map(str::to_string).unwrap_or_else(|| {
         if high {
             let y: i32 = year.parse().unwrap_or(1);
             let m: u8 = month.parse().unwrap_or(1);
-            let last = (28..=31)
-                .rev()
-                .find(|d| Date::parse(&format!("{y:04}-{m:02}-{d:02}")).is_some())
-                .unwrap_or(28);
+            let last = (28..=31).rev().find(|d| Date::parse(&format!("{y:04}-{m:02}-{d:02}")).is_some()).unwrap_or(28);
             format!("{last:02}")
         } else {
             "01".into()

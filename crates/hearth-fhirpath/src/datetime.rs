@@ -176,10 +176,7 @@ struct Cursor<'s> {
 
 impl<'s> Cursor<'s> {
     fn new(s: &'s str) -> Self {
-        Cursor {
-            bytes: s.as_bytes(),
-            pos: 0,
-        }
+        Cursor { bytes: s.as_bytes(), pos: 0 }
     }
     fn peek(&self) -> Option<u8> {
         self.bytes.get(self.pos).copied()
@@ -211,12 +208,7 @@ impl<'s> Cursor<'s> {
 
 fn parse_date_part(c: &mut Cursor<'_>) -> Option<Date> {
     let year = c.digits(4)? as i32;
-    let mut date = Date {
-        year,
-        month: 1,
-        day: 1,
-        precision: Precision::Year,
-    };
+    let mut date = Date { year, month: 1, day: 1, precision: Precision::Year };
     if c.peek() == Some(b'-') {
         c.pos += 1;
         let month = c.digits(2)? as u8;
@@ -243,13 +235,7 @@ fn parse_time_part(c: &mut Cursor<'_>) -> Option<Time> {
     if hour > 23 {
         return None;
     }
-    let mut t = Time {
-        hour,
-        minute: 0,
-        second: 0,
-        millis: 0,
-        precision: Precision::Hour,
-    };
+    let mut t = Time { hour, minute: 0, second: 0, millis: 0, precision: Precision::Hour };
     if c.peek() == Some(b':') {
         c.pos += 1;
         let minute = c.digits(2)? as u8;
@@ -329,29 +315,17 @@ impl Date {
 
     /// The date as a DateTime of the same precision (no timezone).
     pub fn to_datetime(self) -> DateTime {
-        DateTime {
-            date: self,
-            time: Time::midnight(),
-            precision: self.precision,
-            offset: None,
-        }
+        DateTime { date: self, time: Time::midnight(), precision: self.precision, offset: None }
     }
 
     fn days(&self) -> i64 {
-        days_from_civil(
-            i64::from(self.year),
-            i64::from(self.month),
-            i64::from(self.day),
-        )
+        days_from_civil(i64::from(self.year), i64::from(self.month), i64::from(self.day))
     }
 
     /// Adds `amount` calendar units; `None` if the result leaves years 1..9999.
     pub fn add(&self, amount: i64, unit: CalendarUnit) -> Option<Date> {
         let dt = self.to_datetime().add(amount, unit)?;
-        Some(Date {
-            precision: self.precision,
-            ..dt.date
-        })
+        Some(Date { precision: self.precision, ..dt.date })
     }
 
     /// Compares at the coarser precision; `None` when the result depends on
@@ -363,13 +337,7 @@ impl Date {
 
 impl Time {
     fn midnight() -> Time {
-        Time {
-            hour: 0,
-            minute: 0,
-            second: 0,
-            millis: 0,
-            precision: Precision::Hour,
-        }
+        Time { hour: 0, minute: 0, second: 0, millis: 0, precision: Precision::Hour }
     }
 
     /// Parses `hh`, `hh:mm`, `hh:mm:ss` or `hh:mm:ss.fff`.
@@ -409,28 +377,18 @@ impl Time {
     }
 
     fn millis_of_day(&self) -> i64 {
-        ((i64::from(self.hour) * 60 + i64::from(self.minute)) * 60 + i64::from(self.second))
-            * 1000
+        ((i64::from(self.hour) * 60 + i64::from(self.minute)) * 60 + i64::from(self.second)) * 1000
             + i64::from(self.millis)
     }
 
     pub fn compare(&self, other: &Time) -> Option<Ordering> {
         let a = DateTime {
-            date: Date {
-                year: 2000,
-                month: 1,
-                day: 1,
-                precision: Precision::Day,
-            },
+            date: Date { year: 2000, month: 1, day: 1, precision: Precision::Day },
             time: *self,
             precision: self.precision,
             offset: None,
         };
-        let b = DateTime {
-            time: *other,
-            precision: other.precision,
-            ..a
-        };
+        let b = DateTime { time: *other, precision: other.precision, ..a };
         a.compare(&b, 0)
     }
 
@@ -507,12 +465,7 @@ impl DateTime {
         let (y, m, d) = civil_from_days(days);
         let year = i32::try_from(y).ok()?;
         Some(DateTime {
-            date: Date {
-                year,
-                month: m,
-                day: d,
-                precision: Precision::Day,
-            },
+            date: Date { year, month: m, day: d, precision: Precision::Day },
             time: Time {
                 hour: (ms / 3_600_000) as u8,
                 minute: (ms / 60_000 % 60) as u8,
@@ -535,10 +488,7 @@ impl DateTime {
 
     /// The date part, at day precision or coarser.
     pub fn date(&self) -> Date {
-        Date {
-            precision: self.precision.min(Precision::Day),
-            ..self.date
-        }
+        Date { precision: self.precision.min(Precision::Day), ..self.date }
     }
 
     /// Component accessors for `yearOf()` and friends: `None` when the value
@@ -612,11 +562,7 @@ impl DateTime {
         };
         match unit {
             CalendarUnit::Year | CalendarUnit::Month => {
-                let months = if unit == CalendarUnit::Year {
-                    amount.checked_mul(12)?
-                } else {
-                    amount
-                };
+                let months = if unit == CalendarUnit::Year { amount.checked_mul(12)? } else { amount };
                 let total = i64::from(self.date.year) * 12 + i64::from(self.date.month) - 1 + months;
                 let year = i32::try_from(total.div_euclid(12)).ok()?;
                 let month = (total.rem_euclid(12) + 1) as u8;
@@ -624,15 +570,7 @@ impl DateTime {
                     return None;
                 }
                 let day = self.date.day.min(days_in_month(year, month));
-                Some(DateTime {
-                    date: Date {
-                        year,
-                        month,
-                        day,
-                        precision: self.date.precision,
-                    },
-                    ..*self
-                })
+                Some(DateTime { date: Date { year, month, day, precision: self.date.precision }, ..*self })
             }
             _ => {
                 let step = unit.fixed_millis()?;
@@ -697,11 +635,7 @@ impl DateTime {
                 ord => return Some(ord),
             }
         }
-        if a.precision.compare_rank() == b.precision.compare_rank() {
-            Some(Ordering::Equal)
-        } else {
-            None
-        }
+        if a.precision.compare_rank() == b.precision.compare_rank() { Some(Ordering::Equal) } else { None }
     }
 }
 

@@ -14,7 +14,7 @@ pub(crate) fn apply(func: Func, s: &str, format: &str) -> Option<String> {
         (Func::Decode, "urlbase64") => String::from_utf8(b64_decode(s, B64URL)?).ok(),
         (Func::Decode, "hex") => {
             let bytes = s.as_bytes();
-            if bytes.len() % 2 != 0 {
+            if !bytes.len().is_multiple_of(2) {
                 return None;
             }
             let mut out = Vec::with_capacity(bytes.len() / 2);
@@ -41,10 +41,7 @@ pub(crate) fn apply(func: Func, s: &str, format: &str) -> Option<String> {
         ),
         (Func::Escape, "json") => {
             let quoted = serde_json::to_string(s).ok()?;
-            quoted
-                .strip_prefix('"')
-                .and_then(|q| q.strip_suffix('"'))
-                .map(str::to_string)
+            quoted.strip_prefix('"').and_then(|q| q.strip_suffix('"')).map(str::to_string)
         }
         (Func::Unescape, "json") => Some(json_unescape(s)),
         _ => None,

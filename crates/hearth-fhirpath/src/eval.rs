@@ -31,9 +31,7 @@ impl fmt::Display for EvalError {
 impl std::error::Error for EvalError {}
 
 pub(crate) fn fail<T>(message: impl Into<String>) -> Result<T, EvalError> {
-    Err(EvalError {
-        message: message.into(),
-    })
+    Err(EvalError { message: message.into() })
 }
 
 pub(crate) type R<T> = Result<T, EvalError>;
@@ -81,31 +79,27 @@ impl<'a> Evaluator<'_, 'a> {
                 let mut out = Vec::new();
                 let type_like = name.starts_with(|c: char| c.is_ascii_uppercase());
                 for item in focus {
-                    if type_like && let Item::Node(n) = item {
-                        if let Some(t) = n.type_name
-                            && (t == name || self.ctx.model.is_subtype_of(t, name))
-                            && n.value.get(name.as_str()).is_none()
-                        {
-                            out.push(item.clone());
-                            continue;
-                        }
+                    // `Patient.name`: a leading type name selects the focus
+                    // when it is of that type (unless it has such a child).
+                    if type_like
+                        && let Item::Node(n) = item
+                        && let Some(t) = n.type_name
+                        && (t == name || self.ctx.model.is_subtype_of(t, name))
+                        && n.value.get(name.as_str()).is_none()
+                    {
+                        out.push(item.clone());
+                        continue;
                     }
                     self.child(item, name, &mut out);
                 }
                 Ok(out)
             }
-            Expr::Member(..) | Expr::Call(_) | Expr::Index(..) => {
-                Ok(self.eval_chain(e, focus, scope)?.0)
-            }
+            Expr::Member(..) | Expr::Call(_) | Expr::Index(..) => Ok(self.eval_chain(e, focus, scope)?.0),
             Expr::This => Ok(match &scope.this {
                 Some(t) => vec![t.clone()],
                 None => focus.to_vec(),
             }),
-            Expr::IndexVar => Ok(scope
-                .index
-                .map(|i| Item::Integer(i as i64))
-                .into_iter()
-                .collect()),
+            Expr::IndexVar => Ok(scope.index.map(|i| Item::Integer(i as i64)).into_iter().collect()),
             Expr::Total => Ok(scope.total.clone().unwrap_or_default()),
             Expr::Env(name) => self.env(name, scope),
             Expr::Neg(inner) => {
@@ -181,11 +175,9 @@ impl<'a> Evaluator<'_, 'a> {
                 let out = match singleton(&idx, "indexer")? {
                     None => Vec::new(),
                     Some(i) => match i.to_system() {
-                        Some(Item::Integer(n)) => usize::try_from(n)
-                            .ok()
-                            .and_then(|n| input.into_iter().nth(n))
-                            .into_iter()
-                            .collect(),
+                        Some(Item::Integer(n)) => {
+                            usize::try_from(n).ok().and_then(|n| input.into_iter().nth(n)).into_iter().collect()
+                        }
                         _ => return fail("indexer must be an integer"),
                     },
                 };
@@ -262,22 +254,14 @@ impl<'a> Evaluator<'_, 'a> {
                 return;
             }
         };
-        let info: Option<ElementInfo<'a>> = node
-            .children_of
-            .and_then(|p| self.ctx.model.element(p, name));
+        let info: Option<ElementInfo<'a>> = node.children_of.and_then(|p| self.ctx.model.element(p, name));
         match info {
             Some(info) if info.is_choice => self.choice_children(obj, name, out),
             Some(info) => {
                 let v = obj.get(name);
                 let ext = obj.get(&format!("_{name}") as &str);
                 if v.is_some() || ext.is_some() {
-                    push_values(
-                        v.unwrap_or(&NULL),
-                        ext,
-                        Some(info.type_name),
-                        Some(info.children_of),
-                        out,
-                    );
+                    push_values(v.unwrap_or(&NULL), ext, Some(info.type_name), Some(info.children_of), out);
                 }
             }
             None => {
@@ -293,12 +277,7 @@ impl<'a> Evaluator<'_, 'a> {
         }
     }
 
-    fn choice_children(
-        &self,
-        obj: &'a serde_json::Map<String, Value>,
-        name: &str,
-        out: &mut Collection<'a>,
-    ) {
+    fn choice_children(&self, obj: &'a serde_json::Map<String, Value>, name: &str, out: &mut Collection<'a>) {
         for (key, v) in obj {
             let Some(suffix) = key.strip_prefix(name) else {
                 continue;
@@ -331,9 +310,8 @@ impl<'a> Evaluator<'_, 'a> {
 
     /// Type named by a choice suffix: `Quantity` → `Quantity`, `String` → `string`.
     fn choice_type(&self, suffix: &'a str) -> Option<&'a str> {
-        if let Some((p, _)) = crate::model::PRIMITIVES
-            .iter()
-            .find(|(p, _)| p.len() == suffix.len() && first_upper_eq(p, suffix))
+        if let Some((p, _)) =
+            crate::model::PRIMITIVES.iter().find(|(p, _)| p.len() == suffix.len() && first_upper_eq(p, suffix))
         {
             return Some(p);
         }
@@ -386,11 +364,7 @@ impl<'a> Evaluator<'_, 'a> {
             Some(_) => false,
             None => known_system || self.ctx.model.is_type(&ty.name),
         };
-        if known {
-            Ok(())
-        } else {
-            fail(format!("unknown type '{}'", ty.name))
-        }
+        if known { Ok(()) } else { fail(format!("unknown type '{}'", ty.name)) }
     }
 
     pub(crate) fn is_type(&self, item: &Item<'a>, ty: &TypeSpec) -> R<bool> {
@@ -416,14 +390,7 @@ impl<'a> Evaluator<'_, 'a> {
     // -----------------------------------------------------------------
     // Operators
 
-    fn binary(
-        &self,
-        op: BinOp,
-        l: &Expr,
-        r: &Expr,
-        focus: &[Item<'a>],
-        scope: &Scope<'a>,
-    ) -> R<Collection<'a>> {
+    fn binary(&self, op: BinOp, l: &Expr, r: &Expr, focus: &[Item<'a>], scope: &Scope<'a>) -> R<Collection<'a>> {
         // Boolean operators short-circuit where three-valued logic allows.
         match op {
             BinOp::And | BinOp::Or | BinOp::Implies | BinOp::Xor => {
@@ -465,12 +432,7 @@ impl<'a> Evaluator<'_, 'a> {
         self.apply_binary(op, a, b)
     }
 
-    pub(crate) fn apply_binary(
-        &self,
-        op: BinOp,
-        a: Collection<'a>,
-        b: Collection<'a>,
-    ) -> R<Collection<'a>> {
+    pub(crate) fn apply_binary(&self, op: BinOp, a: Collection<'a>, b: Collection<'a>) -> R<Collection<'a>> {
         let bool_out = |v: Option<bool>| Ok(v.map(Item::Boolean).into_iter().collect());
         match op {
             BinOp::Union => {
@@ -491,8 +453,7 @@ impl<'a> Evaluator<'_, 'a> {
                 bool_out(Some(if op == BinOp::NotEquiv { !eq } else { eq }))
             }
             BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => {
-                let (Some(x), Some(y)) = (singleton(&a, "comparison")?, singleton(&b, "comparison")?)
-                else {
+                let (Some(x), Some(y)) = (singleton(&a, "comparison")?, singleton(&b, "comparison")?) else {
                     return Ok(Vec::new());
                 };
                 let ord = self.compare(x, y)?;
@@ -507,9 +468,7 @@ impl<'a> Evaluator<'_, 'a> {
                 let (needle, hay) = if op == BinOp::In { (&a, &b) } else { (&b, &a) };
                 match singleton(needle, "membership")? {
                     None => Ok(Vec::new()),
-                    Some(n) => bool_out(Some(
-                        hay.iter().any(|h| self.items_equal(n, h) == Some(true)),
-                    )),
+                    Some(n) => bool_out(Some(hay.iter().any(|h| self.items_equal(n, h) == Some(true)))),
                 }
             }
             BinOp::Concat => {
@@ -526,8 +485,7 @@ impl<'a> Evaluator<'_, 'a> {
                 Ok(vec![Item::string(s(&a)? + &s(&b)?)])
             }
             _ => {
-                let (Some(x), Some(y)) = (singleton(&a, "arithmetic")?, singleton(&b, "arithmetic")?)
-                else {
+                let (Some(x), Some(y)) = (singleton(&a, "arithmetic")?, singleton(&b, "arithmetic")?) else {
                     return Ok(Vec::new());
                 };
                 let (Some(x), Some(y)) = (x.to_system(), y.to_system()) else {
@@ -590,8 +548,7 @@ impl<'a> Evaluator<'_, 'a> {
                 let q = Quantity::new(number(n).unwrap_or_default(), "1");
                 p.equals(&q)
             }
-            (Item::Date(_) | Item::DateTime(_), Item::Date(_) | Item::DateTime(_))
-            | (Item::Time(_), Item::Time(_)) => {
+            (Item::Date(_) | Item::DateTime(_), Item::Date(_) | Item::DateTime(_)) | (Item::Time(_), Item::Time(_)) => {
                 self.compare_temporal(&x, &y).map(|o| o == Ordering::Equal)
             }
             (Item::TypeInfo(a1, a2), Item::TypeInfo(b1, b2)) => Some(a1 == b1 && a2 == b2),
@@ -611,9 +568,7 @@ impl<'a> Evaluator<'_, 'a> {
         {
             let parsed = match other.to_system() {
                 Some(Item::Date(_)) => crate::datetime::Date::parse(s).map(Item::Date),
-                Some(Item::DateTime(_)) => {
-                    crate::datetime::DateTime::parse(s).map(Item::DateTime)
-                }
+                Some(Item::DateTime(_)) => crate::datetime::DateTime::parse(s).map(Item::DateTime),
                 Some(Item::Time(_)) => crate::datetime::Time::parse(s).map(Item::Time),
                 _ => None,
             };
@@ -678,8 +633,7 @@ impl<'a> Evaluator<'_, 'a> {
             (Item::Quantity(p), n) | (n, Item::Quantity(p)) if number(n).is_some() => {
                 quantity_equivalent(p, &Quantity::new(number(n).unwrap_or_default(), "1"))
             }
-            (Item::Date(_) | Item::DateTime(_), Item::Date(_) | Item::DateTime(_))
-            | (Item::Time(_), Item::Time(_)) => {
+            (Item::Date(_) | Item::DateTime(_), Item::Date(_) | Item::DateTime(_)) | (Item::Time(_), Item::Time(_)) => {
                 self.compare_temporal(&x, &y) == Some(Ordering::Equal)
             }
             (Item::TypeInfo(a1, a2), Item::TypeInfo(b1, b2)) => a1 == b1 && a2 == b2,
@@ -711,15 +665,12 @@ impl<'a> Evaluator<'_, 'a> {
             (n, Item::Quantity(p)) if number(n).is_some() => {
                 Ok(Quantity::new(number(n).unwrap_or_default(), "1").compare(p))
             }
-            (Item::Date(_) | Item::DateTime(_), Item::Date(_) | Item::DateTime(_))
-            | (Item::Time(_), Item::Time(_)) => Ok(self.compare_temporal(&x, &y)),
+            (Item::Date(_) | Item::DateTime(_), Item::Date(_) | Item::DateTime(_)) | (Item::Time(_), Item::Time(_)) => {
+                Ok(self.compare_temporal(&x, &y))
+            }
             _ => match (number(&x), number(&y)) {
                 (Some(p), Some(q)) => Ok(Some(p.cmp(&q))),
-                _ => fail(format!(
-                    "cannot compare {} with {}",
-                    x.type_info().1,
-                    y.type_info().1
-                )),
+                _ => fail(format!("cannot compare {} with {}", x.type_info().1, y.type_info().1)),
             },
         }
     }
@@ -734,18 +685,14 @@ fn first_upper_eq(prim: &str, suffix: &str) -> bool {
     }
 }
 
-const SYSTEM_TYPES: &[&str] = &[
-    "Any", "Boolean", "Integer", "Long", "Integer64", "Decimal", "String", "Date", "DateTime",
-    "Time", "Quantity",
-];
+const SYSTEM_TYPES: &[&str] =
+    &["Any", "Boolean", "Integer", "Long", "Integer64", "Decimal", "String", "Date", "DateTime", "Time", "Quantity"];
 
 fn system_name_matches(actual: &str, wanted: &str) -> bool {
     if wanted == "Any" {
         return true;
     }
-    actual == wanted
-        || (actual == "Long" && wanted == "Integer64")
-        || (wanted == "Long" && actual == "Integer64")
+    actual == wanted || (actual == "Long" && wanted == "Integer64") || (wanted == "Long" && actual == "Integer64")
 }
 
 /// Pushes the JSON `v` (one value or an array) as nodes; `ext` is the
@@ -850,10 +797,7 @@ pub(crate) fn number(i: &Item<'_>) -> Option<Decimal> {
 /// String equivalence ignores case, and treats every whitespace character
 /// as a plain space (runs are not collapsed, ends are not trimmed).
 fn normalize_ws(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_whitespace() { ' ' } else { c })
-        .collect::<String>()
-        .to_lowercase()
+    s.chars().map(|c| if c.is_whitespace() { ' ' } else { c }).collect::<String>().to_lowercase()
 }
 
 /// Decimal equivalence: equal after rounding to the less precise scale.
@@ -913,17 +857,11 @@ fn null_valued<'x>(i: &'x Item<'_>) -> Option<&'x Value> {
 pub(crate) fn json_equal(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
-        (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| json_equal(p, q))
-        }
+        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(p, q)| json_equal(p, q)),
         (Value::Object(x), Value::Object(y)) => {
-            let keys = |m: &serde_json::Map<String, Value>| {
-                m.iter().filter(|(k, _)| k.as_str() != "id").count()
-            };
+            let keys = |m: &serde_json::Map<String, Value>| m.iter().filter(|(k, _)| k.as_str() != "id").count();
             keys(x) == keys(y)
-                && x.iter()
-                    .filter(|(k, _)| k.as_str() != "id")
-                    .all(|(k, v)| y.get(k).is_some_and(|w| json_equal(v, w)))
+                && x.iter().filter(|(k, _)| k.as_str() != "id").all(|(k, v)| y.get(k).is_some_and(|w| json_equal(v, w)))
         }
         _ => a == b,
     }
@@ -933,10 +871,7 @@ fn json_equivalent(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::String(x), Value::String(y)) => normalize_ws(x) == normalize_ws(y),
         (Value::Number(x), Value::Number(y)) => {
-            match (
-                crate::value::json_number_to_decimal(x),
-                crate::value::json_number_to_decimal(y),
-            ) {
+            match (crate::value::json_number_to_decimal(x), crate::value::json_number_to_decimal(y)) {
                 (Some(p), Some(q)) => decimal_equivalent(p, q),
                 _ => false,
             }
@@ -945,9 +880,7 @@ fn json_equivalent(a: &Value, b: &Value) -> bool {
             x.len() == y.len() && x.iter().all(|p| y.iter().any(|q| json_equivalent(p, q)))
         }
         (Value::Object(x), Value::Object(y)) => {
-            let keys = |m: &serde_json::Map<String, Value>| {
-                m.iter().filter(|(k, _)| k.as_str() != "id").count()
-            };
+            let keys = |m: &serde_json::Map<String, Value>| m.iter().filter(|(k, _)| k.as_str() != "id").count();
             keys(x) == keys(y)
                 && x.iter()
                     .filter(|(k, _)| k.as_str() != "id")
@@ -1030,9 +963,7 @@ pub(crate) fn arithmetic<'a>(op: BinOp, x: Item<'a>, y: Item<'a>) -> R<Option<It
                     if b.is_zero() {
                         None
                     } else {
-                        a.checked_div(b)
-                            .and_then(|q| q.trunc().to_i64())
-                            .map(Integer)
+                        a.checked_div(b).and_then(|q| q.trunc().to_i64()).map(Integer)
                     }
                 }
                 BinOp::Mod => {
@@ -1059,9 +990,7 @@ pub(crate) fn arithmetic<'a>(op: BinOp, x: Item<'a>, y: Item<'a>) -> R<Option<It
             }
             _ => return fail("unsupported quantity operator"),
         }),
-        (Quantity(q), n) | (n, Quantity(q))
-            if number(n).is_some() && matches!(op, BinOp::Mul | BinOp::Div) =>
-        {
+        (Quantity(q), n) | (n, Quantity(q)) if number(n).is_some() && matches!(op, BinOp::Mul | BinOp::Div) => {
             let Some(v) = number(n) else { return Ok(None) };
             let num = crate::quantity::Quantity::new(v, "1");
             let q_first = matches!(x, Quantity(_));
@@ -1088,20 +1017,12 @@ pub(crate) fn arithmetic<'a>(op: BinOp, x: Item<'a>, y: Item<'a>) -> R<Option<It
             date_add(&x, q, op == BinOp::Sub)
         }
         (Quantity(q), Date(_) | DateTime(_) | Time(_)) if op == BinOp::Add => date_add(&y, q, false),
-        _ => fail(format!(
-            "operator not defined for {} and {}",
-            x.type_info().1,
-            y.type_info().1
-        )),
+        _ => fail(format!("operator not defined for {} and {}", x.type_info().1, y.type_info().1)),
     }
 }
 
 fn decimal_div(a: Decimal, b: Decimal) -> Option<Decimal> {
-    if b.is_zero() {
-        None
-    } else {
-        a.checked_div(b).map(|d| d.normalize())
-    }
+    if b.is_zero() { None } else { a.checked_div(b).map(|d| d.normalize()) }
 }
 
 fn date_add<'a>(x: &Item<'a>, q: &Quantity, negate: bool) -> R<Option<Item<'a>>> {

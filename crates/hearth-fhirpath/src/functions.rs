@@ -28,15 +28,8 @@ pub(crate) fn compile_regex(pattern: &str, full: bool, flags: &str) -> Result<re
         prefix.push('m');
     }
     prefix.push(')');
-    let src = if full {
-        format!("{prefix}^(?:{pattern})$")
-    } else {
-        format!("{prefix}{pattern}")
-    };
-    regex::RegexBuilder::new(&src)
-        .size_limit(1 << 20)
-        .build()
-        .map_err(|e| format!("invalid regular expression: {e}"))
+    let src = if full { format!("{prefix}^(?:{pattern})$") } else { format!("{prefix}{pattern}") };
+    regex::RegexBuilder::new(&src).size_limit(1 << 20).build().map_err(|e| format!("invalid regular expression: {e}"))
 }
 
 fn one<'a>(v: Item<'a>) -> R<Collection<'a>> {
@@ -96,24 +89,12 @@ impl<'a> Evaluator<'_, 'a> {
         }
     }
 
-    fn arg_single(
-        &self,
-        call: &Call,
-        i: usize,
-        focus: &[Item<'a>],
-        scope: &Scope<'a>,
-    ) -> R<Option<Item<'a>>> {
+    fn arg_single(&self, call: &Call, i: usize, focus: &[Item<'a>], scope: &Scope<'a>) -> R<Option<Item<'a>>> {
         let v = self.arg(call, i, focus, scope)?;
         Ok(singleton(&v, "function argument")?.and_then(Item::to_system))
     }
 
-    fn arg_string(
-        &self,
-        call: &Call,
-        i: usize,
-        focus: &[Item<'a>],
-        scope: &Scope<'a>,
-    ) -> R<Option<Cow<'a, str>>> {
+    fn arg_string(&self, call: &Call, i: usize, focus: &[Item<'a>], scope: &Scope<'a>) -> R<Option<Cow<'a, str>>> {
         match self.arg_single(call, i, focus, scope)? {
             None => Ok(None),
             Some(Item::String(s)) => Ok(Some(s)),
@@ -138,12 +119,7 @@ impl<'a> Evaluator<'_, 'a> {
         total: Option<Collection<'a>>,
         scope: &Scope<'a>,
     ) -> R<Collection<'a>> {
-        let inner = Scope {
-            this: Some(item.clone()),
-            index: Some(index),
-            total,
-            defined: scope.defined.clone(),
-        };
+        let inner = Scope { this: Some(item.clone()), index: Some(index), total, defined: scope.defined.clone() };
         self.eval(e, std::slice::from_ref(item), &inner)
     }
 
@@ -171,10 +147,7 @@ impl<'a> Evaluator<'_, 'a> {
             e
         };
         if call.func == Func::DefineVariable {
-            return self
-                .define_variable(call, input, scope)
-                .map(|(out, s)| (out, Some(s)))
-                .map_err(located);
+            return self.define_variable(call, input, scope).map(|(out, s)| (out, Some(s))).map_err(located);
         }
         let out = self.apply(call, input, focus, scope).map_err(located)?;
         Ok((out, sc))
@@ -182,12 +155,7 @@ impl<'a> Evaluator<'_, 'a> {
 
     /// `defineVariable(name [, value])`: binds `%name` for the rest of the
     /// chain; the value expression is evaluated against the whole input.
-    fn define_variable(
-        &self,
-        call: &Call,
-        input: Collection<'a>,
-        scope: &Scope<'a>,
-    ) -> R<(Collection<'a>, Scope<'a>)> {
+    fn define_variable(&self, call: &Call, input: Collection<'a>, scope: &Scope<'a>) -> R<(Collection<'a>, Scope<'a>)> {
         let name = match call.args.first() {
             Some(Expr::Literal(Item::String(n))) => n.to_string(),
             _ => match self.arg_single(call, 0, &input, scope)? {
@@ -204,10 +172,7 @@ impl<'a> Evaluator<'_, 'a> {
         }
         let value = match call.args.get(1) {
             Some(e) => {
-                let inner = Scope {
-                    this: None,
-                    ..scope.clone()
-                };
+                let inner = Scope { this: None, ..scope.clone() };
                 self.eval(e, &input, &inner)?
             }
             None => input.clone(),
@@ -217,13 +182,7 @@ impl<'a> Evaluator<'_, 'a> {
         Ok((input, next))
     }
 
-    fn apply(
-        &self,
-        call: &Call,
-        input: Collection<'a>,
-        focus: &[Item<'a>],
-        scope: &Scope<'a>,
-    ) -> R<Collection<'a>> {
+    fn apply(&self, call: &Call, input: Collection<'a>, focus: &[Item<'a>], scope: &Scope<'a>) -> R<Collection<'a>> {
         let lambda_arg = call.args.first();
         match call.func {
             // ---------------- existence
@@ -265,11 +224,7 @@ impl<'a> Evaluator<'_, 'a> {
             }
             Func::SubsetOf | Func::SupersetOf => {
                 let other = self.arg(call, 0, focus, scope)?;
-                let (small, big) = if call.func == Func::SubsetOf {
-                    (&input, &other)
-                } else {
-                    (&other, &input)
-                };
+                let (small, big) = if call.func == Func::SubsetOf { (&input, &other) } else { (&other, &input) };
                 boolean(small.iter().all(|i| self.contains_item(big, i)))
             }
             Func::Count => one(Item::Integer(input.len() as i64)),
@@ -371,10 +326,7 @@ impl<'a> Evaluator<'_, 'a> {
             }
             Func::Exclude => {
                 let other = self.arg(call, 0, focus, scope)?;
-                Ok(input
-                    .into_iter()
-                    .filter(|i| !self.contains_item(&other, i))
-                    .collect())
+                Ok(input.into_iter().filter(|i| !self.contains_item(&other, i)).collect())
             }
 
             // ---------------- combining
@@ -393,10 +345,7 @@ impl<'a> Evaluator<'_, 'a> {
                 if input.len() > 1 {
                     return fail("iif() on a collection with more than one item");
                 }
-                let inner = Scope {
-                    this: input.first().cloned().or_else(|| scope.this.clone()),
-                    ..scope.clone()
-                };
+                let inner = Scope { this: input.first().cloned().or_else(|| scope.this.clone()), ..scope.clone() };
                 let cond_focus: &[Item<'a>] = if call.target.is_some() { &input } else { focus };
                 let cond = match call.args.first() {
                     Some(c) => self.eval(c, cond_focus, &inner)?,
@@ -419,18 +368,14 @@ impl<'a> Evaluator<'_, 'a> {
             Func::ConvertsToBoolean => self.converts(&input, |v| to_boolean(v).is_some()),
             Func::ToInteger => opt(single_value(&input, "toInteger()")?.and_then(|v| to_integer(&v))),
             Func::ConvertsToInteger => self.converts(&input, |v| to_integer(v).is_some()),
-            Func::ToLong => opt(single_value(&input, "toLong()")?
-                .and_then(|v| to_integer(&v))
-                .map(|i| match i {
-                    Item::Integer(n) => Item::Long(n),
-                    other => other,
-                })),
+            Func::ToLong => opt(single_value(&input, "toLong()")?.and_then(|v| to_integer(&v)).map(|i| match i {
+                Item::Integer(n) => Item::Long(n),
+                other => other,
+            })),
             Func::ConvertsToLong => self.converts(&input, |v| to_integer(v).is_some()),
             Func::ToDecimal => opt(single_value(&input, "toDecimal()")?.and_then(|v| to_decimal(&v))),
             Func::ConvertsToDecimal => self.converts(&input, |v| to_decimal(v).is_some()),
-            Func::ToString => opt(single_value(&input, "toString()")?
-                .and_then(|v| to_string(&v))
-                .map(Item::string)),
+            Func::ToString => opt(single_value(&input, "toString()")?.and_then(|v| to_string(&v)).map(Item::string)),
             Func::ConvertsToString => self.converts(&input, |v| to_string(v).is_some()),
             Func::ToDate => opt(single_value(&input, "toDate()")?.and_then(|v| to_date(&v))),
             Func::ConvertsToDate => self.converts(&input, |v| to_date(v).is_some()),
@@ -471,22 +416,13 @@ impl<'a> Evaluator<'_, 'a> {
                 let Some(start) = self.arg_int(call, 0, focus, scope)? else {
                     return Ok(Vec::new());
                 };
-                let len = if call.args.len() > 1 {
-                    match self.arg_int(call, 1, focus, scope)? {
-                        Some(l) => Some(l),
-                        None => None,
-                    }
-                } else {
-                    None
-                };
+                let len = if call.args.len() > 1 { self.arg_int(call, 1, focus, scope)? } else { None };
                 let count = s.chars().count() as i64;
                 if start < 0 || start >= count {
                     return Ok(Vec::new());
                 }
                 let take = len.unwrap_or(count).max(0) as usize;
-                one(Item::string(
-                    s.chars().skip(start as usize).take(take).collect::<String>(),
-                ))
+                one(Item::string(s.chars().skip(start as usize).take(take).collect::<String>()))
             }
             Func::StartsWith | Func::EndsWith | Func::Contains => {
                 let Some(s) = single_string(&input, "string function")? else {
@@ -515,10 +451,9 @@ impl<'a> Evaluator<'_, 'a> {
             }
             Func::Replace => {
                 let Some(s) = single_string(&input, "replace()")? else { return Ok(Vec::new()) };
-                let (Some(pat), Some(rep)) = (
-                    self.arg_string(call, 0, focus, scope)?,
-                    self.arg_string(call, 1, focus, scope)?,
-                ) else {
+                let (Some(pat), Some(rep)) =
+                    (self.arg_string(call, 0, focus, scope)?, self.arg_string(call, 1, focus, scope)?)
+                else {
                     return Ok(Vec::new());
                 };
                 one(Item::string(s.replace(&*pat, &rep)))
@@ -591,7 +526,7 @@ impl<'a> Evaluator<'_, 'a> {
                 let Some(fmt) = self.arg_string(call, 0, focus, scope)? else {
                     return Ok(Vec::new());
                 };
-                if call.func == Func::Decode && fmt == "hex" && s.len() % 2 != 0 {
+                if call.func == Func::Decode && fmt == "hex" && !s.len().is_multiple_of(2) {
                     return fail("hex input must have an even number of digits");
                 }
                 opt(crate::encoding::apply(call.func, &s, &fmt).map(Item::string))
@@ -681,10 +616,9 @@ impl<'a> Evaluator<'_, 'a> {
                 let Some(base) = self.arg_single(call, 0, focus, scope)? else {
                     return Ok(Vec::new());
                 };
-                let (Some(x), Some(b)) = (
-                    crate::eval::number(&v).and_then(to_f64),
-                    crate::eval::number(&base).and_then(to_f64),
-                ) else {
+                let (Some(x), Some(b)) =
+                    (crate::eval::number(&v).and_then(to_f64), crate::eval::number(&base).and_then(to_f64))
+                else {
                     return fail("log() expects numbers");
                 };
                 opt(round_f64(x.ln() / b.ln()).map(Item::Decimal))
@@ -747,10 +681,12 @@ impl<'a> Evaluator<'_, 'a> {
                 if input.is_empty() || input.iter().any(|i| i.to_system().is_none()) {
                     return Ok(Vec::new());
                 }
-                if input
-                    .iter()
-                    .any(|i| !matches!(i.to_system(), Some(Item::Integer(_) | Item::Long(_) | Item::Decimal(_) | Item::Quantity(_))))
-                {
+                if input.iter().any(|i| {
+                    !matches!(
+                        i.to_system(),
+                        Some(Item::Integer(_) | Item::Long(_) | Item::Decimal(_) | Item::Quantity(_))
+                    )
+                }) {
                     return Ok(Vec::new());
                 }
                 let mut acc: Option<Item<'a>> = None;
@@ -881,10 +817,7 @@ impl<'a> Evaluator<'_, 'a> {
             Func::HasValue => boolean(match input.as_slice() {
                 [Item::Quantity(_) | Item::TypeInfo(..)] => false,
                 [Item::Node(n)] => {
-                    !n.value.is_null()
-                        && !n.value.is_object()
-                        && !n.value.is_array()
-                        && n.type_name != Some("xhtml")
+                    !n.value.is_null() && !n.value.is_object() && !n.value.is_array() && n.type_name != Some("xhtml")
                 }
                 [_] => true,
                 _ => false,
@@ -939,10 +872,9 @@ impl<'a> Evaluator<'_, 'a> {
                     Some(other) => crate::eval::number(&other).map(|n| Quantity::new(n, "1")),
                     None => None,
                 };
-                let (Some(a), Some(b)) = (
-                    as_q(single_value(&input, "comparable()")?),
-                    as_q(self.arg_single(call, 0, focus, scope)?),
-                ) else {
+                let (Some(a), Some(b)) =
+                    (as_q(single_value(&input, "comparable()")?), as_q(self.arg_single(call, 0, focus, scope)?))
+                else {
                     return Ok(Vec::new());
                 };
                 boolean(a.compare(&b).is_some())
@@ -956,11 +888,7 @@ impl<'a> Evaluator<'_, 'a> {
                 let digits = self.arg_int(call, 0, focus, scope)?;
                 match single_value(&input, "boundary")? {
                     None => Ok(Vec::new()),
-                    Some(v) => opt(crate::boundary::boundary(
-                        &v,
-                        digits,
-                        call.func == Func::HighBoundary,
-                    )),
+                    Some(v) => opt(crate::boundary::boundary(&v, digits, call.func == Func::HighBoundary)),
                 }
             }
             Func::YearOf
@@ -1072,9 +1000,7 @@ impl<'a> Evaluator<'_, 'a> {
                         return Some(r.clone());
                     }
                     if let Some(Value::Array(contained)) = n.value.get("contained")
-                        && let Some(c) = contained
-                            .iter()
-                            .find(|c| c.get("id").and_then(Value::as_str) == Some(id))
+                        && let Some(c) = contained.iter().find(|c| c.get("id").and_then(Value::as_str) == Some(id))
                     {
                         return Some(Item::Node(Node::root(c)));
                     }
@@ -1091,18 +1017,8 @@ impl<'a> Evaluator<'_, 'a> {
         // `resolve() is Patient` in search parameters.
         let path = reference.split(['?', '#']).next().unwrap_or(reference);
         let segments: Vec<&'a str> = path.split('/').collect();
-        let ty = segments
-            .iter()
-            .rev()
-            .skip(1)
-            .find(|s| s.starts_with(|c: char| c.is_ascii_uppercase()))
-            .copied()?;
-        Some(Item::Node(Node {
-            value: &NULL,
-            ext: None,
-            type_name: Some(ty),
-            children_of: Some(ty),
-        }))
+        let ty = segments.iter().rev().skip(1).find(|s| s.starts_with(|c: char| c.is_ascii_uppercase())).copied()?;
+        Some(Item::Node(Node { value: &NULL, ext: None, type_name: Some(ty), children_of: Some(ty) }))
     }
 }
 
@@ -1237,9 +1153,7 @@ fn to_date<'a>(v: &Item<'a>) -> Option<Item<'a>> {
     match v {
         Item::Date(d) => Some(Item::Date(*d)),
         Item::DateTime(d) => Some(Item::Date(d.date())),
-        Item::String(s) => Date::parse(s)
-            .or_else(|| DateTime::parse(s).map(|d| d.date()))
-            .map(Item::Date),
+        Item::String(s) => Date::parse(s).or_else(|| DateTime::parse(s).map(|d| d.date())).map(Item::Date),
         _ => None,
     }
 }

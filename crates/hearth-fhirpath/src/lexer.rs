@@ -19,10 +19,7 @@ impl fmt::Display for ParseError {
 impl std::error::Error for ParseError {}
 
 pub(crate) fn err<T>(position: usize, message: impl Into<String>) -> Result<T, ParseError> {
-    Err(ParseError {
-        position,
-        message: message.into(),
-    })
+    Err(ParseError { position, message: message.into() })
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -54,10 +51,8 @@ pub(crate) struct Token {
     pub pos: usize,
 }
 
-const PUNCTS: &[&str] = &[
-    "<=", ">=", "!=", "!~", ".", "[", "]", "(", ")", "{", "}", ",", "+", "-", "*", "/", "&", "|",
-    "<", ">", "=", "~",
-];
+const PUNCTS: &[&str] =
+    &["<=", ">=", "!=", "!~", ".", "[", "]", "(", ")", "{", "}", ",", "+", "-", "*", "/", "&", "|", "<", ">", "=", "~"];
 
 pub(crate) fn tokenize(src: &str) -> Result<Vec<Token>, ParseError> {
     let bytes = src.as_bytes();
@@ -121,8 +116,7 @@ pub(crate) fn tokenize(src: &str) -> Result<Vec<Token>, ParseError> {
                 }
                 let body_start = j;
                 while let Some(&c) = bytes.get(j) {
-                    let ok = c.is_ascii_digit()
-                        || matches!(c, b'-' | b':' | b'.' | b'T' | b'Z' | b'+');
+                    let ok = c.is_ascii_digit() || matches!(c, b'-' | b':' | b'.' | b'T' | b'Z' | b'+');
                     if !ok {
                         break;
                     }
@@ -161,10 +155,7 @@ pub(crate) fn tokenize(src: &str) -> Result<Vec<Token>, ParseError> {
                     _ => {
                         // Environment names may contain '-' (`%vs-name`, `%ext-name`).
                         let mut j = i;
-                        while bytes
-                            .get(j)
-                            .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b'-')
-                        {
+                        while bytes.get(j).is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b'-') {
                             j += 1;
                         }
                         if j == i {
@@ -195,18 +186,12 @@ pub(crate) fn tokenize(src: &str) -> Result<Vec<Token>, ParseError> {
         };
         out.push(Token { tok, pos: start });
     }
-    out.push(Token {
-        tok: Tok::Eof,
-        pos: src.len(),
-    });
+    out.push(Token { tok: Tok::Eof, pos: src.len() });
     Ok(out)
 }
 
 fn ident_end(bytes: &[u8], mut j: usize) -> usize {
-    while bytes
-        .get(j)
-        .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_')
-    {
+    while bytes.get(j).is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_') {
         j += 1;
     }
     j

@@ -57,10 +57,7 @@ pub struct Expression {
 
 /// Compiles a FHIRPath expression.
 pub fn parse(src: &str) -> Result<Expression, ParseError> {
-    Ok(Expression {
-        source: src.to_string(),
-        ast: parser::parse_expr(src)?,
-    })
+    Ok(Expression { source: src.to_string(), ast: parser::parse_expr(src)? })
 }
 
 impl Expression {
@@ -72,34 +69,16 @@ impl Expression {
     /// Evaluates against `input` (typically a resource). `%resource`,
     /// `%rootResource` and `%context` default to `input` unless bound in
     /// `ctx`.
-    pub fn evaluate<'a>(
-        &self,
-        ctx: &Context<'a>,
-        input: &'a Value,
-    ) -> Result<Collection<'a>, EvalError> {
+    pub fn evaluate<'a>(&self, ctx: &Context<'a>, input: &'a Value) -> Result<Collection<'a>, EvalError> {
         self.evaluate_items(ctx, vec![Item::Node(Node::root(input))])
     }
 
     /// Evaluates against an arbitrary input collection (e.g. an element
     /// selected by an earlier expression).
-    pub fn evaluate_items<'a>(
-        &self,
-        ctx: &Context<'a>,
-        input: Collection<'a>,
-    ) -> Result<Collection<'a>, EvalError> {
+    pub fn evaluate_items<'a>(&self, ctx: &Context<'a>, input: Collection<'a>) -> Result<Collection<'a>, EvalError> {
         let default_offset = ctx.now.offset().unwrap_or(0);
-        let ev = eval::Evaluator {
-            ctx,
-            input: input.clone(),
-            depth: std::cell::Cell::new(0),
-            default_offset,
-        };
-        let scope = eval::Scope {
-            this: None,
-            index: None,
-            total: None,
-            defined: Vec::new(),
-        };
+        let ev = eval::Evaluator { ctx, input: input.clone(), depth: std::cell::Cell::new(0), default_offset };
+        let scope = eval::Scope { this: None, index: None, total: None, defined: Vec::new() };
         ev.eval(&self.ast, &input, &scope)
     }
 

@@ -19,11 +19,7 @@ const MAX_DEPTH: usize = 200;
 
 pub(crate) fn parse_expr(src: &str) -> Result<Expr, ParseError> {
     let tokens = tokenize(src)?;
-    let mut p = Parser {
-        tokens,
-        i: 0,
-        depth: 0,
-    };
+    let mut p = Parser { tokens, i: 0, depth: 0 };
     let e = p.expression(0)?;
     match p.peek() {
         Tok::Eof => Ok(e),
@@ -133,10 +129,7 @@ impl Parser {
             self.i += 1;
             Ok(())
         } else {
-            err(
-                self.pos(),
-                format!("expected '{p}', found {}", describe(self.peek())),
-            )
+            err(self.pos(), format!("expected '{p}', found {}", describe(self.peek())))
         }
     }
 
@@ -161,11 +154,7 @@ impl Parser {
                 }
                 Infix::Is | Infix::As => {
                     let ty = self.type_specifier()?;
-                    if matches!(op, Infix::Is) {
-                        Expr::Is(Box::new(lhs), ty)
-                    } else {
-                        Expr::As(Box::new(lhs), ty)
-                    }
+                    if matches!(op, Infix::Is) { Expr::Is(Box::new(lhs), ty) } else { Expr::As(Box::new(lhs), ty) }
                 }
                 Infix::Bin(b) => {
                     let rhs = self.expression(bp)?;
@@ -188,17 +177,11 @@ impl Parser {
             self.i += 1;
             let pos = self.pos();
             return match self.next() {
-                Tok::Ident(s) | Tok::Delimited(s) => Ok(TypeSpec {
-                    namespace: Some(first),
-                    name: s,
-                }),
+                Tok::Ident(s) | Tok::Delimited(s) => Ok(TypeSpec { namespace: Some(first), name: s }),
                 other => err(pos, format!("expected a type name, found {}", describe(&other))),
             };
         }
-        Ok(TypeSpec {
-            namespace: None,
-            name: first,
-        })
+        Ok(TypeSpec { namespace: None, name: first })
     }
 
     fn prefix(&mut self) -> Result<Expr, ParseError> {
@@ -258,9 +241,7 @@ impl Parser {
                 Ok(v) => v,
                 Err(_) => return err(pos, "number out of range"),
             };
-            return Ok(Expr::Literal(Item::Quantity(Box::new(Quantity::new(
-                value, unit,
-            )))));
+            return Ok(Expr::Literal(Item::Quantity(Box::new(Quantity::new(value, unit)))));
         }
         if text.contains('.') {
             match text.parse::<Decimal>() {
@@ -286,16 +267,10 @@ impl Parser {
             Tok::Ident(s) | Tok::Delimited(s) => s,
             Tok::Special(s) if target.is_some() && s == "this" => {
                 // `x.$this` is just `x`.
-                return target.ok_or_else(|| ParseError {
-                    position: pos,
-                    message: "unexpected '$this'".into(),
-                });
+                return target.ok_or_else(|| ParseError { position: pos, message: "unexpected '$this'".into() });
             }
             other => {
-                return err(
-                    pos,
-                    format!("expected an identifier or function, found {}", describe(&other)),
-                );
+                return err(pos, format!("expected an identifier or function, found {}", describe(&other)));
             }
         };
         if self.peek() != &Tok::Punct("(") {
@@ -325,11 +300,7 @@ impl Parser {
                 pos,
                 format!(
                     "function '{name}' takes {} argument(s), got {}",
-                    if min == max {
-                        min.to_string()
-                    } else {
-                        format!("{min}..{max}")
-                    },
+                    if min == max { min.to_string() } else { format!("{min}..{max}") },
                     args.len()
                 ),
             );
@@ -355,14 +326,7 @@ impl Parser {
             }
             _ => None,
         };
-        Ok(Expr::Call(Box::new(Call {
-            target,
-            func,
-            args,
-            type_arg,
-            regex,
-            pos,
-        })))
+        Ok(Expr::Call(Box::new(Call { target, func, args, type_arg, regex, pos })))
     }
 }
 

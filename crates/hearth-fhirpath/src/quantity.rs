@@ -155,11 +155,7 @@ fn pow10(exp: i32) -> Option<Decimal> {
 }
 
 fn lookup_atom(sym: &str) -> Option<Canonical> {
-    let row = |r: &UnitRow| Canonical {
-        factor: dec(r.2, r.3),
-        dims: r.4,
-        special: r.5,
-    };
+    let row = |r: &UnitRow| Canonical { factor: dec(r.2, r.3), dims: r.4, special: r.5 };
     if let Some(r) = UNITS.iter().find(|r| r.0 == sym) {
         return Some(row(r));
     }
@@ -177,11 +173,7 @@ fn lookup_atom(sym: &str) -> Option<Canonical> {
 
 impl Canonical {
     fn one() -> Canonical {
-        Canonical {
-            factor: Decimal::ONE,
-            dims: ONE,
-            special: false,
-        }
+        Canonical { factor: Decimal::ONE, dims: ONE, special: false }
     }
 
     fn combine(&self, other: &Canonical, exp_sign: i8) -> Option<Canonical> {
@@ -194,11 +186,7 @@ impl Canonical {
         } else {
             self.factor.checked_div(other.factor)?
         };
-        Some(Canonical {
-            factor,
-            dims,
-            special: self.special || other.special,
-        })
+        Some(Canonical { factor, dims, special: self.special || other.special })
     }
 
     fn pow(&self, exp: i32) -> Option<Canonical> {
@@ -228,11 +216,7 @@ impl UnitParser<'_> {
     }
 
     fn term(&mut self) -> Option<Canonical> {
-        let mut acc = if self.peek() == Some('/') {
-            Canonical::one()
-        } else {
-            self.component()?
-        };
+        let mut acc = if self.peek() == Some('/') { Canonical::one() } else { self.component()? };
         loop {
             match self.peek() {
                 Some('.') => {
@@ -320,11 +304,7 @@ fn parse_symbol_with_exponent(word: &str) -> Option<Canonical> {
     }
     if word.bytes().all(|b| b.is_ascii_digit()) {
         let n: i64 = word.parse().ok()?;
-        return Some(Canonical {
-            factor: Decimal::from(n),
-            dims: ONE,
-            special: false,
-        });
+        return Some(Canonical { factor: Decimal::from(n), dims: ONE, special: false });
     }
     // Split off a trailing signed integer exponent: `m2`, `s-1`, `10*3`.
     let bytes = word.as_bytes();
@@ -401,10 +381,7 @@ fn to_kelvin(value: Decimal, unit: &str) -> Option<Decimal> {
     match unit {
         "K" => Some(value),
         "Cel" => value.checked_add(dec(27315, 2)),
-        "[degF]" => value
-            .checked_add(dec(45967, 2))?
-            .checked_mul(Decimal::from(5))?
-            .checked_div(Decimal::from(9)),
+        "[degF]" => value.checked_add(dec(45967, 2))?.checked_mul(Decimal::from(5))?.checked_div(Decimal::from(9)),
         _ => None,
     }
 }
@@ -413,20 +390,14 @@ fn from_kelvin(k: Decimal, unit: &str) -> Option<Decimal> {
     match unit {
         "K" => Some(k),
         "Cel" => k.checked_sub(dec(27315, 2)),
-        "[degF]" => k
-            .checked_mul(Decimal::from(9))?
-            .checked_div(Decimal::from(5))?
-            .checked_sub(dec(45967, 2)),
+        "[degF]" => k.checked_mul(Decimal::from(9))?.checked_div(Decimal::from(5))?.checked_sub(dec(45967, 2)),
         _ => None,
     }
 }
 
 impl Quantity {
     pub fn new(value: Decimal, unit: impl Into<String>) -> Quantity {
-        Quantity {
-            value,
-            unit: unit.into(),
-        }
+        Quantity { value, unit: unit.into() }
     }
 
     /// True when the unit is a calendar duration keyword (`year`, `days`).
@@ -459,11 +430,7 @@ impl Quantity {
     /// Value in a common base: (amount, kind key). Same key ⇒ comparable.
     fn base(&self) -> Option<(Decimal, Canonical)> {
         if let Some(secs) = calendar_seconds(&self.unit) {
-            let c = Canonical {
-                factor: secs,
-                dims: S,
-                special: false,
-            };
+            let c = Canonical { factor: secs, dims: S, special: false };
             return Some((self.value.checked_mul(secs)?, c));
         }
         let c = canonical(&self.unit)?;
@@ -498,10 +465,7 @@ impl Quantity {
                 let v = self.value.checked_mul(a)?.checked_div(b)?;
                 return Some(Quantity::new(v.normalize(), unit));
             }
-            let v = self
-                .value
-                .checked_mul(calendar_seconds(&self.unit)?)?
-                .checked_div(calendar_seconds(unit)?)?;
+            let v = self.value.checked_mul(calendar_seconds(&self.unit)?)?.checked_div(calendar_seconds(unit)?)?;
             return Some(Quantity::new(v.normalize(), unit));
         }
         if let Some(k) = to_kelvin(self.value, &self.unit)
@@ -514,11 +478,7 @@ impl Quantity {
         if !from.same_dims(&to) || from.special || to.special {
             return None;
         }
-        let value = self
-            .value
-            .checked_mul(from.factor)?
-            .checked_div(to.factor)?
-            .normalize();
+        let value = self.value.checked_mul(from.factor)?.checked_div(to.factor)?.normalize();
         Some(Quantity::new(value, unit))
     }
 
@@ -574,11 +534,7 @@ impl Quantity {
         let unit = self.finer_unit(other).to_string();
         let a = self.convert_to(&unit)?;
         let b = other.convert_to(&unit)?;
-        let value = if negate {
-            a.value.checked_sub(b.value)?
-        } else {
-            a.value.checked_add(b.value)?
-        };
+        let value = if negate { a.value.checked_sub(b.value)? } else { a.value.checked_add(b.value)? };
         Some(Quantity::new(value, unit))
     }
 
@@ -586,14 +542,13 @@ impl Quantity {
     pub fn mul(&self, other: &Quantity, divide: bool) -> Option<Quantity> {
         // Calendar durations only scale by plain numbers.
         if self.is_calendar() || other.is_calendar() {
-            let scalar_other = !other.is_calendar() && canonical(&other.unit).is_some_and(|c| c.dims == ONE && c.factor == Decimal::ONE);
-            let scalar_self = !self.is_calendar() && canonical(&self.unit).is_some_and(|c| c.dims == ONE && c.factor == Decimal::ONE);
+            let scalar_other = !other.is_calendar()
+                && canonical(&other.unit).is_some_and(|c| c.dims == ONE && c.factor == Decimal::ONE);
+            let scalar_self =
+                !self.is_calendar() && canonical(&self.unit).is_some_and(|c| c.dims == ONE && c.factor == Decimal::ONE);
             if self.is_calendar() && scalar_other {
-                let v = if divide {
-                    self.value.checked_div(other.value)?
-                } else {
-                    self.value.checked_mul(other.value)?
-                };
+                let v =
+                    if divide { self.value.checked_div(other.value)? } else { self.value.checked_mul(other.value)? };
                 return Some(Quantity::new(v.normalize(), self.unit.clone()));
             }
             if other.is_calendar() && scalar_self && !divide {
@@ -619,11 +574,7 @@ impl Quantity {
                 let v = value.checked_mul(a.factor)?.checked_div(b.factor)?;
                 return Some(Quantity::new(v.normalize(), "1"));
             }
-            let unit = if su == "1" {
-                format!("/{}", wrap(ou))
-            } else {
-                format!("{}/{}", wrap(su), wrap(ou))
-            };
+            let unit = if su == "1" { format!("/{}", wrap(ou)) } else { format!("{}/{}", wrap(su), wrap(ou)) };
             Some(Quantity::new(value.normalize(), unit))
         } else {
             let value = self.value.checked_mul(other.value)?;
@@ -638,11 +589,7 @@ impl Quantity {
 }
 
 fn wrap(unit: &str) -> String {
-    if unit.contains('/') || unit.contains('.') {
-        format!("({unit})")
-    } else {
-        unit.to_string()
-    }
+    if unit.contains('/') || unit.contains('.') { format!("({unit})") } else { unit.to_string() }
 }
 
 impl fmt::Display for Quantity {

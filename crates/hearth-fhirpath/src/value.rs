@@ -39,12 +39,7 @@ impl<'a> Node<'a> {
     /// taken from `resourceType` when present.
     pub fn root(value: &'a Value) -> Node<'a> {
         let ty = value.get("resourceType").and_then(Value::as_str);
-        Node {
-            value,
-            ext: None,
-            type_name: ty,
-            children_of: ty,
-        }
+        Node { value, ext: None, type_name: ty, children_of: ty }
     }
 
     /// The JSON of this element.
@@ -140,10 +135,7 @@ impl<'a> Item<'a> {
                 m.insert("value".into(), decimal_to_json(&q.value));
                 let code = crate::quantity::ucum_for_calendar(&q.unit).unwrap_or(&q.unit);
                 m.insert("unit".into(), Value::String(q.unit.clone()));
-                m.insert(
-                    "system".into(),
-                    Value::String("http://unitsofmeasure.org".into()),
-                );
+                m.insert("system".into(), Value::String("http://unitsofmeasure.org".into()));
                 m.insert("code".into(), Value::String(code.to_string()));
                 Value::Object(m)
             }
@@ -159,11 +151,7 @@ pub(crate) fn decimal_to_json(d: &Decimal) -> Value {
     if let Ok(i) = s.parse::<i64>() {
         return Value::from(i);
     }
-    s.parse::<f64>()
-        .ok()
-        .and_then(serde_json::Number::from_f64)
-        .map(Value::Number)
-        .unwrap_or(Value::Null)
+    s.parse::<f64>().ok().and_then(serde_json::Number::from_f64).map(Value::Number).unwrap_or(Value::Null)
 }
 
 /// Parses a JSON number into a Decimal, keeping the digits serde_json shows.
@@ -172,9 +160,7 @@ pub(crate) fn json_number_to_decimal(n: &serde_json::Number) -> Option<Decimal> 
         return Some(Decimal::from(i));
     }
     let s = n.to_string();
-    s.parse::<Decimal>()
-        .ok()
-        .or_else(|| Decimal::from_scientific(&s).ok())
+    s.parse::<Decimal>().ok().or_else(|| Decimal::from_scientific(&s).ok())
 }
 
 fn node_to_system<'a>(n: &Node<'a>) -> Option<Item<'a>> {
@@ -190,28 +176,23 @@ fn node_to_system<'a>(n: &Node<'a>) -> Option<Item<'a>> {
             },
         },
         Value::String(s) => Some(match ty {
-            Some("date" | "Date") => Date::parse(s)
-                .map(Item::Date)
-                .unwrap_or_else(|| Item::String(Cow::Borrowed(s))),
-            Some("dateTime" | "instant" | "DateTime") => DateTime::parse(s)
-                .map(Item::DateTime)
-                .unwrap_or_else(|| Item::String(Cow::Borrowed(s))),
-            Some("time" | "Time") => Time::parse(s)
-                .map(Item::Time)
-                .unwrap_or_else(|| Item::String(Cow::Borrowed(s))),
-            Some("integer64" | "Long") => s
-                .parse::<i64>()
-                .map(Item::Long)
-                .unwrap_or_else(|_| Item::String(Cow::Borrowed(s))),
-            Some("decimal") => s
-                .parse::<Decimal>()
-                .map(Item::Decimal)
-                .unwrap_or_else(|_| Item::String(Cow::Borrowed(s))),
+            Some("date" | "Date") => Date::parse(s).map(Item::Date).unwrap_or_else(|| Item::String(Cow::Borrowed(s))),
+            Some("dateTime" | "instant" | "DateTime") => {
+                DateTime::parse(s).map(Item::DateTime).unwrap_or_else(|| Item::String(Cow::Borrowed(s)))
+            }
+            Some("time" | "Time") => Time::parse(s).map(Item::Time).unwrap_or_else(|| Item::String(Cow::Borrowed(s))),
+            Some("integer64" | "Long") => {
+                s.parse::<i64>().map(Item::Long).unwrap_or_else(|_| Item::String(Cow::Borrowed(s)))
+            }
+            Some("decimal") => {
+                s.parse::<Decimal>().map(Item::Decimal).unwrap_or_else(|_| Item::String(Cow::Borrowed(s)))
+            }
             _ => Item::String(Cow::Borrowed(s)),
         }),
         Value::Object(_) => match ty {
-            Some("Quantity" | "Age" | "Count" | "Distance" | "Duration" | "SimpleQuantity"
-            | "MoneyQuantity") => fhir_quantity(n.value).map(|q| Item::Quantity(Box::new(q))),
+            Some("Quantity" | "Age" | "Count" | "Distance" | "Duration" | "SimpleQuantity" | "MoneyQuantity") => {
+                fhir_quantity(n.value).map(|q| Item::Quantity(Box::new(q)))
+            }
             _ => None,
         },
         _ => None,

@@ -7,6 +7,10 @@
 //! `FHIRPATH_WRITE_KNOWN_FAILURES=1` to rewrite that list from the current
 //! failures (then edit the reasons).
 
+// Test code: a panic is a failed test (clippy.toml allows this only inside
+// #[test] functions, not in the helpers around them).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
 mod common;
 
 use hearth_fhirpath::{Context, DateTime, Item, ModelInfo, parse};
@@ -28,17 +32,13 @@ fn run_case(
         Some(f) => {
             if !resources.contains_key(f) {
                 let path = common::data_dir().join("resources").join(f);
-                let text = std::fs::read_to_string(&path)
-                    .map_err(|e| format!("input file {f}: {e}"))?;
+                let text = std::fs::read_to_string(&path).map_err(|e| format!("input file {f}: {e}"))?;
                 let v: Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
                 resources.insert(f.to_string(), v);
             }
             resources[f].clone()
         }
-        None => subjects
-            .get(case["file"].as_str().unwrap_or_default())
-            .cloned()
-            .unwrap_or(Value::Null),
+        None => subjects.get(case["file"].as_str().unwrap_or_default()).cloned().unwrap_or(Value::Null),
     };
     let typed = case.get("model").and_then(Value::as_str).is_some();
     let mut ctx = Context::new(now);
@@ -69,19 +69,13 @@ fn run_case(
         (false, Ok(out)) => {
             // fhirpath.js drops primitives that have only an extension
             // (JSON null value) when it hands results back.
-            let out: Vec<Item<'_>> = out
-                .into_iter()
-                .filter(|i| !matches!(i, Item::Node(n) if n.json().is_null()))
-                .collect();
+            let out: Vec<Item<'_>> =
+                out.into_iter().filter(|i| !matches!(i, Item::Node(n) if n.json().is_null())).collect();
             let expected = case["result"].as_array().cloned().unwrap_or_default();
             if out.len() == expected.len() && out.iter().zip(&expected).all(|(i, e)| item_matches(i, e)) {
                 Ok(())
             } else {
-                Err(format!(
-                    "expected {}, got {}",
-                    Value::Array(expected),
-                    show(&out)
-                ))
+                Err(format!("expected {}, got {}", Value::Array(expected), show(&out)))
             }
         }
     }
@@ -112,9 +106,7 @@ fn json_matches(got: &Value, want: &Value) -> bool {
             (Some(x), Some(y)) => numbers_equal(x, y),
             _ => false,
         },
-        (Value::Array(a), Value::Array(b)) => {
-            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| json_matches(x, y))
-        }
+        (Value::Array(a), Value::Array(b)) => a.len() == b.len() && a.iter().zip(b).all(|(x, y)| json_matches(x, y)),
         (Value::Object(a), Value::Object(b)) => {
             a.len() == b.len() && a.iter().all(|(k, v)| b.get(k).is_some_and(|w| json_matches(v, w)))
         }
@@ -147,8 +139,7 @@ fn item_matches(item: &Item<'_>, want: &Value) -> bool {
         },
         Item::Date(d) => want.as_str().map(|w| w.trim_start_matches('@')) == Some(&d.to_string()),
         Item::Time(t) => {
-            want.as_str().map(|w| w.trim_start_matches("@T").trim_start_matches('T'))
-                == Some(&t.to_string())
+            want.as_str().map(|w| w.trim_start_matches("@T").trim_start_matches('T')) == Some(&t.to_string())
         }
         Item::Long(n) => match want {
             Value::String(s) => *s == n.to_string(),
@@ -179,10 +170,8 @@ fn fhirpath_conformance_suite() {
     let model = common::TableModel::load();
     // The suite's clock-relative cases (`now() > @2020`) need a plausible
     // "now"; the engine itself never reads the clock.
-    let millis = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0);
+    let millis =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
     let now = DateTime::from_unix_millis(millis, 0).expect("valid now");
     let mut resources = HashMap::new();
 
@@ -230,10 +219,7 @@ fn fhirpath_conformance_suite() {
         "FHIRPath conformance: {passed}/{total} passed ({:.2}%), {disabled} disabled by the suite",
         pct(passed, total)
     );
-    println!(
-        "HL7 FHIRPath R4 subset (fhir-r4.yaml): {r4_passed}/{r4_total} passed ({:.2}%)",
-        pct(r4_passed, r4_total)
-    );
+    println!("HL7 FHIRPath R4 subset (fhir-r4.yaml): {r4_passed}/{r4_total} passed ({:.2}%)", pct(r4_passed, r4_total));
     if std::env::var_os("FHIRPATH_WRITE_KNOWN_FAILURES").is_some() {
         let mut out = String::from(
             "# Conformance cases that fail today, one per line: <case id> <reason>.\n\
@@ -255,14 +241,6 @@ fn fhirpath_conformance_suite() {
     for u in &unexpected {
         println!("UNEXPECTED FAILURE {u}");
     }
-    assert!(
-        pct(passed, total) >= 90.0,
-        "pass rate {:.2}% is below 90%",
-        pct(passed, total)
-    );
-    assert!(
-        unexpected.is_empty(),
-        "{} case(s) failed that are not in known-failures.txt",
-        unexpected.len()
-    );
+    assert!(pct(passed, total) >= 90.0, "pass rate {:.2}% is below 90%", pct(passed, total));
+    assert!(unexpected.is_empty(), "{} case(s) failed that are not in known-failures.txt", unexpected.len());
 }

@@ -2,6 +2,10 @@
 //! must evaluate without error on a resource of each of its base types.
 //! Focused tests cover each expression style search indexing relies on.
 
+// Test code: a panic is a failed test (clippy.toml allows this only inside
+// #[test] functions, not in the helpers around them).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
 mod common;
 
 use hearth_fhirpath::{Context, DateTime, Item, Resolver, parse};
@@ -32,15 +36,9 @@ fn rows() -> Vec<(String, String, Vec<String>, String)> {
 fn every_r4_search_parameter_expression_parses() {
     let rows = rows();
     assert!(rows.len() > 1300, "expected the full R4 list, got {}", rows.len());
-    let failures: Vec<String> = rows
-        .iter()
-        .filter_map(|(id, _, _, expr)| parse(expr).err().map(|e| format!("{id}: {e}")))
-        .collect();
-    println!(
-        "search parameters: {}/{} expressions parse",
-        rows.len() - failures.len(),
-        rows.len()
-    );
+    let failures: Vec<String> =
+        rows.iter().filter_map(|(id, _, _, expr)| parse(expr).err().map(|e| format!("{id}: {e}"))).collect();
+    println!("search parameters: {}/{} expressions parse", rows.len() - failures.len(), rows.len());
     assert!(failures.is_empty(), "unparseable: {failures:#?}");
 }
 
@@ -183,7 +181,8 @@ fn extension_by_url_on_elements_and_primitives() {
                                       "valueDateTime": "1970-01-01T10:00:00Z"}]}});
     let e = parse("Patient.extension('http://example.org/race').value").unwrap();
     assert_eq!(strings(&e.evaluate(&ctx, &p).unwrap()), vec!["x"]);
-    let e = parse("Patient.birthDate.extension('http://hl7.org/fhir/StructureDefinition/patient-birthTime').value").unwrap();
+    let e = parse("Patient.birthDate.extension('http://hl7.org/fhir/StructureDefinition/patient-birthTime').value")
+        .unwrap();
     assert_eq!(strings(&e.evaluate(&ctx, &p).unwrap()), vec!["1970-01-01T10:00:00Z"]);
     let e = parse("Patient.birthDate is date").unwrap();
     assert_eq!(e.evaluate_bool(&ctx, &p).unwrap(), Some(true));

@@ -61,11 +61,7 @@ impl ModelInfo for TableModel {
                     is_choice: e.is_choice,
                 });
             }
-            current = if current.contains('.') {
-                "BackboneElement"
-            } else {
-                self.bases.get(current)?.as_deref()?
-            };
+            current = if current.contains('.') { "BackboneElement" } else { self.bases.get(current)?.as_deref()? };
         }
         None
     }

@@ -170,16 +170,8 @@ async fn put_version(
 ) -> Result<Version, StoreError> {
     let version_id = previous.map_or(1, |p| p.version + 1);
     let body: Arc<str> = stamp(write.resource, &write.id, version_id, now).into();
-    let seq = sql::insert_version(
-        tx,
-        &write.resource_type,
-        &write.id,
-        version_id,
-        to_millis(now),
-        method,
-        Some(&body),
-    )
-    .await?;
+    let seq = sql::insert_version(tx, &write.resource_type, &write.id, version_id, to_millis(now), method, Some(&body))
+        .await?;
     sql::upsert_current(tx, &write.resource_type, &write.id, version_id, seq, false, to_millis(now)).await?;
     if previous.is_some() {
         sql::delete_tokens(tx, &write.resource_type, &write.id).await?;
@@ -203,8 +195,7 @@ async fn put_deletion(
     now: DateTime<Utc>,
 ) -> Result<Version, StoreError> {
     let version_id = previous.version + 1;
-    let seq =
-        sql::insert_version(tx, resource_type, id, version_id, to_millis(now), Method::Delete, None).await?;
+    let seq = sql::insert_version(tx, resource_type, id, version_id, to_millis(now), Method::Delete, None).await?;
     sql::upsert_current(tx, resource_type, id, version_id, seq, true, to_millis(now)).await?;
     sql::delete_tokens(tx, resource_type, id).await?;
     Ok(Version {

@@ -21,8 +21,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 use hearth_store::{
-    ConditionalCreate, Criteria, Current, Deleted, HistoryPage, HistoryQuery, IfMatch, Method, PoolStats,
-    ResourceStore, StoreError, Version, Write, Written,
+    Criteria, Current, CurrentState, HistoryPage, HistoryQuery, Method, PoolStats, ResourceStore, StoreError, StoreTx,
+    Version, Write,
 };
 use serde_json::{Map, Value};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
@@ -82,10 +82,6 @@ impl SqliteStore {
     pub async fn migrate(&self) -> Result<(), StoreError> {
         MIGRATOR.run(&self.write).await.map_err(|e| StoreError::Database(Box::new(e)))
     }
-
-    async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
-        self.write.begin_with("BEGIN IMMEDIATE").await.map_err(db_error)
-    }
 }
 
 /// Maps a sqlx error: lock/pool exhaustion is "unavailable" (503), the rest is internal (500).
@@ -144,68 +140,78 @@ fn stamp(resource: Value, id: &str, version: u64, last_updated: DateTime<Utc>) -
     Value::Object(out).to_string()
 }
 
-/// The current-row facts a write needs.
-#[derive(Debug, Clone, Copy)]
-struct CurrentRow {
-    version: u64,
-    deleted: bool,
+/// A write transaction on the single writer connection.
+struct SqliteTx {
+    tx: Transaction<'static, Sqlite>,
 }
 
-fn check_if_match(if_match: IfMatch, current: Option<CurrentRow>) -> Result<(), StoreError> {
-    match (if_match, current) {
-        (None, _) => Ok(()),
-        (Some(expected), Some(c)) if c.version == expected && !c.deleted => Ok(()),
-        (Some(expected), c) => {
-            Err(StoreError::VersionConflict { expected, current: c.filter(|c| !c.deleted).map(|c| c.version) })
+#[async_trait]
+impl StoreTx for SqliteTx {
+    async fn current(&mut self, resource_type: &str, id: &str) -> Result<Option<CurrentState>, StoreError> {
+        sql::current(&mut self.tx, resource_type, id).await
+    }
+
+    async fn read(&mut self, resource_type: &str, id: &str) -> Result<Current, StoreError> {
+        sql::read_current(&mut self.tx, resource_type, id).await
+    }
+
+    async fn find(&mut self, criteria: &Criteria, limit: u32) -> Result<Vec<Version>, StoreError> {
+        sql::find(&mut self.tx, criteria, limit).await
+    }
+
+    async fn put(
+        &mut self,
+        write: Write,
+        previous: Option<CurrentState>,
+        method: Method,
+        now: DateTime<Utc>,
+    ) -> Result<Version, StoreError> {
+        let tx = &mut self.tx;
+        let version_id = previous.map_or(1, |p| p.version + 1);
+        let body: Arc<str> = stamp(write.resource, &write.id, version_id, now).into();
+        let ms = to_millis(now);
+        let seq = sql::insert_version(tx, &write.resource_type, &write.id, version_id, ms, method, Some(&body)).await?;
+        sql::upsert_current(tx, &write.resource_type, &write.id, version_id, seq, false, ms).await?;
+        if previous.is_some() {
+            sql::delete_tokens(tx, &write.resource_type, &write.id).await?;
         }
+        sql::insert_tokens(tx, &write.resource_type, &write.id, &write.tokens).await?;
+        Ok(Version {
+            resource_type: write.resource_type,
+            id: write.id,
+            version_id,
+            last_updated: now,
+            method,
+            body: Some(body),
+        })
     }
-}
 
-async fn put_version(
-    tx: &mut Transaction<'static, Sqlite>,
-    write: Write,
-    previous: Option<CurrentRow>,
-    method: Method,
-    now: DateTime<Utc>,
-) -> Result<Version, StoreError> {
-    let version_id = previous.map_or(1, |p| p.version + 1);
-    let body: Arc<str> = stamp(write.resource, &write.id, version_id, now).into();
-    let seq = sql::insert_version(tx, &write.resource_type, &write.id, version_id, to_millis(now), method, Some(&body))
-        .await?;
-    sql::upsert_current(tx, &write.resource_type, &write.id, version_id, seq, false, to_millis(now)).await?;
-    if previous.is_some() {
-        sql::delete_tokens(tx, &write.resource_type, &write.id).await?;
+    async fn put_deletion(
+        &mut self,
+        resource_type: &str,
+        id: &str,
+        previous: CurrentState,
+        now: DateTime<Utc>,
+    ) -> Result<Version, StoreError> {
+        let tx = &mut self.tx;
+        let version_id = previous.version + 1;
+        let ms = to_millis(now);
+        let seq = sql::insert_version(tx, resource_type, id, version_id, ms, Method::Delete, None).await?;
+        sql::upsert_current(tx, resource_type, id, version_id, seq, true, ms).await?;
+        sql::delete_tokens(tx, resource_type, id).await?;
+        Ok(Version {
+            resource_type: resource_type.to_owned(),
+            id: id.to_owned(),
+            version_id,
+            last_updated: now,
+            method: Method::Delete,
+            body: None,
+        })
     }
-    sql::insert_tokens(tx, &write.resource_type, &write.id, &write.tokens).await?;
-    Ok(Version {
-        resource_type: write.resource_type,
-        id: write.id,
-        version_id,
-        last_updated: now,
-        method,
-        body: Some(body),
-    })
-}
 
-async fn put_deletion(
-    tx: &mut Transaction<'static, Sqlite>,
-    resource_type: &str,
-    id: &str,
-    previous: CurrentRow,
-    now: DateTime<Utc>,
-) -> Result<Version, StoreError> {
-    let version_id = previous.version + 1;
-    let seq = sql::insert_version(tx, resource_type, id, version_id, to_millis(now), Method::Delete, None).await?;
-    sql::upsert_current(tx, resource_type, id, version_id, seq, true, to_millis(now)).await?;
-    sql::delete_tokens(tx, resource_type, id).await?;
-    Ok(Version {
-        resource_type: resource_type.to_owned(),
-        id: id.to_owned(),
-        version_id,
-        last_updated: now,
-        method: Method::Delete,
-        body: None,
-    })
+    async fn commit(self: Box<Self>) -> Result<(), StoreError> {
+        self.tx.commit().await.map_err(db_error)
+    }
 }
 
 #[async_trait]
@@ -214,119 +220,9 @@ impl ResourceStore for SqliteStore {
         "sqlite"
     }
 
-    async fn create(&self, write: Write, now: DateTime<Utc>) -> Result<Version, StoreError> {
-        let mut tx = self.begin_write().await?;
-        if sql::current(&mut tx, &write.resource_type, &write.id).await?.is_some() {
-            return Err(StoreError::Conflict);
-        }
-        let v = put_version(&mut tx, write, None, Method::Post, now).await?;
-        tx.commit().await.map_err(db_error)?;
-        Ok(v)
-    }
-
-    async fn create_unless_exists(
-        &self,
-        criteria: &Criteria,
-        write: Write,
-        now: DateTime<Utc>,
-    ) -> Result<ConditionalCreate, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let matches = sql::find(&mut tx, criteria, 2).await?;
-        match matches.len() {
-            0 => {
-                if sql::current(&mut tx, &write.resource_type, &write.id).await?.is_some() {
-                    return Err(StoreError::Conflict);
-                }
-                let v = put_version(&mut tx, write, None, Method::Post, now).await?;
-                tx.commit().await.map_err(db_error)?;
-                Ok(ConditionalCreate::Created(v))
-            }
-            1 => {
-                let existing =
-                    matches.into_iter().next().ok_or_else(|| StoreError::Corrupt("match vanished".into()))?;
-                Ok(ConditionalCreate::Exists(existing))
-            }
-            n => Err(StoreError::MultipleMatches(n)),
-        }
-    }
-
-    async fn update(&self, write: Write, if_match: IfMatch, now: DateTime<Utc>) -> Result<Written, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let current = sql::current(&mut tx, &write.resource_type, &write.id).await?;
-        check_if_match(if_match, current)?;
-        let created = current.is_none_or(|c| c.deleted);
-        let v = put_version(&mut tx, write, current, Method::Put, now).await?;
-        tx.commit().await.map_err(db_error)?;
-        Ok(Written { version: v, created })
-    }
-
-    async fn update_matching(
-        &self,
-        criteria: &Criteria,
-        mut write: Write,
-        id_from_client: bool,
-        if_match: IfMatch,
-        now: DateTime<Utc>,
-    ) -> Result<Written, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let matches = sql::find(&mut tx, criteria, 2).await?;
-        if matches.len() > 1 {
-            return Err(StoreError::MultipleMatches(matches.len()));
-        }
-        if let Some(found) = matches.into_iter().next() {
-            if id_from_client && found.id != write.id {
-                return Err(StoreError::IdMismatch);
-            }
-            write.id = found.id;
-        }
-        let current = sql::current(&mut tx, &write.resource_type, &write.id).await?;
-        check_if_match(if_match, current)?;
-        let created = current.is_none_or(|c| c.deleted);
-        let v = put_version(&mut tx, write, current, Method::Put, now).await?;
-        tx.commit().await.map_err(db_error)?;
-        Ok(Written { version: v, created })
-    }
-
-    async fn delete(
-        &self,
-        resource_type: &str,
-        id: &str,
-        if_match: IfMatch,
-        now: DateTime<Utc>,
-    ) -> Result<Deleted, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let current = sql::current(&mut tx, resource_type, id).await?;
-        let Some(current) = current else {
-            return Ok(Deleted::NotFound);
-        };
-        if current.deleted && if_match.is_none() {
-            return Ok(Deleted::AlreadyDeleted);
-        }
-        check_if_match(if_match, Some(current))?;
-        let v = put_deletion(&mut tx, resource_type, id, current, now).await?;
-        tx.commit().await.map_err(db_error)?;
-        Ok(Deleted::Deleted(v))
-    }
-
-    async fn delete_matching(
-        &self,
-        criteria: &Criteria,
-        allow_multiple: bool,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<Version>, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let limit = if allow_multiple { u32::MAX } else { 2 };
-        let matches = sql::find(&mut tx, criteria, limit).await?;
-        if !allow_multiple && matches.len() > 1 {
-            return Err(StoreError::MultipleMatches(matches.len()));
-        }
-        let mut out = Vec::with_capacity(matches.len());
-        for m in matches {
-            let previous = CurrentRow { version: m.version_id, deleted: false };
-            out.push(put_deletion(&mut tx, &m.resource_type, &m.id, previous, now).await?);
-        }
-        tx.commit().await.map_err(db_error)?;
-        Ok(out)
+    async fn begin(&self) -> Result<Box<dyn StoreTx>, StoreError> {
+        let tx = self.write.begin_with("BEGIN IMMEDIATE").await.map_err(db_error)?;
+        Ok(Box::new(SqliteTx { tx }))
     }
 
     async fn read(&self, resource_type: &str, id: &str) -> Result<Current, StoreError> {

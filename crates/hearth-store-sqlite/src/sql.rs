@@ -3,13 +3,13 @@
 use std::sync::Arc;
 
 use hearth_store::{
-    Clause, Criteria, Current, HistoryPage, HistoryQuery, HistoryScope, Method, StoreError, TokenIndex, TokenMatch,
-    Version,
+    Clause, Criteria, Current, CurrentState, HistoryPage, HistoryQuery, HistoryScope, Method, StoreError, TokenIndex,
+    TokenMatch, Version,
 };
 use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 
-use crate::{CurrentRow, db_error, from_millis};
+use crate::{db_error, from_millis};
 
 fn to_i64(v: u64) -> Result<i64, StoreError> {
     i64::try_from(v).map_err(|_| StoreError::Corrupt(format!("version out of range: {v}")))
@@ -23,7 +23,7 @@ pub(crate) async fn current(
     conn: &mut SqliteConnection,
     resource_type: &str,
     id: &str,
-) -> Result<Option<CurrentRow>, StoreError> {
+) -> Result<Option<CurrentState>, StoreError> {
     let row = sqlx::query("SELECT version, deleted FROM resources WHERE res_type = ?1 AND res_id = ?2")
         .bind(resource_type)
         .bind(id)
@@ -32,7 +32,7 @@ pub(crate) async fn current(
         .map_err(db_error)?;
     match row {
         None => Ok(None),
-        Some(row) => Ok(Some(CurrentRow {
+        Some(row) => Ok(Some(CurrentState {
             version: to_u64(row.try_get(0).map_err(db_error)?)?,
             deleted: row.try_get::<i64, _>(1).map_err(db_error)? != 0,
         })),

@@ -18,6 +18,7 @@
 
 mod criteria;
 mod error;
+pub mod interactions;
 
 use std::sync::Arc;
 
@@ -161,54 +162,24 @@ pub struct PoolStats {
     pub idle: u32,
 }
 
+/// The facts about a resource's current version that writes need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CurrentState {
+    pub version: u64,
+    pub deleted: bool,
+}
+
 /// The resource store. Implementations must uphold the contract in the crate docs.
+///
+/// Writes go through a [`StoreTx`] from [`ResourceStore::begin`]; the interaction logic on top
+/// of it (version checks, conditional matching) lives once in [`interactions`] for every backend.
 #[async_trait]
 pub trait ResourceStore: Send + Sync + 'static {
     /// Backend name for logs and metrics (`sqlite`, `postgres`).
     fn backend(&self) -> &'static str;
 
-    /// Create a new resource with the given (fresh) id. Fails with `Conflict` if the id exists.
-    async fn create(&self, write: Write, now: DateTime<Utc>) -> Result<Version, StoreError>;
-
-    /// Create unless `criteria` matches: 0 matches → create, 1 → `Exists`, more → `MultipleMatches`.
-    async fn create_unless_exists(
-        &self,
-        criteria: &Criteria,
-        write: Write,
-        now: DateTime<Utc>,
-    ) -> Result<ConditionalCreate, StoreError>;
-
-    /// Update (or create with the client's id). `if_match` is checked against the current version.
-    async fn update(&self, write: Write, if_match: IfMatch, now: DateTime<Utc>) -> Result<Written, StoreError>;
-
-    /// Conditional update: 0 matches → create `write` (with its id), 1 → update the match (the
-    /// write's id is replaced by the match's id unless the caller supplied one that differs, which
-    /// is `IdMismatch`), more → `MultipleMatches`.
-    async fn update_matching(
-        &self,
-        criteria: &Criteria,
-        write: Write,
-        id_from_client: bool,
-        if_match: IfMatch,
-        now: DateTime<Utc>,
-    ) -> Result<Written, StoreError>;
-
-    async fn delete(
-        &self,
-        resource_type: &str,
-        id: &str,
-        if_match: IfMatch,
-        now: DateTime<Utc>,
-    ) -> Result<Deleted, StoreError>;
-
-    /// Conditional delete. With `allow_multiple = false`, more than one match is `MultipleMatches`.
-    /// Returns the deletion markers written.
-    async fn delete_matching(
-        &self,
-        criteria: &Criteria,
-        allow_multiple: bool,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<Version>, StoreError>;
+    /// Starts a serialisable write transaction. Dropping it without `commit` rolls back.
+    async fn begin(&self) -> Result<Box<dyn StoreTx>, StoreError>;
 
     async fn read(&self, resource_type: &str, id: &str) -> Result<Current, StoreError>;
 
@@ -228,4 +199,37 @@ pub trait ResourceStore: Send + Sync + 'static {
 
     /// Waits for connections to be returned and closes them (used on shutdown).
     async fn close(&self);
+}
+
+/// One write transaction: the primitive operations a backend provides. Everything it does
+/// becomes visible at once on `commit`, or not at all.
+#[async_trait]
+pub trait StoreTx: Send {
+    async fn current(&mut self, resource_type: &str, id: &str) -> Result<Option<CurrentState>, StoreError>;
+
+    async fn read(&mut self, resource_type: &str, id: &str) -> Result<Current, StoreError>;
+
+    /// Live resources matching `criteria` as seen inside this transaction.
+    async fn find(&mut self, criteria: &Criteria, limit: u32) -> Result<Vec<Version>, StoreError>;
+
+    /// Writes the version after `previous` (version 1 when `None`), stamping `id` and `meta`,
+    /// moving the current pointer and replacing the index rows.
+    async fn put(
+        &mut self,
+        write: Write,
+        previous: Option<CurrentState>,
+        method: Method,
+        now: DateTime<Utc>,
+    ) -> Result<Version, StoreError>;
+
+    /// Writes a deletion marker after `previous` and drops the index rows.
+    async fn put_deletion(
+        &mut self,
+        resource_type: &str,
+        id: &str,
+        previous: CurrentState,
+        now: DateTime<Utc>,
+    ) -> Result<Version, StoreError>;
+
+    async fn commit(self: Box<Self>) -> Result<(), StoreError>;
 }

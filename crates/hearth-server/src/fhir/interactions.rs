@@ -6,6 +6,7 @@ use std::sync::Arc;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use hearth_store::interactions::ResourceStoreExt;
 use hearth_store::{ConditionalCreate, Current, Deleted, HistoryQuery, HistoryScope, Version, Write};
 use serde::Serialize;
 use serde_json::Value;

@@ -44,7 +44,7 @@ pub fn capability_statement(model: &Model, base: &str, started: DateTime<Utc>) -
         "rest": [{
             "mode": "server",
             "resource": resources,
-            "interaction": [{"code": "history-system"}]
+            "interaction": [{"code": "history-system"}, {"code": "transaction"}, {"code": "batch"}]
         }]
     })
 }

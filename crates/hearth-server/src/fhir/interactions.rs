@@ -20,7 +20,7 @@ use crate::error::{FhirError, Issue, fhir_json};
 /// Most validation issues reported for one resource (the rest are summarised).
 const MAX_ISSUES: usize = 100;
 
-fn check_type(app: &App, resource_type: &str) -> Result<(), FhirError> {
+pub(super) fn check_type(app: &App, resource_type: &str) -> Result<(), FhirError> {
     if app.model.is_resource_type(resource_type) {
         Ok(())
     } else {
@@ -36,7 +36,7 @@ pub fn valid_id(id: &str) -> bool {
     (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
 }
 
-fn check_id(id: &str) -> Result<(), FhirError> {
+pub(super) fn check_id(id: &str) -> Result<(), FhirError> {
     if valid_id(id) {
         Ok(())
     } else {
@@ -44,7 +44,7 @@ fn check_id(id: &str) -> Result<(), FhirError> {
     }
 }
 
-fn new_id() -> String {
+pub(super) fn new_id() -> String {
     // Time-ordered ids keep B-tree inserts local.
     uuid::Uuid::now_v7().to_string()
 }
@@ -54,7 +54,7 @@ fn format_param(q: &[(String, String)]) -> Option<&str> {
 }
 
 /// Validates a resource body for a write to `resource_type`.
-fn validate(app: &App, resource_type: &str, body: &Value) -> Result<(), FhirError> {
+pub(super) fn validate(app: &App, resource_type: &str, body: &Value) -> Result<(), FhirError> {
     match body.get("resourceType").and_then(Value::as_str) {
         Some(rt) if rt == resource_type => {}
         Some(rt) => {
@@ -97,7 +97,7 @@ fn validate(app: &App, resource_type: &str, body: &Value) -> Result<(), FhirErro
     }
 }
 
-fn write_of(resource_type: &str, id: String, resource: Value) -> Write {
+pub(super) fn write_of(resource_type: &str, id: String, resource: Value) -> Write {
     let tokens = index::tokens(&resource);
     Write { resource_type: resource_type.to_owned(), id, resource, tokens }
 }

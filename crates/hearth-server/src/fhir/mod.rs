@@ -1,5 +1,6 @@
 //! The FHIR R4 REST API under `/fhir`.
 
+mod bundle;
 mod capability;
 pub mod http;
 mod index;
@@ -22,6 +23,7 @@ use interactions as i;
 
 pub fn router() -> Router<Arc<App>> {
     Router::new()
+        .route("/", axum::routing::post(bundle::batch_or_transaction))
         .route("/metadata", get(i::metadata))
         .route("/_history", get(i::history_system))
         .route("/{type}", axum::routing::post(i::create).put(i::conditional_update).delete(i::conditional_delete))

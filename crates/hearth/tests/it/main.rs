@@ -5,6 +5,7 @@
 
 mod common;
 
+mod bundles;
 mod conditional;
 mod crud;
 mod errors;

@@ -88,4 +88,7 @@ async fn capability_statement_claims_only_what_is_implemented() {
     // Every claimed read really works for an arbitrary type: a 404, not a 405.
     assert_eq!(t.get("/fhir/Substance/x").await.status, 404);
     assert!(cs["rest"][0].get("operation").is_none());
+    let system: Vec<&str> =
+        cs["rest"][0]["interaction"].as_array().unwrap().iter().map(|i| i["code"].as_str().unwrap()).collect();
+    assert_eq!(system, ["history-system", "transaction", "batch"]);
 }

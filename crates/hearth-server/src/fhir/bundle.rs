@@ -1,0 +1,537 @@
+//! `POST /fhir` with a `batch` or `transaction` Bundle.
+//!
+//! A transaction runs in one store transaction: all entries succeed or nothing is visible (the
+//! database transaction is only committed after the last entry). Processing follows FHIR:
+//! 1. every POST gets its id up front (or, with `ifNoneExist`, the id of the one existing match),
+//!    and each entry's `fullUrl` is mapped to its `Type/id`;
+//! 2. conditional references (`Patient?identifier=...`) are resolved to exactly one match;
+//! 3. every `reference` in every resource that names a mapped `fullUrl` (e.g. `urn:uuid:...`) or a
+//!    conditional reference is rewritten to `Type/id`;
+//! 4. entries run in the order DELETE, POST, PUT, GET, and the response lists them in request order.
+//!
+//! A batch runs each entry on its own (its own transaction); a failing entry gets its status and
+//! an OperationOutcome in the response and does not affect the others. Batch entries cannot refer
+//! to each other by `fullUrl` (FHIR forbids interdependent batch entries).
+//!
+//! Supported entry requests: POST `Type`, PUT `Type/id` and `Type?criteria`, DELETE `Type/id` and
+//! `Type?criteria`, GET `Type/id` and `Type/id/_history/vid`. Anything else is refused with `400`
+//! (for a transaction, the whole Bundle).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use hearth_store::interactions as ix;
+use hearth_store::{Current, Deleted, StoreTx, Version};
+use serde::Serialize;
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+use super::http::{FhirBody, Prefer, Return, base_url, etag, negotiate};
+use super::interactions::{check_id, check_type, new_id, validate, write_of};
+use super::query;
+use crate::app::App;
+use crate::error::{FHIR_JSON, FhirError, Issue, operation_outcome};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verb {
+    Get,
+    Post,
+    Put,
+    Delete,
+}
+
+impl Verb {
+    /// FHIR transaction processing order.
+    fn rank(self) -> u8 {
+        match self {
+            Verb::Delete => 0,
+            Verb::Post => 1,
+            Verb::Put => 2,
+            Verb::Get => 3,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Target {
+    Type(String),
+    Instance(String, String),
+    Version(String, String, u64),
+    Conditional(String, Vec<(String, String)>),
+}
+
+#[derive(Debug)]
+struct Entry {
+    index: usize,
+    full_url: Option<String>,
+    verb: Verb,
+    target: Target,
+    resource: Option<Value>,
+    if_none_exist: Option<String>,
+    if_match: Option<u64>,
+}
+
+/// What one entry produced.
+struct Outcome {
+    status: StatusCode,
+    version: Option<Version>,
+    with_location: bool,
+}
+
+fn entry_error(index: usize, e: FhirError) -> FhirError {
+    let FhirError { status, issues, .. } = e;
+    FhirError::with_issues(
+        status,
+        issues
+            .into_iter()
+            .map(|mut i| {
+                i.diagnostics = format!("Bundle.entry[{index}]: {}", i.diagnostics);
+                if i.expression.is_empty() {
+                    i.expression.push(format!("Bundle.entry[{index}]"));
+                }
+                i
+            })
+            .collect(),
+    )
+}
+
+fn parse_target(url: &str, base: &str) -> Result<Target, FhirError> {
+    let url = url.strip_prefix(base).map(|u| u.trim_start_matches('/')).unwrap_or(url);
+    if url.contains("://") {
+        return Err(FhirError::bad_request("not-supported", "request.url must be relative to this server's base"));
+    }
+    let (path, raw_query) = match url.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (url, None),
+    };
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match (segments.as_slice(), raw_query) {
+        ([ty], None) => Ok(Target::Type((*ty).to_owned())),
+        ([ty], Some(q)) => Ok(Target::Conditional((*ty).to_owned(), query::pairs(Some(q)))),
+        ([ty, id], None) => Ok(Target::Instance((*ty).to_owned(), (*id).to_owned())),
+        ([ty, id, "_history", vid], None) => {
+            let vid = vid.parse().map_err(|_| FhirError::bad_request("invalid", "version id must be a number"))?;
+            Ok(Target::Version((*ty).to_owned(), (*id).to_owned(), vid))
+        }
+        _ => Err(FhirError::bad_request("not-supported", "request.url is not a supported entry request")),
+    }
+}
+
+fn parse_entries(app: &App, bundle: &Value, base: &str, first_index: usize) -> Result<Vec<Entry>, FhirError> {
+    let Some(items) = bundle.get("entry").and_then(Value::as_array) else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::with_capacity(items.len());
+    for (offset, item) in items.iter().enumerate() {
+        let index = first_index + offset;
+        let parse = || -> Result<Entry, FhirError> {
+            let request =
+                item.get("request").ok_or_else(|| FhirError::bad_request("required", "every entry needs a request"))?;
+            let verb = match request.get("method").and_then(Value::as_str) {
+                Some("GET") => Verb::Get,
+                Some("POST") => Verb::Post,
+                Some("PUT") => Verb::Put,
+                Some("DELETE") => Verb::Delete,
+                Some(other) => {
+                    return Err(FhirError::bad_request(
+                        "not-supported",
+                        format!("request.method {other} is not supported in bundles"),
+                    ));
+                }
+                None => return Err(FhirError::bad_request("required", "request.method is required")),
+            };
+            let url = request
+                .get("url")
+                .and_then(Value::as_str)
+                .ok_or_else(|| FhirError::bad_request("required", "request.url is required"))?;
+            let target = parse_target(url, base)?;
+            let ty = match &target {
+                Target::Type(t) | Target::Instance(t, _) | Target::Version(t, _, _) | Target::Conditional(t, _) => t,
+            };
+            check_type(app, ty)?;
+            if let Target::Instance(_, id) | Target::Version(_, id, _) = &target {
+                check_id(id)?;
+            }
+            let valid = matches!(
+                (verb, &target),
+                (Verb::Post, Target::Type(_))
+                    | (Verb::Put | Verb::Delete, Target::Instance(..) | Target::Conditional(..))
+                    | (Verb::Get, Target::Instance(..) | Target::Version(..))
+            );
+            if !valid {
+                return Err(FhirError::bad_request(
+                    "not-supported",
+                    "this combination of request.method and request.url is not supported in bundles",
+                ));
+            }
+            let resource = item.get("resource").cloned();
+            if matches!(verb, Verb::Post | Verb::Put) {
+                let r = resource
+                    .as_ref()
+                    .ok_or_else(|| FhirError::bad_request("required", "POST and PUT entries need a resource"))?;
+                validate(app, ty, r)?;
+                if let (Verb::Put, Target::Instance(_, id)) = (verb, &target)
+                    && r.get("id").and_then(Value::as_str) != Some(id.as_str())
+                {
+                    return Err(FhirError::bad_request("invalid", "the resource id must match request.url"));
+                }
+            }
+            let if_match = match request.get("ifMatch").and_then(Value::as_str) {
+                Some(raw) => Some(super::http::parse_etag(raw).ok_or_else(|| {
+                    FhirError::bad_request("invalid", "request.ifMatch must be a version ETag such as W/\"3\"")
+                })?),
+                None => None,
+            };
+            Ok(Entry {
+                index,
+                full_url: item.get("fullUrl").and_then(Value::as_str).map(str::to_owned),
+                verb,
+                target,
+                resource,
+                if_none_exist: request.get("ifNoneExist").and_then(Value::as_str).map(str::to_owned),
+                if_match,
+            })
+        };
+        out.push(parse().map_err(|e| entry_error(index, e))?);
+    }
+    Ok(out)
+}
+
+/// Visits every `reference` string in a resource.
+fn for_each_reference(
+    value: &mut Value,
+    f: &mut dyn FnMut(&mut String) -> Result<(), FhirError>,
+) -> Result<(), FhirError> {
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map.iter_mut() {
+                match v {
+                    Value::String(s) if k == "reference" => f(s)?,
+                    other => for_each_reference(other, f)?,
+                }
+            }
+            Ok(())
+        }
+        Value::Array(items) => items.iter_mut().try_for_each(|v| for_each_reference(v, f)),
+        _ => Ok(()),
+    }
+}
+
+/// Resolves a conditional reference (`Type?criteria`) to exactly one resource.
+async fn resolve_conditional(app: &App, tx: &mut dyn StoreTx, reference: &str) -> Result<String, FhirError> {
+    let (ty, q) = reference.split_once('?').unwrap_or((reference, ""));
+    check_type(app, ty)?;
+    let criteria = query::criteria(ty, &query::pairs(Some(q)))?;
+    let matches = tx.find(&criteria, 2).await?;
+    match matches.as_slice() {
+        [one] => Ok(format!("{}/{}", one.resource_type, one.id)),
+        [] => Err(FhirError::new(
+            StatusCode::PRECONDITION_FAILED,
+            Issue::error("not-found", format!("the conditional reference {ty}?… matches no resource")),
+        )),
+        _ => Err(FhirError::new(
+            StatusCode::PRECONDITION_FAILED,
+            Issue::error("multiple-matches", format!("the conditional reference {ty}?… matches several resources")),
+        )),
+    }
+}
+
+/// Runs entries inside one store transaction (the caller commits).
+async fn run(app: &App, tx: &mut dyn StoreTx, entries: Vec<Entry>) -> Result<Vec<(usize, Outcome)>, FhirError> {
+    let now = app.clock.now();
+    // 1. Ids for POSTs (or the existing match for conditional creates) and the fullUrl map.
+    let mut mapping: HashMap<String, String> = HashMap::new();
+    let mut assigned: HashMap<usize, (String, Option<Version>)> = HashMap::new();
+    let mut touched = HashSet::new();
+    for e in &entries {
+        match (&e.verb, &e.target) {
+            (Verb::Post, Target::Type(ty)) => {
+                let (id, existing) = match &e.if_none_exist {
+                    None => (new_id(), None),
+                    Some(cond) => {
+                        let cond = cond.split_once('?').map_or(cond.as_str(), |(_, q)| q);
+                        let criteria =
+                            query::criteria(ty, &query::pairs(Some(cond))).map_err(|x| entry_error(e.index, x))?;
+                        let mut found = tx.find(&criteria, 2).await?;
+                        match found.len() {
+                            0 => (new_id(), None),
+                            1 => {
+                                let v = found.pop().ok_or_else(|| FhirError::internal("match vanished"))?;
+                                (v.id.clone(), Some(v))
+                            }
+                            n => {
+                                return Err(entry_error(e.index, hearth_store::StoreError::MultipleMatches(n).into()));
+                            }
+                        }
+                    }
+                };
+                if let Some(full) = &e.full_url {
+                    mapping.insert(full.clone(), format!("{ty}/{id}"));
+                }
+                assigned.insert(e.index, (id, existing));
+            }
+            (Verb::Put | Verb::Delete, Target::Instance(ty, id)) => {
+                if !touched.insert((ty.clone(), id.clone())) {
+                    return Err(entry_error(
+                        e.index,
+                        FhirError::bad_request("invalid", format!("{ty}/{id} is the target of more than one entry")),
+                    ));
+                }
+                if let (Verb::Put, Some(full)) = (e.verb, &e.full_url) {
+                    mapping.insert(full.clone(), format!("{ty}/{id}"));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    // 2–3. Rewrite references: mapped fullUrls and conditional references.
+    let mut entries = entries;
+    for e in &mut entries {
+        let index = e.index;
+        let Some(resource) = e.resource.as_mut() else { continue };
+        let mut conditional = Vec::new();
+        for_each_reference(resource, &mut |r| {
+            if let Some(target) = mapping.get(r.as_str()) {
+                *r = target.clone();
+            } else if r.contains('?') && !r.contains("://") {
+                conditional.push(r.clone());
+            }
+            Ok(())
+        })?;
+        for reference in conditional {
+            let resolved = resolve_conditional(app, tx, &reference).await.map_err(|x| entry_error(index, x))?;
+            for_each_reference(resource, &mut |r| {
+                if *r == reference {
+                    *r = resolved.clone();
+                }
+                Ok(())
+            })?;
+        }
+    }
+
+    // 4. Execute in FHIR order.
+    entries.sort_by_key(|e| (e.verb.rank(), e.index));
+    let mut results = Vec::with_capacity(entries.len());
+    for e in entries {
+        let index = e.index;
+        let outcome = run_one(app, tx, e, &mut assigned, now).await.map_err(|x| entry_error(index, x))?;
+        results.push((index, outcome));
+    }
+    results.sort_by_key(|(i, _)| *i);
+    Ok(results)
+}
+
+async fn run_one(
+    app: &App,
+    tx: &mut dyn StoreTx,
+    e: Entry,
+    assigned: &mut HashMap<usize, (String, Option<Version>)>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Outcome, FhirError> {
+    let ok = |status, version| Outcome { status, version: Some(version), with_location: false };
+    match (e.verb, e.target, e.resource) {
+        (Verb::Post, Target::Type(ty), Some(resource)) => {
+            let (id, existing) = assigned.remove(&e.index).unwrap_or_else(|| (new_id(), None));
+            if let Some(v) = existing {
+                return Ok(ok(StatusCode::OK, v));
+            }
+            let v = ix::create(tx, write_of(&ty, id, resource), now).await?;
+            Ok(Outcome { status: StatusCode::CREATED, version: Some(v), with_location: true })
+        }
+        (Verb::Put, Target::Instance(ty, id), Some(resource)) => {
+            let w = ix::update(tx, write_of(&ty, id, resource), e.if_match, now).await?;
+            let status = if w.created { StatusCode::CREATED } else { StatusCode::OK };
+            Ok(Outcome { status, version: Some(w.version), with_location: w.created })
+        }
+        (Verb::Put, Target::Conditional(ty, pairs), Some(resource)) => {
+            let criteria = query::criteria(&ty, &pairs)?;
+            let client_id = resource.get("id").and_then(Value::as_str).map(str::to_owned);
+            let from_client = client_id.is_some();
+            let write = write_of(&ty, client_id.unwrap_or_else(new_id), resource);
+            let w = ix::update_matching(tx, &criteria, write, from_client, e.if_match, now).await?;
+            let status = if w.created { StatusCode::CREATED } else { StatusCode::OK };
+            Ok(Outcome { status, version: Some(w.version), with_location: w.created })
+        }
+        (Verb::Delete, Target::Instance(ty, id), _) => match ix::delete(tx, &ty, &id, e.if_match, now).await? {
+            Deleted::Deleted(v) => Ok(ok(StatusCode::NO_CONTENT, v)),
+            Deleted::AlreadyDeleted => {
+                Ok(Outcome { status: StatusCode::NO_CONTENT, version: None, with_location: false })
+            }
+            Deleted::NotFound => Err(FhirError::not_found(format!("{ty}/{id} does not exist"))),
+        },
+        (Verb::Delete, Target::Conditional(ty, pairs), _) => {
+            let criteria = query::criteria(&ty, &pairs)?;
+            let deleted = ix::delete_matching(tx, &criteria, false, now).await?;
+            match deleted.into_iter().next() {
+                Some(v) => Ok(ok(StatusCode::NO_CONTENT, v)),
+                None => Err(FhirError::not_found("no resource matches the criteria")),
+            }
+        }
+        (Verb::Get, Target::Instance(ty, id), _) => match tx.read(&ty, &id).await? {
+            Current::Found(v) => Ok(ok(StatusCode::OK, v)),
+            Current::Deleted(_) => {
+                Err(FhirError::new(StatusCode::GONE, Issue::error("deleted", format!("{ty}/{id} was deleted"))))
+            }
+            Current::NotFound => Err(FhirError::not_found(format!("{ty}/{id} does not exist"))),
+        },
+        (Verb::Get, Target::Version(ty, id, vid), _) => match app.store.read_version(&ty, &id, vid).await? {
+            Some(v) if !v.is_deletion() => Ok(ok(StatusCode::OK, v)),
+            _ => Err(FhirError::not_found(format!("{ty}/{id} has no readable version {vid}"))),
+        },
+        _ => Err(FhirError::bad_request("not-supported", "unsupported entry request")),
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct EntryResponse {
+    status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    location: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    etag: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_modified: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    outcome: Option<Value>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ResponseEntry<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    full_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resource: Option<&'a RawValue>,
+    response: EntryResponse,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ResponseBundle<'a> {
+    resource_type: &'static str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    entry: Vec<ResponseEntry<'a>>,
+}
+
+fn status_line(s: StatusCode) -> String {
+    format!("{} {}", s.as_u16(), s.canonical_reason().unwrap_or(""))
+}
+
+enum Slot {
+    Done(Outcome),
+    Failed(FhirError),
+}
+
+fn response(kind: &'static str, slots: &[Slot], base: &str, prefer: Return) -> Result<Response, FhirError> {
+    let mut entry = Vec::with_capacity(slots.len());
+    for slot in slots {
+        entry.push(match slot {
+            Slot::Done(o) => {
+                let v = o.version.as_ref();
+                let resource = match (prefer, v.and_then(|v| v.body.as_deref())) {
+                    (Return::Representation, Some(body)) => Some(
+                        serde_json::from_str::<&RawValue>(body)
+                            .map_err(|e| FhirError::internal(format!("stored body is not JSON: {e}")))?,
+                    ),
+                    _ => None,
+                };
+                ResponseEntry {
+                    full_url: v.map(|v| format!("{base}/{}/{}", v.resource_type, v.id)),
+                    resource,
+                    response: EntryResponse {
+                        status: status_line(o.status),
+                        location: v
+                            .filter(|_| o.with_location)
+                            .map(|v| format!("{}/{}/_history/{}", v.resource_type, v.id, v.version_id)),
+                        etag: v.map(|v| etag(v.version_id)),
+                        last_modified: v.map(|v| v.last_updated.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+                        outcome: None,
+                    },
+                }
+            }
+            Slot::Failed(e) => ResponseEntry {
+                full_url: None,
+                resource: None,
+                response: EntryResponse {
+                    status: status_line(e.status),
+                    location: None,
+                    etag: None,
+                    last_modified: None,
+                    outcome: Some(operation_outcome(&e.issues)),
+                },
+            },
+        });
+    }
+    let text =
+        serde_json::to_string(&ResponseBundle { resource_type: "Bundle", kind, entry }).map_err(FhirError::internal)?;
+    let mut r = (StatusCode::OK, text).into_response();
+    r.headers_mut().insert(axum::http::header::CONTENT_TYPE, axum::http::HeaderValue::from_static(FHIR_JSON));
+    Ok(r)
+}
+
+pub async fn batch_or_transaction(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    FhirBody(body): FhirBody,
+) -> Result<Response, FhirError> {
+    negotiate(&headers, None)?;
+    if body.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
+        return Err(FhirError::new(
+            StatusCode::BAD_REQUEST,
+            Issue::error("invalid", "POST to the base accepts only a Bundle").at("resourceType"),
+        ));
+    }
+    // A transaction is validated as a whole up front; a batch validates each entry on its own
+    // so that one bad entry fails alone.
+    if body.get("type").and_then(Value::as_str) == Some("transaction") {
+        validate(&app, "Bundle", &body)?;
+    }
+    let base = base_url(&app, &headers);
+    let prefer = Prefer::from_headers(&headers).return_;
+    match body.get("type").and_then(Value::as_str) {
+        Some("transaction") => {
+            let entries = parse_entries(&app, &body, &base, 0)?;
+            let mut tx = app.store.begin().await?;
+            let results = run(&app, tx.as_mut(), entries).await?;
+            tx.commit().await?;
+            let slots: Vec<Slot> = results.into_iter().map(|(_, o)| Slot::Done(o)).collect();
+            response("transaction-response", &slots, &base, prefer)
+        }
+        Some("batch") => {
+            let items = body.get("entry").and_then(Value::as_array).map_or(0, Vec::len);
+            let mut slots = Vec::with_capacity(items);
+            for index in 0..items {
+                // Parse each entry on its own so one bad entry does not sink the batch.
+                let single = body
+                    .get("entry")
+                    .and_then(|e| e.get(index))
+                    .map(|e| serde_json::json!({"resourceType": "Bundle", "type": "batch", "entry": [e]}));
+                let outcome = async {
+                    let single = single.ok_or_else(|| FhirError::internal("entry vanished"))?;
+                    let entries = parse_entries(&app, &single, &base, index)?;
+                    let mut tx = app.store.begin().await?;
+                    let mut results = run(&app, tx.as_mut(), entries).await?;
+                    tx.commit().await?;
+                    results.pop().map(|(_, o)| o).ok_or_else(|| FhirError::internal("no result"))
+                }
+                .await;
+                slots.push(match outcome {
+                    Ok(o) => Slot::Done(o),
+                    Err(e) => Slot::Failed(e),
+                });
+            }
+            response("batch-response", &slots, &base, prefer)
+        }
+        _ => Err(FhirError::new(
+            StatusCode::BAD_REQUEST,
+            Issue::error("invalid", "POST to the base accepts only Bundles of type batch or transaction")
+                .at("Bundle.type"),
+        )),
+    }
+}

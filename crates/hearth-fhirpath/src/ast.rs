@@ -98,6 +98,22 @@ macro_rules! functions {
         pub(crate) enum Func { $($variant),* }
 
         impl Func {
+    /// Functions whose arguments are expressions evaluated per input item
+    /// (or lazily, like `iif`'s branches).
+    pub fn takes_lambda(self) -> bool {
+        matches!(
+            self,
+            Func::Exists
+                | Func::All
+                | Func::Where
+                | Func::Select
+                | Func::Repeat
+                | Func::RepeatAll
+                | Func::Aggregate
+                | Func::Iif
+        )
+    }
+
             /// Looks up a function by name with its (min, max) argument count.
             pub fn lookup(name: &str) -> Option<(Func, usize, usize)> {
                 match name {

@@ -39,7 +39,51 @@ pub(crate) type R<T> = Result<T, EvalError>;
 /// Guards against runaway recursion in deeply nested expressions and data.
 const MAX_DEPTH: usize = 400;
 /// Upper bound on items produced by `repeat()` / `descendants()`.
-pub(crate) const MAX_ITEMS: usize = 1_000_000;
+pub(crate) const MAX_ITEMS: usize = 100_000;
+
+/// A set of items under FHIRPath equality, for `distinct()`, `|` and
+/// `repeat()`. Strings, booleans and numbers hash; other values (dates,
+/// quantities, complex elements) fall back to a scan of the others.
+pub(crate) struct Dedup<'a> {
+    hashed: std::collections::HashSet<String>,
+    others: Vec<Item<'a>>,
+}
+
+impl<'a> Dedup<'a> {
+    pub fn new() -> Self {
+        Dedup { hashed: std::collections::HashSet::new(), others: Vec::new() }
+    }
+
+    fn key(item: &Item<'a>) -> Option<String> {
+        if let Item::Node(n) = item
+            && (n.value.is_object() || n.value.is_null())
+        {
+            return None;
+        }
+        match item.to_system()? {
+            Item::String(s) => Some(format!("s{s}")),
+            Item::Boolean(b) => Some(format!("b{b}")),
+            Item::Integer(i) | Item::Long(i) => Some(format!("n{i}")),
+            Item::Decimal(d) => Some(format!("n{}", d.normalize())),
+            _ => None,
+        }
+    }
+
+    /// Adds `item`; false if an equal item was already present.
+    pub fn insert(&mut self, ev: &Evaluator<'_, 'a>, item: &Item<'a>) -> bool {
+        match Self::key(item) {
+            Some(k) => self.hashed.insert(k),
+            None => {
+                if ev.contains_item(&self.others, item) {
+                    false
+                } else {
+                    self.others.push(item.clone());
+                    true
+                }
+            }
+        }
+    }
+}
 
 /// Lambda bindings: `$this`, `$index`, `$total`.
 #[derive(Clone, Default)]
@@ -436,9 +480,10 @@ impl<'a> Evaluator<'_, 'a> {
         let bool_out = |v: Option<bool>| Ok(v.map(Item::Boolean).into_iter().collect());
         match op {
             BinOp::Union => {
+                let mut seen = Dedup::new();
                 let mut out: Collection<'a> = Vec::with_capacity(a.len() + b.len());
                 for item in a.into_iter().chain(b) {
-                    if !self.contains_item(&out, &item) {
+                    if seen.insert(self, &item) {
                         out.push(item);
                     }
                 }

@@ -149,7 +149,12 @@ impl<'a> Evaluator<'_, 'a> {
         if call.func == Func::DefineVariable {
             return self.define_variable(call, input, scope).map(|(out, s)| (out, Some(s))).map_err(located);
         }
-        let out = self.apply(call, input, focus, scope).map_err(located)?;
+        let out = if call.func.takes_lambda() {
+            self.apply_lambda(call, input, focus, scope)
+        } else {
+            self.apply(call, input, focus, scope)
+        }
+        .map_err(located)?;
         Ok((out, sc))
     }
 
@@ -182,11 +187,18 @@ impl<'a> Evaluator<'_, 'a> {
         Ok((input, next))
     }
 
-    fn apply(&self, call: &Call, input: Collection<'a>, focus: &[Item<'a>], scope: &Scope<'a>) -> R<Collection<'a>> {
+    /// Functions with per-item expression arguments. Kept apart from
+    /// `apply` so that nested lambdas (`where(x.where(...))`) recurse through
+    /// small stack frames only.
+    fn apply_lambda(
+        &self,
+        call: &Call,
+        input: Collection<'a>,
+        focus: &[Item<'a>],
+        scope: &Scope<'a>,
+    ) -> R<Collection<'a>> {
         let lambda_arg = call.args.first();
         match call.func {
-            // ---------------- existence
-            Func::Empty => boolean(input.is_empty()),
             Func::Exists => match lambda_arg {
                 None => boolean(!input.is_empty()),
                 Some(e) => {
@@ -207,6 +219,93 @@ impl<'a> Evaluator<'_, 'a> {
                 }
                 boolean(true)
             }
+            Func::Where => {
+                let Some(e) = lambda_arg else { return Ok(input) };
+                let mut out = Vec::new();
+                for (i, item) in input.iter().enumerate() {
+                    if criterion(&self.lambda(e, item, i, None, scope)?) {
+                        out.push(item.clone());
+                    }
+                }
+                Ok(out)
+            }
+            Func::Select => {
+                let Some(e) = lambda_arg else { return Ok(input) };
+                let mut out = Vec::new();
+                for (i, item) in input.iter().enumerate() {
+                    out.extend(self.lambda(e, item, i, None, scope)?);
+                }
+                Ok(out)
+            }
+            Func::Repeat | Func::RepeatAll => {
+                let Some(e) = lambda_arg else { return Ok(input) };
+                let dedupe = call.func == Func::Repeat;
+                let mut seen = crate::eval::Dedup::new();
+                let mut out: Collection<'a> = Vec::new();
+                let mut queue: VecDeque<Item<'a>> = input.into_iter().collect();
+                let mut i = 0;
+                while let Some(item) = queue.pop_front() {
+                    for next in self.lambda(e, &item, i, None, scope)? {
+                        if dedupe && !seen.insert(self, &next) {
+                            continue;
+                        }
+                        out.push(next.clone());
+                        queue.push_back(next);
+                        if out.len() > MAX_ITEMS {
+                            return fail("repeat() produced too many items");
+                        }
+                    }
+                    i += 1;
+                }
+                Ok(out)
+            }
+            Func::Iif => {
+                if input.len() > 1 {
+                    return fail("iif() on a collection with more than one item");
+                }
+                let inner = Scope { this: input.first().cloned().or_else(|| scope.this.clone()), ..scope.clone() };
+                let cond_focus: &[Item<'a>] = if call.target.is_some() { &input } else { focus };
+                let cond = match call.args.first() {
+                    Some(c) => self.eval(c, cond_focus, &inner)?,
+                    None => Vec::new(),
+                };
+                let cond = match singleton(&cond, "iif() criterion")? {
+                    None => None,
+                    Some(i) => match i.to_system() {
+                        Some(Item::Boolean(b)) => Some(b),
+                        _ => return fail("iif() criterion must be a boolean"),
+                    },
+                };
+                let branch = if cond == Some(true) { 1 } else { 2 };
+                match call.args.get(branch) {
+                    Some(e) => self.eval(e, cond_focus, &inner),
+                    None => Ok(Vec::new()),
+                }
+            }
+            Func::Aggregate => {
+                let Some(e) = lambda_arg else { return Ok(Vec::new()) };
+                let mut total = self.arg(call, 1, focus, scope)?;
+                for (i, item) in input.iter().enumerate() {
+                    total = self.lambda(e, item, i, Some(total), scope)?;
+                }
+                Ok(total)
+            }
+            _ => self.apply(call, input, focus, scope),
+        }
+    }
+
+    fn apply(&self, call: &Call, input: Collection<'a>, focus: &[Item<'a>], scope: &Scope<'a>) -> R<Collection<'a>> {
+        match call.func {
+            Func::Exists
+            | Func::All
+            | Func::Where
+            | Func::Select
+            | Func::Repeat
+            | Func::RepeatAll
+            | Func::Iif
+            | Func::Aggregate => self.apply_lambda(call, input, focus, scope),
+            // ---------------- existence
+            Func::Empty => boolean(input.is_empty()),
             Func::AllTrue | Func::AnyTrue | Func::AllFalse | Func::AnyFalse => {
                 let mut bools = Vec::with_capacity(input.len());
                 for i in &input {
@@ -229,9 +328,10 @@ impl<'a> Evaluator<'_, 'a> {
             }
             Func::Count => one(Item::Integer(input.len() as i64)),
             Func::Distinct => {
+                let mut seen = crate::eval::Dedup::new();
                 let mut out: Collection<'a> = Vec::new();
                 for i in input {
-                    if !self.contains_item(&out, &i) {
+                    if seen.insert(self, &i) {
                         out.push(i);
                     }
                 }
@@ -247,45 +347,6 @@ impl<'a> Evaluator<'_, 'a> {
             }
 
             // ---------------- filtering and projection
-            Func::Where => {
-                let Some(e) = lambda_arg else { return Ok(input) };
-                let mut out = Vec::new();
-                for (i, item) in input.iter().enumerate() {
-                    if criterion(&self.lambda(e, item, i, None, scope)?) {
-                        out.push(item.clone());
-                    }
-                }
-                Ok(out)
-            }
-            Func::Select => {
-                let Some(e) = lambda_arg else { return Ok(input) };
-                let mut out = Vec::new();
-                for (i, item) in input.iter().enumerate() {
-                    out.extend(self.lambda(e, item, i, None, scope)?);
-                }
-                Ok(out)
-            }
-            Func::Repeat | Func::RepeatAll => {
-                let Some(e) = lambda_arg else { return Ok(input) };
-                let dedupe = call.func == Func::Repeat;
-                let mut out: Collection<'a> = Vec::new();
-                let mut queue: VecDeque<Item<'a>> = input.into_iter().collect();
-                let mut i = 0;
-                while let Some(item) = queue.pop_front() {
-                    for next in self.lambda(e, &item, i, None, scope)? {
-                        if dedupe && self.contains_item(&out, &next) {
-                            continue;
-                        }
-                        out.push(next.clone());
-                        queue.push_back(next);
-                        if out.len() > MAX_ITEMS {
-                            return fail("repeat() produced too many items");
-                        }
-                    }
-                    i += 1;
-                }
-                Ok(out)
-            }
             Func::OfType => {
                 let Some(ty) = &call.type_arg else { return Ok(Vec::new()) };
                 self.check_type(ty)?;
@@ -341,29 +402,6 @@ impl<'a> Evaluator<'_, 'a> {
             }
 
             // ---------------- conversion
-            Func::Iif => {
-                if input.len() > 1 {
-                    return fail("iif() on a collection with more than one item");
-                }
-                let inner = Scope { this: input.first().cloned().or_else(|| scope.this.clone()), ..scope.clone() };
-                let cond_focus: &[Item<'a>] = if call.target.is_some() { &input } else { focus };
-                let cond = match call.args.first() {
-                    Some(c) => self.eval(c, cond_focus, &inner)?,
-                    None => Vec::new(),
-                };
-                let cond = match singleton(&cond, "iif() criterion")? {
-                    None => None,
-                    Some(i) => match i.to_system() {
-                        Some(Item::Boolean(b)) => Some(b),
-                        _ => return fail("iif() criterion must be a boolean"),
-                    },
-                };
-                let branch = if cond == Some(true) { 1 } else { 2 };
-                match call.args.get(branch) {
-                    Some(e) => self.eval(e, cond_focus, &inner),
-                    None => Ok(Vec::new()),
-                }
-            }
             Func::ToBoolean => opt(single_value(&input, "toBoolean()")?.and_then(|v| to_boolean(&v))),
             Func::ConvertsToBoolean => self.converts(&input, |v| to_boolean(v).is_some()),
             Func::ToInteger => opt(single_value(&input, "toInteger()")?.and_then(|v| to_integer(&v))),
@@ -669,14 +707,6 @@ impl<'a> Evaluator<'_, 'a> {
             }
 
             // ---------------- aggregates
-            Func::Aggregate => {
-                let Some(e) = lambda_arg else { return Ok(Vec::new()) };
-                let mut total = self.arg(call, 1, focus, scope)?;
-                for (i, item) in input.iter().enumerate() {
-                    total = self.lambda(e, item, i, Some(total), scope)?;
-                }
-                Ok(total)
-            }
             Func::Sum | Func::Avg => {
                 if input.is_empty() || input.iter().any(|i| i.to_system().is_none()) {
                     return Ok(Vec::new());

@@ -14,8 +14,10 @@ use crate::lexer::{ParseError, Tok, Token, err, tokenize};
 use crate::quantity::Quantity;
 use crate::value::Item;
 
-/// Nesting limit: deeper expressions are rejected rather than risking the stack.
-const MAX_DEPTH: usize = 200;
+/// Nesting limit (parentheses, operators, invocation chains, arguments):
+/// deeper expressions are rejected rather than risking the stack while
+/// parsing, evaluating or dropping the tree.
+const MAX_DEPTH: usize = 64;
 
 pub(crate) fn parse_expr(src: &str) -> Result<Expr, ParseError> {
     let tokens = tokenize(src)?;
@@ -138,10 +140,16 @@ impl Parser {
         if self.depth > MAX_DEPTH {
             return err(self.pos(), "expression nested too deeply");
         }
+        let entry_depth = self.depth;
         let mut lhs = self.prefix()?;
         while let Some((bp, op)) = infix(self.peek()) {
             if bp <= min_bp {
                 break;
+            }
+            // Every operator applied nests the tree one level deeper.
+            self.depth += 1;
+            if self.depth > MAX_DEPTH {
+                return err(self.pos(), "expression nested too deeply");
             }
             let op_pos = self.pos();
             self.i += 1;
@@ -163,7 +171,7 @@ impl Parser {
                 }
             };
         }
-        self.depth -= 1;
+        self.depth = entry_depth - 1;
         Ok(lhs)
     }
 

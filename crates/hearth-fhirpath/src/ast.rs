@@ -13,9 +13,9 @@ pub(crate) enum Expr {
     Empty,
     /// An identifier at the start of a path: a child of the focus, or a type
     /// name matching the focus (`Patient.name`).
-    Ident(String),
+    Ident(Name),
     /// `target.name`
-    Member(Box<Expr>, String),
+    Member(Box<Expr>, Name),
     /// `target.f(args)` or `f(args)` (target `None`: applied to the focus).
     Call(Box<Call>),
     /// `target[index]`
@@ -30,6 +30,27 @@ pub(crate) enum Expr {
     Binary(BinOp, Box<Expr>, Box<Expr>),
     Is(Box<Expr>, TypeSpec),
     As(Box<Expr>, TypeSpec),
+}
+
+/// An element name, stored with a leading `_` so that the key of a
+/// primitive's extension sibling (`_birthDate`) needs no allocation per step.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Name(String);
+
+impl Name {
+    pub fn new(name: &str) -> Name {
+        Name(format!("_{name}"))
+    }
+
+    /// The element name (`birthDate`).
+    pub fn as_str(&self) -> &str {
+        self.0.get(1..).unwrap_or("")
+    }
+
+    /// The JSON key of the primitive extension sibling (`_birthDate`).
+    pub fn ext_key(&self) -> &str {
+        &self.0
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -55,9 +76,11 @@ impl TypeSpec {
     /// Builds a type specifier from a parsed path like `FHIR.Patient`.
     pub fn from_expr(e: &Expr) -> Option<TypeSpec> {
         match e {
-            Expr::Ident(n) => Some(TypeSpec { namespace: None, name: n.clone() }),
+            Expr::Ident(n) => Some(TypeSpec { namespace: None, name: n.as_str().to_string() }),
             Expr::Member(t, n) => match t.as_ref() {
-                Expr::Ident(ns) => Some(TypeSpec { namespace: Some(ns.clone()), name: n.clone() }),
+                Expr::Ident(ns) => {
+                    Some(TypeSpec { namespace: Some(ns.as_str().to_string()), name: n.as_str().to_string() })
+                }
                 _ => None,
             },
             _ => None,

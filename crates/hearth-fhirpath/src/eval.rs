@@ -119,7 +119,8 @@ impl<'a> Evaluator<'_, 'a> {
         match e {
             Expr::Literal(item) => Ok(vec![item.clone()]),
             Expr::Empty => Ok(Vec::new()),
-            Expr::Ident(name) => {
+            Expr::Ident(full) => {
+                let name = full.as_str();
                 let mut out = Vec::new();
                 let type_like = name.starts_with(|c: char| c.is_ascii_uppercase());
                 for item in focus {
@@ -129,12 +130,12 @@ impl<'a> Evaluator<'_, 'a> {
                         && let Item::Node(n) = item
                         && let Some(t) = n.type_name
                         && (t == name || self.ctx.model.is_subtype_of(t, name))
-                        && n.value.get(name.as_str()).is_none()
+                        && n.value.get(name).is_none()
                     {
                         out.push(item.clone());
                         continue;
                     }
-                    self.child(item, name, &mut out);
+                    self.child_keyed(item, name, full.ext_key(), &mut out);
                 }
                 Ok(out)
             }
@@ -208,7 +209,7 @@ impl<'a> Evaluator<'_, 'a> {
                 let (input, sc) = self.eval_chain(target, focus, scope)?;
                 let mut out = Vec::new();
                 for item in &input {
-                    self.child(item, name, &mut out);
+                    self.child_keyed(item, name.as_str(), name.ext_key(), &mut out);
                 }
                 Ok((out, sc))
             }
@@ -261,6 +262,11 @@ impl<'a> Evaluator<'_, 'a> {
 
     /// Appends the children called `name` of `item` to `out`.
     pub(crate) fn child(&self, item: &Item<'a>, name: &str, out: &mut Collection<'a>) {
+        self.child_keyed(item, name, &format!("_{name}"), out);
+    }
+
+    /// [`Self::child`] with the `_name` key precomputed.
+    fn child_keyed(&self, item: &Item<'a>, name: &str, ext_key: &str, out: &mut Collection<'a>) {
         let node = match item {
             Item::Node(n) => n,
             Item::Quantity(q) => {
@@ -303,14 +309,14 @@ impl<'a> Evaluator<'_, 'a> {
             Some(info) if info.is_choice => self.choice_children(obj, name, out),
             Some(info) => {
                 let v = obj.get(name);
-                let ext = obj.get(&format!("_{name}") as &str);
+                let ext = obj.get(ext_key);
                 if v.is_some() || ext.is_some() {
                     push_values(v.unwrap_or(&NULL), ext, Some(info.type_name), Some(info.children_of), out);
                 }
             }
             None => {
                 let v = obj.get(name);
-                let ext = obj.get(&format!("_{name}") as &str);
+                let ext = obj.get(ext_key);
                 if v.is_some() || ext.is_some() {
                     push_values(v.unwrap_or(&NULL), ext, None, None, out);
                 } else if node.type_name.is_some() {

@@ -8,7 +8,7 @@
 use rust_decimal::Decimal;
 use std::borrow::Cow;
 
-use crate::ast::{BinOp, Call, Expr, Func, TypeSpec};
+use crate::ast::{BinOp, Call, Expr, Func, Name, TypeSpec};
 use crate::datetime::{Date, DateTime, Time};
 use crate::lexer::{ParseError, Tok, Token, err, tokenize};
 use crate::quantity::Quantity;
@@ -283,8 +283,8 @@ impl Parser {
         };
         if self.peek() != &Tok::Punct("(") {
             return Ok(match target {
-                Some(t) => Expr::Member(Box::new(t), name),
-                None => Expr::Ident(name),
+                Some(t) => Expr::Member(Box::new(t), Name::new(&name)),
+                None => Expr::Ident(Name::new(&name)),
             });
         }
         self.i += 1;

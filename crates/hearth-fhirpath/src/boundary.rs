@@ -25,6 +25,10 @@ pub(crate) fn boundary<'a>(v: &Item<'a>, digits: Option<i64>, high: bool) -> Opt
             b.rescale(digits);
             Some(Item::Decimal(b))
         }
+        Item::Quantity(q) => match boundary(&Item::Decimal(q.value), digits, high)? {
+            Item::Decimal(v) => Some(Item::Quantity(Box::new(crate::quantity::Quantity::new(v, q.unit.clone())))),
+            _ => None,
+        },
         Item::Date(d) => {
             let digits = digits.unwrap_or(8);
             let text = fill_date(&d.to_string(), high);

@@ -175,14 +175,38 @@ fn fhirpath_conformance_suite() {
     let now = DateTime::from_unix_millis(millis, 0).expect("valid now");
     let mut resources = HashMap::new();
 
-    let (mut total, mut passed, mut disabled) = (0usize, 0usize, 0usize);
+    let (mut total, mut passed, mut disabled, mut disabled_passing) = (0usize, 0usize, 0usize, 0usize);
     let (mut r4_total, mut r4_passed) = (0usize, 0usize);
+    let (mut r4_disabled, mut r4_disabled_passing) = (0usize, 0usize);
     let mut failures: Vec<(String, String)> = Vec::new();
     let mut unexpected: Vec<String> = Vec::new();
     let mut stale: Vec<String> = Vec::new();
     for case in suite["cases"].as_array().expect("cases") {
         if case["disabled"].as_bool() == Some(true) {
+            // The suite's authors disabled these (wrong expectations or
+            // unsettled behaviour): run them, report, never fail on them.
             disabled += 1;
+            let is_r4 = case["file"] == "fhir-r4.yaml";
+            if is_r4 {
+                r4_disabled += 1;
+            }
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                run_case(case, &subjects, &mut resources, &model, now)
+            }));
+            match outcome {
+                Ok(Ok(())) => {
+                    disabled_passing += 1;
+                    if is_r4 {
+                        r4_disabled_passing += 1;
+                    }
+                }
+                Ok(Err(why)) => {
+                    if std::env::var_os("FHIRPATH_SHOW_DISABLED").is_some() {
+                        println!("disabled {}: `{}` -> {why}", case["id"], case["expression"]);
+                    }
+                }
+                Err(_) => unexpected.push(format!("{}: PANIC (disabled case)", case["id"])),
+            }
             continue;
         }
         let id = case["id"].as_str().unwrap_or_default().to_string();
@@ -216,10 +240,15 @@ fn fhirpath_conformance_suite() {
     }
     let pct = |p: usize, t: usize| if t == 0 { 100.0 } else { p as f64 * 100.0 / t as f64 };
     println!(
-        "FHIRPath conformance: {passed}/{total} passed ({:.2}%), {disabled} disabled by the suite",
+        "FHIRPath conformance: {passed}/{total} passed ({:.2}%); {disabled} cases disabled by the suite \
+         ({disabled_passing} of them pass anyway, not counted)",
         pct(passed, total)
     );
-    println!("HL7 FHIRPath R4 subset (fhir-r4.yaml): {r4_passed}/{r4_total} passed ({:.2}%)", pct(r4_passed, r4_total));
+    println!(
+        "HL7 FHIRPath R4 subset (fhir-r4.yaml): {r4_passed}/{r4_total} passed ({:.2}%); \
+         {r4_disabled} disabled by the suite, {r4_disabled_passing} of them pass anyway",
+        pct(r4_passed, r4_total)
+    );
     if std::env::var_os("FHIRPATH_WRITE_KNOWN_FAILURES").is_some() {
         let mut out = String::from(
             "# Conformance cases that fail today, one per line: <case id> <reason>.\n\

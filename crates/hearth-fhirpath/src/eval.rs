@@ -1078,6 +1078,9 @@ fn decimal_div(a: Decimal, b: Decimal) -> Option<Decimal> {
 
 fn date_add<'a>(x: &Item<'a>, q: &Quantity, negate: bool) -> R<Option<Item<'a>>> {
     use crate::datetime::CalendarUnit as U;
+    if let Some(cal) = q.calendar_form() {
+        return date_add(x, &cal, negate);
+    }
     let Some(unit) = q.calendar_unit() else {
         return fail(format!("cannot add '{}' to a date/time", q.unit));
     };

@@ -20,6 +20,9 @@ use crate::datetime::CalendarUnit;
 pub struct Quantity {
     pub value: Decimal,
     pub unit: String,
+    /// A UCUM `a` / `mo` read from FHIR data, which may also act as the
+    /// calendar `year` / `month` (see `value::fhir_quantity`).
+    pub(crate) calendar_alias: bool,
 }
 
 const DIMS: usize = 7;
@@ -397,7 +400,45 @@ fn from_kelvin(k: Decimal, unit: &str) -> Option<Decimal> {
 
 impl Quantity {
     pub fn new(value: Decimal, unit: impl Into<String>) -> Quantity {
-        Quantity { value, unit: unit.into() }
+        Quantity { value, unit: unit.into(), calendar_alias: false }
+    }
+
+    pub(crate) fn with_calendar_alias(mut self) -> Quantity {
+        self.calendar_alias = matches!(self.unit.as_str(), "a" | "mo");
+        self
+    }
+
+    /// For a calendar alias, the same amount as a calendar duration.
+    pub(crate) fn calendar_form(&self) -> Option<Quantity> {
+        if !self.calendar_alias {
+            return None;
+        }
+        let unit = if self.unit == "a" { "year" } else { "month" };
+        Some(Quantity::new(self.value, unit))
+    }
+
+    /// Runs `f` on the operands as given, then with calendar aliases in
+    /// their calendar form, returning the first defined result.
+    fn with_aliases<T>(&self, other: &Quantity, f: impl Fn(&Quantity, &Quantity) -> Option<T>) -> Option<T> {
+        if let Some(r) = f(self, other) {
+            return Some(r);
+        }
+        let a = self.calendar_form();
+        let b = other.calendar_form();
+        if let Some(a) = &a
+            && let Some(r) = f(a, other)
+        {
+            return Some(r);
+        }
+        if let Some(b) = &b
+            && let Some(r) = f(self, b)
+        {
+            return Some(r);
+        }
+        match (&a, &b) {
+            (Some(a), Some(b)) => f(a, b),
+            _ => None,
+        }
     }
 
     /// True when the unit is a calendar duration keyword (`year`, `days`).
@@ -442,6 +483,13 @@ impl Quantity {
 
     /// Converts to another unit of the same dimension (`toQuantity(unit)`).
     pub fn convert_to(&self, unit: &str) -> Option<Quantity> {
+        if let Some(r) = self.convert_plain(unit) {
+            return Some(r);
+        }
+        self.calendar_form()?.convert_plain(unit)
+    }
+
+    fn convert_plain(&self, unit: &str) -> Option<Quantity> {
         if self.unit == unit {
             return Some(self.clone());
         }
@@ -484,6 +532,10 @@ impl Quantity {
 
     /// Ordering of two quantities, or `None` when not comparable.
     pub fn compare(&self, other: &Quantity) -> Option<Ordering> {
+        self.with_aliases(other, Quantity::compare_plain)
+    }
+
+    fn compare_plain(&self, other: &Quantity) -> Option<Ordering> {
         if self.unit == other.unit {
             return Some(self.value.cmp(&other.value));
         }
@@ -524,6 +576,10 @@ impl Quantity {
     /// Sum or difference, expressed in the finer of the two units
     /// (`7 days + 12 hours` is `180 hours`).
     pub fn add(&self, other: &Quantity, negate: bool) -> Option<Quantity> {
+        self.with_aliases(other, |a, b| a.add_plain(b, negate))
+    }
+
+    fn add_plain(&self, other: &Quantity, negate: bool) -> Option<Quantity> {
         if self.calendar_vs_ucum_undefined(other) {
             return None;
         }
@@ -540,6 +596,39 @@ impl Quantity {
 
     /// Product or quotient; units are combined symbolically.
     pub fn mul(&self, other: &Quantity, divide: bool) -> Option<Quantity> {
+        // Scaling by a plain (dimensionless) amount keeps the unit:
+        // `1 'a' * (2000 'g/kg')` is `2 'a'`.
+        let scalar = |q: &Quantity| {
+            (!q.is_calendar())
+                .then(|| canonical(&q.unit))
+                .flatten()
+                .filter(|c| c.dims == ONE && !c.special)
+                .and_then(|c| q.value.checked_mul(c.factor))
+        };
+        let special = |q: &Quantity| !q.is_calendar() && canonical(&q.unit).is_none_or(|c| c.special);
+        if special(self) || special(other) {
+            return None;
+        }
+        if let Some(k) = scalar(other)
+            && scalar(self).is_none()
+        {
+            let value = if divide { self.value.checked_div(k)? } else { self.value.checked_mul(k)? };
+            let mut q = Quantity::new(value.normalize(), self.unit.clone());
+            q.calendar_alias = self.calendar_alias;
+            return Some(q);
+        }
+        if let Some(k) = scalar(self)
+            && scalar(other).is_none()
+            && !divide
+        {
+            let mut q = Quantity::new(other.value.checked_mul(k)?.normalize(), other.unit.clone());
+            q.calendar_alias = other.calendar_alias;
+            return Some(q);
+        }
+        self.mul_plain(other, divide)
+    }
+
+    fn mul_plain(&self, other: &Quantity, divide: bool) -> Option<Quantity> {
         // Calendar durations only scale by plain numbers.
         if self.is_calendar() || other.is_calendar() {
             let scalar_other = !other.is_calendar()

@@ -199,26 +199,33 @@ fn node_to_system<'a>(n: &Node<'a>) -> Option<Item<'a>> {
     }
 }
 
-/// A FHIR `Quantity` object → System.Quantity (UCUM code preferred, then unit).
+/// A FHIR `Quantity` object → System.Quantity, using the UCUM code.
+///
+/// `None` for a quantity with a `comparator` (`<5 mg` is not the quantity
+/// 5 mg) or with a code from a unit system other than UCUM. A UCUM year or
+/// month (`a`, `mo`) from FHIR data also acts as the calendar duration
+/// (`Observation.value = 1 year`, `@2025 + Observation.value`).
 pub(crate) fn fhir_quantity(v: &Value) -> Option<Quantity> {
+    if v.get("comparator").is_some() {
+        return None;
+    }
     let value = match v.get("value")? {
         Value::Number(n) => json_number_to_decimal(n)?,
         Value::String(s) => s.parse().ok()?,
         _ => return None,
     };
-    let is_ucum = v.get("system").and_then(Value::as_str) == Some("http://unitsofmeasure.org");
+    let system = v.get("system").and_then(Value::as_str);
     let code = v.get("code").and_then(Value::as_str);
     let unit = v.get("unit").and_then(Value::as_str);
-    let unit = match (is_ucum, code, unit) {
-        (true, Some(c), _) => calendar_from_ucum_code(c),
-        (_, Some(c), _) if v.get("system").is_none() => calendar_from_ucum_code(c),
-        (_, _, Some(u)) => u.to_string(),
-        (_, Some(c), None) => c.to_string(),
-        _ => "1".to_string(),
+    let (unit, ucum) = match (system, code, unit) {
+        (Some("http://unitsofmeasure.org") | None, Some(c), _) => (c, true),
+        (Some(_), Some(_), _) => return None,
+        (_, None, Some(u)) => (u, false),
+        _ => ("1", true),
     };
-    Some(Quantity::new(value, unit))
-}
-
-fn calendar_from_ucum_code(code: &str) -> String {
-    code.to_string()
+    let mut q = Quantity::new(value, unit);
+    if ucum && matches!(unit, "a" | "mo") {
+        q = q.with_calendar_alias();
+    }
+    Some(q)
 }

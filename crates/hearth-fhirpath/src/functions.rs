@@ -50,6 +50,11 @@ fn single_value<'a>(input: &[Item<'a>], what: &str) -> R<Option<Item<'a>>> {
     match singleton(input, what)? {
         Some(Item::Node(n)) if n.json().is_object() => match Item::Node(*n).to_system() {
             Some(v) => Ok(Some(v)),
+            // A FHIR Quantity from a foreign unit system is simply not
+            // convertible; one with a comparator (`>1 min`) is not a value.
+            None if n.type_name().is_some_and(|t| t.ends_with("Quantity")) && n.json().get("comparator").is_none() => {
+                Ok(None)
+            }
             None => fail(format!("{what} expects a primitive value, got {}", n.type_name().unwrap_or("an object"))),
         },
         Some(i) => Ok(i.to_system()),

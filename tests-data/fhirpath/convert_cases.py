@@ -11,6 +11,7 @@ Writes, next to this script:
     cases.json      every test case, flattened (groups become a name path)
     resources/      the JSON input resources the cases refer to
     LICENSE.md      the suite's licence (BSD-style, must travel with the data)
+    LICENSE-hl7-fhir-test-cases.txt  licence of the HL7 tests inside fhir-r4.yaml
 
 Needs PyYAML (`pip install pyyaml`); only this script does.
 """
@@ -107,6 +108,12 @@ def main():
             os.chmod(os.path.join(root, f), 0o644)
     shutil.copyfile(os.path.join(src, "LICENSE.md"), os.path.join(here, "LICENSE.md"))
     os.chmod(os.path.join(here, "LICENSE.md"), 0o644)
+    # fhir-r4.yaml is derived from the HL7 FHIR test cases: keep their licence too.
+    hl7 = os.path.join(src, "hl7-fhir-test-cases", "LICENSE.txt")
+    if os.path.exists(hl7):
+        dst = os.path.join(here, "LICENSE-hl7-fhir-test-cases.txt")
+        shutil.copyfile(hl7, dst)
+        os.chmod(dst, 0o644)
     print("wrote %d cases" % len(cases))
 
 

@@ -319,8 +319,9 @@ impl<'a> Evaluator<'_, 'a> {
                 let ext = obj.get(ext_key);
                 if v.is_some() || ext.is_some() {
                     push_values(v.unwrap_or(&NULL), ext, None, None, out);
-                } else if node.type_name.is_some() {
-                    // Unknown element on a typed node: maybe a choice element.
+                } else {
+                    // Unknown element: maybe a choice element (`value` →
+                    // `valueQuantity`), recognised by a known type suffix.
                     self.choice_children(obj, name, out);
                 }
             }

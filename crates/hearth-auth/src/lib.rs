@@ -43,8 +43,10 @@
 #![forbid(unsafe_code)]
 
 pub mod password;
+pub mod refresh;
 pub mod role;
 pub mod secret;
+pub mod token;
 
 mod util;
 

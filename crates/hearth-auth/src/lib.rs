@@ -42,11 +42,17 @@
 //! - Nothing panics on hostile input: malformed tokens, hashes, codes or scopes are typed errors.
 #![forbid(unsafe_code)]
 
+pub mod csrf;
+pub mod otp;
 pub mod password;
+pub mod pkce;
+pub mod recovery;
 pub mod refresh;
 pub mod role;
+pub mod scope;
 pub mod secret;
 pub mod token;
+pub mod totp;
 
 mod util;
 

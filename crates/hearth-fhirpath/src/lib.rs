@@ -1,6 +1,6 @@
 //! Hearth's FHIRPath engine (N1 / FHIR R4 flavour) over `serde_json::Value`.
 //!
-//! Used for search-parameter indexing, Questionnaire `enableWhen` /
+//! Used for search-parameter indexing, Questionnaire `enableWhenExpression` /
 //! `calculatedExpression`, invariants and FHIRPath Patch.
 //!
 //! # Shape
@@ -8,18 +8,63 @@
 //! * [`parse`] compiles source text once into an [`Expression`] (tokens →
 //!   Pratt parser → AST with resolved function names, checked arities,
 //!   precompiled literal regexes). Malformed input is a [`ParseError`] with a
-//!   byte position.
+//!   byte position. Nesting deeper than 64 levels is rejected, so parsing,
+//!   evaluating and dropping a tree stay within a 2 MiB stack.
 //! * [`Expression::evaluate`] walks the AST over borrowed JSON. Results are a
 //!   [`Collection`] of [`Item`]s; FHIR data stays borrowed as [`Node`]s.
 //!   Runtime type errors are an [`EvalError`], never a panic.
 //! * [`Context`] carries what an evaluation may consult: a [`ModelInfo`] for
 //!   FHIR types JSON cannot tell, a [`Resolver`] for `resolve()`, a
-//!   [`Terminology`] for `memberOf()`, `%variables`, and the clock (`now()`
-//!   is a parameter; the engine never reads the system clock).
+//!   [`Terminology`] for `memberOf()`, a [`TraceSink`], `%variables`, and the
+//!   clock (`now()` is a parameter; the engine never reads the system clock).
+//!
+//! ```
+//! use hearth_fhirpath::{Context, DateTime, parse};
+//!
+//! let expr = parse("Patient.name.where(use = 'official').family").unwrap();
+//! let ctx = Context::new(DateTime::parse("2024-05-01T12:00:00Z").unwrap());
+//! let patient = serde_json::json!({
+//!     "resourceType": "Patient",
+//!     "name": [{"use": "official", "family": "Doe"}, {"use": "nickname", "family": "Jo"}]
+//! });
+//! let out = expr.evaluate(&ctx, &patient).unwrap();
+//! assert_eq!(out[0].to_json(), "Doe");
+//! ```
+//!
+//! # FHIR types
+//!
+//! * Resources are typed by `resourceType`; `Patient.name` at the start of a
+//!   path selects the input when it is a `Patient`.
+//! * Choice elements: `Observation.value` finds `valueQuantity`,
+//!   `valueString`, ... and types them from the suffix (`Quantity`, `string`).
+//! * Primitive extensions: `_birthDate` supplies `id` / `extension` of
+//!   `birthDate` (also for repeating primitives and value-less ones).
+//! * Declared types (`Patient.birthDate` is a `date`) come from the
+//!   [`ModelInfo`]; the default [`JsonModel`] knows only the R4 type
+//!   hierarchy and infers the rest from JSON (strings stay strings).
+//! * A FHIR `Quantity` compares and computes as a System quantity using its
+//!   UCUM code; UCUM `a` / `mo` from data also act as calendar years/months.
+//! * `resolve()` resolves `#id` inside `%rootResource` / `%resource` / the
+//!   input, then asks the [`Resolver`]; failing that, a `Type/id` reference
+//!   yields a value-less node of that type, enough for
+//!   `where(resolve() is Patient)` when indexing.
+//! * `conformsTo()` is unsupported (an error); `htmlChecks()` is true.
+//!
+//! # Conformance
+//!
+//! `tests/conformance.rs` runs the fhirpath.js suite (3,646 cases including
+//! the 935 HL7 R4 tests; see `tests-data/fhirpath/README.md`). Deliberate
+//! deviations from fhirpath.js are listed with reasons in
+//! `tests-data/fhirpath/known-failures.txt`; the main ones: its `%factory`
+//! extension API is not implemented, FHIR primitives are not their System
+//! types (`Patient.active is System.Boolean` is false, as the HL7 tests
+//! require), and `children()` follows JSON key order, which serde_json sorts.
+//! By default `is` / `as` on several items is an error, as specified; search
+//! indexing should use [`Context::lenient_type_operators`].
 //!
 //! **Architecture Invariant:** this crate does no I/O, reads no clock and
-//! holds no global mutable state; the same expression and context always
-//! give the same result.
+//! holds no global mutable state; the same expression, input and context
+//! always give the same result.
 
 #![forbid(unsafe_code)]
 
@@ -47,8 +92,8 @@ pub use quantity::Quantity;
 pub use rust_decimal::Decimal;
 pub use value::{Collection, Item, Node};
 
-/// A compiled FHIRPath expression. Cheap to share (`Send + Sync`); evaluate
-/// it as often as needed.
+/// A compiled FHIRPath expression. `Send + Sync`: compile once, share it
+/// (e.g. in an `Arc`) and evaluate it as often as needed.
 #[derive(Clone, Debug)]
 pub struct Expression {
     source: String,

@@ -11,7 +11,10 @@
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ElementInfo<'m> {
     /// FHIR type name as `is`/`ofType` see it: `HumanName`, `date`,
-    /// `BackboneElement`, `Resource`. Ignored for choice elements.
+    /// `BackboneElement`, `Resource`; or `System.String` (etc.) where the
+    /// StructureDefinition uses a FHIRPath System type code
+    /// (`http://hl7.org/fhirpath/System.String` for R4 `Element.id`).
+    /// Ignored for choice elements.
     pub type_name: &'m str,
     /// The key under which this element's own children are looked up with
     /// [`ModelInfo::element`]. Equal to `type_name` except for backbone
@@ -26,6 +29,12 @@ pub struct ElementInfo<'m> {
 
 /// FHIR type knowledge for the evaluator. Implementations must be cheap to
 /// query: the evaluator calls them on every path step.
+///
+/// A StructureDefinition-backed implementation needs three lookups: element
+/// types by (definition key, element name) with inherited elements found by
+/// walking the base types (and, for backbone paths, `BackboneElement`), the
+/// base of each type, and the set of type names. The test suite's
+/// `tests/common/mod.rs` is a complete example over a derived table.
 pub trait ModelInfo {
     /// The declared type of `element` on a value whose definition key is
     /// `parent` (a type name such as `Patient`, or a backbone path such as

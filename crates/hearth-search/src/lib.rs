@@ -1,0 +1,64 @@
+//! The pure half of FHIR R4 search: which parameters exist, what a resource contributes to the
+//! search indexes, and what a query means. No I/O, no SQL, no clock, no global state.
+//!
+//! # What this crate owns
+//! - [`Registry`]: the 1,375 official R4 SearchParameters (embedded from
+//!   `data/r4-search-parameters.json`, see `data/README.md`), per resource type, including the
+//!   ones every resource has (`_id`, `_lastUpdated`, `_tag`, `_profile`, `_security`,
+//!   `_source`, `_text`, `_content`), each with its compiled FHIRPath expression, targets,
+//!   composite components and the modifiers/prefixes/chains it allows ([`SearchParam`]).
+//!   SearchParameter resources created through the API are validated and added with
+//!   [`Registry::add`] (and dropped with [`Registry::remove`]).
+//! - Index extraction, [`Registry::index`]: a resource → [`IndexEntry`]s (parameter code +
+//!   [`IndexValue`]), every value normalised for comparison (strings lower-cased and
+//!   accent-free, dates as UTC millisecond ranges, numbers and quantities as precision ranges,
+//!   quantities also in canonical UCUM units, references split into type/id/url/version).
+//! - Query parsing, [`Registry::parse_query`]: `name=value` pairs → [`SearchQuery`], a typed
+//!   AST (AND of [`Clause`]s, each an OR of values of one [`Test`], reached through chain and
+//!   `_has` [`Hop`]s) plus the result parameters, and [`SearchQuery::to_query_string`] for links.
+//!   Every rule a backend must apply is stated on the AST types and implemented for one
+//!   resource's entries by [`Test::matches`] (the executable specification of the contract).
+//!
+//! # What it leaves to the storage backend
+//! - storing the entries (replace a resource's rows on every write, drop them on delete) and
+//!   compiling [`SearchQuery`] to SQL over them, using indexes so that a selective query does
+//!   not scan resources;
+//! - following references for chains, `_has`, `_include`/`_revinclude` (including `:iterate`)
+//!   and `:above`/`:below` on references;
+//! - terminology: `:in`/`:not-in` (expanding stored ValueSets) and `:above`/`:below` on tokens;
+//! - `_list` (reading the List), `_text`/`_content` matching (the entries are provided),
+//!   sorting, paging cursors, `_total` counting, `_summary`/`_elements` shaping, and the base
+//!   URL of absolute references to itself.
+//!
+//! **Architecture Invariant:** the same registry, resource and query always give the same
+//! entries and AST; nothing here reads a clock, a file or the network.
+
+#![forbid(unsafe_code)]
+
+mod date;
+mod error;
+mod index;
+mod model;
+mod number;
+mod param;
+mod parse;
+mod query;
+mod registry;
+mod text;
+pub mod ucum;
+
+pub use date::{DatePrecision, DateRange, parse_date_range};
+pub use error::{SearchError, SearchErrorKind};
+pub use index::{
+    COMPOSITE_LIMIT, CanonicalQuantity, FULL_TEXT_LIMIT, ISO_4217, IndexEntry, IndexValue, UCUM, content_text,
+    narrative_text,
+};
+pub use number::{NumberRange, parse_number};
+pub use param::{Component, Modifier, ParamType, Prefix, SearchParam};
+pub use query::{
+    Clause, ComponentValue, CompositeValue, DEFAULT_COUNT, DateValue, Handling, Hop, Include, MAX_COUNT, NumberValue,
+    OfType, QuantityValue, ReferenceValue, SearchQuery, SortKey, Summary, Test, TokenSystem, TokenValue, Total, escape,
+    range_matches,
+};
+pub use registry::{DefinitionError, Registry};
+pub use text::normalize;

@@ -51,6 +51,53 @@ impl<'a> Node<'a> {
     pub fn type_name(&self) -> Option<&'a str> {
         self.type_name
     }
+
+    /// The extension sibling of a primitive (`_birthDate`'s object), if any.
+    pub fn primitive_extension(&self) -> Option<&'a Value> {
+        self.ext
+    }
+
+    /// Where this element sits inside `root`, as an RFC 6901 JSON Pointer
+    /// (`/name/0/given/1`), found by identity: `root` must be the value the
+    /// expression was evaluated on. For FHIRPath Patch. A primitive that has
+    /// only an extension is located by its `_name` entry. `None` if the
+    /// node is not inside `root` (e.g. it came from a resolver). A `null`
+    /// slot in a repeating primitive array is located as that slot.
+    pub fn json_pointer(&self, root: &Value) -> Option<String> {
+        let target: &Value = if std::ptr::eq(self.value, &NULL) { self.ext? } else { self.value };
+        let mut path = Vec::new();
+        find_path(root, target, &mut path)
+            .then(|| path.iter().map(|seg| format!("/{}", seg.replace('~', "~0").replace('/', "~1"))).collect())
+    }
+}
+
+fn find_path(current: &Value, target: &Value, path: &mut Vec<String>) -> bool {
+    if std::ptr::eq(current, target) {
+        return true;
+    }
+    match current {
+        Value::Object(m) => {
+            for (k, v) in m {
+                path.push(k.clone());
+                if find_path(v, target, path) {
+                    return true;
+                }
+                path.pop();
+            }
+            false
+        }
+        Value::Array(a) => {
+            for (i, v) in a.iter().enumerate() {
+                path.push(i.to_string());
+                if find_path(v, target, path) {
+                    return true;
+                }
+                path.pop();
+            }
+            false
+        }
+        _ => false,
+    }
 }
 
 /// One FHIRPath value.

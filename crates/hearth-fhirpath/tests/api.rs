@@ -143,3 +143,20 @@ fn expressions_are_shareable_across_threads() {
         assert_eq!(h.join().unwrap(), json!(format!("p{i}")));
     }
 }
+
+#[test]
+fn result_nodes_can_be_located_for_patch() {
+    let p = json!({"resourceType": "Patient",
+        "name": [{"given": ["a"]}, {"given": ["b", null], "_given": [null, {"id": "x"}]}]});
+    let ctx = Context::new(now());
+    let out = parse("Patient.name.given").unwrap().evaluate(&ctx, &p).unwrap();
+    let pointers: Vec<String> = out
+        .iter()
+        .map(|i| match i {
+            Item::Node(n) => n.json_pointer(&p).unwrap(),
+            other => panic!("not a node: {other:?}"),
+        })
+        .collect();
+    assert_eq!(pointers, ["/name/0/given/0", "/name/1/given/0", "/name/1/given/1"]);
+    assert_eq!(p.pointer(&pointers[1]), Some(&json!("b")));
+}

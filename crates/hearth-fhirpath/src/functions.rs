@@ -32,6 +32,25 @@ pub(crate) fn compile_regex(pattern: &str, full: bool, flags: &str) -> Result<re
     regex::RegexBuilder::new(&src).size_limit(1 << 20).build().map_err(|e| format!("invalid regular expression: {e}"))
 }
 
+/// Rewrites a replacement string in the common (JavaScript / Java) style,
+/// where `$1a` means group 1 then `a`, into the regex crate's `${1}a`.
+fn js_replacement(rep: &str) -> String {
+    let mut out = String::with_capacity(rep.len() + 4);
+    let mut chars = rep.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '$' && chars.peek().is_some_and(char::is_ascii_digit) {
+            out.push_str("${");
+            while let Some(d) = chars.next_if(char::is_ascii_digit) {
+                out.push(d);
+            }
+            out.push('}');
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 fn one<'a>(v: Item<'a>) -> R<Collection<'a>> {
     Ok(vec![v])
 }
@@ -538,7 +557,7 @@ impl<'a> Evaluator<'_, 'a> {
                         }
                     }
                 };
-                one(Item::string(re.replace_all(&s, rep.as_ref()).into_owned()))
+                one(Item::string(re.replace_all(&s, js_replacement(&rep).as_str()).into_owned()))
             }
             Func::Split => {
                 let Some(s) = single_string(&input, "split()")? else { return Ok(Vec::new()) };

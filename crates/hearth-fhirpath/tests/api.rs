@@ -160,3 +160,11 @@ fn result_nodes_can_be_located_for_patch() {
     assert_eq!(pointers, ["/name/0/given/0", "/name/1/given/0", "/name/1/given/1"]);
     assert_eq!(p.pointer(&pointers[1]), Some(&json!("b")));
 }
+
+#[test]
+fn replace_matches_uses_numbered_groups() {
+    let ctx = Context::new(now());
+    let v = json!({});
+    let e = parse(r"'2024-05-01'.replaceMatches('(\\d+)-(\\d+)-(\\d+)', '$3.$2.$1x')").unwrap();
+    assert_eq!(e.evaluate(&ctx, &v).unwrap()[0].to_json(), json!("01.05.2024x"));
+}

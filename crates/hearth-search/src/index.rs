@@ -226,9 +226,10 @@ fn guess_type(v: &Value) -> Option<&'static str> {
             } else if o.contains_key("code") {
                 Some("Coding")
             } else if o.contains_key("value") {
-                let cp = o.get("system").and_then(Value::as_str).is_some_and(|s| {
-                    matches!(s, "phone" | "fax" | "email" | "pager" | "url" | "sms" | "other")
-                });
+                let cp = o
+                    .get("system")
+                    .and_then(Value::as_str)
+                    .is_some_and(|s| matches!(s, "phone" | "fax" | "email" | "pager" | "url" | "sms" | "other"));
                 Some(if cp { "ContactPoint" } else { "Identifier" })
             } else if o.contains_key("text") {
                 Some("CodeableConcept")
@@ -268,7 +269,12 @@ fn primitive_text(v: &Value) -> Option<Cow<'_, str>> {
 }
 
 /// Converts one result item into index values of `kind` (composites are handled by the caller).
-pub(crate) fn convert(kind: ParamType, item: &Item<'_>, is_resource_type: &dyn Fn(&str) -> bool, out: &mut Vec<IndexValue>) {
+pub(crate) fn convert(
+    kind: ParamType,
+    item: &Item<'_>,
+    is_resource_type: &dyn Fn(&str) -> bool,
+    out: &mut Vec<IndexValue>,
+) {
     let Some(t) = typed(item) else { return };
     let json = t.json.as_ref();
     match kind {
@@ -439,9 +445,8 @@ fn canonical_value(s: &str) -> Option<IndexValue> {
 fn reference_values(ty: &str, v: &Value, is_resource_type: &dyn Fn(&str) -> bool, out: &mut Vec<IndexValue>) {
     match ty {
         "Reference" => {
-            let identifier = v
-                .get("identifier")
-                .and_then(|i| Some((owned(str_of(i, "system")), str_of(i, "value")?.to_string())));
+            let identifier =
+                v.get("identifier").and_then(|i| Some((owned(str_of(i, "system")), str_of(i, "value")?.to_string())));
             let from_ref = str_of(v, "reference").map(|r| reference_string(r, is_resource_type));
             match from_ref {
                 // A contained reference: not indexed, whatever else it carries.

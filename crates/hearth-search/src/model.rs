@@ -52,7 +52,8 @@ impl FhirModel {
         for element in scope.elements() {
             let name = element.name();
             if element.is_choice() {
-                children.insert(name.into(), Element { type_name: "*".into(), children_of: "*".into(), is_choice: true });
+                children
+                    .insert(name.into(), Element { type_name: "*".into(), children_of: "*".into(), is_choice: true });
                 continue;
             }
             let Some(child) = scope.child(name) else { continue };
@@ -90,7 +91,11 @@ impl ModelInfo for FhirModel {
         // Walks up the type hierarchy for inherited elements (`Patient.id` is `Resource.id`).
         for _ in 0..16 {
             if let Some(e) = self.elements.get(current).and_then(|m| m.get(element)) {
-                return Some(ElementInfo { type_name: &e.type_name, children_of: &e.children_of, is_choice: e.is_choice });
+                return Some(ElementInfo {
+                    type_name: &e.type_name,
+                    children_of: &e.children_of,
+                    is_choice: e.is_choice,
+                });
             }
             current = if current.contains('.') { "BackboneElement" } else { self.bases.get(current)?.as_deref()? };
         }

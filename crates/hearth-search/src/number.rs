@@ -31,7 +31,10 @@ pub fn parse_number(s: &str) -> Option<NumberRange> {
         None => (unsigned, ""),
     };
     let digits_ok = |p: &str| p.bytes().all(|b| b.is_ascii_digit());
-    if int_part.is_empty() || !digits_ok(int_part) || !digits_ok(frac_part) || (unsigned.contains('.') && frac_part.is_empty())
+    if int_part.is_empty()
+        || !digits_ok(int_part)
+        || !digits_ok(frac_part)
+        || (unsigned.contains('.') && frac_part.is_empty())
     {
         return None;
     }

@@ -247,6 +247,7 @@ impl SearchParam {
     /// Whether `param:Type` is allowed: reference parameters, for `Type` in their targets (any
     /// resource type when the targets are open).
     pub fn allows_type_modifier(&self, resource_type: &str) -> bool {
-        self.kind == ParamType::Reference && (self.targets.is_empty() || self.targets.iter().any(|t| t == resource_type))
+        self.kind == ParamType::Reference
+            && (self.targets.is_empty() || self.targets.iter().any(|t| t == resource_type))
     }
 }

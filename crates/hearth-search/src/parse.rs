@@ -87,7 +87,11 @@ impl Registry {
             for t in split_escaped(value, ',') {
                 let t = unescape(t);
                 if !self.is_resource_type(&t) {
-                    return Err(SearchError::new(Kind::UnknownResourceType, name, format!("unknown resource type `{t}`")));
+                    return Err(SearchError::new(
+                        Kind::UnknownResourceType,
+                        name,
+                        format!("unknown resource type `{t}`"),
+                    ));
                 }
                 if !resource_types.is_empty() && !resource_types.contains(&t.as_str()) {
                     return Err(SearchError::new(Kind::InvalidValue, name, format!("`{t}` is not searched here")));
@@ -173,7 +177,11 @@ impl Registry {
                     "count" => Summary::Count,
                     "false" => Summary::False,
                     _ => {
-                        return Err(SearchError::new(Kind::InvalidValue, name, "must be true, text, data, count or false"));
+                        return Err(SearchError::new(
+                            Kind::InvalidValue,
+                            name,
+                            "must be true, text, data, count or false",
+                        ));
                     }
                 });
             }
@@ -183,7 +191,11 @@ impl Registry {
                     let ok = !element.is_empty()
                         && element.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-');
                     if !ok {
-                        return Err(SearchError::new(Kind::InvalidValue, name, format!("`{element}` is not an element name")));
+                        return Err(SearchError::new(
+                            Kind::InvalidValue,
+                            name,
+                            format!("`{element}` is not an element name"),
+                        ));
                     }
                     if !query.elements.iter().any(|e| e == element) {
                         query.elements.push(element.to_string());
@@ -198,7 +210,9 @@ impl Registry {
                 let iterate = match modifier {
                     None => false,
                     Some("iterate" | "recurse") => true,
-                    Some(m) => return Err(SearchError::new(Kind::UnknownModifier, name, format!("unknown modifier `{m}`"))),
+                    Some(m) => {
+                        return Err(SearchError::new(Kind::UnknownModifier, name, format!("unknown modifier `{m}`")));
+                    }
                 };
                 let reverse = base == "_revinclude";
                 let include = self.parse_include(&query.resource_types, name, value, iterate, reverse)?;
@@ -247,7 +261,11 @@ impl Registry {
         for ty in types {
             let Some(p) = self.get(ty, code) else {
                 let what = if types.len() == 1 { ty.clone() } else { format!("{ty} (one of the searched types)") };
-                return Err(SearchError::new(Kind::UnknownParameter, shown, format!("`{code}` is not a search parameter of {what}")));
+                return Err(SearchError::new(
+                    Kind::UnknownParameter,
+                    shown,
+                    format!("`{code}` is not a search parameter of {what}"),
+                ));
             };
             if let Some(first) = found
                 && first.kind != p.kind
@@ -255,7 +273,10 @@ impl Registry {
                 return Err(SearchError::new(
                     Kind::AmbiguousChain,
                     shown,
-                    format!("`{code}` is a {} parameter on some types and a {} parameter on others", first.kind, p.kind),
+                    format!(
+                        "`{code}` is a {} parameter on some types and a {} parameter on others",
+                        first.kind, p.kind
+                    ),
                 ));
             }
             found.get_or_insert(p);
@@ -272,21 +293,41 @@ impl Registry {
         let mut rest = name;
         loop {
             if path.len() > MAX_HOPS {
-                return Err(SearchError::new(Kind::InvalidParameter, name, format!("more than {MAX_HOPS} chain links")));
+                return Err(SearchError::new(
+                    Kind::InvalidParameter,
+                    name,
+                    format!("more than {MAX_HOPS} chain links"),
+                ));
             }
             if let Some(after) = rest.strip_prefix("_has:") {
                 let mut parts = after.splitn(3, ':');
                 let (Some(source), Some(param), Some(tail)) = (parts.next(), parts.next(), parts.next()) else {
-                    return Err(SearchError::new(Kind::InvalidParameter, name, "`_has` needs `_has:Type:reference:parameter`"));
+                    return Err(SearchError::new(
+                        Kind::InvalidParameter,
+                        name,
+                        "`_has` needs `_has:Type:reference:parameter`",
+                    ));
                 };
                 if !self.is_resource_type(source) {
-                    return Err(SearchError::new(Kind::UnknownResourceType, name, format!("unknown resource type `{source}`")));
+                    return Err(SearchError::new(
+                        Kind::UnknownResourceType,
+                        name,
+                        format!("unknown resource type `{source}`"),
+                    ));
                 }
-                let reference = self
-                    .get(source, param)
-                    .ok_or_else(|| SearchError::new(Kind::UnknownParameter, name, format!("`{param}` is not a search parameter of {source}")))?;
+                let reference = self.get(source, param).ok_or_else(|| {
+                    SearchError::new(
+                        Kind::UnknownParameter,
+                        name,
+                        format!("`{param}` is not a search parameter of {source}"),
+                    )
+                })?;
                 if reference.kind != ParamType::Reference {
-                    return Err(SearchError::new(Kind::InvalidParameter, name, format!("`{source}.{param}` is not a reference parameter")));
+                    return Err(SearchError::new(
+                        Kind::InvalidParameter,
+                        name,
+                        format!("`{source}.{param}` is not a reference parameter"),
+                    ));
                 }
                 if !reference.targets.is_empty() && !types.iter().any(|t| reference.targets.contains(t)) {
                     return Err(SearchError::new(
@@ -307,12 +348,20 @@ impl Registry {
             };
             let reference = self.common_param(&types, code, name)?;
             if !reference.chainable {
-                return Err(SearchError::new(Kind::InvalidParameter, name, format!("`{code}` is not a reference parameter: it cannot be chained")));
+                return Err(SearchError::new(
+                    Kind::InvalidParameter,
+                    name,
+                    format!("`{code}` is not a reference parameter: it cannot be chained"),
+                ));
             }
             let candidates: Vec<String> = match type_modifier {
                 Some(t) => {
                     if !self.is_resource_type(t) {
-                        return Err(SearchError::new(Kind::UnknownResourceType, name, format!("unknown resource type `{t}`")));
+                        return Err(SearchError::new(
+                            Kind::UnknownResourceType,
+                            name,
+                            format!("unknown resource type `{t}`"),
+                        ));
                     }
                     vec![t.to_string()]
                 }
@@ -331,7 +380,11 @@ impl Registry {
                 candidates.into_iter().filter(|t| self.get(t, next).is_some()).collect()
             };
             if defining.is_empty() {
-                return Err(SearchError::new(Kind::UnknownParameter, name, format!("no target of `{code}` has a search parameter `{next}`")));
+                return Err(SearchError::new(
+                    Kind::UnknownParameter,
+                    name,
+                    format!("no target of `{code}` has a search parameter `{next}`"),
+                ));
             }
             if next != "_has" {
                 let kinds: Vec<ParamType> = defining.iter().filter_map(|t| self.get(t, next)).map(|p| p.kind).collect();
@@ -339,7 +392,10 @@ impl Registry {
                     return Err(SearchError::new(
                         Kind::AmbiguousChain,
                         name,
-                        format!("`{next}` differs between the targets of `{code}` ({}); add a type modifier", defining.join(", ")),
+                        format!(
+                            "`{next}` differs between the targets of `{code}` ({}); add a type modifier",
+                            defining.join(", ")
+                        ),
                     ));
                 }
             }
@@ -402,7 +458,11 @@ impl Registry {
                 }
                 None if param.kind == ParamType::Reference && self.is_resource_type(m) => {
                     if !types.iter().any(|t| self.get(t, &param.code).is_some_and(|p| p.allows_type_modifier(m))) {
-                        return Err(SearchError::new(Kind::InvalidModifier, name, format!("`{}` cannot refer to {m}", param.code)));
+                        return Err(SearchError::new(
+                            Kind::InvalidModifier,
+                            name,
+                            format!("`{}` cannot refer to {m}", param.code),
+                        ));
                     }
                     let values = self.reference_values(name, value)?;
                     return Ok(Test::Reference { type_modifier: Some(m.to_string()), values });
@@ -423,11 +483,7 @@ impl Registry {
                 .iter()
                 .map(|v| {
                     let s = f(unescape(v));
-                    if s.is_empty() {
-                        Err(SearchError::new(Kind::InvalidValue, name, "empty value"))
-                    } else {
-                        Ok(s)
-                    }
+                    if s.is_empty() { Err(SearchError::new(Kind::InvalidValue, name, "empty value")) } else { Ok(s) }
                 })
                 .collect()
         };
@@ -450,7 +506,9 @@ impl Registry {
             (ParamType::Token, Some(Modifier::OfType)) => {
                 Test::OfType(values.iter().map(|v| parse_of_type(name, v)).collect::<Result<_>>()?)
             }
-            (ParamType::Reference, None) => Test::Reference { type_modifier: None, values: self.reference_values(name, value)? },
+            (ParamType::Reference, None) => {
+                Test::Reference { type_modifier: None, values: self.reference_values(name, value)? }
+            }
             (ParamType::Reference, Some(Modifier::Identifier)) => Test::ReferenceIdentifier(tokens()?),
             (ParamType::Reference, Some(Modifier::Above)) => Test::ReferenceAbove(self.reference_values(name, value)?),
             (ParamType::Reference, Some(Modifier::Below)) => Test::ReferenceBelow(self.reference_values(name, value)?),
@@ -472,7 +530,11 @@ impl Registry {
             }
             (kind, m) => {
                 let m = m.map_or(String::new(), |m| format!(":{m}"));
-                return Err(SearchError::new(Kind::InvalidModifier, name, format!("`{m}` is not allowed on a {kind} parameter")));
+                return Err(SearchError::new(
+                    Kind::InvalidModifier,
+                    name,
+                    format!("`{m}` is not allowed on a {kind} parameter"),
+                ));
             }
         })
     }
@@ -495,7 +557,9 @@ impl Registry {
         if target.contains("://") || target.starts_with("urn:") {
             // Same rule as indexing: `…/Type/id/_history/v` keeps the URL without the history.
             let (url, history) = match split_reference(&target, &is_type) {
-                Some((_, _, Some(v))) => (target.split("/_history/").next().unwrap_or(&target).to_string(), Some(v.to_string())),
+                Some((_, _, Some(v))) => {
+                    (target.split("/_history/").next().unwrap_or(&target).to_string(), Some(v.to_string()))
+                }
                 _ => (target.clone(), None),
             };
             return Ok(ReferenceValue::Url { url, version: version.or(history) });
@@ -510,12 +574,18 @@ impl Registry {
             return Ok(ReferenceValue::Local { target_type: None, id: target, version: None });
         }
         match split_reference(&target, &is_type) {
-            Some((ty, id, v)) if target.matches('/').count() == if v.is_some() { 3 } else { 1 } => Ok(ReferenceValue::Local {
-                target_type: Some(ty.to_string()),
-                id: id.to_string(),
-                version: v.map(str::to_string),
-            }),
-            _ => Err(SearchError::new(Kind::InvalidValue, name, format!("`{target}` is not `Type/id` or an absolute URL"))),
+            Some((ty, id, v)) if target.matches('/').count() == if v.is_some() { 3 } else { 1 } => {
+                Ok(ReferenceValue::Local {
+                    target_type: Some(ty.to_string()),
+                    id: id.to_string(),
+                    version: v.map(str::to_string),
+                })
+            }
+            _ => Err(SearchError::new(
+                Kind::InvalidValue,
+                name,
+                format!("`{target}` is not `Type/id` or an absolute URL"),
+            )),
         }
     }
 
@@ -557,7 +627,12 @@ impl Registry {
             return Err(SearchError::new(
                 Kind::InvalidValue,
                 name,
-                format!("`{}` has {} components, the value has {} parts", param.code, param.components.len(), parts.len()),
+                format!(
+                    "`{}` has {} components, the value has {} parts",
+                    param.code,
+                    param.components.len(),
+                    parts.len()
+                ),
             ));
         }
         let mut out = Vec::with_capacity(parts.len());
@@ -616,7 +691,11 @@ impl Registry {
                 return Err(SearchError::new(Kind::InvalidValue, name, "empty sort key"));
             }
             if code.contains(['.', ':']) {
-                return Err(SearchError::new(Kind::InvalidValue, name, format!("`{code}`: sorting by chains or modifiers is not supported")));
+                return Err(SearchError::new(
+                    Kind::InvalidValue,
+                    name,
+                    format!("`{code}`: sorting by chains or modifiers is not supported"),
+                ));
             }
             let param = self.common_param(types, code, name).map_err(|mut e| {
                 // An unknown sort key makes the whole `_sort` unusable; it is not a filter that can be dropped.
@@ -626,14 +705,25 @@ impl Registry {
                 e
             })?;
             if !param.kind.is_sortable() {
-                return Err(SearchError::new(Kind::InvalidParameter, name, format!("`{code}` is a {} parameter and cannot be sorted by", param.kind)));
+                return Err(SearchError::new(
+                    Kind::InvalidParameter,
+                    name,
+                    format!("`{code}` is a {} parameter and cannot be sorted by", param.kind),
+                ));
             }
             keys.push(SortKey { param: param.code.clone(), kind: param.kind, descending });
         }
         Ok(keys)
     }
 
-    fn parse_include(&self, types: &[String], name: &str, value: &str, iterate: bool, reverse: bool) -> Result<Include> {
+    fn parse_include(
+        &self,
+        types: &[String],
+        name: &str,
+        value: &str,
+        iterate: bool,
+        reverse: bool,
+    ) -> Result<Include> {
         if value == "*" {
             return Ok(Include { source_type: None, param: None, target_type: None, iterate });
         }
@@ -648,7 +738,11 @@ impl Registry {
             return Err(SearchError::new(Kind::UnknownResourceType, name, format!("unknown resource type `{source}`")));
         }
         if !reverse && !iterate && !types.iter().any(|t| t == source) {
-            return Err(SearchError::new(Kind::InvalidValue, name, format!("`{source}` is not a searched type (use `:iterate`)")));
+            return Err(SearchError::new(
+                Kind::InvalidValue,
+                name,
+                format!("`{source}` is not a searched type (use `:iterate`)"),
+            ));
         }
         let Some(code) = code else {
             return Err(SearchError::new(Kind::InvalidValue, name, "expected `Type:parameter[:targetType]`"));
@@ -659,22 +753,34 @@ impl Registry {
             }
             return Ok(Include { source_type: Some(source.to_string()), param: None, target_type: None, iterate });
         }
-        let param = self
-            .get(source, code)
-            .ok_or_else(|| SearchError::new(Kind::InvalidValue, name, format!("`{code}` is not a search parameter of {source}")))?;
+        let param = self.get(source, code).ok_or_else(|| {
+            SearchError::new(Kind::InvalidValue, name, format!("`{code}` is not a search parameter of {source}"))
+        })?;
         if param.kind != ParamType::Reference {
-            return Err(SearchError::new(Kind::InvalidParameter, name, format!("`{source}:{code}` is not a reference parameter")));
+            return Err(SearchError::new(
+                Kind::InvalidParameter,
+                name,
+                format!("`{source}:{code}` is not a reference parameter"),
+            ));
         }
         if let Some(t) = target {
             if !self.is_resource_type(t) {
                 return Err(SearchError::new(Kind::UnknownResourceType, name, format!("unknown resource type `{t}`")));
             }
             if !param.allows_type_modifier(t) {
-                return Err(SearchError::new(Kind::InvalidValue, name, format!("`{source}:{code}` cannot refer to {t}")));
+                return Err(SearchError::new(
+                    Kind::InvalidValue,
+                    name,
+                    format!("`{source}:{code}` cannot refer to {t}"),
+                ));
             }
         }
         if reverse && !iterate && !param.targets.is_empty() && !types.iter().any(|t| param.targets.contains(t)) {
-            return Err(SearchError::new(Kind::InvalidValue, name, format!("`{source}:{code}` does not refer to a searched type")));
+            return Err(SearchError::new(
+                Kind::InvalidValue,
+                name,
+                format!("`{source}:{code}` does not refer to a searched type"),
+            ));
         }
         Ok(Include {
             source_type: Some(source.to_string()),
@@ -773,15 +879,24 @@ fn split_prefix<'v>(param: &SearchParam, name: &str, raw: &'v str) -> Result<(Pr
         None => (Prefix::Eq, raw),
     };
     if head.is_some() && !param.comparators.contains(&prefix) {
-        return Err(SearchError::new(Kind::InvalidValue, name, format!("`{}` does not take the prefix `{prefix}`", param.code)));
+        return Err(SearchError::new(
+            Kind::InvalidValue,
+            name,
+            format!("`{}` does not take the prefix `{prefix}`", param.code),
+        ));
     }
     Ok((prefix, rest))
 }
 
 fn parse_date(param: &SearchParam, name: &str, raw: &str) -> Result<DateValue> {
     let (prefix, rest) = split_prefix(param, name, raw)?;
-    let range = parse_date_range(&unescape(rest))
-        .ok_or_else(|| SearchError::new(Kind::InvalidValue, name, format!("`{rest}` is not a date (YYYY[-MM[-DD[Thh:mm[:ss[.sss]][Z|±hh:mm]]]])")))?;
+    let range = parse_date_range(&unescape(rest)).ok_or_else(|| {
+        SearchError::new(
+            Kind::InvalidValue,
+            name,
+            format!("`{rest}` is not a date (YYYY[-MM[-DD[Thh:mm[:ss[.sss]][Z|±hh:mm]]]])"),
+        )
+    })?;
     let (mut start, mut end) = (range.start, range.end);
     if prefix == Prefix::Ap {
         const DAY: i64 = 86_400_000;
@@ -795,7 +910,8 @@ fn parse_date(param: &SearchParam, name: &str, raw: &str) -> Result<DateValue> {
 /// Number and range for a prefixed number; `ap` widens the range to at least ±10% of the value.
 fn prefixed_number(param: &SearchParam, name: &str, raw: &str) -> Result<(Prefix, Decimal, f64, f64)> {
     let (prefix, rest) = split_prefix(param, name, raw)?;
-    let n = parse_number(rest).ok_or_else(|| SearchError::new(Kind::InvalidValue, name, format!("`{rest}` is not a number")))?;
+    let n = parse_number(rest)
+        .ok_or_else(|| SearchError::new(Kind::InvalidValue, name, format!("`{rest}` is not a number")))?;
     let (mut low, mut high) = (n.low, n.high);
     if prefix == Prefix::Ap {
         let v = f64::try_from(n.value).unwrap_or((n.low + n.high) / 2.0);

@@ -124,7 +124,10 @@ pub enum Test {
     /// reference: some entry matches a value (see [`ReferenceValue::matches`]); with a type
     /// modifier (`subject:Patient=123`) the entry's `target_type` must also equal
     /// `type_modifier`.
-    Reference { type_modifier: Option<String>, values: Vec<ReferenceValue> },
+    Reference {
+        type_modifier: Option<String>,
+        values: Vec<ReferenceValue>,
+    },
     /// reference `:identifier`: some entry's `identifier` matches a token value
     /// (`system|value`, `|value`, `value`; see [`TokenValue::matches_pair`]).
     ReferenceIdentifier(Vec<TokenValue>),
@@ -244,9 +247,7 @@ impl ReferenceValue {
         let version_ok = |want: &Option<String>| want.is_none() || want == version;
         match self {
             ReferenceValue::Local { target_type: ty, id, version: v } => {
-                target_id.as_deref() == Some(id.as_str())
-                    && (ty.is_none() || ty == target_type)
-                    && version_ok(v)
+                target_id.as_deref() == Some(id.as_str()) && (ty.is_none() || ty == target_type) && version_ok(v)
             }
             ReferenceValue::Url { url: u, version: v } => url.as_deref() == Some(u.as_str()) && version_ok(v),
         }
@@ -384,7 +385,9 @@ impl QuantityValue {
         let system_ok = self.system.is_none() || self.system == *system;
         let code_ok = match &self.code {
             None => true,
-            Some(c) => code.as_deref() == Some(c.as_str()) || unit.as_deref().is_some_and(|u| u.eq_ignore_ascii_case(c)),
+            Some(c) => {
+                code.as_deref() == Some(c.as_str()) || unit.as_deref().is_some_and(|u| u.eq_ignore_ascii_case(c))
+            }
         };
         system_ok && code_ok && range_matches(self.prefix, self.low, self.high, *l, *h)
     }
@@ -480,9 +483,9 @@ impl Test {
                 any(&|e| matches!(e, IndexValue::Uri { value } if vs.iter().any(|v| v.starts_with(value.as_str()))))
             }
             Test::Composite(vs) => any(&|e| vs.iter().any(|v| v.matches(e))),
-            Test::Text(vs) => any(&|e| {
-                string(e, &|n, _| vs.iter().any(|words| words.iter().all(|w| n.contains(w.as_str()))))
-            }),
+            Test::Text(vs) => {
+                any(&|e| string(e, &|n, _| vs.iter().any(|words| words.iter().all(|w| n.contains(w.as_str())))))
+            }
             Test::In(_)
             | Test::NotIn(_)
             | Test::TokenAbove(_)

@@ -252,7 +252,7 @@ impl Registry {
                 });
             }
         }
-        let comparators = if kind.takes_prefix() {
+        let mut comparators: Vec<Prefix> = if kind.takes_prefix() {
             let listed = strings("comparator")?;
             if listed.is_empty() {
                 Prefix::ALL.to_vec()
@@ -265,6 +265,8 @@ impl Registry {
         } else {
             Vec::new()
         };
+        comparators.sort();
+        comparators.dedup();
         let listed_modifiers = strings("modifier")?;
         let modifiers = kind
             .modifiers()

@@ -318,7 +318,8 @@ mod tests {
 
     #[test]
     fn unsupported_units_are_not_converted() {
-        for code in ["lbs", "[kg]", "265201", "cL/s/(m2)", "Cel/min", "{", "mg/", "m/", "xyz", "[arb'U]", "kg.", "10*a"] {
+        for code in ["lbs", "[kg]", "265201", "cL/s/(m2)", "Cel/min", "{", "mg/", "m/", "xyz", "[arb'U]", "kg.", "10*a"]
+        {
             assert!(canonical(code).is_none(), "{code} should not convert");
         }
         assert_ne!(canonical("mmol/L").unwrap().unit, canonical("mg/dL").unwrap().unit);

@@ -33,7 +33,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
+use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey, KeypairBytes};
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use rand_core::CryptoRng;
 use serde::{Deserialize, Serialize};
@@ -237,9 +237,12 @@ impl TokenKey {
         SigningKey::from_pkcs8_der(der).map(TokenKey::from_signing_key).map_err(|_| KeyError::InvalidPkcs8)
     }
 
-    /// The private key as PKCS#8 DER, for the caller to encrypt and store.
+    /// The private key as PKCS#8 v1 DER (RFC 8410 §7, without the optional public key), for the caller
+    /// to encrypt and store. v1 is what OpenSSL and most tooling read; the v2 form with the public key
+    /// embedded is still accepted by [`TokenKey::from_pkcs8_der`].
     pub fn to_pkcs8_der(&self) -> Result<Secret<Vec<u8>>, KeyError> {
-        let document = self.key.to_pkcs8_der().map_err(|_| KeyError::InvalidPkcs8)?;
+        let pair = KeypairBytes { secret_key: self.key.to_bytes(), public_key: None };
+        let document = pair.to_pkcs8_der().map_err(|_| KeyError::InvalidPkcs8)?;
         Ok(Secret::new(document.as_bytes().to_vec()))
     }
 
@@ -620,7 +623,7 @@ mod tests {
     }
 
     #[test]
-    fn rfc8410_pkcs8_private_key_reads() {
+    fn rfc8410_pkcs8_private_key_reads_and_writes_back_identically() {
         // RFC 8410 §10.3: an Ed25519 private key in PKCS#8.
         let der = BASE64.decode(b"MC4CAQAwBQYDK2VwBCIEINTuctv5E1hK1bbY8fdp+K06/nwoy/HU++CXqI9EdVhC").unwrap();
         let key = TokenKey::from_pkcs8_der(&der).unwrap();
@@ -628,6 +631,14 @@ mod tests {
             HEXLOWER.encode(&key.key.to_bytes()),
             "d4ee72dbf913584ad5b6d8f1f769f8ad3afe7c28cbf1d4fbe097a88f44755842"
         );
+        assert_eq!(key.to_pkcs8_der().unwrap().expose(), &der);
+    }
+
+    #[test]
+    fn pkcs8_v2_with_the_public_key_still_reads() {
+        let key = TokenKey::generate(&mut os());
+        let v2 = key.key.to_pkcs8_der().unwrap();
+        assert_eq!(TokenKey::from_pkcs8_der(v2.as_bytes()).unwrap().kid(), key.kid());
     }
 
     #[test]

@@ -7,7 +7,9 @@ use rust_decimal::prelude::ToPrimitive;
 use serde_json::Value;
 use std::borrow::Cow;
 use std::cmp::Ordering;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::hash::{Hash, Hasher};
 
 use crate::ast::{BinOp, Expr, TypeSpec};
 use crate::context::Context;
@@ -38,20 +40,23 @@ pub(crate) type R<T> = Result<T, EvalError>;
 
 /// Guards against runaway recursion in deeply nested expressions and data.
 const MAX_DEPTH: usize = 400;
-/// Upper bound on items produced by `repeat()` / `descendants()`.
-pub(crate) const MAX_ITEMS: usize = 100_000;
+/// Upper bound on the items `repeat()` may produce (its input is an
+/// expression, so it need not terminate on its own).
+pub(crate) const MAX_ITEMS: usize = 200_000;
 
 /// A set of items under FHIRPath equality, for `distinct()`, `|` and
-/// `repeat()`. Strings, booleans and numbers hash; other values (dates,
-/// quantities, complex elements) fall back to a scan of the others.
+/// `repeat()`. Strings, booleans and numbers hash exactly; complex elements
+/// hash structurally into buckets that are then compared properly; other
+/// values (dates, quantities) are compared with each other one by one.
 pub(crate) struct Dedup<'a> {
-    hashed: std::collections::HashSet<String>,
+    hashed: HashSet<String>,
+    buckets: HashMap<u64, Vec<Item<'a>>>,
     others: Vec<Item<'a>>,
 }
 
 impl<'a> Dedup<'a> {
     pub fn new() -> Self {
-        Dedup { hashed: std::collections::HashSet::new(), others: Vec::new() }
+        Dedup { hashed: HashSet::new(), buckets: HashMap::new(), others: Vec::new() }
     }
 
     fn key(item: &Item<'a>) -> Option<String> {
@@ -71,16 +76,54 @@ impl<'a> Dedup<'a> {
 
     /// Adds `item`; false if an equal item was already present.
     pub fn insert(&mut self, ev: &Evaluator<'_, 'a>, item: &Item<'a>) -> bool {
-        match Self::key(item) {
-            Some(k) => self.hashed.insert(k),
-            None => {
-                if ev.contains_item(&self.others, item) {
-                    false
-                } else {
-                    self.others.push(item.clone());
-                    true
-                }
+        if let Some(k) = Self::key(item) {
+            return self.hashed.insert(k);
+        }
+        let list = match item {
+            Item::Node(n) if n.value.is_object() => {
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                hash_json(n.value, &mut h);
+                self.buckets.entry(h.finish()).or_default()
             }
+            _ => &mut self.others,
+        };
+        if ev.contains_item(list, item) {
+            false
+        } else {
+            list.push(item.clone());
+            true
+        }
+    }
+}
+
+/// A structural hash consistent with [`json_equal`]: numbers by value,
+/// object members independent of key order.
+fn hash_json(v: &Value, h: &mut impl Hasher) {
+    match v {
+        Value::Null => 0u8.hash(h),
+        Value::Bool(b) => b.hash(h),
+        Value::Number(n) => {
+            let f = n.as_f64().unwrap_or(0.0);
+            // -0.0 == 0.0 must hash alike.
+            (if f == 0.0 { 0.0f64 } else { f }).to_bits().hash(h);
+        }
+        Value::String(s) => s.hash(h),
+        Value::Array(a) => {
+            a.len().hash(h);
+            for x in a {
+                hash_json(x, h);
+            }
+        }
+        Value::Object(m) => {
+            let mut acc: u64 = 0;
+            for (k, x) in m {
+                let mut eh = std::collections::hash_map::DefaultHasher::new();
+                k.hash(&mut eh);
+                hash_json(x, &mut eh);
+                acc = acc.wrapping_add(eh.finish());
+            }
+            m.len().hash(h);
+            acc.hash(h);
         }
     }
 }
@@ -906,14 +949,14 @@ fn null_valued<'x>(i: &'x Item<'_>) -> Option<&'x Value> {
     }
 }
 
+/// Equality of complex values: every property equal, recursively
+/// (numbers by value, so `1.0` equals `1`).
 pub(crate) fn json_equal(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
         (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(p, q)| json_equal(p, q)),
         (Value::Object(x), Value::Object(y)) => {
-            let keys = |m: &serde_json::Map<String, Value>| m.iter().filter(|(k, _)| k.as_str() != "id").count();
-            keys(x) == keys(y)
-                && x.iter().filter(|(k, _)| k.as_str() != "id").all(|(k, v)| y.get(k).is_some_and(|w| json_equal(v, w)))
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| json_equal(v, w)))
         }
         _ => a == b,
     }

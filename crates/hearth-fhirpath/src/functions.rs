@@ -803,9 +803,6 @@ impl<'a> Evaluator<'_, 'a> {
                         out.push(k.clone());
                         queue.push_back(k);
                     }
-                    if out.len() > MAX_ITEMS {
-                        return fail("descendants() produced too many items");
-                    }
                 }
                 Ok(out)
             }

@@ -170,3 +170,17 @@ fn runaway_repeat_is_bounded() {
     let e = parse("(1 | 2).repeat($this + 1)").unwrap();
     assert!(e.evaluate(&ctx(), &p).is_err());
 }
+
+#[test]
+fn descendants_of_a_large_bundle_are_not_capped() {
+    let entries: Vec<_> = (0..30_000)
+        .map(|i| json!({"resource": {"resourceType": "Patient", "id": format!("p{i}"), "active": true}}))
+        .collect();
+    let bundle = json!({"resourceType": "Bundle", "type": "collection", "entry": entries});
+    let e = parse("Bundle.descendants().count()").unwrap();
+    let out = e.evaluate(&ctx(), &bundle).unwrap();
+    // entry + resource + id + active per entry, plus `type`.
+    assert_eq!(out[0].to_json(), json!(120_001));
+    let e = parse("Bundle.entry.resource.distinct().count()").unwrap();
+    assert_eq!(e.evaluate(&ctx(), &bundle).unwrap()[0].to_json(), json!(30_000));
+}

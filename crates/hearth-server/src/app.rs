@@ -6,6 +6,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use hearth_fhir::Model;
 use hearth_store::ResourceStore;
+use hearth_store_postgres::{PostgresOptions, PostgresStore};
 use hearth_store_sqlite::{SqliteOptions, SqliteStore};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusRecorder};
 
@@ -58,6 +59,11 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn ResourceStore>, Start
                     .map_err(|source| StartError::DataDir { path: dir.display().to_string(), source })?;
             }
             let store = SqliteStore::open(&path, &SqliteOptions::default()).await?;
+            store.migrate().await?;
+            Ok(Arc::new(store))
+        }
+        Database::Postgres(url) => {
+            let store = PostgresStore::connect(url.expose(), &PostgresOptions::default()).await?;
             store.migrate().await?;
             Ok(Arc::new(store))
         }

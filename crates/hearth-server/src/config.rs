@@ -47,7 +47,7 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Where the embedded database and other local state live.
     pub data_dir: PathBuf,
-    /// Overrides the embedded SQLite database (`sqlite://path`); PostgreSQL arrives with its backend.
+    /// Overrides the embedded SQLite database: `sqlite://path` or `postgres://user:pass@host:port/db`.
     pub database_url: Option<Secret<String>>,
     pub log_format: LogFormat,
     /// `tracing` filter directives, e.g. `info` or `hearth_server=debug,info`.
@@ -97,6 +97,8 @@ HEARTH_LOG_LEVEL, HEARTH_MAX_BODY_BYTES, HEARTH_BASE_URL, HEARTH_SHUTDOWN_GRACE_
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Database {
     Sqlite(PathBuf),
+    /// A `postgres://` URL (may carry a password).
+    Postgres(Secret<String>),
 }
 
 impl Config {
@@ -170,9 +172,7 @@ impl Config {
                     }
                     Ok(Database::Sqlite(PathBuf::from(path)))
                 } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-                    Err(ConfigError::Invalid(
-                        "PostgreSQL is not available in this build yet; use the embedded SQLite default".into(),
-                    ))
+                    Ok(Database::Postgres(Secret::new(url.clone())))
                 } else {
                     // Never echo the URL: it may contain a password.
                     Err(ConfigError::Invalid("database_url must start with sqlite:// or postgres://".into()))

@@ -19,12 +19,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use hearth_store::{
     Criteria, Current, CurrentState, HistoryPage, HistoryQuery, Method, PoolStats, ResourceStore, StoreError, StoreTx,
     Version, Write,
 };
-use serde_json::{Map, Value};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Sqlite, Transaction};
 
@@ -105,41 +104,6 @@ fn from_millis(ms: i64) -> Result<DateTime<Utc>, StoreError> {
     DateTime::from_timestamp_millis(ms).ok_or_else(|| StoreError::Corrupt(format!("timestamp out of range: {ms}")))
 }
 
-/// Stamps `id` and `meta.versionId`/`meta.lastUpdated` into the resource and serialises it with
-/// `resourceType`, `id` and `meta` first (the order FHIR JSON examples use).
-fn stamp(resource: Value, id: &str, version: u64, last_updated: DateTime<Utc>) -> String {
-    let mut fields = match resource {
-        Value::Object(map) => map,
-        // The edge only passes objects; keep the store total anyway.
-        other => {
-            let mut m = Map::new();
-            m.insert("value".into(), other);
-            m
-        }
-    };
-    let resource_type = fields.shift_remove("resourceType");
-    let mut meta = match fields.shift_remove("meta") {
-        Some(Value::Object(m)) => m,
-        _ => Map::new(),
-    };
-    fields.shift_remove("id");
-    meta.shift_remove("versionId");
-    meta.shift_remove("lastUpdated");
-    let mut stamped_meta = Map::with_capacity(meta.len() + 2);
-    stamped_meta.insert("versionId".into(), Value::String(version.to_string()));
-    stamped_meta.insert("lastUpdated".into(), Value::String(last_updated.to_rfc3339_opts(SecondsFormat::Millis, true)));
-    stamped_meta.extend(meta);
-
-    let mut out = Map::with_capacity(fields.len() + 3);
-    if let Some(rt) = resource_type {
-        out.insert("resourceType".into(), rt);
-    }
-    out.insert("id".into(), Value::String(id.to_owned()));
-    out.insert("meta".into(), Value::Object(stamped_meta));
-    out.extend(fields);
-    Value::Object(out).to_string()
-}
-
 /// A write transaction on the single writer connection.
 struct SqliteTx {
     tx: Transaction<'static, Sqlite>,
@@ -168,7 +132,7 @@ impl StoreTx for SqliteTx {
     ) -> Result<Version, StoreError> {
         let tx = &mut self.tx;
         let version_id = previous.map_or(1, |p| p.version + 1);
-        let body: Arc<str> = stamp(write.resource, &write.id, version_id, now).into();
+        let body: Arc<str> = hearth_store::stamp(write.resource, &write.id, version_id, now).into();
         let ms = to_millis(now);
         let seq = sql::insert_version(tx, &write.resource_type, &write.id, version_id, ms, method, Some(&body)).await?;
         sql::upsert_current(tx, &write.resource_type, &write.id, version_id, seq, false, ms).await?;

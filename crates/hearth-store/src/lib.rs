@@ -23,8 +23,8 @@ pub mod interactions;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
-use serde_json::Value;
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{Map, Value};
 
 pub use criteria::{Clause, Criteria, TokenMatch};
 pub use error::StoreError;
@@ -160,6 +160,41 @@ pub struct HistoryPage {
 pub struct PoolStats {
     pub size: u32,
     pub idle: u32,
+}
+
+/// Stamps `id` and `meta.versionId`/`meta.lastUpdated` into the resource and serialises it with
+/// `resourceType`, `id` and `meta` first (the order FHIR JSON examples use).
+pub fn stamp(resource: Value, id: &str, version: u64, last_updated: DateTime<Utc>) -> String {
+    let mut fields = match resource {
+        Value::Object(map) => map,
+        // The edge only passes objects; keep the store total anyway.
+        other => {
+            let mut m = Map::new();
+            m.insert("value".into(), other);
+            m
+        }
+    };
+    let resource_type = fields.shift_remove("resourceType");
+    let mut meta = match fields.shift_remove("meta") {
+        Some(Value::Object(m)) => m,
+        _ => Map::new(),
+    };
+    fields.shift_remove("id");
+    meta.shift_remove("versionId");
+    meta.shift_remove("lastUpdated");
+    let mut stamped_meta = Map::with_capacity(meta.len() + 2);
+    stamped_meta.insert("versionId".into(), Value::String(version.to_string()));
+    stamped_meta.insert("lastUpdated".into(), Value::String(last_updated.to_rfc3339_opts(SecondsFormat::Millis, true)));
+    stamped_meta.extend(meta);
+
+    let mut out = Map::with_capacity(fields.len() + 3);
+    if let Some(rt) = resource_type {
+        out.insert("resourceType".into(), rt);
+    }
+    out.insert("id".into(), Value::String(id.to_owned()));
+    out.insert("meta".into(), Value::Object(stamped_meta));
+    out.extend(fields);
+    Value::Object(out).to_string()
 }
 
 /// The facts about a resource's current version that writes need.

@@ -72,6 +72,9 @@ impl TestApp {
         let mut config = Config::load(None, &[]).unwrap();
         config.data_dir = dir.path().join("data");
         config.listen = "127.0.0.1:0".parse().unwrap();
+        if let Some(url) = fresh_postgres_database().await {
+            config.database_url = Some(hearth_server::config::Secret::new(url));
+        }
         configure(&mut config);
         let clock = Arc::new(TestClock(AtomicI64::new(Utc::now().timestamp_millis())));
         let app = Arc::new(App::start(config, clock.clone()).await.unwrap());
@@ -135,6 +138,34 @@ impl Drop for TestApp {
             let _ = tx.send(());
         }
     }
+}
+
+/// The backend the story tests run on: `sqlite` (default) or `postgres` when
+/// `HEARTH_TEST_BACKEND=postgres` (then `HEARTH_TEST_POSTGRES_URL` names a server, see
+/// `scripts/with-postgres`).
+pub fn backend() -> &'static str {
+    if std::env::var("HEARTH_TEST_BACKEND").as_deref() == Ok("postgres") { "postgres" } else { "sqlite" }
+}
+
+/// Creates an empty database on the test PostgreSQL server and returns its URL.
+pub async fn fresh_postgres_database() -> Option<String> {
+    use sqlx::Connection;
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    if backend() != "postgres" {
+        return None;
+    }
+    let admin = std::env::var("HEARTH_TEST_POSTGRES_URL").expect("HEARTH_TEST_POSTGRES_URL must be set for postgres");
+    let name = format!(
+        "hearth_test_{}_{}_{}",
+        std::process::id(),
+        Utc::now().timestamp_micros(),
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    );
+    let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await.unwrap();
+    conn.close().await.unwrap();
+    let base = admin.rsplit_once('/').unwrap().0;
+    Some(format!("{base}/{name}"))
 }
 
 pub fn patient(family: &str) -> Value {

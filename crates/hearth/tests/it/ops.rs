@@ -10,7 +10,7 @@ async fn health_and_readiness() {
     assert_eq!(r.json()["status"], "ok");
     let r = t.get("/readyz").await;
     assert_eq!(r.status, 200);
-    assert_eq!(r.json()["database"], "sqlite");
+    assert_eq!(r.json()["database"], crate::common::backend());
     // With the database closed, readiness fails with the JSON error envelope.
     t.app.store.close().await;
     let r = t.get("/readyz").await;

@@ -276,3 +276,83 @@ async fn readme_curl_calls_work_against_a_fresh_server() {
     sigterm(&p).await;
     wait_exit(&mut p).await;
 }
+
+/// Two `hearth serve` processes on one PostgreSQL database behave as one server: racing
+/// `If-Match` updates have exactly one winner and racing conditional creates make exactly one
+/// resource. Runs in the PostgreSQL pass of the suite (`HEARTH_TEST_BACKEND=postgres`).
+#[tokio::test]
+async fn two_processes_on_one_postgres_behave_as_one_server() {
+    let Some(url) = crate::common::fresh_postgres_database().await else {
+        return; // SQLite pass: an embedded database has one server process by design.
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("HEARTH_DATABASE_URL", url.as_str())];
+    let mut a = start(dir.path(), &env).await;
+    let mut b = start(dir.path(), &env).await;
+
+    let body = json!({"resourceType": "Patient", "id": "shared", "gender": "male"});
+    assert_eq!(put(&a.base, "Patient", "shared", &body).await, 201);
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let base = if i % 2 == 0 { a.base.clone() } else { b.base.clone() };
+        let body =
+            json!({"resourceType": "Patient", "id": "shared", "gender": if i % 2 == 0 { "female" } else { "other" }});
+        tasks.push(tokio::spawn(async move {
+            client()
+                .put(format!("{base}/fhir/Patient/shared"))
+                .header("content-type", "application/fhir+json")
+                .header("if-match", "W/\"1\"")
+                .body(body.to_string())
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }));
+    }
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.push(t.await.unwrap());
+    }
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 1, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 412).count(), 19, "{statuses:?}");
+
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let base = if i % 2 == 0 { a.base.clone() } else { b.base.clone() };
+        tasks.push(tokio::spawn(async move {
+            let body = json!({"resourceType": "Patient", "identifier": [{"system": "urn:race", "value": "one"}]});
+            client()
+                .post(format!("{base}/fhir/Patient"))
+                .header("content-type", "application/fhir+json")
+                .header("if-none-exist", "identifier=urn:race|one")
+                .body(body.to_string())
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }));
+    }
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.push(t.await.unwrap());
+    }
+    assert_eq!(statuses.iter().filter(|s| **s == 201).count(), 1, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 19, "{statuses:?}");
+    // Both processes see the same single resource and the same history.
+    for p in [&a, &b] {
+        let h = client()
+            .get(format!("{}/fhir/Patient/_history?_count=100", p.base))
+            .send()
+            .await
+            .unwrap()
+            .json_text()
+            .await;
+        assert_eq!(h["entry"].as_array().unwrap().len(), 3, "{h}");
+    }
+    sigterm(&a).await;
+    sigterm(&b).await;
+    wait_exit(&mut a).await;
+    wait_exit(&mut b).await;
+}

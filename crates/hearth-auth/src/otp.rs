@@ -22,7 +22,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use rand_core::CryptoRng;
 
 use crate::secret::{Pepper, Secret};
-use crate::util::{ct_eq, uniform_below};
+use crate::util::{ct_eq, later, uniform_below};
 
 /// Digits in a code.
 pub const DIGITS: usize = 6;
@@ -98,8 +98,11 @@ impl OtpDecision {
 pub fn issue<R: CryptoRng + ?Sized>(rng: &mut R, pepper: &Pepper, now: DateTime<Utc>) -> IssuedOtp {
     let value = uniform_below(rng, 1_000_000);
     let code = Secret::new(format!("{value:06}"));
-    let record =
-        OtpRecord { code_hash: OtpHash::of(pepper, code.expose()), expires_at: now + OTP_TTL, failed_attempts: 0 };
+    let record = OtpRecord {
+        code_hash: OtpHash::of(pepper, code.expose()),
+        expires_at: later(now, OTP_TTL),
+        failed_attempts: 0,
+    };
     IssuedOtp { code, record }
 }
 

@@ -37,7 +37,7 @@ use rand_core::CryptoRng;
 use sha2::{Digest, Sha256};
 
 use crate::secret::Secret;
-use crate::util::{b64url, is_b64url_of_len, random_array};
+use crate::util::{b64url, is_b64url_of_len, later, random_array};
 
 /// How long a refresh token lives from its issue (each rotation starts a new 7 days).
 pub const REFRESH_TTL: TimeDelta = TimeDelta::days(7);
@@ -134,7 +134,7 @@ fn issue<R: CryptoRng + ?Sized>(rng: &mut R, family: FamilyId, now: DateTime<Utc
     IssuedRefreshToken {
         token,
         hash,
-        record: RefreshRecord { family, used: false, revoked: false, expires_at: now + REFRESH_TTL },
+        record: RefreshRecord { family, used: false, revoked: false, expires_at: later(now, REFRESH_TTL) },
     }
 }
 

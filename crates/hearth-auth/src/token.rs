@@ -41,7 +41,7 @@ use sha2::{Digest, Sha256};
 
 use crate::role::Role;
 use crate::secret::Secret;
-use crate::util::{b64url, b64url_decode, random_array};
+use crate::util::{b64url, b64url_decode, later, random_array};
 
 /// The only JWS algorithm issued or accepted.
 pub const ALGORITHM: &str = "EdDSA";
@@ -440,7 +440,7 @@ impl KeyRing {
         now: DateTime<Utc>,
         rng: &mut R,
     ) -> Result<IssuedToken, KeyError> {
-        let expires_at = now + settings.ttl;
+        let expires_at = later(now, settings.ttl);
         let claims = AccessClaims {
             iss: settings.issuer.clone(),
             sub: grant.subject,

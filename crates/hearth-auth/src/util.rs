@@ -1,5 +1,6 @@
 //! Small helpers shared by the modules: encodings, constant-time comparison, uniform sampling.
 
+use chrono::{DateTime, TimeDelta, Utc};
 use data_encoding::BASE64URL_NOPAD;
 use rand_core::CryptoRng;
 use subtle::ConstantTimeEq;
@@ -43,6 +44,15 @@ pub(crate) fn uniform_below<R: CryptoRng + ?Sized>(rng: &mut R, bound: u32) -> u
     }
 }
 
+/// `now + delta`, saturating at chrono's limits instead of panicking on overflow.
+pub(crate) fn later(now: DateTime<Utc>, delta: TimeDelta) -> DateTime<Utc> {
+    now.checked_add_signed(delta).unwrap_or(if delta < TimeDelta::zero() {
+        DateTime::<Utc>::MIN_UTC
+    } else {
+        DateTime::<Utc>::MAX_UTC
+    })
+}
+
 /// True when every byte is in RFC 3986 `unreserved` (`A-Z a-z 0-9 - . _ ~`).
 pub(crate) fn is_unreserved(text: &str) -> bool {
     text.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
@@ -70,6 +80,15 @@ mod tests {
     fn uniform_below_accepts_everything_for_powers_of_two() {
         let mut rng = ScriptedRng::u32s(&[u32::MAX]);
         assert_eq!(uniform_below(&mut rng, 16), 15);
+    }
+
+    #[test]
+    fn later_saturates_instead_of_panicking() {
+        let max = DateTime::<Utc>::MAX_UTC;
+        assert_eq!(later(max, TimeDelta::minutes(15)), max);
+        assert_eq!(later(DateTime::<Utc>::MIN_UTC, TimeDelta::minutes(-1)), DateTime::<Utc>::MIN_UTC);
+        let t = DateTime::<Utc>::UNIX_EPOCH;
+        assert_eq!(later(t, TimeDelta::seconds(30)).timestamp(), 30);
     }
 
     #[test]

@@ -77,7 +77,9 @@ impl<'a> Context<'a> {
     /// Lets `is` / `as` (operator and function) apply to every item of a
     /// multi-item collection instead of failing, as servers do when
     /// indexing: `(Library.useContext.value as Quantity)` on a resource with
-    /// two `useContext`s. The specification (and the default) is an error.
+    /// two `useContext`s, or R4's `dom-3` invariant
+    /// (`%resource.descendants().as(canonical)`). The specification (and the
+    /// default) is an error.
     pub fn lenient_type_operators(mut self, lenient: bool) -> Self {
         self.lenient_type_ops = lenient;
         self

@@ -60,7 +60,9 @@
 //! types (`Patient.active is System.Boolean` is false, as the HL7 tests
 //! require), and `children()` follows JSON key order, which serde_json sorts.
 //! By default `is` / `as` on several items is an error, as specified; search
-//! indexing should use [`Context::lenient_type_operators`].
+//! indexing and invariant checking should use
+//! [`Context::lenient_type_operators`] (R4's own search parameters and its
+//! `dom-3` invariant apply `as` to collections).
 //!
 //! **Architecture Invariant:** this crate does no I/O, reads no clock and
 //! holds no global mutable state; the same expression, input and context

@@ -49,6 +49,7 @@
 #![forbid(unsafe_code)]
 
 mod issue;
+pub mod json_patch;
 mod model;
 mod primitive;
 mod validate;

@@ -5,8 +5,8 @@ use hearth_fhir::Model;
 use serde_json::{Value, json};
 
 /// Interactions every resource type supports.
-const TYPE_INTERACTIONS: [&str; 7] =
-    ["read", "vread", "update", "delete", "history-instance", "history-type", "create"];
+const TYPE_INTERACTIONS: [&str; 8] =
+    ["read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create"];
 
 pub fn capability_statement(model: &Model, base: &str, started: DateTime<Utc>) -> Value {
     let resources: Vec<Value> = model

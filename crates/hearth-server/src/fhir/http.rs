@@ -120,57 +120,75 @@ impl FromRequest<Arc<App>> for FhirBody {
     type Rejection = FhirError;
 
     async fn from_request(req: Request, app: &Arc<App>) -> Result<Self, Self::Rejection> {
-        let limit = app.config.max_body_bytes;
-        match req.headers().get(header::CONTENT_TYPE).map(|v| v.to_str().unwrap_or("")) {
-            Some(ct) if is_json_media(ct) => {}
-            Some(_) => {
-                return Err(FhirError::new(
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    Issue::error("not-supported", "Content-Type must be application/fhir+json or application/json"),
-                ));
-            }
-            None => {
-                return Err(FhirError::new(
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    Issue::error("not-supported", "a Content-Type of application/fhir+json is required"),
-                ));
-            }
-        }
-        let too_large = || {
-            FhirError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                Issue::error("too-costly", format!("request body exceeds the limit of {limit} bytes")),
-            )
-        };
-        let declared = req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok());
-        if declared.is_some_and(|n| n > limit) {
-            return Err(too_large());
-        }
-        let bytes = axum::body::to_bytes(req.into_body(), limit).await.map_err(|e| {
-            let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
-            while let Some(s) = source {
-                if s.is::<http_body_util::LengthLimitError>() {
-                    return too_large();
-                }
-                source = s.source();
-            }
-            FhirError::bad_request("incomplete", "the request body could not be read")
-        })?;
-        let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
-            // serde_json messages give a position and a category, never the content.
-            FhirError::bad_request("structure", format!("the body is not valid JSON: {e}"))
-        })?;
-        super::strict_json::check_no_duplicate_keys(&bytes)
-            .map_err(|m| FhirError::bad_request("structure", format!("the body is not valid FHIR JSON: {m}")))?;
+        let value =
+            read_json_body(req, app.config.max_body_bytes, is_json_media, "application/fhir+json or application/json")
+                .await?;
         if !value.is_object() {
             return Err(FhirError::bad_request("structure", "the body must be a JSON object (a FHIR resource)"));
         }
         Ok(FhirBody(value))
     }
+}
+
+/// The body of a `PATCH`: a JSON Patch document (`application/json-patch+json`).
+pub struct JsonPatchBody(pub Value);
+
+impl FromRequest<Arc<App>> for JsonPatchBody {
+    type Rejection = FhirError;
+
+    async fn from_request(req: Request, app: &Arc<App>) -> Result<Self, Self::Rejection> {
+        let is_json_patch =
+            |ct: &str| ct.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/json-patch+json");
+        read_json_body(req, app.config.max_body_bytes, is_json_patch, "application/json-patch+json (JSON Patch)")
+            .await
+            .map(JsonPatchBody)
+    }
+}
+
+/// Reads a size-limited JSON body whose media type passes `accepts`; FHIR JSON rules apply
+/// (no duplicate keys).
+async fn read_json_body(
+    req: Request,
+    limit: usize,
+    accepts: impl Fn(&str) -> bool,
+    expected: &str,
+) -> Result<Value, FhirError> {
+    match req.headers().get(header::CONTENT_TYPE).map(|v| v.to_str().unwrap_or("")) {
+        Some(ct) if accepts(ct) => {}
+        _ => {
+            return Err(FhirError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                Issue::error("not-supported", format!("Content-Type must be {expected}")),
+            ));
+        }
+    }
+    let too_large = || {
+        FhirError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            Issue::error("too-costly", format!("request body exceeds the limit of {limit} bytes")),
+        )
+    };
+    let declared =
+        req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    let bytes = axum::body::to_bytes(req.into_body(), limit).await.map_err(|e| {
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+        while let Some(s) = source {
+            if s.is::<http_body_util::LengthLimitError>() {
+                return too_large();
+            }
+            source = s.source();
+        }
+        FhirError::bad_request("incomplete", "the request body could not be read")
+    })?;
+    // serde_json messages give a position and a category, never the content.
+    let value: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| FhirError::bad_request("structure", format!("the body is not valid JSON: {e}")))?;
+    super::strict_json::check_no_duplicate_keys(&bytes)
+        .map_err(|m| FhirError::bad_request("structure", format!("the body is not valid FHIR JSON: {m}")))?;
+    Ok(value)
 }
 
 /// What a successful write or read answers, shaped by `Prefer: return`.

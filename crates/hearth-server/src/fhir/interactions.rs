@@ -6,13 +6,13 @@ use std::sync::Arc;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use hearth_store::interactions::ResourceStoreExt;
+use hearth_store::interactions::{self as ix, ResourceStoreExt};
 use hearth_store::{ConditionalCreate, Current, Deleted, HistoryQuery, HistoryScope, Version, Write};
 use serde::Serialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use super::http::{FhirBody, Prefer, base_url, etag, http_date, if_match, negotiate, version_response};
+use super::http::{FhirBody, JsonPatchBody, Prefer, base_url, etag, http_date, if_match, negotiate, version_response};
 use super::{capability, index, query};
 use crate::app::App;
 use crate::error::{FhirError, Issue, fhir_json};
@@ -257,6 +257,51 @@ pub async fn update(
     let written = app.store.update(write_of(&resource_type, id, body), if_match, app.clock.now()).await?;
     let (status, msg) = if written.created { (StatusCode::CREATED, "created") } else { (StatusCode::OK, "updated") };
     Ok(version_response(status, &written.version, &base, prefer.return_, written.created, msg))
+}
+
+/// `PATCH` with a JSON Patch document. The read, the patch, the validation of the result and the
+/// write happen in one store transaction, so a concurrent writer cannot slip in between. A patch
+/// that cannot be applied, or whose result is not a valid resource of the same type and id,
+/// answers `422`.
+pub async fn patch(
+    State(app): State<Arc<App>>,
+    Path((resource_type, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    JsonPatchBody(patch): JsonPatchBody,
+) -> Result<Response, FhirError> {
+    check_type(&app, &resource_type)?;
+    check_id(&id)?;
+    negotiate(&headers, None)?;
+    let if_match = if_match(&headers)?;
+    let prefer = Prefer::from_headers(&headers);
+    let base = base_url(&app, &headers);
+    let mut tx = app.store.begin().await?;
+    let current = match tx.read(&resource_type, &id).await? {
+        Current::Found(v) => v,
+        Current::Deleted(_) => {
+            return Err(FhirError::new(
+                StatusCode::GONE,
+                Issue::error("deleted", format!("{resource_type}/{id} was deleted")),
+            ));
+        }
+        Current::NotFound => return Err(FhirError::not_found(format!("{resource_type}/{id} does not exist"))),
+    };
+    let body = current.body.as_deref().ok_or_else(|| FhirError::internal("live version without a body"))?;
+    let doc: Value =
+        serde_json::from_str(body).map_err(|e| FhirError::internal(format!("stored body is not JSON: {e}")))?;
+    let unprocessable = |code, msg: String| FhirError::new(StatusCode::UNPROCESSABLE_ENTITY, Issue::error(code, msg));
+    let patched = hearth_fhir::json_patch::apply(&doc, &patch)
+        .map_err(|e| unprocessable("processing", format!("the patch cannot be applied: {e}")))?;
+    if patched.get("resourceType") != doc.get("resourceType") || patched.get("id") != doc.get("id") {
+        return Err(unprocessable("processing", "a patch must not change resourceType or id".into()));
+    }
+    validate(&app, &resource_type, &patched)
+        .map_err(|e| FhirError::with_issues(StatusCode::UNPROCESSABLE_ENTITY, e.issues))?;
+    // Without If-Match the version just read is the precondition: the write is atomic with the read.
+    let precondition = if_match.or(Some(current.version_id));
+    let written = ix::update(tx.as_mut(), write_of(&resource_type, id, patched), precondition, app.clock.now()).await?;
+    tx.commit().await?;
+    Ok(version_response(StatusCode::OK, &written.version, &base, prefer.return_, false, "patched"))
 }
 
 pub async fn conditional_update(

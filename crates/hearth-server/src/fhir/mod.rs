@@ -28,7 +28,7 @@ pub fn router() -> Router<Arc<App>> {
         .route("/_history", get(i::history_system))
         .route("/{type}", axum::routing::post(i::create).put(i::conditional_update).delete(i::conditional_delete))
         .route("/{type}/_history", get(i::history_type))
-        .route("/{type}/{id}", get(i::read).put(i::update).delete(i::delete))
+        .route("/{type}/{id}", get(i::read).put(i::update).delete(i::delete).patch(i::patch))
         .route("/{type}/{id}/_history", get(i::history_instance))
         .route("/{type}/{id}/_history/{vid}", get(i::vread))
         .fallback(unknown_route)

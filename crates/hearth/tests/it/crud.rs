@@ -222,3 +222,55 @@ async fn conditional_read_with_if_none_match() {
     let r = t.send(t.request(Method::GET, &path).header("if-none-match", "W/\"0\"")).await;
     assert_eq!(r.status, 200);
 }
+
+fn json_patch(t: &TestApp, path: &str, ops: serde_json::Value) -> reqwest::RequestBuilder {
+    t.request(Method::PATCH, path).header("content-type", "application/json-patch+json").body(ops.to_string())
+}
+
+#[tokio::test]
+async fn json_patch_updates_atomically_and_refuses_bad_results() {
+    let t = TestApp::spawn().await;
+    let id = t.create(&patient("Patchy")).await;
+    let path = format!("/fhir/Patient/{id}");
+
+    let r = t.send(json_patch(&t, &path, json!([{"op": "replace", "path": "/gender", "value": "male"}]))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["gender"], "male");
+    assert_eq!(r.header("etag").as_deref(), Some("W/\"2\""));
+
+    let stale = json_patch(&t, &path, json!([{"op": "remove", "path": "/birthDate"}])).header("if-match", "W/\"1\"");
+    assert_eq!(t.send(stale).await.status, 412);
+
+    // A failing `test` op, an id change and an invalid result are all 422, and nothing is written.
+    let r = t
+        .send(json_patch(
+            &t,
+            &path,
+            json!([{"op": "remove", "path": "/birthDate"}, {"op": "test", "path": "/gender", "value": "female"}]),
+        ))
+        .await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    r.outcome_issue();
+    let r = t.send(json_patch(&t, &path, json!([{"op": "replace", "path": "/id", "value": "other"}]))).await;
+    assert_eq!(r.status, 422);
+    let r = t.send(json_patch(&t, &path, json!([{"op": "add", "path": "/favouriteColour", "value": "red"}]))).await;
+    assert_eq!(r.status, 422);
+    assert!(r.outcome_issue()["expression"][0].as_str().unwrap().contains("favouriteColour"));
+    let cur = t.get(&path).await.json();
+    assert_eq!(cur["meta"]["versionId"], "2");
+    assert_eq!(cur["birthDate"], "1980-04-01");
+
+    // FHIRPath Patch (a Parameters body) is not accepted yet, and says so.
+    let r = t
+        .send(
+            t.request(Method::PATCH, &path)
+                .header("content-type", "application/fhir+json")
+                .body(json!({"resourceType": "Parameters"}).to_string()),
+        )
+        .await;
+    assert_eq!(r.status, 415);
+    r.outcome_issue();
+    assert_eq!(t.send(json_patch(&t, "/fhir/Patient/nobody", json!([]))).await.status, 404);
+    t.delete(&path).await;
+    assert_eq!(t.send(json_patch(&t, &path, json!([]))).await.status, 410);
+}

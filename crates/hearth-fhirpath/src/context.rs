@@ -56,6 +56,7 @@ pub struct Context<'a> {
     pub(crate) vars: HashMap<String, Collection<'a>>,
     pub(crate) now: DateTime,
     pub(crate) lenient_type_ops: bool,
+    pub(crate) strict_paths: bool,
 }
 
 impl<'a> Context<'a> {
@@ -71,6 +72,7 @@ impl<'a> Context<'a> {
             vars: HashMap::new(),
             now,
             lenient_type_ops: false,
+            strict_paths: false,
         }
     }
 
@@ -82,6 +84,18 @@ impl<'a> Context<'a> {
     /// default) is an error.
     pub fn lenient_type_operators(mut self, lenient: bool) -> Self {
         self.lenient_type_ops = lenient;
+        self
+    }
+
+    /// Makes a path step that the model says cannot exist an error instead
+    /// of an empty result: `name.given1`, `Observation.valueQuantity` (the
+    /// element is `value`). A leading type name that is not the input's type
+    /// still just selects nothing (`AllergyIntolerance.code |
+    /// Condition.code` is a normal shared expression). Meant for checking authored
+    /// expressions (questionnaires, invariants); indexing should stay
+    /// lenient. Needs a model that knows the types involved.
+    pub fn strict_paths(mut self, strict: bool) -> Self {
+        self.strict_paths = strict;
         self
     }
 

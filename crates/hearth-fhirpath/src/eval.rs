@@ -178,6 +178,9 @@ impl<'a> Evaluator<'_, 'a> {
                         out.push(item.clone());
                         continue;
                     }
+                    if self.ctx.strict_paths {
+                        self.check_step(item, name, true)?;
+                    }
                     self.child_keyed(item, name, full.ext_key(), &mut out);
                 }
                 Ok(out)
@@ -250,6 +253,26 @@ impl<'a> Evaluator<'_, 'a> {
         match e {
             Expr::Member(target, name) => {
                 let (input, sc) = self.eval_chain(target, focus, scope)?;
+                // Strict mode: an error only when no item could have the
+                // element. Collections of mixed types (`descendants()`,
+                // unions, projections) are not checked: the data decides.
+                if self.ctx.strict_paths && single_typed(target) {
+                    let mut first_err = None;
+                    for i in &input {
+                        match self.check_step(i, name.as_str(), false) {
+                            Ok(()) => {
+                                first_err = None;
+                                break;
+                            }
+                            Err(e) => {
+                                first_err.get_or_insert(e);
+                            }
+                        }
+                    }
+                    if let Some(e) = first_err {
+                        return Err(e);
+                    }
+                }
                 let mut out = Vec::new();
                 for item in &input {
                     self.child_keyed(item, name.as_str(), name.ext_key(), &mut out);
@@ -302,6 +325,23 @@ impl<'a> Evaluator<'_, 'a> {
 
     // -----------------------------------------------------------------
     // Navigation
+
+    /// In strict mode: fails when the model knows the item's type and says
+    /// it has no element `name` (a leading type name is always allowed).
+    fn check_step(&self, item: &Item<'a>, name: &str, leading: bool) -> R<()> {
+        let Item::Node(n) = item else { return Ok(()) };
+        let Some(parent) = n.children_of else { return Ok(()) };
+        let model = self.ctx.model;
+        if !(model.is_type(parent) || parent.contains('.')) || model.element(parent, name).is_some() {
+            return Ok(());
+        }
+        // A leading type name that does not match selects nothing: shared
+        // expressions (`AllergyIntolerance.code | Condition.code`) rely on it.
+        if leading && model.is_type(name) {
+            return Ok(());
+        }
+        fail(format!("{parent} has no element '{name}'"))
+    }
 
     /// Appends the children called `name` of `item` to `out`.
     pub(crate) fn child(&self, item: &Item<'a>, name: &str, out: &mut Collection<'a>) {
@@ -834,6 +874,34 @@ fn push_values<'a>(
             }
         }
         _ => out.push(node(v, ext)),
+    }
+}
+
+/// Whether an expression yields elements of one declared type (a path, or
+/// a filter of one), so that strict mode may judge steps after it.
+fn single_typed(e: &Expr) -> bool {
+    use crate::ast::Func as F;
+    match e {
+        Expr::Ident(_) | Expr::This => true,
+        Expr::Member(t, _) | Expr::Index(t, _) => single_typed(t),
+        Expr::Call(c) => {
+            matches!(
+                c.func,
+                F::Where
+                    | F::First
+                    | F::Last
+                    | F::Tail
+                    | F::Skip
+                    | F::Take
+                    | F::Single
+                    | F::Distinct
+                    | F::OfType
+                    | F::As
+                    | F::Extension
+            ) && c.target.as_ref().is_none_or(single_typed)
+        }
+        Expr::As(t, _) => single_typed(t),
+        _ => false,
     }
 }
 

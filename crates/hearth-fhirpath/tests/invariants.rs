@@ -7,7 +7,7 @@
 
 mod common;
 
-use hearth_fhirpath::{Context, DateTime, parse};
+use hearth_fhirpath::{Context, DateTime, ModelInfo, parse};
 use serde_json::json;
 
 fn rows() -> Vec<(String, String, String)> {
@@ -32,12 +32,15 @@ fn every_r4_invariant_parses() {
 #[test]
 fn resource_level_invariants_evaluate_on_minimal_resources() {
     let model = common::TableModel::load();
-    let ctx =
-        Context::new(DateTime::parse("2024-05-01T12:00:00Z").unwrap()).with_model(&model).lenient_type_operators(true);
+    // Strict paths too: every step of a core invariant must exist in the model.
+    let ctx = Context::new(DateTime::parse("2024-05-01T12:00:00Z").unwrap())
+        .with_model(&model)
+        .lenient_type_operators(true)
+        .strict_paths(true);
     let mut errors = Vec::new();
     let mut evaluated = 0;
     for (key, path, expr) in rows() {
-        if path.contains('.') || !path.starts_with(|c: char| c.is_ascii_uppercase()) {
+        if path.contains('.') || !model.is_subtype_of(&path, "Resource") {
             continue;
         }
         let resource = json!({"resourceType": path, "id": "x"});

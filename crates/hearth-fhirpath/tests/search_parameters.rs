@@ -45,7 +45,8 @@ fn every_r4_search_parameter_expression_parses() {
 #[test]
 fn every_r4_search_parameter_expression_evaluates_on_its_bases() {
     let model = common::TableModel::load();
-    let ctx = Context::new(now()).with_model(&model).lenient_type_operators(true);
+    // Strict paths as well: every step must exist in the R4 model.
+    let ctx = Context::new(now()).with_model(&model).lenient_type_operators(true).strict_paths(true);
     let mut failures = Vec::new();
     let mut runs = 0;
     for (id, _, bases, expr) in rows() {
@@ -214,5 +215,32 @@ fn compile_once_evaluate_many() {
         let p = json!({"resourceType": "Patient", "name": [{"use": "official", "given": [format!("n{i}")]}]});
         let out = e.evaluate(&ctx, &p).unwrap();
         assert_eq!(strings(&out), vec![format!("n{i}")]);
+    }
+}
+
+#[test]
+fn strict_paths_reject_impossible_steps() {
+    let model = common::TableModel::load();
+    let strict = Context::new(now()).with_model(&model).strict_paths(true);
+    let lenient = Context::new(now()).with_model(&model);
+    let p = json!({"resourceType": "Patient", "name": [{"given": ["a"]}]});
+    let obs = json!({"resourceType": "Observation", "valueQuantity": {"value": 1, "unit": "kg"}});
+    for (src, input) in
+        [("name.given1", &p), ("Observation.valueQuantity.unit", &obs), ("Observation.valueQuantity.exists()", &obs)]
+    {
+        let e = parse(src).unwrap();
+        assert!(e.evaluate(&strict, input).is_err(), "{src} should fail in strict mode");
+        assert!(e.evaluate(&lenient, input).is_ok(), "{src} should be empty by default");
+    }
+    for (src, input) in [
+        ("Patient.name.given", &p),
+        ("Patient.name.given.extension.url", &p),
+        ("Patient.contact.name.family", &p),
+        ("Observation.value.unit", &obs),
+        ("Observation.component.value.code", &obs),
+        ("Encounter.class | Patient.name.given", &p),
+    ] {
+        let e = parse(src).unwrap();
+        assert!(e.evaluate(&strict, input).is_ok(), "{src} is a valid path");
     }
 }

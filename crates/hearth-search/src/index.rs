@@ -66,7 +66,10 @@ pub enum IndexValue {
     /// - `Identifier`: `system`, `code` = `value`, `text` = `type.text`, `of_type` = one
     ///   `(type coding system, type coding code)`; an identifier with several type codings gives
     ///   one entry per type coding.
-    /// - `ContactPoint`: `system` = `ContactPoint.system` (`phone`, `email`), `code` = `value`.
+    /// - `ContactPoint`: `system` = `ContactPoint.system` (`phone`, `email`), `code` = `value`;
+    ///   plus the same value without a system, because `ContactPoint.system` is a kind of
+    ///   contact rather than a code system: `telecom=phone|555`, `telecom=|555` and
+    ///   `telecom=555` all find it (as the fhir-candle search tests expect).
     /// - `code`, `string`, `id`, `uri` and `boolean` (`true`/`false`) primitives: `code` only.
     Token {
         /// As written (case-sensitive), `None` when absent.
@@ -367,7 +370,11 @@ fn token_values(ty: &str, v: &Value, out: &mut Vec<IndexValue>) {
         }
         "ContactPoint" => {
             if let Some(value) = str_of(v, "value") {
-                out.push(token(str_of(v, "system"), Some(value), None));
+                let system = str_of(v, "system");
+                out.push(token(system, Some(value), None));
+                if system.is_some() {
+                    out.push(token(None, Some(value), None));
+                }
             }
         }
         "string" | "uri" | "boolean" | "integer" | "decimal" => {

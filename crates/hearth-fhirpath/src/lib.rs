@@ -49,6 +49,10 @@
 //!   yields a value-less node of that type, enough for
 //!   `where(resolve() is Patient)` when indexing.
 //! * `conformsTo()` is unsupported (an error); `htmlChecks()` is true.
+//! * [`Node::json_pointer`] locates a result inside the input, for
+//!   FHIRPath Patch.
+//! * [`Context::strict_paths`] turns steps the model says cannot exist
+//!   (`name.given1`) into errors, for checking authored expressions.
 //!
 //! # Conformance
 //!

@@ -30,6 +30,30 @@
 //!   sorting, paging cursors, `_total` counting, `_summary`/`_elements` shaping, and the base
 //!   URL of absolute references to itself.
 //!
+//! # Example
+//!
+//! ```
+//! use hearth_search::{Handling, IndexValue, Registry, Test};
+//!
+//! let model = hearth_fhir::Model::r4().unwrap();
+//! let registry = Registry::r4(&model).unwrap();
+//! let patient = serde_json::json!({"resourceType": "Patient", "id": "p1",
+//!     "name": [{"family": "Núñez", "given": ["José"]}], "birthDate": "1982-01-23"});
+//! let entries = registry.index(&patient);
+//! assert!(entries.iter().any(|e| e.param == "family"
+//!     && e.value == IndexValue::String { normalized: "nunez".into(), exact: "Núñez".into() }));
+//!
+//! let params = vec![("family".to_string(), "NUN".to_string()), ("birthdate".to_string(), "ge1982".to_string())];
+//! let query = registry.parse_query(&["Patient"], &params, Handling::Strict).unwrap();
+//! assert_eq!(query.clauses[0].test, Test::StartsWith(vec!["nun".into()]));
+//! // Every clause holds for the patient's entries (the reference semantics a backend implements).
+//! for clause in &query.clauses {
+//!     let mine: Vec<&IndexValue> = entries.iter().filter(|e| e.param == clause.param).map(|e| &e.value).collect();
+//!     assert_eq!(clause.test.matches(&mine), Some(true));
+//! }
+//! assert_eq!(query.to_query_string(), "birthdate=ge1982&family=NUN&_count=50");
+//! ```
+//!
 //! **Architecture Invariant:** the same registry, resource and query always give the same
 //! entries and AST; nothing here reads a clock, a file or the network.
 

@@ -61,6 +61,10 @@ pub const DEFAULT_COUNT: u32 = 50;
 pub const MAX_COUNT: u32 = 1000;
 
 /// One AND-ed condition.
+///
+/// `param` belongs to the resources reached by `path`: for an empty path the query's
+/// [`SearchQuery::resource_types`], else the last hop's `target_types` ([`Hop::Chain`]) or
+/// `source_type` ([`Hop::Has`]); it is defined (with type `kind`) on every one of them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Clause {
     /// How to get from the searched resource to the resource the test is about: empty for a
@@ -516,6 +520,14 @@ impl Test {
 }
 
 /// A `_sort` key.
+///
+/// A resource sorts by its entries of `param`: ascending by its smallest value, descending by
+/// its largest, where values order as follows: string by `normalized`; token by `code` (then
+/// `system`); date by `start` ascending and `end` descending; number and quantity by `low`
+/// ascending and `high` descending (quantities by their canonical range when they have one);
+/// reference by `target_type`/`target_id`, else `url`; uri by `value`. Resources without an
+/// entry sort last in both directions. Ties keep the next key's order, then the backend's
+/// stable order (e.g. id).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SortKey {
     /// The parameter code (`date`, `_lastUpdated`).

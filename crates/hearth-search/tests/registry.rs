@@ -38,6 +38,15 @@ fn every_r4_parameter_is_loaded_with_a_compiled_expression() {
 }
 
 #[test]
+fn registry_and_query_are_shareable_across_threads() {
+    fn shareable<T: Send + Sync + 'static>() {}
+    shareable::<Registry>();
+    shareable::<hearth_search::SearchQuery>();
+    shareable::<hearth_search::IndexEntry>();
+    assert!(format!("{:?}", common::registry()).len() < 100, "Debug does not dump the registry");
+}
+
+#[test]
 fn resource_level_parameters_apply_to_every_type() {
     let reg = common::registry();
     assert_eq!(reg.resource_types().len(), 147);

@@ -32,7 +32,10 @@ pub struct DateRange {
     pub end: i64,
 }
 
-/// Parses `YYYY`, `YYYY-MM`, `YYYY-MM-DD`, or `YYYY-MM-DDThh:mm[:ss[.f…]][Z|±hh:mm]`.
+/// Parses `YYYY`, `YYYY-MM`, `YYYY-MM-DD`, or `YYYY-MM-DDThh:mm[:ss[.f…]][Z|±hh:mm]` into the
+/// inclusive range of UTC milliseconds it covers at its precision (`2020` is the whole year,
+/// `2020-03-04T10:15` the whole minute, `…:30.5` the 100 ms from `.500` to `.599`). A value
+/// without an offset (every `date`) is taken as UTC, on the index and the query side alike.
 ///
 /// Lenient where search needs it, strict otherwise: minute precision and a missing offset are
 /// accepted (search values use both); a space in place of `+` in the offset is accepted, because

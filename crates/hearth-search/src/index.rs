@@ -43,7 +43,7 @@ pub struct CanonicalQuantity {
 }
 
 /// One indexed value, by parameter type. Every field's normalisation is stated; the query side
-/// ([`crate::query`]) produces values normalised the same way, so a backend compares columns
+/// ([`crate::SearchQuery`]) produces values normalised the same way, so a backend compares columns
 /// directly.
 #[derive(Debug, Clone, PartialEq)]
 pub enum IndexValue {
@@ -104,12 +104,12 @@ pub enum IndexValue {
         identifier: Option<(Option<String>, String)>,
     },
     /// A `date` parameter value: the inclusive range `[start, end]` of UTC milliseconds the
-    /// value covers at its precision (`2020` = the whole year; see [`crate::date`]; values
+    /// value covers at its precision (`2020` = the whole year; see [`crate::parse_date_range`]; values
     /// without a time zone are taken as UTC). `Period`: from the start of `start` to the end of
     /// `end`, `i64::MIN`/`i64::MAX` for a missing one. `Timing`: one entry per `event`.
     Date { start: i64, end: i64 },
     /// A `number` parameter value: the value as written and its implicit precision range
-    /// `[low, high)` (`100` → `[99.5, 100.5)`, see [`crate::number`]).
+    /// `[low, high)` (`100` → `[99.5, 100.5)`, see [`crate::parse_number`]).
     Number { value: Decimal, low: f64, high: f64 },
     /// A `quantity` parameter value.
     ///

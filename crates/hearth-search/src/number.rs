@@ -17,7 +17,9 @@ pub struct NumberRange {
     pub high: f64,
 }
 
-/// Parses a FHIR decimal / integer (`-12`, `0.50`, `5.4e-3`, `1E2`) into its value and range.
+/// Parses a FHIR decimal / integer (`-12`, `0.50`, `5.4e-3`, `1E2`) into its value and its
+/// implicit range `[low, high)`: half a unit of the last written digit either side (`100` →
+/// `[99.5, 100.5)`, `100.00` → `[99.995, 100.005)`, `1e2` → `[50, 150)`, `1.0e2` → `[95, 105)`).
 /// `None` for anything else (including `NaN`, `inf`, hex, a lone sign or dot, and values
 /// outside the 28-digit decimal range).
 pub fn parse_number(s: &str) -> Option<NumberRange> {

@@ -153,7 +153,7 @@ impl fmt::Display for Modifier {
 }
 
 /// A comparison prefix on number, date and quantity values. The exact matching semantics of each
-/// are in [`crate::query::Range`]'s documentation.
+/// are in the documentation of [`crate::DateValue`] and [`crate::NumberValue`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub enum Prefix {
     #[default]

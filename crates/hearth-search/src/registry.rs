@@ -197,6 +197,9 @@ impl Registry {
         if !valid_code(&code) {
             return Err(err(format!("`code` `{code}` is not a valid parameter name (letters, digits, `-`, `_`)")));
         }
+        if RESERVED.contains(&code.as_str()) {
+            return Err(err(format!("`code` `{code}` is reserved for a search control parameter")));
+        }
         let base = strings("base")?;
         if base.is_empty() {
             return Err(err("`base` is required".into()));
@@ -390,6 +393,28 @@ fn composite_values<'a>(
     }
     out.extend(combos.into_iter().map(|components| IndexValue::Composite { components }));
 }
+
+/// Names the query parser handles itself: a SearchParameter with one of these codes could never
+/// be used.
+const RESERVED: &[&str] = &[
+    "_sort",
+    "_count",
+    "_total",
+    "_summary",
+    "_elements",
+    "_include",
+    "_revinclude",
+    "_type",
+    "_list",
+    "_has",
+    "_format",
+    "_pretty",
+    "_contained",
+    "_containedType",
+    "_filter",
+    "_score",
+    "_graph",
+];
 
 /// Parameter codes: letters, digits, `-`, `_`, `.` is not allowed (it starts a chain).
 fn valid_code(code: &str) -> bool {

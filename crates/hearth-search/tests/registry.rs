@@ -184,6 +184,8 @@ fn invalid_search_parameters_are_refused_with_a_reason() {
     check(ok.clone(), &|r| r.as_object_mut().unwrap().remove("code").map(drop).unwrap(), "`code` is required");
     check(ok.clone(), &|r| r["code"] = json!("a.b"), "not a valid parameter name");
     check(ok.clone(), &|r| r["code"] = json!("a b"), "not a valid parameter name");
+    check(ok.clone(), &|r| r["code"] = json!("_count"), "reserved");
+    check(ok.clone(), &|r| r["code"] = json!("_has"), "reserved");
     check(ok.clone(), &|r| r["base"] = json!([]), "`base` is required");
     check(ok.clone(), &|r| r["base"] = json!(["Patientx"]), "not a resource type");
     check(ok.clone(), &|r| r["base"] = json!("Patient"), "must be an array");

@@ -89,7 +89,8 @@ pub enum IndexValue {
     /// - Absolute URL: `url` is the whole URL (without `/_history/v`); when it ends in
     ///   `Type/id[/_history/v]` with a known resource type, `target_type`/`target_id`/`version`
     ///   are filled too (the backend may match them against its own base URL).
-    /// - `urn:uuid:` / `urn:oid:` references: `url` only.
+    /// - `urn:uuid:` / `urn:oid:` references, and any other text that is not `Type/id` with a
+    ///   known resource type: `url` only (the text as written).
     /// - `canonical` values: `url` = the part before `|`, `version` = the part after it.
     /// - `Reference.identifier`: `identifier` = `(system, value)`; with no `reference`, the
     ///   entry carries `target_type` from `Reference.type` if given.

@@ -131,7 +131,7 @@ async fn invalid_ids_unknown_routes_and_methods_get_outcomes() {
     r.outcome_issue();
     let long = "a".repeat(65);
     assert_eq!(t.get(&format!("/fhir/Patient/{long}")).await.status, 400);
-    let r = t.send(t.request(Method::PATCH, "/fhir/Patient/1")).await;
+    let r = t.send(t.request(Method::POST, "/fhir/Patient/1")).await;
     assert_eq!(r.status, 405);
     r.outcome_issue();
     let r = t.get("/fhir/Patient/1/_history/1/extra").await;

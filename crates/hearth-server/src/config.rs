@@ -93,6 +93,21 @@ pub enum ConfigError {
 const KNOWN_VARS: &str = "HEARTH_CONFIG, HEARTH_LISTEN, HEARTH_DATA_DIR, HEARTH_DATABASE_URL, HEARTH_LOG_FORMAT, \
 HEARTH_LOG_LEVEL, HEARTH_MAX_BODY_BYTES, HEARTH_BASE_URL, HEARTH_SHUTDOWN_GRACE_SECS";
 
+/// A TOML error as position + reason. Never toml's own rendering: it quotes the offending line,
+/// which may hold a secret such as a database password.
+fn describe(e: &toml::de::Error, text: &str) -> String {
+    let reason = e.message().trim();
+    match e.span() {
+        Some(span) => {
+            let before = text.get(..span.start).unwrap_or("");
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            format!("line {line}, column {column}: {reason}")
+        }
+        None => reason.to_owned(),
+    }
+}
+
 /// Where the database lives, resolved from the configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Database {
@@ -111,7 +126,8 @@ impl Config {
             Some(path) => {
                 let text = std::fs::read_to_string(&path)
                     .map_err(|source| ConfigError::Read { path: path.clone(), source })?;
-                toml::from_str::<Config>(&text).map_err(|e| ConfigError::Parse { path, message: e.to_string() })?
+                toml::from_str::<Config>(&text)
+                    .map_err(|e| ConfigError::Parse { path, message: describe(&e, &text) })?
             }
             None => Config::default(),
         };
@@ -213,6 +229,12 @@ mod tests {
 
         std::fs::write(&file, "lissen = \"127.0.0.1:9000\"\n").unwrap();
         assert!(matches!(Config::load(Some(&file), &[]), Err(ConfigError::Parse { .. })));
+
+        // A syntax error on a line holding a secret reports where, never what.
+        std::fs::write(&file, "log_level = \"info\"\ndatabase_url = \"postgres://u:hunter2@h/db\n").unwrap();
+        let err = Config::load(Some(&file), &[]).unwrap_err().to_string();
+        assert!(err.contains("line 2"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
     }
 
     #[test]

@@ -22,7 +22,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use hearth_store::{
     Clause, Criteria, Current, CurrentState, HistoryPage, HistoryQuery, HistoryScope, Method, PoolStats, ResourceStore,
-    StoreError, StoreTx, TokenIndex, TokenMatch, Version, Write,
+    StoreError, StoreTx, TokenIndex, TokenMatch, Version,
 };
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, QueryBuilder, Row, Transaction};
@@ -301,54 +301,17 @@ impl StoreTx for PgTx {
         find(&mut self.tx, criteria, limit).await
     }
 
-    async fn put(
-        &mut self,
-        write: Write,
-        previous: Option<CurrentState>,
-        method: Method,
-        now: DateTime<Utc>,
-    ) -> Result<Version, StoreError> {
+    async fn persist(&mut self, version: &Version, tokens: &[TokenIndex]) -> Result<(), StoreError> {
         let tx = &mut self.tx;
-        let version_id = previous.map_or(1, |p| p.version + 1);
-        let body: Arc<str> = hearth_store::stamp(write.resource, &write.id, version_id, now).into();
-        let ms = now.timestamp_millis();
-        let seq = insert_version(tx, &write.resource_type, &write.id, version_id, ms, method, Some(&body)).await?;
-        upsert_current(tx, &write.resource_type, &write.id, version_id, seq, false, ms).await?;
-        if previous.is_some() {
-            delete_tokens(tx, &write.resource_type, &write.id).await?;
+        let (ty, id) = (version.resource_type.as_str(), version.id.as_str());
+        let ms = version.last_updated.timestamp_millis();
+        let (v, deleted) = (version.version_id, version.is_deletion());
+        let seq = insert_version(tx, ty, id, v, ms, version.method, version.body.as_deref()).await?;
+        upsert_current(tx, ty, id, v, seq, deleted, ms).await?;
+        if v > 1 {
+            delete_tokens(tx, ty, id).await?;
         }
-        insert_tokens(tx, &write.resource_type, &write.id, &write.tokens).await?;
-        Ok(Version {
-            resource_type: write.resource_type,
-            id: write.id,
-            version_id,
-            last_updated: now,
-            method,
-            body: Some(body),
-        })
-    }
-
-    async fn put_deletion(
-        &mut self,
-        resource_type: &str,
-        id: &str,
-        previous: CurrentState,
-        now: DateTime<Utc>,
-    ) -> Result<Version, StoreError> {
-        let tx = &mut self.tx;
-        let version_id = previous.version + 1;
-        let ms = now.timestamp_millis();
-        let seq = insert_version(tx, resource_type, id, version_id, ms, Method::Delete, None).await?;
-        upsert_current(tx, resource_type, id, version_id, seq, true, ms).await?;
-        delete_tokens(tx, resource_type, id).await?;
-        Ok(Version {
-            resource_type: resource_type.to_owned(),
-            id: id.to_owned(),
-            version_id,
-            last_updated: now,
-            method: Method::Delete,
-            body: None,
-        })
+        insert_tokens(tx, ty, id, tokens).await
     }
 
     async fn commit(self: Box<Self>) -> Result<(), StoreError> {

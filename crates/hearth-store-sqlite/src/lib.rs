@@ -15,14 +15,13 @@
 mod sql;
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use hearth_store::{
-    Criteria, Current, CurrentState, HistoryPage, HistoryQuery, Method, PoolStats, ResourceStore, StoreError, StoreTx,
-    Version, Write,
+    Criteria, Current, CurrentState, HistoryPage, HistoryQuery, PoolStats, ResourceStore, StoreError, StoreTx,
+    TokenIndex, Version,
 };
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Sqlite, Transaction};
@@ -95,11 +94,6 @@ fn db_error(e: sqlx::Error) -> StoreError {
     if busy { StoreError::Unavailable(Box::new(e)) } else { StoreError::Database(Box::new(e)) }
 }
 
-/// Truncates to the millisecond: the precision we store and show in `meta.lastUpdated`.
-fn to_millis(t: DateTime<Utc>) -> i64 {
-    t.timestamp_millis()
-}
-
 fn from_millis(ms: i64) -> Result<DateTime<Utc>, StoreError> {
     DateTime::from_timestamp_millis(ms).ok_or_else(|| StoreError::Corrupt(format!("timestamp out of range: {ms}")))
 }
@@ -123,54 +117,17 @@ impl StoreTx for SqliteTx {
         sql::find(&mut self.tx, criteria, limit).await
     }
 
-    async fn put(
-        &mut self,
-        write: Write,
-        previous: Option<CurrentState>,
-        method: Method,
-        now: DateTime<Utc>,
-    ) -> Result<Version, StoreError> {
+    async fn persist(&mut self, version: &Version, tokens: &[TokenIndex]) -> Result<(), StoreError> {
         let tx = &mut self.tx;
-        let version_id = previous.map_or(1, |p| p.version + 1);
-        let body: Arc<str> = hearth_store::stamp(write.resource, &write.id, version_id, now).into();
-        let ms = to_millis(now);
-        let seq = sql::insert_version(tx, &write.resource_type, &write.id, version_id, ms, method, Some(&body)).await?;
-        sql::upsert_current(tx, &write.resource_type, &write.id, version_id, seq, false, ms).await?;
-        if previous.is_some() {
-            sql::delete_tokens(tx, &write.resource_type, &write.id).await?;
+        let (ty, id) = (version.resource_type.as_str(), version.id.as_str());
+        let ms = version.last_updated.timestamp_millis();
+        let (v, deleted) = (version.version_id, version.is_deletion());
+        let seq = sql::insert_version(tx, ty, id, v, ms, version.method, version.body.as_deref()).await?;
+        sql::upsert_current(tx, ty, id, v, seq, deleted, ms).await?;
+        if v > 1 {
+            sql::delete_tokens(tx, ty, id).await?;
         }
-        sql::insert_tokens(tx, &write.resource_type, &write.id, &write.tokens).await?;
-        Ok(Version {
-            resource_type: write.resource_type,
-            id: write.id,
-            version_id,
-            last_updated: now,
-            method,
-            body: Some(body),
-        })
-    }
-
-    async fn put_deletion(
-        &mut self,
-        resource_type: &str,
-        id: &str,
-        previous: CurrentState,
-        now: DateTime<Utc>,
-    ) -> Result<Version, StoreError> {
-        let tx = &mut self.tx;
-        let version_id = previous.version + 1;
-        let ms = to_millis(now);
-        let seq = sql::insert_version(tx, resource_type, id, version_id, ms, Method::Delete, None).await?;
-        sql::upsert_current(tx, resource_type, id, version_id, seq, true, ms).await?;
-        sql::delete_tokens(tx, resource_type, id).await?;
-        Ok(Version {
-            resource_type: resource_type.to_owned(),
-            id: id.to_owned(),
-            version_id,
-            last_updated: now,
-            method: Method::Delete,
-            body: None,
-        })
+        sql::insert_tokens(tx, ty, id, tokens).await
     }
 
     async fn commit(self: Box<Self>) -> Result<(), StoreError> {

@@ -11,6 +11,49 @@ use crate::{
     Write, Written,
 };
 
+/// Writes the version after `previous` (version 1 when `None`): stamps `id` and `meta` into the
+/// body and has the backend persist it with its index rows.
+pub async fn put(
+    tx: &mut dyn StoreTx,
+    write: Write,
+    previous: Option<CurrentState>,
+    method: Method,
+    now: DateTime<Utc>,
+) -> Result<Version, StoreError> {
+    let version_id = previous.map_or(1, |p| p.version + 1);
+    let body = crate::stamp(write.resource, &write.id, version_id, now);
+    let version = Version {
+        resource_type: write.resource_type,
+        id: write.id,
+        version_id,
+        last_updated: now,
+        method,
+        body: Some(body.into()),
+    };
+    tx.persist(&version, &write.tokens).await?;
+    Ok(version)
+}
+
+/// Writes a deletion marker after `previous`; the backend drops the index rows.
+pub async fn put_deletion(
+    tx: &mut dyn StoreTx,
+    resource_type: &str,
+    id: &str,
+    previous: CurrentState,
+    now: DateTime<Utc>,
+) -> Result<Version, StoreError> {
+    let version = Version {
+        resource_type: resource_type.to_owned(),
+        id: id.to_owned(),
+        version_id: previous.version + 1,
+        last_updated: now,
+        method: Method::Delete,
+        body: None,
+    };
+    tx.persist(&version, &[]).await?;
+    Ok(version)
+}
+
 fn check_if_match(if_match: IfMatch, current: Option<CurrentState>) -> Result<(), StoreError> {
     match (if_match, current) {
         (None, _) => Ok(()),
@@ -26,7 +69,7 @@ pub async fn create(tx: &mut dyn StoreTx, write: Write, now: DateTime<Utc>) -> R
     if tx.current(&write.resource_type, &write.id).await?.is_some() {
         return Err(StoreError::Conflict);
     }
-    tx.put(write, None, Method::Post, now).await
+    put(tx, write, None, Method::Post, now).await
 }
 
 /// 0 matches → create, 1 → `Exists`, more → `MultipleMatches`.
@@ -54,7 +97,7 @@ pub async fn update(
     let current = tx.current(&write.resource_type, &write.id).await?;
     check_if_match(if_match, current)?;
     let created = current.is_none_or(|c| c.deleted);
-    let version = tx.put(write, current, Method::Put, now).await?;
+    let version = put(tx, write, current, Method::Put, now).await?;
     Ok(Written { version, created })
 }
 
@@ -95,7 +138,7 @@ pub async fn delete(
         return Ok(Deleted::AlreadyDeleted);
     }
     check_if_match(if_match, Some(current))?;
-    Ok(Deleted::Deleted(tx.put_deletion(resource_type, id, current, now).await?))
+    Ok(Deleted::Deleted(put_deletion(tx, resource_type, id, current, now).await?))
 }
 
 /// Conditional delete. With `allow_multiple = false`, more than one match is `MultipleMatches`.
@@ -113,7 +156,7 @@ pub async fn delete_matching(
     let mut out = Vec::with_capacity(matches.len());
     for m in matches {
         let previous = CurrentState { version: m.version_id, deleted: false };
-        out.push(tx.put_deletion(&m.resource_type, &m.id, previous, now).await?);
+        out.push(put_deletion(tx, &m.resource_type, &m.id, previous, now).await?);
     }
     Ok(out)
 }

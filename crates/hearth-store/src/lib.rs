@@ -247,24 +247,11 @@ pub trait StoreTx: Send {
     /// Live resources matching `criteria` as seen inside this transaction.
     async fn find(&mut self, criteria: &Criteria, limit: u32) -> Result<Vec<Version>, StoreError>;
 
-    /// Writes the version after `previous` (version 1 when `None`), stamping `id` and `meta`,
-    /// moving the current pointer and replacing the index rows.
-    async fn put(
-        &mut self,
-        write: Write,
-        previous: Option<CurrentState>,
-        method: Method,
-        now: DateTime<Utc>,
-    ) -> Result<Version, StoreError>;
-
-    /// Writes a deletion marker after `previous` and drops the index rows.
-    async fn put_deletion(
-        &mut self,
-        resource_type: &str,
-        id: &str,
-        previous: CurrentState,
-        now: DateTime<Utc>,
-    ) -> Result<Version, StoreError>;
+    /// Persists a new version built by [`interactions`]: appends the version row, moves the
+    /// current pointer (a version without body marks the resource deleted) and replaces the
+    /// resource's index rows with `tokens` (none for a deletion). Index rows of earlier versions
+    /// exist only when `version.version_id > 1`.
+    async fn persist(&mut self, version: &Version, tokens: &[TokenIndex]) -> Result<(), StoreError>;
 
     async fn commit(self: Box<Self>) -> Result<(), StoreError>;
 }

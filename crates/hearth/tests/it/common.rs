@@ -140,6 +140,24 @@ impl Drop for TestApp {
     }
 }
 
+/// Sends all requests at once and returns their statuses in request order.
+pub async fn race(requests: Vec<reqwest::RequestBuilder>) -> Vec<u16> {
+    let tasks: Vec<_> = requests
+        .into_iter()
+        .map(|req| tokio::spawn(async move { req.send().await.unwrap().status().as_u16() }))
+        .collect();
+    let mut statuses = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        statuses.push(task.await.unwrap());
+    }
+    statuses
+}
+
+/// How many of `statuses` equal `status`.
+pub fn count(statuses: &[u16], status: u16) -> usize {
+    statuses.iter().filter(|s| **s == status).count()
+}
+
 /// The backend the story tests run on: `sqlite` (default) or `postgres` when
 /// `HEARTH_TEST_BACKEND=postgres` (then `HEARTH_TEST_POSTGRES_URL` names a server, see
 /// `scripts/with-postgres`).

@@ -3,7 +3,7 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::common::{TestApp, patient};
+use crate::common::{TestApp, count, patient, race};
 
 fn with_identifier(system: &str, value: &str) -> Value {
     let mut p = patient("Ident");
@@ -72,19 +72,15 @@ async fn if_none_exist_with_zero_one_and_two_matches() {
 #[tokio::test]
 async fn concurrent_conditional_creates_make_exactly_one() {
     let t = TestApp::spawn().await;
-    let mut tasks = Vec::new();
-    for _ in 0..12 {
-        let req = t
-            .with_body(Method::POST, "/fhir/Patient", &with_identifier("urn:race", "42"))
-            .header("if-none-exist", "identifier=urn:race|42");
-        tasks.push(tokio::spawn(async move { req.send().await.unwrap().status().as_u16() }));
-    }
-    let mut statuses = Vec::new();
-    for task in tasks {
-        statuses.push(task.await.unwrap());
-    }
-    assert_eq!(statuses.iter().filter(|s| **s == 201).count(), 1, "{statuses:?}");
-    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 11, "{statuses:?}");
+    let requests = (0..12)
+        .map(|_| {
+            t.with_body(Method::POST, "/fhir/Patient", &with_identifier("urn:race", "42"))
+                .header("if-none-exist", "identifier=urn:race|42")
+        })
+        .collect();
+    let statuses = race(requests).await;
+    assert_eq!(count(&statuses, 201), 1, "{statuses:?}");
+    assert_eq!(count(&statuses, 200), 11, "{statuses:?}");
     assert_eq!(count_of_type(&t, "Patient").await, 1);
 }
 

@@ -3,7 +3,7 @@
 use reqwest::Method;
 use serde_json::json;
 
-use crate::common::{TestApp, patient};
+use crate::common::{TestApp, count, patient, race};
 
 #[tokio::test]
 async fn create_assigns_id_and_answers_201_with_location_etag_last_modified() {
@@ -147,19 +147,16 @@ async fn concurrent_if_match_writers_exactly_one_wins() {
     let t = TestApp::spawn().await;
     let id = t.create(&patient("Race")).await;
     let path = format!("/fhir/Patient/{id}");
-    let mut tasks = Vec::new();
-    for i in 0..16 {
-        let mut p = patient(&format!("Writer{i}"));
-        p["id"] = json!(id);
-        let req = t.with_body(Method::PUT, &path, &p).header("if-match", "W/\"1\"");
-        tasks.push(tokio::spawn(async move { req.send().await.unwrap().status().as_u16() }));
-    }
-    let mut statuses = Vec::new();
-    for task in tasks {
-        statuses.push(task.await.unwrap());
-    }
-    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 1, "{statuses:?}");
-    assert_eq!(statuses.iter().filter(|s| **s == 412).count(), 15, "{statuses:?}");
+    let requests = (0..16)
+        .map(|i| {
+            let mut p = patient(&format!("Writer{i}"));
+            p["id"] = json!(id);
+            t.with_body(Method::PUT, &path, &p).header("if-match", "W/\"1\"")
+        })
+        .collect();
+    let statuses = race(requests).await;
+    assert_eq!(count(&statuses, 200), 1, "{statuses:?}");
+    assert_eq!(count(&statuses, 412), 15, "{statuses:?}");
 }
 
 #[tokio::test]
@@ -167,16 +164,15 @@ async fn concurrent_writers_never_lose_an_update() {
     let t = TestApp::spawn().await;
     let id = t.create(&patient("Many")).await;
     let path = format!("/fhir/Patient/{id}");
-    let mut tasks = Vec::new();
-    for i in 0..20 {
-        let mut p = patient(&format!("W{i}"));
-        p["id"] = json!(id);
-        let req = t.with_body(Method::PUT, &path, &p);
-        tasks.push(tokio::spawn(async move { req.send().await.unwrap().status().as_u16() }));
-    }
-    for task in tasks {
-        assert_eq!(task.await.unwrap(), 200);
-    }
+    let requests = (0..20)
+        .map(|i| {
+            let mut p = patient(&format!("W{i}"));
+            p["id"] = json!(id);
+            t.with_body(Method::PUT, &path, &p)
+        })
+        .collect();
+    let statuses = race(requests).await;
+    assert_eq!(count(&statuses, 200), 20, "{statuses:?}");
     let r = t.get(&path).await;
     assert_eq!(r.json()["meta"]["versionId"], "21");
     let h = t.get(&format!("{path}/_history?_count=100")).await.json();

@@ -10,6 +10,8 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 
+use crate::common::{count, race};
+
 const BIN: &str = env!("CARGO_BIN_EXE_hearth");
 
 struct Proc {
@@ -292,54 +294,35 @@ async fn two_processes_on_one_postgres_behave_as_one_server() {
 
     let body = json!({"resourceType": "Patient", "id": "shared", "gender": "male"});
     assert_eq!(put(&a.base, "Patient", "shared", &body).await, 201);
-    let mut tasks = Vec::new();
-    for i in 0..20 {
-        let base = if i % 2 == 0 { a.base.clone() } else { b.base.clone() };
-        let body =
-            json!({"resourceType": "Patient", "id": "shared", "gender": if i % 2 == 0 { "female" } else { "other" }});
-        tasks.push(tokio::spawn(async move {
+    // Alternate the two processes so every race is between them.
+    let base_for = |i: usize| if i.is_multiple_of(2) { a.base.clone() } else { b.base.clone() };
+    let requests = (0..20_usize)
+        .map(|i| {
+            let gender = if i.is_multiple_of(2) { "female" } else { "other" };
             client()
-                .put(format!("{base}/fhir/Patient/shared"))
+                .put(format!("{}/fhir/Patient/shared", base_for(i)))
                 .header("content-type", "application/fhir+json")
                 .header("if-match", "W/\"1\"")
-                .body(body.to_string())
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16()
-        }));
-    }
-    let mut statuses = Vec::new();
-    for t in tasks {
-        statuses.push(t.await.unwrap());
-    }
-    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 1, "{statuses:?}");
-    assert_eq!(statuses.iter().filter(|s| **s == 412).count(), 19, "{statuses:?}");
+                .body(json!({"resourceType": "Patient", "id": "shared", "gender": gender}).to_string())
+        })
+        .collect();
+    let statuses = race(requests).await;
+    assert_eq!(count(&statuses, 200), 1, "{statuses:?}");
+    assert_eq!(count(&statuses, 412), 19, "{statuses:?}");
 
-    let mut tasks = Vec::new();
-    for i in 0..20 {
-        let base = if i % 2 == 0 { a.base.clone() } else { b.base.clone() };
-        tasks.push(tokio::spawn(async move {
-            let body = json!({"resourceType": "Patient", "identifier": [{"system": "urn:race", "value": "one"}]});
+    let body = json!({"resourceType": "Patient", "identifier": [{"system": "urn:race", "value": "one"}]});
+    let requests = (0..20)
+        .map(|i| {
             client()
-                .post(format!("{base}/fhir/Patient"))
+                .post(format!("{}/fhir/Patient", base_for(i)))
                 .header("content-type", "application/fhir+json")
                 .header("if-none-exist", "identifier=urn:race|one")
                 .body(body.to_string())
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16()
-        }));
-    }
-    let mut statuses = Vec::new();
-    for t in tasks {
-        statuses.push(t.await.unwrap());
-    }
-    assert_eq!(statuses.iter().filter(|s| **s == 201).count(), 1, "{statuses:?}");
-    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 19, "{statuses:?}");
+        })
+        .collect();
+    let statuses = race(requests).await;
+    assert_eq!(count(&statuses, 201), 1, "{statuses:?}");
+    assert_eq!(count(&statuses, 200), 19, "{statuses:?}");
     // Both processes see the same single resource and the same history.
     for p in [&a, &b] {
         let h = client()

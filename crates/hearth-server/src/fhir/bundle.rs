@@ -416,6 +416,8 @@ struct ResponseBundle<'a> {
     resource_type: &'static str,
     #[serde(rename = "type")]
     kind: &'static str,
+    // FHIR JSON forbids empty arrays: an empty page has no `entry` at all.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     entry: Vec<ResponseEntry<'a>>,
 }
 

@@ -406,6 +406,8 @@ struct HistoryBundle<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
     link: Vec<Link>,
+    // FHIR JSON forbids empty arrays: an empty page has no `entry` at all.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     entry: Vec<HistoryEntry<'a>>,
 }
 
@@ -426,8 +428,20 @@ async fn history(
     };
     let page = app
         .store
-        .history(&HistoryQuery { scope, since: params.since, before: params.cursor, count: params.count })
+        .history(&HistoryQuery {
+            scope: scope.clone(),
+            since: params.since,
+            before: params.cursor,
+            count: params.count,
+        })
         .await?;
+    // Every resource has at least one version, so only an empty page can mean "no such resource"
+    // (it may also mean `_since`/the cursor filtered everything out): check only then.
+    if let (true, HistoryScope::Instance { resource_type, id }) = (page.entries.is_empty(), &scope)
+        && let Current::NotFound = app.store.read(resource_type, id).await?
+    {
+        return Err(FhirError::not_found(format!("{resource_type}/{id} does not exist")));
+    }
 
     let link_to = |cursor: Option<i64>| {
         let mut s = form_urlencoded::Serializer::new(String::new());
@@ -510,8 +524,5 @@ pub async fn history_instance(
 ) -> Result<Response, FhirError> {
     check_type(&app, &resource_type)?;
     check_id(&id)?;
-    if let Current::NotFound = app.store.read(&resource_type, &id).await? {
-        return Err(FhirError::not_found(format!("{resource_type}/{id} does not exist")));
-    }
     history(&app, &headers, HistoryScope::Instance { resource_type, id }, q.as_deref()).await
 }

@@ -33,6 +33,7 @@ async fn transaction_resolves_urn_uuid_references() {
     let r = t.post("/fhir", &b).await;
     assert_eq!(r.status, 200, "{}", r.text);
     let body = r.json();
+    crate::common::assert_valid_r4(&body);
     assert_eq!(body["type"], "transaction-response");
     let e = body["entry"].as_array().unwrap();
     assert_eq!(e.len(), 2);
@@ -136,6 +137,7 @@ async fn batch_entries_succeed_or_fail_on_their_own() {
     let r = t.post("/fhir", &b).await;
     assert_eq!(r.status, 200, "{}", r.text);
     let body = r.json();
+    crate::common::assert_valid_r4(&body);
     assert_eq!(body["type"], "batch-response");
     let e = body["entry"].as_array().unwrap();
     assert_eq!(e[0]["response"]["status"], "201 Created");
@@ -161,4 +163,5 @@ async fn only_batch_and_transaction_bundles_are_accepted_at_the_base() {
     let r = t.post("/fhir", &json!({"resourceType": "Bundle", "type": "transaction"})).await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json()["type"], "transaction-response");
+    crate::common::assert_valid_r4(&r.json());
 }

@@ -58,6 +58,7 @@ impl Resp {
         );
         let v = self.json();
         assert_eq!(v["resourceType"], "OperationOutcome", "{}", self.text);
+        assert_valid_r4(&v);
         v["issue"][0].clone()
     }
 }
@@ -138,6 +139,13 @@ impl Drop for TestApp {
             let _ = tx.send(());
         }
     }
+}
+
+/// Asserts that a resource the server produced is valid R4 (our own responses must be as strict as
+/// what we accept).
+pub fn assert_valid_r4(resource: &Value) {
+    let issues = hearth_fhir::Model::r4().unwrap().validate(resource);
+    assert!(issues.is_empty(), "server output is not valid R4: {issues:?}\n{resource}");
 }
 
 /// Sends all requests at once and returns their statuses in request order.

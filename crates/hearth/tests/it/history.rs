@@ -25,6 +25,7 @@ async fn instance_history_lists_every_version_newest_first() {
     let r = t.get(&format!("/fhir/Patient/{id}/_history")).await;
     assert_eq!(r.status, 200, "{}", r.text);
     let b = r.json();
+    crate::common::assert_valid_r4(&b);
     assert_eq!(b["resourceType"], "Bundle");
     assert_eq!(b["type"], "history");
     let e = entries(&b);
@@ -39,6 +40,10 @@ async fn instance_history_lists_every_version_newest_first() {
     assert_eq!(e[2]["response"]["status"], "201 Created");
     assert_eq!(e[2]["fullUrl"], format!("{}/fhir/Patient/{id}", t.addr));
     assert_eq!(t.get("/fhir/Patient/nope/_history").await.status, 404);
+    let r = t.get(&format!("/fhir/Patient/{id}/_history?_since=2999-01-01T00:00:00Z")).await;
+    assert_eq!(r.status, 200, "filtered to nothing is still an existing resource: {}", r.text);
+    assert!(r.json().get("entry").is_none());
+    crate::common::assert_valid_r4(&r.json());
 }
 
 #[tokio::test]

@@ -72,6 +72,7 @@ async fn capability_statement_claims_only_what_is_implemented() {
     let r = t.get("/fhir/metadata").await;
     assert_eq!(r.status, 200);
     let cs = r.json();
+    crate::common::assert_valid_r4(&cs);
     assert_eq!(cs["resourceType"], "CapabilityStatement");
     assert_eq!(cs["fhirVersion"], "4.0.1");
     assert_eq!(cs["kind"], "instance");

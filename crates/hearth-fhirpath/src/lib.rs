@@ -84,6 +84,7 @@ mod functions;
 mod lexer;
 mod model;
 mod parser;
+pub mod patch;
 mod quantity;
 mod value;
 
@@ -94,6 +95,7 @@ pub use datetime::{Date, DateTime, Precision, Time};
 pub use eval::EvalError;
 pub use lexer::ParseError;
 pub use model::{ElementInfo, JsonModel, ModelInfo, is_primitive_type};
+pub use patch::{PatchError, PatchModel};
 pub use quantity::Quantity;
 pub use rust_decimal::Decimal;
 pub use value::{Collection, Item, Node};

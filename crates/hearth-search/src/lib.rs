@@ -79,6 +79,7 @@ pub use index::{
 };
 pub use number::{NumberRange, parse_number};
 pub use param::{Component, Modifier, ParamType, Prefix, SearchParam};
+pub use parse::UNSUPPORTED;
 pub use query::{
     Clause, ComponentValue, CompositeValue, DEFAULT_COUNT, DateValue, Handling, Hop, Include, MAX_COUNT, NumberValue,
     OfType, QuantityValue, ReferenceValue, SearchQuery, SortKey, Summary, Test, TokenSystem, TokenValue, Total, escape,
@@ -86,3 +87,24 @@ pub use query::{
 };
 pub use registry::{DefinitionError, Registry};
 pub use text::normalize;
+
+/// The R4 compartments Hearth knows (today: `Patient`): per owner type, the member resource types
+/// and the reference parameters that place a resource in the owner's compartment.
+#[derive(Debug, Clone)]
+pub struct Compartments {
+    by_owner: std::collections::BTreeMap<String, Vec<(String, Vec<String>)>>,
+}
+
+impl Compartments {
+    pub fn r4() -> Result<Compartments, DefinitionError> {
+        let raw: std::collections::BTreeMap<String, std::collections::BTreeMap<String, Vec<String>>> =
+            serde_json::from_str(include_str!("../data/r4-compartments.json"))
+                .map_err(|e| DefinitionError { parameter: "compartments".into(), message: e.to_string() })?;
+        Ok(Compartments { by_owner: raw.into_iter().map(|(k, v)| (k, v.into_iter().collect())).collect() })
+    }
+
+    /// The members of `owner_type`'s compartment, or `None` when no such compartment is known.
+    pub fn members(&self, owner_type: &str) -> Option<&[(String, Vec<String>)]> {
+        self.by_owner.get(owner_type).map(Vec::as_slice)
+    }
+}

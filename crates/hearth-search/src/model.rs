@@ -14,6 +14,7 @@ struct Element {
     type_name: Box<str>,
     children_of: Box<str>,
     is_choice: bool,
+    repeats: bool,
 }
 
 /// FHIR type knowledge for FHIRPath, derived from the R4 structure model.
@@ -52,8 +53,15 @@ impl FhirModel {
         for element in scope.elements() {
             let name = element.name();
             if element.is_choice() {
-                children
-                    .insert(name.into(), Element { type_name: "*".into(), children_of: "*".into(), is_choice: true });
+                children.insert(
+                    name.into(),
+                    Element {
+                        type_name: "*".into(),
+                        children_of: "*".into(),
+                        is_choice: true,
+                        repeats: element.is_array(),
+                    },
+                );
                 continue;
             }
             let Some(child) = scope.child(name) else { continue };
@@ -67,7 +75,8 @@ impl FhirModel {
                 }
                 _ => type_name.clone(),
             };
-            children.insert(name.into(), Element { type_name, children_of, is_choice: false });
+            let repeats = element.is_array();
+            children.insert(name.into(), Element { type_name, children_of, is_choice: false, repeats });
         }
         self.elements.insert(key.into(), children);
         for (inner_key, inner) in nested {
@@ -85,21 +94,33 @@ impl FhirModel {
     }
 }
 
-impl ModelInfo for FhirModel {
-    fn element(&self, parent: &str, element: &str) -> Option<ElementInfo<'_>> {
+impl FhirModel {
+    fn find(&self, parent: &str, element: &str) -> Option<&Element> {
         let mut current = parent;
         // Walks up the type hierarchy for inherited elements (`Patient.id` is `Resource.id`).
         for _ in 0..16 {
             if let Some(e) = self.elements.get(current).and_then(|m| m.get(element)) {
-                return Some(ElementInfo {
-                    type_name: &e.type_name,
-                    children_of: &e.children_of,
-                    is_choice: e.is_choice,
-                });
+                return Some(e);
             }
             current = if current.contains('.') { "BackboneElement" } else { self.bases.get(current)?.as_deref()? };
         }
         None
+    }
+}
+
+impl hearth_fhirpath::PatchModel for FhirModel {
+    fn repeats(&self, parent: &str, element: &str) -> Option<bool> {
+        self.find(parent, element).map(|e| e.repeats)
+    }
+}
+
+impl ModelInfo for FhirModel {
+    fn element(&self, parent: &str, element: &str) -> Option<ElementInfo<'_>> {
+        self.find(parent, element).map(|e| ElementInfo {
+            type_name: &e.type_name,
+            children_of: &e.children_of,
+            is_choice: e.is_choice,
+        })
     }
 
     fn base_type(&self, type_name: &str) -> Option<&str> {

@@ -27,7 +27,8 @@ use crate::registry::Registry;
 use crate::text::normalize;
 
 /// Parameters FHIR defines that Hearth does not implement.
-const UNSUPPORTED: &[&str] = &["_contained", "_containedType", "_filter", "_query", "_score", "_graph"];
+/// Parameters FHIR defines that Hearth refuses (lenient handling drops them).
+pub const UNSUPPORTED: &[&str] = &["_contained", "_containedType", "_filter", "_query", "_score", "_graph"];
 
 /// Parameters the HTTP layer handles; accepted and left out of the query.
 const IGNORED: &[&str] = &["_format", "_pretty"];

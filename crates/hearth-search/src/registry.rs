@@ -136,6 +136,17 @@ impl Registry {
         self.by_type.get(resource_type).into_iter().flat_map(|m| m.values()).map(AsRef::as_ref)
     }
 
+    /// Applies a FHIRPath Patch (a `Parameters` resource) to `resource` with the R4 model's types
+    /// and cardinalities (the model the registry already holds). `now` is FHIRPath's `now()`.
+    pub fn fhirpath_patch(
+        &self,
+        resource: &Value,
+        patch: &Value,
+        now: DateTime,
+    ) -> Result<Value, hearth_fhirpath::PatchError> {
+        hearth_fhirpath::patch::apply(resource, patch, &*self.model, now)
+    }
+
     /// A parameter by its canonical URL.
     pub fn by_url(&self, url: &str) -> Option<&SearchParam> {
         self.by_url.get(url).map(AsRef::as_ref)

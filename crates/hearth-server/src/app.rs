@@ -1,10 +1,11 @@
 //! The application state: everything a request may use, built once at start-up and shared by
 //! reference. There are no global statics; tests build as many `App`s as they like.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, Utc};
 use hearth_fhir::Model;
+use hearth_search::{Compartments, Registry};
 use hearth_store::ResourceStore;
 use hearth_store_postgres::{PostgresOptions, PostgresStore};
 use hearth_store_sqlite::{SqliteOptions, SqliteStore};
@@ -36,6 +37,8 @@ pub enum StartError {
     Store(#[from] hearth_store::StoreError),
     #[error("cannot load the FHIR R4 definitions: {0}")]
     Model(String),
+    #[error("cannot load the search parameters: {0}")]
+    Search(String),
     #[error("cannot set up metrics: {0}")]
     Metrics(String),
 }
@@ -44,6 +47,13 @@ pub struct App {
     pub config: Config,
     pub store: Arc<dyn ResourceStore>,
     pub model: Arc<Model>,
+    /// The search parameters in force: the R4 ones plus SearchParameter resources stored here.
+    /// Replaced as a whole (copy on write) when a SearchParameter is written; never held
+    /// across an await.
+    registry: RwLock<Arc<Registry>>,
+    pub compartments: Compartments,
+    /// Background jobs of this process (`$reindex`).
+    pub jobs: crate::jobs::Jobs,
     pub clock: Arc<dyn Clock>,
     /// This app's own metrics registry (not the process-global recorder).
     pub metrics: PrometheusRecorder,
@@ -80,6 +90,36 @@ impl App {
             .map_err(|e| StartError::Metrics(e.to_string()))?
             .build_recorder();
         let started_at = clock.now();
-        Ok(App { config, store, model: Arc::new(model), clock, metrics, started_at })
+        let mut registry = Registry::r4(&model).map_err(|e| StartError::Search(e.to_string()))?;
+        crate::fhir::search_parameters::load_stored(&*store, &mut registry).await?;
+        let compartments = Compartments::r4().map_err(|e| StartError::Search(e.to_string()))?;
+        Ok(App {
+            config,
+            store,
+            model: Arc::new(model),
+            registry: RwLock::new(Arc::new(registry)),
+            compartments,
+            jobs: crate::jobs::Jobs::default(),
+            clock,
+            metrics,
+            started_at,
+        })
+    }
+
+    /// The search parameters in force now.
+    pub fn registry(&self) -> Arc<Registry> {
+        match self.registry.read() {
+            Ok(r) => Arc::clone(&r),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// Replaces the registry (after a SearchParameter write committed).
+    pub fn set_registry(&self, registry: Registry) {
+        let mut guard = match self.registry.write() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        *guard = Arc::new(registry);
     }
 }

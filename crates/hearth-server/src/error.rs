@@ -125,6 +125,7 @@ impl From<StoreError> for FhirError {
                     format!("the search criteria matched {n} resources; they must match at most one"),
                 ),
             ),
+            StoreError::InvalidSearch(message) => FhirError::bad_request("invalid", message),
             StoreError::IdMismatch => FhirError::bad_request(
                 "invalid",
                 "the resource id does not match the id of the resource found by the search criteria",

@@ -7,6 +7,7 @@ pub mod app;
 pub mod config;
 pub mod error;
 pub mod fhir;
+pub mod jobs;
 mod ops;
 mod telemetry;
 

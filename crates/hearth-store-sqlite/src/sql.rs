@@ -2,10 +2,7 @@
 
 use std::sync::Arc;
 
-use hearth_store::{
-    Clause, Criteria, Current, CurrentState, HistoryPage, HistoryQuery, HistoryScope, Method, StoreError, TokenIndex,
-    TokenMatch, Version,
-};
+use hearth_store::{Current, CurrentState, HistoryPage, HistoryQuery, HistoryScope, Method, StoreError, Version};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 
@@ -73,12 +70,12 @@ pub(crate) async fn upsert_current(
     seq: i64,
     deleted: bool,
     last_updated_ms: i64,
-) -> Result<(), StoreError> {
+) -> Result<i64, StoreError> {
     sqlx::query(
         "INSERT INTO resources (res_type, res_id, version, seq, deleted, last_updated) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
          ON CONFLICT (res_type, res_id) DO UPDATE SET version = excluded.version, seq = excluded.seq, \
-         deleted = excluded.deleted, last_updated = excluded.last_updated",
+         deleted = excluded.deleted, last_updated = excluded.last_updated RETURNING rid",
     )
     .bind(resource_type)
     .bind(id)
@@ -86,48 +83,58 @@ pub(crate) async fn upsert_current(
     .bind(seq)
     .bind(i64::from(deleted))
     .bind(last_updated_ms)
-    .execute(conn)
+    .fetch_one(conn)
     .await
-    .map_err(db_error)?;
-    Ok(())
+    .map_err(db_error)?
+    .try_get(0)
+    .map_err(db_error)
 }
 
-pub(crate) async fn delete_tokens(
+/// The key and current version of a resource, for a reindex.
+pub(crate) async fn rid_of(
     conn: &mut SqliteConnection,
     resource_type: &str,
     id: &str,
-) -> Result<(), StoreError> {
-    sqlx::query("DELETE FROM token_index WHERE res_type = ?1 AND res_id = ?2")
+) -> Result<Option<(i64, u64, bool)>, StoreError> {
+    let row = sqlx::query("SELECT rid, version, deleted FROM resources WHERE res_type = ?1 AND res_id = ?2")
         .bind(resource_type)
         .bind(id)
-        .execute(conn)
+        .fetch_optional(conn)
         .await
         .map_err(db_error)?;
-    Ok(())
+    match row {
+        None => Ok(None),
+        Some(row) => Ok(Some((
+            row.try_get(0).map_err(db_error)?,
+            to_u64(row.try_get(1).map_err(db_error)?)?,
+            row.try_get::<i64, _>(2).map_err(db_error)? != 0,
+        ))),
+    }
 }
 
-pub(crate) async fn insert_tokens(
+/// Live current versions after position `after` (by `rid`), for reindexing.
+pub(crate) async fn scan(
     conn: &mut SqliteConnection,
-    resource_type: &str,
-    id: &str,
-    tokens: &[TokenIndex],
-) -> Result<(), StoreError> {
-    if tokens.is_empty() {
-        return Ok(());
+    types: Option<&[String]>,
+    after: i64,
+    limit: u32,
+) -> Result<Vec<(i64, Version)>, StoreError> {
+    let mut qb = QueryBuilder::<Sqlite>::new(format!(
+        "SELECT {VERSION_COLUMNS}, r.rid FROM resources r JOIN resource_versions v ON v.seq = r.seq \
+         WHERE r.deleted = 0 AND r.rid > "
+    ));
+    qb.push_bind(after);
+    if let Some(types) = types {
+        qb.push(" AND r.res_type IN (");
+        let mut sep = qb.separated(", ");
+        for t in types {
+            sep.push_bind(t.clone());
+        }
+        qb.push(")");
     }
-    // One multi-row INSERT per chunk instead of a round trip per token (SQLite allows 32766 params).
-    for chunk in tokens.chunks(1000) {
-        let mut qb = QueryBuilder::<Sqlite>::new("INSERT INTO token_index (res_type, res_id, param, system, code) ");
-        qb.push_values(chunk, |mut b, t| {
-            b.push_bind(resource_type.to_owned())
-                .push_bind(id.to_owned())
-                .push_bind(t.param.clone())
-                .push_bind(t.system.clone())
-                .push_bind(t.code.clone());
-        });
-        qb.build().execute(&mut *conn).await.map_err(db_error)?;
-    }
-    Ok(())
+    qb.push(" ORDER BY r.rid LIMIT ").push_bind(i64::from(limit));
+    let rows = qb.build().fetch_all(conn).await.map_err(db_error)?;
+    rows.iter().map(|row| Ok((row.try_get(6).map_err(db_error)?, decode_version(row)?))).collect()
 }
 
 const VERSION_COLUMNS: &str = "v.res_type, v.res_id, v.version, v.last_updated, v.method, v.body";
@@ -189,67 +196,6 @@ pub(crate) async fn read_version(
     .await
     .map_err(db_error)?;
     row.as_ref().map(decode_version).transpose()
-}
-
-/// Live resources matching the criteria, driven by the token index (never a scan of all
-/// resources of a type unless the criteria have no clause at all).
-pub(crate) async fn find(
-    conn: &mut SqliteConnection,
-    criteria: &Criteria,
-    limit: u32,
-) -> Result<Vec<Version>, StoreError> {
-    let mut qb = QueryBuilder::<Sqlite>::new(format!(
-        "SELECT {VERSION_COLUMNS} FROM resources r JOIN resource_versions v ON v.seq = r.seq \
-         WHERE r.deleted = 0 AND r.res_type = "
-    ));
-    qb.push_bind(criteria.resource_type.clone());
-    for clause in &criteria.clauses {
-        match clause {
-            Clause::Id(ids) => {
-                qb.push(" AND r.res_id IN (");
-                let mut sep = qb.separated(", ");
-                for id in ids {
-                    sep.push_bind(id.clone());
-                }
-                qb.push(")");
-            }
-            Clause::Token { param, any_of } => {
-                qb.push(
-                    " AND r.res_id IN (SELECT t.res_id FROM token_index t WHERE t.res_type = r.res_type AND t.param = ",
-                );
-                qb.push_bind(param.clone());
-                qb.push(" AND (");
-                for (i, m) in any_of.iter().enumerate() {
-                    if i > 0 {
-                        qb.push(" OR ");
-                    }
-                    match m {
-                        TokenMatch::Code(code) => {
-                            qb.push("t.code = ").push_bind(code.clone());
-                        }
-                        TokenMatch::SystemCode { system, code } => {
-                            qb.push("(t.code = ").push_bind(code.clone());
-                            qb.push(" AND t.system = ").push_bind(system.clone()).push(")");
-                        }
-                        TokenMatch::NoSystemCode(code) => {
-                            qb.push("(t.code = ").push_bind(code.clone()).push(" AND t.system IS NULL)");
-                        }
-                        TokenMatch::System(system) => {
-                            qb.push("t.system = ").push_bind(system.clone());
-                        }
-                    }
-                }
-                if any_of.is_empty() {
-                    qb.push("0");
-                }
-                qb.push("))");
-            }
-        }
-    }
-    qb.push(" ORDER BY r.res_id LIMIT ");
-    qb.push_bind(i64::from(limit));
-    let rows = qb.build().fetch_all(conn).await.map_err(db_error)?;
-    rows.iter().map(decode_version).collect()
 }
 
 pub(crate) async fn history(conn: &mut SqliteConnection, q: &HistoryQuery) -> Result<HistoryPage, StoreError> {

@@ -15,6 +15,11 @@ pub enum StoreError {
     /// Conditional update: the body's id differs from the matched resource's id.
     #[error("resource id does not match the resource found by the criteria")]
     IdMismatch,
+    /// A search the store cannot run as asked (an invalid paging cursor, a modifier that needs
+    /// terminology the caller did not resolve): the client's fault (400). The message is safe to
+    /// show and names no data.
+    #[error("{0}")]
+    InvalidSearch(String),
     /// The database could not be reached or is busy beyond the timeout.
     #[error("database unavailable")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),

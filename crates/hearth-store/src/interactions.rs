@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::{
-    ConditionalCreate, Criteria, CurrentState, Deleted, IfMatch, Method, ResourceStore, StoreError, StoreTx, Version,
-    Write, Written,
+    ConditionalCreate, CurrentState, Deleted, IfMatch, Method, ResourceStore, SearchQuery, StoreError, StoreTx,
+    Version, Write, Written,
 };
 
 /// Writes the version after `previous` (version 1 when `None`): stamps `id` and `meta` into the
@@ -30,7 +30,7 @@ pub async fn put(
         method,
         body: Some(body.into()),
     };
-    tx.persist(&version, &write.tokens).await?;
+    tx.persist(&version, &write.index).await?;
     Ok(version)
 }
 
@@ -75,7 +75,7 @@ pub async fn create(tx: &mut dyn StoreTx, write: Write, now: DateTime<Utc>) -> R
 /// 0 matches → create, 1 → `Exists`, more → `MultipleMatches`.
 pub async fn create_unless_exists(
     tx: &mut dyn StoreTx,
-    criteria: &Criteria,
+    criteria: &SearchQuery,
     write: Write,
     now: DateTime<Utc>,
 ) -> Result<ConditionalCreate, StoreError> {
@@ -105,7 +105,7 @@ pub async fn update(
 /// client-supplied id that differs from the match's is `IdMismatch`), more → `MultipleMatches`.
 pub async fn update_matching(
     tx: &mut dyn StoreTx,
-    criteria: &Criteria,
+    criteria: &SearchQuery,
     mut write: Write,
     id_from_client: bool,
     if_match: IfMatch,
@@ -144,7 +144,7 @@ pub async fn delete(
 /// Conditional delete. With `allow_multiple = false`, more than one match is `MultipleMatches`.
 pub async fn delete_matching(
     tx: &mut dyn StoreTx,
-    criteria: &Criteria,
+    criteria: &SearchQuery,
     allow_multiple: bool,
     now: DateTime<Utc>,
 ) -> Result<Vec<Version>, StoreError> {
@@ -167,14 +167,14 @@ pub trait ResourceStoreExt {
     async fn create(&self, write: Write, now: DateTime<Utc>) -> Result<Version, StoreError>;
     async fn create_unless_exists(
         &self,
-        criteria: &Criteria,
+        criteria: &SearchQuery,
         write: Write,
         now: DateTime<Utc>,
     ) -> Result<ConditionalCreate, StoreError>;
     async fn update(&self, write: Write, if_match: IfMatch, now: DateTime<Utc>) -> Result<Written, StoreError>;
     async fn update_matching(
         &self,
-        criteria: &Criteria,
+        criteria: &SearchQuery,
         write: Write,
         id_from_client: bool,
         if_match: IfMatch,
@@ -189,7 +189,7 @@ pub trait ResourceStoreExt {
     ) -> Result<Deleted, StoreError>;
     async fn delete_matching(
         &self,
-        criteria: &Criteria,
+        criteria: &SearchQuery,
         allow_multiple: bool,
         now: DateTime<Utc>,
     ) -> Result<Vec<Version>, StoreError>;
@@ -206,7 +206,7 @@ impl<S: ResourceStore + ?Sized> ResourceStoreExt for S {
 
     async fn create_unless_exists(
         &self,
-        criteria: &Criteria,
+        criteria: &SearchQuery,
         write: Write,
         now: DateTime<Utc>,
     ) -> Result<ConditionalCreate, StoreError> {
@@ -225,7 +225,7 @@ impl<S: ResourceStore + ?Sized> ResourceStoreExt for S {
 
     async fn update_matching(
         &self,
-        criteria: &Criteria,
+        criteria: &SearchQuery,
         write: Write,
         id_from_client: bool,
         if_match: IfMatch,
@@ -252,7 +252,7 @@ impl<S: ResourceStore + ?Sized> ResourceStoreExt for S {
 
     async fn delete_matching(
         &self,
-        criteria: &Criteria,
+        criteria: &SearchQuery,
         allow_multiple: bool,
         now: DateTime<Utc>,
     ) -> Result<Vec<Version>, StoreError> {

@@ -16,9 +16,9 @@
 
 #![forbid(unsafe_code)]
 
-mod criteria;
 mod error;
 pub mod interactions;
+mod search;
 
 use std::sync::Arc;
 
@@ -26,8 +26,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value};
 
-pub use criteria::{Clause, Criteria, TokenMatch};
 pub use error::StoreError;
+pub use hearth_search::{IndexEntry, SearchQuery};
+pub use search::{Compartment, SearchPage, SearchRequest};
 
 /// How a version came to be: the HTTP verb FHIR history reports in `Bundle.entry.request.method`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,15 +84,6 @@ pub enum Current {
     NotFound,
 }
 
-/// One row of a search index, computed by the caller from the resource (the store does not
-/// interpret resource content). `system = None` means the token has no system.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TokenIndex {
-    pub param: String,
-    pub system: Option<String>,
-    pub code: String,
-}
-
 /// Everything the store needs to write one resource version.
 #[derive(Debug, Clone)]
 pub struct Write {
@@ -99,7 +91,9 @@ pub struct Write {
     pub id: String,
     /// The resource as sent; the store stamps `id` and `meta`.
     pub resource: Value,
-    pub tokens: Vec<TokenIndex>,
+    /// The resource's search index entries, computed by the caller with the search registry
+    /// (the store does not interpret resource content).
+    pub index: Vec<IndexEntry>,
 }
 
 /// `If-Match` version precondition.
@@ -222,8 +216,16 @@ pub trait ResourceStore: Send + Sync + 'static {
     async fn read_version(&self, resource_type: &str, id: &str, version_id: u64)
     -> Result<Option<Version>, StoreError>;
 
-    /// Live resources matching `criteria`, ordered by id, at most `limit`.
-    async fn find(&self, criteria: &Criteria, limit: u32) -> Result<Vec<Version>, StoreError>;
+    /// Live resources matching the clauses of `query` (its result parameters are ignored), in
+    /// store order, at most `limit`.
+    async fn find(&self, query: &SearchQuery, limit: u32) -> Result<Vec<Version>, StoreError>;
+
+    /// One page of a search (see [`SearchRequest`]).
+    async fn search(&self, request: &SearchRequest) -> Result<SearchPage, StoreError>;
+
+    /// Live current versions of `types` (every type when `None`) after position `after` in
+    /// store order, at most `limit`, each with its position: the input of a reindex.
+    async fn scan(&self, types: Option<&[String]>, after: i64, limit: u32) -> Result<Vec<(i64, Version)>, StoreError>;
 
     async fn history(&self, query: &HistoryQuery) -> Result<HistoryPage, StoreError>;
 
@@ -244,14 +246,23 @@ pub trait StoreTx: Send {
 
     async fn read(&mut self, resource_type: &str, id: &str) -> Result<Current, StoreError>;
 
-    /// Live resources matching `criteria` as seen inside this transaction.
-    async fn find(&mut self, criteria: &Criteria, limit: u32) -> Result<Vec<Version>, StoreError>;
+    /// Live resources matching the clauses of `query` as seen inside this transaction.
+    async fn find(&mut self, query: &SearchQuery, limit: u32) -> Result<Vec<Version>, StoreError>;
 
     /// Persists a new version built by [`interactions`]: appends the version row, moves the
     /// current pointer (a version without body marks the resource deleted) and replaces the
-    /// resource's index rows with `tokens` (none for a deletion). Index rows of earlier versions
-    /// exist only when `version.version_id > 1`.
-    async fn persist(&mut self, version: &Version, tokens: &[TokenIndex]) -> Result<(), StoreError>;
+    /// resource's index rows with `index` (none for a deletion).
+    async fn persist(&mut self, version: &Version, index: &[IndexEntry]) -> Result<(), StoreError>;
+
+    /// Replaces the index rows of a resource whose current version is still `version` (a
+    /// reindex); answers false, changing nothing, when it has moved on or been deleted.
+    async fn reindex(
+        &mut self,
+        resource_type: &str,
+        id: &str,
+        version: u64,
+        index: &[IndexEntry],
+    ) -> Result<bool, StoreError>;
 
     async fn commit(self: Box<Self>) -> Result<(), StoreError>;
 }

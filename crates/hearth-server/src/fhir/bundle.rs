@@ -224,7 +224,7 @@ fn for_each_reference(
 async fn resolve_conditional(app: &App, tx: &mut dyn StoreTx, reference: &str) -> Result<String, FhirError> {
     let (ty, q) = reference.split_once('?').unwrap_or((reference, ""));
     check_type(app, ty)?;
-    let criteria = query::criteria(ty, &query::pairs(Some(q)))?;
+    let criteria = super::search::criteria(app, ty, &query::pairs(Some(q))).await?;
     let matches = tx.find(&criteria, 2).await?;
     match matches.as_slice() {
         [one] => Ok(format!("{}/{}", one.resource_type, one.id)),
@@ -253,8 +253,9 @@ async fn run(app: &App, tx: &mut dyn StoreTx, entries: Vec<Entry>) -> Result<Vec
                     None => (new_id(), None),
                     Some(cond) => {
                         let cond = cond.split_once('?').map_or(cond.as_str(), |(_, q)| q);
-                        let criteria =
-                            query::criteria(ty, &query::pairs(Some(cond))).map_err(|x| entry_error(e.index, x))?;
+                        let criteria = super::search::criteria(app, ty, &query::pairs(Some(cond)))
+                            .await
+                            .map_err(|x| entry_error(e.index, x))?;
                         let mut found = tx.find(&criteria, 2).await?;
                         match found.len() {
                             0 => (new_id(), None),
@@ -339,19 +340,19 @@ async fn run_one(
             if let Some(v) = existing {
                 return Ok(ok(StatusCode::OK, v));
             }
-            let v = ix::create(tx, write_of(&ty, id, resource), now).await?;
+            let v = ix::create(tx, write_of(app, &ty, id, resource), now).await?;
             Ok(Outcome { status: StatusCode::CREATED, version: Some(v), with_location: true })
         }
         (Verb::Put, Target::Instance(ty, id), Some(resource)) => {
-            let w = ix::update(tx, write_of(&ty, id, resource), e.if_match, now).await?;
+            let w = ix::update(tx, write_of(app, &ty, id, resource), e.if_match, now).await?;
             let status = if w.created { StatusCode::CREATED } else { StatusCode::OK };
             Ok(Outcome { status, version: Some(w.version), with_location: w.created })
         }
         (Verb::Put, Target::Conditional(ty, pairs), Some(resource)) => {
-            let criteria = query::criteria(&ty, &pairs)?;
+            let criteria = super::search::criteria(app, &ty, &pairs).await?;
             let client_id = resource.get("id").and_then(Value::as_str).map(str::to_owned);
             let from_client = client_id.is_some();
-            let write = write_of(&ty, client_id.unwrap_or_else(new_id), resource);
+            let write = write_of(app, &ty, client_id.unwrap_or_else(new_id), resource);
             let w = ix::update_matching(tx, &criteria, write, from_client, e.if_match, now).await?;
             let status = if w.created { StatusCode::CREATED } else { StatusCode::OK };
             Ok(Outcome { status, version: Some(w.version), with_location: w.created })
@@ -364,7 +365,7 @@ async fn run_one(
             Deleted::NotFound => Err(FhirError::not_found(format!("{ty}/{id} does not exist"))),
         },
         (Verb::Delete, Target::Conditional(ty, pairs), _) => {
-            let criteria = query::criteria(&ty, &pairs)?;
+            let criteria = super::search::criteria(app, &ty, &pairs).await?;
             let deleted = ix::delete_matching(tx, &criteria, false, now).await?;
             match deleted.into_iter().next() {
                 Some(v) => Ok(ok(StatusCode::NO_CONTENT, v)),
@@ -496,11 +497,23 @@ pub async fn batch_or_transaction(
     }
     let base = base_url(&app, &headers);
     let prefer = Prefer::from_headers(&headers).return_;
+    let resp = run_bundle(&app, &body, &base, prefer).await;
+    // SearchParameter entries change the registry once the Bundle has committed.
+    let touches =
+        |e: &Value| e.pointer("/request/url").and_then(Value::as_str).is_some_and(|u| u.starts_with("SearchParameter"));
+    if resp.is_ok() && body.get("entry").and_then(Value::as_array).is_some_and(|es| es.iter().any(touches)) {
+        super::interactions::after_write(&app, "SearchParameter").await?;
+    }
+    resp
+}
+
+async fn run_bundle(app: &App, body: &Value, base: &str, prefer: super::http::Return) -> Result<Response, FhirError> {
+    let (app, base) = (app, base.to_owned());
     match body.get("type").and_then(Value::as_str) {
         Some("transaction") => {
-            let entries = parse_entries(&app, &body, &base, 0)?;
+            let entries = parse_entries(app, body, &base, 0)?;
             let mut tx = app.store.begin().await?;
-            let results = run(&app, tx.as_mut(), entries).await?;
+            let results = run(app, tx.as_mut(), entries).await?;
             tx.commit().await?;
             let slots: Vec<Slot> = results.into_iter().map(|(_, o)| Slot::Done(o)).collect();
             response("transaction-response", &slots, &base, prefer)
@@ -516,9 +529,9 @@ pub async fn batch_or_transaction(
                     .map(|e| serde_json::json!({"resourceType": "Bundle", "type": "batch", "entry": [e]}));
                 let outcome = async {
                     let single = single.ok_or_else(|| FhirError::internal("entry vanished"))?;
-                    let entries = parse_entries(&app, &single, &base, index)?;
+                    let entries = parse_entries(app, &single, &base, index)?;
                     let mut tx = app.store.begin().await?;
-                    let mut results = run(&app, tx.as_mut(), entries).await?;
+                    let mut results = run(app, tx.as_mut(), entries).await?;
                     tx.commit().await?;
                     results.pop().map(|(_, o)| o).ok_or_else(|| FhirError::internal("no result"))
                 }

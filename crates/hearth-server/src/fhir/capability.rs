@@ -1,17 +1,56 @@
 //! The CapabilityStatement, generated from what this build really implements.
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use std::collections::BTreeMap;
+
 use hearth_fhir::Model;
+use hearth_search::{ParamType, Registry};
 use serde_json::{Value, json};
 
 /// Interactions every resource type supports.
-const TYPE_INTERACTIONS: [&str; 8] =
-    ["read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create"];
+const TYPE_INTERACTIONS: [&str; 9] =
+    ["read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create", "search-type"];
 
-pub fn capability_statement(model: &Model, base: &str, started: DateTime<Utc>) -> Value {
+/// The search parameters of one type as the registry in force has them (R4 plus stored
+/// SearchParameters); what is refused (`near`, `_query`, ...) is not listed.
+fn search_params(registry: &Registry, resource_type: &str) -> Vec<Value> {
+    let mut params: Vec<_> = registry
+        .params(resource_type)
+        .filter(|p| p.kind != ParamType::Special && !hearth_search::UNSUPPORTED.contains(&p.code.as_str()))
+        .collect();
+    params.sort_by(|a, b| a.code.cmp(&b.code));
+    params.into_iter().map(|p| json!({"name": p.code, "definition": p.url, "type": p.kind.as_str()})).collect()
+}
+
+pub fn capability_statement(model: &Model, registry: &Registry, base: &str, started: DateTime<Utc>) -> Value {
+    // `_revinclude` values per target type: every reference parameter that can point at it.
+    let mut revincludes: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for source in model.resource_types() {
+        for p in registry.params(source).filter(|p| p.kind == ParamType::Reference) {
+            for target in model.resource_types() {
+                if p.targets.is_empty() || p.targets.iter().any(|t| t == target) {
+                    revincludes.entry(target).or_default().push(format!("{source}:{}", p.code));
+                }
+            }
+        }
+    }
+    // System-level search takes the parameters every resource has.
+    let common: Vec<Value> = search_params(registry, "Patient")
+        .into_iter()
+        .filter(|p| p["name"].as_str().is_some_and(|n| n.starts_with('_')))
+        .collect();
     let resources: Vec<Value> = model
         .resource_types()
         .map(|t| {
+            let mut includes: Vec<String> = registry
+                .params(t)
+                .filter(|p| p.kind == ParamType::Reference)
+                .map(|p| format!("{t}:{}", p.code))
+                .collect();
+            includes.sort();
+            includes.insert(0, "*".into());
+            let mut revinclude = revincludes.remove(t).unwrap_or_default();
+            revinclude.sort();
             json!({
                 "type": t,
                 "interaction": TYPE_INTERACTIONS.iter().map(|c| json!({"code": c})).collect::<Vec<_>>(),
@@ -22,12 +61,9 @@ pub fn capability_statement(model: &Model, base: &str, started: DateTime<Utc>) -
                 "conditionalRead": "not-supported",
                 "conditionalUpdate": true,
                 "conditionalDelete": "single",
-                "searchParam": [
-                    {"name": "_id", "type": "token",
-                     "documentation": "Logical id; in conditional create/update/delete criteria."},
-                    {"name": "identifier", "type": "token",
-                     "documentation": "Business identifier; in conditional create/update/delete criteria."}
-                ]
+                "searchInclude": includes,
+                "searchRevInclude": revinclude,
+                "searchParam": search_params(registry, t)
             })
         })
         .collect();
@@ -44,7 +80,10 @@ pub fn capability_statement(model: &Model, base: &str, started: DateTime<Utc>) -
         "rest": [{
             "mode": "server",
             "resource": resources,
-            "interaction": [{"code": "history-system"}, {"code": "transaction"}, {"code": "batch"}]
+            "interaction": [
+                {"code": "history-system"}, {"code": "transaction"}, {"code": "batch"}, {"code": "search-system"}
+            ],
+            "searchParam": common
         }]
     })
 }

@@ -130,18 +130,26 @@ impl FromRequest<Arc<App>> for FhirBody {
     }
 }
 
-/// The body of a `PATCH`: a JSON Patch document (`application/json-patch+json`).
-pub struct JsonPatchBody(pub Value);
+/// The body of a `PATCH`: a JSON Patch document (`application/json-patch+json`) or a FHIRPath
+/// Patch `Parameters` resource (`application/fhir+json`).
+pub enum PatchBody {
+    Json(Value),
+    FhirPath(Value),
+}
 
-impl FromRequest<Arc<App>> for JsonPatchBody {
+impl FromRequest<Arc<App>> for PatchBody {
     type Rejection = FhirError;
 
     async fn from_request(req: Request, app: &Arc<App>) -> Result<Self, Self::Rejection> {
-        let is_json_patch =
-            |ct: &str| ct.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/json-patch+json");
-        read_json_body(req, app.config.max_body_bytes, is_json_patch, "application/json-patch+json (JSON Patch)")
-            .await
-            .map(JsonPatchBody)
+        let media = |ct: &str| ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        let ct = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(media);
+        let fhirpath = matches!(ct.as_deref(), Some("application/fhir+json" | "application/json"));
+        let accepts = |ct: &str| {
+            matches!(media(ct).as_str(), "application/json-patch+json" | "application/fhir+json" | "application/json")
+        };
+        let expected = "application/json-patch+json (JSON Patch) or application/fhir+json (FHIRPath Patch Parameters)";
+        let body = read_json_body(req, app.config.max_body_bytes, accepts, expected).await?;
+        Ok(if fhirpath { PatchBody::FhirPath(body) } else { PatchBody::Json(body) })
     }
 }
 

@@ -12,8 +12,8 @@ use serde::Serialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use super::http::{FhirBody, JsonPatchBody, Prefer, base_url, etag, http_date, if_match, negotiate, version_response};
-use super::{capability, index, query};
+use super::http::{FhirBody, PatchBody, Prefer, base_url, etag, http_date, if_match, negotiate, version_response};
+use super::{capability, query, search, search_parameters};
 use crate::app::App;
 use crate::error::{FhirError, Issue, fhir_json};
 
@@ -73,7 +73,7 @@ pub(super) fn validate(app: &App, resource_type: &str, body: &Value) -> Result<(
     }
     let found = app.model.validate(body);
     if found.is_empty() {
-        return Ok(());
+        return if resource_type == "SearchParameter" { search_parameters::check(app, body) } else { Ok(()) };
     }
     let total = found.len();
     let mut issues: Vec<Issue> = found
@@ -97,9 +97,18 @@ pub(super) fn validate(app: &App, resource_type: &str, body: &Value) -> Result<(
     }
 }
 
-pub(super) fn write_of(resource_type: &str, id: String, resource: Value) -> Write {
-    let tokens = index::tokens(&resource);
-    Write { resource_type: resource_type.to_owned(), id, resource, tokens }
+/// A write of `resource`, with its search index entries computed by the registry in force.
+pub(super) fn write_of(app: &App, resource_type: &str, id: String, resource: Value) -> Write {
+    let index = app.registry().index(&resource);
+    Write { resource_type: resource_type.to_owned(), id, resource, index }
+}
+
+/// What follows a committed write of `resource_type` (a SearchParameter changes the registry).
+pub(super) async fn after_write(app: &Arc<App>, resource_type: &str) -> Result<(), FhirError> {
+    if resource_type == "SearchParameter" {
+        search_parameters::changed(app).await?;
+    }
+    Ok(())
 }
 
 pub async fn metadata(
@@ -110,7 +119,7 @@ pub async fn metadata(
     let q = query::pairs(q.as_deref());
     negotiate(&headers, format_param(&q))?;
     let base = base_url(&app, &headers);
-    Ok(fhir_json(StatusCode::OK, &capability::capability_statement(&app.model, &base, app.started_at)))
+    Ok(fhir_json(StatusCode::OK, &capability::capability_statement(&app.model, &app.registry(), &base, app.started_at)))
 }
 
 pub async fn create(
@@ -126,19 +135,21 @@ pub async fn create(
     let base = base_url(&app, &headers);
     let now = app.clock.now();
     // FHIR: on create the server assigns the id and ignores any id in the body.
-    let write = write_of(&resource_type, new_id(), body);
+    let write = write_of(&app, &resource_type, new_id(), body);
     match headers.get("if-none-exist") {
         None => {
             let v = app.store.create(write, now).await?;
+            after_write(&app, &resource_type).await?;
             Ok(version_response(StatusCode::CREATED, &v, &base, prefer.return_, true, "created"))
         }
         Some(raw) => {
             let raw = raw.to_str().map_err(|_| FhirError::bad_request("invalid", "If-None-Exist is not valid text"))?;
             let raw = raw.trim_start_matches('?');
             let raw = raw.split_once('?').map_or(raw, |(_, q)| q);
-            let criteria = query::criteria(&resource_type, &query::pairs(Some(raw)))?;
+            let criteria = search::criteria(&app, &resource_type, &query::pairs(Some(raw))).await?;
             match app.store.create_unless_exists(&criteria, write, now).await? {
                 ConditionalCreate::Created(v) => {
+                    after_write(&app, &resource_type).await?;
                     Ok(version_response(StatusCode::CREATED, &v, &base, prefer.return_, true, "created"))
                 }
                 ConditionalCreate::Exists(v) => Ok(version_response(
@@ -254,12 +265,13 @@ pub async fn update(
     }
     let prefer = Prefer::from_headers(&headers);
     let base = base_url(&app, &headers);
-    let written = app.store.update(write_of(&resource_type, id, body), if_match, app.clock.now()).await?;
+    let written = app.store.update(write_of(&app, &resource_type, id, body), if_match, app.clock.now()).await?;
+    after_write(&app, &resource_type).await?;
     let (status, msg) = if written.created { (StatusCode::CREATED, "created") } else { (StatusCode::OK, "updated") };
     Ok(version_response(status, &written.version, &base, prefer.return_, written.created, msg))
 }
 
-/// `PATCH` with a JSON Patch document. The read, the patch, the validation of the result and the
+/// `PATCH` with a JSON Patch document or a FHIRPath Patch `Parameters` resource. The read, the patch, the validation of the result and the
 /// write happen in one store transaction, so a concurrent writer cannot slip in between. A patch
 /// that cannot be applied, or whose result is not a valid resource of the same type and id,
 /// answers `422`.
@@ -267,7 +279,7 @@ pub async fn patch(
     State(app): State<Arc<App>>,
     Path((resource_type, id)): Path<(String, String)>,
     headers: HeaderMap,
-    JsonPatchBody(patch): JsonPatchBody,
+    patch: PatchBody,
 ) -> Result<Response, FhirError> {
     check_type(&app, &resource_type)?;
     check_id(&id)?;
@@ -290,8 +302,18 @@ pub async fn patch(
     let doc: Value =
         serde_json::from_str(body).map_err(|e| FhirError::internal(format!("stored body is not JSON: {e}")))?;
     let unprocessable = |code, msg: String| FhirError::new(StatusCode::UNPROCESSABLE_ENTITY, Issue::error(code, msg));
-    let patched = hearth_fhir::json_patch::apply(&doc, &patch)
-        .map_err(|e| unprocessable("processing", format!("the patch cannot be applied: {e}")))?;
+    let patched = match &patch {
+        PatchBody::Json(p) => hearth_fhir::json_patch::apply(&doc, p)
+            .map_err(|e| unprocessable("processing", format!("the patch cannot be applied: {e}")))?,
+        PatchBody::FhirPath(p) => {
+            let now =
+                hearth_fhirpath::DateTime::parse(&app.clock.now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+                    .ok_or_else(|| FhirError::internal("clock time is not a FHIRPath dateTime"))?;
+            app.registry()
+                .fhirpath_patch(&doc, p, now)
+                .map_err(|e| unprocessable("processing", format!("the patch cannot be applied: {e}")))?
+        }
+    };
     if patched.get("resourceType") != doc.get("resourceType") || patched.get("id") != doc.get("id") {
         return Err(unprocessable("processing", "a patch must not change resourceType or id".into()));
     }
@@ -299,8 +321,10 @@ pub async fn patch(
         .map_err(|e| FhirError::with_issues(StatusCode::UNPROCESSABLE_ENTITY, e.issues))?;
     // Without If-Match the version just read is the precondition: the write is atomic with the read.
     let precondition = if_match.or(Some(current.version_id));
-    let written = ix::update(tx.as_mut(), write_of(&resource_type, id, patched), precondition, app.clock.now()).await?;
+    let written =
+        ix::update(tx.as_mut(), write_of(&app, &resource_type, id, patched), precondition, app.clock.now()).await?;
     tx.commit().await?;
+    after_write(&app, &resource_type).await?;
     Ok(version_response(StatusCode::OK, &written.version, &base, prefer.return_, false, "patched"))
 }
 
@@ -314,7 +338,7 @@ pub async fn conditional_update(
     check_type(&app, &resource_type)?;
     negotiate(&headers, None)?;
     let if_match = if_match(&headers)?;
-    let criteria = query::criteria(&resource_type, &query::pairs(q.as_deref()))?;
+    let criteria = search::criteria(&app, &resource_type, &query::pairs(q.as_deref())).await?;
     validate(&app, &resource_type, &body)?;
     let client_id = body.get("id").and_then(Value::as_str).map(str::to_owned);
     let id_from_client = client_id.is_some();
@@ -323,8 +347,9 @@ pub async fn conditional_update(
     let base = base_url(&app, &headers);
     let written = app
         .store
-        .update_matching(&criteria, write_of(&resource_type, id, body), id_from_client, if_match, app.clock.now())
+        .update_matching(&criteria, write_of(&app, &resource_type, id, body), id_from_client, if_match, app.clock.now())
         .await?;
+    after_write(&app, &resource_type).await?;
     let (status, msg) = if written.created { (StatusCode::CREATED, "created") } else { (StatusCode::OK, "updated") };
     Ok(version_response(status, &written.version, &base, prefer.return_, written.created, msg))
 }
@@ -349,7 +374,10 @@ pub async fn delete(
     check_id(&id)?;
     let if_match = if_match(&headers)?;
     match app.store.delete(&resource_type, &id, if_match, app.clock.now()).await? {
-        Deleted::Deleted(v) => Ok(deleted_response(&v)),
+        Deleted::Deleted(v) => {
+            after_write(&app, &resource_type).await?;
+            Ok(deleted_response(&v))
+        }
         Deleted::AlreadyDeleted => Ok(StatusCode::NO_CONTENT.into_response()),
         Deleted::NotFound => Err(FhirError::not_found(format!("{resource_type}/{id} does not exist"))),
     }
@@ -361,10 +389,13 @@ pub async fn conditional_delete(
     RawQuery(q): RawQuery,
 ) -> Result<Response, FhirError> {
     check_type(&app, &resource_type)?;
-    let criteria = query::criteria(&resource_type, &query::pairs(q.as_deref()))?;
+    let criteria = search::criteria(&app, &resource_type, &query::pairs(q.as_deref())).await?;
     let deleted = app.store.delete_matching(&criteria, false, app.clock.now()).await?;
     match deleted.first() {
-        Some(v) => Ok(deleted_response(v)),
+        Some(v) => {
+            after_write(&app, &resource_type).await?;
+            Ok(deleted_response(v))
+        }
         None => Err(FhirError::not_found("no resource matches the criteria")),
     }
 }

@@ -3,9 +3,10 @@
 mod bundle;
 mod capability;
 pub mod http;
-mod index;
 mod interactions;
 pub mod query;
+pub mod search;
+pub mod search_parameters;
 mod strict_json;
 
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use axum::extract::Request;
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 
 use crate::app::App;
 use crate::error::{FhirError, Issue};
@@ -23,13 +24,22 @@ use interactions as i;
 
 pub fn router() -> Router<Arc<App>> {
     Router::new()
-        .route("/", axum::routing::post(bundle::batch_or_transaction))
+        .route("/", get(search::search_system).post(bundle::batch_or_transaction))
+        .route("/_search", post(search::search_system_post))
         .route("/metadata", get(i::metadata))
         .route("/_history", get(i::history_system))
-        .route("/{type}", axum::routing::post(i::create).put(i::conditional_update).delete(i::conditional_delete))
+        .route("/$reindex", post(search_parameters::reindex_system))
+        .route("/$reindex/{job}", get(search_parameters::reindex_status))
+        .route(
+            "/{type}",
+            get(search::search_type).post(i::create).put(i::conditional_update).delete(i::conditional_delete),
+        )
+        .route("/{type}/_search", post(search::search_type_post))
+        .route("/{type}/$reindex", post(search_parameters::reindex_type))
         .route("/{type}/_history", get(i::history_type))
         .route("/{type}/{id}", get(i::read).put(i::update).delete(i::delete).patch(i::patch))
         .route("/{type}/{id}/_history", get(i::history_instance))
+        .route("/{type}/{id}/{compartment}", get(search::search_compartment))
         .route("/{type}/{id}/_history/{vid}", get(i::vread))
         .fallback(unknown_route)
         .layer(middleware::from_fn(outcome_guard))

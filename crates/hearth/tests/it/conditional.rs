@@ -1,4 +1,4 @@
-//! Conditional create, update and delete on `identifier` and `_id` criteria.
+//! Conditional create, update and delete (criteria are any search; mostly `identifier` here).
 
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -64,9 +64,15 @@ async fn if_none_exist_with_zero_one_and_two_matches() {
     let r = t.send(post(with_identifier("urn:mrn", "1"), "Patient?identifier=urn:mrn|1")).await;
     assert_eq!(r.status, 200);
     // Unknown criteria are refused, never ignored.
-    let r = t.send(post(with_identifier("urn:mrn", "1"), "name=Ident")).await;
+    let r = t.send(post(with_identifier("urn:mrn", "1"), "nickname=Ident")).await;
     assert_eq!(r.status, 400);
-    assert!(r.outcome_issue()["diagnostics"].as_str().unwrap().contains("name"));
+    assert!(r.outcome_issue()["diagnostics"].as_str().unwrap().contains("nickname"));
+    // Any search parameter works as a criterion, not only identifiers.
+    let mut named = with_identifier("urn:mrn", "77");
+    named["name"] = json!([{"family": "Criterion"}]);
+    named.as_object_mut().unwrap().remove("birthDate");
+    assert_eq!(t.send(post(named.clone(), "family=criterion&birthdate:missing=true")).await.status, 201);
+    assert_eq!(t.send(post(named, "family=criterion&birthdate:missing=true")).await.status, 200);
 }
 
 #[tokio::test]
@@ -134,5 +140,6 @@ async fn conditional_delete_zero_one_many() {
     assert_eq!(r.status, 412);
     assert_eq!(t.get(&format!("/fhir/Patient/{a}")).await.status, 200, "nothing deleted on 412");
     assert_eq!(t.get(&format!("/fhir/Patient/{b}")).await.status, 200);
-    assert_eq!(t.delete("/fhir/Patient?family=x").await.status, 400);
+    assert_eq!(t.delete("/fhir/Patient?nickname=x").await.status, 400);
+    assert_eq!(t.delete("/fhir/Patient?_count=5").await.status, 400, "criteria need at least one filter");
 }

@@ -13,3 +13,4 @@ mod examples;
 mod history;
 mod ops;
 mod process;
+mod search_vectors;

@@ -81,14 +81,28 @@ async fn capability_statement_claims_only_what_is_implemented() {
     let patient = resources.iter().find(|r| r["type"] == "Patient").unwrap();
     let codes: Vec<&str> =
         patient["interaction"].as_array().unwrap().iter().map(|i| i["code"].as_str().unwrap()).collect();
-    for c in ["read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create"] {
+    for c in ["read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create", "search-type"]
+    {
         assert!(codes.contains(&c), "{c} missing");
     }
-    assert!(!codes.contains(&"search-type"), "search is not implemented yet and must not be claimed");
+    // The search parameters listed are the registry's, and each one answers a search.
+    let params = patient["searchParam"].as_array().unwrap();
+    let names: Vec<&str> = params.iter().map(|p| p["name"].as_str().unwrap()).collect();
+    for n in ["_id", "_lastUpdated", "name", "family", "birthdate", "identifier", "general-practitioner"] {
+        assert!(names.contains(&n), "{n} missing from Patient.searchParam");
+    }
+    assert!(!names.contains(&"near"));
+    for p in params {
+        let (name, ty) = (p["name"].as_str().unwrap(), p["type"].as_str().unwrap());
+        let r = t.get(&format!("/fhir/Patient?{name}:missing=true")).await;
+        assert_eq!(r.status, 200, "{name} ({ty}) is listed but not searchable: {}", r.text);
+    }
+    assert!(patient["searchRevInclude"].as_array().unwrap().iter().any(|v| v == "Observation:subject"));
+    assert!(patient["searchInclude"].as_array().unwrap().iter().any(|v| v == "Patient:general-practitioner"));
     // Every claimed read really works for an arbitrary type: a 404, not a 405.
     assert_eq!(t.get("/fhir/Substance/x").await.status, 404);
     assert!(cs["rest"][0].get("operation").is_none());
     let system: Vec<&str> =
         cs["rest"][0]["interaction"].as_array().unwrap().iter().map(|i| i["code"].as_str().unwrap()).collect();
-    assert_eq!(system, ["history-system", "transaction", "batch"]);
+    assert_eq!(system, ["history-system", "transaction", "batch", "search-system"]);
 }

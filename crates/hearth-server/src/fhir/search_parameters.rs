@@ -1,0 +1,195 @@
+//! SearchParameter resources stored on the server, and `$reindex`.
+//!
+//! A SearchParameter written through the API is checked (it must compile and not clash with an
+//! existing code) before the write, and after the write commits the registry is rebuilt from the
+//! R4 parameters plus every stored SearchParameter, and the resources of its base types are
+//! reindexed in the background, so the parameter finds existing data too. `$reindex` (system or
+//! type level) runs the same job on request; `GET /fhir/$reindex/{job}` reports its progress.
+//!
+//! With several processes on one PostgreSQL database, another process picks up a new parameter
+//! when it restarts (documented in docs/POSTGRES.md); the index rows themselves are shared.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use hearth_search::{Handling, Registry};
+use hearth_store::{ResourceStore, SearchRequest, StoreError};
+use serde_json::{Value, json};
+
+use super::http::base_url;
+use super::interactions::check_type;
+use crate::app::{App, StartError};
+use crate::error::{FhirError, Issue, fhir_json};
+use crate::jobs::{Job, Status};
+
+const BATCH: u32 = 500;
+
+async fn stored(store: &dyn ResourceStore) -> Result<Vec<Value>, StoreError> {
+    let types = ["SearchParameter".to_owned()];
+    let mut out = Vec::new();
+    let mut after = 0;
+    loop {
+        let batch = store.scan(Some(&types), after, BATCH).await?;
+        let Some((last, _)) = batch.last() else { break };
+        after = *last;
+        for (_, v) in batch {
+            if let Some(body) = v.body
+                && let Ok(value) = serde_json::from_str::<Value>(&body)
+            {
+                out.push(value);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Adds every stored SearchParameter to `registry` (at start-up). One that no longer compiles
+/// is skipped with a warning naming its id; the rest still load.
+pub async fn load_stored(store: &dyn ResourceStore, registry: &mut Registry) -> Result<(), StartError> {
+    for sp in stored(store).await? {
+        if let Err(e) = registry.add(&sp) {
+            let id = sp.get("id").and_then(Value::as_str).unwrap_or("?");
+            tracing::warn!(search_parameter = id, error = %e, "stored SearchParameter not loaded");
+        }
+    }
+    Ok(())
+}
+
+/// Checks a SearchParameter about to be written: it must be one the registry can honour.
+pub fn check(app: &App, resource: &Value) -> Result<(), FhirError> {
+    let mut registry = (*app.registry()).clone();
+    registry.add(resource).map_err(|e| FhirError::bad_request("invalid", format!("SearchParameter: {e}")))
+}
+
+/// After a SearchParameter write committed: rebuild the registry from the stored parameters and
+/// reindex the resource types they apply to.
+pub async fn changed(app: &Arc<App>) -> Result<(), FhirError> {
+    let mut registry = Registry::r4(&app.model).map_err(FhirError::internal)?;
+    let stored = stored(&*app.store).await?;
+    let mut types = Vec::new();
+    for sp in &stored {
+        if registry.add(sp).is_ok() {
+            for base in sp.get("base").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str) {
+                if app.model.is_resource_type(base) && !types.iter().any(|t| t == base) {
+                    types.push(base.to_owned());
+                }
+            }
+        }
+    }
+    app.set_registry(registry);
+    if !types.is_empty() {
+        start(app, Some(types)).await?;
+    }
+    Ok(())
+}
+
+/// Starts a reindex job of `types` (every type when `None`) and returns it.
+async fn start(app: &Arc<App>, types: Option<Vec<String>>) -> Result<Arc<Job>, FhirError> {
+    let registry = app.registry();
+    let refs: Vec<&str> = types.iter().flatten().map(String::as_str).collect();
+    let query = registry
+        .parse_query(&refs, &[("_count".into(), "0".into())], Handling::Strict)
+        .map_err(|e| FhirError::bad_request("invalid", e.to_string()))?;
+    let total =
+        app.store.search(&SearchRequest { query, compartment: None, cursor: None, count_total: true }).await?.total;
+    let job = app.jobs.create("reindex", total, app.clock.now());
+    let (app, job2) = (Arc::clone(app), Arc::clone(&job));
+    tokio::spawn(async move {
+        let status = match reindex(&app, types.as_deref(), &job2).await {
+            Ok(()) => Status::Done,
+            Err(e) => {
+                tracing::error!(job = %job2.id, error = %e, "reindex failed");
+                Status::Failed("the reindex stopped on a storage error; start it again".into())
+            }
+        };
+        job2.finish(status, app.clock.now());
+    });
+    Ok(job)
+}
+
+/// Rewrites the index rows of every live resource of `types`, in batches (one transaction each;
+/// a resource written meanwhile keeps the rows its own write made).
+async fn reindex(app: &App, types: Option<&[String]>, job: &Job) -> Result<(), StoreError> {
+    let mut after = 0;
+    loop {
+        let batch = app.store.scan(types, after, BATCH).await?;
+        let Some((last, _)) = batch.last() else { return Ok(()) };
+        after = *last;
+        let registry = app.registry();
+        let mut tx = app.store.begin().await?;
+        let n = batch.len() as u64;
+        for (_, v) in batch {
+            let Some(body) = &v.body else { continue };
+            let Ok(resource) = serde_json::from_str::<Value>(body) else { continue };
+            let entries = registry.index(&resource);
+            tx.reindex(&v.resource_type, &v.id, v.version_id, &entries).await?;
+        }
+        tx.commit().await?;
+        job.add_processed(n);
+    }
+}
+
+fn kicked_off(app: &App, headers: &HeaderMap, job: &Job) -> Response {
+    let url = format!("{}/$reindex/{}", base_url(app, headers), job.id);
+    let outcome = crate::error::operation_outcome(&[Issue {
+        severity: "information",
+        ..Issue::error("informational", "reindex started; poll the Content-Location URL for progress")
+    }]);
+    let mut resp = fhir_json(StatusCode::ACCEPTED, &outcome);
+    if let Ok(v) = HeaderValue::from_str(&url) {
+        resp.headers_mut().insert(header::CONTENT_LOCATION, v);
+    }
+    resp
+}
+
+/// `POST /fhir/$reindex`
+pub async fn reindex_system(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Response, FhirError> {
+    let job = start(&app, None).await?;
+    Ok(kicked_off(&app, &headers, &job))
+}
+
+/// `POST /fhir/{type}/$reindex`
+pub async fn reindex_type(
+    State(app): State<Arc<App>>,
+    Path(resource_type): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, FhirError> {
+    check_type(&app, &resource_type)?;
+    let job = start(&app, Some(vec![resource_type])).await?;
+    Ok(kicked_off(&app, &headers, &job))
+}
+
+/// `GET /fhir/$reindex/{job}`: `202` with `X-Progress` while running, then `200` with a
+/// Parameters summary (or `500`-free failure report).
+pub async fn reindex_status(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Response, FhirError> {
+    let job = app.jobs.get(&id).ok_or_else(|| FhirError::not_found("no such job (jobs do not outlive a restart)"))?;
+    let processed = job.processed();
+    let progress = match job.total {
+        Some(t) => format!("{processed} of {t} resources"),
+        None => format!("{processed} resources"),
+    };
+    let (status, state) = match job.status() {
+        Status::Running => (StatusCode::ACCEPTED, "in-progress".to_owned()),
+        Status::Done => (StatusCode::OK, "completed".to_owned()),
+        Status::Failed(m) => (StatusCode::OK, format!("failed: {m}")),
+    };
+    let mut parameter = vec![
+        json!({"name": "status", "valueString": state}),
+        json!({"name": "processed", "valueInteger": processed}),
+        json!({"name": "started", "valueInstant": job.started.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)}),
+    ];
+    if let Some(t) = job.total {
+        parameter.push(json!({"name": "total", "valueInteger": t}));
+    }
+    if let Some(f) = job.finished() {
+        parameter
+            .push(json!({"name": "finished", "valueInstant": f.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)}));
+    }
+    let mut resp = fhir_json(status, &json!({"resourceType": "Parameters", "parameter": parameter}));
+    if let Ok(v) = HeaderValue::from_str(&progress) {
+        resp.headers_mut().insert("x-progress", v);
+    }
+    Ok(resp.into_response())
+}

@@ -1,0 +1,592 @@
+//! [`SearchQuery`] → SQL over the index tables.
+//!
+//! Every clause becomes a set of resource keys (`rid`s) computed from one index table through
+//! its B-tree (`res_type, param, value` first), and the outer query keeps `resources` rows whose
+//! `rid` is `IN` every clause's set (or `NOT IN` for negative tests). A chain or `_has` hop is a
+//! join through `search_reference` to the set of the next level. So the work of a selective
+//! query grows with the matches, not with the number of stored resources.
+
+use hearth_search::{
+    ComponentValue, CompositeValue, DateValue, Hop, ParamType, Prefix, QuantityValue, ReferenceValue, SortKey, Test,
+    TokenSystem, TokenValue,
+};
+use hearth_store::{Compartment, StoreError};
+
+use crate::index::{clip, is_full_text};
+use crate::{Builder, Col, invalid};
+
+/// The upper bound of a prefix range: every string starting with `v` sorts below it (byte-wise
+/// in SQLite's BINARY and PostgreSQL's "C" collations).
+fn prefix_end(v: &str) -> String {
+    let mut s = clip(v).to_owned();
+    s.push('\u{10FFFF}');
+    s
+}
+
+fn table_of(kind: ParamType, param: &str) -> Result<&'static str, StoreError> {
+    Ok(match kind {
+        ParamType::String if is_full_text(param) => "search_text",
+        ParamType::String => "search_string",
+        ParamType::Token => "search_token",
+        ParamType::Reference => "search_reference",
+        ParamType::Date => "search_date",
+        ParamType::Number => "search_number",
+        ParamType::Quantity => "search_quantity",
+        ParamType::Uri => "search_uri",
+        ParamType::Composite | ParamType::Special => {
+            return Err(invalid(format!("parameter '{param}' cannot be searched this way")));
+        }
+    })
+}
+
+fn is_negative(test: &Test) -> bool {
+    matches!(test, Test::Missing(true) | Test::NotToken(_) | Test::NotIn(_))
+}
+
+/// The resource types a set is restricted to; `None` = every type (system search without `_type`).
+pub(crate) type Types<'a> = Option<&'a [String]>;
+
+fn restrict_types(b: &mut Builder, column: &str, types: Types<'_>) {
+    if let Some(types) = types {
+        b.push(" AND ").push(column).push(" IN ").text_list(types.iter().map(String::as_str));
+    }
+}
+
+/// Writes the WHERE conditions (after `WHERE`) selecting live resources `r` of `types` that
+/// satisfy every clause and lie in the compartment.
+pub(crate) fn filter(
+    b: &mut Builder,
+    types: Types<'_>,
+    clauses: &[hearth_search::Clause],
+    compartment: Option<&Compartment>,
+) -> Result<(), StoreError> {
+    b.push("r.deleted = FALSE");
+    restrict_types(b, "r.res_type", types);
+    if let Some(c) = compartment {
+        b.push(" AND r.rid IN (SELECT a.rid FROM search_reference a WHERE a.target_type = ")
+            .text(&c.owner_type)
+            .push(" AND a.target_id = ")
+            .text(&c.owner_id)
+            .push(" AND a.grp = 0 AND (");
+        for (i, (ty, params)) in c.params.iter().enumerate() {
+            if i > 0 {
+                b.push(" OR ");
+            }
+            b.push("(a.res_type = ").text(ty).push(" AND a.param IN ").text_list(params.iter().map(String::as_str));
+            b.push(")");
+        }
+        if c.params.is_empty() {
+            b.push("1 = 0");
+        }
+        b.push("))");
+    }
+    for clause in clauses {
+        if clause.path.is_empty() && is_negative(&clause.test) {
+            b.push(" AND r.rid NOT IN (");
+            positive(b, types, &clause.param, clause.kind, &clause.test)?;
+        } else {
+            b.push(" AND r.rid IN (");
+            set(b, types, &clause.path, &clause.param, clause.kind, &clause.test)?;
+        }
+        b.push(")");
+    }
+    Ok(())
+}
+
+/// A subquery of the `rid`s of live resources of `types` for which the clause holds.
+fn set(
+    b: &mut Builder,
+    types: Types<'_>,
+    path: &[Hop],
+    param: &str,
+    kind: ParamType,
+    test: &Test,
+) -> Result<(), StoreError> {
+    match path.split_first() {
+        None if is_negative(test) => {
+            b.push("SELECT x.rid FROM resources x WHERE x.deleted = FALSE");
+            restrict_types(b, "x.res_type", types);
+            b.push(" AND x.rid NOT IN (");
+            positive(b, types, param, kind, test)?;
+            b.push(")");
+        }
+        None => positive(b, types, param, kind, test)?,
+        Some((Hop::Chain { param: link, target_types }, rest)) => {
+            b.push(
+                "SELECT c.rid FROM search_reference c JOIN resources t \
+                 ON t.res_type = c.target_type AND t.res_id = c.target_id WHERE c.param = ",
+            )
+            .text(link)
+            .push(" AND c.grp = 0");
+            restrict_types(b, "c.res_type", types);
+            b.push(" AND t.rid IN (");
+            set(b, Some(target_types), rest, param, kind, test)?;
+            b.push(")");
+        }
+        Some((Hop::Has { source_type, param: link }, rest)) => {
+            b.push(
+                "SELECT t.rid FROM search_reference c JOIN resources t \
+                 ON t.res_type = c.target_type AND t.res_id = c.target_id WHERE c.res_type = ",
+            )
+            .text(source_type)
+            .push(" AND c.param = ")
+            .text(link)
+            .push(" AND c.grp = 0");
+            restrict_types(b, "t.res_type", types);
+            b.push(" AND c.rid IN (");
+            set(b, Some(std::slice::from_ref(source_type)), rest, param, kind, test)?;
+            b.push(")");
+        }
+    }
+    Ok(())
+}
+
+/// `SELECT a.rid FROM <table> a WHERE a.res_type IN … AND a.param = … AND a.grp = 0`
+fn rows_of(b: &mut Builder, table: &str, types: Types<'_>, param: &str) {
+    b.push("SELECT a.rid FROM ").push(table).push(" a WHERE a.param = ").text(param).push(" AND a.grp = 0");
+    restrict_types(b, "a.res_type", types);
+}
+
+fn or_each<T>(
+    b: &mut Builder,
+    values: &[T],
+    mut each: impl FnMut(&mut Builder, &T) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    b.push(" AND (");
+    for (i, v) in values.iter().enumerate() {
+        if i > 0 {
+            b.push(" OR ");
+        }
+        b.push("(");
+        each(b, v)?;
+        b.push(")");
+    }
+    if values.is_empty() {
+        b.push("1 = 0");
+    }
+    b.push(")");
+    Ok(())
+}
+
+/// The positive form of a test: the `rid`s with at least one matching index row (for negative
+/// tests, the rows they exclude).
+fn positive(b: &mut Builder, types: Types<'_>, param: &str, kind: ParamType, test: &Test) -> Result<(), StoreError> {
+    if param == "_id" || param == "_lastUpdated" {
+        return builtin(b, types, param, test);
+    }
+    match test {
+        Test::Missing(_) => {
+            if kind == ParamType::Composite {
+                let first = format!("{param}$0");
+                for (i, table) in crate::index::TABLES.iter().enumerate() {
+                    if i > 0 {
+                        b.push(" UNION ");
+                    }
+                    b.push("SELECT a.rid FROM ").push(table).push(" a WHERE a.param = ").text(&first);
+                    restrict_types(b, "a.res_type", types);
+                }
+            } else {
+                rows_of(b, table_of(kind, param)?, types, param);
+            }
+        }
+        Test::StartsWith(vs) => {
+            rows_of(b, "search_string", types, param);
+            or_each(b, vs, |b, v| {
+                starts_with(b, "a.norm", v);
+                Ok(())
+            })?;
+        }
+        Test::Contains(vs) => {
+            rows_of(b, "search_string", types, param);
+            or_each(b, vs, |b, v| {
+                b.contains("a.norm", clip(v));
+                Ok(())
+            })?;
+        }
+        Test::Exact(vs) => {
+            rows_of(b, "search_string", types, param);
+            or_each(b, vs, |b, v| {
+                b.push("a.exact = ").text(v);
+                Ok(())
+            })?;
+        }
+        Test::Token(vs) | Test::NotToken(vs) => {
+            rows_of(b, "search_token", types, param);
+            or_each(b, vs, |b, v| {
+                token(b, "a.system", "a.code", v);
+                Ok(())
+            })?;
+        }
+        Test::TokenText(vs) => {
+            rows_of(b, "search_token", types, param);
+            or_each(b, vs, |b, v| {
+                starts_with(b, "a.text", v);
+                Ok(())
+            })?;
+        }
+        Test::OfType(vs) => {
+            rows_of(b, "search_token", types, param);
+            or_each(b, vs, |b, v| {
+                b.push("a.type_code = ").text(clip(&v.type_code));
+                match &v.type_system {
+                    Some(s) => b.push(" AND a.type_system = ").text(clip(s)),
+                    None => b.push(" AND a.type_system IS NULL"),
+                };
+                b.push(" AND a.code = ").text(clip(&v.value));
+                Ok(())
+            })?;
+        }
+        Test::Reference { type_modifier, values } => {
+            rows_of(b, "search_reference", types, param);
+            if let Some(t) = type_modifier {
+                b.push(" AND a.target_type = ").text(t);
+            }
+            or_each(b, values, |b, v| {
+                reference(b, "a", v);
+                Ok(())
+            })?;
+        }
+        Test::ReferenceIdentifier(vs) => {
+            rows_of(b, "search_reference", types, param);
+            or_each(b, vs, |b, v| {
+                token(b, "a.id_system", "a.id_value", v);
+                Ok(())
+            })?;
+        }
+        Test::Date(vs) => {
+            rows_of(b, "search_date", types, param);
+            or_each(b, vs, |b, v| {
+                date(b, "a.start_ms", "a.end_ms", v);
+                Ok(())
+            })?;
+        }
+        Test::Number(vs) => {
+            rows_of(b, "search_number", types, param);
+            or_each(b, vs, |b, v| {
+                range(b, "a.low", "a.high", v.prefix, v.low, v.high);
+                Ok(())
+            })?;
+        }
+        Test::Quantity(vs) => {
+            rows_of(b, "search_quantity", types, param);
+            or_each(b, vs, |b, v| {
+                quantity(b, "a", v);
+                Ok(())
+            })?;
+        }
+        Test::Uri(vs) => {
+            rows_of(b, "search_uri", types, param);
+            or_each(b, vs, |b, v| {
+                b.push("a.value = ").text(clip(v));
+                Ok(())
+            })?;
+        }
+        Test::UriBelow(vs) => {
+            rows_of(b, "search_uri", types, param);
+            or_each(b, vs, |b, v| {
+                starts_with(b, "a.value", v);
+                Ok(())
+            })?;
+        }
+        Test::UriAbove(vs) => {
+            rows_of(b, "search_uri", types, param);
+            or_each(b, vs, |b, v| {
+                b.push("substr(").text(v).push(", 1, length(a.value)) = a.value");
+                Ok(())
+            })?;
+        }
+        Test::Text(vs) => {
+            rows_of(b, "search_text", types, param);
+            or_each(b, vs, |b, words| {
+                for (i, w) in words.iter().enumerate() {
+                    if i > 0 {
+                        b.push(" AND ");
+                    }
+                    b.contains("a.content", w);
+                }
+                if words.is_empty() {
+                    b.push("1 = 1");
+                }
+                Ok(())
+            })?;
+        }
+        Test::Composite(vs) => composite(b, types, param, vs)?,
+        Test::List(ids) => {
+            b.push(
+                "SELECT t.rid FROM search_reference a JOIN resources l ON l.rid = a.rid \
+                 JOIN resources t ON t.res_type = a.target_type AND t.res_id = a.target_id \
+                 WHERE a.res_type = 'List' AND a.param = 'item' AND a.grp = 0 AND l.res_id IN ",
+            )
+            .text_list(ids.iter().map(String::as_str));
+            restrict_types(b, "t.res_type", types);
+        }
+        Test::In(_)
+        | Test::NotIn(_)
+        | Test::TokenAbove(_)
+        | Test::TokenBelow(_)
+        | Test::ReferenceAbove(_)
+        | Test::ReferenceBelow(_) => {
+            return Err(invalid(format!(
+                "the modifier on '{param}' needs terminology or hierarchy resolution the store does not do"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// `_id` and `_lastUpdated`, answered from `resources`.
+fn builtin(b: &mut Builder, types: Types<'_>, param: &str, test: &Test) -> Result<(), StoreError> {
+    b.push("SELECT a.rid FROM resources a WHERE a.deleted = FALSE");
+    restrict_types(b, "a.res_type", types);
+    match (param, test) {
+        (_, Test::Missing(_)) => {}
+        ("_id", Test::Token(vs) | Test::NotToken(vs)) => {
+            or_each(b, vs, |b, v| {
+                match (&v.system, &v.code) {
+                    (TokenSystem::Any | TokenSystem::Absent, Some(code)) => b.push("a.res_id = ").text(code),
+                    _ => b.push("1 = 0"),
+                };
+                Ok(())
+            })?;
+        }
+        ("_lastUpdated", Test::Date(vs)) => {
+            or_each(b, vs, |b, v| {
+                date(b, "a.last_updated", "a.last_updated", v);
+                Ok(())
+            })?;
+        }
+        _ => return Err(invalid(format!("this modifier is not supported on '{param}'"))),
+    }
+    Ok(())
+}
+
+fn starts_with(b: &mut Builder, col: &str, v: &str) {
+    b.push(col).push(" >= ").text(clip(v)).push(" AND ").push(col).push(" < ").text(&prefix_end(v));
+}
+
+fn token(b: &mut Builder, sys: &str, code: &str, v: &TokenValue) {
+    match &v.code {
+        Some(c) => b.push(code).push(" = ").text(clip(c)),
+        None => b.push(code).push(" IS NOT NULL"),
+    };
+    match &v.system {
+        TokenSystem::Any => {}
+        TokenSystem::Absent => {
+            b.push(" AND ").push(sys).push(" IS NULL");
+        }
+        TokenSystem::Is(s) => {
+            b.push(" AND ").push(sys).push(" = ").text(clip(s));
+        }
+    }
+}
+
+fn reference(b: &mut Builder, a: &str, v: &ReferenceValue) {
+    let version = match v {
+        ReferenceValue::Local { target_type, id, version } => {
+            b.push(a).push(".target_id = ").text(clip(id));
+            if let Some(t) = target_type {
+                b.push(" AND ").push(a).push(".target_type = ").text(t);
+            }
+            version
+        }
+        ReferenceValue::Url { url, version } => {
+            b.push(a).push(".url = ").text(clip(url));
+            version
+        }
+    };
+    if let Some(ver) = version {
+        b.push(" AND ").push(a).push(".version = ").text(clip(ver));
+    }
+}
+
+/// The date table of [`DateValue`] over columns `s`/`e`.
+fn date(b: &mut Builder, s: &str, e: &str, v: &DateValue) {
+    let eq = |b: &mut Builder| {
+        b.push(s).push(" >= ").int(v.start).push(" AND ").push(e).push(" <= ").int(v.end);
+    };
+    match v.prefix {
+        Prefix::Eq => eq(b),
+        Prefix::Ne => {
+            b.push("(").push(s).push(" < ").int(v.start).push(" OR ").push(e).push(" > ").int(v.end).push(")");
+        }
+        Prefix::Gt => {
+            b.push(e).push(" > ").int(v.end);
+        }
+        Prefix::Lt => {
+            b.push(s).push(" < ").int(v.start);
+        }
+        Prefix::Ge => {
+            b.push("(").push(e).push(" > ").int(v.end).push(" OR (");
+            eq(b);
+            b.push("))");
+        }
+        Prefix::Le => {
+            b.push("(").push(s).push(" < ").int(v.start).push(" OR (");
+            eq(b);
+            b.push("))");
+        }
+        Prefix::Sa => {
+            b.push(s).push(" > ").int(v.end);
+        }
+        Prefix::Eb => {
+            b.push(e).push(" < ").int(v.start);
+        }
+        Prefix::Ap => {
+            b.push(s).push(" <= ").int(v.end).push(" AND ").push(e).push(" >= ").int(v.start);
+        }
+    }
+}
+
+/// [`hearth_search::range_matches`] over columns `l`/`h` (the entry's half-open range).
+fn range(b: &mut Builder, l: &str, h: &str, prefix: Prefix, low: f64, high: f64) {
+    let eq = |b: &mut Builder| {
+        b.push(l).push(" >= ").real(low).push(" AND ").push(h).push(" <= ").real(high);
+    };
+    match prefix {
+        Prefix::Eq => eq(b),
+        Prefix::Ne => {
+            b.push("(").push(l).push(" < ").real(low).push(" OR ").push(h).push(" > ").real(high).push(")");
+        }
+        Prefix::Gt => {
+            b.push(h).push(" > ").real(high);
+        }
+        Prefix::Lt => {
+            b.push(l).push(" < ").real(low);
+        }
+        Prefix::Ge => {
+            b.push("(").push(h).push(" > ").real(high).push(" OR (");
+            eq(b);
+            b.push("))");
+        }
+        Prefix::Le => {
+            b.push("(").push(l).push(" < ").real(low).push(" OR (");
+            eq(b);
+            b.push("))");
+        }
+        Prefix::Sa => {
+            b.push(l).push(" >= ").real(high);
+        }
+        Prefix::Eb => {
+            b.push(h).push(" <= ").real(low);
+        }
+        Prefix::Ap => {
+            b.push(l).push(" < ").real(high).push(" AND ").push(h).push(" > ").real(low);
+        }
+    }
+}
+
+/// [`QuantityValue::matches`] over a `search_quantity` row aliased `a`.
+fn quantity(b: &mut Builder, a: &str, q: &QuantityValue) {
+    let col = |c: &str| format!("{a}.{c}");
+    let written = |b: &mut Builder| {
+        range(b, &col("low"), &col("high"), q.prefix, q.low, q.high);
+        if let Some(s) = &q.system {
+            b.push(" AND ").push(&col("system")).push(" = ").text(clip(s));
+        }
+        if let Some(c) = &q.code {
+            b.push(" AND (").push(&col("code")).push(" = ").text(clip(c));
+            b.push(" OR lower(").push(&col("unit")).push(") = lower(").text(clip(c)).push("))");
+        }
+    };
+    match &q.canonical {
+        Some(c) => {
+            b.push("((").push(&col("canon_unit")).push(" = ").text(&c.unit).push(" AND ");
+            range(b, &col("canon_low"), &col("canon_high"), q.prefix, c.low, c.high);
+            b.push(") OR ((").push(&col("canon_unit")).push(" IS NULL OR ").push(&col("canon_unit"));
+            b.push(" <> ").text(&c.unit).push(") AND ");
+            written(b);
+            b.push("))");
+        }
+        None => written(b),
+    }
+}
+
+fn component_table(c: &ComponentValue) -> &'static str {
+    match c {
+        ComponentValue::String(_) => "search_string",
+        ComponentValue::Token(_) => "search_token",
+        ComponentValue::Reference(_) => "search_reference",
+        ComponentValue::Date(_) => "search_date",
+        ComponentValue::Number(_) => "search_number",
+        ComponentValue::Quantity(_) => "search_quantity",
+        ComponentValue::Uri(_) => "search_uri",
+    }
+}
+
+fn component(b: &mut Builder, a: &str, c: &ComponentValue) {
+    let col = |n: &str| format!("{a}.{n}");
+    match c {
+        ComponentValue::String(v) => starts_with(b, &col("norm"), v),
+        ComponentValue::Token(v) => token(b, &col("system"), &col("code"), v),
+        ComponentValue::Reference(v) => reference(b, a, v),
+        ComponentValue::Date(v) => date(b, &col("start_ms"), &col("end_ms"), v),
+        ComponentValue::Number(v) => range(b, &col("low"), &col("high"), v.prefix, v.low, v.high),
+        ComponentValue::Quantity(v) => quantity(b, a, v),
+        ComponentValue::Uri(v) => {
+            b.push(&col("value")).push(" = ").text(clip(v));
+        }
+    }
+}
+
+/// Component rows of one group, joined: `c0` drives, `c1…` join on `(rid, grp)`.
+fn composite(b: &mut Builder, types: Types<'_>, param: &str, values: &[CompositeValue]) -> Result<(), StoreError> {
+    // The widest value decides how many components are joined; each position's table comes
+    // from the first value that has a part there (all values of one parameter agree).
+    let width = values.iter().map(|v| v.0.len()).max().unwrap_or(0);
+    let mut tables = Vec::with_capacity(width);
+    for i in 0..width {
+        let table = values.iter().find_map(|v| v.0.get(i)).map(component_table);
+        tables.push(table.ok_or_else(|| invalid(format!("empty composite value for '{param}'")))?);
+    }
+    let Some(first) = tables.first() else {
+        return Err(invalid(format!("empty composite value for '{param}'")));
+    };
+    b.push("SELECT c0.rid FROM ").push(first).push(" c0");
+    for (i, table) in tables.iter().enumerate().skip(1) {
+        b.push(&format!(" JOIN {table} c{i} ON c{i}.rid = c0.rid AND c{i}.grp = c0.grp AND c{i}.param = "));
+        b.text(&format!("{param}${i}"));
+    }
+    b.push(" WHERE c0.param = ").text(&format!("{param}$0"));
+    restrict_types(b, "c0.res_type", types);
+    or_each(b, values, |b, v| {
+        for (i, part) in v.0.iter().enumerate() {
+            if i > 0 {
+                b.push(" AND ");
+            }
+            component(b, &format!("c{i}"), part);
+        }
+        Ok(())
+    })
+}
+
+/// The expression of a sort key for resource `r`, and the type of its value.
+pub(crate) fn sort_key(b: &mut Builder, key: &SortKey) -> Result<Col, StoreError> {
+    match key.param.as_str() {
+        "_id" => {
+            b.push("r.res_id");
+            return Ok(Col::Text);
+        }
+        "_lastUpdated" => {
+            b.push("r.last_updated");
+            return Ok(Col::Int);
+        }
+        _ => {}
+    }
+    let agg = if key.descending { "MAX" } else { "MIN" };
+    let (table, column, col) = match key.kind {
+        ParamType::String => (table_of(key.kind, &key.param)?, "a.norm", Col::Text),
+        ParamType::Token => ("search_token", "a.code", Col::Text),
+        ParamType::Reference => ("search_reference", "COALESCE(a.target_type || '/' || a.target_id, a.url)", Col::Text),
+        ParamType::Date => ("search_date", if key.descending { "a.end_ms" } else { "a.start_ms" }, Col::Int),
+        ParamType::Number | ParamType::Quantity => {
+            (table_of(key.kind, &key.param)?, if key.descending { "a.high" } else { "a.low" }, Col::Real)
+        }
+        ParamType::Uri => ("search_uri", "a.value", Col::Text),
+        ParamType::Composite | ParamType::Special => {
+            return Err(invalid(format!("cannot sort by '{}'", key.param)));
+        }
+    };
+    b.push("(SELECT ").push(agg).push("(").push(column).push(") FROM ").push(table);
+    b.push(" a WHERE a.rid = r.rid AND a.param = ").text(&key.param).push(" AND a.grp = 0)");
+    Ok(col)
+}

@@ -1,8 +1,7 @@
 -- Search: every resource gets an integer key (`rid`) that the index tables refer to, and one
 -- index table per search value type replaces the identifier-only token_index. The index design
 -- is explained in hearth-store-sql (crate docs) and docs/ARCHITECTURE.md ("Search").
--- Databases created before this migration are reindexed by the server on start (the registry
--- fingerprint in `search_state` does not match).
+-- Resources stored before this migration have no index rows until `POST /fhir/$reindex` runs.
 DROP TABLE token_index;
 
 CREATE TABLE resources_v2 (
@@ -85,9 +84,3 @@ CREATE TABLE search_uri (
 );
 CREATE INDEX search_uri_value ON search_uri (res_type, param, value);
 CREATE INDEX search_uri_rid ON search_uri (rid, param);
-
--- Facts about the index as a whole (the fingerprint of the parameters it was built with).
-CREATE TABLE search_state (
-    key   TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-);

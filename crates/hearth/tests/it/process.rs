@@ -231,7 +231,7 @@ async fn json_logs_carry_request_ids_and_no_phi() {
     assert!(saw_request, "{lines:?}");
 }
 
-/// The README's three curl calls, run as written against a fresh server (only the address and the
+/// The README's four curl calls, run as written against a fresh server (only the address and the
 /// `<id>` placeholder are substituted).
 #[tokio::test]
 async fn readme_curl_calls_work_against_a_fresh_server() {
@@ -249,7 +249,7 @@ async fn readme_curl_calls_work_against_a_fresh_server() {
             calls.push(std::mem::take(&mut current));
         }
     }
-    assert_eq!(calls.len(), 3, "{calls:?}");
+    assert_eq!(calls.len(), 4, "{calls:?}");
     let dir = tempfile::tempdir().unwrap();
     let mut p = start(dir.path(), &[]).await;
     let run = |cmd: String| async move {
@@ -275,6 +275,11 @@ async fn readme_curl_calls_work_against_a_fresh_server() {
             .unwrap();
     assert_eq!(history["type"], "history");
     assert_eq!(history["entry"].as_array().unwrap().len(), 1);
+    let found: Value =
+        serde_json::from_str(&run(calls[3].replace("http://127.0.0.1:8080", &p.base)).await).unwrap();
+    assert_eq!(found["type"], "searchset");
+    assert_eq!(found["total"], 1);
+    assert_eq!(found["entry"][0]["resource"]["id"], id.as_str());
     sigterm(&p).await;
     wait_exit(&mut p).await;
 }

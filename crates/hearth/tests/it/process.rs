@@ -275,8 +275,7 @@ async fn readme_curl_calls_work_against_a_fresh_server() {
             .unwrap();
     assert_eq!(history["type"], "history");
     assert_eq!(history["entry"].as_array().unwrap().len(), 1);
-    let found: Value =
-        serde_json::from_str(&run(calls[3].replace("http://127.0.0.1:8080", &p.base)).await).unwrap();
+    let found: Value = serde_json::from_str(&run(calls[3].replace("http://127.0.0.1:8080", &p.base)).await).unwrap();
     assert_eq!(found["type"], "searchset");
     assert_eq!(found["total"], 1);
     assert_eq!(found["entry"][0]["resource"]["id"], id.as_str());

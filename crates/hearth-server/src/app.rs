@@ -6,8 +6,9 @@ use std::sync::{Arc, RwLock};
 use chrono::{DateTime, Utc};
 use hearth_fhir::Model;
 use hearth_search::{Compartments, Registry};
-use hearth_store::ResourceStore;
+use hearth_store::{Guarded, ResourceStore};
 use hearth_store_postgres::{PostgresOptions, PostgresStore};
+use hearth_store_sql::Db;
 use hearth_store_sqlite::{SqliteOptions, SqliteStore};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusRecorder};
 
@@ -41,11 +42,19 @@ pub enum StartError {
     Search(String),
     #[error("cannot set up metrics: {0}")]
     Metrics(String),
+    #[error("cannot set up authentication: {0}")]
+    Auth(#[from] crate::auth::AuthSetupError),
 }
 
 pub struct App {
     pub config: Config,
+    /// The raw store: for internal jobs acting for the system and for health checks. Request
+    /// handlers use [`App::store_for`] with their caller's access, or [`App::system`].
     pub store: Arc<dyn ResourceStore>,
+    /// The same database, for the identity tables.
+    pub db: Arc<dyn Db>,
+    /// Signing keys, password hashing and the patient compartment scheme.
+    pub auth: crate::auth::Auth,
     pub model: Arc<Model>,
     /// The search parameters in force: the R4 ones plus SearchParameter resources stored here.
     /// Replaced as a whole (copy on write) when a SearchParameter is written; never held
@@ -62,20 +71,26 @@ pub struct App {
 
 /// Opens the configured database and applies migrations.
 pub async fn open_store(config: &Config) -> Result<Arc<dyn ResourceStore>, StartError> {
+    Ok(open_database(config).await?.0)
+}
+
+/// Opens the configured database, applies migrations, and answers it as both the resource
+/// store and the identity tables.
+pub async fn open_database(config: &Config) -> Result<(Arc<dyn ResourceStore>, Arc<dyn Db>), StartError> {
     match config.database()? {
         Database::Sqlite(path) => {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir)
                     .map_err(|source| StartError::DataDir { path: dir.display().to_string(), source })?;
             }
-            let store = SqliteStore::open(&path, &SqliteOptions::default()).await?;
+            let store = Arc::new(SqliteStore::open(&path, &SqliteOptions::default()).await?);
             store.migrate().await?;
-            Ok(Arc::new(store))
+            Ok((store.clone(), store))
         }
         Database::Postgres(url) => {
-            let store = PostgresStore::connect(url.expose(), &PostgresOptions::default()).await?;
+            let store = Arc::new(PostgresStore::connect(url.expose(), &PostgresOptions::default()).await?);
             store.migrate().await?;
-            Ok(Arc::new(store))
+            Ok((store.clone(), store))
         }
     }
 }
@@ -83,7 +98,7 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn ResourceStore>, Start
 impl App {
     /// Builds the app from configuration: database (migrated), R4 model, metrics.
     pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<App, StartError> {
-        let store = open_store(&config).await?;
+        let (store, db) = open_database(&config).await?;
         let model = Model::r4().map_err(|e| StartError::Model(e.to_string()))?;
         let metrics = PrometheusBuilder::new()
             .set_buckets(&[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0])
@@ -93,9 +108,13 @@ impl App {
         let mut registry = Registry::r4(&model).map_err(|e| StartError::Search(e.to_string()))?;
         crate::fhir::search_parameters::load_stored(&*store, &mut registry).await?;
         let compartments = Compartments::r4().map_err(|e| StartError::Search(e.to_string()))?;
+        let scheme = Arc::new(crate::auth::patient_scheme(&compartments));
+        let auth = crate::auth::Auth::load(&*db, scheme, started_at).await?;
         Ok(App {
             config,
             store,
+            db,
+            auth,
             model: Arc::new(model),
             registry: RwLock::new(Arc::new(registry)),
             compartments,
@@ -104,6 +123,17 @@ impl App {
             metrics,
             started_at,
         })
+    }
+
+    /// The store as the system sees it (everything): internal work, and definitional lookups
+    /// (ValueSets, CodeSystems) that hold no one's record.
+    pub fn system(&self) -> Guarded {
+        Guarded::new(Arc::clone(&self.store), hearth_store::Access::system())
+    }
+
+    /// The store as `caller` may see it.
+    pub fn store_for(&self, caller: &crate::auth::Caller) -> Guarded {
+        Guarded::new(Arc::clone(&self.store), caller.access.clone())
     }
 
     /// The search parameters in force now.

@@ -91,7 +91,7 @@ pub enum ConfigError {
 }
 
 const KNOWN_VARS: &str = "HEARTH_CONFIG, HEARTH_LISTEN, HEARTH_DATA_DIR, HEARTH_DATABASE_URL, HEARTH_LOG_FORMAT, \
-HEARTH_LOG_LEVEL, HEARTH_MAX_BODY_BYTES, HEARTH_BASE_URL, HEARTH_SHUTDOWN_GRACE_SECS";
+HEARTH_LOG_LEVEL, HEARTH_MAX_BODY_BYTES, HEARTH_BASE_URL, HEARTH_SHUTDOWN_GRACE_SECS, HEARTH_ADMIN_PASSWORD";
 
 /// A TOML error as position + reason. Never toml's own rendering: it quotes the offending line,
 /// which may hold a secret such as a database password.
@@ -137,7 +137,8 @@ impl Config {
             }
             let bad = |message: String| ConfigError::Env { var: key.clone(), message };
             match key.as_str() {
-                "HEARTH_CONFIG" => {}
+                // Read by `hearth admin create-admin`, not configuration.
+                "HEARTH_CONFIG" | "HEARTH_ADMIN_PASSWORD" => {}
                 "HEARTH_LISTEN" => config.listen = value.parse().map_err(|e| bad(format!("{e}")))?,
                 "HEARTH_DATA_DIR" => config.data_dir = PathBuf::from(value),
                 "HEARTH_DATABASE_URL" => config.database_url = Some(Secret::new(value.clone())),

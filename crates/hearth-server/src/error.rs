@@ -14,6 +14,8 @@
 //! | `Conflict`          | 409    | `duplicate`           |
 //! | `MultipleMatches`   | 412    | `multiple-matches`    |
 //! | `IdMismatch`        | 400    | `invalid`             |
+//! | `Forbidden`         | 403    | `forbidden`           |
+//! | `InvalidSearch`     | 400    | `invalid`             |
 //! | `Unavailable`       | 503    | `transient`           |
 //! | `Corrupt`           | 500    | `exception`           |
 //! | `Database`          | 500    | `exception`           |
@@ -126,6 +128,7 @@ impl From<StoreError> for FhirError {
                 ),
             ),
             StoreError::InvalidSearch(message) => FhirError::bad_request("invalid", message),
+            StoreError::Forbidden(message) => FhirError::new(StatusCode::FORBIDDEN, Issue::error("forbidden", message)),
             StoreError::IdMismatch => FhirError::bad_request(
                 "invalid",
                 "the resource id does not match the id of the resource found by the search criteria",
@@ -174,12 +177,14 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Seconds for a `Retry-After` header (429/503).
+    pub retry_after: Option<u64>,
     internal: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, code, message: message.into(), internal: None }
+        ApiError { status, code, message: message.into(), retry_after: None, internal: None }
     }
 
     pub fn internal(cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> ApiError {
@@ -187,6 +192,7 @@ impl ApiError {
             status: StatusCode::INTERNAL_SERVER_ERROR,
             code: "internal",
             message: "internal server error; the server log has details under this request's id".into(),
+            retry_after: None,
             internal: Some(cause.into()),
         }
     }
@@ -196,6 +202,7 @@ impl ApiError {
             status: StatusCode::SERVICE_UNAVAILABLE,
             code: "unavailable",
             message: "a dependency is unavailable".into(),
+            retry_after: None,
             internal: Some(cause.into()),
         }
     }
@@ -205,6 +212,26 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         log_cause(self.status, self.internal.as_deref());
         let body = json!({ "error": { "code": self.code, "message": self.message } });
-        (self.status, axum::Json(body)).into_response()
+        let mut resp = (self.status, axum::Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        resp
+    }
+}
+
+/// A storage failure on the app API.
+pub fn api_store_error(e: StoreError) -> ApiError {
+    match e {
+        StoreError::Conflict => ApiError::new(StatusCode::CONFLICT, "conflict", "this already exists"),
+        StoreError::Forbidden(message) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", message),
+        StoreError::Unavailable(cause) => ApiError::unavailable(cause),
+        other => ApiError::internal(other),
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        api_store_error(e)
     }
 }

@@ -50,6 +50,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/openapi.json", get(ops::openapi_json))
         .route("/api/docs", get(ops::docs))
         .nest("/fhir", fhir::router())
+        .merge(crate::auth::routes::router())
         .layer(middleware::from_fn_with_state(app.clone(), record_metrics))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(

@@ -10,7 +10,7 @@ use hearth_search::{
     ComponentValue, CompositeValue, DateValue, Hop, ParamType, Prefix, QuantityValue, ReferenceValue, SortKey, Test,
     TokenSystem, TokenValue,
 };
-use hearth_store::{Compartment, StoreError};
+use hearth_store::{Access, Compartment, Op, StoreError};
 
 use crate::index::{clip, is_full_text};
 use crate::{Builder, Col, invalid};
@@ -59,9 +59,11 @@ pub(crate) fn filter(
     types: Types<'_>,
     clauses: &[hearth_search::Clause],
     compartment: Option<&Compartment>,
+    access: &Access,
 ) -> Result<(), StoreError> {
     b.push("r.deleted = FALSE");
     restrict_types(b, "r.res_type", types);
+    crate::access::restrict(b, "r", access, Op::Search, types);
     if let Some(c) = compartment {
         b.push(" AND r.rid IN (SELECT a.rid FROM search_reference a WHERE a.target_type = ")
             .text(&c.owner_type)

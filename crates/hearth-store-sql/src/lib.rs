@@ -19,14 +19,18 @@
 
 #![forbid(unsafe_code)]
 
+mod access;
 mod compile;
 mod cursor;
+pub mod identity;
 mod index;
 mod search;
 
 use async_trait::async_trait;
 use hearth_store::StoreError;
 
+pub use access::in_reach;
+pub use identity::Db;
 pub use index::{delete_index, insert_index};
 pub use search::{find, search};
 

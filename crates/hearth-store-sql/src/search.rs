@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use chrono::DateTime;
 use hearth_search::{Include, SearchQuery};
-use hearth_store::{Method, SearchPage, SearchRequest, StoreError, Version};
+use hearth_store::{Access, Method, Op, SearchPage, SearchRequest, StoreError, Version};
 
 use crate::compile::{Types, filter, sort_key};
 use crate::cursor::Cursor;
@@ -22,10 +22,15 @@ fn types_of(query: &SearchQuery) -> Types<'_> {
 
 /// Live resources matching the query's clauses (its result parameters are ignored), in `rid`
 /// order, at most `limit`. Used by conditional interactions inside a write transaction.
-pub async fn find(exec: &mut dyn Exec, query: &SearchQuery, limit: u32) -> Result<Vec<Version>, StoreError> {
+pub async fn find(
+    exec: &mut dyn Exec,
+    access: &Access,
+    query: &SearchQuery,
+    limit: u32,
+) -> Result<Vec<Version>, StoreError> {
     let mut b = Builder::new(exec.dialect());
     b.push("SELECT r.rid FROM resources r WHERE ");
-    filter(&mut b, types_of(query), &query.clauses, None)?;
+    filter(&mut b, types_of(query), &query.clauses, None, access)?;
     b.push(" ORDER BY r.rid LIMIT ").int(i64::from(limit));
     let rows = exec.fetch(&b.finish(), &[Col::Int]).await?;
     let rids: Vec<i64> = rows.iter().filter_map(|r| r.first().and_then(Val::as_int)).collect();
@@ -43,7 +48,7 @@ pub async fn search(exec: &mut dyn Exec, req: &SearchRequest) -> Result<SearchPa
     if req.count_total {
         let mut b = Builder::new(dialect);
         b.push("SELECT COUNT(*) FROM resources r WHERE ");
-        filter(&mut b, types, &query.clauses, req.compartment.as_ref())?;
+        filter(&mut b, types, &query.clauses, req.compartment.as_ref(), &req.access)?;
         let rows = exec.fetch(&b.finish(), &[Col::Int]).await?;
         let n = rows.first().and_then(|r| r.first()).and_then(Val::as_int).unwrap_or(0);
         page.total = Some(u64::try_from(n).unwrap_or(0));
@@ -66,7 +71,7 @@ pub async fn search(exec: &mut dyn Exec, req: &SearchRequest) -> Result<SearchPa
         b.push(&format!(" AS k{i}"));
     }
     b.push(" FROM resources r WHERE ");
-    filter(&mut b, types, &query.clauses, req.compartment.as_ref())?;
+    filter(&mut b, types, &query.clauses, req.compartment.as_ref(), &req.access)?;
     b.push(") q");
     let cursor = req.cursor.as_deref().map(|c| Cursor::decode(c, &cols)).transpose()?;
     let forward = cursor.as_ref().is_none_or(|c| c.forward);
@@ -104,7 +109,7 @@ pub async fn search(exec: &mut dyn Exec, req: &SearchRequest) -> Result<SearchPa
     page.matches = load(exec, &rids).await?;
 
     if !query.include.is_empty() || !query.revinclude.is_empty() {
-        let (included, truncated) = includes(exec, query, &rids).await?;
+        let (included, truncated) = includes(exec, query, &req.access, &rids).await?;
         page.included = load(exec, &included).await?;
         page.includes_truncated = truncated;
     }
@@ -146,7 +151,12 @@ fn keyset(b: &mut Builder, query: &SearchQuery, c: &Cursor, i: usize) {
 
 /// Follows `_include` and `_revinclude` from the matches (and, for `:iterate`, from what they
 /// added, until nothing new is found), returning the included `rid`s in discovery order.
-async fn includes(exec: &mut dyn Exec, query: &SearchQuery, matches: &[i64]) -> Result<(Vec<i64>, bool), StoreError> {
+async fn includes(
+    exec: &mut dyn Exec,
+    query: &SearchQuery,
+    access: &Access,
+    matches: &[i64],
+) -> Result<(Vec<i64>, bool), StoreError> {
     let mut seen: HashSet<i64> = matches.iter().copied().collect();
     let mut out = Vec::new();
     let mut frontier = matches.to_vec();
@@ -156,7 +166,7 @@ async fn includes(exec: &mut dyn Exec, query: &SearchQuery, matches: &[i64]) -> 
         for (rev, list) in [(false, &query.include), (true, &query.revinclude)] {
             for inc in list.iter().filter(|i| first || i.iterate) {
                 for chunk in frontier.chunks(500) {
-                    let sql = include_sql(exec.dialect(), inc, rev, chunk);
+                    let sql = include_sql(exec.dialect(), inc, rev, chunk, access);
                     for row in exec.fetch(&sql, &[Col::Int]).await? {
                         if let Some(rid) = row.first().and_then(Val::as_int)
                             && seen.insert(rid)
@@ -178,7 +188,7 @@ async fn includes(exec: &mut dyn Exec, query: &SearchQuery, matches: &[i64]) -> 
     Ok((out, false))
 }
 
-fn include_sql(dialect: crate::Dialect, inc: &Include, rev: bool, from: &[i64]) -> crate::Sql {
+fn include_sql(dialect: crate::Dialect, inc: &Include, rev: bool, from: &[i64], access: &Access) -> crate::Sql {
     let mut b = Builder::new(dialect);
     b.push(if rev { "SELECT DISTINCT a.rid" } else { "SELECT DISTINCT t.rid" });
     b.push(
@@ -194,6 +204,16 @@ fn include_sql(dialect: crate::Dialect, inc: &Include, rev: bool, from: &[i64]) 
     }
     if let Some(t) = &inc.target_type {
         b.push(" AND a.target_type = ").text(t);
+    }
+    if !access.is_unrestricted() {
+        // Only what the caller may read is ever included.
+        b.push(if rev {
+            " AND a.rid IN (SELECT r.rid FROM resources r WHERE r.deleted = FALSE"
+        } else {
+            " AND t.rid IN (SELECT r.rid FROM resources r WHERE r.deleted = FALSE"
+        });
+        crate::access::restrict(&mut b, "r", access, Op::Read, None);
+        b.push(")");
     }
     b.finish()
 }

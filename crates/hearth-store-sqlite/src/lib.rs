@@ -21,10 +21,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use hearth_store::{
-    Current, CurrentState, HistoryPage, HistoryQuery, IndexEntry, PoolStats, ResourceStore, SearchPage, SearchQuery,
-    SearchRequest, StoreError, StoreTx, Version,
+    Access, Current, CurrentState, HistoryPage, HistoryQuery, IndexEntry, PoolStats, ResourceStore, SearchPage,
+    SearchQuery, SearchRequest, StoreError, StoreTx, Version,
 };
-use hearth_store_sql::{Col, Dialect, Exec, Sql, Val};
+use hearth_store_sql::{Col, Db, Dialect, Exec, Sql, Val};
 use sqlx::sqlite::{
     SqliteArguments, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteSynchronous,
@@ -190,8 +190,12 @@ impl StoreTx for SqliteTx {
         sql::read_current(&mut self.tx, resource_type, id).await
     }
 
-    async fn find(&mut self, query: &SearchQuery, limit: u32) -> Result<Vec<Version>, StoreError> {
-        hearth_store_sql::find(&mut Conn(&mut self.tx), query, limit).await
+    async fn in_reach(&mut self, access: &Access, resource_type: &str, id: &str) -> Result<bool, StoreError> {
+        hearth_store_sql::in_reach(&mut Conn(&mut self.tx), access, resource_type, id).await
+    }
+
+    async fn find(&mut self, access: &Access, query: &SearchQuery, limit: u32) -> Result<Vec<Version>, StoreError> {
+        hearth_store_sql::find(&mut Conn(&mut self.tx), access, query, limit).await
     }
 
     async fn persist(&mut self, version: &Version, index: &[IndexEntry]) -> Result<(), StoreError> {
@@ -252,9 +256,14 @@ impl ResourceStore for SqliteStore {
         sql::read_version(&mut conn, resource_type, id, version_id).await
     }
 
-    async fn find(&self, query: &SearchQuery, limit: u32) -> Result<Vec<Version>, StoreError> {
+    async fn find(&self, access: &Access, query: &SearchQuery, limit: u32) -> Result<Vec<Version>, StoreError> {
         let mut conn = self.read.acquire().await.map_err(db_error)?;
-        hearth_store_sql::find(&mut Conn(&mut conn), query, limit).await
+        hearth_store_sql::find(&mut Conn(&mut conn), access, query, limit).await
+    }
+
+    async fn in_reach(&self, access: &Access, resource_type: &str, id: &str) -> Result<bool, StoreError> {
+        let mut conn = self.read.acquire().await.map_err(db_error)?;
+        hearth_store_sql::in_reach(&mut Conn(&mut conn), access, resource_type, id).await
     }
 
     async fn search(&self, request: &SearchRequest) -> Result<SearchPage, StoreError> {
@@ -290,5 +299,32 @@ impl ResourceStore for SqliteStore {
     async fn close(&self) {
         self.read.close().await;
         self.write.close().await;
+    }
+}
+
+/// The identity tables' statements (`hearth_store_sql::identity`) on this backend's pools.
+#[async_trait]
+impl Db for SqliteStore {
+    fn dialect(&self) -> Dialect {
+        Dialect::Sqlite
+    }
+
+    async fn fetch(&self, sql: &Sql, cols: &[Col]) -> Result<Vec<Vec<Val>>, StoreError> {
+        let mut conn = self.read.acquire().await.map_err(db_error)?;
+        Conn(&mut conn).fetch(sql, cols).await
+    }
+
+    async fn fetch_write(&self, sql: &Sql, cols: &[Col]) -> Result<Vec<Vec<Val>>, StoreError> {
+        let mut conn = self.write.acquire().await.map_err(db_error)?;
+        Conn(&mut conn).fetch(sql, cols).await
+    }
+
+    async fn execute(&self, sql: &Sql) -> Result<u64, StoreError> {
+        let mut conn = self.write.acquire().await.map_err(db_error)?;
+        let done = sqlx::query_with(AssertSqlSafe(sql.text.clone()), arguments(sql)?)
+            .execute(&mut *conn)
+            .await
+            .map_err(db_error)?;
+        Ok(done.rows_affected())
     }
 }

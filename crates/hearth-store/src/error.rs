@@ -20,6 +20,10 @@ pub enum StoreError {
     /// show and names no data.
     #[error("{0}")]
     InvalidSearch(String),
+    /// The caller's [`crate::Access`] does not allow the interaction (403). The message names
+    /// the interaction and type, never data.
+    #[error("{0}")]
+    Forbidden(String),
     /// The database could not be reached or is busy beyond the timeout.
     #[error("database unavailable")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),

@@ -7,14 +7,14 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::{
-    ConditionalCreate, CurrentState, Deleted, IfMatch, Method, ResourceStore, SearchQuery, StoreError, StoreTx,
-    Version, Write, Written,
+    ConditionalCreate, CurrentState, Deleted, Guarded, GuardedTx, IfMatch, Method, SearchQuery, StoreError, Version,
+    Write, Written,
 };
 
 /// Writes the version after `previous` (version 1 when `None`): stamps `id` and `meta` into the
 /// body and has the backend persist it with its index rows.
 pub async fn put(
-    tx: &mut dyn StoreTx,
+    tx: &mut GuardedTx,
     write: Write,
     previous: Option<CurrentState>,
     method: Method,
@@ -36,7 +36,7 @@ pub async fn put(
 
 /// Writes a deletion marker after `previous`; the backend drops the index rows.
 pub async fn put_deletion(
-    tx: &mut dyn StoreTx,
+    tx: &mut GuardedTx,
     resource_type: &str,
     id: &str,
     previous: CurrentState,
@@ -65,7 +65,7 @@ fn check_if_match(if_match: IfMatch, current: Option<CurrentState>) -> Result<()
 }
 
 /// Creates a resource under a fresh id; `Conflict` if the id is taken (even by a deleted one).
-pub async fn create(tx: &mut dyn StoreTx, write: Write, now: DateTime<Utc>) -> Result<Version, StoreError> {
+pub async fn create(tx: &mut GuardedTx, write: Write, now: DateTime<Utc>) -> Result<Version, StoreError> {
     if tx.current(&write.resource_type, &write.id).await?.is_some() {
         return Err(StoreError::Conflict);
     }
@@ -74,7 +74,7 @@ pub async fn create(tx: &mut dyn StoreTx, write: Write, now: DateTime<Utc>) -> R
 
 /// 0 matches → create, 1 → `Exists`, more → `MultipleMatches`.
 pub async fn create_unless_exists(
-    tx: &mut dyn StoreTx,
+    tx: &mut GuardedTx,
     criteria: &SearchQuery,
     write: Write,
     now: DateTime<Utc>,
@@ -89,7 +89,7 @@ pub async fn create_unless_exists(
 
 /// Update, or create with the client's id. `if_match` is checked against the current version.
 pub async fn update(
-    tx: &mut dyn StoreTx,
+    tx: &mut GuardedTx,
     write: Write,
     if_match: IfMatch,
     now: DateTime<Utc>,
@@ -104,7 +104,7 @@ pub async fn update(
 /// Conditional update: 0 matches → create `write` (with its id), 1 → update the match (a
 /// client-supplied id that differs from the match's is `IdMismatch`), more → `MultipleMatches`.
 pub async fn update_matching(
-    tx: &mut dyn StoreTx,
+    tx: &mut GuardedTx,
     criteria: &SearchQuery,
     mut write: Write,
     id_from_client: bool,
@@ -125,7 +125,7 @@ pub async fn update_matching(
 }
 
 pub async fn delete(
-    tx: &mut dyn StoreTx,
+    tx: &mut GuardedTx,
     resource_type: &str,
     id: &str,
     if_match: IfMatch,
@@ -143,7 +143,7 @@ pub async fn delete(
 
 /// Conditional delete. With `allow_multiple = false`, more than one match is `MultipleMatches`.
 pub async fn delete_matching(
-    tx: &mut dyn StoreTx,
+    tx: &mut GuardedTx,
     criteria: &SearchQuery,
     allow_multiple: bool,
     now: DateTime<Utc>,
@@ -196,10 +196,10 @@ pub trait ResourceStoreExt {
 }
 
 #[async_trait]
-impl<S: ResourceStore + ?Sized> ResourceStoreExt for S {
+impl ResourceStoreExt for Guarded {
     async fn create(&self, write: Write, now: DateTime<Utc>) -> Result<Version, StoreError> {
         let mut tx = self.begin().await?;
-        let out = create(tx.as_mut(), write, now).await?;
+        let out = create(&mut tx, write, now).await?;
         tx.commit().await?;
         Ok(out)
     }
@@ -211,14 +211,14 @@ impl<S: ResourceStore + ?Sized> ResourceStoreExt for S {
         now: DateTime<Utc>,
     ) -> Result<ConditionalCreate, StoreError> {
         let mut tx = self.begin().await?;
-        let out = create_unless_exists(tx.as_mut(), criteria, write, now).await?;
+        let out = create_unless_exists(&mut tx, criteria, write, now).await?;
         tx.commit().await?;
         Ok(out)
     }
 
     async fn update(&self, write: Write, if_match: IfMatch, now: DateTime<Utc>) -> Result<Written, StoreError> {
         let mut tx = self.begin().await?;
-        let out = update(tx.as_mut(), write, if_match, now).await?;
+        let out = update(&mut tx, write, if_match, now).await?;
         tx.commit().await?;
         Ok(out)
     }
@@ -232,7 +232,7 @@ impl<S: ResourceStore + ?Sized> ResourceStoreExt for S {
         now: DateTime<Utc>,
     ) -> Result<Written, StoreError> {
         let mut tx = self.begin().await?;
-        let out = update_matching(tx.as_mut(), criteria, write, id_from_client, if_match, now).await?;
+        let out = update_matching(&mut tx, criteria, write, id_from_client, if_match, now).await?;
         tx.commit().await?;
         Ok(out)
     }
@@ -245,7 +245,7 @@ impl<S: ResourceStore + ?Sized> ResourceStoreExt for S {
         now: DateTime<Utc>,
     ) -> Result<Deleted, StoreError> {
         let mut tx = self.begin().await?;
-        let out = delete(tx.as_mut(), resource_type, id, if_match, now).await?;
+        let out = delete(&mut tx, resource_type, id, if_match, now).await?;
         tx.commit().await?;
         Ok(out)
     }
@@ -257,7 +257,7 @@ impl<S: ResourceStore + ?Sized> ResourceStoreExt for S {
         now: DateTime<Utc>,
     ) -> Result<Vec<Version>, StoreError> {
         let mut tx = self.begin().await?;
-        let out = delete_matching(tx.as_mut(), criteria, allow_multiple, now).await?;
+        let out = delete_matching(&mut tx, criteria, allow_multiple, now).await?;
         tx.commit().await?;
         Ok(out)
     }

@@ -16,7 +16,9 @@
 
 #![forbid(unsafe_code)]
 
+mod access;
 mod error;
+mod guard;
 pub mod interactions;
 mod search;
 
@@ -26,7 +28,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value};
 
+pub use access::{Access, Grants, Op, PatientScheme, PatientSet, Reach, TypeGrant};
 pub use error::StoreError;
+pub use guard::{Guarded, GuardedTx};
 pub use hearth_search::{IndexEntry, SearchQuery};
 pub use search::{Compartment, SearchPage, SearchRequest};
 
@@ -141,7 +145,7 @@ pub struct HistoryQuery {
     pub count: u32,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct HistoryPage {
     /// Newest first.
     pub entries: Vec<Version>,
@@ -216,9 +220,13 @@ pub trait ResourceStore: Send + Sync + 'static {
     async fn read_version(&self, resource_type: &str, id: &str, version_id: u64)
     -> Result<Option<Version>, StoreError>;
 
-    /// Live resources matching the clauses of `query` (its result parameters are ignored), in
-    /// store order, at most `limit`.
-    async fn find(&self, query: &SearchQuery, limit: u32) -> Result<Vec<Version>, StoreError>;
+    /// Live resources matching the clauses of `query` (its result parameters are ignored) that
+    /// `access` reaches, in store order, at most `limit`.
+    async fn find(&self, access: &Access, query: &SearchQuery, limit: u32) -> Result<Vec<Version>, StoreError>;
+
+    /// Whether the live resource `resource_type/id` is within `access`'s reach (false when it
+    /// does not exist or is deleted). Grants are not consulted.
+    async fn in_reach(&self, access: &Access, resource_type: &str, id: &str) -> Result<bool, StoreError>;
 
     /// One page of a search (see [`SearchRequest`]).
     async fn search(&self, request: &SearchRequest) -> Result<SearchPage, StoreError>;
@@ -246,8 +254,12 @@ pub trait StoreTx: Send {
 
     async fn read(&mut self, resource_type: &str, id: &str) -> Result<Current, StoreError>;
 
-    /// Live resources matching the clauses of `query` as seen inside this transaction.
-    async fn find(&mut self, query: &SearchQuery, limit: u32) -> Result<Vec<Version>, StoreError>;
+    /// Live resources matching the clauses of `query` that `access` reaches, as seen inside
+    /// this transaction.
+    async fn find(&mut self, access: &Access, query: &SearchQuery, limit: u32) -> Result<Vec<Version>, StoreError>;
+
+    /// [`ResourceStore::in_reach`] inside this transaction.
+    async fn in_reach(&mut self, access: &Access, resource_type: &str, id: &str) -> Result<bool, StoreError>;
 
     /// Persists a new version built by [`interactions`]: appends the version row, moves the
     /// current pointer (a version without body marks the resource deleted) and replaces the

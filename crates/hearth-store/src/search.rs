@@ -2,13 +2,16 @@
 
 use hearth_search::SearchQuery;
 
-use crate::Version;
+use crate::{Access, Version};
 
 /// A search to run: the parsed query (after the caller resolved terminology and hierarchy tests,
 /// see [`hearth_search::Test`]), an optional compartment, and paging state.
 #[derive(Debug, Clone)]
 pub struct SearchRequest {
     pub query: SearchQuery,
+    /// Whose data and which types the caller reaches; the store narrows matches and includes to
+    /// it (set by [`crate::Guarded::search`]).
+    pub access: Access,
     pub compartment: Option<Compartment>,
     /// The opaque cursor of a `next`/`previous` link, as the store produced it.
     pub cursor: Option<String>,

@@ -29,6 +29,37 @@ enum Command {
     Serve,
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Administration tasks on the configured database.
+    Admin {
+        #[command(subcommand)]
+        task: AdminTask,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminTask {
+    /// Create an administrator account. The password is read from HEARTH_ADMIN_PASSWORD or,
+    /// when that is unset, from the first line of standard input.
+    CreateAdmin {
+        #[arg(long)]
+        email: String,
+    },
+    /// Add a new access-token signing key and make it the active one (tokens signed with older
+    /// keys stay valid until they expire).
+    RotateKeys,
+}
+
+fn read_password() -> Result<String, String> {
+    if let Ok(p) = std::env::var("HEARTH_ADMIN_PASSWORD") {
+        return Ok(p);
+    }
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).map_err(|e| format!("cannot read the password from stdin: {e}"))?;
+    let p = line.trim_end_matches(['\r', '\n']).to_owned();
+    if p.is_empty() {
+        return Err("no password: set HEARTH_ADMIN_PASSWORD or write it to standard input".into());
+    }
+    Ok(p)
 }
 
 fn init_logging(config: &Config) -> Result<(), String> {
@@ -76,6 +107,26 @@ async fn run(cli: Cli) -> Result<(), String> {
             hearth_server::app::open_store(&config).await.map_err(|e| e.to_string())?.close().await;
             tracing::info!("migrations applied");
             Ok(())
+        }
+        Command::Admin { task } => {
+            let app = Arc::new(App::start(config, Arc::new(SystemClock)).await.map_err(|e| e.to_string())?);
+            let result = match task {
+                AdminTask::CreateAdmin { email } => {
+                    let password = read_password()?;
+                    hearth_server::auth::routes::create_admin(&app, &email, password)
+                        .await
+                        .map(|id| println!("created admin account {id}"))
+                        .map_err(|e| format!("{} ({})", e.message, e.code))
+                }
+                AdminTask::RotateKeys => app
+                    .auth
+                    .rotate(&*app.db, app.clock.now())
+                    .await
+                    .map(|kid| println!("new active signing key {kid}"))
+                    .map_err(|e| e.to_string()),
+            };
+            app.store.close().await;
+            result
         }
         Command::Serve => {
             let listen = config.listen;

@@ -24,7 +24,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use hearth_store::interactions as ix;
-use hearth_store::{Current, Deleted, StoreTx, Version};
+use hearth_store::{Current, Deleted, Guarded, GuardedTx, Version};
 use serde::Serialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -33,6 +33,7 @@ use super::http::{FhirBody, Prefer, Return, base_url, etag, negotiate};
 use super::interactions::{check_id, check_type, new_id, validate, write_of};
 use super::query;
 use crate::app::App;
+use crate::auth::Caller;
 use crate::error::{FHIR_JSON, FhirError, Issue, operation_outcome};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -221,7 +222,7 @@ fn for_each_reference(
 }
 
 /// Resolves a conditional reference (`Type?criteria`) to exactly one resource.
-async fn resolve_conditional(app: &App, tx: &mut dyn StoreTx, reference: &str) -> Result<String, FhirError> {
+async fn resolve_conditional(app: &App, tx: &mut GuardedTx, reference: &str) -> Result<String, FhirError> {
     let (ty, q) = reference.split_once('?').unwrap_or((reference, ""));
     check_type(app, ty)?;
     let criteria = super::search::criteria(app, ty, &query::pairs(Some(q))).await?;
@@ -240,7 +241,7 @@ async fn resolve_conditional(app: &App, tx: &mut dyn StoreTx, reference: &str) -
 }
 
 /// Runs entries inside one store transaction (the caller commits).
-async fn run(app: &App, tx: &mut dyn StoreTx, entries: Vec<Entry>) -> Result<Vec<(usize, Outcome)>, FhirError> {
+async fn run(app: &App, tx: &mut GuardedTx, entries: Vec<Entry>) -> Result<Vec<(usize, Outcome)>, FhirError> {
     let now = app.clock.now();
     // 1. Ids for POSTs (or the existing match for conditional creates) and the fullUrl map.
     let mut mapping: HashMap<String, String> = HashMap::new();
@@ -328,7 +329,7 @@ async fn run(app: &App, tx: &mut dyn StoreTx, entries: Vec<Entry>) -> Result<Vec
 
 async fn run_one(
     app: &App,
-    tx: &mut dyn StoreTx,
+    tx: &mut GuardedTx,
     e: Entry,
     assigned: &mut HashMap<usize, (String, Option<Version>)>,
     now: chrono::DateTime<chrono::Utc>,
@@ -379,9 +380,13 @@ async fn run_one(
             }
             Current::NotFound => Err(FhirError::not_found(format!("{ty}/{id} does not exist"))),
         },
-        (Verb::Get, Target::Version(ty, id, vid), _) => match app.store.read_version(&ty, &id, vid).await? {
-            Some(v) if !v.is_deletion() => Ok(ok(StatusCode::OK, v)),
-            _ => Err(FhirError::not_found(format!("{ty}/{id} has no readable version {vid}"))),
+        (Verb::Get, Target::Version(ty, id, vid), _) => match tx.read(&ty, &id).await? {
+            // The reach is judged on the current version (see `hearth_store::Guarded`).
+            Current::NotFound => Err(FhirError::not_found(format!("{ty}/{id} does not exist"))),
+            _ => match app.store.read_version(&ty, &id, vid).await? {
+                Some(v) if !v.is_deletion() => Ok(ok(StatusCode::OK, v)),
+                _ => Err(FhirError::not_found(format!("{ty}/{id} has no readable version {vid}"))),
+            },
         },
         _ => Err(FhirError::bad_request("not-supported", "unsupported entry request")),
     }
@@ -480,9 +485,11 @@ fn response(kind: &'static str, slots: &[Slot], base: &str, prefer: Return) -> R
 
 pub async fn batch_or_transaction(
     State(app): State<Arc<App>>,
+    caller: Caller,
     headers: HeaderMap,
     FhirBody(body): FhirBody,
 ) -> Result<Response, FhirError> {
+    let store = app.store_for(&caller);
     negotiate(&headers, None)?;
     if body.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
         return Err(FhirError::new(
@@ -497,7 +504,7 @@ pub async fn batch_or_transaction(
     }
     let base = base_url(&app, &headers);
     let prefer = Prefer::from_headers(&headers).return_;
-    let resp = run_bundle(&app, &body, &base, prefer).await;
+    let resp = run_bundle(&app, &store, &body, &base, prefer).await;
     // SearchParameter entries change the registry once the Bundle has committed.
     let touches =
         |e: &Value| e.pointer("/request/url").and_then(Value::as_str).is_some_and(|u| u.starts_with("SearchParameter"));
@@ -507,13 +514,19 @@ pub async fn batch_or_transaction(
     resp
 }
 
-async fn run_bundle(app: &App, body: &Value, base: &str, prefer: super::http::Return) -> Result<Response, FhirError> {
+async fn run_bundle(
+    app: &App,
+    store: &Guarded,
+    body: &Value,
+    base: &str,
+    prefer: super::http::Return,
+) -> Result<Response, FhirError> {
     let (app, base) = (app, base.to_owned());
     match body.get("type").and_then(Value::as_str) {
         Some("transaction") => {
             let entries = parse_entries(app, body, &base, 0)?;
-            let mut tx = app.store.begin().await?;
-            let results = run(app, tx.as_mut(), entries).await?;
+            let mut tx = store.begin().await?;
+            let results = run(app, &mut tx, entries).await?;
             tx.commit().await?;
             let slots: Vec<Slot> = results.into_iter().map(|(_, o)| Slot::Done(o)).collect();
             response("transaction-response", &slots, &base, prefer)
@@ -530,8 +543,8 @@ async fn run_bundle(app: &App, body: &Value, base: &str, prefer: super::http::Re
                 let outcome = async {
                     let single = single.ok_or_else(|| FhirError::internal("entry vanished"))?;
                     let entries = parse_entries(app, &single, &base, index)?;
-                    let mut tx = app.store.begin().await?;
-                    let mut results = run(app, tx.as_mut(), entries).await?;
+                    let mut tx = store.begin().await?;
+                    let mut results = run(app, &mut tx, entries).await?;
                     tx.commit().await?;
                     results.pop().map(|(_, o)| o).ok_or_else(|| FhirError::internal("no result"))
                 }

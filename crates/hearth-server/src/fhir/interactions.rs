@@ -7,7 +7,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use hearth_store::interactions::{self as ix, ResourceStoreExt};
-use hearth_store::{ConditionalCreate, Current, Deleted, HistoryQuery, HistoryScope, Version, Write};
+use hearth_store::{ConditionalCreate, Current, Deleted, Guarded, HistoryQuery, HistoryScope, Version, Write};
 use serde::Serialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -15,6 +15,7 @@ use serde_json::value::RawValue;
 use super::http::{FhirBody, PatchBody, Prefer, base_url, etag, http_date, if_match, negotiate, version_response};
 use super::{capability, query, search, search_parameters};
 use crate::app::App;
+use crate::auth::Caller;
 use crate::error::{FhirError, Issue, fhir_json};
 
 /// Most validation issues reported for one resource (the rest are summarised).
@@ -98,7 +99,7 @@ pub(super) fn validate(app: &App, resource_type: &str, body: &Value) -> Result<(
 }
 
 /// A write of `resource`, with its search index entries computed by the registry in force.
-pub(super) fn write_of(app: &App, resource_type: &str, id: String, resource: Value) -> Write {
+pub(crate) fn write_of(app: &App, resource_type: &str, id: String, resource: Value) -> Write {
     let index = app.registry().index(&resource);
     Write { resource_type: resource_type.to_owned(), id, resource, index }
 }
@@ -124,10 +125,12 @@ pub async fn metadata(
 
 pub async fn create(
     State(app): State<Arc<App>>,
+    caller: Caller,
     Path(resource_type): Path<String>,
     headers: HeaderMap,
     FhirBody(body): FhirBody,
 ) -> Result<Response, FhirError> {
+    let store = app.store_for(&caller);
     check_type(&app, &resource_type)?;
     negotiate(&headers, None)?;
     validate(&app, &resource_type, &body)?;
@@ -138,7 +141,7 @@ pub async fn create(
     let write = write_of(&app, &resource_type, new_id(), body);
     match headers.get("if-none-exist") {
         None => {
-            let v = app.store.create(write, now).await?;
+            let v = store.create(write, now).await?;
             after_write(&app, &resource_type).await?;
             Ok(version_response(StatusCode::CREATED, &v, &base, prefer.return_, true, "created"))
         }
@@ -147,7 +150,7 @@ pub async fn create(
             let raw = raw.trim_start_matches('?');
             let raw = raw.split_once('?').map_or(raw, |(_, q)| q);
             let criteria = search::criteria(&app, &resource_type, &query::pairs(Some(raw))).await?;
-            match app.store.create_unless_exists(&criteria, write, now).await? {
+            match store.create_unless_exists(&criteria, write, now).await? {
                 ConditionalCreate::Created(v) => {
                     after_write(&app, &resource_type).await?;
                     Ok(version_response(StatusCode::CREATED, &v, &base, prefer.return_, true, "created"))
@@ -167,15 +170,17 @@ pub async fn create(
 
 pub async fn read(
     State(app): State<Arc<App>>,
+    caller: Caller,
     Path((resource_type, id)): Path<(String, String)>,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> Result<Response, FhirError> {
+    let store = app.store_for(&caller);
     check_type(&app, &resource_type)?;
     check_id(&id)?;
     let q = query::pairs(q.as_deref());
     negotiate(&headers, format_param(&q))?;
-    match app.store.read(&resource_type, &id).await? {
+    match store.read(&resource_type, &id).await? {
         Current::Found(v) => {
             if not_modified(&headers, &v) {
                 let mut r = StatusCode::NOT_MODIFIED.into_response();
@@ -217,17 +222,19 @@ fn not_modified(headers: &HeaderMap, v: &Version) -> bool {
 
 pub async fn vread(
     State(app): State<Arc<App>>,
+    caller: Caller,
     Path((resource_type, id, vid)): Path<(String, String, String)>,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> Result<Response, FhirError> {
+    let store = app.store_for(&caller);
     check_type(&app, &resource_type)?;
     check_id(&id)?;
     let q = query::pairs(q.as_deref());
     negotiate(&headers, format_param(&q))?;
     let version: u64 =
         vid.parse().map_err(|_| FhirError::not_found(format!("{resource_type}/{id} has no version `{vid}`")))?;
-    match app.store.read_version(&resource_type, &id, version).await? {
+    match store.read_version(&resource_type, &id, version).await? {
         Some(v) if v.is_deletion() => Err(FhirError::new(
             StatusCode::GONE,
             Issue::error("deleted", format!("version {version} of {resource_type}/{id} is a deletion")),
@@ -239,10 +246,12 @@ pub async fn vread(
 
 pub async fn update(
     State(app): State<Arc<App>>,
+    caller: Caller,
     Path((resource_type, id)): Path<(String, String)>,
     headers: HeaderMap,
     FhirBody(body): FhirBody,
 ) -> Result<Response, FhirError> {
+    let store = app.store_for(&caller);
     check_type(&app, &resource_type)?;
     check_id(&id)?;
     negotiate(&headers, None)?;
@@ -265,7 +274,7 @@ pub async fn update(
     }
     let prefer = Prefer::from_headers(&headers);
     let base = base_url(&app, &headers);
-    let written = app.store.update(write_of(&app, &resource_type, id, body), if_match, app.clock.now()).await?;
+    let written = store.update(write_of(&app, &resource_type, id, body), if_match, app.clock.now()).await?;
     after_write(&app, &resource_type).await?;
     let (status, msg) = if written.created { (StatusCode::CREATED, "created") } else { (StatusCode::OK, "updated") };
     Ok(version_response(status, &written.version, &base, prefer.return_, written.created, msg))
@@ -277,17 +286,19 @@ pub async fn update(
 /// answers `422`.
 pub async fn patch(
     State(app): State<Arc<App>>,
+    caller: Caller,
     Path((resource_type, id)): Path<(String, String)>,
     headers: HeaderMap,
     patch: PatchBody,
 ) -> Result<Response, FhirError> {
+    let store = app.store_for(&caller);
     check_type(&app, &resource_type)?;
     check_id(&id)?;
     negotiate(&headers, None)?;
     let if_match = if_match(&headers)?;
     let prefer = Prefer::from_headers(&headers);
     let base = base_url(&app, &headers);
-    let mut tx = app.store.begin().await?;
+    let mut tx = store.begin().await?;
     let current = match tx.read(&resource_type, &id).await? {
         Current::Found(v) => v,
         Current::Deleted(_) => {
@@ -322,7 +333,7 @@ pub async fn patch(
     // Without If-Match the version just read is the precondition: the write is atomic with the read.
     let precondition = if_match.or(Some(current.version_id));
     let written =
-        ix::update(tx.as_mut(), write_of(&app, &resource_type, id, patched), precondition, app.clock.now()).await?;
+        ix::update(&mut tx, write_of(&app, &resource_type, id, patched), precondition, app.clock.now()).await?;
     tx.commit().await?;
     after_write(&app, &resource_type).await?;
     Ok(version_response(StatusCode::OK, &written.version, &base, prefer.return_, false, "patched"))
@@ -330,11 +341,13 @@ pub async fn patch(
 
 pub async fn conditional_update(
     State(app): State<Arc<App>>,
+    caller: Caller,
     Path(resource_type): Path<String>,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
     FhirBody(body): FhirBody,
 ) -> Result<Response, FhirError> {
+    let store = app.store_for(&caller);
     check_type(&app, &resource_type)?;
     negotiate(&headers, None)?;
     let if_match = if_match(&headers)?;
@@ -345,8 +358,7 @@ pub async fn conditional_update(
     let id = client_id.unwrap_or_else(new_id);
     let prefer = Prefer::from_headers(&headers);
     let base = base_url(&app, &headers);
-    let written = app
-        .store
+    let written = store
         .update_matching(&criteria, write_of(&app, &resource_type, id, body), id_from_client, if_match, app.clock.now())
         .await?;
     after_write(&app, &resource_type).await?;
@@ -367,13 +379,15 @@ fn deleted_response(v: &Version) -> Response {
 
 pub async fn delete(
     State(app): State<Arc<App>>,
+    caller: Caller,
     Path((resource_type, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, FhirError> {
+    let store = app.store_for(&caller);
     check_type(&app, &resource_type)?;
     check_id(&id)?;
     let if_match = if_match(&headers)?;
-    match app.store.delete(&resource_type, &id, if_match, app.clock.now()).await? {
+    match store.delete(&resource_type, &id, if_match, app.clock.now()).await? {
         Deleted::Deleted(v) => {
             after_write(&app, &resource_type).await?;
             Ok(deleted_response(&v))
@@ -385,12 +399,14 @@ pub async fn delete(
 
 pub async fn conditional_delete(
     State(app): State<Arc<App>>,
+    caller: Caller,
     Path(resource_type): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Result<Response, FhirError> {
+    let store = app.store_for(&caller);
     check_type(&app, &resource_type)?;
     let criteria = search::criteria(&app, &resource_type, &query::pairs(q.as_deref())).await?;
-    let deleted = app.store.delete_matching(&criteria, false, app.clock.now()).await?;
+    let deleted = store.delete_matching(&criteria, false, app.clock.now()).await?;
     match deleted.first() {
         Some(v) => {
             after_write(&app, &resource_type).await?;
@@ -444,6 +460,7 @@ struct HistoryBundle<'a> {
 
 async fn history(
     app: &App,
+    store: &Guarded,
     headers: &HeaderMap,
     scope: HistoryScope,
     raw_query: Option<&str>,
@@ -457,8 +474,7 @@ async fn history(
         HistoryScope::Type(t) => format!("{base}/{t}/_history"),
         HistoryScope::Instance { resource_type, id } => format!("{base}/{resource_type}/{id}/_history"),
     };
-    let page = app
-        .store
+    let page = store
         .history(&HistoryQuery {
             scope: scope.clone(),
             since: params.since,
@@ -469,7 +485,7 @@ async fn history(
     // Every resource has at least one version, so only an empty page can mean "no such resource"
     // (it may also mean `_since`/the cursor filtered everything out): check only then.
     if let (true, HistoryScope::Instance { resource_type, id }) = (page.entries.is_empty(), &scope)
-        && let Current::NotFound = app.store.read(resource_type, id).await?
+        && let Current::NotFound = store.read(resource_type, id).await?
     {
         return Err(FhirError::not_found(format!("{resource_type}/{id} does not exist")));
     }
@@ -531,29 +547,35 @@ async fn history(
 
 pub async fn history_system(
     State(app): State<Arc<App>>,
+    caller: Caller,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> Result<Response, FhirError> {
-    history(&app, &headers, HistoryScope::System, q.as_deref()).await
+    let store = app.store_for(&caller);
+    history(&app, &store, &headers, HistoryScope::System, q.as_deref()).await
 }
 
 pub async fn history_type(
     State(app): State<Arc<App>>,
+    caller: Caller,
     Path(resource_type): Path<String>,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> Result<Response, FhirError> {
+    let store = app.store_for(&caller);
     check_type(&app, &resource_type)?;
-    history(&app, &headers, HistoryScope::Type(resource_type), q.as_deref()).await
+    history(&app, &store, &headers, HistoryScope::Type(resource_type), q.as_deref()).await
 }
 
 pub async fn history_instance(
     State(app): State<Arc<App>>,
+    caller: Caller,
     Path((resource_type, id)): Path<(String, String)>,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> Result<Response, FhirError> {
+    let store = app.store_for(&caller);
     check_type(&app, &resource_type)?;
     check_id(&id)?;
-    history(&app, &headers, HistoryScope::Instance { resource_type, id }, q.as_deref()).await
+    history(&app, &store, &headers, HistoryScope::Instance { resource_type, id }, q.as_deref()).await
 }

@@ -21,6 +21,8 @@ use axum::routing::{get, post};
 use crate::app::App;
 use crate::error::{FhirError, Issue};
 use interactions as i;
+pub(crate) use interactions::valid_id;
+pub(crate) use interactions::write_of;
 
 pub fn router() -> Router<Arc<App>> {
     Router::new()

@@ -18,13 +18,14 @@ use axum::response::{IntoResponse, Response};
 use hearth_search::{
     Clause, Handling as ParseHandling, ReferenceValue, SearchQuery, Summary, Test, TokenSystem, TokenValue, Total,
 };
-use hearth_store::{Compartment, SearchPage, SearchRequest, Version};
+use hearth_store::{Compartment, Guarded, SearchPage, SearchRequest, Version};
 use serde_json::{Map, Value, json};
 
 use super::http::{Handling, Prefer, base_url, negotiate};
 use super::interactions::{check_id, check_type};
 use super::query;
 use crate::app::App;
+use crate::auth::Caller;
 use crate::error::{FHIR_JSON, FhirError, Issue};
 
 /// Most codes a `:in`, `:below` or `:above` may expand to before the search is refused.
@@ -78,50 +79,60 @@ enum Scope {
 
 pub async fn search_type(
     State(app): State<Arc<App>>,
+    caller: Caller,
     Path(resource_type): Path<String>,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> Result<Response, FhirError> {
+    let store = app.store_for(&caller);
     check_type(&app, &resource_type)?;
-    run(&app, &headers, Scope::Type(resource_type), query::pairs(q.as_deref())).await
+    run(&app, &store, &headers, Scope::Type(resource_type), query::pairs(q.as_deref())).await
 }
 
 pub async fn search_type_post(
     State(app): State<Arc<App>>,
+    caller: Caller,
     Path(resource_type): Path<String>,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
     body: Bytes,
 ) -> Result<Response, FhirError> {
+    let store = app.store_for(&caller);
     check_type(&app, &resource_type)?;
     let pairs = form_pairs(&headers, q.as_deref(), &body)?;
-    run(&app, &headers, Scope::Type(resource_type), pairs).await
+    run(&app, &store, &headers, Scope::Type(resource_type), pairs).await
 }
 
 pub async fn search_system(
     State(app): State<Arc<App>>,
+    caller: Caller,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> Result<Response, FhirError> {
-    run(&app, &headers, Scope::System, query::pairs(q.as_deref())).await
+    let store = app.store_for(&caller);
+    run(&app, &store, &headers, Scope::System, query::pairs(q.as_deref())).await
 }
 
 pub async fn search_system_post(
     State(app): State<Arc<App>>,
+    caller: Caller,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
     body: Bytes,
 ) -> Result<Response, FhirError> {
+    let store = app.store_for(&caller);
     let pairs = form_pairs(&headers, q.as_deref(), &body)?;
-    run(&app, &headers, Scope::System, pairs).await
+    run(&app, &store, &headers, Scope::System, pairs).await
 }
 
 pub async fn search_compartment(
     State(app): State<Arc<App>>,
+    caller: Caller,
     Path((owner_type, owner_id, target)): Path<(String, String, String)>,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> Result<Response, FhirError> {
+    let store = app.store_for(&caller);
     check_type(&app, &owner_type)?;
     check_id(&owner_id)?;
     let target = if target == "*" {
@@ -130,7 +141,7 @@ pub async fn search_compartment(
         check_type(&app, &target)?;
         Some(target)
     };
-    run(&app, &headers, Scope::Compartment { owner_type, owner_id, target }, query::pairs(q.as_deref())).await
+    run(&app, &store, &headers, Scope::Compartment { owner_type, owner_id, target }, query::pairs(q.as_deref())).await
 }
 
 /// `POST _search`: parameters from the form body (`application/x-www-form-urlencoded`) and the
@@ -150,6 +161,7 @@ fn form_pairs(headers: &HeaderMap, raw_query: Option<&str>, body: &Bytes) -> Res
 
 async fn run(
     app: &App,
+    store: &Guarded,
     headers: &HeaderMap,
     scope: Scope,
     pairs: Vec<(String, String)>,
@@ -203,8 +215,9 @@ async fn run(
     if query.summary == Some(Summary::Count) {
         query.count = 0;
     }
-    let request = SearchRequest { query, compartment, cursor: cursor.clone(), count_total };
-    let page = app.store.search(&request).await?;
+    let request =
+        SearchRequest { query, access: store.access().clone(), compartment, cursor: cursor.clone(), count_total };
+    let page = store.search(request.clone()).await?;
     let bundle = searchset(app, &request.query, &page, &base, &path, cursor.is_some())?;
     let mut resp = (StatusCode::OK, bundle).into_response();
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
@@ -386,7 +399,7 @@ async fn by_url(app: &App, resource_type: &str, url: &str) -> Result<Option<Valu
     let q = registry
         .parse_query(&[resource_type], &[("url".to_owned(), hearth_search::escape(url))], ParseHandling::Strict)
         .map_err(search_error)?;
-    let found = app.store.find(&q, 1).await?;
+    let found = app.system().find(&q, 1).await?;
     match found.into_iter().next().and_then(|v| v.body) {
         Some(body) => Ok(Some(serde_json::from_str(&body).map_err(FhirError::internal)?)),
         None => Ok(None),
@@ -568,12 +581,12 @@ async fn hierarchy(
             let q = registry
                 .parse_query(&[ty.as_str()], &[(clause.param.clone(), value.join(","))], ParseHandling::Strict)
                 .map_err(search_error)?;
-            for v in app.store.find(&q, MAX_EXPANSION as u32 + 1).await? {
+            for v in app.system().find(&q, MAX_EXPANSION as u32 + 1).await? {
                 next.push(v.id);
             }
         } else {
             for id in &frontier {
-                let hearth_store::Current::Found(v) = app.store.read(ty, id).await? else { continue };
+                let hearth_store::Current::Found(v) = app.system().read(ty, id).await? else { continue };
                 let Some(body) = v.body else { continue };
                 let resource: Value = serde_json::from_str(&body).map_err(FhirError::internal)?;
                 for e in registry.index(&resource) {

@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 use super::http::base_url;
 use super::interactions::check_type;
 use crate::app::{App, StartError};
+use crate::auth::Caller;
 use crate::error::{FhirError, Issue, fhir_json};
 use crate::jobs::{Job, Status};
 
@@ -92,8 +93,17 @@ async fn start(app: &Arc<App>, types: Option<Vec<String>>) -> Result<Arc<Job>, F
     let query = registry
         .parse_query(&refs, &[("_count".into(), "0".into())], Handling::Strict)
         .map_err(|e| FhirError::bad_request("invalid", e.to_string()))?;
-    let total =
-        app.store.search(&SearchRequest { query, compartment: None, cursor: None, count_total: true }).await?.total;
+    let total = app
+        .system()
+        .search(SearchRequest {
+            query,
+            access: hearth_store::Access::system(),
+            compartment: None,
+            cursor: None,
+            count_total: true,
+        })
+        .await?
+        .total;
     let job = app.jobs.create("reindex", total, app.clock.now());
     let (app, job2) = (Arc::clone(app), Arc::clone(&job));
     tokio::spawn(async move {
@@ -144,8 +154,25 @@ fn kicked_off(app: &App, headers: &HeaderMap, job: &Job) -> Response {
     resp
 }
 
+/// Reindexing touches every record: only for callers that reach everything.
+fn require_system(caller: &Caller) -> Result<(), FhirError> {
+    if caller.access.is_unrestricted() {
+        Ok(())
+    } else {
+        Err(FhirError::new(
+            StatusCode::FORBIDDEN,
+            crate::error::Issue::error("forbidden", "$reindex needs an administrator with unrestricted access"),
+        ))
+    }
+}
+
 /// `POST /fhir/$reindex`
-pub async fn reindex_system(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Response, FhirError> {
+pub async fn reindex_system(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    headers: HeaderMap,
+) -> Result<Response, FhirError> {
+    require_system(&caller)?;
     let job = start(&app, None).await?;
     Ok(kicked_off(&app, &headers, &job))
 }
@@ -153,9 +180,11 @@ pub async fn reindex_system(State(app): State<Arc<App>>, headers: HeaderMap) -> 
 /// `POST /fhir/{type}/$reindex`
 pub async fn reindex_type(
     State(app): State<Arc<App>>,
+    caller: Caller,
     Path(resource_type): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, FhirError> {
+    require_system(&caller)?;
     check_type(&app, &resource_type)?;
     let job = start(&app, Some(vec![resource_type])).await?;
     Ok(kicked_off(&app, &headers, &job))
@@ -163,7 +192,12 @@ pub async fn reindex_type(
 
 /// `GET /fhir/$reindex/{job}`: `202` with `X-Progress` while running, then `200` with a
 /// Parameters summary (or `500`-free failure report).
-pub async fn reindex_status(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Response, FhirError> {
+pub async fn reindex_status(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, FhirError> {
+    require_system(&caller)?;
     let job = app.jobs.get(&id).ok_or_else(|| FhirError::not_found("no such job (jobs do not outlive a restart)"))?;
     let processed = job.processed();
     let progress = match job.total {

@@ -28,6 +28,8 @@ impl Clock for TestClock {
 pub struct TestApp {
     /// `http://127.0.0.1:PORT`
     pub addr: String,
+    /// Sends the bearer token of the admin account every TestApp starts with (not expiring, so
+    /// tests may move the clock); other identities log in through the API.
     pub client: reqwest::Client,
     pub app: Arc<App>,
     pub clock: Arc<TestClock>,
@@ -85,7 +87,16 @@ impl TestApp {
         tokio::spawn(hearth_server::serve(app.clone(), listener, async move {
             let _ = rx.await;
         }));
-        TestApp { addr, client: reqwest::Client::new(), app, clock, shutdown: Some(tx), _dir: dir }
+        let admin_token = seed_admin(&app).await;
+        let mut headers = HeaderMap::new();
+        headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {admin_token}").parse().unwrap());
+        let client = reqwest::Client::builder().default_headers(headers).build().unwrap();
+        TestApp { addr, client, app, clock, shutdown: Some(tx), _dir: dir }
+    }
+
+    /// A client without credentials.
+    pub fn anonymous(&self) -> reqwest::Client {
+        reqwest::Client::new()
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -201,4 +212,45 @@ pub fn patient(family: &str) -> Value {
         "gender": "female",
         "birthDate": "1980-04-01"
     })
+}
+
+/// Inserts an admin account (no password: it never logs in) and signs a long-lived token for it
+/// with the app's own signing key.
+async fn seed_admin(app: &App) -> String {
+    let id = format!("test-admin-{}", uuid_like());
+    let row = hearth_store_sql::identity::AccountRow {
+        id: id.clone(),
+        email: Some(format!("{id}@test.example")),
+        phone: None,
+        password_hash: None,
+        role: "admin".into(),
+        fhir_user: None,
+        organization: None,
+        totp_secret: None,
+        totp_enabled: false,
+        totp_last_step: None,
+        failed_logins: 0,
+        locked_until: None,
+        created_at: 0,
+    };
+    hearth_store_sql::identity::insert_account(&*app.db, &row).await.unwrap();
+    let claims = hearth_auth::token::AccessClaims {
+        iss: app.auth.settings.issuer.clone(),
+        sub: id.clone(),
+        aud: app.auth.settings.audience.clone(),
+        iat: 0,
+        exp: i64::from(i32::MAX) * 4,
+        jti: uuid_like(),
+        role: hearth_auth::Role::Admin,
+        scope: hearth_server::auth::DEFAULT_SCOPE.into(),
+        patient: None,
+        fhir_user: None,
+    };
+    let token = app.auth.keys().sign(&claims).unwrap();
+    token.expose().clone()
+}
+
+fn uuid_like() -> String {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    format!("{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst))
 }

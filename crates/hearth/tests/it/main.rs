@@ -5,6 +5,7 @@
 
 mod common;
 
+mod auth;
 mod bundles;
 mod conditional;
 mod crud;

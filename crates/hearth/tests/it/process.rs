@@ -18,6 +18,39 @@ struct Proc {
     child: Child,
     base: String,
     lines: Arc<Mutex<Vec<String>>>,
+    /// An admin's access token (the admin is created with `hearth admin create-admin`).
+    token: String,
+}
+
+impl Proc {
+    /// A client that sends the admin's token.
+    fn client(&self) -> reqwest::Client {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {}", self.token).parse().unwrap());
+        reqwest::Client::builder().default_headers(headers).build().unwrap()
+    }
+}
+
+const ADMIN_EMAIL: &str = "admin@example.org";
+const ADMIN_PASSWORD: &str = "tea-kettle-lighthouse-93";
+
+/// Creates the admin account (once per database) and logs it in.
+async fn admin_token(cwd: &Path, env: &[(&str, &str)], base: &str) -> String {
+    let mut env = env.to_vec();
+    env.push(("HEARTH_ADMIN_PASSWORD", ADMIN_PASSWORD));
+    let out = command(cwd, &env, &["admin", "create-admin", "--email", ADMIN_EMAIL]).output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() || stderr.contains("email_taken"), "create-admin: {stderr}");
+    let r = reqwest::Client::new()
+        .post(format!("{base}/api/v1/auth/login"))
+        .header("content-type", "application/json")
+        .body(json!({"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let v: Value = r.json_text().await;
+    v["access_token"].as_str().unwrap().to_owned()
 }
 
 fn command(cwd: &Path, env: &[(&str, &str)], args: &[&str]) -> Command {
@@ -53,7 +86,9 @@ async fn start(cwd: &Path, env: &[(&str, &str)]) -> Proc {
         }
     });
     let addr = tokio::time::timeout(Duration::from_secs(30), rx).await.expect("server did not start").unwrap();
-    Proc { child, base: format!("http://{addr}"), lines }
+    let base = format!("http://{addr}");
+    let token = admin_token(cwd, &env, &base).await;
+    Proc { child, base, lines, token }
 }
 
 async fn sigterm(p: &Proc) {
@@ -66,13 +101,9 @@ async fn wait_exit(p: &mut Proc) -> std::process::ExitStatus {
     tokio::time::timeout(Duration::from_secs(30), p.child.wait()).await.expect("did not exit").unwrap()
 }
 
-fn client() -> reqwest::Client {
-    reqwest::Client::new()
-}
-
-async fn put(base: &str, rt: &str, id: &str, body: &Value) -> u16 {
-    client()
-        .put(format!("{base}/fhir/{rt}/{id}"))
+async fn put(p: &Proc, rt: &str, id: &str, body: &Value) -> u16 {
+    p.client()
+        .put(format!("{}/fhir/{rt}/{id}", p.base))
         .header("content-type", "application/fhir+json")
         .body(body.to_string())
         .send()
@@ -87,7 +118,7 @@ async fn zero_config_start_keeps_data_under_hearth_data() {
     let dir = tempfile::tempdir().unwrap();
     let mut p = start(dir.path(), &[]).await;
     assert!(dir.path().join("hearth-data").join("hearth.db").exists());
-    let r = client().get(format!("{}/readyz", p.base)).send().await.unwrap();
+    let r = p.client().get(format!("{}/readyz", p.base)).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 200);
     sigterm(&p).await;
     assert!(wait_exit(&mut p).await.success());
@@ -99,20 +130,20 @@ async fn a_write_acknowledged_before_kill_9_survives() {
     let mut p = start(dir.path(), &[]).await;
     for i in 0..25 {
         let body = json!({"resourceType": "Patient", "id": format!("p{i}"), "gender": "male"});
-        assert_eq!(put(&p.base, "Patient", &format!("p{i}"), &body).await, 201);
+        assert_eq!(put(&p, "Patient", &format!("p{i}"), &body).await, 201);
     }
     // The last acknowledged write, then SIGKILL at once: no chance to flush anything.
     let last = json!({"resourceType": "Patient", "id": "p0", "gender": "female"});
-    assert_eq!(put(&p.base, "Patient", "p0", &last).await, 200);
+    assert_eq!(put(&p, "Patient", "p0", &last).await, 200);
     p.child.start_kill().unwrap();
     wait_exit(&mut p).await;
 
     let mut p = start(dir.path(), &[]).await;
     for i in 0..25 {
-        let r = client().get(format!("{}/fhir/Patient/p{i}", p.base)).send().await.unwrap();
+        let r = p.client().get(format!("{}/fhir/Patient/p{i}", p.base)).send().await.unwrap();
         assert_eq!(r.status().as_u16(), 200, "p{i} lost");
     }
-    let r: Value = client().get(format!("{}/fhir/Patient/p0", p.base)).send().await.unwrap().json_text().await;
+    let r: Value = p.client().get(format!("{}/fhir/Patient/p0", p.base)).send().await.unwrap().json_text().await;
     assert_eq!(r["gender"], "female");
     assert_eq!(r["meta"]["versionId"], "2");
     sigterm(&p).await;
@@ -137,7 +168,8 @@ async fn sigterm_lets_an_in_flight_request_finish() {
     let addr = p.base.trim_start_matches("http://").to_owned();
     let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
     let head = format!(
-        "POST /fhir/Patient HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/fhir+json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "POST /fhir/Patient HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\nContent-Type: application/fhir+json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        p.token,
         body.len()
     );
     stream.write_all(head.as_bytes()).await.unwrap();
@@ -149,7 +181,7 @@ async fn sigterm_lets_an_in_flight_request_finish() {
     sigterm(&p).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     // New connections are no longer accepted while the old request drains.
-    assert!(client().get(format!("{}/healthz", p.base)).send().await.is_err());
+    assert!(reqwest::Client::new().get(format!("{}/healthz", p.base)).send().await.is_err());
 
     stream.write_all(rest.as_bytes()).await.unwrap();
     let mut response = String::new();
@@ -195,7 +227,8 @@ async fn json_logs_carry_request_ids_and_no_phi() {
     let secret_mrn = "MRN-77731";
     let body = json!({"resourceType": "Patient", "name": [{"family": secret_name}],
         "identifier": [{"system": "urn:mrn", "value": secret_mrn}]});
-    let r = client()
+    let r = p
+        .client()
         .post(format!("{}/fhir/Patient", p.base))
         .header("content-type", "application/fhir+json")
         .header("if-none-exist", format!("identifier=urn:mrn|{secret_mrn}"))
@@ -205,10 +238,10 @@ async fn json_logs_carry_request_ids_and_no_phi() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 201);
     let id = r.json_text().await["id"].as_str().unwrap().to_owned();
-    client().get(format!("{}/fhir/Patient/{id}/_history?_since=2000-01-01", p.base)).send().await.unwrap();
-    client().delete(format!("{}/fhir/Patient?identifier=urn:mrn|{secret_mrn}", p.base)).send().await.unwrap();
+    p.client().get(format!("{}/fhir/Patient/{id}/_history?_since=2000-01-01", p.base)).send().await.unwrap();
+    p.client().delete(format!("{}/fhir/Patient?identifier=urn:mrn|{secret_mrn}", p.base)).send().await.unwrap();
     // A failing request must not echo its body either.
-    client()
+    p.client()
         .post(format!("{}/fhir/Patient", p.base))
         .header("content-type", "application/fhir+json")
         .body(format!("{{\"resourceType\":\"Patient\",\"nickname\":\"{secret_name}\"}}"))
@@ -231,8 +264,8 @@ async fn json_logs_carry_request_ids_and_no_phi() {
     assert!(saw_request, "{lines:?}");
 }
 
-/// The README's four curl calls, run as written against a fresh server (only the address and the
-/// `<id>` placeholder are substituted).
+/// The README's admin creation, login and four curl calls, run as written against a fresh server
+/// (only the address, the binary and the `<id>` placeholder are substituted).
 #[tokio::test]
 async fn readme_curl_calls_work_against_a_fresh_server() {
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
@@ -240,7 +273,7 @@ async fn readme_curl_calls_work_against_a_fresh_server() {
     let mut current = String::new();
     for line in readme.lines() {
         let line = line.trim();
-        if current.is_empty() && !line.starts_with("curl ") {
+        if current.is_empty() && !line.starts_with("curl ") && !line.starts_with("TOKEN=") {
             continue;
         }
         current.push_str(line.trim_end_matches('\\'));
@@ -249,15 +282,37 @@ async fn readme_curl_calls_work_against_a_fresh_server() {
             calls.push(std::mem::take(&mut current));
         }
     }
-    assert_eq!(calls.len(), 4, "{calls:?}");
+    assert_eq!(calls.len(), 5, "{calls:?}");
+    let create_admin = readme.lines().find(|l| l.contains("admin create-admin")).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut p = start(dir.path(), &[]).await;
-    let run = |cmd: String| async move {
-        let out = Command::new("sh").arg("-c").arg(&cmd).output().await.unwrap();
-        assert!(out.status.success(), "{cmd}: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8(out.stdout).unwrap()
+    let run = |cmd: String| {
+        let cwd = dir.path().to_owned();
+        async move {
+            let out = Command::new("sh")
+                .arg("-c")
+                .arg(&cmd)
+                .current_dir(cwd)
+                .env_clear()
+                .env("PATH", std::env::var("PATH").unwrap())
+                .output()
+                .await
+                .unwrap();
+            assert!(out.status.success(), "{cmd}: {}", String::from_utf8_lossy(&out.stderr));
+            String::from_utf8(out.stdout).unwrap()
+        }
     };
-    let created = run(calls[0].replace("http://127.0.0.1:8080", &p.base)).await;
+    // The README's admin (a different e-mail from the one `start` made, so it is really created).
+    let create_admin = create_admin
+        .replace("cargo run --release -p hearth --", BIN)
+        .replace("admin@example.org", "readme-admin@example.org");
+    run(create_admin).await;
+    let login =
+        calls[0].replace("http://127.0.0.1:8080", &p.base).replace("admin@example.org", "readme-admin@example.org");
+    let token = run(format!("{login}; printf %s \"$TOKEN\"")).await;
+    assert!(token.split('.').count() == 3, "not a JWT: {token}");
+    let with_token = |call: &str| format!("TOKEN='{token}'; {}", call.replace("http://127.0.0.1:8080", &p.base));
+    let created = run(with_token(&calls[1])).await;
     assert!(created.starts_with("HTTP/1.1 201"), "{created}");
     let location = created
         .lines()
@@ -266,19 +321,18 @@ async fn readme_curl_calls_work_against_a_fresh_server() {
         .trim()
         .to_owned();
     let id = location.split('/').rev().nth(2).unwrap().to_owned();
-    let read: Value =
-        serde_json::from_str(&run(calls[1].replace("http://127.0.0.1:8080", &p.base).replace("<id>", &id)).await)
-            .unwrap();
+    let read: Value = serde_json::from_str(&run(with_token(&calls[2]).replace("<id>", &id)).await).unwrap();
     assert_eq!(read["name"][0]["family"], "Rao");
-    let history: Value =
-        serde_json::from_str(&run(calls[2].replace("http://127.0.0.1:8080", &p.base).replace("<id>", &id)).await)
-            .unwrap();
+    let history: Value = serde_json::from_str(&run(with_token(&calls[3]).replace("<id>", &id)).await).unwrap();
     assert_eq!(history["type"], "history");
     assert_eq!(history["entry"].as_array().unwrap().len(), 1);
-    let found: Value = serde_json::from_str(&run(calls[3].replace("http://127.0.0.1:8080", &p.base)).await).unwrap();
+    let found: Value = serde_json::from_str(&run(with_token(&calls[4])).await).unwrap();
     assert_eq!(found["type"], "searchset");
     assert_eq!(found["total"], 1);
     assert_eq!(found["entry"][0]["resource"]["id"], id.as_str());
+    // Without the token: 401 with an OperationOutcome.
+    let anonymous = reqwest::Client::new().get(format!("{}/fhir/Patient/{id}", p.base)).send().await.unwrap();
+    assert_eq!(anonymous.status().as_u16(), 401);
     sigterm(&p).await;
     wait_exit(&mut p).await;
 }
@@ -297,13 +351,13 @@ async fn two_processes_on_one_postgres_behave_as_one_server() {
     let mut b = start(dir.path(), &env).await;
 
     let body = json!({"resourceType": "Patient", "id": "shared", "gender": "male"});
-    assert_eq!(put(&a.base, "Patient", "shared", &body).await, 201);
+    assert_eq!(put(&a, "Patient", "shared", &body).await, 201);
     // Alternate the two processes so every race is between them.
     let base_for = |i: usize| if i.is_multiple_of(2) { a.base.clone() } else { b.base.clone() };
     let requests = (0..20_usize)
         .map(|i| {
             let gender = if i.is_multiple_of(2) { "female" } else { "other" };
-            client()
+            a.client()
                 .put(format!("{}/fhir/Patient/shared", base_for(i)))
                 .header("content-type", "application/fhir+json")
                 .header("if-match", "W/\"1\"")
@@ -317,7 +371,7 @@ async fn two_processes_on_one_postgres_behave_as_one_server() {
     let body = json!({"resourceType": "Patient", "identifier": [{"system": "urn:race", "value": "one"}]});
     let requests = (0..20)
         .map(|i| {
-            client()
+            a.client()
                 .post(format!("{}/fhir/Patient", base_for(i)))
                 .header("content-type", "application/fhir+json")
                 .header("if-none-exist", "identifier=urn:race|one")
@@ -329,7 +383,8 @@ async fn two_processes_on_one_postgres_behave_as_one_server() {
     assert_eq!(count(&statuses, 200), 19, "{statuses:?}");
     // Both processes see the same single resource and the same history.
     for p in [&a, &b] {
-        let h = client()
+        let h = p
+            .client()
             .get(format!("{}/fhir/Patient/_history?_count=100", p.base))
             .send()
             .await

@@ -1,0 +1,353 @@
+//! Identity at the edge: who is calling, and the [`Access`] they hand to the store.
+//!
+//! - [`Auth`] holds the access-token signing keys (persisted in the database so every process
+//!   signs with the same active key and verifies every key; rotation adds a key without logging
+//!   anyone out) and the password hasher and policy.
+//! - [`Caller`] is the authenticated principal of a request (an extractor: a FHIR or app handler
+//!   that takes a `Caller` cannot run for an anonymous request, which gets `401`).
+//! - [`Caller::access`] is the authorization proof for the store (see `hearth_store::access`):
+//!   resolved per request from the token *and* the account row, so a deleted account, a changed
+//!   organisation or a revoked caregiver grant takes effect at once, not when the token expires.
+//!
+//! Decisions: app logins get the scope `user/*.cruds` narrowed by the role's reach (a patient
+//! reaches their own record, a caregiver the records granted to them, a clinician their
+//! organisation's patients or everyone when no organisation is set, an admin everything). A client
+//! may ask for fewer scopes and for a `patient/` launch context (SMART); it can never widen them.
+
+pub mod routes;
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, RwLock};
+
+use axum::extract::FromRequestParts;
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use chrono::{DateTime, Utc};
+use hearth_auth::Role;
+use hearth_auth::scope::{Interaction, Scope, ScopeContext, ScopeSet};
+use hearth_auth::token::{AccessClaims, KeyRing, TokenKey, TokenSettings};
+use hearth_store::{Access, Grants, PatientScheme, PatientSet, Reach, StoreError, TypeGrant};
+use hearth_store_sql::Db;
+use hearth_store_sql::identity::{self, AccountRow};
+
+use crate::app::App;
+use crate::error::{ApiError, FhirError, Issue};
+
+/// The system CSPRNG, as `hearth-auth` wants it.
+pub fn rng() -> rand_core::UnwrapErr<getrandom::SysRng> {
+    rand_core::UnwrapErr(getrandom::SysRng)
+}
+
+/// Resource types that are nobody's record: any signed-in user may read them (directories,
+/// terminology, definitions, schedules to book from). Patients never write them.
+pub const SHARED_TYPES: [&str; 21] = [
+    "ActivityDefinition",
+    "CodeSystem",
+    "ConceptMap",
+    "Endpoint",
+    "HealthcareService",
+    "Location",
+    "Medication",
+    "MedicationKnowledge",
+    "NamingSystem",
+    "Organization",
+    "PlanDefinition",
+    "Practitioner",
+    "PractitionerRole",
+    "Questionnaire",
+    "Schedule",
+    "SearchParameter",
+    "Slot",
+    "StructureDefinition",
+    "Substance",
+    "ValueSet",
+    "CapabilityStatement",
+];
+
+const ACTIVE_KID: &str = "active_signing_kid";
+
+pub struct Auth {
+    keys: RwLock<Arc<KeyRing>>,
+    pub settings: TokenSettings,
+    pub hasher: hearth_auth::password::PasswordHasher,
+    pub policy: hearth_auth::password::PasswordPolicy,
+    pub scheme: Arc<PatientScheme>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthSetupError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("signing key: {0}")]
+    Key(String),
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len()).step_by(2).map(|i| s.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok())).collect()
+}
+
+/// Loads every stored signing key into a ring whose active key is the one the database names.
+async fn load_ring(db: &dyn Db) -> Result<Option<KeyRing>, AuthSetupError> {
+    let Some(active) = identity::setting(db, ACTIVE_KID).await? else { return Ok(None) };
+    let mut keys = Vec::new();
+    for (kid, der) in identity::signing_keys(db).await? {
+        let der = unhex(&der).ok_or_else(|| AuthSetupError::Key(format!("key {kid} is not hex")))?;
+        let key = TokenKey::from_pkcs8_der(&der).map_err(|e| AuthSetupError::Key(e.to_string()))?;
+        keys.push(key);
+    }
+    let Some(pos) = keys.iter().position(|k| k.kid().as_str() == active) else {
+        return Err(AuthSetupError::Key("the active signing key is missing from signing_keys".into()));
+    };
+    let active_key = keys.swap_remove(pos);
+    let mut ring = KeyRing::new(active_key);
+    for key in keys {
+        ring.insert(key).map_err(|e| AuthSetupError::Key(e.to_string()))?;
+    }
+    Ok(Some(ring))
+}
+
+async fn store_key(db: &dyn Db, key: &TokenKey, now: DateTime<Utc>) -> Result<(), AuthSetupError> {
+    let der = key.to_pkcs8_der().map_err(|e| AuthSetupError::Key(e.to_string()))?;
+    identity::insert_signing_key(db, key.kid().as_str(), &hex(der.expose()), now.timestamp_millis()).await?;
+    Ok(())
+}
+
+impl Auth {
+    /// Loads the signing keys, creating the first one on a new database (the first process to
+    /// get there wins; the others load its key).
+    pub async fn load(db: &dyn Db, scheme: Arc<PatientScheme>, now: DateTime<Utc>) -> Result<Auth, AuthSetupError> {
+        let ring = match load_ring(db).await? {
+            Some(ring) => ring,
+            None => {
+                let key = TokenKey::generate(&mut rng());
+                store_key(db, &key, now).await?;
+                identity::setting_init(db, ACTIVE_KID, key.kid().as_str()).await?;
+                load_ring(db).await?.ok_or_else(|| AuthSetupError::Key("no active signing key".into()))?
+            }
+        };
+        Ok(Auth {
+            keys: RwLock::new(Arc::new(ring)),
+            settings: TokenSettings::new("hearth", "hearth"),
+            hasher: hearth_auth::password::PasswordHasher::new(),
+            policy: hearth_auth::password::PasswordPolicy::new(),
+            scheme,
+        })
+    }
+
+    pub fn keys(&self) -> Arc<KeyRing> {
+        match self.keys.read() {
+            Ok(k) => Arc::clone(&k),
+            Err(p) => Arc::clone(&p.into_inner()),
+        }
+    }
+
+    /// Re-reads the keys (another process rotated them).
+    pub async fn reload(&self, db: &dyn Db) -> Result<(), AuthSetupError> {
+        if let Some(ring) = load_ring(db).await? {
+            let mut guard = match self.keys.write() {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+            *guard = Arc::new(ring);
+        }
+        Ok(())
+    }
+
+    /// Adds a new signing key and makes it the active one; older keys keep verifying tokens
+    /// already issued.
+    pub async fn rotate(&self, db: &dyn Db, now: DateTime<Utc>) -> Result<String, AuthSetupError> {
+        let key = TokenKey::generate(&mut rng());
+        let kid = key.kid().as_str().to_owned();
+        store_key(db, &key, now).await?;
+        identity::setting_set(db, ACTIVE_KID, &kid).await?;
+        self.reload(db).await?;
+        Ok(kid)
+    }
+}
+
+/// Why a request is not authenticated. Every token failure looks the same to the client.
+#[derive(Debug)]
+pub enum AuthFailure {
+    Missing,
+    Invalid,
+    Store(StoreError),
+}
+
+/// The authenticated principal of a request.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub account: AccountRow,
+    pub role: Role,
+    pub claims: AccessClaims,
+    pub scopes: ScopeSet,
+    pub access: Access,
+}
+
+impl Caller {
+    /// The FHIR `Patient` id an account of role `patient` is linked to.
+    pub fn own_patient(&self) -> Option<&str> {
+        self.account.fhir_user.as_deref().and_then(|u| u.strip_prefix("Patient/"))
+    }
+}
+
+/// The scope an app login gets when it does not ask for less.
+pub const DEFAULT_SCOPE: &str = "user/*.cruds openid fhirUser offline_access";
+
+fn type_grant(app: &App, scopes: &ScopeSet, context: ScopeContext, interaction: Interaction) -> TypeGrant {
+    let mut allowed = BTreeSet::new();
+    let mut all = true;
+    for t in app.model.resource_types() {
+        if scopes.permits(context, t, interaction) {
+            allowed.insert(t.to_owned());
+        } else {
+            all = false;
+        }
+    }
+    if all { TypeGrant::All } else { TypeGrant::Only(allowed) }
+}
+
+/// The store access of an account holding a token with these scopes.
+pub async fn access_for(
+    app: &App,
+    account: &AccountRow,
+    role: Role,
+    claims: &AccessClaims,
+) -> Result<(ScopeSet, Access), StoreError> {
+    let (scopes, _) = ScopeSet::parse_lenient(&claims.scope);
+    let clinical = |ctx: ScopeContext| scopes.iter().any(|s| matches!(s, Scope::Clinical(c) if c.context == ctx));
+    let scheme = Arc::clone(&app.auth.scheme);
+    let (context, reach) = if clinical(ScopeContext::User) {
+        let reach = match role {
+            Role::Admin => Reach::All,
+            Role::Clinician => match &account.organization {
+                Some(org) => Reach::Patients { set: PatientSet::Organization(org.clone()), scheme },
+                None => Reach::All,
+            },
+            Role::Patient => {
+                let own = account.fhir_user.as_deref().and_then(|u| u.strip_prefix("Patient/"));
+                Reach::Patients { set: PatientSet::Ids(own.map(str::to_owned).into_iter().collect()), scheme }
+            }
+            Role::Caregiver => {
+                let ids = identity::caregiver_patients(&*app.db, &account.id).await?;
+                Reach::Patients { set: PatientSet::Ids(ids), scheme }
+            }
+        };
+        (ScopeContext::User, reach)
+    } else {
+        // `patient/` scopes reach the launch patient only (none: shared types only).
+        let ids = claims.patient.iter().cloned().collect();
+        (ScopeContext::Patient, Reach::Patients { set: PatientSet::Ids(ids), scheme })
+    };
+    let grants = Grants {
+        create: type_grant(app, &scopes, context, Interaction::Create),
+        read: type_grant(app, &scopes, context, Interaction::Read),
+        update: type_grant(app, &scopes, context, Interaction::Update),
+        delete: type_grant(app, &scopes, context, Interaction::Delete),
+        search: type_grant(app, &scopes, context, Interaction::Search),
+    };
+    Ok((scopes, Access { reach, grants }))
+}
+
+/// Resolves the bearer token of a request into a [`Caller`].
+pub async fn authenticate(app: &App, parts: &Parts) -> Result<Caller, AuthFailure> {
+    let Some(value) = parts.headers.get(axum::http::header::AUTHORIZATION) else { return Err(AuthFailure::Missing) };
+    let value = value.to_str().map_err(|_| AuthFailure::Invalid)?;
+    let token = match value.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
+        _ => return Err(AuthFailure::Invalid),
+    };
+    let now = app.clock.now();
+    let claims = match app.auth.keys().verify(&app.auth.settings, token, now) {
+        Ok(c) => c,
+        Err(hearth_auth::token::TokenError::UnknownKid) => {
+            // Another process may have rotated the keys: look once more.
+            app.auth.reload(&*app.db).await.map_err(|_| AuthFailure::Invalid)?;
+            app.auth.keys().verify(&app.auth.settings, token, now).map_err(|_| AuthFailure::Invalid)?
+        }
+        Err(_) => return Err(AuthFailure::Invalid),
+    };
+    let account = identity::account_by_id(&*app.db, &claims.sub)
+        .await
+        .map_err(AuthFailure::Store)?
+        .ok_or(AuthFailure::Invalid)?;
+    let role: Role = account.role.parse().map_err(|_| AuthFailure::Invalid)?;
+    if role != claims.role {
+        return Err(AuthFailure::Invalid);
+    }
+    let (scopes, access) = access_for(app, &account, role, &claims).await.map_err(AuthFailure::Store)?;
+    Ok(Caller { account, role, claims, scopes, access })
+}
+
+impl From<AuthFailure> for FhirError {
+    fn from(f: AuthFailure) -> FhirError {
+        match f {
+            AuthFailure::Missing => FhirError::new(
+                StatusCode::UNAUTHORIZED,
+                Issue::error("login", "authentication required: send an access token as `Authorization: Bearer …`"),
+            ),
+            AuthFailure::Invalid => {
+                FhirError::new(StatusCode::UNAUTHORIZED, Issue::error("login", "the access token is not valid"))
+            }
+            AuthFailure::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<AuthFailure> for ApiError {
+    fn from(f: AuthFailure) -> ApiError {
+        match f {
+            AuthFailure::Missing => ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                "authentication required: send an access token as `Authorization: Bearer …`",
+            ),
+            AuthFailure::Invalid => {
+                ApiError::new(StatusCode::UNAUTHORIZED, "invalid_token", "the access token is not valid")
+            }
+            AuthFailure::Store(e) => crate::error::api_store_error(e),
+        }
+    }
+}
+
+impl FromRequestParts<Arc<App>> for Caller {
+    type Rejection = FhirError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Caller, FhirError> {
+        authenticate(app, parts).await.map_err(FhirError::from)
+    }
+}
+
+/// [`Caller`] for the app API (errors as the JSON envelope).
+pub struct ApiCaller(pub Caller);
+
+impl FromRequestParts<Arc<App>> for ApiCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<ApiCaller, ApiError> {
+        authenticate(app, parts).await.map(ApiCaller).map_err(ApiError::from)
+    }
+}
+
+/// The Patient compartment and shared types as the store wants them.
+pub fn patient_scheme(compartments: &hearth_search::Compartments) -> PatientScheme {
+    PatientScheme {
+        compartment: compartments.members("Patient").map(<[_]>::to_vec).unwrap_or_default(),
+        shared: SHARED_TYPES.iter().map(|s| (*s).to_owned()).collect(),
+    }
+}
+
+/// Whether a `Caller` may use an operation restricted to admins.
+pub fn require_admin(caller: &Caller) -> Result<(), ApiError> {
+    if caller.role == Role::Admin {
+        Ok(())
+    } else {
+        Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "this operation is for administrators"))
+    }
+}

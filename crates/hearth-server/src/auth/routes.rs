@@ -1,0 +1,522 @@
+//! The account API under `/api/v1/auth` (JSON; errors as the `{"error":{code,message}}` envelope).
+//!
+//! Decisions:
+//! - `register` is patient self-service: it creates a patient account *and* its FHIR `Patient`
+//!   (name, birth date, gender, contact), linked as the account's `fhirUser`. Staff accounts are
+//!   created by an admin (`POST /api/v1/admin/accounts`) or by `hearth admin create-admin`.
+//! - A wrong e-mail and a wrong password get the same answer, after the same Argon2 work.
+//! - After 5 consecutive failures an account is locked for 1 minute, doubling with every further
+//!   failure up to a day (`429` with `Retry-After`); a success resets the count.
+//! - Refresh rotation marks the presented token used with a conditional update that only one
+//!   request can win; the loser is treated as reuse and the family is revoked (the two-step
+//!   "mark used, then insert the child" can at worst lose the session, never fork it).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use chrono::{DateTime, TimeDelta, Utc};
+use hearth_auth::Role;
+use hearth_auth::password::{AccountIdentity, PasswordHash};
+use hearth_auth::refresh::{self, FamilyId, RefreshDecision, RefreshRecord};
+use hearth_auth::scope::ScopeSet;
+use hearth_auth::token::AccessGrant;
+use hearth_store_sql::identity::{self, AccountRow, RefreshRow};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{ApiCaller, DEFAULT_SCOPE, require_admin, rng};
+use crate::app::App;
+use crate::error::ApiError;
+
+pub fn router() -> axum::Router<Arc<App>> {
+    axum::Router::new()
+        .route("/api/v1/auth/register", post(register))
+        .route("/api/v1/auth/login", post(login))
+        .route("/api/v1/auth/refresh", post(refresh_token))
+        .route("/api/v1/auth/logout", post(logout))
+        .route("/api/v1/auth/me", get(me))
+        .route("/api/v1/admin/accounts", post(create_account))
+        .route("/api/v1/admin/caregivers", post(grant_caregiver))
+        .route("/.well-known/jwks.json", get(jwks))
+}
+
+/// Locks after this many consecutive failures.
+const LOCK_AFTER: i64 = 5;
+
+/// Sets a member of a JSON object (our own objects, built just above).
+fn set(target: &mut Value, key: &str, value: Value) {
+    if let Some(object) = target.as_object_mut() {
+        object.insert(key.to_owned(), value);
+    }
+}
+
+fn bad(code: &'static str, message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, code, message)
+}
+
+fn invalid_credentials() -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, "invalid_credentials", "wrong e-mail or password")
+}
+
+/// Parses a JSON body into `T`, with our error envelope for every rejection.
+fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| bad("invalid_body", format!("invalid request body: {e}")))
+}
+
+fn normalize_email(email: &str) -> Result<String, ApiError> {
+    let e = email.trim().to_lowercase();
+    let ok = e.len() <= 254
+        && e.split_once('@').is_some_and(|(l, d)| !l.is_empty() && d.contains('.') && !d.starts_with('.'))
+        && !e.chars().any(char::is_whitespace);
+    if ok { Ok(e) } else { Err(bad("invalid_email", "not a valid e-mail address")) }
+}
+
+async fn hash_password(app: &Arc<App>, password: String) -> Result<PasswordHash, ApiError> {
+    let app = Arc::clone(app);
+    tokio::task::spawn_blocking(move || app.auth.hasher.hash(&mut rng(), &password))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)
+}
+
+fn check_policy(app: &App, password: &str, email: &str, name: Option<&str>) -> Result<(), ApiError> {
+    app.auth
+        .policy
+        .check(password, &AccountIdentity { email: Some(email), name })
+        .map_err(|r| ApiError::new(StatusCode::BAD_REQUEST, r.code(), r.message()))
+}
+
+fn account_json(a: &AccountRow) -> Value {
+    json!({
+        "id": a.id,
+        "email": a.email,
+        "phone": a.phone,
+        "role": a.role,
+        "fhirUser": a.fhir_user,
+        "organization": a.organization,
+        "totpEnabled": a.totp_enabled,
+    })
+}
+
+fn new_account(email: String, hash: PasswordHash, role: Role, now: DateTime<Utc>) -> AccountRow {
+    AccountRow {
+        id: uuid::Uuid::now_v7().to_string(),
+        email: Some(email),
+        phone: None,
+        password_hash: Some(hash.into_string()),
+        role: role.as_str().to_owned(),
+        fhir_user: None,
+        organization: None,
+        totp_secret: None,
+        totp_enabled: false,
+        totp_last_step: None,
+        failed_logins: 0,
+        locked_until: None,
+        created_at: now.timestamp_millis(),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Register {
+    email: String,
+    password: String,
+    given: String,
+    family: String,
+    #[serde(rename = "birthDate")]
+    birth_date: Option<String>,
+    gender: Option<String>,
+}
+
+async fn register(State(app): State<Arc<App>>, bytes: axum::body::Bytes) -> Result<Response, ApiError> {
+    let req: Register = body(&bytes)?;
+    let email = normalize_email(&req.email)?;
+    if req.given.trim().is_empty() || req.family.trim().is_empty() {
+        return Err(bad("invalid_name", "given and family name are required"));
+    }
+    let full_name = format!("{} {}", req.given.trim(), req.family.trim());
+    check_policy(&app, &req.password, &email, Some(&full_name))?;
+    let mut patient = json!({
+        "resourceType": "Patient",
+        "active": true,
+        "name": [{"family": req.family.trim(), "given": [req.given.trim()]}],
+        "telecom": [{"system": "email", "value": email}],
+    });
+    if let Some(d) = &req.birth_date {
+        set(&mut patient, "birthDate", json!(d));
+    }
+    if let Some(g) = &req.gender {
+        set(&mut patient, "gender", json!(g));
+    }
+    let issues = app.model.validate(&patient);
+    if let Some(first) = issues.first() {
+        return Err(bad("invalid_patient", format!("{}: {}", first.expression, first.message)));
+    }
+    let hash = hash_password(&app, req.password).await?;
+    let now = app.clock.now();
+    let mut account = new_account(email, hash, Role::Patient, now);
+    let patient_id = uuid::Uuid::now_v7().to_string();
+    account.fhir_user = Some(format!("Patient/{patient_id}"));
+    identity::insert_account(&*app.db, &account).await.map_err(|e| match e {
+        hearth_store::StoreError::Conflict => {
+            ApiError::new(StatusCode::CONFLICT, "email_taken", "an account with this e-mail already exists")
+        }
+        other => other.into(),
+    })?;
+    let write = crate::fhir::write_of(&app, "Patient", patient_id, patient);
+    hearth_store::interactions::ResourceStoreExt::update(&app.system(), write, None, now).await?;
+    Ok((StatusCode::CREATED, Json(account_json(&account))).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Login {
+    email: String,
+    password: String,
+    /// Fewer scopes than the default (never more).
+    scope: Option<String>,
+    /// A `patient/` launch context: a Patient the account may reach.
+    patient: Option<String>,
+}
+
+async fn login(State(app): State<Arc<App>>, bytes: axum::body::Bytes) -> Result<Response, ApiError> {
+    let req: Login = body(&bytes)?;
+    let now = app.clock.now();
+    let email = req.email.trim().to_lowercase();
+    let account = identity::account_by_email(&*app.db, &email).await?;
+    let Some(account) = account else {
+        let app2 = Arc::clone(&app);
+        let pw = req.password.clone();
+        tokio::task::spawn_blocking(move || app2.auth.hasher.dummy_verify(&pw)).await.map_err(ApiError::internal)?;
+        return Err(invalid_credentials());
+    };
+    if let Some(until) = account.locked_until.filter(|u| *u > now.timestamp_millis()) {
+        return Err(locked(until, now));
+    }
+    let Some(stored) = account.password_hash.clone() else { return Err(invalid_credentials()) };
+    let app2 = Arc::clone(&app);
+    let pw = req.password.clone();
+    let verified =
+        tokio::task::spawn_blocking(move || app2.auth.hasher.verify(&pw, &PasswordHash::from_stored(stored)))
+            .await
+            .map_err(ApiError::internal)?;
+    if verified.is_err() {
+        let failures = identity::record_login_failure(&*app.db, &account.id).await?;
+        if failures >= LOCK_AFTER {
+            let minutes = 1i64 << (failures - LOCK_AFTER).min(11);
+            let until = now + TimeDelta::minutes(minutes.min(24 * 60));
+            identity::lock_account(&*app.db, &account.id, until.timestamp_millis()).await?;
+        }
+        return Err(invalid_credentials());
+    }
+    identity::record_login_success(&*app.db, &account.id).await?;
+    let role: Role = account.role.parse().map_err(|_| ApiError::internal("stored account has an unknown role"))?;
+    let (scope, patient) = granted_scope(&app, &account, role, req.scope.as_deref(), req.patient.as_deref()).await?;
+    let tokens = issue_tokens(&app, &account, role, scope, patient, None, now).await?;
+    Ok(Json(tokens).into_response())
+}
+
+fn locked(until_ms: i64, now: DateTime<Utc>) -> ApiError {
+    let secs = (until_ms - now.timestamp_millis()).max(1000) / 1000;
+    let mut e = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "account_locked",
+        format!("too many failed logins; try again in {secs} s"),
+    );
+    e.retry_after = Some(u64::try_from(secs).unwrap_or(1));
+    e
+}
+
+/// The scope a login gets: the default, or the subset asked for; with a patient context when
+/// asked and the account may reach that patient.
+async fn granted_scope(
+    app: &App,
+    account: &AccountRow,
+    role: Role,
+    asked: Option<&str>,
+    patient: Option<&str>,
+) -> Result<(String, Option<String>), ApiError> {
+    let scope = match asked {
+        None => DEFAULT_SCOPE.to_owned(),
+        Some(text) => {
+            let set = ScopeSet::parse(text).map_err(|errs| {
+                bad("invalid_scope", errs.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))
+            })?;
+            // Any clinical scope is a subset of `user/*.cruds` (or, for `patient/`, of the same
+            // data narrowed to one patient the account reaches).
+            set.to_string()
+        }
+    };
+    let patient = match patient {
+        None => None,
+        Some(id) => {
+            if !crate::fhir::valid_id(id) {
+                return Err(bad("invalid_patient", "not a valid Patient id"));
+            }
+            let claims = probe_claims(account, role);
+            let (_, access) = super::access_for(app, account, role, &claims).await?;
+            let ok = access.reach == hearth_store::Reach::All || app.store.in_reach(&access, "Patient", id).await?;
+            if !ok {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "forbidden",
+                    "this account may not act for that patient",
+                ));
+            }
+            Some(id.to_owned())
+        }
+    };
+    Ok((scope, patient))
+}
+
+/// Claims with the default scope, to compute an account's own reach.
+fn probe_claims(account: &AccountRow, role: Role) -> hearth_auth::token::AccessClaims {
+    hearth_auth::token::AccessClaims {
+        iss: String::new(),
+        sub: account.id.clone(),
+        aud: String::new(),
+        iat: 0,
+        exp: 0,
+        jti: String::new(),
+        role,
+        scope: DEFAULT_SCOPE.to_owned(),
+        patient: None,
+        fhir_user: account.fhir_user.clone(),
+    }
+}
+
+async fn issue_tokens(
+    app: &App,
+    account: &AccountRow,
+    role: Role,
+    scope: String,
+    patient: Option<String>,
+    family: Option<FamilyId>,
+    now: DateTime<Utc>,
+) -> Result<Value, ApiError> {
+    let grant = AccessGrant {
+        subject: account.id.clone(),
+        role,
+        scope: scope.clone(),
+        patient: patient.clone(),
+        fhir_user: account.fhir_user.clone(),
+    };
+    let access = app.auth.keys().issue(&app.auth.settings, grant, now, &mut rng()).map_err(ApiError::internal)?;
+    let issued = match family {
+        None => refresh::start_family(&mut rng(), now),
+        Some(f) => refresh::rotate(&mut rng(), &f, now),
+    };
+    identity::insert_refresh(
+        &*app.db,
+        &RefreshRow {
+            hash: super::hex(issued.hash.as_bytes()),
+            family: issued.record.family.as_str().to_owned(),
+            account_id: account.id.clone(),
+            scope: scope.clone(),
+            patient: patient.clone(),
+            expires_at: issued.record.expires_at.timestamp_millis(),
+            used: false,
+            revoked: false,
+            created_at: now.timestamp_millis(),
+        },
+    )
+    .await?;
+    let expires_in = (access.expires_at - now).num_seconds();
+    let mut out = json!({
+        "access_token": access.token.expose(),
+        "token_type": "Bearer",
+        "expires_in": expires_in,
+        "refresh_token": issued.token.expose(),
+        "scope": scope,
+    });
+    if let Some(p) = patient {
+        set(&mut out, "patient", json!(p));
+    }
+    Ok(out)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RefreshReq {
+    refresh_token: String,
+}
+
+fn invalid_grant() -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, "invalid_grant", "the refresh token is not valid; log in again")
+}
+
+async fn refresh_token(State(app): State<Arc<App>>, bytes: axum::body::Bytes) -> Result<Response, ApiError> {
+    let req: RefreshReq = body(&bytes)?;
+    let now = app.clock.now();
+    let hash = refresh::hash_presented(&req.refresh_token).map_err(|_| invalid_grant())?;
+    let hash = super::hex(hash.as_bytes());
+    let Some(row) = identity::refresh_by_hash(&*app.db, &hash).await? else { return Err(invalid_grant()) };
+    let record = RefreshRecord {
+        family: FamilyId::from_stored(row.family.clone()),
+        used: row.used,
+        revoked: row.revoked,
+        expires_at: DateTime::from_timestamp_millis(row.expires_at).unwrap_or(now),
+    };
+    match refresh::decide(&record, now) {
+        RefreshDecision::Rotate => {
+            if !identity::mark_refresh_used(&*app.db, &hash).await? {
+                // Someone else used it in the meantime: a replay.
+                identity::revoke_family(&*app.db, &row.family).await?;
+                return Err(invalid_grant());
+            }
+        }
+        RefreshDecision::ReuseDetected { revoke_family } => {
+            identity::revoke_family(&*app.db, revoke_family.as_str()).await?;
+            tracing::warn!(account = %row.account_id, "refresh token reuse detected; family revoked");
+            return Err(invalid_grant());
+        }
+        RefreshDecision::Expired | RefreshDecision::Revoked => return Err(invalid_grant()),
+    }
+    let Some(account) = identity::account_by_id(&*app.db, &row.account_id).await? else { return Err(invalid_grant()) };
+    let role: Role = account.role.parse().map_err(|_| invalid_grant())?;
+    let tokens = issue_tokens(&app, &account, role, row.scope, row.patient, Some(record.family), now).await?;
+    Ok(Json(tokens).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogoutReq {
+    refresh_token: Option<String>,
+    /// Revoke every session of the account.
+    #[serde(default)]
+    everywhere: bool,
+}
+
+async fn logout(
+    State(app): State<Arc<App>>,
+    ApiCaller(caller): ApiCaller,
+    bytes: axum::body::Bytes,
+) -> Result<StatusCode, ApiError> {
+    let req: LogoutReq =
+        if bytes.is_empty() { LogoutReq { refresh_token: None, everywhere: false } } else { body(&bytes)? };
+    if req.everywhere {
+        identity::revoke_account_refresh(&*app.db, &caller.account.id).await?;
+    } else if let Some(token) = req.refresh_token {
+        let hash = refresh::hash_presented(&token).map_err(|_| invalid_grant())?;
+        if let Some(row) = identity::refresh_by_hash(&*app.db, &super::hex(hash.as_bytes())).await?
+            && row.account_id == caller.account.id
+        {
+            identity::revoke_family(&*app.db, &row.family).await?;
+        }
+    } else {
+        return Err(bad("invalid_body", "send the refresh_token to end, or everywhere: true"));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn me(ApiCaller(caller): ApiCaller) -> Json<Value> {
+    let mut out = account_json(&caller.account);
+    set(&mut out, "scope", json!(caller.claims.scope));
+    if let Some(p) = &caller.claims.patient {
+        set(&mut out, "patient", json!(p));
+    }
+    Json(out)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateAccount {
+    email: String,
+    password: String,
+    role: String,
+    #[serde(rename = "fhirUser")]
+    fhir_user: Option<String>,
+    organization: Option<String>,
+}
+
+async fn create_account(
+    State(app): State<Arc<App>>,
+    ApiCaller(caller): ApiCaller,
+    bytes: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    require_admin(&caller)?;
+    let req: CreateAccount = body(&bytes)?;
+    let role: Role =
+        req.role.parse().map_err(|_| bad("invalid_role", "role must be patient, clinician, admin or caregiver"))?;
+    let email = normalize_email(&req.email)?;
+    check_policy(&app, &req.password, &email, None)?;
+    if let Some(u) = &req.fhir_user {
+        let ok = u.split_once('/').is_some_and(|(t, id)| {
+            matches!(t, "Patient" | "Practitioner" | "RelatedPerson" | "Person") && crate::fhir::valid_id(id)
+        });
+        if !ok {
+            return Err(bad(
+                "invalid_fhir_user",
+                "fhirUser must be Patient/…, Practitioner/…, RelatedPerson/… or Person/…",
+            ));
+        }
+    }
+    if let Some(o) = &req.organization
+        && !crate::fhir::valid_id(o)
+    {
+        return Err(bad("invalid_organization", "organization must be an Organization id"));
+    }
+    let hash = hash_password(&app, req.password).await?;
+    let mut account = new_account(email, hash, role, app.clock.now());
+    account.fhir_user = req.fhir_user;
+    account.organization = req.organization;
+    identity::insert_account(&*app.db, &account).await.map_err(|e| match e {
+        hearth_store::StoreError::Conflict => {
+            ApiError::new(StatusCode::CONFLICT, "email_taken", "an account with this e-mail already exists")
+        }
+        other => other.into(),
+    })?;
+    Ok((StatusCode::CREATED, Json(account_json(&account))).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GrantCaregiver {
+    caregiver: String,
+    patient: String,
+}
+
+async fn grant_caregiver(
+    State(app): State<Arc<App>>,
+    ApiCaller(caller): ApiCaller,
+    bytes: axum::body::Bytes,
+) -> Result<StatusCode, ApiError> {
+    require_admin(&caller)?;
+    let req: GrantCaregiver = body(&bytes)?;
+    let Some(account) = identity::account_by_id(&*app.db, &req.caregiver).await? else {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such account"));
+    };
+    if account.role != Role::Caregiver.as_str() {
+        return Err(bad("not_a_caregiver", "the account is not a caregiver account"));
+    }
+    if !crate::fhir::valid_id(&req.patient) {
+        return Err(bad("invalid_patient", "not a valid Patient id"));
+    }
+    identity::grant_caregiver(&*app.db, &account.id, &req.patient, app.clock.now().timestamp_millis()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn jwks(State(app): State<Arc<App>>) -> Response {
+    let mut resp = Json(app.auth.keys().jwks()).into_response();
+    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+    resp
+}
+
+/// Creates an admin account (the CLI's `hearth admin create-admin`).
+pub async fn create_admin(app: &Arc<App>, email: &str, password: String) -> Result<String, ApiError> {
+    let email = normalize_email(email)?;
+    check_policy(app, &password, &email, None)?;
+    let hash = hash_password(app, password).await?;
+    let account = new_account(email, hash, Role::Admin, app.clock.now());
+    identity::insert_account(&*app.db, &account).await.map_err(|e| match e {
+        hearth_store::StoreError::Conflict => {
+            ApiError::new(StatusCode::CONFLICT, "email_taken", "an account with this e-mail already exists")
+        }
+        other => other.into(),
+    })?;
+    Ok(account.id)
+}

@@ -1,0 +1,339 @@
+//! The identity tables (accounts, refresh tokens, signing keys, caregiver grants), written once
+//! over [`Db`] for both backends. The decisions (password policy, token rotation, reuse
+//! detection) live in `hearth-auth`; this module only stores and fetches, each call one
+//! statement, atomic on its own (`UPDATE … RETURNING` where a read must not race a write).
+
+use async_trait::async_trait;
+use hearth_store::StoreError;
+
+use crate::{Builder, Col, Dialect, Sql, Val};
+
+/// Statements on a backend's connection pool, each in its own implicit transaction.
+#[async_trait]
+pub trait Db: Send + Sync {
+    fn dialect(&self) -> Dialect;
+    /// A read-only query (may run on a read replica/connection).
+    async fn fetch(&self, sql: &Sql, cols: &[Col]) -> Result<Vec<Vec<Val>>, StoreError>;
+    /// A writing statement with `RETURNING` (runs on the writer).
+    async fn fetch_write(&self, sql: &Sql, cols: &[Col]) -> Result<Vec<Vec<Val>>, StoreError>;
+    /// A writing statement; answers the number of rows it changed.
+    async fn execute(&self, sql: &Sql) -> Result<u64, StoreError>;
+}
+
+/// One account row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountRow {
+    pub id: String,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub password_hash: Option<String>,
+    pub role: String,
+    pub fhir_user: Option<String>,
+    pub organization: Option<String>,
+    pub totp_secret: Option<String>,
+    pub totp_enabled: bool,
+    pub totp_last_step: Option<i64>,
+    pub failed_logins: i64,
+    pub locked_until: Option<i64>,
+    pub created_at: i64,
+}
+
+const ACCOUNT_COLUMNS: &str = "id, email, phone, password_hash, role, fhir_user, organization, totp_secret, \
+     totp_enabled, totp_last_step, failed_logins, locked_until, created_at";
+const ACCOUNT_COLS: [Col; 13] = [
+    Col::Text,
+    Col::Text,
+    Col::Text,
+    Col::Text,
+    Col::Text,
+    Col::Text,
+    Col::Text,
+    Col::Text,
+    Col::Int,
+    Col::Int,
+    Col::Int,
+    Col::Int,
+    Col::Int,
+];
+
+fn corrupt() -> StoreError {
+    StoreError::Corrupt("unexpected identity row".into())
+}
+
+fn text(v: Option<Val>) -> Result<Option<String>, StoreError> {
+    match v {
+        Some(Val::Text(t)) => Ok(t),
+        _ => Err(corrupt()),
+    }
+}
+
+fn int(v: Option<Val>) -> Result<Option<i64>, StoreError> {
+    match v {
+        Some(Val::Int(i)) => Ok(i),
+        _ => Err(corrupt()),
+    }
+}
+
+fn decode_account(row: Vec<Val>) -> Result<AccountRow, StoreError> {
+    let mut it = row.into_iter();
+    Ok(AccountRow {
+        id: text(it.next())?.ok_or_else(corrupt)?,
+        email: text(it.next())?,
+        phone: text(it.next())?,
+        password_hash: text(it.next())?,
+        role: text(it.next())?.ok_or_else(corrupt)?,
+        fhir_user: text(it.next())?,
+        organization: text(it.next())?,
+        totp_secret: text(it.next())?,
+        totp_enabled: int(it.next())?.unwrap_or(0) != 0,
+        totp_last_step: int(it.next())?,
+        failed_logins: int(it.next())?.unwrap_or(0),
+        locked_until: int(it.next())?,
+        created_at: int(it.next())?.ok_or_else(corrupt)?,
+    })
+}
+
+fn opt_text(b: &mut Builder, v: Option<&str>) {
+    b.bind(Val::Text(v.map(str::to_owned)));
+}
+
+fn opt_int(b: &mut Builder, v: Option<i64>) {
+    b.bind(Val::Int(v));
+}
+
+/// Inserts an account; `Conflict` when the email or phone is taken.
+pub async fn insert_account(db: &dyn Db, a: &AccountRow) -> Result<(), StoreError> {
+    let mut b = Builder::new(db.dialect());
+    b.push("INSERT INTO accounts (").push(ACCOUNT_COLUMNS).push(") VALUES (").text(&a.id).push(", ");
+    opt_text(&mut b, a.email.as_deref());
+    b.push(", ");
+    opt_text(&mut b, a.phone.as_deref());
+    b.push(", ");
+    opt_text(&mut b, a.password_hash.as_deref());
+    b.push(", ").text(&a.role).push(", ");
+    opt_text(&mut b, a.fhir_user.as_deref());
+    b.push(", ");
+    opt_text(&mut b, a.organization.as_deref());
+    b.push(", ");
+    opt_text(&mut b, a.totp_secret.as_deref());
+    b.push(", ").int(i64::from(a.totp_enabled)).push(", ");
+    opt_int(&mut b, a.totp_last_step);
+    b.push(", ").int(a.failed_logins).push(", ");
+    opt_int(&mut b, a.locked_until);
+    b.push(", ").int(a.created_at).push(") ON CONFLICT DO NOTHING");
+    match db.execute(&b.finish()).await? {
+        0 => Err(StoreError::Conflict),
+        _ => Ok(()),
+    }
+}
+
+async fn account_where(db: &dyn Db, column: &str, value: &str) -> Result<Option<AccountRow>, StoreError> {
+    let mut b = Builder::new(db.dialect());
+    b.push("SELECT ").push(ACCOUNT_COLUMNS).push(" FROM accounts WHERE ").push(column).push(" = ").text(value);
+    db.fetch(&b.finish(), &ACCOUNT_COLS).await?.into_iter().next().map(decode_account).transpose()
+}
+
+pub async fn account_by_id(db: &dyn Db, id: &str) -> Result<Option<AccountRow>, StoreError> {
+    account_where(db, "id", id).await
+}
+
+/// By e-mail (give it lower-cased).
+pub async fn account_by_email(db: &dyn Db, email: &str) -> Result<Option<AccountRow>, StoreError> {
+    account_where(db, "email", email).await
+}
+
+pub async fn account_by_phone(db: &dyn Db, phone: &str) -> Result<Option<AccountRow>, StoreError> {
+    account_where(db, "phone", phone).await
+}
+
+/// How many accounts have `role` (to know whether the first admin exists).
+pub async fn count_role(db: &dyn Db, role: &str) -> Result<i64, StoreError> {
+    let mut b = Builder::new(db.dialect());
+    b.push("SELECT COUNT(*) FROM accounts WHERE role = ").text(role);
+    let rows = db.fetch(&b.finish(), &[Col::Int]).await?;
+    Ok(rows.into_iter().next().and_then(|r| r.into_iter().next()).and_then(|v| v.as_int()).unwrap_or(0))
+}
+
+/// A failed password: counts it and, past `lock_after` failures, locks until `lock_until_ms`
+/// (progressive: the caller computes the lock length from the count it gets back).
+pub async fn record_login_failure(db: &dyn Db, id: &str) -> Result<i64, StoreError> {
+    let mut b = Builder::new(db.dialect());
+    b.push("UPDATE accounts SET failed_logins = failed_logins + 1 WHERE id = ")
+        .text(id)
+        .push(" RETURNING failed_logins");
+    let rows = db.fetch_write(&b.finish(), &[Col::Int]).await?;
+    Ok(rows.into_iter().next().and_then(|r| r.into_iter().next()).and_then(|v| v.as_int()).unwrap_or(0))
+}
+
+pub async fn lock_account(db: &dyn Db, id: &str, until_ms: i64) -> Result<(), StoreError> {
+    let mut b = Builder::new(db.dialect());
+    b.push("UPDATE accounts SET locked_until = ").int(until_ms).push(" WHERE id = ").text(id);
+    db.execute(&b.finish()).await.map(|_| ())
+}
+
+pub async fn record_login_success(db: &dyn Db, id: &str) -> Result<(), StoreError> {
+    let mut b = Builder::new(db.dialect());
+    b.push("UPDATE accounts SET failed_logins = 0, locked_until = NULL WHERE id = ").text(id);
+    db.execute(&b.finish()).await.map(|_| ())
+}
+
+/// One refresh-token row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshRow {
+    pub hash: String,
+    pub family: String,
+    pub account_id: String,
+    pub scope: String,
+    pub patient: Option<String>,
+    pub expires_at: i64,
+    pub used: bool,
+    pub revoked: bool,
+    pub created_at: i64,
+}
+
+const REFRESH_COLUMNS: &str = "hash, family, account_id, scope, patient, expires_at, used, revoked, created_at";
+const REFRESH_COLS: [Col; 9] =
+    [Col::Text, Col::Text, Col::Text, Col::Text, Col::Text, Col::Int, Col::Int, Col::Int, Col::Int];
+
+fn decode_refresh(row: Vec<Val>) -> Result<RefreshRow, StoreError> {
+    let mut it = row.into_iter();
+    Ok(RefreshRow {
+        hash: text(it.next())?.ok_or_else(corrupt)?,
+        family: text(it.next())?.ok_or_else(corrupt)?,
+        account_id: text(it.next())?.ok_or_else(corrupt)?,
+        scope: text(it.next())?.ok_or_else(corrupt)?,
+        patient: text(it.next())?,
+        expires_at: int(it.next())?.ok_or_else(corrupt)?,
+        used: int(it.next())?.unwrap_or(0) != 0,
+        revoked: int(it.next())?.unwrap_or(0) != 0,
+        created_at: int(it.next())?.ok_or_else(corrupt)?,
+    })
+}
+
+pub async fn insert_refresh(db: &dyn Db, r: &RefreshRow) -> Result<(), StoreError> {
+    let mut b = Builder::new(db.dialect());
+    b.push("INSERT INTO refresh_tokens (").push(REFRESH_COLUMNS).push(") VALUES (");
+    b.text(&r.hash).push(", ").text(&r.family).push(", ").text(&r.account_id).push(", ").text(&r.scope).push(", ");
+    opt_text(&mut b, r.patient.as_deref());
+    b.push(", ").int(r.expires_at).push(", ").int(i64::from(r.used)).push(", ").int(i64::from(r.revoked));
+    b.push(", ").int(r.created_at).push(")");
+    db.execute(&b.finish()).await.map(|_| ())
+}
+
+pub async fn refresh_by_hash(db: &dyn Db, hash: &str) -> Result<Option<RefreshRow>, StoreError> {
+    let mut b = Builder::new(db.dialect());
+    b.push("SELECT ").push(REFRESH_COLUMNS).push(" FROM refresh_tokens WHERE hash = ").text(hash);
+    db.fetch_write(&b.finish(), &REFRESH_COLS).await?.into_iter().next().map(decode_refresh).transpose()
+}
+
+/// Marks an unused, unrevoked token used; true only for the one caller that did it (so two
+/// concurrent refreshes with one token cannot both rotate).
+pub async fn mark_refresh_used(db: &dyn Db, hash: &str) -> Result<bool, StoreError> {
+    let mut b = Builder::new(db.dialect());
+    b.push("UPDATE refresh_tokens SET used = 1 WHERE hash = ").text(hash).push(" AND used = 0 AND revoked = 0");
+    Ok(db.execute(&b.finish()).await? == 1)
+}
+
+pub async fn revoke_family(db: &dyn Db, family: &str) -> Result<(), StoreError> {
+    let mut b = Builder::new(db.dialect());
+    b.push("UPDATE refresh_tokens SET revoked = 1 WHERE family = ").text(family);
+    db.execute(&b.finish()).await.map(|_| ())
+}
+
+pub async fn revoke_account_refresh(db: &dyn Db, account_id: &str) -> Result<(), StoreError> {
+    let mut b = Builder::new(db.dialect());
+    b.push("UPDATE refresh_tokens SET revoked = 1 WHERE account_id = ").text(account_id);
+    db.execute(&b.finish()).await.map(|_| ())
+}
+
+/// Every signing key `(kid, pkcs8 base64)`, oldest first.
+pub async fn signing_keys(db: &dyn Db) -> Result<Vec<(String, String)>, StoreError> {
+    let mut b = Builder::new(db.dialect());
+    b.push("SELECT kid, pkcs8 FROM signing_keys ORDER BY created_at, kid");
+    db.fetch_write(&b.finish(), &[Col::Text, Col::Text])
+        .await?
+        .into_iter()
+        .map(|r| {
+            let mut it = r.into_iter();
+            Ok((text(it.next())?.ok_or_else(corrupt)?, text(it.next())?.ok_or_else(corrupt)?))
+        })
+        .collect()
+}
+
+pub async fn insert_signing_key(db: &dyn Db, kid: &str, pkcs8_b64: &str, created_at: i64) -> Result<(), StoreError> {
+    let mut b = Builder::new(db.dialect());
+    b.push("INSERT INTO signing_keys (kid, pkcs8, created_at) VALUES (")
+        .text(kid)
+        .push(", ")
+        .text(pkcs8_b64)
+        .push(", ")
+        .int(created_at)
+        .push(") ON CONFLICT DO NOTHING");
+    db.execute(&b.finish()).await.map(|_| ())
+}
+
+pub async fn setting(db: &dyn Db, name: &str) -> Result<Option<String>, StoreError> {
+    let mut b = Builder::new(db.dialect());
+    b.push("SELECT value FROM auth_settings WHERE name = ").text(name);
+    let rows = db.fetch_write(&b.finish(), &[Col::Text]).await?;
+    match rows.into_iter().next() {
+        Some(r) => text(r.into_iter().next()),
+        None => Ok(None),
+    }
+}
+
+/// Sets `name` unless it is set already (first writer wins); answers the value in force.
+pub async fn setting_init(db: &dyn Db, name: &str, value: &str) -> Result<String, StoreError> {
+    let mut b = Builder::new(db.dialect());
+    b.push("INSERT INTO auth_settings (name, value) VALUES (")
+        .text(name)
+        .push(", ")
+        .text(value)
+        .push(") ON CONFLICT DO NOTHING");
+    db.execute(&b.finish()).await?;
+    setting(db, name).await?.ok_or_else(corrupt)
+}
+
+pub async fn setting_set(db: &dyn Db, name: &str, value: &str) -> Result<(), StoreError> {
+    let mut b = Builder::new(db.dialect());
+    b.push("INSERT INTO auth_settings (name, value) VALUES (")
+        .text(name)
+        .push(", ")
+        .text(value)
+        .push(") ON CONFLICT (name) DO UPDATE SET value = excluded.value");
+    db.execute(&b.finish()).await.map(|_| ())
+}
+
+/// The patients a caregiver account may act for.
+pub async fn caregiver_patients(db: &dyn Db, caregiver_id: &str) -> Result<Vec<String>, StoreError> {
+    let mut b = Builder::new(db.dialect());
+    b.push("SELECT patient_id FROM caregiver_grants WHERE caregiver_id = ")
+        .text(caregiver_id)
+        .push(" ORDER BY patient_id");
+    db.fetch(&b.finish(), &[Col::Text])
+        .await?
+        .into_iter()
+        .map(|r| text(r.into_iter().next())?.ok_or_else(corrupt))
+        .collect()
+}
+
+pub async fn grant_caregiver(db: &dyn Db, caregiver_id: &str, patient_id: &str, now: i64) -> Result<(), StoreError> {
+    let mut b = Builder::new(db.dialect());
+    b.push("INSERT INTO caregiver_grants (caregiver_id, patient_id, created_at) VALUES (")
+        .text(caregiver_id)
+        .push(", ")
+        .text(patient_id)
+        .push(", ")
+        .int(now)
+        .push(") ON CONFLICT DO NOTHING");
+    db.execute(&b.finish()).await.map(|_| ())
+}
+
+pub async fn revoke_caregiver(db: &dyn Db, caregiver_id: &str, patient_id: &str) -> Result<(), StoreError> {
+    let mut b = Builder::new(db.dialect());
+    b.push("DELETE FROM caregiver_grants WHERE caregiver_id = ")
+        .text(caregiver_id)
+        .push(" AND patient_id = ")
+        .text(patient_id);
+    db.execute(&b.finish()).await.map(|_| ())
+}

@@ -1,0 +1,242 @@
+//! [`Guarded`]: the store as a caller with a given [`Access`] sees it. Every resource read,
+//! search and write of the application goes through here; the raw [`ResourceStore`] is for
+//! internal jobs that act for the system (reindex, export workers).
+//!
+//! Decisions:
+//! - A resource outside the caller's reach answers like a resource that does not exist (`404`):
+//!   to a patient, the existence of another patient's record is itself private. An interaction
+//!   the caller's grants do not allow on a type at all is `Forbidden` (`403`).
+//! - Searches never fail for reach or grants: they are narrowed (types the caller may not search
+//!   drop out, matches and includes outside the reach are never returned).
+//! - Type- and system-level history span every record of a type, so they need an unrestricted
+//!   reach; instance history needs the resource to be in reach now.
+//! - A write by a restricted caller is allowed when the current version (if any) is in reach and
+//!   every patient the new version names through its Patient-compartment references is in reach
+//!   (so a patient cannot file data into someone else's record), and it names at least one.
+
+use std::sync::Arc;
+
+use hearth_search::IndexValue;
+
+use crate::{
+    Access, Current, CurrentState, HistoryPage, HistoryQuery, HistoryScope, IndexEntry, Op, PatientSet, Reach,
+    ResourceStore, SearchPage, SearchQuery, SearchRequest, StoreError, StoreTx, Version,
+};
+
+/// The store seen through an [`Access`].
+#[derive(Clone)]
+pub struct Guarded {
+    store: Arc<dyn ResourceStore>,
+    access: Access,
+}
+
+fn forbidden(op: Op, resource_type: &str) -> StoreError {
+    let what = match op {
+        Op::Create => "create",
+        Op::Read => "read",
+        Op::Update => "update",
+        Op::Delete => "delete",
+        Op::Search => "search",
+    };
+    StoreError::Forbidden(format!("not allowed to {what} {resource_type} resources"))
+}
+
+impl Guarded {
+    pub fn new(store: Arc<dyn ResourceStore>, access: Access) -> Guarded {
+        Guarded { store, access }
+    }
+
+    pub fn access(&self) -> &Access {
+        &self.access
+    }
+
+    fn restricted(&self) -> bool {
+        self.access.reach != Reach::All
+    }
+
+    /// The current version, if the caller may read it.
+    pub async fn read(&self, resource_type: &str, id: &str) -> Result<Current, StoreError> {
+        if !self.access.allows(Op::Read, resource_type) {
+            return Err(forbidden(Op::Read, resource_type));
+        }
+        if self.restricted() && !self.store.in_reach(&self.access, resource_type, id).await? {
+            return Ok(Current::NotFound);
+        }
+        self.store.read(resource_type, id).await
+    }
+
+    /// A specific version, if the caller may read the resource (judged on its current version).
+    pub async fn read_version(
+        &self,
+        resource_type: &str,
+        id: &str,
+        version_id: u64,
+    ) -> Result<Option<Version>, StoreError> {
+        if !self.access.allows(Op::Read, resource_type) {
+            return Err(forbidden(Op::Read, resource_type));
+        }
+        if self.restricted() && !self.store.in_reach(&self.access, resource_type, id).await? {
+            return Ok(None);
+        }
+        self.store.read_version(resource_type, id, version_id).await
+    }
+
+    pub async fn history(&self, query: &HistoryQuery) -> Result<HistoryPage, StoreError> {
+        match &query.scope {
+            HistoryScope::Instance { resource_type, id } => {
+                if !self.access.allows(Op::Read, resource_type) {
+                    return Err(forbidden(Op::Read, resource_type));
+                }
+                if self.restricted() && !self.store.in_reach(&self.access, resource_type, id).await? {
+                    return Ok(HistoryPage::default());
+                }
+            }
+            HistoryScope::Type(resource_type) => {
+                if self.restricted() || !self.access.allows(Op::Search, resource_type) {
+                    return Err(forbidden(Op::Search, &format!("the history of all {resource_type}")));
+                }
+            }
+            HistoryScope::System => {
+                if !self.access.is_unrestricted() {
+                    return Err(StoreError::Forbidden("not allowed to read the history of the whole server".into()));
+                }
+            }
+        }
+        self.store.history(query).await
+    }
+
+    /// One page of a search, narrowed to what the caller may search and reach.
+    pub async fn search(&self, mut request: SearchRequest) -> Result<SearchPage, StoreError> {
+        request.access = self.access.clone();
+        if !narrow_types(&self.access, &mut request.query) {
+            let total = request.count_total.then_some(0);
+            return Ok(SearchPage { total, ..SearchPage::default() });
+        }
+        self.store.search(&request).await
+    }
+
+    /// Live resources matching `query`'s clauses within reach (conditional interactions).
+    pub async fn find(&self, query: &SearchQuery, limit: u32) -> Result<Vec<Version>, StoreError> {
+        let mut query = query.clone();
+        if !narrow_types(&self.access, &mut query) {
+            return Ok(Vec::new());
+        }
+        self.store.find(&self.access, &query, limit).await
+    }
+
+    /// Starts a write transaction in which every write is checked against the access.
+    pub async fn begin(&self) -> Result<GuardedTx, StoreError> {
+        Ok(GuardedTx { tx: self.store.begin().await?, access: self.access.clone() })
+    }
+}
+
+/// Drops the types the caller may not search from a query; false when none is left.
+fn narrow_types(access: &Access, query: &mut SearchQuery) -> bool {
+    if access.is_unrestricted() {
+        return true;
+    }
+    let all = query.resource_types.len();
+    query.resource_types.retain(|t| access.allows(Op::Search, t));
+    if query.resource_types.len() != all && query.type_filter.is_empty() && all > 1 {
+        // A system search without `_type` became a search over the allowed types: name them, so
+        // the store restricts to them rather than searching every type.
+        query.type_filter = query.resource_types.clone();
+    }
+    !query.resource_types.is_empty()
+}
+
+/// A write transaction seen through an [`Access`]. Dropping it without `commit` rolls back.
+pub struct GuardedTx {
+    tx: Box<dyn StoreTx>,
+    access: Access,
+}
+
+impl GuardedTx {
+    pub fn access(&self) -> &Access {
+        &self.access
+    }
+
+    /// The version facts of a resource (ids are not secret: they are random).
+    pub async fn current(&mut self, resource_type: &str, id: &str) -> Result<Option<CurrentState>, StoreError> {
+        self.tx.current(resource_type, id).await
+    }
+
+    pub async fn read(&mut self, resource_type: &str, id: &str) -> Result<Current, StoreError> {
+        if !self.access.allows(Op::Read, resource_type) {
+            return Err(forbidden(Op::Read, resource_type));
+        }
+        if self.access.reach != Reach::All && !self.tx.in_reach(&self.access, resource_type, id).await? {
+            return Ok(Current::NotFound);
+        }
+        self.tx.read(resource_type, id).await
+    }
+
+    pub async fn find(&mut self, query: &SearchQuery, limit: u32) -> Result<Vec<Version>, StoreError> {
+        let mut query = query.clone();
+        if !narrow_types(&self.access, &mut query) {
+            return Ok(Vec::new());
+        }
+        self.tx.find(&self.access, &query, limit).await
+    }
+
+    /// Persists a version built by [`crate::interactions`] after checking the caller may write it.
+    pub async fn persist(&mut self, version: &Version, index: &[IndexEntry]) -> Result<(), StoreError> {
+        let rt = &version.resource_type;
+        let previous = self.tx.current(rt, &version.id).await?.filter(|c| !c.deleted);
+        let op = match (&version.body, previous) {
+            (None, _) => Op::Delete,
+            (Some(_), Some(_)) => Op::Update,
+            (Some(_), None) => Op::Create,
+        };
+        if !self.access.allows(op, rt) {
+            return Err(forbidden(op, rt));
+        }
+        if let Reach::Patients { set, scheme } = &self.access.reach {
+            if previous.is_some() && !self.tx.in_reach(&self.access, rt, &version.id).await? {
+                return Err(forbidden(op, rt));
+            }
+            if version.body.is_some() {
+                let named = if rt == "Patient" {
+                    vec![version.id.clone()]
+                } else {
+                    patients_named(scheme.params_of(rt).unwrap_or(&[]), index)
+                };
+                if named.is_empty() {
+                    return Err(StoreError::Forbidden(format!(
+                        "a {rt} written by this caller must belong to a patient record it may write"
+                    )));
+                }
+                for patient in &named {
+                    let ok = match set {
+                        PatientSet::Ids(ids) => ids.contains(patient),
+                        PatientSet::Organization(_) => self.tx.in_reach(&self.access, "Patient", patient).await?,
+                    };
+                    if !ok {
+                        return Err(StoreError::Forbidden(format!(
+                            "this {rt} names a patient whose record this caller may not write"
+                        )));
+                    }
+                }
+            }
+        }
+        self.tx.persist(version, index).await
+    }
+
+    pub async fn commit(self) -> Result<(), StoreError> {
+        self.tx.commit().await
+    }
+}
+
+/// The ids of the Patients a resource references through its compartment parameters.
+fn patients_named(params: &[String], index: &[IndexEntry]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for entry in index.iter().filter(|e| params.contains(&e.param)) {
+        if let IndexValue::Reference { target_type: Some(t), target_id: Some(id), .. } = &entry.value
+            && t == "Patient"
+            && !out.contains(id)
+        {
+            out.push(id.clone());
+        }
+    }
+    out
+}

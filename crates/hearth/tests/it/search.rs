@@ -616,6 +616,18 @@ async fn walk(t: &TestApp, first: &str, relation: &str) -> Vec<Vec<String>> {
     panic!("paging never ended");
 }
 
+/// The Bundle of the last page, following `next` from `first`.
+async fn last_page(t: &TestApp, first: &str) -> Value {
+    let mut page = t.send(t.client.get(first)).await.json();
+    for _ in 0..1000 {
+        match link(&page, "next") {
+            Some(next) => page = t.send(t.client.get(&next)).await.json(),
+            None => return page,
+        }
+    }
+    panic!("paging never ended");
+}
+
 fn link(b: &Value, relation: &str) -> Option<String> {
     b["link"]
         .as_array()
@@ -650,14 +662,7 @@ async fn paging_next_previous_every_match_once_and_stable_under_writes() {
     assert_eq!(all.len(), 7, "every match exactly once");
 
     // from the last page, previous links lead back through the same pages
-    let mut url = first.clone();
-    let mut last = Value::Null;
-    for _ in 0..3 {
-        last = t.send(t.client.get(&url)).await.json();
-        if let Some(n) = link(&last, "next") {
-            url = n;
-        }
-    }
+    let last = last_page(&t, &first).await;
     let back = walk(&t, &link(&last, "previous").unwrap(), "previous").await;
     let mut forward_but_last = pages[..2].to_vec();
     forward_but_last.reverse();
@@ -1083,4 +1088,181 @@ async fn search_parameter_resource_and_reindex() {
     r.outcome_issue();
     expect(&t, "/fhir/SearchParameter?code=broken", &[]).await;
     expect_400(&t, "/fhir/Patient?broken=x", "broken").await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// more edge cases
+
+#[tokio::test]
+async fn modifier_combinations_escapes_and_time_zones() {
+    let t = fixture_app().await;
+    expect(&t, &format!("/fhir/Condition?code:not={CS}|diabetes"), &["cond-2", "cond-3", "cond-4"]).await;
+    expect(&t, "/fhir/Patient?gender:not=female,male", &["pat-cy"]).await;
+    expect(&t, &format!("/fhir/Patient?identifier=MRN-1,MRN-2&identifier={MRN}|"), &["pat-ana", "pat-bob"]).await;
+    expect(&t, "/fhir/Observation?subject:Patient.birthdate:missing=true", &["obs-m1", "obs-m2"]).await;
+    expect(&t, "/fhir/Patient?_has:Condition:patient:code:text=diabetes", &["pat-ana", "pat-dee"]).await;
+    // 11:00+01:00 is 10:00Z
+    expect(&t, "/fhir/Observation?date=2023-03-15T11:00:00%2B01:00", &["obs-a"]).await;
+    expect(&t, "/fhir/Observation?date=2023-03-15T10:00:00%2B01:00", &[]).await;
+    expect(&t, &format!("/fhir/Observation?value-quantity=ne250|{UCUM}|mg"), &["obs-m2", "obs-ident"]).await;
+
+    // an escaped comma is part of the value, not an OR
+    let mut p = crate::common::patient("Smith,Jones");
+    p["id"] = json!("pat-comma");
+    put_all(&t, &[p]).await;
+    expect(&t, "/fhir/Patient?family=smith%5C,jones", &["pat-comma"]).await;
+    expect(&t, "/fhir/Patient?family:exact=Smith%5C,Jones", &["pat-comma"]).await;
+    expect(&t, "/fhir/Patient?family=smith,jones", &["pat-cy", "pat-comma"]).await;
+}
+
+#[tokio::test]
+async fn meta_parameters_last_updated_tag_profile_security_text_list() {
+    let t = TestApp::spawn().await;
+    t.clock.set("2020-01-01T00:00:00Z".parse().unwrap());
+    let mut p1 = crate::common::patient("Meta");
+    p1["id"] = json!("p1");
+    p1["meta"] = json!({
+        "tag": [{"system": "http://tags.example", "code": "vip"}],
+        "profile": ["http://example.org/StructureDefinition/p"],
+        "security": [{"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "R"}]
+    });
+    p1["text"] =
+        json!({"status": "generated", "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\">Allergic to peanuts</div>"});
+    put_all(&t, &[p1]).await;
+    t.clock.set("2021-06-01T12:00:00Z".parse().unwrap());
+    let mut p2 = crate::common::patient("Meta");
+    p2["id"] = json!("p2");
+    p2["text"] =
+        json!({"status": "generated", "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\">Likes walking</div>"});
+    let list = json!({"resourceType": "List", "id": "list-1", "status": "current", "mode": "working",
+                      "entry": [{"item": reference("Patient/p1")}]});
+    put_all(&t, &[p2, list]).await;
+
+    expect(&t, "/fhir/Patient?_lastUpdated=2020", &["p1"]).await;
+    expect(&t, "/fhir/Patient?_lastUpdated=gt2020-12-31", &["p2"]).await;
+    expect(&t, "/fhir/Patient?_lastUpdated=lt2021", &["p1"]).await;
+    expect(&t, "/fhir/Patient?_lastUpdated=ge2021-06-01", &["p2"]).await;
+    expect_order(&t, "/fhir/Patient?_sort=-_lastUpdated", &["p2", "p1"]).await;
+    expect(&t, "/fhir/Patient?_tag=http://tags.example|vip", &["p1"]).await;
+    expect(&t, "/fhir/Patient?_tag:not=vip", &["p2"]).await;
+    expect(&t, "/fhir/Patient?_profile=http://example.org/StructureDefinition/p", &["p1"]).await;
+    expect(&t, "/fhir/Patient?_security=R", &["p1"]).await;
+    expect(&t, "/fhir/Patient?_text=peanuts", &["p1"]).await;
+    expect(&t, "/fhir/Patient?_content=walking", &["p2"]).await;
+    expect(&t, "/fhir/Patient?_list=list-1", &["p1"]).await;
+
+    let b = search(&t, "/fhir/Patient?_id=p1&_summary=text").await;
+    let p = &entries(&b, "match")[0];
+    assert!(p.get("text").is_some() && p.get("name").is_none(), "{p}");
+    let b = search(&t, "/fhir/Patient?_id=p1&_summary=data").await;
+    let p = &entries(&b, "match")[0];
+    assert!(p.get("text").is_none() && p.get("name").is_some(), "{p}");
+}
+
+#[tokio::test]
+async fn paging_survives_deletes_and_includes_follow_each_page() {
+    let t = fixture_app().await;
+    // dates ascending: d (Feb 25), a, b, c, bp1, bp2, e
+    let first = t.url("/fhir/Observation?date=2023,2024&_sort=date&_count=2&_include=Observation:subject");
+    let b1 = t.send(t.client.get(&first)).await.json();
+    assert_eq!(ids(&b1), ["obs-d", "obs-a"]);
+    let inc = |b: &Value| sorted(entries(b, "include").iter().map(|r| r["id"].as_str().unwrap().to_owned()).collect());
+    assert_eq!(inc(&b1), strs(&["pat-ana", "pat-bob"]));
+    // obs-b (next in line) is deleted before the next page is read
+    assert_eq!(t.delete("/fhir/Observation/obs-b").await.status, 204);
+    let b2 = t.send(t.client.get(link(&b1, "next").unwrap())).await.json();
+    assert_eq!(ids(&b2), ["obs-c", "obs-bp1"]);
+    assert_eq!(inc(&b2), strs(&["pat-ana", "pat-bob"]));
+    assert_eq!(b2["total"], 6, "the total is the current one");
+    let b3 = t.send(t.client.get(link(&b2, "next").unwrap())).await.json();
+    assert_eq!(ids(&b3), ["obs-bp2", "obs-e"]);
+    assert_eq!(inc(&b3), strs(&["pat-bob", "pat-cy"]));
+    assert!(link(&b3, "next").is_none(), "{b3}");
+    let back = t.send(t.client.get(link(&b3, "previous").unwrap())).await.json();
+    assert_eq!(ids(&back), ["obs-c", "obs-bp1"]);
+}
+
+#[tokio::test]
+async fn lenient_handling_drops_unknown_parameters_but_never_unknown_modifiers() {
+    let t = fixture_app().await;
+    let lenient = |path: &str| t.request(Method::GET, path).header("prefer", "handling=lenient");
+    let r = t.send(lenient("/fhir/Patient?nope=1&family=mul&_elements=gender")).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let b = r.json();
+    assert_eq!(sorted(ids(&b)), strs(&["pat-ana", "pat-bob"]));
+    assert!(!link(&b, "self").unwrap().contains("nope"));
+    assert!(entries(&b, "outcome")[0].to_string().contains("nope"), "{b}");
+    // a modifier changes what a parameter means: dropping it would silently widen the result
+    let r = t.send(lenient("/fhir/Patient?gender:nope=female&family=mul")).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.outcome_issue().to_string().contains("gender:nope"));
+}
+
+#[tokio::test]
+async fn paging_by_a_sort_key_with_missing_values_and_ties() {
+    let t = fixture_app().await;
+    let all_obs = ["obs-a", "obs-b", "obs-c", "obs-d", "obs-e", "obs-m1", "obs-m2", "obs-ident", "obs-bp1", "obs-bp2"];
+    for sort in ["date", "-date", "code", "-code", "date,-code", "-value-quantity", "patient"] {
+        let one = search(&t, &format!("/fhir/Observation?_sort={sort}&_count=100")).await;
+        let one = ids(&one);
+        assert_eq!(sorted(one.clone()), strs(&all_obs), "{sort}");
+        for count in [1, 3, 4] {
+            let pages = walk(&t, &t.url(&format!("/fhir/Observation?_sort={sort}&_count={count}")), "next").await;
+            assert_eq!(pages.concat(), one, "_sort={sort}&_count={count}: paged order equals the one-page order");
+            // and back again from the last page
+            let last = last_page(&t, &t.url(&format!("/fhir/Observation?_sort={sort}&_count={count}"))).await;
+            let mut back = walk(&t, &link(&last, "previous").unwrap(), "previous").await;
+            back.reverse();
+            back.push(ids(&last));
+            assert_eq!(back.concat(), one, "_sort={sort}&_count={count}: previous links");
+        }
+    }
+    // the missing dates come last in both directions
+    let b = ids(&search(&t, "/fhir/Observation?_sort=-date&_count=100").await);
+    assert_eq!(sorted(b[7..].to_vec()), strs(&["obs-m1", "obs-m2", "obs-ident"]));
+    assert_eq!(&b[..2], ["obs-e", "obs-bp2"]);
+}
+
+#[tokio::test]
+async fn writes_keep_the_index_current() {
+    let t = fixture_app().await;
+    // an update replaces the index rows
+    let mut ana = t.get("/fhir/Patient/pat-ana").await.json();
+    ana["name"][0]["family"] = json!("Novak");
+    assert_eq!(t.put("/fhir/Patient/pat-ana", &ana).await.status, 200);
+    expect(&t, "/fhir/Patient?family=m%C3%BCller", &["pat-bob"]).await; // Mullerson only
+    expect(&t, "/fhir/Patient?family=novak", &["pat-ana"]).await;
+    expect(&t, "/fhir/Observation?subject:Patient.family=novak", &["obs-a", "obs-b", "obs-bp1"]).await;
+    // a deleted resource is neither matched, included nor reached through a chain
+    assert_eq!(t.delete("/fhir/Observation/obs-a").await.status, 204);
+    expect(&t, &format!("/fhir/Observation?code={LOINC}|2093-3"), &["obs-c"]).await;
+    let b = search(&t, "/fhir/Patient?_id=pat-ana&_revinclude=Observation:subject").await;
+    let inc: Vec<String> =
+        sorted(entries(&b, "include").iter().map(|r| r["id"].as_str().unwrap().to_owned()).collect());
+    assert_eq!(inc, strs(&["obs-b", "obs-bp1"]));
+    assert_eq!(t.delete("/fhir/Organization/org-2").await.status, 204);
+    expect(&t, "/fhir/Patient?organization.name=borealis", &[]).await;
+    expect(&t, &format!("/fhir/Patient?_has:Observation:patient:code={LOINC}|2093-3"), &["pat-bob"]).await;
+}
+
+#[tokio::test]
+async fn conditional_create_takes_any_search_criteria() {
+    let t = fixture_app().await;
+    let o = obs("ignored", reference("Patient/pat-ana"), "2093-3", None, None);
+    let create = |criteria: &str| {
+        t.with_body(Method::POST, "/fhir/Observation", &o).header("if-none-exist", criteria.to_owned())
+    };
+    // a chain that matches obs-a: nothing is created
+    let r = t.send(create(&format!("code={LOINC}|2093-3&subject:Patient.family:exact=M%C3%BCller"))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["id"], "obs-a");
+    // _has and a date prefix that match nothing: created
+    let r = t.send(create("date=gt2030&subject:Patient._has:Condition:patient:code=diabetes")).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    // several matches: 412
+    let r = t.send(create(&format!("code={LOINC}|2093-3"))).await;
+    assert_eq!(r.status, 412, "{}", r.text);
+    // a bad criterion is a 400, not a create
+    let r = t.send(create("nope=1")).await;
+    assert_eq!(r.status, 400, "{}", r.text);
 }

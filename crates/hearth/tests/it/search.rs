@@ -1266,3 +1266,178 @@ async fn conditional_create_takes_any_search_criteria() {
     let r = t.send(create("nope=1")).await;
     assert_eq!(r.status, 400, "{}", r.text);
 }
+
+#[tokio::test]
+async fn wildcards_unicode_choice_types_and_contact_points() {
+    let t = fixture_app().await;
+    // LIKE wildcards in a value are literal characters
+    expect(&t, "/fhir/Patient?family:contains=_", &[]).await;
+    expect(&t, "/fhir/Patient?family:contains=%25", &[]).await;
+    expect(&t, "/fhir/Patient?family=sm_th", &[]).await;
+    expect(&t, "/fhir/Patient?family=%25ller", &[]).await;
+    expect(&t, "/fhir/ValueSet?url:below=http://example.org/%25", &[]).await;
+    expect(&t, "/fhir/Condition?code:text=d_abetes", &[]).await;
+    // a decomposed ü finds the precomposed one
+    expect(&t, "/fhir/Patient?family=Mu%CC%88ller", &["pat-ana", "pat-bob"]).await;
+    // deceased[x]: a date of death means deceased=true
+    let mut p = crate::common::patient("Gone");
+    p["id"] = json!("pat-gone");
+    p["deceasedDateTime"] = json!("2020-02-02");
+    let mut q = crate::common::patient("Alive");
+    q["id"] = json!("pat-alive");
+    q["deceasedBoolean"] = json!(false);
+    q["telecom"] = json!([{"system": "email", "value": "Alive@Example.org"}, {"system": "phone", "value": "555-0100"}]);
+    q["address"] = json!([{"line": ["1 Main St"], "city": "Boston", "postalCode": "02110"}]);
+    put_all(&t, &[p, q]).await;
+    expect(&t, "/fhir/Patient?deceased=true", &["pat-gone"]).await;
+    // R4's expression `deceased.exists() and deceased != false` is false without the element too
+    expect(&t, "/fhir/Patient?deceased=false", &["pat-alive", "pat-ana", "pat-bob", "pat-cy", "pat-dee"]).await;
+    expect(&t, "/fhir/Patient?death-date=2020-02", &["pat-gone"]).await;
+    expect(&t, "/fhir/Patient?email=Alive@Example.org", &["pat-alive"]).await;
+    expect(&t, "/fhir/Patient?phone=555-0100", &["pat-alive"]).await;
+    expect(&t, "/fhir/Patient?email=555-0100", &[]).await;
+    expect(&t, "/fhir/Patient?address=bost", &["pat-alive"]).await;
+    expect(&t, "/fhir/Patient?address-city=boston&address-postalcode=02110", &["pat-alive"]).await;
+    expect(&t, "/fhir/Patient?_id=pat-ana&_id=pat-bob", &[]).await;
+    expect(&t, "/fhir/Observation?date=2023-03-15T10:00Z", &["obs-a"]).await;
+}
+
+#[tokio::test]
+async fn cycles_canonical_versions_exponents_and_undefined_compartments() {
+    let t = fixture_app().await;
+    // a partOf cycle: iterate and :below terminate
+    put_all(&t, &[
+        json!({"resourceType": "Organization", "id": "cyc-a", "name": "Cycle A", "partOf": reference("Organization/cyc-b")}),
+        json!({"resourceType": "Organization", "id": "cyc-b", "name": "Cycle B", "partOf": reference("Organization/cyc-a")}),
+    ])
+    .await;
+    let b = search(&t, "/fhir/Organization?_id=cyc-a&_include:iterate=Organization:partof").await;
+    assert_eq!(ids(&b), ["cyc-a"]);
+    let inc: Vec<String> = entries(&b, "include").iter().map(|r| r["id"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(inc, ["cyc-b"]);
+    expect(&t, "/fhir/Organization?partof:below=cyc-a", &["cyc-a", "cyc-b"]).await;
+
+    // canonical references with and without a version
+    let qr = |id: &str, q: &str| json!({"resourceType": "QuestionnaireResponse", "id": id, "status": "completed", "questionnaire": q});
+    put_all(
+        &t,
+        &[
+            qr("qr-1", "http://example.org/q|1.0"),
+            qr("qr-2", "http://example.org/q|2.0"),
+            qr("qr-3", "http://example.org/q"),
+        ],
+    )
+    .await;
+    expect(&t, "/fhir/QuestionnaireResponse?questionnaire=http://example.org/q", &["qr-1", "qr-2", "qr-3"]).await;
+    expect(&t, "/fhir/QuestionnaireResponse?questionnaire=http://example.org/q|2.0", &["qr-2"]).await;
+
+    // exponent notation
+    expect(&t, "/fhir/RiskAssessment?probability=8e-1", &["ra-3"]).await;
+
+    // only the Patient compartment is defined (issue 3): others are refused, not searched unrestricted
+    let r = t.get("/fhir/Practitioner/pr-1/Observation").await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(r.outcome_issue()["code"], "not-supported");
+}
+
+#[tokio::test]
+async fn odd_queries_answer_200_or_400_never_500() {
+    let t = fixture_app().await;
+    let odd = [
+        "/fhir/Patient?family=",
+        "/fhir/Patient?=x",
+        "/fhir/Patient?&&&",
+        "/fhir/Patient?family",
+        "/fhir/Patient?_id=",
+        "/fhir/Patient?identifier=a%5C|b",
+        "/fhir/Patient?identifier=|",
+        "/fhir/Patient?identifier=a|b|c",
+        "/fhir/Patient?birthdate=",
+        "/fhir/Patient?birthdate=ge",
+        "/fhir/Patient?birthdate=2020-02-30",
+        "/fhir/Patient?birthdate=99999",
+        "/fhir/Patient?birthdate=-2020",
+        "/fhir/Patient?birthdate=2020-01-01T25:00:00Z",
+        "/fhir/Observation?date=ge2023-03-15T10:00:00.5Z",
+        "/fhir/Observation?value-quantity=1e999",
+        "/fhir/Observation?value-quantity=NaN",
+        "/fhir/Observation?value-quantity=inf",
+        "/fhir/Observation?value-quantity=5||",
+        "/fhir/Observation?value-quantity=5|http://unitsofmeasure.org|",
+        "/fhir/Observation?value-quantity=5|||",
+        "/fhir/Observation?value-quantity=5|x|furlong",
+        "/fhir/RiskAssessment?probability=1e-400",
+        "/fhir/RiskAssessment?probability=ap0",
+        "/fhir/RiskAssessment?probability=-0",
+        "/fhir/Observation?component-code-value-quantity=$",
+        "/fhir/Observation?component-code-value-quantity=a$b$c$d",
+        "/fhir/Observation?subject=",
+        "/fhir/Observation?subject=Patient/",
+        "/fhir/Observation?subject=/pat-ana",
+        "/fhir/Observation?subject=http://",
+        "/fhir/Observation?subject:Nope=x",
+        "/fhir/Observation?subject.=x",
+        "/fhir/Observation?subject..name=x",
+        "/fhir/Observation?subject:Patient.organization.partof.partof.partof.partof.partof.partof.name=x",
+        "/fhir/Patient?_has=x",
+        "/fhir/Patient?_has:Observation=x",
+        "/fhir/Patient?_has:Observation:patient=x",
+        "/fhir/Patient?_has:Nope:patient:code=x",
+        "/fhir/Patient?_include=",
+        "/fhir/Patient?_include=*:*",
+        "/fhir/Patient?_include=Patient",
+        "/fhir/Patient?_revinclude=Observation",
+        "/fhir/Patient?_include:nope=Patient:organization",
+        "/fhir/Patient?_sort=",
+        "/fhir/Patient?_sort=-",
+        "/fhir/Patient?_sort=,,",
+        "/fhir/Patient?_sort=given,given",
+        "/fhir/Patient?_sort=_score",
+        "/fhir/Patient?_count=",
+        "/fhir/Patient?_count=99999999999999999999",
+        "/fhir/Patient?_count=100000",
+        "/fhir/Patient?_cursor=garbage",
+        "/fhir/Patient?_cursor=",
+        "/fhir/Patient?_elements=",
+        "/fhir/Patient?_elements=nope",
+        "/fhir/Patient?_summary=",
+        "/fhir/Patient?_total=",
+        "/fhir/Patient?_type=Observation",
+        "/fhir?_type=",
+        "/fhir?_type=Patient&_type=Observation",
+        "/fhir?family=mul",
+        "/fhir/Patient?_text=",
+        "/fhir/Patient?_list=",
+        "/fhir/Patient?_tag=|",
+        "/fhir/Patient?gender:missing=",
+        "/fhir/Patient?gender:text=",
+        "/fhir/Patient?identifier:of-type=a|b",
+        "/fhir/Patient?identifier:of-type=||",
+        "/fhir/Observation?code:in=",
+        "/fhir/Observation?code:below=nocode",
+        "/fhir/Observation?code:above=|x",
+        "/fhir/ValueSet?url:below=",
+        "/fhir/Organization?partof:below=Patient/pat-ana",
+        "/fhir/Organization?partof:above=http://elsewhere.example/Organization/x",
+        "/fhir/Patient/pat-ana/Nope",
+        "/fhir/Patient/pat-ana/*?_type=Nope",
+        "/fhir/Patient?family=%FF%FE",
+        "/fhir/Patient?family=%00",
+        "/fhir/Patient?family:contains=%00",
+        "/fhir/Patient?family=%27%3B%20DROP%20TABLE%20resources%3B--",
+    ];
+    for path in odd {
+        let r = t.get(path).await;
+        assert!(r.status == 200 || r.status == 400 || r.status == 404, "{path}: {} {}", r.status, r.text);
+        if r.status != 200 {
+            r.outcome_issue();
+        } else {
+            assert_eq!(r.json()["resourceType"], "Bundle", "{path}");
+        }
+    }
+    // the refusal names the parameter as written (it named `partof:missing` before)
+    expect_400(&t, "/fhir/Organization?partof:below=Patient/pat-ana", "`partof:below`").await;
+    expect_400(&t, "/fhir/Organization?partof:above=http://elsewhere.example/Organization/x", "`partof:above`").await;
+    // and the data is still there
+    expect(&t, "/fhir/Patient?family=mul", &["pat-ana", "pat-bob"]).await;
+}

@@ -1088,6 +1088,26 @@ async fn search_parameter_resource_and_reindex() {
     r.outcome_issue();
     expect(&t, "/fhir/SearchParameter?code=broken", &[]).await;
     expect_400(&t, "/fhir/Patient?broken=x", "broken").await;
+
+    // a code that clashes with an R4 parameter of the same base is refused
+    let mut clash = sp.clone();
+    clash["url"] = json!("http://example.org/fhir/SearchParameter/clash");
+    clash["code"] = json!("family");
+    let r = t.post("/fhir/SearchParameter", &clash).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+
+    // system-level $reindex
+    let r = t.send(t.request(Method::POST, "/fhir/$reindex")).await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let done = wait_for(&t, &r.header("content-location").unwrap()).await;
+    assert!(done.to_string().contains("completed"), "{done}");
+    expect(&t, "/fhir/Patient?eye-colour=green", &[&old_green, &new_green]).await;
+
+    // deleting the SearchParameter withdraws the parameter
+    let stored = search(&t, "/fhir/SearchParameter?code=eye-colour").await;
+    let sp_id = ids(&stored).pop().unwrap();
+    assert_eq!(t.delete(&format!("/fhir/SearchParameter/{sp_id}")).await.status, 204);
+    expect_400(&t, "/fhir/Patient?eye-colour=green", "eye-colour").await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1435,9 +1455,39 @@ async fn odd_queries_answer_200_or_400_never_500() {
             assert_eq!(r.json()["resourceType"], "Bundle", "{path}");
         }
     }
+    // a NUL (no FHIR string holds one; PostgreSQL cannot compare it) is a malformed value: it
+    // was a 500 on PostgreSQL
+    expect_400(&t, "/fhir/Patient?family=%00", "family").await;
+    expect_400(&t, "/fhir/Patient?family:contains=a%00", "family").await;
+    expect_400(&t, "/fhir/Observation?code=http://loinc.org|%01", "code").await;
     // the refusal names the parameter as written (it named `partof:missing` before)
     expect_400(&t, "/fhir/Organization?partof:below=Patient/pat-ana", "`partof:below`").await;
     expect_400(&t, "/fhir/Organization?partof:above=http://elsewhere.example/Organization/x", "`partof:above`").await;
     // and the data is still there
     expect(&t, "/fhir/Patient?family=mul", &["pat-ana", "pat-bob"]).await;
+}
+
+#[tokio::test]
+async fn shaping_and_counting_leave_includes_alone() {
+    let t = fixture_app().await;
+    let q = format!("/fhir/Observation?code={LOINC}|2093-3&_include=Observation:subject");
+    // _summary=count: a total and nothing else, includes neither
+    let b = search(&t, &format!("{q}&_summary=count")).await;
+    assert_eq!(b["total"], 2);
+    assert!(b.get("entry").is_none(), "{b}");
+    // _elements shapes the matches, not the included resources
+    let b = search(&t, &format!("{q}&_elements=status")).await;
+    for m in entries(&b, "match") {
+        // `code` is mandatory and stays; optional elements not asked for go
+        assert!(m.get("subject").is_none() && m.get("valueQuantity").is_none(), "{m}");
+        assert!(m["status"] == "final" && m.get("code").is_some(), "{m}");
+    }
+    let inc = entries(&b, "include");
+    assert_eq!(inc.len(), 2);
+    assert!(inc.iter().all(|p| p.get("name").is_some()), "{inc:?}");
+    // _total=none with exactly _count matches: no next link to an empty page
+    let b = search(&t, &format!("{q}&_total=none&_count=2")).await;
+    assert_eq!(ids(&b).len(), 2);
+    assert!(b.get("total").is_none());
+    assert!(link(&b, "next").is_none(), "{b}");
 }

@@ -65,6 +65,13 @@ impl Registry {
                 return Err(SearchError::new(Kind::UnknownResourceType, "", format!("unknown resource type `{ty}`")));
             }
         }
+        // FHIR strings exclude control characters but tab, CR and LF, so no stored value holds
+        // one; PostgreSQL cannot even compare text with a NUL. Such a value is malformed.
+        if let Some((name, _)) =
+            params.iter().find(|(_, v)| v.chars().any(|c| c < ' ' && !matches!(c, '\t' | '\r' | '\n')))
+        {
+            return Err(SearchError::new(Kind::InvalidValue, name, "a search value cannot contain control characters"));
+        }
         let mut query = SearchQuery {
             resource_types: resource_types.iter().map(|t| t.to_string()).collect(),
             type_filter: Vec::new(),

@@ -386,8 +386,12 @@ async fn resolve_clause(app: &App, base: Option<&str>, types: &[String], clause:
         Test::NotIn(urls) => Test::NotToken(expand_value_sets(app, &name, &urls).await?),
         Test::TokenBelow(values) => Test::Token(subsumption(app, &name, &values, true).await?),
         Test::TokenAbove(values) => Test::Token(subsumption(app, &name, &values, false).await?),
-        Test::ReferenceBelow(values) if clause.path.is_empty() => hierarchy(app, types, clause, values, true).await?,
-        Test::ReferenceAbove(values) if clause.path.is_empty() => hierarchy(app, types, clause, values, false).await?,
+        Test::ReferenceBelow(values) if clause.path.is_empty() => {
+            hierarchy(app, types, &name, &clause.param, values, true).await?
+        }
+        Test::ReferenceAbove(values) if clause.path.is_empty() => {
+            hierarchy(app, types, &name, &clause.param, values, false).await?
+        }
         other => other,
     };
     Ok(())
@@ -544,14 +548,16 @@ async fn subsumption(app: &App, name: &str, values: &[TokenValue], below: bool) 
 /// Reference `:below` / `:above` on a hierarchical reference parameter (e.g. `Location.partof`):
 /// the value plus its descendants (resources pointing at it through the same parameter, level by
 /// level) or its ancestors (what it points at through that parameter), as a plain reference test.
+///
+/// `name` is the parameter as written (taken before the clause's test was moved out of it).
 async fn hierarchy(
     app: &App,
     types: &[String],
-    clause: &Clause,
+    name: &str,
+    param: &str,
     values: Vec<ReferenceValue>,
     below: bool,
 ) -> Result<Test, FhirError> {
-    let name = clause.key();
     let [ty] = types else {
         return Err(FhirError::bad_request("not-supported", format!("`{name}` needs a type-level search")));
     };
@@ -579,7 +585,7 @@ async fn hierarchy(
         if below {
             let value = frontier.iter().map(|id| format!("{ty}/{}", hearth_search::escape(id))).collect::<Vec<_>>();
             let q = registry
-                .parse_query(&[ty.as_str()], &[(clause.param.clone(), value.join(","))], ParseHandling::Strict)
+                .parse_query(&[ty.as_str()], &[(param.to_owned(), value.join(","))], ParseHandling::Strict)
                 .map_err(search_error)?;
             for v in app.system().find(&q, MAX_EXPANSION as u32 + 1).await? {
                 next.push(v.id);
@@ -590,7 +596,7 @@ async fn hierarchy(
                 let Some(body) = v.body else { continue };
                 let resource: Value = serde_json::from_str(&body).map_err(FhirError::internal)?;
                 for e in registry.index(&resource) {
-                    if e.param == clause.param
+                    if e.param == param
                         && let hearth_search::IndexValue::Reference { target_type, target_id: Some(t), .. } = e.value
                         && target_type.as_ref().is_none_or(|x| x == ty)
                     {
@@ -601,7 +607,7 @@ async fn hierarchy(
         }
         frontier = next.into_iter().filter(|id| found.insert(id.clone())).collect();
         if found.len() > MAX_EXPANSION {
-            return Err(too_many(&name));
+            return Err(too_many(name));
         }
     }
     Ok(Test::Reference {

@@ -14,4 +14,5 @@ mod examples;
 mod history;
 mod ops;
 mod process;
+mod search;
 mod search_vectors;

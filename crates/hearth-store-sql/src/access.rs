@@ -64,7 +64,7 @@ pub(crate) fn restrict(b: &mut Builder, alias: &str, access: &Access, op: Op, ty
 pub async fn in_reach(exec: &mut dyn Exec, access: &Access, resource_type: &str, id: &str) -> Result<bool, StoreError> {
     if access.reach == Reach::All {
         let mut b = Builder::new(exec.dialect());
-        b.push("SELECT 1 FROM resources r WHERE r.res_type = ")
+        b.push("SELECT r.rid FROM resources r WHERE r.res_type = ")
             .text(resource_type)
             .push(" AND r.res_id = ")
             .text(id)
@@ -72,7 +72,7 @@ pub async fn in_reach(exec: &mut dyn Exec, access: &Access, resource_type: &str,
         return Ok(!exec.fetch(&b.finish(), &[Col::Int]).await?.is_empty());
     }
     let mut b = Builder::new(exec.dialect());
-    b.push("SELECT 1 FROM resources r WHERE r.res_type = ")
+    b.push("SELECT r.rid FROM resources r WHERE r.res_type = ")
         .text(resource_type)
         .push(" AND r.res_id = ")
         .text(id)

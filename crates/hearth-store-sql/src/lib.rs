@@ -21,12 +21,17 @@
 
 mod compile;
 mod cursor;
+mod export;
 mod index;
 mod search;
 
 use async_trait::async_trait;
 use hearth_store::StoreError;
 
+pub use export::{
+    everything, export_job, export_job_claim, export_job_create, export_job_delete, export_job_finish,
+    export_job_heartbeat, export_scan,
+};
 pub use index::{delete_index, insert_index};
 pub use search::{find, search};
 

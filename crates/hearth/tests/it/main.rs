@@ -10,6 +10,7 @@ mod conditional;
 mod crud;
 mod errors;
 mod examples;
+mod export;
 mod history;
 mod ops;
 mod process;

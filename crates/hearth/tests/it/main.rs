@@ -12,6 +12,8 @@ mod errors;
 mod examples;
 mod export;
 mod history;
+mod import;
 mod ops;
+mod patch;
 mod process;
 mod search_vectors;

@@ -231,7 +231,7 @@ async fn json_logs_carry_request_ids_and_no_phi() {
     assert!(saw_request, "{lines:?}");
 }
 
-/// The README's four curl calls, run as written against a fresh server (only the address and the
+/// The README's curl calls (four FHIR calls, four bulk export calls), run as written against a fresh server (only the address and the
 /// `<id>` placeholder are substituted).
 #[tokio::test]
 async fn readme_curl_calls_work_against_a_fresh_server() {
@@ -249,7 +249,7 @@ async fn readme_curl_calls_work_against_a_fresh_server() {
             calls.push(std::mem::take(&mut current));
         }
     }
-    assert_eq!(calls.len(), 4, "{calls:?}");
+    assert_eq!(calls.len(), 8, "{calls:?}");
     let dir = tempfile::tempdir().unwrap();
     let mut p = start(dir.path(), &[]).await;
     let run = |cmd: String| async move {
@@ -279,6 +279,35 @@ async fn readme_curl_calls_work_against_a_fresh_server() {
     assert_eq!(found["type"], "searchset");
     assert_eq!(found["total"], 1);
     assert_eq!(found["entry"][0]["resource"]["id"], id.as_str());
+
+    // Bulk export: kick-off, poll, download, delete.
+    let kicked = run(calls[4].replace("http://127.0.0.1:8080", &p.base)).await;
+    assert!(kicked.starts_with("HTTP/1.1 202"), "{kicked}");
+    let job = kicked
+        .lines()
+        .find_map(|l| l.strip_prefix("content-location: "))
+        .unwrap()
+        .trim()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let with_job = |i: usize| calls[i].replace("http://127.0.0.1:8080", &p.base).replace("<job>", &job);
+    let mut manifest = String::new();
+    for _ in 0..100 {
+        manifest = run(with_job(5)).await;
+        if manifest.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(manifest.starts_with("HTTP/1.1 202"), "{manifest}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(manifest.starts_with("HTTP/1.1 200") && manifest.contains("Patient.ndjson"), "{manifest}");
+    let ndjson = run(with_job(6)).await;
+    let line: Value = serde_json::from_str(ndjson.trim()).unwrap();
+    assert_eq!(line["id"], id.as_str());
+    assert!(run(with_job(7)).await.starts_with("HTTP/1.1 202"));
+    assert!(run(with_job(5)).await.starts_with("HTTP/1.1 404"));
     sigterm(&p).await;
     wait_exit(&mut p).await;
 }

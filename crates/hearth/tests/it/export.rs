@@ -214,6 +214,22 @@ async fn bulk_export_kickoff_poll_manifest_files_type_since_group_and_delete() {
     let t = TestApp::spawn().await;
     let f = fixture(&t).await;
 
+    // The CapabilityStatement names the operations.
+    let cs = t.get("/fhir/metadata").await.json();
+    crate::common::assert_valid_r4(&cs);
+    assert_eq!(cs["rest"][0]["operation"][0]["name"], "export");
+    let resource = |ty: &str| cs["rest"][0]["resource"].as_array().unwrap().iter().find(|r| r["type"] == ty).cloned();
+    let ops = |ty: &str| -> Vec<String> {
+        resource(ty).unwrap()["operation"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(ops("Patient"), vec!["everything".to_owned(), "export".to_owned()]);
+    assert_eq!(ops("Group"), vec!["export".to_owned()]);
+
     // Kick-off errors.
     let r = t.get("/fhir/$export").await;
     assert_eq!(r.status, 400);

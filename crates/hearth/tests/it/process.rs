@@ -372,3 +372,60 @@ async fn two_processes_on_one_postgres_behave_as_one_server() {
     wait_exit(&mut a).await;
     wait_exit(&mut b).await;
 }
+
+/// Two `hearth serve` processes on one PostgreSQL database (sharing a data directory, as a
+/// deployment with several API nodes must for export files): export jobs queued on one are each
+/// run exactly once by one of the two workers, and either process serves status and files.
+#[tokio::test]
+async fn two_processes_run_each_export_job_once() {
+    let Some(url) = crate::common::fresh_postgres_database().await else {
+        return; // SQLite pass: an embedded database has one server process by design.
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("HEARTH_DATABASE_URL", url.as_str())];
+    let mut a = start(dir.path(), &env).await;
+    let mut b = start(dir.path(), &env).await;
+    for i in 0..30 {
+        let body = json!({"resourceType": "Patient", "id": format!("x{i}"), "gender": "male"});
+        assert_eq!(put(&a.base, "Patient", &format!("x{i}"), &body).await, 201);
+    }
+    let mut jobs = Vec::new();
+    for i in 0..8 {
+        let base = if i % 2 == 0 { &a.base } else { &b.base };
+        let r = client().get(format!("{base}/fhir/$export")).header("prefer", "respond-async").send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 202);
+        let location = r.headers()["content-location"].to_str().unwrap().to_owned();
+        jobs.push(location.rsplit('/').next().unwrap().to_owned());
+    }
+    for (i, job) in jobs.iter().enumerate() {
+        // Poll through the other process than the one that queued it.
+        let base = if i % 2 == 0 { &b.base } else { &a.base };
+        let mut manifest = Value::Null;
+        for _ in 0..300 {
+            let r = client().get(format!("{base}/fhir/$export-status/{job}")).send().await.unwrap();
+            if r.status().as_u16() == 200 {
+                manifest = r.json_text().await;
+                break;
+            }
+            assert_eq!(r.status().as_u16(), 202);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(manifest["output"][0]["count"], 30, "{manifest}");
+        let file = manifest["output"][0]["url"].as_str().unwrap();
+        let text = client().get(file).send().await.unwrap().text().await.unwrap();
+        assert_eq!(text.lines().count(), 30);
+    }
+    // Each job was started exactly once across both processes.
+    let started: Vec<String> = [&a, &b]
+        .iter()
+        .flat_map(|p| p.lines.lock().unwrap().clone())
+        .filter(|l| l.contains("export job started"))
+        .collect();
+    for job in &jobs {
+        assert_eq!(started.iter().filter(|l| l.contains(job.as_str())).count(), 1, "{job}: {started:?}");
+    }
+    sigterm(&a).await;
+    sigterm(&b).await;
+    wait_exit(&mut a).await;
+    wait_exit(&mut b).await;
+}

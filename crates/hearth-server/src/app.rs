@@ -63,6 +63,8 @@ pub struct App {
     pub compartments: Compartments,
     /// Background jobs of this process (`$reindex`).
     pub jobs: crate::jobs::Jobs,
+    /// Wakes this process's export worker when a job is queued here.
+    pub export_wakeup: tokio::sync::Notify,
     pub clock: Arc<dyn Clock>,
     /// This app's own metrics registry (not the process-global recorder).
     pub metrics: PrometheusRecorder,
@@ -119,6 +121,7 @@ impl App {
             registry: RwLock::new(Arc::new(registry)),
             compartments,
             jobs: crate::jobs::Jobs::default(),
+            export_wakeup: tokio::sync::Notify::new(),
             clock,
             metrics,
             started_at,

@@ -20,7 +20,8 @@
 //! | `Corrupt`           | 500    | `exception`           |
 //! | `Database`          | 500    | `exception`           |
 
-use axum::http::{HeaderValue, StatusCode, header};
+pub use axum::http::StatusCode;
+use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use hearth_store::StoreError;
 use serde_json::{Value, json};
@@ -81,6 +82,15 @@ impl FhirError {
 
     pub fn with_issues(status: StatusCode, issues: Vec<Issue>) -> FhirError {
         FhirError { status, issues, internal: None }
+    }
+
+    /// The issues' diagnostics (and a server-side cause), for command-line reports.
+    pub fn describe(&self) -> String {
+        let mut parts: Vec<String> = self.issues.iter().map(|i| i.diagnostics.clone()).collect();
+        if let Some(cause) = &self.internal {
+            parts.push(cause.to_string());
+        }
+        format!("{}: {}", self.status.as_u16(), parts.join("; "))
     }
 
     pub fn bad_request(code: &'static str, msg: impl Into<String>) -> FhirError {

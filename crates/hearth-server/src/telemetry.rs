@@ -81,6 +81,8 @@ pub async fn serve(
         tracing::info!("shutdown requested; draining in-flight requests");
         let _ = signalled_tx.send(true);
     };
+    // The export worker of this process: claims queued $export jobs from the database.
+    let worker = tokio::spawn(crate::fhir::export::worker(app.clone()));
     let server = axum::serve(listener, router(app.clone())).with_graceful_shutdown(shutdown);
     let deadline = async move {
         while !*signalled_rx.borrow() {
@@ -95,6 +97,7 @@ pub async fn serve(
         res = server => res?,
         () = deadline => tracing::warn!(grace_secs = grace.as_secs(), "grace period expired; abandoning in-flight requests"),
     }
+    worker.abort();
     app.store.close().await;
     tracing::info!("stopped");
     Ok(())

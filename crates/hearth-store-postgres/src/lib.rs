@@ -22,8 +22,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use hearth_store::{
-    Access, Current, CurrentState, HistoryPage, HistoryQuery, HistoryScope, IndexEntry, Method, PoolStats,
-    ResourceStore, SearchPage, SearchQuery, SearchRequest, StoreError, StoreTx, Version,
+    Access, Current, CurrentState, EverythingRequest, ExportJob, ExportScan, HistoryPage, HistoryQuery, HistoryScope,
+    IndexEntry, JobStatus, Method, PoolStats, ResourceStore, SearchPage, SearchQuery, SearchRequest, StoreError,
+    StoreTx, Version,
 };
 use hearth_store_sql::{Col, Db, Dialect, Exec, Sql, Val};
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
@@ -465,6 +466,74 @@ impl ResourceStore for PostgresStore {
             next = None;
         }
         Ok(HistoryPage { entries, next })
+    }
+
+    async fn everything(&self, request: &EverythingRequest) -> Result<SearchPage, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await.map_err(db_error)?;
+        let page = hearth_store_sql::everything(&mut Conn(&mut tx), request).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(page)
+    }
+
+    async fn export_scan(&self, scan: &ExportScan) -> Result<Vec<(i64, Version)>, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await.map_err(db_error)?;
+        let rows = hearth_store_sql::export_scan(&mut Conn(&mut tx), scan).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(rows)
+    }
+
+    async fn export_job_create(
+        &self,
+        id: &str,
+        request: &str,
+        now: DateTime<Utc>,
+        transaction_time: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(db_error)?;
+        hearth_store_sql::export_job_create(&mut Conn(&mut conn), id, request, now, transaction_time).await
+    }
+
+    async fn export_job(&self, id: &str) -> Result<Option<ExportJob>, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(db_error)?;
+        hearth_store_sql::export_job(&mut Conn(&mut conn), id).await
+    }
+
+    async fn export_job_claim(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Option<ExportJob>, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(db_error)?;
+        hearth_store_sql::export_job_claim(&mut Conn(&mut conn), owner, now, lease_until).await
+    }
+
+    async fn export_job_heartbeat(
+        &self,
+        id: &str,
+        owner: &str,
+        lease_until: DateTime<Utc>,
+        progress: &str,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(db_error)?;
+        hearth_store_sql::export_job_heartbeat(&mut Conn(&mut conn), id, owner, lease_until, progress).await
+    }
+
+    async fn export_job_finish(
+        &self,
+        id: &str,
+        owner: &str,
+        status: JobStatus,
+        result: Option<&str>,
+        error: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(db_error)?;
+        hearth_store_sql::export_job_finish(&mut Conn(&mut conn), id, owner, status, result, error).await
+    }
+
+    async fn export_job_delete(&self, id: &str) -> Result<bool, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(db_error)?;
+        hearth_store_sql::export_job_delete(&mut Conn(&mut conn), id).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -22,6 +22,7 @@
 mod access;
 mod compile;
 mod cursor;
+mod export;
 pub mod identity;
 mod index;
 mod search;
@@ -30,6 +31,10 @@ use async_trait::async_trait;
 use hearth_store::StoreError;
 
 pub use access::in_reach;
+pub use export::{
+    everything, export_job, export_job_claim, export_job_create, export_job_delete, export_job_finish,
+    export_job_heartbeat, export_scan,
+};
 pub use identity::Db;
 pub use index::{delete_index, insert_index};
 pub use search::{find, search};

@@ -221,7 +221,12 @@ fn include_sql(dialect: crate::Dialect, inc: &Include, rev: bool, from: &[i64], 
 const VERSION_COLS: [Col; 7] = [Col::Int, Col::Text, Col::Text, Col::Int, Col::Int, Col::Text, Col::Text];
 
 /// The current versions of `rids`, in the order given.
-async fn load(exec: &mut dyn Exec, rids: &[i64]) -> Result<Vec<Version>, StoreError> {
+pub(crate) async fn load(exec: &mut dyn Exec, rids: &[i64]) -> Result<Vec<Version>, StoreError> {
+    Ok(load_with_rids(exec, rids).await?.into_iter().map(|(_, v)| v).collect())
+}
+
+/// The current versions of `rids` with their `rid`s, in the order given.
+pub(crate) async fn load_with_rids(exec: &mut dyn Exec, rids: &[i64]) -> Result<Vec<(i64, Version)>, StoreError> {
     let mut by_rid = std::collections::HashMap::with_capacity(rids.len());
     for chunk in rids.chunks(500) {
         let mut b = Builder::new(exec.dialect());
@@ -235,7 +240,7 @@ async fn load(exec: &mut dyn Exec, rids: &[i64]) -> Result<Vec<Version>, StoreEr
             by_rid.insert(rid, version);
         }
     }
-    Ok(rids.iter().filter_map(|r| by_rid.remove(r)).collect())
+    Ok(rids.iter().filter_map(|r| by_rid.remove(r).map(|v| (*r, v))).collect())
 }
 
 fn decode(row: Vec<Val>) -> Result<(i64, Version), StoreError> {

@@ -19,8 +19,8 @@ use std::sync::Arc;
 use hearth_search::IndexValue;
 
 use crate::{
-    Access, Current, CurrentState, HistoryPage, HistoryQuery, HistoryScope, IndexEntry, Op, PatientSet, Reach,
-    ResourceStore, SearchPage, SearchQuery, SearchRequest, StoreError, StoreTx, Version,
+    Access, Current, CurrentState, EverythingRequest, HistoryPage, HistoryQuery, HistoryScope, IndexEntry, Op,
+    PatientSet, Reach, ResourceStore, SearchPage, SearchQuery, SearchRequest, StoreError, StoreTx, Version,
 };
 
 /// The store seen through an [`Access`].
@@ -113,6 +113,12 @@ impl Guarded {
             return Ok(SearchPage { total, ..SearchPage::default() });
         }
         self.store.search(&request).await
+    }
+
+    /// One page of `Patient/$everything`, every phase narrowed to the caller's reach.
+    pub async fn everything(&self, mut request: EverythingRequest) -> Result<SearchPage, StoreError> {
+        request.access = self.access.clone();
+        self.store.everything(&request).await
     }
 
     /// Live resources matching `query`'s clauses within reach (conditional interactions).

@@ -18,6 +18,7 @@
 
 mod access;
 mod error;
+mod export;
 mod guard;
 pub mod interactions;
 mod search;
@@ -30,6 +31,7 @@ use serde_json::{Map, Value};
 
 pub use access::{Access, Grants, Op, PatientScheme, PatientSet, Reach, TypeGrant};
 pub use error::StoreError;
+pub use export::{EverythingRequest, ExportJob, ExportScan, JobStatus, MemberParams, Patients};
 pub use guard::{Guarded, GuardedTx};
 pub use hearth_search::{IndexEntry, SearchQuery};
 pub use search::{Compartment, SearchPage, SearchRequest};
@@ -236,6 +238,57 @@ pub trait ResourceStore: Send + Sync + 'static {
     async fn scan(&self, types: Option<&[String]>, after: i64, limit: u32) -> Result<Vec<(i64, Version)>, StoreError>;
 
     async fn history(&self, query: &HistoryQuery) -> Result<HistoryPage, StoreError>;
+
+    /// One page of `Patient/{id}/$everything` (see [`EverythingRequest`]); `total` counts every
+    /// resource of every page.
+    async fn everything(&self, request: &EverythingRequest) -> Result<SearchPage, StoreError>;
+
+    /// One batch of a bulk export (see [`ExportScan`]), each version with its position.
+    async fn export_scan(&self, scan: &ExportScan) -> Result<Vec<(i64, Version)>, StoreError>;
+
+    /// Stores a new export job (status `pending`).
+    async fn export_job_create(
+        &self,
+        id: &str,
+        request: &str,
+        now: DateTime<Utc>,
+        transaction_time: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    async fn export_job(&self, id: &str) -> Result<Option<ExportJob>, StoreError>;
+
+    /// Claims one job that is pending, or running with an expired lease (its worker died), for
+    /// `owner` until `lease_until`. Several processes never claim the same job at once.
+    async fn export_job_claim(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Option<ExportJob>, StoreError>;
+
+    /// Extends the lease and records progress; false when `owner` no longer holds the job
+    /// (deleted, or claimed by another worker after the lease expired).
+    async fn export_job_heartbeat(
+        &self,
+        id: &str,
+        owner: &str,
+        lease_until: DateTime<Utc>,
+        progress: &str,
+    ) -> Result<bool, StoreError>;
+
+    /// Marks a job held by `owner` done (with `result`) or failed (with `error`); false when
+    /// `owner` no longer holds it.
+    async fn export_job_finish(
+        &self,
+        id: &str,
+        owner: &str,
+        status: JobStatus,
+        result: Option<&str>,
+        error: Option<&str>,
+    ) -> Result<bool, StoreError>;
+
+    /// Deletes a job row; false when there was none.
+    async fn export_job_delete(&self, id: &str) -> Result<bool, StoreError>;
 
     /// Cheap round trip to the database for readiness checks.
     async fn ping(&self) -> Result<(), StoreError>;

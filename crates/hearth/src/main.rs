@@ -8,6 +8,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+mod export;
+mod import;
+
 use clap::{Parser, Subcommand};
 use hearth_server::config::LogFormat;
 use hearth_server::{App, Config, SystemClock};
@@ -33,6 +36,39 @@ enum Command {
     Admin {
         #[command(subcommand)]
         task: AdminTask,
+    },
+    /// Load NDJSON files and Bundles (files or directories, recursively) into the configured
+    /// database, or into a running server with --url.
+    Import {
+        /// Files or directories (*.json Bundles or resources, *.ndjson one resource per line).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// FHIR base URL of a running server (e.g. http://127.0.0.1:8080/fhir) instead of the
+        /// configured database.
+        #[arg(long)]
+        url: Option<String>,
+        /// Access token for --url (an admin's or an account allowed to write what is imported).
+        #[arg(long, requires = "url")]
+        token: Option<String>,
+        /// Where failures and their reasons are written (NDJSON).
+        #[arg(long, default_value = "import-failures.ndjson")]
+        failures: PathBuf,
+        /// Do not turn plain POSTs of Organization/Practitioner/Location into conditional creates
+        /// on their first identifier.
+        #[arg(long)]
+        no_dedupe: bool,
+    },
+    /// Write the live resources of the configured database as NDJSON, one file per type.
+    Export {
+        /// Output directory (created if missing).
+        #[arg(long, default_value = "hearth-export")]
+        dir: PathBuf,
+        /// Only these types (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        types: Option<Vec<String>>,
+        /// Only resources updated at or after this instant (e.g. 2024-01-31T10:00:00Z).
+        #[arg(long)]
+        since: Option<String>,
     },
 }
 
@@ -98,7 +134,7 @@ async fn shutdown_signal() {
     }
 }
 
-async fn run(cli: Cli) -> Result<(), String> {
+async fn run(cli: Cli) -> Result<ExitCode, String> {
     let env: Vec<(String, String)> = std::env::vars().collect();
     let config = Config::load(cli.config.as_deref(), &env).map_err(|e| e.to_string())?;
     init_logging(&config)?;
@@ -106,7 +142,42 @@ async fn run(cli: Cli) -> Result<(), String> {
         Command::Migrate => {
             hearth_server::app::open_store(&config).await.map_err(|e| e.to_string())?.close().await;
             tracing::info!("migrations applied");
-            Ok(())
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Import { paths, url, token, failures, no_dedupe } => {
+            let target = match url {
+                Some(url) => {
+                    let mut headers = reqwest::header::HeaderMap::new();
+                    if let Some(token) = token {
+                        let value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+                            .map_err(|_| "--token is not a valid header value".to_owned())?;
+                        headers.insert(reqwest::header::AUTHORIZATION, value);
+                    }
+                    let client = reqwest::Client::builder()
+                        .default_headers(headers)
+                        .build()
+                        .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+                    import::Target::Http { client, base: url.trim_end_matches('/').to_owned() }
+                }
+                None => import::Target::Direct(Arc::new(
+                    App::start(config, Arc::new(SystemClock)).await.map_err(|e| e.to_string())?,
+                )),
+            };
+            let ok = import::run(target, &paths, failures, !no_dedupe).await?;
+            Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        Command::Export { dir, types, since } => {
+            let since = match since {
+                Some(s) => Some(
+                    hearth_server::fhir::query::parse_instant(&s)
+                        .ok_or_else(|| format!("--since {s:?} is not an instant such as 2024-01-31T10:00:00Z"))?,
+                ),
+                None => None,
+            };
+            let store = hearth_server::app::open_store(&config).await.map_err(|e| e.to_string())?;
+            let result = export::run(store.clone(), &dir, types, since).await;
+            store.close().await;
+            result.map(|()| ExitCode::SUCCESS)
         }
         Command::Admin { task } => {
             let app = Arc::new(App::start(config, Arc::new(SystemClock)).await.map_err(|e| e.to_string())?);
@@ -126,7 +197,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                     .map_err(|e| e.to_string()),
             };
             app.store.close().await;
-            result
+            result.map(|()| ExitCode::SUCCESS)
         }
         Command::Serve => {
             let listen = config.listen;
@@ -135,7 +206,8 @@ async fn run(cli: Cli) -> Result<(), String> {
                 tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
             let addr = listener.local_addr().map_err(|e| e.to_string())?;
             tracing::info!(backend = app.store.backend(), "listening on http://{addr} (FHIR base http://{addr}/fhir)");
-            hearth_server::serve(app, listener, shutdown_signal()).await.map_err(|e| format!("server error: {e}"))
+            hearth_server::serve(app, listener, shutdown_signal()).await.map_err(|e| format!("server error: {e}"))?;
+            Ok(ExitCode::SUCCESS)
         }
     }
 }
@@ -150,7 +222,7 @@ fn main() -> ExitCode {
         }
     };
     match runtime.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(message) => {
             eprintln!("hearth: {message}");
             ExitCode::FAILURE

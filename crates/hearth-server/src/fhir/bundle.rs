@@ -521,40 +521,14 @@ async fn run_bundle(
     base: &str,
     prefer: super::http::Return,
 ) -> Result<Response, FhirError> {
-    let (app, base) = (app, base.to_owned());
     match body.get("type").and_then(Value::as_str) {
         Some("transaction") => {
-            let entries = parse_entries(app, body, &base, 0)?;
-            let mut tx = store.begin().await?;
-            let results = run(app, &mut tx, entries).await?;
-            tx.commit().await?;
-            let slots: Vec<Slot> = results.into_iter().map(|(_, o)| Slot::Done(o)).collect();
-            response("transaction-response", &slots, &base, prefer)
+            let slots = run_transaction(app, store, body, base).await?;
+            response("transaction-response", &slots, base, prefer)
         }
         Some("batch") => {
-            let items = body.get("entry").and_then(Value::as_array).map_or(0, Vec::len);
-            let mut slots = Vec::with_capacity(items);
-            for index in 0..items {
-                // Parse each entry on its own so one bad entry does not sink the batch.
-                let single = body
-                    .get("entry")
-                    .and_then(|e| e.get(index))
-                    .map(|e| serde_json::json!({"resourceType": "Bundle", "type": "batch", "entry": [e]}));
-                let outcome = async {
-                    let single = single.ok_or_else(|| FhirError::internal("entry vanished"))?;
-                    let entries = parse_entries(app, &single, &base, index)?;
-                    let mut tx = store.begin().await?;
-                    let mut results = run(app, &mut tx, entries).await?;
-                    tx.commit().await?;
-                    results.pop().map(|(_, o)| o).ok_or_else(|| FhirError::internal("no result"))
-                }
-                .await;
-                slots.push(match outcome {
-                    Ok(o) => Slot::Done(o),
-                    Err(e) => Slot::Failed(e),
-                });
-            }
-            response("batch-response", &slots, &base, prefer)
+            let slots = run_batch(app, store, body, base).await;
+            response("batch-response", &slots, base, prefer)
         }
         _ => Err(FhirError::new(
             StatusCode::BAD_REQUEST,
@@ -562,4 +536,151 @@ async fn run_bundle(
                 .at("Bundle.type"),
         )),
     }
+}
+
+/// A transaction Bundle in one store transaction: every entry's outcome, or the first error
+/// (then nothing was written).
+async fn run_transaction(app: &App, store: &Guarded, body: &Value, base: &str) -> Result<Vec<Slot>, FhirError> {
+    let entries = parse_entries(app, body, base, 0)?;
+    let mut tx = store.begin().await?;
+    let results = run(app, &mut tx, entries).await?;
+    tx.commit().await?;
+    Ok(results.into_iter().map(|(_, o)| Slot::Done(o)).collect())
+}
+
+/// A batch Bundle: each entry in its own transaction, failures per entry.
+async fn run_batch(app: &App, store: &Guarded, body: &Value, base: &str) -> Vec<Slot> {
+    let items = body.get("entry").and_then(Value::as_array).map_or(0, Vec::len);
+    let mut slots = Vec::with_capacity(items);
+    for index in 0..items {
+        // Parse each entry on its own so one bad entry does not sink the batch.
+        let single = body
+            .get("entry")
+            .and_then(|e| e.get(index))
+            .map(|e| serde_json::json!({"resourceType": "Bundle", "type": "batch", "entry": [e]}));
+        let outcome = async {
+            let single = single.ok_or_else(|| FhirError::internal("entry vanished"))?;
+            let entries = parse_entries(app, &single, base, index)?;
+            let mut tx = store.begin().await?;
+            let mut results = run(app, &mut tx, entries).await?;
+            tx.commit().await?;
+            results.pop().map(|(_, o)| o).ok_or_else(|| FhirError::internal("no result"))
+        }
+        .await;
+        slots.push(match outcome {
+            Ok(o) => Slot::Done(o),
+            Err(e) => Slot::Failed(e),
+        });
+    }
+    slots
+}
+
+/// What one entry of an imported Bundle did.
+#[derive(Debug)]
+pub enum EntryResult {
+    Created,
+    Updated,
+    /// A conditional create matched an existing resource; nothing was written.
+    Existing,
+    Failed(FhirError),
+}
+
+/// Loads a Bundle without HTTP (`hearth import` on the database itself, an operator's act: it
+/// runs with the system's access): a `transaction` as one transaction (all or
+/// nothing), a `batch` entry by entry, a `collection` entry by entry as update-as-create (with
+/// its id) or create. Answers one result per entry, or the error that refused a transaction.
+pub async fn import_bundle(app: &Arc<App>, body: &Value, base: &str) -> Result<Vec<EntryResult>, FhirError> {
+    let kind = body.get("type").and_then(Value::as_str);
+    let converted;
+    let body = if kind == Some("collection") {
+        let entries: Vec<Value> = body
+            .get("entry")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(|e| {
+                let resource = e.get("resource").cloned().unwrap_or(Value::Null);
+                let ty = resource.get("resourceType").and_then(Value::as_str).unwrap_or_default().to_owned();
+                let request = match resource.get("id").and_then(Value::as_str) {
+                    Some(id) => serde_json::json!({"method": "PUT", "url": format!("{ty}/{id}")}),
+                    None => serde_json::json!({"method": "POST", "url": ty}),
+                };
+                let mut entry = serde_json::json!({"resource": resource, "request": request});
+                if let (Some(full), Some(map)) = (e.get("fullUrl"), entry.as_object_mut()) {
+                    map.insert("fullUrl".into(), full.clone());
+                }
+                entry
+            })
+            .collect();
+        converted = serde_json::json!({"resourceType": "Bundle", "type": "batch", "entry": entries});
+        &converted
+    } else {
+        body
+    };
+    let slots = match body.get("type").and_then(Value::as_str) {
+        Some("transaction") => {
+            validate(app, "Bundle", body)?;
+            run_transaction(app, &app.system(), body, base).await?
+        }
+        Some("batch") => run_batch(app, &app.system(), body, base).await,
+        _ => {
+            return Err(FhirError::bad_request(
+                "invalid",
+                "only transaction, batch and collection Bundles can be imported",
+            ));
+        }
+    };
+    let method = |i: usize| {
+        body.get("entry")
+            .and_then(|e| e.get(i))
+            .and_then(|e| e.pointer("/request/method"))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let touched_parameters = slots.iter().any(
+        |s| matches!(s, Slot::Done(o) if o.version.as_ref().is_some_and(|v| v.resource_type == "SearchParameter")),
+    );
+    let results = slots
+        .into_iter()
+        .enumerate()
+        .map(|(i, slot)| match slot {
+            Slot::Failed(e) => EntryResult::Failed(e),
+            Slot::Done(o) if o.status == StatusCode::CREATED => EntryResult::Created,
+            Slot::Done(_) if method(i) == "POST" => EntryResult::Existing,
+            Slot::Done(_) => EntryResult::Updated,
+        })
+        .collect();
+    if touched_parameters {
+        super::interactions::after_write(app, "SearchParameter").await?;
+    }
+    Ok(results)
+}
+
+/// Loads one resource without HTTP (`hearth import` of an NDJSON line): update-as-create when it
+/// has an id, create otherwise, in its own transaction.
+pub async fn import_resource(app: &Arc<App>, resource: Value) -> Result<EntryResult, FhirError> {
+    let ty = resource
+        .get("resourceType")
+        .and_then(Value::as_str)
+        .ok_or_else(|| FhirError::bad_request("required", "the resource has no resourceType"))?
+        .to_owned();
+    check_type(app, &ty)?;
+    validate(app, &ty, &resource)?;
+    let now = app.clock.now();
+    let mut tx = app.system().begin().await?;
+    let result = match resource.get("id").and_then(Value::as_str).map(str::to_owned) {
+        Some(id) => {
+            check_id(&id)?;
+            let w = ix::update(&mut tx, write_of(app, &ty, id, resource), None, now).await?;
+            if w.created { EntryResult::Created } else { EntryResult::Updated }
+        }
+        None => {
+            ix::create(&mut tx, write_of(app, &ty, new_id(), resource), now).await?;
+            EntryResult::Created
+        }
+    };
+    tx.commit().await?;
+    super::interactions::after_write(app, &ty).await?;
+    Ok(result)
 }

@@ -51,7 +51,17 @@ pub fn capability_statement(model: &Model, registry: &Registry, base: &str, star
             includes.insert(0, "*".into());
             let mut revinclude = revincludes.remove(t).unwrap_or_default();
             revinclude.sort();
-            json!({
+            let operations: Vec<Value> = match t {
+                "Patient" => vec![
+                    json!({"name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"}),
+                    json!({"name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export"}),
+                ],
+                "Group" => vec![
+                    json!({"name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export"}),
+                ],
+                _ => Vec::new(),
+            };
+            let mut resource = json!({
                 "type": t,
                 "interaction": TYPE_INTERACTIONS.iter().map(|c| json!({"code": c})).collect::<Vec<_>>(),
                 "versioning": "versioned-update",
@@ -64,7 +74,13 @@ pub fn capability_statement(model: &Model, registry: &Registry, base: &str, star
                 "searchInclude": includes,
                 "searchRevInclude": revinclude,
                 "searchParam": search_params(registry, t)
-            })
+            });
+            if !operations.is_empty()
+                && let Some(map) = resource.as_object_mut()
+            {
+                map.insert("operation".into(), Value::Array(operations));
+            }
+            resource
         })
         .collect();
     json!({
@@ -83,7 +99,10 @@ pub fn capability_statement(model: &Model, registry: &Registry, base: &str, star
             "interaction": [
                 {"code": "history-system"}, {"code": "transaction"}, {"code": "batch"}, {"code": "search-system"}
             ],
-            "searchParam": common
+            "searchParam": common,
+            "operation": [
+                {"name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export"}
+            ]
         }]
     })
 }

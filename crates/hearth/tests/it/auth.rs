@@ -268,6 +268,17 @@ async fn a_patient_reaches_only_their_own_record_in_reads_searches_includes_and_
     assert_eq!(r["total"], 0);
     let r = s("/fhir?_type=Patient,Observation").await.json();
     assert_eq!(r["total"], 2);
+    // $everything: own record (and the practitioner it references), never another's.
+    let r = s(&format!("/fhir/Patient/{pa}/$everything")).await.json();
+    let mut got = ids(&r);
+    got.sort();
+    let mut want = vec![format!("Patient/{pa}"), format!("Observation/{oa}"), format!("Practitioner/{doc}")];
+    want.sort();
+    assert_eq!(got, want);
+    assert_eq!(status(&t, &a, Method::GET, &format!("/fhir/Patient/{pb}/$everything"), None).await, 404);
+    // Bulk export spans every patient: refused.
+    let r = t.send(a.get(t.url("/fhir/$export")).header("prefer", "respond-async")).await;
+    assert_eq!(r.status, 403, "{}", r.text);
     assert_eq!(status(&t, &a, Method::GET, "/fhir/Observation/_history", None).await, 403);
     assert_eq!(status(&t, &a, Method::GET, "/fhir/_history", None).await, 403);
     assert_eq!(status(&t, &a, Method::POST, "/fhir/$reindex", None).await, 403);

@@ -31,6 +31,8 @@ pub struct TestApp {
     /// Sends the bearer token of the admin account every TestApp starts with (not expiring, so
     /// tests may move the clock); other identities log in through the API.
     pub client: reqwest::Client,
+    /// That admin's token itself (for the `hearth` binary's `--token`).
+    pub admin_token: String,
     pub app: Arc<App>,
     pub clock: Arc<TestClock>,
     shutdown: Option<oneshot::Sender<()>>,
@@ -91,7 +93,7 @@ impl TestApp {
         let mut headers = HeaderMap::new();
         headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {admin_token}").parse().unwrap());
         let client = reqwest::Client::builder().default_headers(headers).build().unwrap();
-        TestApp { addr, client, app, clock, shutdown: Some(tx), _dir: dir }
+        TestApp { addr, client, admin_token, app, clock, shutdown: Some(tx), _dir: dir }
     }
 
     /// A client without credentials.

@@ -101,7 +101,12 @@ async fn capability_statement_claims_only_what_is_implemented() {
     assert!(patient["searchInclude"].as_array().unwrap().iter().any(|v| v == "Patient:general-practitioner"));
     // Every claimed read really works for an arbitrary type: a 404, not a 405.
     assert_eq!(t.get("/fhir/Substance/x").await.status, 404);
-    assert!(cs["rest"][0].get("operation").is_none());
+    // The only system operation claimed is $export, and it answers.
+    let ops: Vec<&str> =
+        cs["rest"][0]["operation"].as_array().unwrap().iter().map(|o| o["name"].as_str().unwrap()).collect();
+    assert_eq!(ops, ["export"]);
+    let r = t.send(t.request(reqwest::Method::GET, "/fhir/$export").header("prefer", "respond-async")).await;
+    assert_eq!(r.status, 202, "{}", r.text);
     let system: Vec<&str> =
         cs["rest"][0]["interaction"].as_array().unwrap().iter().map(|i| i["code"].as_str().unwrap()).collect();
     assert_eq!(system, ["history-system", "transaction", "batch", "search-system"]);

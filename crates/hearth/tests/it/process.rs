@@ -264,8 +264,9 @@ async fn json_logs_carry_request_ids_and_no_phi() {
     assert!(saw_request, "{lines:?}");
 }
 
-/// The README's admin creation, login and four curl calls, run as written against a fresh server
-/// (only the address, the binary and the `<id>` placeholder are substituted).
+/// The README's admin creation, login, four FHIR curl calls and four bulk export calls, run as
+/// written against a fresh server (only the address, the binary and the `<id>`/`<job>`
+/// placeholders are substituted).
 #[tokio::test]
 async fn readme_curl_calls_work_against_a_fresh_server() {
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
@@ -282,7 +283,7 @@ async fn readme_curl_calls_work_against_a_fresh_server() {
             calls.push(std::mem::take(&mut current));
         }
     }
-    assert_eq!(calls.len(), 5, "{calls:?}");
+    assert_eq!(calls.len(), 9, "{calls:?}");
     let create_admin = readme.lines().find(|l| l.contains("admin create-admin")).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut p = start(dir.path(), &[]).await;
@@ -330,6 +331,35 @@ async fn readme_curl_calls_work_against_a_fresh_server() {
     assert_eq!(found["type"], "searchset");
     assert_eq!(found["total"], 1);
     assert_eq!(found["entry"][0]["resource"]["id"], id.as_str());
+
+    // Bulk export: kick-off, poll, download, delete.
+    let kicked = run(with_token(&calls[5])).await;
+    assert!(kicked.starts_with("HTTP/1.1 202"), "{kicked}");
+    let job = kicked
+        .lines()
+        .find_map(|l| l.strip_prefix("content-location: "))
+        .unwrap()
+        .trim()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let with_job = |i: usize| with_token(&calls[i + 1]).replace("<job>", &job);
+    let mut manifest = String::new();
+    for _ in 0..100 {
+        manifest = run(with_job(5)).await;
+        if manifest.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(manifest.starts_with("HTTP/1.1 202"), "{manifest}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(manifest.starts_with("HTTP/1.1 200") && manifest.contains("Patient.ndjson"), "{manifest}");
+    let ndjson = run(with_job(6)).await;
+    let line: Value = serde_json::from_str(ndjson.trim()).unwrap();
+    assert_eq!(line["id"], id.as_str());
+    assert!(run(with_job(7)).await.starts_with("HTTP/1.1 202"));
+    assert!(run(with_job(5)).await.starts_with("HTTP/1.1 404"));
     // Without the token: 401 with an OperationOutcome.
     let anonymous = reqwest::Client::new().get(format!("{}/fhir/Patient/{id}", p.base)).send().await.unwrap();
     assert_eq!(anonymous.status().as_u16(), 401);
@@ -392,6 +422,63 @@ async fn two_processes_on_one_postgres_behave_as_one_server() {
             .json_text()
             .await;
         assert_eq!(h["entry"].as_array().unwrap().len(), 3, "{h}");
+    }
+    sigterm(&a).await;
+    sigterm(&b).await;
+    wait_exit(&mut a).await;
+    wait_exit(&mut b).await;
+}
+
+/// Two `hearth serve` processes on one PostgreSQL database (sharing a data directory, as a
+/// deployment with several API nodes must for export files): export jobs queued on one are each
+/// run exactly once by one of the two workers, and either process serves status and files.
+#[tokio::test]
+async fn two_processes_run_each_export_job_once() {
+    let Some(url) = crate::common::fresh_postgres_database().await else {
+        return; // SQLite pass: an embedded database has one server process by design.
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("HEARTH_DATABASE_URL", url.as_str())];
+    let mut a = start(dir.path(), &env).await;
+    let mut b = start(dir.path(), &env).await;
+    for i in 0..30 {
+        let body = json!({"resourceType": "Patient", "id": format!("x{i}"), "gender": "male"});
+        assert_eq!(put(&a, "Patient", &format!("x{i}"), &body).await, 201);
+    }
+    let mut jobs = Vec::new();
+    for i in 0..8 {
+        let base = if i % 2 == 0 { &a.base } else { &b.base };
+        let r = a.client().get(format!("{base}/fhir/$export")).header("prefer", "respond-async").send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 202);
+        let location = r.headers()["content-location"].to_str().unwrap().to_owned();
+        jobs.push(location.rsplit('/').next().unwrap().to_owned());
+    }
+    for (i, job) in jobs.iter().enumerate() {
+        // Poll through the other process than the one that queued it.
+        let base = if i % 2 == 0 { &b.base } else { &a.base };
+        let mut manifest = Value::Null;
+        for _ in 0..300 {
+            let r = a.client().get(format!("{base}/fhir/$export-status/{job}")).send().await.unwrap();
+            if r.status().as_u16() == 200 {
+                manifest = r.json_text().await;
+                break;
+            }
+            assert_eq!(r.status().as_u16(), 202);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(manifest["output"][0]["count"], 30, "{manifest}");
+        let file = manifest["output"][0]["url"].as_str().unwrap();
+        let text = a.client().get(file).send().await.unwrap().text().await.unwrap();
+        assert_eq!(text.lines().count(), 30);
+    }
+    // Each job was started exactly once across both processes.
+    let started: Vec<String> = [&a, &b]
+        .iter()
+        .flat_map(|p| p.lines.lock().unwrap().clone())
+        .filter(|l| l.contains("export job started"))
+        .collect();
+    for job in &jobs {
+        assert_eq!(started.iter().filter(|l| l.contains(job.as_str())).count(), 1, "{job}: {started:?}");
     }
     sigterm(&a).await;
     sigterm(&b).await;

@@ -18,6 +18,15 @@ use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 
+/// Prints a pass-rate line straight to the process's stderr, so it shows in the test run even
+/// when the test passes (libtest captures only the print macros).
+macro_rules! report {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 /// The outcome of one case: `Ok` or a short description of the mismatch.
 fn run_case(
     case: &Value,
@@ -239,12 +248,12 @@ fn fhirpath_conformance_suite() {
         }
     }
     let pct = |p: usize, t: usize| if t == 0 { 100.0 } else { p as f64 * 100.0 / t as f64 };
-    println!(
+    report!(
         "FHIRPath conformance: {passed}/{total} passed ({:.2}%); {disabled} cases disabled by the suite \
          ({disabled_passing} of them pass anyway, not counted)",
         pct(passed, total)
     );
-    println!(
+    report!(
         "HL7 FHIRPath R4 subset (fhir-r4.yaml): {r4_passed}/{r4_total} passed ({:.2}%); \
          {r4_disabled} disabled by the suite, {r4_disabled_passing} of them pass anyway",
         pct(r4_passed, r4_total)

@@ -13,6 +13,15 @@ use serde_json::{Value, json};
 use std::collections::HashSet;
 use std::path::PathBuf;
 
+/// Prints a pass-rate line straight to the process's stderr, so it shows in the test run even
+/// when the test passes (libtest captures only the print macros).
+macro_rules! report {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 fn patch_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests-data/fhirpath-patch")
 }
@@ -98,7 +107,7 @@ fn official_cases() {
         }
     }
     let errors = cases.iter().filter(|c| c.get("error").is_some()).count();
-    println!(
+    report!(
         "FHIRPath Patch: {passed}/{} official cases pass ({} with an expected output, {errors} expecting an error; {} known failures)",
         cases.len(),
         cases.len() - errors,

@@ -9,6 +9,15 @@ use serde_json::{Value, json};
 
 use crate::common::TestApp;
 
+/// Prints a pass-rate line straight to the process's stderr, so it shows in the test run even
+/// when the test passes (libtest captures only the print macros).
+macro_rules! report {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 const VECTORS: &str = include_str!("../../../../tests-data/search/vectors/r4-search-vectors.json");
 
 /// Vectors (by test group and query, or group for whole groups) that do not pass, and why.
@@ -274,7 +283,7 @@ async fn fhir_candle_search_vectors() {
     let total = vectors.len();
     let smart = vectors.iter().filter(|v| v["auth"].is_string()).count();
     let smart_failed = failures.keys().filter(|k| k.starts_with("auth:")).count();
-    println!(
+    report!(
         "search vectors: {passed}/{total} pass ({:.1}%); of the {smart} run under a SMART launch context, {} pass",
         100.0 * passed as f64 / total as f64,
         smart - smart_failed,

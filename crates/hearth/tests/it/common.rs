@@ -256,3 +256,67 @@ fn uuid_like() -> String {
     static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     format!("{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst))
 }
+
+// Vendored Synthea patients (tests-data/synthea)
+
+pub struct Synthea {
+    /// every resource of the vendored Bundles
+    pub resources: Vec<Value>,
+    /// fullUrl (`urn:uuid:…`) → server id
+    pub ids: std::collections::BTreeMap<String, String>,
+}
+
+impl Synthea {
+    pub fn of_type(&self, ty: &str) -> impl Iterator<Item = &Value> {
+        self.resources.iter().filter(move |r| r["resourceType"] == ty)
+    }
+    /// The server id a `urn:uuid:` reference now has.
+    pub fn id(&self, reference: &Value) -> String {
+        self.ids[reference["reference"].as_str().unwrap()].clone()
+    }
+    pub fn server_id(&self, r: &Value) -> String {
+        self.ids[&format!("urn:uuid:{}", r["id"].as_str().unwrap())].clone()
+    }
+}
+
+/// Loads tests-data/synthea/*.json as transactions. Organizations and Practitioners are created
+/// conditionally on their identifier (each patient Bundle carries its own copies).
+pub async fn load_synthea(t: &TestApp) -> Synthea {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests-data/synthea");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 3, "vendored Synthea patients missing in {}", dir.display());
+    let mut out = Synthea { resources: Vec::new(), ids: std::collections::BTreeMap::new() };
+    for file in files {
+        let mut bundle: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+        for e in bundle["entry"].as_array_mut().unwrap() {
+            let ty = e["resource"]["resourceType"].as_str().unwrap().to_owned();
+            if ty == "Organization" || ty == "Practitioner" {
+                let id = &e["resource"]["identifier"][0];
+                let criteria =
+                    format!("identifier={}|{}", id["system"].as_str().unwrap(), id["value"].as_str().unwrap());
+                e["request"]["ifNoneExist"] = serde_json::json!(criteria);
+            }
+        }
+        let r = t.post("/fhir", &bundle).await;
+        assert_eq!(r.status, 200, "{}: {}", file.display(), r.text);
+        let resp = r.json();
+        for (e, answer) in bundle["entry"].as_array().unwrap().iter().zip(resp["entry"].as_array().unwrap()) {
+            let loc = answer["response"]["location"].as_str().unwrap_or_else(|| panic!("no location: {answer}"));
+            let rel = loc.split("/fhir/").last().unwrap();
+            let mut parts = rel.split('/');
+            let ty = parts.next().unwrap();
+            let id = parts.next().unwrap();
+            assert_eq!(ty, e["resource"]["resourceType"]);
+            out.ids.insert(e["fullUrl"].as_str().unwrap().to_owned(), id.to_owned());
+            if ty != "Organization" && ty != "Practitioner" {
+                out.resources.push(e["resource"].clone());
+            }
+        }
+    }
+    out
+}

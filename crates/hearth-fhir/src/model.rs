@@ -100,6 +100,8 @@ pub struct ElementDef {
     system: bool,
     summary: bool,
     modifier: bool,
+    /// The ValueSet of a required binding the model can enforce (plain `code` elements only).
+    binding: Option<Box<str>>,
     /// Scope (in the owning type) holding this element's inline children, or for a
     /// `contentReference` the scope of the referenced element.
     scope: Option<u32>,
@@ -124,6 +126,11 @@ impl ElementDef {
 
     pub fn max(&self) -> Max {
         self.max
+    }
+
+    /// The ValueSet url of the element's required binding, when the model enforces it.
+    pub fn binding(&self) -> Option<&str> {
+        self.binding.as_deref()
     }
 
     /// Whether the element is a JSON array (max is not 1).
@@ -253,6 +260,9 @@ pub struct Model {
     by_name: HashMap<Box<str>, u32>,
     resource_types: Vec<u32>,
     element_type: u32,
+    /// The codes of every ValueSet a required binding names (expanded by the generator from the
+    /// official 4.0.1 ValueSets and CodeSystems).
+    value_sets: HashMap<Box<str>, std::collections::HashSet<Box<str>>>,
 }
 
 /// Where the children of a JSON object are defined: the root of a type (`HumanName`, `Patient`) or
@@ -435,7 +445,36 @@ impl Model {
             .filter_map(|(i, _)| u32::try_from(i).ok())
             .collect();
         let element_type = by_name.get("Element").copied().ok_or_else(|| ModelError::new("no Element type"))?;
-        Ok(Model { types, by_name, resource_types, element_type })
+        let mut value_sets = HashMap::new();
+        if let Some(map) = root.get("valueSets").and_then(Value::as_object) {
+            for (url, codes) in map {
+                let codes = codes
+                    .as_array()
+                    .ok_or_else(|| ModelError::new(format!("valueSets {url}: not an array")))?
+                    .iter()
+                    .map(|c| {
+                        c.as_str().map(Into::into).ok_or_else(|| ModelError::new(format!("valueSets {url}: bad code")))
+                    })
+                    .collect::<Result<_, _>>()?;
+                value_sets.insert(url.as_str().into(), codes);
+            }
+        }
+        for t in &types {
+            for e in &t.elements {
+                if let Some(b) = &e.binding
+                    && !value_sets.contains_key(b)
+                {
+                    return Err(ModelError::new(format!("{}.{}: binding {b} has no expansion", t.name, e.path)));
+                }
+            }
+        }
+        Ok(Model { types, by_name, resource_types, element_type, value_sets })
+    }
+
+    /// Whether `code` is in the ValueSet `url` (one a required binding names); `None` when the
+    /// model has no expansion of it.
+    pub fn value_set_contains(&self, url: &str, code: &str) -> Option<bool> {
+        self.value_sets.get(url).map(|codes| codes.contains(code))
     }
 
     /// A concrete (non-abstract) resource type: `Patient` yes; `Resource`, `HumanName` no.
@@ -564,6 +603,7 @@ fn parse_element(v: &Value, ty: &str) -> Result<ElementDef, ModelError> {
         system: bool_field(obj, "system"),
         summary: bool_field(obj, "summary"),
         modifier: bool_field(obj, "modifier"),
+        binding: obj.get("binding").and_then(Value::as_str).map(Into::into),
         scope: None,
         referenced: None,
     })

@@ -267,6 +267,11 @@ impl<'m> Validator<'m> {
             None | Some(TypeKind::PrimitiveType) => {
                 if let Err((code, message)) = primitive::check(child.type_code, value) {
                     self.push(code, message);
+                } else if let (Some(url), Some(code)) = (child.element.binding(), value.as_str())
+                    && self.model.value_set_contains(url, code) == Some(false)
+                {
+                    let message = format!("`{code}` is not a code of the required value set {url}");
+                    self.push(IssueCode::CodeInvalid, &message);
                 }
             }
             Some(TypeKind::Resource) => match value {

@@ -727,3 +727,35 @@ fn messages_do_not_echo_values() {
         assert!(!i.expression.contains(secret), "{i}");
     }
 }
+
+// --- required bindings --------------------------------------------------------------------------
+
+#[test]
+fn codes_outside_a_required_value_set_are_refused() {
+    assert_eq!(
+        issues(json!({"resourceType": "Patient", "gender": "not-a-gender"})),
+        one("Patient.gender", IssueCode::CodeInvalid)
+    );
+    let found = model().validate(&json!({"resourceType": "Patient", "gender": "unknown2"}));
+    assert!(found[0].message.contains("http://hl7.org/fhir/ValueSet/administrative-gender"), "{found:?}");
+    assert_eq!(
+        issues(json!({"resourceType": "Observation", "status": "finished", "code": {"text": "x"}})),
+        one("Observation.status", IssueCode::CodeInvalid)
+    );
+    // Nested (contact.gender), in arrays (telecom[1].system), and case matters.
+    assert_eq!(
+        issues(json!({"resourceType": "Patient", "contact": [{"gender": "Female"}]})),
+        one("Patient.contact[0].gender", IssueCode::CodeInvalid)
+    );
+    assert_eq!(
+        issues(json!({"resourceType": "Patient", "telecom": [{"system": "phone"}, {"system": "pager2"}]})),
+        one("Patient.telecom[1].system", IssueCode::CodeInvalid)
+    );
+    // Every code of the value set is accepted.
+    for g in ["male", "female", "other", "unknown"] {
+        valid(json!({"resourceType": "Patient", "gender": g}));
+    }
+    // Extensible or example bindings (Observation.category, a CodeableConcept) take any code.
+    valid(json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+        "category": [{"coding": [{"system": "urn:local", "code": "anything"}]}]}));
+}

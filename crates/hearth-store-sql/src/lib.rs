@@ -24,6 +24,7 @@ mod compile;
 mod cursor;
 pub mod identity;
 mod index;
+pub mod mfa;
 mod search;
 
 use async_trait::async_trait;

@@ -12,6 +12,7 @@ mod crud;
 mod errors;
 mod examples;
 mod history;
+mod mfa;
 mod ops;
 mod process;
 mod search;

@@ -417,3 +417,44 @@ async fn security_headers_cors_and_hsts() {
     let plain = TestApp::spawn().await;
     assert_eq!(plain.get("/fhir/metadata").await.header("strict-transport-security"), None);
 }
+
+#[tokio::test]
+async fn concurrent_reuse_of_a_totp_code_or_otp_guesses_cannot_beat_the_guards() {
+    let t = TestApp::spawn().await;
+    register(&t, "race@example.org").await;
+    let token = login(&t, "race@example.org", None).await.json()["access_token"].as_str().unwrap().to_owned();
+    let (secret, _) = enrol(&t, &token).await;
+    // Ten logins at once with the same fresh code: exactly one wins.
+    let code = totp::code_at_step(&secret, totp::time_step(t.clock.now()) + 1);
+    let body = json!({"email": "race@example.org", "password": PASSWORD, "code": code.expose()}).to_string();
+    let requests = (0..10)
+        .map(|_| {
+            t.anonymous()
+                .post(t.url("/api/v1/auth/login"))
+                .header("content-type", "application/json")
+                .body(body.clone())
+        })
+        .collect();
+    let statuses = crate::common::race(requests).await;
+    assert_eq!(crate::common::count(&statuses, 200), 1, "{statuses:?}");
+    assert_eq!(crate::common::count(&statuses, 401), 9, "{statuses:?}");
+
+    // Twenty parallel wrong guesses on a login code, then the right one: refused.
+    register(&t, "guess@example.org").await;
+    assert_eq!(post(&t, "/api/v1/auth/otp/request", None, json!({"email": "guess@example.org"})).await.status, 202);
+    let right = code_for(&t, "guess@example.org").await;
+    let wrong = if right == "123456" { "654321" } else { "123456" };
+    let body = json!({"email": "guess@example.org", "code": wrong}).to_string();
+    let requests = (0..20)
+        .map(|_| {
+            t.anonymous()
+                .post(t.url("/api/v1/auth/otp/verify"))
+                .header("content-type", "application/json")
+                .body(body.clone())
+        })
+        .collect();
+    let statuses = crate::common::race(requests).await;
+    assert_eq!(crate::common::count(&statuses, 401), 20, "{statuses:?}");
+    let r = post(&t, "/api/v1/auth/otp/verify", None, json!({"email": "guess@example.org", "code": right})).await;
+    assert_eq!(r.status, 401, "{}", r.text);
+}

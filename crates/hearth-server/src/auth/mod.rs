@@ -356,7 +356,10 @@ impl From<AuthFailure> for FhirError {
             }
             AuthFailure::MfaSetupOnly => FhirError::new(
                 StatusCode::FORBIDDEN,
-                Issue::error("forbidden", "two-factor enrolment required: this token may only enrol TOTP"),
+                Issue::error(
+                    "forbidden",
+                    "mfa_enrollment_required: this token may only enrol TOTP (POST /api/v1/auth/totp/enroll)",
+                ),
             ),
             AuthFailure::Store(e) => e.into(),
         }

@@ -175,6 +175,7 @@ async fn an_admin_without_totp_may_only_enrol() {
     let c = bearer(&setup);
     let r = api(&t, &c, Method::GET, "/fhir/Patient", None).await;
     assert_eq!(r.status, 403, "{}", r.text);
+    assert!(r.outcome_issue()["diagnostics"].as_str().unwrap().starts_with("mfa_enrollment_required"));
     let r = api(&t, &c, Method::POST, "/api/v1/admin/accounts", Some(json!({}))).await;
     assert_eq!((r.status, error_code(&r).as_str()), (403, "mfa_enrollment_required"), "{}", r.text);
     let r =

@@ -44,6 +44,8 @@ pub enum StartError {
     Metrics(String),
     #[error("cannot set up authentication: {0}")]
     Auth(#[from] crate::auth::AuthSetupError),
+    #[error("cannot load the auth pepper: {0}")]
+    Pepper(String),
 }
 
 pub struct App {
@@ -69,6 +71,10 @@ pub struct App {
     /// This app's own metrics registry (not the process-global recorder).
     pub metrics: PrometheusRecorder,
     pub started_at: DateTime<Utc>,
+    /// Rate limiters of this process.
+    pub limits: crate::auth::web::Limits,
+    /// Where patient login codes go (replaceable, e.g. by an embedding program or a test).
+    otp_sender: RwLock<Arc<dyn crate::auth::otp::OtpSender>>,
 }
 
 /// Opens the configured database and applies migrations.
@@ -111,7 +117,15 @@ impl App {
         crate::fhir::search_parameters::load_stored(&*store, &mut registry).await?;
         let compartments = Compartments::r4().map_err(|e| StartError::Search(e.to_string()))?;
         let scheme = Arc::new(crate::auth::patient_scheme(&compartments));
-        let auth = crate::auth::Auth::load(&*db, scheme, started_at).await?;
+        let pepper = crate::auth::otp::load_pepper(&config).map_err(StartError::Pepper)?;
+        let auth = crate::auth::Auth::load(&*db, scheme, pepper, started_at).await?;
+        let limits = crate::auth::web::Limits::new(&config);
+        let otp_sender: Arc<dyn crate::auth::otp::OtpSender> = if config.dev_mode {
+            tracing::warn!("dev_mode is on: login codes are written to the log");
+            Arc::new(crate::auth::otp::DevLogSender)
+        } else {
+            Arc::new(crate::auth::otp::UnconfiguredSender)
+        };
         Ok(App {
             config,
             store,
@@ -125,6 +139,8 @@ impl App {
             clock,
             metrics,
             started_at,
+            limits,
+            otp_sender: RwLock::new(otp_sender),
         })
     }
 
@@ -137,6 +153,23 @@ impl App {
     /// The store as `caller` may see it.
     pub fn store_for(&self, caller: &crate::auth::Caller) -> Guarded {
         Guarded::new(Arc::clone(&self.store), caller.access.clone())
+    }
+
+    /// The sender of patient login codes.
+    pub fn otp_sender(&self) -> Arc<dyn crate::auth::otp::OtpSender> {
+        match self.otp_sender.read() {
+            Ok(s) => Arc::clone(&s),
+            Err(p) => Arc::clone(&p.into_inner()),
+        }
+    }
+
+    /// Installs a sender of patient login codes (SMS/e-mail gateway, or a test's outbox).
+    pub fn set_otp_sender(&self, sender: Arc<dyn crate::auth::otp::OtpSender>) {
+        let mut guard = match self.otp_sender.write() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        *guard = sender;
     }
 
     /// The search parameters in force now.

@@ -59,6 +59,41 @@ pub struct Config {
     pub base_url: Option<String>,
     /// Seconds in-flight requests get to finish after SIGINT/SIGTERM.
     pub shutdown_grace_secs: u64,
+    /// Development conveniences that must never run in production: the development OTP sender
+    /// writes login codes to the log.
+    pub dev_mode: bool,
+    /// Authentication and abuse protection (the `[auth]` table).
+    pub auth: AuthConfig,
+}
+
+/// The `[auth]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Clinicians must enrol TOTP before they get a full session (admins always must).
+    pub require_mfa_for_clinicians: bool,
+    /// General API limit per user (per client IP when anonymous), requests per minute.
+    pub api_requests_per_minute: u32,
+    /// Limit on login, OTP and refresh attempts, per client IP and per account, per minute.
+    pub auth_attempts_per_minute: u32,
+    /// Origins (`scheme://host[:port]`) allowed to call the API from a browser (CORS). Empty: none.
+    pub cors_allowed_origins: Vec<String>,
+    /// The server key for keyed hashes of recovery and login codes: hex of at least 32 bytes.
+    /// When absent, a random one is created in `<data_dir>/auth-pepper` on first start; set it
+    /// explicitly when several hosts share one database.
+    pub pepper: Option<Secret<String>>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            require_mfa_for_clinicians: false,
+            api_requests_per_minute: 100,
+            auth_attempts_per_minute: 20,
+            cors_allowed_origins: Vec::new(),
+            pepper: None,
+        }
+    }
 }
 
 impl Default for Config {
@@ -72,6 +107,8 @@ impl Default for Config {
             max_body_bytes: 16 * 1024 * 1024,
             base_url: None,
             shutdown_grace_secs: 30,
+            dev_mode: false,
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -91,7 +128,17 @@ pub enum ConfigError {
 }
 
 const KNOWN_VARS: &str = "HEARTH_CONFIG, HEARTH_LISTEN, HEARTH_DATA_DIR, HEARTH_DATABASE_URL, HEARTH_LOG_FORMAT, \
-HEARTH_LOG_LEVEL, HEARTH_MAX_BODY_BYTES, HEARTH_BASE_URL, HEARTH_SHUTDOWN_GRACE_SECS, HEARTH_ADMIN_PASSWORD";
+HEARTH_LOG_LEVEL, HEARTH_MAX_BODY_BYTES, HEARTH_BASE_URL, HEARTH_SHUTDOWN_GRACE_SECS, HEARTH_DEV_MODE, \
+HEARTH_AUTH_REQUIRE_MFA_FOR_CLINICIANS, HEARTH_AUTH_API_REQUESTS_PER_MINUTE, HEARTH_AUTH_AUTH_ATTEMPTS_PER_MINUTE, \
+HEARTH_AUTH_CORS_ALLOWED_ORIGINS, HEARTH_AUTH_PEPPER, HEARTH_ADMIN_PASSWORD";
+
+fn parse_bool(value: &str) -> Result<bool, String> {
+    match value {
+        "true" | "1" => Ok(true),
+        "false" | "0" => Ok(false),
+        other => Err(format!("expected `true` or `false`, got `{other}`")),
+    }
+}
 
 /// A TOML error as position + reason. Never toml's own rendering: it quotes the offending line,
 /// which may hold a secret such as a database password.
@@ -155,6 +202,21 @@ impl Config {
                 "HEARTH_SHUTDOWN_GRACE_SECS" => {
                     config.shutdown_grace_secs = value.parse().map_err(|e| bad(format!("{e}")))?
                 }
+                "HEARTH_DEV_MODE" => config.dev_mode = parse_bool(value).map_err(bad)?,
+                "HEARTH_AUTH_REQUIRE_MFA_FOR_CLINICIANS" => {
+                    config.auth.require_mfa_for_clinicians = parse_bool(value).map_err(bad)?
+                }
+                "HEARTH_AUTH_API_REQUESTS_PER_MINUTE" => {
+                    config.auth.api_requests_per_minute = value.parse().map_err(|e| bad(format!("{e}")))?
+                }
+                "HEARTH_AUTH_AUTH_ATTEMPTS_PER_MINUTE" => {
+                    config.auth.auth_attempts_per_minute = value.parse().map_err(|e| bad(format!("{e}")))?
+                }
+                "HEARTH_AUTH_CORS_ALLOWED_ORIGINS" => {
+                    config.auth.cors_allowed_origins =
+                        value.split(',').map(str::trim).filter(|o| !o.is_empty()).map(str::to_owned).collect()
+                }
+                "HEARTH_AUTH_PEPPER" => config.auth.pepper = Some(Secret::new(value.clone())),
                 _ => return Err(ConfigError::UnknownVar(key.clone())),
             }
         }
@@ -173,8 +235,38 @@ impl Config {
                 "base_url must start with http:// or https:// and not end with '/'".into(),
             ));
         }
+        if self.auth.api_requests_per_minute == 0 || self.auth.auth_attempts_per_minute == 0 {
+            return Err(ConfigError::Invalid(
+                "auth.api_requests_per_minute and auth.auth_attempts_per_minute must be at least 1".into(),
+            ));
+        }
+        for origin in &self.auth.cors_allowed_origins {
+            let ok = (origin.starts_with("http://") || origin.starts_with("https://"))
+                && !origin.ends_with('/')
+                && axum::http::HeaderValue::from_str(origin).is_ok();
+            if !ok {
+                return Err(ConfigError::Invalid(format!(
+                    "auth.cors_allowed_origins: `{origin}` is not an origin (scheme://host[:port])"
+                )));
+            }
+        }
+        if let Some(p) = &self.auth.pepper {
+            // Never echo it.
+            if self.pepper_bytes(p).is_none() {
+                return Err(ConfigError::Invalid("auth.pepper must be hex of at least 32 bytes".into()));
+            }
+        }
         self.database()?;
         Ok(())
+    }
+
+    /// The configured pepper's bytes (`None` when it is not hex of at least 32 bytes).
+    pub fn pepper_bytes(&self, p: &Secret<String>) -> Option<Vec<u8>> {
+        let s = p.expose().trim();
+        if !s.len().is_multiple_of(2) || s.len() < 64 {
+            return None;
+        }
+        (0..s.len()).step_by(2).map(|i| s.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok())).collect()
     }
 
     /// Resolves which database to use.
@@ -236,6 +328,35 @@ mod tests {
         let err = Config::load(Some(&file), &[]).unwrap_err().to_string();
         assert!(err.contains("line 2"), "{err}");
         assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn auth_keys_load_from_file_and_env() {
+        let c = Config::load(None, &[]).unwrap();
+        assert!(!c.dev_mode);
+        assert!(!c.auth.require_mfa_for_clinicians);
+        assert_eq!(c.auth.api_requests_per_minute, 100);
+        let dir = std::env::temp_dir().join(format!("hearth-config-auth-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("hearth.toml");
+        std::fs::write(
+            &file,
+            "dev_mode = true\n[auth]\nrequire_mfa_for_clinicians = true\ncors_allowed_origins = [\"https://app.example\"]\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&file), &env(&[("HEARTH_AUTH_API_REQUESTS_PER_MINUTE", "7")])).unwrap();
+        assert!(c.dev_mode);
+        assert!(c.auth.require_mfa_for_clinicians);
+        assert_eq!(c.auth.cors_allowed_origins, vec!["https://app.example".to_owned()]);
+        assert_eq!(c.auth.api_requests_per_minute, 7);
+        std::fs::write(&file, "[auth]\nrequire_mfa_for_clinician = true\n").unwrap();
+        assert!(matches!(Config::load(Some(&file), &[]), Err(ConfigError::Parse { .. })));
+        let err = Config::load(None, &env(&[("HEARTH_AUTH_REQUIRE_MFA_FOR_CLINICIANS", "yes")])).unwrap_err();
+        assert!(matches!(err, ConfigError::Env { .. }), "{err}");
+        let err = Config::load(None, &env(&[("HEARTH_AUTH_PEPPER", "abcd")])).unwrap_err();
+        assert!(!err.to_string().contains("abcd"), "{err}");
+        let c = Config::load(None, &env(&[("HEARTH_AUTH_PEPPER", &"ab".repeat(32))])).unwrap();
+        assert!(!format!("{c:?}").contains("abab"));
     }
 
     #[test]

@@ -43,7 +43,7 @@ async fn record_metrics(State(app): State<Arc<App>>, req: Request, next: Next) -
 
 /// The whole HTTP surface of Hearth.
 pub fn router(app: Arc<App>) -> Router {
-    Router::new()
+    let router = Router::new()
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
@@ -51,7 +51,14 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/docs", get(ops::docs))
         .nest("/fhir", fhir::router())
         .merge(crate::auth::routes::router())
+        .layer(middleware::from_fn_with_state(app.clone(), crate::auth::web::api_limit))
         .layer(middleware::from_fn_with_state(app.clone(), record_metrics))
+        .layer(middleware::from_fn_with_state(app.clone(), crate::auth::web::security_headers));
+    let router = match crate::auth::web::cors(&app.config) {
+        Some(cors) => router.layer(cors),
+        None => router,
+    };
+    router
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(
             TraceLayer::new_for_http()
@@ -83,7 +90,8 @@ pub async fn serve(
     };
     // The export worker of this process: claims queued $export jobs from the database.
     let worker = tokio::spawn(crate::fhir::export::worker(app.clone()));
-    let server = axum::serve(listener, router(app.clone())).with_graceful_shutdown(shutdown);
+    let service = router(app.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let server = axum::serve(listener, service).with_graceful_shutdown(shutdown);
     let deadline = async move {
         while !*signalled_rx.borrow() {
             if signalled_rx.changed().await.is_err() {

@@ -25,6 +25,7 @@ mod cursor;
 mod export;
 pub mod identity;
 mod index;
+pub mod mfa;
 mod search;
 
 use async_trait::async_trait;

@@ -9,12 +9,22 @@
 //!   resolved per request from the token *and* the account row, so a deleted account, a changed
 //!   organisation or a revoked caregiver grant takes effect at once, not when the token expires.
 //!
+//! Two-factor policy: TOTP is mandatory for admins (and for clinicians when
+//! `auth.require_mfa_for_clinicians`). Such an account that has not enrolled yet gets, at login,
+//! an access token with the single scope [`MFA_SETUP_SCOPE`] and no refresh token: every
+//! endpoint refuses it with `403 mfa_enrollment_required` except `totp/enroll`, `totp/confirm`
+//! and `me` (the [`EnrolCaller`] extractor). The policy is applied where tokens are issued
+//! (login, OTP login, refresh), so a token signed by other means (tests, the CLI) is unaffected.
+//!
 //! Decisions: app logins get the scope `user/*.cruds` narrowed by the role's reach (a patient
 //! reaches their own record, a caregiver the records granted to them, a clinician their
 //! organisation's patients or everyone when no organisation is set, an admin everything). A client
 //! may ask for fewer scopes and for a `patient/` launch context (SMART); it can never widen them.
 
+pub mod mfa;
+pub mod otp;
 pub mod routes;
+pub mod web;
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, RwLock};
@@ -66,12 +76,30 @@ pub const SHARED_TYPES: [&str; 21] = [
 
 const ACTIVE_KID: &str = "active_signing_kid";
 
+/// The only scope of the token an account gets while it must still enrol TOTP.
+pub const MFA_SETUP_SCOPE: &str = "hearth/mfa-setup";
+
+/// Whether an account of `role` must have TOTP before it gets a full session.
+pub fn mfa_required(app: &App, role: Role) -> bool {
+    match role {
+        Role::Admin => true,
+        Role::Clinician => app.config.auth.require_mfa_for_clinicians,
+        Role::Patient | Role::Caregiver => false,
+    }
+}
+
+fn is_setup_token(claims: &AccessClaims) -> bool {
+    claims.scope.split_whitespace().any(|s| s == MFA_SETUP_SCOPE)
+}
+
 pub struct Auth {
     keys: RwLock<Arc<KeyRing>>,
     pub settings: TokenSettings,
     pub hasher: hearth_auth::password::PasswordHasher,
     pub policy: hearth_auth::password::PasswordPolicy,
     pub scheme: Arc<PatientScheme>,
+    /// The key of the keyed hashes of recovery and login codes.
+    pub pepper: hearth_auth::Pepper,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -122,7 +150,12 @@ async fn store_key(db: &dyn Db, key: &TokenKey, now: DateTime<Utc>) -> Result<()
 impl Auth {
     /// Loads the signing keys, creating the first one on a new database (the first process to
     /// get there wins; the others load its key).
-    pub async fn load(db: &dyn Db, scheme: Arc<PatientScheme>, now: DateTime<Utc>) -> Result<Auth, AuthSetupError> {
+    pub async fn load(
+        db: &dyn Db,
+        scheme: Arc<PatientScheme>,
+        pepper: hearth_auth::Pepper,
+        now: DateTime<Utc>,
+    ) -> Result<Auth, AuthSetupError> {
         let ring = match load_ring(db).await? {
             Some(ring) => ring,
             None => {
@@ -138,6 +171,7 @@ impl Auth {
             hasher: hearth_auth::password::PasswordHasher::new(),
             policy: hearth_auth::password::PasswordPolicy::new(),
             scheme,
+            pepper,
         })
     }
 
@@ -177,6 +211,8 @@ impl Auth {
 pub enum AuthFailure {
     Missing,
     Invalid,
+    /// An enrolment-only token on any other endpoint.
+    MfaSetupOnly,
     Store(StoreError),
 }
 
@@ -255,9 +291,29 @@ pub async fn access_for(
     Ok((scopes, Access { reach, grants }))
 }
 
-/// Resolves the bearer token of a request into a [`Caller`].
+/// Resolves the bearer token of a request into a [`Caller`] (refusing enrolment-only tokens).
 pub async fn authenticate(app: &App, parts: &Parts) -> Result<Caller, AuthFailure> {
-    let Some(value) = parts.headers.get(axum::http::header::AUTHORIZATION) else { return Err(AuthFailure::Missing) };
+    authenticate_headers(app, &parts.headers, false).await
+}
+
+/// Verifies a bearer token's signature and expiry only (no database): its subject, for rate
+/// limiting.
+pub fn token_subject(app: &App, headers: &axum::http::HeaderMap) -> Option<String> {
+    let value = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    app.auth.keys().verify(&app.auth.settings, token.trim(), app.clock.now()).ok().map(|c| c.sub)
+}
+
+/// Resolves the bearer token in `headers`; `allow_setup` admits enrolment-only tokens.
+pub async fn authenticate_headers(
+    app: &App,
+    headers: &axum::http::HeaderMap,
+    allow_setup: bool,
+) -> Result<Caller, AuthFailure> {
+    let Some(value) = headers.get(axum::http::header::AUTHORIZATION) else { return Err(AuthFailure::Missing) };
     let value = value.to_str().map_err(|_| AuthFailure::Invalid)?;
     let token = match value.split_once(' ') {
         Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
@@ -273,6 +329,9 @@ pub async fn authenticate(app: &App, parts: &Parts) -> Result<Caller, AuthFailur
         }
         Err(_) => return Err(AuthFailure::Invalid),
     };
+    if !allow_setup && is_setup_token(&claims) {
+        return Err(AuthFailure::MfaSetupOnly);
+    }
     let account = identity::account_by_id(&*app.db, &claims.sub)
         .await
         .map_err(AuthFailure::Store)?
@@ -295,6 +354,13 @@ impl From<AuthFailure> for FhirError {
             AuthFailure::Invalid => {
                 FhirError::new(StatusCode::UNAUTHORIZED, Issue::error("login", "the access token is not valid"))
             }
+            AuthFailure::MfaSetupOnly => FhirError::new(
+                StatusCode::FORBIDDEN,
+                Issue::error(
+                    "forbidden",
+                    "mfa_enrollment_required: this token may only enrol TOTP (POST /api/v1/auth/totp/enroll)",
+                ),
+            ),
             AuthFailure::Store(e) => e.into(),
         }
     }
@@ -311,6 +377,11 @@ impl From<AuthFailure> for ApiError {
             AuthFailure::Invalid => {
                 ApiError::new(StatusCode::UNAUTHORIZED, "invalid_token", "the access token is not valid")
             }
+            AuthFailure::MfaSetupOnly => ApiError::new(
+                StatusCode::FORBIDDEN,
+                "mfa_enrollment_required",
+                "two-factor enrolment required: this token may only enrol TOTP (POST /api/v1/auth/totp/enroll)",
+            ),
             AuthFailure::Store(e) => crate::error::api_store_error(e),
         }
     }
@@ -332,6 +403,17 @@ impl FromRequestParts<Arc<App>> for ApiCaller {
 
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<ApiCaller, ApiError> {
         authenticate(app, parts).await.map(ApiCaller).map_err(ApiError::from)
+    }
+}
+
+/// [`ApiCaller`] that also admits the enrolment-only token (TOTP enrolment and `me`).
+pub struct EnrolCaller(pub Caller);
+
+impl FromRequestParts<Arc<App>> for EnrolCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<EnrolCaller, ApiError> {
+        authenticate_headers(app, &parts.headers, true).await.map(EnrolCaller).map_err(ApiError::from)
     }
 }
 

@@ -7,6 +7,15 @@
 //! - A wrong e-mail and a wrong password get the same answer, after the same Argon2 work.
 //! - After 5 consecutive failures an account is locked for 1 minute, doubling with every further
 //!   failure up to a day (`429` with `Retry-After`); a success resets the count.
+//! - Two-factor: an account with TOTP enabled must add `code` (a current TOTP code or an unused
+//!   recovery code) to `login`; without it the answer is `401 mfa_required` and no tokens, with a
+//!   wrong one `401 totp_invalid` (counted like a wrong password). An account that must have 2FA
+//!   but has not enrolled gets an enrolment-only token (see [`super::MFA_SETUP_SCOPE`]).
+//! - Browser mode: `"cookie": true` in `login`, `otp/verify` or `refresh` puts the refresh token in
+//!   an `HttpOnly; Secure; SameSite=Strict; Path=/api/v1/auth` cookie instead of the body, plus a
+//!   readable `__Host-hearth-csrf` cookie. A `refresh` or `logout` authenticated by that cookie must
+//!   repeat the CSRF cookie in `X-CSRF-Token` (`403 csrf_failed` otherwise); requests that send
+//!   the refresh token in the body (bearer clients) need none.
 //! - Refresh rotation marks the presented token used with a conditional update that only one
 //!   request can win; the loser is treated as reuse and the family is revoked (the two-step
 //!   "mark used, then insert the child" can at worst lose the session, never fork it).
@@ -15,7 +24,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{Extensions, HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::{DateTime, TimeDelta, Utc};
@@ -28,7 +37,10 @@ use hearth_store_sql::identity::{self, AccountRow, RefreshRow};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{ApiCaller, DEFAULT_SCOPE, require_admin, rng};
+use super::web::{
+    REFRESH_COOKIE, check_auth, clear_session_cookies, client_ip, cookie, require_csrf, set_session_cookies,
+};
+use super::{ApiCaller, DEFAULT_SCOPE, EnrolCaller, MFA_SETUP_SCOPE, mfa_required, require_admin, rng};
 use crate::app::App;
 use crate::error::ApiError;
 
@@ -39,6 +51,11 @@ pub fn router() -> axum::Router<Arc<App>> {
         .route("/api/v1/auth/refresh", post(refresh_token))
         .route("/api/v1/auth/logout", post(logout))
         .route("/api/v1/auth/me", get(me))
+        .route("/api/v1/auth/totp/enroll", post(super::mfa::enroll))
+        .route("/api/v1/auth/totp/confirm", post(super::mfa::confirm))
+        .route("/api/v1/auth/totp/disable", post(super::mfa::disable))
+        .route("/api/v1/auth/otp/request", post(super::otp::request))
+        .route("/api/v1/auth/otp/verify", post(super::otp::verify))
         .route("/api/v1/admin/accounts", post(create_account))
         .route("/api/v1/admin/caregivers", post(grant_caregiver))
         .route("/.well-known/jwks.json", get(jwks))
@@ -181,12 +198,18 @@ struct Login {
     scope: Option<String>,
     /// A `patient/` launch context: a Patient the account may reach.
     patient: Option<String>,
+    /// The second factor when the account has TOTP: a current code or an unused recovery code.
+    code: Option<String>,
+    /// Browser mode: the refresh token as an HttpOnly cookie, with a CSRF cookie.
+    #[serde(default)]
+    cookie: bool,
 }
 
-async fn login(State(app): State<Arc<App>>, bytes: axum::body::Bytes) -> Result<Response, ApiError> {
+async fn login(State(app): State<Arc<App>>, ext: Extensions, bytes: axum::body::Bytes) -> Result<Response, ApiError> {
     let req: Login = body(&bytes)?;
     let now = app.clock.now();
     let email = req.email.trim().to_lowercase();
+    check_auth(&app, &[format!("login-ip:{}", client_ip(&ext)), format!("login:{email}")])?;
     let account = identity::account_by_email(&*app.db, &email).await?;
     let Some(account) = account else {
         let app2 = Arc::clone(&app);
@@ -205,19 +228,90 @@ async fn login(State(app): State<Arc<App>>, bytes: axum::body::Bytes) -> Result<
             .await
             .map_err(ApiError::internal)?;
     if verified.is_err() {
-        let failures = identity::record_login_failure(&*app.db, &account.id).await?;
-        if failures >= LOCK_AFTER {
-            let minutes = 1i64 << (failures - LOCK_AFTER).min(11);
-            let until = now + TimeDelta::minutes(minutes.min(24 * 60));
-            identity::lock_account(&*app.db, &account.id, until.timestamp_millis()).await?;
-        }
+        record_failure(&app, &account.id, now).await?;
         return Err(invalid_credentials());
+    }
+    if account.totp_enabled {
+        let Some(code) = req.code.as_deref() else {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "mfa_required",
+                "this account uses two-factor authentication: send `code` (authenticator or recovery code) with the password",
+            ));
+        };
+        if let Err(e) = super::mfa::check_second_factor(&app, &account, code, now).await {
+            if e.status == StatusCode::UNAUTHORIZED {
+                record_failure(&app, &account.id, now).await?;
+            }
+            return Err(e);
+        }
     }
     identity::record_login_success(&*app.db, &account.id).await?;
     let role: Role = account.role.parse().map_err(|_| ApiError::internal("stored account has an unknown role"))?;
+    if !account.totp_enabled && mfa_required(&app, role) {
+        return Ok(Json(setup_token(&app, &account, role, now)?).into_response());
+    }
     let (scope, patient) = granted_scope(&app, &account, role, req.scope.as_deref(), req.patient.as_deref()).await?;
     let tokens = issue_tokens(&app, &account, role, scope, patient, None, now).await?;
-    Ok(Json(tokens).into_response())
+    Ok(token_response(tokens, req.cookie))
+}
+
+/// Counts a failed login and locks the account progressively.
+async fn record_failure(app: &App, account_id: &str, now: DateTime<Utc>) -> Result<(), ApiError> {
+    let failures = identity::record_login_failure(&*app.db, account_id).await?;
+    if failures >= LOCK_AFTER {
+        let minutes = 1i64 << (failures - LOCK_AFTER).min(11);
+        let until = now + TimeDelta::minutes(minutes.min(24 * 60));
+        identity::lock_account(&*app.db, account_id, until.timestamp_millis()).await?;
+    }
+    Ok(())
+}
+
+/// The enrolment-only answer: an access token with [`MFA_SETUP_SCOPE`] and no refresh token.
+fn setup_token(app: &App, account: &AccountRow, role: Role, now: DateTime<Utc>) -> Result<Value, ApiError> {
+    let grant = AccessGrant {
+        subject: account.id.clone(),
+        role,
+        scope: MFA_SETUP_SCOPE.to_owned(),
+        patient: None,
+        fhir_user: account.fhir_user.clone(),
+    };
+    let access = app.auth.keys().issue(&app.auth.settings, grant, now, &mut rng()).map_err(ApiError::internal)?;
+    Ok(json!({
+        "access_token": access.token.expose(),
+        "token_type": "Bearer",
+        "expires_in": (access.expires_at - now).num_seconds(),
+        "scope": MFA_SETUP_SCOPE,
+        "mfa_enrollment_required": true,
+    }))
+}
+
+/// Tokens for a full session with the default scope (the OTP login).
+pub(crate) async fn full_tokens(
+    app: &App,
+    account: &AccountRow,
+    role: Role,
+    scope: Option<String>,
+    patient: Option<String>,
+    now: DateTime<Utc>,
+) -> Result<Value, ApiError> {
+    let scope = scope.unwrap_or_else(|| DEFAULT_SCOPE.to_owned());
+    issue_tokens(app, account, role, scope, patient, None, now).await
+}
+
+/// The token answer: as JSON, or in browser mode with the refresh token moved to its cookie.
+pub(crate) fn token_response(mut tokens: Value, cookie_mode: bool) -> Response {
+    if !cookie_mode {
+        return Json(tokens).into_response();
+    }
+    let refresh = tokens.as_object_mut().and_then(|o| o.remove("refresh_token"));
+    let csrf = hearth_auth::csrf::generate(&mut rng());
+    let mut resp = Json(tokens).into_response();
+    if let Some(Value::String(refresh)) = refresh {
+        set_session_cookies(&mut resp, &refresh, &csrf);
+    }
+    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
 }
 
 fn locked(until_ms: i64, now: DateTime<Utc>) -> ApiError {
@@ -339,22 +433,52 @@ async fn issue_tokens(
     Ok(out)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RefreshReq {
-    refresh_token: String,
+    /// Bearer clients send it here; browsers send the cookie instead (and `X-CSRF-Token`).
+    refresh_token: Option<String>,
+    /// Answer in browser mode (implied when the token came from the cookie).
+    #[serde(default)]
+    cookie: bool,
 }
 
 fn invalid_grant() -> ApiError {
     ApiError::new(StatusCode::UNAUTHORIZED, "invalid_grant", "the refresh token is not valid; log in again")
 }
 
-async fn refresh_token(State(app): State<Arc<App>>, bytes: axum::body::Bytes) -> Result<Response, ApiError> {
-    let req: RefreshReq = body(&bytes)?;
+/// The refresh token of a request: from the body, else from the cookie (then CSRF-checked).
+/// Answers the token and whether it came from the cookie.
+fn presented_refresh(headers: &HeaderMap, in_body: Option<String>) -> Result<Option<(String, bool)>, ApiError> {
+    if let Some(t) = in_body {
+        return Ok(Some((t, false)));
+    }
+    match cookie(headers, REFRESH_COOKIE).filter(|c| !c.is_empty()) {
+        Some(t) => {
+            require_csrf(headers)?;
+            Ok(Some((t, true)))
+        }
+        None => Ok(None),
+    }
+}
+
+async fn refresh_token(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    ext: Extensions,
+    bytes: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let req: RefreshReq = if bytes.is_empty() { RefreshReq::default() } else { body(&bytes)? };
+    check_auth(&app, &[format!("refresh-ip:{}", client_ip(&ext))])?;
+    let Some((presented, via_cookie)) = presented_refresh(&headers, req.refresh_token)? else {
+        return Err(bad("invalid_body", "send refresh_token, or the refresh cookie with X-CSRF-Token"));
+    };
+    let cookie_mode = via_cookie || req.cookie;
     let now = app.clock.now();
-    let hash = refresh::hash_presented(&req.refresh_token).map_err(|_| invalid_grant())?;
+    let hash = refresh::hash_presented(&presented).map_err(|_| invalid_grant())?;
     let hash = super::hex(hash.as_bytes());
     let Some(row) = identity::refresh_by_hash(&*app.db, &hash).await? else { return Err(invalid_grant()) };
+    check_auth(&app, &[format!("refresh:{}", row.account_id)])?;
     let record = RefreshRecord {
         family: FamilyId::from_stored(row.family.clone()),
         used: row.used,
@@ -378,8 +502,13 @@ async fn refresh_token(State(app): State<Arc<App>>, bytes: axum::body::Bytes) ->
     }
     let Some(account) = identity::account_by_id(&*app.db, &row.account_id).await? else { return Err(invalid_grant()) };
     let role: Role = account.role.parse().map_err(|_| invalid_grant())?;
+    if !account.totp_enabled && mfa_required(&app, role) {
+        // 2FA became mandatory (or was disabled) after this session began: log in again.
+        identity::revoke_family(&*app.db, &row.family).await?;
+        return Err(invalid_grant());
+    }
     let tokens = issue_tokens(&app, &account, role, row.scope, row.patient, Some(record.family), now).await?;
-    Ok(Json(tokens).into_response())
+    Ok(token_response(tokens, cookie_mode))
 }
 
 #[derive(Deserialize)]
@@ -391,29 +520,56 @@ struct LogoutReq {
     everywhere: bool,
 }
 
+/// Ends a session. Authenticated by the bearer token, or (browser mode, no bearer token) by the
+/// refresh cookie plus `X-CSRF-Token`.
 async fn logout(
     State(app): State<Arc<App>>,
-    ApiCaller(caller): ApiCaller,
+    headers: HeaderMap,
     bytes: axum::body::Bytes,
-) -> Result<StatusCode, ApiError> {
+) -> Result<Response, ApiError> {
     let req: LogoutReq =
         if bytes.is_empty() { LogoutReq { refresh_token: None, everywhere: false } } else { body(&bytes)? };
+    let caller = match super::authenticate_headers(&app, &headers, true).await {
+        Ok(c) => Some(c),
+        Err(super::AuthFailure::Missing) => None,
+        Err(e) => return Err(e.into()),
+    };
+    let presented = presented_refresh(&headers, req.refresh_token)?;
+    let row = match &presented {
+        Some((token, _)) => {
+            let hash = refresh::hash_presented(token).map_err(|_| invalid_grant())?;
+            identity::refresh_by_hash(&*app.db, &super::hex(hash.as_bytes())).await?
+        }
+        None => None,
+    };
+    let account_id = match (&caller, &row) {
+        (Some(c), _) => c.account.id.clone(),
+        (None, Some(r)) if presented.as_ref().is_some_and(|(_, via_cookie)| *via_cookie) => r.account_id.clone(),
+        (None, _) => {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                "authentication required: a bearer token, or the refresh cookie with X-CSRF-Token",
+            ));
+        }
+    };
     if req.everywhere {
-        identity::revoke_account_refresh(&*app.db, &caller.account.id).await?;
-    } else if let Some(token) = req.refresh_token {
-        let hash = refresh::hash_presented(&token).map_err(|_| invalid_grant())?;
-        if let Some(row) = identity::refresh_by_hash(&*app.db, &super::hex(hash.as_bytes())).await?
-            && row.account_id == caller.account.id
-        {
+        identity::revoke_account_refresh(&*app.db, &account_id).await?;
+    } else if presented.is_some() {
+        if let Some(row) = row.filter(|r| r.account_id == account_id) {
             identity::revoke_family(&*app.db, &row.family).await?;
         }
     } else {
         return Err(bad("invalid_body", "send the refresh_token to end, or everywhere: true"));
     }
-    Ok(StatusCode::NO_CONTENT)
+    let mut resp = StatusCode::NO_CONTENT.into_response();
+    if presented.as_ref().is_some_and(|(_, via_cookie)| *via_cookie) {
+        clear_session_cookies(&mut resp);
+    }
+    Ok(resp)
 }
 
-async fn me(ApiCaller(caller): ApiCaller) -> Json<Value> {
+async fn me(EnrolCaller(caller): EnrolCaller) -> Json<Value> {
     let mut out = account_json(&caller.account);
     set(&mut out, "scope", json!(caller.claims.scope));
     if let Some(p) = &caller.claims.patient {

@@ -352,8 +352,8 @@ async fn narrower_scopes_and_a_patient_launch_context_narrow_access() {
     let (_, _, pb) = patient(&t, "sb@example.org", "Other").await;
     t.create(&observation(&pa, "8867-4")).await;
     t.create(&observation(&pb, "8867-4")).await;
-    staff(&t, "root@example.org", "admin", json!({})).await;
-    // An admin launching for patient A with patient/*.read sees only A, and cannot write.
+    staff(&t, "root@example.org", "clinician", json!({})).await;
+    // A clinician without organisation launching for patient A with patient/*.read sees only A, and cannot write.
     let l = login(&t, "root@example.org", json!({"scope": "patient/*.read launch/patient", "patient": pa})).await;
     assert_eq!(l.status, 200, "{}", l.text);
     assert_eq!(l.json()["patient"], pa.as_str());

@@ -35,6 +35,8 @@ pub struct TestApp {
     pub admin_token: String,
     pub app: Arc<App>,
     pub clock: Arc<TestClock>,
+    /// Every patient login code the server sent (a real `OtpSender` that delivers to memory).
+    pub outbox: Arc<hearth_server::auth::otp::MemorySender>,
     shutdown: Option<oneshot::Sender<()>>,
     _dir: TempDir,
 }
@@ -80,9 +82,14 @@ impl TestApp {
         if let Some(url) = fresh_postgres_database().await {
             config.database_url = Some(hearth_server::config::Secret::new(url));
         }
+        // Rate limits are off unless a test turns them on: the suite makes many requests a minute.
+        config.auth.api_requests_per_minute = 1_000_000;
+        config.auth.auth_attempts_per_minute = 1_000_000;
         configure(&mut config);
         let clock = Arc::new(TestClock(AtomicI64::new(Utc::now().timestamp_millis())));
         let app = Arc::new(App::start(config, clock.clone()).await.unwrap());
+        let outbox = Arc::new(hearth_server::auth::otp::MemorySender::default());
+        app.set_otp_sender(outbox.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = oneshot::channel::<()>();
@@ -93,7 +100,7 @@ impl TestApp {
         let mut headers = HeaderMap::new();
         headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {admin_token}").parse().unwrap());
         let client = reqwest::Client::builder().default_headers(headers).build().unwrap();
-        TestApp { addr, client, admin_token, app, clock, shutdown: Some(tx), _dir: dir }
+        TestApp { addr, client, admin_token, app, clock, outbox, shutdown: Some(tx), _dir: dir }
     }
 
     /// A client without credentials.

@@ -15,6 +15,7 @@ mod examples;
 mod export;
 mod history;
 mod import;
+mod mfa;
 mod ops;
 mod patch;
 mod process;

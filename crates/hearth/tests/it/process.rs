@@ -31,25 +31,48 @@ impl Proc {
     }
 }
 
-const ADMIN_EMAIL: &str = "admin@example.org";
 const ADMIN_PASSWORD: &str = "tea-kettle-lighthouse-93";
 
-/// Creates the admin account (once per database) and logs it in.
+async fn post_json(base: &str, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {
+    let mut req = reqwest::Client::new()
+        .post(format!("{base}{path}"))
+        .header("content-type", "application/json")
+        .body(body.to_string());
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json_text().await)
+}
+
+/// Creates an admin account (a new one per call), enrols its TOTP as an authenticator app would
+/// (codes computed with `hearth_auth::totp` on this machine's clock) and logs it in with a code.
 async fn admin_token(cwd: &Path, env: &[(&str, &str)], base: &str) -> String {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let email = format!("admin{}@example.org", N.fetch_add(1, std::sync::atomic::Ordering::SeqCst));
     let mut env = env.to_vec();
     env.push(("HEARTH_ADMIN_PASSWORD", ADMIN_PASSWORD));
-    let out = command(cwd, &env, &["admin", "create-admin", "--email", ADMIN_EMAIL]).output().await.unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success() || stderr.contains("email_taken"), "create-admin: {stderr}");
-    let r = reqwest::Client::new()
-        .post(format!("{base}/api/v1/auth/login"))
-        .header("content-type", "application/json")
-        .body(json!({"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}).to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 200);
-    let v: Value = r.json_text().await;
+    let out = command(cwd, &env, &["admin", "create-admin", "--email", &email]).output().await.unwrap();
+    assert!(out.status.success(), "create-admin: {}", String::from_utf8_lossy(&out.stderr));
+    // Without 2FA an admin's password login only allows enrolment.
+    let login = json!({"email": email, "password": ADMIN_PASSWORD});
+    let (status, v) = post_json(base, "/api/v1/auth/login", None, login).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["scope"], "hearth/mfa-setup", "{v}");
+    let setup = v["access_token"].as_str().unwrap().to_owned();
+    let (status, v) = post_json(base, "/api/v1/auth/totp/enroll", Some(&setup), json!({})).await;
+    assert_eq!(status, 200, "{v}");
+    let secret = hearth_auth::totp::TotpSecret::from_base32(v["secret"].as_str().unwrap()).unwrap();
+    let step = hearth_auth::totp::time_step(chrono::Utc::now());
+    let code = hearth_auth::totp::code_at_step(&secret, step);
+    let (status, v) = post_json(base, "/api/v1/auth/totp/confirm", Some(&setup), json!({"code": code.expose()})).await;
+    assert_eq!(status, 200, "{v}");
+    // The confirming code is spent: log in with the next step's (inside the ±1 step window).
+    let code = hearth_auth::totp::code_at_step(&secret, step + 1);
+    let login = json!({"email": email, "password": ADMIN_PASSWORD, "code": code.expose()});
+    let (status, v) = post_json(base, "/api/v1/auth/login", None, login).await;
+    assert_eq!(status, 200, "{v}");
     v["access_token"].as_str().unwrap().to_owned()
 }
 
@@ -264,7 +287,7 @@ async fn json_logs_carry_request_ids_and_no_phi() {
     assert!(saw_request, "{lines:?}");
 }
 
-/// The README's admin creation, login, four FHIR curl calls and four bulk export calls, run as
+/// The README's admin creation, 2FA enrolment and login, four FHIR curl calls and four bulk export calls, run as
 /// written against a fresh server (only the address, the binary and the `<id>`/`<job>`
 /// placeholders are substituted).
 #[tokio::test]
@@ -274,7 +297,11 @@ async fn readme_curl_calls_work_against_a_fresh_server() {
     let mut current = String::new();
     for line in readme.lines() {
         let line = line.trim();
-        if current.is_empty() && !line.starts_with("curl ") && !line.starts_with("TOKEN=") {
+        if current.is_empty()
+            && !line.starts_with("curl ")
+            && !line.starts_with("TOKEN=")
+            && !line.starts_with("SETUP=")
+        {
             continue;
         }
         current.push_str(line.trim_end_matches('\\'));
@@ -283,7 +310,7 @@ async fn readme_curl_calls_work_against_a_fresh_server() {
             calls.push(std::mem::take(&mut current));
         }
     }
-    assert_eq!(calls.len(), 9, "{calls:?}");
+    assert_eq!(calls.len(), 12, "{calls:?}");
     let create_admin = readme.lines().find(|l| l.contains("admin create-admin")).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut p = start(dir.path(), &[]).await;
@@ -308,12 +335,27 @@ async fn readme_curl_calls_work_against_a_fresh_server() {
         .replace("cargo run --release -p hearth --", BIN)
         .replace("admin@example.org", "readme-admin@example.org");
     run(create_admin).await;
-    let login =
-        calls[0].replace("http://127.0.0.1:8080", &p.base).replace("admin@example.org", "readme-admin@example.org");
+    let here = |call: &str| {
+        call.replace("http://127.0.0.1:8080", &p.base).replace("admin@example.org", "readme-admin@example.org")
+    };
+    // Password login: the enrolment-only token.
+    let setup = run(format!("{}; printf %s \"$SETUP\"", here(&calls[0]))).await;
+    let with_setup = |call: &str| format!("SETUP='{setup}'; {}", here(call));
+    let enrolled: Value = serde_json::from_str(&run(with_setup(&calls[1])).await).unwrap();
+    assert!(enrolled["otpauth_uri"].as_str().unwrap().starts_with("otpauth://totp/"), "{enrolled}");
+    // The authenticator app: codes computed from the secret, on this machine's clock.
+    let secret = hearth_auth::totp::TotpSecret::from_base32(enrolled["secret"].as_str().unwrap()).unwrap();
+    let step = hearth_auth::totp::time_step(chrono::Utc::now());
+    let now_code = hearth_auth::totp::code_at_step(&secret, step);
+    let next_code = hearth_auth::totp::code_at_step(&secret, step + 1);
+    let confirmed: Value =
+        serde_json::from_str(&run(with_setup(&calls[2]).replace("123456", now_code.expose())).await).unwrap();
+    assert_eq!(confirmed["recovery_codes"].as_array().unwrap().len(), 10, "{confirmed}");
+    let login = here(&calls[3]).replace("654321", next_code.expose());
     let token = run(format!("{login}; printf %s \"$TOKEN\"")).await;
     assert!(token.split('.').count() == 3, "not a JWT: {token}");
     let with_token = |call: &str| format!("TOKEN='{token}'; {}", call.replace("http://127.0.0.1:8080", &p.base));
-    let created = run(with_token(&calls[1])).await;
+    let created = run(with_token(&calls[4])).await;
     assert!(created.starts_with("HTTP/1.1 201"), "{created}");
     let location = created
         .lines()
@@ -322,18 +364,18 @@ async fn readme_curl_calls_work_against_a_fresh_server() {
         .trim()
         .to_owned();
     let id = location.split('/').rev().nth(2).unwrap().to_owned();
-    let read: Value = serde_json::from_str(&run(with_token(&calls[2]).replace("<id>", &id)).await).unwrap();
+    let read: Value = serde_json::from_str(&run(with_token(&calls[5]).replace("<id>", &id)).await).unwrap();
     assert_eq!(read["name"][0]["family"], "Rao");
-    let history: Value = serde_json::from_str(&run(with_token(&calls[3]).replace("<id>", &id)).await).unwrap();
+    let history: Value = serde_json::from_str(&run(with_token(&calls[6]).replace("<id>", &id)).await).unwrap();
     assert_eq!(history["type"], "history");
     assert_eq!(history["entry"].as_array().unwrap().len(), 1);
-    let found: Value = serde_json::from_str(&run(with_token(&calls[4])).await).unwrap();
+    let found: Value = serde_json::from_str(&run(with_token(&calls[7])).await).unwrap();
     assert_eq!(found["type"], "searchset");
     assert_eq!(found["total"], 1);
     assert_eq!(found["entry"][0]["resource"]["id"], id.as_str());
 
     // Bulk export: kick-off, poll, download, delete.
-    let kicked = run(with_token(&calls[5])).await;
+    let kicked = run(with_token(&calls[8])).await;
     assert!(kicked.starts_with("HTTP/1.1 202"), "{kicked}");
     let job = kicked
         .lines()
@@ -344,7 +386,7 @@ async fn readme_curl_calls_work_against_a_fresh_server() {
         .next()
         .unwrap()
         .to_owned();
-    let with_job = |i: usize| with_token(&calls[i + 1]).replace("<job>", &job);
+    let with_job = |i: usize| with_token(&calls[i + 4]).replace("<job>", &job);
     let mut manifest = String::new();
     for _ in 0..100 {
         manifest = run(with_job(5)).await;

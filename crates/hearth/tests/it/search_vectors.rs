@@ -146,11 +146,12 @@ fn check_sorted(bundle: &Value, sort: &str) -> Result<(), String> {
     if ordered { Ok(()) } else { Err(format!("not in {sort} order: {values:?}")) }
 }
 
-/// The SMART launch contexts the vectors name (`auth_contexts`), as tokens of an admin account
-/// that asked for those scopes and that patient context at login.
+/// The SMART launch contexts the vectors name (`auth_contexts`), as tokens of a clinician account
+/// without organisation (it reaches every patient, like an admin, but logs in without TOTP) that
+/// asked for those scopes and that patient context at login.
 async fn smart_contexts(t: &TestApp) -> BTreeMap<&'static str, reqwest::Client> {
     let password = "lantern-orchard-river-41";
-    let account = json!({"email": "smart@example.org", "password": password, "role": "admin"});
+    let account = json!({"email": "smart@example.org", "password": password, "role": "clinician"});
     let r = t
         .send(
             t.client

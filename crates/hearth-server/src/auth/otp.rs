@@ -1,0 +1,311 @@
+//! Patient login by one-time code: `POST /api/v1/auth/otp/request {email|phone}` and
+//! `POST /api/v1/auth/otp/verify {email|phone, code}`.
+//!
+//! - `request` always answers `202` with the same body, at once: looking the account up, issuing
+//!   the code and sending it run in a background task, so neither the answer nor its timing tells
+//!   whether the address has an account. Only **patient** accounts get codes (staff log in with a
+//!   password and TOTP).
+//! - Codes are six digits, stored only as a keyed hash (`login_otps`, one per destination, a new
+//!   request replacing the old one), valid 10 minutes, 5 attempts (`hearth_auth::otp`). Each
+//!   attempt is counted *before* the comparison with a conditional update, so parallel guesses
+//!   cannot exceed the limit; the right code is consumed by a delete only one request can win.
+//! - Every refusal of `verify` is the same `401 otp_invalid` (wrong, expired, used up, or no code
+//!   for that address), again so nothing is revealed about accounts.
+//! - Codes leave through an [`OtpSender`]. `dev_mode` installs [`DevLogSender`] (the code goes to
+//!   the log); otherwise, until a real channel is configured, [`UnconfiguredSender`] logs a warning
+//!   *without* the code. [`MemorySender`] keeps messages in memory (tests, embedding).
+
+use std::sync::{Arc, Mutex};
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use hearth_auth::Role;
+use hearth_auth::otp::{self, OtpDecision, OtpHash, OtpRecord};
+use hearth_auth::{Pepper, Secret};
+use hearth_store_sql::identity;
+use hearth_store_sql::mfa;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::web::{check_auth, client_ip, too_many};
+use super::{hex, rng, unhex};
+use crate::app::App;
+use crate::error::ApiError;
+
+/// How a code travels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtpChannel {
+    Email,
+    Sms,
+}
+
+impl OtpChannel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OtpChannel::Email => "email",
+            OtpChannel::Sms => "sms",
+        }
+    }
+}
+
+/// One code to deliver.
+#[derive(Debug, Clone)]
+pub struct OtpMessage {
+    pub channel: OtpChannel,
+    /// The e-mail address or E.164 phone number.
+    pub to: String,
+    pub code: Secret<String>,
+}
+
+/// Delivers login codes (SMS, e-mail, or the notification channels when they exist).
+#[async_trait::async_trait]
+pub trait OtpSender: Send + Sync + 'static {
+    /// Sends one message; an error is logged (without the code) and not shown to the client.
+    async fn send(&self, message: OtpMessage) -> Result<(), String>;
+}
+
+/// Development only (`dev_mode`): writes the code to the log.
+pub struct DevLogSender;
+
+fn masked(to: &str) -> String {
+    let head: String = to.chars().take(2).collect();
+    format!("{head}***")
+}
+
+#[async_trait::async_trait]
+impl OtpSender for DevLogSender {
+    async fn send(&self, message: OtpMessage) -> Result<(), String> {
+        tracing::info!(
+            channel = message.channel.as_str(),
+            to = %masked(&message.to),
+            code = %message.code.expose(),
+            "development OTP sender (dev_mode): login code"
+        );
+        Ok(())
+    }
+}
+
+/// No channel configured outside development: nothing is sent, a warning is logged.
+pub struct UnconfiguredSender;
+
+#[async_trait::async_trait]
+impl OtpSender for UnconfiguredSender {
+    async fn send(&self, message: OtpMessage) -> Result<(), String> {
+        tracing::warn!(
+            channel = message.channel.as_str(),
+            "no OTP sender is configured (and dev_mode is off): a login code was not sent"
+        );
+        Ok(())
+    }
+}
+
+/// Keeps every message in memory, in order.
+#[derive(Default)]
+pub struct MemorySender {
+    messages: Mutex<Vec<OtpMessage>>,
+}
+
+impl MemorySender {
+    pub fn messages(&self) -> Vec<OtpMessage> {
+        match self.messages.lock() {
+            Ok(m) => m.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// The newest code sent to `to`.
+    pub fn last_code(&self, to: &str) -> Option<String> {
+        self.messages().iter().rev().find(|m| m.to == to).map(|m| m.code.expose().clone())
+    }
+}
+
+#[async_trait::async_trait]
+impl OtpSender for MemorySender {
+    async fn send(&self, message: OtpMessage) -> Result<(), String> {
+        match self.messages.lock() {
+            Ok(mut m) => m.push(message),
+            Err(p) => p.into_inner().push(message),
+        }
+        Ok(())
+    }
+}
+
+/// A normalised destination: lower-cased e-mail or E.164 phone (`+` and 8 to 15 digits; spaces,
+/// dashes and parentheses dropped).
+fn destination(email: Option<&str>, phone: Option<&str>) -> Result<(OtpChannel, String), ApiError> {
+    let bad = |m: &str| ApiError::new(StatusCode::BAD_REQUEST, "invalid_destination", m.to_owned());
+    match (email, phone) {
+        (Some(e), None) => {
+            let e = e.trim().to_lowercase();
+            let ok = e.len() <= 254
+                && e.split_once('@').is_some_and(|(l, d)| !l.is_empty() && d.contains('.'))
+                && !e.chars().any(|c| c.is_whitespace() || c.is_control());
+            if ok { Ok((OtpChannel::Email, e)) } else { Err(bad("not a valid e-mail address")) }
+        }
+        (None, Some(p)) => {
+            let p: String = p.chars().filter(|c| !matches!(c, ' ' | '-' | '(' | ')' | '.')).collect();
+            let digits = p.strip_prefix('+').unwrap_or("");
+            let ok = (8..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit());
+            if ok { Ok((OtpChannel::Sms, p)) } else { Err(bad("phone must be E.164: + and 8 to 15 digits")) }
+        }
+        _ => Err(bad("send exactly one of email or phone")),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RequestBody {
+    email: Option<String>,
+    phone: Option<String>,
+}
+
+fn parse_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", format!("invalid request body: {e}")))
+}
+
+pub async fn request(
+    State(app): State<Arc<App>>,
+    ext: axum::http::Extensions,
+    bytes: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let req: RequestBody = parse_body(&bytes)?;
+    let (channel, to) = destination(req.email.as_deref(), req.phone.as_deref())?;
+    check_auth(&app, &[format!("otp-request-ip:{}", client_ip(&ext))])?;
+    app.limits.otp_destination.check(&to).map_err(too_many)?;
+    let task_app = Arc::clone(&app);
+    tokio::spawn(async move {
+        if let Err(e) = issue_and_send(&task_app, channel, to).await {
+            tracing::error!(error = %e, "issuing a login code failed");
+        }
+    });
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"status": "accepted", "message": "if an account has this address, a code is on its way"})),
+    )
+        .into_response())
+}
+
+async fn issue_and_send(app: &App, channel: OtpChannel, to: String) -> Result<(), String> {
+    let account = match channel {
+        OtpChannel::Email => identity::account_by_email(&*app.db, &to).await,
+        OtpChannel::Sms => identity::account_by_phone(&*app.db, &to).await,
+    }
+    .map_err(|e| e.to_string())?;
+    let Some(account) = account.filter(|a| a.role == Role::Patient.as_str()) else { return Ok(()) };
+    let now = app.clock.now();
+    let issued = otp::issue(&mut rng(), &app.auth.pepper, now);
+    mfa::otp_put(
+        &*app.db,
+        &to,
+        &hex(issued.record.code_hash.as_bytes()),
+        issued.record.expires_at.timestamp_millis(),
+        now.timestamp_millis(),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    drop(account);
+    let sender = app.otp_sender();
+    sender.send(OtpMessage { channel, to, code: issued.code }).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VerifyBody {
+    email: Option<String>,
+    phone: Option<String>,
+    code: String,
+    /// Browser mode: the refresh token as an HttpOnly cookie (see `login`).
+    #[serde(default)]
+    cookie: bool,
+}
+
+fn otp_invalid() -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, "otp_invalid", "the code is wrong, expired or used up; request a new one")
+}
+
+pub async fn verify(
+    State(app): State<Arc<App>>,
+    ext: axum::http::Extensions,
+    bytes: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let req: VerifyBody = parse_body(&bytes)?;
+    let (channel, to) = destination(req.email.as_deref(), req.phone.as_deref())?;
+    check_auth(&app, &[format!("otp-verify-ip:{}", client_ip(&ext)), format!("otp-verify:{to}")])?;
+    let now = app.clock.now();
+    let Some(attempt) = mfa::otp_reserve_attempt(&*app.db, &to, i64::from(otp::MAX_ATTEMPTS)).await? else {
+        return Err(otp_invalid());
+    };
+    let hash = unhex(&attempt.code_hash)
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .ok_or_else(|| ApiError::internal("stored OTP hash is not 32 bytes of hex"))?;
+    let record = OtpRecord {
+        code_hash: OtpHash::from_bytes(hash),
+        expires_at: chrono::DateTime::from_timestamp_millis(attempt.expires_at).unwrap_or(now),
+        failed_attempts: u32::try_from(attempt.earlier_attempts).unwrap_or(otp::MAX_ATTEMPTS),
+    };
+    match otp::check(&app.auth.pepper, &record, &req.code, now) {
+        OtpDecision::Valid => {}
+        OtpDecision::Expired => {
+            mfa::otp_delete(&*app.db, &to).await?;
+            return Err(otp_invalid());
+        }
+        OtpDecision::Invalid { .. } | OtpDecision::Locked => return Err(otp_invalid()),
+    }
+    if !mfa::otp_consume(&*app.db, &to, &attempt.code_hash).await? {
+        return Err(otp_invalid());
+    }
+    let account = match channel {
+        OtpChannel::Email => identity::account_by_email(&*app.db, &to).await?,
+        OtpChannel::Sms => identity::account_by_phone(&*app.db, &to).await?,
+    };
+    let Some(account) = account.filter(|a| a.role == Role::Patient.as_str()) else { return Err(otp_invalid()) };
+    identity::record_login_success(&*app.db, &account.id).await?;
+    let tokens = super::routes::full_tokens(&app, &account, Role::Patient, None, None, now).await?;
+    Ok(super::routes::token_response(tokens, req.cookie))
+}
+
+/// A pepper from configuration, else from `<data_dir>/auth-pepper` (created on first start).
+pub fn load_pepper(config: &crate::config::Config) -> Result<Pepper, String> {
+    if let Some(p) = &config.auth.pepper {
+        let bytes = config.pepper_bytes(p).ok_or("auth.pepper must be hex of at least 32 bytes")?;
+        return Pepper::new(bytes).map_err(|e| e.to_string());
+    }
+    let path = config.data_dir.join("auth-pepper");
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| format!("{}: {e}", config.data_dir.display()))?;
+    let mut key = [0u8; 32];
+    getrandom::fill(&mut key).map_err(|e| format!("no system randomness: {e}"))?;
+    let fresh = hex(&key);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(&path) {
+        Ok(mut f) => {
+            std::io::Write::write_all(&mut f, fresh.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))?;
+            f.sync_all().map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    }
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let bytes = unhex(text.trim()).filter(|b| b.len() >= 32).ok_or("the auth-pepper file is not 32+ bytes of hex")?;
+    Pepper::new(bytes).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn destinations_are_normalised_or_refused() {
+        assert_eq!(destination(Some(" Ann@Example.org "), None).unwrap().1, "ann@example.org");
+        assert_eq!(destination(None, Some("+44 (20) 7946-0958")).unwrap().1, "+442079460958");
+        assert!(destination(None, Some("07946 0958")).is_err());
+        assert!(destination(Some("a@b.c"), Some("+4420794609")).is_err());
+        assert!(destination(None, None).is_err());
+        assert!(destination(Some("nope"), None).is_err());
+    }
+}

@@ -24,6 +24,7 @@ mod compile;
 mod cursor;
 pub mod identity;
 mod index;
+pub mod oauth;
 mod search;
 
 use async_trait::async_trait;

@@ -15,6 +15,7 @@
 //! may ask for fewer scopes and for a `patient/` launch context (SMART); it can never widen them.
 
 pub mod routes;
+pub mod smart;
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, RwLock};

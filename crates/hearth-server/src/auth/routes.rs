@@ -274,7 +274,7 @@ async fn granted_scope(
 }
 
 /// Claims with the default scope, to compute an account's own reach.
-fn probe_claims(account: &AccountRow, role: Role) -> hearth_auth::token::AccessClaims {
+pub(super) fn probe_claims(account: &AccountRow, role: Role) -> hearth_auth::token::AccessClaims {
     hearth_auth::token::AccessClaims {
         iss: String::new(),
         sub: account.id.clone(),
@@ -289,7 +289,7 @@ fn probe_claims(account: &AccountRow, role: Role) -> hearth_auth::token::AccessC
     }
 }
 
-async fn issue_tokens(
+pub(super) async fn issue_tokens(
     app: &App,
     account: &AccountRow,
     role: Role,
@@ -351,10 +351,20 @@ fn invalid_grant() -> ApiError {
 
 async fn refresh_token(State(app): State<Arc<App>>, bytes: axum::body::Bytes) -> Result<Response, ApiError> {
     let req: RefreshReq = body(&bytes)?;
+    Ok(Json(refresh_with(&app, &req.refresh_token, None).await?).into_response())
+}
+
+/// Rotates a presented refresh token (with reuse detection) and issues new tokens. `client` is
+/// the OAuth client the token must have been issued to (`None`: an app login's token), so a
+/// token never works for another client or on the other endpoint.
+pub(super) async fn refresh_with(app: &App, presented: &str, client: Option<&str>) -> Result<Value, ApiError> {
     let now = app.clock.now();
-    let hash = refresh::hash_presented(&req.refresh_token).map_err(|_| invalid_grant())?;
+    let hash = refresh::hash_presented(presented).map_err(|_| invalid_grant())?;
     let hash = super::hex(hash.as_bytes());
     let Some(row) = identity::refresh_by_hash(&*app.db, &hash).await? else { return Err(invalid_grant()) };
+    if hearth_store_sql::oauth::family_client(&*app.db, &row.family).await?.as_deref() != client {
+        return Err(invalid_grant());
+    }
     let record = RefreshRecord {
         family: FamilyId::from_stored(row.family.clone()),
         used: row.used,
@@ -378,8 +388,7 @@ async fn refresh_token(State(app): State<Arc<App>>, bytes: axum::body::Bytes) ->
     }
     let Some(account) = identity::account_by_id(&*app.db, &row.account_id).await? else { return Err(invalid_grant()) };
     let role: Role = account.role.parse().map_err(|_| invalid_grant())?;
-    let tokens = issue_tokens(&app, &account, role, row.scope, row.patient, Some(record.family), now).await?;
-    Ok(Json(tokens).into_response())
+    issue_tokens(app, &account, role, row.scope, row.patient, Some(record.family), now).await
 }
 
 #[derive(Deserialize)]

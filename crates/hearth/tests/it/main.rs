@@ -16,3 +16,4 @@ mod ops;
 mod process;
 mod search;
 mod search_vectors;
+mod smart;

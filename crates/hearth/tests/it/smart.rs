@@ -482,6 +482,12 @@ async fn authorization_errors_wrong_verifier_redirect_mismatch_scopes_and_csrf()
         .await;
     assert_eq!((r.status, r.json()["error"].as_str()), (400, Some("unsupported_grant_type")));
     assert_eq!(r.header("cache-control").as_deref(), Some("no-store"));
+
+    // A code lives 60 seconds.
+    let (code, verifier) =
+        get_code(&t, &client, "launch/patient patient/Observation.rs", "admin2@example.org", Some(&a)).await;
+    t.clock.set(chrono::Utc::now() + chrono::Duration::seconds(61));
+    assert_eq!(oauth_error(exchange(&client, &code, verifier).await), BasicErrorResponseType::InvalidGrant);
 }
 
 #[tokio::test]

@@ -51,6 +51,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/docs", get(ops::docs))
         .nest("/fhir", fhir::router())
         .merge(crate::auth::routes::router())
+        .merge(crate::auth::smart::router())
         .layer(middleware::from_fn_with_state(app.clone(), crate::auth::web::api_limit))
         .layer(middleware::from_fn_with_state(app.clone(), record_metrics))
         .layer(middleware::from_fn_with_state(app.clone(), crate::auth::web::security_headers));

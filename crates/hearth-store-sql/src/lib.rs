@@ -26,6 +26,7 @@ mod export;
 pub mod identity;
 mod index;
 pub mod mfa;
+pub mod oauth;
 mod search;
 
 use async_trait::async_trait;

@@ -24,6 +24,7 @@
 pub mod mfa;
 pub mod otp;
 pub mod routes;
+pub mod smart;
 pub mod web;
 
 use std::collections::BTreeSet;

@@ -368,7 +368,7 @@ async fn granted_scope(
 }
 
 /// Claims with the default scope, to compute an account's own reach.
-fn probe_claims(account: &AccountRow, role: Role) -> hearth_auth::token::AccessClaims {
+pub(super) fn probe_claims(account: &AccountRow, role: Role) -> hearth_auth::token::AccessClaims {
     hearth_auth::token::AccessClaims {
         iss: String::new(),
         sub: account.id.clone(),
@@ -383,7 +383,7 @@ fn probe_claims(account: &AccountRow, role: Role) -> hearth_auth::token::AccessC
     }
 }
 
-async fn issue_tokens(
+pub(super) async fn issue_tokens(
     app: &App,
     account: &AccountRow,
     role: Role,
@@ -474,11 +474,22 @@ async fn refresh_token(
         return Err(bad("invalid_body", "send refresh_token, or the refresh cookie with X-CSRF-Token"));
     };
     let cookie_mode = via_cookie || req.cookie;
+    let tokens = refresh_with(&app, &presented, None).await?;
+    Ok(token_response(tokens, cookie_mode))
+}
+
+/// Rotates a presented refresh token (with reuse detection) and issues new tokens. `client` is
+/// the OAuth client the token must have been issued to (`None`: an app login's token), so a
+/// token never works for another client or on the other endpoint.
+pub(super) async fn refresh_with(app: &App, presented: &str, client: Option<&str>) -> Result<Value, ApiError> {
     let now = app.clock.now();
-    let hash = refresh::hash_presented(&presented).map_err(|_| invalid_grant())?;
+    let hash = refresh::hash_presented(presented).map_err(|_| invalid_grant())?;
     let hash = super::hex(hash.as_bytes());
     let Some(row) = identity::refresh_by_hash(&*app.db, &hash).await? else { return Err(invalid_grant()) };
-    check_auth(&app, &[format!("refresh:{}", row.account_id)])?;
+    check_auth(app, &[format!("refresh:{}", row.account_id)])?;
+    if hearth_store_sql::oauth::family_client(&*app.db, &row.family).await?.as_deref() != client {
+        return Err(invalid_grant());
+    }
     let record = RefreshRecord {
         family: FamilyId::from_stored(row.family.clone()),
         used: row.used,
@@ -502,13 +513,12 @@ async fn refresh_token(
     }
     let Some(account) = identity::account_by_id(&*app.db, &row.account_id).await? else { return Err(invalid_grant()) };
     let role: Role = account.role.parse().map_err(|_| invalid_grant())?;
-    if !account.totp_enabled && mfa_required(&app, role) {
+    if !account.totp_enabled && mfa_required(app, role) {
         // 2FA became mandatory (or was disabled) after this session began: log in again.
         identity::revoke_family(&*app.db, &row.family).await?;
         return Err(invalid_grant());
     }
-    let tokens = issue_tokens(&app, &account, role, row.scope, row.patient, Some(record.family), now).await?;
-    Ok(token_response(tokens, cookie_mode))
+    issue_tokens(app, &account, role, row.scope, row.patient, Some(record.family), now).await
 }
 
 #[derive(Deserialize)]

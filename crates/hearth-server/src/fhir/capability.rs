@@ -22,6 +22,27 @@ fn search_params(registry: &Registry, resource_type: &str) -> Vec<Value> {
     params.into_iter().map(|p| json!({"name": p.code, "definition": p.url, "type": p.kind.as_str()})).collect()
 }
 
+/// `rest.security`: SMART on FHIR, with the OAuth endpoints in the `oauth-uris` extension.
+fn security(base: &str) -> Value {
+    let origin = base.strip_suffix("/fhir").unwrap_or(base);
+    json!({
+        "extension": [{
+            "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+            "extension": [
+                {"url": "authorize", "valueUri": format!("{origin}/oauth/authorize")},
+                {"url": "token", "valueUri": format!("{origin}/oauth/token")}
+            ]
+        }],
+        "service": [{
+            "coding": [{
+                "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                "code": "SMART-on-FHIR"
+            }],
+            "text": "OAuth 2.0 authorization code with PKCE per SMART App Launch; see .well-known/smart-configuration"
+        }]
+    })
+}
+
 pub fn capability_statement(model: &Model, registry: &Registry, base: &str, started: DateTime<Utc>) -> Value {
     // `_revinclude` values per target type: every reference parameter that can point at it.
     let mut revincludes: BTreeMap<&str, Vec<String>> = BTreeMap::new();
@@ -95,6 +116,7 @@ pub fn capability_statement(model: &Model, registry: &Registry, base: &str, star
         "format": ["application/fhir+json", "json"],
         "rest": [{
             "mode": "server",
+            "security": security(base),
             "resource": resources,
             "interaction": [
                 {"code": "history-system"}, {"code": "transaction"}, {"code": "batch"}, {"code": "search-system"}

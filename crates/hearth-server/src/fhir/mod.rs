@@ -31,6 +31,7 @@ pub fn router() -> Router<Arc<App>> {
         .route("/", get(search::search_system).post(bundle::batch_or_transaction))
         .route("/_search", post(search::search_system_post))
         .route("/metadata", get(i::metadata))
+        .route("/.well-known/smart-configuration", get(crate::auth::smart::configuration))
         .route("/_history", get(i::history_system))
         .route("/$reindex", post(search_parameters::reindex_system))
         .route("/$reindex/{job}", get(search_parameters::reindex_status))

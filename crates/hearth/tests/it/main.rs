@@ -21,3 +21,4 @@ mod patch;
 mod process;
 mod search;
 mod search_vectors;
+mod smart;

@@ -1,0 +1,569 @@
+//! SMART on FHIR: discovery, client registration, and the authorization-code flow with PKCE driven
+//! by a real OAuth 2.0 client library (`oauth2`), with the login form submitted like a browser.
+
+use oauth2::basic::{
+    BasicErrorResponse, BasicErrorResponseType, BasicRevocationErrorResponse, BasicTokenIntrospectionResponse,
+    BasicTokenType,
+};
+use oauth2::url::Url;
+use oauth2::{
+    AuthType, AuthUrl, AuthorizationCode, Client, ClientId, ClientSecret, CsrfToken, EndpointNotSet, EndpointSet,
+    ExtraTokenFields, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RequestTokenError, Scope,
+    StandardRevocableToken, StandardTokenResponse, TokenResponse, TokenUrl,
+};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::common::{Resp, TestApp};
+
+const PASSWORD: &str = "harbour-violet-canyon-58";
+const REDIRECT: &str = "http://127.0.0.1:9/callback";
+
+/// The SMART token response's extra field.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+struct SmartFields {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    patient: Option<String>,
+}
+impl ExtraTokenFields for SmartFields {}
+
+type SmartToken = StandardTokenResponse<SmartFields, BasicTokenType>;
+type SmartClient = Client<
+    BasicErrorResponse,
+    SmartToken,
+    BasicTokenIntrospectionResponse,
+    StandardRevocableToken,
+    BasicRevocationErrorResponse,
+    EndpointSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointSet,
+>;
+type TokenError = RequestTokenError<reqwest::Error, BasicErrorResponse>;
+
+/// The library's HTTP client: the workspace's reqwest, handed over as a closure.
+async fn http(req: oauth2::HttpRequest) -> Result<oauth2::HttpResponse, reqwest::Error> {
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
+    let (parts, body) = req.into_parts();
+    let mut r = client.request(parts.method, parts.uri.to_string()).body(body);
+    for (k, v) in &parts.headers {
+        r = r.header(k, v);
+    }
+    let resp = r.send().await?;
+    let mut out = oauth2::HttpResponse::new(Vec::new());
+    *out.status_mut() = resp.status();
+    *out.headers_mut() = resp.headers().clone();
+    *out.body_mut() = resp.bytes().await?.to_vec();
+    Ok(out)
+}
+
+/// A client like a browser's, but that does not follow redirects (we read `Location`).
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
+}
+
+fn bearer(token: &str) -> reqwest::Client {
+    let mut h = reqwest::header::HeaderMap::new();
+    h.insert(reqwest::header::AUTHORIZATION, format!("Bearer {token}").parse().unwrap());
+    reqwest::Client::builder().default_headers(h).build().unwrap()
+}
+
+async fn api(t: &TestApp, client: &reqwest::Client, method: Method, path: &str, body: Option<Value>) -> Resp {
+    let mut req = client.request(method, t.url(path));
+    if let Some(b) = body {
+        req = req.header("content-type", "application/json").body(b.to_string());
+    }
+    t.send(req).await
+}
+
+async fn account(t: &TestApp, email: &str, role: &str, extra: Value) -> Value {
+    let mut body = json!({"email": email, "password": PASSWORD, "role": role});
+    for (k, v) in extra.as_object().unwrap() {
+        body[k] = v.clone();
+    }
+    let r = api(t, &t.client, Method::POST, "/api/v1/admin/accounts", Some(body)).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    r.json()
+}
+
+/// Registers a client; answers the registration (with `client_secret` when confidential).
+async fn register(t: &TestApp, scope: &str, confidential: bool) -> Value {
+    let body = json!({"name": "Growth <Chart> & Co", "redirect_uris": [REDIRECT, "https://app.example/cb"],
+        "confidential": confidential, "scope": scope});
+    let r = api(t, &t.client, Method::POST, "/api/v1/admin/oauth/clients", Some(body)).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    r.json()
+}
+
+fn library(t: &TestApp, registration: &Value, secret: Option<&str>) -> SmartClient {
+    let mut c = Client::new(ClientId::new(registration["client_id"].as_str().unwrap().to_owned()))
+        .set_auth_uri(AuthUrl::new(t.url("/oauth/authorize")).unwrap())
+        .set_token_uri(TokenUrl::new(t.url("/oauth/token")).unwrap())
+        .set_redirect_uri(RedirectUrl::new(REDIRECT.to_owned()).unwrap());
+    if let Some(s) = secret {
+        c = c.set_client_secret(ClientSecret::new(s.to_owned()));
+    }
+    c
+}
+
+/// The authorize URL the library builds, with its PKCE verifier and state.
+fn authorize_url(t: &TestApp, client: &SmartClient, scopes: &str) -> (Url, PkceCodeVerifier, CsrfToken) {
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let (url, state) = client
+        .authorize_url(CsrfToken::new_random)
+        .add_scopes(scopes.split(' ').map(|s| Scope::new(s.to_owned())))
+        .add_extra_param("aud", t.url("/fhir"))
+        .set_pkce_challenge(challenge)
+        .url();
+    (url, verifier, state)
+}
+
+/// The consent page: its hidden fields and the CSRF cookie it set.
+struct Page {
+    resp: Resp,
+    fields: Vec<(String, String)>,
+    cookie: Option<String>,
+}
+
+fn unescape(s: &str) -> String {
+    s.replace("&quot;", "\"").replace("&#39;", "'").replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+}
+
+async fn open_page(t: &TestApp, url: &str) -> Page {
+    let resp = t.send(browser().get(url)).await;
+    let mut fields = Vec::new();
+    for chunk in resp.text.split("<input type=\"hidden\" name=\"").skip(1) {
+        let (name, rest) = chunk.split_once('"').unwrap();
+        let value = rest.split_once("value=\"").unwrap().1.split_once('"').unwrap().0;
+        fields.push((name.to_owned(), unescape(value)));
+    }
+    let cookie = resp.header("set-cookie").map(|c| c.split(';').next().unwrap().to_owned());
+    Page { resp, fields, cookie }
+}
+
+/// Submits the page's form like a browser: hidden fields, the cookie, plus `extra`.
+async fn submit(t: &TestApp, page: &Page, extra: &[(&str, &str)]) -> Resp {
+    let mut form = oauth2::url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in &page.fields {
+        form.append_pair(k, v);
+    }
+    for (k, v) in extra {
+        form.append_pair(k, v);
+    }
+    let mut req = browser()
+        .post(t.url("/oauth/authorize"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form.finish());
+    if let Some(c) = &page.cookie {
+        req = req.header("cookie", c.clone());
+    }
+    t.send(req).await
+}
+
+/// The query parameters of a redirect's `Location`.
+fn location_params(resp: &Resp) -> (String, Vec<(String, String)>) {
+    let location = resp.header("location").unwrap_or_else(|| panic!("no Location: {} {}", resp.status, resp.text));
+    let url = Url::parse(&location).unwrap();
+    let base = format!("{}://{}{}", url.scheme(), url.host_str().unwrap(), url.path());
+    let base = match url.port() {
+        Some(p) => base.replacen(url.host_str().unwrap(), &format!("{}:{p}", url.host_str().unwrap()), 1),
+        None => base,
+    };
+    (base, url.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect())
+}
+
+fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+/// Runs the browser part of the flow; answers the code and the library's verifier.
+async fn get_code(
+    t: &TestApp,
+    client: &SmartClient,
+    scopes: &str,
+    email: &str,
+    patient: Option<&str>,
+) -> (String, PkceCodeVerifier) {
+    let (url, verifier, state) = authorize_url(t, client, scopes);
+    let page = open_page(t, url.as_str()).await;
+    assert_eq!(page.resp.status, 200, "{}", page.resp.text);
+    let mut extra = vec![("email", email), ("password", PASSWORD), ("decision", "allow")];
+    if let Some(p) = patient {
+        extra.push(("patient", p));
+    }
+    let r = submit(t, &page, &extra).await;
+    assert_eq!(r.status, 303, "{}", r.text);
+    let (base, params) = location_params(&r);
+    assert_eq!(base, REDIRECT);
+    assert_eq!(param(&params, "state"), Some(state.secret().as_str()));
+    (param(&params, "code").unwrap().to_owned(), verifier)
+}
+
+async fn exchange(client: &SmartClient, code: &str, verifier: PkceCodeVerifier) -> Result<SmartToken, TokenError> {
+    client.exchange_code(AuthorizationCode::new(code.to_owned())).set_pkce_verifier(verifier).request_async(&http).await
+}
+
+fn oauth_error(result: Result<SmartToken, TokenError>) -> BasicErrorResponseType {
+    match result {
+        Err(RequestTokenError::ServerResponse(e)) => e.error().clone(),
+        Err(other) => panic!("not an OAuth error response: {other:?}"),
+        Ok(t) => panic!("unexpected success: scope {:?}", t.scopes()),
+    }
+}
+
+fn scope_string(token: &SmartToken) -> String {
+    token.scopes().unwrap().iter().map(|s| s.as_str().to_owned()).collect::<Vec<_>>().join(" ")
+}
+
+fn observation(patient: &str, code: &str) -> Value {
+    json!({"resourceType": "Observation", "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
+        "subject": {"reference": format!("Patient/{patient}")}})
+}
+
+fn entry_ids(bundle: &Value) -> Vec<String> {
+    bundle["entry"]
+        .as_array()
+        .map(|es| es.iter().map(|e| e["resource"]["id"].as_str().unwrap().to_owned()).collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn smart_configuration_and_capability_statement() {
+    let t = TestApp::spawn().await;
+    for path in ["/.well-known/smart-configuration", "/fhir/.well-known/smart-configuration"] {
+        let r = t.send(t.anonymous().get(t.url(path))).await;
+        assert_eq!(r.status, 200, "{path}: {}", r.text);
+        let c = r.json();
+        assert_eq!(c["authorization_endpoint"], t.url("/oauth/authorize"));
+        assert_eq!(c["token_endpoint"], t.url("/oauth/token"));
+        assert_eq!(c["jwks_uri"], t.url("/.well-known/jwks.json"));
+        assert_eq!(c["code_challenge_methods_supported"], json!(["S256"]));
+        assert_eq!(c["grant_types_supported"], json!(["authorization_code", "refresh_token"]));
+        let caps: Vec<&str> = c["capabilities"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+        for cap in [
+            "launch-standalone",
+            "client-public",
+            "client-confidential-symmetric",
+            "context-standalone-patient",
+            "permission-patient",
+            "permission-user",
+            "permission-v1",
+            "permission-v2",
+        ] {
+            assert!(caps.contains(&cap), "{cap} missing from {caps:?}");
+        }
+        assert!(!caps.contains(&"sso-openid-connect"), "no id_token is issued");
+        let scopes = c["scopes_supported"].as_array().unwrap();
+        assert!(scopes.contains(&json!("launch/patient")) && scopes.contains(&json!("offline_access")));
+    }
+    let jwks = t.send(t.anonymous().get(t.url("/.well-known/jwks.json"))).await;
+    assert_eq!(jwks.status, 200);
+    let meta = t.get("/fhir/metadata").await.json();
+    crate::common::assert_valid_r4(&meta);
+    let security = &meta["rest"][0]["security"];
+    assert_eq!(security["service"][0]["coding"][0]["code"], "SMART-on-FHIR");
+    let ext = &security["extension"][0];
+    assert_eq!(ext["url"], "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris");
+    let uris: Vec<(String, String)> = ext["extension"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["url"].as_str().unwrap().to_owned(), e["valueUri"].as_str().unwrap().to_owned()))
+        .collect();
+    assert!(uris.contains(&("authorize".into(), t.url("/oauth/authorize"))), "{uris:?}");
+    assert!(uris.contains(&("token".into(), t.url("/oauth/token"))), "{uris:?}");
+}
+
+#[tokio::test]
+async fn authorization_code_round_trip_with_pkce_sees_only_the_launch_patient() {
+    let t = TestApp::spawn().await;
+    let a = t.create(&crate::common::patient("Alpha")).await;
+    let b = t.create(&crate::common::patient("Beta")).await;
+    let obs_a = t.create(&observation(&a, "1234-5")).await;
+    t.create(&observation(&b, "1234-5")).await;
+    account(&t, "doc@example.org", "clinician", json!({})).await;
+    let reg = register(&t, "launch/patient patient/*.rs offline_access", false).await;
+    assert!(reg.get("client_secret").is_none(), "a public client has no secret");
+    let client = library(&t, &reg, None);
+
+    // The consent page names the app (escaped) and the requested scopes.
+    let (url, _, _) = authorize_url(&t, &client, "launch/patient patient/Observation.rs offline_access");
+    let page = open_page(&t, url.as_str()).await;
+    assert_eq!(page.resp.status, 200, "{}", page.resp.text);
+    assert!(page.resp.header("content-type").unwrap().starts_with("text/html"));
+    assert!(page.resp.text.contains("Growth &lt;Chart&gt; &amp; Co"), "{}", page.resp.text);
+    assert!(page.resp.text.contains("patient/Observation.rs"));
+    assert!(page.cookie.as_deref().unwrap().starts_with("__Host-hearth-oauth-csrf="));
+    assert_eq!(page.resp.header("x-frame-options").as_deref(), Some("DENY"));
+
+    let (code, verifier) =
+        get_code(&t, &client, "launch/patient patient/Observation.rs offline_access", "doc@example.org", Some(&a))
+            .await;
+    let token = exchange(&client, &code, verifier).await.unwrap();
+    assert_eq!(token.token_type(), &BasicTokenType::Bearer);
+    assert_eq!(scope_string(&token), "launch/patient patient/Observation.rs offline_access");
+    assert_eq!(token.extra_fields().patient.as_deref(), Some(a.as_str()));
+    assert!(token.expires_in().is_some());
+    let refresh = token.refresh_token().expect("offline_access gives a refresh token").clone();
+
+    // The token reaches the launch patient's Observations only, and nothing else.
+    let app = bearer(token.access_token().secret());
+    let r = t.send(app.get(t.url("/fhir/Observation"))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(entry_ids(&r.json()), vec![obs_a.clone()]);
+    let r = t.send(app.get(t.url(&format!("/fhir/Observation?subject=Patient/{b}")))).await;
+    assert_eq!(entry_ids(&r.json()), Vec::<String>::new());
+    assert!(matches!(t.send(app.get(t.url(&format!("/fhir/Patient/{a}")))).await.status, 403 | 404));
+    // Out-of-scope types: searches are narrowed to nothing.
+    let r = t.send(app.get(t.url("/fhir/Condition"))).await;
+    assert_eq!((r.status, r.json()["total"].as_i64()), (200, Some(0)), "{}", r.text);
+    let r = t
+        .send(
+            app.post(t.url("/fhir/Observation"))
+                .header("content-type", "application/fhir+json")
+                .body(observation(&a, "9-9").to_string()),
+        )
+        .await;
+    assert_eq!(r.status, 403, "read-only scope: {}", r.text);
+
+    // The refresh grant rotates through the library; the old refresh token is spent.
+    let refreshed = client.exchange_refresh_token(&refresh).request_async(&http).await.unwrap();
+    assert_eq!(scope_string(&refreshed), "launch/patient patient/Observation.rs offline_access");
+    assert_eq!(refreshed.extra_fields().patient.as_deref(), Some(a.as_str()));
+    let second = refreshed.refresh_token().unwrap().clone();
+    assert_ne!(second.secret(), refresh.secret());
+    // A SMART refresh token does not work on the app's own refresh endpoint.
+    let r =
+        api(&t, &t.anonymous(), Method::POST, "/api/v1/auth/refresh", Some(json!({"refresh_token": second.secret()})))
+            .await;
+    assert_eq!(r.status, 401, "{}", r.text);
+
+    // Replaying the code is refused and revokes the tokens issued from it.
+    let (_, fresh_verifier) = PkceCodeChallenge::new_random_sha256();
+    let replay = exchange(&client, &code, fresh_verifier).await;
+    assert_eq!(oauth_error(replay), BasicErrorResponseType::InvalidGrant);
+    let revoked = client.exchange_refresh_token(&second).request_async(&http).await;
+    assert_eq!(oauth_error(revoked), BasicErrorResponseType::InvalidGrant);
+    let reused = client.exchange_refresh_token(&refresh).request_async(&http).await;
+    assert_eq!(oauth_error(reused), BasicErrorResponseType::InvalidGrant);
+
+    // A patient signing in shares their own record, whatever the form says; no offline_access, no
+    // refresh token.
+    let reg_p = api(
+        &t,
+        &t.anonymous(),
+        Method::POST,
+        "/api/v1/auth/register",
+        Some(json!({"email": "pat@example.org", "password": PASSWORD, "given": "Pat", "family": "Own"})),
+    )
+    .await
+    .json();
+    let own = reg_p["fhirUser"].as_str().unwrap().strip_prefix("Patient/").unwrap().to_owned();
+    let (code, verifier) = get_code(&t, &client, "launch/patient patient/*.rs", "pat@example.org", Some(&a)).await;
+    let token = exchange(&client, &code, verifier).await.unwrap();
+    assert_eq!(token.extra_fields().patient.as_deref(), Some(own.as_str()));
+    assert!(token.refresh_token().is_none());
+    let app = bearer(token.access_token().secret());
+    assert_eq!(t.send(app.get(t.url(&format!("/fhir/Patient/{own}")))).await.status, 200);
+    assert_eq!(entry_ids(&t.send(app.get(t.url("/fhir/Observation"))).await.json()), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn authorization_errors_wrong_verifier_redirect_mismatch_scopes_and_csrf() {
+    let t = TestApp::spawn().await;
+    let a = t.create(&crate::common::patient("Alpha")).await;
+    account(&t, "doc@example.org", "clinician", json!({"organization": "org-1"})).await;
+    account(&t, "admin2@example.org", "admin", json!({})).await;
+    let reg = register(&t, "launch/patient patient/Observation.rs", false).await;
+    let client = library(&t, &reg, None);
+
+    // A wrong PKCE verifier: invalid_grant (and the code is spent).
+    let (code, verifier) =
+        get_code(&t, &client, "launch/patient patient/Observation.rs", "admin2@example.org", Some(&a)).await;
+    let (_, wrong) = PkceCodeChallenge::new_random_sha256();
+    assert_eq!(oauth_error(exchange(&client, &code, wrong).await), BasicErrorResponseType::InvalidGrant);
+    assert_eq!(oauth_error(exchange(&client, &code, verifier).await), BasicErrorResponseType::InvalidGrant);
+    // A code that never existed.
+    let (_, v) = PkceCodeChallenge::new_random_sha256();
+    assert_eq!(oauth_error(exchange(&client, "0123abcd", v).await), BasicErrorResponseType::InvalidGrant);
+
+    // Scopes the client may not have are dropped; what is left is granted.
+    let (code, verifier) = get_code(
+        &t,
+        &client,
+        "launch/patient patient/Observation.rs patient/Condition.rs user/*.cruds offline_access nonsense",
+        "admin2@example.org",
+        Some(&a),
+    )
+    .await;
+    let token = exchange(&client, &code, verifier).await.unwrap();
+    assert_eq!(scope_string(&token), "launch/patient patient/Observation.rs");
+    assert!(token.refresh_token().is_none());
+    // Nothing allowed at all: the app is told so by redirect.
+    let (url, _, state) = authorize_url(&t, &client, "user/*.cruds");
+    let r = t.send(browser().get(url.as_str())).await;
+    assert_eq!(r.status, 303);
+    let (base, params) = location_params(&r);
+    assert_eq!(base, REDIRECT);
+    assert_eq!(param(&params, "error"), Some("invalid_scope"));
+    assert_eq!(param(&params, "state"), Some(state.secret().as_str()));
+
+    // A redirect_uri the client did not register never redirects (shown on the page).
+    let (url, _, _) = authorize_url(&t, &client, "patient/Observation.rs");
+    let evil = url.as_str().replace("127.0.0.1%3A9%2Fcallback", "127.0.0.1%3A9%2Fcallback%2Fevil");
+    assert_ne!(evil, url.as_str());
+    let r = t.send(browser().get(&evil)).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.header("location").is_none());
+    assert!(r.text.contains("redirect_uri"), "{}", r.text);
+    // An unknown client: the page too.
+    let unknown = url.as_str().replace(reg["client_id"].as_str().unwrap(), "no-such-client");
+    let r = t.send(browser().get(&unknown)).await;
+    assert_eq!((r.status, r.header("location")), (400, None));
+
+    // Missing PKCE or a foreign audience: redirected back with invalid_request.
+    let no_pkce = format!(
+        "{}?response_type=code&client_id={}&redirect_uri={}&scope=patient%2FObservation.rs&state=s1&aud={}",
+        t.url("/oauth/authorize"),
+        reg["client_id"].as_str().unwrap(),
+        "http%3A%2F%2F127.0.0.1%3A9%2Fcallback",
+        t.url("/fhir")
+    );
+    let r = t.send(browser().get(&no_pkce)).await;
+    let (_, params) = location_params(&r);
+    assert_eq!((param(&params, "error"), param(&params, "state")), (Some("invalid_request"), Some("s1")));
+    let other_aud = url.as_str().replace("%2Ffhir", "%2Fother");
+    let r = t.send(browser().get(&other_aud)).await;
+    let (_, params) = location_params(&r);
+    assert_eq!(param(&params, "error"), Some("invalid_request"));
+
+    // The form without its cookie, or with another cookie: refused on the page, no redirect.
+    let (url, _, _) = authorize_url(&t, &client, "launch/patient patient/Observation.rs");
+    let mut page = open_page(&t, url.as_str()).await;
+    let creds = [("email", "admin2@example.org"), ("password", PASSWORD), ("patient", a.as_str())];
+    page.cookie = None;
+    let r = submit(&t, &page, &creds).await;
+    assert_eq!((r.status, r.header("location")), (400, None), "{}", r.text);
+    page.cookie = Some(format!("__Host-hearth-oauth-csrf={}", "A".repeat(43)));
+    let r = submit(&t, &page, &creds).await;
+    assert_eq!((r.status, r.header("location")), (400, None), "{}", r.text);
+
+    // Wrong password: the form again, no redirect. A clinician of another organisation cannot
+    // launch with a patient outside it. "Deny" sends access_denied back.
+    let page = open_page(&t, url.as_str()).await;
+    let r =
+        submit(&t, &page, &[("email", "doc@example.org"), ("password", "wrong-password-123"), ("patient", &a)]).await;
+    assert_eq!((r.status, r.header("location")), (401, None));
+    assert!(r.text.contains("Wrong e-mail or password"));
+    let r = submit(&t, &page, &[("email", "doc@example.org"), ("password", PASSWORD), ("patient", &a)]).await;
+    assert_eq!((r.status, r.header("location")), (403, None), "{}", r.text);
+    let r = submit(&t, &page, &[("decision", "deny")]).await;
+    let (_, params) = location_params(&r);
+    assert_eq!(param(&params, "error"), Some("access_denied"));
+
+    // The code must be exchanged with the redirect_uri it was issued for.
+    let (code, verifier) =
+        get_code(&t, &client, "launch/patient patient/Observation.rs", "admin2@example.org", Some(&a)).await;
+    let other = client.clone().set_redirect_uri(RedirectUrl::new("https://app.example/cb".into()).unwrap());
+    assert_eq!(oauth_error(exchange(&other, &code, verifier).await), BasicErrorResponseType::InvalidGrant);
+
+    // Token endpoint hygiene: not a form, unknown grant type.
+    let r = t.send(t.anonymous().post(t.url("/oauth/token")).body("{}")).await;
+    assert_eq!((r.status, r.json()["error"].as_str()), (400, Some("invalid_request")));
+    let r = t
+        .send(
+            t.anonymous()
+                .post(t.url("/oauth/token"))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(format!("grant_type=password&client_id={}", reg["client_id"].as_str().unwrap())),
+        )
+        .await;
+    assert_eq!((r.status, r.json()["error"].as_str()), (400, Some("unsupported_grant_type")));
+    assert_eq!(r.header("cache-control").as_deref(), Some("no-store"));
+
+    // A code lives 60 seconds.
+    let (code, verifier) =
+        get_code(&t, &client, "launch/patient patient/Observation.rs", "admin2@example.org", Some(&a)).await;
+    t.clock.set(chrono::Utc::now() + chrono::Duration::seconds(61));
+    assert_eq!(oauth_error(exchange(&client, &code, verifier).await), BasicErrorResponseType::InvalidGrant);
+}
+
+#[tokio::test]
+async fn confidential_clients_authenticate_and_admins_manage_clients() {
+    let t = TestApp::spawn().await;
+    let a = t.create(&crate::common::patient("Alpha")).await;
+    account(&t, "admin2@example.org", "admin", json!({})).await;
+    let reg = register(&t, "launch/patient patient/*.cruds user/*.rs", true).await;
+    let secret = reg["client_secret"].as_str().unwrap().to_owned();
+    assert_eq!(secret.len(), 64);
+    let scopes = "launch/patient patient/Observation.rs";
+
+    // No secret, or a wrong one: invalid_client.
+    let (code, verifier) = get_code(&t, &library(&t, &reg, None), scopes, "admin2@example.org", Some(&a)).await;
+    let r = exchange(&library(&t, &reg, None), &code, verifier).await;
+    assert_eq!(oauth_error(r), BasicErrorResponseType::InvalidClient);
+    let (code, verifier) = get_code(&t, &library(&t, &reg, None), scopes, "admin2@example.org", Some(&a)).await;
+    let v = || PkceCodeVerifier::new(verifier.secret().clone());
+    let r = exchange(&library(&t, &reg, Some("0".repeat(64).as_str())), &code, v()).await;
+    assert_eq!(oauth_error(r), BasicErrorResponseType::InvalidClient);
+    // The code survived the failed client authentication: the right secret (HTTP Basic) works.
+    let token = exchange(&library(&t, &reg, Some(&secret)), &code, v()).await.unwrap();
+    assert_eq!(scope_string(&token), scopes);
+    // …and as form fields (client_secret_post).
+    let (code, verifier) = get_code(&t, &library(&t, &reg, None), scopes, "admin2@example.org", Some(&a)).await;
+    let post = library(&t, &reg, Some(&secret)).set_auth_type(AuthType::RequestBody);
+    assert!(exchange(&post, &code, verifier).await.is_ok());
+
+    // Registration is for admins; the list never shows secrets; bad input is a 400.
+    account(&t, "doc@example.org", "clinician", json!({})).await;
+    let login = api(
+        &t,
+        &t.anonymous(),
+        Method::POST,
+        "/api/v1/auth/login",
+        Some(json!({"email": "doc@example.org", "password": PASSWORD})),
+    )
+    .await
+    .json();
+    let doc = bearer(login["access_token"].as_str().unwrap());
+    let body = json!({"name": "x", "redirect_uris": [REDIRECT], "scope": "patient/*.rs"});
+    assert_eq!(api(&t, &doc, Method::POST, "/api/v1/admin/oauth/clients", Some(body.clone())).await.status, 403);
+    assert_eq!(api(&t, &doc, Method::GET, "/api/v1/admin/oauth/clients", None).await.status, 403);
+    assert_eq!(api(&t, &t.anonymous(), Method::GET, "/api/v1/admin/oauth/clients", None).await.status, 401);
+    for (bad, code) in [
+        (
+            json!({"name": "x", "redirect_uris": ["http://evil.example/cb"], "scope": "patient/*.rs"}),
+            "invalid_redirect_uri",
+        ),
+        (
+            json!({"name": "x", "redirect_uris": ["https://a.example/cb#frag"], "scope": "patient/*.rs"}),
+            "invalid_redirect_uri",
+        ),
+        (json!({"name": "x", "redirect_uris": [], "scope": "patient/*.rs"}), "invalid_redirect_uri"),
+        (json!({"name": "x", "redirect_uris": [REDIRECT], "scope": "patient/Nope.rs"}), "invalid_scope"),
+        (json!({"name": "x", "redirect_uris": [REDIRECT], "scope": "system/*.rs"}), "unsupported_scope"),
+        (json!({"name": " ", "redirect_uris": [REDIRECT], "scope": "patient/*.rs"}), "invalid_name"),
+        (json!({"name": "x", "redirect_uris": [REDIRECT]}), "invalid_body"),
+    ] {
+        let r = api(&t, &t.client, Method::POST, "/api/v1/admin/oauth/clients", Some(bad.clone())).await;
+        assert_eq!((r.status, r.json()["error"]["code"].as_str()), (400, Some(code)), "{bad}: {}", r.text);
+    }
+    let list = api(&t, &t.client, Method::GET, "/api/v1/admin/oauth/clients", None).await;
+    assert_eq!(list.status, 200);
+    let list = list.json();
+    assert_eq!(list["clients"].as_array().unwrap().len(), 1);
+    assert_eq!(list["clients"][0]["client_id"], reg["client_id"]);
+    assert!(!list.to_string().contains(&secret));
+
+    // Deleting the client ends its flows.
+    let path = format!("/api/v1/admin/oauth/clients/{}", reg["client_id"].as_str().unwrap());
+    let (code, verifier) = get_code(&t, &library(&t, &reg, None), scopes, "admin2@example.org", Some(&a)).await;
+    assert_eq!(api(&t, &t.client, Method::DELETE, &path, None).await.status, 204);
+    assert_eq!(api(&t, &t.client, Method::DELETE, &path, None).await.status, 404);
+    let r = exchange(&library(&t, &reg, Some(&secret)), &code, verifier).await;
+    assert_eq!(oauth_error(r), BasicErrorResponseType::InvalidClient);
+    let (url, _, _) = authorize_url(&t, &library(&t, &reg, None), scopes);
+    assert_eq!(t.send(browser().get(url.as_str())).await.status, 400);
+}

@@ -466,6 +466,17 @@ impl KeyRing {
         Ok(Secret::new(sign_compact(&key.key, &header, &payload)))
     }
 
+    /// Signs an OpenID Connect ID token (`typ: JWT`) with the active key. The caller builds the
+    /// claims (`iss`, `sub`, `aud`, `iat`, `exp`, `nonce`, `fhirUser`); an ID token is never
+    /// accepted as an access token, because [`KeyRing::verify`] requires `typ: at+jwt`.
+    pub fn sign_id_token(&self, claims: &serde_json::Value) -> Result<Secret<String>, KeyError> {
+        let key = self.active_key()?;
+        let header = HeaderOut { alg: ALGORITHM, typ: "JWT", kid: key.kid.as_str() };
+        let header = serde_json::to_vec(&header).map_err(|_| KeyError::Encoding)?;
+        let payload = serde_json::to_vec(claims).map_err(|_| KeyError::Encoding)?;
+        Ok(Secret::new(sign_compact(&key.key, &header, &payload)))
+    }
+
     /// Verifies a token at time `now` and returns its claims.
     pub fn verify(
         &self,

@@ -19,9 +19,34 @@ use crate::error::ApiError;
         title = "Hearth app API",
         description = "The non-FHIR surface of Hearth. The FHIR R4 API lives under /fhir and is described by GET /fhir/metadata."
     ),
-    paths(healthz, readyz, metrics, openapi_json)
+    paths(
+        healthz, readyz, metrics, openapi_json,
+        crate::auth::routes::register, crate::auth::routes::login, crate::auth::routes::refresh_token,
+        crate::auth::routes::logout, crate::auth::routes::me, crate::auth::routes::create_account,
+        crate::auth::routes::grant_caregiver, crate::auth::routes::jwks,
+        crate::auth::mfa::enroll, crate::auth::mfa::confirm, crate::auth::mfa::disable,
+        crate::auth::otp::request, crate::auth::otp::verify,
+        crate::auth::smart::configuration, crate::auth::smart::authorize_page, crate::auth::smart::authorize_submit,
+        crate::auth::smart::token, crate::auth::smart::create_client, crate::auth::smart::list_clients,
+        crate::auth::smart::delete_client,
+    ),
+    modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;
+
+/// The `bearer` security scheme the authenticated operations name (`Authorization: Bearer <JWT>`).
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+        );
+    }
+}
 
 /// Liveness: the process is up and serving HTTP.
 #[utoipa::path(get, path = "/healthz", tag = "operations",

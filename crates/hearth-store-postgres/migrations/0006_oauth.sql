@@ -21,6 +21,7 @@ CREATE TABLE oauth_codes (
     scope           TEXT    NOT NULL,        -- granted (requested ∩ allowed)
     account_id      TEXT    NOT NULL REFERENCES accounts (id),
     patient         TEXT,                    -- launch/patient context
+    nonce           TEXT,                    -- OpenID Connect nonce, echoed in the id_token
     expires_at      BIGINT NOT NULL,
     used            BIGINT NOT NULL DEFAULT 0,
     family          TEXT,                    -- refresh family issued from it (revoked on replay)

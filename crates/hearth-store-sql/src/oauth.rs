@@ -120,15 +120,17 @@ pub struct CodeRow {
     pub scope: String,
     pub account_id: String,
     pub patient: Option<String>,
+    /// The OpenID Connect `nonce` of the authorization request, if any.
+    pub nonce: Option<String>,
     pub expires_at: i64,
     pub used: bool,
     pub family: Option<String>,
     pub created_at: i64,
 }
 
-const CODE_COLUMNS: &str =
-    "hash, client_id, redirect_uri, code_challenge, scope, account_id, patient, expires_at, used, family, created_at";
-const CODE_COLS: [Col; 11] = [
+const CODE_COLUMNS: &str = "hash, client_id, redirect_uri, code_challenge, scope, account_id, patient, nonce, expires_at, used, family, created_at";
+const CODE_COLS: [Col; 12] = [
+    Col::Text,
     Col::Text,
     Col::Text,
     Col::Text,
@@ -152,6 +154,7 @@ fn decode_code(row: Vec<Val>) -> Result<CodeRow, StoreError> {
         scope: text(it.next())?.ok_or_else(corrupt)?,
         account_id: text(it.next())?.ok_or_else(corrupt)?,
         patient: text(it.next())?,
+        nonce: text(it.next())?,
         expires_at: int(it.next())?.ok_or_else(corrupt)?,
         used: int(it.next())?.unwrap_or(0) != 0,
         family: text(it.next())?,
@@ -165,6 +168,8 @@ pub async fn insert_code(db: &dyn Db, c: &CodeRow) -> Result<(), StoreError> {
     b.text(&c.hash).push(", ").text(&c.client_id).push(", ").text(&c.redirect_uri).push(", ");
     b.text(&c.code_challenge).push(", ").text(&c.scope).push(", ").text(&c.account_id).push(", ");
     opt_text(&mut b, c.patient.as_deref());
+    b.push(", ");
+    opt_text(&mut b, c.nonce.as_deref());
     b.push(", ").int(c.expires_at).push(", ").int(i64::from(c.used)).push(", ");
     opt_text(&mut b, c.family.as_deref());
     b.push(", ").int(c.created_at).push(")");

@@ -96,7 +96,14 @@ pub async fn check_second_factor(
     Ok(())
 }
 
-pub async fn enroll(State(app): State<Arc<App>>, EnrolCaller(caller): EnrolCaller) -> Result<Response, ApiError> {
+#[utoipa::path(post, path = "/api/v1/auth/totp/enroll", tag = "two-factor",
+    responses((status = 200, description = "A new TOTP secret, its otpauth:// URI and a QR code (SVG)", body = Object,
+        example = json!({"secret": "JBSWY3DPEHPK3PXP", "otpauth_uri": "otpauth://totp/Hearth:asha@example.org?…", "qr_svg": "<svg …>"})), (status = 401, description = "No or an invalid access token", body = Object, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}}))),
+    security(("bearer" = [])))]
+pub(crate) async fn enroll(
+    State(app): State<Arc<App>>,
+    EnrolCaller(caller): EnrolCaller,
+) -> Result<Response, ApiError> {
     let account = &caller.account;
     if account.totp_enabled {
         return Err(ApiError::new(
@@ -137,7 +144,11 @@ struct Confirm {
     code: String,
 }
 
-pub async fn confirm(
+#[utoipa::path(post, path = "/api/v1/auth/totp/confirm", tag = "two-factor",
+    request_body(content = Object, description = "A current code from the authenticator app", example = json!({"code": "123456"})),
+    responses((status = 200, description = "2FA is on; ten one-time recovery codes (shown once)", body = Object), (status = 400, description = "Invalid body (stable error code)", body = Object, example = json!({"error": {"code": "invalid_body", "message": "invalid request body"}})), (status = 401, description = "No or an invalid access token", body = Object, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}}))),
+    security(("bearer" = [])))]
+pub(crate) async fn confirm(
     State(app): State<Arc<App>>,
     EnrolCaller(caller): EnrolCaller,
     bytes: axum::body::Bytes,
@@ -182,7 +193,11 @@ struct Disable {
     code: String,
 }
 
-pub async fn disable(
+#[utoipa::path(post, path = "/api/v1/auth/totp/disable", tag = "two-factor",
+    request_body(content = Object, description = "Re-authentication: the password and a current code", example = json!({"password": "…", "code": "123456"})),
+    responses((status = 204, description = "2FA is off"), (status = 400, description = "Invalid body (stable error code)", body = Object, example = json!({"error": {"code": "invalid_body", "message": "invalid request body"}})), (status = 401, description = "No or an invalid access token", body = Object, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}}))),
+    security(("bearer" = [])))]
+pub(crate) async fn disable(
     State(app): State<Arc<App>>,
     ApiCaller(caller): ApiCaller,
     bytes: axum::body::Bytes,

@@ -166,7 +166,10 @@ fn parse_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiErro
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", format!("invalid request body: {e}")))
 }
 
-pub async fn request(
+#[utoipa::path(post, path = "/api/v1/auth/otp/request", tag = "patient sign-in",
+    request_body(content = Object, description = "Send a 6-digit code to a patient's phone or e-mail", example = json!({"phone": "+919876543210"})),
+    responses((status = 202, description = "Always the same answer, whether or not an account exists", body = Object), (status = 400, description = "Invalid body (stable error code)", body = Object, example = json!({"error": {"code": "invalid_body", "message": "invalid request body"}})), (status = 429, description = "Rate limited or locked; see Retry-After", body = Object, example = json!({"error": {"code": "rate_limited", "message": "too many requests"}}))))]
+pub(crate) async fn request(
     State(app): State<Arc<App>>,
     ext: axum::http::Extensions,
     bytes: axum::body::Bytes,
@@ -226,7 +229,11 @@ fn otp_invalid() -> ApiError {
     ApiError::new(StatusCode::UNAUTHORIZED, "otp_invalid", "the code is wrong, expired or used up; request a new one")
 }
 
-pub async fn verify(
+#[utoipa::path(post, path = "/api/v1/auth/otp/verify", tag = "patient sign-in",
+    request_body(content = Object, description = "The code (10 minutes, 5 attempts)", example = json!({"phone": "+919876543210", "code": "482913"})),
+    responses((status = 200, description = "Tokens", body = Object, example = json!({"access_token": "eyJ…", "token_type": "Bearer", "expires_in": 900, "refresh_token": "…", "scope": "user/*.cruds openid fhirUser offline_access"})),
+        (status = 401, description = "Wrong, expired or exhausted code", body = Object, example = json!({"error": {"code": "otp_invalid", "message": "…"}})), (status = 400, description = "Invalid body (stable error code)", body = Object, example = json!({"error": {"code": "invalid_body", "message": "invalid request body"}})), (status = 429, description = "Rate limited or locked; see Retry-After", body = Object, example = json!({"error": {"code": "rate_limited", "message": "too many requests"}}))))]
+pub(crate) async fn verify(
     State(app): State<Arc<App>>,
     ext: axum::http::Extensions,
     bytes: axum::body::Bytes,

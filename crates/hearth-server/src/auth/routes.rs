@@ -149,7 +149,13 @@ struct Register {
     gender: Option<String>,
 }
 
-async fn register(State(app): State<Arc<App>>, bytes: axum::body::Bytes) -> Result<Response, ApiError> {
+#[utoipa::path(post, path = "/api/v1/auth/register", tag = "accounts",
+    request_body(content = Object, description = "Patient self-registration: creates the account and its FHIR Patient",
+        example = json!({"email": "asha@example.org", "password": "a long passphrase", "given": "Asha", "family": "Rao", "birthDate": "1984-03-07", "gender": "female"})),
+    responses((status = 201, description = "The account, linked to its Patient (fhirUser)", body = Object,
+        example = json!({"id": "…", "email": "asha@example.org", "role": "patient", "fhirUser": "Patient/…"})),
+        (status = 400, description = "Invalid body (stable error code)", body = Object, example = json!({"error": {"code": "invalid_body", "message": "invalid request body"}})), (status = 409, description = "The e-mail is taken", body = Object, example = json!({"error": {"code": "email_taken", "message": "an account with this e-mail already exists"}}))))]
+pub(crate) async fn register(State(app): State<Arc<App>>, bytes: axum::body::Bytes) -> Result<Response, ApiError> {
     let req: Register = body(&bytes)?;
     let email = normalize_email(&req.email)?;
     if req.given.trim().is_empty() || req.family.trim().is_empty() {
@@ -205,7 +211,17 @@ struct Login {
     cookie: bool,
 }
 
-async fn login(State(app): State<Arc<App>>, ext: Extensions, bytes: axum::body::Bytes) -> Result<Response, ApiError> {
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "accounts",
+    request_body(content = Object, description = "Password login; `code` is the TOTP (or a recovery code) when 2FA is on; `scope`/`patient` narrow the token; `cookie: true` for browser mode",
+        example = json!({"email": "asha@example.org", "password": "a long passphrase", "code": "123456"})),
+    responses((status = 200, description = "Access and refresh tokens (an admin without 2FA gets an enrolment-only token)", body = Object, example = json!({"access_token": "eyJ…", "token_type": "Bearer", "expires_in": 900, "refresh_token": "…", "scope": "user/*.cruds openid fhirUser offline_access"})),
+        (status = 401, description = "Wrong e-mail or password, or `mfa_required`", body = Object, example = json!({"error": {"code": "invalid_credentials", "message": "wrong e-mail or password"}})),
+        (status = 400, description = "Invalid body (stable error code)", body = Object, example = json!({"error": {"code": "invalid_body", "message": "invalid request body"}})), (status = 429, description = "Rate limited or locked; see Retry-After", body = Object, example = json!({"error": {"code": "rate_limited", "message": "too many requests"}}))))]
+pub(crate) async fn login(
+    State(app): State<Arc<App>>,
+    ext: Extensions,
+    bytes: axum::body::Bytes,
+) -> Result<Response, ApiError> {
     let req: Login = body(&bytes)?;
     let now = app.clock.now();
     let email = req.email.trim().to_lowercase();
@@ -462,7 +478,13 @@ fn presented_refresh(headers: &HeaderMap, in_body: Option<String>) -> Result<Opt
     }
 }
 
-async fn refresh_token(
+#[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "accounts",
+    request_body(content = Object, description = "The refresh token (or, in browser mode, the refresh cookie plus X-CSRF-Token); each use rotates it, reuse revokes the family",
+        example = json!({"refresh_token": "…"})),
+    responses((status = 200, description = "New tokens", body = Object, example = json!({"access_token": "eyJ…", "token_type": "Bearer", "expires_in": 900, "refresh_token": "…", "scope": "user/*.cruds openid fhirUser offline_access"})),
+        (status = 401, description = "Invalid, expired, revoked or reused", body = Object, example = json!({"error": {"code": "invalid_grant", "message": "the refresh token is not valid; log in again"}})),
+        (status = 403, description = "Cookie mode without a matching CSRF header", body = Object, example = json!({"error": {"code": "csrf_failed", "message": "…"}})), (status = 429, description = "Rate limited or locked; see Retry-After", body = Object, example = json!({"error": {"code": "rate_limited", "message": "too many requests"}}))))]
+pub(crate) async fn refresh_token(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
     ext: Extensions,
@@ -532,7 +554,11 @@ struct LogoutReq {
 
 /// Ends a session. Authenticated by the bearer token, or (browser mode, no bearer token) by the
 /// refresh cookie plus `X-CSRF-Token`.
-async fn logout(
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "accounts",
+    request_body(content = Object, description = "End this session (its refresh token) or every session", example = json!({"refresh_token": "…", "everywhere": false})),
+    responses((status = 204, description = "Revoked"), (status = 401, description = "No or an invalid access token", body = Object, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})), (status = 400, description = "Invalid body (stable error code)", body = Object, example = json!({"error": {"code": "invalid_body", "message": "invalid request body"}}))),
+    security(("bearer" = [])))]
+pub(crate) async fn logout(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
     bytes: axum::body::Bytes,
@@ -579,7 +605,11 @@ async fn logout(
     Ok(resp)
 }
 
-async fn me(EnrolCaller(caller): EnrolCaller) -> Json<Value> {
+#[utoipa::path(get, path = "/api/v1/auth/me", tag = "accounts",
+    responses((status = 200, description = "The signed-in account and its token's scope", body = Object,
+        example = json!({"id": "…", "email": "asha@example.org", "role": "patient", "fhirUser": "Patient/…", "totpEnabled": false, "scope": "user/*.cruds"})), (status = 401, description = "No or an invalid access token", body = Object, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}}))),
+    security(("bearer" = [])))]
+pub(crate) async fn me(EnrolCaller(caller): EnrolCaller) -> Json<Value> {
     let mut out = account_json(&caller.account);
     set(&mut out, "scope", json!(caller.claims.scope));
     if let Some(p) = &caller.claims.patient {
@@ -599,7 +629,13 @@ struct CreateAccount {
     organization: Option<String>,
 }
 
-async fn create_account(
+#[utoipa::path(post, path = "/api/v1/admin/accounts", tag = "administration",
+    request_body(content = Object, description = "Create a staff, patient or caregiver account (admins only)",
+        example = json!({"email": "dr.rao@example.org", "password": "a long passphrase", "role": "clinician", "fhirUser": "Practitioner/…", "organization": "…"})),
+    responses((status = 201, description = "The account", body = Object), (status = 400, description = "Invalid body (stable error code)", body = Object, example = json!({"error": {"code": "invalid_body", "message": "invalid request body"}})), (status = 401, description = "No or an invalid access token", body = Object, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})), (status = 403, description = "Not allowed for this account", body = Object, example = json!({"error": {"code": "forbidden", "message": "this operation is for administrators"}})),
+        (status = 409, description = "The e-mail is taken", body = Object)),
+    security(("bearer" = [])))]
+pub(crate) async fn create_account(
     State(app): State<Arc<App>>,
     ApiCaller(caller): ApiCaller,
     bytes: axum::body::Bytes,
@@ -646,7 +682,11 @@ struct GrantCaregiver {
     patient: String,
 }
 
-async fn grant_caregiver(
+#[utoipa::path(post, path = "/api/v1/admin/caregivers", tag = "administration",
+    request_body(content = Object, description = "Let a caregiver account act for a patient (admins only)", example = json!({"caregiver": "<account id>", "patient": "<Patient id>"})),
+    responses((status = 204, description = "Granted"), (status = 400, description = "Invalid body (stable error code)", body = Object, example = json!({"error": {"code": "invalid_body", "message": "invalid request body"}})), (status = 401, description = "No or an invalid access token", body = Object, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})), (status = 403, description = "Not allowed for this account", body = Object, example = json!({"error": {"code": "forbidden", "message": "this operation is for administrators"}})), (status = 404, description = "No such account", body = Object)),
+    security(("bearer" = [])))]
+pub(crate) async fn grant_caregiver(
     State(app): State<Arc<App>>,
     ApiCaller(caller): ApiCaller,
     bytes: axum::body::Bytes,
@@ -666,7 +706,9 @@ async fn grant_caregiver(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn jwks(State(app): State<Arc<App>>) -> Response {
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "accounts",
+    responses((status = 200, description = "The public keys that verify access tokens (EdDSA)", body = Object)))]
+pub(crate) async fn jwks(State(app): State<Arc<App>>) -> Response {
     let mut resp = Json(app.auth.keys().jwks()).into_response();
     resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
     resp

@@ -18,8 +18,9 @@
 //!   error is shown on the page; after that it goes back to the app as `error=`.
 //! - Granted scopes = requested ∩ what the client may have (a requested scope is kept when one of
 //!   the client's scopes covers it); unknown or unsupported scopes are silently dropped (RFC 6749
-//!   §3.3), and the token answer says what was granted. `openid`/`fhirUser` are not offered: no
-//!   id_token is issued (so no `sso-openid-connect` capability).
+//!   §3.3), and the token answer says what was granted. With `openid` the answer carries an
+//!   OpenID Connect ID token (EdDSA, same keys as the JWKS; `iss` is the FHIR base URL, as the
+//!   smart-configuration's `issuer` says), with `fhirUser` it names the user's FHIR resource.
 //! - A refresh token is issued only with `offline_access`. Its family is bound to the client.
 //! - A replayed code is refused and revokes the refresh tokens issued from it.
 //! - Accounts with two-factor authentication cannot use this page yet (refused, never bypassed).
@@ -69,8 +70,9 @@ const LOCK_AFTER: i64 = 5;
 /// Longest parameter value accepted (scope strings, state, URIs).
 const MAX_PARAM: usize = 4096;
 
-const CAPABILITIES: [&str; 10] = [
+const CAPABILITIES: [&str; 11] = [
     "launch-standalone",
+    "sso-openid-connect",
     "client-public",
     "client-confidential-symmetric",
     "context-standalone-patient",
@@ -82,7 +84,9 @@ const CAPABILITIES: [&str; 10] = [
     "authorize-post",
 ];
 
-const SCOPES_SUPPORTED: [&str; 12] = [
+const SCOPES_SUPPORTED: [&str; 14] = [
+    "openid",
+    "fhirUser",
     "launch/patient",
     "offline_access",
     "patient/*.cruds",
@@ -127,13 +131,16 @@ fn origin(app: &App, headers: &HeaderMap) -> String {
 // Discovery
 
 /// `GET /.well-known/smart-configuration`.
-pub async fn configuration(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+#[utoipa::path(get, path = "/.well-known/smart-configuration", tag = "SMART on FHIR",
+    responses((status = 200, description = "SMART App Launch discovery (endpoints, PKCE S256, scopes, capabilities)", body = Object)))]
+pub(crate) async fn configuration(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     let origin = origin(&app, &headers);
     let body = json!({
         "authorization_endpoint": format!("{origin}/oauth/authorize"),
         "token_endpoint": format!("{origin}/oauth/token"),
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "jwks_uri": format!("{origin}/.well-known/jwks.json"),
+        "issuer": crate::fhir::http::base_url(&app, &headers),
         "grant_types_supported": ["authorization_code", "refresh_token"],
         "response_types_supported": ["code"],
         "code_challenge_methods_supported": ["S256"],
@@ -207,15 +214,15 @@ fn client_scopes(app: &App, text: &str) -> Result<ScopeSet, ApiError> {
     for s in set.iter() {
         let ok = match s {
             Scope::Clinical(c) => c.context != ScopeContext::System,
-            Scope::LaunchPatient | Scope::OfflineAccess => true,
+            Scope::LaunchPatient | Scope::OfflineAccess | Scope::OpenId | Scope::FhirUser => true,
             _ => false,
         };
         if !ok {
             return Err(bad(
                 "unsupported_scope",
                 format!(
-                    "scope {s} is not supported (clinical patient/ and user/ scopes, launch/patient and \
-                     offline_access are)"
+                    "scope {s} is not supported (clinical patient/ and user/ scopes, launch/patient, \
+                     openid, fhirUser and offline_access are)"
                 ),
             ));
         }
@@ -241,7 +248,12 @@ fn client_json(c: &ClientRow) -> Value {
     })
 }
 
-async fn create_client(
+#[utoipa::path(post, path = "/api/v1/admin/oauth/clients", tag = "SMART on FHIR",
+    request_body(content = Object, description = "Register an app (admins only); a confidential client's secret is returned once",
+        example = json!({"name": "Vitals app", "redirect_uris": ["https://app.example.org/callback"], "confidential": false, "scopes": "launch/patient patient/*.rs offline_access"})),
+    responses((status = 201, description = "The client", body = Object), (status = 400, description = "Invalid body (stable error code)", body = Object, example = json!({"error": {"code": "invalid_body", "message": "invalid request body"}})), (status = 401, description = "No or an invalid access token", body = Object, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})), (status = 403, description = "Not allowed for this account", body = Object, example = json!({"error": {"code": "forbidden", "message": "this operation is for administrators"}}))),
+    security(("bearer" = [])))]
+pub(crate) async fn create_client(
     State(app): State<Arc<App>>,
     ApiCaller(caller): ApiCaller,
     bytes: axum::body::Bytes,
@@ -288,13 +300,23 @@ async fn create_client(
     Ok(resp)
 }
 
-async fn list_clients(State(app): State<Arc<App>>, ApiCaller(caller): ApiCaller) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/api/v1/admin/oauth/clients", tag = "SMART on FHIR",
+    responses((status = 200, description = "Registered clients (never their secrets)", body = Object), (status = 401, description = "No or an invalid access token", body = Object, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})), (status = 403, description = "Not allowed for this account", body = Object, example = json!({"error": {"code": "forbidden", "message": "this operation is for administrators"}}))),
+    security(("bearer" = [])))]
+pub(crate) async fn list_clients(
+    State(app): State<Arc<App>>,
+    ApiCaller(caller): ApiCaller,
+) -> Result<Json<Value>, ApiError> {
     require_admin(&caller)?;
     let clients = oauth::clients(&*app.db).await?;
     Ok(Json(json!({"clients": clients.iter().map(client_json).collect::<Vec<_>>()})))
 }
 
-async fn delete_client(
+#[utoipa::path(delete, path = "/api/v1/admin/oauth/clients/{client_id}", tag = "SMART on FHIR",
+    params(("client_id" = String, Path)),
+    responses((status = 204, description = "Deleted; its pending codes stop working"), (status = 401, description = "No or an invalid access token", body = Object, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})), (status = 403, description = "Not allowed for this account", body = Object, example = json!({"error": {"code": "forbidden", "message": "this operation is for administrators"}})), (status = 404, description = "No such client", body = Object)),
+    security(("bearer" = [])))]
+pub(crate) async fn delete_client(
     State(app): State<Arc<App>>,
     ApiCaller(caller): ApiCaller,
     Path(client_id): Path<String>,
@@ -344,6 +366,8 @@ struct AuthRequest {
     state: String,
     challenge: String,
     aud: String,
+    /// OpenID Connect `nonce`, echoed in the id_token.
+    nonce: Option<String>,
     /// Requested ∩ allowed for the client.
     scope: ScopeSet,
 }
@@ -434,6 +458,7 @@ async fn validate(app: &App, headers: &HeaderMap, p: &Params) -> Result<AuthRequ
         state: state_value,
         challenge: challenge.to_owned(),
         aud: aud.to_owned(),
+        nonce: p.get("nonce").filter(|n| !n.is_empty() && n.len() <= 512).map(str::to_owned),
         scope,
     })
 }
@@ -530,6 +555,8 @@ fn describe(scope: &Scope) -> String {
         }
         Scope::LaunchPatient => "know which patient is selected".to_owned(),
         Scope::OfflineAccess => "keep access after you close the app (until you revoke it)".to_owned(),
+        Scope::OpenId => "know who you are (your account id)".to_owned(),
+        Scope::FhirUser => "know your FHIR record (Patient or Practitioner)".to_owned(),
         other => other.to_string(),
     }
 }
@@ -557,6 +584,9 @@ fn consent_page(req: &AuthRequest, csrf: &str, error: Option<&str>, email: &str)
         ("csrf_token", csrf),
     ] {
         body.push_str(&format!("<input type=\"hidden\" name=\"{name}\" value=\"{}\">", escape(value)));
+    }
+    if let Some(nonce) = &req.nonce {
+        body.push_str(&format!("<input type=\"hidden\" name=\"nonce\" value=\"{}\">", escape(nonce)));
     }
     body.push_str(&format!(
         "<label>E-mail <input type=\"email\" name=\"email\" autocomplete=\"username\" required value=\"{}\"></label>\
@@ -605,7 +635,17 @@ fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
 }
 
 /// `GET /oauth/authorize`: the login and consent page.
-async fn authorize_page(State(app): State<Arc<App>>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+#[utoipa::path(get, path = "/oauth/authorize", tag = "SMART on FHIR",
+    params(("response_type" = String, Query), ("client_id" = String, Query), ("redirect_uri" = String, Query), ("scope" = String, Query),
+        ("state" = String, Query), ("code_challenge" = String, Query), ("code_challenge_method" = String, Query), ("aud" = String, Query)),
+    responses((status = 200, description = "The sign-in and consent page", content_type = "text/html"),
+        (status = 400, description = "Unknown client or unregistered redirect_uri (never redirects)", content_type = "text/html"),
+        (status = 303, description = "Redirect back with `error=` for other invalid requests")))]
+pub(crate) async fn authorize_page(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
     let params = match Params::parse(query.unwrap_or_default().as_bytes()) {
         Ok(p) => p,
         Err(e) => return html(StatusCode::BAD_REQUEST, &error_page(&e), None),
@@ -694,7 +734,15 @@ async fn launch_patient(
 }
 
 /// `POST /oauth/authorize`: the submitted login and consent form.
-async fn authorize_submit(State(app): State<Arc<App>>, headers: HeaderMap, bytes: axum::body::Bytes) -> Response {
+#[utoipa::path(post, path = "/oauth/authorize", tag = "SMART on FHIR",
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "The page's form: credentials, CSRF token, patient choice, approve or deny"),
+    responses((status = 303, description = "Redirect to the app with `code` and `state` (or `error=access_denied`)"),
+        (status = 200, description = "The page again with an error (wrong password, patient not reachable)", content_type = "text/html")))]
+pub(crate) async fn authorize_submit(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    bytes: axum::body::Bytes,
+) -> Response {
     let params = match Params::parse(&bytes) {
         Ok(p) => p,
         Err(e) => return html(StatusCode::BAD_REQUEST, &error_page(&e), None),
@@ -744,6 +792,7 @@ async fn authorize_submit(State(app): State<Arc<App>>, headers: HeaderMap, bytes
         scope: req.scope.to_string(),
         account_id: account.id.clone(),
         patient,
+        nonce: req.nonce.clone(),
         expires_at: (now + CODE_TTL).timestamp_millis(),
         used: false,
         family: None,
@@ -888,7 +937,12 @@ async fn authenticate_client(app: &App, headers: &HeaderMap, p: &Params) -> Resu
 }
 
 /// `POST /oauth/token`.
-async fn token(State(app): State<Arc<App>>, headers: HeaderMap, bytes: axum::body::Bytes) -> Response {
+#[utoipa::path(post, path = "/oauth/token", tag = "SMART on FHIR",
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "grant_type=authorization_code (code, redirect_uri, code_verifier, client_id) or refresh_token; confidential clients authenticate with HTTP Basic or client_secret"),
+    responses((status = 200, description = "Tokens with `scope`, `patient` for launch/patient, and an OpenID Connect `id_token` for openid", body = Object),
+        (status = 400, description = "RFC 6749 error (`invalid_grant`, `invalid_request`, …)", body = Object),
+        (status = 401, description = "`invalid_client`", body = Object)))]
+pub(crate) async fn token(State(app): State<Arc<App>>, headers: HeaderMap, bytes: axum::body::Bytes) -> Response {
     match token_inner(&app, &headers, &bytes).await {
         Ok(body) => no_store(Json(body).into_response()),
         Err(e) => e.into_response(),
@@ -906,7 +960,10 @@ async fn token_inner(app: &Arc<App>, headers: &HeaderMap, bytes: &[u8]) -> Resul
     let p = Params::parse(bytes).map_err(|e| oauth_error("invalid_request", e))?;
     let client = authenticate_client(app, headers, &p).await?;
     match p.get("grant_type") {
-        Some("authorization_code") => code_grant(app, &client, &p).await,
+        Some("authorization_code") => {
+            let issuer = crate::fhir::http::base_url(app, headers);
+            code_grant(app, &issuer, &client, &p).await
+        }
         Some("refresh_token") => {
             let Some(presented) = p.get("refresh_token") else {
                 return Err(oauth_error("invalid_request", "refresh_token is required").into());
@@ -918,7 +975,7 @@ async fn token_inner(app: &Arc<App>, headers: &HeaderMap, bytes: &[u8]) -> Resul
     }
 }
 
-async fn code_grant(app: &Arc<App>, client: &ClientRow, p: &Params) -> Result<Value, TokenFailure> {
+async fn code_grant(app: &Arc<App>, issuer: &str, client: &ClientRow, p: &Params) -> Result<Value, TokenFailure> {
     let (Some(code), Some(redirect_uri), Some(verifier)) =
         (p.get("code"), p.get("redirect_uri"), p.get("code_verifier"))
     else {
@@ -953,13 +1010,53 @@ async fn code_grant(app: &Arc<App>, client: &ClientRow, p: &Params) -> Result<Va
     };
     let role: Role = account.role.parse().map_err(|_| invalid("the account cannot use apps"))?;
     let scope = ScopeSet::parse_lenient(&row.scope).0;
-    if scope.contains(&Scope::OfflineAccess) {
+    let mut out = if scope.contains(&Scope::OfflineAccess) {
         let family = FamilyId::generate(&mut rng());
         oauth::insert_family(&*app.db, family.as_str(), &client.id, now.timestamp_millis()).await?;
         oauth::set_code_family(&*app.db, &hash, family.as_str()).await?;
-        return Ok(issue_tokens(app, &account, role, row.scope, row.patient, Some(family), now).await?);
+        issue_tokens(app, &account, role, row.scope.clone(), row.patient.clone(), Some(family), now).await?
+    } else {
+        access_only(app, &account, role, row.scope.clone(), row.patient.clone(), now).await?
+    };
+    if scope.contains(&Scope::OpenId) {
+        let id_token = id_token(app, issuer, client, &account, &scope, row.nonce.as_deref(), now)?;
+        if let Some(o) = out.as_object_mut() {
+            o.insert("id_token".into(), json!(id_token));
+        }
     }
-    access_only(app, &account, role, row.scope, row.patient, now).await
+    Ok(out)
+}
+
+/// An OpenID Connect ID token for the signed-in user: `sub` is the account, `aud` the client,
+/// and with `fhirUser` granted, the user's FHIR resource as an absolute URL (SMART App Launch).
+fn id_token(
+    app: &App,
+    issuer: &str,
+    client: &ClientRow,
+    account: &AccountRow,
+    scope: &ScopeSet,
+    nonce: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<String, TokenFailure> {
+    let mut claims = json!({
+        "iss": issuer,
+        "sub": account.id,
+        "aud": client.id,
+        "iat": now.timestamp(),
+        "exp": (now + hearth_auth::token::DEFAULT_TTL).timestamp(),
+    });
+    if let Some(o) = claims.as_object_mut() {
+        if let Some(n) = nonce {
+            o.insert("nonce".into(), json!(n));
+        }
+        if scope.contains(&Scope::FhirUser)
+            && let Some(user) = &account.fhir_user
+        {
+            o.insert("fhirUser".into(), json!(format!("{issuer}/{user}")));
+        }
+    }
+    let token = app.auth.keys().sign_id_token(&claims).map_err(|e| TokenFailure::Server(ApiError::internal(e)))?;
+    Ok(token.expose().clone())
 }
 
 /// An access token without a refresh token (no `offline_access`).

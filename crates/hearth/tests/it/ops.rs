@@ -57,9 +57,38 @@ async fn openapi_and_docs_are_served_without_a_cdn() {
     assert_eq!(r.status, 200);
     let spec = r.json();
     assert!(spec["openapi"].as_str().unwrap().starts_with("3."));
-    for p in ["/healthz", "/readyz", "/metrics", "/api/openapi.json"] {
-        assert!(spec["paths"][p]["get"].is_object(), "{p} missing from OpenAPI");
+    // Every app endpoint the server routes is documented.
+    let documented = [
+        ("get", "/healthz"),
+        ("get", "/readyz"),
+        ("get", "/metrics"),
+        ("get", "/api/openapi.json"),
+        ("post", "/api/v1/auth/register"),
+        ("post", "/api/v1/auth/login"),
+        ("post", "/api/v1/auth/refresh"),
+        ("post", "/api/v1/auth/logout"),
+        ("get", "/api/v1/auth/me"),
+        ("post", "/api/v1/auth/totp/enroll"),
+        ("post", "/api/v1/auth/totp/confirm"),
+        ("post", "/api/v1/auth/totp/disable"),
+        ("post", "/api/v1/auth/otp/request"),
+        ("post", "/api/v1/auth/otp/verify"),
+        ("post", "/api/v1/admin/accounts"),
+        ("post", "/api/v1/admin/caregivers"),
+        ("get", "/api/v1/admin/oauth/clients"),
+        ("post", "/api/v1/admin/oauth/clients"),
+        ("delete", "/api/v1/admin/oauth/clients/{client_id}"),
+        ("get", "/.well-known/jwks.json"),
+        ("get", "/.well-known/smart-configuration"),
+        ("get", "/oauth/authorize"),
+        ("post", "/oauth/authorize"),
+        ("post", "/oauth/token"),
+    ];
+    for (method, p) in documented {
+        assert!(spec["paths"][p][method].is_object(), "{method} {p} missing from OpenAPI");
     }
+    assert_eq!(spec["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+    assert!(spec["paths"]["/api/v1/auth/me"]["get"]["security"].is_array());
     let docs = t.get("/api/docs").await;
     assert_eq!(docs.status, 200);
     assert!(docs.text.contains("/api/openapi.json"));

@@ -24,6 +24,8 @@ const REDIRECT: &str = "http://127.0.0.1:9/callback";
 struct SmartFields {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     patient: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    id_token: Option<String>,
 }
 impl ExtraTokenFields for SmartFields {}
 
@@ -251,10 +253,10 @@ async fn smart_configuration_and_capability_statement() {
             "permission-user",
             "permission-v1",
             "permission-v2",
+            "sso-openid-connect",
         ] {
             assert!(caps.contains(&cap), "{cap} missing from {caps:?}");
         }
-        assert!(!caps.contains(&"sso-openid-connect"), "no id_token is issued");
         let scopes = c["scopes_supported"].as_array().unwrap();
         assert!(scopes.contains(&json!("launch/patient")) && scopes.contains(&json!("offline_access")));
     }
@@ -566,4 +568,65 @@ async fn confidential_clients_authenticate_and_admins_manage_clients() {
     assert_eq!(oauth_error(r), BasicErrorResponseType::InvalidClient);
     let (url, _, _) = authorize_url(&t, &library(&t, &reg, None), scopes);
     assert_eq!(t.send(browser().get(url.as_str())).await.status, 400);
+}
+
+/// Verifies a compact JWS with the server's JWKS (Ed25519) and answers (header, claims).
+async fn verify_with_jwks(t: &TestApp, jws: &str) -> (Value, Value) {
+    use ed25519_dalek::{Signature, VerifyingKey};
+    let b64 = data_encoding::BASE64URL_NOPAD;
+    let parts: Vec<&str> = jws.split('.').collect();
+    assert_eq!(parts.len(), 3, "{jws}");
+    let header: Value = serde_json::from_slice(&b64.decode(parts[0].as_bytes()).unwrap()).unwrap();
+    let claims: Value = serde_json::from_slice(&b64.decode(parts[1].as_bytes()).unwrap()).unwrap();
+    let jwks = t.send(t.anonymous().get(t.url("/.well-known/jwks.json"))).await.json();
+    let jwk = jwks["keys"].as_array().unwrap().iter().find(|k| k["kid"] == header["kid"]).expect("kid in the JWKS");
+    assert_eq!((jwk["kty"].as_str(), jwk["crv"].as_str()), (Some("OKP"), Some("Ed25519")));
+    let x: [u8; 32] = b64.decode(jwk["x"].as_str().unwrap().as_bytes()).unwrap().try_into().unwrap();
+    let sig: [u8; 64] = b64.decode(parts[2].as_bytes()).unwrap().try_into().unwrap();
+    let signed = format!("{}.{}", parts[0], parts[1]);
+    VerifyingKey::from_bytes(&x)
+        .unwrap()
+        .verify_strict(signed.as_bytes(), &Signature::from_bytes(&sig))
+        .expect("signature");
+    (header, claims)
+}
+
+#[tokio::test]
+async fn openid_and_fhiruser_give_a_signed_id_token_naming_the_user() {
+    let t = TestApp::spawn().await;
+    let patient = t.create(&json!({"resourceType": "Patient", "name": [{"family": "Oidc"}]})).await;
+    let doc = t.create(&json!({"resourceType": "Practitioner", "name": [{"family": "Rao"}]})).await;
+    account(&t, "oidc.doc@example.org", "clinician", json!({"fhirUser": format!("Practitioner/{doc}")})).await;
+    let registration = register(&t, "openid fhirUser launch/patient patient/*.rs", false).await;
+    let client = library(&t, &registration, None);
+    let (mut url, verifier, _) = authorize_url(&t, &client, "openid fhirUser launch/patient patient/*.rs");
+    url.query_pairs_mut().append_pair("nonce", "n-0S6_WzA2Mj");
+    let page = open_page(&t, url.as_str()).await;
+    assert_eq!(page.resp.status, 200, "{}", page.resp.text);
+    let r = submit(
+        &t,
+        &page,
+        &[("email", "oidc.doc@example.org"), ("password", PASSWORD), ("decision", "allow"), ("patient", &patient)],
+    )
+    .await;
+    assert_eq!(r.status, 303, "{}", r.text);
+    let (_, params) = location_params(&r);
+    let code = param(&params, "code").unwrap().to_owned();
+    let token = exchange(&client, &code, verifier).await.unwrap();
+    assert!(scope_string(&token).contains("openid"));
+    let id_token = token.extra_fields().id_token.clone().expect("an id_token for openid");
+    let (header, claims) = verify_with_jwks(&t, &id_token).await;
+    assert_eq!(header["typ"], "JWT");
+    assert_eq!(header["alg"], "EdDSA");
+    assert_eq!(claims["iss"], t.url("/fhir"));
+    assert_eq!(claims["aud"], registration["client_id"]);
+    assert_eq!(claims["nonce"], "n-0S6_WzA2Mj");
+    assert_eq!(claims["fhirUser"], format!("{}/Practitioner/{doc}", t.url("/fhir")));
+    assert!(claims["exp"].as_i64().unwrap() > claims["iat"].as_i64().unwrap());
+    // The ID token is not an access token.
+    assert_eq!(t.send(bearer(&id_token).get(t.url(&format!("/fhir/Patient/{patient}")))).await.status, 401);
+    // Discovery says so.
+    let conf = t.send(t.anonymous().get(t.url("/.well-known/smart-configuration"))).await.json();
+    assert_eq!(conf["issuer"], t.url("/fhir"));
+    assert!(conf["capabilities"].as_array().unwrap().iter().any(|c| c == "sso-openid-connect"));
 }

@@ -163,6 +163,24 @@ async fn every_role_gets_exactly_the_expected_status_and_patient_a_never_sees_b(
             [401, 200, 403, 200, 200, 200],
         ),
         ("me", Method::GET, "/api/v1/auth/me".into(), None, [401, 200, 200, 200, 200, 200]),
+        ("start TOTP enrolment", Method::POST, "/api/v1/auth/totp/enroll".into(), None, [401, 200, 200, 200, 200, 200]),
+        (
+            "SMART discovery",
+            Method::GET,
+            "/.well-known/smart-configuration".into(),
+            None,
+            [200, 200, 200, 200, 200, 200],
+        ),
+        ("list OAuth clients", Method::GET, "/api/v1/admin/oauth/clients".into(), None, [401, 403, 403, 403, 403, 200]),
+        (
+            "register an OAuth client",
+            Method::POST,
+            "/api/v1/admin/oauth/clients".into(),
+            Some(
+                json!({"name": "App", "redirect_uris": ["https://app.example/cb"], "confidential": false, "scope": "launch/patient patient/*.rs"}),
+            ),
+            [401, 403, 403, 403, 403, 201],
+        ),
         (
             "grant a caregiver",
             Method::POST,
@@ -205,6 +223,18 @@ async fn every_role_gets_exactly_the_expected_status_and_patient_a_never_sees_b(
         let want = [401, 403, 403, 403, 202, 202][i];
         if r.status != want {
             mismatches.push(format!("$export as {}: {} expected {want}", ROLES[i], r.status));
+        }
+        // Patient code login is public (and never says whether the address has an account).
+        let (s, _) = json_req(
+            &t,
+            client,
+            Method::POST,
+            "/api/v1/auth/otp/request",
+            &json!({"email": format!("otp{i}@example.org")}),
+        )
+        .await;
+        if s != 202 {
+            mismatches.push(format!("otp/request as {}: {s} expected 202", ROLES[i]));
         }
         let body = json!({"email": format!("new{i}@example.org"), "password": PASSWORD, "role": "clinician"});
         let (s, _) = json_req(&t, client, Method::POST, "/api/v1/admin/accounts", &body).await;

@@ -154,25 +154,18 @@ async fn read_current(conn: &mut PgConnection, resource_type: &str, id: &str) ->
     }
 }
 
-async fn insert_version(
-    conn: &mut PgConnection,
-    resource_type: &str,
-    id: &str,
-    version: u64,
-    last_updated_ms: i64,
-    method: Method,
-    body: Option<&str>,
-) -> Result<i64, StoreError> {
+async fn insert_version(conn: &mut PgConnection, v: &Version, author: Option<&str>) -> Result<i64, StoreError> {
     sqlx::query(
-        "INSERT INTO resource_versions (res_type, res_id, version, last_updated, method, body) \
-         VALUES ($1, $2, $3, $4, $5, $6) RETURNING seq",
+        "INSERT INTO resource_versions (res_type, res_id, version, last_updated, method, body, author) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING seq",
     )
-    .bind(resource_type)
-    .bind(id)
-    .bind(to_i64(version)?)
-    .bind(last_updated_ms)
-    .bind(method.as_str())
-    .bind(body)
+    .bind(&v.resource_type)
+    .bind(&v.id)
+    .bind(to_i64(v.version_id)?)
+    .bind(v.last_updated.timestamp_millis())
+    .bind(v.method.as_str())
+    .bind(v.body.as_deref())
+    .bind(author)
     .fetch_one(conn)
     .await
     .map_err(db_error)?
@@ -326,12 +319,17 @@ impl StoreTx for PgTx {
         hearth_store_sql::find(&mut Conn(&mut self.tx), access, query, limit).await
     }
 
-    async fn persist(&mut self, version: &Version, index: &[IndexEntry]) -> Result<(), StoreError> {
+    async fn persist(
+        &mut self,
+        version: &Version,
+        index: &[IndexEntry],
+        author: Option<&str>,
+    ) -> Result<(), StoreError> {
         let tx = &mut self.tx;
         let (ty, id) = (version.resource_type.as_str(), version.id.as_str());
         let ms = version.last_updated.timestamp_millis();
         let (v, deleted) = (version.version_id, version.is_deletion());
-        let seq = insert_version(tx, ty, id, v, ms, version.method, version.body.as_deref()).await?;
+        let seq = insert_version(tx, version, author).await?;
         let rid = upsert_current(tx, ty, id, v, seq, deleted, ms).await?;
         let index = if deleted { &[][..] } else { index };
         replace_index(tx, rid, ty, index, v > 1).await

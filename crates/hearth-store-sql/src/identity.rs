@@ -337,3 +337,23 @@ pub async fn revoke_caregiver(db: &dyn Db, caregiver_id: &str, patient_id: &str)
         .text(patient_id);
     db.execute(&b.finish()).await.map(|_| ())
 }
+
+/// The account that wrote a version of a resource (`None`: the system, or no such version).
+pub async fn version_author(
+    db: &dyn Db,
+    resource_type: &str,
+    id: &str,
+    version: u64,
+) -> Result<Option<String>, StoreError> {
+    let mut b = Builder::new(db.dialect());
+    b.push("SELECT author FROM resource_versions WHERE res_type = ")
+        .text(resource_type)
+        .push(" AND res_id = ")
+        .text(id)
+        .push(" AND version = ")
+        .int(i64::try_from(version).unwrap_or(i64::MAX));
+    match db.fetch(&b.finish(), &[Col::Text]).await?.into_iter().next() {
+        Some(row) => text(row.into_iter().next()),
+        None => Ok(None),
+    }
+}

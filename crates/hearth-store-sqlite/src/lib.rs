@@ -198,12 +198,17 @@ impl StoreTx for SqliteTx {
         hearth_store_sql::find(&mut Conn(&mut self.tx), access, query, limit).await
     }
 
-    async fn persist(&mut self, version: &Version, index: &[IndexEntry]) -> Result<(), StoreError> {
+    async fn persist(
+        &mut self,
+        version: &Version,
+        index: &[IndexEntry],
+        author: Option<&str>,
+    ) -> Result<(), StoreError> {
         let tx = &mut self.tx;
         let (ty, id) = (version.resource_type.as_str(), version.id.as_str());
         let ms = version.last_updated.timestamp_millis();
         let (v, deleted) = (version.version_id, version.is_deletion());
-        let seq = sql::insert_version(tx, ty, id, v, ms, version.method, version.body.as_deref()).await?;
+        let seq = sql::insert_version(tx, version, author).await?;
         let rid = sql::upsert_current(tx, ty, id, v, seq, deleted, ms).await?;
         let index = if deleted { &[][..] } else { index };
         replace_index(tx, rid, ty, index, v > 1).await

@@ -38,23 +38,20 @@ pub(crate) async fn current(
 
 pub(crate) async fn insert_version(
     conn: &mut SqliteConnection,
-    resource_type: &str,
-    id: &str,
-    version: u64,
-    last_updated_ms: i64,
-    method: Method,
-    body: Option<&str>,
+    v: &Version,
+    author: Option<&str>,
 ) -> Result<i64, StoreError> {
     sqlx::query(
-        "INSERT INTO resource_versions (res_type, res_id, version, last_updated, method, body) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING seq",
+        "INSERT INTO resource_versions (res_type, res_id, version, last_updated, method, body, author) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING seq",
     )
-    .bind(resource_type)
-    .bind(id)
-    .bind(to_i64(version)?)
-    .bind(last_updated_ms)
-    .bind(method.as_str())
-    .bind(body)
+    .bind(&v.resource_type)
+    .bind(&v.id)
+    .bind(to_i64(v.version_id)?)
+    .bind(v.last_updated.timestamp_millis())
+    .bind(v.method.as_str())
+    .bind(v.body.as_deref())
+    .bind(author)
     .fetch_one(conn)
     .await
     .map_err(db_error)?

@@ -121,12 +121,14 @@ pub enum Reach {
 pub struct Access {
     pub reach: Reach,
     pub grants: Grants,
+    /// The account acting, to which writes are attributed; `None` for the system itself.
+    pub actor: Option<String>,
 }
 
 impl Access {
     /// Everything: internal jobs (reindex, export workers) and admins.
     pub fn system() -> Access {
-        Access { reach: Reach::All, grants: Grants::all() }
+        Access { reach: Reach::All, grants: Grants::all(), actor: None }
     }
 
     /// Whether the caller may perform `op` on resources of `resource_type` at all (before looking
@@ -145,6 +147,7 @@ impl Access {
         }
     }
 
+    /// Unrestricted reach and every grant (whoever the actor is).
     pub fn is_unrestricted(&self) -> bool {
         self.reach == Reach::All && self.grants == Grants::all()
     }

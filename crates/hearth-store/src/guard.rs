@@ -225,7 +225,7 @@ impl GuardedTx {
                 }
             }
         }
-        self.tx.persist(version, index).await
+        self.tx.persist(version, index, self.access.actor.as_deref()).await
     }
 
     pub async fn commit(self) -> Result<(), StoreError> {

@@ -316,8 +316,14 @@ pub trait StoreTx: Send {
 
     /// Persists a new version built by [`interactions`]: appends the version row, moves the
     /// current pointer (a version without body marks the resource deleted) and replaces the
-    /// resource's index rows with `index` (none for a deletion).
-    async fn persist(&mut self, version: &Version, index: &[IndexEntry]) -> Result<(), StoreError>;
+    /// resource's index rows with `index` (none for a deletion). `author` is the account that
+    /// wrote it (`None`: the system), kept with the version.
+    async fn persist(
+        &mut self,
+        version: &Version,
+        index: &[IndexEntry],
+        author: Option<&str>,
+    ) -> Result<(), StoreError>;
 
     /// Replaces the index rows of a resource whose current version is still `version` (a
     /// reindex); answers false, changing nothing, when it has moved on or been deleted.

@@ -289,7 +289,7 @@ pub async fn access_for(
         delete: type_grant(app, &scopes, context, Interaction::Delete),
         search: type_grant(app, &scopes, context, Interaction::Search),
     };
-    Ok((scopes, Access { reach, grants }))
+    Ok((scopes, Access { reach, grants, actor: Some(account.id.clone()) }))
 }
 
 /// Resolves the bearer token of a request into a [`Caller`] (refusing enrolment-only tokens).

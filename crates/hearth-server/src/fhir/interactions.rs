@@ -99,7 +99,7 @@ pub(super) fn validate(app: &App, resource_type: &str, body: &Value) -> Result<(
 }
 
 /// A write of `resource`, with its search index entries computed by the registry in force.
-pub(crate) fn write_of(app: &App, resource_type: &str, id: String, resource: Value) -> Write {
+pub fn write_of(app: &App, resource_type: &str, id: String, resource: Value) -> Write {
     let index = app.registry().index(&resource);
     Write { resource_type: resource_type.to_owned(), id, resource, index }
 }

@@ -372,3 +372,35 @@ async fn narrower_scopes_and_a_patient_launch_context_narrow_access() {
     let r = login(&t, "sa@example.org", json!({"scope": "patient/Nonsense.zz"})).await;
     assert_eq!(r.status, 400, "{}", r.text);
 }
+
+#[tokio::test]
+async fn every_write_is_attributed_to_the_account_that_made_it() {
+    let t = TestApp::spawn().await;
+    let (account, a, pa) = patient(&t, "writer@example.org", "Writer").await;
+    let r = t
+        .send(
+            a.post(t.url("/fhir/Observation"))
+                .header("content-type", "application/fhir+json")
+                .body(observation(&pa, "8867-4").to_string()),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let id = r.json()["id"].as_str().unwrap().to_owned();
+    let author = |v: u64| {
+        let (db, id) = (t.app.db.clone(), id.clone());
+        async move { hearth_store_sql::identity::version_author(&*db, "Observation", &id, v).await.unwrap() }
+    };
+    assert_eq!(author(1).await.as_deref(), account["id"].as_str());
+    // The admin's update is attributed to the admin, not lost as "the system".
+    let me = api(&t, &t.client, Method::GET, "/api/v1/auth/me", None).await.json();
+    let mut o = observation(&pa, "8867-4");
+    o["id"] = json!(id);
+    assert_eq!(t.put(&format!("/fhir/Observation/{id}"), &o).await.status, 200);
+    assert_eq!(author(2).await.as_deref(), me["id"].as_str());
+    assert!(me["id"].as_str().is_some_and(|s| !s.is_empty()));
+    // Work the system does for itself carries no person.
+    let write = hearth_server::fhir::write_of(&t.app, "Observation", "sys-1".into(), observation(&pa, "1-8"));
+    hearth_store::interactions::ResourceStoreExt::create(&t.app.system(), write, chrono::Utc::now()).await.unwrap();
+    let none = hearth_store_sql::identity::version_author(&*t.app.db, "Observation", "sys-1", 1).await.unwrap();
+    assert_eq!(none, None);
+}

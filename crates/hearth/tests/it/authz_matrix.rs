@@ -217,6 +217,46 @@ async fn every_role_gets_exactly_the_expected_status_and_patient_a_never_sees_b(
             }
         }
     }
+    // Interactions with their own content types and headers, role by role in order.
+    let mut conditional = observation(&pa);
+    conditional["identifier"] = json!([{"system": "urn:matrix", "value": "once"}]);
+    for (i, client) in clients.iter().enumerate() {
+        let checks: [(&str, reqwest::RequestBuilder, u16); 4] = [
+            (
+                "JSON Patch of A's Observation",
+                client
+                    .patch(t.url(&format!("/fhir/Observation/{obs_a}")))
+                    .header("content-type", "application/json-patch+json")
+                    .body(json!([{"op": "replace", "path": "/status", "value": "amended"}]).to_string()),
+                [401, 200, 404, 200, 200, 200][i],
+            ),
+            (
+                "POST _search",
+                client
+                    .post(t.url("/fhir/Observation/_search"))
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body(format!("subject=Patient/{pa}")),
+                [401, 200, 200, 200, 200, 200][i],
+            ),
+            (
+                // A creates it; B may not write into A's record; the others find A's and create nothing.
+                "conditional create for A",
+                client
+                    .post(t.url("/fhir/Observation"))
+                    .header("content-type", "application/fhir+json")
+                    .header("if-none-exist", "identifier=urn:matrix|once")
+                    .body(conditional.to_string()),
+                [401, 201, 403, 200, 200, 200][i],
+            ),
+            ("$reindex", client.post(t.url("/fhir/Observation/$reindex")), [401, 403, 403, 403, 202, 202][i]),
+        ];
+        for (what, req, want) in checks {
+            let r = t.send(req).await;
+            if r.status != want {
+                mismatches.push(format!("{what} as {}: {} expected {want}: {}", ROLES[i], r.status, r.text));
+            }
+        }
+    }
     // Population-level operations: admins (unrestricted) only.
     for (i, client) in clients.iter().enumerate() {
         let r = t.send(client.get(t.url("/fhir/$export")).header("prefer", "respond-async")).await;

@@ -56,18 +56,20 @@ const ACCOUNT_COLS: [Col; 13] = [
     Col::Int,
 ];
 
-fn corrupt() -> StoreError {
+// Row helpers shared by the identity, two-factor and OAuth tables.
+
+pub(crate) fn corrupt() -> StoreError {
     StoreError::Corrupt("unexpected identity row".into())
 }
 
-fn text(v: Option<Val>) -> Result<Option<String>, StoreError> {
+pub(crate) fn text(v: Option<Val>) -> Result<Option<String>, StoreError> {
     match v {
         Some(Val::Text(t)) => Ok(t),
         _ => Err(corrupt()),
     }
 }
 
-fn int(v: Option<Val>) -> Result<Option<i64>, StoreError> {
+pub(crate) fn int(v: Option<Val>) -> Result<Option<i64>, StoreError> {
     match v {
         Some(Val::Int(i)) => Ok(i),
         _ => Err(corrupt()),
@@ -93,7 +95,7 @@ fn decode_account(row: Vec<Val>) -> Result<AccountRow, StoreError> {
     })
 }
 
-fn opt_text(b: &mut Builder, v: Option<&str>) {
+pub(crate) fn opt_text(b: &mut Builder, v: Option<&str>) {
     b.bind(Val::Text(v.map(str::to_owned)));
 }
 

@@ -6,12 +6,8 @@
 
 use hearth_store::StoreError;
 
-use crate::identity::Db;
+use crate::identity::{Db, corrupt};
 use crate::{Builder, Col, Val};
-
-fn corrupt() -> StoreError {
-    StoreError::Corrupt("unexpected two-factor row".into())
-}
 
 /// Stores a new, unconfirmed TOTP secret; false when TOTP is already enabled (disable it first).
 pub async fn totp_begin_enrolment(db: &dyn Db, account_id: &str, secret: &str) -> Result<bool, StoreError> {

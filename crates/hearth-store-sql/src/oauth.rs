@@ -5,30 +5,8 @@
 
 use hearth_store::StoreError;
 
-use crate::identity::Db;
+use crate::identity::{Db, corrupt, int, opt_text, text};
 use crate::{Builder, Col, Val};
-
-fn corrupt() -> StoreError {
-    StoreError::Corrupt("unexpected oauth row".into())
-}
-
-fn text(v: Option<Val>) -> Result<Option<String>, StoreError> {
-    match v {
-        Some(Val::Text(t)) => Ok(t),
-        _ => Err(corrupt()),
-    }
-}
-
-fn int(v: Option<Val>) -> Result<Option<i64>, StoreError> {
-    match v {
-        Some(Val::Int(i)) => Ok(i),
-        _ => Err(corrupt()),
-    }
-}
-
-fn opt_text(b: &mut Builder, v: Option<&str>) {
-    b.bind(Val::Text(v.map(str::to_owned)));
-}
 
 /// One registered client.
 #[derive(Debug, Clone, PartialEq, Eq)]

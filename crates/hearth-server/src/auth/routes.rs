@@ -399,6 +399,37 @@ pub(super) fn probe_claims(account: &AccountRow, role: Role) -> hearth_auth::tok
     }
 }
 
+/// An access token for `account` as a token-endpoint answer (`access_token`, `token_type`,
+/// `expires_in`, `scope`, and `patient` for a patient launch context).
+pub(super) fn access_answer(
+    app: &App,
+    account: &AccountRow,
+    role: Role,
+    scope: &str,
+    patient: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<Value, ApiError> {
+    let grant = AccessGrant {
+        subject: account.id.clone(),
+        role,
+        scope: scope.to_owned(),
+        patient: patient.map(str::to_owned),
+        fhir_user: account.fhir_user.clone(),
+    };
+    let access = app.auth.keys().issue(&app.auth.settings, grant, now, &mut rng()).map_err(ApiError::internal)?;
+    let mut out = json!({
+        "access_token": access.token.expose(),
+        "token_type": "Bearer",
+        "expires_in": (access.expires_at - now).num_seconds(),
+        "scope": scope,
+    });
+    if let Some(p) = patient {
+        set(&mut out, "patient", json!(p));
+    }
+    Ok(out)
+}
+
+/// [`access_answer`] plus a refresh token: a new family, or the next token of `family`.
 pub(super) async fn issue_tokens(
     app: &App,
     account: &AccountRow,
@@ -408,14 +439,7 @@ pub(super) async fn issue_tokens(
     family: Option<FamilyId>,
     now: DateTime<Utc>,
 ) -> Result<Value, ApiError> {
-    let grant = AccessGrant {
-        subject: account.id.clone(),
-        role,
-        scope: scope.clone(),
-        patient: patient.clone(),
-        fhir_user: account.fhir_user.clone(),
-    };
-    let access = app.auth.keys().issue(&app.auth.settings, grant, now, &mut rng()).map_err(ApiError::internal)?;
+    let mut out = access_answer(app, account, role, &scope, patient.as_deref(), now)?;
     let issued = match family {
         None => refresh::start_family(&mut rng(), now),
         Some(f) => refresh::rotate(&mut rng(), &f, now),
@@ -426,8 +450,8 @@ pub(super) async fn issue_tokens(
             hash: super::hex(issued.hash.as_bytes()),
             family: issued.record.family.as_str().to_owned(),
             account_id: account.id.clone(),
-            scope: scope.clone(),
-            patient: patient.clone(),
+            scope,
+            patient,
             expires_at: issued.record.expires_at.timestamp_millis(),
             used: false,
             revoked: false,
@@ -435,17 +459,7 @@ pub(super) async fn issue_tokens(
         },
     )
     .await?;
-    let expires_in = (access.expires_at - now).num_seconds();
-    let mut out = json!({
-        "access_token": access.token.expose(),
-        "token_type": "Bearer",
-        "expires_in": expires_in,
-        "refresh_token": issued.token.expose(),
-        "scope": scope,
-    });
-    if let Some(p) = patient {
-        set(&mut out, "patient", json!(p));
-    }
+    set(&mut out, "refresh_token", json!(issued.token.expose()));
     Ok(out)
 }
 

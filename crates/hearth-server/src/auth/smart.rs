@@ -40,14 +40,13 @@ use hearth_auth::pkce::{self, ChallengeMethod};
 use hearth_auth::rand_core::Rng;
 use hearth_auth::refresh::FamilyId;
 use hearth_auth::scope::{ClinicalScope, ResourceScope, Scope, ScopeContext, ScopeSet};
-use hearth_auth::token::AccessGrant;
 use hearth_store_sql::identity::{self, AccountRow};
 use hearth_store_sql::oauth::{self, ClientRow, CodeRow};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use super::routes::{issue_tokens, probe_claims, refresh_with};
+use super::routes::{access_answer, issue_tokens, probe_claims, refresh_with};
 use super::{ApiCaller, require_admin, rng};
 use crate::app::App;
 use crate::error::ApiError;
@@ -1016,7 +1015,7 @@ async fn code_grant(app: &Arc<App>, issuer: &str, client: &ClientRow, p: &Params
         oauth::set_code_family(&*app.db, &hash, family.as_str()).await?;
         issue_tokens(app, &account, role, row.scope.clone(), row.patient.clone(), Some(family), now).await?
     } else {
-        access_only(app, &account, role, row.scope.clone(), row.patient.clone(), now).await?
+        access_answer(app, &account, role, &row.scope, row.patient.as_deref(), now)?
     };
     if scope.contains(&Scope::OpenId) {
         let id_token = id_token(app, issuer, client, &account, &scope, row.nonce.as_deref(), now)?;
@@ -1057,37 +1056,4 @@ fn id_token(
     }
     let token = app.auth.keys().sign_id_token(&claims).map_err(|e| TokenFailure::Server(ApiError::internal(e)))?;
     Ok(token.expose().clone())
-}
-
-/// An access token without a refresh token (no `offline_access`).
-async fn access_only(
-    app: &App,
-    account: &AccountRow,
-    role: Role,
-    scope: String,
-    patient: Option<String>,
-    now: DateTime<Utc>,
-) -> Result<Value, TokenFailure> {
-    let grant = AccessGrant {
-        subject: account.id.clone(),
-        role,
-        scope: scope.clone(),
-        patient: patient.clone(),
-        fhir_user: account.fhir_user.clone(),
-    };
-    let access = app
-        .auth
-        .keys()
-        .issue(&app.auth.settings, grant, now, &mut rng())
-        .map_err(|e| TokenFailure::Server(ApiError::internal(e)))?;
-    let mut out = json!({
-        "access_token": access.token.expose(),
-        "token_type": "Bearer",
-        "expires_in": (access.expires_at - now).num_seconds(),
-        "scope": scope,
-    });
-    if let (Some(p), Some(o)) = (patient, out.as_object_mut()) {
-        o.insert("patient".into(), json!(p));
-    }
-    Ok(out)
 }

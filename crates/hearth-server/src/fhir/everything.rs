@@ -11,7 +11,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use hearth_store::{Compartment, Current, EverythingRequest};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use super::http::{base_url, negotiate};
 use super::interactions::{check_id, check_type};
@@ -166,32 +166,13 @@ async fn run(
     if let Some(next) = &page.next {
         links.push(json!({"relation": "next", "url": format!("{path}?{qs}&_cursor={next}")}));
     }
-    let mut head = Map::new();
-    head.insert("resourceType".into(), json!("Bundle"));
-    head.insert("id".into(), json!(uuid::Uuid::now_v7().to_string()));
-    head.insert(
-        "meta".into(),
-        json!({"lastUpdated": app.clock.now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)}),
-    );
-    head.insert("type".into(), json!("searchset"));
-    if let Some(total) = page.total {
-        head.insert("total".into(), json!(total));
-    }
-    head.insert("link".into(), Value::Array(links));
-    let mut out = Value::Object(head).to_string();
-    out.pop();
     let mut entries = Vec::with_capacity(page.matches.len());
     for v in &page.matches {
         let Some(body) = &v.body else { return Err(FhirError::internal("$everything returned a deleted resource")) };
         let full_url = Value::String(format!("{base}/{}/{}", v.resource_type, v.id));
         entries.push(format!(r#"{{"fullUrl":{full_url},"resource":{body},"search":{{"mode":"match"}}}}"#));
     }
-    if !entries.is_empty() {
-        out.push_str(r#","entry":["#);
-        out.push_str(&entries.join(","));
-        out.push(']');
-    }
-    out.push('}');
+    let out = super::search::searchset_text(app, page.total, links, &entries);
     let mut resp = (StatusCode::OK, out).into_response();
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
     Ok(resp)

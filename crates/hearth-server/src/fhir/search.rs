@@ -249,21 +249,6 @@ fn searchset(
     if let Some(next) = &page.next {
         links.push(json!({"relation": "next", "url": link(Some(next))}));
     }
-    let mut head = Map::new();
-    head.insert("resourceType".into(), json!("Bundle"));
-    head.insert("id".into(), json!(uuid::Uuid::now_v7().to_string()));
-    head.insert(
-        "meta".into(),
-        json!({"lastUpdated": app.clock.now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)}),
-    );
-    head.insert("type".into(), json!("searchset"));
-    if let Some(total) = page.total {
-        head.insert("total".into(), json!(total));
-    }
-    head.insert("link".into(), Value::Array(links));
-    let mut out = Value::Object(head).to_string();
-    // Append the entries to the serialised head without re-parsing stored bodies.
-    out.pop();
     let mut entries = Vec::new();
     let mut notes = Vec::new();
     if !query.ignored.is_empty() {
@@ -286,13 +271,34 @@ fn searchset(
             entries.push(entry(app, query, v, base, mode)?);
         }
     }
+    Ok(searchset_text(app, page.total, links, &entries))
+}
+
+/// A searchset Bundle's text: the head (id, meta, total, links) serialised once, and the entries,
+/// already JSON, appended as they are (stored bodies are never re-parsed).
+pub(super) fn searchset_text(app: &App, total: Option<u64>, links: Vec<Value>, entries: &[String]) -> String {
+    let mut head = Map::new();
+    head.insert("resourceType".into(), json!("Bundle"));
+    head.insert("id".into(), json!(uuid::Uuid::now_v7().to_string()));
+    head.insert(
+        "meta".into(),
+        json!({"lastUpdated": app.clock.now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)}),
+    );
+    head.insert("type".into(), json!("searchset"));
+    if let Some(total) = total {
+        head.insert("total".into(), json!(total));
+    }
+    head.insert("link".into(), Value::Array(links));
+    let mut out = Value::Object(head).to_string();
+    out.pop();
+    // FHIR JSON forbids empty arrays: an empty page has no `entry` at all.
     if !entries.is_empty() {
         out.push_str(r#","entry":["#);
         out.push_str(&entries.join(","));
         out.push(']');
     }
     out.push('}');
-    Ok(out)
+    out
 }
 
 fn entry(app: &App, query: &SearchQuery, v: &Version, base: &str, mode: &str) -> Result<String, FhirError> {

@@ -165,6 +165,27 @@ async fn every_role_gets_exactly_the_expected_status_and_patient_a_never_sees_b(
         ("me", Method::GET, "/api/v1/auth/me".into(), None, [401, 200, 200, 200, 200, 200]),
         ("start TOTP enrolment", Method::POST, "/api/v1/auth/totp/enroll".into(), None, [401, 200, 200, 200, 200, 200]),
         (
+            "confirm TOTP with a wrong code",
+            Method::POST,
+            "/api/v1/auth/totp/confirm".into(),
+            Some(json!({"code": "000000"})),
+            [401, 400, 400, 400, 400, 400],
+        ),
+        (
+            "disable TOTP that is not on",
+            Method::POST,
+            "/api/v1/auth/totp/disable".into(),
+            Some(json!({"password": PASSWORD, "code": "000000"})),
+            [401, 409, 409, 409, 409, 409],
+        ),
+        (
+            "delete an OAuth client",
+            Method::DELETE,
+            "/api/v1/admin/oauth/clients/no-such-client".into(),
+            None,
+            [401, 403, 403, 403, 403, 404],
+        ),
+        (
             "SMART discovery",
             Method::GET,
             "/.well-known/smart-configuration".into(),
@@ -281,6 +302,14 @@ async fn every_role_gets_exactly_the_expected_status_and_patient_a_never_sees_b(
         let want = [401, 403, 403, 403, 403, 201][i];
         if s != want {
             mismatches.push(format!("create account as {}: {s} expected {want}", ROLES[i]));
+        }
+    }
+    // Last: logging out everywhere (revokes refresh tokens; the access tokens above stay valid).
+    for (i, client) in clients.iter().enumerate() {
+        let (s, _) = json_req(&t, client, Method::POST, "/api/v1/auth/logout", &json!({"everywhere": true})).await;
+        let want = [401, 204, 204, 204, 204, 204][i];
+        if s != want {
+            mismatches.push(format!("logout everywhere as {}: {s} expected {want}", ROLES[i]));
         }
     }
     assert!(mismatches.is_empty(), "{} mismatches:\n{}", mismatches.len(), mismatches.join("\n"));

@@ -413,6 +413,13 @@ impl ResourceStore for PostgresStore {
         Ok(page)
     }
 
+    async fn explain_search(&self, request: &SearchRequest) -> Result<Vec<String>, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await.map_err(db_error)?;
+        let plan = hearth_store_sql::explain(&mut Conn(&mut tx), request).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(plan)
+    }
+
     async fn scan(&self, types: Option<&[String]>, after: i64, limit: u32) -> Result<Vec<(i64, Version)>, StoreError> {
         let mut qb = QueryBuilder::<Postgres>::new(format!(
             "SELECT {VERSION_COLUMNS}, r.rid FROM resources r JOIN resource_versions v ON v.seq = r.seq \

@@ -1,10 +1,11 @@
 //! [`SearchQuery`] → SQL over the index tables.
 //!
-//! Every clause becomes a set of resource keys (`rid`s) computed from one index table through
-//! its B-tree (`res_type, param, value` first), and the outer query keeps `resources` rows whose
-//! `rid` is `IN` every clause's set (or `NOT IN` for negative tests). A chain or `_has` hop is a
-//! join through `search_reference` to the set of the next level. So the work of a selective
-//! query grows with the matches, not with the number of stored resources.
+//! Every clause is a set of resource keys (`rid`s) found in one index table through its B-tree
+//! (`res_type, param, value` first), or a probe of the same table's `(rid, param)` index for
+//! one resource. One set drives the query (see [`filter`]); the other clauses are probes of its
+//! candidates. A chain or `_has` hop is a join through `search_reference` to the set of the next
+//! level. So the work of a selective query grows with its matches, not with the number of
+//! stored resources.
 
 use hearth_search::{
     ComponentValue, CompositeValue, DateValue, Hop, ParamType, Prefix, QuantityValue, ReferenceValue, SortKey, Test,
@@ -52,8 +53,34 @@ fn restrict_types(b: &mut Builder, column: &str, types: Types<'_>) {
     }
 }
 
+/// How well a clause narrows the result before anything is known about the data; the lowest
+/// ranked positive clause drives the query. `None`: the clause cannot drive (a negative test).
+fn rank(clause: &hearth_search::Clause) -> Option<u8> {
+    if !clause.path.is_empty() {
+        // A chain or `_has` resolves its far end first; a name or an id there is a few rows.
+        return Some(2);
+    }
+    Some(match &clause.test {
+        Test::Missing(true) | Test::NotToken(_) | Test::NotIn(_) => return None,
+        Test::Token(_) if clause.param == "_id" => 0,
+        Test::Reference { .. } | Test::ReferenceIdentifier(_) => 1,
+        Test::Exact(_) | Test::Uri(_) | Test::OfType(_) => 3,
+        Test::Token(vs) if vs.iter().all(|v| v.code.is_some() && matches!(v.system, TokenSystem::Is(_))) => 3,
+        Test::StartsWith(_) | Test::Contains(_) | Test::Token(_) | Test::TokenText(_) | Test::Text(_) => 4,
+        Test::List(_) => 4,
+        Test::Missing(false) => 6,
+        _ => 5,
+    })
+}
+
 /// Writes the WHERE conditions (after `WHERE`) selecting live resources `r` of `types` that
 /// satisfy every clause and lie in the compartment.
+///
+/// The plan: one set drives — the compartment if there is one, else the best [`rank`]ed clause —
+/// as `r.rid IN (<its rids>)`, found through a value index; every other clause is a correlated
+/// `EXISTS` / `NOT EXISTS` probe of the `(rid, param)` index for each candidate. So the work
+/// follows the driving set (one patient's observations, the patients with one name), never the
+/// size of a broad clause's set (every vital sign) or of the database.
 pub(crate) fn filter(
     b: &mut Builder,
     types: Types<'_>,
@@ -61,8 +88,19 @@ pub(crate) fn filter(
     compartment: Option<&Compartment>,
     access: &Access,
 ) -> Result<(), StoreError> {
+    let driver = match compartment {
+        Some(_) => None,
+        None => clauses.iter().enumerate().filter_map(|(i, c)| rank(c).map(|r| (r, i))).min().map(|(_, i)| i),
+    };
     b.push("r.deleted = FALSE");
-    restrict_types(b, "r.res_type", types);
+    if driver.is_some() || compartment.is_some() {
+        // The driving set's rids are looked up by primary key; the type is then a check, not
+        // a scan of every resource of the type through its index.
+        let column = b.unindexed("r.res_type");
+        restrict_types(b, &column, types);
+    } else {
+        restrict_types(b, "r.res_type", types);
+    }
     crate::access::restrict(b, "r", access, Op::Search, types);
     if let Some(c) = compartment {
         b.push(" AND r.rid IN (SELECT a.rid FROM search_reference a WHERE a.target_type = ")
@@ -82,20 +120,25 @@ pub(crate) fn filter(
         }
         b.push("))");
     }
-    for clause in clauses {
-        if clause.path.is_empty() && is_negative(&clause.test) {
-            b.push(" AND r.rid NOT IN (");
-            positive(b, types, &clause.param, clause.kind, &clause.test)?;
-        } else {
+    for (i, clause) in clauses.iter().enumerate() {
+        if driver == Some(i) {
             b.push(" AND r.rid IN (");
-            set(b, types, &clause.path, &clause.param, clause.kind, &clause.test)?;
+            set(b, types, &clause.path, &clause.param, clause.kind, &clause.test, None)?;
+        } else if clause.path.is_empty() && is_negative(&clause.test) {
+            b.push(" AND NOT EXISTS (");
+            positive(b, types, &clause.param, clause.kind, &clause.test, Some("r.rid"))?;
+        } else {
+            b.push(" AND EXISTS (");
+            set(b, types, &clause.path, &clause.param, clause.kind, &clause.test, Some("r.rid"))?;
         }
         b.push(")");
     }
     Ok(())
 }
 
-/// A subquery of the `rid`s of live resources of `types` for which the clause holds.
+/// A subquery of the `rid`s of live resources of `types` for which the clause holds. With
+/// `outer` (a correlated probe) only the row whose `rid` is `outer` is looked at, through the
+/// `(rid, param)` indexes.
 fn set(
     b: &mut Builder,
     types: Types<'_>,
@@ -103,26 +146,40 @@ fn set(
     param: &str,
     kind: ParamType,
     test: &Test,
+    outer: Option<&str>,
 ) -> Result<(), StoreError> {
     match path.split_first() {
         None if is_negative(test) => {
             b.push("SELECT x.rid FROM resources x WHERE x.deleted = FALSE");
+            if let Some(o) = outer {
+                b.push(" AND x.rid = ").push(o);
+            }
             restrict_types(b, "x.res_type", types);
             b.push(" AND x.rid NOT IN (");
-            positive(b, types, param, kind, test)?;
+            positive(b, types, param, kind, test, None)?;
             b.push(")");
         }
-        None => positive(b, types, param, kind, test)?,
+        None => positive(b, types, param, kind, test, outer)?,
         Some((Hop::Chain { param: link, target_types }, rest)) => {
-            b.push(
-                "SELECT c.rid FROM search_reference c JOIN resources t \
-                 ON t.res_type = c.target_type AND t.res_id = c.target_id WHERE c.param = ",
-            )
-            .text(link)
-            .push(" AND c.grp = 0");
+            // Driving: the far end's few resources first, then the references to them.
+            // Probing: this resource's references, then whether their targets are in the set.
+            match outer {
+                None => {
+                    b.push("SELECT c.rid FROM resources t");
+                    b.ordered_join();
+                    b.push("search_reference c ON c.target_type = t.res_type AND c.target_id = t.res_id WHERE ");
+                }
+                Some(o) => {
+                    b.push("SELECT c.rid FROM search_reference c").indexed_by("search_reference_rid");
+                    b.ordered_join();
+                    b.push("resources t ON t.res_type = c.target_type AND t.res_id = c.target_id WHERE c.rid = ");
+                    b.push(o).push(" AND ");
+                }
+            }
+            b.push("c.param = ").text(link).push(" AND c.grp = 0");
             restrict_types(b, "c.res_type", types);
             b.push(" AND t.rid IN (");
-            set(b, Some(target_types), rest, param, kind, test)?;
+            set(b, Some(target_types), rest, param, kind, test, None)?;
             b.push(")");
         }
         Some((Hop::Has { source_type, param: link }, rest)) => {
@@ -134,18 +191,28 @@ fn set(
             .push(" AND c.param = ")
             .text(link)
             .push(" AND c.grp = 0");
+            if let Some(o) = outer {
+                b.push(" AND t.rid = ").push(o);
+            }
             restrict_types(b, "t.res_type", types);
             b.push(" AND c.rid IN (");
-            set(b, Some(std::slice::from_ref(source_type)), rest, param, kind, test)?;
+            set(b, Some(std::slice::from_ref(source_type)), rest, param, kind, test, None)?;
             b.push(")");
         }
     }
     Ok(())
 }
 
-/// `SELECT a.rid FROM <table> a WHERE a.res_type IN … AND a.param = … AND a.grp = 0`
-fn rows_of(b: &mut Builder, table: &str, types: Types<'_>, param: &str) {
-    b.push("SELECT a.rid FROM ").push(table).push(" a WHERE a.param = ").text(param).push(" AND a.grp = 0");
+/// `SELECT a.rid FROM <table> a WHERE a.param = … AND a.grp = 0 AND a.res_type IN …`, through
+/// the `(rid, param)` index for row `outer` when given.
+fn rows_of(b: &mut Builder, table: &str, types: Types<'_>, param: &str, outer: Option<&str>) {
+    b.push("SELECT a.rid FROM ").push(table).push(" a");
+    if let Some(o) = outer {
+        b.indexed_by(&format!("{table}_rid")).push(" WHERE a.rid = ").push(o).push(" AND");
+    } else {
+        b.push(" WHERE");
+    }
+    b.push(" a.param = ").text(param).push(" AND a.grp = 0");
     restrict_types(b, "a.res_type", types);
 }
 
@@ -172,9 +239,16 @@ fn or_each<T>(
 
 /// The positive form of a test: the `rid`s with at least one matching index row (for negative
 /// tests, the rows they exclude).
-fn positive(b: &mut Builder, types: Types<'_>, param: &str, kind: ParamType, test: &Test) -> Result<(), StoreError> {
+fn positive(
+    b: &mut Builder,
+    types: Types<'_>,
+    param: &str,
+    kind: ParamType,
+    test: &Test,
+    outer: Option<&str>,
+) -> Result<(), StoreError> {
     if param == "_id" || param == "_lastUpdated" {
-        return builtin(b, types, param, test);
+        return builtin(b, types, param, test, outer);
     }
     match test {
         Test::Missing(_) => {
@@ -184,50 +258,56 @@ fn positive(b: &mut Builder, types: Types<'_>, param: &str, kind: ParamType, tes
                     if i > 0 {
                         b.push(" UNION ");
                     }
-                    b.push("SELECT a.rid FROM ").push(table).push(" a WHERE a.param = ").text(&first);
+                    b.push("SELECT a.rid FROM ").push(table).push(" a");
+                    if let Some(o) = outer {
+                        b.indexed_by(&format!("{table}_rid")).push(" WHERE a.rid = ").push(o).push(" AND");
+                    } else {
+                        b.push(" WHERE");
+                    }
+                    b.push(" a.param = ").text(&first);
                     restrict_types(b, "a.res_type", types);
                 }
             } else {
-                rows_of(b, table_of(kind, param)?, types, param);
+                rows_of(b, table_of(kind, param)?, types, param, outer);
             }
         }
         Test::StartsWith(vs) => {
-            rows_of(b, "search_string", types, param);
+            rows_of(b, "search_string", types, param, outer);
             or_each(b, vs, |b, v| {
                 starts_with(b, "a.norm", v);
                 Ok(())
             })?;
         }
         Test::Contains(vs) => {
-            rows_of(b, "search_string", types, param);
+            rows_of(b, "search_string", types, param, outer);
             or_each(b, vs, |b, v| {
                 b.contains("a.norm", clip(v));
                 Ok(())
             })?;
         }
         Test::Exact(vs) => {
-            rows_of(b, "search_string", types, param);
+            rows_of(b, "search_string", types, param, outer);
             or_each(b, vs, |b, v| {
                 b.push("a.exact = ").text(v);
                 Ok(())
             })?;
         }
         Test::Token(vs) | Test::NotToken(vs) => {
-            rows_of(b, "search_token", types, param);
+            rows_of(b, "search_token", types, param, outer);
             or_each(b, vs, |b, v| {
                 token(b, "a.system", "a.code", v);
                 Ok(())
             })?;
         }
         Test::TokenText(vs) => {
-            rows_of(b, "search_token", types, param);
+            rows_of(b, "search_token", types, param, outer);
             or_each(b, vs, |b, v| {
                 starts_with(b, "a.text", v);
                 Ok(())
             })?;
         }
         Test::OfType(vs) => {
-            rows_of(b, "search_token", types, param);
+            rows_of(b, "search_token", types, param, outer);
             or_each(b, vs, |b, v| {
                 b.push("a.type_code = ").text(clip(&v.type_code));
                 match &v.type_system {
@@ -239,7 +319,7 @@ fn positive(b: &mut Builder, types: Types<'_>, param: &str, kind: ParamType, tes
             })?;
         }
         Test::Reference { type_modifier, values } => {
-            rows_of(b, "search_reference", types, param);
+            rows_of(b, "search_reference", types, param, outer);
             if let Some(t) = type_modifier {
                 b.push(" AND a.target_type = ").text(t);
             }
@@ -249,56 +329,56 @@ fn positive(b: &mut Builder, types: Types<'_>, param: &str, kind: ParamType, tes
             })?;
         }
         Test::ReferenceIdentifier(vs) => {
-            rows_of(b, "search_reference", types, param);
+            rows_of(b, "search_reference", types, param, outer);
             or_each(b, vs, |b, v| {
                 token(b, "a.id_system", "a.id_value", v);
                 Ok(())
             })?;
         }
         Test::Date(vs) => {
-            rows_of(b, "search_date", types, param);
+            rows_of(b, "search_date", types, param, outer);
             or_each(b, vs, |b, v| {
                 date(b, "a.start_ms", "a.end_ms", v);
                 Ok(())
             })?;
         }
         Test::Number(vs) => {
-            rows_of(b, "search_number", types, param);
+            rows_of(b, "search_number", types, param, outer);
             or_each(b, vs, |b, v| {
                 range(b, "a.low", "a.high", v.prefix, v.low, v.high);
                 Ok(())
             })?;
         }
         Test::Quantity(vs) => {
-            rows_of(b, "search_quantity", types, param);
+            rows_of(b, "search_quantity", types, param, outer);
             or_each(b, vs, |b, v| {
                 quantity(b, "a", v);
                 Ok(())
             })?;
         }
         Test::Uri(vs) => {
-            rows_of(b, "search_uri", types, param);
+            rows_of(b, "search_uri", types, param, outer);
             or_each(b, vs, |b, v| {
                 b.push("a.value = ").text(clip(v));
                 Ok(())
             })?;
         }
         Test::UriBelow(vs) => {
-            rows_of(b, "search_uri", types, param);
+            rows_of(b, "search_uri", types, param, outer);
             or_each(b, vs, |b, v| {
                 starts_with(b, "a.value", v);
                 Ok(())
             })?;
         }
         Test::UriAbove(vs) => {
-            rows_of(b, "search_uri", types, param);
+            rows_of(b, "search_uri", types, param, outer);
             or_each(b, vs, |b, v| {
                 b.push("substr(").text(v).push(", 1, length(a.value)) = a.value");
                 Ok(())
             })?;
         }
         Test::Text(vs) => {
-            rows_of(b, "search_text", types, param);
+            rows_of(b, "search_text", types, param, outer);
             or_each(b, vs, |b, words| {
                 for (i, w) in words.iter().enumerate() {
                     if i > 0 {
@@ -312,7 +392,7 @@ fn positive(b: &mut Builder, types: Types<'_>, param: &str, kind: ParamType, tes
                 Ok(())
             })?;
         }
-        Test::Composite(vs) => composite(b, types, param, vs)?,
+        Test::Composite(vs) => composite(b, types, param, vs, outer)?,
         Test::List(ids) => {
             b.push(
                 "SELECT t.rid FROM search_reference a JOIN resources l ON l.rid = a.rid \
@@ -320,6 +400,9 @@ fn positive(b: &mut Builder, types: Types<'_>, param: &str, kind: ParamType, tes
                  WHERE a.res_type = 'List' AND a.param = 'item' AND a.grp = 0 AND l.res_id IN ",
             )
             .text_list(ids.iter().map(String::as_str));
+            if let Some(o) = outer {
+                b.push(" AND t.rid = ").push(o);
+            }
             restrict_types(b, "t.res_type", types);
         }
         Test::In(_)
@@ -337,8 +420,11 @@ fn positive(b: &mut Builder, types: Types<'_>, param: &str, kind: ParamType, tes
 }
 
 /// `_id` and `_lastUpdated`, answered from `resources`.
-fn builtin(b: &mut Builder, types: Types<'_>, param: &str, test: &Test) -> Result<(), StoreError> {
+fn builtin(b: &mut Builder, types: Types<'_>, param: &str, test: &Test, outer: Option<&str>) -> Result<(), StoreError> {
     b.push("SELECT a.rid FROM resources a WHERE a.deleted = FALSE");
+    if let Some(o) = outer {
+        b.push(" AND a.rid = ").push(o);
+    }
     restrict_types(b, "a.res_type", types);
     match (param, test) {
         (_, Test::Missing(_)) => {}
@@ -531,7 +617,13 @@ fn component(b: &mut Builder, a: &str, c: &ComponentValue) {
 }
 
 /// Component rows of one group, joined: `c0` drives, `c1…` join on `(rid, grp)`.
-fn composite(b: &mut Builder, types: Types<'_>, param: &str, values: &[CompositeValue]) -> Result<(), StoreError> {
+fn composite(
+    b: &mut Builder,
+    types: Types<'_>,
+    param: &str,
+    values: &[CompositeValue],
+    outer: Option<&str>,
+) -> Result<(), StoreError> {
     // The widest value decides how many components are joined; each position's table comes
     // from the first value that has a part there (all values of one parameter agree).
     let width = values.iter().map(|v| v.0.len()).max().unwrap_or(0);
@@ -544,11 +636,17 @@ fn composite(b: &mut Builder, types: Types<'_>, param: &str, values: &[Composite
         return Err(invalid(format!("empty composite value for '{param}'")));
     };
     b.push("SELECT c0.rid FROM ").push(first).push(" c0");
+    if outer.is_some() {
+        b.indexed_by(&format!("{first}_rid"));
+    }
     for (i, table) in tables.iter().enumerate().skip(1) {
         b.push(&format!(" JOIN {table} c{i} ON c{i}.rid = c0.rid AND c{i}.grp = c0.grp AND c{i}.param = "));
         b.text(&format!("{param}${i}"));
     }
     b.push(" WHERE c0.param = ").text(&format!("{param}$0"));
+    if let Some(o) = outer {
+        b.push(" AND c0.rid = ").push(o);
+    }
     restrict_types(b, "c0.res_type", types);
     or_each(b, values, |b, v| {
         for (i, part) in v.0.iter().enumerate() {

@@ -39,7 +39,7 @@ pub use export::{
 };
 pub use identity::Db;
 pub use index::{delete_index, insert_index};
-pub use search::{find, search};
+pub use search::{explain, find, search};
 
 /// The SQL dialect of a backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -173,6 +173,33 @@ impl Builder {
         match self.dialect {
             Dialect::Sqlite => self.push("instr(").push(haystack).push(", ").text(needle).push(") > 0"),
             Dialect::Postgres => self.push("strpos(").push(haystack).push(", ").text(needle).push(") > 0"),
+        }
+    }
+
+    /// ` INDEXED BY <index>` on SQLite, whose planner (without statistics) may otherwise pick a
+    /// value index where the named one is right; nothing on PostgreSQL, whose planner has them.
+    pub(crate) fn indexed_by(&mut self, index: &str) -> &mut Self {
+        match self.dialect {
+            Dialect::Sqlite => self.push(" INDEXED BY ").push(index),
+            Dialect::Postgres => self,
+        }
+    }
+
+    /// A column reference the planner must not answer through an index (SQLite's unary `+`);
+    /// unchanged on PostgreSQL.
+    pub(crate) fn unindexed(&self, column: &str) -> String {
+        match self.dialect {
+            Dialect::Sqlite => format!("+{column}"),
+            Dialect::Postgres => column.to_owned(),
+        }
+    }
+
+    /// An inner join that keeps the written table first in the loop on SQLite (`CROSS JOIN`);
+    /// a plain `JOIN` on PostgreSQL, whose planner orders joins by cost.
+    pub(crate) fn ordered_join(&mut self) -> &mut Self {
+        match self.dialect {
+            Dialect::Sqlite => self.push(" CROSS JOIN "),
+            Dialect::Postgres => self.push(" JOIN "),
         }
     }
 

@@ -57,38 +57,11 @@ pub async fn search(exec: &mut dyn Exec, req: &SearchRequest) -> Result<SearchPa
         return Ok(page);
     }
 
-    // The page: sort keys computed per matching resource, keyset condition, order, limit + 1.
-    let mut b = Builder::new(dialect);
-    b.push("SELECT q.rid");
-    for i in 0..query.sort.len() {
-        b.push(&format!(", q.k{i}"));
-    }
-    b.push(" FROM (SELECT r.rid AS rid");
-    let mut cols = Vec::with_capacity(query.sort.len());
-    for (i, key) in query.sort.iter().enumerate() {
-        b.push(", ");
-        cols.push(sort_key(&mut b, key)?);
-        b.push(&format!(" AS k{i}"));
-    }
-    b.push(" FROM resources r WHERE ");
-    filter(&mut b, types, &query.clauses, req.compartment.as_ref(), &req.access)?;
-    b.push(") q");
-    let cursor = req.cursor.as_deref().map(|c| Cursor::decode(c, &cols)).transpose()?;
+    let (sql, cols, cursor) = page_sql(dialect, req)?;
     let forward = cursor.as_ref().is_none_or(|c| c.forward);
-    if let Some(c) = &cursor {
-        b.push(" WHERE ");
-        keyset(&mut b, query, c, 0);
-    }
-    b.push(" ORDER BY ");
-    for (i, key) in query.sort.iter().enumerate() {
-        let asc = key.descending != forward;
-        b.push(&format!("(q.k{i} IS NULL){}, q.k{i} {}, ", if forward { "" } else { " DESC" }, dir(asc)));
-    }
-    b.push(&format!("q.rid {} LIMIT ", dir(forward)));
-    b.int(i64::from(query.count) + 1);
     let mut all_cols = vec![Col::Int];
     all_cols.extend(cols.iter().copied());
-    let mut rows = exec.fetch(&b.finish(), &all_cols).await?;
+    let mut rows = exec.fetch(&sql, &all_cols).await?;
     let more = rows.len() > query.count as usize;
     rows.truncate(query.count as usize);
     if !forward {
@@ -114,6 +87,60 @@ pub async fn search(exec: &mut dyn Exec, req: &SearchRequest) -> Result<SearchPa
         page.includes_truncated = truncated;
     }
     Ok(page)
+}
+
+/// The page query: sort keys computed per matching resource, the keyset condition of the
+/// cursor, order, limit + 1 (to know whether there is a next page). Also answers the sort
+/// keys' value types and the decoded cursor.
+fn page_sql(
+    dialect: crate::Dialect,
+    req: &SearchRequest,
+) -> Result<(crate::Sql, Vec<Col>, Option<Cursor>), StoreError> {
+    let query = &req.query;
+    let mut b = Builder::new(dialect);
+    b.push("SELECT q.rid");
+    for i in 0..query.sort.len() {
+        b.push(&format!(", q.k{i}"));
+    }
+    b.push(" FROM (SELECT r.rid AS rid");
+    let mut cols = Vec::with_capacity(query.sort.len());
+    for (i, key) in query.sort.iter().enumerate() {
+        b.push(", ");
+        cols.push(sort_key(&mut b, key)?);
+        b.push(&format!(" AS k{i}"));
+    }
+    b.push(" FROM resources r WHERE ");
+    filter(&mut b, types_of(query), &query.clauses, req.compartment.as_ref(), &req.access)?;
+    b.push(") q");
+    let cursor = req.cursor.as_deref().map(|c| Cursor::decode(c, &cols)).transpose()?;
+    let forward = cursor.as_ref().is_none_or(|c| c.forward);
+    if let Some(c) = &cursor {
+        b.push(" WHERE ");
+        keyset(&mut b, query, c, 0);
+    }
+    b.push(" ORDER BY ");
+    for (i, key) in query.sort.iter().enumerate() {
+        let asc = key.descending != forward;
+        b.push(&format!("(q.k{i} IS NULL){}, q.k{i} {}, ", if forward { "" } else { " DESC" }, dir(asc)));
+    }
+    b.push(&format!("q.rid {} LIMIT ", dir(forward)));
+    b.int(i64::from(query.count) + 1);
+    Ok((b.finish(), cols, cursor))
+}
+
+/// The database's plan for the first page of a search (SQLite's `EXPLAIN QUERY PLAN` details,
+/// PostgreSQL's `EXPLAIN` lines): what `hearth admin explain-search` prints, and what tests
+/// check to keep selective searches on indexes.
+pub async fn explain(exec: &mut dyn Exec, req: &SearchRequest) -> Result<Vec<String>, StoreError> {
+    let dialect = exec.dialect();
+    let (sql, _, _) = page_sql(dialect, req)?;
+    let (prefix, cols, at) = match dialect {
+        crate::Dialect::Sqlite => ("EXPLAIN QUERY PLAN ", vec![Col::Int, Col::Int, Col::Int, Col::Text], 3),
+        crate::Dialect::Postgres => ("EXPLAIN ", vec![Col::Text], 0),
+    };
+    let explained = crate::Sql { text: format!("{prefix}{}", sql.text), binds: sql.binds };
+    let rows = exec.fetch(&explained, &cols).await?;
+    Ok(rows.iter().filter_map(|r| r.get(at).and_then(Val::as_text).map(str::to_owned)).collect())
 }
 
 fn dir(asc: bool) -> &'static str {
@@ -191,10 +218,16 @@ async fn includes(
 fn include_sql(dialect: crate::Dialect, inc: &Include, rev: bool, from: &[i64], access: &Access) -> crate::Sql {
     let mut b = Builder::new(dialect);
     b.push(if rev { "SELECT DISTINCT a.rid" } else { "SELECT DISTINCT t.rid" });
-    b.push(
-        " FROM search_reference a JOIN resources t ON t.res_type = a.target_type AND t.res_id = a.target_id \
-         WHERE a.grp = 0 AND t.deleted = FALSE AND ",
-    );
+    // Driven from the resources already found: their references (forward) through the
+    // `(rid, param)` index, or the references to them (reverse) through the target index.
+    if rev {
+        b.push(" FROM resources t");
+        b.ordered_join().push("search_reference a").indexed_by("search_reference_target");
+    } else {
+        b.push(" FROM search_reference a").indexed_by("search_reference_rid");
+        b.ordered_join().push("resources t");
+    }
+    b.push(" ON t.res_type = a.target_type AND t.res_id = a.target_id WHERE a.grp = 0 AND t.deleted = FALSE AND ");
     b.push(if rev { "t.rid IN " } else { "a.rid IN " }).int_list(from);
     if let Some(s) = &inc.source_type {
         b.push(" AND a.res_type = ").text(s);

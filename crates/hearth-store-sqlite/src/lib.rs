@@ -279,6 +279,13 @@ impl ResourceStore for SqliteStore {
         Ok(page)
     }
 
+    async fn explain_search(&self, request: &SearchRequest) -> Result<Vec<String>, StoreError> {
+        let mut tx = self.read.begin().await.map_err(db_error)?;
+        let plan = hearth_store_sql::explain(&mut Conn(&mut tx), request).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(plan)
+    }
+
     async fn scan(&self, types: Option<&[String]>, after: i64, limit: u32) -> Result<Vec<(i64, Version)>, StoreError> {
         let mut conn = self.read.acquire().await.map_err(db_error)?;
         sql::scan(&mut conn, types, after, limit).await

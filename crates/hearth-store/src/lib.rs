@@ -233,6 +233,10 @@ pub trait ResourceStore: Send + Sync + 'static {
     /// One page of a search (see [`SearchRequest`]).
     async fn search(&self, request: &SearchRequest) -> Result<SearchPage, StoreError>;
 
+    /// The database's plan for the first page of `request`, one line per step, for operators
+    /// (`hearth admin explain-search`) and for the tests that keep selective searches on indexes.
+    async fn explain_search(&self, request: &SearchRequest) -> Result<Vec<String>, StoreError>;
+
     /// Live current versions of `types` (every type when `None`) after position `after` in
     /// store order, at most `limit`, each with its position: the input of a reindex.
     async fn scan(&self, types: Option<&[String]>, after: i64, limit: u32) -> Result<Vec<(i64, Version)>, StoreError>;

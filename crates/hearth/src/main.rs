@@ -83,6 +83,13 @@ enum AdminTask {
     /// Add a new access-token signing key and make it the active one (tokens signed with older
     /// keys stay valid until they expire).
     RotateKeys,
+    /// Print the database's plan for a search, e.g.
+    /// `hearth admin explain-search 'Observation?patient=123&code=http://loinc.org|8867-4'`:
+    /// which indexes it uses, to see why a search is slow.
+    ExplainSearch {
+        /// A type-level search as written after the FHIR base URL.
+        search: String,
+    },
 }
 
 fn read_password() -> Result<String, String> {
@@ -195,6 +202,9 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
                     .await
                     .map(|kid| println!("new active signing key {kid}"))
                     .map_err(|e| e.to_string()),
+                AdminTask::ExplainSearch { search } => hearth_server::fhir::search::explain(&app, &search)
+                    .await
+                    .map(|plan| plan.iter().for_each(|line| println!("{line}"))),
             };
             app.store.close().await;
             result.map(|()| ExitCode::SUCCESS)

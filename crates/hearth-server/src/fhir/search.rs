@@ -624,3 +624,25 @@ async fn hierarchy(
             .collect(),
     })
 }
+
+/// The database's plan for a type-level search written as in a URL after the base
+/// (`Observation?patient=123&code=http://loinc.org|8867-4`), run as the system: what
+/// `hearth admin explain-search` prints.
+pub async fn explain(app: &App, search: &str) -> Result<Vec<String>, String> {
+    let (resource_type, raw) = search.split_once('?').unwrap_or((search, ""));
+    let fail = |e: FhirError| e.issues.iter().map(|i| i.diagnostics.clone()).collect::<Vec<_>>().join("; ");
+    check_type(app, resource_type).map_err(fail)?;
+    let (pairs, _, _) = split_own(query::pairs(Some(raw)));
+    let registry = app.registry();
+    let mut query =
+        registry.parse_query(&[resource_type], &pairs, ParseHandling::Strict).map_err(|e| fail(search_error(e)))?;
+    resolve(app, None, &mut query).await.map_err(fail)?;
+    let request = SearchRequest {
+        query,
+        access: hearth_store::Access::system(),
+        compartment: None,
+        cursor: None,
+        count_total: false,
+    };
+    app.store.explain_search(&request).await.map_err(|e| fail(e.into()))
+}

@@ -65,6 +65,11 @@ pub struct App {
     pub compartments: Compartments,
     /// Background jobs of this process (`$reindex`).
     pub jobs: crate::jobs::Jobs,
+    /// The queue to the audit trail's writer (`crate::audit`).
+    pub audit: crate::audit::Auditor,
+    /// The audit trail's own store (AuditEvents and their hash chain), apart from the record.
+    pub audit_store: Arc<dyn ResourceStore>,
+    pub audit_db: Arc<dyn Db>,
     /// Wakes this process's export worker when a job is queued here.
     pub export_wakeup: tokio::sync::Notify,
     pub clock: Arc<dyn Clock>,
@@ -103,10 +108,32 @@ pub async fn open_database(config: &Config) -> Result<(Arc<dyn ResourceStore>, A
     }
 }
 
+/// Opens the audit trail's store beside the configured database, migrated: on SQLite a second
+/// file next to it (`hearth.db` → `hearth-audit.db`), on PostgreSQL the schema `hearth_audit` of
+/// the same database.
+pub async fn open_audit_database(config: &Config) -> Result<(Arc<dyn ResourceStore>, Arc<dyn Db>), StartError> {
+    match config.database()? {
+        Database::Sqlite(path) => {
+            let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "hearth".into());
+            let audit = path.with_file_name(format!("{stem}-audit.db"));
+            let store = Arc::new(SqliteStore::open(&audit, &SqliteOptions::default()).await?);
+            store.migrate().await?;
+            Ok((store.clone(), store))
+        }
+        Database::Postgres(url) => {
+            let options = PostgresOptions { max_connections: 4, ..PostgresOptions::default() };
+            let store = Arc::new(PostgresStore::connect_schema(url.expose(), &options, "hearth_audit").await?);
+            store.migrate().await?;
+            Ok((store.clone(), store))
+        }
+    }
+}
+
 impl App {
     /// Builds the app from configuration: database (migrated), R4 model, metrics.
     pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<App, StartError> {
         let (store, db) = open_database(&config).await?;
+        let (audit_store, audit_db) = open_audit_database(&config).await?;
         let model = Model::r4().map_err(|e| StartError::Model(e.to_string()))?;
         let metrics = PrometheusBuilder::new()
             .set_buckets(&[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0])
@@ -135,6 +162,9 @@ impl App {
             registry: RwLock::new(Arc::new(registry)),
             compartments,
             jobs: crate::jobs::Jobs::default(),
+            audit: crate::audit::Auditor::default(),
+            audit_store,
+            audit_db,
             export_wakeup: tokio::sync::Notify::new(),
             clock,
             metrics,
@@ -147,12 +177,17 @@ impl App {
     /// The store as the system sees it (everything): internal work, and definitional lookups
     /// (ValueSets, CodeSystems) that hold no one's record.
     pub fn system(&self) -> Guarded {
-        Guarded::new(Arc::clone(&self.store), hearth_store::Access::system())
+        Guarded::new(Arc::clone(&self.store), hearth_store::Access::system()).with_audit(Arc::clone(&self.audit_store))
     }
 
     /// The store as `caller` may see it.
     pub fn store_for(&self, caller: &crate::auth::Caller) -> Guarded {
-        Guarded::new(Arc::clone(&self.store), caller.access.clone())
+        let store =
+            Guarded::new(Arc::clone(&self.store), caller.access.clone()).with_audit(Arc::clone(&self.audit_store));
+        match &caller.audit {
+            Some(slip) => store.witnessed(Arc::clone(slip) as Arc<dyn hearth_store::Witness>),
+            None => store,
+        }
     }
 
     /// The sender of patient login codes.

@@ -28,7 +28,7 @@ use crate::error::ApiError;
         crate::auth::otp::request, crate::auth::otp::verify,
         crate::auth::smart::configuration, crate::auth::smart::authorize_page, crate::auth::smart::authorize_submit,
         crate::auth::smart::token, crate::auth::smart::create_client, crate::auth::smart::list_clients,
-        crate::auth::smart::delete_client,
+        crate::auth::smart::delete_client, crate::audit::access_log,
     ),
     modifiers(&BearerAuth)
 )]

@@ -49,9 +49,10 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/metrics", get(ops::metrics))
         .route("/api/openapi.json", get(ops::openapi_json))
         .route("/api/docs", get(ops::docs))
-        .nest("/fhir", fhir::router())
+        .nest("/fhir", fhir::router().layer(middleware::from_fn_with_state(app.clone(), crate::audit::fhir_layer)))
         .merge(crate::auth::routes::router())
         .merge(crate::auth::smart::router())
+        .merge(crate::audit::router())
         .layer(middleware::from_fn_with_state(app.clone(), crate::auth::web::api_limit))
         .layer(middleware::from_fn_with_state(app.clone(), record_metrics))
         .layer(middleware::from_fn_with_state(app.clone(), crate::auth::web::security_headers));
@@ -91,6 +92,7 @@ pub async fn serve(
     };
     // The export worker of this process: claims queued $export jobs from the database.
     let worker = tokio::spawn(crate::fhir::export::worker(app.clone()));
+    let auditor = tokio::spawn(crate::audit::writer(app.clone()));
     let service = router(app.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
     let server = axum::serve(listener, service).with_graceful_shutdown(shutdown);
     let deadline = async move {
@@ -107,7 +109,10 @@ pub async fn serve(
         () = deadline => tracing::warn!(grace_secs = grace.as_secs(), "grace period expired; abandoning in-flight requests"),
     }
     worker.abort();
+    // Every request that finished has its event committed (it waited for it).
+    auditor.abort();
     app.store.close().await;
+    app.audit_store.close().await;
     tracing::info!("stopped");
     Ok(())
 }

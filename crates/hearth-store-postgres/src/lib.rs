@@ -62,6 +62,45 @@ impl PostgresStore {
         Ok(PostgresStore { pool })
     }
 
+    /// A store in its own schema of the same database (created when missing), with its own
+    /// tables and migrations: Hearth keeps the audit trail there. `schema` is a plain lowercase
+    /// identifier.
+    pub async fn connect_schema(
+        url: &str,
+        options: &PostgresOptions,
+        schema: &str,
+    ) -> Result<PostgresStore, StoreError> {
+        if schema.is_empty() || !schema.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
+            return Err(StoreError::Database(format!("invalid schema name {schema:?}").into()));
+        }
+        let connect: PgConnectOptions = url.parse().map_err(|e| StoreError::Unavailable(Box::new(e)))?;
+        {
+            use sqlx::Connection;
+            let mut conn = PgConnection::connect_with(&connect).await.map_err(db_error)?;
+            let create = format!("CREATE SCHEMA IF NOT EXISTS {schema}");
+            if let Err(e) = sqlx::query(AssertSqlSafe(create)).execute(&mut conn).await {
+                // Two processes creating it at once: one loses the race, and the schema exists.
+                let exists: Option<(String,)> =
+                    sqlx::query_as("SELECT nspname::text FROM pg_namespace WHERE nspname = $1")
+                        .bind(schema)
+                        .fetch_optional(&mut conn)
+                        .await
+                        .map_err(db_error)?;
+                if exists.is_none() {
+                    return Err(db_error(e));
+                }
+            }
+            conn.close().await.map_err(db_error)?;
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections)
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(connect.options([("search_path", schema)]))
+            .await
+            .map_err(db_error)?;
+        Ok(PostgresStore { pool })
+    }
+
     /// Applies pending migrations. Safe to run from several processes at once: sqlx takes a
     /// PostgreSQL advisory lock around migrating.
     pub async fn migrate(&self) -> Result<(), StoreError> {
@@ -350,6 +389,14 @@ impl StoreTx for PgTx {
             }
             _ => Ok(false),
         }
+    }
+
+    async fn audit_head(&mut self) -> Result<Option<(i64, String)>, StoreError> {
+        hearth_store_sql::audit::head(&mut Conn(&mut self.tx)).await
+    }
+
+    async fn audit_append(&mut self, seq: i64, event_id: &str, hash: &str) -> Result<(), StoreError> {
+        hearth_store_sql::audit::append(&mut Conn(&mut self.tx), seq, event_id, hash).await
     }
 
     async fn commit(self: Box<Self>) -> Result<(), StoreError> {

@@ -78,7 +78,8 @@ pub async fn in_reach(exec: &mut dyn Exec, access: &Access, resource_type: &str,
         .text(id)
         .push(" AND r.deleted = FALSE");
     // Grants are the caller's business here; only the reach is checked.
-    let reach_only = Access { reach: access.reach.clone(), grants: hearth_store::Grants::all(), actor: None };
+    let reach_only =
+        Access { reach: access.reach.clone(), grants: hearth_store::Grants::all(), actor: None, audit: false };
     restrict(&mut b, "r", &reach_only, Op::Read, Some(std::slice::from_ref(&resource_type.to_owned())));
     let rows = exec.fetch(&b.finish(), &[Col::Int]).await?;
     Ok(rows.first().and_then(|r| r.first()).and_then(Val::as_int).is_some())

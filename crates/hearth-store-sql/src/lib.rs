@@ -20,6 +20,7 @@
 #![forbid(unsafe_code)]
 
 mod access;
+pub mod audit;
 mod compile;
 mod cursor;
 mod export;

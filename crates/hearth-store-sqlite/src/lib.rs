@@ -230,6 +230,14 @@ impl StoreTx for SqliteTx {
         }
     }
 
+    async fn audit_head(&mut self) -> Result<Option<(i64, String)>, StoreError> {
+        hearth_store_sql::audit::head(&mut Conn(&mut self.tx)).await
+    }
+
+    async fn audit_append(&mut self, seq: i64, event_id: &str, hash: &str) -> Result<(), StoreError> {
+        hearth_store_sql::audit::append(&mut Conn(&mut self.tx), seq, event_id, hash).await
+    }
+
     async fn commit(self: Box<Self>) -> Result<(), StoreError> {
         self.tx.commit().await.map_err(db_error)
     }

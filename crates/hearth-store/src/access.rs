@@ -123,12 +123,15 @@ pub struct Access {
     pub grants: Grants,
     /// The account acting, to which writes are attributed; `None` for the system itself.
     pub actor: Option<String>,
+    /// May read and search the audit trail (`AuditEvent`s): admins and the system. Nobody
+    /// writes it through the store's interactions but the server itself.
+    pub audit: bool,
 }
 
 impl Access {
     /// Everything: internal jobs (reindex, export workers) and admins.
     pub fn system() -> Access {
-        Access { reach: Reach::All, grants: Grants::all(), actor: None }
+        Access { reach: Reach::All, grants: Grants::all(), actor: None, audit: true }
     }
 
     /// Whether the caller may perform `op` on resources of `resource_type` at all (before looking

@@ -23,11 +23,29 @@ use crate::{
     PatientSet, Reach, ResourceStore, SearchPage, SearchQuery, SearchRequest, StoreError, StoreTx, Version,
 };
 
+/// Is told every version a caller's interactions returned or wrote: how the audit trail
+/// learns whose records a request touched, at the one place data is read.
+pub trait Witness: Send + Sync {
+    fn saw(&self, version: &Version);
+}
+
 /// The store seen through an [`Access`].
 #[derive(Clone)]
 pub struct Guarded {
     store: Arc<dyn ResourceStore>,
     access: Access,
+    witness: Option<Arc<dyn Witness>>,
+    /// Where `AuditEvent`s live, when apart from the clinical record (see [`Guarded::with_audit`]).
+    audit: Option<Arc<dyn ResourceStore>>,
+}
+
+/// The resource type kept in the audit store.
+pub const AUDIT_TYPE: &str = "AuditEvent";
+
+fn tell(witness: Option<&Arc<dyn Witness>>, versions: &[Version]) {
+    if let Some(w) = witness {
+        versions.iter().for_each(|v| w.saw(v));
+    }
 }
 
 fn forbidden(op: Op, resource_type: &str) -> StoreError {
@@ -43,7 +61,32 @@ fn forbidden(op: Op, resource_type: &str) -> StoreError {
 
 impl Guarded {
     pub fn new(store: Arc<dyn ResourceStore>, access: Access) -> Guarded {
-        Guarded { store, access }
+        Guarded { store, access, witness: None, audit: None }
+    }
+
+    /// The same view, reading `AuditEvent`s from `audit`: the audit trail is kept apart from the
+    /// clinical record, so it never appears in its history, `$everything`, exports or system
+    /// searches, and its writes never wait for the clinical writer.
+    pub fn with_audit(mut self, audit: Arc<dyn ResourceStore>) -> Guarded {
+        self.audit = Some(audit);
+        self
+    }
+
+    /// The store holding `resource_type`; reading the audit trail needs [`Access::audit`].
+    fn store_of(&self, resource_type: &str, op: Op) -> Result<&Arc<dyn ResourceStore>, StoreError> {
+        if resource_type != AUDIT_TYPE {
+            return Ok(&self.store);
+        }
+        if !self.access.audit {
+            return Err(forbidden(op, resource_type));
+        }
+        Ok(self.audit.as_ref().unwrap_or(&self.store))
+    }
+
+    /// The same view, reporting what it returns and writes to `witness`.
+    pub fn witnessed(mut self, witness: Arc<dyn Witness>) -> Guarded {
+        self.witness = Some(witness);
+        self
     }
 
     pub fn access(&self) -> &Access {
@@ -59,10 +102,15 @@ impl Guarded {
         if !self.access.allows(Op::Read, resource_type) {
             return Err(forbidden(Op::Read, resource_type));
         }
-        if self.restricted() && !self.store.in_reach(&self.access, resource_type, id).await? {
+        let store = self.store_of(resource_type, Op::Read)?;
+        if self.restricted() && !store.in_reach(&self.access, resource_type, id).await? {
             return Ok(Current::NotFound);
         }
-        self.store.read(resource_type, id).await
+        let current = store.read(resource_type, id).await?;
+        if let Current::Found(v) | Current::Deleted(v) = &current {
+            tell(self.witness.as_ref(), std::slice::from_ref(v));
+        }
+        Ok(current)
     }
 
     /// A specific version, if the caller may read the resource (judged on its current version).
@@ -75,10 +123,13 @@ impl Guarded {
         if !self.access.allows(Op::Read, resource_type) {
             return Err(forbidden(Op::Read, resource_type));
         }
-        if self.restricted() && !self.store.in_reach(&self.access, resource_type, id).await? {
+        let store = self.store_of(resource_type, Op::Read)?;
+        if self.restricted() && !store.in_reach(&self.access, resource_type, id).await? {
             return Ok(None);
         }
-        self.store.read_version(resource_type, id, version_id).await
+        let version = store.read_version(resource_type, id, version_id).await?;
+        tell(self.witness.as_ref(), version.as_slice());
+        Ok(version)
     }
 
     pub async fn history(&self, query: &HistoryQuery) -> Result<HistoryPage, StoreError> {
@@ -87,7 +138,8 @@ impl Guarded {
                 if !self.access.allows(Op::Read, resource_type) {
                     return Err(forbidden(Op::Read, resource_type));
                 }
-                if self.restricted() && !self.store.in_reach(&self.access, resource_type, id).await? {
+                let store = self.store_of(resource_type, Op::Read)?;
+                if self.restricted() && !store.in_reach(&self.access, resource_type, id).await? {
                     return Ok(HistoryPage::default());
                 }
             }
@@ -102,7 +154,15 @@ impl Guarded {
                 }
             }
         }
-        self.store.history(query).await
+        let store = match &query.scope {
+            HistoryScope::Instance { resource_type, .. } | HistoryScope::Type(resource_type) => {
+                self.store_of(resource_type, Op::Read)?
+            }
+            HistoryScope::System => &self.store,
+        };
+        let page = store.history(query).await?;
+        tell(self.witness.as_ref(), &page.entries);
+        Ok(page)
     }
 
     /// One page of a search, narrowed to what the caller may search and reach.
@@ -112,13 +172,24 @@ impl Guarded {
             let total = request.count_total.then_some(0);
             return Ok(SearchPage { total, ..SearchPage::default() });
         }
-        self.store.search(&request).await
+        // Several types (a system search) search the clinical record, which holds no AuditEvent.
+        let store = match request.query.resource_types.as_slice() {
+            [only] => self.store_of(only, Op::Search)?,
+            _ => &self.store,
+        };
+        let page = store.search(&request).await?;
+        tell(self.witness.as_ref(), &page.matches);
+        tell(self.witness.as_ref(), &page.included);
+        Ok(page)
     }
 
     /// One page of `Patient/$everything`, every phase narrowed to the caller's reach.
     pub async fn everything(&self, mut request: EverythingRequest) -> Result<SearchPage, StoreError> {
         request.access = self.access.clone();
-        self.store.everything(&request).await
+        let page = self.store.everything(&request).await?;
+        tell(self.witness.as_ref(), &page.matches);
+        tell(self.witness.as_ref(), &page.included);
+        Ok(page)
     }
 
     /// Live resources matching `query`'s clauses within reach (conditional interactions).
@@ -127,12 +198,14 @@ impl Guarded {
         if !narrow_types(&self.access, &mut query) {
             return Ok(Vec::new());
         }
-        self.store.find(&self.access, &query, limit).await
+        let found = self.store.find(&self.access, &query, limit).await?;
+        tell(self.witness.as_ref(), &found);
+        Ok(found)
     }
 
     /// Starts a write transaction in which every write is checked against the access.
     pub async fn begin(&self) -> Result<GuardedTx, StoreError> {
-        Ok(GuardedTx { tx: self.store.begin().await?, access: self.access.clone() })
+        Ok(GuardedTx { tx: self.store.begin().await?, access: self.access.clone(), witness: self.witness.clone() })
     }
 }
 
@@ -155,6 +228,7 @@ fn narrow_types(access: &Access, query: &mut SearchQuery) -> bool {
 pub struct GuardedTx {
     tx: Box<dyn StoreTx>,
     access: Access,
+    witness: Option<Arc<dyn Witness>>,
 }
 
 impl GuardedTx {
@@ -174,7 +248,11 @@ impl GuardedTx {
         if self.access.reach != Reach::All && !self.tx.in_reach(&self.access, resource_type, id).await? {
             return Ok(Current::NotFound);
         }
-        self.tx.read(resource_type, id).await
+        let current = self.tx.read(resource_type, id).await?;
+        if let Current::Found(v) | Current::Deleted(v) = &current {
+            tell(self.witness.as_ref(), std::slice::from_ref(v));
+        }
+        Ok(current)
     }
 
     pub async fn find(&mut self, query: &SearchQuery, limit: u32) -> Result<Vec<Version>, StoreError> {
@@ -182,12 +260,37 @@ impl GuardedTx {
         if !narrow_types(&self.access, &mut query) {
             return Ok(Vec::new());
         }
-        self.tx.find(&self.access, &query, limit).await
+        let found = self.tx.find(&self.access, &query, limit).await?;
+        tell(self.witness.as_ref(), &found);
+        Ok(found)
+    }
+
+    /// The audit chain's last link, locked until commit (system access only).
+    pub async fn audit_head(&mut self) -> Result<Option<(i64, String)>, StoreError> {
+        self.system_only()?;
+        self.tx.audit_head().await
+    }
+
+    /// Appends a link to the audit chain (system access only).
+    pub async fn audit_append(&mut self, seq: i64, event_id: &str, hash: &str) -> Result<(), StoreError> {
+        self.system_only()?;
+        self.tx.audit_append(seq, event_id, hash).await
+    }
+
+    fn system_only(&self) -> Result<(), StoreError> {
+        if self.access == Access::system() {
+            Ok(())
+        } else {
+            Err(StoreError::Forbidden("only the server itself writes the audit trail".into()))
+        }
     }
 
     /// Persists a version built by [`crate::interactions`] after checking the caller may write it.
     pub async fn persist(&mut self, version: &Version, index: &[IndexEntry]) -> Result<(), StoreError> {
         let rt = &version.resource_type;
+        if rt == AUDIT_TYPE && self.access != Access::system() {
+            return Err(StoreError::Forbidden("AuditEvents are written by the server only and never changed".into()));
+        }
         let previous = self.tx.current(rt, &version.id).await?.filter(|c| !c.deleted);
         let op = match (&version.body, previous) {
             (None, _) => Op::Delete,
@@ -225,7 +328,9 @@ impl GuardedTx {
                 }
             }
         }
-        self.tx.persist(version, index, self.access.actor.as_deref()).await
+        self.tx.persist(version, index, self.access.actor.as_deref()).await?;
+        tell(self.witness.as_ref(), std::slice::from_ref(version));
+        Ok(())
     }
 
     pub async fn commit(self) -> Result<(), StoreError> {

@@ -32,7 +32,7 @@ use serde_json::{Map, Value};
 pub use access::{Access, Grants, Op, PatientScheme, PatientSet, Reach, TypeGrant};
 pub use error::StoreError;
 pub use export::{EverythingRequest, ExportJob, ExportScan, JobStatus, MemberParams, Patients};
-pub use guard::{Guarded, GuardedTx};
+pub use guard::{AUDIT_TYPE, Guarded, GuardedTx, Witness};
 pub use hearth_search::{IndexEntry, SearchQuery};
 pub use search::{Compartment, SearchPage, SearchRequest};
 
@@ -338,6 +338,14 @@ pub trait StoreTx: Send {
         version: u64,
         index: &[IndexEntry],
     ) -> Result<bool, StoreError>;
+
+    /// The audit chain's last link `(seq, hash)` (`None` for an empty trail), locked until this
+    /// transaction ends so that concurrent writers (several processes on PostgreSQL) append one
+    /// after another.
+    async fn audit_head(&mut self) -> Result<Option<(i64, String)>, StoreError>;
+
+    /// Appends link `seq` of the audit chain: the stored AuditEvent `event_id` and its hash.
+    async fn audit_append(&mut self, seq: i64, event_id: &str, hash: &str) -> Result<(), StoreError>;
 
     async fn commit(self: Box<Self>) -> Result<(), StoreError>;
 }

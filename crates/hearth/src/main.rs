@@ -83,6 +83,9 @@ enum AdminTask {
     /// Add a new access-token signing key and make it the active one (tokens signed with older
     /// keys stay valid until they expire).
     RotateKeys,
+    /// Recompute the audit trail's hash chain; names the first link that does not match and
+    /// exits non-zero if there is one.
+    VerifyAudit,
     /// Print the database's plan for a search, e.g.
     /// `hearth admin explain-search 'Observation?patient=123&code=http://loinc.org|8867-4'`:
     /// which indexes it uses, to see why a search is slow.
@@ -202,11 +205,22 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
                     .await
                     .map(|kid| println!("new active signing key {kid}"))
                     .map_err(|e| e.to_string()),
+                AdminTask::VerifyAudit => match hearth_server::audit::verify(&app).await {
+                    Ok(hearth_server::audit::Verdict::Intact(n)) => {
+                        println!("audit trail intact: {n} events, every link matches");
+                        Ok(())
+                    }
+                    Ok(hearth_server::audit::Verdict::Broken { seq, event_id, reason }) => {
+                        Err(format!("audit trail broken at link {seq} (AuditEvent {event_id}): {reason}"))
+                    }
+                    Err(e) => Err(format!("cannot read the audit trail: {e}")),
+                },
                 AdminTask::ExplainSearch { search } => hearth_server::fhir::search::explain(&app, &search)
                     .await
                     .map(|plan| plan.iter().for_each(|line| println!("{line}"))),
             };
             app.store.close().await;
+            app.audit_store.close().await;
             result.map(|()| ExitCode::SUCCESS)
         }
         Command::Serve => {

@@ -96,14 +96,7 @@ pub async fn check_second_factor(
     Ok(())
 }
 
-#[utoipa::path(post, path = "/api/v1/auth/totp/enroll", tag = "two-factor",
-    responses((status = 200, description = "A new TOTP secret, its otpauth:// URI and a QR code (SVG)", body = Object,
-        example = json!({"secret": "JBSWY3DPEHPK3PXP", "otpauth_uri": "otpauth://totp/Hearth:asha@example.org?…", "qr_svg": "<svg …>"})), (status = 401, description = "No or an invalid access token", body = Object, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}}))),
-    security(("bearer" = [])))]
-pub(crate) async fn enroll(
-    State(app): State<Arc<App>>,
-    EnrolCaller(caller): EnrolCaller,
-) -> Result<Response, ApiError> {
+async fn enroll_checked(State(app): State<Arc<App>>, EnrolCaller(caller): EnrolCaller) -> Result<Response, ApiError> {
     let account = &caller.account;
     if account.totp_enabled {
         return Err(ApiError::new(
@@ -138,17 +131,29 @@ pub(crate) async fn enroll(
     Ok(resp)
 }
 
+#[utoipa::path(post, path = "/api/v1/auth/totp/enroll", tag = "two-factor",
+    responses((status = 200, description = "A new TOTP secret, its otpauth:// URI and a QR code (SVG)", body = Object,
+        example = json!({"secret": "JBSWY3DPEHPK3PXP", "otpauth_uri": "otpauth://totp/Hearth:asha@example.org?…", "qr_svg": "<svg …>"})), (status = 401, description = "No or an invalid access token", body = Object, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}}))),
+    security(("bearer" = [])))]
+pub(crate) async fn enroll(
+    State(app): State<Arc<App>>,
+    ext: axum::http::Extensions,
+    EnrolCaller(caller): EnrolCaller,
+) -> Result<Response, ApiError> {
+    let account = caller.account.clone();
+    let result = enroll_checked(State(Arc::clone(&app)), EnrolCaller(caller)).await;
+    let detail = result.as_ref().err().map_or_else(|| "TOTP enrolment started".to_owned(), |e| e.code.to_string());
+    second_factor_event(&app, &ext, &account, result.is_ok(), &detail).await;
+    result
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Confirm {
     code: String,
 }
 
-#[utoipa::path(post, path = "/api/v1/auth/totp/confirm", tag = "two-factor",
-    request_body(content = Object, description = "A current code from the authenticator app", example = json!({"code": "123456"})),
-    responses((status = 200, description = "2FA is on; ten one-time recovery codes (shown once)", body = Object), (status = 400, description = "Invalid body (stable error code)", body = Object, example = json!({"error": {"code": "invalid_body", "message": "invalid request body"}})), (status = 401, description = "No or an invalid access token", body = Object, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}}))),
-    security(("bearer" = [])))]
-pub(crate) async fn confirm(
+async fn confirm_checked(
     State(app): State<Arc<App>>,
     EnrolCaller(caller): EnrolCaller,
     bytes: axum::body::Bytes,
@@ -186,6 +191,23 @@ pub(crate) async fn confirm(
     Ok(resp)
 }
 
+#[utoipa::path(post, path = "/api/v1/auth/totp/confirm", tag = "two-factor",
+    request_body(content = Object, description = "A current code from the authenticator app", example = json!({"code": "123456"})),
+    responses((status = 200, description = "2FA is on; ten one-time recovery codes (shown once)", body = Object), (status = 400, description = "Invalid body (stable error code)", body = Object, example = json!({"error": {"code": "invalid_body", "message": "invalid request body"}})), (status = 401, description = "No or an invalid access token", body = Object, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}}))),
+    security(("bearer" = [])))]
+pub(crate) async fn confirm(
+    State(app): State<Arc<App>>,
+    ext: axum::http::Extensions,
+    EnrolCaller(caller): EnrolCaller,
+    bytes: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let account = caller.account.clone();
+    let result = confirm_checked(State(Arc::clone(&app)), EnrolCaller(caller), bytes).await;
+    let detail = result.as_ref().err().map_or_else(|| "TOTP enabled".to_owned(), |e| e.code.to_string());
+    second_factor_event(&app, &ext, &account, result.is_ok(), &detail).await;
+    result
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Disable {
@@ -193,11 +215,7 @@ struct Disable {
     code: String,
 }
 
-#[utoipa::path(post, path = "/api/v1/auth/totp/disable", tag = "two-factor",
-    request_body(content = Object, description = "Re-authentication: the password and a current code", example = json!({"password": "…", "code": "123456"})),
-    responses((status = 204, description = "2FA is off"), (status = 400, description = "Invalid body (stable error code)", body = Object, example = json!({"error": {"code": "invalid_body", "message": "invalid request body"}})), (status = 401, description = "No or an invalid access token", body = Object, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}}))),
-    security(("bearer" = [])))]
-pub(crate) async fn disable(
+async fn disable_checked(
     State(app): State<Arc<App>>,
     ApiCaller(caller): ApiCaller,
     bytes: axum::body::Bytes,
@@ -228,4 +246,39 @@ pub(crate) async fn disable(
         identity::revoke_account_refresh(&*app.db, &account.id).await?;
     }
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/totp/disable", tag = "two-factor",
+    request_body(content = Object, description = "Re-authentication: the password and a current code", example = json!({"password": "…", "code": "123456"})),
+    responses((status = 204, description = "2FA is off"), (status = 400, description = "Invalid body (stable error code)", body = Object, example = json!({"error": {"code": "invalid_body", "message": "invalid request body"}})), (status = 401, description = "No or an invalid access token", body = Object, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}}))),
+    security(("bearer" = [])))]
+pub(crate) async fn disable(
+    State(app): State<Arc<App>>,
+    ext: axum::http::Extensions,
+    ApiCaller(caller): ApiCaller,
+    bytes: axum::body::Bytes,
+) -> Result<StatusCode, ApiError> {
+    let account = caller.account.clone();
+    let result = disable_checked(State(Arc::clone(&app)), ApiCaller(caller), bytes).await;
+    let detail = result.as_ref().err().map_or_else(|| "TOTP disabled".to_owned(), |e| e.code.to_string());
+    second_factor_event(&app, &ext, &account, result.is_ok(), &detail).await;
+    result
+}
+
+async fn second_factor_event(
+    app: &App,
+    ext: &axum::http::Extensions,
+    account: &hearth_store_sql::identity::AccountRow,
+    success: bool,
+    detail: &str,
+) {
+    let event = crate::audit::security_event(
+        crate::audit::SecurityEvent::SecondFactorChanged,
+        Some(account),
+        &crate::auth::web::client_ip(ext),
+        success,
+        detail,
+        app.clock.now(),
+    );
+    crate::audit::security(app, event).await;
 }

@@ -225,6 +225,8 @@ pub struct Caller {
     pub claims: AccessClaims,
     pub scopes: ScopeSet,
     pub access: Access,
+    /// The audit slip of the request (FHIR requests), told what the caller's store view touches.
+    pub audit: Option<Arc<crate::audit::AuditSlip>>,
 }
 
 impl Caller {
@@ -289,7 +291,11 @@ pub async fn access_for(
         delete: type_grant(app, &scopes, context, Interaction::Delete),
         search: type_grant(app, &scopes, context, Interaction::Search),
     };
-    Ok((scopes, Access { reach, grants, actor: Some(account.id.clone()) }))
+    // The audit trail: admins only, and only when their token's scopes let them read it.
+    let audit = role == Role::Admin
+        && context == ScopeContext::User
+        && scopes.permits(context, hearth_store::AUDIT_TYPE, Interaction::Search);
+    Ok((scopes, Access { reach, grants, actor: Some(account.id.clone()), audit }))
 }
 
 /// Resolves the bearer token of a request into a [`Caller`] (refusing enrolment-only tokens).
@@ -342,7 +348,7 @@ pub async fn authenticate_headers(
         return Err(AuthFailure::Invalid);
     }
     let (scopes, access) = access_for(app, &account, role, &claims).await.map_err(AuthFailure::Store)?;
-    Ok(Caller { account, role, claims, scopes, access })
+    Ok(Caller { account, role, claims, scopes, access, audit: None })
 }
 
 impl From<AuthFailure> for FhirError {
@@ -392,7 +398,12 @@ impl FromRequestParts<Arc<App>> for Caller {
     type Rejection = FhirError;
 
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Caller, FhirError> {
-        authenticate(app, parts).await.map_err(FhirError::from)
+        let mut caller = authenticate(app, parts).await.map_err(FhirError::from)?;
+        if let Some(slip) = parts.extensions.get::<Arc<crate::audit::AuditSlip>>() {
+            slip.identify(&caller);
+            caller.audit = Some(Arc::clone(slip));
+        }
+        Ok(caller)
     }
 }
 

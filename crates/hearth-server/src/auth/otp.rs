@@ -238,9 +238,22 @@ pub(crate) async fn verify(
     ext: axum::http::Extensions,
     bytes: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let req: VerifyBody = parse_body(&bytes)?;
+    let mut account = None;
+    let result = verify_checked(&app, &ext, &bytes, &mut account).await;
+    super::routes::sign_in_event(&app, &ext, account.as_ref(), result.as_ref().err()).await;
+    result
+}
+
+async fn verify_checked(
+    app: &Arc<App>,
+    ext: &axum::http::Extensions,
+    bytes: &[u8],
+    seen: &mut Option<hearth_store_sql::identity::AccountRow>,
+) -> Result<Response, ApiError> {
+    let app = Arc::clone(app);
+    let req: VerifyBody = parse_body(bytes)?;
     let (channel, to) = destination(req.email.as_deref(), req.phone.as_deref())?;
-    check_auth(&app, &[format!("otp-verify-ip:{}", client_ip(&ext)), format!("otp-verify:{to}")])?;
+    check_auth(&app, &[format!("otp-verify-ip:{}", client_ip(ext)), format!("otp-verify:{to}")])?;
     let now = app.clock.now();
     let Some(attempt) = mfa::otp_reserve_attempt(&*app.db, &to, i64::from(otp::MAX_ATTEMPTS)).await? else {
         return Err(otp_invalid());
@@ -269,6 +282,7 @@ pub(crate) async fn verify(
         OtpChannel::Sms => identity::account_by_phone(&*app.db, &to).await?,
     };
     let Some(account) = account.filter(|a| a.role == Role::Patient.as_str()) else { return Err(otp_invalid()) };
+    *seen = Some(account.clone());
     identity::record_login_success(&*app.db, &account.id).await?;
     let tokens = super::routes::full_tokens(&app, &account, Role::Patient, None, None, now).await?;
     Ok(super::routes::token_response(tokens, req.cookie))

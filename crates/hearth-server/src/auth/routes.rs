@@ -222,11 +222,44 @@ pub(crate) async fn login(
     ext: Extensions,
     bytes: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let req: Login = body(&bytes)?;
+    let mut account = None;
+    let result = login_checked(&app, &ext, &bytes, &mut account).await;
+    sign_in_event(&app, &ext, account.as_ref(), result.as_ref().err()).await;
+    result
+}
+
+/// Records the outcome of a sign-in (password or code) in the audit trail.
+pub(crate) async fn sign_in_event(
+    app: &App,
+    ext: &Extensions,
+    account: Option<&identity::AccountRow>,
+    error: Option<&ApiError>,
+) {
+    let detail = error.map_or_else(|| "signed in".to_owned(), |e| e.code.to_string());
+    let event = crate::audit::security_event(
+        crate::audit::SecurityEvent::Login,
+        account,
+        &client_ip(ext),
+        error.is_none(),
+        &detail,
+        app.clock.now(),
+    );
+    crate::audit::security(app, event).await;
+}
+
+async fn login_checked(
+    app: &Arc<App>,
+    ext: &Extensions,
+    bytes: &[u8],
+    seen: &mut Option<identity::AccountRow>,
+) -> Result<Response, ApiError> {
+    let app = Arc::clone(app);
+    let req: Login = body(bytes)?;
     let now = app.clock.now();
     let email = req.email.trim().to_lowercase();
-    check_auth(&app, &[format!("login-ip:{}", client_ip(&ext)), format!("login:{email}")])?;
+    check_auth(&app, &[format!("login-ip:{}", client_ip(ext)), format!("login:{email}")])?;
     let account = identity::account_by_email(&*app.db, &email).await?;
+    seen.clone_from(&account);
     let Some(account) = account else {
         let app2 = Arc::clone(&app);
         let pw = req.password.clone();
@@ -574,6 +607,7 @@ struct LogoutReq {
     security(("bearer" = [])))]
 pub(crate) async fn logout(
     State(app): State<Arc<App>>,
+    ext: Extensions,
     headers: HeaderMap,
     bytes: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
@@ -616,6 +650,20 @@ pub(crate) async fn logout(
     if presented.as_ref().is_some_and(|(_, via_cookie)| *via_cookie) {
         clear_session_cookies(&mut resp);
     }
+    let account = match caller {
+        Some(c) => Some(c.account),
+        None => identity::account_by_id(&*app.db, &account_id).await?,
+    };
+    let detail = if req.everywhere { "signed out everywhere" } else { "signed out" };
+    let event = crate::audit::security_event(
+        crate::audit::SecurityEvent::Logout,
+        account.as_ref(),
+        &client_ip(&ext),
+        true,
+        detail,
+        app.clock.now(),
+    );
+    crate::audit::security(&app, event).await;
     Ok(resp)
 }
 

@@ -52,6 +52,40 @@ fn observation(patient: &str) -> Value {
         "subject": {"reference": format!("Patient/{patient}")}})
 }
 
+/// The number of audit events and the newest one.
+async fn audit_state(t: &TestApp) -> (i64, Option<Value>) {
+    let n = hearth_store_sql::audit::stored_events(&*t.app.audit_db).await.unwrap();
+    let last = hearth_store_sql::audit::links(&*t.app.audit_db, n - 1, 1).await.unwrap();
+    let event = match last.first() {
+        Some(link) => match t.app.audit_store.read("AuditEvent", &link.event_id).await.unwrap() {
+            hearth_store::Current::Found(v) => Some(serde_json::from_str(v.body.as_deref().unwrap()).unwrap()),
+            _ => None,
+        },
+        None => None,
+    };
+    (n, event)
+}
+
+/// Checks that exactly one AuditEvent was written since `before`, naming `who` (an account id,
+/// `None` for an anonymous caller) and the answer `status`; describes any difference.
+async fn audited_once(t: &TestApp, before: i64, who: Option<&str>, status: u16) -> Option<String> {
+    let (n, event) = audit_state(t).await;
+    if n != before + 1 {
+        return Some(format!("{} audit events instead of 1", n - before));
+    }
+    let e = event?;
+    let agent = &e["agent"][0]["who"];
+    let named = match who {
+        Some(id) => agent["identifier"]["value"] == id,
+        None => agent["display"] == "unauthenticated client",
+    };
+    let outcome = if status < 400 { "0" } else { "4" };
+    if !named || e["outcomeDesc"].as_str() != Some(status.to_string().as_str()) || e["outcome"] != outcome {
+        return Some(format!("the audit event does not match: {e}"));
+    }
+    None
+}
+
 /// Every resource of a search, following `next` links; `Type/id` strings.
 async fn all_pages(t: &TestApp, c: &reqwest::Client, path: &str) -> Vec<String> {
     let mut out = Vec::new();
@@ -81,8 +115,8 @@ async fn every_role_gets_exactly_the_expected_status_and_patient_a_never_sees_b(
     let syn = load_synthea(&t).await;
     let patients: Vec<String> = syn.of_type("Patient").map(|p| syn.server_id(p)).collect();
     let (pa, pb) = (patients[0].clone(), patients[1].clone());
-    let (_, a) = account(&t, "pa@example.org", "patient", Some(&format!("Patient/{pa}"))).await;
-    let (_, b) = account(&t, "pb@example.org", "patient", Some(&format!("Patient/{pb}"))).await;
+    let (a_id, a) = account(&t, "pa@example.org", "patient", Some(&format!("Patient/{pa}"))).await;
+    let (b_id, b) = account(&t, "pb@example.org", "patient", Some(&format!("Patient/{pb}"))).await;
     let (carer_id, carer) = account(&t, "carer@example.org", "caregiver", None).await;
     let (s, _) = json_req(
         &t,
@@ -93,8 +127,15 @@ async fn every_role_gets_exactly_the_expected_status_and_patient_a_never_sees_b(
     )
     .await;
     assert_eq!(s, 204);
-    let (_, clinician) = account(&t, "doc@example.org", "clinician", None).await;
+    let (doc_id, clinician) = account(&t, "doc@example.org", "clinician", None).await;
     let clients = [t.anonymous(), a.clone(), b.clone(), carer, clinician, t.client.clone()];
+    let (s, me) = json_req(&t, &t.client, Method::GET, "/api/v1/auth/me", &Value::Null).await;
+    assert_eq!(s, 200);
+    let admin_id = me["id"].as_str().unwrap().to_owned();
+    // Who each client is in the audit trail.
+    let ids: [Option<&str>; 6] = [None, Some(&a_id), Some(&b_id), Some(&carer_id), Some(&doc_id), Some(&admin_id)];
+    let audited =
+        |path: &str| path.starts_with("/fhir") && !path.starts_with("/fhir/metadata") && !path.contains("well-known");
     let obs_a = t.create(&observation(&pa)).await;
 
     // (what, method, path, body, expected status per role in ROLES order)
@@ -172,6 +213,13 @@ async fn every_role_gets_exactly_the_expected_status_and_patient_a_never_sees_b(
             [401, 400, 400, 400, 400, 400],
         ),
         (
+            "own access log (patients only)",
+            Method::GET,
+            "/api/v1/me/access-log".into(),
+            None,
+            [401, 200, 200, 403, 403, 403],
+        ),
+        (
             "disable TOTP that is not on",
             Method::POST,
             "/api/v1/auth/totp/disable".into(),
@@ -228,10 +276,16 @@ async fn every_role_gets_exactly_the_expected_status_and_patient_a_never_sees_b(
                 let ct = if path.starts_with("/api") { "application/json" } else { "application/fhir+json" };
                 req = req.header("content-type", ct).body(body.to_string());
             }
+            let before = audit_state(&t).await.0;
             let r = t.send(req).await;
             if r.status != expected[i] {
                 mismatches
                     .push(format!("{what} ({method} {path}) as {}: {} expected {}", ROLES[i], r.status, expected[i]));
+            }
+            if audited(path)
+                && let Some(problem) = audited_once(&t, before, ids[i], r.status).await
+            {
+                mismatches.push(format!("{what} ({method} {path}) as {}: {problem}", ROLES[i]));
             }
             if r.status == 401 && path.starts_with("/fhir") {
                 r.outcome_issue();
@@ -272,18 +326,26 @@ async fn every_role_gets_exactly_the_expected_status_and_patient_a_never_sees_b(
             ("$reindex", client.post(t.url("/fhir/Observation/$reindex")), [401, 403, 403, 403, 202, 202][i]),
         ];
         for (what, req, want) in checks {
+            let before = audit_state(&t).await.0;
             let r = t.send(req).await;
             if r.status != want {
                 mismatches.push(format!("{what} as {}: {} expected {want}: {}", ROLES[i], r.status, r.text));
+            }
+            if let Some(problem) = audited_once(&t, before, ids[i], r.status).await {
+                mismatches.push(format!("{what} as {}: {problem}", ROLES[i]));
             }
         }
     }
     // Population-level operations: admins (unrestricted) only.
     for (i, client) in clients.iter().enumerate() {
+        let before = audit_state(&t).await.0;
         let r = t.send(client.get(t.url("/fhir/$export")).header("prefer", "respond-async")).await;
         let want = [401, 403, 403, 403, 202, 202][i];
         if r.status != want {
             mismatches.push(format!("$export as {}: {} expected {want}", ROLES[i], r.status));
+        }
+        if let Some(problem) = audited_once(&t, before, ids[i], r.status).await {
+            mismatches.push(format!("$export as {}: {problem}", ROLES[i]));
         }
         // Patient code login is public (and never says whether the address has an account).
         let (s, _) = json_req(

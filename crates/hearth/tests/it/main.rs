@@ -5,6 +5,7 @@
 
 mod common;
 
+mod audit;
 mod auth;
 mod authz_matrix;
 mod bundles;

@@ -83,6 +83,7 @@ async fn openapi_and_docs_are_served_without_a_cdn() {
         ("get", "/oauth/authorize"),
         ("post", "/oauth/authorize"),
         ("post", "/oauth/token"),
+        ("get", "/api/v1/me/access-log"),
     ];
     for (method, p) in documented {
         assert!(spec["paths"][p][method].is_object(), "{method} {p} missing from OpenAPI");

@@ -1,0 +1,664 @@
+//! The audit trail (issue 7): every FHIR interaction on patient data, every sign-in, sign-out,
+//! failed sign-in and 2FA change, and every access denial becomes a FHIR `AuditEvent`.
+//!
+//! Decisions:
+//! - **Where events come from.** FHIR requests pass a middleware that hands the request an
+//!   [`AuditSlip`]; the caller extractor fills in who is asking, and the store view of that caller
+//!   ([`hearth_store::Guarded`], where data is read and authorized) tells the slip every version
+//!   it returned or wrote. After the handler, the slip becomes one event: one request, one
+//!   event, naming every patient whose record it touched (a `Patient`, or any resource with a
+//!   `"reference":"Patient/…"`), up to [`MAX_ENTITIES`] resources, and the *names* of the search
+//!   parameters. Values of search parameters (codes, names) are clinical or identifying, so
+//!   they are not recorded; nor is any resource content. Authentication events come from the
+//!   auth routes. Requests refused before authentication (`401`) and refusals (`403`) are events
+//!   with a failure outcome; a `404` for a record outside the caller's reach looks like any
+//!   `404` on purpose, and is recorded like one.
+//! - **Durable before the answer, written in batches.** The request waits until its event is
+//!   committed: the response is never sent for an access that is not on record (if the trail
+//!   cannot be written the answer is `503`). One writer task commits whatever has queued while
+//!   the previous batch was committing (group commit), so a busy server writes many events per
+//!   transaction and an idle one writes each at once.
+//! - **Tamper-evident.** Each event is stored as an `AuditEvent` resource (searchable through
+//!   `/fhir/AuditEvent` by admins) and appended to `audit_chain` with
+//!   `hash = SHA-256(previous hash ‖ "\n" ‖ stored JSON)`, under a lock on the chain head, in the
+//!   same transaction. `hearth admin verify-audit` recomputes the chain ([`verify`]). The FHIR API
+//!   refuses to create, change or delete `AuditEvent`s for everyone (grants, `auth`).
+//! - CLI commands that work on the database directly (`hearth import`, `hearth export`) are
+//!   operator actions on the machine and are not audited here.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{Request, State};
+use axum::http::{Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, SecondsFormat, Utc};
+use hearth_store::{Current, StoreError, Version, Witness};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::app::App;
+use crate::auth::Caller;
+use crate::error::{FhirError, Issue};
+
+/// At most this many resources are named in one event (patients are always all named).
+pub const MAX_ENTITIES: usize = 50;
+/// The hash before the first link.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+/// Events queued beyond this make new requests wait for room (back-pressure, not loss).
+const QUEUE: usize = 4096;
+/// At most this many events are committed in one transaction.
+const BATCH: usize = 512;
+
+struct Pending {
+    event: Value,
+    done: oneshot::Sender<Result<(), String>>,
+}
+
+/// The queue to the audit writer.
+pub struct Auditor {
+    tx: mpsc::Sender<Pending>,
+    rx: Mutex<Option<mpsc::Receiver<Pending>>>,
+}
+
+impl Default for Auditor {
+    fn default() -> Self {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        Auditor { tx, rx: Mutex::new(Some(rx)) }
+    }
+}
+
+impl Auditor {
+    /// Records `event` and waits until it is committed.
+    pub async fn record(&self, event: Value) -> Result<(), String> {
+        let (done, committed) = oneshot::channel();
+        self.tx.send(Pending { event, done }).await.map_err(|_| "the audit writer has stopped".to_owned())?;
+        committed.await.map_err(|_| "the audit writer has stopped".to_owned())?
+    }
+
+    fn take_receiver(&self) -> Option<mpsc::Receiver<Pending>> {
+        match self.rx.lock() {
+            Ok(mut rx) => rx.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        }
+    }
+}
+
+/// The writer task (started by `serve`): commits queued events in batches until the queue closes.
+pub async fn writer(app: Arc<App>) {
+    let Some(mut rx) = app.audit.take_receiver() else { return };
+    let mut batch = Vec::with_capacity(BATCH);
+    while rx.recv_many(&mut batch, BATCH).await > 0 {
+        let result = write_batch(&app, &mut batch).await.map_err(|e| e.to_string());
+        if let Err(e) = &result {
+            tracing::error!(error = %e, events = batch.len(), "cannot write the audit trail");
+        }
+        for p in batch.drain(..) {
+            let _ = p.done.send(result.clone());
+        }
+    }
+}
+
+async fn write_batch(app: &App, batch: &mut [Pending]) -> Result<(), StoreError> {
+    let mut tx =
+        hearth_store::Guarded::new(Arc::clone(&app.audit_store), hearth_store::Access::system()).begin().await?;
+    let (mut seq, mut prev) = tx.audit_head().await?.unwrap_or((0, GENESIS.to_owned()));
+    let now = app.clock.now();
+    for p in batch.iter_mut() {
+        let id = uuid::Uuid::now_v7().to_string();
+        let write = crate::fhir::write_of(app, "AuditEvent", id.clone(), p.event.take());
+        let version = hearth_store::interactions::create(&mut tx, write, now).await?;
+        let body = version.body.as_deref().unwrap_or_default();
+        seq += 1;
+        let hash = link_hash(&prev, body);
+        tx.audit_append(seq, &id, &hash).await?;
+        prev = hash;
+    }
+    tx.commit().await
+}
+
+/// `SHA-256(prev ‖ "\n" ‖ body)` in lowercase hex.
+pub fn link_hash(prev: &str, body: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(prev.as_bytes());
+    h.update(b"\n");
+    h.update(body.as_bytes());
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What [`verify`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Every link matches; the number of events.
+    Intact(i64),
+    /// The first link that does not match, and why.
+    Broken { seq: i64, event_id: String, reason: String },
+}
+
+/// Recomputes the whole chain from the stored events (read through the store, so encrypted
+/// bodies are checked as written).
+pub async fn verify(app: &App) -> Result<Verdict, StoreError> {
+    let mut prev = GENESIS.to_owned();
+    let mut expected_seq = 1;
+    loop {
+        let links = hearth_store_sql::audit::links(&*app.audit_db, expected_seq - 1, 1000).await?;
+        if links.is_empty() {
+            break;
+        }
+        for link in links {
+            let broken = |reason: String| Verdict::Broken { seq: link.seq, event_id: link.event_id.clone(), reason };
+            if link.seq != expected_seq {
+                return Ok(Verdict::Broken {
+                    seq: expected_seq,
+                    event_id: String::new(),
+                    reason: format!("link {expected_seq} is missing (the next one is {})", link.seq),
+                });
+            }
+            let body = match app.audit_store.read("AuditEvent", &link.event_id).await? {
+                Current::Found(v) if v.version_id == 1 => v.body.map(|b| b.to_string()),
+                Current::Found(_) => return Ok(broken("the AuditEvent has been changed since it was written".into())),
+                Current::Deleted(_) | Current::NotFound => None,
+            };
+            let Some(body) = body else { return Ok(broken("the AuditEvent is gone".into())) };
+            if link_hash(&prev, &body) != link.hash {
+                return Ok(broken("the stored event or its link hash has been altered".into()));
+            }
+            prev = link.hash;
+            expected_seq += 1;
+        }
+    }
+    let links = expected_seq - 1;
+    let stored = hearth_store_sql::audit::stored_events(&*app.audit_db).await?;
+    if stored != links {
+        return Ok(Verdict::Broken {
+            seq: links + 1,
+            event_id: String::new(),
+            reason: format!("{stored} AuditEvents are stored but the chain has {links} links"),
+        });
+    }
+    Ok(Verdict::Intact(links))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Request slips
+
+#[derive(Debug, Clone)]
+struct Who {
+    account: String,
+    role: String,
+    fhir_user: Option<String>,
+    email: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct Seen {
+    who: Option<Who>,
+    patients: BTreeSet<String>,
+    resources: Vec<String>,
+    more_resources: usize,
+}
+
+/// What one request did, collected while it runs.
+#[derive(Debug, Default)]
+pub struct AuditSlip {
+    seen: Mutex<Seen>,
+}
+
+impl AuditSlip {
+    fn with<R>(&self, f: impl FnOnce(&mut Seen) -> R) -> R {
+        match self.seen.lock() {
+            Ok(mut s) => f(&mut s),
+            Err(poisoned) => f(&mut poisoned.into_inner()),
+        }
+    }
+
+    /// Called by the caller extractor once the request is authenticated.
+    pub fn identify(&self, caller: &Caller) {
+        let who = Who {
+            account: caller.account.id.clone(),
+            role: caller.role.as_str().to_owned(),
+            fhir_user: caller.account.fhir_user.clone(),
+            email: caller.account.email.clone(),
+        };
+        self.with(|s| s.who = Some(who));
+    }
+}
+
+/// The patients a stored resource is about: itself for a `Patient`, else every
+/// `"reference":"Patient/<id>"` in its JSON (stored bodies are compact JSON, so the text scan
+/// finds exactly the relative references).
+fn patients_of(version: &Version, out: &mut BTreeSet<String>) {
+    if version.resource_type == "Patient" {
+        out.insert(version.id.clone());
+        return;
+    }
+    let Some(body) = version.body.as_deref() else { return };
+    const NEEDLE: &str = "\"reference\":\"Patient/";
+    let mut rest = body;
+    while let Some(at) = rest.find(NEEDLE) {
+        rest = rest.get(at + NEEDLE.len()..).unwrap_or_default();
+        let end = rest.find(['"', '/']).unwrap_or(rest.len());
+        if let Some(id) = rest.get(..end)
+            && crate::fhir::valid_id(id)
+        {
+            out.insert(id.to_owned());
+        }
+    }
+}
+
+impl Witness for AuditSlip {
+    fn saw(&self, version: &Version) {
+        self.with(|s| {
+            patients_of(version, &mut s.patients);
+            let name = format!("{}/{}", version.resource_type, version.id);
+            if s.resources.contains(&name) {
+                return;
+            }
+            if s.resources.len() < MAX_ENTITIES {
+                s.resources.push(name);
+            } else {
+                s.more_resources += 1;
+            }
+        });
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Events
+
+const DCM: &str = "http://dicom.nema.org/resources/ontology/DCM";
+
+fn outcome_of(status: StatusCode) -> &'static str {
+    if status.is_server_error() {
+        "8"
+    } else if status.is_client_error() {
+        "4"
+    } else {
+        "0"
+    }
+}
+
+fn instant(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+fn agent(who: Option<&Who>, ip: &str) -> Value {
+    let network = json!({"address": ip, "type": "2"});
+    let Some(w) = who else {
+        return json!({"requestor": true, "network": network, "who": {"display": "unauthenticated client"}});
+    };
+    let mut r = serde_json::Map::new();
+    if let Some(u) = &w.fhir_user {
+        r.insert("reference".into(), json!(u));
+    }
+    r.insert("identifier".into(), json!({"system": "urn:hearth:account", "value": w.account}));
+    if let Some(e) = &w.email {
+        r.insert("display".into(), json!(e));
+    }
+    json!({
+        "who": r,
+        "role": [{"coding": [{"system": "urn:hearth:role", "code": w.role}], "text": w.role}],
+        "requestor": true,
+        "network": network,
+    })
+}
+
+fn source() -> Value {
+    json!({
+        "observer": {"display": "Hearth"},
+        "type": [{"system": "http://terminology.hl7.org/CodeSystem/security-source-type", "code": "4",
+                  "display": "Application Server"}],
+    })
+}
+
+/// The FHIR restful interaction and AuditEvent action of a request on `/fhir…`.
+fn interaction(method: &Method, path: &str) -> (&'static str, &'static str) {
+    let segs: Vec<&str> = path.trim_start_matches("/fhir").split('/').filter(|s| !s.is_empty()).collect();
+    if segs.iter().any(|s| s.starts_with('$')) {
+        return ("operation", "E");
+    }
+    let search = segs.last() == Some(&"_search");
+    match *method {
+        Method::GET if segs.contains(&"_history") => match segs.len() {
+            1 => ("history-system", "R"),
+            2 => ("history-type", "R"),
+            3 => ("history-instance", "R"),
+            _ => ("vread", "R"),
+        },
+        Method::GET => match segs.len() {
+            0 => ("search-system", "E"),
+            2 => ("read", "R"),
+            _ => ("search-type", "E"),
+        },
+        Method::POST if segs.is_empty() => ("transaction", "E"),
+        Method::POST if search && segs.len() == 1 => ("search-system", "E"),
+        Method::POST if search => ("search-type", "E"),
+        Method::POST => ("create", "C"),
+        Method::PUT => ("update", "U"),
+        Method::PATCH => ("patch", "U"),
+        Method::DELETE => ("delete", "D"),
+        _ => ("operation", "E"),
+    }
+}
+
+struct RequestFacts {
+    method: Method,
+    path: String,
+    params: Vec<String>,
+    ip: String,
+}
+
+fn rest_event(facts: &RequestFacts, slip: &AuditSlip, status: StatusCode, now: DateTime<Utc>) -> Value {
+    let (subtype, action) = interaction(&facts.method, &facts.path);
+    slip.with(|s| {
+        let mut entity: Vec<Value> = s
+            .patients
+            .iter()
+            .map(|p| {
+                json!({
+                    "what": {"reference": format!("Patient/{p}")},
+                    "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "1"},
+                    "role": {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "1"},
+                })
+            })
+            .collect();
+        for r in s.resources.iter().filter(|r| !r.starts_with("Patient/")) {
+            entity.push(json!({
+                "what": {"reference": r},
+                "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "2"},
+            }));
+        }
+        let mut notes = Vec::new();
+        if !facts.params.is_empty() {
+            notes.push(format!("parameters: {}", facts.params.join(",")));
+        }
+        if s.more_resources > 0 {
+            notes.push(format!("{} more resources not listed", s.more_resources));
+        }
+        let mut target = serde_json::Map::new();
+        target.insert(
+            "type".into(),
+            json!({"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "2"}),
+        );
+        target.insert(
+            "role".into(),
+            json!({"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "24", "display": "Query"}),
+        );
+        target.insert("name".into(), json!(format!("{} {}", facts.method, facts.path)));
+        if !notes.is_empty() {
+            target.insert("description".into(), json!(notes.join("; ")));
+        }
+        entity.push(Value::Object(target));
+        json!({
+            "resourceType": "AuditEvent",
+            "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest",
+                     "display": "RESTful Operation"},
+            "subtype": [{"system": "http://hl7.org/fhir/restful-interaction", "code": subtype}],
+            "action": action,
+            "recorded": instant(now),
+            "outcome": outcome_of(status),
+            "outcomeDesc": status.as_u16().to_string(),
+            "agent": [agent(s.who.as_ref(), &facts.ip)],
+            "source": source(),
+            "entity": entity,
+        })
+    })
+}
+
+/// The kinds of security events recorded by the auth routes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecurityEvent {
+    Login,
+    Logout,
+    /// Enrolment, confirmation or removal of a second factor, or recovery-code use.
+    SecondFactorChanged,
+}
+
+/// An authentication event: `account` (when known), the address asked from, and the outcome.
+pub fn security_event(
+    kind: SecurityEvent,
+    account: Option<&hearth_store_sql::identity::AccountRow>,
+    ip: &str,
+    success: bool,
+    detail: &str,
+    now: DateTime<Utc>,
+) -> Value {
+    let (code, display, subtype) = match kind {
+        SecurityEvent::Login => ("110114", "User Authentication", Some(("110122", "Login"))),
+        SecurityEvent::Logout => ("110114", "User Authentication", Some(("110123", "Logout"))),
+        SecurityEvent::SecondFactorChanged => ("110137", "User Security Attributes Changed", None),
+    };
+    let who = account.map(|a| Who {
+        account: a.id.clone(),
+        role: a.role.clone(),
+        fhir_user: a.fhir_user.clone(),
+        email: a.email.clone(),
+    });
+    let mut e = serde_json::Map::new();
+    e.insert("resourceType".into(), json!("AuditEvent"));
+    e.insert("type".into(), json!({"system": DCM, "code": code, "display": display}));
+    if let Some((c, d)) = subtype {
+        e.insert("subtype".into(), json!([{"system": DCM, "code": c, "display": d}]));
+    }
+    e.insert("action".into(), json!("E"));
+    e.insert("recorded".into(), json!(instant(now)));
+    e.insert("outcome".into(), json!(if success { "0" } else { "4" }));
+    e.insert("outcomeDesc".into(), json!(detail));
+    e.insert("agent".into(), json!([agent(who.as_ref(), ip)]));
+    e.insert("source".into(), source());
+    Value::Object(e)
+}
+
+/// Records a security event; a failure to record is logged, not shown to the client (the
+/// sign-in itself has already been decided).
+pub async fn security(app: &App, event: Value) {
+    if let Err(e) = app.audit.record(event).await {
+        tracing::error!(error = %e, "cannot record a security event in the audit trail");
+    }
+}
+
+/// Middleware on `/fhir`: one event per request (the capability statement and SMART discovery,
+/// which hold no one's data, excepted).
+pub async fn fhir_layer(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Response {
+    let path = req.uri().path().to_owned();
+    if path == "/fhir/metadata" || path.starts_with("/fhir/.well-known/") || req.method() == Method::OPTIONS {
+        return next.run(req).await;
+    }
+    let params: Vec<String> = {
+        let mut names: Vec<String> = crate::fhir::query::pairs(req.uri().query())
+            .into_iter()
+            .map(|(k, _)| k)
+            .filter(|k| !k.starts_with("_cursor"))
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    };
+    let facts =
+        RequestFacts { method: req.method().clone(), path, params, ip: crate::auth::web::client_ip(req.extensions()) };
+    let slip = Arc::new(AuditSlip::default());
+    req.extensions_mut().insert(Arc::clone(&slip));
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let identified = slip.with(|s| s.who.is_some());
+    if !identified && status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN {
+        // Refused before anyone was identified for another reason (a malformed request): no
+        // data was touched and nobody to name.
+        return resp;
+    }
+    let event = rest_event(&facts, &slip, status, app.clock.now());
+    match app.audit.record(event).await {
+        Ok(()) => resp,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot record a FHIR interaction in the audit trail");
+            FhirError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                Issue::error("transient", "the audit trail cannot be written, so nothing is served; try again"),
+            )
+            .into_response()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interactions_are_classified_from_method_and_path() {
+        let cases = [
+            (Method::GET, "/fhir/Patient/1", "read", "R"),
+            (Method::GET, "/fhir/Patient/1/_history/2", "vread", "R"),
+            (Method::GET, "/fhir/Patient/1/_history", "history-instance", "R"),
+            (Method::GET, "/fhir/Patient/_history", "history-type", "R"),
+            (Method::GET, "/fhir/_history", "history-system", "R"),
+            (Method::GET, "/fhir/Patient", "search-type", "E"),
+            (Method::POST, "/fhir/Patient/_search", "search-type", "E"),
+            (Method::GET, "/fhir", "search-system", "E"),
+            (Method::GET, "/fhir/Patient/1/Observation", "search-type", "E"),
+            (Method::POST, "/fhir", "transaction", "E"),
+            (Method::POST, "/fhir/Patient", "create", "C"),
+            (Method::PUT, "/fhir/Patient/1", "update", "U"),
+            (Method::PATCH, "/fhir/Patient/1", "patch", "U"),
+            (Method::DELETE, "/fhir/Patient/1", "delete", "D"),
+            (Method::GET, "/fhir/Patient/1/$everything", "operation", "E"),
+            (Method::GET, "/fhir/$export", "operation", "E"),
+        ];
+        for (m, p, sub, action) in cases {
+            assert_eq!(interaction(&m, p), (sub, action), "{m} {p}");
+        }
+    }
+
+    #[test]
+    fn patients_are_found_by_their_relative_references() {
+        let v = |t: &str, body: &str| Version {
+            resource_type: t.into(),
+            id: "x".into(),
+            version_id: 1,
+            last_updated: Utc::now(),
+            method: hearth_store::Method::Post,
+            body: Some(body.to_owned().into()),
+        };
+        let mut out = BTreeSet::new();
+        patients_of(
+            &v("Observation", r#"{"subject":{"reference":"Patient/a1"},"performer":[{"reference":"Patient/b-2"}]}"#),
+            &mut out,
+        );
+        patients_of(&v("Observation", r#"{"subject":{"reference":"Group/g"}}"#), &mut out);
+        patients_of(&v("Patient", r#"{"id":"x"}"#), &mut out);
+        assert_eq!(out.into_iter().collect::<Vec<_>>(), ["a1", "b-2", "x"]);
+    }
+
+    #[test]
+    fn the_chain_hash_covers_the_previous_link_and_the_body() {
+        let a = link_hash(GENESIS, "{}");
+        assert_eq!(a.len(), 64);
+        assert_ne!(a, link_hash(GENESIS, "{ }"));
+        assert_ne!(a, link_hash(&a, "{}"));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A patient's view
+
+pub fn router() -> axum::Router<Arc<App>> {
+    axum::Router::new().route("/api/v1/me/access-log", axum::routing::get(access_log))
+}
+
+/// One line of a patient's access log: who touched their record, when, how, and the outcome.
+fn log_entry(event: &Value) -> Value {
+    let at = |p: &str| event.pointer(p).cloned().unwrap_or(Value::Null);
+    let how = event
+        .pointer("/subtype/0/code")
+        .and_then(Value::as_str)
+        .or_else(|| event.pointer("/type/display").and_then(Value::as_str))
+        .unwrap_or("access");
+    let resources: Vec<&str> = event
+        .get("entity")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.pointer("/what/reference").and_then(Value::as_str))
+        .filter(|r| !r.starts_with("Patient/"))
+        .collect();
+    json!({
+        "recorded": at("/recorded"),
+        "interaction": how,
+        "action": at("/action"),
+        "outcome": if at("/outcome") == "0" { "success" } else { "failure" },
+        "by": {
+            "role": at("/agent/0/role/0/text"),
+            "name": at("/agent/0/who/display"),
+            "fhirUser": at("/agent/0/who/reference"),
+        },
+        "resources": resources,
+    })
+}
+
+#[utoipa::path(get, path = "/api/v1/me/access-log", tag = "accounts",
+    params(
+        ("count" = Option<u32>, Query, description = "Entries per page, 1–100 (default 50)"),
+        ("cursor" = Option<String>, Query, description = "The `next` value of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "Who accessed the signed-in patient's record, newest first", body = Object,
+         example = json!({"entries": [{"recorded": "2026-11-29T10:00:00.000Z", "interaction": "read", "action": "R", "outcome": "success", "by": {"role": "clinician", "name": "dr.rao@example.org", "fhirUser": "Practitioner/…"}, "resources": ["Observation/…"]}], "next": null})),
+        (status = 401, description = "No or an invalid access token", body = Object, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})),
+        (status = 403, description = "Not a patient account", body = Object, example = json!({"error": {"code": "forbidden", "message": "the access log is for patient accounts"}})),
+    ),
+    security(("bearer" = [])))]
+pub async fn access_log(
+    State(app): State<Arc<App>>,
+    crate::auth::ApiCaller(caller): crate::auth::ApiCaller,
+    axum::extract::RawQuery(raw): axum::extract::RawQuery,
+) -> Result<axum::Json<Value>, crate::error::ApiError> {
+    use crate::error::ApiError;
+    let Some(patient) = caller.own_patient() else {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "the access log is for patient accounts"));
+    };
+    let mut count = 50u32;
+    let mut cursor = None;
+    for (k, v) in crate::fhir::query::pairs(raw.as_deref()) {
+        match k.as_str() {
+            "count" => {
+                count = v.parse().ok().filter(|n| (1..=100).contains(n)).ok_or_else(|| {
+                    ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", "count must be a number from 1 to 100")
+                })?;
+            }
+            "cursor" => cursor = Some(v),
+            _ => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_query",
+                    format!("unknown parameter '{k}' (count, cursor)"),
+                ));
+            }
+        }
+    }
+    let pairs = vec![
+        ("patient".to_owned(), format!("Patient/{patient}")),
+        ("_sort".to_owned(), "-date".to_owned()),
+        ("_count".to_owned(), count.to_string()),
+    ];
+    let query = app
+        .registry()
+        .parse_query(&["AuditEvent"], &pairs, hearth_search::Handling::Strict)
+        .map_err(|e| ApiError::internal(format!("the access-log query does not parse: {e:?}")))?;
+    // The trail is admins' to search; a patient sees the events naming them, through this view.
+    let request = hearth_store::SearchRequest {
+        query,
+        access: hearth_store::Access::system(),
+        compartment: None,
+        cursor,
+        count_total: false,
+    };
+    let page = app.audit_store.search(&request).await?;
+    let mut entries = Vec::with_capacity(page.matches.len());
+    for v in &page.matches {
+        let body: Value = serde_json::from_str(v.body.as_deref().unwrap_or("{}")).map_err(ApiError::internal)?;
+        entries.push(log_entry(&body));
+    }
+    Ok(axum::Json(json!({"entries": entries, "next": page.next})))
+}

@@ -53,7 +53,9 @@ const QUEUE: usize = 4096;
 const BATCH: usize = 512;
 
 struct Pending {
-    event: Value,
+    /// The event with its id and index rows, computed by the recording request (in parallel),
+    /// so the single writer only writes.
+    write: hearth_store::Write,
     done: oneshot::Sender<Result<(), String>>,
 }
 
@@ -72,9 +74,10 @@ impl Default for Auditor {
 
 impl Auditor {
     /// Records `event` and waits until it is committed.
-    pub async fn record(&self, event: Value) -> Result<(), String> {
+    pub async fn record(&self, app: &App, event: Value) -> Result<(), String> {
+        let write = crate::fhir::write_of(app, "AuditEvent", uuid::Uuid::now_v7().to_string(), event);
         let (done, committed) = oneshot::channel();
-        self.tx.send(Pending { event, done }).await.map_err(|_| "the audit writer has stopped".to_owned())?;
+        self.tx.send(Pending { write, done }).await.map_err(|_| "the audit writer has stopped".to_owned())?;
         committed.await.map_err(|_| "the audit writer has stopped".to_owned())?
     }
 
@@ -91,25 +94,25 @@ pub async fn writer(app: Arc<App>) {
     let Some(mut rx) = app.audit.take_receiver() else { return };
     let mut batch = Vec::with_capacity(BATCH);
     while rx.recv_many(&mut batch, BATCH).await > 0 {
-        let result = write_batch(&app, &mut batch).await.map_err(|e| e.to_string());
+        let (writes, waiting): (Vec<_>, Vec<_>) = batch.drain(..).map(|p| (p.write, p.done)).unzip();
+        let result = write_batch(&app, writes).await.map_err(|e| e.to_string());
         if let Err(e) = &result {
-            tracing::error!(error = %e, events = batch.len(), "cannot write the audit trail");
+            tracing::error!(error = %e, events = waiting.len(), "cannot write the audit trail");
         }
-        for p in batch.drain(..) {
-            let _ = p.done.send(result.clone());
+        for done in waiting {
+            let _ = done.send(result.clone());
         }
     }
 }
 
-async fn write_batch(app: &App, batch: &mut [Pending]) -> Result<(), StoreError> {
+async fn write_batch(app: &App, writes: Vec<hearth_store::Write>) -> Result<(), StoreError> {
     let mut tx =
         hearth_store::Guarded::new(Arc::clone(&app.audit_store), hearth_store::Access::system()).begin().await?;
     let (mut seq, mut prev) = tx.audit_head().await?.unwrap_or((0, GENESIS.to_owned()));
     let now = app.clock.now();
-    for p in batch.iter_mut() {
-        let id = uuid::Uuid::now_v7().to_string();
-        let write = crate::fhir::write_of(app, "AuditEvent", id.clone(), p.event.take());
-        let version = hearth_store::interactions::create(&mut tx, write, now).await?;
+    for write in writes {
+        let id = write.id.clone();
+        let version = hearth_store::interactions::put(&mut tx, write, None, hearth_store::Method::Post, now).await?;
         let body = version.body.as_deref().unwrap_or_default();
         seq += 1;
         let hash = link_hash(&prev, body);
@@ -315,6 +318,16 @@ fn source() -> Value {
 
 /// The FHIR restful interaction and AuditEvent action of a request on `/fhir…`.
 fn interaction(method: &Method, path: &str) -> (&'static str, &'static str) {
+    if !path.starts_with("/fhir") {
+        // An app endpoint on patient data (consents): the method says what it did.
+        return match *method {
+            Method::GET => ("read", "R"),
+            Method::POST => ("create", "C"),
+            Method::PUT | Method::PATCH => ("update", "U"),
+            Method::DELETE => ("delete", "D"),
+            _ => ("operation", "E"),
+        };
+    }
     let segs: Vec<&str> = path.trim_start_matches("/fhir").split('/').filter(|s| !s.is_empty()).collect();
     if segs.iter().any(|s| s.starts_with('$')) {
         return ("operation", "E");
@@ -454,15 +467,20 @@ pub fn security_event(
 /// Records a security event; a failure to record is logged, not shown to the client (the
 /// sign-in itself has already been decided).
 pub async fn security(app: &App, event: Value) {
-    if let Err(e) = app.audit.record(event).await {
+    if let Err(e) = app.audit.record(app, event).await {
         tracing::error!(error = %e, "cannot record a security event in the audit trail");
     }
 }
 
-/// Middleware on `/fhir`: one event per request (the capability statement and SMART discovery,
-/// which hold no one's data, excepted).
+/// Middleware on `/fhir` and the app endpoints on patient data (`/api/v1/me/consents`): one event
+/// per request (the capability statement and SMART discovery, which hold no one's data, excepted).
 pub async fn fhir_layer(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Response {
-    let path = req.uri().path().to_owned();
+    // Under `nest("/fhir")` the request's URI is the nested remainder; the full path is kept in
+    // `OriginalUri`.
+    let path = req
+        .extensions()
+        .get::<axum::extract::OriginalUri>()
+        .map_or_else(|| req.uri().path().to_owned(), |u| u.path().to_owned());
     if path == "/fhir/metadata" || path.starts_with("/fhir/.well-known/") || req.method() == Method::OPTIONS {
         return next.run(req).await;
     }
@@ -489,7 +507,7 @@ pub async fn fhir_layer(State(app): State<Arc<App>>, mut req: Request, next: Nex
         return resp;
     }
     let event = rest_event(&facts, &slip, status, app.clock.now());
-    match app.audit.record(event).await {
+    match app.audit.record(&app, event).await {
         Ok(()) => resp,
         Err(e) => {
             tracing::error!(error = %e, "cannot record a FHIR interaction in the audit trail");
@@ -523,6 +541,7 @@ mod tests {
             (Method::PUT, "/fhir/Patient/1", "update", "U"),
             (Method::PATCH, "/fhir/Patient/1", "patch", "U"),
             (Method::DELETE, "/fhir/Patient/1", "delete", "D"),
+            (Method::POST, "/api/v1/me/consents", "create", "C"),
             (Method::GET, "/fhir/Patient/1/$everything", "operation", "E"),
             (Method::GET, "/fhir/$export", "operation", "E"),
         ];

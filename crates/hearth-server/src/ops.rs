@@ -29,6 +29,7 @@ use crate::error::ApiError;
         crate::auth::smart::configuration, crate::auth::smart::authorize_page, crate::auth::smart::authorize_submit,
         crate::auth::smart::token, crate::auth::smart::create_client, crate::auth::smart::list_clients,
         crate::auth::smart::delete_client, crate::audit::access_log,
+        crate::consent::list, crate::consent::give, crate::consent::revoke,
     ),
     modifiers(&BearerAuth)
 )]

@@ -53,6 +53,7 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(crate::auth::routes::router())
         .merge(crate::auth::smart::router())
         .merge(crate::audit::router())
+        .merge(crate::consent::router().layer(middleware::from_fn_with_state(app.clone(), crate::audit::fhir_layer)))
         .layer(middleware::from_fn_with_state(app.clone(), crate::auth::web::api_limit))
         .layer(middleware::from_fn_with_state(app.clone(), record_metrics))
         .layer(middleware::from_fn_with_state(app.clone(), crate::auth::web::security_headers));

@@ -5,20 +5,23 @@ use hearth_store::{Access, Op, PatientSet, Reach, StoreError, TypeGrant};
 
 use crate::{Builder, Col, Exec, Val};
 
-/// The `Patient` ids of the set, as a parenthesised list or subquery.
-fn patient_ids(b: &mut Builder, set: &PatientSet) {
+/// `(<column> IN <the set's Patient ids>)`, the ids as a list or a subquery.
+fn in_patients(b: &mut Builder, column: &str, set: &PatientSet) {
     match set {
         PatientSet::Ids(ids) => {
-            b.text_list(ids.iter().map(String::as_str));
+            b.push("(").push(column).push(" IN ").text_list(ids.iter().map(String::as_str)).push(")");
         }
-        PatientSet::Organization(org) => {
-            b.push(
-                "(SELECT p.res_id FROM resources p JOIN search_reference o ON o.rid = p.rid \
+        PatientSet::Organization { org, also } => {
+            b.push("(").push(column).push(
+                " IN (SELECT p.res_id FROM resources p JOIN search_reference o ON o.rid = p.rid \
                  WHERE p.res_type = 'Patient' AND p.deleted = FALSE AND o.param = 'organization' \
                  AND o.grp = 0 AND o.target_type = 'Organization' AND o.target_id = ",
-            )
-            .text(org)
-            .push(")");
+            );
+            b.text(org).push(")");
+            if !also.is_empty() {
+                b.push(" OR ").push(column).push(" IN ").text_list(also.iter().map(String::as_str));
+            }
+            b.push(")");
         }
     }
 }
@@ -31,16 +34,15 @@ pub(crate) fn restrict(b: &mut Builder, alias: &str, access: &Access, op: Op, ty
     }
     let Reach::Patients { set, scheme } = &access.reach else { return };
     let wanted = |t: &str| types.is_none_or(|ts| ts.iter().any(|x| x == t));
-    b.push(" AND ((").push(alias).push(".res_type = 'Patient' AND ").push(alias).push(".res_id IN ");
-    patient_ids(b, set);
+    b.push(" AND ((").push(alias).push(".res_type = 'Patient' AND ");
+    in_patients(b, &format!("{alias}.res_id"), set);
     b.push(")");
     let members: Vec<&(String, Vec<String>)> = scheme.compartment.iter().filter(|(t, _)| wanted(t)).collect();
     if !members.is_empty() {
-        b.push(" OR ").push(alias).push(
-            ".rid IN (SELECT a.rid FROM search_reference a WHERE a.target_type = 'Patient' AND a.grp = 0 \
-             AND a.target_id IN ",
-        );
-        patient_ids(b, set);
+        b.push(" OR ")
+            .push(alias)
+            .push(".rid IN (SELECT a.rid FROM search_reference a WHERE a.target_type = 'Patient' AND a.grp = 0 AND ");
+        in_patients(b, "a.target_id", set);
         b.push(" AND (");
         for (i, (ty, params)) in members.iter().enumerate() {
             if i > 0 {

@@ -89,8 +89,9 @@ impl Grants {
 pub enum PatientSet {
     /// These `Patient` ids (a patient's own, a caregiver's grants, a SMART launch context).
     Ids(Vec<String>),
-    /// Every `Patient` whose `managingOrganization` is this Organization id.
-    Organization(String),
+    /// Every `Patient` whose `managingOrganization` is `org`, and the patients `also` (who
+    /// consented to share their record with the caller).
+    Organization { org: String, also: Vec<String> },
 }
 
 /// The Patient CompartmentDefinition and the list of shared types, as the store needs them.

@@ -318,7 +318,7 @@ impl GuardedTx {
                 for patient in &named {
                     let ok = match set {
                         PatientSet::Ids(ids) => ids.contains(patient),
-                        PatientSet::Organization(_) => self.tx.in_reach(&self.access, "Patient", patient).await?,
+                        PatientSet::Organization { .. } => self.tx.in_reach(&self.access, "Patient", patient).await?,
                     };
                     if !ok {
                         return Err(StoreError::Forbidden(format!(

@@ -266,7 +266,14 @@ pub async fn access_for(
         let reach = match role {
             Role::Admin => Reach::All,
             Role::Clinician => match &account.organization {
-                Some(org) => Reach::Patients { set: PatientSet::Organization(org.clone()), scheme },
+                Some(org) => {
+                    // Its organisation's patients, and those who share their record with this
+                    // clinician or the organisation (crate::consent).
+                    let mut actors = vec![format!("Organization/{org}")];
+                    actors.extend(account.fhir_user.iter().filter(|u| u.starts_with("Practitioner/")).cloned());
+                    let also = crate::consent::shared_with(app, &actors, &account.id, app.clock.now()).await?;
+                    Reach::Patients { set: PatientSet::Organization { org: org.clone(), also }, scheme }
+                }
                 None => Reach::All,
             },
             Role::Patient => {
@@ -274,7 +281,11 @@ pub async fn access_for(
                 Reach::Patients { set: PatientSet::Ids(own.map(str::to_owned).into_iter().collect()), scheme }
             }
             Role::Caregiver => {
-                let ids = identity::caregiver_patients(&*app.db, &account.id).await?;
+                let mut ids = identity::caregiver_patients(&*app.db, &account.id).await?;
+                let actors: Vec<String> = account.fhir_user.iter().cloned().collect();
+                ids.extend(crate::consent::shared_with(app, &actors, &account.id, app.clock.now()).await?);
+                ids.sort();
+                ids.dedup();
                 Reach::Patients { set: PatientSet::Ids(ids), scheme }
             }
         };
@@ -414,7 +425,13 @@ impl FromRequestParts<Arc<App>> for ApiCaller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<ApiCaller, ApiError> {
-        authenticate(app, parts).await.map(ApiCaller).map_err(ApiError::from)
+        let mut caller = authenticate(app, parts).await.map_err(ApiError::from)?;
+        // App endpoints on patient data run under the audit middleware too (`crate::audit`).
+        if let Some(slip) = parts.extensions.get::<Arc<crate::audit::AuditSlip>>() {
+            slip.identify(&caller);
+            caller.audit = Some(Arc::clone(slip));
+        }
+        Ok(ApiCaller(caller))
     }
 }
 

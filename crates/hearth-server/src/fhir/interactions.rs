@@ -55,7 +55,7 @@ fn format_param(q: &[(String, String)]) -> Option<&str> {
 }
 
 /// Validates a resource body for a write to `resource_type`.
-pub(super) fn validate(app: &App, resource_type: &str, body: &Value) -> Result<(), FhirError> {
+pub(crate) fn validate(app: &App, resource_type: &str, body: &Value) -> Result<(), FhirError> {
     match body.get("resourceType").and_then(Value::as_str) {
         Some(rt) if rt == resource_type => {}
         Some(rt) => {

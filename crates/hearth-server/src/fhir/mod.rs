@@ -24,6 +24,7 @@ use crate::app::App;
 use crate::error::{FhirError, Issue};
 use interactions as i;
 pub(crate) use interactions::valid_id;
+pub(crate) use interactions::validate;
 pub use interactions::write_of;
 
 pub fn router() -> Router<Arc<App>> {

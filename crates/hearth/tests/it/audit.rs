@@ -132,6 +132,12 @@ async fn interactions_and_sign_ins_are_recorded_in_a_chain_that_exposes_tamperin
     let everything = t.get(&format!("/fhir/Patient/{pid}/$everything")).await.json();
     assert!(!everything.to_string().contains("\"AuditEvent\""));
 
+    // The capability statement holds no one's data: not recorded. Event names carry the full path.
+    let before = hearth_store_sql::audit::stored_events(&*t.app.audit_db).await.unwrap();
+    assert_eq!(t.get("/fhir/metadata").await.status, 200);
+    assert_eq!(hearth_store_sql::audit::stored_events(&*t.app.audit_db).await.unwrap(), before);
+    assert!(read.to_string().contains(&format!("GET /fhir/Observation/{obs}")), "{read}");
+
     // The chain is intact, in process and from the command line.
     let n = match verify(&t.app).await.unwrap() {
         Verdict::Intact(n) => n,

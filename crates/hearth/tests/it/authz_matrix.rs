@@ -213,6 +213,27 @@ async fn every_role_gets_exactly_the_expected_status_and_patient_a_never_sees_b(
             [401, 400, 400, 400, 400, 400],
         ),
         (
+            "own consents (patients only)",
+            Method::GET,
+            "/api/v1/me/consents".into(),
+            None,
+            [401, 200, 200, 403, 403, 403],
+        ),
+        (
+            "give a consent without a kind",
+            Method::POST,
+            "/api/v1/me/consents".into(),
+            Some(json!({})),
+            [401, 400, 400, 403, 403, 403],
+        ),
+        (
+            "revoke a consent that is not there",
+            Method::DELETE,
+            "/api/v1/me/consents/none-such".into(),
+            None,
+            [401, 404, 404, 403, 403, 403],
+        ),
+        (
             "own access log (patients only)",
             Method::GET,
             "/api/v1/me/access-log".into(),

@@ -84,6 +84,9 @@ async fn openapi_and_docs_are_served_without_a_cdn() {
         ("post", "/oauth/authorize"),
         ("post", "/oauth/token"),
         ("get", "/api/v1/me/access-log"),
+        ("get", "/api/v1/me/consents"),
+        ("post", "/api/v1/me/consents"),
+        ("delete", "/api/v1/me/consents/{id}"),
     ];
     for (method, p) in documented {
         assert!(spec["paths"][p][method].is_object(), "{method} {p} missing from OpenAPI");

@@ -1,0 +1,386 @@
+//! Consent (issue 7): FHIR `Consent` resources a patient manages through `/api/v1/me/consents`.
+//!
+//! Decisions:
+//! - Three kinds, each one FHIR `Consent` in the patient's record (category LOINC 59284-0
+//!   "Patient Consent", `performer` = the patient, `provision.period` = the dates given):
+//!   - `share`: permit `access` to the record for one practitioner, organisation or caregiver
+//!     account (scope `patient-privacy`, `provision.actor` with role `IRCP`; a caregiver account
+//!     is named by an identifier `urn:hearth:account|<id>`). Access decisions read active shares
+//!     on every request ([`shared_with`]): a clinician bound to an organisation reaches its
+//!     patients *and* those who share with them or their organisation; a caregiver reaches the
+//!     patients an admin linked *and* those who share with them. A clinician without an
+//!     organisation already reaches everyone, so a share changes nothing for them.
+//!   - `contact`: permit or deny contact by `sms` or `email` (scope `patient-privacy`, policy
+//!     `OPTIN`/`OPTOUT`; the channel is `provision.code` `urn:hearth:contact-channel|sms`, as no
+//!     official code system names a contact channel).
+//!     Read by notifications through [`contact_allowed`]; without a consent, contact is allowed.
+//!   - `research`: permit or deny research use (scope `research`, policy `OPTIN`/`OPTOUT`).
+//! - Revoking sets `status` to `inactive` (a new version; the history keeps the old one); it
+//!   takes effect on the next request, since nothing caches the decision.
+//! - Periods are dates (`YYYY-MM-DD`, inclusive) or instants; a consent outside its period is not
+//!   in force.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use hearth_store::interactions::ResourceStoreExt;
+use hearth_store::{Access, Current, SearchRequest, StoreError, Version};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::app::App;
+use crate::auth::{ApiCaller, Caller};
+use crate::error::ApiError;
+
+const CONSENT_SCOPE: &str = "http://terminology.hl7.org/CodeSystem/consentscope";
+const ACT_CODE: &str = "http://terminology.hl7.org/CodeSystem/v3-ActCode";
+const ACCOUNT: &str = "urn:hearth:account";
+const CHANNEL: &str = "urn:hearth:contact-channel";
+
+pub fn router() -> axum::Router<Arc<App>> {
+    axum::Router::new()
+        .route("/api/v1/me/consents", axum::routing::get(list).post(give))
+        .route("/api/v1/me/consents/{id}", axum::routing::delete(revoke))
+}
+
+fn bad(msg: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "invalid_consent", msg)
+}
+
+fn own_patient(caller: &Caller) -> Result<String, ApiError> {
+    caller
+        .own_patient()
+        .map(str::to_owned)
+        .ok_or_else(|| ApiError::new(StatusCode::FORBIDDEN, "forbidden", "consents are managed by patient accounts"))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Give {
+    kind: String,
+    /// `share`: `Practitioner/<id>`, `Organization/<id>` or `account:<caregiver account id>`.
+    with: Option<String>,
+    /// `contact`: `sms` or `email`.
+    channel: Option<String>,
+    /// `contact` and `research`: permit (`true`) or refuse (`false`).
+    allow: Option<bool>,
+    start: Option<String>,
+    end: Option<String>,
+}
+
+/// A period bound: a date (its start, or for `end` its last instant) or an instant.
+fn bound(value: &str, end: bool) -> Option<DateTime<Utc>> {
+    if let Some(t) = crate::fhir::query::parse_instant(value) {
+        return Some(t);
+    }
+    let d = chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d").ok()?;
+    let t = if end { d.and_hms_milli_opt(23, 59, 59, 999)? } else { d.and_hms_opt(0, 0, 0)? };
+    Some(t.and_utc())
+}
+
+fn consent(patient: &str, give: &Give, now: DateTime<Utc>) -> Result<Value, ApiError> {
+    let mut period = serde_json::Map::new();
+    for (key, value, end) in [("start", &give.start, false), ("end", &give.end, true)] {
+        if let Some(v) = value {
+            bound(v, end).ok_or_else(|| bad(format!("{key} must be a date (YYYY-MM-DD) or an instant")))?;
+            period.insert(key.into(), json!(v));
+        }
+    }
+    if let (Some(s), Some(e)) =
+        (give.start.as_deref().and_then(|s| bound(s, false)), give.end.as_deref().and_then(|e| bound(e, true)))
+        && e < s
+    {
+        return Err(bad("end is before start"));
+    }
+    let policy =
+        |allow: bool| json!({"coding": [{"system": ACT_CODE, "code": if allow { "OPTIN" } else { "OPTOUT" }}]});
+    let (scope, rule, provision) = match give.kind.as_str() {
+        "share" => {
+            if give.channel.is_some() || give.allow.is_some() {
+                return Err(bad("a share takes `with`, `start` and `end` only"));
+            }
+            let with = give.with.as_deref().ok_or_else(|| bad("a share needs `with`"))?;
+            let reference = match with.split_once('/') {
+                Some(("Practitioner" | "Organization", id)) if crate::fhir::valid_id(id) => json!({"reference": with}),
+                _ => match with.strip_prefix("account:") {
+                    Some(id) if !id.is_empty() => json!({"identifier": {"system": ACCOUNT, "value": id}}),
+                    _ => return Err(bad("`with` must be Practitioner/<id>, Organization/<id> or account:<id>")),
+                },
+            };
+            let mut p = json!({
+                "type": "permit",
+                "actor": [{"role": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "IRCP"}]},
+                           "reference": reference}],
+                "action": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentaction", "code": "access"}]}],
+            });
+            if let Some(obj) = p.as_object_mut()
+                && !period.is_empty()
+            {
+                obj.insert("period".into(), Value::Object(period.clone()));
+            }
+            ("patient-privacy", policy(true), p)
+        }
+        "contact" | "research" => {
+            if give.with.is_some() {
+                return Err(bad("`with` belongs to a share"));
+            }
+            let allow = give.allow.ok_or_else(|| bad("say `allow`: true or false"))?;
+            let mut p = serde_json::Map::new();
+            p.insert("type".into(), json!(if allow { "permit" } else { "deny" }));
+            if !period.is_empty() {
+                p.insert("period".into(), Value::Object(period.clone()));
+            }
+            if give.kind == "contact" {
+                let channel = give.channel.as_deref().ok_or_else(|| bad("a contact consent needs `channel`"))?;
+                if channel != "sms" && channel != "email" {
+                    return Err(bad("channel must be sms or email"));
+                }
+                p.insert("code".into(), json!([{"coding": [{"system": CHANNEL, "code": channel}]}]));
+                ("patient-privacy", policy(allow), Value::Object(p))
+            } else {
+                if give.channel.is_some() {
+                    return Err(bad("`channel` belongs to a contact consent"));
+                }
+                ("research", policy(allow), Value::Object(p))
+            }
+        }
+        other => return Err(bad(format!("unknown kind {other:?} (share, contact, research)"))),
+    };
+    Ok(json!({
+        "resourceType": "Consent",
+        "status": "active",
+        "scope": {"coding": [{"system": CONSENT_SCOPE, "code": scope}]},
+        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0", "display": "Patient Consent"}]}],
+        "patient": {"reference": format!("Patient/{patient}")},
+        "dateTime": now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "performer": [{"reference": format!("Patient/{patient}")}],
+        "policyRule": rule,
+        "provision": provision,
+    }))
+}
+
+/// Whether a stored Consent is in force at `now`: active and within its period.
+fn in_force(c: &Value, now: DateTime<Utc>) -> bool {
+    if c.get("status").and_then(Value::as_str) != Some("active") {
+        return false;
+    }
+    let at = |key: &str, end: bool| {
+        c.pointer(&format!("/provision/period/{key}")).and_then(Value::as_str).and_then(|v| bound(v, end))
+    };
+    at("start", false).is_none_or(|s| s <= now) && at("end", true).is_none_or(|e| now <= e)
+}
+
+/// The summary the app API shows.
+fn summary(v: &Version, now: DateTime<Utc>) -> Value {
+    let c: Value = v.body.as_deref().and_then(|b| serde_json::from_str(b).ok()).unwrap_or(Value::Null);
+    let scope = c.pointer("/scope/coding/0/code").and_then(Value::as_str).unwrap_or_default();
+    let kind = if scope == "research" {
+        "research"
+    } else if c.pointer("/provision/code").is_some() {
+        "contact"
+    } else {
+        "share"
+    };
+    let actor = c.pointer("/provision/actor/0/reference");
+    let with = actor.and_then(|r| r.get("reference")).and_then(Value::as_str).map(str::to_owned).or_else(|| {
+        actor.and_then(|r| r.pointer("/identifier/value")).and_then(Value::as_str).map(|id| format!("account:{id}"))
+    });
+    json!({
+        "id": v.id,
+        "kind": kind,
+        "with": with,
+        "channel": c.pointer("/provision/code/0/coding/0/code"),
+        "allow": c.pointer("/provision/type").and_then(Value::as_str).map(|t| t == "permit"),
+        "start": c.pointer("/provision/period/start"),
+        "end": c.pointer("/provision/period/end"),
+        "status": c.get("status"),
+        "inForce": in_force(&c, now),
+        "recorded": c.get("dateTime"),
+    })
+}
+
+/// The live Consents matching a search, as the system reads them.
+async fn consents(app: &App, pairs: Vec<(String, String)>) -> Result<Vec<Version>, StoreError> {
+    let query = app
+        .registry()
+        .parse_query(&["Consent"], &pairs, hearth_search::Handling::Strict)
+        .map_err(|e| StoreError::InvalidSearch(format!("{e:?}")))?;
+    let mut out = Vec::new();
+    let mut cursor = None;
+    loop {
+        let request = SearchRequest {
+            query: query.clone(),
+            access: Access::system(),
+            compartment: None,
+            cursor,
+            count_total: false,
+        };
+        let page = app.store.search(&request).await?;
+        out.extend(page.matches);
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => return Ok(out),
+        }
+    }
+}
+
+/// The patients who share their record, in force at `now`, with any of `actors`
+/// (`Practitioner/…`, `Organization/…`) or with the account `account`.
+pub async fn shared_with(
+    app: &App,
+    actors: &[String],
+    account: &str,
+    now: DateTime<Utc>,
+) -> Result<Vec<String>, StoreError> {
+    let base = || {
+        vec![
+            ("status".to_owned(), "active".to_owned()),
+            ("scope".to_owned(), format!("{CONSENT_SCOPE}|patient-privacy")),
+            ("_count".to_owned(), "500".to_owned()),
+        ]
+    };
+    let mut found = Vec::new();
+    if !actors.is_empty() {
+        let mut by_reference = base();
+        by_reference.push(("actor".to_owned(), actors.join(",")));
+        found.extend(consents(app, by_reference).await?);
+    }
+    let mut by_account = base();
+    by_account.push(("actor:identifier".to_owned(), format!("{ACCOUNT}|{account}")));
+    found.extend(consents(app, by_account).await?);
+    let mut patients: Vec<String> = found
+        .iter()
+        .filter_map(|v| v.body.as_deref().and_then(|b| serde_json::from_str::<Value>(b).ok()))
+        .filter(|c| in_force(c, now) && c.pointer("/provision/type").and_then(Value::as_str) == Some("permit"))
+        .filter_map(|c| {
+            c.pointer("/patient/reference")
+                .and_then(Value::as_str)
+                .and_then(|r| r.strip_prefix("Patient/"))
+                .map(str::to_owned)
+        })
+        .collect();
+    patients.sort();
+    patients.dedup();
+    Ok(patients)
+}
+
+/// Whether `patient` may be contacted over `channel` (`sms`/`email`) at `now`: the most recent
+/// consent in force for that channel decides; without one, contact is allowed.
+pub async fn contact_allowed(app: &App, patient: &str, channel: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+    let found = consents(
+        app,
+        vec![
+            ("patient".to_owned(), format!("Patient/{patient}")),
+            ("status".to_owned(), "active".to_owned()),
+            ("_sort".to_owned(), "-date,-_id".to_owned()),
+            ("_count".to_owned(), "100".to_owned()),
+        ],
+    )
+    .await?;
+    for v in &found {
+        let Some(c) = v.body.as_deref().and_then(|b| serde_json::from_str::<Value>(b).ok()) else { continue };
+        let on_channel = c.pointer("/provision/code/0/coding/0/code").and_then(Value::as_str) == Some(channel)
+            && c.pointer("/provision/code/0/coding/0/system").and_then(Value::as_str) == Some(CHANNEL);
+        if on_channel && in_force(&c, now) {
+            return Ok(c.pointer("/provision/type").and_then(Value::as_str) == Some("permit"));
+        }
+    }
+    Ok(true)
+}
+
+#[utoipa::path(get, path = "/api/v1/me/consents", tag = "consents",
+    responses(
+        (status = 200, description = "The signed-in patient's consents, newest first", body = Object,
+         example = json!({"consents": [{"id": "…", "kind": "share", "with": "Practitioner/…", "channel": null, "allow": true, "start": "2026-01-01", "end": null, "status": "active", "inForce": true, "recorded": "2026-11-29T10:00:00Z"}]})),
+        (status = 401, description = "No or an invalid access token", body = Object, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})),
+        (status = 403, description = "Not a patient account", body = Object, example = json!({"error": {"code": "forbidden", "message": "consents are managed by patient accounts"}})),
+    ),
+    security(("bearer" = [])))]
+pub async fn list(State(app): State<Arc<App>>, ApiCaller(caller): ApiCaller) -> Result<Json<Value>, ApiError> {
+    let patient = own_patient(&caller)?;
+    let found = consents(
+        &app,
+        vec![
+            ("patient".to_owned(), format!("Patient/{patient}")),
+            // Ids are time-ordered (UUIDv7): the tie-break within a millisecond.
+            ("_sort".to_owned(), "-date,-_id".to_owned()),
+            ("_count".to_owned(), "200".to_owned()),
+        ],
+    )
+    .await?;
+    let now = app.clock.now();
+    Ok(Json(json!({"consents": found.iter().map(|v| summary(v, now)).collect::<Vec<_>>()})))
+}
+
+#[utoipa::path(post, path = "/api/v1/me/consents", tag = "consents",
+    request_body(content = Object, description = "`kind`: `share` (with `with`: `Practitioner/<id>`, `Organization/<id>` or `account:<id>`), `contact` (with `channel`: `sms`|`email` and `allow`) or `research` (with `allow`); optional `start`/`end` dates",
+        example = json!({"kind": "share", "with": "Practitioner/123", "start": "2026-12-01", "end": "2027-05-31"})),
+    responses(
+        (status = 201, description = "Recorded and in force from `start`", body = Object),
+        (status = 400, description = "Malformed consent", body = Object, example = json!({"error": {"code": "invalid_consent", "message": "a share needs `with`"}})),
+        (status = 401, description = "No or an invalid access token", body = Object),
+        (status = 403, description = "Not a patient account", body = Object),
+    ),
+    security(("bearer" = [])))]
+pub async fn give(
+    State(app): State<Arc<App>>,
+    ApiCaller(caller): ApiCaller,
+    bytes: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let patient = own_patient(&caller)?;
+    let give: Give = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", e.to_string()))?;
+    let now = app.clock.now();
+    let resource = consent(&patient, &give, now)?;
+    crate::fhir::validate(&app, "Consent", &resource).map_err(|e| {
+        ApiError::internal(format!(
+            "the Consent built for the app API does not validate: {:?}",
+            e.issues.first().map(|i| &i.diagnostics)
+        ))
+    })?;
+    let write = crate::fhir::write_of(&app, "Consent", uuid::Uuid::now_v7().to_string(), resource);
+    let version = app.store_for(&caller).create(write, now).await?;
+    Ok((StatusCode::CREATED, Json(summary(&version, now))).into_response())
+}
+
+#[utoipa::path(delete, path = "/api/v1/me/consents/{id}", tag = "consents",
+    params(("id" = String, Path, description = "The consent's id")),
+    responses(
+        (status = 200, description = "Revoked (status inactive), effective at once", body = Object),
+        (status = 401, description = "No or an invalid access token", body = Object),
+        (status = 403, description = "Not a patient account", body = Object),
+        (status = 404, description = "No such consent of this patient", body = Object, example = json!({"error": {"code": "not_found", "message": "no such consent"}})),
+    ),
+    security(("bearer" = [])))]
+pub async fn revoke(
+    State(app): State<Arc<App>>,
+    ApiCaller(caller): ApiCaller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let patient = own_patient(&caller)?;
+    let not_found = || ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such consent");
+    if !crate::fhir::valid_id(&id) {
+        return Err(not_found());
+    }
+    let store = app.store_for(&caller);
+    let Current::Found(current) = store.read("Consent", &id).await? else { return Err(not_found()) };
+    let mut c: Value = current
+        .body
+        .as_deref()
+        .and_then(|b| serde_json::from_str(b).ok())
+        .ok_or_else(|| ApiError::internal("stored Consent is not JSON"))?;
+    if c.pointer("/patient/reference").and_then(Value::as_str) != Some(format!("Patient/{patient}").as_str()) {
+        return Err(not_found());
+    }
+    if let Some(obj) = c.as_object_mut() {
+        obj.insert("status".into(), json!("inactive"));
+    }
+    let now = app.clock.now();
+    let write = crate::fhir::write_of(&app, "Consent", id, c);
+    let written = store.update(write, Some(current.version_id), now).await?;
+    Ok(Json(summary(&written.version, now)))
+}

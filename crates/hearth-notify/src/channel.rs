@@ -15,6 +15,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
 use crate::fcm;
+use crate::http::{Http, HttpError, basic};
 use crate::templates::Rendered;
 use crate::webpush::{self, VapidKey};
 
@@ -153,31 +154,10 @@ pub trait Channel: Send + Sync + 'static {
     async fn send(&self, message: &Outgoing, now: DateTime<Utc>) -> Result<Accepted, SendError>;
 }
 
-/// An HTTP client for the providers: rustls with the `ring` provider and the Mozilla roots, no
-/// redirects (a provider answering with one is misconfigured), a whole-request timeout.
-pub fn http_client(timeout: Duration) -> Result<reqwest::Client, String> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(tls)
-        .timeout(timeout)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(|e| e.to_string())
-}
-
-fn http_error(e: &reqwest::Error) -> SendError {
-    if e.is_timeout() {
-        SendError::Retry("timed out".into())
-    } else if e.is_connect() {
-        SendError::Retry("cannot connect".into())
-    } else {
-        SendError::Retry("HTTP request failed".into())
+fn http_error(e: &HttpError) -> SendError {
+    match e {
+        HttpError::Request(_) => SendError::Failed("invalid request".into()),
+        other => SendError::Retry(other.to_string()),
     }
 }
 
@@ -297,12 +277,12 @@ pub struct TwilioSettings {
 }
 
 pub struct TwilioChannel {
-    http: reqwest::Client,
+    http: Http,
     s: TwilioSettings,
 }
 
 impl TwilioChannel {
-    pub fn new(http: reqwest::Client, s: TwilioSettings) -> TwilioChannel {
+    pub fn new(http: Http, s: TwilioSettings) -> TwilioChannel {
         TwilioChannel { http, s }
     }
 }
@@ -331,16 +311,10 @@ impl Channel for TwilioChannel {
         if let Some(cb) = &self.s.status_callback {
             form.push(("StatusCallback", cb));
         }
-        let resp = self
-            .http
-            .post(url)
-            .basic_auth(&self.s.account_sid, Some(&self.s.auth_token))
-            .form(&form)
-            .send()
-            .await
-            .map_err(|e| http_error(&e))?;
-        let status = resp.status().as_u16();
-        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        let auth = [("authorization", basic(&self.s.account_sid, &self.s.auth_token))];
+        let resp = self.http.post_form(&url, &auth, &form).await.map_err(|e| http_error(&e))?;
+        let status = resp.status;
+        let body = resp.json();
         if (200..300).contains(&status) {
             let sid = body.get("sid").and_then(Value::as_str).map(str::to_owned);
             return Ok(Accepted { provider_id: sid });
@@ -357,7 +331,7 @@ impl Channel for TwilioChannel {
 // ---------------------------------------------------------------- Web Push
 
 pub struct WebPushChannel {
-    http: reqwest::Client,
+    http: Http,
     key: VapidKey,
     /// VAPID `sub`: `mailto:` or `https:` contact of the operator.
     subject: String,
@@ -366,7 +340,7 @@ pub struct WebPushChannel {
 }
 
 impl WebPushChannel {
-    pub fn new(http: reqwest::Client, key: VapidKey, subject: String, allow_http: bool) -> WebPushChannel {
+    pub fn new(http: Http, key: VapidKey, subject: String, allow_http: bool) -> WebPushChannel {
         WebPushChannel { http, key, subject, allow_http }
     }
 }
@@ -406,21 +380,17 @@ impl Channel for WebPushChannel {
         let body = webpush::encrypt(payload.to_string().as_bytes(), &p256dh, &auth)
             .map_err(|e| SendError::Gone(e.to_string()))?;
         let exp = now.timestamp() + 12 * 3600;
-        let resp = self
-            .http
-            .post(endpoint)
-            .header("TTL", m.ttl_secs.to_string())
-            .header("Urgency", m.category.urgency())
-            .header("Topic", m.topic())
-            .header("Content-Encoding", "aes128gcm")
-            .header("Content-Type", "application/octet-stream")
-            .header("Authorization", self.key.authorization(&audience, &self.subject, exp))
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| http_error(&e))?;
-        let status = resp.status().as_u16();
-        let location = resp.headers().get("location").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let headers = [
+            ("ttl", m.ttl_secs.to_string()),
+            ("urgency", m.category.urgency().to_owned()),
+            ("topic", m.topic()),
+            ("content-encoding", "aes128gcm".to_owned()),
+            ("content-type", "application/octet-stream".to_owned()),
+            ("authorization", self.key.authorization(&audience, &self.subject, exp)),
+        ];
+        let resp = self.http.send(http::Method::POST, endpoint, &headers, body).await.map_err(|e| http_error(&e))?;
+        let status = resp.status;
+        let location = resp.header("location");
         match status {
             200..=299 => Ok(Accepted { provider_id: location }),
             404 | 410 => Err(SendError::Gone(format!("HTTP {status}"))),
@@ -432,7 +402,7 @@ impl Channel for WebPushChannel {
 // ---------------------------------------------------------------- FCM HTTP v1
 
 pub struct FcmChannel {
-    http: reqwest::Client,
+    http: Http,
     signer: fcm::Signer,
     /// `https://fcm.googleapis.com`
     api_base: String,
@@ -440,7 +410,7 @@ pub struct FcmChannel {
 }
 
 impl FcmChannel {
-    pub fn new(http: reqwest::Client, signer: fcm::Signer, api_base: String) -> FcmChannel {
+    pub fn new(http: Http, signer: fcm::Signer, api_base: String) -> FcmChannel {
         FcmChannel { http, signer, api_base, token: tokio::sync::Mutex::new(None) }
     }
 
@@ -452,18 +422,13 @@ impl FcmChannel {
             return Ok(t.clone());
         }
         let assertion = self.signer.assertion(now.timestamp()).map_err(SendError::Failed)?;
-        let resp = self
-            .http
-            .post(&self.signer.account.token_uri)
-            .form(&[("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"), ("assertion", &assertion)])
-            .send()
-            .await
-            .map_err(|e| http_error(&e))?;
-        let status = resp.status().as_u16();
+        let form = [("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"), ("assertion", assertion.as_str())];
+        let resp = self.http.post_form(&self.signer.account.token_uri, &[], &form).await.map_err(|e| http_error(&e))?;
+        let status = resp.status;
         if !(200..300).contains(&status) {
             return Err(status_error(status, "from the token endpoint"));
         }
-        let body: Value = resp.json().await.map_err(|_| SendError::Retry("token answer is not JSON".into()))?;
+        let body = resp.json();
         let token = body
             .get("access_token")
             .and_then(Value::as_str)
@@ -500,9 +465,10 @@ impl Channel for FcmChannel {
             self.api_base.trim_end_matches('/'),
             self.signer.account.project_id
         );
-        let resp = self.http.post(url).bearer_auth(&access).json(&message).send().await.map_err(|e| http_error(&e))?;
-        let status = resp.status().as_u16();
-        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        let auth = [("authorization", format!("Bearer {access}"))];
+        let resp = self.http.post_json(&url, &auth, &message).await.map_err(|e| http_error(&e))?;
+        let status = resp.status;
+        let body = resp.json();
         if (200..300).contains(&status) {
             return Ok(Accepted { provider_id: body.get("name").and_then(Value::as_str).map(str::to_owned) });
         }

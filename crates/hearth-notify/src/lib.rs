@@ -10,6 +10,7 @@
 
 pub mod channel;
 pub mod fcm;
+pub mod http;
 pub mod quiet;
 pub mod templates;
 pub mod twilio;

@@ -9,6 +9,7 @@ pub mod config;
 pub mod error;
 pub mod fhir;
 pub mod jobs;
+pub mod notify;
 mod ops;
 mod telemetry;
 

@@ -211,14 +211,22 @@ pub(crate) async fn mark_read(
 
 #[utoipa::path(get, path = "/api/v1/notifications/ws", tag = "notifications", security(("bearer" = [])),
     responses((status = 101, description = "WebSocket: the unread notifications, then each new one as it is delivered, as JSON text frames {\"type\":\"notification\",\"notification\":{…}}"),
-        (status = 401, description = "No valid token", body = Object)))]
+        (status = 401, description = "No valid token", body = Object),
+        (status = 426, description = "Not a WebSocket upgrade request", body = Object, example = json!({"error": {"code": "upgrade_required", "message": "…"}}))))]
 pub(crate) async fn live(
     State(app): State<Arc<App>>,
     ApiCaller(caller): ApiCaller,
-    upgrade: WebSocketUpgrade,
-) -> Response {
+    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let upgrade = upgrade.map_err(|_| {
+        ApiError::new(
+            StatusCode::UPGRADE_REQUIRED,
+            "upgrade_required",
+            "this endpoint is a WebSocket (GET with Upgrade: websocket)",
+        )
+    })?;
     let account = caller.account.id.clone();
-    upgrade.on_upgrade(move |socket| stream(app, account, socket))
+    Ok(upgrade.on_upgrade(move |socket| stream(app, account, socket)))
 }
 
 /// Sends the unread notifications not sent yet on this socket; false when the socket is gone.

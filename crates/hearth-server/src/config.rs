@@ -59,8 +59,8 @@ pub struct Config {
     pub base_url: Option<String>,
     /// Seconds in-flight requests get to finish after SIGINT/SIGTERM.
     pub shutdown_grace_secs: u64,
-    /// Development conveniences that must never run in production: the development OTP sender
-    /// writes login codes to the log.
+    /// Development conveniences that must never run in production. (Login codes are never
+    /// logged: without e-mail/SMS providers they go to the local notification outbox.)
     pub dev_mode: bool,
     /// Authentication and abuse protection (the `[auth]` table).
     pub auth: AuthConfig,
@@ -511,5 +511,35 @@ mod tests {
         assert!(!printed.contains("p@ssw0rd"), "{printed}");
         let err = Config::load(None, &env(&[("HEARTH_DATABASE_URL", "mysql://u:hunter2@h/db")])).unwrap_err();
         assert!(!err.to_string().contains("hunter2"));
+    }
+
+    #[test]
+    fn notify_table_parses_and_is_checked() {
+        let dir = std::env::temp_dir().join(format!("hearth-config-notify-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("hearth.toml");
+        let text = "[notify]\nworker = false\nmax_attempts = 5\n\n[notify.email]\nhost = \"smtp.example.org\"\n\
+                    username = \"hearth\"\npassword = \"pw\"\nfrom = \"Hearth <no-reply@example.org>\"\n\n[notify.sms]\n\
+                    account_sid = \"AC1\"\nauth_token = \"tok\"\nmessaging_service_sid = \"MG1\"\n\n\
+                    [notify.webpush]\nsubject = \"mailto:ops@example.org\"\n\n[notify.fcm]\n\
+                    service_account_file = \"/etc/hearth/sa.json\"\n";
+        std::fs::write(&file, text).unwrap();
+        let c = Config::load(Some(&file), &[]).unwrap();
+        assert!(!c.notify.worker);
+        let email = c.notify.email.as_ref().unwrap();
+        assert_eq!((email.port, email.security.as_str()), (587, "starttls"));
+        assert_eq!(c.notify.sms.as_ref().unwrap().api_base, "https://api.twilio.com");
+        assert_eq!(c.notify.fcm.as_ref().unwrap().api_base, "https://fcm.googleapis.com");
+        assert!(!format!("{c:?}").contains("tok\""), "secrets never print");
+        for bad in [
+            "[notify.email]\nhost = \"h\"\nfrom = \"a@b.c\"\nsecurity = \"ssl3\"\n",
+            "[notify.sms]\naccount_sid = \"AC1\"\nauth_token = \"t\"\n",
+            "[notify]\ndefault_time_zone = \"Mars/Base\"\n",
+            "[notify]\nlease_secs = 1\nsend_timeout_ms = 5000\n",
+            "[notify]\nsmtp = true\n",
+        ] {
+            std::fs::write(&file, bad).unwrap();
+            assert!(Config::load(Some(&file), &[]).is_err(), "{bad}");
+        }
     }
 }

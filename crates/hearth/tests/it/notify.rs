@@ -1124,3 +1124,80 @@ async fn preferences_are_validated_and_honoured_and_the_outbox_is_transactional_
     bad.account_id = "no-such-account".into();
     assert!(matches!(notify::send(&t.app, &bad).await, Err(notify::EnqueueError::Invalid(_))));
 }
+
+/// The same with a real second process: `hearth worker` (the binary, on the same database) is
+/// killed with SIGKILL while its request is at the push service. The row stays claimed by the
+/// dead process until its lease ends, then another worker sends it; the dead process's other
+/// rows (in-app, e-mail into its local file outbox) were completed before it died or are
+/// completed after.
+#[tokio::test]
+async fn a_killed_hearth_worker_process_does_not_lose_the_notification() {
+    let (push, log) = push_service().await;
+    let t = TestApp::spawn_with(|c| {
+        fast(c);
+        c.notify.worker = false;
+        c.notify.allow_insecure_push_endpoints = true;
+        c.notify.lease_secs = 6;
+        c.notify.send_timeout_ms = 5000;
+    })
+    .await;
+    let (me, client, _) = patient(&t, "killed@example.org").await;
+    let b = Browser::new();
+    let sub = b.subscription(&format!("{push}/push/hang"));
+    assert_eq!(json_call(&t, &client, Method::POST, "/api/push/register", Some(sub)).await.0, 201);
+    notify::send(&t.app, &notice("kill-1", &me, Category::Results, "results-available", json!({"count": 2})))
+        .await
+        .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let database_url = match &t.app.config.database_url {
+        Some(url) => url.expose().clone(),
+        None => format!("sqlite://{}", t.app.config.data_dir.join("hearth.db").display()),
+    };
+    let config = dir.path().join("worker.toml");
+    let toml = format!(
+        "data_dir = {:?}\ndatabase_url = {database_url:?}\n[notify]\npoll_interval_ms = 50\nlease_secs = 6\n\
+         send_timeout_ms = 5000\nallow_insecure_push_endpoints = true\n",
+        dir.path().join("data").display().to_string()
+    );
+    std::fs::write(&config, toml).unwrap();
+    let mut worker = tokio::process::Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .arg("--config")
+        .arg(&config)
+        .arg("worker")
+        .env_clear()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let pid = worker.id().unwrap();
+    eventually("the worker process's request at the push service", || async {
+        seen_at(&log, "/push/hang").into_iter().next()
+    })
+    .await;
+    // The process had no e-mail provider: its local outbox has the message (offline default).
+    let email = wait_status(&t, "kill-1", ChannelKind::Email, "sent").await;
+    assert_eq!(email.provider.as_deref(), Some("file"));
+    worker.kill().await.unwrap();
+    let row = row_on(&t, "kill-1", ChannelKind::WebPush).await.unwrap();
+    assert_eq!((row.status.as_str(), row.attempts), ("sending", 1));
+    assert!(row.lease_owner.as_deref().unwrap().starts_with(&format!("{pid}-")), "{row:?}");
+    let eml = dir.path().join("data/outbox/email").join(email.provider_id.as_deref().unwrap());
+    let text = std::fs::read_to_string(&eml).unwrap();
+    assert!(text.contains("To: killed@example.org") && text.contains("2 new results are ready in Hearth."), "{text}");
+
+    // After the lease (real time: the process used the system clock), another worker sends it.
+    tokio::time::sleep(Duration::from_millis(6100)).await;
+    t.clock.set(Utc::now());
+    let next = tokio::spawn(hearth_server::notify::worker::run(t.app.clone(), "worker-next".into()));
+    let row = wait_status(&t, "kill-1", ChannelKind::WebPush, "sent").await;
+    next.abort();
+    let attempts = sql::attempts(&*t.app.db, &row.id).await.unwrap();
+    let summary: Vec<&str> = attempts.iter().map(|a| a.status.as_str()).collect();
+    assert_eq!(summary, ["abandoned", "sent"]);
+    assert_eq!(attempts[1].worker, "worker-next");
+    assert_eq!(seen_at(&log, "/push/hang").len(), 2);
+    let (_, v) = json_call(&t, &client, Method::GET, "/api/v1/notifications", None).await;
+    assert_eq!(v["notifications"].as_array().unwrap().len(), 1, "{v}");
+}

@@ -680,6 +680,7 @@ async fn fcm_peer(
 async fn fcm_gets_a_service_account_jwt_and_http_v1_messages() {
     let log: Log = Arc::default();
     let peer = serve(axum::Router::new().fallback(fcm_peer).with_state(log.clone())).await;
+    // A throwaway RSA key made for this test (openssl genpkey); it is no real service account's.
     let pem = include_str!("fixtures/fcm-test-only-key.pem");
     let dir = tempfile::tempdir().unwrap();
     let key_file = dir.path().join("service-account.json");

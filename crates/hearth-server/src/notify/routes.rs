@@ -210,14 +210,35 @@ pub(crate) async fn mark_read(
 }
 
 #[utoipa::path(get, path = "/api/v1/notifications/ws", tag = "notifications", security(("bearer" = [])),
-    responses((status = 101, description = "WebSocket: the unread notifications, then each new one as it is delivered, as JSON text frames {\"type\":\"notification\",\"notification\":{…}}"),
+    responses((status = 101, description = "WebSocket: the unread notifications, then each new one as it is delivered, as JSON text frames {\"type\":\"notification\",\"notification\":{…}}. The token comes as Authorization: Bearer, or (browsers) as the subprotocols `hearth.bearer, <token>`"),
         (status = 401, description = "No valid token", body = Object),
         (status = 426, description = "Not a WebSocket upgrade request", body = Object, example = json!({"error": {"code": "upgrade_required", "message": "…"}}))))]
 pub(crate) async fn live(
     State(app): State<Arc<App>>,
-    ApiCaller(caller): ApiCaller,
+    headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
+    // Browsers cannot set headers on a WebSocket: they may offer the token as the second of the
+    // subprotocols `hearth.bearer, <token>` (the answer names only `hearth.bearer`).
+    let offered = headers.get("sec-websocket-protocol").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let mut protocols = offered.split(',').map(str::trim);
+    let via_protocol = match (protocols.next(), protocols.next()) {
+        (Some(BEARER_PROTOCOL), Some(token)) if !headers.contains_key(axum::http::header::AUTHORIZATION) => {
+            Some(format!("Bearer {token}"))
+        }
+        _ => None,
+    };
+    let caller = match via_protocol {
+        Some(value) => {
+            let mut h = HeaderMap::new();
+            let value = axum::http::HeaderValue::from_str(&value)
+                .map_err(|_| bad("invalid_token", "the token is not a header value"))?;
+            h.insert(axum::http::header::AUTHORIZATION, value);
+            crate::auth::authenticate_headers(&app, &h, false).await
+        }
+        None => crate::auth::authenticate_headers(&app, &headers, false).await,
+    }
+    .map_err(ApiError::from)?;
     let upgrade = upgrade.map_err(|_| {
         ApiError::new(
             StatusCode::UPGRADE_REQUIRED,
@@ -226,8 +247,11 @@ pub(crate) async fn live(
         )
     })?;
     let account = caller.account.id.clone();
-    Ok(upgrade.on_upgrade(move |socket| stream(app, account, socket)))
+    Ok(upgrade.protocols([BEARER_PROTOCOL]).on_upgrade(move |socket| stream(app, account, socket)))
 }
+
+/// The WebSocket subprotocol that carries a bearer token (see [`live`]).
+const BEARER_PROTOCOL: &str = "hearth.bearer";
 
 /// Sends the unread notifications not sent yet on this socket; false when the socket is gone.
 async fn push_unread(app: &App, account: &str, sent: &mut HashSet<String>, socket: &mut WebSocket) -> bool {

@@ -1013,6 +1013,22 @@ async fn in_app_list_is_unread_first_mark_read_works_and_the_websocket_delivers_
         first["notification"]["id"].as_str().unwrap().to_owned(),
         live["notification"]["id"].as_str().unwrap().to_owned(),
     );
+    // A browser offers the token as a subprotocol instead of a header.
+    let mut req =
+        format!("{}/api/v1/notifications/ws", t.addr.replace("http://", "ws://")).into_client_request().unwrap();
+    req.headers_mut().insert("sec-websocket-protocol", format!("hearth.bearer, {token}").parse().unwrap());
+    let (mut browser, resp) = tokio_tungstenite::connect_async(req).await.unwrap();
+    assert_eq!(resp.headers()["sec-websocket-protocol"], "hearth.bearer");
+    let mut got = vec![next_frame(&mut browser).await, next_frame(&mut browser).await];
+    got.sort_by_key(|f| f["notification"]["id"].as_str().unwrap().to_owned());
+    assert_eq!(
+        got.iter().map(|f| f["notification"]["id"].as_str().unwrap()).collect::<Vec<_>>(),
+        [first_id.as_str(), second_id.as_str()]
+    );
+    let mut req =
+        format!("{}/api/v1/notifications/ws", t.addr.replace("http://", "ws://")).into_client_request().unwrap();
+    req.headers_mut().insert("sec-websocket-protocol", "hearth.bearer, not-a-token".parse().unwrap());
+    assert!(tokio_tungstenite::connect_async(req).await.is_err(), "a bad token gets no socket");
     // Without a token there is no socket.
     assert_eq!(t.send(t.anonymous().get(t.url("/api/v1/notifications/ws"))).await.status, 401);
 

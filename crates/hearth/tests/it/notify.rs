@@ -1019,7 +1019,7 @@ async fn in_app_list_is_unread_first_mark_read_works_and_the_websocket_delivers_
     req.headers_mut().insert("sec-websocket-protocol", format!("hearth.bearer, {token}").parse().unwrap());
     let (mut browser, resp) = tokio_tungstenite::connect_async(req).await.unwrap();
     assert_eq!(resp.headers()["sec-websocket-protocol"], "hearth.bearer");
-    let mut got = vec![next_frame(&mut browser).await, next_frame(&mut browser).await];
+    let mut got = [next_frame(&mut browser).await, next_frame(&mut browser).await];
     got.sort_by_key(|f| f["notification"]["id"].as_str().unwrap().to_owned());
     assert_eq!(
         got.iter().map(|f| f["notification"]["id"].as_str().unwrap()).collect::<Vec<_>>(),

@@ -439,6 +439,14 @@ pub async fn inbox_list(
     db.fetch(&b.finish(), &INBOX_COLS).await?.into_iter().map(decode_inbox).collect()
 }
 
+/// How many of the user's notifications are unread.
+pub async fn inbox_unread_count(db: &dyn Db, account_id: &str) -> Result<i64, StoreError> {
+    let mut b = Builder::new(db.dialect());
+    b.push("SELECT COUNT(*) FROM notification_inbox WHERE account_id = ").text(account_id).push(" AND read_at IS NULL");
+    let rows = db.fetch(&b.finish(), &[Col::Int]).await?;
+    Ok(rows.into_iter().next().and_then(|r| r.into_iter().next()).and_then(|v| v.as_int()).unwrap_or(0))
+}
+
 /// Marks one of the user's notifications read; false when it is not theirs or does not exist.
 pub async fn inbox_mark_read(db: &dyn Db, account_id: &str, id: &str, now: i64) -> Result<bool, StoreError> {
     let mut b = Builder::new(db.dialect());

@@ -188,7 +188,7 @@ pub(crate) async fn list(
 ) -> Result<Json<Value>, ApiError> {
     let q: ListQuery = query(&uri)?;
     let rows = sql::inbox_list(&*app.db, &caller.account.id, q.unread.unwrap_or(false), limit(q.limit)?).await?;
-    let unread = sql::inbox_list(&*app.db, &caller.account.id, true, 500).await?.len();
+    let unread = sql::inbox_unread_count(&*app.db, &caller.account.id).await?;
     Ok(Json(json!({"notifications": rows.iter().map(inbox_json).collect::<Vec<_>>(), "unread": unread})))
 }
 

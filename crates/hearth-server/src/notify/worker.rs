@@ -53,7 +53,11 @@ pub async fn run(app: Arc<App>, id: String) {
 pub async fn run_once(app: &Arc<App>, id: &str) -> Result<usize, hearth_store::StoreError> {
     let now = app.clock.now();
     let lease = TimeDelta::seconds(i64::try_from(app.config.notify.lease_secs).unwrap_or(60));
-    let rows = sql::claim(&*app.db, id, now.timestamp_millis(), (now + lease).timestamp_millis(), BATCH).await?;
+    // The claim and its attempt rows commit together (on PostgreSQL the claimed rows stay locked
+    // against other claimers until then).
+    let tx = sql::TxDb::begin(&*app.db).await?;
+    let rows = sql::claim(&tx, id, now.timestamp_millis(), (now + lease).timestamp_millis(), BATCH).await?;
+    tx.commit().await?;
     let n = rows.len();
     let mut set = tokio::task::JoinSet::new();
     for row in rows {

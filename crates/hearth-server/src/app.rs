@@ -46,6 +46,8 @@ pub enum StartError {
     Auth(#[from] crate::auth::AuthSetupError),
     #[error("cannot load the auth pepper: {0}")]
     Pepper(String),
+    #[error("cannot set up notifications: {0}")]
+    Notify(#[from] crate::notify::NotifySetupError),
 }
 
 pub struct App {
@@ -78,8 +80,8 @@ pub struct App {
     pub started_at: DateTime<Utc>,
     /// Rate limiters of this process.
     pub limits: crate::auth::web::Limits,
-    /// Where patient login codes go (replaceable, e.g. by an embedding program or a test).
-    otp_sender: RwLock<Arc<dyn crate::auth::otp::OtpSender>>,
+    /// Notification channels, templates and the worker's wake-up (login codes go through it too).
+    pub notify: crate::notify::Notifier,
 }
 
 /// Opens the configured database and applies migrations.
@@ -147,12 +149,7 @@ impl App {
         let pepper = crate::auth::otp::load_pepper(&config).map_err(StartError::Pepper)?;
         let auth = crate::auth::Auth::load(&*db, scheme, pepper, started_at).await?;
         let limits = crate::auth::web::Limits::new(&config);
-        let otp_sender: Arc<dyn crate::auth::otp::OtpSender> = if config.dev_mode {
-            tracing::warn!("dev_mode is on: login codes are written to the log");
-            Arc::new(crate::auth::otp::DevLogSender)
-        } else {
-            Arc::new(crate::auth::otp::UnconfiguredSender)
-        };
+        let notify = crate::notify::Notifier::start(&config, &*db).await?;
         Ok(App {
             config,
             store,
@@ -170,7 +167,7 @@ impl App {
             metrics,
             started_at,
             limits,
-            otp_sender: RwLock::new(otp_sender),
+            notify,
         })
     }
 
@@ -188,23 +185,6 @@ impl App {
             Some(slip) => store.witnessed(Arc::clone(slip) as Arc<dyn hearth_store::Witness>),
             None => store,
         }
-    }
-
-    /// The sender of patient login codes.
-    pub fn otp_sender(&self) -> Arc<dyn crate::auth::otp::OtpSender> {
-        match self.otp_sender.read() {
-            Ok(s) => Arc::clone(&s),
-            Err(p) => Arc::clone(&p.into_inner()),
-        }
-    }
-
-    /// Installs a sender of patient login codes (SMS/e-mail gateway, or a test's outbox).
-    pub fn set_otp_sender(&self, sender: Arc<dyn crate::auth::otp::OtpSender>) {
-        let mut guard = match self.otp_sender.write() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        *guard = sender;
     }
 
     /// The search parameters in force now.

@@ -59,11 +59,132 @@ pub struct Config {
     pub base_url: Option<String>,
     /// Seconds in-flight requests get to finish after SIGINT/SIGTERM.
     pub shutdown_grace_secs: u64,
-    /// Development conveniences that must never run in production: the development OTP sender
-    /// writes login codes to the log.
+    /// Development conveniences that must never run in production. (Login codes are never
+    /// logged: without e-mail/SMS providers they go to the local notification outbox.)
     pub dev_mode: bool,
     /// Authentication and abuse protection (the `[auth]` table).
     pub auth: AuthConfig,
+    /// Notifications: the outbox worker and the channels (the `[notify]` table).
+    pub notify: NotifyConfig,
+}
+
+/// The `[notify]` table. Without `[notify.email]` / `[notify.sms]`, e-mail and SMS are written
+/// to the local file outbox (`outbox_dir`); without `[notify.fcm]` there is no mobile push.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotifyConfig {
+    /// Run the outbox worker inside `hearth serve` (turn off when `hearth worker` processes do it).
+    pub worker: bool,
+    /// How often an idle worker looks for due rows (it is also woken by enqueues in its process).
+    pub poll_interval_ms: u64,
+    /// A claimed row's lease: after it, a row whose worker died is claimed again.
+    pub lease_secs: u64,
+    /// Longest wait for one provider request.
+    pub send_timeout_ms: u64,
+    /// Attempts per message before it is `failed`.
+    pub max_attempts: u32,
+    /// Retry delay after attempt n: `retry_base_secs * 2^(n-1)`, capped, with jitter (half to full).
+    pub retry_base_secs: u64,
+    pub retry_max_secs: u64,
+    /// The local outbox for e-mail and SMS when no provider is configured; default `<data_dir>/outbox`.
+    pub outbox_dir: Option<PathBuf>,
+    /// Time zone (IANA) and language (`en`, `hi`) of users who have not set theirs.
+    pub default_time_zone: String,
+    pub default_language: String,
+    /// Accept `http://` Web Push endpoints (tests against a loopback push service only).
+    pub allow_insecure_push_endpoints: bool,
+    pub email: Option<EmailConfig>,
+    pub sms: Option<SmsConfig>,
+    pub webpush: WebPushConfig,
+    pub fcm: Option<FcmConfig>,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        NotifyConfig {
+            worker: true,
+            poll_interval_ms: 1000,
+            lease_secs: 60,
+            send_timeout_ms: 30_000,
+            max_attempts: 8,
+            retry_base_secs: 30,
+            retry_max_secs: 3600,
+            outbox_dir: None,
+            default_time_zone: "UTC".into(),
+            default_language: "en".into(),
+            allow_insecure_push_endpoints: false,
+            email: None,
+            sms: None,
+            webpush: WebPushConfig::default(),
+            fcm: None,
+        }
+    }
+}
+
+/// `[notify.email]`: an SMTP relay.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailConfig {
+    pub host: String,
+    #[serde(default = "default_smtp_port")]
+    pub port: u16,
+    /// `starttls` (default), `tls` (implicit, port 465) or `none` (a local relay only).
+    #[serde(default = "default_smtp_security")]
+    pub security: String,
+    pub username: Option<String>,
+    pub password: Option<Secret<String>>,
+    /// `Hearth <no-reply@example.org>`
+    pub from: String,
+}
+
+fn default_smtp_port() -> u16 {
+    587
+}
+
+fn default_smtp_security() -> String {
+    "starttls".into()
+}
+
+/// `[notify.sms]`: a Twilio-compatible REST API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmsConfig {
+    #[serde(default = "default_twilio_base")]
+    pub api_base: String,
+    pub account_sid: String,
+    pub auth_token: Secret<String>,
+    /// Send through a Messaging Service (preferred) or `from` a number.
+    pub messaging_service_sid: Option<String>,
+    pub from: Option<String>,
+    /// The public URL of `/api/v1/notifications/twilio/status` exactly as Twilio calls it (the
+    /// signature covers it); when absent, no delivery reports are asked for.
+    pub status_callback_url: Option<String>,
+}
+
+fn default_twilio_base() -> String {
+    "https://api.twilio.com".into()
+}
+
+/// `[notify.webpush]`: the VAPID key pair is generated on first start and kept in the database.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebPushConfig {
+    /// The VAPID contact (`mailto:` or `https:`); default `base_url`, else `mailto:postmaster@localhost`.
+    pub subject: Option<String>,
+}
+
+/// `[notify.fcm]`: Firebase Cloud Messaging HTTP v1.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FcmConfig {
+    /// The service account's JSON key file.
+    pub service_account_file: PathBuf,
+    #[serde(default = "default_fcm_base")]
+    pub api_base: String,
+}
+
+fn default_fcm_base() -> String {
+    "https://fcm.googleapis.com".into()
 }
 
 /// The `[auth]` table.
@@ -109,6 +230,7 @@ impl Default for Config {
             shutdown_grace_secs: 30,
             dev_mode: false,
             auth: AuthConfig::default(),
+            notify: NotifyConfig::default(),
         }
     }
 }
@@ -256,6 +378,29 @@ impl Config {
                 return Err(ConfigError::Invalid("auth.pepper must be hex of at least 32 bytes".into()));
             }
         }
+        let n = &self.notify;
+        if n.poll_interval_ms == 0 || n.max_attempts == 0 || n.send_timeout_ms == 0 {
+            return Err(ConfigError::Invalid(
+                "notify.poll_interval_ms, notify.max_attempts and notify.send_timeout_ms must be at least 1".into(),
+            ));
+        }
+        if n.lease_secs.saturating_mul(1000) <= n.send_timeout_ms {
+            return Err(ConfigError::Invalid("notify.lease_secs must be longer than notify.send_timeout_ms".into()));
+        }
+        if n.default_time_zone.parse::<chrono_tz::Tz>().is_err() {
+            return Err(ConfigError::Invalid("notify.default_time_zone is not an IANA time zone".into()));
+        }
+        if let Some(e) = &n.email
+            && !matches!(e.security.as_str(), "starttls" | "tls" | "none")
+        {
+            return Err(ConfigError::Invalid("notify.email.security must be starttls, tls or none".into()));
+        }
+        if let Some(s) = &n.sms
+            && s.messaging_service_sid.is_none()
+            && s.from.is_none()
+        {
+            return Err(ConfigError::Invalid("notify.sms needs messaging_service_sid or from".into()));
+        }
         self.database()?;
         Ok(())
     }
@@ -366,5 +511,35 @@ mod tests {
         assert!(!printed.contains("p@ssw0rd"), "{printed}");
         let err = Config::load(None, &env(&[("HEARTH_DATABASE_URL", "mysql://u:hunter2@h/db")])).unwrap_err();
         assert!(!err.to_string().contains("hunter2"));
+    }
+
+    #[test]
+    fn notify_table_parses_and_is_checked() {
+        let dir = std::env::temp_dir().join(format!("hearth-config-notify-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("hearth.toml");
+        let text = "[notify]\nworker = false\nmax_attempts = 5\n\n[notify.email]\nhost = \"smtp.example.org\"\n\
+                    username = \"hearth\"\npassword = \"pw\"\nfrom = \"Hearth <no-reply@example.org>\"\n\n[notify.sms]\n\
+                    account_sid = \"AC1\"\nauth_token = \"tok\"\nmessaging_service_sid = \"MG1\"\n\n\
+                    [notify.webpush]\nsubject = \"mailto:ops@example.org\"\n\n[notify.fcm]\n\
+                    service_account_file = \"/etc/hearth/sa.json\"\n";
+        std::fs::write(&file, text).unwrap();
+        let c = Config::load(Some(&file), &[]).unwrap();
+        assert!(!c.notify.worker);
+        let email = c.notify.email.as_ref().unwrap();
+        assert_eq!((email.port, email.security.as_str()), (587, "starttls"));
+        assert_eq!(c.notify.sms.as_ref().unwrap().api_base, "https://api.twilio.com");
+        assert_eq!(c.notify.fcm.as_ref().unwrap().api_base, "https://fcm.googleapis.com");
+        assert!(!format!("{c:?}").contains("tok\""), "secrets never print");
+        for bad in [
+            "[notify.email]\nhost = \"h\"\nfrom = \"a@b.c\"\nsecurity = \"ssl3\"\n",
+            "[notify.sms]\naccount_sid = \"AC1\"\nauth_token = \"t\"\n",
+            "[notify]\ndefault_time_zone = \"Mars/Base\"\n",
+            "[notify]\nlease_secs = 1\nsend_timeout_ms = 5000\n",
+            "[notify]\nsmtp = true\n",
+        ] {
+            std::fs::write(&file, bad).unwrap();
+            assert!(Config::load(Some(&file), &[]).is_err(), "{bad}");
+        }
     }
 }

@@ -11,6 +11,7 @@ pub mod consent;
 pub mod error;
 pub mod fhir;
 pub mod jobs;
+pub mod notify;
 mod ops;
 mod telemetry;
 

@@ -30,6 +30,9 @@ use crate::error::ApiError;
         crate::auth::smart::token, crate::auth::smart::create_client, crate::auth::smart::list_clients,
         crate::auth::smart::delete_client, crate::audit::access_log,
         crate::consent::list, crate::consent::give, crate::consent::revoke,
+        crate::notify::routes::register, crate::notify::routes::vapid_public_key, crate::notify::routes::list,
+        crate::notify::routes::mark_read, crate::notify::routes::live, crate::notify::routes::get_preferences,
+        crate::notify::routes::put_preferences, crate::notify::routes::admin_list, crate::notify::routes::twilio_status,
     ),
     modifiers(&BearerAuth)
 )]

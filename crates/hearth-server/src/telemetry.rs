@@ -54,6 +54,7 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(crate::auth::smart::router())
         .merge(crate::audit::router())
         .merge(crate::consent::router().layer(middleware::from_fn_with_state(app.clone(), crate::audit::fhir_layer)))
+        .merge(crate::notify::routes::router())
         .layer(middleware::from_fn_with_state(app.clone(), crate::auth::web::api_limit))
         .layer(middleware::from_fn_with_state(app.clone(), record_metrics))
         .layer(middleware::from_fn_with_state(app.clone(), crate::auth::web::security_headers));
@@ -94,6 +95,12 @@ pub async fn serve(
     // The export worker of this process: claims queued $export jobs from the database.
     let worker = tokio::spawn(crate::fhir::export::worker(app.clone()));
     let auditor = tokio::spawn(crate::audit::writer(app.clone()));
+    // The notification outbox worker, unless separate `hearth worker` processes do that.
+    let notifier = app
+        .config
+        .notify
+        .worker
+        .then(|| tokio::spawn(crate::notify::worker::run(app.clone(), crate::notify::worker::worker_id())));
     let service = router(app.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
     let server = axum::serve(listener, service).with_graceful_shutdown(shutdown);
     let deadline = async move {
@@ -112,6 +119,9 @@ pub async fn serve(
     worker.abort();
     // Every request that finished has its event committed (it waited for it).
     auditor.abort();
+    if let Some(n) = notifier {
+        n.abort();
+    }
     app.store.close().await;
     app.audit_store.close().await;
     tracing::info!("stopped");

@@ -18,6 +18,19 @@ pub trait Db: Send + Sync {
     async fn fetch_write(&self, sql: &Sql, cols: &[Col]) -> Result<Vec<Vec<Val>>, StoreError>;
     /// A writing statement; answers the number of rows it changed.
     async fn execute(&self, sql: &Sql) -> Result<u64, StoreError>;
+    /// A write transaction on the writer (SQLite `BEGIN IMMEDIATE`): statements that must commit
+    /// together, such as a change and the notification it causes (see `notify::TxDb`).
+    async fn begin_tx(&self) -> Result<Box<dyn DbTx>, StoreError>;
+}
+
+/// One open write transaction; dropped without [`DbTx::commit`], it rolls back.
+#[async_trait]
+pub trait DbTx: Send {
+    fn dialect(&self) -> Dialect;
+    async fn fetch(&mut self, sql: &Sql, cols: &[Col]) -> Result<Vec<Vec<Val>>, StoreError>;
+    /// Answers the number of rows changed.
+    async fn execute(&mut self, sql: &Sql) -> Result<u64, StoreError>;
+    async fn commit(self: Box<Self>) -> Result<(), StoreError>;
 }
 
 /// One account row.

@@ -27,6 +27,7 @@ mod export;
 pub mod identity;
 mod index;
 pub mod mfa;
+pub mod notify;
 pub mod oauth;
 mod search;
 
@@ -38,7 +39,7 @@ pub use export::{
     everything, export_job, export_job_claim, export_job_create, export_job_delete, export_job_finish,
     export_job_heartbeat, export_scan,
 };
-pub use identity::Db;
+pub use identity::{Db, DbTx};
 pub use index::{delete_index, insert_index};
 pub use search::{explain, find, search};
 

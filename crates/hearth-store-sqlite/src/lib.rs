@@ -24,7 +24,7 @@ use hearth_store::{
     Access, Current, CurrentState, EverythingRequest, ExportJob, ExportScan, HistoryPage, HistoryQuery, IndexEntry,
     JobStatus, PoolStats, ResourceStore, SearchPage, SearchQuery, SearchRequest, StoreError, StoreTx, Version,
 };
-use hearth_store_sql::{Col, Db, Dialect, Exec, Sql, Val};
+use hearth_store_sql::{Col, Db, DbTx, Dialect, Exec, Sql, Val};
 use sqlx::sqlite::{
     SqliteArguments, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteSynchronous,
@@ -243,6 +243,30 @@ impl StoreTx for SqliteTx {
     }
 }
 
+/// The same write transaction for the shared SQL of `hearth_store_sql` (identity, notifications).
+#[async_trait]
+impl DbTx for SqliteTx {
+    fn dialect(&self) -> Dialect {
+        Dialect::Sqlite
+    }
+
+    async fn fetch(&mut self, sql: &Sql, cols: &[Col]) -> Result<Vec<Vec<Val>>, StoreError> {
+        Conn(&mut self.tx).fetch(sql, cols).await
+    }
+
+    async fn execute(&mut self, sql: &Sql) -> Result<u64, StoreError> {
+        let done = sqlx::query_with(AssertSqlSafe(sql.text.clone()), arguments(sql)?)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(db_error)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn commit(self: Box<Self>) -> Result<(), StoreError> {
+        self.tx.commit().await.map_err(db_error)
+    }
+}
+
 #[async_trait]
 impl ResourceStore for SqliteStore {
     fn backend(&self) -> &'static str {
@@ -414,5 +438,10 @@ impl Db for SqliteStore {
             .await
             .map_err(db_error)?;
         Ok(done.rows_affected())
+    }
+
+    async fn begin_tx(&self) -> Result<Box<dyn DbTx>, StoreError> {
+        let tx = self.write.begin_with("BEGIN IMMEDIATE").await.map_err(db_error)?;
+        Ok(Box::new(SqliteTx { tx }))
     }
 }

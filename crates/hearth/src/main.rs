@@ -32,6 +32,10 @@ enum Command {
     Serve,
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Deliver notifications from the outbox (no HTTP) until SIGINT/SIGTERM; any number of
+    /// workers and servers may share one database (set `notify.worker = false` on the servers
+    /// to leave delivery to these).
+    Worker,
     /// Administration tasks on the configured database.
     Admin {
         #[command(subcommand)]
@@ -222,6 +226,17 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             app.store.close().await;
             app.audit_store.close().await;
             result.map(|()| ExitCode::SUCCESS)
+        }
+        Command::Worker => {
+            let app = Arc::new(App::start(config, Arc::new(SystemClock)).await.map_err(|e| e.to_string())?);
+            let id = hearth_server::notify::worker::worker_id();
+            tracing::info!(backend = app.store.backend(), worker = %id, "notification worker running");
+            tokio::select! {
+                () = hearth_server::notify::worker::run(app.clone(), id) => {}
+                () = shutdown_signal() => tracing::info!("shutdown requested; stopping the worker"),
+            }
+            app.store.close().await;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Serve => {
             let listen = config.listen;

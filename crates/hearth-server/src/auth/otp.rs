@@ -11,19 +11,19 @@
 //!   cannot exceed the limit; the right code is consumed by a delete only one request can win.
 //! - Every refusal of `verify` is the same `401 otp_invalid` (wrong, expired, used up, or no code
 //!   for that address), again so nothing is revealed about accounts.
-//! - Codes leave through an [`OtpSender`]. `dev_mode` installs [`DevLogSender`] (the code goes to
-//!   the log); otherwise, until a real channel is configured, [`UnconfiguredSender`] logs a warning
-//!   *without* the code. [`MemorySender`] keeps messages in memory (tests, embedding).
+//! - Codes leave through the notification outbox (`crate::notify`) as a critical `security`
+//!   message to the address given, written in the same transaction as the code's hash: through
+//!   quiet hours, never to the log (without a configured provider, to the local file outbox).
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use hearth_auth::Pepper;
 use hearth_auth::Role;
 use hearth_auth::otp::{self, OtpDecision, OtpHash, OtpRecord};
-use hearth_auth::{Pepper, Secret};
 use hearth_store_sql::identity;
 use hearth_store_sql::mfa;
 use serde::Deserialize;
@@ -47,88 +47,6 @@ impl OtpChannel {
             OtpChannel::Email => "email",
             OtpChannel::Sms => "sms",
         }
-    }
-}
-
-/// One code to deliver.
-#[derive(Debug, Clone)]
-pub struct OtpMessage {
-    pub channel: OtpChannel,
-    /// The e-mail address or E.164 phone number.
-    pub to: String,
-    pub code: Secret<String>,
-}
-
-/// Delivers login codes (SMS, e-mail, or the notification channels when they exist).
-#[async_trait::async_trait]
-pub trait OtpSender: Send + Sync + 'static {
-    /// Sends one message; an error is logged (without the code) and not shown to the client.
-    async fn send(&self, message: OtpMessage) -> Result<(), String>;
-}
-
-/// Development only (`dev_mode`): writes the code to the log.
-pub struct DevLogSender;
-
-fn masked(to: &str) -> String {
-    let head: String = to.chars().take(2).collect();
-    format!("{head}***")
-}
-
-#[async_trait::async_trait]
-impl OtpSender for DevLogSender {
-    async fn send(&self, message: OtpMessage) -> Result<(), String> {
-        tracing::info!(
-            channel = message.channel.as_str(),
-            to = %masked(&message.to),
-            code = %message.code.expose(),
-            "development OTP sender (dev_mode): login code"
-        );
-        Ok(())
-    }
-}
-
-/// No channel configured outside development: nothing is sent, a warning is logged.
-pub struct UnconfiguredSender;
-
-#[async_trait::async_trait]
-impl OtpSender for UnconfiguredSender {
-    async fn send(&self, message: OtpMessage) -> Result<(), String> {
-        tracing::warn!(
-            channel = message.channel.as_str(),
-            "no OTP sender is configured (and dev_mode is off): a login code was not sent"
-        );
-        Ok(())
-    }
-}
-
-/// Keeps every message in memory, in order.
-#[derive(Default)]
-pub struct MemorySender {
-    messages: Mutex<Vec<OtpMessage>>,
-}
-
-impl MemorySender {
-    pub fn messages(&self) -> Vec<OtpMessage> {
-        match self.messages.lock() {
-            Ok(m) => m.clone(),
-            Err(p) => p.into_inner().clone(),
-        }
-    }
-
-    /// The newest code sent to `to`.
-    pub fn last_code(&self, to: &str) -> Option<String> {
-        self.messages().iter().rev().find(|m| m.to == to).map(|m| m.code.expose().clone())
-    }
-}
-
-#[async_trait::async_trait]
-impl OtpSender for MemorySender {
-    async fn send(&self, message: OtpMessage) -> Result<(), String> {
-        match self.messages.lock() {
-            Ok(mut m) => m.push(message),
-            Err(p) => p.into_inner().push(message),
-        }
-        Ok(())
     }
 }
 
@@ -200,8 +118,10 @@ async fn issue_and_send(app: &App, channel: OtpChannel, to: String) -> Result<()
     let Some(account) = account.filter(|a| a.role == Role::Patient.as_str()) else { return Ok(()) };
     let now = app.clock.now();
     let issued = otp::issue(&mut rng(), &app.auth.pepper, now);
+    // The code and its message commit together: no code without its message, and the other way.
+    let tx = hearth_store_sql::notify::TxDb::begin(&*app.db).await.map_err(|e| e.to_string())?;
     mfa::otp_put(
-        &*app.db,
+        &tx,
         &to,
         &hex(issued.record.code_hash.as_bytes()),
         issued.record.expires_at.timestamp_millis(),
@@ -209,9 +129,25 @@ async fn issue_and_send(app: &App, channel: OtpChannel, to: String) -> Result<()
     )
     .await
     .map_err(|e| e.to_string())?;
-    drop(account);
-    let sender = app.otp_sender();
-    sender.send(OtpMessage { channel, to, code: issued.code }).await
+    let mut args = serde_json::Map::new();
+    args.insert("code".into(), json!(issued.code.expose()));
+    args.insert("minutes".into(), json!(10));
+    let notice = crate::notify::DirectNotice {
+        key: format!("otp/{}", uuid::Uuid::new_v4()),
+        account_id: Some(account.id.clone()),
+        channel: match channel {
+            OtpChannel::Email => hearth_notify::ChannelKind::Email,
+            OtpChannel::Sms => hearth_notify::ChannelKind::Sms,
+        },
+        to,
+        category: hearth_notify::Category::Security,
+        template: "otp-code".into(),
+        args,
+    };
+    crate::notify::enqueue_direct(&app.config, &tx, &notice, now).await.map_err(|e| e.to_string())?;
+    tx.commit().await.map_err(|e| e.to_string())?;
+    app.notify.wake();
+    Ok(())
 }
 
 #[derive(Deserialize)]

@@ -278,6 +278,57 @@ async fn every_role_gets_exactly_the_expected_status_and_patient_a_never_sees_b(
             Some(json!({"caregiver": carer_id, "patient": pb})),
             [401, 403, 403, 403, 403, 204],
         ),
+        ("list own notifications", Method::GET, "/api/v1/notifications".into(), None, [401, 200, 200, 200, 200, 200]),
+        (
+            "mark a notification read that is not one's own",
+            Method::POST,
+            "/api/v1/notifications/no-such-notification/read".into(),
+            None,
+            [401, 404, 404, 404, 404, 404],
+        ),
+        (
+            "notification WebSocket without an upgrade",
+            Method::GET,
+            "/api/v1/notifications/ws".into(),
+            None,
+            [401, 426, 426, 426, 426, 426],
+        ),
+        (
+            "notification preferences",
+            Method::GET,
+            "/api/v1/notifications/preferences".into(),
+            None,
+            [401, 200, 200, 200, 200, 200],
+        ),
+        (
+            "set notification preferences",
+            Method::PUT,
+            "/api/v1/notifications/preferences".into(),
+            Some(json!({"language": "hi", "quiet_hours": {"start": "22:00", "end": "07:00"}})),
+            [401, 200, 200, 200, 200, 200],
+        ),
+        (
+            "register a push device",
+            Method::POST,
+            "/api/push/register".into(),
+            Some(json!({"kind": "fcm", "token": "matrix-device-token"})),
+            [401, 201, 201, 201, 201, 201],
+        ),
+        ("VAPID public key", Method::GET, "/api/push/vapid-public-key".into(), None, [200, 200, 200, 200, 200, 200]),
+        (
+            "failed notifications (admin view)",
+            Method::GET,
+            "/api/v1/admin/notifications?status=failed".into(),
+            None,
+            [401, 403, 403, 403, 403, 200],
+        ),
+        (
+            "Twilio status callback (not configured here)",
+            Method::POST,
+            "/api/v1/notifications/twilio/status".into(),
+            None,
+            [404, 404, 404, 404, 404, 404],
+        ),
     ];
     // Deletes: a fresh Observation of A for each role.
     for (i, _) in ROLES.iter().enumerate() {

@@ -35,8 +35,9 @@ pub struct TestApp {
     pub admin_token: String,
     pub app: Arc<App>,
     pub clock: Arc<TestClock>,
-    /// Every patient login code the server sent (a real `OtpSender` that delivers to memory).
-    pub outbox: Arc<hearth_server::auth::otp::MemorySender>,
+    /// Every e-mail and SMS the notification worker sent (login codes included): the app's
+    /// e-mail and SMS channels deliver to this memory.
+    pub outbox: Arc<hearth_notify::MemoryChannel>,
     shutdown: Option<oneshot::Sender<()>>,
     _dir: TempDir,
 }
@@ -75,6 +76,12 @@ impl TestApp {
     }
 
     pub async fn spawn_with(configure: impl FnOnce(&mut Config)) -> TestApp {
+        TestApp::spawn_channels(configure, true).await
+    }
+
+    /// `memory`: e-mail and SMS go to [`TestApp::outbox`]; otherwise through the configured
+    /// channels (real peers, or the local file outbox).
+    pub async fn spawn_channels(configure: impl FnOnce(&mut Config), memory: bool) -> TestApp {
         let dir = tempfile::tempdir().unwrap();
         let mut config = Config::load(None, &[]).unwrap();
         config.data_dir = dir.path().join("data");
@@ -88,8 +95,12 @@ impl TestApp {
         configure(&mut config);
         let clock = Arc::new(TestClock(AtomicI64::new(Utc::now().timestamp_millis())));
         let app = Arc::new(App::start(config, clock.clone()).await.unwrap());
-        let outbox = Arc::new(hearth_server::auth::otp::MemorySender::default());
-        app.set_otp_sender(outbox.clone());
+        let outbox = Arc::new(hearth_notify::MemoryChannel::default());
+        if memory {
+            for kind in [hearth_notify::ChannelKind::Email, hearth_notify::ChannelKind::Sms] {
+                app.notify.set_channel(kind, outbox.as_channel(kind));
+            }
+        }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = oneshot::channel::<()>();

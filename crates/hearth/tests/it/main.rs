@@ -18,6 +18,8 @@ mod export;
 mod history;
 mod import;
 mod mfa;
+mod notify;
+mod notify_peers;
 mod ops;
 mod patch;
 mod process;

@@ -87,6 +87,15 @@ async fn openapi_and_docs_are_served_without_a_cdn() {
         ("get", "/api/v1/me/consents"),
         ("post", "/api/v1/me/consents"),
         ("delete", "/api/v1/me/consents/{id}"),
+        ("post", "/api/push/register"),
+        ("get", "/api/push/vapid-public-key"),
+        ("get", "/api/v1/notifications"),
+        ("post", "/api/v1/notifications/{id}/read"),
+        ("get", "/api/v1/notifications/ws"),
+        ("get", "/api/v1/notifications/preferences"),
+        ("put", "/api/v1/notifications/preferences"),
+        ("get", "/api/v1/admin/notifications"),
+        ("post", "/api/v1/notifications/twilio/status"),
     ];
     for (method, p) in documented {
         assert!(spec["paths"][p][method].is_object(), "{method} {p} missing from OpenAPI");

@@ -1,0 +1,28 @@
+# Hearth notification texts, English. SMS and push texts carry no clinical content: they say
+# that something is waiting in Hearth, never what. `when` is shown in the recipient's time zone.
+
+otp-code-subject = Your Hearth sign-in code
+otp-code-body = Your Hearth sign-in code is { $code }. It expires in { $minutes } minutes. If you did not ask for it, ignore this message.
+otp-code-sms = Hearth code: { $code }. Valid for { $minutes } minutes. Never share it.
+
+appointment-reminder-subject = Appointment reminder
+appointment-reminder-body = You have an appointment on { $when }. Open Hearth for the details.
+appointment-reminder-sms = Hearth: you have an appointment on { $when }. Open the app for details.
+
+medication-reminder-subject = Medication reminder
+medication-reminder-body = { $count ->
+    [one] You have one dose to take now.
+   *[other] You have { $count } doses to take now.
+}
+
+results-available-subject = New results in Hearth
+results-available-body = { $count ->
+    [one] One new result is ready in Hearth.
+   *[other] { $count } new results are ready in Hearth.
+}
+
+emergency-alert-subject = Urgent: please open Hearth
+emergency-alert-body = There is an urgent message for you in Hearth. Please open the app now.
+
+announcement-subject = { $title }
+announcement-body = { $text }

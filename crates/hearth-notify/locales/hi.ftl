@@ -1,0 +1,28 @@
+# Hearth notification texts, Hindi. CLDR plural rules for hi: "one" is 0 and 1, "other" the rest.
+# SMS and push texts carry no clinical content. `when` is shown in the recipient's time zone.
+
+otp-code-subject = आपका Hearth साइन-इन कोड
+otp-code-body = आपका Hearth साइन-इन कोड { $code } है। यह { $minutes } मिनट में समाप्त हो जाएगा। अगर आपने यह नहीं माँगा था, तो इस संदेश को अनदेखा करें।
+otp-code-sms = Hearth कोड: { $code }। { $minutes } मिनट तक मान्य। इसे किसी से साझा न करें।
+
+appointment-reminder-subject = अपॉइंटमेंट रिमाइंडर
+appointment-reminder-body = { $when } को आपका अपॉइंटमेंट है। विवरण के लिए Hearth खोलें।
+appointment-reminder-sms = Hearth: { $when } को आपका अपॉइंटमेंट है। विवरण के लिए ऐप खोलें।
+
+medication-reminder-subject = दवा रिमाइंडर
+medication-reminder-body = { $count ->
+    [one] अभी आपको { $count } खुराक लेनी है।
+   *[other] अभी आपको { $count } खुराकें लेनी हैं।
+}
+
+results-available-subject = Hearth में नए परिणाम
+results-available-body = { $count ->
+    [one] Hearth में { $count } नया परिणाम तैयार है।
+   *[other] Hearth में { $count } नए परिणाम तैयार हैं।
+}
+
+emergency-alert-subject = ज़रूरी: कृपया Hearth खोलें
+emergency-alert-body = Hearth में आपके लिए एक ज़रूरी संदेश है। कृपया अभी ऐप खोलें।
+
+announcement-subject = { $title }
+announcement-body = { $text }

@@ -1,0 +1,518 @@
+//! The notification endpoints: push registration, the in-app list (unread first), mark read,
+//! live delivery over a WebSocket, preferences, the admin view of deliveries and Twilio's status
+//! callback (signature verified).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use data_encoding::BASE64URL_NOPAD;
+use hearth_notify::{Category, ChannelKind};
+use hearth_store_sql::notify::{self as sql, InboxRow, OutboxRow, SettingsRow, SubscriptionRow};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use crate::app::App;
+use crate::auth::{ApiCaller, require_admin};
+use crate::error::ApiError;
+
+pub fn router() -> axum::Router<Arc<App>> {
+    axum::Router::new()
+        .route("/api/push/register", post(register))
+        .route("/api/push/vapid-public-key", get(vapid_public_key))
+        .route("/api/v1/notifications", get(list))
+        .route("/api/v1/notifications/{id}/read", post(mark_read))
+        .route("/api/v1/notifications/ws", get(live))
+        .route("/api/v1/notifications/preferences", get(get_preferences).put(put_preferences))
+        .route("/api/v1/admin/notifications", get(admin_list))
+        .route("/api/v1/notifications/twilio/status", post(twilio_status))
+}
+
+fn bad(code: &'static str, message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, code, message)
+}
+
+fn parse_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| bad("invalid_body", format!("invalid request body: {e}")))
+}
+
+fn millis(ms: i64) -> Value {
+    chrono::DateTime::from_timestamp_millis(ms).map_or(Value::Null, |t| json!(t.to_rfc3339()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PushKeys {
+    p256dh: String,
+    auth: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegisterBody {
+    /// `webpush` (default) or `fcm`.
+    #[serde(default)]
+    kind: Option<String>,
+    /// Web Push: the subscription's endpoint (`PushSubscription.endpoint`).
+    endpoint: Option<String>,
+    keys: Option<PushKeys>,
+    /// FCM: the registration token.
+    token: Option<String>,
+    #[serde(rename = "expirationTime", default)]
+    _expiration_time: Option<Value>,
+}
+
+fn b64url(s: &str) -> Option<Vec<u8>> {
+    BASE64URL_NOPAD.decode(s.trim_end_matches('=').as_bytes()).ok()
+}
+
+#[utoipa::path(post, path = "/api/push/register", tag = "notifications", security(("bearer" = [])),
+    request_body(content = Object, description = "A browser PushSubscription (Web Push) or an FCM registration token",
+        example = json!({"kind": "webpush", "endpoint": "https://push.example.net/wpush/v2/abc", "keys": {"p256dh": "BCVx…", "auth": "BTBZ…"}})),
+    responses((status = 201, description = "Registered (an endpoint registered again moves to this account)", body = Object, example = json!({"id": "0190…", "kind": "webpush"})),
+        (status = 400, description = "Invalid subscription (stable error code)", body = Object, example = json!({"error": {"code": "invalid_subscription", "message": "…"}})),
+        (status = 401, description = "No valid token", body = Object)))]
+pub(crate) async fn register(
+    State(app): State<Arc<App>>,
+    ApiCaller(caller): ApiCaller,
+    bytes: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let body: RegisterBody = parse_body(&bytes)?;
+    let invalid = |m: &str| bad("invalid_subscription", m.to_owned());
+    let kind = body.kind.as_deref().unwrap_or("webpush");
+    let (endpoint, p256dh, auth) = match kind {
+        "webpush" => {
+            let endpoint = body.endpoint.ok_or_else(|| invalid("endpoint is required"))?;
+            if !hearth_notify::channel::endpoint_allowed(&endpoint, app.config.notify.allow_insecure_push_endpoints) {
+                return Err(invalid("endpoint must be an https URL of at most 2048 characters"));
+            }
+            let keys = body.keys.ok_or_else(|| invalid("keys.p256dh and keys.auth are required"))?;
+            let point = b64url(&keys.p256dh).ok_or_else(|| invalid("keys.p256dh is not base64url"))?;
+            if point.len() != 65 || point.first() != Some(&4) {
+                return Err(invalid("keys.p256dh is not an uncompressed P-256 public key"));
+            }
+            if hearth_notify::webpush::encrypt(b"probe", &point, &[0; 16]).is_err() {
+                return Err(invalid("keys.p256dh is not a point on P-256"));
+            }
+            if b64url(&keys.auth).map(|a| a.len()) != Some(16) {
+                return Err(invalid("keys.auth must be 16 bytes, base64url"));
+            }
+            (endpoint, Some(keys.p256dh), Some(keys.auth))
+        }
+        "fcm" => {
+            let token = body.token.ok_or_else(|| invalid("token is required"))?;
+            if token.is_empty() || token.len() > 4096 || !token.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(invalid("token must be 1 to 4096 printable ASCII characters"));
+            }
+            (token, None, None)
+        }
+        _ => return Err(invalid("kind must be webpush or fcm")),
+    };
+    let row = SubscriptionRow {
+        id: uuid::Uuid::now_v7().to_string(),
+        account_id: caller.account.id.clone(),
+        kind: kind.to_owned(),
+        endpoint,
+        p256dh,
+        auth,
+        created_at: app.clock.now().timestamp_millis(),
+    };
+    let stored = sql::subscription_upsert(&*app.db, &row).await?;
+    Ok((StatusCode::CREATED, Json(json!({"id": stored.id, "kind": stored.kind}))).into_response())
+}
+
+#[utoipa::path(get, path = "/api/push/vapid-public-key", tag = "notifications",
+    responses((status = 200, description = "The VAPID public key for PushManager.subscribe (applicationServerKey)", body = Object, example = json!({"publicKey": "BP4z…"}))))]
+pub(crate) async fn vapid_public_key(State(app): State<Arc<App>>) -> Json<Value> {
+    Json(json!({"publicKey": app.notify.vapid_public_key}))
+}
+
+fn inbox_json(r: &InboxRow) -> Value {
+    json!({"id": r.id, "category": r.category, "title": r.title, "body": r.body,
+           "created_at": millis(r.created_at), "read": r.read_at.is_some(),
+           "read_at": r.read_at.map_or(Value::Null, millis)})
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    #[serde(default)]
+    unread: Option<bool>,
+    #[serde(default)]
+    limit: Option<i64>,
+}
+
+fn limit(l: Option<i64>) -> Result<i64, ApiError> {
+    match l {
+        None => Ok(50),
+        Some(n) if (1..=500).contains(&n) => Ok(n),
+        Some(_) => Err(bad("invalid_query", "limit must be between 1 and 500")),
+    }
+}
+
+fn query<T: serde::de::DeserializeOwned>(uri: &axum::http::Uri) -> Result<T, ApiError> {
+    serde_urlencoded_like(uri.query().unwrap_or(""))
+}
+
+/// Query strings through `form_urlencoded` into a JSON object (values typed by the target).
+fn serde_urlencoded_like<T: serde::de::DeserializeOwned>(q: &str) -> Result<T, ApiError> {
+    let mut map = Map::new();
+    for (k, v) in form_urlencoded::parse(q.as_bytes()) {
+        let value = match v.as_ref() {
+            "true" => json!(true),
+            "false" => json!(false),
+            s => s.parse::<i64>().map_or_else(|_| json!(s), |n| json!(n)),
+        };
+        if map.insert(k.into_owned(), value).is_some() {
+            return Err(bad("invalid_query", "a query parameter is repeated"));
+        }
+    }
+    serde_json::from_value(Value::Object(map)).map_err(|e| bad("invalid_query", format!("invalid query: {e}")))
+}
+
+#[utoipa::path(get, path = "/api/v1/notifications", tag = "notifications", security(("bearer" = [])),
+    params(("unread" = Option<bool>, Query, description = "Only unread ones"), ("limit" = Option<i64>, Query, description = "1 to 500, default 50")),
+    responses((status = 200, description = "The caller's in-app notifications, unread first, newest first", body = Object,
+        example = json!({"notifications": [{"id": "0190…", "category": "appointment", "title": "Appointment reminder", "body": "…", "created_at": "2026-01-01T10:00:00+00:00", "read": false, "read_at": null}], "unread": 1})),
+        (status = 400, description = "Invalid query", body = Object), (status = 401, description = "No valid token", body = Object)))]
+pub(crate) async fn list(
+    State(app): State<Arc<App>>,
+    ApiCaller(caller): ApiCaller,
+    uri: axum::http::Uri,
+) -> Result<Json<Value>, ApiError> {
+    let q: ListQuery = query(&uri)?;
+    let rows = sql::inbox_list(&*app.db, &caller.account.id, q.unread.unwrap_or(false), limit(q.limit)?).await?;
+    let unread = sql::inbox_unread_count(&*app.db, &caller.account.id).await?;
+    Ok(Json(json!({"notifications": rows.iter().map(inbox_json).collect::<Vec<_>>(), "unread": unread})))
+}
+
+#[utoipa::path(post, path = "/api/v1/notifications/{id}/read", tag = "notifications", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The notification id")),
+    responses((status = 204, description = "Marked read (idempotent)"),
+        (status = 404, description = "No such notification of the caller", body = Object, example = json!({"error": {"code": "not_found", "message": "no such notification"}})),
+        (status = 401, description = "No valid token", body = Object)))]
+pub(crate) async fn mark_read(
+    State(app): State<Arc<App>>,
+    ApiCaller(caller): ApiCaller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    if sql::inbox_mark_read(&*app.db, &caller.account.id, &id, app.clock.now().timestamp_millis()).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such notification"))
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/notifications/ws", tag = "notifications", security(("bearer" = [])),
+    responses((status = 101, description = "WebSocket: the unread notifications, then each new one as it is delivered, as JSON text frames {\"type\":\"notification\",\"notification\":{…}}. The token comes as Authorization: Bearer, or (browsers) as the subprotocols `hearth.bearer, <token>`"),
+        (status = 401, description = "No valid token", body = Object),
+        (status = 426, description = "Not a WebSocket upgrade request", body = Object, example = json!({"error": {"code": "upgrade_required", "message": "…"}}))))]
+pub(crate) async fn live(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    // Browsers cannot set headers on a WebSocket: they may offer the token as the second of the
+    // subprotocols `hearth.bearer, <token>` (the answer names only `hearth.bearer`).
+    let offered = headers.get("sec-websocket-protocol").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let mut protocols = offered.split(',').map(str::trim);
+    let via_protocol = match (protocols.next(), protocols.next()) {
+        (Some(BEARER_PROTOCOL), Some(token)) if !headers.contains_key(axum::http::header::AUTHORIZATION) => {
+            Some(format!("Bearer {token}"))
+        }
+        _ => None,
+    };
+    let caller = match via_protocol {
+        Some(value) => {
+            let mut h = HeaderMap::new();
+            let value = axum::http::HeaderValue::from_str(&value)
+                .map_err(|_| bad("invalid_token", "the token is not a header value"))?;
+            h.insert(axum::http::header::AUTHORIZATION, value);
+            crate::auth::authenticate_headers(&app, &h, false).await
+        }
+        None => crate::auth::authenticate_headers(&app, &headers, false).await,
+    }
+    .map_err(ApiError::from)?;
+    let upgrade = upgrade.map_err(|_| {
+        ApiError::new(
+            StatusCode::UPGRADE_REQUIRED,
+            "upgrade_required",
+            "this endpoint is a WebSocket (GET with Upgrade: websocket)",
+        )
+    })?;
+    let account = caller.account.id.clone();
+    Ok(upgrade.protocols([BEARER_PROTOCOL]).on_upgrade(move |socket| stream(app, account, socket)))
+}
+
+/// The WebSocket subprotocol that carries a bearer token (see [`live`]).
+const BEARER_PROTOCOL: &str = "hearth.bearer";
+
+/// Sends the unread notifications not sent yet on this socket; false when the socket is gone.
+async fn push_unread(app: &App, account: &str, sent: &mut HashSet<String>, socket: &mut WebSocket) -> bool {
+    let Ok(rows) = sql::inbox_list(&*app.db, account, true, 500).await else { return true };
+    for r in rows.iter().rev() {
+        if sent.insert(r.id.clone()) {
+            let frame = json!({"type": "notification", "notification": inbox_json(r)}).to_string();
+            if socket.send(Message::Text(frame.into())).await.is_err() {
+                return false;
+            }
+        }
+    }
+    true
+}
+
+/// Live delivery: woken by this process's in-app deliveries, and every two seconds for those of
+/// workers in other processes.
+async fn stream(app: Arc<App>, account: String, mut socket: WebSocket) {
+    let mut live = app.notify.live.subscribe();
+    let mut sent = HashSet::new();
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    loop {
+        if !push_unread(&app, &account, &mut sent, &mut socket).await {
+            return;
+        }
+        tokio::select! {
+            msg = live.recv() => match msg {
+                Ok((who, _)) if who != account => continue,
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            },
+            _ = tick.tick() => {}
+            incoming = socket.recv() => match incoming {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+}
+
+fn minutes_text(m: i64) -> String {
+    format!("{:02}:{:02}", m / 60, m % 60)
+}
+
+async fn preferences_json(app: &App, account: &str) -> Result<Value, ApiError> {
+    let stored = sql::preferences(&*app.db, account).await?;
+    let row = sql::settings(&*app.db, account).await?;
+    let s = app.notify.with_defaults(row.as_ref());
+    let mut channels = Map::new();
+    for c in Category::ALL {
+        let mut per = Map::new();
+        for ch in ChannelKind::ALL {
+            let on = stored
+                .iter()
+                .find(|(cat, k, _)| cat == c.as_str() && k == ch.as_str())
+                .map_or_else(|| super::default_enabled(c, ch), |(_, _, e)| *e);
+            per.insert(ch.as_str().to_owned(), json!(on));
+        }
+        channels.insert(c.as_str().to_owned(), Value::Object(per));
+    }
+    let quiet = match row.as_ref().and_then(|r| r.quiet_start.zip(r.quiet_end)) {
+        Some((a, b)) => json!({"start": minutes_text(a), "end": minutes_text(b)}),
+        None => Value::Null,
+    };
+    Ok(json!({
+        "time_zone": s.time_zone.name(),
+        "language": s.language.as_str(),
+        "quiet_hours": quiet,
+        "channels": channels,
+        "critical": Category::ALL.iter().filter(|c| c.is_critical()).map(|c| c.as_str()).collect::<Vec<_>>(),
+    }))
+}
+
+#[utoipa::path(get, path = "/api/v1/notifications/preferences", tag = "notifications", security(("bearer" = [])),
+    responses((status = 200, description = "Per category × channel switches (defaults filled in), time zone, language, quiet hours", body = Object,
+        example = json!({"time_zone": "Asia/Kolkata", "language": "hi", "quiet_hours": {"start": "22:00", "end": "07:00"}, "channels": {"appointment": {"email": true, "sms": true, "webpush": true, "fcm": true, "in_app": true}}, "critical": ["security", "emergency"]})),
+        (status = 401, description = "No valid token", body = Object)))]
+pub(crate) async fn get_preferences(
+    State(app): State<Arc<App>>,
+    ApiCaller(caller): ApiCaller,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(preferences_json(&app, &caller.account.id).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QuietBody {
+    start: String,
+    end: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PreferencesBody {
+    time_zone: Option<String>,
+    language: Option<String>,
+    /// `null` turns quiet hours off.
+    #[serde(default, deserialize_with = "present")]
+    quiet_hours: Option<Option<QuietBody>>,
+    #[serde(default)]
+    channels: Option<Map<String, Value>>,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<QuietBody>>, D::Error> {
+    Option::<QuietBody>::deserialize(d).map(Some)
+}
+
+#[utoipa::path(put, path = "/api/v1/notifications/preferences", tag = "notifications", security(("bearer" = [])),
+    request_body(content = Object, description = "Any subset: time_zone (IANA), language (en, hi), quiet_hours ({start, end} HH:MM or null), channels {category: {channel: bool}}",
+        example = json!({"time_zone": "Asia/Kolkata", "quiet_hours": {"start": "22:00", "end": "07:00"}, "channels": {"announcement": {"email": false}}})),
+    responses((status = 200, description = "The preferences now in force", body = Object),
+        (status = 400, description = "Unknown category, channel, time zone or language, or a bad time (stable error code)", body = Object, example = json!({"error": {"code": "invalid_preferences", "message": "unknown time zone"}})),
+        (status = 401, description = "No valid token", body = Object)))]
+pub(crate) async fn put_preferences(
+    State(app): State<Arc<App>>,
+    ApiCaller(caller): ApiCaller,
+    bytes: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let body: PreferencesBody = parse_body(&bytes)?;
+    let invalid = |m: String| bad("invalid_preferences", m);
+    let account = caller.account.id.clone();
+    let current = sql::settings(&*app.db, &account).await?;
+    let defaults = app.notify.with_defaults(current.as_ref());
+    let mut settings = current.clone().unwrap_or(SettingsRow {
+        time_zone: defaults.time_zone.name().to_owned(),
+        language: defaults.language.as_str().to_owned(),
+        quiet_start: None,
+        quiet_end: None,
+    });
+    if let Some(tz) = body.time_zone {
+        if tz.parse::<chrono_tz::Tz>().is_err() {
+            return Err(invalid(format!("unknown time zone `{tz}` (use an IANA name such as Asia/Kolkata)")));
+        }
+        settings.time_zone = tz;
+    }
+    if let Some(lang) = body.language {
+        if !matches!(lang.as_str(), "en" | "hi") {
+            return Err(invalid("language must be en or hi".into()));
+        }
+        settings.language = lang;
+    }
+    if let Some(q) = body.quiet_hours {
+        match q {
+            None => (settings.quiet_start, settings.quiet_end) = (None, None),
+            Some(q) => {
+                let (Some(s), Some(e)) =
+                    (hearth_notify::quiet::minutes(&q.start), hearth_notify::quiet::minutes(&q.end))
+                else {
+                    return Err(invalid("quiet_hours start and end must be HH:MM".into()));
+                };
+                (settings.quiet_start, settings.quiet_end) = (Some(i64::from(s)), Some(i64::from(e)));
+            }
+        }
+    }
+    let mut switches = Vec::new();
+    for (cat, per) in body.channels.unwrap_or_default() {
+        let category = Category::parse(&cat).ok_or_else(|| invalid(format!("unknown category `{cat}`")))?;
+        let Value::Object(per) = per else { return Err(invalid(format!("channels.{cat} must be an object"))) };
+        for (ch, on) in per {
+            let channel = ChannelKind::parse(&ch).ok_or_else(|| invalid(format!("unknown channel `{ch}`")))?;
+            let on = on.as_bool().ok_or_else(|| invalid(format!("channels.{cat}.{ch} must be true or false")))?;
+            if category.is_critical() && channel == ChannelKind::InApp && !on {
+                return Err(invalid(format!("{cat} notifications always reach the app")));
+            }
+            switches.push((category, channel, on));
+        }
+    }
+    let tx = sql::TxDb::begin(&*app.db).await?;
+    if current.as_ref() != Some(&settings) {
+        sql::set_settings(&tx, &account, &settings).await?;
+    }
+    for (c, ch, on) in switches {
+        sql::set_preference(&tx, &account, c.as_str(), ch.as_str(), on).await?;
+    }
+    tx.commit().await?;
+    Ok(Json(preferences_json(&app, &account).await?))
+}
+
+fn admin_json(r: &OutboxRow, attempts: &[sql::AttemptRow]) -> Value {
+    json!({
+        "id": r.id, "key": r.idem_key, "account_id": r.account_id, "channel": r.channel, "category": r.category,
+        "template": r.template, "status": r.status, "attempts": r.attempts, "max_attempts": r.max_attempts,
+        "not_before": millis(r.not_before), "provider": r.provider, "provider_id": r.provider_id,
+        "last_error": r.last_error, "created_at": millis(r.created_at), "updated_at": millis(r.updated_at),
+        "attempt_log": attempts.iter().map(|a| json!({
+            "attempt": a.attempt, "worker": a.worker, "status": a.status, "provider_id": a.provider_id,
+            "error": a.error, "started_at": millis(a.started_at),
+            "finished_at": a.finished_at.map_or(Value::Null, millis)})).collect::<Vec<_>>(),
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AdminQuery {
+    status: Option<String>,
+    limit: Option<i64>,
+}
+
+const STATUSES: [&str; 7] = ["queued", "sending", "sent", "delivered", "failed", "bounced", "cancelled"];
+
+#[utoipa::path(get, path = "/api/v1/admin/notifications", tag = "notifications", security(("bearer" = [])),
+    params(("status" = Option<String>, Query, description = "queued, sending, sent, delivered, failed, bounced or cancelled"), ("limit" = Option<i64>, Query, description = "1 to 500, default 50")),
+    responses((status = 200, description = "Deliveries with their attempts (no addresses, no message content)", body = Object,
+        example = json!({"notifications": [{"id": "0190…", "channel": "sms", "status": "failed", "attempts": 8, "last_error": "gave up after 8 attempts: HTTP 500", "attempt_log": []}]})),
+        (status = 400, description = "Unknown status", body = Object), (status = 401, description = "No valid token", body = Object),
+        (status = 403, description = "Not an administrator", body = Object)))]
+pub(crate) async fn admin_list(
+    State(app): State<Arc<App>>,
+    ApiCaller(caller): ApiCaller,
+    uri: axum::http::Uri,
+) -> Result<Json<Value>, ApiError> {
+    require_admin(&caller)?;
+    let q: AdminQuery = query(&uri)?;
+    if let Some(s) = &q.status
+        && !STATUSES.contains(&s.as_str())
+    {
+        return Err(bad("invalid_query", format!("status must be one of {}", STATUSES.join(", "))));
+    }
+    let rows = sql::list_by_status(&*app.db, q.status.as_deref(), limit(q.limit)?).await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in &rows {
+        out.push(admin_json(r, &sql::attempts(&*app.db, &r.id).await?));
+    }
+    Ok(Json(json!({"notifications": out})))
+}
+
+#[utoipa::path(post, path = "/api/v1/notifications/twilio/status", tag = "notifications",
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "Twilio's message status callback (MessageSid, MessageStatus, ErrorCode)"),
+    responses((status = 204, description = "Recorded (or an intermediate status ignored)"),
+        (status = 403, description = "X-Twilio-Signature missing or wrong", body = Object, example = json!({"error": {"code": "invalid_signature", "message": "…"}})),
+        (status = 404, description = "SMS is not configured with Twilio status callbacks", body = Object)))]
+pub(crate) async fn twilio_status(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    bytes: axum::body::Bytes,
+) -> Result<StatusCode, ApiError> {
+    let Some((token, url)) = app
+        .config
+        .notify
+        .sms
+        .as_ref()
+        .and_then(|s| s.status_callback_url.as_ref().map(|u| (s.auth_token.expose().clone(), u.clone())))
+    else {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", "Twilio status callbacks are not configured"));
+    };
+    let params: Vec<(String, String)> =
+        form_urlencoded::parse(&bytes).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+    let signature = headers.get("x-twilio-signature").and_then(|v| v.to_str().ok()).unwrap_or("");
+    if !hearth_notify::twilio::verify(&token, &url, &params, signature) {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "invalid_signature", "the request signature does not verify"));
+    }
+    let get = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let (Some(sid), Some(status)) = (get("MessageSid"), get("MessageStatus")) else {
+        return Err(bad("invalid_body", "MessageSid and MessageStatus are required"));
+    };
+    if let Some(ours) = hearth_notify::twilio::delivery_status(status) {
+        let error = get("ErrorCode").filter(|c| !c.is_empty()).map(|c| format!("Twilio error {c}"));
+        let changed =
+            sql::provider_status(&*app.db, "sms", sid, ours, error.as_deref(), app.clock.now().timestamp_millis())
+                .await?;
+        tracing::info!(status = ours, changed, "Twilio delivery report");
+    }
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,240 @@
+//! The outbox worker: claims due rows (a lease per row), sends each through its channel and
+//! records the outcome. Runs inside `hearth serve` (unless `notify.worker = false`) and as
+//! `hearth worker`; any number of workers may share one database.
+//!
+//! Delivery is at least once towards the provider and exactly once in our records: a worker that
+//! dies after the provider accepted but before it recorded `sent` leaves the row `sending`; after
+//! the lease it is claimed and sent again with the same outbox id, which every channel passes as
+//! the provider-side idempotency token (e-mail `Message-ID`, Web Push `Topic`, FCM collapse key;
+//! the in-app insert and the file outbox are idempotent by id). A late result of the dead attempt
+//! is refused (`finish` checks owner and attempt), so one row ends in one final state.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, TimeDelta, Utc};
+use hearth_notify::{Address, Category, ChannelKind, Outgoing, SendError};
+use hearth_store_sql::identity;
+use hearth_store_sql::notify::{self as sql, InboxRow, OutboxRow, Outcome};
+use serde_json::{Map, Value};
+
+use crate::app::App;
+
+/// Rows one claim takes.
+const BATCH: i64 = 16;
+
+/// A worker id for leases: unique per worker task.
+pub fn worker_id() -> String {
+    format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple())
+}
+
+/// Runs a worker until the task is dropped.
+pub async fn run(app: Arc<App>, id: String) {
+    let poll = Duration::from_millis(app.config.notify.poll_interval_ms);
+    tracing::info!(worker = %id, "notification worker started");
+    loop {
+        match run_once(&app, &id).await {
+            Ok(0) => {
+                tokio::select! {
+                    () = app.notify.wakeup.notified() => {}
+                    () = tokio::time::sleep(poll) => {}
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(worker = %id, error = %e, "notification worker: claiming failed");
+                tokio::time::sleep(poll).await;
+            }
+        }
+    }
+}
+
+/// Claims one batch and processes it (concurrently); answers how many rows it claimed.
+pub async fn run_once(app: &Arc<App>, id: &str) -> Result<usize, hearth_store::StoreError> {
+    let now = app.clock.now();
+    let lease = TimeDelta::seconds(i64::try_from(app.config.notify.lease_secs).unwrap_or(60));
+    // The claim and its attempt rows commit together (on PostgreSQL the claimed rows stay locked
+    // against other claimers until then).
+    let tx = sql::TxDb::begin(&*app.db).await?;
+    let rows = sql::claim(&tx, id, now.timestamp_millis(), (now + lease).timestamp_millis(), BATCH).await?;
+    tx.commit().await?;
+    let n = rows.len();
+    let mut set = tokio::task::JoinSet::new();
+    for row in rows {
+        let app = Arc::clone(app);
+        let id = id.to_owned();
+        set.spawn(async move { process(&app, &id, row).await });
+    }
+    while set.join_next().await.is_some() {}
+    Ok(n)
+}
+
+fn backoff(app: &App, attempt: i64) -> TimeDelta {
+    let base = app.config.notify.retry_base_secs.saturating_mul(1000);
+    let cap = app.config.notify.retry_max_secs.saturating_mul(1000);
+    let shift = u32::try_from(attempt.saturating_sub(1).clamp(0, 30)).unwrap_or(30);
+    let full = base.saturating_mul(1u64 << shift).min(cap);
+    // "Equal jitter": half fixed, half random, so retries of many rows spread out.
+    let mut r = [0u8; 8];
+    let random = if getrandom::fill(&mut r).is_ok() { u64::from_le_bytes(r) } else { 0 };
+    let half = full / 2;
+    let jitter = if half == 0 { 0 } else { random % (half + 1) };
+    TimeDelta::milliseconds(i64::try_from(half + jitter).unwrap_or(i64::MAX / 2))
+}
+
+fn done(status: &'static str, provider: Option<&str>, provider_id: Option<String>, error: Option<String>) -> Outcome {
+    Outcome::Final { status, provider: provider.map(str::to_owned), provider_id, error }
+}
+
+async fn process(app: &Arc<App>, worker: &str, row: OutboxRow) {
+    let started = Instant::now();
+    let now = app.clock.now();
+    let outcome = match decide(app, &row, now).await {
+        Ok(o) => o,
+        Err(e) => Outcome::Retry { not_before: (now + backoff(app, row.attempts)).timestamp_millis(), error: e },
+    };
+    let outcome = match outcome {
+        Outcome::Retry { error, .. } if row.attempts >= row.max_attempts => {
+            done("failed", None, None, Some(format!("gave up after {} attempts: {error}", row.attempts)))
+        }
+        o => o,
+    };
+    let (status, error) = match &outcome {
+        Outcome::Final { status, error, .. } => (*status, error.clone()),
+        Outcome::Retry { error, .. } => ("retry", Some(error.clone())),
+        Outcome::Defer { .. } => ("deferred", None),
+    };
+    match sql::finish(&*app.db, &row.id, worker, row.attempts, &outcome, app.clock.now().timestamp_millis()).await {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::warn!(notification_id = %row.id, "notification lease lost before the result was recorded");
+            return;
+        }
+        Err(e) => {
+            tracing::error!(notification_id = %row.id, error = %e, "recording a notification result failed");
+            return;
+        }
+    }
+    let channel = row.channel.clone();
+    let elapsed = started.elapsed().as_secs_f64();
+    metrics::with_local_recorder(&app.metrics, || {
+        metrics::counter!("hearth_notifications_total", "channel" => channel.clone(), "status" => status).increment(1);
+        metrics::histogram!("hearth_notification_send_seconds", "channel" => channel).record(elapsed);
+    });
+    match error {
+        Some(e) => {
+            tracing::info!(notification_id = %row.id, channel = %row.channel, attempt = row.attempts, status, error = %e, "notification attempt")
+        }
+        None => {
+            tracing::info!(notification_id = %row.id, channel = %row.channel, attempt = row.attempts, status, "notification attempt")
+        }
+    }
+}
+
+/// What to do with a claimed row. `Err` is a storage failure (retried).
+async fn decide(app: &Arc<App>, row: &OutboxRow, now: DateTime<Utc>) -> Result<Outcome, String> {
+    let db = &*app.db;
+    let (Some(category), Some(kind)) = (Category::parse(&row.category), ChannelKind::parse(&row.channel)) else {
+        return Ok(done("failed", None, None, Some("unknown category or channel".into())));
+    };
+    if row.attempts > row.max_attempts {
+        return Ok(done("failed", None, None, Some("too many attempts".into())));
+    }
+    let account = match &row.account_id {
+        Some(id) => identity::account_by_id(db, id).await.map_err(|e| e.to_string())?,
+        None => None,
+    };
+    let settings = match &account {
+        Some(a) => app.notify.settings(db, &a.id).await.map_err(|e| e.to_string())?,
+        None => app.notify.with_defaults(None),
+    };
+    if !category.is_critical()
+        && let Some(q) = settings.quiet
+        && let Some(until) = hearth_notify::quiet::deferred_until(now, settings.time_zone, q)
+    {
+        return Ok(Outcome::Defer { not_before: until.timestamp_millis() });
+    }
+    // A fanned-out row follows the preference as it is now; a direct one (a login code) does not.
+    if (row.destination.is_none() || matches!(kind, ChannelKind::WebPush | ChannelKind::Fcm))
+        && let Some(a) = &account
+        && !super::enabled(db, &a.id, category, kind).await.map_err(|e| e.to_string())?
+    {
+        return Ok(done("cancelled", None, None, Some("turned off in the preferences".into())));
+    }
+    let args: Map<String, Value> = serde_json::from_str(&row.args).unwrap_or_default();
+    let content = match app.notify.templates.render(&row.template, settings.language, &args, settings.time_zone) {
+        Ok(c) => c,
+        Err(e) => return Ok(done("failed", None, None, Some(e.to_string()))),
+    };
+    let mut subscription = None;
+    let to = match kind {
+        ChannelKind::InApp => {
+            let Some(a) = &account else { return Ok(done("failed", None, None, Some("no account".into()))) };
+            let item = InboxRow {
+                id: row.id.clone(),
+                account_id: a.id.clone(),
+                category: row.category.clone(),
+                title: content.subject.clone(),
+                body: content.text.clone(),
+                created_at: row.created_at,
+                read_at: None,
+            };
+            sql::inbox_insert(db, &item).await.map_err(|e| e.to_string())?;
+            let _ = app.notify.live.send((a.id.clone(), row.id.clone()));
+            return Ok(done("delivered", Some("in_app"), Some(row.id.clone()), None));
+        }
+        ChannelKind::Email => {
+            match row.destination.clone().or_else(|| account.as_ref().and_then(|a| a.email.clone())) {
+                Some(e) => Address::Email(e),
+                None => return Ok(done("failed", None, None, Some("no e-mail address".into()))),
+            }
+        }
+        ChannelKind::Sms => match row.destination.clone().or_else(|| account.as_ref().and_then(|a| a.phone.clone())) {
+            Some(p) => Address::Phone(p),
+            None => return Ok(done("failed", None, None, Some("no phone number".into()))),
+        },
+        ChannelKind::WebPush | ChannelKind::Fcm => {
+            let sub = match &row.destination {
+                Some(id) => sql::subscription(db, id).await.map_err(|e| e.to_string())?,
+                None => None,
+            };
+            let Some(sub) = sub else {
+                return Ok(done("cancelled", None, None, Some("the subscription was removed".into())));
+            };
+            let address = if kind == ChannelKind::WebPush {
+                Address::WebPush {
+                    endpoint: sub.endpoint.clone(),
+                    p256dh: sub.p256dh.clone().unwrap_or_default(),
+                    auth: sub.auth.clone().unwrap_or_default(),
+                }
+            } else {
+                Address::Fcm { token: sub.endpoint.clone() }
+            };
+            subscription = Some(sub.id);
+            address
+        }
+    };
+    let Some(channel) = app.notify.channel(kind) else {
+        return Ok(done("failed", None, None, Some("the channel is not configured".into())));
+    };
+    let provider = channel.provider();
+    let ttl = if category.is_critical() { 600 } else { 86_400 };
+    let message = Outgoing { id: row.id.clone(), category, to, content, ttl_secs: ttl };
+    let timeout = Duration::from_millis(app.config.notify.send_timeout_ms);
+    let retry =
+        |error: String| Outcome::Retry { not_before: (now + backoff(app, row.attempts)).timestamp_millis(), error };
+    Ok(match tokio::time::timeout(timeout, channel.send(&message, now)).await {
+        Err(_) => retry("timed out".into()),
+        Ok(Ok(accepted)) => done("sent", Some(provider), accepted.provider_id, None),
+        Ok(Err(SendError::Retry(e))) => retry(e),
+        Ok(Err(SendError::Failed(e))) => done("failed", Some(provider), None, Some(e)),
+        Ok(Err(SendError::Bounced(e))) => done("bounced", Some(provider), None, Some(e)),
+        Ok(Err(SendError::Gone(e))) => {
+            if let Some(id) = subscription {
+                sql::subscription_delete(db, &id).await.map_err(|e| e.to_string())?;
+                tracing::info!(subscription_id = %id, "push subscription gone; deleted");
+            }
+            done("failed", Some(provider), None, Some(format!("subscription gone ({e}); deleted")))
+        }
+    })
+}

@@ -161,6 +161,20 @@ async fn decide(app: &Arc<App>, row: &OutboxRow, now: DateTime<Utc>) -> Result<O
     {
         return Ok(done("cancelled", None, None, Some("turned off in the preferences".into())));
     }
+    // A patient's consent on contact by SMS or e-mail (crate::consent), as it is now; critical
+    // messages (login codes the patient asked for, emergency alerts) are not held back by it.
+    if !category.is_critical()
+        && let Some(channel) = match kind {
+            ChannelKind::Sms => Some("sms"),
+            ChannelKind::Email => Some("email"),
+            _ => None,
+        }
+        && let Some(patient) =
+            account.as_ref().and_then(|a| a.fhir_user.as_deref()).and_then(|u| u.strip_prefix("Patient/"))
+        && !crate::consent::contact_allowed(app, patient, channel, now).await.map_err(|e| e.to_string())?
+    {
+        return Ok(done("cancelled", None, None, Some(format!("the patient refused contact by {channel}"))));
+    }
     let args: Map<String, Value> = serde_json::from_str(&row.args).unwrap_or_default();
     let content = match app.notify.templates.render(&row.template, settings.language, &args, settings.time_zone) {
         Ok(c) => c,

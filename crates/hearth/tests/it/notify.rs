@@ -288,6 +288,45 @@ async fn twilio_peer(
 }
 
 #[tokio::test]
+async fn a_patients_refusal_of_e_mail_contact_holds_back_routine_mail_but_not_critical_alerts() {
+    let smtp = SmtpServer::start().await;
+    let port = smtp.port;
+    let t = TestApp::spawn_channels(
+        |c| {
+            fast(c);
+            c.notify.email = Some(EmailConfig {
+                host: "127.0.0.1".into(),
+                port,
+                security: "none".into(),
+                username: None,
+                password: None,
+                from: "Hearth <no-reply@hearth.test>".into(),
+            });
+        },
+        false,
+    )
+    .await;
+    let (me, client, _) = patient(&t, "refuses@example.org").await;
+    let (s, v) = json_call(
+        &t,
+        &client,
+        Method::POST,
+        "/api/v1/me/consents",
+        Some(json!({"kind": "contact", "channel": "email", "allow": false})),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let when = json!({"when": "2026-03-01T04:30:00Z"});
+    notify::send(&t.app, &notice("routine", &me, Category::Appointment, "appointment-reminder", when)).await.unwrap();
+    let held = wait_status(&t, "routine", ChannelKind::Email, "cancelled").await;
+    assert_eq!(held.last_error.as_deref(), Some("the patient refused contact by email"));
+    notify::send(&t.app, &notice("alert", &me, Category::Security, "emergency-alert", json!({}))).await.unwrap();
+    wait_status(&t, "alert", ChannelKind::Email, "sent").await;
+    let mails = smtp.mails();
+    assert_eq!(mails.len(), 1, "only the critical alert went out");
+}
+
+#[tokio::test]
 async fn sms_goes_to_a_twilio_compatible_api_and_status_callbacks_must_be_signed() {
     let log: Log = Arc::default();
     let peer = serve(

@@ -59,9 +59,6 @@ pub struct Config {
     pub base_url: Option<String>,
     /// Seconds in-flight requests get to finish after SIGINT/SIGTERM.
     pub shutdown_grace_secs: u64,
-    /// Development conveniences that must never run in production. (Login codes are never
-    /// logged: without e-mail/SMS providers they go to the local notification outbox.)
-    pub dev_mode: bool,
     /// Authentication and abuse protection (the `[auth]` table).
     pub auth: AuthConfig,
     /// Notifications: the outbox worker and the channels (the `[notify]` table).
@@ -228,7 +225,6 @@ impl Default for Config {
             max_body_bytes: 16 * 1024 * 1024,
             base_url: None,
             shutdown_grace_secs: 30,
-            dev_mode: false,
             auth: AuthConfig::default(),
             notify: NotifyConfig::default(),
         }
@@ -324,7 +320,6 @@ impl Config {
                 "HEARTH_SHUTDOWN_GRACE_SECS" => {
                     config.shutdown_grace_secs = value.parse().map_err(|e| bad(format!("{e}")))?
                 }
-                "HEARTH_DEV_MODE" => config.dev_mode = parse_bool(value).map_err(bad)?,
                 "HEARTH_AUTH_REQUIRE_MFA_FOR_CLINICIANS" => {
                     config.auth.require_mfa_for_clinicians = parse_bool(value).map_err(bad)?
                 }
@@ -478,7 +473,6 @@ mod tests {
     #[test]
     fn auth_keys_load_from_file_and_env() {
         let c = Config::load(None, &[]).unwrap();
-        assert!(!c.dev_mode);
         assert!(!c.auth.require_mfa_for_clinicians);
         assert_eq!(c.auth.api_requests_per_minute, 100);
         let dir = std::env::temp_dir().join(format!("hearth-config-auth-{}", std::process::id()));
@@ -486,11 +480,10 @@ mod tests {
         let file = dir.join("hearth.toml");
         std::fs::write(
             &file,
-            "dev_mode = true\n[auth]\nrequire_mfa_for_clinicians = true\ncors_allowed_origins = [\"https://app.example\"]\n",
+            "[auth]\nrequire_mfa_for_clinicians = true\ncors_allowed_origins = [\"https://app.example\"]\n",
         )
         .unwrap();
         let c = Config::load(Some(&file), &env(&[("HEARTH_AUTH_API_REQUESTS_PER_MINUTE", "7")])).unwrap();
-        assert!(c.dev_mode);
         assert!(c.auth.require_mfa_for_clinicians);
         assert_eq!(c.auth.cors_allowed_origins, vec!["https://app.example".to_owned()]);
         assert_eq!(c.auth.api_requests_per_minute, 7);

@@ -91,12 +91,14 @@ pub async fn open_database(config: &Config) -> Result<(Arc<dyn ResourceStore>, A
                 std::fs::create_dir_all(dir)
                     .map_err(|source| StartError::DataDir { path: dir.display().to_string(), source })?;
             }
-            let store = Arc::new(SqliteStore::open(&path, &SqliteOptions::default()).await?);
+            let options = SqliteOptions { keys: config.encryption_keys()?, ..SqliteOptions::default() };
+            let store = Arc::new(SqliteStore::open(&path, &options).await?);
             store.migrate().await?;
             Ok((store.clone(), store))
         }
         Database::Postgres(url) => {
-            let store = Arc::new(PostgresStore::connect(url.expose(), &PostgresOptions::default()).await?);
+            let options = PostgresOptions { keys: config.encryption_keys()?, ..PostgresOptions::default() };
+            let store = Arc::new(PostgresStore::connect(url.expose(), &options).await?);
             store.migrate().await?;
             Ok((store.clone(), store))
         }

@@ -290,14 +290,15 @@ impl DataKey {
 /// The body cipher of a PostgreSQL store: the key ring, the data keys it has unwrapped, and the
 /// one new bodies are sealed with.
 pub struct BodyCipher {
-    ring: KeyRing,
+    source: KeySource,
+    ring: RwLock<KeyRing>,
     keys: RwLock<HashMap<String, Arc<DataKey>>>,
     active: RwLock<Option<Arc<DataKey>>>,
 }
 
 impl fmt::Debug for BodyCipher {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "BodyCipher({})", self.ring.ids())
+        write!(f, "BodyCipher({})", self.ring().ids())
     }
 }
 
@@ -306,12 +307,42 @@ fn body_aad(resource_type: &str, id: &str, version: u64) -> String {
 }
 
 impl BodyCipher {
-    pub fn new(ring: KeyRing) -> BodyCipher {
-        BodyCipher { ring, keys: RwLock::new(HashMap::new()), active: RwLock::new(None) }
+    pub fn new(source: KeySource) -> Result<BodyCipher, CryptError> {
+        let ring = source.load()?;
+        Ok(BodyCipher { source, ring: RwLock::new(ring), keys: RwLock::new(HashMap::new()), active: RwLock::new(None) })
     }
 
-    pub fn ring(&self) -> &KeyRing {
-        &self.ring
+    /// The master keys in force.
+    pub fn ring(&self) -> KeyRing {
+        match self.ring.read() {
+            Ok(r) => r.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Reads the key source again (after a rotation another process made: a data key wrapped
+    /// under a master key this process does not know yet). Whether the ring changed.
+    fn reload(&self) -> bool {
+        let Ok(ring) = self.source.load() else { return false };
+        let changed = ring.ids() != self.ring().ids();
+        if changed && let Ok(mut r) = self.ring.write() {
+            *r = ring;
+        }
+        changed
+    }
+
+    fn unwrap_data_key(&self, id: &str, master: &str, wrapped: &str) -> Result<[u8; KEY_LEN], CryptError> {
+        let label = data_key_label(id);
+        match self.ring().unwrap_key(master, &label, wrapped) {
+            Ok(k) => Ok(k),
+            Err(e) => {
+                if self.reload() {
+                    self.ring().unwrap_key(master, &label, wrapped)
+                } else {
+                    Err(e)
+                }
+            }
+        }
     }
 
     fn get(&self, id: &str) -> Option<Arc<DataKey>> {
@@ -399,7 +430,7 @@ pub async fn load_data_keys(
         let (Some(id), Some(master), Some(wrapped)) = (next(), next(), next()) else {
             return Err(StoreError::Corrupt("unexpected encryption_keys row".into()));
         };
-        let key = cipher.ring.unwrap_key(&master, &data_key_label(&id), &wrapped).map_err(key_refused)?;
+        let key = cipher.unwrap_data_key(&id, &master, &wrapped).map_err(key_refused)?;
         cipher.add(DataKey { id, key: Zeroizing::new(key) }, false);
     }
     Ok(n)
@@ -412,10 +443,15 @@ pub fn key_refused(e: CryptError) -> StoreError {
     ))))
 }
 
+/// A refusal (restore, rotation) said as it is.
+pub fn key_refused_plain(e: CryptError) -> StoreError {
+    StoreError::Database(Box::new(e))
+}
+
 /// Creates a data key wrapped under the current master key, stores it and makes it active.
 pub async fn new_data_key(exec: &mut dyn Exec, cipher: &BodyCipher, now_ms: i64) -> Result<String, StoreError> {
     let key = DataKey::new()?;
-    let (master, wrapped) = cipher.ring.wrap(&data_key_label(&key.id), &key.key)?;
+    let (master, wrapped) = cipher.ring().wrap(&data_key_label(&key.id), &key.key)?;
     let mut b = Builder::new(exec.dialect());
     b.push("INSERT INTO encryption_keys (id, master_id, wrapped, created_at) VALUES (")
         .text(&key.id)
@@ -437,7 +473,7 @@ pub async fn new_data_key(exec: &mut dyn Exec, cipher: &BodyCipher, now_ms: i64)
 pub async fn open_data_keys(exec: &mut dyn Exec, cipher: &BodyCipher, now_ms: i64) -> Result<(), StoreError> {
     load_data_keys(exec, cipher, None).await?;
     let rows = exec.fetch(&select_keys(exec.dialect(), None), &[Col::Text, Col::Text, Col::Text]).await?;
-    let current = cipher.ring.current().id().to_owned();
+    let current = cipher.ring().current().id().to_owned();
     let active = rows
         .iter()
         .rev()
@@ -705,7 +741,7 @@ mod tests {
 
     #[test]
     fn bodies_are_bound_to_their_row() {
-        let c = BodyCipher::new(KeyRing::parse(K1).unwrap());
+        let c = BodyCipher::new(KeySource::Fixed(KeyRing::parse(K1).unwrap())).unwrap();
         c.add(DataKey::new().unwrap(), true);
         let sealed = c.seal_body("Patient", "p1", 1, r#"{"name":"Ada"}"#).unwrap();
         assert!(!sealed.contains("Ada"));

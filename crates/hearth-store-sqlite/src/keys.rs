@@ -59,7 +59,11 @@ pub(crate) fn check_plaintext(path: &Path) -> Result<(), StoreError> {
 /// Connection options with the key set (first pragma), or unchanged without one.
 pub(crate) fn keyed(options: SqliteConnectOptions, key: Option<&MasterKey>) -> SqliteConnectOptions {
     match key {
-        Some(key) => options.pragma("key", key.sqlcipher_pragma().to_string()).disable_statement_logging(),
+        // SQLCipher would also print a failed decryption (a probe with another key) to stderr.
+        Some(key) => options
+            .pragma("key", key.sqlcipher_pragma().to_string())
+            .pragma("cipher_log_level", "NONE")
+            .disable_statement_logging(),
         None => options,
     }
 }

@@ -7,9 +7,11 @@ mod common;
 
 mod auth;
 mod authz_matrix;
+mod backup;
 mod bundles;
 mod conditional;
 mod crud;
+mod encryption;
 mod errors;
 mod examples;
 mod export;

@@ -678,8 +678,7 @@ impl StreamOpener {
             self.cipher = Some(cipher(&key));
             self.buf.drain(..at);
         }
-        loop {
-            let Some(flag) = self.buf.first().copied() else { break };
+        while let Some(flag) = self.buf.first().copied() {
             let Some(len) = self.buf.get(1..5).and_then(|b| <[u8; 4]>::try_from(b).ok()) else { break };
             let len = u32::from_be_bytes(len) as usize;
             if len > CHUNK + TAG_LEN {

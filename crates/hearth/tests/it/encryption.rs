@@ -240,3 +240,47 @@ async fn sqlite_is_sqlcipher() {
     let version: String = row.try_get(0).unwrap();
     assert!(version.starts_with('4'), "{version}");
 }
+
+#[tokio::test]
+async fn export_files_are_encrypted_on_disk_and_served_decrypted() {
+    let (_k, key) = key_file(K1);
+    let app = encrypted_app(&key).await;
+    write_phi(&app).await;
+    let r = app
+        .send(
+            app.request(reqwest::Method::GET, "/fhir/$export?_type=Patient,Observation")
+                .header("prefer", "respond-async")
+                .header("accept", "application/fhir+json"),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let status_url = r.header("content-location").unwrap();
+    let mut manifest = Value::Null;
+    for _ in 0..300 {
+        let r = app.send(app.client.get(&status_url)).await;
+        if r.status == 200 {
+            manifest = r.json();
+            break;
+        }
+        assert_eq!(r.status, 202, "{}", r.text);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let outputs = manifest["output"].as_array().expect("the export did not finish");
+    let mut served = String::new();
+    for o in outputs {
+        let r = app.send(app.client.get(o["url"].as_str().unwrap())).await;
+        assert_eq!(r.status, 200);
+        served.push_str(&r.text);
+    }
+    assert!(served.contains(NAME) && served.contains(NOTE) && served.contains(PHONE), "{served}");
+    let job = status_url.rsplit('/').next().unwrap();
+    let dir = app.app.config.data_dir.join("exports").join(job);
+    let mut on_disk = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        on_disk.extend(std::fs::read(entry.unwrap().path()).unwrap());
+    }
+    assert!(on_disk.len() > 100);
+    for needle in [NAME, BIRTH, PHONE, NOTE, "resourceType"] {
+        assert!(!holds(&on_disk, needle), "{needle} is readable in an export file");
+    }
+}

@@ -461,10 +461,10 @@ pub async fn file(
     let path = job_dir(&app, &id).join(&name);
     let mut file = tokio::fs::File::open(&path).await.map_err(|_| FhirError::not_found("no such export file"))?;
     let mut head = [0u8; 8];
-    let n = tokio::io::AsyncReadExt::read(&mut file, &mut head).await.map_err(|e| FhirError::internal(e))?;
+    let n = tokio::io::AsyncReadExt::read(&mut file, &mut head).await.map_err(FhirError::internal)?;
     let head = head.get(..n).unwrap_or_default().to_vec();
     let body = if StreamOpener::is_stream(&head) {
-        let ring = encryption_ring(&app).map_err(|e| FhirError::internal(e))?.ok_or_else(|| {
+        let ring = encryption_ring(&app).map_err(FhirError::internal)?.ok_or_else(|| {
             FhirError::internal(ExportError::Crypt(hearth_store_sql::crypt::CryptError(
                 "an export file is encrypted and no encryption key is configured".into(),
             )))

@@ -98,12 +98,14 @@ pub async fn open_database(config: &Config) -> Result<(Arc<dyn ResourceStore>, A
                 std::fs::create_dir_all(dir)
                     .map_err(|source| StartError::DataDir { path: dir.display().to_string(), source })?;
             }
-            let store = Arc::new(SqliteStore::open(&path, &SqliteOptions::default()).await?);
+            let options = SqliteOptions { keys: config.encryption_keys()?, ..SqliteOptions::default() };
+            let store = Arc::new(SqliteStore::open(&path, &options).await?);
             store.migrate().await?;
             Ok((store.clone(), store))
         }
         Database::Postgres(url) => {
-            let store = Arc::new(PostgresStore::connect(url.expose(), &PostgresOptions::default()).await?);
+            let options = PostgresOptions { keys: config.encryption_keys()?, ..PostgresOptions::default() };
+            let store = Arc::new(PostgresStore::connect(url.expose(), &options).await?);
             store.migrate().await?;
             Ok((store.clone(), store))
         }
@@ -113,18 +115,28 @@ pub async fn open_database(config: &Config) -> Result<(Arc<dyn ResourceStore>, A
 /// Opens the audit trail's store beside the configured database, migrated: on SQLite a second
 /// file next to it (`hearth.db` → `hearth-audit.db`), on PostgreSQL the schema `hearth_audit` of
 /// the same database.
+/// The audit trail's SQLite file beside the database file `path` (`hearth.db` → `hearth-audit.db`).
+pub fn audit_sqlite_path(path: &std::path::Path) -> std::path::PathBuf {
+    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "hearth".into());
+    path.with_file_name(format!("{stem}-audit.db"))
+}
+
+/// The PostgreSQL schema of the audit trail.
+pub const AUDIT_SCHEMA: &str = "hearth_audit";
+
 pub async fn open_audit_database(config: &Config) -> Result<(Arc<dyn ResourceStore>, Arc<dyn Db>), StartError> {
     match config.database()? {
         Database::Sqlite(path) => {
-            let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "hearth".into());
-            let audit = path.with_file_name(format!("{stem}-audit.db"));
-            let store = Arc::new(SqliteStore::open(&audit, &SqliteOptions::default()).await?);
+            let audit = audit_sqlite_path(&path);
+            let options = SqliteOptions { keys: config.encryption_keys()?, ..SqliteOptions::default() };
+            let store = Arc::new(SqliteStore::open(&audit, &options).await?);
             store.migrate().await?;
             Ok((store.clone(), store))
         }
         Database::Postgres(url) => {
-            let options = PostgresOptions { max_connections: 4, ..PostgresOptions::default() };
-            let store = Arc::new(PostgresStore::connect_schema(url.expose(), &options, "hearth_audit").await?);
+            let options =
+                PostgresOptions { max_connections: 4, keys: config.encryption_keys()?, ..PostgresOptions::default() };
+            let store = Arc::new(PostgresStore::connect_schema(url.expose(), &options, AUDIT_SCHEMA).await?);
             store.migrate().await?;
             Ok((store.clone(), store))
         }

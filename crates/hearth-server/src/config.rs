@@ -9,6 +9,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use hearth_store_sql::crypt::{KeyRing, KeySource};
 use serde::Deserialize;
 
 /// A value that must never appear in logs or `Debug` output.
@@ -61,6 +62,12 @@ pub struct Config {
     pub shutdown_grace_secs: u64,
     /// Authentication and abuse protection (the `[auth]` table).
     pub auth: AuthConfig,
+    /// Encryption at rest: a file holding the master key as 64 hex digits (256 bits), one key per
+    /// line; the first encrypts, later lines are older keys still accepted during a rotation.
+    pub encryption_key_file: Option<PathBuf>,
+    /// The same as `HEARTH_ENCRYPTION_KEY` (environment only, never the TOML file).
+    #[serde(skip)]
+    pub encryption_key: Option<Secret<String>>,
     /// Notifications: the outbox worker and the channels (the `[notify]` table).
     pub notify: NotifyConfig,
 }
@@ -227,6 +234,8 @@ impl Default for Config {
             shutdown_grace_secs: 30,
             auth: AuthConfig::default(),
             notify: NotifyConfig::default(),
+            encryption_key_file: None,
+            encryption_key: None,
         }
     }
 }
@@ -248,7 +257,8 @@ pub enum ConfigError {
 const KNOWN_VARS: &str = "HEARTH_CONFIG, HEARTH_LISTEN, HEARTH_DATA_DIR, HEARTH_DATABASE_URL, HEARTH_LOG_FORMAT, \
 HEARTH_LOG_LEVEL, HEARTH_MAX_BODY_BYTES, HEARTH_BASE_URL, HEARTH_SHUTDOWN_GRACE_SECS, HEARTH_DEV_MODE, \
 HEARTH_AUTH_REQUIRE_MFA_FOR_CLINICIANS, HEARTH_AUTH_API_REQUESTS_PER_MINUTE, HEARTH_AUTH_AUTH_ATTEMPTS_PER_MINUTE, \
-HEARTH_AUTH_CORS_ALLOWED_ORIGINS, HEARTH_AUTH_PEPPER, HEARTH_ADMIN_PASSWORD";
+HEARTH_AUTH_CORS_ALLOWED_ORIGINS, HEARTH_AUTH_PEPPER, HEARTH_ENCRYPTION_KEY_FILE, HEARTH_ENCRYPTION_KEY, \
+HEARTH_ADMIN_PASSWORD";
 
 fn parse_bool(value: &str) -> Result<bool, String> {
     match value {
@@ -334,6 +344,8 @@ impl Config {
                         value.split(',').map(str::trim).filter(|o| !o.is_empty()).map(str::to_owned).collect()
                 }
                 "HEARTH_AUTH_PEPPER" => config.auth.pepper = Some(Secret::new(value.clone())),
+                "HEARTH_ENCRYPTION_KEY_FILE" => config.encryption_key_file = Some(PathBuf::from(value)),
+                "HEARTH_ENCRYPTION_KEY" => config.encryption_key = Some(Secret::new(value.clone())),
                 _ => return Err(ConfigError::UnknownVar(key.clone())),
             }
         }
@@ -397,7 +409,29 @@ impl Config {
             return Err(ConfigError::Invalid("notify.sms needs messaging_service_sid or from".into()));
         }
         self.database()?;
+        self.encryption_keys()?;
         Ok(())
+    }
+
+    /// The master keys of encryption at rest, or `None` when none is configured. The key file is
+    /// read here (and again by a store that follows a rotation); errors never quote it.
+    pub fn encryption_keys(&self) -> Result<Option<KeySource>, ConfigError> {
+        match (&self.encryption_key_file, &self.encryption_key) {
+            (Some(_), Some(_)) => Err(ConfigError::Invalid(
+                "set either encryption_key_file (HEARTH_ENCRYPTION_KEY_FILE) or HEARTH_ENCRYPTION_KEY, not both".into(),
+            )),
+            (Some(path), None) => {
+                let source = KeySource::File(path.clone());
+                source.load().map_err(|e| ConfigError::Invalid(e.to_string()))?;
+                Ok(Some(source))
+            }
+            (None, Some(key)) => {
+                let ring = KeyRing::parse(key.expose())
+                    .map_err(|e| ConfigError::Invalid(format!("HEARTH_ENCRYPTION_KEY: {e}")))?;
+                Ok(Some(KeySource::Fixed(ring)))
+            }
+            (None, None) => Ok(None),
+        }
     }
 
     /// The configured pepper's bytes (`None` when it is not hex of at least 32 bytes).
@@ -495,6 +529,31 @@ mod tests {
         assert!(!err.to_string().contains("abcd"), "{err}");
         let c = Config::load(None, &env(&[("HEARTH_AUTH_PEPPER", &"ab".repeat(32))])).unwrap();
         assert!(!format!("{c:?}").contains("abab"));
+    }
+
+    #[test]
+    fn encryption_keys_come_from_a_file_or_the_environment() {
+        let key = "0123456789abcdef".repeat(4);
+        assert!(Config::load(None, &[]).unwrap().encryption_keys().unwrap().is_none());
+        let c = Config::load(None, &env(&[("HEARTH_ENCRYPTION_KEY", &key)])).unwrap();
+        assert!(c.encryption_keys().unwrap().is_some());
+        assert!(!format!("{c:?}").contains("89abcdef"));
+        let err = Config::load(None, &env(&[("HEARTH_ENCRYPTION_KEY", "0123abcd")])).unwrap_err().to_string();
+        assert!(err.contains("64 hex digits") && !err.contains("0123abcd"), "{err}");
+        let dir = std::env::temp_dir().join(format!("hearth-config-key-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("key");
+        std::fs::write(&file, format!("# hearth key\n{key}\n")).unwrap();
+        let toml = dir.join("hearth.toml");
+        std::fs::write(&toml, format!("encryption_key_file = {:?}\n", file.display().to_string())).unwrap();
+        let c = Config::load(Some(&toml), &[]).unwrap();
+        assert!(c.encryption_keys().unwrap().is_some());
+        let both = env(&[("HEARTH_ENCRYPTION_KEY", &key)]);
+        assert!(matches!(Config::load(Some(&toml), &both), Err(ConfigError::Invalid(_))));
+        std::fs::write(&toml, "encryption_key = \"x\"\n").unwrap();
+        assert!(matches!(Config::load(Some(&toml), &[]), Err(ConfigError::Parse { .. })));
+        let missing = env(&[("HEARTH_ENCRYPTION_KEY_FILE", "/nonexistent/hearth.key")]);
+        assert!(Config::load(None, &missing).unwrap_err().to_string().contains("cannot read"));
     }
 
     #[test]

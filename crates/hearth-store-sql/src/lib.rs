@@ -21,7 +21,9 @@
 
 mod access;
 pub mod audit;
+pub mod backup;
 mod compile;
+pub mod crypt;
 mod cursor;
 mod export;
 pub mod identity;
@@ -220,6 +222,12 @@ pub trait Exec: Send {
 
     /// Runs a statement that returns no rows.
     async fn execute(&mut self, sql: &Sql) -> Result<(), StoreError>;
+
+    /// The cipher of resource bodies when the backend seals them (PostgreSQL with a key);
+    /// loaded versions are opened with it.
+    fn bodies(&self) -> Option<std::sync::Arc<crypt::BodyCipher>> {
+        None
+    }
 }
 
 /// A search request the store cannot answer (bad cursor, a test that needs terminology the

@@ -273,7 +273,14 @@ pub(crate) async fn load_with_rids(exec: &mut dyn Exec, rids: &[i64]) -> Result<
             by_rid.insert(rid, version);
         }
     }
-    Ok(rids.iter().filter_map(|r| by_rid.remove(r).map(|v| (*r, v))).collect())
+    let (found, mut versions): (Vec<i64>, Vec<Version>) =
+        rids.iter().filter_map(|r| by_rid.remove(r).map(|v| (*r, v))).unzip();
+    // Bodies sealed by the backend (PostgreSQL with a key) are opened here, for every path that
+    // loads versions through shared SQL: search, includes, conditional matches, $everything, export.
+    if let Some(cipher) = exec.bodies() {
+        crate::crypt::reveal(exec, &cipher, &mut versions).await?;
+    }
+    Ok(found.into_iter().zip(versions).collect())
 }
 
 fn decode(row: Vec<Val>) -> Result<(i64, Version), StoreError> {

@@ -97,6 +97,160 @@ enum AdminTask {
         /// A type-level search as written after the FHIR base URL.
         search: String,
     },
+    /// Print a new random 256-bit encryption key (64 hex digits) for a key file.
+    GenerateKey,
+    /// Re-encrypt the data at rest under the first key of the configured key file (the others
+    /// are the older keys that open it now); running servers keep serving. See the README.
+    RotateKey,
+    /// Write a consistent backup of the database while servers keep serving (encrypted when a
+    /// key is configured).
+    Backup {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Restore a backup into the configured database (servers stopped). Checks the backup's
+    /// checksum and integrity first; refuses a database holding data without --force.
+    Restore {
+        #[arg(long)]
+        from: PathBuf,
+        /// Replace a database that holds data.
+        #[arg(long)]
+        force: bool,
+        /// A key file with the key the backup was made under, when it is no longer configured.
+        #[arg(long)]
+        key_file: Option<PathBuf>,
+    },
+}
+
+/// An error with its causes ("cannot open the database: …: the configured key does not open it").
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out
+}
+
+/// The database-level admin tasks (encryption keys, backup, restore): they open the database
+/// themselves, not through `App`. Each covers both parts of the data: the record and the audit
+/// trail (`hearth-audit.db` beside the SQLite file, schema `hearth_audit` on PostgreSQL); a
+/// backup `FILE` of the record has its audit trail in `FILE.audit`.
+async fn storage_task(config: &Config, task: AdminTask) -> Result<(), String> {
+    use hearth_server::config::Database;
+    let keys = config.encryption_keys().map_err(|e| e.to_string())?;
+    let ring = keys.as_ref().map(|k| k.load()).transpose().map_err(|e| e.to_string())?;
+    let now = chrono::Utc::now().timestamp_millis();
+    let database = config.database().map_err(|e| e.to_string())?;
+    let pg = |url: String, schema: Option<&'static str>| {
+        let keys = keys.clone();
+        async move {
+            let options = hearth_store_postgres::PostgresOptions { keys, ..Default::default() };
+            let store = match schema {
+                None => hearth_store_postgres::PostgresStore::connect(&url, &options).await,
+                Some(s) => hearth_store_postgres::PostgresStore::connect_schema(&url, &options, s).await,
+            }
+            .map_err(|e| chain(&e))?;
+            store.migrate().await.map_err(|e| chain(&e))?;
+            Ok::<_, String>(store)
+        }
+    };
+    let report = |m: hearth_store_sql::backup::Manifest| {
+        let key = m.key_id.as_deref().map_or("not encrypted".to_owned(), |k| format!("encrypted under key {k}"));
+        format!(
+            "{} backup, schema {}, {} payload bytes (sha256 {}), {key}",
+            m.backend, m.schema_version, m.payload_bytes, m.payload_sha256
+        )
+    };
+    let audit_file = |f: &std::path::Path| PathBuf::from(format!("{}.audit", f.display()));
+    // (what, SQLite file or PostgreSQL schema, backup file suffix)
+    let parts: [(&str, Option<&'static str>, bool); 2] =
+        [("the record", None, false), ("the audit trail", Some(hearth_server::app::AUDIT_SCHEMA), true)];
+    for (what, schema, audit) in parts {
+        let sqlite_path = |path: &std::path::Path| {
+            if audit { hearth_server::app::audit_sqlite_path(path) } else { path.to_path_buf() }
+        };
+        match (&task, &database) {
+            (AdminTask::RotateKey, db) => {
+                let ring = ring
+                    .as_ref()
+                    .ok_or("no encryption key is configured (encryption_key_file or HEARTH_ENCRYPTION_KEY)")?;
+                match db {
+                    Database::Sqlite(path) => {
+                        let (old, new) =
+                            hearth_store_sqlite::rotate_key(&sqlite_path(path), ring).await.map_err(|e| chain(&e))?;
+                        if old == new {
+                            println!("{what}: already encrypted under key {new}");
+                        } else {
+                            println!("{what}: re-encrypted from key {old} to key {new}");
+                        }
+                    }
+                    Database::Postgres(url) => {
+                        let store = pg(url.expose().clone(), schema).await?;
+                        let r = hearth_store_postgres::rotate_key(&store, now).await.map_err(|e| chain(&e))?;
+                        println!(
+                            "{what}: master key {}: re-wrapped {} data keys, new data key {}, re-encrypted {} resource versions",
+                            ring.current().id(),
+                            r.rewrapped,
+                            r.data_key,
+                            r.reencrypted
+                        );
+                        hearth_store::ResourceStore::close(&store).await;
+                    }
+                }
+            }
+            (AdminTask::Backup { out }, db) => {
+                let out = if audit { audit_file(out) } else { out.clone() };
+                let m = match db {
+                    Database::Sqlite(path) => hearth_store_sqlite::backup(&sqlite_path(path), ring.as_ref(), &out, now)
+                        .await
+                        .map_err(|e| chain(&e))?,
+                    Database::Postgres(url) => {
+                        let store = pg(url.expose().clone(), schema).await?;
+                        let m = hearth_store_postgres::backup(&store, &out, now).await.map_err(|e| chain(&e))?;
+                        hearth_store::ResourceStore::close(&store).await;
+                        m
+                    }
+                };
+                println!("{what}: wrote {}: {}", out.display(), report(m));
+            }
+            (AdminTask::Restore { from, force, key_file }, db) => {
+                let from = if audit { audit_file(from) } else { from.clone() };
+                if audit && !from.exists() {
+                    println!("{what}: no {} (a backup from before the audit trail); left as it is", from.display());
+                    continue;
+                }
+                let old = key_file
+                    .clone()
+                    .map(|f| hearth_store_sql::crypt::KeySource::File(f).load())
+                    .transpose()
+                    .map_err(|e| e.to_string())?;
+                let m = match db {
+                    Database::Sqlite(path) => {
+                        hearth_store_sqlite::restore(&sqlite_path(path), ring.as_ref(), old.as_ref(), &from, *force)
+                            .await
+                            .map_err(|e| chain(&e))?
+                    }
+                    Database::Postgres(url) => {
+                        let store = pg(url.expose().clone(), schema).await?;
+                        let m = hearth_store_postgres::restore(&store, old.as_ref(), &from, *force)
+                            .await
+                            .map_err(|e| chain(&e))?;
+                        hearth_store::ResourceStore::close(&store).await;
+                        m
+                    }
+                };
+                println!("{what}: restored {}: {}", from.display(), report(m));
+            }
+            _ => return Err("not a storage task".into()),
+        }
+    }
+    Ok(())
 }
 
 fn read_password() -> Result<String, String> {
@@ -154,7 +308,7 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
     init_logging(&config)?;
     match cli.command {
         Command::Migrate => {
-            hearth_server::app::open_store(&config).await.map_err(|e| e.to_string())?.close().await;
+            hearth_server::app::open_store(&config).await.map_err(|e| chain(&e))?.close().await;
             tracing::info!("migrations applied");
             Ok(ExitCode::SUCCESS)
         }
@@ -174,7 +328,7 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
                     import::Target::Http { client, base: url.trim_end_matches('/').to_owned() }
                 }
                 None => import::Target::Direct(Arc::new(
-                    App::start(config, Arc::new(SystemClock)).await.map_err(|e| e.to_string())?,
+                    App::start(config, Arc::new(SystemClock)).await.map_err(|e| chain(&e))?,
                 )),
             };
             let ok = import::run(target, &paths, failures, !no_dedupe).await?;
@@ -188,13 +342,21 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
                 ),
                 None => None,
             };
-            let store = hearth_server::app::open_store(&config).await.map_err(|e| e.to_string())?;
+            let store = hearth_server::app::open_store(&config).await.map_err(|e| chain(&e))?;
             let result = export::run(store.clone(), &dir, types, since).await;
             store.close().await;
             result.map(|()| ExitCode::SUCCESS)
         }
+        Command::Admin { task: AdminTask::GenerateKey } => {
+            let key = hearth_store_sql::crypt::MasterKey::generate().map_err(|e| e.to_string())?;
+            println!("{}", key.to_hex().as_str());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Admin {
+            task: task @ (AdminTask::RotateKey | AdminTask::Backup { .. } | AdminTask::Restore { .. }),
+        } => storage_task(&config, task).await.map(|()| ExitCode::SUCCESS),
         Command::Admin { task } => {
-            let app = Arc::new(App::start(config, Arc::new(SystemClock)).await.map_err(|e| e.to_string())?);
+            let app = Arc::new(App::start(config, Arc::new(SystemClock)).await.map_err(|e| chain(&e))?);
             let result = match task {
                 AdminTask::CreateAdmin { email } => {
                     let password = read_password()?;
@@ -222,6 +384,7 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
                 AdminTask::ExplainSearch { search } => hearth_server::fhir::search::explain(&app, &search)
                     .await
                     .map(|plan| plan.iter().for_each(|line| println!("{line}"))),
+                _ => Err("this task does not run inside the app".into()),
             };
             app.store.close().await;
             app.audit_store.close().await;
@@ -240,7 +403,7 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
         }
         Command::Serve => {
             let listen = config.listen;
-            let app = Arc::new(App::start(config, Arc::new(SystemClock)).await.map_err(|e| e.to_string())?);
+            let app = Arc::new(App::start(config, Arc::new(SystemClock)).await.map_err(|e| chain(&e))?);
             let listener =
                 tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
             let addr = listener.local_addr().map_err(|e| e.to_string())?;

@@ -10,6 +10,9 @@
 //! stays flat whatever the data size. The status URL answers `202` + `X-Progress` while the job
 //! runs and `200` with the manifest when it is done; `DELETE` removes the job and its files.
 //! Files are served from `$export-file/<job>/<Type>.ndjson` as `application/fhir+ndjson`.
+//! With an encryption key configured the files hold PHI only encrypted: each is an encrypted
+//! stream (`hearth_store_sql::crypt::StreamSealer`, AES-256-GCM in 64 KiB chunks under a key
+//! wrapped by the master key) and is decrypted while it is served.
 
 use std::collections::BTreeMap;
 use std::path::{Path as FsPath, PathBuf};
@@ -22,6 +25,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use hearth_store::{Current, ExportJob, ExportScan, JobStatus, Patients, ResourceStore, StoreError};
+use hearth_store_sql::crypt::{KeyRing, StreamOpener, StreamSealer};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
@@ -46,6 +50,8 @@ pub enum ExportError {
     Store(#[from] StoreError),
     #[error("cannot write the export files: {0}")]
     Io(#[from] std::io::Error),
+    #[error("cannot encrypt the export files: {0}")]
+    Crypt(#[from] hearth_store_sql::crypt::CryptError),
 }
 
 /// One NDJSON file of an export.
@@ -62,8 +68,15 @@ pub struct OutputFile {
 pub struct Exporter {
     dir: PathBuf,
     scan: ExportScan,
-    files: BTreeMap<String, (tokio::io::BufWriter<tokio::fs::File>, u64)>,
+    files: BTreeMap<String, OpenFile>,
+    ring: Option<KeyRing>,
     pub exported: u64,
+}
+
+struct OpenFile {
+    writer: tokio::io::BufWriter<tokio::fs::File>,
+    count: u64,
+    sealer: Option<StreamSealer>,
 }
 
 impl Exporter {
@@ -73,7 +86,13 @@ impl Exporter {
         if scan.limit == 0 {
             scan.limit = BATCH;
         }
-        Ok(Exporter { dir: dir.to_owned(), scan, files: BTreeMap::new(), exported: 0 })
+        Ok(Exporter { dir: dir.to_owned(), scan, files: BTreeMap::new(), ring: None, exported: 0 })
+    }
+
+    /// Encrypts the files under `ring`'s current key (see the module docs).
+    pub fn encrypted(mut self, ring: Option<KeyRing>) -> Exporter {
+        self.ring = ring;
+        self
     }
 
     /// Writes the next batch; false when everything has been written.
@@ -88,12 +107,31 @@ impl Exporter {
                 None => {
                     let path = self.dir.join(format!("{}.ndjson", v.resource_type));
                     let file = tokio::fs::File::create(&path).await?;
-                    self.files.entry(v.resource_type.clone()).or_insert((tokio::io::BufWriter::new(file), 0))
+                    let mut writer = tokio::io::BufWriter::new(file);
+                    let sealer = match &self.ring {
+                        Some(ring) => {
+                            let (sealer, header) = StreamSealer::new(ring)?;
+                            writer.write_all(&header).await?;
+                            Some(sealer)
+                        }
+                        None => None,
+                    };
+                    self.files.entry(v.resource_type.clone()).or_insert(OpenFile { writer, count: 0, sealer })
                 }
             };
-            slot.0.write_all(body.as_bytes()).await?;
-            slot.0.write_all(b"\n").await?;
-            slot.1 += 1;
+            match &mut slot.sealer {
+                Some(sealer) => {
+                    let mut line = Vec::with_capacity(body.len() + 1);
+                    line.extend_from_slice(body.as_bytes());
+                    line.push(b'\n');
+                    slot.writer.write_all(&sealer.update(&line)?).await?;
+                }
+                None => {
+                    slot.writer.write_all(body.as_bytes()).await?;
+                    slot.writer.write_all(b"\n").await?;
+                }
+            }
+            slot.count += 1;
             self.exported += 1;
         }
         Ok(more)
@@ -102,7 +140,10 @@ impl Exporter {
     /// Flushes and syncs every file; the files written, by type.
     pub async fn finish(self) -> Result<Vec<OutputFile>, ExportError> {
         let mut out = Vec::with_capacity(self.files.len());
-        for (ty, (mut w, count)) in self.files {
+        for (ty, OpenFile { writer: mut w, count, sealer }) in self.files {
+            if let Some(sealer) = sealer {
+                w.write_all(&sealer.finish()?).await?;
+            }
             w.flush().await?;
             w.get_ref().sync_all().await?;
             out.push(OutputFile { file: format!("{ty}.ndjson"), resource_type: ty, count });
@@ -418,11 +459,61 @@ pub async fn file(
         return Err(FhirError::not_found("no such export file"));
     }
     let path = job_dir(&app, &id).join(&name);
-    let file = tokio::fs::File::open(&path).await.map_err(|_| FhirError::not_found("no such export file"))?;
-    let body = Body::from_stream(tokio_util::io::ReaderStream::new(file));
+    let mut file = tokio::fs::File::open(&path).await.map_err(|_| FhirError::not_found("no such export file"))?;
+    let mut head = [0u8; 8];
+    let n = tokio::io::AsyncReadExt::read(&mut file, &mut head).await.map_err(FhirError::internal)?;
+    let head = head.get(..n).unwrap_or_default().to_vec();
+    let body = if StreamOpener::is_stream(&head) {
+        let ring = encryption_ring(&app).map_err(FhirError::internal)?.ok_or_else(|| {
+            FhirError::internal(ExportError::Crypt(hearth_store_sql::crypt::CryptError(
+                "an export file is encrypted and no encryption key is configured".into(),
+            )))
+        })?;
+        Body::from_stream(decrypting(file, head, StreamOpener::new(ring)))
+    } else {
+        let rest = tokio_util::io::ReaderStream::new(file);
+        let first = futures_util::stream::iter([Ok::<_, std::io::Error>(axum::body::Bytes::from(head))]);
+        Body::from_stream(futures_util::StreamExt::chain(first, rest))
+    };
     let mut resp = (StatusCode::OK, body).into_response();
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/fhir+ndjson"));
     Ok(resp)
+}
+
+/// The configured master keys, read now (a key file may have been rotated since the start).
+fn encryption_ring(app: &App) -> Result<Option<KeyRing>, ExportError> {
+    let source = app
+        .config
+        .encryption_keys()
+        .map_err(|e| ExportError::Crypt(hearth_store_sql::crypt::CryptError(e.to_string())))?;
+    Ok(source.map(|s| s.load()).transpose()?)
+}
+
+/// The plaintext of an encrypted export file, chunk by chunk; an altered or cut file ends the
+/// response with an error instead of serving a partial file as whole.
+fn decrypting(
+    file: tokio::fs::File,
+    head: Vec<u8>,
+    opener: StreamOpener,
+) -> impl futures_util::Stream<Item = Result<axum::body::Bytes, std::io::Error>> {
+    let state = (file, Some(head), Some(opener));
+    futures_util::stream::try_unfold(state, |(mut file, head, opener)| async move {
+        let Some(mut opener) = opener else { return Ok(None) };
+        let mut plain = match head {
+            Some(head) => opener.update(&head).map_err(std::io::Error::other)?,
+            None => Vec::new(),
+        };
+        let mut buf = vec![0u8; 64 * 1024];
+        while plain.is_empty() {
+            let n = tokio::io::AsyncReadExt::read(&mut file, &mut buf).await?;
+            if n == 0 {
+                opener.finish().map_err(std::io::Error::other)?;
+                return Ok(None);
+            }
+            plain = opener.update(buf.get(..n).unwrap_or_default()).map_err(std::io::Error::other)?;
+        }
+        Ok(Some((axum::body::Bytes::from(plain), (file, None, Some(opener)))))
+    })
 }
 
 // ---- the worker ----------------------------------------------------------------------------
@@ -460,7 +551,7 @@ async fn run_job(app: &App, owner: &str, job: ExportJob) {
     let outcome = async {
         let request: JobRequest = serde_json::from_str(&job.request)
             .map_err(|e| ExportError::Store(StoreError::Corrupt(format!("export job request: {e}"))))?;
-        let mut exporter = Exporter::new(&dir, scan_of(app, &request)).await?;
+        let mut exporter = Exporter::new(&dir, scan_of(app, &request)).await?.encrypted(encryption_ring(app)?);
         loop {
             let more = exporter.step(&*app.store).await?;
             let progress = format!("{} resources exported", exporter.exported);

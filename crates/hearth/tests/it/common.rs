@@ -14,6 +14,11 @@ use tokio::sync::oneshot;
 pub struct TestClock(AtomicI64);
 
 impl TestClock {
+    /// A clock at the real current time.
+    pub fn now() -> TestClock {
+        TestClock(AtomicI64::new(Utc::now().timestamp_millis()))
+    }
+
     pub fn set(&self, t: DateTime<Utc>) {
         self.0.store(t.timestamp_millis(), Ordering::SeqCst);
     }

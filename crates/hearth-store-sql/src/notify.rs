@@ -261,8 +261,25 @@ pub enum Outcome {
 }
 
 /// Records the outcome of attempt `attempt` if `owner` still holds it; false when it does not
-/// (the lease expired and another worker took the row).
+/// (the lease expired and another worker took the row). The row and its attempt change in one
+/// transaction, so nobody sees a final row with its attempt still `sending`.
 pub async fn finish(
+    db: &dyn Db,
+    id: &str,
+    owner: &str,
+    attempt: i64,
+    outcome: &Outcome,
+    now: i64,
+) -> Result<bool, StoreError> {
+    let tx = TxDb::begin(db).await?;
+    if !finish_in(&tx, id, owner, attempt, outcome, now).await? {
+        return Ok(false);
+    }
+    tx.commit().await?;
+    Ok(true)
+}
+
+async fn finish_in(
     db: &dyn Db,
     id: &str,
     owner: &str,

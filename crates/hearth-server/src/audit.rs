@@ -579,6 +579,47 @@ mod tests {
     }
 }
 
+/// The app-API endpoints that record their own outcome (sign-in by password or code).
+const SIGN_IN: [&str; 2] = ["/api/v1/auth/login", "/api/v1/auth/otp/verify"];
+/// Second-factor endpoints record their outcome once the caller is known (`auth::mfa`).
+const SECOND_FACTOR: &str = "/api/v1/auth/totp/";
+
+/// Middleware on the rest of the app API (accounts, SMART, notifications, the access log): every
+/// refusal (`401`, `403`) is an event, unless the endpoint records its own outcome.
+pub async fn denials_layer(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Response {
+    let path = req.uri().path().to_owned();
+    let facts = RequestFacts {
+        method: req.method().clone(),
+        path,
+        params: Vec::new(),
+        ip: crate::auth::web::client_ip(req.extensions()),
+    };
+    let slip = Arc::new(AuditSlip::default());
+    req.extensions_mut().insert(Arc::clone(&slip));
+    let resp = next.run(req).await;
+    let status = resp.status();
+    if status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN {
+        return resp;
+    }
+    let identified = slip.with(|s| s.who.is_some());
+    if SIGN_IN.contains(&facts.path.as_str()) || (facts.path.starts_with(SECOND_FACTOR) && identified) {
+        return resp;
+    }
+    let event = rest_event(&facts, &slip, status, app.clock.now());
+    match app.audit.record(&app, event).await {
+        Ok(()) => resp,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot record a refusal in the audit trail");
+            crate::error::ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "audit_unavailable",
+                "the audit trail cannot be written; try again",
+            )
+            .into_response()
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // A patient's view
 

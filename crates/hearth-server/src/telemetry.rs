@@ -50,11 +50,15 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/openapi.json", get(ops::openapi_json))
         .route("/api/docs", get(ops::docs))
         .nest("/fhir", fhir::router().layer(middleware::from_fn_with_state(app.clone(), crate::audit::fhir_layer)))
-        .merge(crate::auth::routes::router())
-        .merge(crate::auth::smart::router())
-        .merge(crate::audit::router())
+        .merge(
+            Router::new()
+                .merge(crate::auth::routes::router())
+                .merge(crate::auth::smart::router())
+                .merge(crate::audit::router())
+                .merge(crate::notify::routes::router())
+                .layer(middleware::from_fn_with_state(app.clone(), crate::audit::denials_layer)),
+        )
         .merge(crate::consent::router().layer(middleware::from_fn_with_state(app.clone(), crate::audit::fhir_layer)))
-        .merge(crate::notify::routes::router())
         .layer(middleware::from_fn_with_state(app.clone(), crate::auth::web::api_limit))
         .layer(middleware::from_fn_with_state(app.clone(), record_metrics))
         .layer(middleware::from_fn_with_state(app.clone(), crate::auth::web::security_headers));

@@ -442,7 +442,12 @@ impl FromRequestParts<Arc<App>> for EnrolCaller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<EnrolCaller, ApiError> {
-        authenticate_headers(app, &parts.headers, true).await.map(EnrolCaller).map_err(ApiError::from)
+        let mut caller = authenticate_headers(app, &parts.headers, true).await.map_err(ApiError::from)?;
+        if let Some(slip) = parts.extensions.get::<Arc<crate::audit::AuditSlip>>() {
+            slip.identify(&caller);
+            caller.audit = Some(Arc::clone(slip));
+        }
+        Ok(EnrolCaller(caller))
     }
 }
 

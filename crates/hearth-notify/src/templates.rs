@@ -78,7 +78,9 @@ fn bundle(lang: Lang, source: &str) -> Result<FluentBundle<FluentResource>, Temp
     Ok(b)
 }
 
-fn escape_html(s: &str) -> String {
+/// Text made safe for HTML element content and quoted attribute values (also used by the
+/// server's own pages, e.g. the SMART consent page).
+pub fn escape_html(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {

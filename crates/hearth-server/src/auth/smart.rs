@@ -40,6 +40,7 @@ use hearth_auth::pkce::{self, ChallengeMethod};
 use hearth_auth::rand_core::Rng;
 use hearth_auth::refresh::FamilyId;
 use hearth_auth::scope::{ClinicalScope, ResourceScope, Scope, ScopeContext, ScopeSet};
+use hearth_notify::templates::escape_html as escape;
 use hearth_store_sql::identity::{self, AccountRow};
 use hearth_store_sql::oauth::{self, ClientRow, CodeRow};
 use serde::Deserialize;
@@ -492,21 +493,6 @@ fn refusal_response(r: Refusal) -> Response {
             redirect_to(&uri, &params)
         }
     }
-}
-
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:32rem;margin:2rem auto;padding:0 1rem}\

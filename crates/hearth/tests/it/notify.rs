@@ -197,6 +197,18 @@ fn subject(data: &str) -> String {
     out
 }
 
+/// The test SMTP server on loopback as the e-mail provider (plaintext: it is local).
+fn loopback_smtp(port: u16) -> EmailConfig {
+    EmailConfig {
+        host: "127.0.0.1".into(),
+        port,
+        security: "none".into(),
+        username: None,
+        password: None,
+        from: "Hearth <no-reply@hearth.test>".into(),
+    }
+}
+
 #[tokio::test]
 async fn email_reaches_a_real_smtp_server_as_multipart_text_and_html() {
     let smtp = SmtpServer::start().await;
@@ -204,14 +216,7 @@ async fn email_reaches_a_real_smtp_server_as_multipart_text_and_html() {
     let t = TestApp::spawn_channels(
         |c| {
             fast(c);
-            c.notify.email = Some(EmailConfig {
-                host: "127.0.0.1".into(),
-                port,
-                security: "none".into(),
-                username: None,
-                password: None,
-                from: "Hearth <no-reply@hearth.test>".into(),
-            });
+            c.notify.email = Some(loopback_smtp(port));
         },
         false,
     )
@@ -294,14 +299,7 @@ async fn a_patients_refusal_of_e_mail_contact_holds_back_routine_mail_but_not_cr
     let t = TestApp::spawn_channels(
         |c| {
             fast(c);
-            c.notify.email = Some(EmailConfig {
-                host: "127.0.0.1".into(),
-                port,
-                security: "none".into(),
-                username: None,
-                password: None,
-                from: "Hearth <no-reply@hearth.test>".into(),
-            });
+            c.notify.email = Some(loopback_smtp(port));
         },
         false,
     )

@@ -121,14 +121,16 @@ async fn process(app: &Arc<App>, worker: &str, row: OutboxRow) {
         metrics::counter!("hearth_notifications_total", "channel" => channel.clone(), "status" => status).increment(1);
         metrics::histogram!("hearth_notification_send_seconds", "channel" => channel).record(elapsed);
     });
-    match error {
-        Some(e) => {
-            tracing::info!(notification_id = %row.id, channel = %row.channel, attempt = row.attempts, status, error = %e, "notification attempt")
-        }
-        None => {
-            tracing::info!(notification_id = %row.id, channel = %row.channel, attempt = row.attempts, status, "notification attempt")
-        }
-    }
+    // The provider's error text is kept with the attempt (admin view), not logged: a provider may
+    // quote the address it refused, and addresses are personal data.
+    tracing::info!(
+        notification_id = %row.id,
+        channel = %row.channel,
+        attempt = row.attempts,
+        status,
+        failed = error.is_some(),
+        "notification attempt"
+    );
 }
 
 /// What to do with a claimed row. `Err` is a storage failure (retried).

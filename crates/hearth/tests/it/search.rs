@@ -1451,6 +1451,9 @@ async fn selective_searches_are_planned_on_indexes() {
         format!("Encounter?_id={pid}&status=finished"),
         format!("Condition?patient={pid}&clinical-status=active&_sort=onset-date"),
         format!("Observation?patient={pid}&code:not=http://loinc.org|8302-2"),
+        // A chain and a `_has` that do not drive: probed per candidate, not walked.
+        format!("Observation?patient={pid}&subject:Patient.name={family}"),
+        format!("Patient?_id={pid}&_has:Condition:patient:code=44054006"),
     ];
     for search in &selective {
         let plan = hearth_server::fhir::search::explain(&t.app, search).await.unwrap();

@@ -148,6 +148,7 @@ impl App {
     pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<App, StartError> {
         let (store, db) = open_database(&config).await?;
         let (audit_store, audit_db) = open_audit_database(&config).await?;
+        let audit = crate::audit::Auditor::default();
         let model = Model::r4().map_err(|e| StartError::Model(e.to_string()))?;
         let metrics = PrometheusBuilder::new()
             .set_buckets(&[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0])
@@ -171,8 +172,8 @@ impl App {
             registry: RwLock::new(Arc::new(registry)),
             compartments,
             jobs: crate::jobs::Jobs::default(),
-            audit: crate::audit::Auditor::default(),
-            audit_store,
+            audit_store: Arc::new(audit.trail(audit_store)),
+            audit,
             audit_db,
             export_wakeup: tokio::sync::Notify::new(),
             clock,

@@ -13,28 +13,41 @@
 //!   auth routes. Requests refused before authentication (`401`) and refusals (`403`) are events
 //!   with a failure outcome; a `404` for a record outside the caller's reach looks like any
 //!   `404` on purpose, and is recorded like one.
-//! - **Durable before the answer, written in batches.** The request waits until its event is
-//!   committed: the response is never sent for an access that is not on record (if the trail
-//!   cannot be written the answer is `503`). One writer task commits whatever has queued while
-//!   the previous batch was committing (group commit), so a busy server writes many events per
-//!   transaction and an idle one writes each at once.
+//! - **Journaled before the answer, indexed in bulk.** The request waits until its event is
+//!   committed to the journal — its chain link and stored JSON (`audit_chain`, `audit_pending`),
+//!   two multi-row inserts per transaction — so the response is never sent for an access that
+//!   is not on record (if the trail cannot be written the answer is `503`). One writer task
+//!   journals whatever queued while the previous batch was committing (group commit). An indexer
+//!   task then stores journaled events as searchable `AuditEvent` resources (version, current
+//!   and index rows, one multi-row insert per table) in large batches: when thousands are
+//!   waiting, when the server is quiet, and at once when anyone reads the audit store. Readers
+//!   get the store as a [`Trail`], which has the indexer catch up before every read, so a search
+//!   never misses an event that a finished request recorded. Indexing ~20 index rows per event
+//!   one event at a time cost more than the request itself (docs/PERFORMANCE.md, "Audit
+//!   trail"). Events a stopped or crashed process left in the journal are indexed by the next
+//!   indexer, or by [`verify`].
 //! - **Tamper-evident.** Each event is stored as an `AuditEvent` resource (searchable through
 //!   `/fhir/AuditEvent` by admins) and appended to `audit_chain` with
 //!   `hash = SHA-256(previous hash ‖ "\n" ‖ stored JSON)`, under a lock on the chain head, in the
-//!   same transaction. `hearth admin verify-audit` recomputes the chain ([`verify`]). The FHIR API
+//!   same transaction (the journal's). `hearth admin verify-audit` recomputes the chain ([`verify`]). The FHIR API
 //!   refuses to create, change or delete `AuditEvent`s for everyone (grants, `auth`).
 //! - CLI commands that work on the database directly (`hearth import`, `hearth export`) are
 //!   operator actions on the machine and are not audited here.
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, SecondsFormat, Utc};
-use hearth_store::{Current, StoreError, Version, Witness};
+use hearth_store::{
+    Access, AuditLink, Current, EverythingRequest, ExportJob, ExportScan, HistoryPage, HistoryQuery, IndexedEvent,
+    JobStatus, PoolStats, ResourceStore, SearchPage, SearchQuery, SearchRequest, StoreError, Version, Witness,
+};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
@@ -49,55 +62,89 @@ pub const MAX_ENTITIES: usize = 50;
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 /// Events queued beyond this make new requests wait for room (back-pressure, not loss).
 const QUEUE: usize = 4096;
-/// At most this many events are committed in one transaction.
+/// At most this many events are journaled in one transaction.
 const BATCH: usize = 512;
+/// The indexer looks at the journal this often. It indexes when [`INDEX_AFTER`] events are
+/// waiting, when none arrived during the last look (the server is quiet), and at once when
+/// someone reads the trail — large batches, because indexing costs far less per event in bulk
+/// (index pages are written once for many events), [`INDEX_BATCH`] events per transaction.
+const INDEX_EVERY: Duration = Duration::from_millis(100);
+const INDEX_AFTER: usize = 2048;
+const INDEX_BATCH: u32 = 1024;
 
 struct Pending {
-    /// The event with its id and index rows, computed by the recording request (in parallel),
-    /// so the single writer only writes.
-    write: hearth_store::Write,
+    id: String,
+    /// The event as stored (stamped), built by the recording request so the writer only writes.
+    body: String,
     done: oneshot::Sender<Result<(), String>>,
 }
 
-/// The queue to the audit writer.
+/// A reader of the trail waiting until everything journaled is searchable.
+type Flush = oneshot::Sender<Result<(), String>>;
+
+/// The queues to the audit writer (journal) and indexer.
 pub struct Auditor {
     tx: mpsc::Sender<Pending>,
     rx: Mutex<Option<mpsc::Receiver<Pending>>>,
+    flush_tx: mpsc::Sender<Flush>,
+    flush_rx: Mutex<Option<mpsc::Receiver<Flush>>>,
+    /// Events this process has journaled (a running count the indexer compares).
+    journaled: Arc<AtomicUsize>,
+    /// Whether this process runs an indexer (a server; command-line tasks do not).
+    indexing: Arc<AtomicBool>,
 }
 
 impl Default for Auditor {
     fn default() -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
-        Auditor { tx, rx: Mutex::new(Some(rx)) }
-    }
-}
-
-impl Auditor {
-    /// Records `event` and waits until it is committed.
-    pub async fn record(&self, app: &App, event: Value) -> Result<(), String> {
-        let write = crate::fhir::write_of(app, "AuditEvent", uuid::Uuid::now_v7().to_string(), event);
-        let (done, committed) = oneshot::channel();
-        self.tx.send(Pending { write, done }).await.map_err(|_| "the audit writer has stopped".to_owned())?;
-        committed.await.map_err(|_| "the audit writer has stopped".to_owned())?
-    }
-
-    fn take_receiver(&self) -> Option<mpsc::Receiver<Pending>> {
-        match self.rx.lock() {
-            Ok(mut rx) => rx.take(),
-            Err(poisoned) => poisoned.into_inner().take(),
+        let (flush_tx, flush_rx) = mpsc::channel(QUEUE);
+        Auditor {
+            tx,
+            rx: Mutex::new(Some(rx)),
+            flush_tx,
+            flush_rx: Mutex::new(Some(flush_rx)),
+            journaled: Arc::new(AtomicUsize::new(0)),
+            indexing: Arc::new(AtomicBool::new(false)),
         }
     }
 }
 
-/// The writer task (started by `serve`): commits queued events in batches until the queue closes.
+fn take<T>(slot: &Mutex<Option<T>>) -> Option<T> {
+    match slot.lock() {
+        Ok(mut slot) => slot.take(),
+        Err(poisoned) => poisoned.into_inner().take(),
+    }
+}
+
+impl Auditor {
+    /// Records `event` and waits until it is journaled (committed, chained).
+    pub async fn record(&self, app: &App, event: Value) -> Result<(), String> {
+        let id = uuid::Uuid::now_v7().to_string();
+        let body = hearth_store::stamp(event, &id, 1, app.clock.now());
+        let (done, committed) = oneshot::channel();
+        self.tx.send(Pending { id, body, done }).await.map_err(|_| "the audit writer has stopped".to_owned())?;
+        committed.await.map_err(|_| "the audit writer has stopped".to_owned())?
+    }
+
+    /// The audit store as readers see it: indexed up to date before every read.
+    pub fn trail(&self, store: Arc<dyn ResourceStore>) -> Trail {
+        Trail { inner: store, flush: self.flush_tx.clone(), indexing: Arc::clone(&self.indexing) }
+    }
+}
+
+/// The writer task (started by `serve`): journals queued events in batches (group commit) until
+/// the queue closes. Requests wait for this commit only.
 pub async fn writer(app: Arc<App>) {
-    let Some(mut rx) = app.audit.take_receiver() else { return };
+    let Some(mut rx) = take(&app.audit.rx) else { return };
     let mut batch = Vec::with_capacity(BATCH);
     while rx.recv_many(&mut batch, BATCH).await > 0 {
-        let (writes, waiting): (Vec<_>, Vec<_>) = batch.drain(..).map(|p| (p.write, p.done)).unzip();
-        let result = write_batch(&app, writes).await.map_err(|e| e.to_string());
-        if let Err(e) = &result {
-            tracing::error!(error = %e, events = waiting.len(), "cannot write the audit trail");
+        let (events, waiting): (Vec<_>, Vec<_>) = batch.drain(..).map(|p| ((p.id, p.body), p.done)).unzip();
+        let result = journal(&app, events).await.map_err(|e| e.to_string());
+        match &result {
+            Ok(()) => {
+                app.audit.journaled.fetch_add(waiting.len(), Ordering::SeqCst);
+            }
+            Err(e) => tracing::error!(error = %e, events = waiting.len(), "cannot write the audit trail"),
         }
         for done in waiting {
             let _ = done.send(result.clone());
@@ -105,21 +152,221 @@ pub async fn writer(app: Arc<App>) {
     }
 }
 
-async fn write_batch(app: &App, writes: Vec<hearth_store::Write>) -> Result<(), StoreError> {
+/// The indexer task (started by `serve`): every [`INDEX_EVERY`] while events were journaled, and
+/// at once for a reader, stores journaled events as searchable AuditEvents. Events a stopped or
+/// crashed process left in the journal are indexed when the next indexer starts (or by
+/// [`verify`]).
+pub async fn indexer(app: Arc<App>) {
+    let Some(mut flushes) = take(&app.audit.flush_rx) else { return };
+    app.audit.indexing.store(true, Ordering::SeqCst);
+    // Events journaled and not indexed yet (this process's; a previous process's leftovers count
+    // as one so that they are indexed at the first quiet moment).
+    let mut unindexed = 1usize;
+    let mut seen = app.audit.journaled.load(Ordering::SeqCst);
+    loop {
+        let mut waiting = Vec::new();
+        tokio::select! {
+            flush = flushes.recv() => match flush {
+                Some(flush) => {
+                    waiting.push(flush);
+                    while let Ok(flush) = flushes.try_recv() {
+                        waiting.push(flush);
+                    }
+                }
+                None => break,
+            },
+            () = tokio::time::sleep(INDEX_EVERY) => {}
+        }
+        let journaled = app.audit.journaled.load(Ordering::SeqCst);
+        let arrived = journaled.wrapping_sub(seen);
+        seen = journaled;
+        unindexed += arrived;
+        let quiet = arrived == 0 && unindexed > 0;
+        if waiting.is_empty() && unindexed < INDEX_AFTER && !quiet {
+            continue;
+        }
+        let result = index_pending(&app).await.map_err(|e| {
+            tracing::error!(error = %e, "cannot index the audit trail");
+            e.to_string()
+        });
+        if result.is_ok() {
+            unindexed = 0;
+        }
+        for done in waiting {
+            let _ = done.send(result.clone());
+        }
+    }
+    app.audit.indexing.store(false, Ordering::SeqCst);
+}
+
+async fn journal(app: &App, events: Vec<(String, String)>) -> Result<(), StoreError> {
     let mut tx =
         hearth_store::Guarded::new(Arc::clone(&app.audit_store), hearth_store::Access::system()).begin().await?;
     let (mut seq, mut prev) = tx.audit_head().await?.unwrap_or((0, GENESIS.to_owned()));
     let now = app.clock.now();
-    for write in writes {
-        let id = write.id.clone();
-        let version = hearth_store::interactions::put(&mut tx, write, None, hearth_store::Method::Post, now).await?;
-        let body = version.body.as_deref().unwrap_or_default();
+    let mut links = Vec::with_capacity(events.len());
+    for (event_id, body) in events {
         seq += 1;
-        let hash = link_hash(&prev, body);
-        tx.audit_append(seq, &id, &hash).await?;
-        prev = hash;
+        let hash = link_hash(&prev, &body);
+        prev.clone_from(&hash);
+        links.push(AuditLink { seq, event_id, hash, last_updated: now, body: body.into() });
     }
+    tx.audit_journal(&links).await?;
     tx.commit().await
+}
+
+/// Stores every journaled event as a searchable AuditEvent, [`INDEX_BATCH`] per transaction.
+pub async fn index_pending(app: &App) -> Result<(), StoreError> {
+    let guarded = hearth_store::Guarded::new(Arc::clone(&app.audit_store), hearth_store::Access::system());
+    loop {
+        let mut tx = guarded.begin().await?;
+        let links = tx.audit_pending(INDEX_BATCH).await?;
+        let Some(through) = links.last().map(|l| l.seq) else { return Ok(()) };
+        let registry = app.registry();
+        let mut events = Vec::with_capacity(links.len());
+        for link in links {
+            let resource: Value = serde_json::from_str(&link.body)
+                .map_err(|e| StoreError::Corrupt(format!("journaled audit event {} is not JSON: {e}", link.seq)))?;
+            let version = Version {
+                resource_type: hearth_store::AUDIT_TYPE.to_owned(),
+                id: link.event_id,
+                version_id: 1,
+                last_updated: link.last_updated,
+                method: hearth_store::Method::Post,
+                body: Some(link.body),
+            };
+            events.push(IndexedEvent { version, index: registry.index(&resource) });
+        }
+        tx.audit_index(&events, through).await?;
+        tx.commit().await?;
+    }
+}
+
+/// The audit store as everyone but the writer reads it: before each read, whatever is journaled
+/// is indexed (through the writer, when this process runs one), so reads never miss an event
+/// that a finished request recorded.
+pub struct Trail {
+    inner: Arc<dyn ResourceStore>,
+    flush: mpsc::Sender<Flush>,
+    indexing: Arc<AtomicBool>,
+}
+
+impl Trail {
+    async fn caught_up(&self) -> Result<(), StoreError> {
+        if !self.indexing.load(Ordering::SeqCst) {
+            // No indexer in this process (a command-line task): nothing of ours is waiting.
+            return Ok(());
+        }
+        let unavailable = |m: String| StoreError::Unavailable(m.into());
+        let (done, indexed) = oneshot::channel();
+        self.flush.send(done).await.map_err(|_| unavailable("the audit indexer has stopped".into()))?;
+        indexed.await.map_err(|_| unavailable("the audit indexer has stopped".into()))?.map_err(unavailable)
+    }
+}
+
+#[async_trait::async_trait]
+impl ResourceStore for Trail {
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+    async fn begin(&self) -> Result<Box<dyn hearth_store::StoreTx>, StoreError> {
+        self.inner.begin().await
+    }
+    async fn read(&self, resource_type: &str, id: &str) -> Result<Current, StoreError> {
+        self.caught_up().await?;
+        self.inner.read(resource_type, id).await
+    }
+    async fn read_version(
+        &self,
+        resource_type: &str,
+        id: &str,
+        version_id: u64,
+    ) -> Result<Option<Version>, StoreError> {
+        self.caught_up().await?;
+        self.inner.read_version(resource_type, id, version_id).await
+    }
+    async fn find(&self, access: &Access, query: &SearchQuery, limit: u32) -> Result<Vec<Version>, StoreError> {
+        self.caught_up().await?;
+        self.inner.find(access, query, limit).await
+    }
+    async fn in_reach(&self, access: &Access, resource_type: &str, id: &str) -> Result<bool, StoreError> {
+        self.caught_up().await?;
+        self.inner.in_reach(access, resource_type, id).await
+    }
+    async fn search(&self, request: &SearchRequest) -> Result<SearchPage, StoreError> {
+        self.caught_up().await?;
+        self.inner.search(request).await
+    }
+    async fn explain_search(&self, request: &SearchRequest) -> Result<Vec<String>, StoreError> {
+        self.inner.explain_search(request).await
+    }
+    async fn scan(&self, types: Option<&[String]>, after: i64, limit: u32) -> Result<Vec<(i64, Version)>, StoreError> {
+        self.caught_up().await?;
+        self.inner.scan(types, after, limit).await
+    }
+    async fn history(&self, query: &HistoryQuery) -> Result<HistoryPage, StoreError> {
+        self.caught_up().await?;
+        self.inner.history(query).await
+    }
+    async fn everything(&self, request: &EverythingRequest) -> Result<SearchPage, StoreError> {
+        self.caught_up().await?;
+        self.inner.everything(request).await
+    }
+    async fn export_scan(&self, scan: &ExportScan) -> Result<Vec<(i64, Version)>, StoreError> {
+        self.caught_up().await?;
+        self.inner.export_scan(scan).await
+    }
+    async fn export_job_create(
+        &self,
+        id: &str,
+        request: &str,
+        now: DateTime<Utc>,
+        transaction_time: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.inner.export_job_create(id, request, now, transaction_time).await
+    }
+    async fn export_job(&self, id: &str) -> Result<Option<ExportJob>, StoreError> {
+        self.inner.export_job(id).await
+    }
+    async fn export_job_claim(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Option<ExportJob>, StoreError> {
+        self.inner.export_job_claim(owner, now, lease_until).await
+    }
+    async fn export_job_heartbeat(
+        &self,
+        id: &str,
+        owner: &str,
+        lease_until: DateTime<Utc>,
+        progress: &str,
+    ) -> Result<bool, StoreError> {
+        self.inner.export_job_heartbeat(id, owner, lease_until, progress).await
+    }
+    async fn export_job_finish(
+        &self,
+        id: &str,
+        owner: &str,
+        status: JobStatus,
+        result: Option<&str>,
+        error: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        self.inner.export_job_finish(id, owner, status, result, error).await
+    }
+    async fn export_job_delete(&self, id: &str) -> Result<bool, StoreError> {
+        self.inner.export_job_delete(id).await
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner.ping().await
+    }
+    fn pool_stats(&self) -> PoolStats {
+        self.inner.pool_stats()
+    }
+    async fn close(&self) {
+        self.inner.close().await;
+    }
 }
 
 /// `SHA-256(prev ‖ "\n" ‖ body)` in lowercase hex.
@@ -141,16 +388,19 @@ pub enum Verdict {
 }
 
 /// Recomputes the whole chain from the stored events (read through the store, so encrypted
-/// bodies are checked as written).
+/// bodies are checked as written). Events still in the journal are indexed first; links a
+/// running server appends meanwhile are left for the next check.
 pub async fn verify(app: &App) -> Result<Verdict, StoreError> {
+    let upto = hearth_store_sql::audit::last_seq(&*app.audit_db).await?;
+    index_pending(app).await?;
     let mut prev = GENESIS.to_owned();
     let mut expected_seq = 1;
-    loop {
+    while expected_seq <= upto {
         let links = hearth_store_sql::audit::links(&*app.audit_db, expected_seq - 1, 1000).await?;
         if links.is_empty() {
             break;
         }
-        for link in links {
+        for link in links.into_iter().take_while(|l| l.seq <= upto) {
             let broken = |reason: String| Verdict::Broken { seq: link.seq, event_id: link.event_id.clone(), reason };
             if link.seq != expected_seq {
                 return Ok(Verdict::Broken {
@@ -173,12 +423,19 @@ pub async fn verify(app: &App) -> Result<Verdict, StoreError> {
         }
     }
     let links = expected_seq - 1;
-    let stored = hearth_store_sql::audit::stored_events(&*app.audit_db).await?;
-    if stored != links {
+    if links < upto {
+        return Ok(Verdict::Broken {
+            seq: expected_seq,
+            event_id: String::new(),
+            reason: format!("link {expected_seq} is missing (the chain ends at {upto})"),
+        });
+    }
+    let outside = hearth_store_sql::audit::events_outside_chain(&*app.audit_db).await?;
+    if outside > 0 {
         return Ok(Verdict::Broken {
             seq: links + 1,
             event_id: String::new(),
-            reason: format!("{stored} AuditEvents are stored but the chain has {links} links"),
+            reason: format!("{outside} stored AuditEvents are not on the chain"),
         });
     }
     Ok(Verdict::Intact(links))

@@ -99,6 +99,7 @@ pub async fn serve(
     // The export worker of this process: claims queued $export jobs from the database.
     let worker = tokio::spawn(crate::fhir::export::worker(app.clone()));
     let auditor = tokio::spawn(crate::audit::writer(app.clone()));
+    let audit_indexer = tokio::spawn(crate::audit::indexer(app.clone()));
     // The notification outbox worker, unless separate `hearth worker` processes do that.
     let notifier = app
         .config
@@ -121,8 +122,10 @@ pub async fn serve(
         () = deadline => tracing::warn!(grace_secs = grace.as_secs(), "grace period expired; abandoning in-flight requests"),
     }
     worker.abort();
-    // Every request that finished has its event committed (it waited for it).
+    // Every request that finished has its event committed (it waited for it); what is not
+    // indexed yet stays in the journal for the next start.
     auditor.abort();
+    audit_indexer.abort();
     if let Some(n) = notifier {
         n.abort();
     }

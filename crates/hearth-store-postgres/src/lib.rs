@@ -29,9 +29,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use hearth_store::{
-    Access, Current, CurrentState, EverythingRequest, ExportJob, ExportScan, HistoryPage, HistoryQuery, HistoryScope,
-    IndexEntry, JobStatus, Method, PoolStats, ResourceStore, SearchPage, SearchQuery, SearchRequest, StoreError,
-    StoreTx, Version,
+    AUDIT_TYPE, Access, AuditLink, Current, CurrentState, EverythingRequest, ExportJob, ExportScan, HistoryPage,
+    HistoryQuery, HistoryScope, IndexEntry, IndexedEvent, JobStatus, Method, PoolStats, ResourceStore, SearchPage,
+    SearchQuery, SearchRequest, StoreError, StoreTx, Version,
 };
 use hearth_store_sql::crypt::{self, BodyCipher, KeySource};
 use hearth_store_sql::{Col, Db, DbTx, Dialect, Exec, Sql, Val};
@@ -480,8 +480,48 @@ impl StoreTx for PgTx {
         hearth_store_sql::audit::head(&mut Conn(&mut self.tx, None)).await
     }
 
-    async fn audit_append(&mut self, seq: i64, event_id: &str, hash: &str) -> Result<(), StoreError> {
-        hearth_store_sql::audit::append(&mut Conn(&mut self.tx, None), seq, event_id, hash).await
+    async fn audit_journal(&mut self, links: &[AuditLink]) -> Result<(), StoreError> {
+        let cipher = self.cipher.clone();
+        let seal = |l: &AuditLink| match cipher.as_deref() {
+            Some(c) => c.seal_body(AUDIT_TYPE, &l.event_id, 1, &l.body).map_err(StoreError::from),
+            None => Ok(l.body.to_string()),
+        };
+        hearth_store_sql::audit::journal(&mut Conn(&mut self.tx, None), links, &seal).await
+    }
+
+    async fn audit_pending(&mut self, limit: u32) -> Result<Vec<AuditLink>, StoreError> {
+        let mut links = hearth_store_sql::audit::pending(&mut Conn(&mut self.tx, None), limit).await?;
+        if let Some(cipher) = self.cipher.as_deref() {
+            // Journaled bodies are sealed like version 1 of their AuditEvent: open them the same way.
+            let mut versions: Vec<Version> = links
+                .iter()
+                .map(|l| Version {
+                    resource_type: AUDIT_TYPE.to_owned(),
+                    id: l.event_id.clone(),
+                    version_id: 1,
+                    last_updated: l.last_updated,
+                    method: Method::Post,
+                    body: Some(Arc::clone(&l.body)),
+                })
+                .collect();
+            crypt::reveal(&mut Conn(&mut self.tx, None), cipher, &mut versions).await?;
+            for (link, version) in links.iter_mut().zip(versions) {
+                link.body =
+                    version.body.ok_or_else(|| StoreError::Corrupt("a journaled audit body vanished".into()))?;
+            }
+        }
+        Ok(links)
+    }
+
+    async fn audit_index(&mut self, events: &[IndexedEvent], through_seq: i64) -> Result<(), StoreError> {
+        let cipher = self.cipher.clone();
+        let seal = |v: &Version| match (v.body.as_deref(), cipher.as_deref()) {
+            (Some(body), Some(c)) => {
+                c.seal_body(&v.resource_type, &v.id, v.version_id, body).map(Some).map_err(StoreError::from)
+            }
+            (body, _) => Ok(body.map(str::to_owned)),
+        };
+        hearth_store_sql::audit::index(&mut Conn(&mut self.tx, None), events, through_seq, &seal).await
     }
 
     async fn commit(self: Box<Self>) -> Result<(), StoreError> {

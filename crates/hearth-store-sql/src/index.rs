@@ -60,6 +60,8 @@ pub fn delete_index(dialect: Dialect, rid: i64) -> Vec<Sql> {
 }
 
 struct Row {
+    /// Which of the resources being indexed (position in the input).
+    of: usize,
     table: usize,
     param: String,
     grp: i64,
@@ -77,7 +79,7 @@ const COLUMNS: [&str; 8] = [
     "value",
 ];
 
-fn row_of(param: &str, grp: i64, value: &IndexValue, out: &mut Vec<Row>) {
+fn row_of(of: usize, param: &str, grp: i64, value: &IndexValue, out: &mut Vec<Row>) {
     let (table, values) = match value {
         IndexValue::String { normalized, exact } if is_full_text(param) => (1, vec![Val::text(normalized.as_str())]),
         IndexValue::String { normalized, exact } => (0, vec![Val::text(clip(normalized)), Val::text(exact.as_str())]),
@@ -120,26 +122,35 @@ fn row_of(param: &str, grp: i64, value: &IndexValue, out: &mut Vec<Row>) {
         IndexValue::Uri { value } => (7, vec![Val::text(clip(value))]),
         IndexValue::Composite { .. } => return,
     };
-    out.push(Row { table, param: param.to_owned(), grp, values });
+    out.push(Row { of, table, param: param.to_owned(), grp, values });
 }
 
 /// The statements inserting the index rows of resource `rid` (of type `res_type`) for `entries`
 /// (multi-row inserts, at most a few hundred rows each).
 pub fn insert_index(dialect: Dialect, rid: i64, res_type: &str, entries: &[IndexEntry]) -> Vec<Sql> {
-    let mut rows = Vec::with_capacity(entries.len());
-    let mut grp = 0;
-    for entry in entries {
-        if is_builtin(&entry.param) {
-            continue;
-        }
-        match &entry.value {
-            IndexValue::Composite { components } => {
-                grp += 1;
-                for (i, c) in components.iter().enumerate() {
-                    row_of(&format!("{}${i}", entry.param), grp, c, &mut rows);
-                }
+    insert_index_many(dialect, &[(rid, res_type, entries)])
+}
+
+/// The statements inserting the index rows of several resources `(rid, res_type, entries)` at
+/// once: one multi-row insert per index table (and per few hundred rows), however many resources
+/// there are — a batch costs a handful of statements, not a handful per resource.
+pub fn insert_index_many(dialect: Dialect, resources: &[(i64, &str, &[IndexEntry])]) -> Vec<Sql> {
+    let mut rows = Vec::new();
+    for (of, (_, _, entries)) in resources.iter().enumerate() {
+        let mut grp = 0;
+        for entry in entries.iter() {
+            if is_builtin(&entry.param) {
+                continue;
             }
-            v => row_of(&entry.param, 0, v, &mut rows),
+            match &entry.value {
+                IndexValue::Composite { components } => {
+                    grp += 1;
+                    for (i, c) in components.iter().enumerate() {
+                        row_of(of, &format!("{}${i}", entry.param), grp, c, &mut rows);
+                    }
+                }
+                v => row_of(of, &entry.param, 0, v, &mut rows),
+            }
         }
     }
     rows.sort_by_key(|r| r.table);
@@ -151,6 +162,7 @@ pub fn insert_index(dialect: Dialect, rid: i64, res_type: &str, entries: &[Index
             b.push("INSERT INTO ").push(name).push(" (rid, res_type, param, grp, ");
             b.push(COLUMNS.get(table).copied().unwrap_or_default()).push(") VALUES ");
             for (i, row) in chunk.iter().enumerate() {
+                let Some(&(rid, res_type, _)) = resources.get(row.of) else { continue };
                 if i > 0 {
                     b.push(", ");
                 }

@@ -28,8 +28,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use hearth_store::{
-    Access, Current, CurrentState, EverythingRequest, ExportJob, ExportScan, HistoryPage, HistoryQuery, IndexEntry,
-    JobStatus, PoolStats, ResourceStore, SearchPage, SearchQuery, SearchRequest, StoreError, StoreTx, Version,
+    Access, AuditLink, Current, CurrentState, EverythingRequest, ExportJob, ExportScan, HistoryPage, HistoryQuery,
+    IndexEntry, IndexedEvent, JobStatus, PoolStats, ResourceStore, SearchPage, SearchQuery, SearchRequest, StoreError,
+    StoreTx, Version,
 };
 use hearth_store_sql::crypt::KeySource;
 use hearth_store_sql::{Col, Db, DbTx, Dialect, Exec, Sql, Val};
@@ -54,11 +55,29 @@ pub struct SqliteOptions {
     pub busy_timeout: Duration,
     /// The encryption keys (SQLCipher); `None`: a plaintext database.
     pub keys: Option<KeySource>,
+    /// When a commit is on disk.
+    pub durability: Durability,
+}
+
+/// When a commit counts as durable (SQLite's `synchronous` setting in WAL mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// The WAL is flushed to disk (fsync) before a commit returns: survives power loss.
+    #[default]
+    Full,
+    /// A commit is in the WAL in the operating system's cache when it returns and flushed at the
+    /// next checkpoint: survives the process crashing or being killed, not power loss.
+    Normal,
 }
 
 impl Default for SqliteOptions {
     fn default() -> Self {
-        SqliteOptions { read_connections: 8, busy_timeout: Duration::from_secs(10), keys: None }
+        SqliteOptions {
+            read_connections: 8,
+            busy_timeout: Duration::from_secs(10),
+            keys: None,
+            durability: Durability::Full,
+        }
     }
 }
 
@@ -74,7 +93,10 @@ fn base_options(path: &Path, options: &SqliteOptions) -> SqliteConnectOptions {
         .filename(path)
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Full)
+        .synchronous(match options.durability {
+            Durability::Full => SqliteSynchronous::Full,
+            Durability::Normal => SqliteSynchronous::Normal,
+        })
         .foreign_keys(true)
         .busy_timeout(options.busy_timeout)
         .pragma("temp_store", "memory")
@@ -99,8 +121,11 @@ impl SqliteStore {
             }
         };
         let connect = keys::keyed(base, key.as_ref());
-        let mut write = SqlitePoolOptions::new().max_connections(1).min_connections(1);
-        let mut read = SqlitePoolOptions::new().max_connections(options.read_connections.max(1));
+        // No health ping on every acquire: a connection to a local file does not go stale, and
+        // the ping is one more round trip to sqlx's connection thread for every read and write.
+        let mut write = SqlitePoolOptions::new().max_connections(1).min_connections(1).test_before_acquire(false);
+        let mut read =
+            SqlitePoolOptions::new().max_connections(options.read_connections.max(1)).test_before_acquire(false);
         if let Some(follow) = &follow {
             write = write.before_acquire(follow.hook());
             read = read.before_acquire(follow.hook());
@@ -280,8 +305,17 @@ impl StoreTx for SqliteTx {
         hearth_store_sql::audit::head(&mut Conn(&mut self.tx)).await
     }
 
-    async fn audit_append(&mut self, seq: i64, event_id: &str, hash: &str) -> Result<(), StoreError> {
-        hearth_store_sql::audit::append(&mut Conn(&mut self.tx), seq, event_id, hash).await
+    async fn audit_journal(&mut self, links: &[AuditLink]) -> Result<(), StoreError> {
+        hearth_store_sql::audit::journal(&mut Conn(&mut self.tx), links, &|l| Ok(l.body.to_string())).await
+    }
+
+    async fn audit_pending(&mut self, limit: u32) -> Result<Vec<AuditLink>, StoreError> {
+        hearth_store_sql::audit::pending(&mut Conn(&mut self.tx), limit).await
+    }
+
+    async fn audit_index(&mut self, events: &[IndexedEvent], through_seq: i64) -> Result<(), StoreError> {
+        let stored = |v: &Version| Ok(v.body.as_deref().map(str::to_owned));
+        hearth_store_sql::audit::index(&mut Conn(&mut self.tx), events, through_seq, &stored).await
     }
 
     async fn commit(self: Box<Self>) -> Result<(), StoreError> {

@@ -271,10 +271,32 @@ impl GuardedTx {
         self.tx.audit_head().await
     }
 
-    /// Appends a link to the audit chain (system access only).
-    pub async fn audit_append(&mut self, seq: i64, event_id: &str, hash: &str) -> Result<(), StoreError> {
+    /// Journals audit events and their chain links (system access only).
+    pub async fn audit_journal(&mut self, links: &[crate::AuditLink]) -> Result<(), StoreError> {
         self.system_only()?;
-        self.tx.audit_append(seq, event_id, hash).await
+        self.tx.audit_journal(links).await
+    }
+
+    /// Journaled events not yet indexed, locked against other indexers (system access only).
+    pub async fn audit_pending(&mut self, limit: u32) -> Result<Vec<crate::AuditLink>, StoreError> {
+        self.system_only()?;
+        self.tx.audit_pending(limit).await
+    }
+
+    /// Makes journaled events searchable (system access only; each must be a new AuditEvent at
+    /// version 1, which the trail's readers rely on).
+    pub async fn audit_index(&mut self, events: &[crate::IndexedEvent], through_seq: i64) -> Result<(), StoreError> {
+        self.system_only()?;
+        if let Some(bad) = events
+            .iter()
+            .find(|e| e.version.resource_type != AUDIT_TYPE || e.version.version_id != 1 || e.version.body.is_none())
+        {
+            return Err(StoreError::Forbidden(format!(
+                "only new AuditEvents go on the audit trail, not {}/{} version {}",
+                bad.version.resource_type, bad.version.id, bad.version.version_id
+            )));
+        }
+        self.tx.audit_index(events, through_seq).await
     }
 
     fn system_only(&self) -> Result<(), StoreError> {

@@ -75,6 +75,24 @@ pub struct Version {
     pub body: Option<Arc<str>>,
 }
 
+/// A link of the audit chain as journaled before the response it records is sent: the event's
+/// stored JSON (stamped, `versionId` 1) and `SHA-256(previous hash ‖ "\n" ‖ body)`.
+#[derive(Debug, Clone)]
+pub struct AuditLink {
+    pub seq: i64,
+    pub event_id: String,
+    pub hash: String,
+    pub last_updated: DateTime<Utc>,
+    pub body: Arc<str>,
+}
+
+/// A journaled AuditEvent made searchable: its only version and its index rows.
+#[derive(Debug, Clone)]
+pub struct IndexedEvent {
+    pub version: Version,
+    pub index: Vec<IndexEntry>,
+}
+
 impl Version {
     pub fn is_deletion(&self) -> bool {
         self.body.is_none()
@@ -344,8 +362,17 @@ pub trait StoreTx: Send {
     /// after another.
     async fn audit_head(&mut self) -> Result<Option<(i64, String)>, StoreError>;
 
-    /// Appends link `seq` of the audit chain: the stored AuditEvent `event_id` and its hash.
-    async fn audit_append(&mut self, seq: i64, event_id: &str, hash: &str) -> Result<(), StoreError>;
+    /// Journals audit events: their chain links and bodies, one multi-row insert per table. This
+    /// is all a request waits for; the events become searchable AuditEvents when indexed.
+    async fn audit_journal(&mut self, links: &[AuditLink]) -> Result<(), StoreError>;
+
+    /// The oldest journaled events not yet indexed (at most `limit`, in chain order), locked
+    /// against other indexers until this transaction ends.
+    async fn audit_pending(&mut self, limit: u32) -> Result<Vec<AuditLink>, StoreError>;
+
+    /// Stores journaled events as AuditEvent resources with their index rows (multi-row inserts)
+    /// and removes links up to `through_seq` from the pending journal.
+    async fn audit_index(&mut self, events: &[IndexedEvent], through_seq: i64) -> Result<(), StoreError>;
 
     async fn commit(self: Box<Self>) -> Result<(), StoreError>;
 }

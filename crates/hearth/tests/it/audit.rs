@@ -133,9 +133,9 @@ async fn interactions_and_sign_ins_are_recorded_in_a_chain_that_exposes_tamperin
     assert!(!everything.to_string().contains("\"AuditEvent\""));
 
     // The capability statement holds no one's data: not recorded. Event names carry the full path.
-    let before = hearth_store_sql::audit::stored_events(&*t.app.audit_db).await.unwrap();
+    let before = hearth_store_sql::audit::chain_length(&*t.app.audit_db).await.unwrap();
     assert_eq!(t.get("/fhir/metadata").await.status, 200);
-    assert_eq!(hearth_store_sql::audit::stored_events(&*t.app.audit_db).await.unwrap(), before);
+    assert_eq!(hearth_store_sql::audit::chain_length(&*t.app.audit_db).await.unwrap(), before);
     assert!(read.to_string().contains(&format!("GET /fhir/Observation/{obs}")), "{read}");
 
     // The chain is intact, in process and from the command line.
@@ -199,7 +199,7 @@ async fn a_removed_link_is_named() {
 async fn concurrent_requests_each_get_one_event_and_the_chain_stays_linear() {
     let t = TestApp::spawn().await;
     let pid = t.create(&patient("Busy")).await;
-    let before = hearth_store_sql::audit::stored_events(&*t.app.audit_db).await.unwrap();
+    let before = hearth_store_sql::audit::chain_length(&*t.app.audit_db).await.unwrap();
     let mut reads = tokio::task::JoinSet::new();
     for _ in 0..40 {
         let (client, url) = (t.client.clone(), t.url(&format!("/fhir/Patient/{pid}")));
@@ -208,7 +208,7 @@ async fn concurrent_requests_each_get_one_event_and_the_chain_stays_linear() {
     while let Some(status) = reads.join_next().await {
         assert_eq!(status.unwrap(), 200);
     }
-    let after = hearth_store_sql::audit::stored_events(&*t.app.audit_db).await.unwrap();
+    let after = hearth_store_sql::audit::chain_length(&*t.app.audit_db).await.unwrap();
     assert_eq!(after - before, 40);
     assert_eq!(verify(&t.app).await.unwrap(), Verdict::Intact(after));
 }

@@ -137,15 +137,21 @@ impl Auditor {
 pub async fn writer(app: Arc<App>) {
     let Some(mut rx) = take(&app.audit.rx) else { return };
     let mut batch = Vec::with_capacity(BATCH);
+    // The chain's last link as this writer last saw it (`None`: not known yet).
+    let mut head: Option<(i64, String)> = None;
     while rx.recv_many(&mut batch, BATCH).await > 0 {
         let (events, waiting): (Vec<_>, Vec<_>) = batch.drain(..).map(|p| ((p.id, p.body), p.done)).unzip();
-        let result = journal(&app, events).await.map_err(|e| e.to_string());
-        match &result {
-            Ok(()) => {
+        let result = match journal(&app, head.take(), events).await {
+            Ok(last) => {
+                head = Some(last);
                 app.audit.journaled.fetch_add(waiting.len(), Ordering::SeqCst);
+                Ok(())
             }
-            Err(e) => tracing::error!(error = %e, events = waiting.len(), "cannot write the audit trail"),
-        }
+            Err(e) => {
+                tracing::error!(error = %e, events = waiting.len(), "cannot write the audit trail");
+                Err(e.to_string())
+            }
+        };
         for done in waiting {
             let _ = done.send(result.clone());
         }
@@ -199,20 +205,70 @@ pub async fn indexer(app: Arc<App>) {
     app.audit.indexing.store(false, Ordering::SeqCst);
 }
 
-async fn journal(app: &App, events: Vec<(String, String)>) -> Result<(), StoreError> {
+/// Chains `events` after `head` (the link `prev` hashes into, `GENESIS` before the first).
+fn chain(head: &(i64, String), events: &[(String, String)], now: DateTime<Utc>) -> Vec<AuditLink> {
+    let (mut seq, mut prev) = head.clone();
+    events
+        .iter()
+        .map(|(event_id, body)| {
+            seq += 1;
+            let hash = link_hash(&prev, body);
+            prev.clone_from(&hash);
+            AuditLink { seq, event_id: event_id.clone(), hash, last_updated: now, body: body.as_str().into() }
+        })
+        .collect()
+}
+
+/// Journals `events` after the chain's last link and answers the new last link. The common case
+/// is one statement, after the head this writer saw last; if the chain has moved on (another
+/// process appended) or the head is unknown, the head is read under its lock and the events
+/// journaled in that transaction.
+async fn journal(
+    app: &App,
+    head: Option<(i64, String)>,
+    events: Vec<(String, String)>,
+) -> Result<(i64, String), StoreError> {
+    let now = app.clock.now();
+    let head = match head {
+        Some(head) => head,
+        None => hearth_store_sql::audit::last_link(&*app.audit_db).await?.unwrap_or_else(|| (0, GENESIS.to_owned())),
+    };
+    let links = chain(&head, &events, now);
+    // A failure here (say, another process inserted the same `seq` first on PostgreSQL) is
+    // settled by the locked path below.
+    if app.audit_store.audit_journal_if_head(&links).await.unwrap_or(false) {
+        return Ok(links.last().map_or(head, |l| (l.seq, l.hash.clone())));
+    }
+    // Under the head's lock. Another process's one-statement journal does not take that lock,
+    // so this can still lose a race for the next `seq` (a key violation, never a fork): then
+    // it reads the head again.
+    let mut attempt = 1;
+    loop {
+        match journal_locked(app, &events, now).await {
+            Err(e) if attempt < JOURNAL_ATTEMPTS => {
+                tracing::debug!(error = %e, attempt, "audit journal raced another process; retrying");
+                attempt += 1;
+            }
+            done => return done,
+        }
+    }
+}
+
+/// Attempts of the locked journal path before the request is refused (`503`).
+const JOURNAL_ATTEMPTS: u32 = 5;
+
+async fn journal_locked(
+    app: &App,
+    events: &[(String, String)],
+    now: DateTime<Utc>,
+) -> Result<(i64, String), StoreError> {
     let mut tx =
         hearth_store::Guarded::new(Arc::clone(&app.audit_store), hearth_store::Access::system()).begin().await?;
-    let (mut seq, mut prev) = tx.audit_head().await?.unwrap_or((0, GENESIS.to_owned()));
-    let now = app.clock.now();
-    let mut links = Vec::with_capacity(events.len());
-    for (event_id, body) in events {
-        seq += 1;
-        let hash = link_hash(&prev, &body);
-        prev.clone_from(&hash);
-        links.push(AuditLink { seq, event_id, hash, last_updated: now, body: body.into() });
-    }
+    let head = tx.audit_head().await?.unwrap_or((0, GENESIS.to_owned()));
+    let links = chain(&head, events, now);
     tx.audit_journal(&links).await?;
-    tx.commit().await
+    tx.commit().await?;
+    Ok(links.last().map_or(head, |l| (l.seq, l.hash.clone())))
 }
 
 /// Stores every journaled event as a searchable AuditEvent, [`INDEX_BATCH`] per transaction.
@@ -357,6 +413,9 @@ impl ResourceStore for Trail {
     }
     async fn export_job_delete(&self, id: &str) -> Result<bool, StoreError> {
         self.inner.export_job_delete(id).await
+    }
+    async fn audit_journal_if_head(&self, links: &[AuditLink]) -> Result<bool, StoreError> {
+        self.inner.audit_journal_if_head(links).await
     }
     async fn ping(&self) -> Result<(), StoreError> {
         self.inner.ping().await

@@ -746,6 +746,14 @@ impl ResourceStore for PostgresStore {
         hearth_store_sql::export_job_delete(&mut self.conn(&mut conn), id).await
     }
 
+    async fn audit_journal_if_head(&self, links: &[AuditLink]) -> Result<bool, StoreError> {
+        let seal = |l: &AuditLink| match self.cipher.as_deref() {
+            Some(c) => c.seal_body(AUDIT_TYPE, &l.event_id, 1, &l.body).map_err(StoreError::from),
+            None => Ok(l.body.to_string()),
+        };
+        hearth_store_sql::audit::journal_if_head(self, links, &seal).await
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await.map_err(db_error)?;
         Ok(())

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use chrono::DateTime;
 use hearth_store::{AuditLink, IndexedEvent, StoreError, Version};
 
-use crate::{Builder, Col, Dialect, Exec, Val, insert_index_many};
+use crate::{Builder, Col, Dialect, Exec, Sql, Val, insert_index_many};
 
 /// Any constant: the key of the PostgreSQL advisory lock that serialises chain appends.
 const CHAIN_LOCK: i64 = 0x4845_4152_5448_4155; // "HEARTHAU"
@@ -31,30 +31,72 @@ pub async fn head(exec: &mut dyn Exec) -> Result<Option<(i64, String)>, StoreErr
 /// Rows per multi-row insert (at most 7 bound values each: far below both backends' limits).
 const ROWS_PER_INSERT: usize = 400;
 
-/// Journals `links`: the chain rows and the pending bodies (`stored_body` gives the text stored
-/// for a body: sealed by a backend that encrypts bodies), one multi-row insert per table.
-pub async fn journal(
-    exec: &mut dyn Exec,
+/// What a backend stores for a journaled body (sealed by a backend that encrypts bodies).
+pub type StoredBody<'a> = &'a (dyn Fn(&AuditLink) -> Result<String, StoreError> + Sync);
+
+/// The multi-row insert of `links` into the chain; with `if_head`, the rows are inserted only if
+/// the chain still ends at `if_head` (else none is: the caller's idea of the head is stale).
+fn insert_links(
+    dialect: Dialect,
     links: &[AuditLink],
-    stored_body: &(dyn Fn(&AuditLink) -> Result<String, StoreError> + Sync),
-) -> Result<(), StoreError> {
+    body: StoredBody,
+    if_head: Option<i64>,
+) -> Result<Sql, StoreError> {
+    let mut b = Builder::new(dialect);
+    b.push("INSERT INTO audit_chain (seq, event_id, hash, last_updated, body) ");
+    match if_head {
+        None => b.push("VALUES "),
+        Some(_) if dialect == Dialect::Sqlite => {
+            b.push("SELECT column1, column2, column3, column4, column5 FROM (VALUES ")
+        }
+        Some(_) => b.push("SELECT v.seq, v.event_id, v.hash, v.last_updated, v.body FROM (VALUES "),
+    };
+    for (i, l) in links.iter().enumerate() {
+        b.push(if i == 0 { "(" } else { ", (" }).int(l.seq).push(", ").text(&l.event_id);
+        b.push(", ").text(&l.hash).push(", ").int(l.last_updated.timestamp_millis());
+        b.push(", ").bind(Val::Text(Some(body(l)?))).push(")");
+    }
+    if let Some(head) = if_head {
+        b.push(if dialect == Dialect::Sqlite { ")" } else { ") AS v (seq, event_id, hash, last_updated, body)" });
+        b.push(" WHERE (SELECT COALESCE(MAX(seq), 0) FROM audit_chain) = ").int(head);
+    }
+    Ok(b.finish())
+}
+
+/// Journals `links` inside the caller's transaction (which holds the chain head: [`head`]).
+pub async fn journal(exec: &mut dyn Exec, links: &[AuditLink], body: StoredBody<'_>) -> Result<(), StoreError> {
     for chunk in links.chunks(ROWS_PER_INSERT) {
-        let mut b = Builder::new(exec.dialect());
-        b.push("INSERT INTO audit_chain (seq, event_id, hash) VALUES ");
-        for (i, l) in chunk.iter().enumerate() {
-            b.push(if i == 0 { "(" } else { ", (" }).int(l.seq).push(", ").text(&l.event_id);
-            b.push(", ").text(&l.hash).push(")");
-        }
-        exec.execute(&b.finish()).await?;
-        let mut b = Builder::new(exec.dialect());
-        b.push("INSERT INTO audit_pending (seq, last_updated, body) VALUES ");
-        for (i, l) in chunk.iter().enumerate() {
-            b.push(if i == 0 { "(" } else { ", (" }).int(l.seq).push(", ").int(l.last_updated.timestamp_millis());
-            b.push(", ").bind(Val::Text(Some(stored_body(l)?))).push(")");
-        }
-        exec.execute(&b.finish()).await?;
+        exec.execute(&insert_links(exec.dialect(), chunk, body, None)?).await?;
     }
     Ok(())
+}
+
+/// Journals `links` in one statement (its own transaction: one round trip) if the chain still
+/// ends just before the first of them; false, changing nothing, if it has moved on (another
+/// process appended) — the caller then journals under the head's lock ([`head`], [`journal`]).
+/// The primary key on `seq` makes a fork impossible either way.
+pub async fn journal_if_head(
+    db: &dyn crate::Db,
+    links: &[AuditLink],
+    body: StoredBody<'_>,
+) -> Result<bool, StoreError> {
+    let Some(first) = links.first() else { return Ok(true) };
+    if links.len() > ROWS_PER_INSERT {
+        return Ok(false);
+    }
+    let inserted = db.execute(&insert_links(db.dialect(), links, body, Some(first.seq - 1))?).await?;
+    Ok(inserted == links.len() as u64)
+}
+
+/// The last link `(seq, hash)`, read without any lock (a starting point for [`journal_if_head`]).
+pub async fn last_link(db: &dyn crate::Db) -> Result<Option<(i64, String)>, StoreError> {
+    let mut b = Builder::new(db.dialect());
+    b.push("SELECT seq, hash FROM audit_chain ORDER BY seq DESC LIMIT 1");
+    let rows = db.fetch_write(&b.finish(), &[Col::Int, Col::Text]).await?;
+    Ok(rows.first().and_then(|r| match (r.first().and_then(Val::as_int), r.get(1).and_then(Val::as_text)) {
+        (Some(seq), Some(hash)) => Some((seq, hash.to_owned())),
+        _ => None,
+    }))
 }
 
 /// The oldest journaled links not yet indexed, bodies as stored (sealed on an encrypting
@@ -67,8 +109,8 @@ pub async fn pending(exec: &mut dyn Exec, limit: u32) -> Result<Vec<AuditLink>, 
         exec.fetch(&b.finish(), &[Col::Text]).await?;
     }
     let mut b = Builder::new(exec.dialect());
-    b.push("SELECT p.seq, c.event_id, c.hash, p.last_updated, p.body FROM audit_pending p ");
-    b.push("JOIN audit_chain c ON c.seq = p.seq ORDER BY p.seq LIMIT ").int(i64::from(limit));
+    b.push("SELECT seq, event_id, hash, last_updated, body FROM audit_chain WHERE body IS NOT NULL ");
+    b.push("ORDER BY seq LIMIT ").int(i64::from(limit));
     let rows = exec.fetch(&b.finish(), &[Col::Int, Col::Text, Col::Text, Col::Int, Col::Text]).await?;
     rows.into_iter()
         .map(|r| {
@@ -90,7 +132,8 @@ pub async fn pending(exec: &mut dyn Exec, limit: u32) -> Result<Vec<AuditLink>, 
 
 /// Stores `events` (new AuditEvents, version 1) as resources — a version row, a current row and
 /// index rows each, one multi-row insert per table per [`ROWS_PER_INSERT`] events — and drops
-/// the journal's pending bodies up to `through_seq`. `stored_body` as for [`journal`].
+/// the journal's bodies up to `through_seq` (the resources hold them now). `stored_body` gives
+/// what is stored for a version's body.
 pub async fn index(
     exec: &mut dyn Exec,
     events: &[IndexedEvent],
@@ -135,7 +178,7 @@ pub async fn index(
         }
     }
     let mut b = Builder::new(exec.dialect());
-    b.push("DELETE FROM audit_pending WHERE seq <= ").int(through_seq);
+    b.push("UPDATE audit_chain SET body = NULL WHERE body IS NOT NULL AND seq <= ").int(through_seq);
     exec.execute(&b.finish()).await
 }
 

@@ -476,6 +476,10 @@ impl ResourceStore for SqliteStore {
         hearth_store_sql::export_job_delete(&mut Conn(&mut conn), id).await
     }
 
+    async fn audit_journal_if_head(&self, links: &[AuditLink]) -> Result<bool, StoreError> {
+        hearth_store_sql::audit::journal_if_head(self, links, &|l| Ok(l.body.to_string())).await
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         let mut conn = self.read.acquire().await.map_err(db_error)?;
         sql::ping(&mut conn).await

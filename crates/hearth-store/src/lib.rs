@@ -312,6 +312,12 @@ pub trait ResourceStore: Send + Sync + 'static {
     /// Deletes a job row; false when there was none.
     async fn export_job_delete(&self, id: &str) -> Result<bool, StoreError>;
 
+    /// Journals audit `links` in one statement (its own transaction) if the chain still ends
+    /// just before the first of them; false, changing nothing, when it has moved on (another
+    /// process appended): the caller then journals under the head's lock
+    /// ([`StoreTx::audit_head`], [`StoreTx::audit_journal`]).
+    async fn audit_journal_if_head(&self, links: &[AuditLink]) -> Result<bool, StoreError>;
+
     /// Cheap round trip to the database for readiness checks.
     async fn ping(&self) -> Result<(), StoreError>;
 

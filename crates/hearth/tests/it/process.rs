@@ -162,6 +162,11 @@ async fn a_write_acknowledged_before_kill_9_survives() {
     wait_exit(&mut p).await;
 
     let mut p = start(dir.path(), &[]).await;
+    // The audit events of those writes were journaled before each answer; the killed process
+    // had no time to index them, so the new one does before anyone reads the trail.
+    let url = format!("{}/fhir/AuditEvent?patient=Patient/p0&_summary=count", p.base);
+    let events: Value = p.client().get(url).send().await.unwrap().json_text().await;
+    assert_eq!(events["total"], 2, "{events}");
     for i in 0..25 {
         let r = p.client().get(format!("{}/fhir/Patient/p{i}", p.base)).send().await.unwrap();
         assert_eq!(r.status().as_u16(), 200, "p{i} lost");
@@ -465,6 +470,11 @@ async fn two_processes_on_one_postgres_behave_as_one_server() {
             .await;
         assert_eq!(h["entry"].as_array().unwrap().len(), 3, "{h}");
     }
+    // Both processes journaled audit events, racing for the chain's next link: still one
+    // unbroken chain.
+    let out = command(dir.path(), &env, &["admin", "verify-audit"]).output().await.unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("intact"), "{text}{}", String::from_utf8_lossy(&out.stderr));
     sigterm(&a).await;
     sigterm(&b).await;
     wait_exit(&mut a).await;

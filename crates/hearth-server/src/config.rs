@@ -629,4 +629,25 @@ mod tests {
             assert!(Config::load(Some(&file), &[]).is_err(), "{bad}");
         }
     }
+
+    #[test]
+    fn rights_come_from_the_file_or_the_environment() {
+        let c = Config::load(None, &[]).unwrap();
+        assert_eq!((c.rights.erasure, c.rights.retention_days), (ErasureMode::AdminApproval, 0));
+        let dir = std::env::temp_dir().join(format!("hearth-config-rights-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("hearth.toml");
+        std::fs::write(&file, "[rights]\nerasure = \"immediate\"\nretention_days = 3650\n").unwrap();
+        let c = Config::load(Some(&file), &[]).unwrap();
+        assert_eq!((c.rights.erasure, c.rights.retention_days), (ErasureMode::Immediate, 3650));
+        let c = Config::load(
+            Some(&file),
+            &env(&[("HEARTH_RIGHTS_ERASURE", "admin-approval"), ("HEARTH_RIGHTS_RETENTION_DAYS", "7")]),
+        )
+        .unwrap();
+        assert_eq!((c.rights.erasure, c.rights.retention_days), (ErasureMode::AdminApproval, 7));
+        assert!(Config::load(None, &env(&[("HEARTH_RIGHTS_ERASURE", "never")])).is_err());
+        std::fs::write(&file, "[rights]\nerasure = \"whenever\"\n").unwrap();
+        assert!(Config::load(Some(&file), &[]).is_err());
+    }
 }

@@ -133,9 +133,11 @@ fn subject(caller: &Caller, raw: Option<&str>) -> Result<String, ApiError> {
 /// The Patient resource, read through the caller's view (which also names it to the audit slip).
 async fn patient_of(store: &Guarded, id: &str) -> Result<Value, ApiError> {
     match store.read("Patient", id).await? {
-        Current::Found(v) => {
-            v.body.as_deref().and_then(|b| serde_json::from_str(b).ok()).ok_or_else(|| ApiError::internal("stored Patient is not JSON"))
-        }
+        Current::Found(v) => v
+            .body
+            .as_deref()
+            .and_then(|b| serde_json::from_str(b).ok())
+            .ok_or_else(|| ApiError::internal("stored Patient is not JSON")),
         Current::Deleted(_) => Err(ApiError::new(StatusCode::GONE, "gone", "this patient record was deleted")),
         Current::NotFound => Err(not_found("patient record")),
     }
@@ -387,14 +389,20 @@ const SECTIONS: [Section; 6] = [
         types: &[("Immunization", "-date")],
         head: &["Vaccine", "Date", "Status"],
         row: |r| {
-            vec![concept(r.get("vaccineCode")), when(r, &["occurrenceDateTime", "occurrenceString"]), text_of(r.get("status"))]
+            vec![
+                concept(r.get("vaccineCode")),
+                when(r, &["occurrenceDateTime", "occurrenceString"]),
+                text_of(r.get("status")),
+            ]
         },
     },
     Section {
         title: "Recent observations",
         types: &[("Observation", "-date")],
         head: &["Observation", "Value", "Date"],
-        row: |r| vec![concept(r.get("code")), observed(r), when(r, &["effectiveDateTime", "effectivePeriod", "issued"])],
+        row: |r| {
+            vec![concept(r.get("code")), observed(r), when(r, &["effectiveDateTime", "effectivePeriod", "issued"])]
+        },
     },
     Section {
         title: "Encounters",
@@ -423,7 +431,14 @@ fn demographics(p: &Value) -> Vec<(&'static str, String)> {
             }
             let mut parts: Vec<String> = Vec::new();
             for key in ["prefix", "given"] {
-                parts.extend(n.get(key).and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).map(str::to_owned));
+                parts.extend(
+                    n.get(key)
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                        .filter_map(Value::as_str)
+                        .map(str::to_owned),
+                );
             }
             parts.extend(n.get("family").and_then(Value::as_str).map(str::to_owned));
             parts.join(" ")
@@ -442,8 +457,14 @@ fn demographics(p: &Value) -> Vec<(&'static str, String)> {
         .into_iter()
         .flatten()
         .map(|a| {
-            let mut parts: Vec<String> =
-                a.get("line").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).map(str::to_owned).collect();
+            let mut parts: Vec<String> = a
+                .get("line")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect();
             for k in ["city", "state", "postalCode", "country"] {
                 parts.extend(a.get(k).and_then(Value::as_str).map(str::to_owned));
             }
@@ -484,7 +505,9 @@ pub async fn summary(
     let resource = patient_of(&store, &patient).await?;
     let now = app.clock.now();
     let mut html = String::with_capacity(16 * 1024);
-    html.push_str("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Health record summary</title>");
+    html.push_str(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Health record summary</title>",
+    );
     html.push_str(&format!("<style>{STYLE}</style></head><body>\n<h1>Health record summary</h1>\n"));
     html.push_str(&format!(
         "<p class=\"note\">Prepared by Hearth on {} for record Patient/{}. Each section lists the most recent entries; the complete record is the FHIR download (<code>GET /api/v1/me/data</code>).</p>\n",
@@ -684,7 +707,11 @@ async fn run_erasure(
         Ok(Erasure::Held(hold)) => return Ok(Err(hold)),
         Ok(Erasure::NoSuchPatient) => return Err(not_found("patient record")),
         Err(hearth_store::StoreError::Conflict) => {
-            return Err(ApiError::new(StatusCode::CONFLICT, "erasure_not_pending", "this request is no longer pending"));
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "erasure_not_pending",
+                "this request is no longer pending",
+            ));
         }
         Err(e) => return Err(e.into()),
     };
@@ -745,9 +772,11 @@ pub async fn request_erasure(
         resources: None,
     };
     erase::insert_request(&*app.db, &request).await.map_err(|e| match e {
-        hearth_store::StoreError::Conflict => {
-            ApiError::new(StatusCode::CONFLICT, "erasure_pending", "an erasure request of this record is already pending")
-        }
+        hearth_store::StoreError::Conflict => ApiError::new(
+            StatusCode::CONFLICT,
+            "erasure_pending",
+            "an erasure request of this record is already pending",
+        ),
         e => e.into(),
     })?;
     if app.config.rights.erasure == ErasureMode::AdminApproval {
@@ -755,12 +784,14 @@ pub async fn request_erasure(
     }
     // Immediate mode: the configuration is the decision; the server executes it as the system,
     // on the patient's behalf.
-    let system = Guarded::new(Arc::clone(&app.store), Access { actor: Some(caller.account.id.clone()), ..Access::system() });
+    let system =
+        Guarded::new(Arc::clone(&app.store), Access { actor: Some(caller.account.id.clone()), ..Access::system() });
     match run_erasure(&app, &system, &request, None).await? {
         Ok(_) => {}
         Err(hold) => {
             let err = held(&hold, &app);
-            erase::refuse_request(&*app.db, &request.id, None, &err.message, app.clock.now().timestamp_millis()).await?;
+            erase::refuse_request(&*app.db, &request.id, None, &err.message, app.clock.now().timestamp_millis())
+                .await?;
             return Err(err);
         }
     }

@@ -103,8 +103,7 @@ async fn deleted_members(exec: &mut dyn Exec, plan: &ErasurePlan) -> Result<(Vec
             let resource_type = text(it.next())?.ok_or_else(corrupt)?;
             let id = text(it.next())?.ok_or_else(corrupt)?;
             let version_id = u64::try_from(int(it.next())?.ok_or_else(corrupt)?).map_err(|_| corrupt())?;
-            let last_updated =
-                int(it.next())?.and_then(DateTime::from_timestamp_millis).ok_or_else(corrupt)?;
+            let last_updated = int(it.next())?.and_then(DateTime::from_timestamp_millis).ok_or_else(corrupt)?;
             let method = text(it.next())?.as_deref().and_then(Method::parse).ok_or_else(corrupt)?;
             let body = text(it.next())?.map(Arc::from);
             versions.push(Version { resource_type, id, version_id, last_updated, method, body });
@@ -205,7 +204,8 @@ pub async fn erase_patient(
              AND v.res_id = r.res_id WHERE r.rid IN ",
         )
         .int_list(chunk);
-        erased.versions += u64::try_from(one_int(&exec.fetch(&b.finish(), &[Col::Int]).await?).unwrap_or(0)).unwrap_or(0);
+        erased.versions +=
+            u64::try_from(one_int(&exec.fetch(&b.finish(), &[Col::Int]).await?).unwrap_or(0)).unwrap_or(0);
         erased.resources += chunk.len() as u64;
         for table in TABLES {
             let mut b = Builder::new(dialect);
@@ -268,7 +268,9 @@ pub async fn erase_patient(
 async fn remove_accounts(exec: &mut dyn Exec, patient: &str) -> Result<u64, StoreError> {
     let dialect = exec.dialect();
     let mut b = Builder::new(dialect);
-    b.push("SELECT id, email, phone FROM accounts WHERE fhir_user = ").text(&format!("Patient/{patient}"));
+    b.push("SELECT id, email, phone FROM accounts WHERE fhir_user = ")
+        .text(&format!("Patient/{patient}"))
+        .push(" AND role = 'patient'");
     let accounts = exec.fetch(&b.finish(), &[Col::Text, Col::Text, Col::Text]).await?;
     let mut b = Builder::new(dialect);
     b.push("DELETE FROM caregiver_grants WHERE patient_id = ").text(patient);

@@ -47,7 +47,13 @@ async fn account(t: &TestApp, email: &str, role: &str, fhir_user: Option<String>
     (r.json()["id"].as_str().unwrap().to_owned(), client)
 }
 
-async fn call(t: &TestApp, c: &reqwest::Client, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+async fn call(
+    t: &TestApp,
+    c: &reqwest::Client,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
     let mut req = c.request(method, t.url(path));
     if let Some(b) = body {
         req = req.header("content-type", "application/json").body(b.to_string());
@@ -81,7 +87,9 @@ fn bundle_refs(bundle: &Value) -> Vec<String> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|e| format!("{}/{}", e["resource"]["resourceType"].as_str().unwrap(), e["resource"]["id"].as_str().unwrap()))
+        .map(|e| {
+            format!("{}/{}", e["resource"]["resourceType"].as_str().unwrap(), e["resource"]["id"].as_str().unwrap())
+        })
         .collect()
 }
 
@@ -217,7 +225,8 @@ async fn the_download_is_the_whole_everything_across_pages() {
 /// encrypted file too); `?` marks the one text parameter.
 async fn count(t: &TestApp, sql: &str, value: &str) -> i64 {
     let text = if backend() == "postgres" { sql.replace('?', "$1") } else { sql.to_owned() };
-    let rows = t.app.db.fetch(&Sql { text, binds: vec![Val::text(value)] }, &[hearth_store_sql::Col::Int]).await.unwrap();
+    let rows =
+        t.app.db.fetch(&Sql { text, binds: vec![Val::text(value)] }, &[hearth_store_sql::Col::Int]).await.unwrap();
     rows[0][0].as_int().unwrap()
 }
 
@@ -250,7 +259,8 @@ async fn erasure_story(t: TestApp, plaintext: bool) {
         assert!(holds(&raw, FAMILY) && holds(&raw, NOTE), "the raw-data probe finds nothing even before erasure");
     }
 
-    let (s, request) = call(&t, &me, reqwest::Method::POST, "/api/v1/me/erasure", Some(json!({"reason": "moving abroad"}))).await;
+    let (s, request) =
+        call(&t, &me, reqwest::Method::POST, "/api/v1/me/erasure", Some(json!({"reason": "moving abroad"}))).await;
     assert_eq!(s, 202, "{request}");
     assert_eq!(request["status"], "requested");
     assert_eq!(request["patient"], format!("Patient/{pid}"));
@@ -260,7 +270,8 @@ async fn erasure_story(t: TestApp, plaintext: bool) {
     let (s, v) = call(&t, &me, reqwest::Method::GET, "/api/v1/me/erasure", None).await;
     assert_eq!((s, v["requests"][0]["id"].as_str()), (200, Some(rid.as_str())));
     // Not the patient's to execute.
-    let (s, _) = call(&t, &me, reqwest::Method::POST, &format!("/api/v1/admin/erasure-requests/{rid}/execute"), None).await;
+    let (s, _) =
+        call(&t, &me, reqwest::Method::POST, &format!("/api/v1/admin/erasure-requests/{rid}/execute"), None).await;
     assert_eq!(s, 403);
     let r = t.get("/api/v1/admin/erasure-requests?status=requested").await;
     assert_eq!(r.status, 200);
@@ -272,7 +283,9 @@ async fn erasure_story(t: TestApp, plaintext: bool) {
     assert_eq!(done["status"], "completed");
     assert_eq!(done["reason"], Value::Null);
     assert_eq!(done["resourcesErased"], 3, "Patient, Observation, deleted Condition: {done}");
-    let (s, v) = call(&t, &t.client, reqwest::Method::POST, &format!("/api/v1/admin/erasure-requests/{rid}/execute"), None).await;
+    let (s, v) =
+        call(&t, &t.client, reqwest::Method::POST, &format!("/api/v1/admin/erasure-requests/{rid}/execute"), None)
+            .await;
     assert_eq!((s, v["error"]["code"].as_str()), (409, Some("erasure_not_pending")));
 
     // Unreadable everywhere.
@@ -290,7 +303,11 @@ async fn erasure_story(t: TestApp, plaintext: bool) {
     assert_eq!(history["entry"].as_array().unwrap().len(), 1, "{history}");
     assert!(history["entry"][0].get("resource").is_none(), "{history}");
     assert_eq!(history["entry"][0]["request"]["method"], "DELETE");
-    for path in [format!("/fhir/Observation?_id={obs}"), format!("/fhir/Patient?family={FAMILY}"), format!("/fhir/Condition?_id={gone}")] {
+    for path in [
+        format!("/fhir/Observation?_id={obs}"),
+        format!("/fhir/Patient?family={FAMILY}"),
+        format!("/fhir/Condition?_id={gone}"),
+    ] {
         let r = t.get(&path).await;
         assert_eq!(r.json()["entry"].as_array().map_or(0, Vec::len), 0, "{path}: {}", r.text);
     }
@@ -303,9 +320,15 @@ async fn erasure_story(t: TestApp, plaintext: bool) {
     assert_eq!(get(&t, &them, "/api/v1/me/data").await.status, 200);
 
     // Gone from the tables, and (SQLite) from the files.
-    assert_eq!(count(&t, "SELECT COUNT(*) FROM resource_versions WHERE res_id = ? AND body IS NOT NULL", &pid).await, 0);
+    assert_eq!(
+        count(&t, "SELECT COUNT(*) FROM resource_versions WHERE res_id = ? AND body IS NOT NULL", &pid).await,
+        0
+    );
     assert_eq!(count(&t, "SELECT COUNT(*) FROM resource_versions WHERE res_id = ?", &obs).await, 1);
-    assert_eq!(count(&t, "SELECT COUNT(*) FROM resource_versions WHERE res_id = ? AND body IS NOT NULL", &gone).await, 0);
+    assert_eq!(
+        count(&t, "SELECT COUNT(*) FROM resource_versions WHERE res_id = ? AND body IS NOT NULL", &gone).await,
+        0
+    );
     let index = "SELECT COUNT(*) FROM search_string s JOIN resources r ON r.rid = s.rid WHERE r.res_id = ?";
     assert_eq!(count(&t, index, &pid).await, 0);
     assert_eq!(count(&t, "SELECT COUNT(*) FROM accounts WHERE id = ?", &me_id).await, 0);
@@ -475,7 +498,11 @@ async fn a_failed_erasure_changes_nothing() {
     assert_eq!(v["requests"][0]["status"], "requested");
     assert!(events_about(&t, &pid).await.iter().all(|e| e["subtype"][0]["code"] != "destroy"));
 
-    let drop = if backend() == "postgres" { "DROP TRIGGER refuse_erasure ON resource_versions" } else { "DROP TRIGGER refuse_erasure" };
+    let drop = if backend() == "postgres" {
+        "DROP TRIGGER refuse_erasure ON resource_versions"
+    } else {
+        "DROP TRIGGER refuse_erasure"
+    };
     t.app.db.execute(&Sql { text: drop.into(), binds: Vec::new() }).await.unwrap();
     let r = t.post(&execute, &json!({})).await;
     assert_eq!(r.status, 200, "{}", r.text);

@@ -508,3 +508,25 @@ async fn a_failed_erasure_changes_nothing() {
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(t.get(&format!("/fhir/Condition/{condition}")).await.status, 410);
 }
+
+#[tokio::test]
+async fn the_data_rights_endpoints_are_documented() {
+    let t = TestApp::spawn().await;
+    let spec = t.get("/api/openapi.json").await.json();
+    for (method, p) in [
+        ("get", "/api/v1/me/data"),
+        ("get", "/api/v1/me/data/summary"),
+        ("get", "/api/v1/me/erasure"),
+        ("post", "/api/v1/me/erasure"),
+        ("get", "/api/v1/admin/erasure-requests"),
+        ("post", "/api/v1/admin/erasure-requests/{id}/execute"),
+        ("post", "/api/v1/admin/erasure-requests/{id}/refuse"),
+        ("get", "/api/v1/admin/patients/{id}/legal-hold"),
+        ("post", "/api/v1/admin/patients/{id}/legal-hold"),
+        ("delete", "/api/v1/admin/patients/{id}/legal-hold"),
+    ] {
+        let op = &spec["paths"][p][method];
+        assert!(op.is_object(), "{method} {p} missing from OpenAPI");
+        assert!(op["security"].is_array(), "{method} {p}");
+    }
+}

@@ -909,7 +909,9 @@ pub async fn refuse(
 ) -> Result<Json<Value>, ApiError> {
     require_admin(&caller)?;
     let reason = reason_of(&bytes, true)?.unwrap_or_default();
-    pending(&app, &id).await?;
+    let request = pending(&app, &id).await?;
+    // Names the patient to this request's audit event.
+    app.store_for(&caller).read("Patient", &request.patient_id).await?;
     let now = app.clock.now().timestamp_millis();
     if !erase::refuse_request(&*app.db, &id, Some(&caller.account.id), &reason, now).await? {
         return Err(ApiError::new(StatusCode::CONFLICT, "erasure_not_pending", "this request is no longer pending"));

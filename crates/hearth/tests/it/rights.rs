@@ -417,6 +417,8 @@ async fn legal_holds_refuse_erasure_and_change_nothing() {
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json()["status"], "refused");
     assert_eq!(r.json()["decision"], "open insurance claim");
+    let refusals = events_about(&t, &other).await;
+    assert!(refusals.iter().any(|e| e["entity"].to_string().contains(&format!("{rid}/refuse"))), "{refusals:#?}");
     let r = t.post(&format!("/api/v1/admin/erasure-requests/{rid}/execute"), &json!({})).await;
     assert_eq!((r.status, r.json()["error"]["code"].as_str()), (409, Some("erasure_not_pending")));
     assert_eq!(t.get(&format!("/fhir/Patient/{other}")).await.status, 200);

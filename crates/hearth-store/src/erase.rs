@@ -1,5 +1,5 @@
 //! What erasing a patient's record (issue 7, data rights) asks of the store, and what it
-//! answers. The decisions are the server's (`hearth-server/src/rights.rs`); the store does the
+//! answers. The decisions are the server's (`hearth-server/src/rights/`); the store does the
 //! one transaction:
 //!
 //! - **What is erased**: the `Patient` itself; every resource that lies in its Patient

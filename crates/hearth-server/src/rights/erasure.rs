@@ -227,10 +227,9 @@ pub async fn request_erasure(
     if app.config.rights.erasure == ErasureMode::AdminApproval {
         return Ok((StatusCode::ACCEPTED, Json(request_json(&request))).into_response());
     }
-    // Immediate mode: the configuration is the decision; the server executes it as the system,
-    // on the patient's behalf.
-    let system =
-        Guarded::new(Arc::clone(&app.store), Access { actor: Some(caller.account.id.clone()), ..Access::system() });
+    // Immediate mode: the configuration is the decision; the server executes it as the system
+    // (no acting account: the tombstones and the request's decision are the server's).
+    let system = Guarded::new(Arc::clone(&app.store), Access::system());
     match run_erasure(&app, &system, &request, None).await? {
         Ok(_) => {}
         Err(hold) => {

@@ -455,7 +455,9 @@ async fn immediate_mode_erases_at_once_unless_held() {
     let (s, v) = call(&t, &me, reqwest::Method::POST, "/api/v1/me/erasure", None).await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["status"], "completed");
+    assert_eq!(v["decidedBy"], Value::Null, "decided by the server itself: {v}");
     assert_eq!(t.get(&format!("/fhir/Patient/{pid}")).await.status, 410);
+    assert_eq!(get(&t, &me, "/api/v1/me/data").await.status, 401);
 
     let (s, v) = call(&t, &them, reqwest::Method::POST, "/api/v1/me/erasure", None).await;
     assert_eq!((s, v["error"]["code"].as_str()), (409, Some("legal_hold")), "{v}");

@@ -70,6 +70,30 @@ pub struct Config {
     pub encryption_key: Option<Secret<String>>,
     /// Notifications: the outbox worker and the channels (the `[notify]` table).
     pub notify: NotifyConfig,
+    /// Data rights: how erasure requests are decided and what holds them (the `[rights]` table).
+    pub rights: RightsConfig,
+}
+
+/// How a patient's erasure request is decided.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum ErasureMode {
+    /// An administrator executes or refuses each request (erasure is irreversible).
+    #[default]
+    AdminApproval,
+    /// The server executes a request at once unless a hold applies.
+    Immediate,
+}
+
+/// The `[rights]` table (see `crate::rights`).
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct RightsConfig {
+    /// `admin-approval` (default) or `immediate`.
+    pub erasure: ErasureMode,
+    /// Retention hold: a record with any write in the last this many days is not erased
+    /// (`0`: no retention hold).
+    pub retention_days: u32,
 }
 
 /// The `[notify]` table. Without `[notify.email]` / `[notify.sms]`, e-mail and SMS are written
@@ -236,6 +260,7 @@ impl Default for Config {
             notify: NotifyConfig::default(),
             encryption_key_file: None,
             encryption_key: None,
+            rights: RightsConfig::default(),
         }
     }
 }
@@ -258,7 +283,7 @@ const KNOWN_VARS: &str = "HEARTH_CONFIG, HEARTH_LISTEN, HEARTH_DATA_DIR, HEARTH_
 HEARTH_LOG_LEVEL, HEARTH_MAX_BODY_BYTES, HEARTH_BASE_URL, HEARTH_SHUTDOWN_GRACE_SECS, HEARTH_DEV_MODE, \
 HEARTH_AUTH_REQUIRE_MFA_FOR_CLINICIANS, HEARTH_AUTH_API_REQUESTS_PER_MINUTE, HEARTH_AUTH_AUTH_ATTEMPTS_PER_MINUTE, \
 HEARTH_AUTH_CORS_ALLOWED_ORIGINS, HEARTH_AUTH_PEPPER, HEARTH_ENCRYPTION_KEY_FILE, HEARTH_ENCRYPTION_KEY, \
-HEARTH_ADMIN_PASSWORD";
+HEARTH_ADMIN_PASSWORD, HEARTH_RIGHTS_ERASURE, HEARTH_RIGHTS_RETENTION_DAYS";
 
 fn parse_bool(value: &str) -> Result<bool, String> {
     match value {
@@ -346,6 +371,16 @@ impl Config {
                 "HEARTH_AUTH_PEPPER" => config.auth.pepper = Some(Secret::new(value.clone())),
                 "HEARTH_ENCRYPTION_KEY_FILE" => config.encryption_key_file = Some(PathBuf::from(value)),
                 "HEARTH_ENCRYPTION_KEY" => config.encryption_key = Some(Secret::new(value.clone())),
+                "HEARTH_RIGHTS_ERASURE" => {
+                    config.rights.erasure = match value.as_str() {
+                        "admin-approval" => ErasureMode::AdminApproval,
+                        "immediate" => ErasureMode::Immediate,
+                        other => return Err(bad(format!("expected `admin-approval` or `immediate`, got `{other}`"))),
+                    }
+                }
+                "HEARTH_RIGHTS_RETENTION_DAYS" => {
+                    config.rights.retention_days = value.parse().map_err(|e| bad(format!("{e}")))?
+                }
                 _ => return Err(ConfigError::UnknownVar(key.clone())),
             }
         }
@@ -593,5 +628,26 @@ mod tests {
             std::fs::write(&file, bad).unwrap();
             assert!(Config::load(Some(&file), &[]).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn rights_come_from_the_file_or_the_environment() {
+        let c = Config::load(None, &[]).unwrap();
+        assert_eq!((c.rights.erasure, c.rights.retention_days), (ErasureMode::AdminApproval, 0));
+        let dir = std::env::temp_dir().join(format!("hearth-config-rights-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("hearth.toml");
+        std::fs::write(&file, "[rights]\nerasure = \"immediate\"\nretention_days = 3650\n").unwrap();
+        let c = Config::load(Some(&file), &[]).unwrap();
+        assert_eq!((c.rights.erasure, c.rights.retention_days), (ErasureMode::Immediate, 3650));
+        let c = Config::load(
+            Some(&file),
+            &env(&[("HEARTH_RIGHTS_ERASURE", "admin-approval"), ("HEARTH_RIGHTS_RETENTION_DAYS", "7")]),
+        )
+        .unwrap();
+        assert_eq!((c.rights.erasure, c.rights.retention_days), (ErasureMode::AdminApproval, 7));
+        assert!(Config::load(None, &env(&[("HEARTH_RIGHTS_ERASURE", "never")])).is_err());
+        std::fs::write(&file, "[rights]\nerasure = \"whenever\"\n").unwrap();
+        assert!(Config::load(Some(&file), &[]).is_err());
     }
 }

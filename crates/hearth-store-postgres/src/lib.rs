@@ -527,6 +527,16 @@ impl StoreTx for PgTx {
     async fn commit(self: Box<Self>) -> Result<(), StoreError> {
         self.tx.commit().await.map_err(db_error)
     }
+
+    async fn erase_patient(
+        &mut self,
+        plan: &hearth_store::ErasurePlan,
+        actor: Option<&str>,
+    ) -> Result<hearth_store::Erasure, StoreError> {
+        // Writes to the Patient itself wait for the erasure (and it for them).
+        advisory_lock(&mut self.tx, &format!("resource:Patient/{}", plan.patient)).await?;
+        hearth_store_sql::erase::erase_patient(&mut Conn(&mut self.tx, self.cipher.clone()), plan, actor).await
+    }
 }
 
 /// The same write transaction for the shared SQL of `hearth_store_sql` (identity, notifications).

@@ -321,6 +321,19 @@ impl StoreTx for SqliteTx {
     async fn commit(self: Box<Self>) -> Result<(), StoreError> {
         self.tx.commit().await.map_err(db_error)
     }
+
+    async fn erase_patient(
+        &mut self,
+        plan: &hearth_store::ErasurePlan,
+        actor: Option<&str>,
+    ) -> Result<hearth_store::Erasure, StoreError> {
+        // Cells and pages freed by the erasure are overwritten with zeros, so the erased text
+        // does not linger in free space of the file (`purge_freed` then empties the WAL).
+        sqlx::query("PRAGMA secure_delete = ON").execute(&mut *self.tx).await.map_err(db_error)?;
+        let erased = hearth_store_sql::erase::erase_patient(&mut Conn(&mut self.tx), plan, actor).await;
+        sqlx::query("PRAGMA secure_delete = OFF").execute(&mut *self.tx).await.map_err(db_error)?;
+        erased
+    }
 }
 
 /// The same write transaction for the shared SQL of `hearth_store_sql` (identity, notifications).
@@ -495,6 +508,19 @@ impl ResourceStore for SqliteStore {
     async fn close(&self) {
         self.read.close().await;
         self.write.close().await;
+    }
+
+    /// Copies the WAL into the file and truncates it, so pages an erasure zeroed replace the old
+    /// ones and no earlier frame keeps the erased text. Readers holding an older snapshot make
+    /// the checkpoint wait (busy timeout); one that holds it longer makes it fail (`Unavailable`).
+    async fn purge_freed(&self) -> Result<(), StoreError> {
+        let mut conn = self.write.acquire().await.map_err(db_error)?;
+        let row = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").fetch_one(&mut *conn).await.map_err(db_error)?;
+        let busy: i64 = row.try_get(0).map_err(db_error)?;
+        if busy == 0 {
+            return Ok(());
+        }
+        Err(StoreError::Unavailable("the WAL could not be checkpointed: readers kept it busy".into()))
     }
 }
 

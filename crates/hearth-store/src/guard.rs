@@ -358,6 +358,15 @@ impl GuardedTx {
     pub async fn commit(self) -> Result<(), StoreError> {
         self.tx.commit().await
     }
+
+    /// Erases a patient's record (see [`crate::ErasurePlan`]): irreversible, so only an
+    /// administrator's access (unrestricted, with the audit trail) or the system's may.
+    pub async fn erase_patient(&mut self, plan: &crate::ErasurePlan) -> Result<crate::Erasure, StoreError> {
+        if !self.access.is_unrestricted() || !self.access.audit {
+            return Err(StoreError::Forbidden("only an administrator may erase a patient's record".into()));
+        }
+        self.tx.erase_patient(plan, self.access.actor.as_deref()).await
+    }
 }
 
 /// The ids of the Patients a resource references through its compartment parameters.

@@ -325,6 +325,13 @@ pub trait ResourceStore: Send + Sync + 'static {
 
     /// Waits for connections to be returned and closes them (used on shutdown).
     async fn close(&self);
+
+    /// After an erasure committed: makes the content it removed unrecoverable from the files
+    /// where the backend keeps old pages around (SQLite: a truncating WAL checkpoint). Nothing
+    /// to do by default.
+    async fn purge_freed(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// One write transaction: the primitive operations a backend provides. Everything it does
@@ -381,4 +388,11 @@ pub trait StoreTx: Send {
     async fn audit_index(&mut self, events: &[IndexedEvent], through_seq: i64) -> Result<(), StoreError>;
 
     async fn commit(self: Box<Self>) -> Result<(), StoreError>;
+
+    /// Erases a patient's record inside this transaction (see [`ErasurePlan`] for exactly what),
+    /// attributing the tombstones to `actor`, unless a hold applies (then nothing changes).
+    async fn erase_patient(&mut self, plan: &ErasurePlan, actor: Option<&str>) -> Result<Erasure, StoreError>;
 }
+
+mod erase;
+pub use erase::{Erased, Erasure, ErasurePlan, Hold};

@@ -25,6 +25,7 @@ mod notify_peers;
 mod ops;
 mod patch;
 mod process;
+mod rights;
 mod search;
 mod search_vectors;
 mod smart;

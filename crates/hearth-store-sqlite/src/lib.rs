@@ -287,6 +287,11 @@ impl StoreTx for SqliteTx {
     async fn commit(self: Box<Self>) -> Result<(), StoreError> {
         self.tx.commit().await.map_err(db_error)
     }
+
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send> {
+        let sql: Box<dyn hearth_store_sql::notify::SqlTx> = self;
+        Box::new(sql)
+    }
 }
 
 /// The same write transaction for the shared SQL of `hearth_store_sql` (identity, notifications).

@@ -336,6 +336,13 @@ impl GuardedTx {
     pub async fn commit(self) -> Result<(), StoreError> {
         self.tx.commit().await
     }
+
+    /// The transaction itself, for a backend family's extension of it (see
+    /// [`StoreTx::into_any`]): what is written through it from here on is not checked against
+    /// the access, so callers hand it on only for rows outside the resource store.
+    pub fn into_inner(self) -> Box<dyn StoreTx> {
+        self.tx
+    }
 }
 
 /// The ids of the Patients a resource references through its compartment parameters.

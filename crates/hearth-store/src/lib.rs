@@ -348,4 +348,10 @@ pub trait StoreTx: Send {
     async fn audit_append(&mut self, seq: i64, event_id: &str, hash: &str) -> Result<(), StoreError>;
 
     async fn commit(self: Box<Self>) -> Result<(), StoreError>;
+
+    /// This transaction, boxed for its backend family's own interface to it (the SQL backends
+    /// box a `Box<dyn hearth_store_sql::notify::SqlTx>`), so that rows this crate does not model
+    /// (notification outbox, booking claims) commit with the resource writes. This crate knows
+    /// no SQL: the family's crate downcasts (`hearth_store_sql::notify::TxDb::from_guarded`).
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send>;
 }

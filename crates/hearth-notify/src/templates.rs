@@ -36,8 +36,16 @@ impl Lang {
 }
 
 /// The templates Hearth ships (enqueueing an unknown one is refused).
-pub const TEMPLATES: [&str; 6] =
-    ["otp-code", "appointment-reminder", "medication-reminder", "results-available", "emergency-alert", "announcement"];
+pub const TEMPLATES: [&str; 8] = [
+    "otp-code",
+    "appointment-reminder",
+    "medication-reminder",
+    "results-available",
+    "emergency-alert",
+    "announcement",
+    "appointment-change",
+    "appointment-offer",
+];
 
 /// A message rendered for one recipient.
 #[derive(Debug, Clone, PartialEq, Eq)]

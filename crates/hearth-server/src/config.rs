@@ -70,6 +70,27 @@ pub struct Config {
     pub encryption_key: Option<Secret<String>>,
     /// Notifications: the outbox worker and the channels (the `[notify]` table).
     pub notify: NotifyConfig,
+    /// Appointments: reminders, the late-cancellation window (the `[scheduling]` table).
+    pub scheduling: SchedulingConfig,
+}
+
+/// The `[scheduling]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SchedulingConfig {
+    /// Reminders before each appointment, in minutes (default 24 h and 2 h). A reminder whose
+    /// time has already passed at booking is not sent.
+    pub reminder_offsets_minutes: Vec<u32>,
+    /// A cancellation less than this many hours before the start is recorded as late.
+    pub late_cancel_hours: u32,
+    /// The longest range one slot search may cover, in days.
+    pub max_search_days: u32,
+}
+
+impl Default for SchedulingConfig {
+    fn default() -> Self {
+        SchedulingConfig { reminder_offsets_minutes: vec![24 * 60, 120], late_cancel_hours: 24, max_search_days: 62 }
+    }
 }
 
 /// The `[notify]` table. Without `[notify.email]` / `[notify.sms]`, e-mail and SMS are written
@@ -234,6 +255,7 @@ impl Default for Config {
             shutdown_grace_secs: 30,
             auth: AuthConfig::default(),
             notify: NotifyConfig::default(),
+            scheduling: SchedulingConfig::default(),
             encryption_key_file: None,
             encryption_key: None,
         }
@@ -384,6 +406,13 @@ impl Config {
             if self.pepper_bytes(p).is_none() {
                 return Err(ConfigError::Invalid("auth.pepper must be hex of at least 32 bytes".into()));
             }
+        }
+        let sc = &self.scheduling;
+        if sc.reminder_offsets_minutes.iter().any(|m| *m == 0 || *m > 60 * 24 * 60) || sc.max_search_days == 0 {
+            return Err(ConfigError::Invalid(
+                "scheduling.reminder_offsets_minutes must be 1 to 86400 and scheduling.max_search_days at least 1"
+                    .into(),
+            ));
         }
         let n = &self.notify;
         if n.poll_interval_ms == 0 || n.max_attempts == 0 || n.send_timeout_ms == 0 {

@@ -13,6 +13,7 @@ pub mod fhir;
 pub mod jobs;
 pub mod notify;
 mod ops;
+pub mod scheduling;
 mod telemetry;
 
 pub use app::{App, Clock, StartError, SystemClock};

@@ -234,6 +234,31 @@ mod tests {
     }
 
     #[test]
+    fn appointment_changes_and_offers_name_a_time_only() {
+        let t = Templates::load().unwrap();
+        let kolkata: Tz = "Asia/Kolkata".parse().unwrap();
+        let when = "2026-03-01T04:30:00Z";
+        let en = |change: &str| {
+            t.render("appointment-change", Lang::En, &args(json!({"when": when, "change": change})), kolkata).unwrap()
+        };
+        assert_eq!(en("booked").subject, "Appointment booked");
+        assert_eq!(en("booked").text, "An appointment on 01/03/2026 10:00 was booked. Open Hearth for the details.");
+        assert_eq!(
+            en("rescheduled").text,
+            "An appointment was moved to 01/03/2026 10:00. Open Hearth for the details."
+        );
+        assert_eq!(en("cancelled").subject, "Appointment cancelled");
+        let hi = t
+            .render("appointment-change", Lang::Hi, &args(json!({"when": when, "change": "cancelled"})), kolkata)
+            .unwrap();
+        assert!(hi.text.contains("01/03/2026 10:00") && hi.subject.contains("रद्द"), "{hi:?}");
+        for lang in [Lang::En, Lang::Hi] {
+            let r = t.render("appointment-offer", lang, &args(json!({"when": when})), kolkata).unwrap();
+            assert!(r.sms.contains("01/03/2026 10:00"), "{r:?}");
+        }
+    }
+
+    #[test]
     fn unknown_templates_and_missing_arguments_are_errors() {
         let t = Templates::load().unwrap();
         let tz = chrono_tz::UTC;

@@ -623,4 +623,24 @@ mod tests {
             assert!(Config::load(Some(&file), &[]).is_err(), "{bad}");
         }
     }
+
+    #[test]
+    fn scheduling_table_parses_and_is_checked() {
+        let dir = std::env::temp_dir().join(format!("hearth-config-scheduling-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("hearth.toml");
+        std::fs::write(&file, "[scheduling]\nreminder_offsets_minutes = [2880, 60]\nlate_cancel_hours = 48\n").unwrap();
+        let c = Config::load(Some(&file), &[]).unwrap();
+        assert_eq!(c.scheduling.reminder_offsets_minutes, [2880, 60]);
+        assert_eq!((c.scheduling.late_cancel_hours, c.scheduling.max_search_days), (48, 62));
+        assert_eq!(Config::default().scheduling.reminder_offsets_minutes, [1440, 120]);
+        for bad in [
+            "[scheduling]\nreminder_offsets_minutes = [0]\n",
+            "[scheduling]\nmax_search_days = 0\n",
+            "[scheduling]\nreminders = true\n",
+        ] {
+            std::fs::write(&file, bad).unwrap();
+            assert!(Config::load(Some(&file), &[]).is_err(), "{bad}");
+        }
+    }
 }

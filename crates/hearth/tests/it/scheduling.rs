@@ -596,3 +596,82 @@ async fn who_books_for_whom_late_cancels_no_shows_and_series() {
     crate::common::assert_valid_r4(&r.json());
     assert_eq!(r.json()["reasonCode"][0]["text"], "knee pain");
 }
+
+/// Two real `hearth serve` processes on one database — the same SQLite file (their writers
+/// serialise on `BEGIN IMMEDIATE`) or the same PostgreSQL database — and 50 racing bookings of
+/// 10 slots spread over both: exactly 10 appointments, none overlapping.
+#[tokio::test]
+async fn two_server_processes_book_each_slot_once() {
+    use crate::process::{sigterm, start, wait_exit};
+    let dir = tempfile::tempdir().unwrap();
+    let url = crate::common::fresh_postgres_database().await;
+    let mut env = vec![("HEARTH_AUTH_API_REQUESTS_PER_MINUTE", "1000000")];
+    if let Some(u) = &url {
+        env.push(("HEARTH_DATABASE_URL", u.as_str()));
+    }
+    let mut a = start(dir.path(), &env).await;
+    let mut b = start(dir.path(), &env).await;
+    let admin = a.client();
+    let post = |base: &str, path: &str, body: Value| {
+        admin.post(format!("{base}{path}")).header("content-type", "application/json").body(body.to_string())
+    };
+    let r = admin
+        .post(format!("{}/fhir/Practitioner", a.base))
+        .header("content-type", "application/fhir+json")
+        .body(json!({"resourceType": "Practitioner", "name": [{"family": "Shared"}]}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let doc = serde_json::from_str::<Value>(&r.text().await.unwrap()).unwrap()["id"].as_str().unwrap().to_owned();
+    // The real clock: ten slots on a day well ahead.
+    let day = (Utc::now() + chrono::Duration::days(3)).format("%Y-%m-%d").to_string();
+    let r = post(&b.base, "/api/v1/schedules", every_day(&doc, "UTC", "09:00", "14:00")).send().await.unwrap();
+    assert_eq!(r.status(), 201);
+    let (s, v) = call_at(
+        &a.base,
+        &admin,
+        Method::GET,
+        &format!("/api/v1/appointments/slots/available?practitioner={doc}&from={day}T00:00:00Z&to={day}T23:59:59Z"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let starts: Vec<String> =
+        v["slots"].as_array().unwrap().iter().map(|s| s["start"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(starts.len(), 10, "{v}");
+    let mut patients = Vec::new();
+    for i in 0..50 {
+        let r = admin
+            .post(format!("{}/fhir/Patient", a.base))
+            .header("content-type", "application/fhir+json")
+            .body(patient(&format!("Process{i}")).to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        patients
+            .push(serde_json::from_str::<Value>(&r.text().await.unwrap()).unwrap()["id"].as_str().unwrap().to_owned());
+    }
+    let requests = patients
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let base = if i % 2 == 0 { &a.base } else { &b.base };
+            post(
+                base,
+                "/api/v1/appointments",
+                json!({"practitioner": doc, "patient": p, "start": starts[(i / 2) % 10], "type": "ROUTINE"}),
+            )
+        })
+        .collect();
+    let statuses = race(requests).await;
+    assert_eq!((count(&statuses, 201), count(&statuses, 409)), (10, 40), "{statuses:?}");
+    for base in [&a.base, &b.base] {
+        check_no_double_booking(&booked(base, &admin, &doc).await, &starts);
+    }
+    sigterm(&a).await;
+    sigterm(&b).await;
+    wait_exit(&mut a).await;
+    wait_exit(&mut b).await;
+}

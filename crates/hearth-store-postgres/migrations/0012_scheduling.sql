@@ -6,7 +6,9 @@
 -- its appointment (duration plus buffer) covers, in the Appointment's transaction. The primary
 -- key makes overlapping bookings impossible on every backend and across processes: the second
 -- writer's insert conflicts (PostgreSQL waits for the first to commit or roll back), so exactly
--- one of two racing bookings wins. Cancelling deletes the appointment's cells.
+-- one of two racing bookings wins. Cancelling deletes the appointment's cells. A schedule's limit
+-- of appointments per day is claimed the same way: rows keyed '<practitioner>#<YYYY-MM-DD>' with
+-- cells 0..limit-1 (the day's places), one per appointment.
 CREATE TABLE sched_claims (
     practitioner TEXT   NOT NULL,
     cell         BIGINT NOT NULL,

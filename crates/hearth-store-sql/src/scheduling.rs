@@ -183,3 +183,31 @@ pub async fn cancel_notifications(db: &dyn Db, prefix: &str, now: i64) -> Result
         .push(" AND status = 'queued'");
     db.execute(&b.finish()).await
 }
+
+/// Takes one of the `max` places of `practitioner`'s local day `day` (`YYYY-MM-DD`) for
+/// `appointment`: the per-day limit, exact under concurrency like the cells. The places are
+/// claim rows keyed `<practitioner>#<day>` with cells `0..max`; the first free one is taken
+/// (a place held by an uncommitted booking is waited for on PostgreSQL). False: the day is full.
+pub async fn claim_day(
+    db: &dyn Db,
+    practitioner: &str,
+    day: &str,
+    max: u32,
+    appointment: &str,
+) -> Result<bool, StoreError> {
+    let key = format!("{practitioner}#{day}");
+    for place in 0..i64::from(max) {
+        let mut b = Builder::new(db.dialect());
+        b.push("INSERT INTO sched_claims (practitioner, cell, appointment) VALUES (")
+            .text(&key)
+            .push(", ")
+            .int(place)
+            .push(", ")
+            .text(appointment)
+            .push(") ON CONFLICT DO NOTHING");
+        if db.execute(&b.finish()).await? == 1 {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}

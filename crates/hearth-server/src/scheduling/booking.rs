@@ -416,6 +416,24 @@ async fn offer_freed(
     Ok(())
 }
 
+/// Claims the time of an appointment at `start` (its cells, and a place of its local day when the
+/// schedule limits appointments per day); false when taken, and the caller must roll back.
+async fn claim(
+    db: &TxDb,
+    practitioner: &str,
+    schedule: &StoredSchedule,
+    ty: &AppointmentType,
+    start: DateTime<Utc>,
+    appointment: &str,
+) -> Result<bool, ApiError> {
+    if !sql::claim(db, practitioner, &slots::cells(start, ty), appointment).await? {
+        return Ok(false);
+    }
+    let Some(max) = schedule.availability.rules.max_per_day else { return Ok(true) };
+    let day = start.with_timezone(&schedule.availability.time_zone).date_naive().format("%Y-%m-%d").to_string();
+    Ok(sql::claim_day(db, practitioner, &day, max, appointment).await?)
+}
+
 /// Books `body` for `caller`: the Appointment(s), their claims, reminders and the clinic's
 /// notice in one transaction.
 pub async fn book_for(app: &App, caller: &Caller, body: &BookBody) -> Result<Vec<Version>, BookError> {
@@ -487,7 +505,7 @@ pub async fn book_for(app: &App, caller: &Caller, body: &BookBody) -> Result<Vec
     }
     let db = TxDb::from_guarded(tx)?;
     for (v, s) in written.iter().zip(&starts) {
-        if !sql::claim(&db, &body.practitioner, &slots::cells(*s, ty), &v.id).await? {
+        if !claim(&db, &body.practitioner, schedule, ty, *s, &v.id).await? {
             drop(db);
             return Err(BookError::Taken(alternatives(app, &body.practitioner, &ty.code, *s).await?));
         }
@@ -823,7 +841,7 @@ async fn reschedule_inner(app: &App, caller: &Caller, id: &str, bytes: &[u8]) ->
         )
         .await?,
     );
-    if free.is_empty() || !sql::claim(&db, &practitioner, &slots::cells(new_start, ty), id).await? {
+    if free.is_empty() || !claim(&db, &practitioner, schedule, ty, new_start, id).await? {
         drop(db);
         return Err(BookError::Taken(alternatives(app, &practitioner, &code, new_start).await?));
     }

@@ -675,3 +675,38 @@ async fn two_server_processes_book_each_slot_once() {
     wait_exit(&mut a).await;
     wait_exit(&mut b).await;
 }
+
+#[tokio::test]
+async fn the_per_day_limit_holds_under_concurrent_bookings_of_different_slots() {
+    let t = TestApp::spawn().await;
+    t.clock.set(at("2026-06-01T00:00:00Z"));
+    let (doc, dc) = clinician(&t, "Limited").await;
+    let mut body = every_day(&doc, "UTC", "09:00", "14:00");
+    body["rules"]["maxPerDay"] = json!(3);
+    schedule(&t, &dc, body).await;
+    let starts = slots(&t, &dc, &doc, "2026-06-02T00:00:00Z", "2026-06-03T00:00:00Z").await;
+    assert_eq!(starts.len(), 10);
+    let mut requests = Vec::new();
+    for (i, start) in starts.iter().enumerate() {
+        let (_, _, c) = patient_account(&t, &format!("Limit{i}")).await;
+        requests.push(
+            c.post(t.url("/api/v1/appointments"))
+                .header("content-type", "application/json")
+                .body(json!({"practitioner": doc, "start": start, "type": "ROUTINE"}).to_string()),
+        );
+    }
+    let statuses = race(requests).await;
+    assert_eq!((count(&statuses, 201), count(&statuses, 409)), (3, 7), "{statuses:?}");
+    assert_eq!(booked(&t.addr, &t.client, &doc).await.len(), 3);
+    assert!(slots(&t, &dc, &doc, "2026-06-02T00:00:00Z", "2026-06-03T00:00:00Z").await.is_empty());
+    // The next day is not affected; cancelling one frees a place of that day.
+    assert_eq!(slots(&t, &dc, &doc, "2026-06-03T00:00:00Z", "2026-06-04T00:00:00Z").await.len(), 10);
+    let one = booked(&t.addr, &t.client, &doc).await[0]["id"].as_str().unwrap().to_owned();
+    let (s, _) = call(&t, &t.client, Method::POST, &format!("/api/v1/appointments/{one}/cancel"), None).await;
+    assert_eq!(s, 200);
+    let free = slots(&t, &dc, &doc, "2026-06-02T00:00:00Z", "2026-06-03T00:00:00Z").await;
+    assert_eq!(free.len(), 8);
+    let (_, _, late) = patient_account(&t, "LateComer").await;
+    let (s, v) = book(&t, &late, &doc, &free[0]).await;
+    assert_eq!(s, 201, "{v}");
+}

@@ -56,6 +56,7 @@ pub fn router(app: Arc<App>) -> Router {
                 .merge(crate::auth::smart::router())
                 .merge(crate::audit::router())
                 .merge(crate::notify::routes::router())
+                .merge(crate::scheduling::availability_router())
                 .layer(middleware::from_fn_with_state(app.clone(), crate::audit::denials_layer)),
         )
         .merge(crate::consent::router().layer(middleware::from_fn_with_state(app.clone(), crate::audit::fhir_layer)))

@@ -441,7 +441,7 @@ pub async fn book_for(app: &App, caller: &Caller, body: &BookBody) -> Result<Vec
     {
         return Err(bad("invalid_booking", "`practitioner` and `schedule` must be resource ids").into());
     }
-    if body.reason.as_deref().is_some_and(|r| r.trim().is_empty() || r.len() > 1000) {
+    if body.reason.as_deref().is_some_and(|r| !super::plain_text(r, 1000)) {
         return Err(bad("invalid_booking", "`reason` is 1 to 1000 characters").into());
     }
     let patient = patient_for(caller, body.patient.as_deref())?;

@@ -175,7 +175,10 @@ fn invalid(msg: impl Into<String>) -> ApiError {
 fn reason_json(reason: &[Coded]) -> Result<Value, ApiError> {
     let mut out = Vec::new();
     for r in reason {
-        if !r.system.starts_with("http") || r.code.trim().is_empty() {
+        if !super::system_uri(&r.system)
+            || !super::fhir_code(&r.code)
+            || r.display.as_deref().is_some_and(|d| !super::plain_text(d, 1000))
+        {
             return Err(invalid("a reason is a coding: `system` (e.g. http://snomed.info/sct) and `code`"));
         }
         let mut c = json!({"system": r.system, "code": r.code});
@@ -438,7 +441,7 @@ pub async fn update(
         if e.pointer("/class/code").and_then(Value::as_str) != Some("VR") {
             return Err(invalid("only a virtual encounter has a video room"));
         }
-        if !room.starts_with("https://") {
+        if !room.starts_with("https://") || !super::system_uri(room) {
             return Err(invalid("`videoRoom` is an https URL"));
         }
         let mut ext: Vec<Value> = e.get("extension").and_then(Value::as_array).cloned().unwrap_or_default();

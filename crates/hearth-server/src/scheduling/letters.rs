@@ -206,7 +206,7 @@ pub struct CreateBody {
 }
 
 fn check_text(title: &str, text: &str) -> Result<(), ApiError> {
-    if title.trim().is_empty() || title.len() > 300 || text.trim().is_empty() || text.len() > 200_000 {
+    if !super::plain_text(title, 300) || title.contains(['\r', '\n']) || !super::plain_text(text, 200_000) {
         return Err(invalid("a title (1–300 characters) and a text (1–200,000 characters) are required"));
     }
     Ok(())

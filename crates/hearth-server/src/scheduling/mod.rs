@@ -42,12 +42,16 @@ pub use booking::{book_op, find_op};
 pub(crate) const V2_0276: &str = "http://terminology.hl7.org/CodeSystem/v2-0276";
 pub(crate) const EXT: &str = "urn:hearth:extension:";
 
+/// The routes on patient data (appointments, encounters, letters): mounted under the audit
+/// layer, one AuditEvent per request naming the patients it touched.
 pub fn router() -> axum::Router<Arc<App>> {
-    axum::Router::new()
-        .merge(schedules::router())
-        .merge(booking::router())
-        .merge(encounters::router())
-        .merge(letters::router())
+    axum::Router::new().merge(booking::router()).merge(encounters::router()).merge(letters::router())
+}
+
+/// Availability and slot search (no patient data): mounted with the rest of the app API, whose
+/// refusals are audited.
+pub fn availability_router() -> axum::Router<Arc<App>> {
+    schedules::router()
 }
 
 pub(crate) fn bad(code: &'static str, msg: impl Into<String>) -> ApiError {
@@ -174,4 +178,27 @@ pub(crate) async fn search_all(
             _ => return Ok(out),
         }
     }
+}
+
+/// Whether `s` can be a FHIR `string`: some text, no control characters but tab, CR and LF, at
+/// most `max` bytes. (What the app API puts into resources is checked here, so that a resource
+/// failing validation afterwards is our bug, never the caller's text.)
+pub(crate) fn plain_text(s: &str, max: usize) -> bool {
+    !s.trim().is_empty() && s.len() <= max && !s.chars().any(|c| c.is_control() && !matches!(c, '\t' | '\r' | '\n'))
+}
+
+/// Whether `s` can be a FHIR `code`: no leading, trailing or repeated whitespace.
+pub(crate) fn fhir_code(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 200
+        && s.trim() == s
+        && !s.contains("  ")
+        && !s.chars().any(|c| c.is_control() || (c.is_whitespace() && c != ' '))
+}
+
+/// Whether `s` is an absolute URI a coding's `system` may hold.
+pub(crate) fn system_uri(s: &str) -> bool {
+    (s.starts_with("http://") || s.starts_with("https://") || s.starts_with("urn:"))
+        && s.len() <= 500
+        && !s.chars().any(|c| c.is_whitespace() || c.is_control())
 }

@@ -320,3 +320,70 @@ async fn story_a_patient_finds_books_is_reminded_checks_in_and_reads_the_final_l
     let (_, notes) = call(&t, &me, Method::GET, &format!("{epath}/notes"), None).await;
     assert_eq!(notes["notes"].as_array().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn text_that_cannot_be_a_fhir_string_is_a_clear_400_never_a_500() {
+    let t = TestApp::spawn().await;
+    t.clock.set(at("2026-06-01T00:00:00Z"));
+    let (doc, dc) = clinician(&t, "Strict").await;
+    let (pid, _, me) = patient_account(&t, "Strict").await;
+    schedule(&t, &dc, crate::scheduling::every_day(&doc, "UTC", "09:00", "10:00")).await;
+    let (s, v) = call(
+        &t,
+        &me,
+        Method::POST,
+        "/api/v1/appointments",
+        Some(json!({"practitioner": doc, "start": "2026-06-02T09:00:00Z", "type": "ROUTINE", "reason": "pain\u{0}"})),
+    )
+    .await;
+    assert_eq!((s, v["error"]["code"].as_str()), (400, Some("invalid_booking")), "{v}");
+    let base = format!("/api/patients/{pid}/letters");
+    for body in [
+        json!({"title": "A\u{7}", "text": "x"}),
+        json!({"title": "Two\nlines", "text": "x"}),
+        json!({"title": "T", "text": "  "}),
+    ] {
+        let (s, v) = call(&t, &dc, Method::POST, &base, Some(body)).await;
+        assert_eq!((s, v["error"]["code"].as_str()), (400, Some("invalid_letter")), "{v}");
+    }
+    let (s, v) = call(
+        &t,
+        &dc,
+        Method::POST,
+        "/api/v1/encounters",
+        Some(json!({"patient": pid, "reason": [{"system": "http://snomed.info/sct", "code": " 38341003"}]})),
+    )
+    .await;
+    assert_eq!((s, v["error"]["code"].as_str()), (400, Some("invalid_encounter")), "{v}");
+    let (s, e) =
+        call(&t, &dc, Method::POST, "/api/v1/encounters", Some(json!({"patient": pid, "virtual": true}))).await;
+    assert_eq!(s, 201);
+    let (s, v) = call(
+        &t,
+        &dc,
+        Method::PUT,
+        &format!("/api/v1/encounters/{}", e["id"].as_str().unwrap()),
+        Some(json!({"videoRoom": "https://video.example/a room"})),
+    )
+    .await;
+    assert_eq!((s, v["error"]["code"].as_str()), (400, Some("invalid_encounter")), "{v}");
+    // Unknown fields and malformed JSON are refused with the body code.
+    let (s, v) = call(
+        &t,
+        &me,
+        Method::POST,
+        "/api/v1/appointments",
+        Some(json!({"practitioner": doc, "start": "2026-06-02T09:00:00Z", "type": "ROUTINE", "priority": 1})),
+    )
+    .await;
+    assert_eq!((s, v["error"]["code"].as_str()), (400, Some("invalid_body")), "{v}");
+    let (s, v) = call(
+        &t,
+        &me,
+        Method::POST,
+        "/api/v1/appointments",
+        Some(json!({"practitioner": doc, "start": "tomorrow", "type": "ROUTINE"})),
+    )
+    .await;
+    assert_eq!((s, v["error"]["code"].as_str()), (400, Some("invalid_time")), "{v}");
+}

@@ -152,6 +152,13 @@ async fn slots_keep_local_hours_across_a_dst_change_and_across_time_zones() {
     let starts: Vec<&str> =
         b["entry"].as_array().unwrap().iter().map(|e| e["resource"]["start"].as_str().unwrap()).collect();
     assert_eq!(starts, ["2026-03-29T08:00:00Z", "2026-03-29T08:30:00Z"]);
+    // The operations are in the CapabilityStatement.
+    let cs = t.get("/fhir/metadata").await.json();
+    let appointment =
+        cs["rest"][0]["resource"].as_array().unwrap().iter().find(|r| r["type"] == "Appointment").unwrap().clone();
+    let ops: Vec<&str> =
+        appointment["operation"].as_array().unwrap().iter().map(|o| o["name"].as_str().unwrap()).collect();
+    assert_eq!(ops, ["find", "book"]);
     // A range that is inverted, or too long, is refused clearly.
     let (s, v) = call(
         &t,

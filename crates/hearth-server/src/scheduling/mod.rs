@@ -7,7 +7,8 @@
 //! - Availability is a FHIR `Schedule` (actor: the `Practitioner`, and the `Location` and
 //!   `HealthcareService` it is for) whose weekly hours, appointment types, exceptions and
 //!   booking rules are extensions (`urn:hearth:extension:schedule-*`): R4 has no element for a
-//!   time zone or for durations per appointment type. Slots are computed from it on demand and
+//!   time zone or for durations per appointment type. A `PractitionerRole` written with it states the weekly
+//!   hours and closures in FHIR's own elements for other readers. Slots are computed from it on demand and
 //!   never stored; `Appointment/$find` answers them as `Slot` resources that are not kept.
 //! - A booking is one transaction: the `Appointment` (written through the caller's
 //!   `GuardedTx`, so reach and attribution apply), then, on the same transaction handed on as

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use chrono_tz::Tz;
 use hearth_store::Version;
-use hearth_store::interactions::ResourceStoreExt;
+use hearth_store::interactions;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -184,7 +184,7 @@ impl ScheduleBody {
     }
 
     /// The FHIR `Schedule` recording it.
-    fn to_fhir(&self) -> Value {
+    fn to_fhir(&self, role: &str) -> Value {
         let ext = |name: &str, parts: Vec<Value>| json!({"url": format!("{EXT}schedule-{name}"), "extension": parts});
         let part = |url: &str, key: &str, value: Value| {
             let mut m = serde_json::Map::new();
@@ -227,7 +227,10 @@ impl ScheduleBody {
             rules.push(part("maxPerDay", "valuePositiveInt", json!(m)));
         }
         extension.push(ext("booking-rules", rules));
-        let mut actor = vec![json!({"reference": format!("Practitioner/{}", self.practitioner)})];
+        let mut actor = vec![
+            json!({"reference": format!("Practitioner/{}", self.practitioner)}),
+            json!({"reference": format!("PractitionerRole/{role}")}),
+        ];
         if let Some(l) = &self.location {
             actor.push(json!({"reference": format!("Location/{l}")}));
         }
@@ -312,6 +315,54 @@ impl ScheduleBody {
             exceptions,
             rules,
         })
+    }
+}
+
+impl ScheduleBody {
+    /// The `PractitionerRole` stating the same availability in FHIR's own elements (weekly
+    /// `availableTime`, closures as `notAvailable` periods), for systems that read those; the
+    /// Schedule's extensions remain what slots are computed from (R4 has no time zone here).
+    fn practitioner_role(&self, a: &Availability) -> Value {
+        let time = |m: u32| if m >= 24 * 60 { "23:59:59".to_owned() } else { format!("{}:00", slots::format_time(m)) };
+        let available: Vec<Value> = a
+            .hours
+            .iter()
+            .map(|h| {
+                json!({"daysOfWeek": h.days.iter().map(|d| slots::day_code(*d)).collect::<Vec<_>>(),
+                       "availableStartTime": time(h.window.start), "availableEndTime": time(h.window.end)})
+            })
+            .collect();
+        let not_available: Vec<Value> = a
+            .exceptions
+            .iter()
+            .filter(|e| !e.available)
+            .filter_map(|e| {
+                let w = e.window.unwrap_or(Window { start: 0, end: 24 * 60 });
+                let start = slots::instant(a.time_zone, e.date, w.start, true)?;
+                let end = slots::instant(a.time_zone, e.date, w.end, false)?;
+                Some(json!({"description": "Not available", "during": {"start": super::instant(start), "end": super::instant(end)}}))
+            })
+            .collect();
+        let mut role = json!({
+            "resourceType": "PractitionerRole",
+            "active": true,
+            "practitioner": {"reference": format!("Practitioner/{}", self.practitioner)},
+        });
+        if let Some(o) = role.as_object_mut() {
+            if let Some(l) = &self.location {
+                o.insert("location".into(), json!([{"reference": format!("Location/{l}")}]));
+            }
+            if let Some(svc) = &self.service {
+                o.insert("healthcareService".into(), json!([{"reference": format!("HealthcareService/{svc}")}]));
+            }
+            if !available.is_empty() {
+                o.insert("availableTime".into(), Value::Array(available));
+            }
+            if !not_available.is_empty() {
+                o.insert("notAvailable".into(), Value::Array(not_available));
+            }
+        }
+        role
     }
 }
 
@@ -437,11 +488,16 @@ pub async fn create(
     body.availability()?;
     may_manage(&caller, &body.practitioner)?;
     practitioner_exists(&app, &body.practitioner).await?;
-    let resource = body.to_fhir();
+    let availability = body.availability()?;
+    let (id, role_id) = (uuid::Uuid::now_v7().to_string(), uuid::Uuid::now_v7().to_string());
+    let (resource, role) = (body.to_fhir(&role_id), body.practitioner_role(&availability));
     super::check(&app, "Schedule", &resource)?;
-    let id = uuid::Uuid::now_v7().to_string();
-    let write = crate::fhir::write_of(&app, "Schedule", id.clone(), resource);
-    super::acting_for(&app, &caller).create(write, app.clock.now()).await?;
+    super::check(&app, "PractitionerRole", &role)?;
+    let now = app.clock.now();
+    let mut tx = super::acting_for(&app, &caller).begin().await?;
+    interactions::create(&mut tx, crate::fhir::write_of(&app, "PractitionerRole", role_id, role), now).await?;
+    interactions::create(&mut tx, crate::fhir::write_of(&app, "Schedule", id.clone(), resource), now).await?;
+    tx.commit().await?;
     Ok((StatusCode::CREATED, Json(view(&id, &body))).into_response())
 }
 
@@ -470,10 +526,28 @@ pub async fn replace(
     if body.practitioner != old.body.practitioner {
         return Err(invalid("a schedule stays with its practitioner"));
     }
-    let resource = body.to_fhir();
+    let availability = body.availability()?;
+    let old_role = v.body.as_deref().and_then(|b| serde_json::from_str::<Value>(b).ok()).and_then(|j| {
+        j.get("actor")?
+            .as_array()?
+            .iter()
+            .find_map(|a| a.get("reference")?.as_str()?.strip_prefix("PractitionerRole/").map(str::to_owned))
+    });
+    let role_id = old_role.unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    let (resource, role) = (body.to_fhir(&role_id), body.practitioner_role(&availability));
     super::check(&app, "Schedule", &resource)?;
-    let write = crate::fhir::write_of(&app, "Schedule", id.clone(), resource);
-    super::acting_for(&app, &caller).update(write, Some(v.version_id), app.clock.now()).await?;
+    super::check(&app, "PractitionerRole", &role)?;
+    let now = app.clock.now();
+    let mut tx = super::acting_for(&app, &caller).begin().await?;
+    interactions::update(&mut tx, crate::fhir::write_of(&app, "PractitionerRole", role_id, role), None, now).await?;
+    interactions::update(
+        &mut tx,
+        crate::fhir::write_of(&app, "Schedule", id.clone(), resource),
+        Some(v.version_id),
+        now,
+    )
+    .await?;
+    tx.commit().await?;
     Ok(Json(view(&id, &body)))
 }
 

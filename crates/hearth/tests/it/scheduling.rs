@@ -194,6 +194,18 @@ async fn availability_is_a_schedule_only_its_practitioner_or_an_admin_manages() 
     let s = r.json();
     crate::common::assert_valid_r4(&s);
     assert_eq!(s["actor"][0]["reference"], format!("Practitioner/{me}"));
+    // The same availability in FHIR's own elements, on a PractitionerRole the Schedule names.
+    let role_ref = s["actor"][1]["reference"].as_str().unwrap().to_owned();
+    assert!(role_ref.starts_with("PractitionerRole/"), "{s}");
+    let role = t.get(&format!("/fhir/{role_ref}")).await.json();
+    crate::common::assert_valid_r4(&role);
+    assert_eq!(role["availableTime"][0]["availableStartTime"], "08:00:00");
+    assert_eq!(role["availableTime"][0]["daysOfWeek"].as_array().unwrap().len(), 7);
+    // Closed all of 24 December in Berlin (UTC+1).
+    assert_eq!(
+        role["notAvailable"][0]["during"],
+        json!({"start": "2026-12-23T23:00:00Z", "end": "2026-12-24T23:00:00Z"})
+    );
     let (_, got) = call(&t, &doc, Method::GET, &format!("/api/v1/schedules/{id}"), None).await;
     assert_eq!(got["exceptions"], body["exceptions"]);
     assert_eq!(got["rules"]["maxPerDay"], 6);
@@ -202,6 +214,11 @@ async fn availability_is_a_schedule_only_its_practitioner_or_an_admin_manages() 
     body["hours"][0]["end"] = json!("13:00");
     let (s, v) = call(&t, &t.client, Method::PUT, &format!("/api/v1/schedules/{id}"), Some(body.clone())).await;
     assert_eq!(s, 200, "{v}");
+    let role = t.get(&format!("/fhir/{role_ref}")).await.json();
+    assert_eq!(
+        (role["meta"]["versionId"].as_str(), role["availableTime"][0]["availableEndTime"].as_str()),
+        (Some("2"), Some("13:00:00"))
+    );
     for (field, value) in [
         ("timeZone", json!("Mars/Olympus")),
         ("types", json!([{"code": "ROUTINE", "minutes": 7}])),

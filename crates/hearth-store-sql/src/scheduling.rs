@@ -211,3 +211,16 @@ pub async fn claim_day(
     }
     Ok(false)
 }
+
+/// The caregiver accounts an admin linked to `patient` (they are reminded of its appointments).
+pub async fn caregivers_of(db: &dyn Db, patient: &str) -> Result<Vec<String>, StoreError> {
+    let mut b = Builder::new(db.dialect());
+    b.push("SELECT caregiver_id FROM caregiver_grants WHERE patient_id = ")
+        .text(patient)
+        .push(" ORDER BY caregiver_id");
+    db.fetch(&b.finish(), &[Col::Text])
+        .await?
+        .into_iter()
+        .map(|row| text(row.into_iter().next())?.ok_or_else(corrupt))
+        .collect()
+}

@@ -11,8 +11,9 @@
 //!   a conflict rolls everything back (`409 slot_taken` with up to five alternatives).
 //! - Reminders (`scheduling.reminder_offsets_minutes`, default 24 h and 2 h before) are outbox
 //!   rows with `not_before`, written in the same transaction, keyed
-//!   `appointment-reminder:<id>:<start ms>:<offset>`: a retried booking adds nothing, a
+//!   `appointment-reminder:<id>:<start ms>:<offset>:<account>`: a retried booking adds nothing, a
 //!   reschedule writes new keys, and cancelling cancels every queued key of the appointment.
+//!   They go to the patient's account and to the caregiver accounts linked to the patient.
 //!   Channels, preferences, quiet hours and contact consent are the notification worker's at
 //!   send time. A reminder whose time has passed at booking is not written.
 //! - A recurring booking (`repeat`: count and interval in days, at the same local wall-clock
@@ -318,7 +319,8 @@ fn reminder_prefix(id: &str) -> String {
     format!("appointment-reminder:{id}:")
 }
 
-/// The patient's reminders for an appointment at `start`, on `db` (the booking's transaction).
+/// The reminders for an appointment at `start` to the patient's account(s) and the caregivers
+/// linked to the patient, on `db` (the booking's transaction). Each account's preferences apply.
 async fn enqueue_reminders(
     app: &App,
     db: &TxDb,
@@ -327,7 +329,8 @@ async fn enqueue_reminders(
     start: DateTime<Utc>,
 ) -> Result<(), ApiError> {
     let now = app.clock.now();
-    let accounts = sql::accounts_of(db, &format!("Patient/{patient}")).await?;
+    let mut accounts = sql::accounts_of(db, &format!("Patient/{patient}")).await?;
+    accounts.extend(sql::caregivers_of(db, patient).await?);
     for offset in &app.config.scheduling.reminder_offsets_minutes {
         let at = start - Duration::minutes(i64::from(*offset));
         if at <= now {
@@ -337,7 +340,8 @@ async fn enqueue_reminders(
             let mut args = Map::new();
             args.insert("when".into(), json!(instant(start)));
             let notice = Notice {
-                key: format!("{}{}:{offset}", reminder_prefix(id), start.timestamp_millis()),
+                // Per account: the outbox keeps one row per key, channel and destination.
+                key: format!("{}{}:{offset}:{account}", reminder_prefix(id), start.timestamp_millis()),
                 account_id: account.clone(),
                 category: Category::Appointment,
                 template: "appointment-reminder".into(),
@@ -369,7 +373,7 @@ async fn notify_clinic(
         args.insert("when".into(), json!(instant(when)));
         args.insert("change".into(), json!(change));
         let notice = Notice {
-            key: key.to_owned(),
+            key: format!("{key}:{account}"),
             account_id: account,
             category: Category::Appointment,
             template: "appointment-change".into(),
@@ -404,7 +408,7 @@ async fn offer_freed(
         let mut args = Map::new();
         args.insert("when".into(), json!(instant(start)));
         let notice = Notice {
-            key: format!("waitlist-offer:{}:{}", entry.id, start.timestamp_millis()),
+            key: format!("waitlist-offer:{}:{}:{account}", entry.id, start.timestamp_millis()),
             account_id: account,
             category: Category::Appointment,
             template: "appointment-offer".into(),

@@ -579,6 +579,10 @@ async fn who_books_for_whom_late_cancels_no_shows_and_series() {
     )
     .await;
     assert_eq!(s, 201, "{mine}");
+    // Reminders go to the patient and to the linked caregiver.
+    let reminded: BTreeSet<String> =
+        reminders(&t.app, mine["id"].as_str().unwrap()).await.into_iter().filter_map(|r| r.account_id).collect();
+    assert!(reminded.contains(&carer_id) && reminded.len() == 2, "{reminded:?}");
     // A weekly series of four at 09:00 local, across no DST change here; all or nothing.
     let (s, series) = call(&t, &me, Method::POST, "/api/v1/appointments", Some(json!({"practitioner": doc, "start": "2026-06-03T13:00:00Z", "type": "ROUTINE", "repeat": {"count": 4, "intervalDays": 7}}))).await;
     assert_eq!(s, 201, "{series}");
@@ -587,15 +591,10 @@ async fn who_books_for_whom_late_cancels_no_shows_and_series() {
     assert_eq!(occ[3]["start"], "2026-06-24T13:00:00Z");
     assert!(occ.iter().all(|o| o["series"] == series["series"]));
     for o in occ {
-        assert_eq!(
-            reminders(&t.app, o["id"].as_str().unwrap())
-                .await
-                .iter()
-                .map(|r| &r.idem_key)
-                .collect::<BTreeSet<_>>()
-                .len(),
-            2
-        );
+        // Two offsets, each for the patient and the linked caregiver.
+        let rows = reminders(&t.app, o["id"].as_str().unwrap()).await;
+        assert_eq!(rows.iter().map(|r| &r.idem_key).collect::<BTreeSet<_>>().len(), 4);
+        assert_eq!(rows.iter().map(|r| r.not_before).collect::<BTreeSet<_>>().len(), 2);
     }
     let (s, v) = call(&t, &dc, Method::POST, "/api/v1/appointments", Some(json!({"practitioner": doc, "start": "2026-06-10T13:00:00Z", "type": "ROUTINE", "patient": other_p, "repeat": {"count": 2, "intervalDays": 7}}))).await;
     assert_eq!((s, v["error"]["code"].as_str()), (409, Some("slot_taken")), "{v}");

@@ -99,7 +99,8 @@ struct Letter<'a> {
     id: &'a str,
     patient: &'a str,
     encounter: Option<&'a str>,
-    author: &'a str,
+    /// Practitioner ids: the writer first, then whoever amended it.
+    authors: &'a [String],
     kind: &'a str,
     title: &'a str,
     text: &'a str,
@@ -116,7 +117,7 @@ fn resources(l: &Letter<'_>, now: DateTime<Utc>) -> Result<(Value, Value), ApiEr
         "type": ty,
         "subject": {"reference": format!("Patient/{}", l.patient)},
         "date": instant(now),
-        "author": [{"reference": format!("Practitioner/{}", l.author)}],
+        "author": l.authors.iter().map(|a| json!({"reference": format!("Practitioner/{a}")})).collect::<Vec<_>>(),
         "title": l.title,
         "section": [{"title": l.title, "text": {"status": "generated", "div": format!("<div xmlns=\"http://www.w3.org/1999/xhtml\">{}</div>", paragraphs(l.text))}}],
     });
@@ -128,7 +129,7 @@ fn resources(l: &Letter<'_>, now: DateTime<Utc>) -> Result<(Value, Value), ApiEr
         "type": ty,
         "subject": {"reference": format!("Patient/{}", l.patient)},
         "date": instant(now),
-        "author": [{"reference": format!("Practitioner/{}", l.author)}],
+        "author": l.authors.iter().map(|a| json!({"reference": format!("Practitioner/{a}")})).collect::<Vec<_>>(),
         "description": l.title,
         "content": [
             {"attachment": {"contentType": "text/html; charset=utf-8", "data": BASE64.encode(rendered(l.title, l.text, l.status, now).as_bytes()), "title": l.title, "creation": instant(now)}},
@@ -173,6 +174,7 @@ fn letter_view(id: &str, version: u64, c: &Value, d: Option<&Value>) -> Value {
         "date": c.get("date"),
         "patient": ref_id(c, "/subject/reference", "Patient"),
         "author": ref_id(c, "/author/0/reference", "Practitioner"),
+        "authors": c.get("author").and_then(Value::as_array).map(|a| a.iter().filter_map(|r| ref_id(r, "/reference", "Practitioner")).collect::<Vec<_>>()).unwrap_or_default(),
         "encounter": ref_id(c, "/encounter/reference", "Encounter"),
         "document": format!("DocumentReference/{id}"),
     })
@@ -240,7 +242,7 @@ async fn write_new(
     let now = app.clock.now();
     let id = uuid::Uuid::now_v7().to_string();
     let letter =
-        Letter { id: &id, patient, encounter, author: &author, kind, title: &body.title, text: &body.text, status };
+        Letter { id: &id, patient, encounter, authors: &[author], kind, title: &body.title, text: &body.text, status };
     let (c, d) = resources(&letter, now)?;
     super::check(app, "Composition", &c)?;
     super::check(app, "DocumentReference", &d)?;
@@ -448,13 +450,22 @@ async fn amend(
         body.title.clone().or_else(|| c.get("title").and_then(Value::as_str).map(str::to_owned)).unwrap_or_default();
     let text = body.text.clone().or_else(|| text_of(&d)).unwrap_or_default();
     check_text(&title, &text)?;
+    // The writer stays the first author; whoever amends is added.
+    let mut authors: Vec<String> = c
+        .get("author")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(|r| ref_id(r, "/reference", "Practitioner")).map(str::to_owned).collect())
+        .unwrap_or_default();
+    if !authors.contains(&author) {
+        authors.push(author);
+    }
     let code = c.pointer("/type/coding/0/code").and_then(Value::as_str).unwrap_or_default();
     let encounter = ref_id(&c, "/encounter/reference", "Encounter").map(str::to_owned);
     let letter = Letter {
         id,
         patient,
         encounter: encounter.as_deref(),
-        author: &author,
+        authors: &authors,
         kind: kind_of(code),
         title: &title,
         text: &text,

@@ -92,7 +92,8 @@ async fn encounter_lifecycle_rejects_invalid_transitions_and_records_diagnoses()
 #[tokio::test]
 async fn a_letter_amendment_keeps_the_original_and_patients_read_final_letters_only() {
     let t = TestApp::spawn().await;
-    let (_, dc) = clinician(&t, "Writer").await;
+    let (writer, dc) = clinician(&t, "Writer").await;
+    let (amender, colleague) = clinician(&t, "Colleague").await;
     let (pid, account, me) = patient_account(&t, "Reader").await;
     let base = format!("/api/patients/{pid}/letters");
     // Only clinicians write.
@@ -144,9 +145,10 @@ async fn a_letter_amendment_keeps_the_original_and_patients_read_final_letters_o
     // Amend: a new version; the original stays readable.
     let (s, v) = call(&t, &dc, Method::PUT, &format!("{base}/{id}"), Some(json!({"status": "draft"}))).await;
     assert_eq!((s, v["error"]["code"].as_str()), (409, Some("invalid_transition")));
+    // A colleague amends it: they join the authors, the writer stays first.
     let (s, amended) = call(
         &t,
-        &dc,
+        &colleague,
         Method::PUT,
         &format!("{base}/{id}"),
         Some(json!({"text": "Dear Dr Rao,\n\nStart amlodipine 5 mg daily."})),
@@ -154,6 +156,7 @@ async fn a_letter_amendment_keeps_the_original_and_patients_read_final_letters_o
     .await;
     assert_eq!(s, 200, "{amended}");
     assert_eq!((amended["status"].as_str(), amended["version"].as_u64()), (Some("amended"), Some(2)));
+    assert_eq!(amended["authors"], json!([writer, amender]));
     let (s, versions) = call(&t, &me, Method::GET, &format!("{base}/{id}/versions"), None).await;
     assert_eq!(s, 200, "{versions}");
     let texts: Vec<(&str, &str)> = versions["versions"]
@@ -171,6 +174,7 @@ async fn a_letter_amendment_keeps_the_original_and_patients_read_final_letters_o
     );
     let v1 = t.get(&format!("/fhir/Composition/{id}/_history/1")).await.json();
     assert_eq!(v1["status"], "final");
+    assert_eq!(v1["author"], json!([{"reference": format!("Practitioner/{writer}")}]));
     let (_, current) = call(&t, &me, Method::GET, &format!("{base}/{id}"), None).await;
     assert_eq!(current["text"], "Dear Dr Rao,\n\nStart amlodipine 5 mg daily.");
 

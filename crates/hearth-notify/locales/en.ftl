@@ -26,3 +26,21 @@ emergency-alert-body = There is an urgent message for you in Hearth. Please open
 
 announcement-subject = { $title }
 announcement-body = { $text }
+
+# To the clinic (the practitioner's account) when a patient books, reschedules or cancels;
+# no patient name, no reason. `change` is booked, rescheduled or cancelled.
+appointment-change-subject = Appointment { $change ->
+    [booked] booked
+    [rescheduled] rescheduled
+   *[cancelled] cancelled
+}
+appointment-change-body = { $change ->
+    [booked] An appointment on { $when } was booked.
+    [rescheduled] An appointment was moved to { $when }.
+   *[cancelled] The appointment on { $when } was cancelled.
+} Open Hearth for the details.
+
+# To the next patient on a waitlist when a slot frees up.
+appointment-offer-subject = An appointment slot is free
+appointment-offer-body = A slot on { $when } has become free. Open Hearth to book it.
+appointment-offer-sms = Hearth: a slot on { $when } is free. Open the app to book it.

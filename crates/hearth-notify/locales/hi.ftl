@@ -26,3 +26,18 @@ emergency-alert-body = Hearth में आपके लिए एक ज़र�
 
 announcement-subject = { $title }
 announcement-body = { $text }
+
+appointment-change-subject = अपॉइंटमेंट { $change ->
+    [booked] बुक हुआ
+    [rescheduled] बदला गया
+   *[cancelled] रद्द हुआ
+}
+appointment-change-body = { $change ->
+    [booked] { $when } का एक अपॉइंटमेंट बुक हुआ।
+    [rescheduled] एक अपॉइंटमेंट { $when } पर बदला गया।
+   *[cancelled] { $when } का अपॉइंटमेंट रद्द हुआ।
+} विवरण के लिए Hearth खोलें।
+
+appointment-offer-subject = अपॉइंटमेंट का समय उपलब्ध है
+appointment-offer-body = { $when } का एक समय खाली हुआ है। बुक करने के लिए Hearth खोलें।
+appointment-offer-sms = Hearth: { $when } का एक समय खाली है। बुक करने के लिए ऐप खोलें।

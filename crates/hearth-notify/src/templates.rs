@@ -36,8 +36,16 @@ impl Lang {
 }
 
 /// The templates Hearth ships (enqueueing an unknown one is refused).
-pub const TEMPLATES: [&str; 6] =
-    ["otp-code", "appointment-reminder", "medication-reminder", "results-available", "emergency-alert", "announcement"];
+pub const TEMPLATES: [&str; 8] = [
+    "otp-code",
+    "appointment-reminder",
+    "medication-reminder",
+    "results-available",
+    "emergency-alert",
+    "announcement",
+    "appointment-change",
+    "appointment-offer",
+];
 
 /// A message rendered for one recipient.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -223,6 +231,31 @@ mod tests {
         assert!(r.html.contains("&lt;b&gt;x&lt;/b&gt;") && r.html.contains("a &amp; b"));
         assert_eq!(Lang::parse("hi-IN"), Lang::Hi);
         assert_eq!(Lang::parse("fr"), Lang::En);
+    }
+
+    #[test]
+    fn appointment_changes_and_offers_name_a_time_only() {
+        let t = Templates::load().unwrap();
+        let kolkata: Tz = "Asia/Kolkata".parse().unwrap();
+        let when = "2026-03-01T04:30:00Z";
+        let en = |change: &str| {
+            t.render("appointment-change", Lang::En, &args(json!({"when": when, "change": change})), kolkata).unwrap()
+        };
+        assert_eq!(en("booked").subject, "Appointment booked");
+        assert_eq!(en("booked").text, "An appointment on 01/03/2026 10:00 was booked. Open Hearth for the details.");
+        assert_eq!(
+            en("rescheduled").text,
+            "An appointment was moved to 01/03/2026 10:00. Open Hearth for the details."
+        );
+        assert_eq!(en("cancelled").subject, "Appointment cancelled");
+        let hi = t
+            .render("appointment-change", Lang::Hi, &args(json!({"when": when, "change": "cancelled"})), kolkata)
+            .unwrap();
+        assert!(hi.text.contains("01/03/2026 10:00") && hi.subject.contains("रद्द"), "{hi:?}");
+        for lang in [Lang::En, Lang::Hi] {
+            let r = t.render("appointment-offer", lang, &args(json!({"when": when})), kolkata).unwrap();
+            assert!(r.sms.contains("01/03/2026 10:00"), "{r:?}");
+        }
     }
 
     #[test]

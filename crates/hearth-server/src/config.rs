@@ -72,6 +72,8 @@ pub struct Config {
     pub notify: NotifyConfig,
     /// Data rights: how erasure requests are decided and what holds them (the `[rights]` table).
     pub rights: RightsConfig,
+    /// Appointments: reminders, the late-cancellation window (the `[scheduling]` table).
+    pub scheduling: SchedulingConfig,
 }
 
 /// How a patient's erasure request is decided.
@@ -94,6 +96,25 @@ pub struct RightsConfig {
     /// Retention hold: a record with any write in the last this many days is not erased
     /// (`0`: no retention hold).
     pub retention_days: u32,
+}
+
+/// The `[scheduling]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SchedulingConfig {
+    /// Reminders before each appointment, in minutes (default 24 h and 2 h). A reminder whose
+    /// time has already passed at booking is not sent.
+    pub reminder_offsets_minutes: Vec<u32>,
+    /// A cancellation less than this many hours before the start is recorded as late.
+    pub late_cancel_hours: u32,
+    /// The longest range one slot search may cover, in days.
+    pub max_search_days: u32,
+}
+
+impl Default for SchedulingConfig {
+    fn default() -> Self {
+        SchedulingConfig { reminder_offsets_minutes: vec![24 * 60, 120], late_cancel_hours: 24, max_search_days: 62 }
+    }
 }
 
 /// The `[notify]` table. Without `[notify.email]` / `[notify.sms]`, e-mail and SMS are written
@@ -258,6 +279,7 @@ impl Default for Config {
             shutdown_grace_secs: 30,
             auth: AuthConfig::default(),
             notify: NotifyConfig::default(),
+            scheduling: SchedulingConfig::default(),
             encryption_key_file: None,
             encryption_key: None,
             rights: RightsConfig::default(),
@@ -419,6 +441,13 @@ impl Config {
             if self.pepper_bytes(p).is_none() {
                 return Err(ConfigError::Invalid("auth.pepper must be hex of at least 32 bytes".into()));
             }
+        }
+        let sc = &self.scheduling;
+        if sc.reminder_offsets_minutes.iter().any(|m| *m == 0 || *m > 60 * 24 * 60) || sc.max_search_days == 0 {
+            return Err(ConfigError::Invalid(
+                "scheduling.reminder_offsets_minutes must be 1 to 86400 and scheduling.max_search_days at least 1"
+                    .into(),
+            ));
         }
         let n = &self.notify;
         if n.poll_interval_ms == 0 || n.max_attempts == 0 || n.send_timeout_ms == 0 {
@@ -649,5 +678,25 @@ mod tests {
         assert!(Config::load(None, &env(&[("HEARTH_RIGHTS_ERASURE", "never")])).is_err());
         std::fs::write(&file, "[rights]\nerasure = \"whenever\"\n").unwrap();
         assert!(Config::load(Some(&file), &[]).is_err());
+    }
+
+    #[test]
+    fn scheduling_table_parses_and_is_checked() {
+        let dir = std::env::temp_dir().join(format!("hearth-config-scheduling-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("hearth.toml");
+        std::fs::write(&file, "[scheduling]\nreminder_offsets_minutes = [2880, 60]\nlate_cancel_hours = 48\n").unwrap();
+        let c = Config::load(Some(&file), &[]).unwrap();
+        assert_eq!(c.scheduling.reminder_offsets_minutes, [2880, 60]);
+        assert_eq!((c.scheduling.late_cancel_hours, c.scheduling.max_search_days), (48, 62));
+        assert_eq!(Config::default().scheduling.reminder_offsets_minutes, [1440, 120]);
+        for bad in [
+            "[scheduling]\nreminder_offsets_minutes = [0]\n",
+            "[scheduling]\nmax_search_days = 0\n",
+            "[scheduling]\nreminders = true\n",
+        ] {
+            std::fs::write(&file, bad).unwrap();
+            assert!(Config::load(Some(&file), &[]).is_err(), "{bad}");
+        }
     }
 }

@@ -14,6 +14,7 @@ pub mod jobs;
 pub mod notify;
 mod ops;
 pub mod rights;
+pub mod scheduling;
 mod telemetry;
 
 pub use app::{App, Clock, StartError, SystemClock};

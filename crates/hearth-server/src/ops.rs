@@ -37,6 +37,17 @@ use crate::error::ApiError;
         crate::notify::routes::register, crate::notify::routes::vapid_public_key, crate::notify::routes::list,
         crate::notify::routes::mark_read, crate::notify::routes::live, crate::notify::routes::get_preferences,
         crate::notify::routes::put_preferences, crate::notify::routes::admin_list, crate::notify::routes::twilio_status,
+        crate::scheduling::schedules::list, crate::scheduling::schedules::get_one, crate::scheduling::schedules::create,
+        crate::scheduling::schedules::replace, crate::scheduling::schedules::available,
+        crate::scheduling::booking::book, crate::scheduling::booking::list, crate::scheduling::booking::get_one,
+        crate::scheduling::booking::cancel, crate::scheduling::booking::reschedule, crate::scheduling::booking::no_show,
+        crate::scheduling::booking::check_in, crate::scheduling::booking::waitlist, crate::scheduling::booking::join_waitlist,
+        crate::scheduling::booking::leave_waitlist,
+        crate::scheduling::encounters::create, crate::scheduling::encounters::list, crate::scheduling::encounters::get_one,
+        crate::scheduling::encounters::update,
+        crate::scheduling::letters::create, crate::scheduling::letters::list, crate::scheduling::letters::get_one,
+        crate::scheduling::letters::update, crate::scheduling::letters::versions, crate::scheduling::letters::create_note,
+        crate::scheduling::letters::list_notes,
     ),
     modifiers(&BearerAuth)
 )]

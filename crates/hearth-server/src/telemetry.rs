@@ -56,10 +56,12 @@ pub fn router(app: Arc<App>) -> Router {
                 .merge(crate::auth::smart::router())
                 .merge(crate::audit::router())
                 .merge(crate::notify::routes::router())
+                .merge(crate::scheduling::availability_router())
                 .layer(middleware::from_fn_with_state(app.clone(), crate::audit::denials_layer)),
         )
         .merge(crate::consent::router().layer(middleware::from_fn_with_state(app.clone(), crate::audit::fhir_layer)))
         .merge(crate::rights::router().layer(middleware::from_fn_with_state(app.clone(), crate::audit::fhir_layer)))
+        .merge(crate::scheduling::router().layer(middleware::from_fn_with_state(app.clone(), crate::audit::fhir_layer)))
         .layer(middleware::from_fn_with_state(app.clone(), crate::auth::web::api_limit))
         .layer(middleware::from_fn_with_state(app.clone(), record_metrics))
         .layer(middleware::from_fn_with_state(app.clone(), crate::auth::web::security_headers));

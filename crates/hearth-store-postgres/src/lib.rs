@@ -537,6 +537,11 @@ impl StoreTx for PgTx {
         advisory_lock(&mut self.tx, &format!("resource:Patient/{}", plan.patient)).await?;
         hearth_store_sql::erase::erase_patient(&mut Conn(&mut self.tx, self.cipher.clone()), plan, actor).await
     }
+
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send> {
+        let sql: Box<dyn hearth_store_sql::notify::SqlTx> = self;
+        Box::new(sql)
+    }
 }
 
 /// The same write transaction for the shared SQL of `hearth_store_sql` (identity, notifications).

@@ -32,6 +32,7 @@ mod index;
 pub mod mfa;
 pub mod notify;
 pub mod oauth;
+pub mod scheduling;
 mod search;
 
 use async_trait::async_trait;

@@ -14,7 +14,7 @@
 //! worker cannot overwrite what its successor recorded.
 
 use async_trait::async_trait;
-use hearth_store::StoreError;
+use hearth_store::{GuardedTx, StoreError, StoreTx};
 use tokio::sync::Mutex;
 
 use crate::identity::{corrupt, int, opt_text, text};
@@ -40,6 +40,27 @@ impl TxDb {
         match self.tx.into_inner() {
             Some(tx) => tx.commit().await,
             None => Err(closed()),
+        }
+    }
+}
+
+/// A backend transaction that is both a resource transaction and a [`DbTx`] (both SQL
+/// backends' transactions are): what `StoreTx::into_any` boxes.
+pub trait SqlTx: StoreTx + DbTx {}
+
+impl<T: StoreTx + DbTx> SqlTx for T {}
+
+impl TxDb {
+    /// The transaction of `tx` as a [`TxDb`]: the resource writes already made through it and
+    /// the rows written here (reminders, booking claims) commit together, or not at all. The
+    /// guarded view ends here: finish the resource writes first.
+    pub fn from_guarded(tx: GuardedTx) -> Result<TxDb, StoreError> {
+        match tx.into_inner().into_any().downcast::<Box<dyn SqlTx>>() {
+            Ok(sql) => {
+                let tx: Box<dyn DbTx> = *sql;
+                Ok(TxDb { dialect: tx.dialect(), tx: Mutex::new(Some(tx)) })
+            }
+            Err(_) => Err(StoreError::Corrupt("this backend's transactions have no SQL side".into())),
         }
     }
 }

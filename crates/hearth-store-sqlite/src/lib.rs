@@ -334,6 +334,11 @@ impl StoreTx for SqliteTx {
         sqlx::query("PRAGMA secure_delete = OFF").execute(&mut *self.tx).await.map_err(db_error)?;
         erased
     }
+
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send> {
+        let sql: Box<dyn hearth_store_sql::notify::SqlTx> = self;
+        Box::new(sql)
+    }
 }
 
 /// The same write transaction for the shared SQL of `hearth_store_sql` (identity, notifications).

@@ -367,6 +367,13 @@ impl GuardedTx {
         }
         self.tx.erase_patient(plan, self.access.actor.as_deref()).await
     }
+
+    /// The transaction itself, for a backend family's extension of it (see
+    /// [`StoreTx::into_any`]): what is written through it from here on is not checked against
+    /// the access, so callers hand it on only for rows outside the resource store.
+    pub fn into_inner(self) -> Box<dyn StoreTx> {
+        self.tx
+    }
 }
 
 /// The ids of the Patients a resource references through its compartment parameters.

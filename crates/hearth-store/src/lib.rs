@@ -392,6 +392,12 @@ pub trait StoreTx: Send {
     /// Erases a patient's record inside this transaction (see [`ErasurePlan`] for exactly what),
     /// attributing the tombstones to `actor`, unless a hold applies (then nothing changes).
     async fn erase_patient(&mut self, plan: &ErasurePlan, actor: Option<&str>) -> Result<Erasure, StoreError>;
+
+    /// This transaction, boxed for its backend family's own interface to it (the SQL backends
+    /// box a `Box<dyn hearth_store_sql::notify::SqlTx>`), so that rows this crate does not model
+    /// (notification outbox, booking claims) commit with the resource writes. This crate knows
+    /// no SQL: the family's crate downcasts (`hearth_store_sql::notify::TxDb::from_guarded`).
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send>;
 }
 
 mod erase;

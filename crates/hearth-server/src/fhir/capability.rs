@@ -80,6 +80,12 @@ pub fn capability_statement(model: &Model, registry: &Registry, base: &str, star
                 "Group" => vec![
                     json!({"name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export"}),
                 ],
+                // Hearth's own scheduling operations (docs/SCHEDULING.md): computed free slots and
+                // atomic booking; their parameters are Hearth's, not those of an IG.
+                "Appointment" => vec![
+                    json!({"name": "find", "definition": "urn:hearth:OperationDefinition/Appointment-find"}),
+                    json!({"name": "book", "definition": "urn:hearth:OperationDefinition/Appointment-book"}),
+                ],
                 _ => Vec::new(),
             };
             let mut resource = json!({

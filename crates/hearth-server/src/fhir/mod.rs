@@ -45,6 +45,8 @@ pub fn router() -> Router<Arc<App>> {
         )
         .route("/{type}/_search", post(search::search_type_post))
         .route("/{type}/$reindex", post(search_parameters::reindex_type))
+        .route("/{type}/$find", get(crate::scheduling::find_op))
+        .route("/{type}/$book", post(crate::scheduling::book_op))
         .route("/{type}/$export", get(export::kickoff_type))
         .route("/{type}/_history", get(i::history_type))
         .route("/{type}/{id}", get(i::read).put(i::update).delete(i::delete).patch(i::patch))

@@ -14,9 +14,9 @@ use crate::common::{count, race};
 
 const BIN: &str = env!("CARGO_BIN_EXE_hearth");
 
-struct Proc {
+pub(crate) struct Proc {
     child: Child,
-    base: String,
+    pub(crate) base: String,
     lines: Arc<Mutex<Vec<String>>>,
     /// An admin's access token (the admin is created with `hearth admin create-admin`).
     token: String,
@@ -24,7 +24,7 @@ struct Proc {
 
 impl Proc {
     /// A client that sends the admin's token.
-    fn client(&self) -> reqwest::Client {
+    pub(crate) fn client(&self) -> reqwest::Client {
         let mut headers = reqwest::header::HeaderMap::new();
         headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {}", self.token).parse().unwrap());
         reqwest::Client::builder().default_headers(headers).build().unwrap()
@@ -86,7 +86,7 @@ fn command(cwd: &Path, env: &[(&str, &str)], args: &[&str]) -> Command {
 }
 
 /// Starts `hearth serve` and waits for its "listening on" line.
-async fn start(cwd: &Path, env: &[(&str, &str)]) -> Proc {
+pub(crate) async fn start(cwd: &Path, env: &[(&str, &str)]) -> Proc {
     let mut env = env.to_vec();
     env.push(("HEARTH_LISTEN", "127.0.0.1:0"));
     let mut child = command(cwd, &env, &["serve"]).spawn().unwrap();
@@ -114,13 +114,13 @@ async fn start(cwd: &Path, env: &[(&str, &str)]) -> Proc {
     Proc { child, base, lines, token }
 }
 
-async fn sigterm(p: &Proc) {
+pub(crate) async fn sigterm(p: &Proc) {
     let pid = p.child.id().unwrap().to_string();
     let status = Command::new("kill").args(["-TERM", &pid]).status().await.unwrap();
     assert!(status.success());
 }
 
-async fn wait_exit(p: &mut Proc) -> std::process::ExitStatus {
+pub(crate) async fn wait_exit(p: &mut Proc) -> std::process::ExitStatus {
     tokio::time::timeout(Duration::from_secs(30), p.child.wait()).await.expect("did not exit").unwrap()
 }
 

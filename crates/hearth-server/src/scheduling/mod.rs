@@ -1,0 +1,205 @@
+//! Scheduling, encounters and clinical notes (issue 8): availability (`schedules.rs`), slot
+//! computation (`slots.rs`, pure), booking with reminders (`booking.rs`), encounters
+//! (`encounters.rs`) and letters and notes (`letters.rs`). FHIR resources are the record; the
+//! app API on top is task-oriented, like `consent.rs`.
+//!
+//! Decisions:
+//! - Availability is a FHIR `Schedule` (actor: the `Practitioner`, and the `Location` and
+//!   `HealthcareService` it is for) whose weekly hours, appointment types, exceptions and
+//!   booking rules are extensions (`urn:hearth:extension:schedule-*`): R4 has no element for a
+//!   time zone or for durations per appointment type. A `PractitionerRole` written with it states the weekly
+//!   hours and closures in FHIR's own elements for other readers. Slots are computed from it on demand and
+//!   never stored; `Appointment/$find` answers them as `Slot` resources that are not kept.
+//! - A booking is one transaction: the `Appointment` (written through the caller's
+//!   `GuardedTx`, so reach and attribution apply), then, on the same transaction handed on as
+//!   a `TxDb` (`TxDb::from_guarded`), the practitioner's claimed 5-minute cells
+//!   (`sched_claims`, primary key `(practitioner, cell)`), the patient's reminders and the
+//!   clinic's notice. Overlapping bookings cannot both commit on either backend or across
+//!   processes; the loser gets `409 slot_taken` with alternatives.
+//! - Schedules are not in a patient compartment, so clinicians bound to an organisation could
+//!   not write them through their own reach: the app checks that the caller is that
+//!   practitioner or an admin, then writes with an unrestricted reach attributed to the caller.
+//! - Message texts name a time and nothing else (no practitioner, reason or diagnosis).
+
+pub mod booking;
+pub mod encounters;
+pub mod letters;
+pub mod schedules;
+pub mod slots;
+
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use hearth_auth::Role;
+use hearth_store::{Access, Current, Grants, Guarded, Reach, Version};
+use serde_json::Value;
+
+use crate::app::App;
+use crate::auth::Caller;
+use crate::error::ApiError;
+
+pub use booking::{book_op, find_op};
+
+pub(crate) const V2_0276: &str = "http://terminology.hl7.org/CodeSystem/v2-0276";
+pub(crate) const EXT: &str = "urn:hearth:extension:";
+
+/// The routes on patient data (appointments, encounters, letters): mounted under the audit
+/// layer, one AuditEvent per request naming the patients it touched.
+pub fn router() -> axum::Router<Arc<App>> {
+    axum::Router::new().merge(booking::router()).merge(encounters::router()).merge(letters::router())
+}
+
+/// Availability and slot search (no patient data): mounted with the rest of the app API, whose
+/// refusals are audited.
+pub fn availability_router() -> axum::Router<Arc<App>> {
+    schedules::router()
+}
+
+pub(crate) fn bad(code: &'static str, msg: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, code, msg)
+}
+
+pub(crate) fn forbidden(msg: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::FORBIDDEN, "forbidden", msg)
+}
+
+pub(crate) fn not_found(what: &str) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no such {what}"))
+}
+
+pub(crate) fn conflict(code: &'static str, msg: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::CONFLICT, code, msg)
+}
+
+pub(crate) fn body_of<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| bad("invalid_body", e.to_string()))
+}
+
+pub(crate) fn json_of(v: &Version) -> Result<Value, ApiError> {
+    v.body
+        .as_deref()
+        .and_then(|b| serde_json::from_str(b).ok())
+        .ok_or_else(|| ApiError::internal("stored resource is not JSON"))
+}
+
+pub(crate) fn is_staff(caller: &Caller) -> bool {
+    matches!(caller.role, Role::Clinician | Role::Admin)
+}
+
+/// The caller's own `Practitioner` id (clinicians).
+pub(crate) fn own_practitioner(caller: &Caller) -> Option<&str> {
+    caller.account.fhir_user.as_deref().and_then(|u| u.strip_prefix("Practitioner/"))
+}
+
+/// The store with an unrestricted reach, attributed to the caller, for writes the app has
+/// authorised itself (schedules; see the module docs).
+pub(crate) fn acting_for(app: &App, caller: &Caller) -> Guarded {
+    let access =
+        Access { reach: Reach::All, grants: Grants::all(), actor: Some(caller.account.id.clone()), audit: false };
+    let store = Guarded::new(Arc::clone(&app.store), access);
+    match &caller.audit {
+        Some(slip) => store.witnessed(Arc::clone(slip) as Arc<dyn hearth_store::Witness>),
+        None => store,
+    }
+}
+
+/// Validates a resource built by the app API against R4 (a failure is our bug: 500).
+pub(crate) fn check(app: &App, resource_type: &str, resource: &Value) -> Result<(), ApiError> {
+    crate::fhir::validate(app, resource_type, resource).map_err(|e| {
+        ApiError::internal(format!(
+            "the {resource_type} built for the app API does not validate: {:?}",
+            e.issues.first().map(|i| &i.diagnostics)
+        ))
+    })
+}
+
+/// A live resource the caller may read, as JSON with its version.
+pub(crate) async fn read_json(
+    store: &Guarded,
+    resource_type: &str,
+    id: &str,
+) -> Result<Option<(Version, Value)>, ApiError> {
+    if !crate::fhir::valid_id(id) {
+        return Ok(None);
+    }
+    match store.read(resource_type, id).await? {
+        Current::Found(v) => {
+            let j = json_of(&v)?;
+            Ok(Some((v, j)))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// `Type/id` → `id` when the reference is of that type.
+pub(crate) fn ref_id<'a>(v: &'a Value, pointer: &str, resource_type: &str) -> Option<&'a str> {
+    v.pointer(pointer)
+        .and_then(Value::as_str)
+        .and_then(|r| r.strip_prefix(resource_type))
+        .and_then(|r| r.strip_prefix('/'))
+}
+
+pub(crate) fn instant(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+pub(crate) fn parse_instant(s: &str, field: &str) -> Result<chrono::DateTime<chrono::Utc>, ApiError> {
+    crate::fhir::query::parse_instant(s).filter(|_| s.contains('T')).ok_or_else(|| {
+        bad("invalid_time", format!("`{field}` must be an instant with a time zone, e.g. 2026-12-01T09:00:00Z"))
+    })
+}
+
+/// Every live match of a search the store view `store` may see (at most `limit`).
+pub(crate) async fn search_all(
+    app: &App,
+    store: &Guarded,
+    resource_type: &str,
+    pairs: &[(&str, String)],
+    limit: usize,
+) -> Result<Vec<Version>, ApiError> {
+    let pairs: Vec<(String, String)> = pairs.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect();
+    let query = app
+        .registry()
+        .parse_query(&[resource_type], &pairs, hearth_search::Handling::Strict)
+        .map_err(|e| ApiError::internal(format!("scheduling search does not parse: {e:?}")))?;
+    let mut out = Vec::new();
+    let mut cursor = None;
+    loop {
+        let request = hearth_store::SearchRequest {
+            query: query.clone(),
+            access: Access::system(),
+            compartment: None,
+            cursor,
+            count_total: false,
+        };
+        let page = store.search(request).await?;
+        out.extend(page.matches);
+        match page.next {
+            Some(next) if out.len() < limit => cursor = Some(next),
+            _ => return Ok(out),
+        }
+    }
+}
+
+/// Whether `s` can be a FHIR `string`: some text, no control characters but tab, CR and LF, at
+/// most `max` bytes. (What the app API puts into resources is checked here, so that a resource
+/// failing validation afterwards is our bug, never the caller's text.)
+pub(crate) fn plain_text(s: &str, max: usize) -> bool {
+    !s.trim().is_empty() && s.len() <= max && !s.chars().any(|c| c.is_control() && !matches!(c, '\t' | '\r' | '\n'))
+}
+
+/// Whether `s` can be a FHIR `code`: no leading, trailing or repeated whitespace.
+pub(crate) fn fhir_code(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 200
+        && s.trim() == s
+        && !s.contains("  ")
+        && !s.chars().any(|c| c.is_control() || (c.is_whitespace() && c != ' '))
+}
+
+/// Whether `s` is an absolute URI a coding's `system` may hold.
+pub(crate) fn system_uri(s: &str) -> bool {
+    (s.starts_with("http://") || s.starts_with("https://") || s.starts_with("urn:"))
+        && s.len() <= 500
+        && !s.chars().any(|c| c.is_whitespace() || c.is_control())
+}

@@ -13,19 +13,23 @@
 //!   auth routes. Requests refused before authentication (`401`) and refusals (`403`) are events
 //!   with a failure outcome; a `404` for a record outside the caller's reach looks like any
 //!   `404` on purpose, and is recorded like one.
-//! - **Journaled before the answer, indexed in bulk.** The request waits until its event is
-//!   committed to the journal — its chain link and stored JSON (`audit_chain`, `audit_pending`),
-//!   two multi-row inserts per transaction — so the response is never sent for an access that
-//!   is not on record (if the trail cannot be written the answer is `503`). One writer task
-//!   journals whatever queued while the previous batch was committing (group commit). An indexer
-//!   task then stores journaled events as searchable `AuditEvent` resources (version, current
-//!   and index rows, one multi-row insert per table) in large batches: when thousands are
-//!   waiting, when the server is quiet, and at once when anyone reads the audit store. Readers
-//!   get the store as a [`Trail`], which has the indexer catch up before every read, so a search
-//!   never misses an event that a finished request recorded. Indexing ~20 index rows per event
-//!   one event at a time cost more than the request itself (docs/PERFORMANCE.md, "Audit
-//!   trail"). Events a stopped or crashed process left in the journal are indexed by the next
-//!   indexer, or by [`verify`].
+//! - **Queued for a group commit, then indexed in bulk.** A request queues its event for the
+//!   writer task, which journals whatever queued while its previous commit ran — the chain
+//!   links with the events' stored JSON (`audit_chain`), one conditional multi-row insert per
+//!   commit. By default the request is answered once its event is queued: waiting for the
+//!   commit too serialised every request behind one writer and its connection thread, and cut
+//!   read throughput by two thirds under load (docs/PERFORMANCE.md, "Audit trail"). The price:
+//!   a crash or power loss can lose the events of requests answered in the last moments before
+//!   it (a graceful stop journals everything first), and the trail fails closed: after a
+//!   failed commit every request waits for its own and answers `503` until a commit succeeds.
+//!   `[audit] wait_for_commit = true` answers only after the commit, for deployments that need
+//!   that guarantee more than throughput. An indexer task then stores journaled events as
+//!   searchable `AuditEvent` resources (version, current and index rows, one multi-row insert
+//!   per table) in large batches: when thousands are waiting, when the server is quiet, and at
+//!   once when anyone reads the audit store. Readers get the store as a [`Trail`], which flushes
+//!   the queue through the writer and the indexer before every read, so a read never misses an
+//!   event of a request that has been answered. Events a stopped or crashed process left in
+//!   the journal are indexed by the next indexer, or by [`verify`].
 //! - **Tamper-evident.** Each event is stored as an `AuditEvent` resource (searchable through
 //!   `/fhir/AuditEvent` by admins) and appended to `audit_chain` with
 //!   `hash = SHA-256(previous hash ‖ "\n" ‖ stored JSON)`, under a lock on the chain head, in the
@@ -72,26 +76,30 @@ const INDEX_EVERY: Duration = Duration::from_millis(100);
 const INDEX_AFTER: usize = 2048;
 const INDEX_BATCH: u32 = 1024;
 
-struct Pending {
-    id: String,
-    /// The event as stored (stamped), built by the recording request so the writer only writes.
-    body: String,
-    done: oneshot::Sender<Result<(), String>>,
+enum Msg {
+    /// An event to journal; `done` is told when it is committed (if the request waits).
+    Record { id: String, body: String, done: Option<oneshot::Sender<Result<(), String>>> },
+    /// A reader of the trail: everything queued before it is journaled, then indexed, then it
+    /// is answered.
+    Flush(Flush),
 }
 
-/// A reader of the trail waiting until everything journaled is searchable.
+/// A reader of the trail waiting until everything recorded before is searchable.
 type Flush = oneshot::Sender<Result<(), String>>;
 
 /// The queues to the audit writer (journal) and indexer.
 pub struct Auditor {
-    tx: mpsc::Sender<Pending>,
-    rx: Mutex<Option<mpsc::Receiver<Pending>>>,
+    tx: mpsc::Sender<Msg>,
+    rx: Mutex<Option<mpsc::Receiver<Msg>>>,
     flush_tx: mpsc::Sender<Flush>,
     flush_rx: Mutex<Option<mpsc::Receiver<Flush>>>,
     /// Events this process has journaled (a running count the indexer compares).
     journaled: Arc<AtomicUsize>,
-    /// Whether this process runs an indexer (a server; command-line tasks do not).
-    indexing: Arc<AtomicBool>,
+    /// Whether this process runs the writer and indexer (a server; command-line tasks do not).
+    running: Arc<AtomicBool>,
+    /// The last journal commit failed: requests wait for their own commit until one succeeds
+    /// (fail closed: they answer `503` while the trail cannot be written).
+    failing: AtomicBool,
 }
 
 impl Default for Auditor {
@@ -104,7 +112,8 @@ impl Default for Auditor {
             flush_tx,
             flush_rx: Mutex::new(Some(flush_rx)),
             journaled: Arc::new(AtomicUsize::new(0)),
-            indexing: Arc::new(AtomicBool::new(false)),
+            running: Arc::new(AtomicBool::new(false)),
+            failing: AtomicBool::new(false),
         }
     }
 }
@@ -117,43 +126,98 @@ fn take<T>(slot: &Mutex<Option<T>>) -> Option<T> {
 }
 
 impl Auditor {
-    /// Records `event` and waits until it is journaled (committed, chained).
+    /// Records `event`: queues it for the next group commit and, with `[audit] wait_for_commit`
+    /// or while the trail is failing, waits until it is committed.
     pub async fn record(&self, app: &App, event: Value) -> Result<(), String> {
         let id = uuid::Uuid::now_v7().to_string();
         let body = hearth_store::stamp(event, &id, 1, app.clock.now());
-        let (done, committed) = oneshot::channel();
-        self.tx.send(Pending { id, body, done }).await.map_err(|_| "the audit writer has stopped".to_owned())?;
-        committed.await.map_err(|_| "the audit writer has stopped".to_owned())?
+        let wait = app.config.audit.wait_for_commit || self.failing.load(Ordering::SeqCst);
+        let (done, committed) = if wait {
+            let (done, committed) = oneshot::channel();
+            (Some(done), Some(committed))
+        } else {
+            (None, None)
+        };
+        let stopped = || "the audit writer has stopped".to_owned();
+        self.tx.send(Msg::Record { id, body, done }).await.map_err(|_| stopped())?;
+        match committed {
+            Some(committed) => committed.await.map_err(|_| stopped())?,
+            None => Ok(()),
+        }
+    }
+
+    /// Waits until every event recorded before the call is journaled and searchable (a no-op
+    /// in a process without a writer: a command-line task records nothing).
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        flush_through(&self.tx, &self.running).await
     }
 
     /// The audit store as readers see it: indexed up to date before every read.
     pub fn trail(&self, store: Arc<dyn ResourceStore>) -> Trail {
-        Trail { inner: store, flush: self.flush_tx.clone(), indexing: Arc::clone(&self.indexing) }
+        Trail { inner: store, tx: self.tx.clone(), running: Arc::clone(&self.running) }
     }
 }
 
+async fn flush_through(tx: &mpsc::Sender<Msg>, running: &AtomicBool) -> Result<(), StoreError> {
+    if !running.load(Ordering::SeqCst) {
+        return Ok(());
+    }
+    let unavailable = |m: String| StoreError::Unavailable(m.into());
+    let (done, indexed) = oneshot::channel();
+    tx.send(Msg::Flush(done)).await.map_err(|_| unavailable("the audit writer has stopped".into()))?;
+    indexed.await.map_err(|_| unavailable("the audit writer has stopped".into()))?.map_err(unavailable)
+}
+
 /// The writer task (started by `serve`): journals queued events in batches (group commit) until
-/// the queue closes. Requests wait for this commit only.
+/// the queue closes, and passes readers' flushes on to the indexer once what was queued before
+/// them is journaled.
 pub async fn writer(app: Arc<App>) {
     let Some(mut rx) = take(&app.audit.rx) else { return };
     let mut batch = Vec::with_capacity(BATCH);
     // The chain's last link as this writer last saw it (`None`: not known yet).
     let mut head: Option<(i64, String)> = None;
     while rx.recv_many(&mut batch, BATCH).await > 0 {
-        let (events, waiting): (Vec<_>, Vec<_>) = batch.drain(..).map(|p| ((p.id, p.body), p.done)).unzip();
-        let result = match journal(&app, head.take(), events).await {
-            Ok(last) => {
-                head = Some(last);
-                app.audit.journaled.fetch_add(waiting.len(), Ordering::SeqCst);
-                Ok(())
+        let mut events = Vec::with_capacity(batch.len());
+        let mut waiting = Vec::new();
+        let mut flushes = Vec::new();
+        for msg in batch.drain(..) {
+            match msg {
+                Msg::Record { id, body, done } => {
+                    events.push((id, body));
+                    waiting.extend(done);
+                }
+                Msg::Flush(done) => flushes.push(done),
             }
-            Err(e) => {
-                tracing::error!(error = %e, events = waiting.len(), "cannot write the audit trail");
-                Err(e.to_string())
+        }
+        let n = events.len();
+        let result = if events.is_empty() {
+            Ok(())
+        } else {
+            match journal(&app, head.take(), events).await {
+                Ok(last) => {
+                    head = Some(last);
+                    app.audit.journaled.fetch_add(n, Ordering::SeqCst);
+                    app.audit.failing.store(false, Ordering::SeqCst);
+                    Ok(())
+                }
+                Err(e) => {
+                    // These events are lost (their requests were answered, unless they waited):
+                    // said loudly, and from now on requests wait for their own commit.
+                    app.audit.failing.store(true, Ordering::SeqCst);
+                    tracing::error!(error = %e, events = n, "cannot write the audit trail");
+                    Err(e.to_string())
+                }
             }
         };
         for done in waiting {
             let _ = done.send(result.clone());
+        }
+        for done in flushes {
+            if result.is_err() {
+                let _ = done.send(result.clone());
+            } else if let Err(mpsc::error::SendError(done)) = app.audit.flush_tx.send(done).await {
+                let _ = done.send(Err("the audit indexer has stopped".into()));
+            }
         }
     }
 }
@@ -164,7 +228,7 @@ pub async fn writer(app: Arc<App>) {
 /// [`verify`]).
 pub async fn indexer(app: Arc<App>) {
     let Some(mut flushes) = take(&app.audit.flush_rx) else { return };
-    app.audit.indexing.store(true, Ordering::SeqCst);
+    app.audit.running.store(true, Ordering::SeqCst);
     // Events journaled and not indexed yet (this process's; a previous process's leftovers count
     // as one so that they are indexed at the first quiet moment).
     let mut unindexed = 1usize;
@@ -202,7 +266,7 @@ pub async fn indexer(app: Arc<App>) {
             let _ = done.send(result.clone());
         }
     }
-    app.audit.indexing.store(false, Ordering::SeqCst);
+    app.audit.running.store(false, Ordering::SeqCst);
 }
 
 /// Chains `events` after `head` (the link `prev` hashes into, `GENESIS` before the first).
@@ -303,20 +367,13 @@ pub async fn index_pending(app: &App) -> Result<(), StoreError> {
 /// that a finished request recorded.
 pub struct Trail {
     inner: Arc<dyn ResourceStore>,
-    flush: mpsc::Sender<Flush>,
-    indexing: Arc<AtomicBool>,
+    tx: mpsc::Sender<Msg>,
+    running: Arc<AtomicBool>,
 }
 
 impl Trail {
     async fn caught_up(&self) -> Result<(), StoreError> {
-        if !self.indexing.load(Ordering::SeqCst) {
-            // No indexer in this process (a command-line task): nothing of ours is waiting.
-            return Ok(());
-        }
-        let unavailable = |m: String| StoreError::Unavailable(m.into());
-        let (done, indexed) = oneshot::channel();
-        self.flush.send(done).await.map_err(|_| unavailable("the audit indexer has stopped".into()))?;
-        indexed.await.map_err(|_| unavailable("the audit indexer has stopped".into()))?.map_err(unavailable)
+        flush_through(&self.tx, &self.running).await
     }
 }
 

@@ -74,6 +74,19 @@ pub struct Config {
     pub rights: RightsConfig,
     /// Appointments: reminders, the late-cancellation window (the `[scheduling]` table).
     pub scheduling: SchedulingConfig,
+    /// The audit trail (the `[audit]` table).
+    pub audit: AuditConfig,
+}
+
+/// The `[audit]` table (see `crate::audit`).
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Answer a request only once its AuditEvent is committed (`true`), or once it is queued for
+    /// the next group commit (`false`, the default: a crash or power loss can lose the events of
+    /// requests answered in the last moments before it; a graceful stop loses none, and once a
+    /// commit of the trail fails every request waits for its own until one succeeds).
+    pub wait_for_commit: bool,
 }
 
 /// How a patient's erasure request is decided.
@@ -283,6 +296,7 @@ impl Default for Config {
             encryption_key_file: None,
             encryption_key: None,
             rights: RightsConfig::default(),
+            audit: AuditConfig::default(),
         }
     }
 }
@@ -305,7 +319,7 @@ const KNOWN_VARS: &str = "HEARTH_CONFIG, HEARTH_LISTEN, HEARTH_DATA_DIR, HEARTH_
 HEARTH_LOG_LEVEL, HEARTH_MAX_BODY_BYTES, HEARTH_BASE_URL, HEARTH_SHUTDOWN_GRACE_SECS, HEARTH_DEV_MODE, \
 HEARTH_AUTH_REQUIRE_MFA_FOR_CLINICIANS, HEARTH_AUTH_API_REQUESTS_PER_MINUTE, HEARTH_AUTH_AUTH_ATTEMPTS_PER_MINUTE, \
 HEARTH_AUTH_CORS_ALLOWED_ORIGINS, HEARTH_AUTH_PEPPER, HEARTH_ENCRYPTION_KEY_FILE, HEARTH_ENCRYPTION_KEY, \
-HEARTH_ADMIN_PASSWORD, HEARTH_RIGHTS_ERASURE, HEARTH_RIGHTS_RETENTION_DAYS";
+HEARTH_ADMIN_PASSWORD, HEARTH_RIGHTS_ERASURE, HEARTH_RIGHTS_RETENTION_DAYS, HEARTH_AUDIT_WAIT_FOR_COMMIT";
 
 fn parse_bool(value: &str) -> Result<bool, String> {
     match value {
@@ -400,6 +414,7 @@ impl Config {
                         other => return Err(bad(format!("expected `admin-approval` or `immediate`, got `{other}`"))),
                     }
                 }
+                "HEARTH_AUDIT_WAIT_FOR_COMMIT" => config.audit.wait_for_commit = parse_bool(value).map_err(bad)?,
                 "HEARTH_RIGHTS_RETENTION_DAYS" => {
                     config.rights.retention_days = value.parse().map_err(|e| bad(format!("{e}")))?
                 }

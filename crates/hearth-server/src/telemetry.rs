@@ -125,8 +125,13 @@ pub async fn serve(
         () = deadline => tracing::warn!(grace_secs = grace.as_secs(), "grace period expired; abandoning in-flight requests"),
     }
     worker.abort();
-    // Every request that finished has its event committed (it waited for it); what is not
-    // indexed yet stays in the journal for the next start.
+    // Every request has finished: journal what they queued and index it (what cannot be
+    // indexed now stays in the journal for the next start).
+    match tokio::time::timeout(Duration::from_secs(10), app.audit.flush()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "cannot write the last audit events"),
+        Err(_) => tracing::error!("the last audit events were not written within 10 s"),
+    }
     auditor.abort();
     audit_indexer.abort();
     if let Some(n) = notifier {

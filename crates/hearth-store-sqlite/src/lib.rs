@@ -55,29 +55,11 @@ pub struct SqliteOptions {
     pub busy_timeout: Duration,
     /// The encryption keys (SQLCipher); `None`: a plaintext database.
     pub keys: Option<KeySource>,
-    /// When a commit is on disk.
-    pub durability: Durability,
-}
-
-/// When a commit counts as durable (SQLite's `synchronous` setting in WAL mode).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Durability {
-    /// The WAL is flushed to disk (fsync) before a commit returns: survives power loss.
-    #[default]
-    Full,
-    /// A commit is in the WAL in the operating system's cache when it returns and flushed at the
-    /// next checkpoint: survives the process crashing or being killed, not power loss.
-    Normal,
 }
 
 impl Default for SqliteOptions {
     fn default() -> Self {
-        SqliteOptions {
-            read_connections: 8,
-            busy_timeout: Duration::from_secs(10),
-            keys: None,
-            durability: Durability::Full,
-        }
+        SqliteOptions { read_connections: 8, busy_timeout: Duration::from_secs(10), keys: None }
     }
 }
 
@@ -93,10 +75,7 @@ fn base_options(path: &Path, options: &SqliteOptions) -> SqliteConnectOptions {
         .filename(path)
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(match options.durability {
-            Durability::Full => SqliteSynchronous::Full,
-            Durability::Normal => SqliteSynchronous::Normal,
-        })
+        .synchronous(SqliteSynchronous::Full)
         .foreign_keys(true)
         .busy_timeout(options.busy_timeout)
         .pragma("temp_store", "memory")

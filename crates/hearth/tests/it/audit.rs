@@ -133,9 +133,18 @@ async fn interactions_and_sign_ins_are_recorded_in_a_chain_that_exposes_tamperin
     assert!(!everything.to_string().contains("\"AuditEvent\""));
 
     // The capability statement holds no one's data: not recorded. Event names carry the full path.
-    let before = hearth_store_sql::audit::chain_length(&*t.app.audit_db).await.unwrap();
+    let before = {
+        t.app.audit.flush().await.unwrap();
+        hearth_store_sql::audit::chain_length(&*t.app.audit_db).await.unwrap()
+    };
     assert_eq!(t.get("/fhir/metadata").await.status, 200);
-    assert_eq!(hearth_store_sql::audit::chain_length(&*t.app.audit_db).await.unwrap(), before);
+    assert_eq!(
+        {
+            t.app.audit.flush().await.unwrap();
+            hearth_store_sql::audit::chain_length(&*t.app.audit_db).await.unwrap()
+        },
+        before
+    );
     assert!(read.to_string().contains(&format!("GET /fhir/Observation/{obs}")), "{read}");
 
     // The chain is intact, in process and from the command line.
@@ -199,7 +208,10 @@ async fn a_removed_link_is_named() {
 async fn concurrent_requests_each_get_one_event_and_the_chain_stays_linear() {
     let t = TestApp::spawn().await;
     let pid = t.create(&patient("Busy")).await;
-    let before = hearth_store_sql::audit::chain_length(&*t.app.audit_db).await.unwrap();
+    let before = {
+        t.app.audit.flush().await.unwrap();
+        hearth_store_sql::audit::chain_length(&*t.app.audit_db).await.unwrap()
+    };
     let mut reads = tokio::task::JoinSet::new();
     for _ in 0..40 {
         let (client, url) = (t.client.clone(), t.url(&format!("/fhir/Patient/{pid}")));
@@ -208,7 +220,10 @@ async fn concurrent_requests_each_get_one_event_and_the_chain_stays_linear() {
     while let Some(status) = reads.join_next().await {
         assert_eq!(status.unwrap(), 200);
     }
-    let after = hearth_store_sql::audit::chain_length(&*t.app.audit_db).await.unwrap();
+    let after = {
+        t.app.audit.flush().await.unwrap();
+        hearth_store_sql::audit::chain_length(&*t.app.audit_db).await.unwrap()
+    };
     assert_eq!(after - before, 40);
     assert_eq!(verify(&t.app).await.unwrap(), Verdict::Intact(after));
 }
@@ -245,4 +260,52 @@ async fn a_patient_sees_who_accessed_their_record() {
     assert_eq!(bad.status, 400);
     assert_eq!(bad.json()["error"]["code"], "invalid_query");
     assert_eq!(t.send(doc.get(t.url("/api/v1/me/access-log"))).await.status, 403);
+}
+
+/// Answers go out once an event is queued; when a commit of the trail fails, the server fails
+/// closed: every later request waits for its own commit and is refused while the trail cannot
+/// be written, and serves again once it can.
+#[tokio::test]
+async fn a_trail_that_cannot_be_written_refuses_requests_until_it_can() {
+    let t = TestApp::spawn().await;
+    let pid = t.create(&patient("Closed")).await;
+    let read = format!("/fhir/Patient/{pid}");
+    assert_eq!(t.get(&read).await.status, 200);
+    let statements: Vec<&str> = if crate::common::backend() == "postgres" {
+        vec![
+            "CREATE FUNCTION refuse_audit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$",
+            "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_chain FOR EACH ROW EXECUTE FUNCTION refuse_audit()",
+        ]
+    } else {
+        vec![
+            "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_chain BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
+        ]
+    };
+    for s in statements {
+        t.app.audit_db.execute(&Sql { text: s.into(), binds: Vec::new() }).await.unwrap();
+    }
+    // The first request after the failure may have been answered from the queue; within a few
+    // requests the failure is known and every request waits for its own commit and is refused.
+    let mut refused = 0;
+    for _ in 0..20 {
+        match t.get(&read).await.status {
+            503 => refused += 1,
+            200 if refused == 0 => {}
+            other => panic!("after a refusal every request must be refused, got {other}"),
+        }
+        if refused >= 3 {
+            break;
+        }
+    }
+    assert_eq!(refused, 3, "the server kept answering although its audit trail could not be written");
+    let drop = if crate::common::backend() == "postgres" {
+        "DROP TRIGGER refuse_audit ON audit_chain"
+    } else {
+        "DROP TRIGGER refuse_audit"
+    };
+    t.app.audit_db.execute(&Sql { text: drop.into(), binds: Vec::new() }).await.unwrap();
+    assert_eq!(t.get(&read).await.status, 200);
+    assert_eq!(t.get(&read).await.status, 200);
+    // What was committed is still one unbroken chain (the lost events never got a link).
+    assert!(matches!(verify(&t.app).await.unwrap(), Verdict::Intact(_)));
 }

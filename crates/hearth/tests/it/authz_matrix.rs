@@ -54,7 +54,10 @@ fn observation(patient: &str) -> Value {
 
 /// The number of audit events and the newest one.
 async fn audit_state(t: &TestApp) -> (i64, Option<Value>) {
-    let n = hearth_store_sql::audit::chain_length(&*t.app.audit_db).await.unwrap();
+    let n = {
+        t.app.audit.flush().await.unwrap();
+        hearth_store_sql::audit::chain_length(&*t.app.audit_db).await.unwrap()
+    };
     let last = hearth_store_sql::audit::links(&*t.app.audit_db, n - 1, 1).await.unwrap();
     let event = match last.first() {
         Some(link) => match t.app.audit_store.read("AuditEvent", &link.event_id).await.unwrap() {

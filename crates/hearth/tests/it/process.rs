@@ -150,7 +150,9 @@ async fn zero_config_start_keeps_data_under_hearth_data() {
 #[tokio::test]
 async fn a_write_acknowledged_before_kill_9_survives() {
     let dir = tempfile::tempdir().unwrap();
-    let mut p = start(dir.path(), &[]).await;
+    // With `wait_for_commit` an answer means the request's audit event is committed too.
+    let env = [("HEARTH_AUDIT_WAIT_FOR_COMMIT", "true")];
+    let mut p = start(dir.path(), &env).await;
     for i in 0..25 {
         let body = json!({"resourceType": "Patient", "id": format!("p{i}"), "gender": "male"});
         assert_eq!(put(&p, "Patient", &format!("p{i}"), &body).await, 201);
@@ -161,9 +163,9 @@ async fn a_write_acknowledged_before_kill_9_survives() {
     p.child.start_kill().unwrap();
     wait_exit(&mut p).await;
 
-    let mut p = start(dir.path(), &[]).await;
     // The audit events of those writes were journaled before each answer; the killed process
     // had no time to index them, so the new one does before anyone reads the trail.
+    let mut p = start(dir.path(), &env).await;
     let url = format!("{}/fhir/AuditEvent?patient=Patient/p0&_summary=count", p.base);
     let events: Value = p.client().get(url).send().await.unwrap().json_text().await;
     assert_eq!(events["total"], 2, "{events}");

@@ -42,6 +42,11 @@ pub struct Guarded {
 /// The resource type kept in the audit store.
 pub const AUDIT_TYPE: &str = "AuditEvent";
 
+/// The resource type only the scheduling workflow writes ([`GuardedTx::scheduling`]): booking
+/// claims the clinician's time in the same transaction, and an Appointment written any other way
+/// would hold time nobody claimed (a double booking).
+pub const BOOKED_TYPE: &str = "Appointment";
+
 fn tell(witness: Option<&Arc<dyn Witness>>, versions: &[Version]) {
     if let Some(w) = witness {
         versions.iter().for_each(|v| w.saw(v));
@@ -205,7 +210,12 @@ impl Guarded {
 
     /// Starts a write transaction in which every write is checked against the access.
     pub async fn begin(&self) -> Result<GuardedTx, StoreError> {
-        Ok(GuardedTx { tx: self.store.begin().await?, access: self.access.clone(), witness: self.witness.clone() })
+        Ok(GuardedTx {
+            tx: self.store.begin().await?,
+            access: self.access.clone(),
+            witness: self.witness.clone(),
+            scheduling: false,
+        })
     }
 }
 
@@ -229,9 +239,19 @@ pub struct GuardedTx {
     tx: Box<dyn StoreTx>,
     access: Access,
     witness: Option<Arc<dyn Witness>>,
+    /// May write Appointments (see [`BOOKED_TYPE`]).
+    scheduling: bool,
 }
 
 impl GuardedTx {
+    /// The same transaction as the scheduling workflow's: it may write Appointments, because it
+    /// claims (or releases) the clinician's time in this transaction before committing. Every
+    /// other caller but the system itself (`hearth import`) is refused Appointment writes.
+    pub fn scheduling(mut self) -> GuardedTx {
+        self.scheduling = true;
+        self
+    }
+
     pub fn access(&self) -> &Access {
         &self.access
     }
@@ -312,6 +332,13 @@ impl GuardedTx {
         let rt = &version.resource_type;
         if rt == AUDIT_TYPE && self.access != Access::system() {
             return Err(StoreError::Forbidden("AuditEvents are written by the server only and never changed".into()));
+        }
+        if rt == BOOKED_TYPE && !self.scheduling && self.access != Access::system() {
+            return Err(StoreError::Forbidden(
+                "Appointments are booked, changed and cancelled through Appointment/$book and /api/v1/appointments, \
+                 which keep a clinician's time free of double bookings"
+                    .into(),
+            ));
         }
         let previous = self.tx.current(rt, &version.id).await?.filter(|c| !c.deleted);
         let op = match (&version.body, previous) {

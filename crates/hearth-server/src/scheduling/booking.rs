@@ -489,7 +489,7 @@ pub async fn book_for(app: &App, caller: &Caller, body: &BookBody) -> Result<Vec
         }
     }
     let series = (starts.len() > 1).then(|| uuid::Uuid::now_v7().to_string());
-    let mut tx = store.begin().await?;
+    let mut tx = store.begin().await?.scheduling();
     let mut written = Vec::new();
     for s in &starts {
         let resource = appointment(
@@ -715,7 +715,7 @@ pub async fn cancel(
         return Err(not_found("appointment"));
     }
     let store = app.store_for(&caller);
-    let mut tx = store.begin().await?;
+    let mut tx = store.begin().await?.scheduling();
     let (v, mut a) = match tx.read("Appointment", &id).await? {
         hearth_store::Current::Found(v) => {
             let a = json_of(&v)?;
@@ -810,7 +810,7 @@ async fn reschedule_inner(app: &App, caller: &Caller, id: &str, bytes: &[u8]) ->
             "that start is not a slot of this appointment's schedule",
         )
     })?;
-    let mut tx = store.begin().await?;
+    let mut tx = store.begin().await?.scheduling();
     let (v, mut a) = match tx.read("Appointment", id).await? {
         hearth_store::Current::Found(v) => {
             let a = json_of(&v)?;
@@ -889,7 +889,7 @@ pub async fn no_show(
         return Err(forbidden("only clinicians and admins mark no-shows"));
     }
     let now = app.clock.now();
-    let mut tx = app.store_for(&caller).begin().await?;
+    let mut tx = app.store_for(&caller).begin().await?.scheduling();
     let (v, mut a) = match tx.read("Appointment", &id).await? {
         hearth_store::Current::Found(v) => {
             let a = json_of(&v)?;
@@ -927,7 +927,7 @@ pub async fn check_in(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let now = app.clock.now();
-    let mut tx = app.store_for(&caller).begin().await?;
+    let mut tx = app.store_for(&caller).begin().await?.scheduling();
     let (v, mut a) = match tx.read("Appointment", &id).await? {
         hearth_store::Current::Found(v) => {
             let a = json_of(&v)?;

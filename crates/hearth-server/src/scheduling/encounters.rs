@@ -376,7 +376,7 @@ pub async fn update(
         return Err(not_found("encounter"));
     }
     let now = app.clock.now();
-    let mut tx = app.store_for(&caller).begin().await?;
+    let mut tx = app.store_for(&caller).begin().await?.scheduling();
     let (v, mut e) = match tx.read("Encounter", &id).await? {
         Current::Found(v) => {
             let e = json_of(&v)?;

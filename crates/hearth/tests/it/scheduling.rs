@@ -296,6 +296,24 @@ async fn fifty_concurrent_bookings_of_ten_slots_make_exactly_ten_appointments() 
     let (s, v) = book(&t, &patients[0].1, &doc, &starts[0]).await;
     assert_eq!((s, v["error"]["code"].as_str()), (409, Some("slot_taken")), "{v}");
     assert!(v["error"]["alternatives"].is_array());
+    // Nor can the generic FHIR API, even an admin's, write around the claims: an Appointment
+    // created, changed or deleted there would hold or free time nobody claimed.
+    let taken = json!({"resourceType": "Appointment", "status": "booked", "start": starts[0],
+        "end": "2026-06-02T23:00:00Z",
+        "participant": [{"actor": {"reference": format!("Practitioner/{doc}")}, "status": "accepted"}]});
+    let r = t.post("/fhir/Appointment", &taken).await;
+    assert_eq!(r.status, 403, "{}", r.text);
+    assert_eq!(r.json()["resourceType"], "OperationOutcome");
+    let id = booked(&t.addr, &t.client, &doc).await.remove(0)["id"].as_str().unwrap().to_owned();
+    let mut moved = t.get(&format!("/fhir/Appointment/{id}")).await.json();
+    moved["status"] = json!("cancelled");
+    let r = t.put(&format!("/fhir/Appointment/{id}"), &moved).await;
+    assert_eq!(r.status, 403, "{}", r.text);
+    assert_eq!(t.delete(&format!("/fhir/Appointment/{id}")).await.status, 403);
+    let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": taken, "request": {"method": "POST", "url": "Appointment"}}]});
+    assert_ne!(t.post("/fhir", &bundle).await.status, 200);
+    check_no_double_booking(&booked(&t.addr, &t.client, &doc).await, &starts);
 }
 
 #[tokio::test]

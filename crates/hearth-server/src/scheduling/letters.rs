@@ -1,7 +1,7 @@
 //! Clinical letters (`/api/patients/{id}/letters`) and encounter notes
 //! (`/api/v1/encounters/{id}/notes`): each one a FHIR `Composition` (the structured record) and a
-//! `DocumentReference` with the same id (the document: a rendered HTML attachment and the plain
-//! text), written together in one transaction.
+//! `DocumentReference` with the same id (the document: HTML, plain text and PDF renditions),
+//! written together in one transaction.
 //!
 //! Decisions:
 //! - Kinds: `consult` (LOINC 11488-4 Consult note), `summary` (34133-9 Summary of episode note),
@@ -14,9 +14,10 @@
 //!   the final and amended versions of their own letters only: drafts answer `404` to them on
 //!   this API. Every read goes through the caller's store view, so the request's AuditEvent
 //!   names the patient (these routes run under the audit layer).
-//! - The rendered document is HTML, not PDF: a PDF writer that embeds fonts for Hindi would be
-//!   a heavy dependency for what any browser prints from the HTML; the plain text is kept
-//!   beside it for systems that want neither.
+//! - The document comes in three renditions on the `DocumentReference`: HTML (every script), the
+//!   plain text, and a PDF (`pdf.rs`: the standard Helvetica font, nothing embedded, so text
+//!   outside Latin-1 shows as `?` there; embedding fonts for every script would be a heavy
+//!   dependency for what a browser prints from the HTML).
 
 use std::sync::Arc;
 
@@ -81,12 +82,17 @@ fn paragraphs(text: &str) -> String {
         .collect()
 }
 
+/// The status a rendition shows (a final letter shows none).
+fn mark(status: &str) -> Option<&'static str> {
+    match status {
+        "preliminary" => Some("DRAFT"),
+        "amended" => Some("AMENDED"),
+        _ => None,
+    }
+}
+
 fn rendered(title: &str, text: &str, status: &str, date: DateTime<Utc>) -> String {
-    let mark = match status {
-        "preliminary" => "<p><strong>DRAFT</strong></p>",
-        "amended" => "<p><strong>AMENDED</strong></p>",
-        _ => "",
-    };
+    let mark = mark(status).map(|m| format!("<p><strong>{m}</strong></p>")).unwrap_or_default();
     format!(
         "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>{t}</title></head><body><h1>{t}</h1>{mark}<p>{d}</p>{body}</body></html>",
         t = escape(title),
@@ -134,6 +140,7 @@ fn resources(l: &Letter<'_>, now: DateTime<Utc>) -> Result<(Value, Value), ApiEr
         "content": [
             {"attachment": {"contentType": "text/html; charset=utf-8", "data": BASE64.encode(rendered(l.title, l.text, l.status, now).as_bytes()), "title": l.title, "creation": instant(now)}},
             {"attachment": {"contentType": "text/plain; charset=utf-8", "data": BASE64.encode(l.text.as_bytes()), "title": l.title, "creation": instant(now)}},
+            {"attachment": {"contentType": "application/pdf", "data": BASE64.encode(&super::pdf::letter(l.title, l.text, mark(l.status), now)), "title": l.title, "creation": instant(now)}},
         ],
         "context": {"related": [{"reference": format!("Composition/{}", l.id)}]},
     });

@@ -24,6 +24,7 @@
 pub mod booking;
 pub mod encounters;
 pub mod letters;
+mod pdf;
 pub mod schedules;
 pub mod slots;
 

@@ -131,6 +131,12 @@ async fn a_letter_amendment_keeps_the_original_and_patients_read_final_letters_o
     )
     .unwrap();
     assert!(html.contains("10 mg &lt;daily&gt;.") && html.contains("<h1>Clinic letter</h1>"), "{html}");
+    // ... and as a PDF.
+    let pdf = d["content"].as_array().unwrap().iter().find(|c| c["attachment"]["contentType"] == "application/pdf");
+    let pdf = data_encoding::BASE64.decode(pdf.unwrap()["attachment"]["data"].as_str().unwrap().as_bytes()).unwrap();
+    let pdf = String::from_utf8_lossy(&pdf);
+    assert!(pdf.starts_with("%PDF-1.4") && pdf.ends_with("%%EOF\n"));
+    assert!(pdf.contains("(Start amlodipine 10 mg <daily>.) Tj"), "{pdf}");
 
     // The patient sees the final letter, not the draft.
     let (s, list) = call(&t, &me, Method::GET, &base, None).await;

@@ -47,6 +47,26 @@ pub const AUDIT_TYPE: &str = "AuditEvent";
 /// would hold time nobody claimed (a double booking).
 pub const BOOKED_TYPE: &str = "Appointment";
 
+/// Unfinished clinical documents — a `preliminary` Composition or DocumentReference, a letter or
+/// note still in draft — are the clinician's, not yet the patient's: callers on the patient's
+/// side (a patient, a caregiver, an app in a patient's context: [`PatientSet::Ids`]) do not see
+/// them, in any version, through any interaction. (Judged on each version's body after the
+/// query, so a search's `total` may still count a draft the page leaves out.)
+fn hidden_draft(access: &Access, v: &Version) -> bool {
+    if !matches!(&access.reach, Reach::Patients { set: PatientSet::Ids(_), .. }) {
+        return false;
+    }
+    let field = match v.resource_type.as_str() {
+        "Composition" => "status",
+        "DocumentReference" => "docStatus",
+        _ => return false,
+    };
+    let Some(body) = v.body.as_deref() else { return false };
+    serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .is_some_and(|b| b.get(field).and_then(serde_json::Value::as_str) == Some("preliminary"))
+}
+
 fn tell(witness: Option<&Arc<dyn Witness>>, versions: &[Version]) {
     if let Some(w) = witness {
         versions.iter().for_each(|v| w.saw(v));
@@ -112,6 +132,11 @@ impl Guarded {
             return Ok(Current::NotFound);
         }
         let current = store.read(resource_type, id).await?;
+        if let Current::Found(v) = &current
+            && hidden_draft(&self.access, v)
+        {
+            return Ok(Current::NotFound);
+        }
         if let Current::Found(v) | Current::Deleted(v) = &current {
             tell(self.witness.as_ref(), std::slice::from_ref(v));
         }
@@ -132,7 +157,8 @@ impl Guarded {
         if self.restricted() && !store.in_reach(&self.access, resource_type, id).await? {
             return Ok(None);
         }
-        let version = store.read_version(resource_type, id, version_id).await?;
+        let version =
+            store.read_version(resource_type, id, version_id).await?.filter(|v| !hidden_draft(&self.access, v));
         tell(self.witness.as_ref(), version.as_slice());
         Ok(version)
     }
@@ -165,7 +191,8 @@ impl Guarded {
             }
             HistoryScope::System => &self.store,
         };
-        let page = store.history(query).await?;
+        let mut page = store.history(query).await?;
+        page.entries.retain(|v| !hidden_draft(&self.access, v));
         tell(self.witness.as_ref(), &page.entries);
         Ok(page)
     }
@@ -182,7 +209,9 @@ impl Guarded {
             [only] => self.store_of(only, Op::Search)?,
             _ => &self.store,
         };
-        let page = store.search(&request).await?;
+        let mut page = store.search(&request).await?;
+        page.matches.retain(|v| !hidden_draft(&self.access, v));
+        page.included.retain(|v| !hidden_draft(&self.access, v));
         tell(self.witness.as_ref(), &page.matches);
         tell(self.witness.as_ref(), &page.included);
         Ok(page)
@@ -191,7 +220,9 @@ impl Guarded {
     /// One page of `Patient/$everything`, every phase narrowed to the caller's reach.
     pub async fn everything(&self, mut request: EverythingRequest) -> Result<SearchPage, StoreError> {
         request.access = self.access.clone();
-        let page = self.store.everything(&request).await?;
+        let mut page = self.store.everything(&request).await?;
+        page.matches.retain(|v| !hidden_draft(&self.access, v));
+        page.included.retain(|v| !hidden_draft(&self.access, v));
         tell(self.witness.as_ref(), &page.matches);
         tell(self.witness.as_ref(), &page.included);
         Ok(page)
@@ -203,7 +234,8 @@ impl Guarded {
         if !narrow_types(&self.access, &mut query) {
             return Ok(Vec::new());
         }
-        let found = self.store.find(&self.access, &query, limit).await?;
+        let mut found = self.store.find(&self.access, &query, limit).await?;
+        found.retain(|v| !hidden_draft(&self.access, v));
         tell(self.witness.as_ref(), &found);
         Ok(found)
     }
@@ -269,6 +301,11 @@ impl GuardedTx {
             return Ok(Current::NotFound);
         }
         let current = self.tx.read(resource_type, id).await?;
+        if let Current::Found(v) = &current
+            && hidden_draft(&self.access, v)
+        {
+            return Ok(Current::NotFound);
+        }
         if let Current::Found(v) | Current::Deleted(v) = &current {
             tell(self.witness.as_ref(), std::slice::from_ref(v));
         }
@@ -280,7 +317,8 @@ impl GuardedTx {
         if !narrow_types(&self.access, &mut query) {
             return Ok(Vec::new());
         }
-        let found = self.tx.find(&self.access, &query, limit).await?;
+        let mut found = self.tx.find(&self.access, &query, limit).await?;
+        found.retain(|v| !hidden_draft(&self.access, v));
         tell(self.witness.as_ref(), &found);
         Ok(found)
     }

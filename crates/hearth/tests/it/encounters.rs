@@ -147,6 +147,35 @@ async fn a_letter_amendment_keeps_the_original_and_patients_read_final_letters_o
     assert_eq!(s, 404);
     let (_, staff_list) = call(&t, &dc, Method::GET, &base, None).await;
     assert_eq!(staff_list["letters"].as_array().unwrap().len(), 2);
+    // Nor does the generic FHIR API show the patient the draft, by any interaction; the writer
+    // sees it.
+    let did = draft["id"].as_str().unwrap();
+    for path in [
+        format!("/fhir/Composition/{did}"),
+        format!("/fhir/DocumentReference/{did}"),
+        format!("/fhir/Composition/{did}/_history/1"),
+    ] {
+        let (s, _) = call(&t, &me, Method::GET, &path, None).await;
+        assert_eq!(s, 404, "{path}");
+        let (s, _) = call(&t, &dc, Method::GET, &path, None).await;
+        assert_eq!(s, 200, "{path}");
+    }
+    for path in [
+        format!("/fhir/Composition?subject=Patient/{pid}"),
+        format!("/fhir/DocumentReference?subject=Patient/{pid}"),
+        format!("/fhir/Patient/{pid}/$everything"),
+        format!("/fhir/Patient?_id={pid}&_revinclude=Composition:subject"),
+    ] {
+        let (s, bundle) = call(&t, &me, Method::GET, &path, None).await;
+        assert_eq!(s, 200, "{path}: {bundle}");
+        assert!(!bundle.to_string().contains(did), "{path} shows the patient the draft: {bundle}");
+        let (_, staff) = call(&t, &dc, Method::GET, &path, None).await;
+        assert!(staff.to_string().contains(did), "{path} hides the draft from its writer: {staff}");
+    }
+    assert!(bundle_has(
+        &call(&t, &me, Method::GET, &format!("/fhir/Composition?subject=Patient/{pid}"), None).await.1,
+        id
+    ));
 
     // Amend: a new version; the original stays readable.
     let (s, v) = call(&t, &dc, Method::PUT, &format!("{base}/{id}"), Some(json!({"status": "draft"}))).await;
@@ -396,4 +425,9 @@ async fn text_that_cannot_be_a_fhir_string_is_a_clear_400_never_a_500() {
     )
     .await;
     assert_eq!((s, v["error"]["code"].as_str()), (400, Some("invalid_time")), "{v}");
+}
+
+/// Whether a search Bundle has a resource with this id.
+fn bundle_has(bundle: &Value, id: &str) -> bool {
+    bundle["entry"].as_array().is_some_and(|e| e.iter().any(|e| e["resource"]["id"] == id))
 }

@@ -504,9 +504,12 @@ pub enum Verdict {
 }
 
 /// Recomputes the whole chain from the stored events (read through the store, so encrypted
-/// bodies are checked as written). Events still in the journal are indexed first; links a
-/// running server appends meanwhile are left for the next check.
+/// bodies are checked as written). Events this process has queued are journaled and everything
+/// in the journal indexed first; links a running server appends meanwhile are left for the next
+/// check.
 pub async fn verify(app: &App) -> Result<Verdict, StoreError> {
+    // In a serving process, first everything this process has recorded so far.
+    app.audit.flush().await?;
     let upto = hearth_store_sql::audit::last_seq(&*app.audit_db).await?;
     index_pending(app).await?;
     let mut prev = GENESIS.to_owned();

@@ -716,13 +716,7 @@ pub async fn cancel(
     }
     let store = app.store_for(&caller);
     let mut tx = store.begin().await?.scheduling();
-    let (v, mut a) = match tx.read("Appointment", &id).await? {
-        hearth_store::Current::Found(v) => {
-            let a = json_of(&v)?;
-            (v, a)
-        }
-        _ => return Err(not_found("appointment")),
-    };
+    let (v, mut a) = super::read_in(&mut tx, "Appointment", &id, "appointment").await?;
     let (start, end) = start_of(&a)?;
     if a.get("status").and_then(Value::as_str) != Some("booked") || now >= start {
         return Err(conflict("invalid_status", "only a booked appointment that has not started can be cancelled"));
@@ -811,13 +805,7 @@ async fn reschedule_inner(app: &App, caller: &Caller, id: &str, bytes: &[u8]) ->
         )
     })?;
     let mut tx = store.begin().await?.scheduling();
-    let (v, mut a) = match tx.read("Appointment", id).await? {
-        hearth_store::Current::Found(v) => {
-            let a = json_of(&v)?;
-            (v, a)
-        }
-        _ => return Err(not_found("appointment").into()),
-    };
+    let (v, mut a) = super::read_in(&mut tx, "Appointment", id, "appointment").await?;
     let (old_start, old_end) = start_of(&a)?;
     if a.get("status").and_then(Value::as_str) != Some("booked") || now >= old_start {
         return Err(
@@ -890,13 +878,7 @@ pub async fn no_show(
     }
     let now = app.clock.now();
     let mut tx = app.store_for(&caller).begin().await?.scheduling();
-    let (v, mut a) = match tx.read("Appointment", &id).await? {
-        hearth_store::Current::Found(v) => {
-            let a = json_of(&v)?;
-            (v, a)
-        }
-        _ => return Err(not_found("appointment")),
-    };
+    let (v, mut a) = super::read_in(&mut tx, "Appointment", &id, "appointment").await?;
     let (start, _) = start_of(&a)?;
     if a.get("status").and_then(Value::as_str) != Some("booked") || now < start {
         return Err(conflict("invalid_status", "only a booked appointment whose start has passed can be a no-show"));
@@ -928,13 +910,7 @@ pub async fn check_in(
 ) -> Result<Json<Value>, ApiError> {
     let now = app.clock.now();
     let mut tx = app.store_for(&caller).begin().await?.scheduling();
-    let (v, mut a) = match tx.read("Appointment", &id).await? {
-        hearth_store::Current::Found(v) => {
-            let a = json_of(&v)?;
-            (v, a)
-        }
-        _ => return Err(not_found("appointment")),
-    };
+    let (v, mut a) = super::read_in(&mut tx, "Appointment", &id, "appointment").await?;
     let (start, end) = start_of(&a)?;
     if a.get("status").and_then(Value::as_str) != Some("booked") {
         return Err(conflict("invalid_status", "only a booked appointment can be checked in"));

@@ -377,13 +377,7 @@ pub async fn update(
     }
     let now = app.clock.now();
     let mut tx = app.store_for(&caller).begin().await?.scheduling();
-    let (v, mut e) = match tx.read("Encounter", &id).await? {
-        Current::Found(v) => {
-            let e = json_of(&v)?;
-            (v, e)
-        }
-        _ => return Err(not_found("encounter")),
-    };
+    let (v, mut e) = super::read_in(&mut tx, "Encounter", &id, "encounter").await?;
     let from = e.get("status").and_then(Value::as_str).unwrap_or_default().to_owned();
     if matches!(from.as_str(), "finished" | "cancelled" | "entered-in-error") {
         return Err(conflict("encounter_closed", format!("the encounter is {from} and closed to changes")));

@@ -422,13 +422,7 @@ async fn amend(
     }
     let now = app.clock.now();
     let mut tx = app.store_for(caller).begin().await?;
-    let (cv, c) = match tx.read("Composition", id).await? {
-        Current::Found(v) => {
-            let c = json_of(&v)?;
-            (v, c)
-        }
-        _ => return Err(not_found("letter")),
-    };
+    let (cv, c) = super::read_in(&mut tx, "Composition", id, "letter").await?;
     if ref_id(&c, "/subject/reference", "Patient") != Some(patient) {
         return Err(not_found("letter"));
     }

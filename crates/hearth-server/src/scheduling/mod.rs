@@ -76,6 +76,23 @@ pub(crate) fn body_of<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T,
     serde_json::from_slice(bytes).map_err(|e| bad("invalid_body", e.to_string()))
 }
 
+/// The current version of `resource_type/id` inside `tx` and its JSON; `404 {what}` when the
+/// caller cannot see it or it is gone.
+pub(crate) async fn read_in(
+    tx: &mut hearth_store::GuardedTx,
+    resource_type: &str,
+    id: &str,
+    what: &str,
+) -> Result<(Version, Value), ApiError> {
+    match tx.read(resource_type, id).await? {
+        hearth_store::Current::Found(v) => {
+            let json = json_of(&v)?;
+            Ok((v, json))
+        }
+        _ => Err(not_found(what)),
+    }
+}
+
 pub(crate) fn json_of(v: &Version) -> Result<Value, ApiError> {
     v.body
         .as_deref()

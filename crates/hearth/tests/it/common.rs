@@ -243,13 +243,20 @@ pub fn patient(family: &str) -> Value {
 /// with the app's own signing key.
 async fn seed_admin(app: &App) -> String {
     let id = format!("test-admin-{}", uuid_like());
+    let email = format!("{id}@test.example");
+    seed_account(app, &id, "admin", None, Some(email)).await
+}
+
+/// Inserts account `id` of `role` (no password: it never logs in), linked to `fhir_user`, and
+/// signs a token for it with the app's own key that does not expire, so tests may move the clock.
+pub async fn seed_account(app: &App, id: &str, role: &str, fhir_user: Option<String>, email: Option<String>) -> String {
     let row = hearth_store_sql::identity::AccountRow {
-        id: id.clone(),
-        email: Some(format!("{id}@test.example")),
+        id: id.to_owned(),
+        email,
         phone: None,
         password_hash: None,
-        role: "admin".into(),
-        fhir_user: None,
+        role: role.into(),
+        fhir_user: fhir_user.clone(),
         organization: None,
         totp_secret: None,
         totp_enabled: false,
@@ -261,18 +268,17 @@ async fn seed_admin(app: &App) -> String {
     hearth_store_sql::identity::insert_account(&*app.db, &row).await.unwrap();
     let claims = hearth_auth::token::AccessClaims {
         iss: app.auth.settings.issuer.clone(),
-        sub: id.clone(),
+        sub: id.to_owned(),
         aud: app.auth.settings.audience.clone(),
         iat: 0,
         exp: i64::from(i32::MAX) * 4,
         jti: uuid_like(),
-        role: hearth_auth::Role::Admin,
+        role: role.parse().unwrap(),
         scope: hearth_server::auth::DEFAULT_SCOPE.into(),
         patient: None,
-        fhir_user: None,
+        fhir_user,
     };
-    let token = app.auth.keys().sign(&claims).unwrap();
-    token.expose().clone()
+    app.auth.keys().sign(&claims).unwrap().expose().clone()
 }
 
 fn uuid_like() -> String {

@@ -30,35 +30,9 @@ fn bearer(token: &str) -> reqwest::Client {
 pub async fn account(app: &App, role: &str, fhir_user: Option<String>, email: bool) -> (String, reqwest::Client) {
     static N: AtomicUsize = AtomicUsize::new(0);
     let id = format!("sched-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst));
-    let row = hearth_store_sql::identity::AccountRow {
-        id: id.clone(),
-        email: email.then(|| format!("{id}@example.org")),
-        phone: None,
-        password_hash: None,
-        role: role.into(),
-        fhir_user: fhir_user.clone(),
-        organization: None,
-        totp_secret: None,
-        totp_enabled: false,
-        totp_last_step: None,
-        failed_logins: 0,
-        locked_until: None,
-        created_at: 0,
-    };
-    hearth_store_sql::identity::insert_account(&*app.db, &row).await.unwrap();
-    let claims = hearth_auth::token::AccessClaims {
-        iss: app.auth.settings.issuer.clone(),
-        sub: id.clone(),
-        aud: app.auth.settings.audience.clone(),
-        iat: 0,
-        exp: i64::from(i32::MAX) * 4,
-        jti: format!("{id}-jti"),
-        role: role.parse().unwrap(),
-        scope: hearth_server::auth::DEFAULT_SCOPE.into(),
-        patient: None,
-        fhir_user,
-    };
-    (id.clone(), bearer(app.auth.keys().sign(&claims).unwrap().expose()))
+    let token =
+        crate::common::seed_account(app, &id, role, fhir_user, email.then(|| format!("{id}@example.org"))).await;
+    (id, bearer(&token))
 }
 
 pub async fn call(t: &TestApp, c: &reqwest::Client, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {

@@ -118,3 +118,26 @@ pub async fn openapi_json() -> Response {
 pub async fn docs() -> Html<&'static str> {
     Html(include_str!("docs.html"))
 }
+
+/// How often the planner-statistics keeper looks at how much the tables changed.
+const STATISTICS_EVERY: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// Keeps the query planner's statistics current while the server runs: every 20 s it asks
+/// each store to re-analyse the tables that changed by more than a tenth since their last
+/// analysis (`ResourceStore::refresh_statistics`; PostgreSQL only, a no-op on SQLite). Without
+/// it a freshly loaded PostgreSQL database answers searches with plans made for empty tables
+/// until autovacuum gets round to it. Failures are logged and retried on the next tick.
+pub async fn statistics_keeper(app: Arc<App>) {
+    let mut tick = tokio::time::interval(STATISTICS_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        for (name, store) in [("record", &app.store), ("audit", &app.audit_store)] {
+            match store.refresh_statistics(false).await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(store = name, tables = n, "planner statistics refreshed"),
+                Err(e) => tracing::warn!(store = name, error = %e, "cannot refresh planner statistics"),
+            }
+        }
+    }
+}

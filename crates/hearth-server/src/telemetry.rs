@@ -103,6 +103,7 @@ pub async fn serve(
     let worker = tokio::spawn(crate::fhir::export::worker(app.clone()));
     let auditor = tokio::spawn(crate::audit::writer(app.clone()));
     let audit_indexer = tokio::spawn(crate::audit::indexer(app.clone()));
+    let statistics = tokio::spawn(crate::ops::statistics_keeper(app.clone()));
     // The notification outbox worker, unless separate `hearth worker` processes do that.
     let notifier = app
         .config
@@ -134,6 +135,7 @@ pub async fn serve(
     }
     auditor.abort();
     audit_indexer.abort();
+    statistics.abort();
     if let Some(n) = notifier {
         n.abort();
     }

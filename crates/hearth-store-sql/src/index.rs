@@ -2,7 +2,9 @@
 
 use hearth_search::{IndexEntry, IndexValue};
 
-use crate::{Builder, Dialect, Sql, Val};
+use hearth_store::StoreError;
+
+use crate::{Builder, Dialect, Exec, Sql, Val};
 
 /// Index tables, in the order rows are deleted and inserted.
 pub(crate) const TABLES: [&str; 8] = [
@@ -125,6 +127,62 @@ fn row_of(of: usize, param: &str, grp: i64, value: &IndexValue, out: &mut Vec<Ro
     out.push(Row { of, table, param: param.to_owned(), grp, values });
 }
 
+/// Splits rows into statements of 256 rows and then of power-of-two sizes (128, 64, …, 1):
+/// at most nine statement shapes per table, so the connection's prepared-statement cache keeps
+/// them all instead of compiling a new shape for every row count.
+fn chunks<T>(rows: &[T]) -> Vec<&[T]> {
+    let mut out = Vec::new();
+    let mut rest = rows;
+    while !rest.is_empty() {
+        let size = if rest.len() >= 256 { 256 } else { 1 << rest.len().ilog2() };
+        let (head, tail) = rest.split_at(size);
+        out.push(head);
+        rest = tail;
+    }
+    out
+}
+
+/// Index rows of resources created in a write transaction, held back and inserted together:
+/// a few multi-row statements per index table for the whole transaction (a 300-entry Bundle:
+/// a few dozen statements instead of a couple of thousand). The transaction inserts them before
+/// anything in it reads the index (searches, reach checks, reindexing, index deletions), before
+/// it hands its connection on, before commit, and whenever more than `LIMIT` entries wait.
+#[derive(Default)]
+pub struct PendingIndex {
+    resources: Vec<(i64, String, Vec<IndexEntry>)>,
+    entries: usize,
+}
+
+impl PendingIndex {
+    /// Entries held before they are written anyway (bounds the memory of a huge transaction).
+    pub const LIMIT: usize = 20_000;
+
+    /// Holds the index rows of a resource just created (no earlier rows to replace).
+    pub fn add(&mut self, rid: i64, res_type: &str, entries: &[IndexEntry]) {
+        self.entries += entries.len();
+        self.resources.push((rid, res_type.to_owned(), entries.to_vec()));
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.entries > Self::LIMIT
+    }
+
+    /// Inserts everything held (nothing to do when empty).
+    pub async fn flush(&mut self, exec: &mut dyn Exec) -> Result<(), StoreError> {
+        if self.resources.is_empty() {
+            return Ok(());
+        }
+        let held = std::mem::take(&mut self.resources);
+        self.entries = 0;
+        let refs: Vec<(i64, &str, &[IndexEntry])> =
+            held.iter().map(|(rid, ty, entries)| (*rid, ty.as_str(), entries.as_slice())).collect();
+        for sql in insert_index_many(exec.dialect(), &refs) {
+            exec.execute(&sql).await?;
+        }
+        Ok(())
+    }
+}
+
 /// The statements inserting the index rows of resource `rid` (of type `res_type`) for `entries`
 /// (multi-row inserts, at most a few hundred rows each).
 pub fn insert_index(dialect: Dialect, rid: i64, res_type: &str, entries: &[IndexEntry]) -> Vec<Sql> {
@@ -157,7 +215,7 @@ pub fn insert_index_many(dialect: Dialect, resources: &[(i64, &str, &[IndexEntry
     let mut out = Vec::new();
     for (table, name) in TABLES.iter().enumerate() {
         let of_table: Vec<&Row> = rows.iter().filter(|r| r.table == table).collect();
-        for chunk in of_table.chunks(200) {
+        for chunk in chunks(&of_table) {
             let mut b = Builder::new(dialect);
             b.push("INSERT INTO ").push(name).push(" (rid, res_type, param, grp, ");
             b.push(COLUMNS.get(table).copied().unwrap_or_default()).push(") VALUES ");
@@ -176,4 +234,26 @@ pub fn insert_index_many(dialect: Dialect, resources: &[(i64, &str, &[IndexEntry
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::chunks;
+
+    #[test]
+    fn rows_are_split_into_few_statement_shapes() {
+        for n in [0usize, 1, 2, 3, 200, 255, 256, 257, 1000, 4097] {
+            let rows: Vec<usize> = (0..n).collect();
+            let parts = chunks(&rows);
+            // Every row once, in order.
+            assert_eq!(parts.concat(), rows, "n = {n}");
+            // 256, or a power of two (at most one of each below 256).
+            let small: Vec<usize> = parts.iter().map(|p| p.len()).filter(|&l| l != 256).collect();
+            assert!(small.iter().all(|l| l.is_power_of_two()), "n = {n}: {small:?}");
+            let mut distinct = small.clone();
+            distinct.dedup();
+            assert_eq!(distinct, small, "n = {n}: a size below 256 repeats");
+        }
+        assert_eq!(chunks(&[0u8; 300]).iter().map(|p| p.len()).collect::<Vec<_>>(), vec![256, 32, 8, 4]);
+    }
 }

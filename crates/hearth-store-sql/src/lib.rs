@@ -44,7 +44,7 @@ pub use export::{
     export_job_heartbeat, export_scan,
 };
 pub use identity::{Db, DbTx};
-pub use index::{delete_index, insert_index, insert_index_many};
+pub use index::{PendingIndex, delete_index, insert_index, insert_index_many};
 pub use search::{explain, find, search};
 
 /// The SQL dialect of a backend.

@@ -33,7 +33,7 @@ use hearth_store::{
     StoreTx, Version,
 };
 use hearth_store_sql::crypt::KeySource;
-use hearth_store_sql::{Col, Db, DbTx, Dialect, Exec, Sql, Val};
+use hearth_store_sql::{Col, Db, DbTx, Dialect, Exec, PendingIndex, Sql, Val};
 use sqlx::sqlite::{
     SqliteArguments, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteSynchronous,
@@ -228,6 +228,20 @@ async fn replace_index(
 /// A write transaction on the single writer connection.
 struct SqliteTx {
     tx: Transaction<'static, Sqlite>,
+    /// Index rows of resources created here, not yet inserted (see `PendingIndex`).
+    pending: PendingIndex,
+}
+
+impl SqliteTx {
+    fn new(tx: Transaction<'static, Sqlite>) -> SqliteTx {
+        SqliteTx { tx, pending: PendingIndex::default() }
+    }
+
+    /// Inserts the held index rows: before anything here reads or replaces index rows, and
+    /// before the transaction commits or is handed on.
+    async fn flush(&mut self) -> Result<(), StoreError> {
+        self.pending.flush(&mut Conn(&mut self.tx)).await
+    }
 }
 
 #[async_trait]
@@ -241,10 +255,12 @@ impl StoreTx for SqliteTx {
     }
 
     async fn in_reach(&mut self, access: &Access, resource_type: &str, id: &str) -> Result<bool, StoreError> {
+        self.flush().await?;
         hearth_store_sql::in_reach(&mut Conn(&mut self.tx), access, resource_type, id).await
     }
 
     async fn find(&mut self, access: &Access, query: &SearchQuery, limit: u32) -> Result<Vec<Version>, StoreError> {
+        self.flush().await?;
         hearth_store_sql::find(&mut Conn(&mut self.tx), access, query, limit).await
     }
 
@@ -254,14 +270,23 @@ impl StoreTx for SqliteTx {
         index: &[IndexEntry],
         author: Option<&str>,
     ) -> Result<(), StoreError> {
-        let tx = &mut self.tx;
         let (ty, id) = (version.resource_type.as_str(), version.id.as_str());
         let ms = version.last_updated.timestamp_millis();
         let (v, deleted) = (version.version_id, version.is_deletion());
-        let seq = sql::insert_version(tx, version, author).await?;
-        let rid = sql::upsert_current(tx, ty, id, v, seq, deleted, ms).await?;
+        let seq = sql::insert_version(&mut self.tx, version, author).await?;
+        let rid = sql::upsert_current(&mut self.tx, ty, id, v, seq, deleted, ms).await?;
+        if v == 1 && !deleted {
+            // A new resource: no rows to replace; its rows go in with the others'.
+            self.pending.add(rid, ty, index);
+            if self.pending.is_full() {
+                self.flush().await?;
+            }
+            return Ok(());
+        }
+        // Rows to replace may still be held (created earlier in this transaction).
+        self.flush().await?;
         let index = if deleted { &[][..] } else { index };
-        replace_index(tx, rid, ty, index, v > 1).await
+        replace_index(&mut self.tx, rid, ty, index, v > 1).await
     }
 
     async fn reindex(
@@ -271,6 +296,7 @@ impl StoreTx for SqliteTx {
         version: u64,
         index: &[IndexEntry],
     ) -> Result<bool, StoreError> {
+        self.flush().await?;
         match sql::rid_of(&mut self.tx, resource_type, id).await? {
             Some((rid, current, false)) if current == version => {
                 replace_index(&mut self.tx, rid, resource_type, index, true).await?;
@@ -293,11 +319,13 @@ impl StoreTx for SqliteTx {
     }
 
     async fn audit_index(&mut self, events: &[IndexedEvent], through_seq: i64) -> Result<(), StoreError> {
+        self.flush().await?;
         let stored = |v: &Version| Ok(v.body.as_deref().map(str::to_owned));
         hearth_store_sql::audit::index(&mut Conn(&mut self.tx), events, through_seq, &stored).await
     }
 
-    async fn commit(self: Box<Self>) -> Result<(), StoreError> {
+    async fn commit(mut self: Box<Self>) -> Result<(), StoreError> {
+        self.flush().await?;
         self.tx.commit().await.map_err(db_error)
     }
 
@@ -308,6 +336,7 @@ impl StoreTx for SqliteTx {
     ) -> Result<hearth_store::Erasure, StoreError> {
         // Cells and pages freed by the erasure are overwritten with zeros, so the erased text
         // does not linger in free space of the file (`purge_freed` then empties the WAL).
+        self.flush().await?;
         sqlx::query("PRAGMA secure_delete = ON").execute(&mut *self.tx).await.map_err(db_error)?;
         let erased = hearth_store_sql::erase::erase_patient(&mut Conn(&mut self.tx), plan, actor).await;
         sqlx::query("PRAGMA secure_delete = OFF").execute(&mut *self.tx).await.map_err(db_error)?;
@@ -328,10 +357,12 @@ impl DbTx for SqliteTx {
     }
 
     async fn fetch(&mut self, sql: &Sql, cols: &[Col]) -> Result<Vec<Vec<Val>>, StoreError> {
+        self.flush().await?;
         Conn(&mut self.tx).fetch(sql, cols).await
     }
 
     async fn execute(&mut self, sql: &Sql) -> Result<u64, StoreError> {
+        self.flush().await?;
         let done = sqlx::query_with(AssertSqlSafe(sql.text.clone()), arguments(sql)?)
             .execute(&mut *self.tx)
             .await
@@ -339,7 +370,8 @@ impl DbTx for SqliteTx {
         Ok(done.rows_affected())
     }
 
-    async fn commit(self: Box<Self>) -> Result<(), StoreError> {
+    async fn commit(mut self: Box<Self>) -> Result<(), StoreError> {
+        self.flush().await?;
         self.tx.commit().await.map_err(db_error)
     }
 }
@@ -352,7 +384,7 @@ impl ResourceStore for SqliteStore {
 
     async fn begin(&self) -> Result<Box<dyn StoreTx>, StoreError> {
         let tx = self.write.begin_with("BEGIN IMMEDIATE").await.map_err(db_error)?;
-        Ok(Box::new(SqliteTx { tx }))
+        Ok(Box::new(SqliteTx::new(tx)))
     }
 
     async fn read(&self, resource_type: &str, id: &str) -> Result<Current, StoreError> {
@@ -536,6 +568,6 @@ impl Db for SqliteStore {
 
     async fn begin_tx(&self) -> Result<Box<dyn DbTx>, StoreError> {
         let tx = self.write.begin_with("BEGIN IMMEDIATE").await.map_err(db_error)?;
-        Ok(Box::new(SqliteTx { tx }))
+        Ok(Box::new(SqliteTx::new(tx)))
     }
 }

@@ -386,6 +386,11 @@ pub async fn run(target: Target, paths: &[PathBuf], failures: PathBuf, dedupe: b
     if imp.tty {
         eprintln!();
     }
+    if let Target::Direct(app) = &imp.target {
+        // A bulk load changes the tables' shape at once: give the planner fresh statistics now
+        // rather than when autovacuum next looks (PostgreSQL; nothing to do on SQLite).
+        app.store.refresh_statistics(true).await.map_err(|e| format!("cannot refresh planner statistics: {e}"))?;
+    }
     let secs = imp.started.elapsed().as_secs_f64();
     let c = &imp.counts;
     eprintln!(

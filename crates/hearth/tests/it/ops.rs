@@ -153,3 +153,19 @@ async fn capability_statement_claims_only_what_is_implemented() {
         cs["rest"][0]["interaction"].as_array().unwrap().iter().map(|i| i["code"].as_str().unwrap()).collect();
     assert_eq!(system, ["history-system", "transaction", "batch", "search-system"]);
 }
+
+#[tokio::test]
+async fn planner_statistics_are_gathered_when_asked_and_not_again_without_changes() {
+    let t = TestApp::spawn().await;
+    t.create(&patient("Statistics")).await;
+    let analysed = t.app.store.refresh_statistics(true).await.unwrap();
+    if crate::common::backend() == "postgres" {
+        // Every table of the record's schema: resources, versions, each search_* table, ….
+        assert!(analysed >= 10, "only {analysed} tables analysed");
+        let fresh = t.app.store.refresh_statistics(false).await.unwrap();
+        assert_eq!(fresh, 0, "nothing changed since the forced refresh, yet {fresh} tables were analysed again");
+    } else {
+        // SQLite's search plans name their indexes: nothing to gather.
+        assert_eq!(analysed, 0);
+    }
+}

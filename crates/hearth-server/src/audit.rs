@@ -193,7 +193,18 @@ pub async fn writer(app: Arc<App>) {
         let result = if events.is_empty() {
             Ok(())
         } else {
-            match journal(&app, head.take(), events).await {
+            // One more try, from a freshly read head and after a pause, before this batch's
+            // waiting requests are refused: a connection the pool had to replace (say, after an
+            // online key rotation) then costs the first attempt only.
+            let mut outcome = journal(&app, head.take(), &events).await;
+            if let Err(e) = &outcome {
+                // Requests wait for their own commit from now on, retry or not.
+                app.audit.failing.store(true, Ordering::SeqCst);
+                tracing::warn!(error = %e, events = n, "audit journal failed; trying once more");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                outcome = journal(&app, None, &events).await;
+            }
+            match outcome {
                 Ok(last) => {
                     head = Some(last);
                     app.audit.journaled.fetch_add(n, Ordering::SeqCst);
@@ -290,14 +301,14 @@ fn chain(head: &(i64, String), events: &[(String, String)], now: DateTime<Utc>) 
 async fn journal(
     app: &App,
     head: Option<(i64, String)>,
-    events: Vec<(String, String)>,
+    events: &[(String, String)],
 ) -> Result<(i64, String), StoreError> {
     let now = app.clock.now();
     let head = match head {
         Some(head) => head,
         None => hearth_store_sql::audit::last_link(&*app.audit_db).await?.unwrap_or_else(|| (0, GENESIS.to_owned())),
     };
-    let links = chain(&head, &events, now);
+    let links = chain(&head, events, now);
     // A failure here (say, another process inserted the same `seq` first on PostgreSQL) is
     // settled by the locked path below.
     if app.audit_store.audit_journal_if_head(&links).await.unwrap_or(false) {
@@ -308,7 +319,7 @@ async fn journal(
     // it reads the head again.
     let mut attempt = 1;
     loop {
-        match journal_locked(app, &events, now).await {
+        match journal_locked(app, events, now).await {
             Err(e) if attempt < JOURNAL_ATTEMPTS => {
                 tracing::debug!(error = %e, attempt, "audit journal raced another process; retrying");
                 attempt += 1;
@@ -479,6 +490,9 @@ impl ResourceStore for Trail {
     }
     fn pool_stats(&self) -> PoolStats {
         self.inner.pool_stats()
+    }
+    async fn refresh_statistics(&self, force: bool) -> Result<u32, StoreError> {
+        self.inner.refresh_statistics(force).await
     }
     async fn close(&self) {
         self.inner.close().await;

@@ -9,6 +9,14 @@
 //!    conditional reference is rewritten to `Type/id`;
 //! 4. entries run in the order DELETE, POST, PUT, GET, and the response lists them in request order.
 //!
+//! Steps 1–3 and the search index of every resource (FHIRPath over each SearchParameter, the
+//! costly part) are first worked out *before* the write transaction, against the caller's read
+//! view (`plan`), so that the single writer is held only for writing rows. Inside the
+//! transaction steps 1–3 run again (conditional matches are looked up where they count), with
+//! the same ids; an entry whose resource came out the same reuses its planned index, any other
+//! (a conditional match that changed in between) is indexed again there. The outcome is what it
+//! would be without the plan, only sooner.
+//!
 //! A batch runs each entry on its own (its own transaction); a failing entry gets its status and
 //! an OperationOutcome in the response and does not affect the others. Batch entries cannot refer
 //! to each other by `fullUrl` (FHIR forbids interdependent batch entries).
@@ -64,7 +72,7 @@ enum Target {
     Conditional(String, Vec<(String, String)>),
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Entry {
     index: usize,
     full_url: Option<String>,
@@ -221,12 +229,28 @@ fn for_each_reference(
     }
 }
 
+/// Where conditional matches are looked up: in the write transaction (what counts), or while
+/// planning before it, in the caller's read view.
+enum Lookup<'a> {
+    Tx(&'a mut GuardedTx),
+    Read(&'a Guarded),
+}
+
+impl Lookup<'_> {
+    async fn find(&mut self, criteria: &hearth_search::SearchQuery, limit: u32) -> Result<Vec<Version>, FhirError> {
+        Ok(match self {
+            Lookup::Tx(tx) => tx.find(criteria, limit).await?,
+            Lookup::Read(store) => store.find(criteria, limit).await?,
+        })
+    }
+}
+
 /// Resolves a conditional reference (`Type?criteria`) to exactly one resource.
-async fn resolve_conditional(app: &App, tx: &mut GuardedTx, reference: &str) -> Result<String, FhirError> {
+async fn resolve_conditional(app: &App, look: &mut Lookup<'_>, reference: &str) -> Result<String, FhirError> {
     let (ty, q) = reference.split_once('?').unwrap_or((reference, ""));
     check_type(app, ty)?;
     let criteria = super::search::criteria(app, ty, &query::pairs(Some(q))).await?;
-    let matches = tx.find(&criteria, 2).await?;
+    let matches = look.find(&criteria, 2).await?;
     match matches.as_slice() {
         [one] => Ok(format!("{}/{}", one.resource_type, one.id)),
         [] => Err(FhirError::new(
@@ -240,26 +264,93 @@ async fn resolve_conditional(app: &App, tx: &mut GuardedTx, reference: &str) -> 
     }
 }
 
-/// Runs entries inside one store transaction (the caller commits).
-async fn run(app: &App, tx: &mut GuardedTx, entries: Vec<Entry>) -> Result<Vec<(usize, Outcome)>, FhirError> {
-    let now = app.clock.now();
+/// The ids a transaction gives its POST entries (by entry index): chosen once, while planning,
+/// and kept inside the transaction.
+type Ids = HashMap<usize, String>;
+
+/// An entry's resource as planned and its search index.
+struct Planned {
+    resource: Value,
+    index: Vec<hearth_search::IndexEntry>,
+}
+
+/// What the plan worked out before the write transaction (see the module documentation).
+struct Plan {
+    registry: Arc<hearth_search::Registry>,
+    entries: HashMap<usize, Planned>,
+}
+
+/// Steps 1–3 and the index of each resource, against the caller's read view. A plan is only
+/// a head start: whatever goes wrong here (a conditional reference that matches nothing yet)
+/// is left for the transaction to find and answer.
+async fn plan(app: &App, store: &Guarded, entries: &[Entry], ids: &mut Ids) -> Plan {
+    let registry = app.registry();
+    let Ok((resolved, _)) = resolve(app, &mut Lookup::Read(store), entries.to_vec(), ids).await else {
+        return Plan { registry, entries: HashMap::new() };
+    };
+    // Indexing is CPU work of tens of milliseconds for a patient's Bundle: done on the blocking
+    // pool, so the runtime's few threads stay free to drive the transaction that holds the
+    // writer (measured: indexing on the runtime threads left the writer waiting for them).
+    let on = Arc::clone(&registry);
+    let indexed = tokio::task::spawn_blocking(move || {
+        resolved
+            .into_iter()
+            .filter_map(|e| match (e.verb, e.resource) {
+                (Verb::Post | Verb::Put, Some(resource)) => {
+                    let index = on.index(&resource);
+                    Some((e.index, Planned { resource, index }))
+                }
+                _ => None,
+            })
+            .collect()
+    })
+    .await;
+    Plan { registry, entries: indexed.unwrap_or_default() }
+}
+
+impl Plan {
+    /// The write of an entry: its planned index when the resource is still the planned one
+    /// (and the search parameters have not changed since), else indexed now.
+    fn write(&mut self, app: &App, index: usize, ty: &str, id: String, resource: Value) -> hearth_store::Write {
+        match self.entries.remove(&index) {
+            Some(p) if p.resource == resource && Arc::ptr_eq(&self.registry, &app.registry()) => {
+                hearth_store::Write { resource_type: ty.to_owned(), id, resource, index: p.index }
+            }
+            _ => write_of(app, ty, id, resource),
+        }
+    }
+}
+
+/// POST ids (conditional creates: the existing match) of the entries, taken from or recorded
+/// in `ids`.
+type Assigned = HashMap<usize, (String, Option<Version>)>;
+
+/// Steps 1–3: ids, the fullUrl map, conditional references; answers the entries with their
+/// references rewritten.
+async fn resolve(
+    app: &App,
+    look: &mut Lookup<'_>,
+    entries: Vec<Entry>,
+    ids: &mut Ids,
+) -> Result<(Vec<Entry>, Assigned), FhirError> {
     // 1. Ids for POSTs (or the existing match for conditional creates) and the fullUrl map.
     let mut mapping: HashMap<String, String> = HashMap::new();
-    let mut assigned: HashMap<usize, (String, Option<Version>)> = HashMap::new();
+    let mut assigned: Assigned = HashMap::new();
     let mut touched = HashSet::new();
+    let mut id_for = |index: usize| ids.entry(index).or_insert_with(new_id).clone();
     for e in &entries {
         match (&e.verb, &e.target) {
             (Verb::Post, Target::Type(ty)) => {
                 let (id, existing) = match &e.if_none_exist {
-                    None => (new_id(), None),
+                    None => (id_for(e.index), None),
                     Some(cond) => {
                         let cond = cond.split_once('?').map_or(cond.as_str(), |(_, q)| q);
                         let criteria = super::search::criteria(app, ty, &query::pairs(Some(cond)))
                             .await
                             .map_err(|x| entry_error(e.index, x))?;
-                        let mut found = tx.find(&criteria, 2).await?;
+                        let mut found = look.find(&criteria, 2).await?;
                         match found.len() {
-                            0 => (new_id(), None),
+                            0 => (id_for(e.index), None),
                             1 => {
                                 let v = found.pop().ok_or_else(|| FhirError::internal("match vanished"))?;
                                 (v.id.clone(), Some(v))
@@ -305,7 +396,7 @@ async fn run(app: &App, tx: &mut GuardedTx, entries: Vec<Entry>) -> Result<Vec<(
             Ok(())
         })?;
         for reference in conditional {
-            let resolved = resolve_conditional(app, tx, &reference).await.map_err(|x| entry_error(index, x))?;
+            let resolved = resolve_conditional(app, look, &reference).await.map_err(|x| entry_error(index, x))?;
             for_each_reference(resource, &mut |r| {
                 if *r == reference {
                     *r = resolved.clone();
@@ -315,12 +406,26 @@ async fn run(app: &App, tx: &mut GuardedTx, entries: Vec<Entry>) -> Result<Vec<(
         }
     }
 
+    Ok((entries, assigned))
+}
+
+/// Runs entries inside one store transaction (the caller commits), with the ids and indexes
+/// of `plan` where they still hold.
+async fn run(
+    app: &App,
+    tx: &mut GuardedTx,
+    entries: Vec<Entry>,
+    ids: &mut Ids,
+    plan: &mut Plan,
+) -> Result<Vec<(usize, Outcome)>, FhirError> {
+    let now = app.clock.now();
+    let (mut entries, mut assigned) = resolve(app, &mut Lookup::Tx(tx), entries, ids).await?;
     // 4. Execute in FHIR order.
     entries.sort_by_key(|e| (e.verb.rank(), e.index));
     let mut results = Vec::with_capacity(entries.len());
     for e in entries {
         let index = e.index;
-        let outcome = run_one(app, tx, e, &mut assigned, now).await.map_err(|x| entry_error(index, x))?;
+        let outcome = run_one(app, tx, e, &mut assigned, now, plan).await.map_err(|x| entry_error(index, x))?;
         results.push((index, outcome));
     }
     results.sort_by_key(|(i, _)| *i);
@@ -331,8 +436,9 @@ async fn run_one(
     app: &App,
     tx: &mut GuardedTx,
     e: Entry,
-    assigned: &mut HashMap<usize, (String, Option<Version>)>,
+    assigned: &mut Assigned,
     now: chrono::DateTime<chrono::Utc>,
+    plan: &mut Plan,
 ) -> Result<Outcome, FhirError> {
     let ok = |status, version| Outcome { status, version: Some(version), with_location: false };
     match (e.verb, e.target, e.resource) {
@@ -341,11 +447,11 @@ async fn run_one(
             if let Some(v) = existing {
                 return Ok(ok(StatusCode::OK, v));
             }
-            let v = ix::create(tx, write_of(app, &ty, id, resource), now).await?;
+            let v = ix::create(tx, plan.write(app, e.index, &ty, id, resource), now).await?;
             Ok(Outcome { status: StatusCode::CREATED, version: Some(v), with_location: true })
         }
         (Verb::Put, Target::Instance(ty, id), Some(resource)) => {
-            let w = ix::update(tx, write_of(app, &ty, id, resource), e.if_match, now).await?;
+            let w = ix::update(tx, plan.write(app, e.index, &ty, id, resource), e.if_match, now).await?;
             let status = if w.created { StatusCode::CREATED } else { StatusCode::OK };
             Ok(Outcome { status, version: Some(w.version), with_location: w.created })
         }
@@ -353,7 +459,7 @@ async fn run_one(
             let criteria = super::search::criteria(app, &ty, &pairs).await?;
             let client_id = resource.get("id").and_then(Value::as_str).map(str::to_owned);
             let from_client = client_id.is_some();
-            let write = write_of(app, &ty, client_id.unwrap_or_else(new_id), resource);
+            let write = plan.write(app, e.index, &ty, client_id.unwrap_or_else(new_id), resource);
             let w = ix::update_matching(tx, &criteria, write, from_client, e.if_match, now).await?;
             let status = if w.created { StatusCode::CREATED } else { StatusCode::OK };
             Ok(Outcome { status, version: Some(w.version), with_location: w.created })
@@ -542,10 +648,19 @@ async fn run_bundle(
 /// (then nothing was written).
 async fn run_transaction(app: &App, store: &Guarded, body: &Value, base: &str) -> Result<Vec<Slot>, FhirError> {
     let entries = parse_entries(app, body, base, 0)?;
-    let mut tx = store.begin().await?;
-    let results = run(app, &mut tx, entries).await?;
-    tx.commit().await?;
+    let results = plan_and_run(app, store, entries).await?;
     Ok(results.into_iter().map(|(_, o)| Slot::Done(o)).collect())
+}
+
+/// Plans `entries` (before taking the write lock), then runs them in one transaction and
+/// commits it.
+async fn plan_and_run(app: &App, store: &Guarded, entries: Vec<Entry>) -> Result<Vec<(usize, Outcome)>, FhirError> {
+    let mut ids = Ids::new();
+    let mut plan = plan(app, store, &entries, &mut ids).await;
+    let mut tx = store.begin().await?;
+    let results = run(app, &mut tx, entries, &mut ids, &mut plan).await?;
+    tx.commit().await?;
+    Ok(results)
 }
 
 /// A batch Bundle: each entry in its own transaction, failures per entry.
@@ -561,9 +676,7 @@ async fn run_batch(app: &App, store: &Guarded, body: &Value, base: &str) -> Vec<
         let outcome = async {
             let single = single.ok_or_else(|| FhirError::internal("entry vanished"))?;
             let entries = parse_entries(app, &single, base, index)?;
-            let mut tx = store.begin().await?;
-            let mut results = run(app, &mut tx, entries).await?;
-            tx.commit().await?;
+            let mut results = plan_and_run(app, store, entries).await?;
             results.pop().map(|(_, o)| o).ok_or_else(|| FhirError::internal("no result"))
         }
         .await;

@@ -126,6 +126,33 @@ async fn conditional_create_and_conditional_references_inside_a_transaction() {
 }
 
 #[tokio::test]
+async fn a_conditional_update_finds_what_the_same_transaction_created() {
+    // POSTs run before PUTs, so the conditional PUT matches the Patient the POST has just
+    // created: the new resource's index rows must be searchable inside the transaction (they
+    // are written in bulk, before the transaction searches).
+    let t = TestApp::spawn().await;
+    let identifier = json!([{"system": "urn:test:mrn", "value": "same-tx-1"}]);
+    let mut created = patient("Early");
+    created["identifier"] = identifier.clone();
+    let mut update = patient("Later");
+    update["identifier"] = identifier;
+    let b = tx(vec![
+        json!({"resource": update, "request": {"method": "PUT", "url": "Patient?identifier=urn:test:mrn|same-tx-1"}}),
+        post("urn:uuid:bbbbbbbb-0000-4000-8000-000000000001", created),
+    ]);
+    let r = t.post("/fhir", &b).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let e = r.json()["entry"].as_array().unwrap().clone();
+    assert_eq!(e[1]["response"]["status"], "201 Created");
+    assert_eq!(e[0]["response"]["status"], "200 OK", "the PUT must update the new Patient, not create another");
+    assert_eq!(e[0]["resource"]["id"], e[1]["resource"]["id"]);
+    let found = t.get("/fhir/Patient?identifier=urn:test:mrn|same-tx-1").await.json();
+    assert_eq!(found["total"], 1);
+    assert_eq!(found["entry"][0]["resource"]["name"][0]["family"], "Later");
+    assert_eq!(found["entry"][0]["resource"]["meta"]["versionId"], "2");
+}
+
+#[tokio::test]
 async fn batch_entries_succeed_or_fail_on_their_own() {
     let t = TestApp::spawn().await;
     let b = json!({"resourceType": "Bundle", "type": "batch", "entry": [

@@ -322,6 +322,45 @@ impl RingKey {
 pub struct KeyRing {
     active: KeyId,
     keys: BTreeMap<KeyId, RingKey>,
+    verified: Verified,
+}
+
+/// Tokens whose signature this ring has already checked (by SHA-256 of the whole token), with
+/// their claims: a client sends the same token with every request for its lifetime, and an
+/// Ed25519 verification costs more than the rest of a read. Only the signature check is
+/// skipped for a known token; issuer, audience and times are checked on every use. A copy of
+/// the ring starts empty, and removing a key empties it, so no token outlives its key.
+#[derive(Default)]
+struct Verified(std::sync::Mutex<std::collections::HashMap<[u8; 32], AccessClaims>>);
+
+impl Verified {
+    /// Tokens remembered at most (then the memory starts over).
+    const CAPACITY: usize = 4096;
+
+    fn get(&self, digest: &[u8; 32]) -> Option<AccessClaims> {
+        self.0.lock().ok()?.get(digest).cloned()
+    }
+
+    fn insert(&self, digest: [u8; 32], claims: AccessClaims) {
+        if let Ok(mut map) = self.0.lock() {
+            if map.len() >= Self::CAPACITY {
+                map.clear();
+            }
+            map.insert(digest, claims);
+        }
+    }
+
+    fn clear(&self) {
+        if let Ok(mut map) = self.0.lock() {
+            map.clear();
+        }
+    }
+}
+
+impl Clone for Verified {
+    fn clone(&self) -> Self {
+        Verified::default()
+    }
 }
 
 impl core::fmt::Debug for KeyRing {
@@ -353,7 +392,7 @@ impl KeyRing {
         let kid = active.kid.clone();
         let mut keys = BTreeMap::new();
         keys.insert(kid.clone(), RingKey::Signing(active));
-        KeyRing { active: kid, keys }
+        KeyRing { active: kid, keys, verified: Verified::default() }
     }
 
     /// The key that signs new tokens.
@@ -415,6 +454,7 @@ impl KeyRing {
         if *kid == self.active {
             return Err(KeyError::ActiveKey);
         }
+        self.verified.clear();
         self.keys.remove(kid).map(|_| ()).ok_or(KeyError::UnknownKid)
     }
 
@@ -487,6 +527,10 @@ impl KeyRing {
         if token.len() > MAX_TOKEN_LEN {
             return Err(TokenError::Malformed("too long"));
         }
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        if let Some(claims) = self.verified.get(&digest) {
+            return check_claims(settings, claims, now);
+        }
         let mut segments = token.split('.');
         let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
             (segments.next(), segments.next(), segments.next(), segments.next())
@@ -526,23 +570,33 @@ impl KeyRing {
         let payload = b64url_decode(payload_b64).ok_or(TokenError::Malformed("payload is not base64url"))?;
         let claims: AccessClaims =
             parse_object(&payload).ok_or(TokenError::Malformed("payload is not access-token claims"))?;
-        if claims.iss != settings.issuer {
-            return Err(TokenError::WrongIssuer);
-        }
-        if claims.aud != settings.audience {
-            return Err(TokenError::WrongAudience);
-        }
-        let now = now.timestamp();
-        let leeway = settings.leeway.num_seconds().max(0);
-        // RFC 7519 §4.1.4: the token must not be accepted on or after `exp`.
-        if now >= claims.exp.saturating_add(leeway) {
-            return Err(TokenError::Expired);
-        }
-        if claims.iat > now.saturating_add(leeway) {
-            return Err(TokenError::NotYetValid);
-        }
-        Ok(claims)
+        self.verified.insert(digest, claims.clone());
+        check_claims(settings, claims, now)
     }
+}
+
+/// The checks of a token's claims after its signature: issuer, audience, expiry, issue time.
+fn check_claims(
+    settings: &TokenSettings,
+    claims: AccessClaims,
+    now: DateTime<Utc>,
+) -> Result<AccessClaims, TokenError> {
+    if claims.iss != settings.issuer {
+        return Err(TokenError::WrongIssuer);
+    }
+    if claims.aud != settings.audience {
+        return Err(TokenError::WrongAudience);
+    }
+    let now = now.timestamp();
+    let leeway = settings.leeway.num_seconds().max(0);
+    // RFC 7519 §4.1.4: the token must not be accepted on or after `exp`.
+    if now >= claims.exp.saturating_add(leeway) {
+        return Err(TokenError::Expired);
+    }
+    if claims.iat > now.saturating_add(leeway) {
+        return Err(TokenError::NotYetValid);
+    }
+    Ok(claims)
 }
 
 /// Parses a JSON *object* into `T`. serde would also accept an array for a struct, which JOSE does not

@@ -11,6 +11,10 @@ use std::sync::Arc;
 mod export;
 mod import;
 
+/// See the `mimalloc` entry in Cargo.toml (measured in docs/PERFORMANCE.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{Parser, Subcommand};
 use hearth_server::config::LogFormat;
 use hearth_server::{App, Config, SystemClock};

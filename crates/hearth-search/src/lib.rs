@@ -83,7 +83,7 @@ pub use parse::UNSUPPORTED;
 pub use query::{
     Clause, ComponentValue, CompositeValue, DEFAULT_COUNT, DateValue, Handling, Hop, Include, MAX_COUNT, NumberValue,
     OfType, QuantityValue, ReferenceValue, SearchQuery, SortKey, Summary, Test, TokenSystem, TokenValue, Total, escape,
-    range_matches,
+    exact_bounds, range_matches,
 };
 pub use registry::{DefinitionError, Registry};
 pub use text::normalize;

@@ -312,17 +312,21 @@ impl DateValue {
 /// |---|---|
 /// | `eq` | `low <= l && h <= high` (the search range contains the entry's range) |
 /// | `ne` | not `eq` |
-/// | `gt` | `h > high` (part of the entry lies above the search range) |
-/// | `lt` | `l < low` |
-/// | `ge` | `gt` or `eq` |
-/// | `le` | `lt` or `eq` |
+/// | `gt` | the entry's value (`(l + h) / 2`) is greater than exactly the search value |
+/// | `lt` | … less than exactly the search value |
+/// | `ge` | … greater than or equal to exactly the search value |
+/// | `le` | … less than or equal to exactly the search value |
 /// | `sa` | `l >= high` |
 /// | `eb` | `h <= low` |
 /// | `ap` | `l < high && h > low` (overlap with the widened range) |
 ///
 /// So `multiplebirth=3` finds 3, `le3` finds 3 and 2, `lt3` finds 2 but not 3; and because
 /// both sides carry their precision, `100` finds a stored `100.2` but `100.0` does not find a
-/// stored `100` (which might have been 100.4).
+/// stored `100` (which might have been 100.4). The four ordering prefixes ignore the implicit
+/// precision, as R4's number examples say ("gt100: values that are greater than exactly 100"):
+/// `gt7` finds a stored `7.02` (which the range rule, comparing with 7.5, would miss). Values
+/// within a relative 1e-12 of each other count as equal (both sides come from decimals through
+/// `f64`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct NumberValue {
     pub prefix: Prefix,
@@ -331,16 +335,26 @@ pub struct NumberValue {
     pub high: f64,
 }
 
+/// Twice the exact search value (the middle of its implicit range), widened by a relative 1e-12
+/// either way: an entry's `l + h` above the first is greater than the value, below the second
+/// less than it; in between, equal.
+pub fn exact_bounds(low: f64, high: f64) -> (f64, f64) {
+    let twice = low + high;
+    let tolerance = 1e-12 * twice.abs().max(1.0);
+    (twice + tolerance, twice - tolerance)
+}
+
 /// The range rule shared by numbers and quantities (see [`NumberValue`]).
 pub fn range_matches(prefix: Prefix, low: f64, high: f64, l: f64, h: f64) -> bool {
     let eq = low <= l && h <= high;
+    let (above, below) = exact_bounds(low, high);
     match prefix {
         Prefix::Eq => eq,
         Prefix::Ne => !eq,
-        Prefix::Gt => h > high,
-        Prefix::Lt => l < low,
-        Prefix::Ge => h > high || eq,
-        Prefix::Le => l < low || eq,
+        Prefix::Gt => l + h > above,
+        Prefix::Lt => l + h < below,
+        Prefix::Ge => l + h >= below,
+        Prefix::Le => l + h <= above,
         Prefix::Sa => l >= high,
         Prefix::Eb => h <= low,
         Prefix::Ap => l < high && h > low,
@@ -710,4 +724,36 @@ pub fn escape(s: &str) -> String {
         out.push(c);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::range_matches;
+    use crate::Prefix;
+
+    /// `[value - half, value + half)`: a value's implicit range.
+    fn r(value: f64, half: f64) -> (f64, f64) {
+        (value - half, value + half)
+    }
+
+    #[test]
+    fn ordering_prefixes_compare_with_exactly_the_search_value() {
+        let seven = r(7.0, 0.5);
+        let stored = |v: f64| r(v, 5e-17_f64.max(v.abs() * 1e-16));
+        let matches = |p, (l, h): (f64, f64)| range_matches(p, seven.0, seven.1, l, h);
+        // gt7 finds 7.0197 (the range rule compared with 7.5 and missed it), not 7 itself.
+        assert!(matches(Prefix::Gt, stored(7.019_664_308_943_962_5)));
+        assert!(!matches(Prefix::Gt, r(7.0, 0.5)));
+        assert!(!matches(Prefix::Gt, stored(6.99)));
+        assert!(matches(Prefix::Ge, r(7.0, 0.5)));
+        assert!(matches(Prefix::Ge, r(7.0, 0.05)));
+        assert!(!matches(Prefix::Ge, stored(6.999)));
+        assert!(matches(Prefix::Lt, stored(6.98)));
+        assert!(!matches(Prefix::Lt, r(7.0, 0.5)));
+        assert!(matches(Prefix::Le, r(7.0, 0.005)));
+        assert!(!matches(Prefix::Le, stored(7.001)));
+        // eq keeps the implicit precision: 7 means [6.5, 7.5).
+        assert!(matches(Prefix::Eq, stored(7.2)));
+        assert!(!matches(Prefix::Eq, stored(7.6)));
+    }
 }

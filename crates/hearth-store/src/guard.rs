@@ -382,11 +382,8 @@ impl GuardedTx {
         // database refuses a version 1 of a resource that already has one (`UNIQUE (res_type,
         // res_id, version)`), so nothing is written over an existing resource by claiming it
         // is new, and the caller that numbered it has already read its current state.
-        let previous = if version.version_id == 1 {
-            None
-        } else {
-            self.tx.current(rt, &version.id).await?.filter(|c| !c.deleted)
-        };
+        let previous =
+            if version.version_id == 1 { None } else { self.tx.current(rt, &version.id).await?.filter(|c| !c.deleted) };
         let op = match (&version.body, previous) {
             (None, _) => Op::Delete,
             (Some(_), Some(_)) => Op::Update,

@@ -406,8 +406,14 @@ async fn number_and_quantity_prefixes_with_ucum() {
     let q = |v: &str| format!("/fhir/Observation?value-quantity={v}");
     // 250 mg and 0.3 g compare in one canonical unit
     expect(&t, &q(&format!("gt0.2|{UCUM}|g")), &["obs-m1", "obs-m2", "obs-ident"]).await;
-    // 0.3 g stands for [0.25, 0.35) g, which reaches below 280 mg
-    expect(&t, &q(&format!("lt280|{UCUM}|mg")), &["obs-m1", "obs-m2"]).await;
+    // The ordering prefixes compare with exactly the search value (R4: "gt100: values that are
+    // greater than exactly 100"), not with its implicit range: 0.3 g is not below 280 mg, even
+    // though its own range [0.25, 0.35) g reaches below it; 250 mg is.
+    expect(&t, &q(&format!("lt280|{UCUM}|mg")), &["obs-m1"]).await;
+    expect(&t, &q(&format!("lt300.1|{UCUM}|mg")), &["obs-m1", "obs-m2"]).await;
+    expect(&t, &q(&format!("le300|{UCUM}|mg")), &["obs-m1", "obs-m2"]).await;
+    expect(&t, &q(&format!("lt300|{UCUM}|mg")), &["obs-m1"]).await;
+    expect(&t, &q(&format!("gt299.9|{UCUM}|mg")), &["obs-m2", "obs-ident"]).await;
     expect(&t, &q(&format!("lt240|{UCUM}|mg")), &[]).await;
     expect(&t, &q(&format!("250|{UCUM}|mg")), &["obs-m1"]).await;
     expect(&t, &q(&format!("0.25|{UCUM}|g")), &["obs-m1"]).await;

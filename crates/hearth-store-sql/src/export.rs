@@ -46,17 +46,20 @@ fn phases(b: &mut Builder, req: &EverythingRequest) -> Result<(), StoreError> {
     members(b, c, &req.access)?;
     b.push(")");
     restrict(b, "m", &req.types, req.since);
+    // The resources referenced from the members or the owner. One `IN` over a `UNION ALL`, not
+    // two `IN`s joined by `OR`: PostgreSQL cannot drive a semi-join from an `OR` of sub-selects
+    // and scanned every resource instead (measured on 600 patients: 274 ms → 13 ms).
     b.push(
         " UNION ALL SELECT CAST(2 AS BIGINT) AS ph, t.rid AS rid FROM resources t WHERE t.deleted = FALSE AND t.rid IN \
          (SELECT t2.rid FROM search_reference a JOIN resources t2 ON t2.res_type = a.target_type \
-         AND t2.res_id = a.target_id WHERE a.grp = 0 AND (a.rid IN (",
+         AND t2.res_id = a.target_id WHERE a.grp = 0 AND a.rid IN (",
     );
     members(b, c, &req.access)?;
-    b.push(") OR a.rid IN (SELECT o.rid FROM resources o WHERE o.res_type = ")
+    b.push(" UNION ALL SELECT o.rid FROM resources o WHERE o.res_type = ")
         .text(&c.owner_type)
         .push(" AND o.res_id = ")
         .text(&c.owner_id)
-        .push("))) AND t.rid NOT IN (");
+        .push(")) AND t.rid NOT IN (");
     members(b, c, &req.access)?;
     b.push(") AND NOT (t.res_type = ").text(&c.owner_type).push(" AND t.res_id = ").text(&c.owner_id).push(")");
     restrict(b, "t", &req.types, req.since);

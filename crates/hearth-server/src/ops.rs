@@ -1,5 +1,6 @@
 //! Operational and documentation endpoints: liveness, readiness, Prometheus metrics, and the
-//! OpenAPI description of the non-FHIR API (rendered without any CDN).
+//! OpenAPI description of the non-FHIR API (rendered without any CDN); and the background
+//! keeper of the database planner's statistics.
 
 use std::sync::Arc;
 

@@ -374,25 +374,6 @@ impl Exec for Conn<'_> {
     }
 }
 
-async fn replace_index(
-    conn: &mut PgConnection,
-    rid: i64,
-    resource_type: &str,
-    index: &[IndexEntry],
-    existing: bool,
-) -> Result<(), StoreError> {
-    let mut exec = Conn(conn, None);
-    if existing {
-        for sql in hearth_store_sql::delete_index(Dialect::Postgres, rid) {
-            exec.execute(&sql).await?;
-        }
-    }
-    for sql in hearth_store_sql::insert_index(Dialect::Postgres, rid, resource_type, index) {
-        exec.execute(&sql).await?;
-    }
-    Ok(())
-}
-
 /// The key and current version of a resource, for a reindex.
 async fn rid_of(
     conn: &mut PgConnection,
@@ -470,18 +451,7 @@ impl StoreTx for PgTx {
         let (v, deleted) = (version.version_id, version.is_deletion());
         let seq = insert_version(&mut self.tx, version, author, self.cipher.as_deref()).await?;
         let rid = upsert_current(&mut self.tx, ty, id, v, seq, deleted, ms).await?;
-        if v == 1 && !deleted {
-            // A new resource: no rows to replace; its rows go in with the others'.
-            self.pending.add(rid, ty, index);
-            if self.pending.is_full() {
-                self.flush().await?;
-            }
-            return Ok(());
-        }
-        // Rows to replace may still be held (created earlier in this transaction).
-        self.flush().await?;
-        let index = if deleted { &[][..] } else { index };
-        replace_index(&mut self.tx, rid, ty, index, v > 1).await
+        self.pending.persisted(&mut Conn(&mut self.tx, None), rid, ty, index, v, deleted).await
     }
 
     async fn reindex(
@@ -492,10 +462,9 @@ impl StoreTx for PgTx {
         index: &[IndexEntry],
     ) -> Result<bool, StoreError> {
         advisory_lock(&mut self.tx, &format!("resource:{resource_type}/{id}")).await?;
-        self.flush().await?;
         match rid_of(&mut self.tx, resource_type, id).await? {
             Some((rid, current, false)) if current == version => {
-                replace_index(&mut self.tx, rid, resource_type, index, true).await?;
+                self.pending.replace(&mut Conn(&mut self.tx, None), rid, resource_type, index).await?;
                 Ok(true)
             }
             _ => Ok(false),

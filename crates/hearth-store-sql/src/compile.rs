@@ -527,8 +527,8 @@ fn date(b: &mut Builder, s: &str, e: &str, v: &DateValue) {
 
 /// [`hearth_search::range_matches`] over columns `l`/`h` (the entry's half-open range).
 fn range(b: &mut Builder, l: &str, h: &str, prefix: Prefix, low: f64, high: f64) {
+    // Twice the exact search value, widened by the tolerance: `l + h` is compared with these.
     let (above, below) = hearth_search::exact_bounds(low, high);
-    let mid = below / 2.0;
     let eq = |b: &mut Builder| {
         b.push(l).push(" >= ").real(low).push(" AND ").push(h).push(" <= ").real(high);
     };
@@ -537,17 +537,17 @@ fn range(b: &mut Builder, l: &str, h: &str, prefix: Prefix, low: f64, high: f64)
         Prefix::Ne => {
             b.push("(").push(l).push(" < ").real(low).push(" OR ").push(h).push(" > ").real(high).push(")");
         }
-        // The ordering prefixes compare the entry's value (the middle of its range) with exactly
-        // the search value; the first condition is implied by the second and lets an index on
-        // the column narrow the rows.
+        // The ordering prefixes compare the entry's value (the middle of its range, `l <= h`)
+        // with exactly the search value; the first condition follows from the second and lets
+        // an index on the column narrow the rows.
         Prefix::Gt => {
-            b.push(h).push(" > ").real(mid).push(" AND ").push(l).push(" + ").push(h).push(" > ").real(above);
+            b.push(h).push(" > ").real(above / 2.0).push(" AND ").push(l).push(" + ").push(h).push(" > ").real(above);
         }
         Prefix::Lt => {
-            b.push(l).push(" < ").real(mid).push(" AND ").push(l).push(" + ").push(h).push(" < ").real(below);
+            b.push(l).push(" < ").real(below / 2.0).push(" AND ").push(l).push(" + ").push(h).push(" < ").real(below);
         }
         Prefix::Ge => {
-            b.push(h).push(" >= ").real(mid).push(" AND ").push(l).push(" + ").push(h).push(" >= ").real(below);
+            b.push(h).push(" >= ").real(below / 2.0).push(" AND ").push(l).push(" + ").push(h).push(" >= ").real(below);
         }
         Prefix::Le => {
             b.push(l).push(" <= ").real(above / 2.0).push(" AND ").push(l).push(" + ").push(h).push(" <= ").real(above);

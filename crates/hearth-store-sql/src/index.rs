@@ -157,14 +157,47 @@ impl PendingIndex {
     /// Entries held before they are written anyway (bounds the memory of a huge transaction).
     pub const LIMIT: usize = 20_000;
 
-    /// Holds the index rows of a resource just created (no earlier rows to replace).
-    pub fn add(&mut self, rid: i64, res_type: &str, entries: &[IndexEntry]) {
-        self.entries += entries.len();
-        self.resources.push((rid, res_type.to_owned(), entries.to_vec()));
+    /// The index rows of `version` of resource `rid`, just persisted (a deletion has none): a
+    /// first version's are held, any other version's replace the resource's rows at once.
+    pub async fn persisted(
+        &mut self,
+        exec: &mut dyn Exec,
+        rid: i64,
+        res_type: &str,
+        index: &[IndexEntry],
+        version: u64,
+        deleted: bool,
+    ) -> Result<(), StoreError> {
+        if deleted {
+            return self.replace(exec, rid, res_type, &[]).await;
+        }
+        if version > 1 {
+            return self.replace(exec, rid, res_type, index).await;
+        }
+        self.entries += index.len();
+        self.resources.push((rid, res_type.to_owned(), index.to_vec()));
+        if self.entries > Self::LIMIT {
+            self.flush(exec).await?;
+        }
+        Ok(())
     }
 
-    pub fn is_full(&self) -> bool {
-        self.entries > Self::LIMIT
+    /// Replaces the index rows of resource `rid` with `index` now (a reindex, an update), after
+    /// writing the held rows, which may be its own.
+    pub async fn replace(
+        &mut self,
+        exec: &mut dyn Exec,
+        rid: i64,
+        res_type: &str,
+        index: &[IndexEntry],
+    ) -> Result<(), StoreError> {
+        self.flush(exec).await?;
+        for sql in
+            delete_index(exec.dialect(), rid).into_iter().chain(insert_index(exec.dialect(), rid, res_type, index))
+        {
+            exec.execute(&sql).await?;
+        }
+        Ok(())
     }
 
     /// Inserts everything held (nothing to do when empty).

@@ -206,25 +206,6 @@ impl Exec for Conn<'_> {
     }
 }
 
-async fn replace_index(
-    conn: &mut SqliteConnection,
-    rid: i64,
-    resource_type: &str,
-    index: &[IndexEntry],
-    existing: bool,
-) -> Result<(), StoreError> {
-    let mut exec = Conn(conn);
-    if existing {
-        for sql in hearth_store_sql::delete_index(Dialect::Sqlite, rid) {
-            exec.execute(&sql).await?;
-        }
-    }
-    for sql in hearth_store_sql::insert_index(Dialect::Sqlite, rid, resource_type, index) {
-        exec.execute(&sql).await?;
-    }
-    Ok(())
-}
-
 /// A write transaction on the single writer connection.
 struct SqliteTx {
     tx: Transaction<'static, Sqlite>,
@@ -275,18 +256,7 @@ impl StoreTx for SqliteTx {
         let (v, deleted) = (version.version_id, version.is_deletion());
         let seq = sql::insert_version(&mut self.tx, version, author).await?;
         let rid = sql::upsert_current(&mut self.tx, ty, id, v, seq, deleted, ms).await?;
-        if v == 1 && !deleted {
-            // A new resource: no rows to replace; its rows go in with the others'.
-            self.pending.add(rid, ty, index);
-            if self.pending.is_full() {
-                self.flush().await?;
-            }
-            return Ok(());
-        }
-        // Rows to replace may still be held (created earlier in this transaction).
-        self.flush().await?;
-        let index = if deleted { &[][..] } else { index };
-        replace_index(&mut self.tx, rid, ty, index, v > 1).await
+        self.pending.persisted(&mut Conn(&mut self.tx), rid, ty, index, v, deleted).await
     }
 
     async fn reindex(
@@ -296,10 +266,9 @@ impl StoreTx for SqliteTx {
         version: u64,
         index: &[IndexEntry],
     ) -> Result<bool, StoreError> {
-        self.flush().await?;
         match sql::rid_of(&mut self.tx, resource_type, id).await? {
             Some((rid, current, false)) if current == version => {
-                replace_index(&mut self.tx, rid, resource_type, index, true).await?;
+                self.pending.replace(&mut Conn(&mut self.tx), rid, resource_type, index).await?;
                 Ok(true)
             }
             _ => Ok(false),

@@ -56,9 +56,9 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::app::App;
-use crate::auth::Caller;
-use crate::error::{FhirError, Issue};
+use hearth_store_sql::Db;
+use hearth_workflow::error::{FhirError, Issue};
+use hearth_workflow::{AuditHook, Caller, Clock, Ctx, Mount, RecordAudit, Workflow};
 
 /// At most this many resources are named in one event (patients are always all named).
 pub const MAX_ENTITIES: usize = 50;
@@ -100,10 +100,13 @@ pub struct Auditor {
     /// The last journal commit failed: requests wait for their own commit until one succeeds
     /// (fail closed: they answer `503` while the trail cannot be written).
     failing: AtomicBool,
+    clock: Arc<dyn Clock>,
+    /// `[audit] wait_for_commit`: every request waits for its event's commit.
+    wait_for_commit: bool,
 }
 
-impl Default for Auditor {
-    fn default() -> Self {
+impl Auditor {
+    pub fn new(clock: Arc<dyn Clock>, wait_for_commit: bool) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
         let (flush_tx, flush_rx) = mpsc::channel(QUEUE);
         Auditor {
@@ -114,6 +117,8 @@ impl Default for Auditor {
             journaled: Arc::new(AtomicUsize::new(0)),
             running: Arc::new(AtomicBool::new(false)),
             failing: AtomicBool::new(false),
+            clock,
+            wait_for_commit,
         }
     }
 }
@@ -128,10 +133,10 @@ fn take<T>(slot: &Mutex<Option<T>>) -> Option<T> {
 impl Auditor {
     /// Records `event`: queues it for the next group commit and, with `[audit] wait_for_commit`
     /// or while the trail is failing, waits until it is committed.
-    pub async fn record(&self, app: &App, event: Value) -> Result<(), String> {
+    pub async fn record(&self, event: Value) -> Result<(), String> {
         let id = uuid::Uuid::now_v7().to_string();
-        let body = hearth_store::stamp(event, &id, 1, app.clock.now());
-        let wait = app.config.audit.wait_for_commit || self.failing.load(Ordering::SeqCst);
+        let body = hearth_store::stamp(event, &id, 1, self.clock.now());
+        let wait = self.wait_for_commit || self.failing.load(Ordering::SeqCst);
         let (done, committed) = if wait {
             let (done, committed) = oneshot::channel();
             (Some(done), Some(committed))
@@ -158,6 +163,13 @@ impl Auditor {
     }
 }
 
+#[async_trait::async_trait]
+impl RecordAudit for Auditor {
+    async fn record(&self, event: Value) -> Result<(), String> {
+        Auditor::record(self, event).await
+    }
+}
+
 async fn flush_through(tx: &mpsc::Sender<Msg>, running: &AtomicBool) -> Result<(), StoreError> {
     if !running.load(Ordering::SeqCst) {
         return Ok(());
@@ -171,8 +183,8 @@ async fn flush_through(tx: &mpsc::Sender<Msg>, running: &AtomicBool) -> Result<(
 /// The writer task (started by `serve`): journals queued events in batches (group commit) until
 /// the queue closes, and passes readers' flushes on to the indexer once what was queued before
 /// them is journaled.
-pub async fn writer(app: Arc<App>) {
-    let Some(mut rx) = take(&app.audit.rx) else { return };
+pub async fn writer(app: Arc<AuditTrail>) {
+    let Some(mut rx) = take(&app.auditor.rx) else { return };
     let mut batch = Vec::with_capacity(BATCH);
     // The chain's last link as this writer last saw it (`None`: not known yet).
     let mut head: Option<(i64, String)> = None;
@@ -199,7 +211,7 @@ pub async fn writer(app: Arc<App>) {
             let mut outcome = journal(&app, head.take(), &events).await;
             if let Err(e) = &outcome {
                 // Requests wait for their own commit from now on, retry or not.
-                app.audit.failing.store(true, Ordering::SeqCst);
+                app.auditor.failing.store(true, Ordering::SeqCst);
                 tracing::warn!(error = %e, events = n, "audit journal failed; trying once more");
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 outcome = journal(&app, None, &events).await;
@@ -207,14 +219,14 @@ pub async fn writer(app: Arc<App>) {
             match outcome {
                 Ok(last) => {
                     head = Some(last);
-                    app.audit.journaled.fetch_add(n, Ordering::SeqCst);
-                    app.audit.failing.store(false, Ordering::SeqCst);
+                    app.auditor.journaled.fetch_add(n, Ordering::SeqCst);
+                    app.auditor.failing.store(false, Ordering::SeqCst);
                     Ok(())
                 }
                 Err(e) => {
                     // These events are lost (their requests were answered, unless they waited):
                     // said loudly, and from now on requests wait for their own commit.
-                    app.audit.failing.store(true, Ordering::SeqCst);
+                    app.auditor.failing.store(true, Ordering::SeqCst);
                     tracing::error!(error = %e, events = n, "cannot write the audit trail");
                     Err(e.to_string())
                 }
@@ -226,7 +238,7 @@ pub async fn writer(app: Arc<App>) {
         for done in flushes {
             if result.is_err() {
                 let _ = done.send(result.clone());
-            } else if let Err(mpsc::error::SendError(done)) = app.audit.flush_tx.send(done).await {
+            } else if let Err(mpsc::error::SendError(done)) = app.auditor.flush_tx.send(done).await {
                 let _ = done.send(Err("the audit indexer has stopped".into()));
             }
         }
@@ -237,13 +249,13 @@ pub async fn writer(app: Arc<App>) {
 /// at once for a reader, stores journaled events as searchable AuditEvents. Events a stopped or
 /// crashed process left in the journal are indexed when the next indexer starts (or by
 /// [`verify`]).
-pub async fn indexer(app: Arc<App>) {
-    let Some(mut flushes) = take(&app.audit.flush_rx) else { return };
-    app.audit.running.store(true, Ordering::SeqCst);
+pub async fn indexer(app: Arc<AuditTrail>) {
+    let Some(mut flushes) = take(&app.auditor.flush_rx) else { return };
+    app.auditor.running.store(true, Ordering::SeqCst);
     // Events journaled and not indexed yet (this process's; a previous process's leftovers count
     // as one so that they are indexed at the first quiet moment).
     let mut unindexed = 1usize;
-    let mut seen = app.audit.journaled.load(Ordering::SeqCst);
+    let mut seen = app.auditor.journaled.load(Ordering::SeqCst);
     loop {
         let mut waiting = Vec::new();
         tokio::select! {
@@ -258,7 +270,7 @@ pub async fn indexer(app: Arc<App>) {
             },
             () = tokio::time::sleep(INDEX_EVERY) => {}
         }
-        let journaled = app.audit.journaled.load(Ordering::SeqCst);
+        let journaled = app.auditor.journaled.load(Ordering::SeqCst);
         let arrived = journaled.wrapping_sub(seen);
         seen = journaled;
         unindexed += arrived;
@@ -277,7 +289,7 @@ pub async fn indexer(app: Arc<App>) {
             let _ = done.send(result.clone());
         }
     }
-    app.audit.running.store(false, Ordering::SeqCst);
+    app.auditor.running.store(false, Ordering::SeqCst);
 }
 
 /// Chains `events` after `head` (the link `prev` hashes into, `GENESIS` before the first).
@@ -299,7 +311,7 @@ fn chain(head: &(i64, String), events: &[(String, String)], now: DateTime<Utc>) 
 /// process appended) or the head is unknown, the head is read under its lock and the events
 /// journaled in that transaction.
 async fn journal(
-    app: &App,
+    app: &AuditTrail,
     head: Option<(i64, String)>,
     events: &[(String, String)],
 ) -> Result<(i64, String), StoreError> {
@@ -333,7 +345,7 @@ async fn journal(
 const JOURNAL_ATTEMPTS: u32 = 5;
 
 async fn journal_locked(
-    app: &App,
+    app: &AuditTrail,
     events: &[(String, String)],
     now: DateTime<Utc>,
 ) -> Result<(i64, String), StoreError> {
@@ -347,7 +359,7 @@ async fn journal_locked(
 }
 
 /// Stores every journaled event as a searchable AuditEvent, [`INDEX_BATCH`] per transaction.
-pub async fn index_pending(app: &App) -> Result<(), StoreError> {
+pub async fn index_pending(app: &AuditTrail) -> Result<(), StoreError> {
     let guarded = hearth_store::Guarded::new(Arc::clone(&app.audit_store), hearth_store::Access::system());
     loop {
         let mut tx = guarded.begin().await?;
@@ -521,9 +533,9 @@ pub enum Verdict {
 /// bodies are checked as written). Events this process has queued are journaled and everything
 /// in the journal indexed first; links a running server appends meanwhile are left for the next
 /// check.
-pub async fn verify(app: &App) -> Result<Verdict, StoreError> {
+pub async fn verify(app: &AuditTrail) -> Result<Verdict, StoreError> {
     // In a serving process, first everything this process has recorded so far.
-    app.audit.flush().await?;
+    app.auditor.flush().await?;
     let upto = hearth_store_sql::audit::last_seq(&*app.audit_db).await?;
     index_pending(app).await?;
     let mut prev = GENESIS.to_owned();
@@ -634,10 +646,17 @@ fn patients_of(version: &Version, out: &mut BTreeSet<String>) {
         rest = rest.get(at + NEEDLE.len()..).unwrap_or_default();
         let end = rest.find(['"', '/']).unwrap_or(rest.len());
         if let Some(id) = rest.get(..end)
-            && crate::fhir::valid_id(id)
+            && hearth_workflow::fhir::valid_id(id)
         {
             out.insert(id.to_owned());
         }
+    }
+}
+
+impl AuditHook for AuditSlip {
+    /// Called by the caller extractor once the request is authenticated.
+    fn identify(&self, caller: &Caller) {
+        AuditSlip::identify(self, caller);
     }
 }
 
@@ -856,15 +875,15 @@ pub fn security_event(
 
 /// Records a security event; a failure to record is logged, not shown to the client (the
 /// sign-in itself has already been decided).
-pub async fn security(app: &App, event: Value) {
-    if let Err(e) = app.audit.record(app, event).await {
+pub async fn security(auditor: &Auditor, event: Value) {
+    if let Err(e) = auditor.record(event).await {
         tracing::error!(error = %e, "cannot record a security event in the audit trail");
     }
 }
 
 /// Middleware on `/fhir` and the app endpoints on patient data (`/api/v1/me/consents`): one event
 /// per request (the capability statement and SMART discovery, which hold no one's data, excepted).
-pub async fn fhir_layer(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Response {
+pub async fn fhir_layer(State(app): State<Arc<AuditTrail>>, mut req: Request, next: Next) -> Response {
     // Under `nest("/fhir")` the request's URI is the nested remainder; the full path is kept in
     // `OriginalUri`.
     let path = req
@@ -875,7 +894,7 @@ pub async fn fhir_layer(State(app): State<Arc<App>>, mut req: Request, next: Nex
         return next.run(req).await;
     }
     let params: Vec<String> = {
-        let mut names: Vec<String> = crate::fhir::query::pairs(req.uri().query())
+        let mut names: Vec<String> = hearth_workflow::fhir::pairs(req.uri().query())
             .into_iter()
             .map(|(k, _)| k)
             .filter(|k| !k.starts_with("_cursor"))
@@ -885,9 +904,9 @@ pub async fn fhir_layer(State(app): State<Arc<App>>, mut req: Request, next: Nex
         names
     };
     let facts =
-        RequestFacts { method: req.method().clone(), path, params, ip: crate::auth::web::client_ip(req.extensions()) };
+        RequestFacts { method: req.method().clone(), path, params, ip: hearth_workflow::client_ip(req.extensions()) };
     let slip = Arc::new(AuditSlip::default());
-    req.extensions_mut().insert(Arc::clone(&slip));
+    req.extensions_mut().insert(Arc::clone(&slip) as Arc<dyn AuditHook>);
     let resp = next.run(req).await;
     let status = resp.status();
     let identified = slip.with(|s| s.who.is_some());
@@ -897,7 +916,7 @@ pub async fn fhir_layer(State(app): State<Arc<App>>, mut req: Request, next: Nex
         return resp;
     }
     let event = rest_event(&facts, &slip, status, app.clock.now());
-    match app.audit.record(&app, event).await {
+    match app.auditor.record(event).await {
         Ok(()) => resp,
         Err(e) => {
             tracing::error!(error = %e, "cannot record a FHIR interaction in the audit trail");
@@ -976,16 +995,16 @@ const SECOND_FACTOR: &str = "/api/v1/auth/totp/";
 
 /// Middleware on the rest of the app API (accounts, SMART, notifications, the access log): every
 /// refusal (`401`, `403`) is an event, unless the endpoint records its own outcome.
-pub async fn denials_layer(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Response {
+pub async fn denials_layer(State(app): State<Arc<AuditTrail>>, mut req: Request, next: Next) -> Response {
     let path = req.uri().path().to_owned();
     let facts = RequestFacts {
         method: req.method().clone(),
         path,
         params: Vec::new(),
-        ip: crate::auth::web::client_ip(req.extensions()),
+        ip: hearth_workflow::client_ip(req.extensions()),
     };
     let slip = Arc::new(AuditSlip::default());
-    req.extensions_mut().insert(Arc::clone(&slip));
+    req.extensions_mut().insert(Arc::clone(&slip) as Arc<dyn AuditHook>);
     let resp = next.run(req).await;
     let status = resp.status();
     if status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN {
@@ -996,11 +1015,11 @@ pub async fn denials_layer(State(app): State<Arc<App>>, mut req: Request, next: 
         return resp;
     }
     let event = rest_event(&facts, &slip, status, app.clock.now());
-    match app.audit.record(&app, event).await {
+    match app.auditor.record(event).await {
         Ok(()) => resp,
         Err(e) => {
             tracing::error!(error = %e, "cannot record a refusal in the audit trail");
-            crate::error::ApiError::new(
+            hearth_workflow::error::ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "audit_unavailable",
                 "the audit trail cannot be written; try again",
@@ -1013,8 +1032,48 @@ pub async fn denials_layer(State(app): State<Arc<App>>, mut req: Request, next: 
 // ---------------------------------------------------------------------------------------------
 // A patient's view
 
-pub fn router() -> axum::Router<Arc<App>> {
-    axum::Router::new().route("/api/v1/me/access-log", axum::routing::get(access_log))
+/// The audit trail's state: the shared context, the queue to the writer, and the trail's own
+/// database (the chain).
+pub struct AuditTrail {
+    ctx: Arc<Ctx>,
+    pub auditor: Arc<Auditor>,
+    pub audit_db: Arc<dyn Db>,
+}
+
+impl AuditTrail {
+    pub fn new(ctx: Arc<Ctx>, auditor: Arc<Auditor>, audit_db: Arc<dyn Db>) -> AuditTrail {
+        AuditTrail { ctx, auditor, audit_db }
+    }
+}
+
+impl std::ops::Deref for AuditTrail {
+    type Target = Ctx;
+    fn deref(&self) -> &Ctx {
+        &self.ctx
+    }
+}
+
+impl AsRef<Ctx> for AuditTrail {
+    fn as_ref(&self) -> &Ctx {
+        &self.ctx
+    }
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(access_log))]
+struct Api;
+
+impl Workflow for AuditTrail {
+    /// A patient's access log: refusals audited like the rest of the account API.
+    fn mount(self: Arc<Self>) -> Mount {
+        Mount {
+            refusals_audited: axum::Router::new()
+                .route("/api/v1/me/access-log", axum::routing::get(access_log))
+                .with_state(self),
+            openapi: <Api as utoipa::OpenApi>::openapi(),
+            ..Mount::default()
+        }
+    }
 }
 
 /// One line of a patient's access log: who touched their record, when, how, and the outcome.
@@ -1060,17 +1119,17 @@ fn log_entry(event: &Value) -> Value {
     ),
     security(("bearer" = [])))]
 pub async fn access_log(
-    State(app): State<Arc<App>>,
-    crate::auth::ApiCaller(caller): crate::auth::ApiCaller,
+    State(app): State<Arc<AuditTrail>>,
+    hearth_workflow::ApiCaller(caller): hearth_workflow::ApiCaller,
     axum::extract::RawQuery(raw): axum::extract::RawQuery,
-) -> Result<axum::Json<Value>, crate::error::ApiError> {
-    use crate::error::ApiError;
+) -> Result<axum::Json<Value>, hearth_workflow::error::ApiError> {
+    use hearth_workflow::error::ApiError;
     let Some(patient) = caller.own_patient() else {
         return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "the access log is for patient accounts"));
     };
     let mut count = 50u32;
     let mut cursor = None;
-    for (k, v) in crate::fhir::query::pairs(raw.as_deref()) {
+    for (k, v) in hearth_workflow::fhir::pairs(raw.as_deref()) {
         match k.as_str() {
             "count" => {
                 count = v.parse().ok().filter(|n| (1..=100).contains(n)).ok_or_else(|| {

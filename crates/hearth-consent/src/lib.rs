@@ -28,20 +28,59 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use hearth_store::interactions::ResourceStoreExt;
-use hearth_store::{Access, Current, SearchRequest, StoreError, Version};
+use hearth_store::{Current, StoreError, Version};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::app::App;
-use crate::auth::{ApiCaller, Caller};
-use crate::error::ApiError;
+use hearth_workflow::error::ApiError;
+use hearth_workflow::{ApiCaller, Caller, Ctx, Mount, Workflow};
 
 const CONSENT_SCOPE: &str = "http://terminology.hl7.org/CodeSystem/consentscope";
 const ACT_CODE: &str = "http://terminology.hl7.org/CodeSystem/v3-ActCode";
 const ACCOUNT: &str = "urn:hearth:account";
 const CHANNEL: &str = "urn:hearth:contact-channel";
 
-pub fn router() -> axum::Router<Arc<App>> {
+/// The consent workflow's state: the shared context (it needs nothing else).
+pub struct Consents {
+    ctx: Arc<Ctx>,
+}
+
+impl Consents {
+    pub fn new(ctx: Arc<Ctx>) -> Consents {
+        Consents { ctx }
+    }
+}
+
+impl std::ops::Deref for Consents {
+    type Target = Ctx;
+    fn deref(&self) -> &Ctx {
+        &self.ctx
+    }
+}
+
+impl AsRef<Ctx> for Consents {
+    fn as_ref(&self) -> &Ctx {
+        &self.ctx
+    }
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(list, give, revoke))]
+struct Api;
+
+impl Workflow for Consents {
+    /// `/api/v1/me/consents`: every request is an audit event (it reads or changes the record).
+    fn mount(self: Arc<Self>) -> Mount {
+        Mount {
+            audited: router().with_state(self),
+            refusals_audited: axum::Router::new(),
+            fhir_operations: axum::Router::new(),
+            openapi: <Api as utoipa::OpenApi>::openapi(),
+        }
+    }
+}
+
+fn router() -> axum::Router<Arc<Consents>> {
     axum::Router::new()
         .route("/api/v1/me/consents", axum::routing::get(list).post(give))
         .route("/api/v1/me/consents/{id}", axum::routing::delete(revoke))
@@ -74,7 +113,7 @@ struct Give {
 
 /// A period bound: a date (its start, or for `end` its last instant) or an instant.
 fn bound(value: &str, end: bool) -> Option<DateTime<Utc>> {
-    if let Some(t) = crate::fhir::query::parse_instant(value) {
+    if let Some(t) = hearth_workflow::fhir::parse_instant(value) {
         return Some(t);
     }
     let d = chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d").ok()?;
@@ -105,7 +144,9 @@ fn consent(patient: &str, give: &Give, now: DateTime<Utc>) -> Result<Value, ApiE
             }
             let with = give.with.as_deref().ok_or_else(|| bad("a share needs `with`"))?;
             let reference = match with.split_once('/') {
-                Some(("Practitioner" | "Organization", id)) if crate::fhir::valid_id(id) => json!({"reference": with}),
+                Some(("Practitioner" | "Organization", id)) if hearth_workflow::fhir::valid_id(id) => {
+                    json!({"reference": with})
+                }
                 _ => match with.strip_prefix("account:") {
                     Some(id) if !id.is_empty() => json!({"identifier": {"system": ACCOUNT, "value": id}}),
                     _ => return Err(bad("`with` must be Practitioner/<id>, Organization/<id> or account:<id>")),
@@ -204,34 +245,14 @@ fn summary(v: &Version, now: DateTime<Utc>) -> Value {
 }
 
 /// The live Consents matching a search, as the system reads them.
-async fn consents(app: &App, pairs: Vec<(String, String)>) -> Result<Vec<Version>, StoreError> {
-    let query = app
-        .registry()
-        .parse_query(&["Consent"], &pairs, hearth_search::Handling::Strict)
-        .map_err(|e| StoreError::InvalidSearch(format!("{e:?}")))?;
-    let mut out = Vec::new();
-    let mut cursor = None;
-    loop {
-        let request = SearchRequest {
-            query: query.clone(),
-            access: Access::system(),
-            compartment: None,
-            cursor,
-            count_total: false,
-        };
-        let page = app.store.search(&request).await?;
-        out.extend(page.matches);
-        match page.next {
-            Some(next) => cursor = Some(next),
-            None => return Ok(out),
-        }
-    }
+async fn consents(ctx: &Ctx, pairs: Vec<(String, String)>) -> Result<Vec<Version>, StoreError> {
+    ctx.search_all(&ctx.system(), "Consent", &pairs, usize::MAX).await
 }
 
 /// The patients who share their record, in force at `now`, with any of `actors`
 /// (`Practitioner/…`, `Organization/…`) or with the account `account`.
 pub async fn shared_with(
-    app: &App,
+    ctx: &Ctx,
     actors: &[String],
     account: &str,
     now: DateTime<Utc>,
@@ -247,11 +268,11 @@ pub async fn shared_with(
     if !actors.is_empty() {
         let mut by_reference = base();
         by_reference.push(("actor".to_owned(), actors.join(",")));
-        found.extend(consents(app, by_reference).await?);
+        found.extend(consents(ctx, by_reference).await?);
     }
     let mut by_account = base();
     by_account.push(("actor:identifier".to_owned(), format!("{ACCOUNT}|{account}")));
-    found.extend(consents(app, by_account).await?);
+    found.extend(consents(ctx, by_account).await?);
     let mut patients: Vec<String> = found
         .iter()
         .filter_map(|v| v.body.as_deref().and_then(|b| serde_json::from_str::<Value>(b).ok()))
@@ -270,9 +291,9 @@ pub async fn shared_with(
 
 /// Whether `patient` may be contacted over `channel` (`sms`/`email`) at `now`: the most recent
 /// consent in force for that channel decides; without one, contact is allowed.
-pub async fn contact_allowed(app: &App, patient: &str, channel: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+pub async fn contact_allowed(ctx: &Ctx, patient: &str, channel: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
     let found = consents(
-        app,
+        ctx,
         vec![
             ("patient".to_owned(), format!("Patient/{patient}")),
             ("status".to_owned(), "active".to_owned()),
@@ -300,7 +321,7 @@ pub async fn contact_allowed(app: &App, patient: &str, channel: &str, now: DateT
         (status = 403, description = "Not a patient account", body = Object, example = json!({"error": {"code": "forbidden", "message": "consents are managed by patient accounts"}})),
     ),
     security(("bearer" = [])))]
-pub async fn list(State(app): State<Arc<App>>, ApiCaller(caller): ApiCaller) -> Result<Json<Value>, ApiError> {
+pub async fn list(State(app): State<Arc<Consents>>, ApiCaller(caller): ApiCaller) -> Result<Json<Value>, ApiError> {
     let patient = own_patient(&caller)?;
     let found = consents(
         &app,
@@ -327,7 +348,7 @@ pub async fn list(State(app): State<Arc<App>>, ApiCaller(caller): ApiCaller) -> 
     ),
     security(("bearer" = [])))]
 pub async fn give(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Consents>>,
     ApiCaller(caller): ApiCaller,
     bytes: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
@@ -336,13 +357,13 @@ pub async fn give(
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", e.to_string()))?;
     let now = app.clock.now();
     let resource = consent(&patient, &give, now)?;
-    crate::fhir::validate(&app, "Consent", &resource).map_err(|e| {
+    hearth_workflow::fhir::validate(&app, "Consent", &resource).map_err(|e| {
         ApiError::internal(format!(
             "the Consent built for the app API does not validate: {:?}",
             e.issues.first().map(|i| &i.diagnostics)
         ))
     })?;
-    let write = crate::fhir::write_of(&app, "Consent", uuid::Uuid::now_v7().to_string(), resource);
+    let write = hearth_workflow::fhir::write_of(&app, "Consent", uuid::Uuid::now_v7().to_string(), resource);
     let version = app.store_for(&caller).create(write, now).await?;
     Ok((StatusCode::CREATED, Json(summary(&version, now))).into_response())
 }
@@ -357,13 +378,13 @@ pub async fn give(
     ),
     security(("bearer" = [])))]
 pub async fn revoke(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Consents>>,
     ApiCaller(caller): ApiCaller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let patient = own_patient(&caller)?;
     let not_found = || ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such consent");
-    if !crate::fhir::valid_id(&id) {
+    if !hearth_workflow::fhir::valid_id(&id) {
         return Err(not_found());
     }
     let store = app.store_for(&caller);
@@ -380,7 +401,7 @@ pub async fn revoke(
         obj.insert("status".into(), json!("inactive"));
     }
     let now = app.clock.now();
-    let write = crate::fhir::write_of(&app, "Consent", id, c);
+    let write = hearth_workflow::fhir::write_of(&app, "Consent", id, c);
     let written = store.update(write, Some(current.version_id), now).await?;
     Ok(Json(summary(&written.version, now)))
 }

@@ -9,11 +9,12 @@
 //! Preferences are checked again at send time (a channel turned off since is skipped), quiet
 //! hours are applied at send time in the user's time zone (critical categories go through).
 
+pub mod config;
 pub mod routes;
 pub mod worker;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -29,7 +30,9 @@ use hearth_store_sql::notify::{self as sql, NewOutbox, SettingsRow};
 use hearth_store_sql::{Db, identity};
 use serde_json::{Map, Value};
 
-use crate::config::Config;
+use hearth_workflow::{Ctx, Mount, Workflow};
+
+use crate::config::NotifyConfig;
 
 /// A notification to an account, fanned out over the channels its preferences enable.
 #[derive(Debug, Clone)]
@@ -94,6 +97,8 @@ pub struct Notifier {
     pub live: tokio::sync::broadcast::Sender<(String, String)>,
     default_tz: Tz,
     default_lang: Lang,
+    /// The `[notify]` settings it was built from (the worker's timings, attempts).
+    pub config: NotifyConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -104,19 +109,26 @@ pub enum NotifySetupError {
     Store(#[from] StoreError),
 }
 
-fn outbox_dir(config: &Config) -> PathBuf {
-    config.notify.outbox_dir.clone().unwrap_or_else(|| config.data_dir.join("outbox"))
+fn outbox_dir(config: &NotifyConfig, data_dir: &Path) -> PathBuf {
+    config.outbox_dir.clone().unwrap_or_else(|| data_dir.join("outbox"))
 }
 
 impl Notifier {
-    /// Builds the channels from configuration; loads (or, first, creates) the VAPID key.
-    pub async fn start(config: &Config, db: &dyn Db) -> Result<Notifier, NotifySetupError> {
-        let n = &config.notify;
+    /// Builds the channels from configuration; loads (or, first, creates) the VAPID key. The
+    /// local file outbox is under `data_dir` unless configured; `base_url` is the Web Push
+    /// contact when none is configured.
+    pub async fn start(
+        config: &NotifyConfig,
+        data_dir: &Path,
+        base_url: Option<&str>,
+        db: &dyn Db,
+    ) -> Result<Notifier, NotifySetupError> {
+        let n = config;
         let bad = NotifySetupError::Config;
         let templates = Templates::load().map_err(|e| bad(e.to_string()))?;
         let http = hearth_notify::http::Http::new(Duration::from_millis(n.send_timeout_ms)).map_err(bad)?;
         let mut channels: HashMap<ChannelKind, Arc<dyn Channel>> = HashMap::new();
-        let dir = outbox_dir(config);
+        let dir = outbox_dir(config, data_dir);
         match &n.email {
             Some(e) => {
                 let security = match e.security.as_str() {
@@ -163,7 +175,7 @@ impl Notifier {
             .webpush
             .subject
             .clone()
-            .or_else(|| config.base_url.clone())
+            .or_else(|| base_url.map(str::to_owned))
             .unwrap_or_else(|| "mailto:postmaster@localhost".into());
         channels.insert(
             ChannelKind::WebPush,
@@ -184,6 +196,7 @@ impl Notifier {
             live,
             default_tz: n.default_time_zone.parse().unwrap_or(chrono_tz::UTC),
             default_lang: Lang::parse(&n.default_language),
+            config: config.clone(),
         })
     }
 
@@ -263,7 +276,6 @@ fn new_id() -> String {
 /// the commit ([`Notifier::wake`]).
 pub async fn enqueue(
     notifier: &Notifier,
-    config: &Config,
     db: &dyn Db,
     notice: &Notice,
     now: DateTime<Utc>,
@@ -312,7 +324,7 @@ pub async fn enqueue(
             category: notice.category.as_str().to_owned(),
             template: notice.template.clone(),
             args: args.clone(),
-            max_attempts: i64::from(config.notify.max_attempts),
+            max_attempts: i64::from(notifier.config.max_attempts),
             not_before,
             now: now.timestamp_millis(),
         };
@@ -325,7 +337,7 @@ pub async fn enqueue(
 
 /// Enqueues a message to a fixed e-mail address or phone number (one row).
 pub async fn enqueue_direct(
-    config: &Config,
+    notifier: &Notifier,
     db: &dyn Db,
     n: &DirectNotice,
     now: DateTime<Utc>,
@@ -343,7 +355,7 @@ pub async fn enqueue_direct(
         category: n.category.as_str().to_owned(),
         template: n.template.clone(),
         args: Value::Object(n.args.clone()).to_string(),
-        max_attempts: i64::from(config.notify.max_attempts),
+        max_attempts: i64::from(notifier.config.max_attempts),
         not_before: now.timestamp_millis(),
         now: now.timestamp_millis(),
     };
@@ -356,10 +368,48 @@ pub async fn cancel(db: &dyn Db, key: &str, now: DateTime<Utc>) -> Result<u64, S
 }
 
 /// Enqueues in a transaction of its own and wakes the worker (a cause with no transaction).
-pub async fn send(app: &crate::App, notice: &Notice) -> Result<usize, EnqueueError> {
+pub async fn send(app: &Notifications, notice: &Notice) -> Result<usize, EnqueueError> {
     let tx = sql::TxDb::begin(&*app.db).await?;
-    let n = enqueue(&app.notify, &app.config, &tx, notice, app.clock.now()).await?;
+    let n = enqueue(&app.notifier, &tx, notice, app.clock.now()).await?;
     tx.commit().await?;
-    app.notify.wake();
+    app.notifier.wake();
     Ok(n)
+}
+
+/// The notifications workflow's state: the shared context and this process's [`Notifier`].
+pub struct Notifications {
+    ctx: Arc<Ctx>,
+    pub notifier: Arc<Notifier>,
+}
+
+impl Notifications {
+    pub fn new(ctx: Arc<Ctx>, notifier: Arc<Notifier>) -> Notifications {
+        Notifications { ctx, notifier }
+    }
+}
+
+impl std::ops::Deref for Notifications {
+    type Target = Ctx;
+    fn deref(&self) -> &Ctx {
+        &self.ctx
+    }
+}
+
+impl AsRef<Ctx> for Notifications {
+    fn as_ref(&self) -> &Ctx {
+        &self.ctx
+    }
+}
+
+impl Workflow for Notifications {
+    /// Devices, the inbox, preferences and delivery callbacks: no one's clinical record, so only
+    /// refusals are audit events.
+    fn mount(self: Arc<Self>) -> Mount {
+        Mount {
+            audited: axum::Router::new(),
+            refusals_audited: routes::router().with_state(self),
+            fhir_operations: axum::Router::new(),
+            openapi: <routes::Api as utoipa::OpenApi>::openapi(),
+        }
+    }
 }

@@ -18,11 +18,25 @@ use hearth_store_sql::notify::{self as sql, InboxRow, OutboxRow, SettingsRow, Su
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use crate::app::App;
-use crate::auth::{ApiCaller, require_admin};
-use crate::error::ApiError;
+use crate::Notifications;
+use hearth_workflow::error::ApiError;
+use hearth_workflow::{ApiCaller, require_admin};
 
-pub fn router() -> axum::Router<Arc<App>> {
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    register,
+    vapid_public_key,
+    list,
+    mark_read,
+    live,
+    get_preferences,
+    put_preferences,
+    admin_list,
+    twilio_status
+))]
+pub(crate) struct Api;
+
+pub(crate) fn router() -> axum::Router<Arc<Notifications>> {
     axum::Router::new()
         .route("/api/push/register", post(register))
         .route("/api/push/vapid-public-key", get(vapid_public_key))
@@ -79,7 +93,7 @@ fn b64url(s: &str) -> Option<Vec<u8>> {
         (status = 400, description = "Invalid subscription (stable error code)", body = Object, example = json!({"error": {"code": "invalid_subscription", "message": "…"}})),
         (status = 401, description = "No valid token", body = Object)))]
 pub(crate) async fn register(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Notifications>>,
     ApiCaller(caller): ApiCaller,
     bytes: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
@@ -89,7 +103,7 @@ pub(crate) async fn register(
     let (endpoint, p256dh, auth) = match kind {
         "webpush" => {
             let endpoint = body.endpoint.ok_or_else(|| invalid("endpoint is required"))?;
-            if !hearth_notify::channel::endpoint_allowed(&endpoint, app.config.notify.allow_insecure_push_endpoints) {
+            if !hearth_notify::channel::endpoint_allowed(&endpoint, app.notifier.config.allow_insecure_push_endpoints) {
                 return Err(invalid("endpoint must be an https URL of at most 2048 characters"));
             }
             let keys = body.keys.ok_or_else(|| invalid("keys.p256dh and keys.auth are required"))?;
@@ -129,8 +143,8 @@ pub(crate) async fn register(
 
 #[utoipa::path(get, path = "/api/push/vapid-public-key", tag = "notifications",
     responses((status = 200, description = "The VAPID public key for PushManager.subscribe (applicationServerKey)", body = Object, example = json!({"publicKey": "BP4z…"}))))]
-pub(crate) async fn vapid_public_key(State(app): State<Arc<App>>) -> Json<Value> {
-    Json(json!({"publicKey": app.notify.vapid_public_key}))
+pub(crate) async fn vapid_public_key(State(app): State<Arc<Notifications>>) -> Json<Value> {
+    Json(json!({"publicKey": app.notifier.vapid_public_key}))
 }
 
 fn inbox_json(r: &InboxRow) -> Value {
@@ -182,7 +196,7 @@ fn serde_urlencoded_like<T: serde::de::DeserializeOwned>(q: &str) -> Result<T, A
         example = json!({"notifications": [{"id": "0190…", "category": "appointment", "title": "Appointment reminder", "body": "…", "created_at": "2026-01-01T10:00:00+00:00", "read": false, "read_at": null}], "unread": 1})),
         (status = 400, description = "Invalid query", body = Object), (status = 401, description = "No valid token", body = Object)))]
 pub(crate) async fn list(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Notifications>>,
     ApiCaller(caller): ApiCaller,
     uri: axum::http::Uri,
 ) -> Result<Json<Value>, ApiError> {
@@ -198,7 +212,7 @@ pub(crate) async fn list(
         (status = 404, description = "No such notification of the caller", body = Object, example = json!({"error": {"code": "not_found", "message": "no such notification"}})),
         (status = 401, description = "No valid token", body = Object)))]
 pub(crate) async fn mark_read(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Notifications>>,
     ApiCaller(caller): ApiCaller,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
@@ -214,7 +228,7 @@ pub(crate) async fn mark_read(
         (status = 401, description = "No valid token", body = Object),
         (status = 426, description = "Not a WebSocket upgrade request", body = Object, example = json!({"error": {"code": "upgrade_required", "message": "…"}}))))]
 pub(crate) async fn live(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Notifications>>,
     headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
@@ -234,9 +248,9 @@ pub(crate) async fn live(
             let value = axum::http::HeaderValue::from_str(&value)
                 .map_err(|_| bad("invalid_token", "the token is not a header value"))?;
             h.insert(axum::http::header::AUTHORIZATION, value);
-            crate::auth::authenticate_headers(&app, &h, false).await
+            app.authenticate(&h, false).await
         }
-        None => crate::auth::authenticate_headers(&app, &headers, false).await,
+        None => app.authenticate(&headers, false).await,
     }
     .map_err(ApiError::from)?;
     let upgrade = upgrade.map_err(|_| {
@@ -254,7 +268,7 @@ pub(crate) async fn live(
 const BEARER_PROTOCOL: &str = "hearth.bearer";
 
 /// Sends the unread notifications not sent yet on this socket; false when the socket is gone.
-async fn push_unread(app: &App, account: &str, sent: &mut HashSet<String>, socket: &mut WebSocket) -> bool {
+async fn push_unread(app: &Notifications, account: &str, sent: &mut HashSet<String>, socket: &mut WebSocket) -> bool {
     let Ok(rows) = sql::inbox_list(&*app.db, account, true, 500).await else { return true };
     for r in rows.iter().rev() {
         if sent.insert(r.id.clone()) {
@@ -269,8 +283,8 @@ async fn push_unread(app: &App, account: &str, sent: &mut HashSet<String>, socke
 
 /// Live delivery: woken by this process's in-app deliveries, and every two seconds for those of
 /// workers in other processes.
-async fn stream(app: Arc<App>, account: String, mut socket: WebSocket) {
-    let mut live = app.notify.live.subscribe();
+async fn stream(app: Arc<Notifications>, account: String, mut socket: WebSocket) {
+    let mut live = app.notifier.live.subscribe();
     let mut sent = HashSet::new();
     let mut tick = tokio::time::interval(Duration::from_secs(2));
     loop {
@@ -296,10 +310,10 @@ fn minutes_text(m: i64) -> String {
     format!("{:02}:{:02}", m / 60, m % 60)
 }
 
-async fn preferences_json(app: &App, account: &str) -> Result<Value, ApiError> {
+async fn preferences_json(app: &Notifications, account: &str) -> Result<Value, ApiError> {
     let stored = sql::preferences(&*app.db, account).await?;
     let row = sql::settings(&*app.db, account).await?;
-    let s = app.notify.with_defaults(row.as_ref());
+    let s = app.notifier.with_defaults(row.as_ref());
     let mut channels = Map::new();
     for c in Category::ALL {
         let mut per = Map::new();
@@ -330,7 +344,7 @@ async fn preferences_json(app: &App, account: &str) -> Result<Value, ApiError> {
         example = json!({"time_zone": "Asia/Kolkata", "language": "hi", "quiet_hours": {"start": "22:00", "end": "07:00"}, "channels": {"appointment": {"email": true, "sms": true, "webpush": true, "fcm": true, "in_app": true}}, "critical": ["security", "emergency"]})),
         (status = 401, description = "No valid token", body = Object)))]
 pub(crate) async fn get_preferences(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Notifications>>,
     ApiCaller(caller): ApiCaller,
 ) -> Result<Json<Value>, ApiError> {
     Ok(Json(preferences_json(&app, &caller.account.id).await?))
@@ -366,7 +380,7 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<Quiet
         (status = 400, description = "Unknown category, channel, time zone or language, or a bad time (stable error code)", body = Object, example = json!({"error": {"code": "invalid_preferences", "message": "unknown time zone"}})),
         (status = 401, description = "No valid token", body = Object)))]
 pub(crate) async fn put_preferences(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Notifications>>,
     ApiCaller(caller): ApiCaller,
     bytes: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
@@ -374,7 +388,7 @@ pub(crate) async fn put_preferences(
     let invalid = |m: String| bad("invalid_preferences", m);
     let account = caller.account.id.clone();
     let current = sql::settings(&*app.db, &account).await?;
-    let defaults = app.notify.with_defaults(current.as_ref());
+    let defaults = app.notifier.with_defaults(current.as_ref());
     let mut settings = current.clone().unwrap_or(SettingsRow {
         time_zone: defaults.time_zone.name().to_owned(),
         language: defaults.language.as_str().to_owned(),
@@ -459,7 +473,7 @@ const STATUSES: [&str; 7] = ["queued", "sending", "sent", "delivered", "failed",
         (status = 400, description = "Unknown status", body = Object), (status = 401, description = "No valid token", body = Object),
         (status = 403, description = "Not an administrator", body = Object)))]
 pub(crate) async fn admin_list(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Notifications>>,
     ApiCaller(caller): ApiCaller,
     uri: axum::http::Uri,
 ) -> Result<Json<Value>, ApiError> {
@@ -484,13 +498,13 @@ pub(crate) async fn admin_list(
         (status = 403, description = "X-Twilio-Signature missing or wrong", body = Object, example = json!({"error": {"code": "invalid_signature", "message": "…"}})),
         (status = 404, description = "SMS is not configured with Twilio status callbacks", body = Object)))]
 pub(crate) async fn twilio_status(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Notifications>>,
     headers: HeaderMap,
     bytes: axum::body::Bytes,
 ) -> Result<StatusCode, ApiError> {
     let Some((token, url)) = app
+        .notifier
         .config
-        .notify
         .sms
         .as_ref()
         .and_then(|s| s.status_callback_url.as_ref().map(|u| (s.auth_token.expose().clone(), u.clone())))

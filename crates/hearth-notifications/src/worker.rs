@@ -18,7 +18,7 @@ use hearth_store_sql::identity;
 use hearth_store_sql::notify::{self as sql, InboxRow, OutboxRow, Outcome};
 use serde_json::{Map, Value};
 
-use crate::app::App;
+use crate::Notifications;
 
 /// Rows one claim takes.
 const BATCH: i64 = 16;
@@ -29,14 +29,14 @@ pub fn worker_id() -> String {
 }
 
 /// Runs a worker until the task is dropped.
-pub async fn run(app: Arc<App>, id: String) {
-    let poll = Duration::from_millis(app.config.notify.poll_interval_ms);
+pub async fn run(app: Arc<Notifications>, id: String) {
+    let poll = Duration::from_millis(app.notifier.config.poll_interval_ms);
     tracing::info!(worker = %id, "notification worker started");
     loop {
         match run_once(&app, &id).await {
             Ok(0) => {
                 tokio::select! {
-                    () = app.notify.wakeup.notified() => {}
+                    () = app.notifier.wakeup.notified() => {}
                     () = tokio::time::sleep(poll) => {}
                 }
             }
@@ -50,9 +50,9 @@ pub async fn run(app: Arc<App>, id: String) {
 }
 
 /// Claims one batch and processes it (concurrently); answers how many rows it claimed.
-pub async fn run_once(app: &Arc<App>, id: &str) -> Result<usize, hearth_store::StoreError> {
+pub async fn run_once(app: &Arc<Notifications>, id: &str) -> Result<usize, hearth_store::StoreError> {
     let now = app.clock.now();
-    let lease = TimeDelta::seconds(i64::try_from(app.config.notify.lease_secs).unwrap_or(60));
+    let lease = TimeDelta::seconds(i64::try_from(app.notifier.config.lease_secs).unwrap_or(60));
     // The claim and its attempt rows commit together (on PostgreSQL the claimed rows stay locked
     // against other claimers until then).
     let tx = sql::TxDb::begin(&*app.db).await?;
@@ -69,9 +69,9 @@ pub async fn run_once(app: &Arc<App>, id: &str) -> Result<usize, hearth_store::S
     Ok(n)
 }
 
-fn backoff(app: &App, attempt: i64) -> TimeDelta {
-    let base = app.config.notify.retry_base_secs.saturating_mul(1000);
-    let cap = app.config.notify.retry_max_secs.saturating_mul(1000);
+fn backoff(app: &Notifications, attempt: i64) -> TimeDelta {
+    let base = app.notifier.config.retry_base_secs.saturating_mul(1000);
+    let cap = app.notifier.config.retry_max_secs.saturating_mul(1000);
     let shift = u32::try_from(attempt.saturating_sub(1).clamp(0, 30)).unwrap_or(30);
     let full = base.saturating_mul(1u64 << shift).min(cap);
     // "Equal jitter": half fixed, half random, so retries of many rows spread out.
@@ -86,7 +86,7 @@ fn done(status: &'static str, provider: Option<&str>, provider_id: Option<String
     Outcome::Final { status, provider: provider.map(str::to_owned), provider_id, error }
 }
 
-async fn process(app: &Arc<App>, worker: &str, row: OutboxRow) {
+async fn process(app: &Arc<Notifications>, worker: &str, row: OutboxRow) {
     let started = Instant::now();
     let now = app.clock.now();
     let outcome = match decide(app, &row, now).await {
@@ -117,7 +117,7 @@ async fn process(app: &Arc<App>, worker: &str, row: OutboxRow) {
     }
     let channel = row.channel.clone();
     let elapsed = started.elapsed().as_secs_f64();
-    metrics::with_local_recorder(&app.metrics, || {
+    metrics::with_local_recorder(&*app.metrics, || {
         metrics::counter!("hearth_notifications_total", "channel" => channel.clone(), "status" => status).increment(1);
         metrics::histogram!("hearth_notification_send_seconds", "channel" => channel).record(elapsed);
     });
@@ -134,7 +134,7 @@ async fn process(app: &Arc<App>, worker: &str, row: OutboxRow) {
 }
 
 /// What to do with a claimed row. `Err` is a storage failure (retried).
-async fn decide(app: &Arc<App>, row: &OutboxRow, now: DateTime<Utc>) -> Result<Outcome, String> {
+async fn decide(app: &Arc<Notifications>, row: &OutboxRow, now: DateTime<Utc>) -> Result<Outcome, String> {
     let db = &*app.db;
     let (Some(category), Some(kind)) = (Category::parse(&row.category), ChannelKind::parse(&row.channel)) else {
         return Ok(done("failed", None, None, Some("unknown category or channel".into())));
@@ -147,8 +147,8 @@ async fn decide(app: &Arc<App>, row: &OutboxRow, now: DateTime<Utc>) -> Result<O
         None => None,
     };
     let settings = match &account {
-        Some(a) => app.notify.settings(db, &a.id).await.map_err(|e| e.to_string())?,
-        None => app.notify.with_defaults(None),
+        Some(a) => app.notifier.settings(db, &a.id).await.map_err(|e| e.to_string())?,
+        None => app.notifier.with_defaults(None),
     };
     if !category.is_critical()
         && let Some(q) = settings.quiet
@@ -173,12 +173,12 @@ async fn decide(app: &Arc<App>, row: &OutboxRow, now: DateTime<Utc>) -> Result<O
         }
         && let Some(patient) =
             account.as_ref().and_then(|a| a.fhir_user.as_deref()).and_then(|u| u.strip_prefix("Patient/"))
-        && !crate::consent::contact_allowed(app, patient, channel, now).await.map_err(|e| e.to_string())?
+        && !hearth_consent::contact_allowed(app, patient, channel, now).await.map_err(|e| e.to_string())?
     {
         return Ok(done("cancelled", None, None, Some(format!("the patient refused contact by {channel}"))));
     }
     let args: Map<String, Value> = serde_json::from_str(&row.args).unwrap_or_default();
-    let content = match app.notify.templates.render(&row.template, settings.language, &args, settings.time_zone) {
+    let content = match app.notifier.templates.render(&row.template, settings.language, &args, settings.time_zone) {
         Ok(c) => c,
         Err(e) => return Ok(done("failed", None, None, Some(e.to_string()))),
     };
@@ -196,7 +196,7 @@ async fn decide(app: &Arc<App>, row: &OutboxRow, now: DateTime<Utc>) -> Result<O
                 read_at: None,
             };
             sql::inbox_insert(db, &item).await.map_err(|e| e.to_string())?;
-            let _ = app.notify.live.send((a.id.clone(), row.id.clone()));
+            let _ = app.notifier.live.send((a.id.clone(), row.id.clone()));
             return Ok(done("delivered", Some("in_app"), Some(row.id.clone()), None));
         }
         ChannelKind::Email => {
@@ -230,13 +230,13 @@ async fn decide(app: &Arc<App>, row: &OutboxRow, now: DateTime<Utc>) -> Result<O
             address
         }
     };
-    let Some(channel) = app.notify.channel(kind) else {
+    let Some(channel) = app.notifier.channel(kind) else {
         return Ok(done("failed", None, None, Some("the channel is not configured".into())));
     };
     let provider = channel.provider();
     let ttl = if category.is_critical() { 600 } else { 86_400 };
     let message = Outgoing { id: row.id.clone(), category, to, content, ttl_secs: ttl };
-    let timeout = Duration::from_millis(app.config.notify.send_timeout_ms);
+    let timeout = Duration::from_millis(app.notifier.config.send_timeout_ms);
     let retry =
         |error: String| Outcome::Retry { not_before: (now + backoff(app, row.attempts)).timestamp_millis(), error };
     Ok(match tokio::time::timeout(timeout, channel.send(&message, now)).await {

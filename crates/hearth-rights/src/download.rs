@@ -10,9 +10,9 @@ use hearth_store::EverythingRequest;
 use serde_json::Value;
 
 use super::{attachment, compartment, instant, patient_of, subject};
-use crate::app::App;
-use crate::auth::ApiCaller;
-use crate::error::ApiError;
+use crate::Rights;
+use hearth_workflow::ApiCaller;
+use hearth_workflow::error::ApiError;
 
 /// Resources per page of the download.
 const PAGE: u32 = 200;
@@ -52,7 +52,7 @@ fn entries(base: &str, page: &hearth_store::SearchPage, first: &mut bool) -> Str
     ),
     security(("bearer" = [])))]
 pub async fn download(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Rights>>,
     ApiCaller(caller): ApiCaller,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
@@ -72,7 +72,7 @@ pub async fn download(
     };
     let first = store.everything(request(None)?).await?;
     let template = request(None)?;
-    let base = crate::fhir::http::base_url(&app, &headers);
+    let base = app.fhir_base(&headers);
     let now = app.clock.now();
     let head = format!(
         r#"{{"resourceType":"Bundle","id":"{}","meta":{{"lastUpdated":"{}"}},"type":"collection","timestamp":"{}","entry":["#,
@@ -109,6 +109,6 @@ pub async fn download(
     });
     let mut resp = Response::new(Body::from_stream(body));
     let date = now.format("%Y-%m-%d");
-    attachment(&mut resp, crate::error::FHIR_JSON, &format!("hearth-record-{date}.json"));
+    attachment(&mut resp, hearth_workflow::error::FHIR_JSON, &format!("hearth-record-{date}.json"));
     Ok(resp)
 }

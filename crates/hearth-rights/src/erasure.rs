@@ -14,10 +14,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{bad_query, compartment, instant, instant_ms, not_found, patient_of};
-use crate::app::App;
-use crate::auth::{ApiCaller, Caller, require_admin};
-use crate::config::ErasureMode;
-use crate::error::ApiError;
+use crate::ErasureMode;
+use crate::Rights;
+use hearth_workflow::error::ApiError;
+use hearth_workflow::{ApiCaller, Caller, require_admin};
 
 /// Longest accepted reason (request, refusal, hold), in characters.
 const MAX_REASON: usize = 1000;
@@ -64,12 +64,12 @@ fn request_json(r: &RequestRow) -> Value {
     })
 }
 
-fn held(hold: &Hold, app: &App) -> ApiError {
+fn held(hold: &Hold, app: &Rights) -> ApiError {
     let message = match hold {
         Hold::Legal(reason) => format!("the record is under a legal hold: {reason}"),
         Hold::Retention(at) => format!(
             "the record is held for the retention period of {} days (last written {})",
-            app.config.rights.retention_days,
+            app.config.retention_days,
             instant(*at)
         ),
     };
@@ -118,8 +118,8 @@ fn lifecycle_event(
     })
 }
 
-async fn record(app: &App, event: Value) -> Result<(), ApiError> {
-    app.audit.record(app, event).await.map_err(|e| {
+async fn record(app: &Rights, event: Value) -> Result<(), ApiError> {
+    app.audit.record(event).await.map_err(|e| {
         tracing::error!(error = %e, "cannot record a data-rights event in the audit trail");
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -132,13 +132,13 @@ async fn record(app: &App, event: Value) -> Result<(), ApiError> {
 /// Runs an erasure request through `store` (an administrator's view, or the system's in
 /// immediate mode); `executor` is who the event names as having carried it out.
 async fn run_erasure(
-    app: &App,
+    app: &Rights,
     store: &Guarded,
     request: &RequestRow,
     executor: Option<(&str, &str)>,
 ) -> Result<Result<Erased, Hold>, ApiError> {
     let now = app.clock.now();
-    let days = app.config.rights.retention_days;
+    let days = app.config.retention_days;
     let plan = ErasurePlan {
         patient: request.patient_id.clone(),
         params: compartment(app, &request.patient_id)?.params,
@@ -193,7 +193,7 @@ async fn run_erasure(
     ),
     security(("bearer" = [])))]
 pub async fn request_erasure(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Rights>>,
     ApiCaller(caller): ApiCaller,
     bytes: Bytes,
 ) -> Result<Response, ApiError> {
@@ -224,7 +224,7 @@ pub async fn request_erasure(
         ),
         e => e.into(),
     })?;
-    if app.config.rights.erasure == ErasureMode::AdminApproval {
+    if app.config.erasure == ErasureMode::AdminApproval {
         return Ok((StatusCode::ACCEPTED, Json(request_json(&request))).into_response());
     }
     // Immediate mode: the configuration is the decision; the server executes it as the system
@@ -253,7 +253,10 @@ pub async fn request_erasure(
         (status = 403, description = "Not a patient account", body = Object),
     ),
     security(("bearer" = [])))]
-pub async fn my_requests(State(app): State<Arc<App>>, ApiCaller(caller): ApiCaller) -> Result<Json<Value>, ApiError> {
+pub async fn my_requests(
+    State(app): State<Arc<Rights>>,
+    ApiCaller(caller): ApiCaller,
+) -> Result<Json<Value>, ApiError> {
     let (hearth_auth::Role::Patient, Some(patient)) = (caller.role, caller.own_patient()) else {
         return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "erasure is requested by the patient"));
     };
@@ -274,13 +277,13 @@ pub async fn my_requests(State(app): State<Arc<App>>, ApiCaller(caller): ApiCall
     ),
     security(("bearer" = [])))]
 pub async fn list_requests(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Rights>>,
     ApiCaller(caller): ApiCaller,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     require_admin(&caller)?;
     let (mut status, mut patient) = (None, None);
-    for (k, v) in crate::fhir::query::pairs(raw.as_deref()) {
+    for (k, v) in hearth_workflow::fhir::pairs(raw.as_deref()) {
         match k.as_str() {
             "status" if matches!(v.as_str(), "requested" | "refused" | "completed") => status = Some(v),
             "status" => return Err(bad_query("status must be requested, refused or completed")),
@@ -292,7 +295,7 @@ pub async fn list_requests(
     Ok(Json(json!({"requests": found.iter().map(request_json).collect::<Vec<_>>()})))
 }
 
-async fn pending(app: &App, id: &str) -> Result<RequestRow, ApiError> {
+async fn pending(app: &Rights, id: &str) -> Result<RequestRow, ApiError> {
     let request = erase::request(&*app.db, id).await?.ok_or_else(|| not_found("erasure request"))?;
     if request.status != "requested" {
         return Err(ApiError::new(
@@ -316,7 +319,7 @@ async fn pending(app: &App, id: &str) -> Result<RequestRow, ApiError> {
     ),
     security(("bearer" = [])))]
 pub async fn execute(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Rights>>,
     ApiCaller(caller): ApiCaller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
@@ -346,7 +349,7 @@ pub async fn execute(
     ),
     security(("bearer" = [])))]
 pub async fn refuse(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Rights>>,
     ApiCaller(caller): ApiCaller,
     Path(id): Path<String>,
     bytes: Bytes,
@@ -374,9 +377,9 @@ fn hold_json(h: &HoldRow) -> Value {
 }
 
 /// The patient of a hold path, checked to exist through the admin's view.
-async fn held_patient(app: &App, caller: &Caller, id: &str) -> Result<(), ApiError> {
+async fn held_patient(app: &Rights, caller: &Caller, id: &str) -> Result<(), ApiError> {
     require_admin(caller)?;
-    if !crate::fhir::valid_id(id) {
+    if !hearth_workflow::fhir::valid_id(id) {
         return Err(not_found("patient record"));
     }
     match app.store_for(caller).read("Patient", id).await? {
@@ -395,7 +398,7 @@ async fn held_patient(app: &App, caller: &Caller, id: &str) -> Result<(), ApiErr
     ),
     security(("bearer" = [])))]
 pub async fn get_hold(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Rights>>,
     ApiCaller(caller): ApiCaller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
@@ -416,7 +419,7 @@ pub async fn get_hold(
     ),
     security(("bearer" = [])))]
 pub async fn place_hold(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Rights>>,
     ApiCaller(caller): ApiCaller,
     Path(id): Path<String>,
     bytes: Bytes,
@@ -446,7 +449,7 @@ pub async fn place_hold(
     ),
     security(("bearer" = [])))]
 pub async fn lift_hold(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Rights>>,
     ApiCaller(caller): ApiCaller,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {

@@ -58,11 +58,80 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use hearth_store::{Compartment, Current, Guarded};
 use serde_json::{Value, json};
 
-use crate::app::App;
-use crate::auth::Caller;
-use crate::error::ApiError;
+use hearth_workflow::error::ApiError;
+use hearth_workflow::{Caller, Ctx, Mount, Workflow};
+use serde::Deserialize;
 
-pub fn router() -> axum::Router<Arc<App>> {
+/// The data-rights workflow's state: the shared context and its settings.
+pub struct Rights {
+    ctx: Arc<Ctx>,
+    pub config: RightsConfig,
+}
+
+impl Rights {
+    pub fn new(ctx: Arc<Ctx>, config: RightsConfig) -> Rights {
+        Rights { ctx, config }
+    }
+}
+
+impl std::ops::Deref for Rights {
+    type Target = Ctx;
+    fn deref(&self) -> &Ctx {
+        &self.ctx
+    }
+}
+
+impl AsRef<Ctx> for Rights {
+    fn as_ref(&self) -> &Ctx {
+        &self.ctx
+    }
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    download::download,
+    summary::summary,
+    erasure::request_erasure,
+    erasure::my_requests,
+    erasure::list_requests,
+    erasure::execute,
+    erasure::refuse,
+    erasure::get_hold,
+    erasure::place_hold,
+    erasure::lift_hold,
+))]
+struct Api;
+
+impl Workflow for Rights {
+    /// Every request reads or changes someone's record: each is an audit event.
+    fn mount(self: Arc<Self>) -> Mount {
+        Mount { audited: router().with_state(self), openapi: <Api as utoipa::OpenApi>::openapi(), ..Mount::default() }
+    }
+}
+
+/// How a patient's erasure request is decided.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum ErasureMode {
+    /// An administrator executes or refuses each request (erasure is irreversible).
+    #[default]
+    AdminApproval,
+    /// The server executes a request at once unless a hold applies.
+    Immediate,
+}
+
+/// The `[rights]` table (see the crate docs).
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct RightsConfig {
+    /// `admin-approval` (default) or `immediate`.
+    pub erasure: ErasureMode,
+    /// Retention hold: a record with any write in the last this many days is not erased
+    /// (`0`: no retention hold).
+    pub retention_days: u32,
+}
+
+fn router() -> axum::Router<Arc<Rights>> {
     use axum::routing::{get, post};
     axum::Router::new()
         .route("/api/v1/me/data", get(download::download))
@@ -97,9 +166,9 @@ fn instant_ms(ms: i64) -> Value {
 /// `patient` parameter (reach is checked by the store when it is read).
 fn subject(caller: &Caller, raw: Option<&str>) -> Result<String, ApiError> {
     let mut asked = None;
-    for (k, v) in crate::fhir::query::pairs(raw) {
+    for (k, v) in hearth_workflow::fhir::pairs(raw) {
         match k.as_str() {
-            "patient" if crate::fhir::valid_id(&v) => asked = Some(v),
+            "patient" if hearth_workflow::fhir::valid_id(&v) => asked = Some(v),
             "patient" => return Err(not_found("patient record")),
             other => return Err(bad_query(format!("unknown parameter '{other}' (patient)"))),
         }
@@ -133,7 +202,7 @@ async fn patient_of(store: &Guarded, id: &str) -> Result<Value, ApiError> {
     }
 }
 
-fn compartment(app: &App, patient: &str) -> Result<Compartment, ApiError> {
+fn compartment(app: &Rights, patient: &str) -> Result<Compartment, ApiError> {
     let params = app
         .compartments
         .members("Patient")

@@ -10,9 +10,9 @@ use hearth_store::Access;
 use serde_json::Value;
 
 use super::{attachment, instant, patient_of, subject};
-use crate::app::App;
-use crate::auth::ApiCaller;
-use crate::error::ApiError;
+use crate::Rights;
+use hearth_workflow::ApiCaller;
+use hearth_workflow::error::ApiError;
 
 /// Rows per section of the summary.
 pub const SUMMARY_ROWS: u32 = 100;
@@ -250,7 +250,7 @@ dt{font-weight:600}dd{margin:0 0 .5rem 0}.note{color:#555;font-size:.9rem}";
     ),
     security(("bearer" = [])))]
 pub async fn summary(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Rights>>,
     ApiCaller(caller): ApiCaller,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {

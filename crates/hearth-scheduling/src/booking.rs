@@ -46,12 +46,12 @@ use super::slots::{self, AppointmentType};
 use super::{
     EXT, V2_0276, bad, conflict, forbidden, instant, is_staff, json_of, not_found, read_json, ref_id, search_all,
 };
-use crate::app::App;
-use crate::auth::{ApiCaller, Caller};
-use crate::error::{ApiError, FhirError};
-use crate::notify::{self, Notice};
+use crate::Scheduling;
+use hearth_notifications::{self as notify, Notice};
+use hearth_workflow::error::{ApiError, FhirError};
+use hearth_workflow::{ApiCaller, Caller};
 
-pub fn router() -> axum::Router<Arc<App>> {
+pub fn router() -> axum::Router<Arc<Scheduling>> {
     axum::Router::new()
         .route("/api/v1/appointments", axum::routing::get(list).post(book))
         .route("/api/v1/appointments/{id}", axum::routing::get(get_one))
@@ -176,7 +176,7 @@ fn patient_for(caller: &Caller, named: Option<&str>) -> Result<String, ApiError>
                 _ => Ok(own.to_owned()),
             }
         }
-        (_, Some(n)) if crate::fhir::valid_id(n) => Ok(n.to_owned()),
+        (_, Some(n)) if hearth_workflow::fhir::valid_id(n) => Ok(n.to_owned()),
         (_, Some(_)) => Err(bad("invalid_booking", "`patient` must be a resource id")),
         (_, None) => Err(bad("invalid_booking", "name the `patient` to book for")),
     }
@@ -197,7 +197,7 @@ fn slot_of<'a>(
 
 /// Up to five free slots of the same practitioner and type in the week from `around`.
 async fn alternatives(
-    app: &App,
+    app: &Scheduling,
     practitioner: &str,
     code: &str,
     around: DateTime<Utc>,
@@ -322,7 +322,7 @@ fn reminder_prefix(id: &str) -> String {
 /// The reminders for an appointment at `start` to the patient's account(s) and the caregivers
 /// linked to the patient, on `db` (the booking's transaction). Each account's preferences apply.
 async fn enqueue_reminders(
-    app: &App,
+    app: &Scheduling,
     db: &TxDb,
     id: &str,
     patient: &str,
@@ -331,7 +331,7 @@ async fn enqueue_reminders(
     let now = app.clock.now();
     let mut accounts = sql::accounts_of(db, &format!("Patient/{patient}")).await?;
     accounts.extend(sql::caregivers_of(db, patient).await?);
-    for offset in &app.config.scheduling.reminder_offsets_minutes {
+    for offset in &app.config.reminder_offsets_minutes {
         let at = start - Duration::minutes(i64::from(*offset));
         if at <= now {
             continue;
@@ -348,7 +348,7 @@ async fn enqueue_reminders(
                 args,
                 not_before: Some(at),
             };
-            notify::enqueue(&app.notify, &app.config, db, &notice, now).await.map_err(enqueue_error)?;
+            notify::enqueue(&app.notifier, db, &notice, now).await.map_err(enqueue_error)?;
         }
     }
     Ok(())
@@ -356,7 +356,7 @@ async fn enqueue_reminders(
 
 /// Tells the practitioner's account(s) of a change a patient (or caregiver) made.
 async fn notify_clinic(
-    app: &App,
+    app: &Scheduling,
     db: &TxDb,
     caller: &Caller,
     practitioner: &str,
@@ -380,14 +380,14 @@ async fn notify_clinic(
             args,
             not_before: None,
         };
-        notify::enqueue(&app.notify, &app.config, db, &notice, now).await.map_err(enqueue_error)?;
+        notify::enqueue(&app.notifier, db, &notice, now).await.map_err(enqueue_error)?;
     }
     Ok(())
 }
 
 /// Offers freed time `[start, end)` to the next patient waiting for the practitioner.
 async fn offer_freed(
-    app: &App,
+    app: &Scheduling,
     db: &TxDb,
     practitioner: &str,
     start: DateTime<Utc>,
@@ -415,7 +415,7 @@ async fn offer_freed(
             args,
             not_before: None,
         };
-        notify::enqueue(&app.notify, &app.config, db, &notice, now).await.map_err(enqueue_error)?;
+        notify::enqueue(&app.notifier, db, &notice, now).await.map_err(enqueue_error)?;
     }
     Ok(())
 }
@@ -440,8 +440,9 @@ async fn claim(
 
 /// Books `body` for `caller`: the Appointment(s), their claims, reminders and the clinic's
 /// notice in one transaction.
-pub async fn book_for(app: &App, caller: &Caller, body: &BookBody) -> Result<Vec<Version>, BookError> {
-    if !crate::fhir::valid_id(&body.practitioner) || body.schedule.as_deref().is_some_and(|s| !crate::fhir::valid_id(s))
+pub async fn book_for(app: &Scheduling, caller: &Caller, body: &BookBody) -> Result<Vec<Version>, BookError> {
+    if !hearth_workflow::fhir::valid_id(&body.practitioner)
+        || body.schedule.as_deref().is_some_and(|s| !hearth_workflow::fhir::valid_id(s))
     {
         return Err(bad("invalid_booking", "`practitioner` and `schedule` must be resource ids").into());
     }
@@ -504,7 +505,7 @@ pub async fn book_for(app: &App, caller: &Caller, body: &BookBody) -> Result<Vec
             now,
         );
         super::check(app, "Appointment", &resource)?;
-        let write = crate::fhir::write_of(app, "Appointment", uuid::Uuid::now_v7().to_string(), resource);
+        let write = hearth_workflow::fhir::write_of(app, "Appointment", uuid::Uuid::now_v7().to_string(), resource);
         written.push(interactions::create(&mut tx, write, now).await?);
     }
     let db = TxDb::from_guarded(tx)?;
@@ -528,7 +529,7 @@ pub async fn book_for(app: &App, caller: &Caller, body: &BookBody) -> Result<Vec
         .await?;
     }
     db.commit().await?;
-    app.notify.wake();
+    app.notifier.wake();
     Ok(written)
 }
 
@@ -546,7 +547,11 @@ pub async fn book_for(app: &App, caller: &Caller, body: &BookBody) -> Result<Vec
         (status = 422, description = "Not a slot of the practitioner's schedules", body = Object),
     ),
     security(("bearer" = [])))]
-pub async fn book(State(app): State<Arc<App>>, ApiCaller(caller): ApiCaller, bytes: axum::body::Bytes) -> Response {
+pub async fn book(
+    State(app): State<Arc<Scheduling>>,
+    ApiCaller(caller): ApiCaller,
+    bytes: axum::body::Bytes,
+) -> Response {
     let body: BookBody = match super::body_of(&bytes) {
         Ok(b) => b,
         Err(e) => return e.into_response(),
@@ -581,7 +586,7 @@ async fn load(store: &Guarded, id: &str) -> Result<(Version, Value), ApiError> {
     ),
     security(("bearer" = [])))]
 pub async fn get_one(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Scheduling>>,
     ApiCaller(caller): ApiCaller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
@@ -608,7 +613,7 @@ pub struct ListQuery {
     ),
     security(("bearer" = [])))]
 pub async fn list(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Scheduling>>,
     ApiCaller(caller): ApiCaller,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
@@ -619,7 +624,7 @@ pub async fn list(
         (p, pr) => {
             for (key, ty, id) in [("patient", "Patient", p), ("practitioner", "Practitioner", pr)] {
                 if let Some(id) = id {
-                    if !crate::fhir::valid_id(id) {
+                    if !hearth_workflow::fhir::valid_id(id) {
                         return Err(bad("invalid_query", format!("`{key}` must be a resource id")));
                     }
                     pairs.push(("actor", format!("{ty}/{id}")));
@@ -666,7 +671,7 @@ fn start_of(a: &Value) -> Result<(DateTime<Utc>, DateTime<Utc>), ApiError> {
     let at = |k: &str| {
         a.get(k)
             .and_then(Value::as_str)
-            .and_then(crate::fhir::query::parse_instant)
+            .and_then(hearth_workflow::fhir::parse_instant)
             .ok_or_else(|| ApiError::internal("appointment without start/end"))
     };
     Ok((at("start")?, at("end")?))
@@ -700,7 +705,7 @@ fn patient_of(a: &Value) -> Result<String, ApiError> {
     ),
     security(("bearer" = [])))]
 pub async fn cancel(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Scheduling>>,
     ApiCaller(caller): ApiCaller,
     Path(id): Path<String>,
     bytes: axum::body::Bytes,
@@ -711,7 +716,7 @@ pub async fn cancel(
         return Err(bad("invalid_reason", "`reason` must be an appointment-cancellation-reason code"));
     }
     let now = app.clock.now();
-    if !crate::fhir::valid_id(&id) {
+    if !hearth_workflow::fhir::valid_id(&id) {
         return Err(not_found("appointment"));
     }
     let store = app.store_for(&caller);
@@ -721,13 +726,13 @@ pub async fn cancel(
     if a.get("status").and_then(Value::as_str) != Some("booked") || now >= start {
         return Err(conflict("invalid_status", "only a booked appointment that has not started can be cancelled"));
     }
-    let late = now > start - Duration::hours(i64::from(app.config.scheduling.late_cancel_hours));
+    let late = now > start - Duration::hours(i64::from(app.config.late_cancel_hours));
     set(&mut a, "status", json!("cancelled"));
     set(&mut a, "cancelationReason", json!({"coding": [{"system": CANCEL_REASON, "code": code}]}));
     push_extension(&mut a, json!({"url": format!("{EXT}appointment-late-cancellation"), "valueBoolean": late}));
     super::check(&app, "Appointment", &a)?;
     let practitioner = practitioner_of(&a)?;
-    let write = crate::fhir::write_of(&app, "Appointment", id.clone(), a);
+    let write = hearth_workflow::fhir::write_of(&app, "Appointment", id.clone(), a);
     let written = interactions::update(&mut tx, write, Some(v.version_id), now).await?;
     let db = TxDb::from_guarded(tx)?;
     sql::release(&db, &id).await?;
@@ -744,7 +749,7 @@ pub async fn cancel(
     .await?;
     offer_freed(&app, &db, &practitioner, start, end).await?;
     db.commit().await?;
-    app.notify.wake();
+    app.notifier.wake();
     let a = json_of(&written.version)?;
     Ok(Json(view(&id, written.version.version_id, &a)))
 }
@@ -767,7 +772,7 @@ pub struct RescheduleBody {
     ),
     security(("bearer" = [])))]
 pub async fn reschedule(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Scheduling>>,
     ApiCaller(caller): ApiCaller,
     Path(id): Path<String>,
     bytes: axum::body::Bytes,
@@ -778,7 +783,7 @@ pub async fn reschedule(
     }
 }
 
-async fn reschedule_inner(app: &App, caller: &Caller, id: &str, bytes: &[u8]) -> Result<Value, BookError> {
+async fn reschedule_inner(app: &Scheduling, caller: &Caller, id: &str, bytes: &[u8]) -> Result<Value, BookError> {
     let body: RescheduleBody = super::body_of(bytes)?;
     let new_start = super::parse_instant(&body.start, "start")?;
     let now = app.clock.now();
@@ -815,7 +820,7 @@ async fn reschedule_inner(app: &App, caller: &Caller, id: &str, bytes: &[u8]) ->
     set(&mut a, "start", json!(instant(new_start)));
     set(&mut a, "end", json!(instant(new_start + Duration::minutes(i64::from(ty.minutes)))));
     super::check(app, "Appointment", &a)?;
-    let write = crate::fhir::write_of(app, "Appointment", id.to_owned(), a);
+    let write = hearth_workflow::fhir::write_of(app, "Appointment", id.to_owned(), a);
     let written = interactions::update(&mut tx, write, Some(v.version_id), now).await?;
     let db = TxDb::from_guarded(tx)?;
     sql::release(&db, id).await?;
@@ -851,7 +856,7 @@ async fn reschedule_inner(app: &App, caller: &Caller, id: &str, bytes: &[u8]) ->
     .await?;
     offer_freed(app, &db, &practitioner, old_start, old_end).await?;
     db.commit().await?;
-    app.notify.wake();
+    app.notifier.wake();
     let a = json_of(&written.version)?;
     Ok(view(id, written.version.version_id, &a))
 }
@@ -869,7 +874,7 @@ async fn reschedule_inner(app: &App, caller: &Caller, id: &str, bytes: &[u8]) ->
     ),
     security(("bearer" = [])))]
 pub async fn no_show(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Scheduling>>,
     ApiCaller(caller): ApiCaller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
@@ -884,7 +889,7 @@ pub async fn no_show(
         return Err(conflict("invalid_status", "only a booked appointment whose start has passed can be a no-show"));
     }
     set(&mut a, "status", json!("noshow"));
-    let write = crate::fhir::write_of(&app, "Appointment", id.clone(), a);
+    let write = hearth_workflow::fhir::write_of(&app, "Appointment", id.clone(), a);
     let written = interactions::update(&mut tx, write, Some(v.version_id), now).await?;
     let db = TxDb::from_guarded(tx)?;
     sql::cancel_notifications(&db, &reminder_prefix(&id), now.timestamp_millis()).await?;
@@ -904,7 +909,7 @@ pub async fn no_show(
     ),
     security(("bearer" = [])))]
 pub async fn check_in(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Scheduling>>,
     ApiCaller(caller): ApiCaller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
@@ -922,9 +927,9 @@ pub async fn check_in(
     let is_virtual = view(&id, 0, &a).get("virtual").and_then(Value::as_bool).unwrap_or(false);
     let encounter = super::encounters::from_appointment(&id, &a, is_virtual, now)?;
     super::check(&app, "Encounter", &encounter)?;
-    let write = crate::fhir::write_of(&app, "Appointment", id.clone(), a);
+    let write = hearth_workflow::fhir::write_of(&app, "Appointment", id.clone(), a);
     let written = interactions::update(&mut tx, write, Some(v.version_id), now).await?;
-    let e_write = crate::fhir::write_of(&app, "Encounter", uuid::Uuid::now_v7().to_string(), encounter);
+    let e_write = hearth_workflow::fhir::write_of(&app, "Encounter", uuid::Uuid::now_v7().to_string(), encounter);
     let e = interactions::create(&mut tx, e_write, now).await?;
     tx.commit().await?;
     let a = json_of(&written.version)?;
@@ -966,13 +971,13 @@ fn wait_view(w: &sql::WaitRow) -> Value {
     ),
     security(("bearer" = [])))]
 pub async fn join_waitlist(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Scheduling>>,
     ApiCaller(caller): ApiCaller,
     bytes: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let body: WaitBody = super::body_of(&bytes)?;
     let patient = patient_for(&caller, body.patient.as_deref())?;
-    if !crate::fhir::valid_id(&body.practitioner) {
+    if !hearth_workflow::fhir::valid_id(&body.practitioner) {
         return Err(bad("invalid_booking", "`practitioner` must be a resource id"));
     }
     let (earliest, latest) =
@@ -1017,7 +1022,10 @@ fn wait_scope(caller: &Caller) -> Option<Vec<String>> {
         (status = 401, description = "No or an invalid access token", body = Object),
     ),
     security(("bearer" = [])))]
-pub async fn waitlist(State(app): State<Arc<App>>, ApiCaller(caller): ApiCaller) -> Result<Json<Value>, ApiError> {
+pub async fn waitlist(
+    State(app): State<Arc<Scheduling>>,
+    ApiCaller(caller): ApiCaller,
+) -> Result<Json<Value>, ApiError> {
     let rows = sql::wait_list(&*app.db, wait_scope(&caller).as_deref()).await?;
     Ok(Json(json!({"waitlist": rows.iter().map(wait_view).collect::<Vec<_>>()})))
 }
@@ -1031,7 +1039,7 @@ pub async fn waitlist(State(app): State<Arc<App>>, ApiCaller(caller): ApiCaller)
     ),
     security(("bearer" = [])))]
 pub async fn leave_waitlist(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Scheduling>>,
     ApiCaller(caller): ApiCaller,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
@@ -1056,7 +1064,7 @@ fn fhir_error(e: ApiError) -> FhirError {
     if e.status.is_server_error() {
         return FhirError::internal(e.message);
     }
-    FhirError::new(e.status, crate::error::Issue::error(code, e.message))
+    FhirError::new(e.status, hearth_workflow::error::Issue::error(code, e.message))
 }
 
 fn book_error(e: BookError) -> FhirError {
@@ -1066,7 +1074,7 @@ fn book_error(e: BookError) -> FhirError {
             let list: Vec<String> = alternatives.iter().map(|a| instant(a.slot.start)).collect();
             FhirError::new(
                 StatusCode::CONFLICT,
-                crate::error::Issue::error(
+                hearth_workflow::error::Issue::error(
                     "conflict",
                     format!(
                         "that time is no longer free; free starts nearby: {}",
@@ -1089,7 +1097,7 @@ fn not_appointment(resource_type: &str) -> Result<(), FhirError> {
 /// `GET /fhir/Appointment/$find?practitioner=&start=&end=[&service=][&type=]`: free slots as a
 /// searchset Bundle of `Slot` resources (computed, not stored, so without ids).
 pub async fn find_op(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Scheduling>>,
     Path(resource_type): Path<String>,
     // Any signed-in caller: slots are not patient data.
     _caller: Caller,
@@ -1107,7 +1115,7 @@ pub async fn find_op(
     {
         return Err(FhirError::bad_request("not-supported", format!("unknown parameter `{unknown}`")));
     }
-    if !crate::fhir::valid_id(&practitioner) {
+    if !hearth_workflow::fhir::valid_id(&practitioner) {
         return Err(FhirError::bad_request("invalid", "`practitioner` must be a resource id"));
     }
     let (from, to) = super::schedules::range(&app, &start, &end).map_err(fhir_error)?;
@@ -1135,7 +1143,7 @@ pub async fn find_op(
 /// parameter holds one) naming a Patient and a Practitioner participant, `start` and an
 /// `appointmentType` (HL7 v2 0276): books it exactly as the app API does.
 pub async fn book_op(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Scheduling>>,
     Path(resource_type): Path<String>,
     caller: Caller,
     bytes: axum::body::Bytes,

@@ -29,11 +29,11 @@ use super::{
     EXT, bad, conflict, forbidden, instant, is_staff, json_of, not_found, own_practitioner, read_json, ref_id,
     search_all,
 };
-use crate::app::App;
-use crate::auth::{ApiCaller, Caller};
-use crate::error::ApiError;
+use crate::Scheduling;
+use hearth_workflow::error::ApiError;
+use hearth_workflow::{ApiCaller, Caller};
 
-pub fn router() -> axum::Router<Arc<App>> {
+pub fn router() -> axum::Router<Arc<Scheduling>> {
     axum::Router::new()
         .route("/api/v1/encounters", axum::routing::get(list).post(create))
         .route("/api/v1/encounters/{id}", axum::routing::get(get_one).put(update))
@@ -190,7 +190,7 @@ fn reason_json(reason: &[Coded]) -> Result<Value, ApiError> {
     Ok(Value::Array(out))
 }
 
-async fn diagnoses_json(app: &App, caller: &Caller, patient: &str, ds: &[Diagnosis]) -> Result<Value, ApiError> {
+async fn diagnoses_json(app: &Scheduling, caller: &Caller, patient: &str, ds: &[Diagnosis]) -> Result<Value, ApiError> {
     let store = app.store_for(caller);
     let mut out = Vec::new();
     for d in ds {
@@ -223,7 +223,7 @@ async fn diagnoses_json(app: &App, caller: &Caller, patient: &str, ds: &[Diagnos
 fn practitioners_of(caller: &Caller, given: Option<&[String]>) -> Result<Vec<String>, ApiError> {
     match given {
         Some(list) if !list.is_empty() => {
-            if list.iter().any(|p| !crate::fhir::valid_id(p)) {
+            if list.iter().any(|p| !hearth_workflow::fhir::valid_id(p)) {
                 return Err(invalid("practitioners are resource ids"));
             }
             Ok(list.to_vec())
@@ -256,7 +256,7 @@ fn set(e: &mut Value, key: &str, v: Value) {
     ),
     security(("bearer" = [])))]
 pub async fn create(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Scheduling>>,
     ApiCaller(caller): ApiCaller,
     bytes: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
@@ -287,7 +287,7 @@ pub async fn create(
     set(&mut e, "diagnosis", diagnoses_json(&app, &caller, &body.patient, &body.diagnoses).await?);
     super::check(&app, "Encounter", &e)?;
     let id = uuid::Uuid::now_v7().to_string();
-    let write = crate::fhir::write_of(&app, "Encounter", id.clone(), e);
+    let write = hearth_workflow::fhir::write_of(&app, "Encounter", id.clone(), e);
     let v = hearth_store::interactions::ResourceStoreExt::create(&app.store_for(&caller), write, now).await?;
     Ok((StatusCode::CREATED, Json(view(&id, v.version_id, &json_of(&v)?))).into_response())
 }
@@ -301,7 +301,7 @@ pub async fn create(
     ),
     security(("bearer" = [])))]
 pub async fn get_one(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Scheduling>>,
     ApiCaller(caller): ApiCaller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
@@ -324,7 +324,7 @@ pub struct ListQuery {
     ),
     security(("bearer" = [])))]
 pub async fn list(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Scheduling>>,
     ApiCaller(caller): ApiCaller,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
@@ -332,7 +332,7 @@ pub async fn list(
         .patient
         .or_else(|| caller.own_patient().map(str::to_owned))
         .ok_or_else(|| bad("invalid_query", "give `patient`"))?;
-    if !crate::fhir::valid_id(&patient) {
+    if !hearth_workflow::fhir::valid_id(&patient) {
         return Err(bad("invalid_query", "`patient` must be a resource id"));
     }
     let found = search_all(
@@ -363,7 +363,7 @@ pub async fn list(
     ),
     security(("bearer" = [])))]
 pub async fn update(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Scheduling>>,
     ApiCaller(caller): ApiCaller,
     Path(id): Path<String>,
     bytes: axum::body::Bytes,
@@ -372,7 +372,7 @@ pub async fn update(
         return Err(forbidden("only clinicians and admins change encounters"));
     }
     let body: UpdateBody = super::body_of(&bytes)?;
-    if !crate::fhir::valid_id(&id) {
+    if !hearth_workflow::fhir::valid_id(&id) {
         return Err(not_found("encounter"));
     }
     let now = app.clock.now();
@@ -446,7 +446,7 @@ pub async fn update(
     super::check(&app, "Encounter", &e)?;
     let finished = e.get("status").and_then(Value::as_str) == Some("finished") && from != "finished";
     let appointment = ref_id(&e, "/appointment/0/reference", "Appointment").map(str::to_owned);
-    let write = crate::fhir::write_of(&app, "Encounter", id.clone(), e);
+    let write = hearth_workflow::fhir::write_of(&app, "Encounter", id.clone(), e);
     let written = interactions::update(&mut tx, write, Some(v.version_id), now).await?;
     if finished
         && let Some(aid) = appointment
@@ -455,7 +455,7 @@ pub async fn update(
         let mut a = json_of(&av)?;
         if a.get("status").and_then(Value::as_str) == Some("arrived") {
             set(&mut a, "status", json!("fulfilled"));
-            let write = crate::fhir::write_of(&app, "Appointment", aid, a);
+            let write = hearth_workflow::fhir::write_of(&app, "Appointment", aid, a);
             interactions::update(&mut tx, write, Some(av.version_id), now).await?;
         }
     }

@@ -33,11 +33,11 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{bad, conflict, forbidden, instant, json_of, not_found, own_practitioner, read_json, ref_id, search_all};
-use crate::app::App;
-use crate::auth::{ApiCaller, Caller};
-use crate::error::ApiError;
+use crate::Scheduling;
+use hearth_workflow::error::ApiError;
+use hearth_workflow::{ApiCaller, Caller};
 
-pub fn router() -> axum::Router<Arc<App>> {
+pub fn router() -> axum::Router<Arc<Scheduling>> {
     axum::Router::new()
         .route("/api/patients/{id}/letters", axum::routing::get(list).post(create))
         .route("/api/patients/{id}/letters/{letter}", axum::routing::get(get_one).put(update))
@@ -222,7 +222,7 @@ fn check_text(title: &str, text: &str) -> Result<(), ApiError> {
 }
 
 async fn write_new(
-    app: &App,
+    app: &Scheduling,
     caller: &Caller,
     patient: &str,
     kind: &str,
@@ -254,8 +254,11 @@ async fn write_new(
     super::check(app, "Composition", &c)?;
     super::check(app, "DocumentReference", &d)?;
     let mut tx = store.begin().await?;
-    let cv = interactions::create(&mut tx, crate::fhir::write_of(app, "Composition", id.clone(), c), now).await?;
-    let dv = interactions::create(&mut tx, crate::fhir::write_of(app, "DocumentReference", id.clone(), d), now).await?;
+    let cv =
+        interactions::create(&mut tx, hearth_workflow::fhir::write_of(app, "Composition", id.clone(), c), now).await?;
+    let dv =
+        interactions::create(&mut tx, hearth_workflow::fhir::write_of(app, "DocumentReference", id.clone(), d), now)
+            .await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(letter_view(&id, cv.version_id, &json_of(&cv)?, Some(&json_of(&dv)?))))
         .into_response())
@@ -274,7 +277,7 @@ async fn write_new(
     ),
     security(("bearer" = [])))]
 pub async fn create(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Scheduling>>,
     ApiCaller(caller): ApiCaller,
     Path(patient): Path<String>,
     bytes: axum::body::Bytes,
@@ -284,7 +287,9 @@ pub async fn create(
     if kind == "note" || kind_code(&kind).is_none() {
         return Err(invalid("`kind` is consult, summary or referral (notes belong to an encounter)"));
     }
-    if !crate::fhir::valid_id(&patient) || body.encounter.as_deref().is_some_and(|e| !crate::fhir::valid_id(e)) {
+    if !hearth_workflow::fhir::valid_id(&patient)
+        || body.encounter.as_deref().is_some_and(|e| !hearth_workflow::fhir::valid_id(e))
+    {
         return Err(not_found("patient"));
     }
     write_new(&app, &caller, &patient, &kind, &body, body.encounter.as_deref()).await
@@ -292,7 +297,7 @@ pub async fn create(
 
 /// The letters (or notes) of a patient the caller may see, newest first.
 async fn letters_of(
-    app: &App,
+    app: &Scheduling,
     caller: &Caller,
     store: &Guarded,
     pairs: &[(&str, String)],
@@ -321,7 +326,7 @@ async fn letters_of(
     ),
     security(("bearer" = [])))]
 pub async fn list(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Scheduling>>,
     ApiCaller(caller): ApiCaller,
     Path(patient): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
@@ -357,7 +362,7 @@ async fn load(
     ),
     security(("bearer" = [])))]
 pub async fn get_one(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Scheduling>>,
     ApiCaller(caller): ApiCaller,
     Path((patient, id)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
@@ -374,7 +379,7 @@ pub async fn get_one(
     ),
     security(("bearer" = [])))]
 pub async fn versions(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Scheduling>>,
     ApiCaller(caller): ApiCaller,
     Path((patient, id)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
@@ -410,14 +415,14 @@ pub struct UpdateBody {
 }
 
 async fn amend(
-    app: &App,
+    app: &Scheduling,
     caller: &Caller,
     patient: &str,
     id: &str,
     body: &UpdateBody,
 ) -> Result<Json<Value>, ApiError> {
     let author = author_of(caller)?;
-    if !crate::fhir::valid_id(id) {
+    if !hearth_workflow::fhir::valid_id(id) {
         return Err(not_found("letter"));
     }
     let now = app.clock.now();
@@ -477,14 +482,14 @@ async fn amend(
     super::check(app, "DocumentReference", &d2)?;
     let cw = interactions::update(
         &mut tx,
-        crate::fhir::write_of(app, "Composition", id.to_owned(), c2),
+        hearth_workflow::fhir::write_of(app, "Composition", id.to_owned(), c2),
         Some(cv.version_id),
         now,
     )
     .await?;
     let dw = interactions::update(
         &mut tx,
-        crate::fhir::write_of(app, "DocumentReference", id.to_owned(), d2),
+        hearth_workflow::fhir::write_of(app, "DocumentReference", id.to_owned(), d2),
         Some(dv.version_id),
         now,
     )
@@ -507,7 +512,7 @@ async fn amend(
     ),
     security(("bearer" = [])))]
 pub async fn update(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Scheduling>>,
     ApiCaller(caller): ApiCaller,
     Path((patient, id)): Path<(String, String)>,
     bytes: axum::body::Bytes,
@@ -536,7 +541,7 @@ pub struct NoteBody {
     ),
     security(("bearer" = [])))]
 pub async fn create_note(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Scheduling>>,
     ApiCaller(caller): ApiCaller,
     Path(encounter): Path<String>,
     bytes: axum::body::Bytes,
@@ -567,7 +572,7 @@ pub async fn create_note(
     ),
     security(("bearer" = [])))]
 pub async fn list_notes(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Scheduling>>,
     ApiCaller(caller): ApiCaller,
     Path(encounter): Path<String>,
 ) -> Result<Json<Value>, ApiError> {

@@ -35,9 +35,10 @@ use hearth_auth::Role;
 use hearth_store::{Access, Current, Grants, Guarded, Reach, Version};
 use serde_json::Value;
 
-use crate::app::App;
-use crate::auth::Caller;
-use crate::error::ApiError;
+use hearth_notifications::Notifier;
+use hearth_workflow::error::ApiError;
+use hearth_workflow::{Caller, Ctx, Mount, Workflow};
+use serde::Deserialize;
 
 pub use booking::{book_op, find_op};
 
@@ -46,14 +47,102 @@ pub(crate) const EXT: &str = "urn:hearth:extension:";
 
 /// The routes on patient data (appointments, encounters, letters): mounted under the audit
 /// layer, one AuditEvent per request naming the patients it touched.
-pub fn router() -> axum::Router<Arc<App>> {
-    axum::Router::new().merge(booking::router()).merge(encounters::router()).merge(letters::router())
+/// The scheduling workflow's state: the shared context, its settings, and the notifications
+/// API it enqueues reminders through.
+pub struct Scheduling {
+    ctx: Arc<Ctx>,
+    pub config: SchedulingConfig,
+    pub notifier: Arc<Notifier>,
 }
 
-/// Availability and slot search (no patient data): mounted with the rest of the app API, whose
-/// refusals are audited.
-pub fn availability_router() -> axum::Router<Arc<App>> {
-    schedules::router()
+impl Scheduling {
+    pub fn new(ctx: Arc<Ctx>, config: SchedulingConfig, notifier: Arc<Notifier>) -> Scheduling {
+        Scheduling { ctx, config, notifier }
+    }
+}
+
+impl std::ops::Deref for Scheduling {
+    type Target = Ctx;
+    fn deref(&self) -> &Ctx {
+        &self.ctx
+    }
+}
+
+impl AsRef<Ctx> for Scheduling {
+    fn as_ref(&self) -> &Ctx {
+        &self.ctx
+    }
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    schedules::list,
+    schedules::get_one,
+    schedules::create,
+    schedules::replace,
+    schedules::available,
+    booking::book,
+    booking::list,
+    booking::get_one,
+    booking::cancel,
+    booking::reschedule,
+    booking::no_show,
+    booking::check_in,
+    booking::waitlist,
+    booking::join_waitlist,
+    booking::leave_waitlist,
+    encounters::create,
+    encounters::list,
+    encounters::get_one,
+    encounters::update,
+    letters::create,
+    letters::list,
+    letters::get_one,
+    letters::update,
+    letters::versions,
+    letters::create_note,
+    letters::list_notes,
+))]
+struct Api;
+
+impl Workflow for Scheduling {
+    /// Appointments, encounters and letters are patient data (every request audited);
+    /// availability and slot search are not (refusals audited); `Appointment/$find` and
+    /// `$book` are FHIR operations under `/fhir`.
+    fn mount(self: Arc<Self>) -> Mount {
+        Mount {
+            audited: axum::Router::new()
+                .merge(booking::router())
+                .merge(encounters::router())
+                .merge(letters::router())
+                .with_state(Arc::clone(&self)),
+            refusals_audited: schedules::router().with_state(Arc::clone(&self)),
+            fhir_operations: axum::Router::new()
+                .route("/{type}/$find", axum::routing::get(find_op))
+                .route("/{type}/$book", axum::routing::post(book_op))
+                .with_state(self),
+            openapi: <Api as utoipa::OpenApi>::openapi(),
+        }
+    }
+}
+
+/// The `[scheduling]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SchedulingConfig {
+    /// Reminders before each appointment, in minutes (default 24 h and 2 h). A reminder whose
+    /// time has already passed at booking is not sent.
+    pub reminder_offsets_minutes: Vec<u32>,
+    /// A cancellation less than this many hours before the start is recorded as late.
+    pub late_cancel_hours: u32,
+    /// The longest range one slot search may cover, in days.
+    pub max_search_days: u32,
+}
+
+impl Default for SchedulingConfig {
+    fn default() -> Self {
+        SchedulingConfig { reminder_offsets_minutes: vec![24 * 60, 120], late_cancel_hours: 24, max_search_days: 62 }
+    }
 }
 
 pub(crate) fn bad(code: &'static str, msg: impl Into<String>) -> ApiError {
@@ -111,7 +200,7 @@ pub(crate) fn own_practitioner(caller: &Caller) -> Option<&str> {
 
 /// The store with an unrestricted reach, attributed to the caller, for writes the app has
 /// authorised itself (schedules; see the module docs).
-pub(crate) fn acting_for(app: &App, caller: &Caller) -> Guarded {
+pub(crate) fn acting_for(app: &Scheduling, caller: &Caller) -> Guarded {
     let access =
         Access { reach: Reach::All, grants: Grants::all(), actor: Some(caller.account.id.clone()), audit: false };
     let store = Guarded::new(Arc::clone(&app.store), access);
@@ -122,8 +211,8 @@ pub(crate) fn acting_for(app: &App, caller: &Caller) -> Guarded {
 }
 
 /// Validates a resource built by the app API against R4 (a failure is our bug: 500).
-pub(crate) fn check(app: &App, resource_type: &str, resource: &Value) -> Result<(), ApiError> {
-    crate::fhir::validate(app, resource_type, resource).map_err(|e| {
+pub(crate) fn check(app: &Scheduling, resource_type: &str, resource: &Value) -> Result<(), ApiError> {
+    hearth_workflow::fhir::validate(app, resource_type, resource).map_err(|e| {
         ApiError::internal(format!(
             "the {resource_type} built for the app API does not validate: {:?}",
             e.issues.first().map(|i| &i.diagnostics)
@@ -137,7 +226,7 @@ pub(crate) async fn read_json(
     resource_type: &str,
     id: &str,
 ) -> Result<Option<(Version, Value)>, ApiError> {
-    if !crate::fhir::valid_id(id) {
+    if !hearth_workflow::fhir::valid_id(id) {
         return Ok(None);
     }
     match store.read(resource_type, id).await? {
@@ -162,14 +251,14 @@ pub(crate) fn instant(t: chrono::DateTime<chrono::Utc>) -> String {
 }
 
 pub(crate) fn parse_instant(s: &str, field: &str) -> Result<chrono::DateTime<chrono::Utc>, ApiError> {
-    crate::fhir::query::parse_instant(s).filter(|_| s.contains('T')).ok_or_else(|| {
+    hearth_workflow::fhir::parse_instant(s).filter(|_| s.contains('T')).ok_or_else(|| {
         bad("invalid_time", format!("`{field}` must be an instant with a time zone, e.g. 2026-12-01T09:00:00Z"))
     })
 }
 
 /// Every live match of a search the store view `store` may see (at most `limit`).
 pub(crate) async fn search_all(
-    app: &App,
+    app: &Scheduling,
     store: &Guarded,
     resource_type: &str,
     pairs: &[(&str, String)],

@@ -16,11 +16,11 @@ use serde_json::{Value, json};
 
 use super::slots::{self, AppointmentType, Availability, Exception, Hours, Rules, Slot, Window};
 use super::{EXT, V2_0276, bad, forbidden, not_found, own_practitioner, read_json, search_all};
-use crate::app::App;
-use crate::auth::{ApiCaller, Caller};
-use crate::error::ApiError;
+use crate::Scheduling;
+use hearth_workflow::error::ApiError;
+use hearth_workflow::{ApiCaller, Caller};
 
-pub fn router() -> axum::Router<Arc<App>> {
+pub fn router() -> axum::Router<Arc<Scheduling>> {
     axum::Router::new()
         .route("/api/v1/schedules", axum::routing::get(list).post(create))
         .route("/api/v1/schedules/{id}", axum::routing::get(get_one).put(replace))
@@ -175,7 +175,7 @@ impl ScheduleBody {
             ("service", self.service.as_ref()),
         ] {
             if let Some(id) = id
-                && !crate::fhir::valid_id(id)
+                && !hearth_workflow::fhir::valid_id(id)
             {
                 return Err(invalid(format!("`{what}` must be a resource id")));
             }
@@ -387,7 +387,7 @@ fn stored(v: &Version) -> Option<StoredSchedule> {
 /// The active schedules of a practitioner (optionally for one service), read as the system:
 /// availability is not patient data.
 pub async fn schedules_of(
-    app: &App,
+    app: &Scheduling,
     practitioner: &str,
     service: Option<&str>,
 ) -> Result<Vec<StoredSchedule>, ApiError> {
@@ -417,7 +417,7 @@ fn may_manage(caller: &Caller, practitioner: &str) -> Result<(), ApiError> {
     }
 }
 
-async fn practitioner_exists(app: &App, id: &str) -> Result<(), ApiError> {
+async fn practitioner_exists(app: &Scheduling, id: &str) -> Result<(), ApiError> {
     match read_json(&app.system(), "Practitioner", id).await? {
         Some(_) => Ok(()),
         None => Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unknown_practitioner", "no such practitioner")),
@@ -439,11 +439,11 @@ pub struct ListQuery {
     ),
     security(("bearer" = [])))]
 pub async fn list(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Scheduling>>,
     ApiCaller(_caller): ApiCaller,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    if !crate::fhir::valid_id(&q.practitioner) {
+    if !hearth_workflow::fhir::valid_id(&q.practitioner) {
         return Err(bad("invalid_query", "`practitioner` must be a resource id"));
     }
     let found = schedules_of(&app, &q.practitioner, None).await?;
@@ -459,7 +459,7 @@ pub async fn list(
     ),
     security(("bearer" = [])))]
 pub async fn get_one(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Scheduling>>,
     ApiCaller(_caller): ApiCaller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
@@ -480,7 +480,7 @@ pub async fn get_one(
     ),
     security(("bearer" = [])))]
 pub async fn create(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Scheduling>>,
     ApiCaller(caller): ApiCaller,
     bytes: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
@@ -495,8 +495,9 @@ pub async fn create(
     super::check(&app, "PractitionerRole", &role)?;
     let now = app.clock.now();
     let mut tx = super::acting_for(&app, &caller).begin().await?;
-    interactions::create(&mut tx, crate::fhir::write_of(&app, "PractitionerRole", role_id, role), now).await?;
-    interactions::create(&mut tx, crate::fhir::write_of(&app, "Schedule", id.clone(), resource), now).await?;
+    interactions::create(&mut tx, hearth_workflow::fhir::write_of(&app, "PractitionerRole", role_id, role), now)
+        .await?;
+    interactions::create(&mut tx, hearth_workflow::fhir::write_of(&app, "Schedule", id.clone(), resource), now).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(view(&id, &body))).into_response())
 }
@@ -513,7 +514,7 @@ pub async fn create(
     ),
     security(("bearer" = [])))]
 pub async fn replace(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Scheduling>>,
     ApiCaller(caller): ApiCaller,
     Path(id): Path<String>,
     bytes: axum::body::Bytes,
@@ -539,10 +540,11 @@ pub async fn replace(
     super::check(&app, "PractitionerRole", &role)?;
     let now = app.clock.now();
     let mut tx = super::acting_for(&app, &caller).begin().await?;
-    interactions::update(&mut tx, crate::fhir::write_of(&app, "PractitionerRole", role_id, role), None, now).await?;
+    interactions::update(&mut tx, hearth_workflow::fhir::write_of(&app, "PractitionerRole", role_id, role), None, now)
+        .await?;
     interactions::update(
         &mut tx,
-        crate::fhir::write_of(&app, "Schedule", id.clone(), resource),
+        hearth_workflow::fhir::write_of(&app, "Schedule", id.clone(), resource),
         Some(v.version_id),
         now,
     )
@@ -590,7 +592,7 @@ impl FreeSlot {
 /// The free slots of a practitioner in `[from, to)` across their schedules (of one service, of
 /// one type, when given), in time order.
 pub async fn free_slots(
-    app: &App,
+    app: &Scheduling,
     practitioner: &str,
     service: Option<&str>,
     appointment_type: Option<&str>,
@@ -627,17 +629,14 @@ pub async fn free_slots(
 }
 
 /// Checks a search range: `from < to`, at most `scheduling.max_search_days`.
-pub fn range(app: &App, from: &str, to: &str) -> Result<(DateTime<Utc>, DateTime<Utc>), ApiError> {
+pub fn range(app: &Scheduling, from: &str, to: &str) -> Result<(DateTime<Utc>, DateTime<Utc>), ApiError> {
     let from = super::parse_instant(from, "from")?;
     let to = super::parse_instant(to, "to")?;
     if to <= from {
         return Err(bad("invalid_range", "`to` must be after `from`"));
     }
-    if to - from > Duration::days(i64::from(app.config.scheduling.max_search_days)) {
-        return Err(bad(
-            "invalid_range",
-            format!("one search covers at most {} days", app.config.scheduling.max_search_days),
-        ));
+    if to - from > Duration::days(i64::from(app.config.max_search_days)) {
+        return Err(bad("invalid_range", format!("one search covers at most {} days", app.config.max_search_days)));
     }
     Ok((from, to))
 }
@@ -658,11 +657,13 @@ pub fn range(app: &App, from: &str, to: &str) -> Result<(DateTime<Utc>, DateTime
     ),
     security(("bearer" = [])))]
 pub async fn available(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Scheduling>>,
     ApiCaller(_caller): ApiCaller,
     Query(q): Query<SlotQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    if !crate::fhir::valid_id(&q.practitioner) || q.service.as_deref().is_some_and(|s| !crate::fhir::valid_id(s)) {
+    if !hearth_workflow::fhir::valid_id(&q.practitioner)
+        || q.service.as_deref().is_some_and(|s| !hearth_workflow::fhir::valid_id(s))
+    {
         return Err(bad("invalid_query", "`practitioner` and `service` must be resource ids"));
     }
     let (from, to) = range(&app, &q.from, &q.to)?;

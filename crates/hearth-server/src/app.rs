@@ -1,32 +1,21 @@
 //! The application state: everything a request may use, built once at start-up and shared by
 //! reference. There are no global statics; tests build as many `App`s as they like.
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use hearth_fhir::Model;
 use hearth_search::{Compartments, Registry};
-use hearth_store::{Guarded, ResourceStore};
+use hearth_store::ResourceStore;
 use hearth_store_postgres::{PostgresOptions, PostgresStore};
 use hearth_store_sql::Db;
 use hearth_store_sqlite::{SqliteOptions, SqliteStore};
+use hearth_workflow::{Ctx, CtxParts};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusRecorder};
 
 use crate::config::{Config, ConfigError, Database};
 
-/// The source of "now". Handlers and the store never read the system clock directly, so tests
-/// can pin time.
-pub trait Clock: Send + Sync + 'static {
-    fn now(&self) -> DateTime<Utc>;
-}
-
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> DateTime<Utc> {
-        Utc::now()
-    }
-}
+pub use hearth_workflow::{Clock, SystemClock};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -50,38 +39,45 @@ pub enum StartError {
     Notify(#[from] crate::notify::NotifySetupError),
 }
 
+/// The edge's state: the workflows' shared [`Ctx`] (store, clock, registry, caller resolution,
+/// audit hook; `App` dereferences to it) and what only the edge uses.
 pub struct App {
+    ctx: Arc<Ctx>,
     pub config: Config,
-    /// The raw store: for internal jobs acting for the system and for health checks. Request
-    /// handlers use [`App::store_for`] with their caller's access, or [`App::system`].
-    pub store: Arc<dyn ResourceStore>,
-    /// The same database, for the identity tables.
-    pub db: Arc<dyn Db>,
-    /// Signing keys, password hashing and the patient compartment scheme.
-    pub auth: crate::auth::Auth,
-    pub model: Arc<Model>,
-    /// The search parameters in force: the R4 ones plus SearchParameter resources stored here.
-    /// Replaced as a whole (copy on write) when a SearchParameter is written; never held
-    /// across an await.
-    registry: RwLock<Arc<Registry>>,
-    pub compartments: Compartments,
+    /// Signing keys, password hashing and the patient compartment scheme; also the
+    /// [`hearth_workflow::Authenticate`] of `ctx`.
+    pub auth: Arc<crate::auth::Auth>,
     /// Background jobs of this process (`$reindex`).
     pub jobs: crate::jobs::Jobs,
-    /// The queue to the audit trail's writer (`crate::audit`).
-    pub audit: crate::audit::Auditor,
-    /// The audit trail's own store (AuditEvents and their hash chain), apart from the record.
-    pub audit_store: Arc<dyn ResourceStore>,
+    /// The queue to the audit trail's writer (`crate::audit`); `ctx.audit` is the same.
+    pub auditor: Arc<crate::audit::Auditor>,
     pub audit_db: Arc<dyn Db>,
+    /// The audit trail: its writer and indexer, middleware state and access log.
+    pub trail: Arc<crate::audit::AuditTrail>,
     /// Wakes this process's export worker when a job is queued here.
     pub export_wakeup: tokio::sync::Notify,
-    pub clock: Arc<dyn Clock>,
     /// This app's own metrics registry (not the process-global recorder).
-    pub metrics: PrometheusRecorder,
+    pub metrics: Arc<PrometheusRecorder>,
     pub started_at: DateTime<Utc>,
     /// Rate limiters of this process.
-    pub limits: crate::auth::web::Limits,
+    pub limits: crate::auth::limits::Limits,
     /// Notification channels, templates and the worker's wake-up (login codes go through it too).
-    pub notify: crate::notify::Notifier,
+    pub notify: Arc<crate::notify::Notifier>,
+    /// The notifications workflow (its routes and worker) over `notify`.
+    pub notifications: Arc<crate::notify::Notifications>,
+}
+
+impl std::ops::Deref for App {
+    type Target = Ctx;
+    fn deref(&self) -> &Ctx {
+        &self.ctx
+    }
+}
+
+impl AsRef<Ctx> for App {
+    fn as_ref(&self) -> &Ctx {
+        &self.ctx
+    }
 }
 
 /// Opens the configured database and applies migrations.
@@ -148,72 +144,61 @@ impl App {
     pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<App, StartError> {
         let (store, db) = open_database(&config).await?;
         let (audit_store, audit_db) = open_audit_database(&config).await?;
-        let audit = crate::audit::Auditor::default();
+        let auditor = Arc::new(crate::audit::Auditor::new(Arc::clone(&clock), config.audit.wait_for_commit));
         let model = Model::r4().map_err(|e| StartError::Model(e.to_string()))?;
         let metrics = PrometheusBuilder::new()
             .set_buckets(&[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0])
             .map_err(|e| StartError::Metrics(e.to_string()))?
             .build_recorder();
+        let metrics = Arc::new(metrics);
         let started_at = clock.now();
         let mut registry = Registry::r4(&model).map_err(|e| StartError::Search(e.to_string()))?;
-        crate::fhir::search_parameters::load_stored(&*store, &mut registry).await?;
+        crate::fhir::registry::load_stored(&*store, &mut registry).await?;
         let compartments = Compartments::r4().map_err(|e| StartError::Search(e.to_string()))?;
         let scheme = Arc::new(crate::auth::patient_scheme(&compartments));
-        let pepper = crate::auth::otp::load_pepper(&config).map_err(StartError::Pepper)?;
-        let auth = crate::auth::Auth::load(&*db, scheme, pepper, started_at).await?;
-        let limits = crate::auth::web::Limits::new(&config);
-        let notify = crate::notify::Notifier::start(&config, &*db).await?;
-        Ok(App {
-            config,
+        let pepper = crate::auth::load_pepper(&config).map_err(StartError::Pepper)?;
+        let auth = Arc::new(crate::auth::Auth::load(&*db, scheme, pepper, started_at).await?);
+        let limits = crate::auth::limits::Limits::new(&config);
+        let notify = Arc::new(
+            crate::notify::Notifier::start(&config.notify, &config.data_dir, config.base_url.as_deref(), &*db).await?,
+        );
+        let ctx = Ctx::new(CtxParts {
             store,
             db,
-            auth,
+            audit_store: Arc::new(auditor.trail(audit_store)),
             model: Arc::new(model),
-            registry: RwLock::new(Arc::new(registry)),
+            registry,
             compartments,
-            jobs: crate::jobs::Jobs::default(),
-            audit_store: Arc::new(audit.trail(audit_store)),
-            audit,
-            audit_db,
-            export_wakeup: tokio::sync::Notify::new(),
             clock,
+            authenticator: Arc::clone(&auth) as Arc<dyn hearth_workflow::Authenticate>,
+            audit: Arc::clone(&auditor) as Arc<dyn hearth_workflow::RecordAudit>,
+            metrics: Arc::clone(&metrics) as Arc<dyn metrics::Recorder + Send + Sync>,
+            base_url: config.base_url.clone(),
+            listen: config.listen,
+        });
+        let ctx = Arc::new(ctx);
+        let notifications = Arc::new(crate::notify::Notifications::new(Arc::clone(&ctx), Arc::clone(&notify)));
+        let trail =
+            Arc::new(crate::audit::AuditTrail::new(Arc::clone(&ctx), Arc::clone(&auditor), Arc::clone(&audit_db)));
+        Ok(App {
+            ctx,
+            config,
+            auth,
+            jobs: crate::jobs::Jobs::default(),
+            auditor,
+            audit_db,
+            trail,
+            export_wakeup: tokio::sync::Notify::new(),
             metrics,
             started_at,
             limits,
             notify,
+            notifications,
         })
     }
 
-    /// The store as the system sees it (everything): internal work, and definitional lookups
-    /// (ValueSets, CodeSystems) that hold no one's record.
-    pub fn system(&self) -> Guarded {
-        Guarded::new(Arc::clone(&self.store), hearth_store::Access::system()).with_audit(Arc::clone(&self.audit_store))
-    }
-
-    /// The store as `caller` may see it.
-    pub fn store_for(&self, caller: &crate::auth::Caller) -> Guarded {
-        let store =
-            Guarded::new(Arc::clone(&self.store), caller.access.clone()).with_audit(Arc::clone(&self.audit_store));
-        match &caller.audit {
-            Some(slip) => store.witnessed(Arc::clone(slip) as Arc<dyn hearth_store::Witness>),
-            None => store,
-        }
-    }
-
-    /// The search parameters in force now.
-    pub fn registry(&self) -> Arc<Registry> {
-        match self.registry.read() {
-            Ok(r) => Arc::clone(&r),
-            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
-        }
-    }
-
-    /// Replaces the registry (after a SearchParameter write committed).
-    pub fn set_registry(&self, registry: Registry) {
-        let mut guard = match self.registry.write() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        *guard = Arc::new(registry);
+    /// The workflows' shared context, for a workflow's state.
+    pub fn ctx(&self) -> &Arc<Ctx> {
+        &self.ctx
     }
 }

@@ -5,33 +5,16 @@
 //! `HEARTH_*` variables are errors, so a typo never silently falls back to a default.
 //! Secrets (the database URL may carry a password) are wrapped in [`Secret`] and never printed.
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use hearth_store_sql::crypt::{KeyRing, KeySource};
 use serde::Deserialize;
 
-/// A value that must never appear in logs or `Debug` output.
-#[derive(Clone, Deserialize, PartialEq, Eq)]
-#[serde(transparent)]
-pub struct Secret<T>(T);
-
-impl<T> Secret<T> {
-    pub fn new(value: T) -> Self {
-        Secret(value)
-    }
-    /// The only way to the value: greppable on purpose.
-    pub fn expose(&self) -> &T {
-        &self.0
-    }
-}
-
-impl<T> fmt::Debug for Secret<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret([redacted])")
-    }
-}
+pub use hearth_notifications::config::{EmailConfig, FcmConfig, NotifyConfig, SmsConfig, WebPushConfig};
+pub use hearth_rights::{ErasureMode, RightsConfig};
+pub use hearth_scheduling::SchedulingConfig;
+pub use hearth_workflow::Secret;
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
@@ -87,166 +70,6 @@ pub struct AuditConfig {
     /// requests answered in the last moments before it; a graceful stop loses none, and once a
     /// commit of the trail fails every request waits for its own until one succeeds).
     pub wait_for_commit: bool,
-}
-
-/// How a patient's erasure request is decided.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
-#[serde(rename_all = "kebab-case")]
-pub enum ErasureMode {
-    /// An administrator executes or refuses each request (erasure is irreversible).
-    #[default]
-    AdminApproval,
-    /// The server executes a request at once unless a hold applies.
-    Immediate,
-}
-
-/// The `[rights]` table (see `crate::rights`).
-#[derive(Debug, Clone, Deserialize, Default)]
-#[serde(deny_unknown_fields, default)]
-pub struct RightsConfig {
-    /// `admin-approval` (default) or `immediate`.
-    pub erasure: ErasureMode,
-    /// Retention hold: a record with any write in the last this many days is not erased
-    /// (`0`: no retention hold).
-    pub retention_days: u32,
-}
-
-/// The `[scheduling]` table.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SchedulingConfig {
-    /// Reminders before each appointment, in minutes (default 24 h and 2 h). A reminder whose
-    /// time has already passed at booking is not sent.
-    pub reminder_offsets_minutes: Vec<u32>,
-    /// A cancellation less than this many hours before the start is recorded as late.
-    pub late_cancel_hours: u32,
-    /// The longest range one slot search may cover, in days.
-    pub max_search_days: u32,
-}
-
-impl Default for SchedulingConfig {
-    fn default() -> Self {
-        SchedulingConfig { reminder_offsets_minutes: vec![24 * 60, 120], late_cancel_hours: 24, max_search_days: 62 }
-    }
-}
-
-/// The `[notify]` table. Without `[notify.email]` / `[notify.sms]`, e-mail and SMS are written
-/// to the local file outbox (`outbox_dir`); without `[notify.fcm]` there is no mobile push.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct NotifyConfig {
-    /// Run the outbox worker inside `hearth serve` (turn off when `hearth worker` processes do it).
-    pub worker: bool,
-    /// How often an idle worker looks for due rows (it is also woken by enqueues in its process).
-    pub poll_interval_ms: u64,
-    /// A claimed row's lease: after it, a row whose worker died is claimed again.
-    pub lease_secs: u64,
-    /// Longest wait for one provider request.
-    pub send_timeout_ms: u64,
-    /// Attempts per message before it is `failed`.
-    pub max_attempts: u32,
-    /// Retry delay after attempt n: `retry_base_secs * 2^(n-1)`, capped, with jitter (half to full).
-    pub retry_base_secs: u64,
-    pub retry_max_secs: u64,
-    /// The local outbox for e-mail and SMS when no provider is configured; default `<data_dir>/outbox`.
-    pub outbox_dir: Option<PathBuf>,
-    /// Time zone (IANA) and language (`en`, `hi`) of users who have not set theirs.
-    pub default_time_zone: String,
-    pub default_language: String,
-    /// Accept `http://` Web Push endpoints (tests against a loopback push service only).
-    pub allow_insecure_push_endpoints: bool,
-    pub email: Option<EmailConfig>,
-    pub sms: Option<SmsConfig>,
-    pub webpush: WebPushConfig,
-    pub fcm: Option<FcmConfig>,
-}
-
-impl Default for NotifyConfig {
-    fn default() -> Self {
-        NotifyConfig {
-            worker: true,
-            poll_interval_ms: 1000,
-            lease_secs: 60,
-            send_timeout_ms: 30_000,
-            max_attempts: 8,
-            retry_base_secs: 30,
-            retry_max_secs: 3600,
-            outbox_dir: None,
-            default_time_zone: "UTC".into(),
-            default_language: "en".into(),
-            allow_insecure_push_endpoints: false,
-            email: None,
-            sms: None,
-            webpush: WebPushConfig::default(),
-            fcm: None,
-        }
-    }
-}
-
-/// `[notify.email]`: an SMTP relay.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EmailConfig {
-    pub host: String,
-    #[serde(default = "default_smtp_port")]
-    pub port: u16,
-    /// `starttls` (default), `tls` (implicit, port 465) or `none` (a local relay only).
-    #[serde(default = "default_smtp_security")]
-    pub security: String,
-    pub username: Option<String>,
-    pub password: Option<Secret<String>>,
-    /// `Hearth <no-reply@example.org>`
-    pub from: String,
-}
-
-fn default_smtp_port() -> u16 {
-    587
-}
-
-fn default_smtp_security() -> String {
-    "starttls".into()
-}
-
-/// `[notify.sms]`: a Twilio-compatible REST API.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SmsConfig {
-    #[serde(default = "default_twilio_base")]
-    pub api_base: String,
-    pub account_sid: String,
-    pub auth_token: Secret<String>,
-    /// Send through a Messaging Service (preferred) or `from` a number.
-    pub messaging_service_sid: Option<String>,
-    pub from: Option<String>,
-    /// The public URL of `/api/v1/notifications/twilio/status` exactly as Twilio calls it (the
-    /// signature covers it); when absent, no delivery reports are asked for.
-    pub status_callback_url: Option<String>,
-}
-
-fn default_twilio_base() -> String {
-    "https://api.twilio.com".into()
-}
-
-/// `[notify.webpush]`: the VAPID key pair is generated on first start and kept in the database.
-#[derive(Debug, Clone, Deserialize, Default)]
-#[serde(deny_unknown_fields, default)]
-pub struct WebPushConfig {
-    /// The VAPID contact (`mailto:` or `https:`); default `base_url`, else `mailto:postmaster@localhost`.
-    pub subject: Option<String>,
-}
-
-/// `[notify.fcm]`: Firebase Cloud Messaging HTTP v1.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FcmConfig {
-    /// The service account's JSON key file.
-    pub service_account_file: PathBuf,
-    #[serde(default = "default_fcm_base")]
-    pub api_base: String,
-}
-
-fn default_fcm_base() -> String {
-    "https://fcm.googleapis.com".into()
 }
 
 /// The `[auth]` table.

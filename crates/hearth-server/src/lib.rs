@@ -4,19 +4,21 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
-pub mod audit;
 pub mod auth;
 pub mod config;
-pub mod consent;
-pub mod error;
+pub use hearth_workflow::error;
 pub mod fhir;
 pub mod jobs;
-pub mod notify;
 mod ops;
-pub mod rights;
-pub mod scheduling;
 mod telemetry;
+mod workflows;
 
 pub use app::{App, Clock, StartError, SystemClock};
 pub use config::Config;
+/// The workflow crates this edge mounts, as the binary and its tests reach them.
+pub use hearth_audit as audit;
+pub use hearth_consent as consent;
+pub use hearth_notifications as notify;
+pub use hearth_rights as rights;
+pub use hearth_scheduling as scheduling;
 pub use telemetry::{router, serve};

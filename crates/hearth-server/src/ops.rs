@@ -29,26 +29,7 @@ use crate::error::ApiError;
         crate::auth::otp::request, crate::auth::otp::verify,
         crate::auth::smart::configuration, crate::auth::smart::authorize_page, crate::auth::smart::authorize_submit,
         crate::auth::smart::token, crate::auth::smart::create_client, crate::auth::smart::list_clients,
-        crate::auth::smart::delete_client, crate::audit::access_log,
-        crate::consent::list, crate::consent::give, crate::consent::revoke,
-        crate::rights::download::download, crate::rights::summary::summary,
-        crate::rights::erasure::request_erasure, crate::rights::erasure::my_requests,
-        crate::rights::erasure::list_requests, crate::rights::erasure::execute, crate::rights::erasure::refuse,
-        crate::rights::erasure::get_hold, crate::rights::erasure::place_hold, crate::rights::erasure::lift_hold,
-        crate::notify::routes::register, crate::notify::routes::vapid_public_key, crate::notify::routes::list,
-        crate::notify::routes::mark_read, crate::notify::routes::live, crate::notify::routes::get_preferences,
-        crate::notify::routes::put_preferences, crate::notify::routes::admin_list, crate::notify::routes::twilio_status,
-        crate::scheduling::schedules::list, crate::scheduling::schedules::get_one, crate::scheduling::schedules::create,
-        crate::scheduling::schedules::replace, crate::scheduling::schedules::available,
-        crate::scheduling::booking::book, crate::scheduling::booking::list, crate::scheduling::booking::get_one,
-        crate::scheduling::booking::cancel, crate::scheduling::booking::reschedule, crate::scheduling::booking::no_show,
-        crate::scheduling::booking::check_in, crate::scheduling::booking::waitlist, crate::scheduling::booking::join_waitlist,
-        crate::scheduling::booking::leave_waitlist,
-        crate::scheduling::encounters::create, crate::scheduling::encounters::list, crate::scheduling::encounters::get_one,
-        crate::scheduling::encounters::update,
-        crate::scheduling::letters::create, crate::scheduling::letters::list, crate::scheduling::letters::get_one,
-        crate::scheduling::letters::update, crate::scheduling::letters::versions, crate::scheduling::letters::create_note,
-        crate::scheduling::letters::list_notes,
+        crate::auth::smart::delete_client,
     ),
     modifiers(&BearerAuth)
 )]
@@ -91,7 +72,7 @@ pub async fn readyz(State(app): State<Arc<App>>) -> Result<Json<Value>, ApiError
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain; version=0.0.4")))]
 pub async fn metrics(State(app): State<Arc<App>>) -> Response {
     let pool = app.store.pool_stats();
-    metrics::with_local_recorder(&app.metrics, || {
+    metrics::with_local_recorder(&*app.metrics, || {
         let labels = [("backend", app.store.backend())];
         metrics::gauge!("hearth_db_pool_connections", &labels).set(f64::from(pool.size));
         metrics::gauge!("hearth_db_pool_idle_connections", &labels).set(f64::from(pool.idle));
@@ -104,15 +85,24 @@ pub async fn metrics(State(app): State<Arc<App>>) -> Response {
 /// This document.
 #[utoipa::path(get, path = "/api/openapi.json", tag = "documentation",
     responses((status = 200, description = "The OpenAPI 3.1 description of the app API", body = Object)))]
-pub async fn openapi_json() -> Response {
-    match ApiDoc::openapi().to_json() {
+pub async fn openapi_json(spec: Arc<Result<String, String>>) -> Response {
+    match &*spec {
         Ok(text) => {
-            let mut r = (StatusCode::OK, text).into_response();
+            let mut r = (StatusCode::OK, text.clone()).into_response();
             r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
             r
         }
-        Err(e) => ApiError::internal(e).into_response(),
+        Err(e) => ApiError::internal(e.clone()).into_response(),
     }
+}
+
+/// The description of the edge's own endpoints and every mounted workflow's, as JSON.
+pub fn spec(mounts: &[hearth_workflow::Mount]) -> Result<String, String> {
+    let mut doc = ApiDoc::openapi();
+    for m in mounts {
+        doc.merge(m.openapi.clone());
+    }
+    doc.to_json().map_err(|e| e.to_string())
 }
 
 /// A self-contained API reference page: no CDN, no external fonts; it reads /api/openapi.json.

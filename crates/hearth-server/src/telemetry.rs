@@ -32,7 +32,7 @@ async fn record_metrics(State(app): State<Arc<App>>, req: Request, next: Next) -
     let resp = next.run(req).await;
     let status = resp.status().as_u16().to_string();
     let elapsed = start.elapsed().as_secs_f64();
-    metrics::with_local_recorder(&app.metrics, || {
+    metrics::with_local_recorder(&*app.metrics, || {
         metrics::counter!("hearth_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
             .increment(1);
         metrics::histogram!("hearth_http_request_duration_seconds", "method" => method, "route" => route)
@@ -43,25 +43,36 @@ async fn record_metrics(State(app): State<Arc<App>>, req: Request, next: Next) -
 
 /// The whole HTTP surface of Hearth.
 pub fn router(app: Arc<App>) -> Router {
-    let router = Router::new()
+    let mut mounts = crate::workflows::mount(&app);
+    let spec = Arc::new(ops::spec(&mounts));
+    let operations = mounts.iter_mut().map(|m| std::mem::take(&mut m.fhir_operations)).collect();
+    let fhir = fhir::router(app.clone(), operations);
+    let edge = Router::new()
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
-        .route("/api/openapi.json", get(ops::openapi_json))
+        .route("/api/openapi.json", get(move || ops::openapi_json(Arc::clone(&spec))))
         .route("/api/docs", get(ops::docs))
-        .nest("/fhir", fhir::router().layer(middleware::from_fn_with_state(app.clone(), crate::audit::fhir_layer)))
         .merge(
             Router::new()
                 .merge(crate::auth::routes::router())
+                .merge(crate::auth::mfa::router())
+                .merge(crate::auth::otp::router())
                 .merge(crate::auth::smart::router())
-                .merge(crate::audit::router())
-                .merge(crate::notify::routes::router())
-                .merge(crate::scheduling::availability_router())
-                .layer(middleware::from_fn_with_state(app.clone(), crate::audit::denials_layer)),
+                .layer(middleware::from_fn_with_state(app.trail.clone(), crate::audit::denials_layer)),
         )
-        .merge(crate::consent::router().layer(middleware::from_fn_with_state(app.clone(), crate::audit::fhir_layer)))
-        .merge(crate::rights::router().layer(middleware::from_fn_with_state(app.clone(), crate::audit::fhir_layer)))
-        .merge(crate::scheduling::router().layer(middleware::from_fn_with_state(app.clone(), crate::audit::fhir_layer)))
+        .with_state(app.clone())
+        .nest("/fhir", fhir.layer(middleware::from_fn_with_state(app.trail.clone(), crate::audit::fhir_layer)));
+    // Each workflow's routes, under the audit middleware that fits them.
+    let router = mounts.into_iter().fold(edge, |router, m| {
+        router
+            .merge(m.audited.layer(middleware::from_fn_with_state(app.trail.clone(), crate::audit::fhir_layer)))
+            .merge(
+                m.refusals_audited
+                    .layer(middleware::from_fn_with_state(app.trail.clone(), crate::audit::denials_layer)),
+            )
+    });
+    let router = router
         .layer(middleware::from_fn_with_state(app.clone(), crate::auth::web::api_limit))
         .layer(middleware::from_fn_with_state(app.clone(), record_metrics))
         .layer(middleware::from_fn_with_state(app.clone(), crate::auth::web::security_headers));
@@ -82,7 +93,6 @@ pub fn router(app: Arc<App>) -> Router {
                 .on_response(DefaultOnResponse::new().level(Level::INFO)),
         )
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-        .with_state(app)
 }
 
 /// Serves until `shutdown` completes, then stops accepting connections and gives in-flight
@@ -101,15 +111,13 @@ pub async fn serve(
     };
     // The export worker of this process: claims queued $export jobs from the database.
     let worker = tokio::spawn(crate::fhir::export::worker(app.clone()));
-    let auditor = tokio::spawn(crate::audit::writer(app.clone()));
-    let audit_indexer = tokio::spawn(crate::audit::indexer(app.clone()));
+    let auditor = tokio::spawn(crate::audit::writer(app.trail.clone()));
+    let audit_indexer = tokio::spawn(crate::audit::indexer(app.trail.clone()));
     let statistics = tokio::spawn(crate::ops::statistics_keeper(app.clone()));
     // The notification outbox worker, unless separate `hearth worker` processes do that.
-    let notifier = app
-        .config
-        .notify
-        .worker
-        .then(|| tokio::spawn(crate::notify::worker::run(app.clone(), crate::notify::worker::worker_id())));
+    let notifier = app.config.notify.worker.then(|| {
+        tokio::spawn(crate::notify::worker::run(app.notifications.clone(), crate::notify::worker::worker_id()))
+    });
     let service = router(app.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
     let server = axum::serve(listener, service).with_graceful_shutdown(shutdown);
     let deadline = async move {
@@ -128,7 +136,7 @@ pub async fn serve(
     worker.abort();
     // Every request has finished: journal what they queued and index it (what cannot be
     // indexed now stays in the journal for the next start).
-    match tokio::time::timeout(Duration::from_secs(10), app.audit.flush()).await {
+    match tokio::time::timeout(Duration::from_secs(10), app.auditor.flush()).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::error!(error = %e, "cannot write the last audit events"),
         Err(_) => tracing::error!("the last audit events were not written within 10 s"),

@@ -375,7 +375,7 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
                     .await
                     .map(|kid| println!("new active signing key {kid}"))
                     .map_err(|e| e.to_string()),
-                AdminTask::VerifyAudit => match hearth_server::audit::verify(&app).await {
+                AdminTask::VerifyAudit => match hearth_server::audit::verify(&app.trail).await {
                     Ok(hearth_server::audit::Verdict::Intact(n)) => {
                         println!("audit trail intact: {n} events, every link matches");
                         Ok(())
@@ -399,7 +399,7 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             let id = hearth_server::notify::worker::worker_id();
             tracing::info!(backend = app.store.backend(), worker = %id, "notification worker running");
             tokio::select! {
-                () = hearth_server::notify::worker::run(app.clone(), id) => {}
+                () = hearth_server::notify::worker::run(app.notifications.clone(), id) => {}
                 () = shutdown_signal() => tracing::info!("shutdown requested; stopping the worker"),
             }
             app.store.close().await;

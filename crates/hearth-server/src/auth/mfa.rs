@@ -242,7 +242,7 @@ async fn disable_checked(
     }
     check_second_factor(&app, account, &req.code, app.clock.now()).await?;
     mfa::totp_disable(&*app.db, &account.id).await?;
-    if mfa_required(&app, caller.role) {
+    if mfa_required(&app.config, caller.role) {
         identity::revoke_account_refresh(&*app.db, &account.id).await?;
     }
     Ok(StatusCode::NO_CONTENT)
@@ -280,5 +280,13 @@ async fn second_factor_event(
         detail,
         app.clock.now(),
     );
-    crate::audit::security(app, event).await;
+    crate::audit::security(&app.auditor, event).await;
+}
+
+/// The TOTP enrolment routes.
+pub fn router() -> axum::Router<Arc<App>> {
+    axum::Router::new()
+        .route("/api/v1/auth/totp/enroll", axum::routing::post(enroll))
+        .route("/api/v1/auth/totp/confirm", axum::routing::post(confirm))
+        .route("/api/v1/auth/totp/disable", axum::routing::post(disable))
 }

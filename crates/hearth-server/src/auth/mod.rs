@@ -21,6 +21,7 @@
 //! organisation's patients or everyone when no organisation is set, an admin everything). A client
 //! may ask for fewer scopes and for a `patient/` launch context (SMART); it can never widen them.
 
+pub mod limits;
 pub mod mfa;
 pub mod otp;
 pub mod routes;
@@ -30,19 +31,16 @@ pub mod web;
 use std::collections::BTreeSet;
 use std::sync::{Arc, RwLock};
 
-use axum::extract::FromRequestParts;
-use axum::http::StatusCode;
-use axum::http::request::Parts;
 use chrono::{DateTime, Utc};
-use hearth_auth::Role;
 use hearth_auth::scope::{Interaction, Scope, ScopeContext, ScopeSet};
 use hearth_auth::token::{AccessClaims, KeyRing, TokenKey, TokenSettings};
+use hearth_auth::{Pepper, Role};
 use hearth_store::{Access, Grants, PatientScheme, PatientSet, Reach, StoreError, TypeGrant};
 use hearth_store_sql::Db;
 use hearth_store_sql::identity::{self, AccountRow};
 
-use crate::app::App;
-use crate::error::{ApiError, FhirError, Issue};
+pub use hearth_workflow::{ApiCaller, AuthFailure, Caller, EnrolCaller, require_admin};
+use hearth_workflow::{Authenticate, Ctx};
 
 /// The system CSPRNG, as `hearth-auth` wants it.
 pub fn rng() -> rand_core::UnwrapErr<getrandom::SysRng> {
@@ -81,10 +79,10 @@ const ACTIVE_KID: &str = "active_signing_kid";
 pub const MFA_SETUP_SCOPE: &str = "hearth/mfa-setup";
 
 /// Whether an account of `role` must have TOTP before it gets a full session.
-pub fn mfa_required(app: &App, role: Role) -> bool {
+pub fn mfa_required(config: &crate::config::Config, role: Role) -> bool {
     match role {
         Role::Admin => true,
-        Role::Clinician => app.config.auth.require_mfa_for_clinicians,
+        Role::Clinician => config.auth.require_mfa_for_clinicians,
         Role::Patient | Role::Caregiver => false,
     }
 }
@@ -151,6 +149,17 @@ async fn store_key(db: &dyn Db, key: &TokenKey, now: DateTime<Utc>) -> Result<()
 }
 
 impl Auth {
+    /// Verifies a bearer token's signature and expiry only (no database): its subject, for rate
+    /// limiting.
+    pub fn token_subject(&self, headers: &axum::http::HeaderMap, now: DateTime<Utc>) -> Option<String> {
+        let value = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+        let (scheme, token) = value.split_once(' ')?;
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return None;
+        }
+        self.keys().verify(&self.settings, token.trim(), now).ok().map(|c| c.sub)
+    }
+
     /// Loads the signing keys, creating the first one on a new database (the first process to
     /// get there wins; the others load its key).
     pub async fn load(
@@ -210,42 +219,46 @@ impl Auth {
     }
 }
 
-/// Why a request is not authenticated. Every token failure looks the same to the client.
-#[derive(Debug)]
-pub enum AuthFailure {
-    Missing,
-    Invalid,
-    /// An enrolment-only token on any other endpoint.
-    MfaSetupOnly,
-    Store(StoreError),
-}
-
-/// The authenticated principal of a request.
-#[derive(Debug, Clone)]
-pub struct Caller {
-    pub account: AccountRow,
-    pub role: Role,
-    pub claims: AccessClaims,
-    pub scopes: ScopeSet,
-    pub access: Access,
-    /// The audit slip of the request (FHIR requests), told what the caller's store view touches.
-    pub audit: Option<Arc<crate::audit::AuditSlip>>,
-}
-
-impl Caller {
-    /// The FHIR `Patient` id an account of role `patient` is linked to.
-    pub fn own_patient(&self) -> Option<&str> {
-        self.account.fhir_user.as_deref().and_then(|u| u.strip_prefix("Patient/"))
+/// A pepper from configuration, else from `<data_dir>/auth-pepper` (created on first start).
+pub fn load_pepper(config: &crate::config::Config) -> Result<Pepper, String> {
+    if let Some(p) = &config.auth.pepper {
+        let bytes = config.pepper_bytes(p).ok_or("auth.pepper must be hex of at least 32 bytes")?;
+        return Pepper::new(bytes).map_err(|e| e.to_string());
     }
+    let path = config.data_dir.join("auth-pepper");
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| format!("{}: {e}", config.data_dir.display()))?;
+    let mut key = [0u8; 32];
+    getrandom::fill(&mut key).map_err(|e| format!("no system randomness: {e}"))?;
+    let fresh = hex(&key);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(&path) {
+        Ok(mut f) => {
+            std::io::Write::write_all(&mut f, fresh.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))?;
+            f.sync_all().map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    }
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let bytes = unhex(text.trim()).filter(|b| b.len() >= 32).ok_or("the auth-pepper file is not 32+ bytes of hex")?;
+    Pepper::new(bytes).map_err(|e| e.to_string())
 }
 
 /// The scope an app login gets when it does not ask for less.
 pub const DEFAULT_SCOPE: &str = "user/*.cruds openid fhirUser offline_access";
 
-fn type_grant(app: &App, scopes: &ScopeSet, context: ScopeContext, interaction: Interaction) -> TypeGrant {
+fn type_grant(
+    model: &hearth_fhir::Model,
+    scopes: &ScopeSet,
+    context: ScopeContext,
+    interaction: Interaction,
+) -> TypeGrant {
     let mut allowed = BTreeSet::new();
     let mut all = true;
-    for t in app.model.resource_types() {
+    for t in model.resource_types() {
         if scopes.permits(context, t, interaction) {
             allowed.insert(t.to_owned());
         } else {
@@ -258,19 +271,19 @@ fn type_grant(app: &App, scopes: &ScopeSet, context: ScopeContext, interaction: 
 /// The grants of a token's scopes: the same for every token with the same scope string (the
 /// resource types are fixed for the process), so worked out once per scope string — five
 /// passes over every resource type were the largest CPU cost of a read after the signature.
-fn grants_for(app: &App, scope: &str, scopes: &ScopeSet, context: ScopeContext) -> Grants {
+fn grants_for(ctx: &Ctx, auth: &Auth, scope: &str, scopes: &ScopeSet, context: ScopeContext) -> Grants {
     let key = (scope.to_owned(), context);
-    if let Some(g) = app.auth.grants.lock().ok().and_then(|m| m.get(&key).cloned()) {
+    if let Some(g) = auth.grants.lock().ok().and_then(|m| m.get(&key).cloned()) {
         return g;
     }
     let grants = Grants {
-        create: type_grant(app, scopes, context, Interaction::Create),
-        read: type_grant(app, scopes, context, Interaction::Read),
-        update: type_grant(app, scopes, context, Interaction::Update),
-        delete: type_grant(app, scopes, context, Interaction::Delete),
-        search: type_grant(app, scopes, context, Interaction::Search),
+        create: type_grant(&ctx.model, scopes, context, Interaction::Create),
+        read: type_grant(&ctx.model, scopes, context, Interaction::Read),
+        update: type_grant(&ctx.model, scopes, context, Interaction::Update),
+        delete: type_grant(&ctx.model, scopes, context, Interaction::Delete),
+        search: type_grant(&ctx.model, scopes, context, Interaction::Search),
     };
-    if let Ok(mut m) = app.auth.grants.lock() {
+    if let Ok(mut m) = auth.grants.lock() {
         // Scope strings come from tokens this server signed: few; bound the memory anyway.
         if m.len() >= 1024 {
             m.clear();
@@ -282,14 +295,15 @@ fn grants_for(app: &App, scope: &str, scopes: &ScopeSet, context: ScopeContext) 
 
 /// The store access of an account holding a token with these scopes.
 pub async fn access_for(
-    app: &App,
+    ctx: &Ctx,
+    auth: &Auth,
     account: &AccountRow,
     role: Role,
     claims: &AccessClaims,
 ) -> Result<(ScopeSet, Access), StoreError> {
     let (scopes, _) = ScopeSet::parse_lenient(&claims.scope);
-    let clinical = |ctx: ScopeContext| scopes.iter().any(|s| matches!(s, Scope::Clinical(c) if c.context == ctx));
-    let scheme = Arc::clone(&app.auth.scheme);
+    let clinical = |want: ScopeContext| scopes.iter().any(|s| matches!(s, Scope::Clinical(c) if c.context == want));
+    let scheme = Arc::clone(&auth.scheme);
     let (context, reach) = if clinical(ScopeContext::User) {
         let reach = match role {
             Role::Admin => Reach::All,
@@ -299,7 +313,7 @@ pub async fn access_for(
                     // clinician or the organisation (crate::consent).
                     let mut actors = vec![format!("Organization/{org}")];
                     actors.extend(account.fhir_user.iter().filter(|u| u.starts_with("Practitioner/")).cloned());
-                    let also = crate::consent::shared_with(app, &actors, &account.id, app.clock.now()).await?;
+                    let also = hearth_consent::shared_with(ctx, &actors, &account.id, ctx.clock.now()).await?;
                     Reach::Patients { set: PatientSet::Organization { org: org.clone(), also }, scheme }
                 }
                 None => Reach::All,
@@ -309,9 +323,9 @@ pub async fn access_for(
                 Reach::Patients { set: PatientSet::Ids(own.map(str::to_owned).into_iter().collect()), scheme }
             }
             Role::Caregiver => {
-                let mut ids = identity::caregiver_patients(&*app.db, &account.id).await?;
+                let mut ids = identity::caregiver_patients(&*ctx.db, &account.id).await?;
                 let actors: Vec<String> = account.fhir_user.iter().cloned().collect();
-                ids.extend(crate::consent::shared_with(app, &actors, &account.id, app.clock.now()).await?);
+                ids.extend(hearth_consent::shared_with(ctx, &actors, &account.id, ctx.clock.now()).await?);
                 ids.sort();
                 ids.dedup();
                 Reach::Patients { set: PatientSet::Ids(ids), scheme }
@@ -323,7 +337,7 @@ pub async fn access_for(
         let ids = claims.patient.iter().cloned().collect();
         (ScopeContext::Patient, Reach::Patients { set: PatientSet::Ids(ids), scheme })
     };
-    let grants = grants_for(app, &claims.scope, &scopes, context);
+    let grants = grants_for(ctx, auth, &claims.scope, &scopes, context);
     // The audit trail: admins only, and only when their token's scopes let them read it.
     let audit = role == Role::Admin
         && context == ScopeContext::User
@@ -331,145 +345,45 @@ pub async fn access_for(
     Ok((scopes, Access { reach, grants, actor: Some(account.id.clone()), audit }))
 }
 
-/// Resolves the bearer token of a request into a [`Caller`] (refusing enrolment-only tokens).
-pub async fn authenticate(app: &App, parts: &Parts) -> Result<Caller, AuthFailure> {
-    authenticate_headers(app, &parts.headers, false).await
-}
-
-/// Verifies a bearer token's signature and expiry only (no database): its subject, for rate
-/// limiting.
-pub fn token_subject(app: &App, headers: &axum::http::HeaderMap) -> Option<String> {
-    let value = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return None;
-    }
-    app.auth.keys().verify(&app.auth.settings, token.trim(), app.clock.now()).ok().map(|c| c.sub)
-}
-
-/// Resolves the bearer token in `headers`; `allow_setup` admits enrolment-only tokens.
-pub async fn authenticate_headers(
-    app: &App,
-    headers: &axum::http::HeaderMap,
-    allow_setup: bool,
-) -> Result<Caller, AuthFailure> {
-    let Some(value) = headers.get(axum::http::header::AUTHORIZATION) else { return Err(AuthFailure::Missing) };
-    let value = value.to_str().map_err(|_| AuthFailure::Invalid)?;
-    let token = match value.split_once(' ') {
-        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
-        _ => return Err(AuthFailure::Invalid),
-    };
-    let now = app.clock.now();
-    let claims = match app.auth.keys().verify(&app.auth.settings, token, now) {
-        Ok(c) => c,
-        Err(hearth_auth::token::TokenError::UnknownKid) => {
-            // Another process may have rotated the keys: look once more.
-            app.auth.reload(&*app.db).await.map_err(|_| AuthFailure::Invalid)?;
-            app.auth.keys().verify(&app.auth.settings, token, now).map_err(|_| AuthFailure::Invalid)?
-        }
-        Err(_) => return Err(AuthFailure::Invalid),
-    };
-    if !allow_setup && is_setup_token(&claims) {
-        return Err(AuthFailure::MfaSetupOnly);
-    }
-    let account = identity::account_by_id(&*app.db, &claims.sub)
-        .await
-        .map_err(AuthFailure::Store)?
-        .ok_or(AuthFailure::Invalid)?;
-    let role: Role = account.role.parse().map_err(|_| AuthFailure::Invalid)?;
-    if role != claims.role {
-        return Err(AuthFailure::Invalid);
-    }
-    let (scopes, access) = access_for(app, &account, role, &claims).await.map_err(AuthFailure::Store)?;
-    Ok(Caller { account, role, claims, scopes, access, audit: None })
-}
-
-impl From<AuthFailure> for FhirError {
-    fn from(f: AuthFailure) -> FhirError {
-        match f {
-            AuthFailure::Missing => FhirError::new(
-                StatusCode::UNAUTHORIZED,
-                Issue::error("login", "authentication required: send an access token as `Authorization: Bearer …`"),
-            ),
-            AuthFailure::Invalid => {
-                FhirError::new(StatusCode::UNAUTHORIZED, Issue::error("login", "the access token is not valid"))
+/// Resolves the bearer token in `headers` (signature, expiry, the account as it is now, its
+/// access); `allow_setup` admits enrolment-only tokens.
+#[async_trait::async_trait]
+impl Authenticate for Auth {
+    async fn authenticate(
+        &self,
+        ctx: &Ctx,
+        headers: &axum::http::HeaderMap,
+        allow_setup: bool,
+    ) -> Result<Caller, AuthFailure> {
+        let Some(value) = headers.get(axum::http::header::AUTHORIZATION) else { return Err(AuthFailure::Missing) };
+        let value = value.to_str().map_err(|_| AuthFailure::Invalid)?;
+        let token = match value.split_once(' ') {
+            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
+            _ => return Err(AuthFailure::Invalid),
+        };
+        let now = ctx.clock.now();
+        let claims = match self.keys().verify(&self.settings, token, now) {
+            Ok(c) => c,
+            Err(hearth_auth::token::TokenError::UnknownKid) => {
+                // Another process may have rotated the keys: look once more.
+                self.reload(&*ctx.db).await.map_err(|_| AuthFailure::Invalid)?;
+                self.keys().verify(&self.settings, token, now).map_err(|_| AuthFailure::Invalid)?
             }
-            AuthFailure::MfaSetupOnly => FhirError::new(
-                StatusCode::FORBIDDEN,
-                Issue::error(
-                    "forbidden",
-                    "mfa_enrollment_required: this token may only enrol TOTP (POST /api/v1/auth/totp/enroll)",
-                ),
-            ),
-            AuthFailure::Store(e) => e.into(),
+            Err(_) => return Err(AuthFailure::Invalid),
+        };
+        if !allow_setup && is_setup_token(&claims) {
+            return Err(AuthFailure::MfaSetupOnly);
         }
-    }
-}
-
-impl From<AuthFailure> for ApiError {
-    fn from(f: AuthFailure) -> ApiError {
-        match f {
-            AuthFailure::Missing => ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthenticated",
-                "authentication required: send an access token as `Authorization: Bearer …`",
-            ),
-            AuthFailure::Invalid => {
-                ApiError::new(StatusCode::UNAUTHORIZED, "invalid_token", "the access token is not valid")
-            }
-            AuthFailure::MfaSetupOnly => ApiError::new(
-                StatusCode::FORBIDDEN,
-                "mfa_enrollment_required",
-                "two-factor enrolment required: this token may only enrol TOTP (POST /api/v1/auth/totp/enroll)",
-            ),
-            AuthFailure::Store(e) => crate::error::api_store_error(e),
+        let account = identity::account_by_id(&*ctx.db, &claims.sub)
+            .await
+            .map_err(AuthFailure::Store)?
+            .ok_or(AuthFailure::Invalid)?;
+        let role: Role = account.role.parse().map_err(|_| AuthFailure::Invalid)?;
+        if role != claims.role {
+            return Err(AuthFailure::Invalid);
         }
-    }
-}
-
-impl FromRequestParts<Arc<App>> for Caller {
-    type Rejection = FhirError;
-
-    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Caller, FhirError> {
-        let mut caller = authenticate(app, parts).await.map_err(FhirError::from)?;
-        if let Some(slip) = parts.extensions.get::<Arc<crate::audit::AuditSlip>>() {
-            slip.identify(&caller);
-            caller.audit = Some(Arc::clone(slip));
-        }
-        Ok(caller)
-    }
-}
-
-/// [`Caller`] for the app API (errors as the JSON envelope).
-pub struct ApiCaller(pub Caller);
-
-impl FromRequestParts<Arc<App>> for ApiCaller {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<ApiCaller, ApiError> {
-        let mut caller = authenticate(app, parts).await.map_err(ApiError::from)?;
-        // App endpoints on patient data run under the audit middleware too (`crate::audit`).
-        if let Some(slip) = parts.extensions.get::<Arc<crate::audit::AuditSlip>>() {
-            slip.identify(&caller);
-            caller.audit = Some(Arc::clone(slip));
-        }
-        Ok(ApiCaller(caller))
-    }
-}
-
-/// [`ApiCaller`] that also admits the enrolment-only token (TOTP enrolment and `me`).
-pub struct EnrolCaller(pub Caller);
-
-impl FromRequestParts<Arc<App>> for EnrolCaller {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<EnrolCaller, ApiError> {
-        let mut caller = authenticate_headers(app, &parts.headers, true).await.map_err(ApiError::from)?;
-        if let Some(slip) = parts.extensions.get::<Arc<crate::audit::AuditSlip>>() {
-            slip.identify(&caller);
-            caller.audit = Some(Arc::clone(slip));
-        }
-        Ok(EnrolCaller(caller))
+        let (scopes, access) = access_for(ctx, self, &account, role, &claims).await.map_err(AuthFailure::Store)?;
+        Ok(Caller { account, role, claims, scopes, access, audit: None })
     }
 }
 
@@ -478,14 +392,5 @@ pub fn patient_scheme(compartments: &hearth_search::Compartments) -> PatientSche
     PatientScheme {
         compartment: compartments.members("Patient").map(<[_]>::to_vec).unwrap_or_default(),
         shared: SHARED_TYPES.iter().map(|s| (*s).to_owned()).collect(),
-    }
-}
-
-/// Whether a `Caller` may use an operation restricted to admins.
-pub fn require_admin(caller: &Caller) -> Result<(), ApiError> {
-    if caller.role == Role::Admin {
-        Ok(())
-    } else {
-        Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "this operation is for administrators"))
     }
 }

@@ -21,7 +21,6 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use hearth_auth::Pepper;
 use hearth_auth::Role;
 use hearth_auth::otp::{self, OtpDecision, OtpHash, OtpRecord};
 use hearth_store_sql::identity;
@@ -144,7 +143,7 @@ async fn issue_and_send(app: &App, channel: OtpChannel, to: String) -> Result<()
         template: "otp-code".into(),
         args,
     };
-    crate::notify::enqueue_direct(&app.config, &tx, &notice, now).await.map_err(|e| e.to_string())?;
+    crate::notify::enqueue_direct(&app.notify, &tx, &notice, now).await.map_err(|e| e.to_string())?;
     tx.commit().await.map_err(|e| e.to_string())?;
     app.notify.wake();
     Ok(())
@@ -224,32 +223,11 @@ async fn verify_checked(
     Ok(super::routes::token_response(tokens, req.cookie))
 }
 
-/// A pepper from configuration, else from `<data_dir>/auth-pepper` (created on first start).
-pub fn load_pepper(config: &crate::config::Config) -> Result<Pepper, String> {
-    if let Some(p) = &config.auth.pepper {
-        let bytes = config.pepper_bytes(p).ok_or("auth.pepper must be hex of at least 32 bytes")?;
-        return Pepper::new(bytes).map_err(|e| e.to_string());
-    }
-    let path = config.data_dir.join("auth-pepper");
-    std::fs::create_dir_all(&config.data_dir).map_err(|e| format!("{}: {e}", config.data_dir.display()))?;
-    let mut key = [0u8; 32];
-    getrandom::fill(&mut key).map_err(|e| format!("no system randomness: {e}"))?;
-    let fresh = hex(&key);
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    match options.open(&path) {
-        Ok(mut f) => {
-            std::io::Write::write_all(&mut f, fresh.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))?;
-            f.sync_all().map_err(|e| format!("{}: {e}", path.display()))?;
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(format!("{}: {e}", path.display())),
-    }
-    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let bytes = unhex(text.trim()).filter(|b| b.len() >= 32).ok_or("the auth-pepper file is not 32+ bytes of hex")?;
-    Pepper::new(bytes).map_err(|e| e.to_string())
+/// The patient OTP sign-in routes.
+pub fn router() -> axum::Router<Arc<App>> {
+    axum::Router::new()
+        .route("/api/v1/auth/otp/request", axum::routing::post(request))
+        .route("/api/v1/auth/otp/verify", axum::routing::post(verify))
 }
 
 #[cfg(test)]

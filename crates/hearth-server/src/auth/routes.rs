@@ -51,11 +51,6 @@ pub fn router() -> axum::Router<Arc<App>> {
         .route("/api/v1/auth/refresh", post(refresh_token))
         .route("/api/v1/auth/logout", post(logout))
         .route("/api/v1/auth/me", get(me))
-        .route("/api/v1/auth/totp/enroll", post(super::mfa::enroll))
-        .route("/api/v1/auth/totp/confirm", post(super::mfa::confirm))
-        .route("/api/v1/auth/totp/disable", post(super::mfa::disable))
-        .route("/api/v1/auth/otp/request", post(super::otp::request))
-        .route("/api/v1/auth/otp/verify", post(super::otp::verify))
         .route("/api/v1/admin/accounts", post(create_account))
         .route("/api/v1/admin/caregivers", post(grant_caregiver))
         .route("/.well-known/jwks.json", get(jwks))
@@ -190,7 +185,7 @@ pub(crate) async fn register(State(app): State<Arc<App>>, bytes: axum::body::Byt
         }
         other => other.into(),
     })?;
-    let write = crate::fhir::write_of(&app, "Patient", patient_id, patient);
+    let write = hearth_workflow::fhir::write_of(&app, "Patient", patient_id, patient);
     hearth_store::interactions::ResourceStoreExt::update(&app.system(), write, None, now).await?;
     Ok((StatusCode::CREATED, Json(account_json(&account))).into_response())
 }
@@ -244,7 +239,7 @@ pub(crate) async fn sign_in_event(
         &detail,
         app.clock.now(),
     );
-    crate::audit::security(app, event).await;
+    crate::audit::security(&app.auditor, event).await;
 }
 
 async fn login_checked(
@@ -297,7 +292,7 @@ async fn login_checked(
     }
     identity::record_login_success(&*app.db, &account.id).await?;
     let role: Role = account.role.parse().map_err(|_| ApiError::internal("stored account has an unknown role"))?;
-    if !account.totp_enabled && mfa_required(&app, role) {
+    if !account.totp_enabled && mfa_required(&app.config, role) {
         return Ok(Json(setup_token(&app, &account, role, now)?).into_response());
     }
     let (scope, patient) = granted_scope(&app, &account, role, req.scope.as_deref(), req.patient.as_deref()).await?;
@@ -397,11 +392,11 @@ async fn granted_scope(
     let patient = match patient {
         None => None,
         Some(id) => {
-            if !crate::fhir::valid_id(id) {
+            if !hearth_workflow::fhir::valid_id(id) {
                 return Err(bad("invalid_patient", "not a valid Patient id"));
             }
             let claims = probe_claims(account, role);
-            let (_, access) = super::access_for(app, account, role, &claims).await?;
+            let (_, access) = super::access_for(app, &app.auth, account, role, &claims).await?;
             let ok = access.reach == hearth_store::Reach::All || app.store.in_reach(&access, "Patient", id).await?;
             if !ok {
                 return Err(ApiError::new(
@@ -582,7 +577,7 @@ pub(super) async fn refresh_with(app: &App, presented: &str, client: Option<&str
     }
     let Some(account) = identity::account_by_id(&*app.db, &row.account_id).await? else { return Err(invalid_grant()) };
     let role: Role = account.role.parse().map_err(|_| invalid_grant())?;
-    if !account.totp_enabled && mfa_required(app, role) {
+    if !account.totp_enabled && mfa_required(&app.config, role) {
         // 2FA became mandatory (or was disabled) after this session began: log in again.
         identity::revoke_family(&*app.db, &row.family).await?;
         return Err(invalid_grant());
@@ -613,7 +608,7 @@ pub(crate) async fn logout(
 ) -> Result<Response, ApiError> {
     let req: LogoutReq =
         if bytes.is_empty() { LogoutReq { refresh_token: None, everywhere: false } } else { body(&bytes)? };
-    let caller = match super::authenticate_headers(&app, &headers, true).await {
+    let caller = match app.authenticate(&headers, true).await {
         Ok(c) => Some(c),
         Err(super::AuthFailure::Missing) => None,
         Err(e) => return Err(e.into()),
@@ -663,7 +658,7 @@ pub(crate) async fn logout(
         detail,
         app.clock.now(),
     );
-    crate::audit::security(&app, event).await;
+    crate::audit::security(&app.auditor, event).await;
     Ok(resp)
 }
 
@@ -710,7 +705,7 @@ pub(crate) async fn create_account(
     check_policy(&app, &req.password, &email, None)?;
     if let Some(u) = &req.fhir_user {
         let ok = u.split_once('/').is_some_and(|(t, id)| {
-            matches!(t, "Patient" | "Practitioner" | "RelatedPerson" | "Person") && crate::fhir::valid_id(id)
+            matches!(t, "Patient" | "Practitioner" | "RelatedPerson" | "Person") && hearth_workflow::fhir::valid_id(id)
         });
         if !ok {
             return Err(bad(
@@ -720,7 +715,7 @@ pub(crate) async fn create_account(
         }
     }
     if let Some(o) = &req.organization
-        && !crate::fhir::valid_id(o)
+        && !hearth_workflow::fhir::valid_id(o)
     {
         return Err(bad("invalid_organization", "organization must be an Organization id"));
     }
@@ -761,7 +756,7 @@ pub(crate) async fn grant_caregiver(
     if account.role != Role::Caregiver.as_str() {
         return Err(bad("not_a_caregiver", "the account is not a caregiver account"));
     }
-    if !crate::fhir::valid_id(&req.patient) {
+    if !hearth_workflow::fhir::valid_id(&req.patient) {
         return Err(bad("invalid_patient", "not a valid Patient id"));
     }
     identity::grant_caregiver(&*app.db, &account.id, &req.patient, app.clock.now().timestamp_millis()).await?;

@@ -704,11 +704,11 @@ async fn launch_patient(
     let Some(id) = field.map(str::trim).filter(|s| !s.is_empty()) else {
         return Err((StatusCode::BAD_REQUEST, "Enter the id of the patient the app should open.".to_owned()));
     };
-    if !crate::fhir::valid_id(id) {
+    if !hearth_workflow::fhir::valid_id(id) {
         return Err((StatusCode::BAD_REQUEST, "That is not a valid Patient id.".to_owned()));
     }
     let claims = probe_claims(account, role);
-    let (_, access) = super::access_for(app, account, role, &claims).await.map_err(|_| unavailable())?;
+    let (_, access) = super::access_for(app, &app.auth, account, role, &claims).await.map_err(|_| unavailable())?;
     let ok = access.reach == hearth_store::Reach::All
         || app.store.in_reach(&access, "Patient", id).await.map_err(|_| unavailable())?;
     if ok {

@@ -15,12 +15,10 @@
 //! The client IP is the TCP peer: behind a reverse proxy every client shares the proxy's
 //! budget (forwarded headers are not trusted).
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -29,63 +27,7 @@ use crate::app::App;
 use crate::config::Config;
 use crate::error::{ApiError, FhirError, Issue};
 
-/// Entries kept before expired ones are swept.
-const SWEEP_AT: usize = 50_000;
-
-/// A keyed GCRA limiter: `burst` requests at once, refilling one every `period / burst`.
-pub struct RateLimiter {
-    interval: Duration,
-    tolerance: Duration,
-    state: Mutex<HashMap<String, Instant>>,
-}
-
-impl RateLimiter {
-    pub fn new(burst: u32, period: Duration) -> RateLimiter {
-        let burst = burst.max(1);
-        let interval = period / burst;
-        RateLimiter { interval, tolerance: interval * (burst - 1), state: Mutex::new(HashMap::new()) }
-    }
-
-    pub fn per_minute(n: u32) -> RateLimiter {
-        RateLimiter::new(n, Duration::from_secs(60))
-    }
-
-    /// Counts one request for `key`; `Err(wait)` when over the limit.
-    pub fn check(&self, key: &str) -> Result<(), Duration> {
-        let now = Instant::now();
-        let mut map = match self.state.lock() {
-            Ok(m) => m,
-            Err(p) => p.into_inner(),
-        };
-        if map.len() >= SWEEP_AT {
-            map.retain(|_, tat| *tat > now);
-        }
-        let tat = map.get(key).copied().filter(|t| *t > now).unwrap_or(now);
-        let ahead = tat - now;
-        if ahead > self.tolerance {
-            return Err(ahead - self.tolerance);
-        }
-        map.insert(key.to_owned(), tat + self.interval);
-        Ok(())
-    }
-}
-
-/// The limiters of one process.
-pub struct Limits {
-    pub api: RateLimiter,
-    pub auth: RateLimiter,
-    pub otp_destination: RateLimiter,
-}
-
-impl Limits {
-    pub fn new(config: &Config) -> Limits {
-        Limits {
-            api: RateLimiter::per_minute(config.auth.api_requests_per_minute),
-            auth: RateLimiter::per_minute(config.auth.auth_attempts_per_minute),
-            otp_destination: RateLimiter::new(5, Duration::from_secs(15 * 60)),
-        }
-    }
-}
+pub use super::limits::{Limits, RateLimiter};
 
 fn retry_secs(wait: Duration) -> u64 {
     wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
@@ -115,9 +57,7 @@ pub fn check_auth(app: &App, keys: &[String]) -> Result<(), ApiError> {
 }
 
 /// The TCP peer's address, or `unknown` when the server was not started with connect info.
-pub fn client_ip(headers_ext: &axum::http::Extensions) -> String {
-    headers_ext.get::<ConnectInfo<SocketAddr>>().map_or_else(|| "unknown".to_owned(), |c| c.0.ip().to_string())
-}
+pub use hearth_workflow::client_ip;
 
 /// The general API limit (per user, else per IP).
 pub async fn api_limit(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
@@ -126,7 +66,7 @@ pub async fn api_limit(State(app): State<Arc<App>>, req: Request, next: Next) ->
     if !limited || req.method() == Method::OPTIONS {
         return next.run(req).await;
     }
-    let key = match crate::auth::token_subject(&app, req.headers()) {
+    let key = match app.auth.token_subject(req.headers(), app.clock.now()) {
         Some(sub) => format!("user:{sub}"),
         None => format!("ip:{}", client_ip(req.extensions())),
     };

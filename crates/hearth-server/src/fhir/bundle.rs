@@ -38,7 +38,8 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use super::http::{FhirBody, Prefer, Return, base_url, etag, negotiate};
-use super::interactions::{check_id, check_type, new_id, validate, write_of};
+use super::http::{check_id, check_type};
+use super::interactions::{new_id, validate, write_of};
 use super::query;
 use crate::app::App;
 use crate::auth::Caller;

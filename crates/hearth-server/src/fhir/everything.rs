@@ -14,7 +14,7 @@ use hearth_store::{Compartment, Current, EverythingRequest};
 use serde_json::{Value, json};
 
 use super::http::{base_url, negotiate};
-use super::interactions::{check_id, check_type};
+use super::http::{check_id, check_type};
 use super::query::{self, DEFAULT_PAGE, MAX_PAGE, parse_instant};
 use crate::app::App;
 use crate::auth::Caller;

@@ -31,7 +31,8 @@ use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 
 use super::http::base_url;
-use super::interactions::{check_id, check_type, valid_id};
+use super::http::{check_id, check_type};
+use super::interactions::valid_id;
 use super::query::{self, parse_instant};
 use crate::app::App;
 use crate::auth::Caller;

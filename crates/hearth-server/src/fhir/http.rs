@@ -238,13 +238,26 @@ pub fn version_response(
 
 /// The FHIR base URL for links: configured, or derived from the `Host` header.
 pub fn base_url(app: &App, headers: &HeaderMap) -> String {
-    if let Some(base) = &app.config.base_url {
-        return format!("{base}/fhir");
+    app.fhir_base(headers)
+}
+
+/// The URL names a resource type of the R4 model.
+pub(crate) fn check_type(app: &App, resource_type: &str) -> Result<(), FhirError> {
+    if app.model.is_resource_type(resource_type) {
+        Ok(())
+    } else {
+        Err(FhirError::new(
+            StatusCode::NOT_FOUND,
+            Issue::error("not-supported", format!("unknown resource type `{resource_type}`")),
+        ))
     }
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .filter(|h| h.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']')))
-        .map_or_else(|| app.config.listen.to_string(), str::to_owned);
-    format!("http://{host}/fhir")
+}
+
+/// The URL names a valid FHIR id.
+pub(crate) fn check_id(id: &str) -> Result<(), FhirError> {
+    if hearth_workflow::fhir::valid_id(id) {
+        Ok(())
+    } else {
+        Err(FhirError::bad_request("invalid", "resource id must be 1-64 characters of A-Z, a-z, 0-9, '-' and '.'"))
+    }
 }

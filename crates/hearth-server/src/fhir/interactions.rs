@@ -7,43 +7,20 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use hearth_store::interactions::{self as ix, ResourceStoreExt};
-use hearth_store::{ConditionalCreate, Current, Deleted, Guarded, HistoryQuery, HistoryScope, Version, Write};
+use hearth_store::{ConditionalCreate, Current, Deleted, Guarded, HistoryQuery, HistoryScope, Version};
 use serde::Serialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use super::http::{FhirBody, PatchBody, Prefer, base_url, etag, http_date, if_match, negotiate, version_response};
+use super::http::{
+    FhirBody, PatchBody, Prefer, base_url, check_id, check_type, etag, http_date, if_match, negotiate, version_response,
+};
 use super::{capability, query, search, search_parameters};
 use crate::app::App;
 use crate::auth::Caller;
 use crate::error::{FhirError, Issue, fhir_json};
 
-/// Most validation issues reported for one resource (the rest are summarised).
-const MAX_ISSUES: usize = 100;
-
-pub(super) fn check_type(app: &App, resource_type: &str) -> Result<(), FhirError> {
-    if app.model.is_resource_type(resource_type) {
-        Ok(())
-    } else {
-        Err(FhirError::new(
-            StatusCode::NOT_FOUND,
-            Issue::error("not-supported", format!("unknown resource type `{resource_type}`")),
-        ))
-    }
-}
-
-/// FHIR `id`: 1–64 of `[A-Za-z0-9\-\.]`.
-pub fn valid_id(id: &str) -> bool {
-    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
-}
-
-pub(super) fn check_id(id: &str) -> Result<(), FhirError> {
-    if valid_id(id) {
-        Ok(())
-    } else {
-        Err(FhirError::bad_request("invalid", "resource id must be 1-64 characters of A-Z, a-z, 0-9, '-' and '.'"))
-    }
-}
+pub use hearth_workflow::fhir::{valid_id, write_of};
 
 pub(super) fn new_id() -> String {
     // Time-ordered ids keep B-tree inserts local.
@@ -54,54 +31,11 @@ fn format_param(q: &[(String, String)]) -> Option<&str> {
     q.iter().find(|(k, _)| k == "_format").map(|(_, v)| v.as_str())
 }
 
-/// Validates a resource body for a write to `resource_type`.
+/// Validates a resource body for a write to `resource_type`: the R4 model, and the registry's
+/// own checks of a SearchParameter.
 pub(crate) fn validate(app: &App, resource_type: &str, body: &Value) -> Result<(), FhirError> {
-    match body.get("resourceType").and_then(Value::as_str) {
-        Some(rt) if rt == resource_type => {}
-        Some(rt) => {
-            return Err(FhirError::new(
-                StatusCode::BAD_REQUEST,
-                Issue::error("invalid", format!("resourceType `{rt}` does not match the URL type `{resource_type}`"))
-                    .at("resourceType"),
-            ));
-        }
-        None => {
-            return Err(FhirError::new(
-                StatusCode::BAD_REQUEST,
-                Issue::error("required", "the resource has no resourceType").at("resourceType"),
-            ));
-        }
-    }
-    let found = app.model.validate(body);
-    if found.is_empty() {
-        return if resource_type == "SearchParameter" { search_parameters::check(app, body) } else { Ok(()) };
-    }
-    let total = found.len();
-    let mut issues: Vec<Issue> = found
-        .into_iter()
-        .take(MAX_ISSUES)
-        .map(|i| Issue {
-            severity: i.severity.as_str(),
-            code: i.code.as_str(),
-            diagnostics: i.message,
-            expression: vec![i.expression],
-        })
-        .collect();
-    if total > MAX_ISSUES {
-        issues.push(Issue::error("too-costly", format!("{} further issues not shown", total - MAX_ISSUES)));
-    }
-    // Only errors block a write; warnings alone pass.
-    if issues.iter().any(|i| matches!(i.severity, "error" | "fatal")) {
-        Err(FhirError::with_issues(StatusCode::BAD_REQUEST, issues))
-    } else {
-        Ok(())
-    }
-}
-
-/// A write of `resource`, with its search index entries computed by the registry in force.
-pub fn write_of(app: &App, resource_type: &str, id: String, resource: Value) -> Write {
-    let index = app.registry().index(&resource);
-    Write { resource_type: resource_type.to_owned(), id, resource, index }
+    hearth_workflow::fhir::validate(app, resource_type, body)?;
+    if resource_type == "SearchParameter" { search_parameters::check(app, body) } else { Ok(()) }
 }
 
 /// What follows a committed write of `resource_type` (a SearchParameter changes the registry).

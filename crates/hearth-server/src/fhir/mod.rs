@@ -7,6 +7,7 @@ pub mod export;
 pub mod http;
 mod interactions;
 pub mod query;
+pub mod registry;
 pub mod search;
 pub mod search_parameters;
 mod strict_json;
@@ -23,12 +24,11 @@ use axum::routing::{get, post};
 use crate::app::App;
 use crate::error::{FhirError, Issue};
 use interactions as i;
-pub(crate) use interactions::valid_id;
-pub(crate) use interactions::validate;
 pub use interactions::write_of;
 
-pub fn router() -> Router<Arc<App>> {
-    Router::new()
+/// The FHIR API, with the operations the workflows add (`Appointment/$find`, …) merged in.
+pub fn router(app: Arc<App>, operations: Vec<Router>) -> Router {
+    let api = Router::new()
         .route("/", get(search::search_system).post(bundle::batch_or_transaction))
         .route("/_search", post(search::search_system_post))
         .route("/metadata", get(i::metadata))
@@ -45,8 +45,6 @@ pub fn router() -> Router<Arc<App>> {
         )
         .route("/{type}/_search", post(search::search_type_post))
         .route("/{type}/$reindex", post(search_parameters::reindex_type))
-        .route("/{type}/$find", get(crate::scheduling::find_op))
-        .route("/{type}/$book", post(crate::scheduling::book_op))
         .route("/{type}/$export", get(export::kickoff_type))
         .route("/{type}/_history", get(i::history_type))
         .route("/{type}/{id}", get(i::read).put(i::update).delete(i::delete).patch(i::patch))
@@ -55,8 +53,8 @@ pub fn router() -> Router<Arc<App>> {
         .route("/{type}/{id}/$everything", get(everything::everything_get).post(everything::everything_post))
         .route("/{type}/{id}/{compartment}", get(search::search_compartment))
         .route("/{type}/{id}/_history/{vid}", get(i::vread))
-        .fallback(unknown_route)
-        .layer(middleware::from_fn(outcome_guard))
+        .with_state(app);
+    operations.into_iter().fold(api, Router::merge).fallback(unknown_route).layer(middleware::from_fn(outcome_guard))
 }
 
 async fn unknown_route() -> FhirError {

@@ -1,14 +1,11 @@
 //! Query-string helpers for the FHIR API: decoding pairs and the history parameters. Search
 //! parameters (and conditional criteria) are parsed in `search.rs` by `hearth-search`.
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 
 use crate::error::FhirError;
 
-/// Splits a raw query string into decoded `(name, value)` pairs, in order.
-pub fn pairs(raw: Option<&str>) -> Vec<(String, String)> {
-    raw.map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default()
-}
+pub use hearth_workflow::fhir::{pairs, parse_instant};
 
 /// Parameters that only shape the response and may appear anywhere.
 fn is_format_param(name: &str) -> bool {
@@ -24,16 +21,6 @@ pub struct HistoryParams {
     pub since: Option<DateTime<Utc>>,
     pub count: u32,
     pub cursor: Option<i64>,
-}
-
-/// Parses a FHIR `instant`/`dateTime` for `_since`. A bare date means its start (UTC).
-/// A `+` offset sent unencoded arrives as a space; it is restored.
-pub fn parse_instant(value: &str) -> Option<DateTime<Utc>> {
-    let fixed = value.replace(' ', "+");
-    if let Ok(t) = DateTime::parse_from_rfc3339(&fixed) {
-        return Some(t.with_timezone(&Utc));
-    }
-    NaiveDate::parse_from_str(&fixed, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0)).map(|dt| dt.and_utc())
 }
 
 pub fn history_params(pairs: &[(String, String)]) -> Result<HistoryParams, FhirError> {

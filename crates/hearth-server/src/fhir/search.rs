@@ -22,7 +22,7 @@ use hearth_store::{Compartment, Guarded, SearchPage, SearchRequest, Version};
 use serde_json::{Map, Value, json};
 
 use super::http::{Handling, Prefer, base_url, negotiate};
-use super::interactions::{check_id, check_type};
+use super::http::{check_id, check_type};
 use super::query;
 use crate::app::App;
 use crate::auth::Caller;

@@ -15,48 +15,17 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use hearth_search::{Handling, Registry};
-use hearth_store::{ResourceStore, SearchRequest, StoreError};
+use hearth_store::{SearchRequest, StoreError};
 use serde_json::{Value, json};
 
 use super::http::base_url;
-use super::interactions::check_type;
-use crate::app::{App, StartError};
+use super::http::check_type;
+use crate::app::App;
 use crate::auth::Caller;
 use crate::error::{FhirError, Issue, fhir_json};
 use crate::jobs::{Job, Status};
 
 const BATCH: u32 = 500;
-
-async fn stored(store: &dyn ResourceStore) -> Result<Vec<Value>, StoreError> {
-    let types = ["SearchParameter".to_owned()];
-    let mut out = Vec::new();
-    let mut after = 0;
-    loop {
-        let batch = store.scan(Some(&types), after, BATCH).await?;
-        let Some((last, _)) = batch.last() else { break };
-        after = *last;
-        for (_, v) in batch {
-            if let Some(body) = v.body
-                && let Ok(value) = serde_json::from_str::<Value>(&body)
-            {
-                out.push(value);
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// Adds every stored SearchParameter to `registry` (at start-up). One that no longer compiles
-/// is skipped with a warning naming its id; the rest still load.
-pub async fn load_stored(store: &dyn ResourceStore, registry: &mut Registry) -> Result<(), StartError> {
-    for sp in stored(store).await? {
-        if let Err(e) = registry.add(&sp) {
-            let id = sp.get("id").and_then(Value::as_str).unwrap_or("?");
-            tracing::warn!(search_parameter = id, error = %e, "stored SearchParameter not loaded");
-        }
-    }
-    Ok(())
-}
 
 /// Checks a SearchParameter about to be written: it must be one the registry can honour.
 pub fn check(app: &App, resource: &Value) -> Result<(), FhirError> {
@@ -68,7 +37,7 @@ pub fn check(app: &App, resource: &Value) -> Result<(), FhirError> {
 /// reindex the resource types they apply to.
 pub async fn changed(app: &Arc<App>) -> Result<(), FhirError> {
     let mut registry = Registry::r4(&app.model).map_err(FhirError::internal)?;
-    let stored = stored(&*app.store).await?;
+    let stored = super::registry::stored(&*app.store).await?;
     let mut types = Vec::new();
     for sp in &stored {
         if registry.add(sp).is_ok() {

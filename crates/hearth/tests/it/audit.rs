@@ -134,13 +134,13 @@ async fn interactions_and_sign_ins_are_recorded_in_a_chain_that_exposes_tamperin
 
     // The capability statement holds no one's data: not recorded. Event names carry the full path.
     let before = {
-        t.app.audit.flush().await.unwrap();
+        t.app.auditor.flush().await.unwrap();
         hearth_store_sql::audit::chain_length(&*t.app.audit_db).await.unwrap()
     };
     assert_eq!(t.get("/fhir/metadata").await.status, 200);
     assert_eq!(
         {
-            t.app.audit.flush().await.unwrap();
+            t.app.auditor.flush().await.unwrap();
             hearth_store_sql::audit::chain_length(&*t.app.audit_db).await.unwrap()
         },
         before
@@ -148,7 +148,7 @@ async fn interactions_and_sign_ins_are_recorded_in_a_chain_that_exposes_tamperin
     assert!(read.to_string().contains(&format!("GET /fhir/Observation/{obs}")), "{read}");
 
     // The chain is intact, in process and from the command line.
-    let n = match verify(&t.app).await.unwrap() {
+    let n = match verify(&t.app.trail).await.unwrap() {
         Verdict::Intact(n) => n,
         broken => panic!("{broken:?}"),
     };
@@ -172,7 +172,7 @@ async fn interactions_and_sign_ins_are_recorded_in_a_chain_that_exposes_tamperin
         binds: vec![Val::text(&target.event_id)],
     };
     assert_eq!(t.app.audit_db.execute(&edit).await.unwrap(), 1);
-    match verify(&t.app).await.unwrap() {
+    match verify(&t.app.trail).await.unwrap() {
         Verdict::Broken { seq, event_id, .. } => {
             assert_eq!(seq, 3);
             assert_eq!(event_id, target.event_id);
@@ -190,12 +190,12 @@ async fn a_removed_link_is_named() {
     for i in 0..4 {
         t.create(&patient(&format!("P{i}"))).await;
     }
-    assert!(matches!(verify(&t.app).await.unwrap(), Verdict::Intact(n) if n >= 4));
+    assert!(matches!(verify(&t.app.trail).await.unwrap(), Verdict::Intact(n) if n >= 4));
     let p =
         if hearth_store_sql::Db::dialect(&*t.app.audit_db) == hearth_store_sql::Dialect::Postgres { "$1" } else { "?" };
     let delete = Sql { text: format!("DELETE FROM audit_chain WHERE seq = {p}"), binds: vec![Val::int(2)] };
     assert_eq!(t.app.audit_db.execute(&delete).await.unwrap(), 1);
-    match verify(&t.app).await.unwrap() {
+    match verify(&t.app.trail).await.unwrap() {
         Verdict::Broken { seq, reason, .. } => {
             assert_eq!(seq, 2, "{reason}");
             assert!(reason.contains("missing"), "{reason}");
@@ -209,7 +209,7 @@ async fn concurrent_requests_each_get_one_event_and_the_chain_stays_linear() {
     let t = TestApp::spawn().await;
     let pid = t.create(&patient("Busy")).await;
     let before = {
-        t.app.audit.flush().await.unwrap();
+        t.app.auditor.flush().await.unwrap();
         hearth_store_sql::audit::chain_length(&*t.app.audit_db).await.unwrap()
     };
     let mut reads = tokio::task::JoinSet::new();
@@ -221,11 +221,11 @@ async fn concurrent_requests_each_get_one_event_and_the_chain_stays_linear() {
         assert_eq!(status.unwrap(), 200);
     }
     let after = {
-        t.app.audit.flush().await.unwrap();
+        t.app.auditor.flush().await.unwrap();
         hearth_store_sql::audit::chain_length(&*t.app.audit_db).await.unwrap()
     };
     assert_eq!(after - before, 40);
-    assert_eq!(verify(&t.app).await.unwrap(), Verdict::Intact(after));
+    assert_eq!(verify(&t.app.trail).await.unwrap(), Verdict::Intact(after));
 }
 
 #[tokio::test]
@@ -307,5 +307,5 @@ async fn a_trail_that_cannot_be_written_refuses_requests_until_it_can() {
     assert_eq!(t.get(&read).await.status, 200);
     assert_eq!(t.get(&read).await.status, 200);
     // What was committed is still one unbroken chain (the lost events never got a link).
-    assert!(matches!(verify(&t.app).await.unwrap(), Verdict::Intact(_)));
+    assert!(matches!(verify(&t.app.trail).await.unwrap(), Verdict::Intact(_)));
 }

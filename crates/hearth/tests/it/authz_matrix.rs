@@ -55,7 +55,7 @@ fn observation(patient: &str) -> Value {
 /// The number of audit events and the newest one.
 async fn audit_state(t: &TestApp) -> (i64, Option<Value>) {
     let n = {
-        t.app.audit.flush().await.unwrap();
+        t.app.auditor.flush().await.unwrap();
         hearth_store_sql::audit::chain_length(&*t.app.audit_db).await.unwrap()
     };
     let last = hearth_store_sql::audit::links(&*t.app.audit_db, n - 1, 1).await.unwrap();

@@ -127,7 +127,7 @@ async fn a_backup_under_concurrent_writes_restores_every_acknowledged_write() {
     // The audit trail came along (FILE.audit), encrypted too, and its chain is intact.
     let audit_bytes = std::fs::read(dir.path().join("hearth.backup.audit")).unwrap();
     assert!(!holds(&audit_bytes, "urn:hearth:account"), "the audit backup is readable");
-    match hearth_server::audit::verify(&restored).await.unwrap() {
+    match hearth_server::audit::verify(&restored.trail).await.unwrap() {
         hearth_server::audit::Verdict::Intact(n) => assert!(n > 0, "the audit trail was not restored"),
         broken => panic!("{broken:?}"),
     }

@@ -303,7 +303,7 @@ async fn story_a_patient_finds_books_is_reminded_checks_in_and_reads_the_final_l
     let mail = format!("{account}@example.org");
     for (now, expected) in [("2026-10-21T04:00:00Z", 1), ("2026-10-22T02:00:00Z", 2)] {
         t.clock.set(at(now));
-        while hearth_server::notify::worker::run_once(&t.app, "story").await.unwrap() > 0 {}
+        while hearth_server::notify::worker::run_once(&t.app.notifications, "story").await.unwrap() > 0 {}
         let got: Vec<_> =
             t.outbox.messages().into_iter().filter(|m| m.to == mail && m.subject == "Appointment reminder").collect();
         assert_eq!(got.len(), expected, "{got:?}");

@@ -6,6 +6,7 @@
 mod common;
 mod consent;
 
+mod architecture;
 mod audit;
 mod auth;
 mod authz_matrix;

@@ -233,10 +233,15 @@ async fn email_reaches_a_real_smtp_server_as_multipart_text_and_html() {
         sql::set_settings(&*t.app.db, id, &s).await.unwrap();
     }
     let when = json!({"when": "2026-03-01T04:30:00Z"});
-    notify::send(&t.app, &notice("appt-en", &en, Category::Appointment, "appointment-reminder", when.clone()))
+    notify::send(
+        &t.app.notifications,
+        &notice("appt-en", &en, Category::Appointment, "appointment-reminder", when.clone()),
+    )
+    .await
+    .unwrap();
+    notify::send(&t.app.notifications, &notice("appt-hi", &hi, Category::Appointment, "appointment-reminder", when))
         .await
         .unwrap();
-    notify::send(&t.app, &notice("appt-hi", &hi, Category::Appointment, "appointment-reminder", when)).await.unwrap();
     let mails = eventually("two e-mails", || async { Some(smtp.mails()).filter(|m| m.len() == 2) }).await;
     let mail = mails.iter().find(|m| m.to == ["asha@example.org"]).unwrap();
     assert!(mail.from.contains("no-reply@hearth.test"), "{}", mail.from);
@@ -315,10 +320,14 @@ async fn a_patients_refusal_of_e_mail_contact_holds_back_routine_mail_but_not_cr
     .await;
     assert_eq!(s, 201, "{v}");
     let when = json!({"when": "2026-03-01T04:30:00Z"});
-    notify::send(&t.app, &notice("routine", &me, Category::Appointment, "appointment-reminder", when)).await.unwrap();
+    notify::send(&t.app.notifications, &notice("routine", &me, Category::Appointment, "appointment-reminder", when))
+        .await
+        .unwrap();
     let held = wait_status(&t, "routine", ChannelKind::Email, "cancelled").await;
     assert_eq!(held.last_error.as_deref(), Some("the patient refused contact by email"));
-    notify::send(&t.app, &notice("alert", &me, Category::Security, "emergency-alert", json!({}))).await.unwrap();
+    notify::send(&t.app.notifications, &notice("alert", &me, Category::Security, "emergency-alert", json!({})))
+        .await
+        .unwrap();
     wait_status(&t, "alert", ChannelKind::Email, "sent").await;
     let mails = smtp.mails();
     assert_eq!(mails.len(), 1, "only the critical alert went out");
@@ -420,7 +429,7 @@ async fn sms_goes_to_a_twilio_compatible_api_and_status_callbacks_must_be_signed
 
     // An undelivered report is a bounce, visible to admins with Twilio's error code.
     notify::send(
-        &t.app,
+        &t.app.notifications,
         &notice(
             "appt-sms",
             &id,
@@ -648,9 +657,12 @@ async fn web_push_is_encrypted_and_vapid_signed_and_gone_subscriptions_are_delet
     );
 
     let now = t.clock.now();
-    notify::send(&t.app, &notice("push-1", &me, Category::Medication, "medication-reminder", json!({"count": 2})))
-        .await
-        .unwrap();
+    notify::send(
+        &t.app.notifications,
+        &notice("push-1", &me, Category::Medication, "medication-reminder", json!({"count": 2})),
+    )
+    .await
+    .unwrap();
     let got = eventually("the push", || async { seen_at(&log, "/push/ok").into_iter().next() }).await;
     let public = t.get("/api/push/vapid-public-key").await.json()["publicKey"].as_str().unwrap().to_owned();
     check_vapid(&got, &push, &public, now);
@@ -680,7 +692,9 @@ async fn web_push_is_encrypted_and_vapid_signed_and_gone_subscriptions_are_delet
     assert_eq!(failed.len(), 2, "{failed:?}");
     assert!(failed.iter().all(|r| r.last_error.as_deref().unwrap().contains("subscription gone")));
     // The next notification goes only to the subscription left.
-    notify::send(&t.app, &notice("push-2", &me, Category::Security, "emergency-alert", json!({}))).await.unwrap();
+    notify::send(&t.app.notifications, &notice("push-2", &me, Category::Security, "emergency-alert", json!({})))
+        .await
+        .unwrap();
     let second = eventually("the second push", || async { seen_at(&log, "/push/ok").get(1).cloned() }).await;
     assert_eq!(second.header("urgency"), "high");
     assert_eq!(sql::by_key(&*t.app.db, "push-2").await.unwrap().iter().filter(|r| r.channel == "webpush").count(), 1);
@@ -742,7 +756,9 @@ async fn fcm_gets_a_service_account_jwt_and_http_v1_messages() {
         json_call(&t, &client, Method::POST, "/api/push/register", Some(json!({"kind": "fcm", "token": "a b"}))).await;
     assert_eq!(s, 400);
     let now = t.clock.now();
-    notify::send(&t.app, &notice("fcm-1", &me, Category::Emergency, "emergency-alert", json!({}))).await.unwrap();
+    notify::send(&t.app.notifications, &notice("fcm-1", &me, Category::Emergency, "emergency-alert", json!({})))
+        .await
+        .unwrap();
     let sends = eventually("two FCM sends", || async {
         Some(seen_at(&log, "/v1/projects/hearth-test/messages:send")).filter(|s| s.len() == 2)
     })
@@ -821,7 +837,7 @@ async fn retries_back_off_after_500_and_timeouts_then_give_up() {
         201
     );
     notify::send(
-        &t.app,
+        &t.app.notifications,
         &notice(
             "r-flaky",
             &flaky,
@@ -833,7 +849,7 @@ async fn retries_back_off_after_500_and_timeouts_then_give_up() {
     .await
     .unwrap();
     notify::send(
-        &t.app,
+        &t.app.notifications,
         &notice(
             "r-down",
             &down,
@@ -919,11 +935,14 @@ async fn a_worker_dropped_mid_send_neither_loses_nor_duplicates_the_notification
             .0,
         201
     );
-    notify::send(&t.app, &notice("crash-1", &me, Category::Results, "results-available", json!({"count": 1})))
-        .await
-        .unwrap();
+    notify::send(
+        &t.app.notifications,
+        &notice("crash-1", &me, Category::Results, "results-available", json!({"count": 1})),
+    )
+    .await
+    .unwrap();
     let start = t.clock.now();
-    let a = tokio::spawn(hearth_server::notify::worker::run(t.app.clone(), "worker-a".into()));
+    let a = tokio::spawn(hearth_server::notify::worker::run(t.app.notifications.clone(), "worker-a".into()));
     eventually("worker A's request at the push service", || async { seen_at(&log, "/push/hang").into_iter().next() })
         .await;
     a.abort();
@@ -932,7 +951,7 @@ async fn a_worker_dropped_mid_send_neither_loses_nor_duplicates_the_notification
     assert_eq!((row.status.as_str(), row.attempts, row.lease_owner.as_deref()), ("sending", 1, Some("worker-a")));
 
     // Worker B does not take it while the lease runs…
-    let b_task = tokio::spawn(hearth_server::notify::worker::run(t.app.clone(), "worker-b".into()));
+    let b_task = tokio::spawn(hearth_server::notify::worker::run(t.app.notifications.clone(), "worker-b".into()));
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(row_on(&t, "crash-1", ChannelKind::WebPush).await.unwrap().status, "sending");
     assert_eq!(seen_at(&log, "/push/hang").len(), 1);
@@ -976,13 +995,15 @@ async fn quiet_hours_follow_each_users_time_zone_and_critical_messages_pass() {
     }
     for id in [&delhi, &ny] {
         notify::send(
-            &t.app,
+            &t.app.notifications,
             &notice(&format!("med-{id}"), id, Category::Medication, "medication-reminder", json!({"count": 1})),
         )
         .await
         .unwrap();
     }
-    notify::send(&t.app, &notice("alert", &delhi, Category::Emergency, "emergency-alert", json!({}))).await.unwrap();
+    notify::send(&t.app.notifications, &notice("alert", &delhi, Category::Emergency, "emergency-alert", json!({})))
+        .await
+        .unwrap();
     // New York's reminder and Delhi's emergency alert go now; Delhi's reminder waits.
     wait_status(&t, &format!("med-{ny}"), ChannelKind::Email, "sent").await;
     wait_status(&t, "alert", ChannelKind::Email, "sent").await;
@@ -1026,9 +1047,12 @@ async fn in_app_list_is_unread_first_mark_read_works_and_the_websocket_delivers_
     let t = TestApp::spawn_with(fast).await;
     let (me, client, token) = patient(&t, "inbox@example.org").await;
     let (_, other, _) = patient(&t, "other@example.org").await;
-    notify::send(&t.app, &notice("in-1", &me, Category::Results, "results-available", json!({"count": 3})))
-        .await
-        .unwrap();
+    notify::send(
+        &t.app.notifications,
+        &notice("in-1", &me, Category::Results, "results-available", json!({"count": 3})),
+    )
+    .await
+    .unwrap();
     wait_status(&t, "in-1", ChannelKind::InApp, "delivered").await;
 
     let mut req =
@@ -1039,7 +1063,7 @@ async fn in_app_list_is_unread_first_mark_read_works_and_the_websocket_delivers_
     assert_eq!(first["type"], "notification");
     assert_eq!(first["notification"]["body"], "3 new results are ready in Hearth.");
     notify::send(
-        &t.app,
+        &t.app.notifications,
         &notice("in-2", &me, Category::Appointment, "appointment-reminder", json!({"when": "2026-03-01T04:30:00Z"})),
     )
     .await
@@ -1143,25 +1167,25 @@ async fn preferences_are_validated_and_honoured_and_the_outbox_is_transactional_
     let appt = |key: &str| {
         notice(key, &me, Category::Appointment, "appointment-reminder", json!({"when": "2026-03-01T04:30:00Z"}))
     };
-    notify::send(&t.app, &appt("p-1")).await.unwrap();
+    notify::send(&t.app.notifications, &appt("p-1")).await.unwrap();
     let channels: Vec<String> = sql::by_key(&*t.app.db, "p-1").await.unwrap().into_iter().map(|r| r.channel).collect();
     assert_eq!(channels, ["in_app"], "e-mail turned off; no phone, no push subscription");
 
     // Transactional: rolled back with its cause, committed with it.
     let tx = sql::TxDb::begin(&*t.app.db).await.unwrap();
-    assert_eq!(notify::enqueue(&t.app.notify, &t.app.config, &tx, &appt("tx-1"), t.clock.now()).await.unwrap(), 1);
+    assert_eq!(notify::enqueue(&t.app.notify, &tx, &appt("tx-1"), t.clock.now()).await.unwrap(), 1);
     drop(tx);
     assert!(sql::by_key(&*t.app.db, "tx-1").await.unwrap().is_empty());
     let tx = sql::TxDb::begin(&*t.app.db).await.unwrap();
-    notify::enqueue(&t.app.notify, &t.app.config, &tx, &appt("tx-1"), t.clock.now()).await.unwrap();
+    notify::enqueue(&t.app.notify, &tx, &appt("tx-1"), t.clock.now()).await.unwrap();
     tx.commit().await.unwrap();
     assert_eq!(sql::by_key(&*t.app.db, "tx-1").await.unwrap().len(), 1);
     // Idempotent: the same key adds nothing.
-    assert_eq!(notify::send(&t.app, &appt("tx-1")).await.unwrap(), 0);
+    assert_eq!(notify::send(&t.app.notifications, &appt("tx-1")).await.unwrap(), 0);
     // Scheduled and cancelled: a reminder for tomorrow, cancelled today, never goes.
     let mut later = appt("sched-1");
     later.not_before = Some(t.clock.now() + TimeDelta::days(1));
-    assert_eq!(notify::send(&t.app, &later).await.unwrap(), 1);
+    assert_eq!(notify::send(&t.app.notifications, &later).await.unwrap(), 1);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(row_on(&t, "sched-1", ChannelKind::InApp).await.unwrap().status, "queued");
     assert_eq!(notify::cancel(&*t.app.db, "sched-1", t.clock.now()).await.unwrap(), 1);
@@ -1173,10 +1197,10 @@ async fn preferences_are_validated_and_honoured_and_the_outbox_is_transactional_
     // Unknown templates and accounts are refused.
     let mut bad = appt("bad-1");
     bad.template = "nope".into();
-    assert!(matches!(notify::send(&t.app, &bad).await, Err(notify::EnqueueError::Template(_))));
+    assert!(matches!(notify::send(&t.app.notifications, &bad).await, Err(notify::EnqueueError::Template(_))));
     let mut bad = appt("bad-2");
     bad.account_id = "no-such-account".into();
-    assert!(matches!(notify::send(&t.app, &bad).await, Err(notify::EnqueueError::Invalid(_))));
+    assert!(matches!(notify::send(&t.app.notifications, &bad).await, Err(notify::EnqueueError::Invalid(_))));
 }
 
 /// The same with a real second process: `hearth worker` (the binary, on the same database) is
@@ -1199,9 +1223,12 @@ async fn a_killed_hearth_worker_process_does_not_lose_the_notification() {
     let b = Browser::new();
     let sub = b.subscription(&format!("{push}/push/hang"));
     assert_eq!(json_call(&t, &client, Method::POST, "/api/push/register", Some(sub)).await.0, 201);
-    notify::send(&t.app, &notice("kill-1", &me, Category::Results, "results-available", json!({"count": 2})))
-        .await
-        .unwrap();
+    notify::send(
+        &t.app.notifications,
+        &notice("kill-1", &me, Category::Results, "results-available", json!({"count": 2})),
+    )
+    .await
+    .unwrap();
 
     let dir = tempfile::tempdir().unwrap();
     let database_url = match &t.app.config.database_url {
@@ -1244,7 +1271,7 @@ async fn a_killed_hearth_worker_process_does_not_lose_the_notification() {
     // After the lease (real time: the process used the system clock), another worker sends it.
     tokio::time::sleep(Duration::from_millis(6100)).await;
     t.clock.set(Utc::now());
-    let next = tokio::spawn(hearth_server::notify::worker::run(t.app.clone(), "worker-next".into()));
+    let next = tokio::spawn(hearth_server::notify::worker::run(t.app.notifications.clone(), "worker-next".into()));
     let row = wait_status(&t, "kill-1", ChannelKind::WebPush, "sent").await;
     next.abort();
     let attempts = sql::attempts(&*t.app.db, &row.id).await.unwrap();

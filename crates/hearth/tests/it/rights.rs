@@ -351,7 +351,7 @@ async fn erasure_story(t: TestApp, plaintext: bool) {
     assert_eq!(e["agent"][1]["who"]["identifier"]["value"], me_id);
     assert!(!e.to_string().contains(FAMILY) && !e.to_string().contains("moving abroad"));
     assert_valid_r4(e);
-    assert!(matches!(verify(&t.app).await.unwrap(), Verdict::Intact(_)));
+    assert!(matches!(verify(&t.app.trail).await.unwrap(), Verdict::Intact(_)));
 }
 
 #[tokio::test]

@@ -337,7 +337,7 @@ async fn reminders(app: &App, appointment: &str) -> Vec<outbox::OutboxRow> {
 
 /// Runs the notification worker of `app` until nothing is due.
 async fn drain(app: &Arc<App>) {
-    while hearth_server::notify::worker::run_once(app, "sched-test-worker").await.unwrap() > 0 {}
+    while hearth_server::notify::worker::run_once(&app.notifications, "sched-test-worker").await.unwrap() > 0 {}
 }
 
 fn no_worker(c: &mut hearth_server::Config) {

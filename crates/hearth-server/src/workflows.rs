@@ -1,0 +1,24 @@
+//! The care workflows this binary serves: each is its own crate, given its state here and
+//! mounted in one line (see "How to add a workflow" in docs/ARCHITECTURE.md).
+
+use std::sync::Arc;
+
+use hearth_workflow::{Mount, Workflow};
+
+use crate::app::App;
+
+/// Every workflow's routes and OpenAPI description.
+pub fn mount(app: &App) -> Vec<Mount> {
+    vec![
+        Arc::new(hearth_consent::Consents::new(Arc::clone(app.ctx()))).mount(),
+        Arc::clone(&app.notifications).mount(),
+        Arc::clone(&app.trail).mount(),
+        Arc::new(hearth_rights::Rights::new(Arc::clone(app.ctx()), app.config.rights.clone())).mount(),
+        Arc::new(hearth_scheduling::Scheduling::new(
+            Arc::clone(app.ctx()),
+            app.config.scheduling.clone(),
+            Arc::clone(&app.notify),
+        ))
+        .mount(),
+    ]
+}

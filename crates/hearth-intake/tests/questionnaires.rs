@@ -49,8 +49,7 @@ fn load_all() -> BTreeMap<String, Value> {
         }
         let stem = path.file_stem().unwrap().to_str().unwrap().to_owned();
         let text = std::fs::read_to_string(&path).unwrap();
-        let value: Value =
-            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: not JSON: {e}", path.display()));
+        let value: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: not JSON: {e}", path.display()));
         out.insert(stem, value);
     }
     out
@@ -120,9 +119,7 @@ fn check_translated(english: Option<&str>, companion: Option<&Value>, at: &str, 
     }
     match tr.get("hi-Latn") {
         None => problems.push(format!("{at}: no `hi-Latn` translation")),
-        Some(hl) if hl.trim().is_empty() || hl == english => {
-            problems.push(format!("{at}: `hi-Latn` empty or English"))
-        }
+        Some(hl) if hl.trim().is_empty() || hl == english => problems.push(format!("{at}: `hi-Latn` empty or English")),
         Some(hl) if !hl.is_ascii() => problems.push(format!("{at}: `hi-Latn` is not Latin/ASCII: {hl}")),
         Some(_) => {}
     }
@@ -138,7 +135,8 @@ fn red_flag_vocabulary() -> RedFlagVocabulary {
     let v: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let rules: BTreeSet<String> =
         v["rules"].as_array().unwrap().iter().map(|r| r["code"].as_str().unwrap().to_owned()).collect();
-    let facts: BTreeSet<String> = v["facts"].as_array().unwrap().iter().map(|f| f.as_str().unwrap().to_owned()).collect();
+    let facts: BTreeSet<String> =
+        v["facts"].as_array().unwrap().iter().map(|f| f.as_str().unwrap().to_owned()).collect();
     assert!(rules.contains("cauda_equina") && facts.contains("cancer_history"));
     RedFlagVocabulary { rules, facts }
 }
@@ -298,6 +296,13 @@ fn every_questionnaire_is_valid_r4() {
         }
     }
     assert!(failures.is_empty(), "R4 validation:\n{}", failures.join("\n"));
+
+    // The validator does catch a malformed item (an unknown element, a number where a string belongs).
+    let mut broken = all.get("general-history").expect("general-history.json").clone();
+    broken["item"][0]["txet"] = Value::from("typo");
+    broken["item"][0]["linkId"] = Value::from(7);
+    let errors = model.validate(&broken).into_iter().filter(|i| i.severity == hearth_fhir::Severity::Error).count();
+    assert!(errors >= 2, "expected the broken questionnaire to be rejected");
 }
 
 #[test]
@@ -345,14 +350,14 @@ fn the_checker_rejects_broken_questionnaires() {
     assert!(p.iter().any(|m| m.contains("hi-Latn")), "{p:?}");
     // Unknown red-flag code.
     let p = mutate(&|q| {
-        q["item"][0]["code"] =
-            serde_json::json!([{"system": RED_FLAG_SYSTEM, "code": "not_a_rule"}]);
+        q["item"][0]["code"] = serde_json::json!([{"system": RED_FLAG_SYSTEM, "code": "not_a_rule"}]);
     });
     assert!(p.iter().any(|m| m.contains("not_a_rule")), "{p:?}");
     // A forward enableWhen.
     let p = mutate(&|q| {
         let last = flatten(q).last().map(|i| i["linkId"].clone()).unwrap();
-        q["item"][0]["enableWhen"] = serde_json::json!([{"question": last, "operator": "exists", "answerBoolean": true}]);
+        q["item"][0]["enableWhen"] =
+            serde_json::json!([{"question": last, "operator": "exists", "answerBoolean": true}]);
     });
     assert!(p.iter().any(|m| m.contains("not an earlier item")), "{p:?}");
     // A duplicate linkId.
@@ -389,7 +394,13 @@ fn regional_packs_screen_for_their_red_flags() {
     assert_screens("ortho-neck", &["spinal_cord_compression", "spinal_infection", "spinal_malignancy"]);
     assert_screens("ortho-shoulder", &["septic_arthritis"]);
     assert_screens("ortho-hip", &["hip_fracture", "septic_arthritis"]);
-    assert_screens("ortho-knee", &["septic_arthritis"]);
+    assert_screens("ortho-knee", &["septic_arthritis", "dvt_pe"]);
+    for pack in ["ortho-elbow", "ortho-wrist-hand", "ortho-ankle-foot"] {
+        assert_screens(
+            pack,
+            &["septic_arthritis", "open_fracture", "neurovascular_compromise", "compartment_syndrome"],
+        );
+    }
     assert_screens("ortho-child-limp", &["child_hip_urgent"]);
     assert_screens(
         "ortho-injury-fracture-followup",

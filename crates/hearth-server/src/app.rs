@@ -23,6 +23,12 @@ pub enum StartError {
     Config(#[from] ConfigError),
     #[error("cannot create data directory {path}: {source}")]
     DataDir { path: String, source: std::io::Error },
+    #[error(
+        "the data directory {path} is not writable by this user ({source}); give it to the account running hearth or choose another with HEARTH_DATA_DIR"
+    )]
+    NotWritable { path: String, source: std::io::Error },
+    #[error("cannot open the database file {path}: {source}")]
+    OpenFile { path: String, source: hearth_store::StoreError },
     #[error("cannot open the database: {0}")]
     Store(#[from] hearth_store::StoreError),
     #[error("cannot load the FHIR R4 definitions: {0}")]
@@ -95,7 +101,7 @@ pub async fn open_database(config: &Config) -> Result<(Arc<dyn ResourceStore>, A
                     .map_err(|source| StartError::DataDir { path: dir.display().to_string(), source })?;
             }
             let options = SqliteOptions { keys: config.encryption_keys()?, ..SqliteOptions::default() };
-            let store = Arc::new(SqliteStore::open(&path, &options).await?);
+            let store = Arc::new(open_sqlite(&path, &options).await?);
             store.migrate().await?;
             Ok((store.clone(), store))
         }
@@ -106,6 +112,23 @@ pub async fn open_database(config: &Config) -> Result<(Arc<dyn ResourceStore>, A
             Ok((store.clone(), store))
         }
     }
+}
+
+/// Opens a SQLite file, saying which file and why when it cannot: a directory this user may not
+/// write is named as such (SQLite's own words are "unable to open database file").
+async fn open_sqlite(path: &std::path::Path, options: &SqliteOptions) -> Result<SqliteStore, StartError> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    let shown = |p: &std::path::Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()).display().to_string();
+    // SQLite needs to create its journal files beside the database, so the directory itself must
+    // be writable, not only the file.
+    let probe = dir.join(format!(".hearth-write-check-{}", std::process::id()));
+    match std::fs::OpenOptions::new().write(true).create(true).truncate(true).open(&probe) {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+        }
+        Err(source) => return Err(StartError::NotWritable { path: shown(dir), source }),
+    }
+    SqliteStore::open(path, options).await.map_err(|source| StartError::OpenFile { path: shown(path), source })
 }
 
 /// Opens the audit trail's store beside the configured database, migrated: on SQLite a second
@@ -125,7 +148,7 @@ pub async fn open_audit_database(config: &Config) -> Result<(Arc<dyn ResourceSto
         Database::Sqlite(path) => {
             let audit = audit_sqlite_path(&path);
             let options = SqliteOptions { keys: config.encryption_keys()?, ..SqliteOptions::default() };
-            let store = Arc::new(SqliteStore::open(&audit, &options).await?);
+            let store = Arc::new(open_sqlite(&audit, &options).await?);
             store.migrate().await?;
             Ok((store.clone(), store))
         }

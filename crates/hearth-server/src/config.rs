@@ -139,10 +139,25 @@ pub enum ConfigError {
 }
 
 const KNOWN_VARS: &str = "HEARTH_CONFIG, HEARTH_LISTEN, HEARTH_DATA_DIR, HEARTH_DATABASE_URL, HEARTH_LOG_FORMAT, \
-HEARTH_LOG_LEVEL, HEARTH_MAX_BODY_BYTES, HEARTH_BASE_URL, HEARTH_SHUTDOWN_GRACE_SECS, HEARTH_DEV_MODE, \
+HEARTH_LOG_LEVEL, HEARTH_MAX_BODY_BYTES, HEARTH_BASE_URL, HEARTH_SHUTDOWN_GRACE_SECS, \
 HEARTH_AUTH_REQUIRE_MFA_FOR_CLINICIANS, HEARTH_AUTH_API_REQUESTS_PER_MINUTE, HEARTH_AUTH_AUTH_ATTEMPTS_PER_MINUTE, \
 HEARTH_AUTH_CORS_ALLOWED_ORIGINS, HEARTH_AUTH_PEPPER, HEARTH_ENCRYPTION_KEY_FILE, HEARTH_ENCRYPTION_KEY, \
 HEARTH_ADMIN_PASSWORD, HEARTH_RIGHTS_ERASURE, HEARTH_RIGHTS_RETENTION_DAYS, HEARTH_AUDIT_WAIT_FOR_COMMIT";
+
+/// A listening address: `HOST:PORT` (`127.0.0.1:8080`, `0.0.0.0:8080`, `[::1]:8080`), or a bare
+/// port meaning loopback (`8080` → `127.0.0.1:8080`).
+pub fn parse_listen(value: &str) -> Result<SocketAddr, String> {
+    let value = value.trim();
+    if let Ok(port) = value.parse::<u16>() {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    value.parse().map_err(|_| {
+        format!(
+            "`{value}` is not an address to listen on: write HOST:PORT, e.g. 127.0.0.1:8080 (this machine only), \
+             0.0.0.0:8080 (every interface) or [::1]:8080, or a bare port such as 8080"
+        )
+    })
+}
 
 fn parse_bool(value: &str) -> Result<bool, String> {
     match value {
@@ -198,7 +213,7 @@ impl Config {
             match key.as_str() {
                 // Read by `hearth admin create-admin`, not configuration.
                 "HEARTH_CONFIG" | "HEARTH_ADMIN_PASSWORD" => {}
-                "HEARTH_LISTEN" => config.listen = value.parse().map_err(|e| bad(format!("{e}")))?,
+                "HEARTH_LISTEN" => config.listen = parse_listen(value).map_err(bad)?,
                 "HEARTH_DATA_DIR" => config.data_dir = PathBuf::from(value),
                 "HEARTH_DATABASE_URL" => config.database_url = Some(Secret::new(value.clone())),
                 "HEARTH_LOG_FORMAT" => {
@@ -381,6 +396,19 @@ mod tests {
         assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(c.database().unwrap(), Database::Sqlite(PathBuf::from("hearth-data/hearth.db")));
         assert_eq!(c.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn listen_addresses_take_a_bare_port_and_explain_the_form() {
+        assert_eq!(parse_listen("8081").unwrap().to_string(), "127.0.0.1:8081");
+        assert_eq!(parse_listen("0.0.0.0:9000").unwrap().to_string(), "0.0.0.0:9000");
+        assert_eq!(parse_listen("[::1]:9000").unwrap().to_string(), "[::1]:9000");
+        let e = parse_listen("localhost").unwrap_err();
+        assert!(e.contains("HOST:PORT") && e.contains("127.0.0.1:8080"), "{e}");
+        let e = Config::load(None, &env(&[("HEARTH_LISTEN", "80800")])).unwrap_err().to_string();
+        assert!(e.contains("HEARTH_LISTEN") && e.contains("HOST:PORT"), "{e}");
+        let e = Config::load(None, &env(&[("HEARTH_DEV_MODE", "1")])).unwrap_err().to_string();
+        assert!(e.contains("unknown environment variable HEARTH_DEV_MODE") && !e.contains("HEARTH_DEV_MODE,"), "{e}");
     }
 
     #[test]

@@ -55,6 +55,8 @@ pub trait AuditHook: Witness + Send + Sync {
 pub enum AuthFailure {
     Missing,
     Invalid,
+    /// A token this server signed whose time is up: refresh it.
+    Expired,
     /// An enrolment-only token on any other endpoint.
     MfaSetupOnly,
     Store(StoreError),
@@ -67,9 +69,26 @@ pub trait Authenticate: Send + Sync {
     async fn authenticate(&self, ctx: &Ctx, headers: &HeaderMap, allow_setup: bool) -> Result<Caller, AuthFailure>;
 }
 
+/// The `WWW-Authenticate` challenge of a refusal (RFC 6750 section 3): none for a token that is
+/// valid but only allows TOTP enrolment (that is a `403`).
+fn challenge(f: &AuthFailure) -> Option<String> {
+    let error = |description: &str| {
+        format!("Bearer realm=\"hearth\", error=\"invalid_token\", error_description=\"{description}\"")
+    };
+    match f {
+        AuthFailure::Missing => Some("Bearer realm=\"hearth\"".to_owned()),
+        AuthFailure::Invalid => Some(error("the access token is not valid")),
+        AuthFailure::Expired => Some(error("the access token expired")),
+        AuthFailure::MfaSetupOnly | AuthFailure::Store(_) => None,
+    }
+}
+
+const EXPIRED: &str = "the access token has expired: get a new one with POST /api/v1/auth/refresh (or sign in again)";
+
 impl From<AuthFailure> for FhirError {
     fn from(f: AuthFailure) -> FhirError {
-        match f {
+        let challenge = challenge(&f);
+        let e = match f {
             AuthFailure::Missing => FhirError::new(
                 StatusCode::UNAUTHORIZED,
                 Issue::error("login", "authentication required: send an access token as `Authorization: Bearer …`"),
@@ -77,6 +96,7 @@ impl From<AuthFailure> for FhirError {
             AuthFailure::Invalid => {
                 FhirError::new(StatusCode::UNAUTHORIZED, Issue::error("login", "the access token is not valid"))
             }
+            AuthFailure::Expired => FhirError::new(StatusCode::UNAUTHORIZED, Issue::error("expired", EXPIRED)),
             AuthFailure::MfaSetupOnly => FhirError::new(
                 StatusCode::FORBIDDEN,
                 Issue::error(
@@ -85,13 +105,18 @@ impl From<AuthFailure> for FhirError {
                 ),
             ),
             AuthFailure::Store(e) => e.into(),
+        };
+        match challenge {
+            Some(c) => e.with_challenge(c),
+            None => e,
         }
     }
 }
 
 impl From<AuthFailure> for ApiError {
     fn from(f: AuthFailure) -> ApiError {
-        match f {
+        let challenge = challenge(&f);
+        let e = match f {
             AuthFailure::Missing => ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthenticated",
@@ -100,12 +125,17 @@ impl From<AuthFailure> for ApiError {
             AuthFailure::Invalid => {
                 ApiError::new(StatusCode::UNAUTHORIZED, "invalid_token", "the access token is not valid")
             }
+            AuthFailure::Expired => ApiError::new(StatusCode::UNAUTHORIZED, "token_expired", EXPIRED),
             AuthFailure::MfaSetupOnly => ApiError::new(
                 StatusCode::FORBIDDEN,
                 "mfa_enrollment_required",
                 "two-factor enrolment required: this token may only enrol TOTP (POST /api/v1/auth/totp/enroll)",
             ),
             AuthFailure::Store(e) => crate::error::api_store_error(e),
+        };
+        match challenge {
+            Some(c) => e.with_challenge(c),
+            None => e,
         }
     }
 }

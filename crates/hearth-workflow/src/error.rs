@@ -73,15 +73,17 @@ pub struct FhirError {
     pub issues: Vec<Issue>,
     /// The cause of a server-side failure, logged once and never sent.
     internal: Option<Box<dyn std::error::Error + Send + Sync>>,
+    /// A `WWW-Authenticate` challenge (RFC 6750) for a `401`.
+    challenge: Option<String>,
 }
 
 impl FhirError {
     pub fn new(status: StatusCode, issue: Issue) -> FhirError {
-        FhirError { status, issues: vec![issue], internal: None }
+        FhirError { status, issues: vec![issue], internal: None, challenge: None }
     }
 
     pub fn with_issues(status: StatusCode, issues: Vec<Issue>) -> FhirError {
-        FhirError { status, issues, internal: None }
+        FhirError { status, issues, internal: None, challenge: None }
     }
 
     /// The issues' diagnostics (and a server-side cause), for command-line reports.
@@ -109,7 +111,14 @@ impl FhirError {
                 "internal server error; the server log has details under this request's id",
             )],
             internal: Some(cause.into()),
+            challenge: None,
         }
+    }
+
+    /// The same error with a `WWW-Authenticate` challenge.
+    pub fn with_challenge(mut self, challenge: String) -> FhirError {
+        self.challenge = Some(challenge);
+        self
     }
 }
 
@@ -147,6 +156,7 @@ impl From<StoreError> for FhirError {
                 status: StatusCode::SERVICE_UNAVAILABLE,
                 issues: vec![Issue::error("transient", "the database is busy or unavailable; retry later")],
                 internal: Some(cause),
+                challenge: None,
             },
             other @ (StoreError::Corrupt(_) | StoreError::Database(_)) => FhirError::internal(other),
         }
@@ -170,7 +180,9 @@ fn log_cause(status: StatusCode, cause: Option<&(dyn std::error::Error + Send + 
 impl IntoResponse for FhirError {
     fn into_response(self) -> Response {
         log_cause(self.status, self.internal.as_deref());
-        fhir_json(self.status, &operation_outcome(&self.issues))
+        let mut resp = fhir_json(self.status, &operation_outcome(&self.issues));
+        add_challenge(&mut resp, self.challenge.as_deref());
+        resp
     }
 }
 
@@ -190,11 +202,13 @@ pub struct ApiError {
     /// Seconds for a `Retry-After` header (429/503).
     pub retry_after: Option<u64>,
     internal: Option<Box<dyn std::error::Error + Send + Sync>>,
+    /// A `WWW-Authenticate` challenge (RFC 6750) for a `401`.
+    challenge: Option<String>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, code, message: message.into(), retry_after: None, internal: None }
+        ApiError { status, code, message: message.into(), retry_after: None, internal: None, challenge: None }
     }
 
     pub fn internal(cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> ApiError {
@@ -204,6 +218,7 @@ impl ApiError {
             message: "internal server error; the server log has details under this request's id".into(),
             retry_after: None,
             internal: Some(cause.into()),
+            challenge: None,
         }
     }
 
@@ -214,7 +229,22 @@ impl ApiError {
             message: "a dependency is unavailable".into(),
             retry_after: None,
             internal: Some(cause.into()),
+            challenge: None,
         }
+    }
+}
+
+impl ApiError {
+    /// The same error with a `WWW-Authenticate` challenge.
+    pub fn with_challenge(mut self, challenge: String) -> ApiError {
+        self.challenge = Some(challenge);
+        self
+    }
+}
+
+fn add_challenge(resp: &mut Response, challenge: Option<&str>) {
+    if let Some(v) = challenge.and_then(|c| HeaderValue::from_str(c).ok()) {
+        resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
     }
 }
 
@@ -226,6 +256,7 @@ impl IntoResponse for ApiError {
         if let Some(secs) = self.retry_after {
             resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
+        add_challenge(&mut resp, self.challenge.as_deref());
         resp
     }
 }

@@ -33,7 +33,12 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Apply migrations and serve the HTTP API (FHIR at /fhir) until SIGINT/SIGTERM.
-    Serve,
+    Serve {
+        /// Address to listen on: HOST:PORT (127.0.0.1:8080, 0.0.0.0:8080) or a bare port;
+        /// overrides `listen` / HEARTH_LISTEN.
+        #[arg(long)]
+        listen: Option<String>,
+    },
     /// Apply pending database migrations and exit.
     Migrate,
     /// Deliver notifications from the outbox (no HTTP) until SIGINT/SIGTERM; any number of
@@ -82,8 +87,8 @@ enum Command {
 
 #[derive(Subcommand)]
 enum AdminTask {
-    /// Create an administrator account. The password is read from HEARTH_ADMIN_PASSWORD or,
-    /// when that is unset, from the first line of standard input.
+    /// Create an administrator account. The password is read from HEARTH_ADMIN_PASSWORD, else
+    /// asked without echo on a terminal, else read from the first line of standard input.
     CreateAdmin {
         #[arg(long)]
         email: String,
@@ -257,15 +262,33 @@ async fn storage_task(config: &Config, task: AdminTask) -> Result<(), String> {
     Ok(())
 }
 
+/// The new administrator's password: `HEARTH_ADMIN_PASSWORD`, else typed at a prompt without
+/// echo (twice) when standard input is a terminal, else the first line of standard input (a
+/// pipe). Never waits silently: a terminal gets a prompt, anything else is read at once.
 fn read_password() -> Result<String, String> {
     if let Ok(p) = std::env::var("HEARTH_ADMIN_PASSWORD") {
         return Ok(p);
+    }
+    if std::io::stdin().is_terminal() {
+        let ask =
+            |prompt: &str| rpassword::prompt_password(prompt).map_err(|e| format!("cannot read the password: {e}"));
+        let first = ask("Password for the new administrator (12+ characters, not shown): ")?;
+        if first.is_empty() {
+            return Err("no password given".into());
+        }
+        if ask("The same password again: ")? != first {
+            return Err("the two passwords differ; nothing was created".into());
+        }
+        return Ok(first);
     }
     let mut line = String::new();
     std::io::stdin().read_line(&mut line).map_err(|e| format!("cannot read the password from stdin: {e}"))?;
     let p = line.trim_end_matches(['\r', '\n']).to_owned();
     if p.is_empty() {
-        return Err("no password: set HEARTH_ADMIN_PASSWORD or write it to standard input".into());
+        return Err(
+            "no password: set HEARTH_ADMIN_PASSWORD, pipe it to standard input, or run on a terminal to be asked"
+                .into(),
+        );
     }
     Ok(p)
 }
@@ -310,6 +333,15 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
     let env: Vec<(String, String)> = std::env::vars().collect();
     let config = Config::load(cli.config.as_deref(), &env).map_err(|e| e.to_string())?;
     init_logging(&config)?;
+    // Say which database a command works on (serve says it in its banner), so a command run
+    // from another directory cannot silently create and use a second, empty one.
+    let opens_store = !matches!(
+        cli.command,
+        Command::Serve { .. } | Command::Admin { task: AdminTask::GenerateKey } | Command::Import { url: Some(_), .. }
+    );
+    if opens_store {
+        eprintln!("hearth: database {}", describe_database(&config));
+    }
     match cli.command {
         Command::Migrate => {
             hearth_server::app::open_store(&config).await.map_err(|e| chain(&e))?.close().await;
@@ -405,17 +437,61 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             app.store.close().await;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Serve => {
+        Command::Serve { listen } => {
+            let mut config = config;
+            if let Some(listen) = listen {
+                config.listen = hearth_server::config::parse_listen(&listen).map_err(|e| format!("--listen: {e}"))?;
+            }
             let listen = config.listen;
             let app = Arc::new(App::start(config, Arc::new(SystemClock)).await.map_err(|e| chain(&e))?);
-            let listener =
-                tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+            let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
+                format!("cannot listen on {listen}: {e} (another process may hold the port; choose one with --listen)")
+            })?;
             let addr = listener.local_addr().map_err(|e| e.to_string())?;
             tracing::info!(backend = app.store.backend(), "listening on http://{addr} (FHIR base http://{addr}/fhir)");
+            let admins = hearth_store_sql::identity::count_role(&*app.db, "admin").await.unwrap_or(1);
+            eprintln!("{}", banner(&app.config, addr, admins == 0));
             hearth_server::serve(app, listener, shutdown_signal()).await.map_err(|e| format!("server error: {e}"))?;
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Where this process keeps its data, in words (never a database password).
+fn describe_database(config: &Config) -> String {
+    let absolute = |p: &std::path::Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    match config.database() {
+        Ok(hearth_server::config::Database::Sqlite(path)) => format!(
+            "SQLite {} (audit trail {})",
+            absolute(&path).display(),
+            absolute(&hearth_server::app::audit_sqlite_path(&path)).display()
+        ),
+        Ok(hearth_server::config::Database::Postgres(url)) => {
+            // postgres://user:password@host:port/db?… → host:port/db
+            let rest = url.expose().split_once("://").map_or("", |(_, r)| r);
+            let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
+            format!("PostgreSQL {}", rest.split('?').next().unwrap_or(rest))
+        }
+        Err(e) => format!("(invalid database configuration: {e})"),
+    }
+}
+
+/// What `serve` tells the person who started it: where the data is, where to point a client, and
+/// what to do first on a new database.
+fn banner(config: &Config, addr: std::net::SocketAddr, no_admin: bool) -> String {
+    let base = config.base_url.clone().unwrap_or_else(|| format!("http://{addr}"));
+    let mut out = format!(
+        "hearth {} is serving\n  data:     {}\n  data dir: {}\n  FHIR:     {base}/fhir  (capabilities: {base}/fhir/metadata)\n  API docs: {base}/api/docs\n  home:     {base}/",
+        env!("CARGO_PKG_VERSION"),
+        describe_database(config),
+        std::path::absolute(&config.data_dir).unwrap_or_else(|_| config.data_dir.clone()).display(),
+    );
+    if no_admin {
+        out.push_str(
+            "\n  next:     no administrator yet; create one (another terminal, same directory and configuration):\n            hearth admin create-admin --email you@example.org",
+        );
+    }
+    out
 }
 
 fn main() -> ExitCode {

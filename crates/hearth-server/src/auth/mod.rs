@@ -345,6 +345,15 @@ pub async fn access_for(
     Ok((scopes, Access { reach, grants, actor: Some(account.id.clone()), audit }))
 }
 
+/// A token this server signed whose time is up is told apart from any other refusal (its
+/// signature was checked first), so a client knows to refresh rather than to sign in again.
+fn failure(e: hearth_auth::token::TokenError) -> AuthFailure {
+    match e {
+        hearth_auth::token::TokenError::Expired => AuthFailure::Expired,
+        _ => AuthFailure::Invalid,
+    }
+}
+
 /// Resolves the bearer token in `headers` (signature, expiry, the account as it is now, its
 /// access); `allow_setup` admits enrolment-only tokens.
 #[async_trait::async_trait]
@@ -367,9 +376,9 @@ impl Authenticate for Auth {
             Err(hearth_auth::token::TokenError::UnknownKid) => {
                 // Another process may have rotated the keys: look once more.
                 self.reload(&*ctx.db).await.map_err(|_| AuthFailure::Invalid)?;
-                self.keys().verify(&self.settings, token, now).map_err(|_| AuthFailure::Invalid)?
+                self.keys().verify(&self.settings, token, now).map_err(failure)?
             }
-            Err(_) => return Err(AuthFailure::Invalid),
+            Err(e) => return Err(failure(e)),
         };
         if !allow_setup && is_setup_token(&claims) {
             return Err(AuthFailure::MfaSetupOnly);

@@ -154,6 +154,8 @@ async fn bad_tokens_get_401_and_expiry_is_enforced() {
     let anon = t.send(t.anonymous().get(t.url(&path))).await;
     assert_eq!(anon.status, 401);
     assert_eq!(anon.outcome_issue()["code"], "login");
+    // RFC 6750: no token, a challenge without an error code.
+    assert_eq!(anon.header("www-authenticate").as_deref(), Some(r#"Bearer realm="hearth""#));
     let r = api(&t, &t.anonymous(), Method::GET, "/api/v1/auth/me", None).await;
     assert_eq!((r.status, r.json()["error"]["code"].as_str()), (401, Some("unauthenticated")));
 
@@ -170,10 +172,24 @@ async fn bad_tokens_get_401_and_expiry_is_enforced() {
     for bad in [tampered, none, wrong_kid, "not-a-jwt".to_owned()] {
         let r = t.send(bearer(&bad).get(t.url(&path))).await;
         assert_eq!(r.status, 401, "{bad}");
+        let challenge = r.header("www-authenticate").unwrap_or_default();
+        assert!(challenge.contains(r#"error="invalid_token""#) && !challenge.contains("expired"), "{challenge}");
+        let r = api(&t, &bearer(&bad), Method::GET, "/api/v1/auth/me", None).await;
+        assert_eq!((r.status, r.json()["error"]["code"].as_str()), (401, Some("invalid_token")), "{bad}");
     }
-    // 15 minutes later the access token has expired.
+    // 15 minutes later the access token has expired: told apart from a bad one, on both APIs.
     t.clock.set(chrono::Utc::now() + Duration::minutes(16));
-    assert_eq!(status(&t, &bearer(&token), Method::GET, &path, None).await, 401);
+    let r = t.send(bearer(&token).get(t.url(&path))).await;
+    assert_eq!((r.status, r.outcome_issue()["code"].as_str()), (401, Some("expired")));
+    let challenge = r.header("www-authenticate").unwrap_or_default();
+    assert!(challenge.contains(r#"error="invalid_token""#) && challenge.contains("expired"), "{challenge}");
+    let r = api(&t, &bearer(&token), Method::GET, "/api/v1/auth/me", None).await;
+    assert_eq!((r.status, r.json()["error"]["code"].as_str()), (401, Some("token_expired")));
+    assert!(r.json()["error"]["message"].as_str().unwrap().contains("/api/v1/auth/refresh"));
+    // A forged token whose time is also up is still just invalid (the signature is checked first).
+    let r =
+        api(&t, &bearer(&format!("{}.{}.{}", parts[0], payload, parts[2])), Method::GET, "/api/v1/auth/me", None).await;
+    assert_eq!(r.json()["error"]["code"], "invalid_token");
 }
 
 /// Minimal base64url (no padding) for forging test headers.

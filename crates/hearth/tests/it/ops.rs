@@ -59,6 +59,7 @@ async fn openapi_and_docs_are_served_without_a_cdn() {
     assert!(spec["openapi"].as_str().unwrap().starts_with("3."));
     // Every app endpoint the server routes is documented.
     let documented = [
+        ("get", "/"),
         ("get", "/healthz"),
         ("get", "/readyz"),
         ("get", "/metrics"),
@@ -168,4 +169,18 @@ async fn planner_statistics_are_gathered_when_asked_and_not_again_without_change
         // SQLite's search plans name their indexes: nothing to gather.
         assert_eq!(analysed, 0);
     }
+}
+
+#[tokio::test]
+async fn the_front_door_links_to_everything_a_newcomer_needs() {
+    let t = TestApp::spawn().await;
+    let r = t.get("/").await;
+    assert_eq!(r.status, 200);
+    assert!(r.header("content-type").unwrap().starts_with("text/html"));
+    for link in ["/fhir/metadata", "/api/docs", "/api/openapi.json", "/healthz", "create-admin"] {
+        assert!(r.text.contains(link), "the home page lacks {link}");
+    }
+    let r = t.send(t.anonymous().get(t.url("/")).header("accept", "application/json")).await;
+    assert_eq!((r.status, r.json()["fhir"].as_str()), (200, Some("/fhir")));
+    assert_eq!(r.json()["api_docs"], "/api/docs");
 }

@@ -247,6 +247,48 @@ async fn configuration_errors_fail_clearly() {
     let out = command(dir.path(), &[], &["--config", "h.toml", "serve"]).output().await.unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("h.toml"));
+    // Addresses say the form they want, whether from the variable or --listen.
+    for (env, args) in [(&[("HEARTH_LISTEN", "localhost")][..], &["serve"][..]), (&[], &["serve", "--listen", "80800"])]
+    {
+        let out = command(dir.path(), env, args).output().await.unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && stderr.contains("HOST:PORT") && stderr.contains("127.0.0.1:8080"), "{stderr}");
+    }
+    // A data directory that cannot be one is named.
+    std::fs::write(dir.path().join("not-a-dir"), "x").unwrap();
+    let out = command(dir.path(), &[("HEARTH_DATA_DIR", "not-a-dir")], &["migrate"]).output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("not-a-dir"), "{stderr}");
+}
+
+#[tokio::test]
+async fn serve_says_where_its_data_is_and_what_to_do_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child =
+        command(dir.path(), &[("HEARTH_DATA_DIR", "state")], &["serve", "--listen", "127.0.0.1:0"]).spawn().unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut banner = Vec::new();
+    let read = async {
+        while let Ok(Some(line)) = stderr.next_line().await {
+            let last = line.contains("next:") || line.contains("create-admin");
+            banner.push(line);
+            if last && banner.iter().any(|l| l.contains("create-admin")) {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), read).await.expect("no banner");
+    let text = banner.join("\n");
+    let data_dir = std::fs::canonicalize(dir.path()).unwrap().join("state");
+    assert!(text.contains(&data_dir.display().to_string()), "the absolute data directory: {text}");
+    assert!(text.contains("SQLite") && text.contains("hearth.db") && text.contains("hearth-audit.db"), "{text}");
+    assert!(text.contains("/fhir") && text.contains("/api/docs"), "{text}");
+    assert!(text.contains("hearth admin create-admin"), "the next step on a new database: {text}");
+    child.kill().await.unwrap();
+    // Other commands say which database they use.
+    let out = command(dir.path(), &[("HEARTH_DATA_DIR", "state")], &["migrate"]).output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && stderr.contains(&data_dir.join("hearth.db").display().to_string()), "{stderr}");
 }
 
 #[tokio::test]

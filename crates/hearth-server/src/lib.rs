@@ -21,4 +21,6 @@ pub use hearth_consent as consent;
 pub use hearth_notifications as notify;
 pub use hearth_rights as rights;
 pub use hearth_scheduling as scheduling;
+/// The base every workflow builds on (context, caller, errors, FHIR helpers).
+pub use hearth_workflow as workflow;
 pub use telemetry::{router, serve};

@@ -5,10 +5,33 @@
 //! Shared resources that every Synthea patient file repeats (Organization, Practitioner,
 //! Location posted without `ifNoneExist`) get a conditional create on their first identifier,
 //! so loading many files does not duplicate them. Failures go to an NDJSON file with reasons.
+//!
+//! **Importing again never duplicates** (decision): a resource keeps an id that comes from the
+//! data itself, so a second load updates what the first created.
+//! - NDJSON lines and `collection` entries with an `id` are written to that id (update-as-create).
+//! - A Bundle entry that POSTs without `ifNoneExist` and whose `fullUrl` is a `urn:uuid:` (Synthea,
+//!   most generators) becomes a PUT to `Type/<that uuid>`; references to the `fullUrl` follow it
+//!   (the Bundle code maps a PUT's `fullUrl` to its `Type/id`).
+//! - Any other POST with a business identifier (`identifier[0]` with system and value) becomes a
+//!   conditional create on it; shared types (above) always do, so two files naming one
+//!   Organization under different uuids still make one.
+//! - Only a POST with neither (no stable uuid, no identifier) creates a new resource each time;
+//!   the summary says how many there were. `--no-dedupe` turns the rewriting off.
+//!
+//! **Stopping and resuming**: a progress file (`--progress`, default `import-progress.ndjson`)
+//! records each finished file (path, size, modification time) as it goes; Ctrl-C (or SIGTERM)
+//! lets the current file finish, prints the summary and exits with status 130; running the same
+//! command again skips the finished files (`--restart` ignores them) and the file is removed
+//! once a run completes. Even without it a re-run would be correct, only slower.
+//!
+//! Over HTTP (`--url`), a `401` or `403` stops the import at once: every further request would
+//! be refused the same way.
 
+use std::collections::HashSet;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use hearth_server::App;
@@ -27,11 +50,15 @@ pub enum Target {
 #[derive(Default)]
 struct Counts {
     files: u64,
+    /// Files skipped because an earlier, interrupted run finished them.
+    skipped: u64,
     bundles: u64,
     created: u64,
     updated: u64,
     existing: u64,
     failed: u64,
+    /// POSTs with neither a stable uuid nor an identifier: new each time they are imported.
+    unkeyed: u64,
 }
 
 impl Counts {
@@ -43,6 +70,8 @@ impl Counts {
 struct Importer {
     target: Target,
     dedupe: bool,
+    /// Set by Ctrl-C / SIGTERM: finish the current file, then stop.
+    stop: Arc<AtomicBool>,
     counts: Counts,
     failures_path: PathBuf,
     failures: Option<tokio::io::BufWriter<tokio::fs::File>>,
@@ -99,29 +128,88 @@ fn query_value(v: &str) -> String {
     out
 }
 
-/// Adds `ifNoneExist` on the first identifier to plain POSTs of shared resource types.
-fn dedupe_shared(bundle: &mut Value) {
-    let Some(entries) = bundle.get_mut("entry").and_then(Value::as_array_mut) else { return };
+/// The id a `urn:uuid:` full URL names, when it is a valid FHIR id.
+fn uuid_of(full_url: Option<&str>) -> Option<String> {
+    let id = full_url?.strip_prefix("urn:uuid:")?;
+    hearth_server::workflow::fhir::valid_id(id).then(|| id.to_owned())
+}
+
+/// `identifier=system|value` of a resource's first identifier, escaped for a query.
+fn identifier_condition(resource: &Value) -> Option<String> {
+    let ident = resource.pointer("/identifier/0");
+    let system = ident.and_then(|i| i.get("system")).and_then(Value::as_str)?;
+    let value = ident.and_then(|i| i.get("value")).and_then(Value::as_str)?;
+    Some(format!("identifier={}%7C{}", query_value(system), query_value(value)))
+}
+
+/// Gives every entry of a Bundle a stable target so that importing it again updates instead of
+/// duplicating (see the module docs); answers how many entries could not be given one.
+fn keyed(bundle: &mut Value) -> u64 {
+    let collection = bundle.get("type").and_then(Value::as_str) == Some("collection");
+    let Some(entries) = bundle.get_mut("entry").and_then(Value::as_array_mut) else { return 0 };
+    let mut unkeyed = 0;
     for e in entries {
-        let ty = e.pointer("/resource/resourceType").and_then(Value::as_str).unwrap_or_default();
-        if !SHARED_TYPES.contains(&ty) || e.pointer("/request/method").and_then(Value::as_str) != Some("POST") {
+        let full = e.get("fullUrl").and_then(Value::as_str).map(str::to_owned);
+        let ty = e.pointer("/resource/resourceType").and_then(Value::as_str).unwrap_or_default().to_owned();
+        if collection {
+            // Converted to PUT-by-id or POST later: an id from the uuid makes it a PUT.
+            if e.pointer("/resource/id").is_none()
+                && let Some(id) = uuid_of(full.as_deref())
+                && let Some(r) = e.get_mut("resource").and_then(Value::as_object_mut)
+            {
+                r.insert("id".into(), Value::String(id));
+            } else if e.pointer("/resource/id").is_none() {
+                unkeyed += 1;
+            }
             continue;
         }
-        if e.pointer("/request/ifNoneExist").is_some() {
+        if e.pointer("/request/method").and_then(Value::as_str) != Some("POST")
+            || e.pointer("/request/ifNoneExist").is_some()
+        {
             continue;
         }
-        let ident = e.pointer("/resource/identifier/0");
-        let (Some(system), Some(value)) = (
-            ident.and_then(|i| i.get("system")).and_then(Value::as_str),
-            ident.and_then(|i| i.get("value")).and_then(Value::as_str),
-        ) else {
-            continue;
+        let resource = e.get("resource").cloned().unwrap_or(Value::Null);
+        let condition = identifier_condition(&resource);
+        let request = if SHARED_TYPES.contains(&ty.as_str()) && condition.is_some() {
+            condition.map(|c| json!({"method": "POST", "url": ty, "ifNoneExist": c}))
+        } else if let Some(id) = uuid_of(full.as_deref()) {
+            if let Some(r) = e.get_mut("resource").and_then(Value::as_object_mut) {
+                r.insert("id".into(), Value::String(id.clone()));
+            }
+            Some(json!({"method": "PUT", "url": format!("{ty}/{id}")}))
+        } else {
+            condition.map(|c| json!({"method": "POST", "url": ty, "ifNoneExist": c}))
         };
-        let cond = format!("identifier={}%7C{}", query_value(system), query_value(value));
-        if let Some(req) = e.get_mut("request").and_then(Value::as_object_mut) {
-            req.insert("ifNoneExist".into(), Value::String(cond));
+        match (request, e.as_object_mut()) {
+            (Some(request), Some(map)) => {
+                map.insert("request".into(), request);
+            }
+            _ => unkeyed += 1,
         }
     }
+    unkeyed
+}
+
+/// What one finished file is known by in the progress file.
+fn fingerprint(path: &Path) -> Option<String> {
+    let meta = std::fs::metadata(path).ok()?;
+    let modified = meta.modified().ok()?.duration_since(std::time::UNIX_EPOCH).ok()?.as_nanos();
+    let absolute = std::path::absolute(path).ok()?;
+    Some(
+        json!({"file": absolute.display().to_string(), "size": meta.len(), "modified": modified.to_string()})
+            .to_string(),
+    )
+}
+
+/// The progress file of an interrupted run of the same import (same target and inputs): the
+/// files it finished. Anything else (no file, another import, unreadable) starts afresh.
+fn finished_before(progress: &Path, header: &str) -> HashSet<String> {
+    let Ok(text) = std::fs::read_to_string(progress) else { return HashSet::new() };
+    let mut lines = text.lines();
+    if lines.next() != Some(header) {
+        return HashSet::new();
+    }
+    lines.map(str::to_owned).collect()
 }
 
 impl Importer {
@@ -176,12 +264,18 @@ impl Importer {
     }
 
     async fn resource(&mut self, file: &Path, at: Value, resource: Value) -> Result<(), String> {
+        if resource.get("id").is_none() {
+            self.counts.unkeyed += 1;
+        }
         let result = match &self.target {
             Target::Direct(app) => bundle::import_resource(app, resource).await.unwrap_or_else(EntryResult::Failed),
             Target::Http { client, base } => http_resource(client, base, &resource).await,
         };
         match &result {
-            EntryResult::Failed(e) => self.fail(file, at, &e.describe()).await?,
+            EntryResult::Failed(e) => {
+                refused(&self.target, e)?;
+                self.fail(file, at, &e.describe()).await?;
+            }
             r => self.tally(r),
         }
         Ok(())
@@ -190,7 +284,7 @@ impl Importer {
     async fn bundle(&mut self, file: &Path, mut body: Value) -> Result<(), String> {
         self.counts.bundles += 1;
         if self.dedupe {
-            dedupe_shared(&mut body);
+            self.counts.unkeyed += keyed(&mut body);
         }
         let entries = body.get("entry").and_then(Value::as_array).map_or(0, Vec::len);
         let results = match &self.target {
@@ -207,6 +301,7 @@ impl Importer {
                 }
             }
             Err(e) => {
+                refused(&self.target, &e)?;
                 // A refused transaction wrote nothing: every entry failed with the same reason.
                 let reason = e.describe();
                 self.fail(file, json!({"bundle": true}), &reason).await?;
@@ -240,6 +335,10 @@ impl Importer {
                     Err(e) => self.fail(path, json!({"line": n}), &format!("not JSON: {e}")).await?,
                 }
                 self.report(false);
+                if self.stop.load(Ordering::SeqCst) {
+                    // An NDJSON file is resumed from its start: its lines carry their ids.
+                    return Ok(());
+                }
             }
         } else {
             let bytes = tokio::fs::read(path).await.map_err(|e| format!("cannot read {}: {e}", path.display()))?;
@@ -254,6 +353,19 @@ impl Importer {
         self.report(false);
         Ok(())
     }
+}
+
+/// Over HTTP, a refusal of the token stops the import: every further request would be refused.
+fn refused(target: &Target, e: &hearth_server::error::FhirError) -> Result<(), String> {
+    let status = e.status.as_u16();
+    if matches!(target, Target::Http { .. }) && matches!(status, 401 | 403) {
+        return Err(format!(
+            "the server refused the request ({}); check --token (an access token of an account allowed to write \
+             what is imported; tokens expire after 15 minutes). Stopped: nothing more was sent",
+            e.describe()
+        ));
+    }
+    Ok(())
 }
 
 fn error_from_outcome(status: u16, text: &str) -> hearth_server::error::FhirError {
@@ -363,12 +475,40 @@ async fn http_bundle(
         .collect())
 }
 
-/// Runs the import; `Ok(true)` when nothing failed.
-pub async fn run(target: Target, paths: &[PathBuf], failures: PathBuf, dedupe: bool) -> Result<bool, String> {
+/// How a run ended.
+pub enum Outcome {
+    /// Every file was imported and nothing failed.
+    Done,
+    /// Every file was imported; some resources failed (see the failures file).
+    Failures,
+    /// Stopped by a signal; running the same command again resumes.
+    Interrupted,
+}
+
+/// Runs the import. `progress` is the progress file; `restart` ignores an earlier run's.
+pub async fn run(
+    target: Target,
+    paths: &[PathBuf],
+    failures: PathBuf,
+    dedupe: bool,
+    progress: PathBuf,
+    restart: bool,
+) -> Result<Outcome, String> {
     let files = collect(paths)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let watcher = tokio::spawn(stop_on_signal(Arc::clone(&stop)));
+    let destination = match &target {
+        Target::Direct(app) => format!("database:{}", app.store.backend()),
+        Target::Http { base, .. } => format!("url:{base}"),
+    };
+    let inputs: Vec<String> =
+        paths.iter().map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()).display().to_string()).collect();
+    let header = json!({"hearth-import": 1, "to": destination, "paths": inputs, "dedupe": dedupe}).to_string();
+    let done = if restart { HashSet::new() } else { finished_before(&progress, &header) };
     let mut imp = Importer {
         target,
         dedupe,
+        stop: Arc::clone(&stop),
         counts: Counts::default(),
         failures_path: failures,
         failures: None,
@@ -376,17 +516,50 @@ pub async fn run(target: Target, paths: &[PathBuf], failures: PathBuf, dedupe: b
         last_report: Instant::now(),
         tty: std::io::stderr().is_terminal(),
     };
+    if !done.is_empty() {
+        eprintln!(
+            "import: resuming an interrupted run ({} files finished then are skipped; --restart imports everything again)",
+            done.len()
+        );
+    }
+    let mut log = open_progress(&progress, &header, &done).await?;
+    let mut interrupted = false;
+    let mut finished = 0usize;
     for f in &files {
-        imp.file(f).await?;
+        if stop.load(Ordering::SeqCst) {
+            interrupted = true;
+            break;
+        }
+        let print = fingerprint(f);
+        if print.as_ref().is_some_and(|p| done.contains(p)) {
+            imp.counts.skipped += 1;
+            finished += 1;
+            continue;
+        }
+        let result = imp.file(f).await;
+        if let Err(e) = result {
+            summary(&mut imp).await?;
+            return Err(e);
+        }
+        if stop.load(Ordering::SeqCst) && is_ndjson(f) {
+            // Stopped inside an NDJSON file: it is not finished.
+            interrupted = true;
+            break;
+        }
+        finished += 1;
+        if let Some(p) = print {
+            log.write_all(format!("{p}\n").as_bytes()).await.map_err(|e| progress_error(&progress, &e))?;
+            log.flush().await.map_err(|e| progress_error(&progress, &e))?;
+        }
     }
-    if let Some(mut w) = imp.failures.take() {
-        w.flush().await.map_err(|e| format!("cannot write the failures file: {e}"))?;
+    watcher.abort();
+    drop(log);
+    if !interrupted {
+        // A finished run leaves nothing to resume: the next run of the same command imports
+        // everything again (updating what is there).
+        let _ = tokio::fs::remove_file(&progress).await;
     }
-    imp.report(true);
-    if imp.tty {
-        eprintln!();
-    }
-    if let Target::Direct(app) = &imp.target {
+    if !interrupted && let Target::Direct(app) = &imp.target {
         // A bulk load changes the tables' shape at once: give the planner fresh statistics now
         // rather than when autovacuum next looks (PostgreSQL; nothing to do on SQLite). The data
         // is in either way: a failure here is said, not turned into a failed import (a running
@@ -394,6 +567,77 @@ pub async fn run(target: Target, paths: &[PathBuf], failures: PathBuf, dedupe: b
         if let Err(e) = app.store.refresh_statistics(true).await {
             eprintln!("warning: cannot refresh the planner statistics after the import: {e}");
         }
+    }
+    summary(&mut imp).await?;
+    if interrupted {
+        eprintln!(
+            "import interrupted: {} of {} files finished; run the same command again to resume ({})",
+            finished,
+            files.len(),
+            progress.display()
+        );
+        return Ok(Outcome::Interrupted);
+    }
+    Ok(if imp.counts.failed == 0 { Outcome::Done } else { Outcome::Failures })
+}
+
+fn progress_error(progress: &Path, e: &std::io::Error) -> String {
+    format!("cannot write the progress file {}: {e}", progress.display())
+}
+
+/// The progress file, rewritten with `header` and the files already finished.
+async fn open_progress(
+    progress: &Path,
+    header: &str,
+    done: &HashSet<String>,
+) -> Result<tokio::io::BufWriter<tokio::fs::File>, String> {
+    let f = tokio::fs::File::create(progress).await.map_err(|e| progress_error(progress, &e))?;
+    let mut w = tokio::io::BufWriter::new(f);
+    let mut text = format!("{header}\n");
+    for line in done {
+        text.push_str(line);
+        text.push('\n');
+    }
+    w.write_all(text.as_bytes()).await.map_err(|e| progress_error(progress, &e))?;
+    w.flush().await.map_err(|e| progress_error(progress, &e))?;
+    Ok(w)
+}
+
+/// Sets `stop` on Ctrl-C or SIGTERM; a second Ctrl-C leaves at once.
+async fn stop_on_signal(stop: Arc<AtomicBool>) {
+    #[cfg(unix)]
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    loop {
+        #[cfg(unix)]
+        let terminated = async {
+            match term.as_mut() {
+                Some(t) => {
+                    t.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let terminated = std::future::pending::<()>();
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => if r.is_err() { return },
+            () = terminated => {}
+        }
+        if stop.swap(true, Ordering::SeqCst) {
+            eprintln!("\nimport: stopped without finishing the current file");
+            std::process::exit(130);
+        }
+        eprintln!("\nimport: stopping after the current file (Ctrl-C again to stop at once)");
+    }
+}
+
+async fn summary(imp: &mut Importer) -> Result<(), String> {
+    if let Some(mut w) = imp.failures.take() {
+        w.flush().await.map_err(|e| format!("cannot write the failures file: {e}"))?;
+    }
+    imp.report(true);
+    if imp.tty {
+        eprintln!();
     }
     let secs = imp.started.elapsed().as_secs_f64();
     let c = &imp.counts;
@@ -409,8 +653,17 @@ pub async fn run(target: Target, paths: &[PathBuf], failures: PathBuf, dedupe: b
         secs,
         c.resources() as f64 / secs.max(0.001)
     );
+    if c.skipped > 0 {
+        eprintln!("{} files were skipped: an earlier run had finished them", c.skipped);
+    }
+    if c.unkeyed > 0 {
+        eprintln!(
+            "note: {} resources had neither an id, a urn:uuid fullUrl nor an identifier; importing them again would create them again",
+            c.unkeyed
+        );
+    }
     if c.failed > 0 {
         eprintln!("failures and their reasons: {}", imp.failures_path.display());
     }
-    Ok(c.failed == 0)
+    Ok(())
 }

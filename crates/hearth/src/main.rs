@@ -66,10 +66,16 @@ enum Command {
         /// Where failures and their reasons are written (NDJSON).
         #[arg(long, default_value = "import-failures.ndjson")]
         failures: PathBuf,
-        /// Do not turn plain POSTs of Organization/Practitioner/Location into conditional creates
-        /// on their first identifier.
+        /// Import Bundle entries exactly as written: no PUT to the id of a `urn:uuid:` fullUrl and
+        /// no conditional create on an identifier (so importing again may duplicate).
         #[arg(long)]
         no_dedupe: bool,
+        /// Where finished files are recorded, so that a stopped import resumes where it stopped.
+        #[arg(long, default_value = "import-progress.ndjson")]
+        progress: PathBuf,
+        /// Ignore an earlier, interrupted run's progress and import every file again.
+        #[arg(long)]
+        restart: bool,
     },
     /// Write the live resources of the configured database as NDJSON, one file per type.
     Export {
@@ -348,7 +354,7 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             tracing::info!("migrations applied");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Import { paths, url, token, failures, no_dedupe } => {
+        Command::Import { paths, url, token, failures, no_dedupe, progress, restart } => {
             let target = match url {
                 Some(url) => {
                     let mut headers = reqwest::header::HeaderMap::new();
@@ -367,8 +373,11 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
                     App::start(config, Arc::new(SystemClock)).await.map_err(|e| chain(&e))?,
                 )),
             };
-            let ok = import::run(target, &paths, failures, !no_dedupe).await?;
-            Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            Ok(match import::run(target, &paths, failures, !no_dedupe, progress, restart).await? {
+                import::Outcome::Done => ExitCode::SUCCESS,
+                import::Outcome::Failures => ExitCode::FAILURE,
+                import::Outcome::Interrupted => ExitCode::from(130),
+            })
         }
         Command::Export { dir, types, since } => {
             let since = match since {

@@ -121,12 +121,13 @@ async fn synthea_subset_imports_without_duplicates_and_round_trips_through_expor
     assert_eq!(want["Organization"], 102);
     assert_eq!(want["Practitioner"], 102);
 
-    // Importing the same files again duplicates nothing shared (conditional create on identifier).
+    // Importing the same files again duplicates nothing: shared resources by identifier, every
+    // other entry by the id of its urn:uuid fullUrl.
     let (ok, err) = run(&first, tmp.path(), &["import", synthea.to_str().unwrap()]).await;
     assert!(ok, "{err}");
+    assert!(err.contains("; 0 created"), "{err}");
     let again = export_ids(&first, tmp.path(), &tmp.path().join("out1b")).await;
-    assert_eq!(again["Organization"].len(), 102);
-    assert_eq!(again["Practitioner"].len(), 102);
+    assert_eq!(counts(&again), want, "a second import of the same files changes no count");
 
     // Export → import into a fresh database: the same resources, by type and id.
     let second = db(&tmp.path().join("b")).await;
@@ -223,6 +224,100 @@ async fn kill_9_during_import_leaves_only_whole_bundles() {
     }
     assert!(complete >= 1, "nothing was committed before the kill");
     assert!(complete < bundles, "the import was not interrupted");
+
+    // Running the same command again resumes and completes: every bundle whole, once.
+    let (ok, err) = run(&d, tmp.path(), &["import", input.to_str().unwrap()]).await;
+    assert!(ok, "{err}");
+    assert!(err.contains("resuming"), "{err}");
+    let ids = export_ids(&d, tmp.path(), &tmp.path().join("out2")).await;
+    assert_eq!(ids["Patient"].len(), bundles);
+    assert_eq!(ids["Observation"].len(), bundles * (per - 1));
+}
+
+/// Transaction Bundles as generators write them: POSTs with `urn:uuid:` fullUrls, the
+/// Observations referring to their Patient by its fullUrl.
+fn write_uuid_bundles(dir: &Path, bundles: usize, per_bundle: usize) {
+    std::fs::create_dir_all(dir).unwrap();
+    let uuid = |k: usize, j: usize| format!("00000000-0000-4000-8000-{:012}", k * 1000 + j);
+    for k in 0..bundles {
+        let mut entries = vec![json!({
+            "fullUrl": format!("urn:uuid:{}", uuid(k, 0)),
+            "resource": {"resourceType": "Patient", "gender": "female"},
+            "request": {"method": "POST", "url": "Patient"}
+        })];
+        for j in 1..per_bundle {
+            entries.push(json!({
+                "fullUrl": format!("urn:uuid:{}", uuid(k, j)),
+                "resource": {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+                             "subject": {"reference": format!("urn:uuid:{}", uuid(k, 0))}},
+                "request": {"method": "POST", "url": "Observation"}
+            }));
+        }
+        let b = json!({"resourceType": "Bundle", "type": "transaction", "entry": entries});
+        std::fs::write(dir.join(format!("u{k:05}.json")), b.to_string()).unwrap();
+    }
+}
+
+#[tokio::test]
+async fn an_interrupted_import_resumes_and_importing_again_duplicates_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = db(&tmp.path().join("a")).await;
+    let (bundles, per) = (1500, 5);
+    let input = tmp.path().join("in");
+    write_uuid_bundles(&input, bundles, per);
+    assert!(run(&d, tmp.path(), &["migrate"]).await.0);
+
+    let mut child = hearth(&d, tmp.path(), &["import", input.to_str().unwrap()]).spawn().unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let progressed = tokio::time::timeout(Duration::from_secs(120), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(rest) = line.strip_prefix("import: ")
+                && rest.split(" files").next().and_then(|n| n.parse::<u64>().ok()).is_some_and(|n| n >= 2)
+            {
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .unwrap();
+    assert!(progressed, "no progress line");
+    assert!(child.try_wait().unwrap().is_none(), "the import finished before it could be interrupted");
+    let pid = child.id().unwrap().to_string();
+    assert!(Command::new("kill").args(["-INT", &pid]).status().await.unwrap().success());
+    let mut rest = String::new();
+    while let Ok(Some(line)) = lines.next_line().await {
+        rest.push_str(&line);
+        rest.push('\n');
+    }
+    let status = child.wait().await.unwrap();
+    assert_eq!(status.code(), Some(130), "{rest}");
+    assert!(
+        rest.contains("import done:") && rest.contains("import interrupted"),
+        "a summary, then how to resume: {rest}"
+    );
+    assert!(tmp.path().join("import-progress.ndjson").exists());
+
+    let (ok, err) = run(&d, tmp.path(), &["import", input.to_str().unwrap()]).await;
+    assert!(ok, "{err}");
+    assert!(err.contains("resuming") && err.contains("files were skipped"), "{err}");
+    assert!(!tmp.path().join("import-progress.ndjson").exists(), "a finished run leaves nothing to resume");
+    let once = export_ids(&d, tmp.path(), &tmp.path().join("out1")).await;
+    assert_eq!(once["Patient"].len(), bundles);
+    assert_eq!(once["Observation"].len(), bundles * (per - 1));
+    assert!(once["Patient"].contains(&"00000000-0000-4000-8000-000000001000".to_owned()), "ids come from the fullUrls");
+    // References to a fullUrl follow it to the id it gave.
+    let obs = std::fs::read_to_string(tmp.path().join("out1/Observation.ndjson")).unwrap();
+    let first: Value = serde_json::from_str(obs.lines().next().unwrap()).unwrap();
+    let subject = first["subject"]["reference"].as_str().unwrap();
+    assert!(subject.starts_with("Patient/00000000-0000-4000-8000-"), "{subject}");
+
+    // The whole directory once more: the same counts, nothing created.
+    let (ok, err) = run(&d, tmp.path(), &["import", input.to_str().unwrap()]).await;
+    assert!(ok, "{err}");
+    assert!(err.contains("; 0 created") && !err.contains("resuming"), "{err}");
+    let twice = export_ids(&d, tmp.path(), &tmp.path().join("out2")).await;
+    assert_eq!(counts(&twice), counts(&once));
 }
 
 #[tokio::test]
@@ -287,12 +382,18 @@ async fn import_over_http_reports_failures_and_exits_non_zero() {
         .unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
-    // Without a token every entry is refused (401) and the import says so.
+    // Without a token the server refuses (401): the import stops at once and says why.
     let out =
-        hearth(&d, tmp.path(), &["import", "--url", &url, patient_file.to_str().unwrap()]).output().await.unwrap();
+        hearth(&d, tmp.path(), &["import", "--url", &url, file.to_str().unwrap(), patient_file.to_str().unwrap()])
+            .output()
+            .await
+            .unwrap();
     assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("refused") && err.contains("--token") && err.contains("Stopped"), "{err}");
+    assert!(err.contains("import done: 1 files, 0 bundles"), "nothing after the first refusal: {err}");
     let orgs = t.get("/fhir/Organization?_summary=count").await.json();
     assert_eq!(orgs["total"], 1);
     let patients = t.get("/fhir/Patient?_summary=count").await.json();
-    assert_eq!(patients["total"], 1 + 1 + 2, "h1, the id-less one, Buster twice");
+    assert_eq!(patients["total"], 1 + 1 + 1, "h1, the id-less one, and Buster once however often he is imported");
 }

@@ -96,6 +96,7 @@ enum AdminTask {
     /// Create an administrator account. The password is read from HEARTH_ADMIN_PASSWORD, else
     /// asked without echo on a terminal, else read from the first line of standard input.
     CreateAdmin {
+        /// The administrator's e-mail address, which is also their sign-in name.
         #[arg(long)]
         email: String,
     },
@@ -120,12 +121,14 @@ enum AdminTask {
     /// Write a consistent backup of the database while servers keep serving (encrypted when a
     /// key is configured).
     Backup {
+        /// The backup file to write (the audit trail goes beside it as FILE.audit).
         #[arg(long)]
         out: PathBuf,
     },
     /// Restore a backup into the configured database (servers stopped). Checks the backup's
     /// checksum and integrity first; refuses a database holding data without --force.
     Restore {
+        /// The backup file made by `hearth admin backup`.
         #[arg(long)]
         from: PathBuf,
         /// Replace a database that holds data.
@@ -518,5 +521,32 @@ fn main() -> ExitCode {
             eprintln!("hearth: {message}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every subcommand and every option says what it is for in `--help`.
+    #[test]
+    fn every_command_and_option_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if !matches!(id, "help" | "version") && arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} --{id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                if sub.get_about().is_none() && sub.get_long_about().is_none() {
+                    missing.push(format!("{path} {}", sub.get_name()));
+                }
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&super::Cli::command(), "hearth", &mut missing);
+        assert!(missing.is_empty(), "without help text: {missing:?}");
     }
 }

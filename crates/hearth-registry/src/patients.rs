@@ -403,7 +403,7 @@ async fn duplicates(app: &Registry, store: &Guarded, c: &Checked) -> Result<Vec<
             None => pairs.push(("name", first)),
         }
         let (hits, _) = crate::page(store, crate::query(app, "Patient", &pairs)?, None).await?;
-        add(hits, BY_NAME, &|p| folded_names(p).iter().any(|n| *n == wanted))?;
+        add(hits, BY_NAME, &|p| folded_names(p).contains(&wanted))?;
     }
     if let Some(Some(phone)) = &c.phone {
         let (hits, _) =

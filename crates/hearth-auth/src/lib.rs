@@ -43,6 +43,7 @@
 #![forbid(unsafe_code)]
 
 pub mod csrf;
+pub mod invite;
 pub mod otp;
 pub mod password;
 pub mod pkce;

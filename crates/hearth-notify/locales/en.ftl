@@ -44,3 +44,7 @@ appointment-change-body = { $change ->
 appointment-offer-subject = An appointment slot is free
 appointment-offer-body = A slot on { $when } has become free. Open Hearth to book it.
 appointment-offer-sms = Hearth: a slot on { $when } is free. Open the app to book it.
+
+registry-invite-subject = Your health record at Hearth
+registry-invite-body = Your clinic invites you to use your health record in Hearth. Open { $link } or enter the code { $code } in the app. The invitation works once and expires in { $hours } hours. If you did not expect it, ignore this message.
+registry-invite-sms = Hearth: your clinic invites you to your health record. Code { $code } or { $link } (once, { $hours } h). Never share it.

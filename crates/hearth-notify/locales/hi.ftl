@@ -41,3 +41,7 @@ appointment-change-body = { $change ->
 appointment-offer-subject = अपॉइंटमेंट का समय उपलब्ध है
 appointment-offer-body = { $when } का एक समय खाली हुआ है। बुक करने के लिए Hearth खोलें।
 appointment-offer-sms = Hearth: { $when } का एक समय खाली है। बुक करने के लिए ऐप खोलें।
+
+registry-invite-subject = Hearth में आपका स्वास्थ्य रिकॉर्ड
+registry-invite-body = आपका क्लिनिक आपको Hearth में अपना स्वास्थ्य रिकॉर्ड इस्तेमाल करने के लिए आमंत्रित करता है। { $link } खोलें या ऐप में कोड { $code } डालें। यह आमंत्रण एक ही बार काम करता है और { $hours } घंटे में समाप्त हो जाएगा। अगर आपको इसकी उम्मीद नहीं थी, तो इस संदेश को अनदेखा करें।
+registry-invite-sms = Hearth: आपका क्लिनिक आपको आपके स्वास्थ्य रिकॉर्ड के लिए आमंत्रित करता है। कोड { $code } या { $link } (एक बार, { $hours } घंटे)। इसे किसी से साझा न करें।

@@ -36,7 +36,7 @@ impl Lang {
 }
 
 /// The templates Hearth ships (enqueueing an unknown one is refused).
-pub const TEMPLATES: [&str; 8] = [
+pub const TEMPLATES: [&str; 9] = [
     "otp-code",
     "appointment-reminder",
     "medication-reminder",
@@ -45,6 +45,7 @@ pub const TEMPLATES: [&str; 8] = [
     "announcement",
     "appointment-change",
     "appointment-offer",
+    "registry-invite",
 ];
 
 /// A message rendered for one recipient.
@@ -256,6 +257,30 @@ mod tests {
             let r = t.render("appointment-offer", lang, &args(json!({"when": when})), kolkata).unwrap();
             assert!(r.sms.contains("01/03/2026 10:00"), "{r:?}");
         }
+    }
+
+    #[test]
+    fn registry_invites_carry_code_link_and_hours_in_both_languages() {
+        let t = Templates::load().unwrap();
+        let a = args(
+            json!({"code": "k7mq-2xbd-9hw4-a3ce", "link": "https://example.org/claim?code=k7mq-2xbd-9hw4-a3ce", "hours": 24}),
+        );
+        for lang in [Lang::En, Lang::Hi] {
+            let r = t.render("registry-invite", lang, &a, chrono_tz::UTC).unwrap();
+            for s in [&r.text, &r.sms] {
+                assert!(
+                    s.contains("k7mq-2xbd-9hw4-a3ce")
+                        && s.contains("https://example.org/claim?code=")
+                        && s.contains("24"),
+                    "{s}"
+                );
+            }
+        }
+        assert!(t.render("registry-invite", Lang::Hi, &a, chrono_tz::UTC).unwrap().subject.contains("रिकॉर्ड"));
+        assert!(matches!(
+            t.render("registry-invite", Lang::En, &args(json!({"code": "x"})), chrono_tz::UTC),
+            Err(TemplateError::MissingArg { .. })
+        ));
     }
 
     #[test]

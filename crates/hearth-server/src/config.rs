@@ -12,6 +12,7 @@ use hearth_store_sql::crypt::{KeyRing, KeySource};
 use serde::Deserialize;
 
 pub use hearth_notifications::config::{EmailConfig, FcmConfig, NotifyConfig, SmsConfig, WebPushConfig};
+pub use hearth_registry::RegistryConfig;
 pub use hearth_rights::{ErasureMode, RightsConfig};
 pub use hearth_scheduling::SchedulingConfig;
 pub use hearth_workflow::Secret;
@@ -57,6 +58,8 @@ pub struct Config {
     pub rights: RightsConfig,
     /// Appointments: reminders, the late-cancellation window (the `[scheduling]` table).
     pub scheduling: SchedulingConfig,
+    /// The patient and provider registry: invitations to claim a record (the `[registry]` table).
+    pub registry: RegistryConfig,
     /// The audit trail (the `[audit]` table).
     pub audit: AuditConfig,
 }
@@ -116,6 +119,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             notify: NotifyConfig::default(),
             scheduling: SchedulingConfig::default(),
+            registry: RegistryConfig::default(),
             encryption_key_file: None,
             encryption_key: None,
             rights: RightsConfig::default(),
@@ -142,7 +146,7 @@ const KNOWN_VARS: &str = "HEARTH_CONFIG, HEARTH_LISTEN, HEARTH_DATA_DIR, HEARTH_
 HEARTH_LOG_LEVEL, HEARTH_MAX_BODY_BYTES, HEARTH_BASE_URL, HEARTH_SHUTDOWN_GRACE_SECS, \
 HEARTH_AUTH_REQUIRE_MFA_FOR_CLINICIANS, HEARTH_AUTH_API_REQUESTS_PER_MINUTE, HEARTH_AUTH_AUTH_ATTEMPTS_PER_MINUTE, \
 HEARTH_AUTH_CORS_ALLOWED_ORIGINS, HEARTH_AUTH_PEPPER, HEARTH_ENCRYPTION_KEY_FILE, HEARTH_ENCRYPTION_KEY, \
-HEARTH_ADMIN_PASSWORD, HEARTH_RIGHTS_ERASURE, HEARTH_RIGHTS_RETENTION_DAYS, HEARTH_AUDIT_WAIT_FOR_COMMIT";
+HEARTH_ADMIN_PASSWORD, HEARTH_RIGHTS_ERASURE, HEARTH_RIGHTS_RETENTION_DAYS, HEARTH_AUDIT_WAIT_FOR_COMMIT, HEARTH_REGISTRY_INVITE_TTL_HOURS";
 
 /// A listening address: `HOST:PORT` (`127.0.0.1:8080`, `0.0.0.0:8080`, `[::1]:8080`), or a bare
 /// port meaning loopback (`8080` → `127.0.0.1:8080`).
@@ -256,6 +260,9 @@ impl Config {
                 "HEARTH_RIGHTS_RETENTION_DAYS" => {
                     config.rights.retention_days = value.parse().map_err(|e| bad(format!("{e}")))?
                 }
+                "HEARTH_REGISTRY_INVITE_TTL_HOURS" => {
+                    config.registry.invite_ttl_hours = value.parse().map_err(|e| bad(format!("{e}")))?
+                }
                 _ => return Err(ConfigError::UnknownVar(key.clone())),
             }
         }
@@ -302,6 +309,7 @@ impl Config {
                     .into(),
             ));
         }
+        self.registry.validate().map_err(ConfigError::Invalid)?;
         let n = &self.notify;
         if n.poll_interval_ms == 0 || n.max_attempts == 0 || n.send_timeout_ms == 0 {
             return Err(ConfigError::Invalid(
@@ -544,6 +552,28 @@ mod tests {
         assert!(Config::load(None, &env(&[("HEARTH_RIGHTS_ERASURE", "never")])).is_err());
         std::fs::write(&file, "[rights]\nerasure = \"whenever\"\n").unwrap();
         assert!(Config::load(Some(&file), &[]).is_err());
+    }
+
+    #[test]
+    fn registry_table_parses_and_is_checked() {
+        let dir = std::env::temp_dir().join(format!("hearth-config-registry-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("hearth.toml");
+        std::fs::write(&file, "[registry]\ninvite_ttl_hours = 72\n").unwrap();
+        let c = Config::load(Some(&file), &[]).unwrap();
+        assert_eq!(c.registry.invite_ttl_hours, 72);
+        assert_eq!(Config::default().registry.invite_ttl_hours, 24);
+        let e = [("HEARTH_REGISTRY_INVITE_TTL_HOURS".to_owned(), "48".to_owned())];
+        assert_eq!(Config::load(None, &e).unwrap().registry.invite_ttl_hours, 48);
+        for bad in [
+            "[registry]\ninvite_ttl_hours = 0\n",
+            "[registry]\ninvites = true\n",
+            "[registry]\nclaim_url = \"ftp://x\"\n",
+        ] {
+            std::fs::write(&file, bad).unwrap();
+            assert!(Config::load(Some(&file), &[]).is_err(), "{bad}");
+        }
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]

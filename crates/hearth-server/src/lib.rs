@@ -19,6 +19,7 @@ pub use config::Config;
 pub use hearth_audit as audit;
 pub use hearth_consent as consent;
 pub use hearth_notifications as notify;
+pub use hearth_registry as registry;
 pub use hearth_rights as rights;
 pub use hearth_scheduling as scheduling;
 /// The base every workflow builds on (context, caller, errors, FHIR helpers).

@@ -20,5 +20,16 @@ pub fn mount(app: &App) -> Vec<Mount> {
             Arc::clone(&app.notify),
         ))
         .mount(),
+        Arc::new(hearth_registry::Registry::new(
+            Arc::clone(app.ctx()),
+            app.config.registry.clone(),
+            Arc::clone(&app.notify),
+            hearth_registry::Credentials {
+                pepper: app.auth.pepper.clone(),
+                hasher: app.auth.hasher.clone(),
+                policy: app.auth.policy.clone(),
+            },
+        ))
+        .mount(),
     ]
 }

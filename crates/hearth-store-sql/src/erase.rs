@@ -275,6 +275,10 @@ async fn remove_accounts(exec: &mut dyn Exec, patient: &str) -> Result<u64, Stor
     let mut b = Builder::new(dialect);
     b.push("DELETE FROM caregiver_grants WHERE patient_id = ").text(patient);
     exec.execute(&b.finish()).await?;
+    // The registry's invitations to claim the record (migration 0015).
+    let mut b = Builder::new(dialect);
+    b.push("DELETE FROM registry_invites WHERE patient = ").text(patient);
+    exec.execute(&b.finish()).await?;
     let mut n = 0;
     for row in accounts {
         let mut it = row.into_iter();

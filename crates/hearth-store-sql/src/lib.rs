@@ -32,6 +32,7 @@ mod index;
 pub mod mfa;
 pub mod notify;
 pub mod oauth;
+pub mod registry;
 pub mod scheduling;
 mod search;
 

@@ -7,13 +7,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// The workflow crates, and the other workflow crates each may use (through their public API).
-const WORKFLOWS: [(&str, &[&str]); 6] = [
+const WORKFLOWS: [(&str, &[&str]); 7] = [
     ("hearth-audit", &[]),
     ("hearth-consent", &[]),
     ("hearth-notifications", &["hearth-consent"]),
     ("hearth-rights", &[]),
     ("hearth-scheduling", &["hearth-notifications"]),
     ("hearth-intake", &[]),
+    ("hearth-registry", &["hearth-notifications"]),
 ];
 
 fn root() -> PathBuf {

@@ -145,7 +145,9 @@ async fn every_role_gets_exactly_the_expected_status_and_patient_a_never_sees_b(
     // refusal anywhere else; none for other app-API calls that succeed.
     let events = |path: &str, status: u16| -> i64 {
         let fhir = path.starts_with("/fhir") && !path.starts_with("/fhir/metadata") && !path.contains("well-known");
-        let always = path.starts_with("/api/v1/me/consents") || path.starts_with("/api/v1/auth/totp/");
+        let always = path.starts_with("/api/v1/me/consents")
+            || path.starts_with("/api/v1/auth/totp/")
+            || path.starts_with("/api/v1/patients");
         i64::from(fhir || always || (!path.starts_with("/fhir") && (status == 401 || status == 403)))
     };
     let obs_a = t.create(&observation(&pa)).await;
@@ -333,6 +335,30 @@ async fn every_role_gets_exactly_the_expected_status_and_patient_a_never_sees_b(
             "/api/v1/admin/notifications?status=failed".into(),
             None,
             [401, 403, 403, 403, 403, 200],
+        ),
+        ("registry: read A", Method::GET, format!("/api/v1/patients/{pa}"), None, [401, 200, 404, 200, 200, 200]),
+        (
+            "registry: A's demographics",
+            Method::GET,
+            format!("/api/v1/patients/{pa}/demographics"),
+            None,
+            [401, 200, 404, 200, 200, 200],
+        ),
+        ("registry: search", Method::GET, "/api/v1/patients?q=zz".into(), None, [401, 403, 403, 403, 200, 200]),
+        (
+            "registry: create patient (invalid name: staff get as far as validation)",
+            Method::POST,
+            "/api/v1/patients".into(),
+            Some(json!({"given": []})),
+            [401, 403, 403, 403, 400, 400],
+        ),
+        ("registry: provider directory", Method::GET, "/api/v1/providers".into(), None, [401, 200, 200, 200, 200, 200]),
+        (
+            "registry: create provider",
+            Method::POST,
+            "/api/v1/providers".into(),
+            Some(json!({"family": "Matrix", "specialty": {"system": "snomed", "code": "394801008"}})),
+            [401, 403, 403, 403, 403, 201],
         ),
         (
             "Twilio status callback (not configured here)",

@@ -27,6 +27,7 @@ mod notify_peers;
 mod ops;
 mod patch;
 mod process;
+mod registry;
 mod rights;
 mod scheduling;
 mod search;

@@ -1,0 +1,329 @@
+//! Invitations to claim a record: `POST /api/v1/patients/{id}/invite` (staff) and
+//! `POST /api/v1/patients/claim` (anyone holding a code).
+//!
+//! - The code (16 characters, `hearth_auth::invite`) is stored only as its keyed hash under the
+//!   server pepper; it reaches the patient through the notification outbox, enqueued in the
+//!   transaction that records the invitation (no invitation without its message, nor the
+//!   reverse). A new invitation ends the patient's earlier unspent ones.
+//! - A claim finds the invitation by the hash of the presented code: a wrong code and an unknown
+//!   one are the same `invite_invalid`; a spent one is `invite_used`, an expired one
+//!   `invite_expired` (only the holder of a real code learns either). The account is created and
+//!   the invitation spent in one transaction, the spend a conditional update only one claim wins.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use hearth_auth::Role;
+use hearth_auth::password::AccountIdentity;
+use hearth_notifications::{self as notify, DirectNotice};
+use hearth_notify::{Category, ChannelKind};
+use hearth_store::{Current, StoreError};
+use hearth_store_sql::identity::{self, AccountRow};
+use hearth_store_sql::notify::TxDb;
+use hearth_store_sql::registry::{self as sql, InviteRow};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use hearth_workflow::ApiCaller;
+use hearth_workflow::error::ApiError;
+
+use crate::{Registry, bad, body_of, ids, json_of, not_found};
+
+pub(crate) fn router() -> axum::Router<Arc<Registry>> {
+    axum::Router::new()
+        .route("/api/v1/patients/{id}/invite", axum::routing::post(invite))
+        .route("/api/v1/patients/claim", axum::routing::post(claim))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn entry_value(p: &Value, system: &str) -> Option<String> {
+    p.get("telecom")?
+        .as_array()?
+        .iter()
+        .find(|e| e.get("system").and_then(Value::as_str) == Some(system))
+        .and_then(|e| e.get("value"))
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+}
+
+fn enqueue_error(e: notify::EnqueueError) -> ApiError {
+    match e {
+        notify::EnqueueError::Store(s) => s.into(),
+        other => ApiError::internal(other.to_string()),
+    }
+}
+
+/// `+91******3210`, `a***@example.org`: enough for staff to recognise where it went.
+fn masked(to: &str) -> String {
+    match to.split_once('@') {
+        Some((local, domain)) => format!("{}***@{domain}", local.chars().next().unwrap_or('*')),
+        None => {
+            let n = to.chars().count();
+            to.chars().enumerate().map(|(i, c)| if i < 3 || i + 4 >= n { c } else { '*' }).collect()
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InviteBody {
+    /// `sms` or `email`.
+    channel: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/patients/{id}/invite", tag = "registry",
+    params(("id" = String, Path, description = "The Patient id")),
+    request_body(content = Object, description = "Send the patient a single-use code and link to claim their record (staff only), by `sms` (to the record's phone) or `email` (to its e-mail)",
+        example = json!({"channel": "sms"})),
+    responses(
+        (status = 201, description = "Recorded and queued; the code itself is never shown", body = Object,
+         example = json!({"id": "0190…", "patient": "0190…", "channel": "sms", "to": "+91******3210", "expiresAt": "2026-12-02T09:00:00Z"})),
+        (status = 400, description = "Invalid body (invalid_body, invalid_channel)", body = Object, example = json!({"error": {"code": "invalid_channel", "message": "channel is sms or email"}})),
+        (status = 401, description = "No or an invalid access token", body = Object, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})),
+        (status = 403, description = "Not staff", body = Object, example = json!({"error": {"code": "forbidden", "message": "this operation is for clinicians and administrators"}})),
+        (status = 404, description = "Unknown, or outside the caller's reach", body = Object, example = json!({"error": {"code": "not_found", "message": "no such patient"}})),
+        (status = 409, description = "The record already has an account", body = Object, example = json!({"error": {"code": "already_claimed", "message": "this record already has an account"}})),
+        (status = 422, description = "The record has no phone (or e-mail) to send to", body = Object, example = json!({"error": {"code": "no_destination", "message": "the record has no phone number"}})),
+    ),
+    security(("bearer" = [])))]
+pub(crate) async fn invite(
+    State(app): State<Arc<Registry>>,
+    ApiCaller(caller): ApiCaller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    bytes: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    crate::require_staff(&caller)?;
+    let req: InviteBody = body_of(&bytes)?;
+    let channel = match req.channel.as_str() {
+        "sms" => ChannelKind::Sms,
+        "email" => ChannelKind::Email,
+        _ => return Err(bad("invalid_channel", "channel is sms or email")),
+    };
+    if !hearth_workflow::fhir::valid_id(&id) {
+        return Err(not_found("patient"));
+    }
+    let Current::Found(v) = app.store_for(&caller).read("Patient", &id).await? else {
+        return Err(not_found("patient"));
+    };
+    let p = json_of(&v)?;
+    if !sql::accounts_linked(&*app.db, &format!("Patient/{id}")).await?.is_empty() {
+        return Err(ApiError::new(StatusCode::CONFLICT, "already_claimed", "this record already has an account"));
+    }
+    let to = match channel {
+        ChannelKind::Sms => entry_value(&p, "phone").and_then(|ph| ids::phone(&ph)),
+        _ => entry_value(&p, "email").and_then(|e| ids::email(&e)),
+    }
+    .ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "no_destination",
+            if channel == ChannelKind::Sms {
+                "the record has no valid phone number"
+            } else {
+                "the record has no valid e-mail address"
+            },
+        )
+    })?;
+    let now = app.clock.now();
+    let hours = app.config.invite_ttl_hours;
+    let expires = now + chrono::TimeDelta::hours(i64::from(hours));
+    let issued = hearth_auth::invite::issue(&mut crate::rng(), &app.credentials.pepper);
+    let base = match &app.config.claim_url {
+        Some(u) => u.clone(),
+        None => {
+            let fhir = app.fhir_base(&headers);
+            format!("{}/claim", fhir.strip_suffix("/fhir").unwrap_or(&fhir))
+        }
+    };
+    let sep = if base.contains('?') { '&' } else { '?' };
+    let link = format!("{base}{sep}code={}", issued.code.expose());
+    let row = InviteRow {
+        id: uuid::Uuid::now_v7().to_string(),
+        patient: id.clone(),
+        code_hash: hex(&issued.hash),
+        channel: req.channel.clone(),
+        created_by: caller.account.id.clone(),
+        created_at: now.timestamp_millis(),
+        expires_at: expires.timestamp_millis(),
+        used_at: None,
+        account_id: None,
+    };
+    let mut args = serde_json::Map::new();
+    args.insert("code".into(), json!(issued.code.expose()));
+    args.insert("link".into(), json!(link));
+    args.insert("hours".into(), json!(hours));
+    let notice = DirectNotice {
+        key: format!("registry-invite:{}", row.id),
+        account_id: None,
+        channel,
+        to: to.clone(),
+        category: Category::Security,
+        template: "registry-invite".into(),
+        args,
+    };
+    let tx = TxDb::begin(&*app.db).await?;
+    sql::insert(&tx, &row).await?;
+    notify::enqueue_direct(&app.notifier, &tx, &notice, now).await.map_err(enqueue_error)?;
+    tx.commit().await?;
+    app.notifier.wake();
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "id": row.id,
+            "patient": id,
+            "channel": req.channel,
+            "to": masked(&to),
+            "expiresAt": expires.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        })),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClaimBody {
+    code: String,
+    /// A new password (sign-in with the record's e-mail).
+    password: Option<String>,
+    /// Sign in later with one-time codes to the record's phone or e-mail instead of a password.
+    #[serde(default)]
+    otp: bool,
+}
+
+fn invalid() -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "invite_invalid",
+        "this code is not valid; check it or ask the clinic for a new one",
+    )
+}
+
+fn used() -> ApiError {
+    ApiError::new(StatusCode::GONE, "invite_used", "this invitation has already been used")
+}
+
+fn expired() -> ApiError {
+    ApiError::new(StatusCode::GONE, "invite_expired", "this invitation has expired; ask the clinic for a new one")
+}
+
+#[utoipa::path(post, path = "/api/v1/patients/claim", tag = "registry",
+    request_body(content = Object, description = "Claim a record with the code of an invitation: either a new `password` (sign in with the record's e-mail; the password policy applies) or `otp: true` (sign in with one-time codes to the record's phone or e-mail)",
+        example = json!({"code": "k7mq-2xbd-9hw4-a3ce", "password": "a long passphrase of mine"})),
+    responses(
+        (status = 201, description = "A patient account linked to the record", body = Object,
+         example = json!({"account": {"id": "0190…", "email": "asha@example.org", "phone": "+919876543210", "role": "patient", "fhirUser": "Patient/0190…"}, "signIn": "password"})),
+        (status = 400, description = "Wrong or unknown code (`invite_invalid`, the same answer for both), bad body (`invalid_body`, `invalid_claim`) or a password the policy refuses", body = Object,
+         example = json!({"error": {"code": "invite_invalid", "message": "this code is not valid; check it or ask the clinic for a new one"}})),
+        (status = 409, description = "The record already has an account, or its e-mail or phone belongs to another account", body = Object, example = json!({"error": {"code": "account_exists", "message": "an account already uses this record's e-mail or phone"}})),
+        (status = 410, description = "The invitation was used (`invite_used`) or has expired (`invite_expired`)", body = Object, example = json!({"error": {"code": "invite_used", "message": "this invitation has already been used"}})),
+        (status = 422, description = "A password needs an e-mail on the record (`email_required`); OTP needs a phone or e-mail (`no_contact`)", body = Object, example = json!({"error": {"code": "email_required", "message": "…"}})),
+    ))]
+pub(crate) async fn claim(State(app): State<Arc<Registry>>, bytes: axum::body::Bytes) -> Result<Response, ApiError> {
+    let req: ClaimBody = body_of(&bytes)?;
+    if req.password.is_some() == req.otp {
+        return Err(bad("invalid_claim", "send either a new password or otp: true"));
+    }
+    let hash = hearth_auth::invite::hash(&app.credentials.pepper, &req.code).ok_or_else(invalid)?;
+    let now = app.clock.now();
+    let row = sql::by_hash(&*app.db, &hex(&hash)).await?.ok_or_else(invalid)?;
+    if row.used_at.is_some() {
+        return Err(used());
+    }
+    if row.expires_at <= now.timestamp_millis() {
+        return Err(expired());
+    }
+    // The claimant is not signed in: the record is read for the system, for this one purpose.
+    let Current::Found(v) = app.system().read("Patient", &row.patient).await? else { return Err(invalid()) };
+    let p = json_of(&v)?;
+    let fhir_user = format!("Patient/{}", row.patient);
+    if !sql::accounts_linked(&*app.db, &fhir_user).await?.is_empty() {
+        return Err(ApiError::new(StatusCode::CONFLICT, "already_claimed", "this record already has an account"));
+    }
+    let email = entry_value(&p, "email").and_then(|e| ids::email(&e));
+    let phone = entry_value(&p, "phone").and_then(|ph| ids::phone(&ph));
+    let password_hash = match req.password {
+        Some(password) => {
+            let Some(email) = email.as_deref() else {
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "email_required",
+                    "signing in with a password needs an e-mail address on the record; use otp: true or ask the clinic to add one",
+                ));
+            };
+            let name = p.pointer("/name/0/family").and_then(Value::as_str);
+            app.credentials
+                .policy
+                .check(&password, &AccountIdentity { email: Some(email), name })
+                .map_err(|r| ApiError::new(StatusCode::BAD_REQUEST, r.code(), r.message()))?;
+            let hasher = app.credentials.hasher.clone();
+            let hashed = tokio::task::spawn_blocking(move || hasher.hash(&mut crate::rng(), &password))
+                .await
+                .map_err(ApiError::internal)?
+                .map_err(ApiError::internal)?;
+            Some(hashed.into_string())
+        }
+        None => {
+            if email.is_none() && phone.is_none() {
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "no_contact",
+                    "one-time codes need a phone number or e-mail address on the record",
+                ));
+            }
+            None
+        }
+    };
+    let account = AccountRow {
+        id: uuid::Uuid::now_v7().to_string(),
+        email,
+        phone,
+        password_hash,
+        role: Role::Patient.as_str().to_owned(),
+        fhir_user: Some(fhir_user),
+        organization: None,
+        totp_secret: None,
+        totp_enabled: false,
+        totp_last_step: None,
+        failed_logins: 0,
+        locked_until: None,
+        created_at: now.timestamp_millis(),
+    };
+    let tx = TxDb::begin(&*app.db).await?;
+    if !sql::spend(&tx, &row.id, &account.id, now.timestamp_millis()).await? {
+        drop(tx);
+        return Err(match sql::by_hash(&*app.db, &row.code_hash).await? {
+            Some(r) if r.used_at.is_some() => used(),
+            _ => expired(),
+        });
+    }
+    identity::insert_account(&tx, &account).await.map_err(|e| match e {
+        StoreError::Conflict => ApiError::new(
+            StatusCode::CONFLICT,
+            "account_exists",
+            "an account already uses this record's e-mail or phone; sign in with it",
+        ),
+        other => other.into(),
+    })?;
+    tx.commit().await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "account": {
+                "id": account.id,
+                "email": account.email,
+                "phone": account.phone,
+                "role": account.role,
+                "fhirUser": account.fhir_user,
+            },
+            "signIn": if req.otp { "otp" } else { "password" },
+        })),
+    )
+        .into_response())
+}

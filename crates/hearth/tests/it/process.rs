@@ -342,24 +342,33 @@ async fn json_logs_carry_request_ids_and_no_phi() {
 #[tokio::test]
 async fn readme_curl_calls_work_against_a_fresh_server() {
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
-    let mut calls = Vec::new();
+    let mut calls: Vec<String> = Vec::new();
     let mut current = String::new();
     for line in readme.lines() {
         let line = line.trim();
         if current.is_empty()
-            && !line.starts_with("curl ")
-            && !line.starts_with("TOKEN=")
-            && !line.starts_with("SETUP=")
+            && !["curl ", "TOKEN=", "SETUP=", "LOGIN=", "REFRESH="].iter().any(|p| line.starts_with(p))
         {
             continue;
         }
         current.push_str(line.trim_end_matches('\\'));
         current.push(' ');
         if !line.ends_with('\\') {
-            calls.push(std::mem::take(&mut current));
+            let call = std::mem::take(&mut current);
+            // `TOKEN=`/`REFRESH=` lines that read the login's answer run in the same shell.
+            match calls.last_mut() {
+                Some(login) if call.contains("\"$LOGIN\"") => {
+                    login.push_str("; ");
+                    login.push_str(&call);
+                }
+                _ => calls.push(call),
+            }
         }
     }
-    assert_eq!(calls.len(), 12, "{calls:?}");
+    assert_eq!(calls.len(), 13, "{calls:?}");
+    // The refresh call needs the login's refresh token: run it right after the login, below.
+    let refresh_call = calls.remove(4);
+    assert!(refresh_call.contains("/api/v1/auth/refresh"), "{refresh_call}");
     let create_admin = readme.lines().find(|l| l.contains("admin create-admin")).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut p = start(dir.path(), &[]).await;
@@ -381,7 +390,7 @@ async fn readme_curl_calls_work_against_a_fresh_server() {
     };
     // The README's admin (a different e-mail from the one `start` made, so it is really created).
     let create_admin = create_admin
-        .replace("cargo run --release -p hearth --", BIN)
+        .replace("hearth admin create-admin", &format!("{BIN} admin create-admin"))
         .replace("admin@example.org", "readme-admin@example.org");
     run(create_admin).await;
     let here = |call: &str| {
@@ -401,8 +410,14 @@ async fn readme_curl_calls_work_against_a_fresh_server() {
         serde_json::from_str(&run(with_setup(&calls[2]).replace("123456", now_code.expose())).await).unwrap();
     assert_eq!(confirmed["recovery_codes"].as_array().unwrap().len(), 10, "{confirmed}");
     let login = here(&calls[3]).replace("654321", next_code.expose());
-    let token = run(format!("{login}; printf %s \"$TOKEN\"")).await;
+    let pair = run(format!("{login}; printf '%s\\n%s' \"$TOKEN\" \"$REFRESH\"")).await;
+    let (token, refresh) = pair.split_once('\n').unwrap();
     assert!(token.split('.').count() == 3, "not a JWT: {token}");
+    // The refresh call of the README trades the refresh token for a new pair.
+    let renewed: Value =
+        serde_json::from_str(&run(format!("REFRESH='{refresh}'; {}", here(&refresh_call))).await).unwrap();
+    assert_eq!(renewed["access_token"].as_str().unwrap().split('.').count(), 3, "{renewed}");
+    let token = token.to_owned();
     let with_token = |call: &str| format!("TOKEN='{token}'; {}", call.replace("http://127.0.0.1:8080", &p.base));
     let created = run(with_token(&calls[4])).await;
     assert!(created.starts_with("HTTP/1.1 201"), "{created}");
@@ -450,7 +465,18 @@ async fn readme_curl_calls_work_against_a_fresh_server() {
     let line: Value = serde_json::from_str(ndjson.trim()).unwrap();
     assert_eq!(line["id"], id.as_str());
     assert!(run(with_job(7)).await.starts_with("HTTP/1.1 202"));
-    assert!(run(with_job(5)).await.starts_with("HTTP/1.1 404"));
+    // The job is gone: the README's calls use --fail-with-body, so the poll now fails visibly.
+    let gone = Command::new("sh")
+        .arg("-c")
+        .arg(with_job(5))
+        .current_dir(dir.path())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap())
+        .output()
+        .await
+        .unwrap();
+    assert!(!gone.status.success(), "an error answer must fail the snippet");
+    assert!(String::from_utf8_lossy(&gone.stdout).starts_with("HTTP/1.1 404"));
     // Without the token: 401 with an OperationOutcome.
     let anonymous = reqwest::Client::new().get(format!("{}/fhir/Patient/{id}", p.base)).send().await.unwrap();
     assert_eq!(anonymous.status().as_u16(), 401);

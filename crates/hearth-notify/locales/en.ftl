@@ -44,3 +44,13 @@ appointment-change-body = { $change ->
 appointment-offer-subject = An appointment slot is free
 appointment-offer-body = A slot on { $when } has become free. Open Hearth to book it.
 appointment-offer-sms = Hearth: a slot on { $when } is free. Open the app to book it.
+
+# A message a clinician or admin wrote (`title`, `message`: their own plain text, checked for
+# length and control characters when it was sent). SMS and push carry the title only: the
+# message itself is read in the app or the e-mail.
+staff-message-subject = { $title }
+staff-message-body =
+    { $message }
+
+    Sent by your care team through Hearth. Replies to this message are not read.
+staff-message-sms = Hearth: { $title }. Open the app to read the message from your care team.

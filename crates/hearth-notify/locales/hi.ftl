@@ -41,3 +41,11 @@ appointment-change-body = { $change ->
 appointment-offer-subject = अपॉइंटमेंट का समय उपलब्ध है
 appointment-offer-body = { $when } का एक समय खाली हुआ है। बुक करने के लिए Hearth खोलें।
 appointment-offer-sms = Hearth: { $when } का एक समय खाली है। बुक करने के लिए ऐप खोलें।
+
+# क्लिनिक के कर्मचारियों का संदेश (`title`, `message` उन्हीं के शब्द)। SMS और पुश में केवल शीर्षक।
+staff-message-subject = { $title }
+staff-message-body =
+    { $message }
+
+    यह संदेश आपकी देखभाल टीम ने Hearth से भेजा है। इस संदेश के उत्तर पढ़े नहीं जाते।
+staff-message-sms = Hearth: { $title }। अपनी देखभाल टीम का संदेश पढ़ने के लिए ऐप खोलें।

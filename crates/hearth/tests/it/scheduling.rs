@@ -354,27 +354,32 @@ async fn a_booking_queues_two_reminders_that_cancelling_cancels() {
     t.clock.set(at("2026-06-01T08:00:00Z"));
     let (doc, dc) = clinician(&t, "Remind").await;
     schedule(&t, &dc, every_day(&doc, "Asia/Kolkata", "09:00", "12:00")).await;
-    let (_, account_id, me) = patient_account(&t, "Reminded").await;
+    let (pid, account_id, me) = patient_account(&t, "Reminded").await;
     // 09:00 in Kolkata on 3 June is 03:30Z.
     let (s, a) = book(&t, &me, &doc, "2026-06-03T03:30:00Z").await;
     assert_eq!(s, 201, "{a}");
     let id = a["id"].as_str().unwrap();
     let rows = reminders(&t.app, id).await;
     let keys: BTreeSet<&str> = rows.iter().map(|r| r.idem_key.as_str()).collect();
-    assert_eq!(keys.len(), 2, "{rows:?}");
-    // One row per channel (e-mail and in-app) per reminder, due 24 h and 2 h before.
+    assert_eq!((keys.len(), rows.len()), (2, 2), "{rows:?}");
+    // One row per reminder, addressed to the patient (the accounts are found when it is due),
+    // due 24 h and 2 h before.
     let due: BTreeSet<i64> = rows.iter().map(|r| r.not_before).collect();
     assert_eq!(
         due,
         [at("2026-06-02T03:30:00Z").timestamp_millis(), at("2026-06-03T01:30:00Z").timestamp_millis()].into()
     );
-    assert!(rows.iter().all(|r| r.status == "queued" && r.account_id.as_deref() == Some(&account_id)));
+    let patient_ref = format!("Patient/{pid}");
+    assert!(rows.iter().all(|r| r.status == "queued"
+        && r.channel == "patient"
+        && r.destination.as_deref() == Some(patient_ref.as_str())
+        && r.account_id.is_none()));
     // The text names a time only: no practitioner, no reason.
     assert!(rows.iter().all(|r| r.template == "appointment-reminder" && !r.args.contains(&doc)));
 
     // The clinic was told about the booking.
     let doc_account =
-        hearth_store_sql::scheduling::accounts_of(&*t.app.db, &format!("Practitioner/{doc}")).await.unwrap();
+        hearth_store_sql::identity::accounts_of(&*t.app.db, &format!("Practitioner/{doc}")).await.unwrap();
     let clinic: Vec<_> = outbox::list_by_status(&*t.app.db, None, 100_000)
         .await
         .unwrap()
@@ -444,7 +449,7 @@ async fn reminders_survive_a_restart_and_are_sent_exactly_once() {
     assert!(rows.iter().all(|r| r.status == "sent" || r.status == "delivered"), "{rows:?}");
     let texts: Vec<String> = memory.messages().into_iter().filter(|x| x.to == mail).map(|x| x.text).collect();
     // 09:00Z shown in the patient's (default UTC) zone; nothing but the time.
-    assert!(texts.iter().all(|x| x.contains("04/06/2026 09:00") && !x.contains("Restart")), "{texts:?}");
+    assert!(texts.iter().all(|x| x.contains("Thu 4 Jun 2026, 09:00 UTC") && !x.contains("Restart")), "{texts:?}");
 }
 
 #[tokio::test]

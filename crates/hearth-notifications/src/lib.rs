@@ -14,6 +14,7 @@
 
 pub mod config;
 pub mod routes;
+pub mod send;
 pub mod worker;
 
 use std::collections::HashMap;
@@ -534,13 +535,17 @@ impl AsRef<Ctx> for Notifications {
 
 impl Workflow for Notifications {
     /// Devices, the inbox, preferences and delivery callbacks: no one's clinical record, so only
-    /// refusals are audit events.
+    /// refusals are audit events. Staff messages (`send.rs`) read patients: every request is one.
     fn mount(self: Arc<Self>) -> Mount {
         Mount {
-            audited: axum::Router::new(),
+            audited: send::router().with_state(Arc::clone(&self)),
             refusals_audited: routes::router().with_state(self),
             fhir_operations: axum::Router::new(),
-            openapi: <routes::Api as utoipa::OpenApi>::openapi(),
+            openapi: {
+                let mut api = <routes::Api as utoipa::OpenApi>::openapi();
+                api.merge(<send::Api as utoipa::OpenApi>::openapi());
+                api
+            },
         }
     }
 }

@@ -437,8 +437,7 @@ pub(crate) async fn expand(
         row.destination.as_deref().and_then(|d| d.strip_prefix("Patient/")).ok_or_else(|| bad("not a patient row"))?;
     let category = Category::parse(&row.category).ok_or_else(|| bad("unknown category"))?;
     let fan: FanOut = serde_json::from_str(&row.args).map_err(|_| bad("the fan-out arguments do not parse"))?;
-    let only: Option<Vec<ChannelKind>> =
-        fan.channels.map(|c| c.iter().filter_map(|k| ChannelKind::parse(k)).collect());
+    let only: Option<Vec<ChannelKind>> = fan.channels.map(|c| c.iter().filter_map(|k| ChannelKind::parse(k)).collect());
     let mut accounts = identity::accounts_of(db, &format!("Patient/{patient}")).await?;
     if fan.caregivers {
         accounts.extend(identity::caregivers_of(db, patient).await?);

@@ -48,7 +48,8 @@ pub const MAX_RESOLVED: usize = 5000;
 const MAX_TITLE: usize = 120;
 const MAX_MESSAGE: usize = 2000;
 const MAX_IDEMPOTENCY_KEY: usize = 64;
-const CATEGORIES: [Category; 4] = [Category::Announcement, Category::Results, Category::Appointment, Category::Medication];
+const CATEGORIES: [Category; 4] =
+    [Category::Announcement, Category::Results, Category::Appointment, Category::Medication];
 
 pub(crate) fn router() -> axum::Router<Arc<Notifications>> {
     axum::Router::new().route("/api/v1/notifications/send", post(send)).route("/api/push/send", post(push_send))
@@ -171,7 +172,12 @@ fn check(app: &Notifications, caller: &Caller, headers: &HeaderMap, body: &SendR
             let parsed: Option<Vec<ChannelKind>> = list.iter().map(|c| ChannelKind::parse(c)).collect();
             match parsed {
                 Some(p) if !p.is_empty() => Some(p),
-                _ => return Err(bad("invalid_channels", "channels must be a non-empty subset of email, sms, webpush, fcm, in_app")),
+                _ => {
+                    return Err(bad(
+                        "invalid_channels",
+                        "channels must be a non-empty subset of email, sms, webpush, fcm, in_app",
+                    ));
+                }
             }
         }
     };
@@ -257,7 +263,10 @@ async fn resolve(app: &Notifications, store: &Guarded, to: &Recipients) -> Resul
                 })
                 .unwrap_or_default();
             if members.len() > MAX_RESOLVED {
-                return Err(bad("too_many_patients", format!("a group sent to may have at most {MAX_RESOLVED} members")));
+                return Err(bad(
+                    "too_many_patients",
+                    format!("a group sent to may have at most {MAX_RESOLVED} members"),
+                ));
             }
             members
         }
@@ -300,9 +309,18 @@ fn enqueue_error(e: EnqueueError) -> ApiError {
     }
 }
 
-async fn handle(app: Arc<Notifications>, caller: Caller, headers: HeaderMap, bytes: &[u8]) -> Result<Response, ApiError> {
+async fn handle(
+    app: Arc<Notifications>,
+    caller: Caller,
+    headers: HeaderMap,
+    bytes: &[u8],
+) -> Result<Response, ApiError> {
     if !matches!(caller.role, Role::Clinician | Role::Admin) {
-        return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "staff messages are sent by clinicians and administrators"));
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "staff messages are sent by clinicians and administrators",
+        ));
     }
     let body: SendRequest =
         serde_json::from_slice(bytes).map_err(|e| bad("invalid_body", format!("invalid request body: {e}")))?;

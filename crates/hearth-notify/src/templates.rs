@@ -303,7 +303,10 @@ mod tests {
         let hi = t
             .render("appointment-change", Lang::Hi, &args(json!({"when": when, "change": "cancelled"})), kolkata)
             .unwrap();
-        assert!(hi.text.contains("रविवार, 1 मार्च 2026, 10:00 IST (Asia/Kolkata)") && hi.subject.contains("रद्द"), "{hi:?}");
+        assert!(
+            hi.text.contains("रविवार, 1 मार्च 2026, 10:00 IST (Asia/Kolkata)") && hi.subject.contains("रद्द"),
+            "{hi:?}"
+        );
         for lang in [Lang::En, Lang::Hi] {
             let r = t.render("appointment-offer", lang, &args(json!({"when": when})), kolkata).unwrap();
             assert!(r.sms.contains("1 ") && r.sms.contains("2026, 10:00 IST (Asia/Kolkata)"), "{r:?}");
@@ -315,10 +318,7 @@ mod tests {
         let tz = |n: &str| -> Tz { n.parse().unwrap() };
         let t = DateTime::parse_from_rfc3339("2026-12-10T04:40:00Z").unwrap().with_timezone(&Utc);
         assert_eq!(format_instant(t, tz("Asia/Kolkata"), Lang::En), "Thu 10 Dec 2026, 10:10 IST (Asia/Kolkata)");
-        assert_eq!(
-            format_instant(t, tz("Asia/Kolkata"), Lang::Hi),
-            "गुरुवार, 10 दिसंबर 2026, 10:10 IST (Asia/Kolkata)"
-        );
+        assert_eq!(format_instant(t, tz("Asia/Kolkata"), Lang::Hi), "गुरुवार, 10 दिसंबर 2026, 10:10 IST (Asia/Kolkata)");
         assert_eq!(format_instant(t, tz("Europe/London"), Lang::En), "Thu 10 Dec 2026, 04:40 GMT (Europe/London)");
         // Summer time is named as such; the zone's name stays.
         let june = DateTime::parse_from_rfc3339("2026-06-04T09:00:00Z").unwrap().with_timezone(&Utc);
@@ -338,7 +338,9 @@ mod tests {
         let en = t.render("staff-message", Lang::En, &a, chrono_tz::UTC).unwrap();
         assert_eq!(en.subject, "Clinic <closed>");
         assert!(en.text.starts_with("Line one & two\nLine <three>\n\nSent by your care team"), "{:?}", en.text);
-        assert!(en.html.contains("Clinic &lt;closed&gt;") && en.html.contains("Line one &amp; two<br>\nLine &lt;three&gt;"));
+        assert!(
+            en.html.contains("Clinic &lt;closed&gt;") && en.html.contains("Line one &amp; two<br>\nLine &lt;three&gt;")
+        );
         assert!(!en.html.contains("<three>") && !en.html.contains("<closed>"));
         // SMS and push carry the title only.
         assert_eq!(en.sms, "Hearth: Clinic <closed>. Open the app to read the message from your care team.");

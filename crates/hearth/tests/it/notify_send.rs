@@ -240,7 +240,8 @@ async fn a_reminder_shows_the_same_instant_in_each_recipients_zone_and_language_
 }
 
 async fn send(t: &TestApp, c: &reqwest::Client, path: &str, key: Option<&str>, body: Value) -> (u16, Value) {
-    let mut req = c.request(Method::POST, t.url(path)).header("content-type", "application/json").body(body.to_string());
+    let mut req =
+        c.request(Method::POST, t.url(path)).header("content-type", "application/json").body(body.to_string());
     if let Some(k) = key {
         req = req.header("idempotency-key", k);
     }
@@ -300,7 +301,7 @@ async fn a_staff_send_to_a_group_reaches_each_member_in_reach_once_on_their_chan
             assert!(got[0].text.starts_with("The clinic is closed on Monday.\nYour appointments"), "{}", got[0].text);
         }
     }
-    let rows = rows_with_prefix(&t, &v["key"].as_str().unwrap().to_owned()).await;
+    let rows = rows_with_prefix(&t, v["key"].as_str().unwrap()).await;
     let on = |acct: &str| {
         let mut ch: Vec<String> =
             rows.iter().filter(|r| r.account_id.as_deref() == Some(acct)).map(|r| r.channel.clone()).collect();

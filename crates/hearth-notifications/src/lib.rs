@@ -1,6 +1,6 @@
-//! Notifications: the outbox API (enqueue inside the caller's transaction, cancel by key), the
-//! channels in force, preferences and quiet hours, the worker (`worker.rs`) and the routes
-//! (`routes.rs`).
+//! Notifications: the outbox API (enqueue inside the caller's transaction, cancel by key or key
+//! prefix), the channels in force, preferences and quiet hours, the worker (`worker.rs`), the
+//! routes (`routes.rs`) and staff messages (`send.rs`).
 //!
 //! A notification is addressed to an account and a category; [`enqueue`] turns it into one
 //! outbox row per channel the account's preferences enable (one per push subscription), in the

@@ -1,16 +1,20 @@
-//! Notifications: the outbox API (enqueue inside the caller's transaction, cancel by key), the
-//! channels in force, preferences and quiet hours, the worker (`worker.rs`) and the routes
-//! (`routes.rs`).
+//! Notifications: the outbox API (enqueue inside the caller's transaction, cancel by key or key
+//! prefix), the channels in force, preferences and quiet hours, the worker (`worker.rs`), the
+//! routes (`routes.rs`) and staff messages (`send.rs`).
 //!
 //! A notification is addressed to an account and a category; [`enqueue`] turns it into one
 //! outbox row per channel the account's preferences enable (one per push subscription), in the
-//! transaction it is given, so it commits with the change that causes it. [`enqueue_direct`]
+//! transaction it is given, so it commits with the change that causes it. [`enqueue_for_patient`]
+//! addresses a patient instead: one fan-out row that the worker, when it is due, expands into
+//! the rows of the accounts the patient and their caregivers have *then* (someone who signs up
+//! after an appointment was booked is still reminded). [`enqueue_direct`]
 //! sends to a fixed address on one channel (login codes: the user asked for that address).
 //! Preferences are checked again at send time (a channel turned off since is skipped), quiet
 //! hours are applied at send time in the user's time zone (critical categories go through).
 
 pub mod config;
 pub mod routes;
+pub mod send;
 pub mod worker;
 
 use std::collections::HashMap;
@@ -46,6 +50,34 @@ pub struct Notice {
     pub args: Map<String, Value>,
     /// Not before this instant (reminders); `None`: now.
     pub not_before: Option<DateTime<Utc>>,
+}
+
+/// A notification to a patient: one outbox row now, resolved to accounts when it is due.
+#[derive(Debug, Clone)]
+pub struct PatientNotice {
+    /// The idempotency key of the fan-out row (at most 250 characters); its expansions are keyed
+    /// `<key>#<account>`, and [`cancel`] of the key cancels both.
+    pub key: String,
+    pub patient_id: String,
+    pub category: Category,
+    /// One of [`hearth_notify::templates::TEMPLATES`].
+    pub template: String,
+    pub args: Map<String, Value>,
+    /// Not before this instant (reminders, scheduled messages); `None`: now.
+    pub not_before: Option<DateTime<Utc>>,
+    /// Only these channels (each account's preferences still apply); `None`: every channel.
+    pub channels: Option<Vec<ChannelKind>>,
+    /// Also the caregiver accounts linked to the patient at send time.
+    pub include_caregivers: bool,
+}
+
+/// What a fan-out row carries in its `args` column: the template's arguments and the choices
+/// applied when it is expanded.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct FanOut {
+    args: Map<String, Value>,
+    channels: Option<Vec<String>>,
+    caregivers: bool,
 }
 
 /// A message to a fixed address on one channel.
@@ -280,9 +312,20 @@ pub async fn enqueue(
     notice: &Notice,
     now: DateTime<Utc>,
 ) -> Result<usize, EnqueueError> {
+    enqueue_on(notifier, db, notice, None, now).await
+}
+
+/// [`enqueue`] on `only` these channels (`None`: all).
+pub(crate) async fn enqueue_on(
+    notifier: &Notifier,
+    db: &dyn Db,
+    notice: &Notice,
+    only: Option<&[ChannelKind]>,
+    now: DateTime<Utc>,
+) -> Result<usize, EnqueueError> {
     check_template(&notice.template)?;
-    if notice.key.is_empty() || notice.key.len() > 200 {
-        return Err(EnqueueError::Invalid("the idempotency key must have 1 to 200 characters".into()));
+    if notice.key.is_empty() || notice.key.len() > 300 {
+        return Err(EnqueueError::Invalid("the idempotency key must have 1 to 300 characters".into()));
     }
     let Some(account) = identity::account_by_id(db, &notice.account_id).await? else {
         return Err(EnqueueError::Invalid("no such account".into()));
@@ -298,7 +341,7 @@ pub async fn enqueue(
     let not_before = notice.not_before.unwrap_or(now).timestamp_millis();
     let mut rows: Vec<(ChannelKind, Option<String>)> = Vec::new();
     for ch in ChannelKind::ALL {
-        if !on(ch) || !notifier.available(ch) {
+        if !on(ch) || !notifier.available(ch) || only.is_some_and(|o| !o.contains(&ch)) {
             continue;
         }
         match ch {
@@ -335,6 +378,87 @@ pub async fn enqueue(
     Ok(added)
 }
 
+/// Enqueues a notice to a patient as one fan-out row on `db` (give it the caller's transaction);
+/// true if the row is new (false: this key was enqueued before). The accounts are found when it
+/// is due (see the worker). Wake the worker after the commit.
+pub async fn enqueue_for_patient(
+    notifier: &Notifier,
+    db: &dyn Db,
+    notice: &PatientNotice,
+    now: DateTime<Utc>,
+) -> Result<bool, EnqueueError> {
+    check_template(&notice.template)?;
+    if notice.key.is_empty() || notice.key.len() > 250 {
+        return Err(EnqueueError::Invalid("the idempotency key must have 1 to 250 characters".into()));
+    }
+    if !hearth_workflow::fhir::valid_id(&notice.patient_id) {
+        return Err(EnqueueError::Invalid("not a Patient id".into()));
+    }
+    let fan = FanOut {
+        args: notice.args.clone(),
+        channels: notice.channels.as_ref().map(|c| c.iter().map(|k| k.as_str().to_owned()).collect()),
+        caregivers: notice.include_caregivers,
+    };
+    let args = serde_json::to_string(&fan).map_err(|e| EnqueueError::Invalid(e.to_string()))?;
+    let row = NewOutbox {
+        id: new_id(),
+        idem_key: notice.key.clone(),
+        account_id: None,
+        channel: sql::FANOUT_CHANNEL.to_owned(),
+        destination: Some(format!("Patient/{}", notice.patient_id)),
+        category: notice.category.as_str().to_owned(),
+        template: notice.template.clone(),
+        args,
+        max_attempts: i64::from(notifier.config.max_attempts),
+        not_before: notice.not_before.unwrap_or(now).timestamp_millis(),
+        now: now.timestamp_millis(),
+    };
+    Ok(sql::enqueue(db, &row).await?)
+}
+
+/// How many accounts a fan-out row reached and how many rows it wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expanded {
+    pub accounts: usize,
+    pub rows: usize,
+}
+
+/// Expands a fan-out row on `db` (the worker's transaction): the patient's accounts and, if
+/// asked, the caregivers linked to the patient, as they are now, each through [`enqueue_on`]
+/// (their preferences, the row's channel subset) under `<key>#<account>`, due now.
+pub(crate) async fn expand(
+    notifier: &Notifier,
+    db: &dyn Db,
+    row: &sql::OutboxRow,
+    now: DateTime<Utc>,
+) -> Result<Expanded, EnqueueError> {
+    let bad = |m: &str| EnqueueError::Invalid(m.to_owned());
+    let patient =
+        row.destination.as_deref().and_then(|d| d.strip_prefix("Patient/")).ok_or_else(|| bad("not a patient row"))?;
+    let category = Category::parse(&row.category).ok_or_else(|| bad("unknown category"))?;
+    let fan: FanOut = serde_json::from_str(&row.args).map_err(|_| bad("the fan-out arguments do not parse"))?;
+    let only: Option<Vec<ChannelKind>> = fan.channels.map(|c| c.iter().filter_map(|k| ChannelKind::parse(k)).collect());
+    let mut accounts = identity::accounts_of(db, &format!("Patient/{patient}")).await?;
+    if fan.caregivers {
+        accounts.extend(identity::caregivers_of(db, patient).await?);
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    accounts.retain(|a| seen.insert(a.clone()));
+    let mut rows = 0;
+    for account in &accounts {
+        let notice = Notice {
+            key: format!("{}{}{account}", row.idem_key, sql::EXPANSION_SEPARATOR),
+            account_id: account.clone(),
+            category,
+            template: row.template.clone(),
+            args: fan.args.clone(),
+            not_before: None,
+        };
+        rows += enqueue_on(notifier, db, &notice, only.as_deref(), now).await?;
+    }
+    Ok(Expanded { accounts: accounts.len(), rows })
+}
+
 /// Enqueues a message to a fixed e-mail address or phone number (one row).
 pub async fn enqueue_direct(
     notifier: &Notifier,
@@ -362,9 +486,16 @@ pub async fn enqueue_direct(
     Ok(sql::enqueue(db, &row).await?)
 }
 
-/// Cancels what is still queued under `key` (e.g. the reminders of a cancelled appointment).
+/// Cancels what is still queued under `key`, including a patient notice's fan-out row and its
+/// queued expansions.
 pub async fn cancel(db: &dyn Db, key: &str, now: DateTime<Utc>) -> Result<u64, StoreError> {
     sql::cancel(db, key, now.timestamp_millis()).await
+}
+
+/// Cancels what is still queued under every key that starts with `prefix` (e.g. all reminders
+/// of a cancelled appointment, whatever offsets were in force when they were written).
+pub async fn cancel_prefix(db: &dyn Db, prefix: &str, now: DateTime<Utc>) -> Result<u64, StoreError> {
+    sql::cancel_prefix(db, prefix, now.timestamp_millis()).await
 }
 
 /// Enqueues in a transaction of its own and wakes the worker (a cause with no transaction).
@@ -403,13 +534,17 @@ impl AsRef<Ctx> for Notifications {
 
 impl Workflow for Notifications {
     /// Devices, the inbox, preferences and delivery callbacks: no one's clinical record, so only
-    /// refusals are audit events.
+    /// refusals are audit events. Staff messages (`send.rs`) read patients: every request is one.
     fn mount(self: Arc<Self>) -> Mount {
         Mount {
-            audited: axum::Router::new(),
+            audited: send::router().with_state(Arc::clone(&self)),
             refusals_audited: routes::router().with_state(self),
             fhir_operations: axum::Router::new(),
-            openapi: <routes::Api as utoipa::OpenApi>::openapi(),
+            openapi: {
+                let mut api = <routes::Api as utoipa::OpenApi>::openapi();
+                api.merge(<send::Api as utoipa::OpenApi>::openapi());
+                api
+            },
         }
     }
 }

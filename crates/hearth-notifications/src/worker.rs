@@ -86,7 +86,65 @@ fn done(status: &'static str, provider: Option<&str>, provider_id: Option<String
     Outcome::Final { status, provider: provider.map(str::to_owned), provider_id, error }
 }
 
+/// A fan-out row (a notice to a patient): its expansions and its own final state commit in one
+/// transaction, which `finish_in` lets commit only while this worker still holds the row's
+/// attempt and nobody cancelled it. A patient with no account (and no caregiver) yet is recorded
+/// as `cancelled` with that reason: a row for nobody is not retried.
+async fn fan_out(app: &Arc<Notifications>, worker: &str, row: &OutboxRow) {
+    let now = app.clock.now();
+    let expanded = async {
+        let tx = sql::TxDb::begin(&*app.db).await.map_err(|e| e.to_string())?;
+        let n = crate::expand(&app.notifier, &tx, row, now).await.map_err(|e| e.to_string())?;
+        let outcome = if n.accounts == 0 {
+            done("cancelled", None, None, Some("the patient has no account and no caregiver yet".into()))
+        } else {
+            let reached = format!("{} accounts, {} messages", n.accounts, n.rows);
+            done("delivered", Some("fan-out"), Some(reached), None)
+        };
+        let at = app.clock.now().timestamp_millis();
+        if sql::finish_in(&tx, &row.id, worker, row.attempts, &outcome, at).await.map_err(|e| e.to_string())? {
+            tx.commit().await.map_err(|e| e.to_string())?;
+            Ok::<_, String>(Some(n))
+        } else {
+            Ok(None)
+        }
+    }
+    .await;
+    let status = match expanded {
+        Ok(Some(n)) => {
+            if n.rows > 0 {
+                app.notifier.wake();
+            }
+            if n.accounts == 0 { "cancelled" } else { "delivered" }
+        }
+        Ok(None) => {
+            tracing::info!(notification_id = %row.id, "fan-out row cancelled or its lease lost; nothing expanded");
+            return;
+        }
+        Err(error) => {
+            let outcome = if row.attempts >= row.max_attempts {
+                done("failed", None, None, Some(format!("gave up after {} attempts: {error}", row.attempts)))
+            } else {
+                Outcome::Retry { not_before: (now + backoff(app, row.attempts)).timestamp_millis(), error }
+            };
+            let at = app.clock.now().timestamp_millis();
+            if let Err(e) = sql::finish(&*app.db, &row.id, worker, row.attempts, &outcome, at).await {
+                tracing::error!(notification_id = %row.id, error = %e, "recording a fan-out failure failed");
+            }
+            if matches!(outcome, Outcome::Retry { .. }) { "retry" } else { "failed" }
+        }
+    };
+    metrics::with_local_recorder(&*app.metrics, || {
+        metrics::counter!("hearth_notifications_total", "channel" => sql::FANOUT_CHANNEL, "status" => status)
+            .increment(1);
+    });
+    tracing::info!(notification_id = %row.id, channel = sql::FANOUT_CHANNEL, attempt = row.attempts, status, "notification fan-out");
+}
+
 async fn process(app: &Arc<Notifications>, worker: &str, row: OutboxRow) {
+    if row.channel == sql::FANOUT_CHANNEL {
+        return fan_out(app, worker, &row).await;
+    }
     let started = Instant::now();
     let now = app.clock.now();
     let outcome = match decide(app, &row, now).await {

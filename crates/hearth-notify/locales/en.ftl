@@ -48,3 +48,13 @@ appointment-offer-sms = Hearth: a slot on { $when } is free. Open the app to boo
 registry-invite-subject = Your health record at Hearth
 registry-invite-body = Your clinic invites you to use your health record in Hearth. Open { $link } or enter the code { $code } in the app. The invitation works once and expires in { $hours } hours. If you did not expect it, ignore this message.
 registry-invite-sms = Hearth: your clinic invites you to your health record. Code { $code } or { $link } (once, { $hours } h). Never share it.
+
+# A message a clinician or admin wrote (`title`, `message`: their own plain text, checked for
+# length and control characters when it was sent). SMS and push carry the title only: the
+# message itself is read in the app or the e-mail.
+staff-message-subject = { $title }
+staff-message-body =
+    { $message }
+
+    Sent by your care team through Hearth. Replies to this message are not read.
+staff-message-sms = Hearth: { $title }. Open the app to read the message from your care team.

@@ -4,10 +4,16 @@
 //! text, in-app and push body); `T-sms` when the SMS text differs. The HTML part of an e-mail is
 //! the body escaped into a fixed layout. Plurals follow CLDR through Fluent (`hi`: 0 and 1 are
 //! "one"). Unicode isolation marks are off: both languages are left-to-right, and the marks show
-//! as junk or cost a UCS-2 SMS segment. A `when` argument is an RFC 3339 instant, shown in the
-//! recipient's time zone.
+//! as junk or cost a UCS-2 SMS segment. A `when` argument is an RFC 3339 instant, shown by
+//! [`format_instant`] in the recipient's time zone and language with the zone named:
+//! `Thu 10 Dec 2026, 10:10 IST (Asia/Kolkata)`, `गुरुवार, 10 दिसंबर 2026, 10:10 IST (Asia/Kolkata)`.
+//! Weekday, day, month name and year (no all-digit date that reads differently in different
+//! countries), a 24-hour time, then the zone's abbreviation at that instant (which tells summer
+//! from winter time in an hour that repeats) and its IANA name (abbreviations alone are
+//! ambiguous: IST is also Irish and Israeli time). A zone whose abbreviation is only an offset
+//! shows `UTC+03:00`; a zone whose abbreviation is its name (`UTC`) shows it once.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use chrono_tz::Tz;
 use fluent_bundle::concurrent::FluentBundle;
 use fluent_bundle::{FluentArgs, FluentResource, FluentValue};
@@ -36,7 +42,7 @@ impl Lang {
 }
 
 /// The templates Hearth ships (enqueueing an unknown one is refused).
-pub const TEMPLATES: [&str; 9] = [
+pub const TEMPLATES: [&str; 10] = [
     "otp-code",
     "appointment-reminder",
     "medication-reminder",
@@ -46,7 +52,47 @@ pub const TEMPLATES: [&str; 9] = [
     "appointment-change",
     "appointment-offer",
     "registry-invite",
+    "staff-message",
 ];
+
+const EN_DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+const EN_MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+const HI_DAYS: [&str; 7] = ["सोमवार", "मंगलवार", "बुधवार", "गुरुवार", "शुक्रवार", "शनिवार", "रविवार"];
+const HI_MONTHS: [&str; 12] =
+    ["जनवरी", "फ़रवरी", "मार्च", "अप्रैल", "मई", "जून", "जुलाई", "अगस्त", "सितंबर", "अक्तूबर", "नवंबर", "दिसंबर"];
+
+/// An instant as a recipient reads it: in `tz`, in `lang`, with the zone named (see the
+/// module docs for the format and why).
+pub fn format_instant(t: DateTime<Utc>, tz: Tz, lang: Lang) -> String {
+    let local = t.with_timezone(&tz);
+    let abbreviation = local.format("%Z").to_string();
+    let short = if abbreviation.starts_with(['+', '-']) || abbreviation.is_empty() {
+        format!("UTC{}", local.format("%:z"))
+    } else {
+        abbreviation
+    };
+    let name = tz.name();
+    let zone = if short == name { short } else { format!("{short} ({name})") };
+    let weekday = usize::try_from(local.weekday().num_days_from_monday()).unwrap_or(0);
+    let month = usize::try_from(local.month0()).unwrap_or(0);
+    let time = local.format("%H:%M");
+    match lang {
+        Lang::En => format!(
+            "{} {} {} {}, {time} {zone}",
+            EN_DAYS.get(weekday).copied().unwrap_or_default(),
+            local.day(),
+            EN_MONTHS.get(month).copied().unwrap_or_default(),
+            local.year()
+        ),
+        Lang::Hi => format!(
+            "{}, {} {} {}, {time} {zone}",
+            HI_DAYS.get(weekday).copied().unwrap_or_default(),
+            local.day(),
+            HI_MONTHS.get(month).copied().unwrap_or_default(),
+            local.year()
+        ),
+    }
+}
 
 /// A message rendered for one recipient.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,8 +181,7 @@ impl Templates {
                 }
                 Value::String(s) if k == "when" => {
                     let t = DateTime::parse_from_rfc3339(s).map_err(|_| TemplateError::BadWhen)?;
-                    let local = t.with_timezone(&Utc).with_timezone(&tz);
-                    fargs.set(k.clone(), FluentValue::from(local.format("%d/%m/%Y %H:%M").to_string()));
+                    fargs.set(k.clone(), FluentValue::from(format_instant(t.with_timezone(&Utc), tz, lang)));
                 }
                 Value::String(s) => {
                     fargs.set(k.clone(), FluentValue::from(s.clone()));
@@ -156,7 +201,7 @@ impl Templates {
             lang.as_str(),
             escape_html(&subject),
             escape_html(&subject),
-            escape_html(&text)
+            escape_html(&text).replace('\n', "<br>\n")
         );
         Ok(Rendered { lang, subject, text, html, sms })
     }
@@ -220,7 +265,11 @@ mod tests {
             let r = t
                 .render("appointment-reminder", lang, &args(json!({"when": "2026-03-01T04:30:00Z"})), kolkata)
                 .unwrap();
-            assert!(r.sms.contains("01/03/2026 10:00"), "{}", r.sms);
+            let named = match lang {
+                Lang::En => "Sun 1 Mar 2026, 10:00 IST (Asia/Kolkata)",
+                Lang::Hi => "रविवार, 1 मार्च 2026, 10:00 IST (Asia/Kolkata)",
+            };
+            assert!(r.sms.contains(named) && r.text.contains(named), "{}", r.sms);
             let r2 = t.render("otp-code", lang, &args(json!({"code": "123456", "minutes": 10})), kolkata).unwrap();
             for s in [&r.sms, &r.text, &r.subject, &r2.sms, &r2.text] {
                 assert!(!s.chars().any(|c| matches!(c, '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}')), "{s:?}");
@@ -243,19 +292,25 @@ mod tests {
             t.render("appointment-change", Lang::En, &args(json!({"when": when, "change": change})), kolkata).unwrap()
         };
         assert_eq!(en("booked").subject, "Appointment booked");
-        assert_eq!(en("booked").text, "An appointment on 01/03/2026 10:00 was booked. Open Hearth for the details.");
+        assert_eq!(
+            en("booked").text,
+            "An appointment on Sun 1 Mar 2026, 10:00 IST (Asia/Kolkata) was booked. Open Hearth for the details."
+        );
         assert_eq!(
             en("rescheduled").text,
-            "An appointment was moved to 01/03/2026 10:00. Open Hearth for the details."
+            "An appointment was moved to Sun 1 Mar 2026, 10:00 IST (Asia/Kolkata). Open Hearth for the details."
         );
         assert_eq!(en("cancelled").subject, "Appointment cancelled");
         let hi = t
             .render("appointment-change", Lang::Hi, &args(json!({"when": when, "change": "cancelled"})), kolkata)
             .unwrap();
-        assert!(hi.text.contains("01/03/2026 10:00") && hi.subject.contains("रद्द"), "{hi:?}");
+        assert!(
+            hi.text.contains("रविवार, 1 मार्च 2026, 10:00 IST (Asia/Kolkata)") && hi.subject.contains("रद्द"),
+            "{hi:?}"
+        );
         for lang in [Lang::En, Lang::Hi] {
             let r = t.render("appointment-offer", lang, &args(json!({"when": when})), kolkata).unwrap();
-            assert!(r.sms.contains("01/03/2026 10:00"), "{r:?}");
+            assert!(r.sms.contains("1 ") && r.sms.contains("2026, 10:00 IST (Asia/Kolkata)"), "{r:?}");
         }
     }
 
@@ -281,6 +336,42 @@ mod tests {
             t.render("registry-invite", Lang::En, &args(json!({"code": "x"})), chrono_tz::UTC),
             Err(TemplateError::MissingArg { .. })
         ));
+    }
+
+    #[test]
+    fn instants_are_shown_in_the_recipients_zone_and_language_with_the_zone_named() {
+        let tz = |n: &str| -> Tz { n.parse().unwrap() };
+        let t = DateTime::parse_from_rfc3339("2026-12-10T04:40:00Z").unwrap().with_timezone(&Utc);
+        assert_eq!(format_instant(t, tz("Asia/Kolkata"), Lang::En), "Thu 10 Dec 2026, 10:10 IST (Asia/Kolkata)");
+        assert_eq!(format_instant(t, tz("Asia/Kolkata"), Lang::Hi), "गुरुवार, 10 दिसंबर 2026, 10:10 IST (Asia/Kolkata)");
+        assert_eq!(format_instant(t, tz("Europe/London"), Lang::En), "Thu 10 Dec 2026, 04:40 GMT (Europe/London)");
+        // Summer time is named as such; the zone's name stays.
+        let june = DateTime::parse_from_rfc3339("2026-06-04T09:00:00Z").unwrap().with_timezone(&Utc);
+        assert_eq!(format_instant(june, tz("Europe/London"), Lang::En), "Thu 4 Jun 2026, 10:00 BST (Europe/London)");
+        assert_eq!(format_instant(june, chrono_tz::UTC, Lang::En), "Thu 4 Jun 2026, 09:00 UTC");
+        // A zone whose abbreviation is only an offset.
+        assert_eq!(
+            format_instant(june, tz("America/Sao_Paulo"), Lang::En),
+            "Thu 4 Jun 2026, 06:00 UTC-03:00 (America/Sao_Paulo)"
+        );
+    }
+
+    #[test]
+    fn a_staff_message_frames_the_staffs_own_text_and_escapes_it_in_html() {
+        let t = Templates::load().unwrap();
+        let a = args(json!({"title": "Clinic <closed>", "message": "Line one & two\nLine <three>"}));
+        let en = t.render("staff-message", Lang::En, &a, chrono_tz::UTC).unwrap();
+        assert_eq!(en.subject, "Clinic <closed>");
+        assert!(en.text.starts_with("Line one & two\nLine <three>\n\nSent by your care team"), "{:?}", en.text);
+        assert!(
+            en.html.contains("Clinic &lt;closed&gt;") && en.html.contains("Line one &amp; two<br>\nLine &lt;three&gt;")
+        );
+        assert!(!en.html.contains("<three>") && !en.html.contains("<closed>"));
+        // SMS and push carry the title only.
+        assert_eq!(en.sms, "Hearth: Clinic <closed>. Open the app to read the message from your care team.");
+        let hi = t.render("staff-message", Lang::Hi, &a, chrono_tz::UTC).unwrap();
+        assert!(hi.text.contains("देखभाल टीम") && hi.text.starts_with("Line one"), "{:?}", hi.text);
+        assert!(t.render("staff-message", Lang::En, &args(json!({"title": "x"})), chrono_tz::UTC).is_err());
     }
 
     #[test]

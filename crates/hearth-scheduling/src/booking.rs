@@ -9,13 +9,16 @@
 //! - Exactly one of concurrent bookings of overlapping time wins: the claimed 5-minute cells
 //!   (`hearth_store_sql::scheduling::claim`) are inserted in the Appointment's transaction and
 //!   a conflict rolls everything back (`409 slot_taken` with up to five alternatives).
-//! - Reminders (`scheduling.reminder_offsets_minutes`, default 24 h and 2 h before) are outbox
-//!   rows with `not_before`, written in the same transaction, keyed
-//!   `appointment-reminder:<id>:<start ms>:<offset>:<account>`: a retried booking adds nothing, a
-//!   reschedule writes new keys, and cancelling cancels every queued key of the appointment.
-//!   They go to the patient's account and to the caregiver accounts linked to the patient.
-//!   Channels, preferences, quiet hours and contact consent are the notification worker's at
-//!   send time. A reminder whose time has passed at booking is not written.
+//! - Reminders (`scheduling.reminder_offsets_minutes`, default 24 h and 2 h before) are
+//!   patient-addressed notices (`hearth_notifications::enqueue_for_patient`, one outbox row per
+//!   offset) with `not_before`, written in the same transaction, keyed
+//!   `appointment-reminder:<id>:<start ms>:<offset>`: a retried booking adds nothing, a
+//!   reschedule writes new keys, and cancelling cancels every queued key of the appointment
+//!   (`cancel_prefix`, which also takes the rows a reminder was already expanded into). When one
+//!   is due, the notification worker sends it to the patient's accounts and the caregiver
+//!   accounts linked to the patient *at that time*. Channels, preferences, quiet hours and
+//!   contact consent are the worker's at send time. A reminder whose time has passed at booking
+//!   is not written.
 //! - A recurring booking (`repeat`: count and interval in days, at the same local wall-clock
 //!   time in the schedule's zone) is all or nothing; each occurrence is its own Appointment
 //!   with its own reminders, linked by a series extension.
@@ -36,6 +39,7 @@ use hearth_auth::Role;
 use hearth_notify::Category;
 use hearth_store::interactions;
 use hearth_store::{Guarded, Version};
+use hearth_store_sql::identity;
 use hearth_store_sql::notify::TxDb;
 use hearth_store_sql::scheduling as sql;
 use serde::Deserialize;
@@ -47,7 +51,7 @@ use super::{
     EXT, V2_0276, bad, conflict, forbidden, instant, is_staff, json_of, not_found, read_json, ref_id, search_all,
 };
 use crate::Scheduling;
-use hearth_notifications::{self as notify, Notice};
+use hearth_notifications::{self as notify, Notice, PatientNotice};
 use hearth_workflow::error::{ApiError, FhirError};
 use hearth_workflow::{ApiCaller, Caller};
 
@@ -319,8 +323,10 @@ fn reminder_prefix(id: &str) -> String {
     format!("appointment-reminder:{id}:")
 }
 
-/// The reminders for an appointment at `start` to the patient's account(s) and the caregivers
-/// linked to the patient, on `db` (the booking's transaction). Each account's preferences apply.
+/// The reminders for an appointment at `start`, on `db` (the booking's transaction): one
+/// patient-addressed notice per offset, which the notification worker resolves when it is due
+/// to the patient's account(s) and the caregivers linked to the patient *then* (each account's
+/// preferences apply), so someone who signs up after the booking is still reminded.
 async fn enqueue_reminders(
     app: &Scheduling,
     db: &TxDb,
@@ -329,27 +335,24 @@ async fn enqueue_reminders(
     start: DateTime<Utc>,
 ) -> Result<(), ApiError> {
     let now = app.clock.now();
-    let mut accounts = sql::accounts_of(db, &format!("Patient/{patient}")).await?;
-    accounts.extend(sql::caregivers_of(db, patient).await?);
     for offset in &app.config.reminder_offsets_minutes {
         let at = start - Duration::minutes(i64::from(*offset));
         if at <= now {
             continue;
         }
-        for account in &accounts {
-            let mut args = Map::new();
-            args.insert("when".into(), json!(instant(start)));
-            let notice = Notice {
-                // Per account: the outbox keeps one row per key, channel and destination.
-                key: format!("{}{}:{offset}:{account}", reminder_prefix(id), start.timestamp_millis()),
-                account_id: account.clone(),
-                category: Category::Appointment,
-                template: "appointment-reminder".into(),
-                args,
-                not_before: Some(at),
-            };
-            notify::enqueue(&app.notifier, db, &notice, now).await.map_err(enqueue_error)?;
-        }
+        let mut args = Map::new();
+        args.insert("when".into(), json!(instant(start)));
+        let notice = PatientNotice {
+            key: format!("{}{}:{offset}", reminder_prefix(id), start.timestamp_millis()),
+            patient_id: patient.to_owned(),
+            category: Category::Appointment,
+            template: "appointment-reminder".into(),
+            args,
+            not_before: Some(at),
+            channels: None,
+            include_caregivers: true,
+        };
+        notify::enqueue_for_patient(&app.notifier, db, &notice, now).await.map_err(enqueue_error)?;
     }
     Ok(())
 }
@@ -368,7 +371,7 @@ async fn notify_clinic(
         return Ok(());
     }
     let now = app.clock.now();
-    for account in sql::accounts_of(db, &format!("Practitioner/{practitioner}")).await? {
+    for account in identity::accounts_of(db, &format!("Practitioner/{practitioner}")).await? {
         let mut args = Map::new();
         args.insert("when".into(), json!(instant(when)));
         args.insert("change".into(), json!(change));
@@ -402,7 +405,7 @@ async fn offer_freed(
     };
     let accounts = match &entry.account_id {
         Some(a) => vec![a.clone()],
-        None => sql::accounts_of(db, &format!("Patient/{}", entry.patient)).await?,
+        None => identity::accounts_of(db, &format!("Patient/{}", entry.patient)).await?,
     };
     for account in accounts {
         let mut args = Map::new();
@@ -736,7 +739,7 @@ pub async fn cancel(
     let written = interactions::update(&mut tx, write, Some(v.version_id), now).await?;
     let db = TxDb::from_guarded(tx)?;
     sql::release(&db, &id).await?;
-    sql::cancel_notifications(&db, &reminder_prefix(&id), now.timestamp_millis()).await?;
+    notify::cancel_prefix(&db, &reminder_prefix(&id), now).await?;
     notify_clinic(
         &app,
         &db,
@@ -842,7 +845,7 @@ async fn reschedule_inner(app: &Scheduling, caller: &Caller, id: &str, bytes: &[
         drop(db);
         return Err(BookError::Taken(alternatives(app, &practitioner, &code, new_start).await?));
     }
-    sql::cancel_notifications(&db, &reminder_prefix(id), now.timestamp_millis()).await?;
+    notify::cancel_prefix(&db, &reminder_prefix(id), now).await?;
     enqueue_reminders(app, &db, id, &patient, new_start).await?;
     notify_clinic(
         app,
@@ -892,7 +895,7 @@ pub async fn no_show(
     let write = hearth_workflow::fhir::write_of(&app, "Appointment", id.clone(), a);
     let written = interactions::update(&mut tx, write, Some(v.version_id), now).await?;
     let db = TxDb::from_guarded(tx)?;
-    sql::cancel_notifications(&db, &reminder_prefix(&id), now.timestamp_millis()).await?;
+    notify::cancel_prefix(&db, &reminder_prefix(&id), now).await?;
     db.commit().await?;
     let a = json_of(&written.version)?;
     Ok(Json(view(&id, written.version.version_id, &a)))

@@ -332,6 +332,31 @@ pub async fn caregiver_patients(db: &dyn Db, caregiver_id: &str) -> Result<Vec<S
         .collect()
 }
 
+/// The caregiver accounts an admin linked to `patient` (they are told what the patient is told:
+/// reminders, staff messages).
+pub async fn caregivers_of(db: &dyn Db, patient: &str) -> Result<Vec<String>, StoreError> {
+    let mut b = Builder::new(db.dialect());
+    b.push("SELECT caregiver_id FROM caregiver_grants WHERE patient_id = ")
+        .text(patient)
+        .push(" ORDER BY caregiver_id");
+    db.fetch(&b.finish(), &[Col::Text])
+        .await?
+        .into_iter()
+        .map(|row| text(row.into_iter().next())?.ok_or_else(corrupt))
+        .collect()
+}
+
+/// The accounts linked to a FHIR resource (`Patient/…`, `Practitioner/…`), oldest id first.
+pub async fn accounts_of(db: &dyn Db, fhir_user: &str) -> Result<Vec<String>, StoreError> {
+    let mut b = Builder::new(db.dialect());
+    b.push("SELECT id FROM accounts WHERE fhir_user = ").text(fhir_user).push(" ORDER BY id");
+    db.fetch(&b.finish(), &[Col::Text])
+        .await?
+        .into_iter()
+        .map(|row| text(row.into_iter().next())?.ok_or_else(corrupt))
+        .collect()
+}
+
 pub async fn grant_caregiver(db: &dyn Db, caregiver_id: &str, patient_id: &str, now: i64) -> Result<(), StoreError> {
     let mut b = Builder::new(db.dialect());
     b.push("INSERT INTO caregiver_grants (caregiver_id, patient_id, created_at) VALUES (")

@@ -189,14 +189,55 @@ pub async fn enqueue(db: &dyn Db, n: &NewOutbox) -> Result<bool, StoreError> {
     Ok(db.execute(&b.finish()).await? == 1)
 }
 
-/// Cancels the queued rows of an idempotency key; answers how many.
+/// The channel of a row addressed to a patient rather than an account: the worker expands it,
+/// when due, into the rows of the accounts the patient (and their caregivers) then have. Its
+/// `destination` is `Patient/<id>`; it never reaches a provider.
+pub const FANOUT_CHANNEL: &str = "patient";
+
+/// What joins a fan-out row's key and an account in the keys of its expansions
+/// (`<key>#<account>`), so cancelling the key finds them.
+pub const EXPANSION_SEPARATOR: char = '#';
+
+/// What may still be cancelled: queued rows, and fan-out rows being expanded (the expansion
+/// commits only if the row is still `sending`, so it then adds nothing).
+fn cancellable(b: &mut Builder) {
+    b.push(" AND (status = 'queued' OR (status = 'sending' AND channel = ").text(FANOUT_CHANNEL).push("))");
+}
+
+/// `substr(idem_key, 1, len(prefix)) = prefix`, on both backends.
+fn key_prefix(b: &mut Builder, prefix: &str) -> Result<(), StoreError> {
+    let len = i64::try_from(prefix.chars().count()).map_err(|_| corrupt())?;
+    // The cast: PostgreSQL's substr takes an integer, and binds are 64-bit.
+    b.push("substr(idem_key, 1, CAST(").int(len).push(" AS INTEGER)) = ").text(prefix);
+    Ok(())
+}
+
+/// Cancels what is still queued under an idempotency key, and the expansions of a fan-out row
+/// of that key (`<key>#…`); answers how many rows.
 pub async fn cancel(db: &dyn Db, idem_key: &str, now: i64) -> Result<u64, StoreError> {
     let mut b = Builder::new(db.dialect());
     b.push("UPDATE notification_outbox SET status = 'cancelled', args = '{}', updated_at = ")
         .int(now)
-        .push(" WHERE idem_key = ")
+        .push(" WHERE (idem_key = ")
         .text(idem_key)
-        .push(" AND status = 'queued'");
+        .push(" OR ");
+    key_prefix(&mut b, &format!("{idem_key}{EXPANSION_SEPARATOR}"))?;
+    b.push(")");
+    cancellable(&mut b);
+    db.execute(&b.finish()).await
+}
+
+/// Cancels every queued row whose idempotency key starts with `prefix` (e.g. all the reminders
+/// of an appointment, whatever offsets were in force when they were written, and their
+/// expansions); answers how many rows.
+pub async fn cancel_prefix(db: &dyn Db, prefix: &str, now: i64) -> Result<u64, StoreError> {
+    if prefix.is_empty() {
+        return Ok(0);
+    }
+    let mut b = Builder::new(db.dialect());
+    b.push("UPDATE notification_outbox SET status = 'cancelled', args = '{}', updated_at = ").int(now).push(" WHERE ");
+    key_prefix(&mut b, prefix)?;
+    cancellable(&mut b);
     db.execute(&b.finish()).await
 }
 
@@ -300,7 +341,9 @@ pub async fn finish(
     Ok(true)
 }
 
-async fn finish_in(
+/// [`finish`] inside the caller's transaction (a fan-out row is marked done in the transaction
+/// that writes its expansions); false: the lease was lost, roll back.
+pub async fn finish_in(
     db: &dyn Db,
     id: &str,
     owner: &str,

@@ -64,17 +64,6 @@ pub async fn claimed(db: &dyn Db, practitioner: &str, from: i64, to: i64) -> Res
         .collect()
 }
 
-/// The account linked to a FHIR resource (`Patient/…`, `Practitioner/…`), if any.
-pub async fn accounts_of(db: &dyn Db, fhir_user: &str) -> Result<Vec<String>, StoreError> {
-    let mut b = Builder::new(db.dialect());
-    b.push("SELECT id FROM accounts WHERE fhir_user = ").text(fhir_user).push(" ORDER BY id");
-    db.fetch(&b.finish(), &[Col::Text])
-        .await?
-        .into_iter()
-        .map(|row| text(row.into_iter().next())?.ok_or_else(corrupt))
-        .collect()
-}
-
 /// One waitlist entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WaitRow {
@@ -168,22 +157,6 @@ pub async fn wait_offer(
     db.fetch_write(&b.finish(), &WAIT_COLS).await?.into_iter().next().map(decode_wait).transpose()
 }
 
-/// Cancels every queued notification whose idempotency key starts with `prefix` (all the
-/// reminders of an appointment, whatever offsets were in force when they were written).
-pub async fn cancel_notifications(db: &dyn Db, prefix: &str, now: i64) -> Result<u64, StoreError> {
-    let len = i64::try_from(prefix.chars().count()).map_err(|_| corrupt())?;
-    let mut b = Builder::new(db.dialect());
-    b.push("UPDATE notification_outbox SET status = 'cancelled', args = '{}', updated_at = ")
-        .int(now)
-        // The cast: PostgreSQL's substr takes an integer, and binds are 64-bit.
-        .push(" WHERE substr(idem_key, 1, CAST(")
-        .int(len)
-        .push(" AS INTEGER)) = ")
-        .text(prefix)
-        .push(" AND status = 'queued'");
-    db.execute(&b.finish()).await
-}
-
 /// Takes one of the `max` places of `practitioner`'s local day `day` (`YYYY-MM-DD`) for
 /// `appointment`: the per-day limit, exact under concurrency like the cells. The places are
 /// claim rows keyed `<practitioner>#<day>` with cells `0..max`; the first free one is taken
@@ -210,17 +183,4 @@ pub async fn claim_day(
         }
     }
     Ok(false)
-}
-
-/// The caregiver accounts an admin linked to `patient` (they are reminded of its appointments).
-pub async fn caregivers_of(db: &dyn Db, patient: &str) -> Result<Vec<String>, StoreError> {
-    let mut b = Builder::new(db.dialect());
-    b.push("SELECT caregiver_id FROM caregiver_grants WHERE patient_id = ")
-        .text(patient)
-        .push(" ORDER BY caregiver_id");
-    db.fetch(&b.finish(), &[Col::Text])
-        .await?
-        .into_iter()
-        .map(|row| text(row.into_iter().next())?.ok_or_else(corrupt))
-        .collect()
 }

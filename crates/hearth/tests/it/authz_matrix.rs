@@ -147,7 +147,9 @@ async fn every_role_gets_exactly_the_expected_status_and_patient_a_never_sees_b(
         let fhir = path.starts_with("/fhir") && !path.starts_with("/fhir/metadata") && !path.contains("well-known");
         let always = path.starts_with("/api/v1/me/consents")
             || path.starts_with("/api/v1/auth/totp/")
-            || path.starts_with("/api/v1/patients");
+            || path.starts_with("/api/v1/patients")
+            || path == "/api/v1/notifications/send"
+            || path == "/api/push/send";
         i64::from(fhir || always || (!path.starts_with("/fhir") && (status == 401 || status == 403)))
     };
     let obs_a = t.create(&observation(&pa)).await;
@@ -359,6 +361,20 @@ async fn every_role_gets_exactly_the_expected_status_and_patient_a_never_sees_b(
             "/api/v1/providers".into(),
             Some(json!({"family": "Matrix", "specialty": {"system": "snomed", "code": "394801008"}})),
             [401, 403, 403, 403, 403, 201],
+        ),
+        (
+            "staff message to patient A",
+            Method::POST,
+            "/api/v1/notifications/send".into(),
+            Some(json!({"to": {"patient": pa}, "category": "announcement", "title": "Matrix", "message": "Hello."})),
+            [401, 403, 403, 403, 202, 202],
+        ),
+        (
+            "staff message to patient A (replaced system's path)",
+            Method::POST,
+            "/api/push/send".into(),
+            Some(json!({"to": {"patient": pa}, "category": "results", "title": "Matrix", "message": "Hello."})),
+            [401, 403, 403, 403, 202, 202],
         ),
         (
             "Twilio status callback (not configured here)",

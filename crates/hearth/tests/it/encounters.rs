@@ -307,7 +307,7 @@ async fn story_a_patient_finds_books_is_reminded_checks_in_and_reads_the_final_l
         let got: Vec<_> =
             t.outbox.messages().into_iter().filter(|m| m.to == mail && m.subject == "Appointment reminder").collect();
         assert_eq!(got.len(), expected, "{got:?}");
-        assert!(got.iter().all(|m| m.text.contains("22/10/2026 03:30")), "{got:?}");
+        assert!(got.iter().all(|m| m.text.contains("Thu 22 Oct 2026, 03:30 UTC")), "{got:?}");
     }
 
     // 4. Check in (an hour early is fine): the appointment arrives, its encounter is created.

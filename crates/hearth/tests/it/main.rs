@@ -24,6 +24,7 @@ mod import;
 mod mfa;
 mod notify;
 mod notify_peers;
+mod notify_send;
 mod ops;
 mod patch;
 mod process;

@@ -256,9 +256,13 @@ async fn email_reaches_a_real_smtp_server_as_multipart_text_and_html() {
     let text = &parts.iter().find(|(c, _)| c.contains("text/plain")).unwrap().1;
     let html = &parts.iter().find(|(c, _)| c.contains("text/html")).unwrap().1;
     // 04:30 UTC is 10:00 in Kolkata: the time is the recipient's.
-    assert_eq!(text.trim(), "You have an appointment on 01/03/2026 10:00. Open Hearth for the details.");
+    assert_eq!(
+        text.trim(),
+        "You have an appointment on Sun 1 Mar 2026, 10:00 IST (Asia/Kolkata). Open Hearth for the details."
+    );
     assert!(
-        html.contains("<html lang=\"en\">") && html.contains("<p>You have an appointment on 01/03/2026 10:00."),
+        html.contains("<html lang=\"en\">")
+            && html.contains("<p>You have an appointment on Sun 1 Mar 2026, 10:00 IST (Asia/Kolkata)."),
         "{html}"
     );
     // The Hindi reader gets Hindi.
@@ -266,7 +270,8 @@ async fn email_reaches_a_real_smtp_server_as_multipart_text_and_html() {
     assert_eq!(subject(&mail.data), "अपॉइंटमेंट रिमाइंडर");
     let (_, parts) = mime_parts(&mail.data);
     assert!(
-        parts.iter().any(|(c, t)| c.contains("text/plain") && t.contains("01/03/2026 10:00 को आपका अपॉइंटमेंट है")),
+        parts.iter().any(|(c, t)| c.contains("text/plain")
+            && t.contains("रविवार, 1 मार्च 2026, 10:00 IST (Asia/Kolkata) को आपका अपॉइंटमेंट है")),
         "{parts:?}"
     );
     // The template arguments are gone once the row is final.

@@ -354,27 +354,32 @@ async fn a_booking_queues_two_reminders_that_cancelling_cancels() {
     t.clock.set(at("2026-06-01T08:00:00Z"));
     let (doc, dc) = clinician(&t, "Remind").await;
     schedule(&t, &dc, every_day(&doc, "Asia/Kolkata", "09:00", "12:00")).await;
-    let (_, account_id, me) = patient_account(&t, "Reminded").await;
+    let (pid, account_id, me) = patient_account(&t, "Reminded").await;
     // 09:00 in Kolkata on 3 June is 03:30Z.
     let (s, a) = book(&t, &me, &doc, "2026-06-03T03:30:00Z").await;
     assert_eq!(s, 201, "{a}");
     let id = a["id"].as_str().unwrap();
     let rows = reminders(&t.app, id).await;
     let keys: BTreeSet<&str> = rows.iter().map(|r| r.idem_key.as_str()).collect();
-    assert_eq!(keys.len(), 2, "{rows:?}");
-    // One row per channel (e-mail and in-app) per reminder, due 24 h and 2 h before.
+    assert_eq!((keys.len(), rows.len()), (2, 2), "{rows:?}");
+    // One row per reminder, addressed to the patient (the accounts are found when it is due),
+    // due 24 h and 2 h before.
     let due: BTreeSet<i64> = rows.iter().map(|r| r.not_before).collect();
     assert_eq!(
         due,
         [at("2026-06-02T03:30:00Z").timestamp_millis(), at("2026-06-03T01:30:00Z").timestamp_millis()].into()
     );
-    assert!(rows.iter().all(|r| r.status == "queued" && r.account_id.as_deref() == Some(&account_id)));
+    let patient_ref = format!("Patient/{pid}");
+    assert!(rows.iter().all(|r| r.status == "queued"
+        && r.channel == "patient"
+        && r.destination.as_deref() == Some(patient_ref.as_str())
+        && r.account_id.is_none()));
     // The text names a time only: no practitioner, no reason.
     assert!(rows.iter().all(|r| r.template == "appointment-reminder" && !r.args.contains(&doc)));
 
     // The clinic was told about the booking.
     let doc_account =
-        hearth_store_sql::scheduling::accounts_of(&*t.app.db, &format!("Practitioner/{doc}")).await.unwrap();
+        hearth_store_sql::identity::accounts_of(&*t.app.db, &format!("Practitioner/{doc}")).await.unwrap();
     let clinic: Vec<_> = outbox::list_by_status(&*t.app.db, None, 100_000)
         .await
         .unwrap()
@@ -444,7 +449,7 @@ async fn reminders_survive_a_restart_and_are_sent_exactly_once() {
     assert!(rows.iter().all(|r| r.status == "sent" || r.status == "delivered"), "{rows:?}");
     let texts: Vec<String> = memory.messages().into_iter().filter(|x| x.to == mail).map(|x| x.text).collect();
     // 09:00Z shown in the patient's (default UTC) zone; nothing but the time.
-    assert!(texts.iter().all(|x| x.contains("04/06/2026 09:00") && !x.contains("Restart")), "{texts:?}");
+    assert!(texts.iter().all(|x| x.contains("Thu 4 Jun 2026, 09:00 UTC") && !x.contains("Restart")), "{texts:?}");
 }
 
 #[tokio::test]
@@ -527,7 +532,7 @@ async fn who_books_for_whom_late_cancels_no_shows_and_series() {
     t.clock.set(at("2026-06-01T08:00:00Z"));
     let (doc, dc) = clinician(&t, "Rules").await;
     schedule(&t, &dc, every_day(&doc, "America/New_York", "09:00", "11:00")).await;
-    let (me_p, _, me) = patient_account(&t, "Self").await;
+    let (me_p, me_account, me) = patient_account(&t, "Self").await;
     let (other_p, _, _) = patient_account(&t, "Other").await;
     // 09:00 EDT = 13:00Z. A patient cannot book for someone else (nor see their record).
     let (s, _) = call(
@@ -571,10 +576,15 @@ async fn who_books_for_whom_late_cancels_no_shows_and_series() {
     )
     .await;
     assert_eq!(s, 201, "{mine}");
-    // Reminders go to the patient and to the linked caregiver.
+    // Reminders go to the patient and to the linked caregiver: one patient-addressed row per
+    // offset, resolved to both accounts when it is due.
+    let rows = reminders(&t.app, mine["id"].as_str().unwrap()).await;
+    assert!(rows.len() == 2 && rows.iter().all(|r| r.channel == "patient"), "{rows:?}");
+    t.clock.set(at("2026-06-01T13:30:00Z"));
+    drain(&t.app).await;
     let reminded: BTreeSet<String> =
         reminders(&t.app, mine["id"].as_str().unwrap()).await.into_iter().filter_map(|r| r.account_id).collect();
-    assert!(reminded.contains(&carer_id) && reminded.len() == 2, "{reminded:?}");
+    assert_eq!(reminded, [carer_id.clone(), me_account.clone()].into(), "{reminded:?}");
     // A weekly series of four at 09:00 local, across no DST change here; all or nothing.
     let (s, series) = call(&t, &me, Method::POST, "/api/v1/appointments", Some(json!({"practitioner": doc, "start": "2026-06-03T13:00:00Z", "type": "ROUTINE", "repeat": {"count": 4, "intervalDays": 7}}))).await;
     assert_eq!(s, 201, "{series}");
@@ -583,9 +593,9 @@ async fn who_books_for_whom_late_cancels_no_shows_and_series() {
     assert_eq!(occ[3]["start"], "2026-06-24T13:00:00Z");
     assert!(occ.iter().all(|o| o["series"] == series["series"]));
     for o in occ {
-        // Two offsets, each for the patient and the linked caregiver.
+        // Two offsets, each one row for the patient (and, when due, the linked caregiver).
         let rows = reminders(&t.app, o["id"].as_str().unwrap()).await;
-        assert_eq!(rows.iter().map(|r| &r.idem_key).collect::<BTreeSet<_>>().len(), 4);
+        assert_eq!(rows.iter().map(|r| &r.idem_key).collect::<BTreeSet<_>>().len(), 2);
         assert_eq!(rows.iter().map(|r| r.not_before).collect::<BTreeSet<_>>().len(), 2);
     }
     let (s, v) = call(&t, &dc, Method::POST, "/api/v1/appointments", Some(json!({"practitioner": doc, "start": "2026-06-10T13:00:00Z", "type": "ROUTINE", "patient": other_p, "repeat": {"count": 2, "intervalDays": 7}}))).await;

@@ -28,6 +28,7 @@ mod cursor;
 pub mod erase;
 mod export;
 pub mod identity;
+pub mod intake;
 mod index;
 pub mod mfa;
 pub mod notify;

@@ -20,6 +20,7 @@ mod errors;
 mod examples;
 mod export;
 mod history;
+mod intake;
 mod import;
 mod mfa;
 mod notify;

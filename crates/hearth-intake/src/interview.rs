@@ -597,7 +597,11 @@ impl<'a> Interview<'a> {
                 .options
                 .iter()
                 .enumerate()
-                .map(|(i, o)| OptionView { number: i + 1, code: o.code.clone(), display: o.display.get(language).to_owned() })
+                .map(|(i, o)| OptionView {
+                    number: i + 1,
+                    code: o.code.clone(),
+                    display: o.display.get(language).to_owned(),
+                })
                 .collect(),
             progress: self.progress(state),
         })
@@ -678,8 +682,24 @@ fn compare(a: &AnswerValue, expected: &Value) -> Option<std::cmp::Ordering> {
     }
 }
 
-const YES: [&str; 16] =
-    ["yes", "y", "yeah", "yep", "haan", "han", "ha", "haa", "haanji", "ji", "ji haan", "हाँ", "हां", "जी", "जी हाँ", "जी हां"];
+const YES: [&str; 16] = [
+    "yes",
+    "y",
+    "yeah",
+    "yep",
+    "haan",
+    "han",
+    "ha",
+    "haa",
+    "haanji",
+    "ji",
+    "ji haan",
+    "हाँ",
+    "हां",
+    "जी",
+    "जी हाँ",
+    "जी हां",
+];
 const NO: [&str; 13] =
     ["no", "n", "nope", "nahi", "nahin", "nhi", "nai", "na", "ji nahi", "नहीं", "नही", "ना", "जी नहीं"];
 
@@ -692,7 +712,10 @@ fn norm(s: &str) -> String {
 
 /// Devanagari vowel signs and marks are not alphanumeric in Rust's sense but belong to words.
 fn is_mark(c: char) -> bool {
-    ('\u{0900}'..='\u{0903}').contains(&c) || ('\u{093A}'..='\u{094F}').contains(&c) || ('\u{0951}'..='\u{0957}').contains(&c) || ('\u{0962}'..='\u{0963}').contains(&c)
+    ('\u{0900}'..='\u{0903}').contains(&c)
+        || ('\u{093A}'..='\u{094F}').contains(&c)
+        || ('\u{0951}'..='\u{0957}').contains(&c)
+        || ('\u{0962}'..='\u{0963}').contains(&c)
 }
 
 /// `Some(true)` for a yes word, `Some(false)` for a no word: the whole text, else its first word.
@@ -720,17 +743,16 @@ fn match_option(item: &Item, text: &str) -> Option<AnswerValue> {
     if n.is_empty() {
         return None;
     }
-    let found = item.options.iter().enumerate().find(|(i, o)| {
-        n == norm(&o.code) || n == (i + 1).to_string() || o.display.all().any(|d| norm(d) == n)
-    });
+    let found = item
+        .options
+        .iter()
+        .enumerate()
+        .find(|(i, o)| n == norm(&o.code) || n == (i + 1).to_string() || o.display.all().any(|d| norm(d) == n));
     if let Some((_, o)) = found {
         return Some(option_value(o));
     }
     let yes = yes_no(text)?;
-    item.options
-        .iter()
-        .map(option_value)
-        .find(|v| if yes { v.is_yes() } else { v.is_no() })
+    item.options.iter().map(option_value).find(|v| if yes { v.is_yes() } else { v.is_no() })
 }
 
 /// The parts of a multi-value answer: `1, 3`, `a and b`, `a aur b`, `क और ख`.
@@ -860,7 +882,9 @@ fn one_structured(item: &Item, ty: InputType, v: &Value) -> Result<AnswerValue, 
                 .ok_or_else(|| invalid("answer true or false (or yes/no)")),
             _ => Err(invalid("answer true or false")),
         },
-        InputType::Integer => v.as_i64().map(|value| AnswerValue::Integer { value }).ok_or_else(|| invalid("answer a whole number")),
+        InputType::Integer => {
+            v.as_i64().map(|value| AnswerValue::Integer { value }).ok_or_else(|| invalid("answer a whole number"))
+        }
         InputType::Decimal => match v {
             Value::Number(n) => Ok(AnswerValue::Decimal { value: n.to_string() }),
             _ => Err(invalid("answer a number")),
@@ -955,7 +979,14 @@ mod tests {
         assert!(matches!(run(&packs, &mut s, text("kamar mein dard")).unwrap(), Applied::Answered(_)));
         // where: choice with Hindi displays; the Devanagari display picks the option.
         let Applied::Answered(v) = run(&packs, &mut s, text("कमर")).unwrap() else { panic!() };
-        assert_eq!(v[0], AnswerValue::Coding { system: Some(OPTION_SYSTEM.into()), code: "back".into(), display: "Lower back".into() });
+        assert_eq!(
+            v[0],
+            AnswerValue::Coding {
+                system: Some(OPTION_SYSTEM.into()),
+                code: "back".into(),
+                display: "Lower back".into()
+            }
+        );
         // saddle screening: boolean with Hinglish yes.
         let Applied::Answered(v) = run(&packs, &mut s, text("haan ji")).unwrap() else { panic!() };
         assert_eq!(v, [AnswerValue::Boolean { value: true }]);

@@ -93,7 +93,14 @@ pub(crate) async fn start_walk_in(
             return Err(api(StatusCode::FORBIDDEN, "forbidden", "the patient or the clinic starts an intake"));
         }
     };
-    let start = Start { patient, appointment: None, practitioner: None, language: b.language, consent: b.consent, packs: b.packs };
+    let start = Start {
+        patient,
+        appointment: None,
+        practitioner: None,
+        language: b.language,
+        consent: b.consent,
+        packs: b.packs,
+    };
     let s = app.start(&caller, start).await?;
     Ok((StatusCode::CREATED, Json(app.view(&s)?)).into_response())
 }
@@ -133,13 +140,18 @@ pub(crate) async fn start_for_appointment(
         return Err(missing());
     };
     let a: Value = v.body.as_deref().and_then(|b| serde_json::from_str(b).ok()).ok_or_else(missing)?;
-    if let Some(status @ ("cancelled" | "noshow" | "entered-in-error" | "fulfilled")) = a.get("status").and_then(Value::as_str) {
+    if let Some(status @ ("cancelled" | "noshow" | "entered-in-error" | "fulfilled")) =
+        a.get("status").and_then(Value::as_str)
+    {
         return Err(api(StatusCode::CONFLICT, "appointment_closed", format!("the appointment is {status}")));
     }
     let actor = |prefix: &str| {
         a.get("participant").and_then(Value::as_array).and_then(|ps| {
             ps.iter().find_map(|p| {
-                p.pointer("/actor/reference").and_then(Value::as_str).and_then(|r| r.strip_prefix(prefix)).map(str::to_owned)
+                p.pointer("/actor/reference")
+                    .and_then(Value::as_str)
+                    .and_then(|r| r.strip_prefix(prefix))
+                    .map(str::to_owned)
             })
         })
     };
@@ -291,7 +303,10 @@ pub(crate) async fn review(
         (status = 403, description = "Not a clinician or administrator", body = Object),
     ),
     security(("bearer" = [])))]
-pub(crate) async fn queue(State(app): State<Arc<Intakes>>, ApiCaller(caller): ApiCaller) -> Result<Json<Value>, ApiError> {
+pub(crate) async fn queue(
+    State(app): State<Arc<Intakes>>,
+    ApiCaller(caller): ApiCaller,
+) -> Result<Json<Value>, ApiError> {
     staff_only(&caller)?;
     Ok(Json(json!({"sessions": app.queue(&caller).await?})))
 }

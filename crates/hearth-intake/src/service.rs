@@ -115,7 +115,10 @@ pub(crate) fn engine() -> Result<&'static Engine, ApiError> {
 }
 
 fn json_of(v: &Version) -> Result<Value, ApiError> {
-    v.body.as_deref().and_then(|b| serde_json::from_str(b).ok()).ok_or_else(|| ApiError::internal("stored resource is not JSON"))
+    v.body
+        .as_deref()
+        .and_then(|b| serde_json::from_str(b).ok())
+        .ok_or_else(|| ApiError::internal("stored resource is not JSON"))
 }
 
 pub(crate) fn is_staff(caller: &Caller) -> bool {
@@ -303,9 +306,8 @@ impl Intakes {
     /// Starts a session: checks language, consent and packs, records the Consent, then the row,
     /// in one transaction.
     pub(crate) async fn start(&self, caller: &Caller, start: Start) -> Result<Loaded, ApiError> {
-        let language = parse_language(&start.language).ok_or_else(|| {
-            api(StatusCode::BAD_REQUEST, "unknown_language", "language must be en, hi or hi-Latn")
-        })?;
+        let language = parse_language(&start.language)
+            .ok_or_else(|| api(StatusCode::BAD_REQUEST, "unknown_language", "language must be en, hi or hi-Latn"))?;
         if start.consent != Some(true) {
             return Err(api(
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -347,8 +349,12 @@ impl Intakes {
         check(self, "Consent", &consent)?;
         let consent_id = uuid::Uuid::now_v7().to_string();
         let mut tx = store.begin().await?;
-        interactions::create(&mut tx, hearth_workflow::fhir::write_of(self, "Consent", consent_id.clone(), consent), now)
-            .await?;
+        interactions::create(
+            &mut tx,
+            hearth_workflow::fhir::write_of(self, "Consent", consent_id.clone(), consent),
+            now,
+        )
+        .await?;
         let db = TxDb::from_guarded(tx)?;
         let (urgency, rank) = urgency_name(crate::Urgency::Routine);
         let row = SessionRow {
@@ -438,7 +444,11 @@ impl Intakes {
         let _serial = room.turn.lock().await;
         let mut s = self.load(caller, id).await?;
         if s.status != Status::Active {
-            return Err(api(StatusCode::CONFLICT, "session_finished", format!("this session is over ({})", s.row.status)));
+            return Err(api(
+                StatusCode::CONFLICT,
+                "session_finished",
+                format!("this session is over ({})", s.row.status),
+            ));
         }
         let engine = engine()?;
         let now = self.clock.now();
@@ -521,7 +531,11 @@ impl Intakes {
             writes.push(("Condition", new_id(), records::condition(&id, &patient, f, &evidence, &at)));
         }
         if !assessment.red_flags.is_empty() {
-            writes.push(("RiskAssessment", new_id(), records::risk_assessment(&id, &patient, assessment, &observations, &at)));
+            writes.push((
+                "RiskAssessment",
+                new_id(),
+                records::risk_assessment(&id, &patient, assessment, &observations, &at),
+            ));
         }
         let summary = self.summary(s)?;
         let composition_id = new_id();
@@ -641,7 +655,11 @@ impl Intakes {
             s.row.reviewed_at = Some(self.clock.now().timestamp_millis());
             s.row.version = read + 1;
             if !sql::update(&*self.db, &s.row, read).await? {
-                return Err(api(StatusCode::CONFLICT, "session_changed", "the session changed meanwhile; read it again"));
+                return Err(api(
+                    StatusCode::CONFLICT,
+                    "session_changed",
+                    "the session changed meanwhile; read it again",
+                ));
             }
         }
         self.view(&s)

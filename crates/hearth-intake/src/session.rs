@@ -128,7 +128,13 @@ pub fn facts_with_screens(engine: &Engine, packs: &[Questionnaire], stored: &Sto
 }
 
 /// The engine's assessment of the session so far.
-pub fn assess(engine: &Engine, packs: &[Questionnaire], stored: &Stored, turns: &[Turn], language: Language) -> Assessment {
+pub fn assess(
+    engine: &Engine,
+    packs: &[Questionnaire],
+    stored: &Stored,
+    turns: &[Turn],
+    language: Language,
+) -> Assessment {
     let facts = facts_with_screens(engine, packs, stored);
     engine.assess(&Intake { language, text: corpus(turns), facts })
 }
@@ -260,8 +266,16 @@ mod tests {
             let r = take_turn(engine, &packs, &mut stored, &mut turns, Language::En, &input, "t").unwrap();
             assert_eq!(r.status, Status::Active);
         }
-        let r = take_turn(engine, &packs, &mut stored, &mut turns, Language::En, &Input::Answer(serde_json::json!(true)), "t")
-            .unwrap();
+        let r = take_turn(
+            engine,
+            &packs,
+            &mut stored,
+            &mut turns,
+            Language::En,
+            &Input::Answer(serde_json::json!(true)),
+            "t",
+        )
+        .unwrap();
         assert_eq!(r.status, Status::Emergency);
         assert!(r.assessment.has_flag("cauda_equina"));
         // A "no" does not.

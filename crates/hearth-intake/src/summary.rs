@@ -284,7 +284,8 @@ pub fn build(engine: &Engine, i: &Input<'_>) -> Summary {
 
 impl Summary {
     pub fn history_lines(&self) -> Vec<String> {
-        let mut out: Vec<String> = self.presenting_complaint.iter().map(|c| format!("Presenting complaint: {c}")).collect();
+        let mut out: Vec<String> =
+            self.presenting_complaint.iter().map(|c| format!("Presenting complaint: {c}")).collect();
         out.extend(self.history.iter().map(|h| format!("{}: {}", h.question, h.answer)));
         out
     }

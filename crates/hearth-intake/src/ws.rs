@@ -74,7 +74,11 @@ pub(crate) async fn socket(
         caller.audit = Some(Arc::clone(slip));
     }
     let upgrade = upgrade.map_err(|_| {
-        api(StatusCode::UPGRADE_REQUIRED, "upgrade_required", "this endpoint is a WebSocket (GET with Upgrade: websocket)")
+        api(
+            StatusCode::UPGRADE_REQUIRED,
+            "upgrade_required",
+            "this endpoint is a WebSocket (GET with Upgrade: websocket)",
+        )
     })?;
     let found = app.load_for(&caller, &id).await?;
     // The socket's own turns are not this request's: its audit event is written at the upgrade.

@@ -199,7 +199,10 @@ impl RuleSet {
             // A "yes" to the rule's own screening question: the rule fires at its highest tier.
             if ctx.facts.screens.contains(&rule.code) {
                 let top = rule.tiers.iter().map(|t| t.urgency).max().unwrap_or(Urgency::Emergency);
-                let screened = Why { findings: Vec::new(), facts: vec![format!("screening question for {} answered yes", rule.code)] };
+                let screened = Why {
+                    findings: Vec::new(),
+                    facts: vec![format!("screening question for {} answered yes", rule.code)],
+                };
                 match &mut best {
                     Some((u, w)) => {
                         *u = (*u).max(top);

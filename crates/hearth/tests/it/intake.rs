@@ -166,11 +166,16 @@ async fn hindi_patient_typing_hinglish_is_stopped_as_an_emergency_and_the_clinic
     assert_eq!(cauda["identifier"][0]["value"], id.as_str());
     let risks = resources(&t, &format!("RiskAssessment?patient=Patient/{pid}")).await;
     assert_eq!(risks.len(), 1);
-    assert!(risks[0]["prediction"].as_array().unwrap().iter().any(|p| p["outcome"]["coding"][0]["code"] == "cauda_equina"));
+    assert!(
+        risks[0]["prediction"].as_array().unwrap().iter().any(|p| p["outcome"]["coding"][0]["code"] == "cauda_equina")
+    );
     assert_eq!(risks[0]["prediction"][0]["qualitativeRisk"]["coding"][0]["code"], "high");
     let observations = resources(&t, &format!("Observation?patient=Patient/{pid}")).await;
     assert!(!risks[0]["basis"].as_array().unwrap().is_empty());
-    assert!(observations.iter().any(|o| o["valueString"].as_str().unwrap_or_default().contains("sunn")), "{observations:?}");
+    assert!(
+        observations.iter().any(|o| o["valueString"].as_str().unwrap_or_default().contains("sunn")),
+        "{observations:?}"
+    );
     let conditions = resources(&t, &format!("Condition?patient=Patient/{pid}")).await;
     let c = conditions.iter().find(|c| c["code"]["coding"][0]["code"] == "cauda_equina").unwrap();
     assert_eq!(c["verificationStatus"]["coding"][0]["code"], "provisional");
@@ -180,7 +185,8 @@ async fn hindi_patient_typing_hinglish_is_stopped_as_an_emergency_and_the_clinic
     assert_eq!(resources(&t, &format!("QuestionnaireResponse?patient=Patient/{pid}")).await[0]["status"], "stopped");
 
     // The practitioner's critical notification, queued with the session change.
-    let doc_accounts = hearth_store_sql::scheduling::accounts_of(&*t.app.db, &format!("Practitioner/{doc}")).await.unwrap();
+    let doc_accounts =
+        hearth_store_sql::scheduling::accounts_of(&*t.app.db, &format!("Practitioner/{doc}")).await.unwrap();
     let rows = hearth_store_sql::notify::list_by_status(&*t.app.db, None, 500).await.unwrap();
     let alerts: Vec<_> = rows.iter().filter(|r| r.idem_key.starts_with(&format!("intake-emergency:{id}:"))).collect();
     assert!(!alerts.is_empty(), "{rows:?}");
@@ -217,7 +223,10 @@ async fn hindi_patient_typing_hinglish_is_stopped_as_an_emergency_and_the_clinic
     assert_eq!(s, 403);
     let (s, q) = call(&t, &dc, Method::GET, "/api/v1/intake/queue", None).await;
     assert_eq!(s, 200, "{q}");
-    assert_eq!((q["sessions"][0]["id"].as_str(), q["sessions"][0]["urgency"].as_str()), (Some(id.as_str()), Some("emergency")));
+    assert_eq!(
+        (q["sessions"][0]["id"].as_str(), q["sessions"][0]["urgency"].as_str()),
+        (Some(id.as_str()), Some("emergency"))
+    );
     let (s, r) = call(&t, &dc, Method::POST, &format!("/api/v1/intake/sessions/{id}/review"), None).await;
     assert_eq!(s, 200, "{r}");
     assert!(r["reviewed_by"].is_string());
@@ -254,7 +263,10 @@ async fn a_full_websocket_interview_with_two_sockets_and_a_reconnect() {
     let mut one = connect(&t.addr, &id, &token, false).await;
     assert_eq!(frame(&mut one).await["type"], "progress");
     let q = frame(&mut one).await;
-    assert_eq!((q["type"].as_str(), q["question"]["text"].as_str()), (Some("question"), Some("Aapki mukhya takleef kya hai?")));
+    assert_eq!(
+        (q["type"].as_str(), q["question"]["text"].as_str()),
+        (Some("question"), Some("Aapki mukhya takleef kya hai?"))
+    );
     let mut two = connect(&t.addr, &id, &token, true).await;
     assert_eq!(until(&mut two, "question").await["question"]["link_id"], "complaint");
 
@@ -279,13 +291,9 @@ async fn a_full_websocket_interview_with_two_sockets_and_a_reconnect() {
     drop(one);
     let mut one = connect(&t.addr, &id, &token, false).await;
     assert_eq!(until(&mut one, "question").await["question"]["link_id"], "saddle");
-    for (text, next) in [
-        ("nahi", "worse"),
-        ("1 aur 2", "temperature"),
-        ("37.8", "meds"),
-        ("koi nahi", "allergy"),
-        ("nahi", "onset"),
-    ] {
+    for (text, next) in
+        [("nahi", "worse"), ("1 aur 2", "temperature"), ("37.8", "meds"), ("koi nahi", "allergy"), ("nahi", "onset")]
+    {
         send(&mut one, json!({"type": "text", "text": text})).await;
         assert_eq!(until(&mut one, "question").await["question"]["link_id"], next, "after {text}");
     }
@@ -309,7 +317,8 @@ async fn a_full_websocket_interview_with_two_sockets_and_a_reconnect() {
     assert_eq!(qr[0]["status"], "completed");
     let pain = qr[0]["item"].as_array().unwrap().iter().find(|i| i["linkId"] == "pain").unwrap();
     let worse = pain["item"].as_array().unwrap().iter().find(|i| i["linkId"] == "worse").unwrap();
-    let codes: Vec<&str> = worse["answer"].as_array().unwrap().iter().map(|a| a["valueCoding"]["code"].as_str().unwrap()).collect();
+    let codes: Vec<&str> =
+        worse["answer"].as_array().unwrap().iter().map(|a| a["valueCoding"]["code"].as_str().unwrap()).collect();
     assert_eq!(codes, ["walking", "sitting"]);
     let composition = resources(&t, &format!("Composition?patient=Patient/{pid}")).await;
     assert_eq!(composition.len(), 1);
@@ -451,7 +460,10 @@ async fn the_summary_of_a_fixed_session_field_by_field_and_escaped_in_html() {
     assert_eq!(sum["language"], "en");
     assert_eq!(sum["urgency"], "routine");
     assert_eq!(sum["red_flags"], json!([]));
-    assert_eq!(sum["presenting_complaint"], "pain in my knee <script>alert(1)</script>, no fever [Pain (Knee region structure); no Fever]");
+    assert_eq!(
+        sum["presenting_complaint"],
+        "pain in my knee <script>alert(1)</script>, no fever [Pain (Knee region structure); no Fever]"
+    );
     assert_eq!(
         sum["history"],
         json!([
@@ -467,10 +479,7 @@ async fn the_summary_of_a_fixed_session_field_by_field_and_escaped_in_html() {
         ])
     );
     assert_eq!(sum["medications"], json!(["Paracetamol 500 mg"]));
-    assert_eq!(
-        sum["allergies"],
-        json!(["Are you allergic to any medicine? Yes", "To which medicine? penicillin"])
-    );
+    assert_eq!(sum["allergies"], json!(["Are you allergic to any medicine? Yes", "To which medicine? penicillin"]));
     let positives: Vec<(&str, Option<&str>)> = sum["pertinent_positives"]
         .as_array()
         .unwrap()
@@ -486,12 +495,16 @@ async fn the_summary_of_a_fixed_session_field_by_field_and_escaped_in_html() {
     assert_eq!(sum["patient_words"][1], json!({"text": "no", "language": "en", "gloss": ""}));
 
     // HTML: every string escaped.
-    let r = t.send(t.client.get(t.url(&format!("/api/v1/intake/sessions/{id}/summary"))).header("accept", "text/html")).await;
+    let r = t
+        .send(t.client.get(t.url(&format!("/api/v1/intake/sessions/{id}/summary"))).header("accept", "text/html"))
+        .await;
     assert_eq!(r.status, 200);
     assert!(r.header("content-type").unwrap().starts_with("text/html"));
     assert!(r.text.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "{}", r.text);
     assert!(!r.text.contains("<script>"), "{}", r.text);
-    let r = t.send(t.client.get(t.url(&format!("/api/v1/intake/sessions/{id}/summary"))).header("accept", "text/plain")).await;
+    let r = t
+        .send(t.client.get(t.url(&format!("/api/v1/intake/sessions/{id}/summary"))).header("accept", "text/plain"))
+        .await;
     assert!(r.header("content-type").unwrap().starts_with("text/plain"));
     assert!(r.text.contains("URGENCY: ROUTINE") && r.text.contains("Paracetamol 500 mg"), "{}", r.text);
     // The stored Composition's narrative is escaped XHTML.
@@ -521,9 +534,11 @@ async fn bad_input_gets_stable_codes_never_a_500() {
     assert_eq!((s, code(&v)), (400, "invalid_body".into()));
     let (s, v) = post("/api/v1/intake/sessions", json!({"patient": other, "language": "en", "consent": true})).await;
     assert_eq!((s, code(&v)), (403, "forbidden".into()));
-    let (s, v) = post("/api/v1/intake/sessions/no-such-appointment/start", json!({"language": "en", "consent": true})).await;
+    let (s, v) =
+        post("/api/v1/intake/sessions/no-such-appointment/start", json!({"language": "en", "consent": true})).await;
     assert_eq!((s, code(&v)), (404, "not_found".into()));
-    let r = t.send(me.post(t.url("/api/v1/intake/sessions")).header("content-type", "application/json").body("{")).await;
+    let r =
+        t.send(me.post(t.url("/api/v1/intake/sessions")).header("content-type", "application/json").body("{")).await;
     assert_eq!((r.status, code(&r.json())), (400, "invalid_body".into()));
     // Without consent nothing was recorded.
     let (_, v) = post("/api/v1/intake/sessions", json!({"language": "en", "consent": true, "packs": [pack]})).await;
@@ -584,4 +599,3 @@ async fn a_routine_self_booking_is_refused_only_while_an_emergency_flag_is_activ
     assert_eq!(t.put(&format!("/fhir/Flag/{id}"), &closed).await.status, 200);
     assert_eq!(book(&t, &me, &doc, "2026-06-02T09:30:00Z").await.0, 201);
 }
-

@@ -8,8 +8,8 @@
 //! `done`, `error` (`{code, message}`, the socket stays open), `pong`. On connect the socket gets
 //! where the session stands, so a reconnect resumes there. Close codes: 4404 unknown session,
 //! 4403 a session of a patient the caller does not reach (an audit event records the refusal),
-//! 4410 the session is over (after its `alert` or `done`), 1009 a frame over 8 KiB, 1003 a
-//! binary frame; malformed JSON or an unknown type is an `error` message with code
+//! 4410 the session is over (after its `alert` or `done`), 1009 a frame over 8 KiB (over 1 MiB
+//! the protocol layer drops the connection), 1003 a binary frame; malformed JSON or an unknown type is an `error` message with code
 //! `malformed_message`.
 
 use std::sync::Arc;
@@ -83,7 +83,9 @@ pub(crate) async fn socket(
     let found = app.load_for(&caller, &id).await?;
     // The socket's own turns are not this request's: its audit event is written at the upgrade.
     caller.audit = None;
-    let upgrade = upgrade.protocols([BEARER_PROTOCOL]).max_message_size(64 * 1024).max_frame_size(64 * 1024);
+    // The protocol layer's own limit is far above ours, so a big frame meets the check in `run`
+    // (close 1009) rather than a dropped connection.
+    let upgrade = upgrade.protocols([BEARER_PROTOCOL]).max_message_size(1 << 20).max_frame_size(1 << 20);
     Ok(match found {
         Ok(_) => upgrade.on_upgrade(move |ws| run(app, caller, id, ws)),
         Err(Refusal::Unknown) => upgrade.on_upgrade(|ws| close(ws, CLOSE_UNKNOWN, "unknown session")),

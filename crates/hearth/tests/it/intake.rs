@@ -599,3 +599,19 @@ async fn a_routine_self_booking_is_refused_only_while_an_emergency_flag_is_activ
     assert_eq!(t.put(&format!("/fhir/Flag/{id}"), &closed).await.status, 200);
     assert_eq!(book(&t, &me, &doc, "2026-06-02T09:30:00Z").await.0, 201);
 }
+
+#[tokio::test]
+async fn erasing_the_patient_removes_their_intake_sessions() {
+    let t = TestApp::spawn_with(no_worker).await;
+    let pack = fixture_pack(&t).await;
+    let (_, _, me) = patient_account(&t, "Forgotten").await;
+    let id = walk_in(&t, &me, "hi-Latn", &pack).await["id"].as_str().unwrap().to_owned();
+    assert_eq!(say(&t, &me, &id, json!({"text": "kamar dard"})).await.0, 200);
+    assert!(hearth_store_sql::intake::get(&*t.app.db, &id).await.unwrap().is_some());
+    let (s, request) = call(&t, &me, Method::POST, "/api/v1/me/erasure", None).await;
+    assert_eq!(s, 202, "{request}");
+    let rid = request["id"].as_str().unwrap();
+    let r = t.post(&format!("/api/v1/admin/erasure-requests/{rid}/execute"), &json!({})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(hearth_store_sql::intake::get(&*t.app.db, &id).await.unwrap().is_none(), "the patient's words are gone");
+}

@@ -1,9 +1,20 @@
-//! Hearth patient intake (issue 17): the pure engine.
+//! Hearth patient intake (issue 17): the pure engine, the interview runner and the workflow.
+//!
+//! The workflow around the engine (see `docs/INTAKE.md` for its decisions): sessions in the
+//! database ([`Intakes`], `service.rs`; SQL in `hearth_store_sql::intake`), consent recorded
+//! first as a FHIR `Consent`, the interview over HTTP (`routes.rs`) and a WebSocket (`ws.rs`)
+//! run from FHIR SDC Questionnaires (`interview.rs`, pure; built-in packs in `packs.rs`), the
+//! engine run after every turn over everything said plus the screening answers (`session.rs`,
+//! pure), an emergency stopping the interview with the safety message and recorded as `Flag`,
+//! `RiskAssessment`, `Observation`s and provisional `Condition`s with a critical alert to the
+//! clinic in the same transaction (`records.rs`), and the clinician's English summary and queue
+//! (`summary.rs`). Uses `hearth-notifications` (`enqueue`) and nothing else of other workflows.
 //!
 //! Patients in India describe their problem before a visit in English (`en`), Hindi in
 //! Devanagari (`hi`) or code-mixed Hinglish in Latin script (`hi-Latn`). This crate turns that
 //! text into coded findings, runs deterministic red-flag rules no model can switch off, and
-//! triages. It does no I/O: no HTTP, storage, clock or async (those come later in this crate).
+//! triages. The engine (`engine/`) does no I/O: no HTTP, storage, clock or async; nor do the interview
+//! runner, the session logic, the records and the summary builders.
 //!
 //! # What the engine does
 //! 1. **Lexicon** (`data/lexicon.json`, embedded and checked once): SNOMED CT findings and body
@@ -75,5 +86,43 @@
 #![forbid(unsafe_code)]
 
 pub mod engine;
+pub mod interview;
+pub mod packs;
+pub mod records;
+mod routes;
+mod service;
+pub mod session;
+pub mod summary;
+mod ws;
+
+use std::sync::Arc;
 
 pub use engine::*;
+pub use service::{IntakeConfig, Intakes};
+
+use hearth_workflow::{Mount, Workflow};
+
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    routes::start_walk_in,
+    routes::start_for_appointment,
+    routes::get_one,
+    routes::message,
+    routes::summary,
+    routes::review,
+    routes::queue,
+    ws::socket,
+))]
+struct Api;
+
+impl Workflow for Intakes {
+    /// Every route reads or changes someone's record: all `audited`.
+    fn mount(self: Arc<Self>) -> Mount {
+        Mount {
+            audited: routes::router().with_state(self),
+            refusals_audited: axum::Router::new(),
+            fhir_operations: axum::Router::new(),
+            openapi: <Api as utoipa::OpenApi>::openapi(),
+        }
+    }
+}

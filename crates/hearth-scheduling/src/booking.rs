@@ -25,6 +25,11 @@
 //! - A cancellation less than `scheduling.late_cancel_hours` before the start is recorded as
 //!   late (an extension on the Appointment). Cancelling or rescheduling frees the time, which
 //!   is offered, in the same transaction, to the oldest waitlist entry whose window holds it.
+//! - A patient whose record holds an active intake red-flag `Flag` of urgency `emergency`
+//!   (code system `urn:hearth:red-flag`, extension `urn:hearth:extension:intake-urgency`) may
+//!   not book themselves a `ROUTINE` or `CHECKUP` visit (`422 urgent_care_required`): the
+//!   intake told them to seek emergency care. Staff still book for them. The Flag is read as
+//!   FHIR through the caller's view; nothing reaches into the intake's tables.
 //! - Check-in (from two hours before the start until its end) marks the Appointment `arrived`
 //!   and creates its `Encounter` (`arrived`; class `AMB`, or `VR` when the visit is virtual).
 
@@ -441,6 +446,41 @@ async fn claim(
     Ok(sql::claim_day(db, practitioner, &day, max, appointment).await?)
 }
 
+/// Appointment types a patient may not book for themselves while an intake emergency is open.
+const SELF_BOOK_BLOCKED_TYPES: [&str; 2] = ["ROUTINE", "CHECKUP"];
+/// The code system of intake red flags on a `Flag`, and the extension holding its urgency
+/// (written by the intake workflow; read here as FHIR, never from its tables).
+const RED_FLAG_SYSTEM: &str = "urn:hearth:red-flag";
+const URGENCY_EXTENSION: &str = "urn:hearth:extension:intake-urgency";
+
+/// Whether `patient`'s record holds an active intake red-flag `Flag` of urgency `emergency`,
+/// as `store` (the caller's view) reads it.
+async fn emergency_flagged(app: &Scheduling, store: &Guarded, patient: &str) -> Result<bool, ApiError> {
+    let flags = search_all(
+        app,
+        store,
+        "Flag",
+        // R4 has no status search parameter on Flag: the status is checked below.
+        &[("patient", format!("Patient/{patient}")), ("_count", "100".to_owned())],
+        500,
+    )
+    .await?;
+    Ok(flags.iter().filter_map(|v| json_of(v).ok()).any(|f| {
+        let active = f.get("status").and_then(Value::as_str) == Some("active");
+        let red_flag = f
+            .pointer("/code/coding")
+            .and_then(Value::as_array)
+            .is_some_and(|cs| cs.iter().any(|c| c.get("system").and_then(Value::as_str) == Some(RED_FLAG_SYSTEM)));
+        let emergency = f.get("extension").and_then(Value::as_array).is_some_and(|es| {
+            es.iter().any(|e| {
+                e.get("url").and_then(Value::as_str) == Some(URGENCY_EXTENSION)
+                    && e.get("valueCode").and_then(Value::as_str) == Some("emergency")
+            })
+        });
+        active && red_flag && emergency
+    }))
+}
+
 /// Books `body` for `caller`: the Appointment(s), their claims, reminders and the clinic's
 /// notice in one transaction.
 pub async fn book_for(app: &Scheduling, caller: &Caller, body: &BookBody) -> Result<Vec<Version>, BookError> {
@@ -457,6 +497,17 @@ pub async fn book_for(app: &Scheduling, caller: &Caller, body: &BookBody) -> Res
     let store = app.store_for(caller);
     if read_json(&store, "Patient", &patient).await?.is_none() {
         return Err(not_found("patient").into());
+    }
+    if caller.role == Role::Patient
+        && SELF_BOOK_BLOCKED_TYPES.contains(&body.appointment_type.as_str())
+        && emergency_flagged(app, &store, &patient).await?
+    {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "urgent_care_required",
+            "your intake answers need urgent care: call the emergency number or contact the clinic instead of booking a routine visit",
+        )
+        .into());
     }
     let schedules = schedules_of(app, &body.practitioner, None).await?;
     let (schedule, ty) =

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use hearth_store_sql::crypt::{KeyRing, KeySource};
 use serde::Deserialize;
 
+pub use hearth_intake::IntakeConfig;
 pub use hearth_notifications::config::{EmailConfig, FcmConfig, NotifyConfig, SmsConfig, WebPushConfig};
 pub use hearth_registry::RegistryConfig;
 pub use hearth_rights::{ErasureMode, RightsConfig};
@@ -62,6 +63,8 @@ pub struct Config {
     pub registry: RegistryConfig,
     /// The audit trail (the `[audit]` table).
     pub audit: AuditConfig,
+    /// Patient intake: the numbers the emergency safety message names (the `[intake]` table).
+    pub intake: IntakeConfig,
 }
 
 /// The `[audit]` table (see `crate::audit`).
@@ -124,6 +127,7 @@ impl Default for Config {
             encryption_key: None,
             rights: RightsConfig::default(),
             audit: AuditConfig::default(),
+            intake: IntakeConfig::default(),
         }
     }
 }
@@ -146,7 +150,8 @@ const KNOWN_VARS: &str = "HEARTH_CONFIG, HEARTH_LISTEN, HEARTH_DATA_DIR, HEARTH_
 HEARTH_LOG_LEVEL, HEARTH_MAX_BODY_BYTES, HEARTH_BASE_URL, HEARTH_SHUTDOWN_GRACE_SECS, \
 HEARTH_AUTH_REQUIRE_MFA_FOR_CLINICIANS, HEARTH_AUTH_API_REQUESTS_PER_MINUTE, HEARTH_AUTH_AUTH_ATTEMPTS_PER_MINUTE, \
 HEARTH_AUTH_CORS_ALLOWED_ORIGINS, HEARTH_AUTH_PEPPER, HEARTH_ENCRYPTION_KEY_FILE, HEARTH_ENCRYPTION_KEY, \
-HEARTH_ADMIN_PASSWORD, HEARTH_RIGHTS_ERASURE, HEARTH_RIGHTS_RETENTION_DAYS, HEARTH_AUDIT_WAIT_FOR_COMMIT, HEARTH_REGISTRY_INVITE_TTL_HOURS";
+HEARTH_ADMIN_PASSWORD, HEARTH_RIGHTS_ERASURE, HEARTH_RIGHTS_RETENTION_DAYS, HEARTH_AUDIT_WAIT_FOR_COMMIT, HEARTH_REGISTRY_INVITE_TTL_HOURS, \
+HEARTH_INTAKE_EMERGENCY_NUMBER, HEARTH_INTAKE_AMBULANCE_NUMBER";
 
 /// A listening address: `HOST:PORT` (`127.0.0.1:8080`, `0.0.0.0:8080`, `[::1]:8080`), or a bare
 /// port meaning loopback (`8080` → `127.0.0.1:8080`).
@@ -257,6 +262,8 @@ impl Config {
                     }
                 }
                 "HEARTH_AUDIT_WAIT_FOR_COMMIT" => config.audit.wait_for_commit = parse_bool(value).map_err(bad)?,
+                "HEARTH_INTAKE_EMERGENCY_NUMBER" => config.intake.emergency_number = value.clone(),
+                "HEARTH_INTAKE_AMBULANCE_NUMBER" => config.intake.ambulance_number = value.clone(),
                 "HEARTH_RIGHTS_RETENTION_DAYS" => {
                     config.rights.retention_days = value.parse().map_err(|e| bad(format!("{e}")))?
                 }
@@ -333,6 +340,7 @@ impl Config {
         {
             return Err(ConfigError::Invalid("notify.sms needs messaging_service_sid or from".into()));
         }
+        self.intake.check().map_err(ConfigError::Invalid)?;
         self.database()?;
         self.encryption_keys()?;
         Ok(())
@@ -574,6 +582,26 @@ mod tests {
             assert!(Config::load(Some(&file), &[]).is_err(), "{bad}");
         }
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn intake_table_parses_and_is_checked() {
+        let dir = std::env::temp_dir().join(format!("hearth-config-intake-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("hearth.toml");
+        std::fs::write(&file, "[intake]\nemergency_number = \"999\"\nambulance_number = \"\"\n").unwrap();
+        let c = Config::load(Some(&file), &[]).unwrap();
+        assert_eq!((c.intake.emergency_number.as_str(), c.intake.ambulance_number.as_str()), ("999", ""));
+        assert_eq!(c.intake.safety().ambulance_number, None);
+        let d = Config::default().intake;
+        assert_eq!((d.emergency_number.as_str(), d.ambulance_number.as_str()), ("112", "108"));
+        let c = Config::load(None, &env(&[("HEARTH_INTAKE_AMBULANCE_NUMBER", "102")])).unwrap();
+        assert_eq!(c.intake.ambulance_number, "102");
+        for bad in ["[intake]\nemergency_number = \"call us\"\n", "[intake]\nnumber = \"112\"\n"] {
+            std::fs::write(&file, bad).unwrap();
+            assert!(Config::load(Some(&file), &[]).is_err(), "{bad}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

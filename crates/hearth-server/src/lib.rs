@@ -18,6 +18,7 @@ pub use config::Config;
 /// The workflow crates this edge mounts, as the binary and its tests reach them.
 pub use hearth_audit as audit;
 pub use hearth_consent as consent;
+pub use hearth_intake as intake;
 pub use hearth_notifications as notify;
 pub use hearth_registry as registry;
 pub use hearth_rights as rights;

@@ -31,5 +31,11 @@ pub fn mount(app: &App) -> Vec<Mount> {
             },
         ))
         .mount(),
+        Arc::new(hearth_intake::Intakes::new(
+            Arc::clone(app.ctx()),
+            app.config.intake.clone(),
+            Arc::clone(&app.notify),
+        ))
+        .mount(),
     ]
 }

@@ -279,6 +279,10 @@ async fn remove_accounts(exec: &mut dyn Exec, patient: &str) -> Result<u64, Stor
     let mut b = Builder::new(dialect);
     b.push("DELETE FROM registry_invites WHERE patient = ").text(patient);
     exec.execute(&b.finish()).await?;
+    // Intake sessions hold the patient's own words.
+    let mut b = Builder::new(dialect);
+    b.push("DELETE FROM intake_sessions WHERE patient = ").text(patient);
+    exec.execute(&b.finish()).await?;
     let mut n = 0;
     for row in accounts {
         let mut it = row.into_iter();

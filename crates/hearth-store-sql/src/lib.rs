@@ -29,6 +29,7 @@ pub mod erase;
 mod export;
 pub mod identity;
 mod index;
+pub mod intake;
 pub mod mfa;
 pub mod notify;
 pub mod oauth;

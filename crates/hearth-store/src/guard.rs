@@ -47,6 +47,13 @@ pub const AUDIT_TYPE: &str = "AuditEvent";
 /// would hold time nobody claimed (a double booking).
 pub const BOOKED_TYPE: &str = "Appointment";
 
+/// Safety alerts on a record (`Flag`: a red flag an intake raised, an allergy warning) are the
+/// care team's: callers on the patient's side ([`PatientSet::Ids`]) may read them but never
+/// create, change or delete one, so a patient cannot lift what a red flag blocks (a routine
+/// self-booking after an emergency). The intake workflow records the red flags a patient's own
+/// answers raised through that patient's transaction marked [`GuardedTx::safety_record`].
+pub const SAFETY_TYPE: &str = "Flag";
+
 /// Unfinished clinical documents — a `preliminary` Composition or DocumentReference, a letter or
 /// note still in draft — are the clinician's, not yet the patient's: callers on the patient's
 /// side (a patient, a caregiver, an app in a patient's context: [`PatientSet::Ids`]) do not see
@@ -247,6 +254,7 @@ impl Guarded {
             access: self.access.clone(),
             witness: self.witness.clone(),
             scheduling: false,
+            safety_record: false,
         })
     }
 }
@@ -273,6 +281,8 @@ pub struct GuardedTx {
     witness: Option<Arc<dyn Witness>>,
     /// May write Appointments (see [`BOOKED_TYPE`]).
     scheduling: bool,
+    /// May create Flags for a patient-side caller (see [`SAFETY_TYPE`]).
+    safety_record: bool,
 }
 
 impl GuardedTx {
@@ -281,6 +291,14 @@ impl GuardedTx {
     /// other caller but the system itself (`hearth import`) is refused Appointment writes.
     pub fn scheduling(mut self) -> GuardedTx {
         self.scheduling = true;
+        self
+    }
+
+    /// The same transaction as the intake workflow's when it records the red flags a patient's
+    /// own answers raised: it may create `Flag`s even for a caller on the patient's side
+    /// (creating only: changing or deleting one stays the care team's).
+    pub fn safety_record(mut self) -> GuardedTx {
+        self.safety_record = true;
         self
     }
 
@@ -377,6 +395,16 @@ impl GuardedTx {
                  which keep a clinician's time free of double bookings"
                     .into(),
             ));
+        }
+        if rt == SAFETY_TYPE && matches!(&self.access.reach, Reach::Patients { set: PatientSet::Ids(_), .. }) {
+            let creating = version.version_id == 1 && version.body.is_some();
+            if !(creating && self.safety_record) {
+                return Err(StoreError::Forbidden(
+                    "Flags are the care team's safety alerts: a patient or caregiver may read them but not \
+                     create, change or delete them"
+                        .into(),
+                ));
+            }
         }
         // A first version needs no look-up (one statement per created resource saved): the
         // database refuses a version 1 of a resource that already has one (`UNIQUE (res_type,

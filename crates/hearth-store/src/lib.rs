@@ -32,7 +32,7 @@ use serde_json::{Map, Value};
 pub use access::{Access, Grants, Op, PatientScheme, PatientSet, Reach, TypeGrant};
 pub use error::StoreError;
 pub use export::{EverythingRequest, ExportJob, ExportScan, JobStatus, MemberParams, Patients};
-pub use guard::{AUDIT_TYPE, BOOKED_TYPE, Guarded, GuardedTx, Witness};
+pub use guard::{AUDIT_TYPE, BOOKED_TYPE, Guarded, GuardedTx, SAFETY_TYPE, Witness};
 pub use hearth_search::{IndexEntry, SearchQuery};
 pub use search::{Compartment, SearchPage, SearchRequest};
 

@@ -157,6 +157,11 @@ pub struct Facts {
     /// Someone (a parent) answers for the patient: "my son", "meri beti" then mean the patient.
     #[serde(default)]
     pub filled_by_proxy: bool,
+    /// Red-flag rule codes whose screening question (a Questionnaire item coded
+    /// `urn:hearth:red-flag-screen|<rule code>`) the patient answered "yes": each such rule fires
+    /// at its highest urgency, whatever the text says (the question was written to screen for it).
+    #[serde(default)]
+    pub screens: BTreeSet<String>,
 }
 
 /// One intake answer to assess.
@@ -265,6 +270,12 @@ impl Engine {
     /// The red-flag rules, in file order.
     pub fn rules(&self) -> Vec<RuleInfo> {
         self.rules.info()
+    }
+
+    /// The form facts the rules know (`cancer_history`, `immunosuppressed`, ...): the names a
+    /// yes-answer may set in [`Facts::flags`].
+    pub fn fact_names(&self) -> &[String] {
+        self.rules.facts()
     }
 
     /// Findings in `text`, each with its context, in text order.

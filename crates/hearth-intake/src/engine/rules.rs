@@ -8,7 +8,8 @@
 //! A finding pattern matches a finding that is present and the patient's own, with one of the
 //! codes, at one of the sites (any site if none are listed), whose temporality is in `time`
 //! (default: current only) and, with `severe: true`, that the patient called severe.
-//! An unknown age never satisfies an age condition. Loading checks that every code is a
+//! An unknown age never satisfies an age condition. A rule whose code is in `Facts::screens`
+//! (its screening question was answered "yes") fires at its highest tier in any case. Loading checks that every code is a
 //! finding of the lexicon, every site a body site, every set and fact declared, every rule
 //! code unique and every source present.
 
@@ -85,6 +86,7 @@ struct RawRules {
 /// The loaded, checked rules.
 #[derive(Debug, Clone)]
 pub(crate) struct RuleSet {
+    facts: Vec<String>,
     sets: BTreeMap<String, Pattern>,
     rules: Vec<Rule>,
 }
@@ -150,7 +152,12 @@ impl RuleSet {
                 check_condition(&tier.when, lexicon, &raw.sets, &facts, code)?;
             }
         }
-        Ok(RuleSet { sets: raw.sets, rules: raw.rules })
+        Ok(RuleSet { facts: raw.facts, sets: raw.sets, rules: raw.rules })
+    }
+
+    /// The declared form facts (`cancer_history`, ...).
+    pub(crate) fn facts(&self) -> &[String] {
+        &self.facts
     }
 
     pub(crate) fn info(&self) -> Vec<RuleInfo> {
@@ -187,6 +194,21 @@ impl RuleSet {
                         }
                         None => best = Some((tier.urgency, why)),
                     }
+                }
+            }
+            // A "yes" to the rule's own screening question: the rule fires at its highest tier.
+            if ctx.facts.screens.contains(&rule.code) {
+                let top = rule.tiers.iter().map(|t| t.urgency).max().unwrap_or(Urgency::Emergency);
+                let screened = Why {
+                    findings: Vec::new(),
+                    facts: vec![format!("screening question for {} answered yes", rule.code)],
+                };
+                match &mut best {
+                    Some((u, w)) => {
+                        *u = (*u).max(top);
+                        w.absorb(screened);
+                    }
+                    None => best = Some((top, screened)),
                 }
             }
             let Some((urgency, mut why)) = best else { continue };
@@ -339,6 +361,22 @@ mod tests {
     fn builtin_rules_load() {
         let rules = RuleSet::parse(RULES, &lexicon()).unwrap();
         assert!(rules.info().len() >= 19);
+    }
+
+    #[test]
+    fn a_yes_to_a_screening_question_fires_the_rule_at_its_top_tier() {
+        let lex = lexicon();
+        let rules = RuleSet::parse(RULES, &lex).unwrap();
+        let mut facts = Facts::default();
+        assert!(rules.evaluate(&[], &facts, None, Origin::Rules).is_empty());
+        facts.screens.insert("cauda_equina".to_owned());
+        facts.screens.insert("spinal_fracture".to_owned());
+        let fired = rules.evaluate(&[], &facts, None, Origin::Rules);
+        let codes: Vec<(&str, Urgency)> = fired.iter().map(|f| (f.code.as_str(), f.urgency)).collect();
+        assert_eq!(codes, [("cauda_equina", Urgency::Emergency), ("spinal_fracture", Urgency::Urgent)]);
+        assert!(fired[0].facts[0].contains("screening question"), "{:?}", fired[0].facts);
+        facts.screens = ["not_a_rule".to_owned()].into();
+        assert!(rules.evaluate(&[], &facts, None, Origin::Rules).is_empty());
     }
 
     #[test]

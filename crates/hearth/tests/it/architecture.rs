@@ -13,7 +13,7 @@ const WORKFLOWS: [(&str, &[&str]); 7] = [
     ("hearth-notifications", &["hearth-consent"]),
     ("hearth-rights", &[]),
     ("hearth-scheduling", &["hearth-notifications"]),
-    ("hearth-intake", &[]),
+    ("hearth-intake", &["hearth-notifications"]),
     ("hearth-registry", &["hearth-notifications"]),
 ];
 

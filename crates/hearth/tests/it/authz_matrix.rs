@@ -148,11 +148,22 @@ async fn every_role_gets_exactly_the_expected_status_and_patient_a_never_sees_b(
         let always = path.starts_with("/api/v1/me/consents")
             || path.starts_with("/api/v1/auth/totp/")
             || path.starts_with("/api/v1/patients")
+            || path.starts_with("/api/v1/intake/")
             || path == "/api/v1/notifications/send"
             || path == "/api/push/send";
         i64::from(fhir || always || (!path.starts_with("/fhir") && (status == 401 || status == 403)))
     };
     let obs_a = t.create(&observation(&pa)).await;
+    let (s, intake) = json_req(
+        &t,
+        &t.client,
+        Method::POST,
+        "/api/v1/intake/sessions",
+        &json!({"patient": pa, "language": "en", "consent": true}),
+    )
+    .await;
+    assert_eq!(s, 201, "{intake}");
+    let intake_a = intake["id"].as_str().unwrap().to_owned();
 
     // (what, method, path, body, expected status per role in ROLES order)
     let mut rows: Vec<Row> = vec![
@@ -227,6 +238,28 @@ async fn every_role_gets_exactly_the_expected_status_and_patient_a_never_sees_b(
             "/api/v1/auth/totp/confirm".into(),
             Some(json!({"code": "000000"})),
             [401, 400, 400, 400, 400, 400],
+        ),
+        (
+            "A's intake session",
+            Method::GET,
+            format!("/api/v1/intake/sessions/{intake_a}"),
+            None,
+            [401, 200, 404, 200, 200, 200],
+        ),
+        (
+            "A's intake summary (staff only)",
+            Method::GET,
+            format!("/api/v1/intake/sessions/{intake_a}/summary"),
+            None,
+            [401, 403, 403, 403, 200, 200],
+        ),
+        ("intake queue (staff only)", Method::GET, "/api/v1/intake/queue".into(), None, [401, 403, 403, 403, 200, 200]),
+        (
+            "start A's intake without consent",
+            Method::POST,
+            "/api/v1/intake/sessions".into(),
+            Some(json!({"patient": pa, "language": "en"})),
+            [401, 422, 403, 403, 422, 422],
         ),
         (
             "own consents (patients only)",

@@ -21,6 +21,7 @@ mod examples;
 mod export;
 mod history;
 mod import;
+mod intake;
 mod mfa;
 mod notify;
 mod notify_peers;

@@ -1,0 +1,312 @@
+//! The intake's HTTP routes (all on patient data: mounted `audited`).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use hearth_auth::Role;
+use hearth_store::Current;
+use hearth_workflow::error::ApiError;
+use hearth_workflow::{ApiCaller, Caller};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::interview::Input;
+use crate::service::{Intakes, Start, api, is_staff};
+
+pub(crate) fn router() -> axum::Router<Arc<Intakes>> {
+    axum::Router::new()
+        .route("/api/v1/intake/sessions", axum::routing::post(start_walk_in))
+        .route("/api/v1/intake/sessions/{id}/start", axum::routing::post(start_for_appointment))
+        .route("/api/v1/intake/sessions/{id}", axum::routing::get(get_one))
+        .route("/api/v1/intake/sessions/{id}/messages", axum::routing::post(message))
+        .route("/api/v1/intake/sessions/{id}/summary", axum::routing::get(summary))
+        .route("/api/v1/intake/sessions/{id}/review", axum::routing::post(review))
+        .route("/api/v1/intake/queue", axum::routing::get(queue))
+        .route("/api/v1/intake/ws/{id}", axum::routing::get(crate::ws::socket))
+}
+
+fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| api(StatusCode::BAD_REQUEST, "invalid_body", e.to_string()))
+}
+
+fn staff_only(caller: &Caller) -> Result<(), ApiError> {
+    if is_staff(caller) {
+        Ok(())
+    } else {
+        Err(api(StatusCode::FORBIDDEN, "forbidden", "this is for clinicians and administrators"))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StartBody {
+    /// Walk-in only: the patient's id (a patient may leave it out).
+    patient: Option<String>,
+    language: String,
+    consent: Option<bool>,
+    packs: Option<Vec<String>>,
+}
+
+const SESSION_EXAMPLE: &str = r#"{"id": "0193a1b2-…", "patient": "0193a0…", "appointment": null, "language": "hi", "packs": ["general-history"], "status": "active", "urgency": "routine", "red_flags": [], "progress": {"answered": 0, "total": 7, "percent": 0}, "question": {"pack": "general-history", "link_id": "complaint", "text": "आपकी मुख्य तकलीफ़ क्या है?", "input": "text", "required": true, "repeats": false, "options": [], "progress": {"answered": 0, "total": 7, "percent": 0}}, "alert": null, "done": false, "consent": "Consent/0193a1b1-…", "composition": null, "reviewed_by": null, "reviewed_at": null, "created_at": "2026-11-29T10:00:00.000Z", "updated_at": "2026-11-29T10:00:00.000Z", "version": 1}"#;
+
+fn session_example() -> Value {
+    serde_json::from_str(SESSION_EXAMPLE).unwrap_or(Value::Null)
+}
+
+#[utoipa::path(post, path = "/api/v1/intake/sessions", tag = "intake",
+    request_body(content = Object, description = "A walk-in interview: `patient` (staff name one; a patient may leave it out), `language` (`en`, `hi`, `hi-Latn`), `consent: true` (recorded as a FHIR Consent first), optional `packs` (built-in names or `Questionnaire/<id>`; default general-history, else a free-text question)",
+        example = json!({"patient": "0193a0…", "language": "hi", "consent": true, "packs": ["ortho-low-back"]})),
+    responses(
+        (status = 201, description = "Started: the session with its first question", body = Object, example = json!(session_example())),
+        (status = 400, description = "Unknown language or pack, malformed body", body = Object, example = json!({"error": {"code": "unknown_language", "message": "language must be en, hi or hi-Latn"}})),
+        (status = 401, description = "No or an invalid access token", body = Object),
+        (status = 403, description = "A patient starting for someone else, or a caregiver", body = Object, example = json!({"error": {"code": "forbidden", "message": "patients start their own intake"}})),
+        (status = 404, description = "No such patient the caller reaches", body = Object, example = json!({"error": {"code": "not_found", "message": "no such patient"}})),
+        (status = 422, description = "No consent, or a Questionnaire the interview cannot run", body = Object, example = json!({"error": {"code": "consent_required", "message": "the patient must consent to the intake's purpose first"}})),
+    ),
+    security(("bearer" = [])))]
+pub(crate) async fn start_walk_in(
+    State(app): State<Arc<Intakes>>,
+    ApiCaller(caller): ApiCaller,
+    bytes: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let b: StartBody = body(&bytes)?;
+    let patient = match caller.role {
+        Role::Patient => {
+            let own = caller
+                .own_patient()
+                .ok_or_else(|| api(StatusCode::FORBIDDEN, "forbidden", "this account has no patient record"))?;
+            if b.patient.as_deref().is_some_and(|p| p != own) {
+                return Err(api(StatusCode::FORBIDDEN, "forbidden", "patients start their own intake"));
+            }
+            own.to_owned()
+        }
+        Role::Clinician | Role::Admin => match b.patient {
+            Some(p) if hearth_workflow::fhir::valid_id(&p) => p,
+            Some(_) => return Err(api(StatusCode::BAD_REQUEST, "invalid_body", "`patient` must be a resource id")),
+            None => return Err(api(StatusCode::BAD_REQUEST, "invalid_body", "name the `patient`")),
+        },
+        Role::Caregiver => {
+            return Err(api(StatusCode::FORBIDDEN, "forbidden", "the patient or the clinic starts an intake"));
+        }
+    };
+    let start = Start {
+        patient,
+        appointment: None,
+        practitioner: None,
+        language: b.language,
+        consent: b.consent,
+        packs: b.packs,
+    };
+    let s = app.start(&caller, start).await?;
+    Ok((StatusCode::CREATED, Json(app.view(&s)?)).into_response())
+}
+
+#[utoipa::path(post, path = "/api/v1/intake/sessions/{appointment_id}/start", tag = "intake",
+    params(("appointment_id" = String, Path, description = "The Appointment the interview prepares")),
+    request_body(content = Object, description = "`language` (`en`, `hi`, `hi-Latn`), `consent: true`, optional `packs`",
+        example = json!({"language": "hi-Latn", "consent": true})),
+    responses(
+        (status = 201, description = "Started for the appointment's patient", body = Object, example = json!(session_example())),
+        (status = 400, description = "Unknown language or pack, malformed body", body = Object, example = json!({"error": {"code": "unknown_language", "message": "language must be en, hi or hi-Latn"}})),
+        (status = 401, description = "No or an invalid access token", body = Object),
+        (status = 403, description = "A caregiver", body = Object),
+        (status = 404, description = "No such appointment the caller reaches", body = Object, example = json!({"error": {"code": "not_found", "message": "no such appointment"}})),
+        (status = 409, description = "The appointment is cancelled or over", body = Object, example = json!({"error": {"code": "appointment_closed", "message": "the appointment is cancelled"}})),
+        (status = 422, description = "No consent", body = Object, example = json!({"error": {"code": "consent_required", "message": "the patient must consent to the intake's purpose first"}})),
+    ),
+    security(("bearer" = [])))]
+pub(crate) async fn start_for_appointment(
+    State(app): State<Arc<Intakes>>,
+    ApiCaller(caller): ApiCaller,
+    Path(appointment): Path<String>,
+    bytes: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let b: StartBody = body(&bytes)?;
+    if b.patient.is_some() {
+        return Err(api(StatusCode::BAD_REQUEST, "invalid_body", "the appointment names the patient"));
+    }
+    if caller.role == Role::Caregiver {
+        return Err(api(StatusCode::FORBIDDEN, "forbidden", "the patient or the clinic starts an intake"));
+    }
+    let missing = || api(StatusCode::NOT_FOUND, "not_found", "no such appointment");
+    if !hearth_workflow::fhir::valid_id(&appointment) {
+        return Err(missing());
+    }
+    let Current::Found(v) = app.store_for(&caller).read("Appointment", &appointment).await? else {
+        return Err(missing());
+    };
+    let a: Value = v.body.as_deref().and_then(|b| serde_json::from_str(b).ok()).ok_or_else(missing)?;
+    if let Some(status @ ("cancelled" | "noshow" | "entered-in-error" | "fulfilled")) =
+        a.get("status").and_then(Value::as_str)
+    {
+        return Err(api(StatusCode::CONFLICT, "appointment_closed", format!("the appointment is {status}")));
+    }
+    let actor = |prefix: &str| {
+        a.get("participant").and_then(Value::as_array).and_then(|ps| {
+            ps.iter().find_map(|p| {
+                p.pointer("/actor/reference")
+                    .and_then(Value::as_str)
+                    .and_then(|r| r.strip_prefix(prefix))
+                    .map(str::to_owned)
+            })
+        })
+    };
+    let patient = actor("Patient/").ok_or_else(missing)?;
+    if caller.role == Role::Patient && caller.own_patient() != Some(patient.as_str()) {
+        return Err(missing());
+    }
+    let start = Start {
+        patient,
+        appointment: Some(appointment),
+        practitioner: actor("Practitioner/"),
+        language: b.language,
+        consent: b.consent,
+        packs: b.packs,
+    };
+    let s = app.start(&caller, start).await?;
+    Ok((StatusCode::CREATED, Json(app.view(&s)?)).into_response())
+}
+
+#[utoipa::path(get, path = "/api/v1/intake/sessions/{id}", tag = "intake",
+    params(("id" = String, Path, description = "The session id")),
+    responses(
+        (status = 200, description = "The session as it stands: the open question (resume here), or the alert, or done", body = Object, example = json!(session_example())),
+        (status = 401, description = "No or an invalid access token", body = Object),
+        (status = 404, description = "No such session of a patient the caller reaches (another patient's session answers the same)", body = Object, example = json!({"error": {"code": "not_found", "message": "no such intake session"}})),
+    ),
+    security(("bearer" = [])))]
+pub(crate) async fn get_one(
+    State(app): State<Arc<Intakes>>,
+    ApiCaller(caller): ApiCaller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let s = app.load(&caller, &id).await?;
+    Ok(Json(app.view(&s)?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MessageBody {
+    text: Option<String>,
+    answer: Option<Value>,
+}
+
+#[utoipa::path(post, path = "/api/v1/intake/sessions/{id}/messages", tag = "intake",
+    params(("id" = String, Path, description = "The session id")),
+    request_body(content = Object, description = "Exactly one of `text` (free text, accepted at every turn: matched to an option by number, code, display in any language or yes/no words, else kept as the patient's words) or `answer` (an option code or number, a boolean, a number, a date, text; an array for a repeating question)",
+        example = json!({"text": "saddle area sunn ho gaya hai aur pishab nahi ho raha"})),
+    responses(
+        (status = 200, description = "The session after the turn: the next question (with `hint` when free text did not answer a required question), or the safety `alert` of an emergency (the interview stops), or `done`", body = Object,
+         example = json!({"id": "0193a1b2-…", "status": "emergency", "urgency": "emergency", "red_flags": ["cauda_equina"], "question": null, "alert": {"type": "alert", "urgency": "emergency", "message": "आपके जवाबों से लगता है … अभी 112 पर कॉल करें (एम्बुलेंस के लिए 108) …", "numbers": {"emergency": "112", "ambulance": "108"}, "red_flags": ["cauda_equina"]}, "done": true, "hint": null})),
+        (status = 400, description = "Neither or both of text and answer, empty or too long text", body = Object, example = json!({"error": {"code": "invalid_message", "message": "send either text or answer"}})),
+        (status = 401, description = "No or an invalid access token", body = Object),
+        (status = 404, description = "No such session of a patient the caller reaches", body = Object),
+        (status = 409, description = "The session is over (emergency or finished), or changed meanwhile", body = Object, example = json!({"error": {"code": "session_finished", "message": "this session is over (emergency)"}})),
+        (status = 422, description = "A structured answer that fits no option or type", body = Object, example = json!({"error": {"code": "unknown_option", "message": "not an option of this question; answer one of: back, neck, knee"}})),
+    ),
+    security(("bearer" = [])))]
+pub(crate) async fn message(
+    State(app): State<Arc<Intakes>>,
+    ApiCaller(caller): ApiCaller,
+    Path(id): Path<String>,
+    bytes: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let b: MessageBody = body(&bytes)?;
+    let input = match (b.text, b.answer) {
+        (Some(t), None) => Input::Text(t),
+        (None, Some(a)) if !a.is_null() => Input::Answer(a),
+        _ => return Err(api(StatusCode::BAD_REQUEST, "invalid_message", "send either text or answer")),
+    };
+    let answer = app.turn(&caller, &id, input).await?;
+    let mut view = answer.view;
+    if let Some(o) = view.as_object_mut() {
+        o.insert("hint".into(), json!(answer.asked_again));
+    }
+    Ok(Json(view))
+}
+
+/// `json` (default), `text/html` or `text/plain`, by `Accept`.
+fn wanted(headers: &HeaderMap) -> &'static str {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    for part in accept.split(',') {
+        let media = part.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        match media.as_str() {
+            "application/json" | "*/*" | "application/*" => return "json",
+            "text/html" => return "html",
+            "text/plain" | "text/*" => return "text",
+            _ => {}
+        }
+    }
+    "json"
+}
+
+#[utoipa::path(get, path = "/api/v1/intake/sessions/{id}/summary", tag = "intake",
+    params(("id" = String, Path, description = "The session id")),
+    responses(
+        (status = 200, description = "The clinician's summary in English, red flags first. JSON by default; `Accept: text/html` gives a page (every string escaped), `text/plain` plain text", body = crate::summary::Summary,
+         example = json!({"session": "0193a1b2-…", "patient": "Patient/0193a0…", "appointment": null, "status": "emergency", "language": "hi", "urgency": "emergency",
+            "red_flags": [{"code": "cauda_equina", "title": "Suspected cauda equina syndrome", "urgency": "emergency", "evidence": ["saddle area sunn", "pishab nahi ho raha"], "source": {"title": "NICE CKS: Back pain - low (without radiculopathy), red flags for cauda equina syndrome", "url": "https://cks.nice.org.uk/topics/back-pain-low-without-radiculopathy/"}, "findings": ["Numbness", "Retention of urine"]}],
+            "presenting_complaint": "kamar me dard hai [Low back pain]", "history": [{"question": "What is your main problem?", "answer": "kamar me dard hai"}],
+            "pertinent_positives": [{"code": "279039007", "display": "Low back pain", "body_site": null, "when": "current", "severe": false, "evidence": "kamar me dard"}], "pertinent_negatives": [],
+            "medications": [], "allergies": [], "patient_words": [{"text": "kamar me dard hai", "language": "hi", "gloss": "Low back pain"}], "reviewed_by": null, "reviewed_at": null})),
+        (status = 401, description = "No or an invalid access token", body = Object),
+        (status = 403, description = "Not a clinician or administrator", body = Object, example = json!({"error": {"code": "forbidden", "message": "this is for clinicians and administrators"}})),
+        (status = 404, description = "No such session of a patient the caller reaches", body = Object),
+    ),
+    security(("bearer" = [])))]
+pub(crate) async fn summary(
+    State(app): State<Arc<Intakes>>,
+    ApiCaller(caller): ApiCaller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    staff_only(&caller)?;
+    let s = app.load(&caller, &id).await?;
+    let summary = app.summary(&s)?;
+    let (body, content_type) = match wanted(&headers) {
+        "html" => (summary.to_html(), "text/html; charset=utf-8"),
+        "text" => (summary.to_text(), "text/plain; charset=utf-8"),
+        _ => return Ok(Json(summary).into_response()),
+    };
+    let mut resp = body.into_response();
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    Ok(resp)
+}
+
+#[utoipa::path(post, path = "/api/v1/intake/sessions/{id}/review", tag = "intake",
+    params(("id" = String, Path, description = "The session id")),
+    responses(
+        (status = 200, description = "Marked reviewed by the caller (a second review keeps the first); it leaves the queue", body = Object, example = json!(session_example())),
+        (status = 401, description = "No or an invalid access token", body = Object),
+        (status = 403, description = "Not a clinician or administrator", body = Object),
+        (status = 404, description = "No such session of a patient the caller reaches", body = Object),
+    ),
+    security(("bearer" = [])))]
+pub(crate) async fn review(
+    State(app): State<Arc<Intakes>>,
+    ApiCaller(caller): ApiCaller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    staff_only(&caller)?;
+    Ok(Json(app.review(&caller, &id).await?))
+}
+
+#[utoipa::path(get, path = "/api/v1/intake/queue", tag = "intake",
+    responses(
+        (status = 200, description = "Sessions not yet reviewed of the patients the caller reaches, most urgent first, then oldest first (at most 200)", body = Object,
+         example = json!({"sessions": [{"id": "0193a1b2-…", "patient": "0193a0…", "appointment": null, "status": "emergency", "urgency": "emergency", "red_flags": ["cauda_equina"], "language": "hi", "created_at": "2026-11-29T10:00:00.000Z", "updated_at": "2026-11-29T10:02:00.000Z"}]})),
+        (status = 401, description = "No or an invalid access token", body = Object),
+        (status = 403, description = "Not a clinician or administrator", body = Object),
+    ),
+    security(("bearer" = [])))]
+pub(crate) async fn queue(
+    State(app): State<Arc<Intakes>>,
+    ApiCaller(caller): ApiCaller,
+) -> Result<Json<Value>, ApiError> {
+    staff_only(&caller)?;
+    Ok(Json(json!({"sessions": app.queue(&caller).await?})))
+}

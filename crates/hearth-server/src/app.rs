@@ -60,8 +60,8 @@ pub struct App {
     pub audit_db: Arc<dyn Db>,
     /// The audit trail: its writer and indexer, middleware state and access log.
     pub trail: Arc<crate::audit::AuditTrail>,
-    /// Wakes this process's export worker when a job is queued here.
-    pub export_wakeup: tokio::sync::Notify,
+    /// Bulk Data export (`$export`): its jobs' state and this process's worker wake-up.
+    pub bulk_export: Arc<crate::bulk_export::BulkExport>,
     /// This app's own metrics registry (not the process-global recorder).
     pub metrics: Arc<PrometheusRecorder>,
     pub started_at: DateTime<Utc>,
@@ -201,6 +201,11 @@ impl App {
         });
         let ctx = Arc::new(ctx);
         let notifications = Arc::new(crate::notify::Notifications::new(Arc::clone(&ctx), Arc::clone(&notify)));
+        let bulk_export = Arc::new(crate::bulk_export::BulkExport::new(
+            Arc::clone(&ctx),
+            config.data_dir.clone(),
+            config.encryption_keys()?,
+        ));
         let trail =
             Arc::new(crate::audit::AuditTrail::new(Arc::clone(&ctx), Arc::clone(&auditor), Arc::clone(&audit_db)));
         Ok(App {
@@ -211,7 +216,7 @@ impl App {
             auditor,
             audit_db,
             trail,
-            export_wakeup: tokio::sync::Notify::new(),
+            bulk_export,
             metrics,
             started_at,
             limits,

@@ -17,6 +17,7 @@ pub use app::{App, Clock, StartError, SystemClock};
 pub use config::Config;
 /// The workflow crates this edge mounts, as the binary and its tests reach them.
 pub use hearth_audit as audit;
+pub use hearth_bulk_export as bulk_export;
 pub use hearth_consent as consent;
 pub use hearth_intake as intake;
 pub use hearth_notifications as notify;

@@ -111,7 +111,7 @@ pub async fn serve(
         let _ = signalled_tx.send(true);
     };
     // The export worker of this process: claims queued $export jobs from the database.
-    let worker = tokio::spawn(crate::fhir::export::worker(app.clone()));
+    let worker = tokio::spawn(crate::bulk_export::worker(app.bulk_export.clone()));
     let auditor = tokio::spawn(crate::audit::writer(app.trail.clone()));
     let audit_indexer = tokio::spawn(crate::audit::indexer(app.trail.clone()));
     let statistics = tokio::spawn(crate::ops::statistics_keeper(app.clone()));

@@ -13,6 +13,7 @@ pub fn mount(app: &App) -> Vec<Mount> {
         Arc::new(hearth_consent::Consents::new(Arc::clone(app.ctx()))).mount(),
         Arc::clone(&app.notifications).mount(),
         Arc::clone(&app.trail).mount(),
+        Arc::clone(&app.bulk_export).mount(),
         Arc::new(hearth_rights::Rights::new(Arc::clone(app.ctx()), app.config.rights.clone())).mount(),
         Arc::new(hearth_scheduling::Scheduling::new(
             Arc::clone(app.ctx()),

@@ -81,3 +81,24 @@ pub fn validate(ctx: &Ctx, resource_type: &str, body: &Value) -> Result<(), Fhir
 pub fn pairs(raw: Option<&str>) -> Vec<(String, String)> {
     raw.map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default()
 }
+
+/// The URL names a resource type of the R4 model (else `404 not-supported`).
+pub fn check_type(ctx: &Ctx, resource_type: &str) -> Result<(), FhirError> {
+    if ctx.model.is_resource_type(resource_type) {
+        Ok(())
+    } else {
+        Err(FhirError::new(
+            StatusCode::NOT_FOUND,
+            Issue::error("not-supported", format!("unknown resource type `{resource_type}`")),
+        ))
+    }
+}
+
+/// The URL names a valid FHIR id (else `400 invalid`).
+pub fn check_id(id: &str) -> Result<(), FhirError> {
+    if valid_id(id) {
+        Ok(())
+    } else {
+        Err(FhirError::bad_request("invalid", "resource id must be 1-64 characters of A-Z, a-z, 0-9, '-' and '.'"))
+    }
+}

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use hearth_server::fhir::export::Exporter;
+use hearth_server::bulk_export::Exporter;
 use hearth_store::{ExportScan, ResourceStore};
 
 pub async fn run(
@@ -15,7 +15,7 @@ pub async fn run(
     since: Option<chrono::DateTime<chrono::Utc>>,
 ) -> Result<(), String> {
     let started = Instant::now();
-    let scan = ExportScan { types, since, patients: None, after: 0, limit: hearth_server::fhir::export::BATCH };
+    let scan = ExportScan { types, since, patients: None, after: 0, limit: hearth_server::bulk_export::BATCH };
     let mut exporter = Exporter::new(dir, scan).await.map_err(|e| e.to_string())?;
     let mut last = Instant::now();
     while exporter.step(&*store).await.map_err(|e| e.to_string())? {

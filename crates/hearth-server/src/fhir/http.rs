@@ -241,23 +241,4 @@ pub fn base_url(app: &App, headers: &HeaderMap) -> String {
     app.fhir_base(headers)
 }
 
-/// The URL names a resource type of the R4 model.
-pub(crate) fn check_type(app: &App, resource_type: &str) -> Result<(), FhirError> {
-    if app.model.is_resource_type(resource_type) {
-        Ok(())
-    } else {
-        Err(FhirError::new(
-            StatusCode::NOT_FOUND,
-            Issue::error("not-supported", format!("unknown resource type `{resource_type}`")),
-        ))
-    }
-}
-
-/// The URL names a valid FHIR id.
-pub(crate) fn check_id(id: &str) -> Result<(), FhirError> {
-    if hearth_workflow::fhir::valid_id(id) {
-        Ok(())
-    } else {
-        Err(FhirError::bad_request("invalid", "resource id must be 1-64 characters of A-Z, a-z, 0-9, '-' and '.'"))
-    }
-}
+pub(crate) use hearth_workflow::fhir::{check_id, check_type};

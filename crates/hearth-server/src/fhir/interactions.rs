@@ -20,7 +20,7 @@ use crate::app::App;
 use crate::auth::Caller;
 use crate::error::{FhirError, Issue, fhir_json};
 
-pub use hearth_workflow::fhir::{valid_id, write_of};
+pub use hearth_workflow::fhir::write_of;
 
 pub(super) fn new_id() -> String {
     // Time-ordered ids keep B-tree inserts local.

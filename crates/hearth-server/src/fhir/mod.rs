@@ -3,7 +3,6 @@
 pub mod bundle;
 mod capability;
 mod everything;
-pub mod export;
 pub mod http;
 mod interactions;
 pub mod query;
@@ -36,20 +35,15 @@ pub fn router(app: Arc<App>, operations: Vec<Router>) -> Router {
         .route("/_history", get(i::history_system))
         .route("/$reindex", post(search_parameters::reindex_system))
         .route("/$reindex/{job}", get(search_parameters::reindex_status))
-        .route("/$export", get(export::kickoff_system))
-        .route("/$export-status/{job}", get(export::status).delete(export::cancel))
-        .route("/$export-file/{job}/{file}", get(export::file))
         .route(
             "/{type}",
             get(search::search_type).post(i::create).put(i::conditional_update).delete(i::conditional_delete),
         )
         .route("/{type}/_search", post(search::search_type_post))
         .route("/{type}/$reindex", post(search_parameters::reindex_type))
-        .route("/{type}/$export", get(export::kickoff_type))
         .route("/{type}/_history", get(i::history_type))
         .route("/{type}/{id}", get(i::read).put(i::update).delete(i::delete).patch(i::patch))
         .route("/{type}/{id}/_history", get(i::history_instance))
-        .route("/{type}/{id}/$export", get(export::kickoff_instance))
         .route("/{type}/{id}/$everything", get(everything::everything_get).post(everything::everything_post))
         .route("/{type}/{id}/{compartment}", get(search::search_compartment))
         .route("/{type}/{id}/_history/{vid}", get(i::vread))

@@ -30,13 +30,59 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 
-use super::http::base_url;
-use super::http::{check_id, check_type};
-use super::interactions::valid_id;
-use super::query::{self, parse_instant};
-use crate::app::App;
-use crate::auth::Caller;
-use crate::error::{FHIR_JSON, FhirError, Issue, operation_outcome};
+use hearth_store_sql::crypt::KeySource;
+use hearth_workflow::error::{FHIR_JSON, FhirError, Issue, operation_outcome};
+use hearth_workflow::fhir::{check_id, check_type, pairs, parse_instant, valid_id};
+use hearth_workflow::{Caller, Ctx, Mount, Workflow};
+
+/// The Bulk Data export workflow's state: the shared context, where job files go, the
+/// encryption keys' source (read again for every file: a key file may have been rotated), and
+/// the wake-up of this process's worker.
+pub struct BulkExport {
+    ctx: Arc<Ctx>,
+    data_dir: PathBuf,
+    keys: Option<KeySource>,
+    /// Wakes this process's export worker when a job is queued here.
+    pub wakeup: tokio::sync::Notify,
+}
+
+impl BulkExport {
+    pub fn new(ctx: Arc<Ctx>, data_dir: PathBuf, keys: Option<KeySource>) -> BulkExport {
+        BulkExport { ctx, data_dir, keys, wakeup: tokio::sync::Notify::new() }
+    }
+}
+
+impl std::ops::Deref for BulkExport {
+    type Target = Ctx;
+    fn deref(&self) -> &Ctx {
+        &self.ctx
+    }
+}
+
+impl AsRef<Ctx> for BulkExport {
+    fn as_ref(&self) -> &Ctx {
+        &self.ctx
+    }
+}
+
+impl Workflow for BulkExport {
+    /// `$export` at system, type (`Patient`) and instance (`Group/{id}`) level, the status and
+    /// file URLs: FHIR operations under `/fhir`, audited like the rest of it. (Documented in the
+    /// CapabilityStatement, not the app API's OpenAPI.)
+    fn mount(self: Arc<Self>) -> Mount {
+        use axum::routing::get;
+        Mount {
+            fhir_operations: axum::Router::new()
+                .route("/$export", get(kickoff_system))
+                .route("/$export-status/{job}", get(status).delete(cancel))
+                .route("/$export-file/{job}/{file}", get(file))
+                .route("/{type}/$export", get(kickoff_type))
+                .route("/{type}/{id}/$export", get(kickoff_instance))
+                .with_state(self),
+            ..Mount::default()
+        }
+    }
+}
 
 /// Resources read from the store per batch.
 pub const BATCH: u32 = 1000;
@@ -169,11 +215,11 @@ struct JobRequest {
     since_ms: Option<i64>,
 }
 
-fn job_dir(app: &App, id: &str) -> PathBuf {
-    app.config.data_dir.join("exports").join(id)
+fn job_dir(app: &BulkExport, id: &str) -> PathBuf {
+    app.data_dir.join("exports").join(id)
 }
 
-fn scan_of(app: &App, req: &JobRequest) -> ExportScan {
+fn scan_of(app: &BulkExport, req: &JobRequest) -> ExportScan {
     let params = || {
         app.compartments
             .members("Patient")
@@ -212,7 +258,7 @@ fn require_bulk(caller: &Caller) -> Result<(), FhirError> {
 // ---- kick-off ------------------------------------------------------------------------------
 
 pub async fn kickoff_system(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<BulkExport>>,
     caller: Caller,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
@@ -222,7 +268,7 @@ pub async fn kickoff_system(
 }
 
 pub async fn kickoff_type(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<BulkExport>>,
     caller: Caller,
     Path(ty): Path<String>,
     headers: HeaderMap,
@@ -240,7 +286,7 @@ pub async fn kickoff_type(
 }
 
 pub async fn kickoff_instance(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<BulkExport>>,
     caller: Caller,
     Path((ty, id)): Path<(String, String)>,
     headers: HeaderMap,
@@ -278,7 +324,7 @@ pub async fn kickoff_instance(
 }
 
 async fn kickoff(
-    app: &App,
+    app: &BulkExport,
     headers: &HeaderMap,
     raw_query: Option<&str>,
     level: &str,
@@ -295,7 +341,7 @@ async fn kickoff(
     }
     let mut types: Option<Vec<String>> = None;
     let mut since = None;
-    for (k, v) in query::pairs(raw_query) {
+    for (k, v) in pairs(raw_query) {
         match k.as_str() {
             "_outputFormat" => {
                 if !matches!(v.as_str(), "application/fhir+ndjson" | "application/ndjson" | "ndjson") {
@@ -330,7 +376,7 @@ async fn kickoff(
             }
         }
     }
-    let base = base_url(app, headers);
+    let base = app.fhir_base(headers);
     let url = match raw_query {
         Some(q) if !q.is_empty() => format!("{base}/{path}?{q}"),
         _ => format!("{base}/{path}"),
@@ -346,7 +392,7 @@ async fn kickoff(
     let id = uuid::Uuid::now_v7().to_string();
     let now = app.clock.now();
     app.store.export_job_create(&id, &text, now, now).await?;
-    app.export_wakeup.notify_one();
+    app.wakeup.notify_one();
     tracing::info!(job = %id, level, "export job queued");
     let outcome = operation_outcome(&[Issue {
         severity: "information",
@@ -363,7 +409,7 @@ async fn kickoff(
 
 // ---- status, delete, files -----------------------------------------------------------------
 
-async fn job_of(app: &App, id: &str) -> Result<ExportJob, FhirError> {
+async fn job_of(app: &BulkExport, id: &str) -> Result<ExportJob, FhirError> {
     if !valid_id(id) {
         return Err(FhirError::not_found("no such export job"));
     }
@@ -371,7 +417,7 @@ async fn job_of(app: &App, id: &str) -> Result<ExportJob, FhirError> {
 }
 
 pub async fn status(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<BulkExport>>,
     caller: Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
@@ -399,7 +445,7 @@ pub async fn status(
             let request: JobRequest = serde_json::from_str(&job.request).map_err(FhirError::internal)?;
             let files: Vec<OutputFile> =
                 serde_json::from_str(job.result.as_deref().unwrap_or("[]")).map_err(FhirError::internal)?;
-            let base = base_url(&app, &headers);
+            let base = app.fhir_base(&headers);
             let output: Vec<Value> = files
                 .iter()
                 .map(|f| {
@@ -421,7 +467,7 @@ pub async fn status(
 }
 
 pub async fn cancel(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<BulkExport>>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, FhirError> {
@@ -449,7 +495,7 @@ async fn remove_dir(dir: &FsPath) {
 }
 
 pub async fn file(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<BulkExport>>,
     caller: Caller,
     Path((id, name)): Path<(String, String)>,
 ) -> Result<Response, FhirError> {
@@ -482,12 +528,8 @@ pub async fn file(
 }
 
 /// The configured master keys, read now (a key file may have been rotated since the start).
-fn encryption_ring(app: &App) -> Result<Option<KeyRing>, ExportError> {
-    let source = app
-        .config
-        .encryption_keys()
-        .map_err(|e| ExportError::Crypt(hearth_store_sql::crypt::CryptError(e.to_string())))?;
-    Ok(source.map(|s| s.load()).transpose()?)
+fn encryption_ring(app: &BulkExport) -> Result<Option<KeyRing>, ExportError> {
+    Ok(app.keys.as_ref().map(KeySource::load).transpose()?)
 }
 
 /// The plaintext of an encrypted export file, chunk by chunk; an altered or cut file ends the
@@ -524,7 +566,7 @@ fn lease_end(now: DateTime<Utc>) -> DateTime<Utc> {
 }
 
 /// Claims and runs export jobs until the task is dropped. One per serving process.
-pub async fn worker(app: Arc<App>) {
+pub async fn worker(app: Arc<BulkExport>) {
     let owner = uuid::Uuid::new_v4().to_string();
     loop {
         let now = app.clock.now();
@@ -532,7 +574,7 @@ pub async fn worker(app: Arc<App>) {
             Ok(Some(job)) => run_job(&app, &owner, job).await,
             Ok(None) => {
                 tokio::select! {
-                    () = app.export_wakeup.notified() => {}
+                    () = app.wakeup.notified() => {}
                     () = tokio::time::sleep(POLL) => {}
                 }
             }
@@ -544,7 +586,7 @@ pub async fn worker(app: Arc<App>) {
     }
 }
 
-async fn run_job(app: &App, owner: &str, job: ExportJob) {
+async fn run_job(app: &BulkExport, owner: &str, job: ExportJob) {
     tracing::info!(job = %job.id, "export job started");
     let dir = job_dir(app, &job.id);
     // A job claimed again after its worker died starts over.

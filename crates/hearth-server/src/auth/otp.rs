@@ -49,8 +49,8 @@ impl OtpChannel {
     }
 }
 
-/// A normalised destination: lower-cased e-mail or E.164 phone (`+` and 8 to 15 digits; spaces,
-/// dashes and parentheses dropped).
+/// A normalised destination: lower-cased e-mail or E.164 phone (`hearth_auth::phone::normalize`,
+/// the registry's rules: Indian mobiles in any usual spelling, other countries after `+`).
 fn destination(email: Option<&str>, phone: Option<&str>) -> Result<(OtpChannel, String), ApiError> {
     let bad = |m: &str| ApiError::new(StatusCode::BAD_REQUEST, "invalid_destination", m.to_owned());
     match (email, phone) {
@@ -61,12 +61,9 @@ fn destination(email: Option<&str>, phone: Option<&str>) -> Result<(OtpChannel, 
                 && !e.chars().any(|c| c.is_whitespace() || c.is_control());
             if ok { Ok((OtpChannel::Email, e)) } else { Err(bad("not a valid e-mail address")) }
         }
-        (None, Some(p)) => {
-            let p: String = p.chars().filter(|c| !matches!(c, ' ' | '-' | '(' | ')' | '.')).collect();
-            let digits = p.strip_prefix('+').unwrap_or("");
-            let ok = (8..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit());
-            if ok { Ok((OtpChannel::Sms, p)) } else { Err(bad("phone must be E.164: + and 8 to 15 digits")) }
-        }
+        (None, Some(p)) => hearth_auth::phone::normalize(p)
+            .map(|p| (OtpChannel::Sms, p))
+            .ok_or_else(|| bad("not a phone number we accept (E.164, or an Indian mobile)")),
         _ => Err(bad("send exactly one of email or phone")),
     }
 }
@@ -239,6 +236,7 @@ mod tests {
         assert_eq!(destination(Some(" Ann@Example.org "), None).unwrap().1, "ann@example.org");
         assert_eq!(destination(None, Some("+44 (20) 7946-0958")).unwrap().1, "+442079460958");
         assert!(destination(None, Some("07946 0958")).is_err());
+        assert_eq!(destination(None, Some("098765 43210")).unwrap().1, "+919876543210");
         assert!(destination(Some("a@b.c"), Some("+4420794609")).is_err());
         assert!(destination(None, None).is_err());
         assert!(destination(Some("nope"), None).is_err());

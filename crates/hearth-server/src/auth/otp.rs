@@ -1,6 +1,11 @@
 //! Patient login by one-time code: `POST /api/v1/auth/otp/request {email|phone}` and
 //! `POST /api/v1/auth/otp/verify {email|phone, code}`.
 //!
+//! - Phones are normalised by `hearth_auth::phone::normalize` (the registry's rules) and only an
+//!   account's *verified* phone (`accounts.phone`; see `super::phone`) receives codes or signs in:
+//!   a number still waiting for its verification code gets the same `202` and no SMS.
+//! - With no SMS channel a phone request answers `503 sms_unavailable` for every number, before
+//!   any look-up (so it reveals nothing); e-mail requests are unaffected.
 //! - `request` always answers `202` with the same body, at once: looking the account up, issuing
 //!   the code and sending it run in a background task, so neither the answer nor its timing tells
 //!   whether the address has an account. Only **patient** accounts get codes (staff log in with a
@@ -82,7 +87,8 @@ fn parse_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiErro
 
 #[utoipa::path(post, path = "/api/v1/auth/otp/request", tag = "patient sign-in",
     request_body(content = Object, description = "Send a 6-digit code to a patient's phone or e-mail", example = json!({"phone": "+919876543210"})),
-    responses((status = 202, description = "Always the same answer, whether or not an account exists", body = Object), (status = 400, description = "Invalid body (stable error code)", body = Object, example = json!({"error": {"code": "invalid_body", "message": "invalid request body"}})), (status = 429, description = "Rate limited or locked; see Retry-After", body = Object, example = json!({"error": {"code": "rate_limited", "message": "too many requests"}}))))]
+    responses((status = 202, description = "Always the same answer, whether or not an account exists", body = Object), (status = 400, description = "Invalid body (stable error code)", body = Object, example = json!({"error": {"code": "invalid_body", "message": "invalid request body"}})), (status = 429, description = "Rate limited or locked; see Retry-After", body = Object, example = json!({"error": {"code": "rate_limited", "message": "too many requests"}})),
+        (status = 503, description = "A phone was given and SMS is not configured", body = Object, example = json!({"error": {"code": "sms_unavailable", "message": "SMS is not configured on this server, so no code can be sent by text message"}}))))]
 pub(crate) async fn request(
     State(app): State<Arc<App>>,
     ext: axum::http::Extensions,
@@ -90,6 +96,10 @@ pub(crate) async fn request(
 ) -> Result<Response, ApiError> {
     let req: RequestBody = parse_body(&bytes)?;
     let (channel, to) = destination(req.email.as_deref(), req.phone.as_deref())?;
+    if channel == OtpChannel::Sms {
+        // Before any look-up: the same answer for every number.
+        super::phone::require_sms(&app)?;
+    }
     check_auth(&app, &[format!("otp-request-ip:{}", client_ip(&ext))])?;
     app.limits.otp_destination.check(&to).map_err(too_many)?;
     let task_app = Arc::clone(&app);

@@ -11,6 +11,7 @@
 //! | [`totp`] | RFC 6238 TOTP: secrets, `otpauth://` URIs, replay-aware verification, QR code as SVG |
 //! | [`recovery`] | one-time 2FA recovery codes, stored as keyed hashes |
 //! | [`otp`] | the 6-digit one-time login codes for patients, and their attempt/expiry decision |
+//! | [`phone`] | the one phone-number normaliser (E.164, Indian mobile rules) |
 //! | [`csrf`] | double-submit CSRF tokens |
 //! | [`pkce`] | RFC 7636 PKCE (S256 only) |
 //! | [`scope`] | SMART on FHIR v1/v2 scopes, parsed into types, and the permission check |
@@ -46,6 +47,7 @@ pub mod csrf;
 pub mod invite;
 pub mod otp;
 pub mod password;
+pub mod phone;
 pub mod pkce;
 pub mod recovery;
 pub mod refresh;

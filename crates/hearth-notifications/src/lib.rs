@@ -240,6 +240,15 @@ impl Notifier {
         }
     }
 
+    /// Turns a channel off (an embedding program without, say, an SMS gateway, or a test): what
+    /// needs it then answers that it is unavailable instead of queueing messages that cannot leave.
+    pub fn remove_channel(&self, kind: ChannelKind) {
+        match self.channels.write() {
+            Ok(mut c) => c.remove(&kind),
+            Err(p) => p.into_inner().remove(&kind),
+        };
+    }
+
     /// Replaces a channel (an embedding program's gateway, or a test's).
     pub fn set_channel(&self, kind: ChannelKind, channel: Arc<dyn Channel>) {
         match self.channels.write() {
@@ -248,7 +257,9 @@ impl Notifier {
         };
     }
 
-    fn available(&self, kind: ChannelKind) -> bool {
+    /// Whether messages of `kind` can leave (in-app always; others when a channel is set, which
+    /// for e-mail and SMS includes the local file outbox when no provider is configured).
+    pub fn available(&self, kind: ChannelKind) -> bool {
         kind == ChannelKind::InApp || self.channel(kind).is_some()
     }
 

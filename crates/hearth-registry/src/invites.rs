@@ -284,6 +284,7 @@ pub(crate) async fn claim(State(app): State<Arc<Registry>>, bytes: axum::body::B
         id: uuid::Uuid::now_v7().to_string(),
         email,
         phone,
+        phone_pending: None,
         password_hash,
         role: Role::Patient.as_str().to_owned(),
         fhir_user: Some(fhir_user),

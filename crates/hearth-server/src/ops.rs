@@ -27,6 +27,7 @@ use crate::error::ApiError;
         crate::auth::routes::grant_caregiver, crate::auth::routes::jwks,
         crate::auth::mfa::enroll, crate::auth::mfa::confirm, crate::auth::mfa::disable,
         crate::auth::otp::request, crate::auth::otp::verify,
+        crate::auth::phone::send, crate::auth::phone::verify,
         crate::auth::smart::configuration, crate::auth::smart::authorize_page, crate::auth::smart::authorize_submit,
         crate::auth::smart::token, crate::auth::smart::create_client, crate::auth::smart::list_clients,
         crate::auth::smart::delete_client,

@@ -59,6 +59,7 @@ pub fn router(app: Arc<App>) -> Router {
                 .merge(crate::auth::routes::router())
                 .merge(crate::auth::mfa::router())
                 .merge(crate::auth::otp::router())
+                .merge(crate::auth::phone::router())
                 .merge(crate::auth::smart::router())
                 .layer(middleware::from_fn_with_state(app.trail.clone(), crate::audit::denials_layer)),
         )

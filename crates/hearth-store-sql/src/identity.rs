@@ -38,7 +38,10 @@ pub trait DbTx: Send {
 pub struct AccountRow {
     pub id: String,
     pub email: Option<String>,
+    /// The verified phone (E.164; signs in by OTP, receives SMS). Unique.
     pub phone: Option<String>,
+    /// A phone the user typed and has not yet confirmed with a code (not unique, never used).
+    pub phone_pending: Option<String>,
     pub password_hash: Option<String>,
     pub role: String,
     pub fhir_user: Option<String>,
@@ -51,9 +54,10 @@ pub struct AccountRow {
     pub created_at: i64,
 }
 
-const ACCOUNT_COLUMNS: &str = "id, email, phone, password_hash, role, fhir_user, organization, totp_secret, \
+const ACCOUNT_COLUMNS: &str = "id, email, phone, phone_pending, password_hash, role, fhir_user, organization, totp_secret, \
      totp_enabled, totp_last_step, failed_logins, locked_until, created_at";
-const ACCOUNT_COLS: [Col; 13] = [
+const ACCOUNT_COLS: [Col; 14] = [
+    Col::Text,
     Col::Text,
     Col::Text,
     Col::Text,
@@ -95,6 +99,7 @@ fn decode_account(row: Vec<Val>) -> Result<AccountRow, StoreError> {
         id: text(it.next())?.ok_or_else(corrupt)?,
         email: text(it.next())?,
         phone: text(it.next())?,
+        phone_pending: text(it.next())?,
         password_hash: text(it.next())?,
         role: text(it.next())?.ok_or_else(corrupt)?,
         fhir_user: text(it.next())?,
@@ -123,6 +128,8 @@ pub async fn insert_account(db: &dyn Db, a: &AccountRow) -> Result<(), StoreErro
     opt_text(&mut b, a.email.as_deref());
     b.push(", ");
     opt_text(&mut b, a.phone.as_deref());
+    b.push(", ");
+    opt_text(&mut b, a.phone_pending.as_deref());
     b.push(", ");
     opt_text(&mut b, a.password_hash.as_deref());
     b.push(", ").text(&a.role).push(", ");
@@ -157,8 +164,35 @@ pub async fn account_by_email(db: &dyn Db, email: &str) -> Result<Option<Account
     account_where(db, "email", email).await
 }
 
+/// By *verified* phone (give it E.164); a pending phone is never found here.
 pub async fn account_by_phone(db: &dyn Db, phone: &str) -> Result<Option<AccountRow>, StoreError> {
     account_where(db, "phone", phone).await
+}
+
+/// Records the phone an account wants to verify (replacing an earlier pending one).
+pub async fn set_phone_pending(db: &dyn Db, id: &str, phone: &str) -> Result<(), StoreError> {
+    let mut b = Builder::new(db.dialect());
+    b.push("UPDATE accounts SET phone_pending = ").text(phone).push(" WHERE id = ").text(id);
+    db.execute(&b.finish()).await.map(|_| ())
+}
+
+/// Makes the account's pending phone `phone` its verified phone, unless another account has it
+/// verified already (`false`, nothing changed). One conditional statement; two accounts racing
+/// for one number meet the unique index, and the loser gets an error.
+pub async fn verify_phone(db: &dyn Db, id: &str, phone: &str) -> Result<bool, StoreError> {
+    let mut b = Builder::new(db.dialect());
+    b.push("UPDATE accounts SET phone = ")
+        .text(phone)
+        .push(", phone_pending = NULL WHERE id = ")
+        .text(id)
+        .push(" AND phone_pending = ")
+        .text(phone)
+        .push(" AND NOT EXISTS (SELECT 1 FROM accounts other WHERE other.phone = ")
+        .text(phone)
+        .push(" AND other.id <> ")
+        .text(id)
+        .push(")");
+    Ok(db.execute(&b.finish()).await? == 1)
 }
 
 /// How many accounts have `role` (to know whether the first admin exists).

@@ -24,6 +24,7 @@
 pub mod limits;
 pub mod mfa;
 pub mod otp;
+pub mod phone;
 pub mod routes;
 pub mod smart;
 pub mod web;

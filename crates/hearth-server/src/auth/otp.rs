@@ -1,6 +1,11 @@
 //! Patient login by one-time code: `POST /api/v1/auth/otp/request {email|phone}` and
 //! `POST /api/v1/auth/otp/verify {email|phone, code}`.
 //!
+//! - Phones are normalised by `hearth_auth::phone::normalize` (the registry's rules) and only an
+//!   account's *verified* phone (`accounts.phone`; see `super::phone`) receives codes or signs in:
+//!   a number still waiting for its verification code gets the same `202` and no SMS.
+//! - With no SMS channel a phone request answers `503 sms_unavailable` for every number, before
+//!   any look-up (so it reveals nothing); e-mail requests are unaffected.
 //! - `request` always answers `202` with the same body, at once: looking the account up, issuing
 //!   the code and sending it run in a background task, so neither the answer nor its timing tells
 //!   whether the address has an account. Only **patient** accounts get codes (staff log in with a
@@ -49,8 +54,8 @@ impl OtpChannel {
     }
 }
 
-/// A normalised destination: lower-cased e-mail or E.164 phone (`+` and 8 to 15 digits; spaces,
-/// dashes and parentheses dropped).
+/// A normalised destination: lower-cased e-mail or E.164 phone (`hearth_auth::phone::normalize`,
+/// the registry's rules: Indian mobiles in any usual spelling, other countries after `+`).
 fn destination(email: Option<&str>, phone: Option<&str>) -> Result<(OtpChannel, String), ApiError> {
     let bad = |m: &str| ApiError::new(StatusCode::BAD_REQUEST, "invalid_destination", m.to_owned());
     match (email, phone) {
@@ -61,12 +66,9 @@ fn destination(email: Option<&str>, phone: Option<&str>) -> Result<(OtpChannel, 
                 && !e.chars().any(|c| c.is_whitespace() || c.is_control());
             if ok { Ok((OtpChannel::Email, e)) } else { Err(bad("not a valid e-mail address")) }
         }
-        (None, Some(p)) => {
-            let p: String = p.chars().filter(|c| !matches!(c, ' ' | '-' | '(' | ')' | '.')).collect();
-            let digits = p.strip_prefix('+').unwrap_or("");
-            let ok = (8..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit());
-            if ok { Ok((OtpChannel::Sms, p)) } else { Err(bad("phone must be E.164: + and 8 to 15 digits")) }
-        }
+        (None, Some(p)) => hearth_auth::phone::normalize(p)
+            .map(|p| (OtpChannel::Sms, p))
+            .ok_or_else(|| bad("not a phone number we accept (E.164, or an Indian mobile)")),
         _ => Err(bad("send exactly one of email or phone")),
     }
 }
@@ -85,7 +87,8 @@ fn parse_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiErro
 
 #[utoipa::path(post, path = "/api/v1/auth/otp/request", tag = "patient sign-in",
     request_body(content = Object, description = "Send a 6-digit code to a patient's phone or e-mail", example = json!({"phone": "+919876543210"})),
-    responses((status = 202, description = "Always the same answer, whether or not an account exists", body = Object), (status = 400, description = "Invalid body (stable error code)", body = Object, example = json!({"error": {"code": "invalid_body", "message": "invalid request body"}})), (status = 429, description = "Rate limited or locked; see Retry-After", body = Object, example = json!({"error": {"code": "rate_limited", "message": "too many requests"}}))))]
+    responses((status = 202, description = "Always the same answer, whether or not an account exists", body = Object), (status = 400, description = "Invalid body (stable error code)", body = Object, example = json!({"error": {"code": "invalid_body", "message": "invalid request body"}})), (status = 429, description = "Rate limited or locked; see Retry-After", body = Object, example = json!({"error": {"code": "rate_limited", "message": "too many requests"}})),
+        (status = 503, description = "A phone was given and SMS is not configured", body = Object, example = json!({"error": {"code": "sms_unavailable", "message": "SMS is not configured on this server, so no code can be sent by text message"}}))))]
 pub(crate) async fn request(
     State(app): State<Arc<App>>,
     ext: axum::http::Extensions,
@@ -93,6 +96,10 @@ pub(crate) async fn request(
 ) -> Result<Response, ApiError> {
     let req: RequestBody = parse_body(&bytes)?;
     let (channel, to) = destination(req.email.as_deref(), req.phone.as_deref())?;
+    if channel == OtpChannel::Sms {
+        // Before any look-up: the same answer for every number.
+        super::phone::require_sms(&app)?;
+    }
     check_auth(&app, &[format!("otp-request-ip:{}", client_ip(&ext))])?;
     app.limits.otp_destination.check(&to).map_err(too_many)?;
     let task_app = Arc::clone(&app);
@@ -239,6 +246,7 @@ mod tests {
         assert_eq!(destination(Some(" Ann@Example.org "), None).unwrap().1, "ann@example.org");
         assert_eq!(destination(None, Some("+44 (20) 7946-0958")).unwrap().1, "+442079460958");
         assert!(destination(None, Some("07946 0958")).is_err());
+        assert_eq!(destination(None, Some("098765 43210")).unwrap().1, "+919876543210");
         assert!(destination(Some("a@b.c"), Some("+4420794609")).is_err());
         assert!(destination(None, None).is_err());
         assert!(destination(Some("nope"), None).is_err());

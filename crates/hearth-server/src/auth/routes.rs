@@ -4,6 +4,9 @@
 //! - `register` is patient self-service: it creates a patient account *and* its FHIR `Patient`
 //!   (name, birth date, gender, contact), linked as the account's `fhirUser`. Staff accounts are
 //!   created by an admin (`POST /api/v1/admin/accounts`) or by `hearth admin create-admin`.
+//! - Phones (see [`super::phone`]): `register` takes an optional `phone`, normalised and kept
+//!   unverified (`phone_pending`) until its code is entered; an admin's `phone` is verified at once
+//!   (`409 phone_taken` when another account has it). `me` shows `phone` and `phoneVerified`.
 //! - A wrong e-mail and a wrong password get the same answer, after the same Argon2 work.
 //! - After 5 consecutive failures an account is locked for 1 minute, doubling with every further
 //!   failure up to a day (`429` with `Retry-After`); a success resets the count.
@@ -103,15 +106,21 @@ fn check_policy(app: &App, password: &str, email: &str, name: Option<&str>) -> R
 }
 
 fn account_json(a: &AccountRow) -> Value {
-    json!({
+    let mut out = json!({
         "id": a.id,
         "email": a.email,
-        "phone": a.phone,
+        // The verified phone, else the one waiting for its code; `phonePending` when both exist.
+        "phone": a.phone.as_ref().or(a.phone_pending.as_ref()),
+        "phoneVerified": a.phone.is_some(),
         "role": a.role,
         "fhirUser": a.fhir_user,
         "organization": a.organization,
         "totpEnabled": a.totp_enabled,
-    })
+    });
+    if let (Some(_), Some(pending)) = (&a.phone, &a.phone_pending) {
+        set(&mut out, "phonePending", json!(pending));
+    }
+    out
 }
 
 fn new_account(email: String, hash: PasswordHash, role: Role, now: DateTime<Utc>) -> AccountRow {
@@ -119,6 +128,7 @@ fn new_account(email: String, hash: PasswordHash, role: Role, now: DateTime<Utc>
         id: uuid::Uuid::now_v7().to_string(),
         email: Some(email),
         phone: None,
+        phone_pending: None,
         password_hash: Some(hash.into_string()),
         role: role.as_str().to_owned(),
         fhir_user: None,
@@ -142,17 +152,20 @@ struct Register {
     #[serde(rename = "birthDate")]
     birth_date: Option<String>,
     gender: Option<String>,
+    /// Kept unverified (`phone_pending`) until confirmed with `POST /api/v1/auth/phone`.
+    phone: Option<String>,
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/register", tag = "accounts",
     request_body(content = Object, description = "Patient self-registration: creates the account and its FHIR Patient",
-        example = json!({"email": "asha@example.org", "password": "a long passphrase", "given": "Asha", "family": "Rao", "birthDate": "1984-03-07", "gender": "female"})),
-    responses((status = 201, description = "The account, linked to its Patient (fhirUser)", body = Object,
-        example = json!({"id": "…", "email": "asha@example.org", "role": "patient", "fhirUser": "Patient/…"})),
+        example = json!({"email": "asha@example.org", "password": "a long passphrase", "given": "Asha", "family": "Rao", "birthDate": "1984-03-07", "gender": "female", "phone": "098765 43210"})),
+    responses((status = 201, description = "The account, linked to its Patient (fhirUser); a phone given is unverified until its code is entered", body = Object,
+        example = json!({"id": "…", "email": "asha@example.org", "phone": "+919876543210", "phoneVerified": false, "role": "patient", "fhirUser": "Patient/…"})),
         (status = 400, description = "Invalid body (stable error code)", body = Object, example = json!({"error": {"code": "invalid_body", "message": "invalid request body"}})), (status = 409, description = "The e-mail is taken", body = Object, example = json!({"error": {"code": "email_taken", "message": "an account with this e-mail already exists"}}))))]
 pub(crate) async fn register(State(app): State<Arc<App>>, bytes: axum::body::Bytes) -> Result<Response, ApiError> {
     let req: Register = body(&bytes)?;
     let email = normalize_email(&req.email)?;
+    let phone = req.phone.as_deref().map(super::phone::normalize).transpose()?;
     if req.given.trim().is_empty() || req.family.trim().is_empty() {
         return Err(bad("invalid_name", "given and family name are required"));
     }
@@ -177,6 +190,7 @@ pub(crate) async fn register(State(app): State<Arc<App>>, bytes: axum::body::Byt
     let hash = hash_password(&app, req.password).await?;
     let now = app.clock.now();
     let mut account = new_account(email, hash, Role::Patient, now);
+    account.phone_pending = phone;
     let patient_id = uuid::Uuid::now_v7().to_string();
     account.fhir_user = Some(format!("Patient/{patient_id}"));
     identity::insert_account(&*app.db, &account).await.map_err(|e| match e {
@@ -664,7 +678,7 @@ pub(crate) async fn logout(
 
 #[utoipa::path(get, path = "/api/v1/auth/me", tag = "accounts",
     responses((status = 200, description = "The signed-in account and its token's scope", body = Object,
-        example = json!({"id": "…", "email": "asha@example.org", "role": "patient", "fhirUser": "Patient/…", "totpEnabled": false, "scope": "user/*.cruds"})), (status = 401, description = "No or an invalid access token", body = Object, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}}))),
+        example = json!({"id": "…", "email": "asha@example.org", "phone": "+919876543210", "phoneVerified": true, "role": "patient", "fhirUser": "Patient/…", "totpEnabled": false, "scope": "user/*.cruds"})), (status = 401, description = "No or an invalid access token", body = Object, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}}))),
     security(("bearer" = [])))]
 pub(crate) async fn me(EnrolCaller(caller): EnrolCaller) -> Json<Value> {
     let mut out = account_json(&caller.account);
@@ -684,13 +698,15 @@ struct CreateAccount {
     #[serde(rename = "fhirUser")]
     fhir_user: Option<String>,
     organization: Option<String>,
+    /// Verified from the start: staff checked it with the person.
+    phone: Option<String>,
 }
 
 #[utoipa::path(post, path = "/api/v1/admin/accounts", tag = "administration",
     request_body(content = Object, description = "Create a staff, patient or caregiver account (admins only)",
-        example = json!({"email": "dr.rao@example.org", "password": "a long passphrase", "role": "clinician", "fhirUser": "Practitioner/…", "organization": "…"})),
+        example = json!({"email": "dr.rao@example.org", "password": "a long passphrase", "role": "clinician", "fhirUser": "Practitioner/…", "organization": "…", "phone": "+91 98765 43210"})),
     responses((status = 201, description = "The account", body = Object), (status = 400, description = "Invalid body (stable error code)", body = Object, example = json!({"error": {"code": "invalid_body", "message": "invalid request body"}})), (status = 401, description = "No or an invalid access token", body = Object, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})), (status = 403, description = "Not allowed for this account", body = Object, example = json!({"error": {"code": "forbidden", "message": "this operation is for administrators"}})),
-        (status = 409, description = "The e-mail is taken", body = Object)),
+        (status = 409, description = "The e-mail (`email_taken`) or phone (`phone_taken`) is on another account", body = Object, example = json!({"error": {"code": "phone_taken", "message": "another account has this phone number"}}))),
     security(("bearer" = [])))]
 pub(crate) async fn create_account(
     State(app): State<Arc<App>>,
@@ -702,6 +718,7 @@ pub(crate) async fn create_account(
     let role: Role =
         req.role.parse().map_err(|_| bad("invalid_role", "role must be patient, clinician, admin or caregiver"))?;
     let email = normalize_email(&req.email)?;
+    let phone = req.phone.as_deref().map(super::phone::normalize).transpose()?;
     check_policy(&app, &req.password, &email, None)?;
     if let Some(u) = &req.fhir_user {
         let ok = u.split_once('/').is_some_and(|(t, id)| {
@@ -723,6 +740,12 @@ pub(crate) async fn create_account(
     let mut account = new_account(email, hash, role, app.clock.now());
     account.fhir_user = req.fhir_user;
     account.organization = req.organization;
+    account.phone = phone;
+    if let Some(p) = &account.phone
+        && identity::account_by_phone(&*app.db, p).await?.is_some()
+    {
+        return Err(ApiError::new(StatusCode::CONFLICT, "phone_taken", "another account has this phone number"));
+    }
     identity::insert_account(&*app.db, &account).await.map_err(|e| match e {
         hearth_store::StoreError::Conflict => {
             ApiError::new(StatusCode::CONFLICT, "email_taken", "an account with this e-mail already exists")

@@ -254,6 +254,7 @@ pub async fn seed_account(app: &App, id: &str, role: &str, fhir_user: Option<Str
         id: id.to_owned(),
         email,
         phone: None,
+        phone_pending: None,
         password_hash: None,
         role: role.into(),
         fhir_user: fhir_user.clone(),

@@ -28,6 +28,7 @@ mod notify_peers;
 mod notify_send;
 mod ops;
 mod patch;
+mod phone;
 mod process;
 mod registry;
 mod rights;

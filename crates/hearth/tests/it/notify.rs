@@ -36,7 +36,7 @@ fn at(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
 }
 
-/// A patient account straight in the database (with a phone, which registration does not take).
+/// A patient account straight in the database, its phone verified (as if staff had set it).
 async fn account(t: &TestApp, email: Option<&str>, phone: Option<&str>) -> String {
     static N: AtomicUsize = AtomicUsize::new(0);
     let id = format!("notify-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst));
@@ -44,6 +44,7 @@ async fn account(t: &TestApp, email: Option<&str>, phone: Option<&str>) -> Strin
         id: id.clone(),
         email: email.map(str::to_owned),
         phone: phone.map(str::to_owned),
+        phone_pending: None,
         password_hash: None,
         role: "patient".into(),
         fhir_user: None,

@@ -47,6 +47,7 @@ async fn org_clinician(t: &TestApp, org: &str) -> reqwest::Client {
         id: id.clone(),
         email: None,
         phone: None,
+        phone_pending: None,
         password_hash: None,
         role: "clinician".into(),
         fhir_user: None,

@@ -26,6 +26,7 @@ async fn org_clinician(app: &App, organization: &str) -> reqwest::Client {
         id: id.clone(),
         email: Some(format!("{id}@example.org")),
         phone: None,
+        phone_pending: None,
         password_hash: None,
         role: "clinician".into(),
         fhir_user: None,

@@ -178,7 +178,8 @@ pub async fn set_phone_pending(db: &dyn Db, id: &str, phone: &str) -> Result<(),
 
 /// Makes the account's pending phone `phone` its verified phone, unless another account has it
 /// verified already (`false`, nothing changed). One conditional statement; two accounts racing
-/// for one number meet the unique index, and the loser gets an error.
+/// for one number meet the unique index, and the loser's failed statement is answered `false`
+/// once the number is seen on the other account (any other failure is the error it was).
 pub async fn verify_phone(db: &dyn Db, id: &str, phone: &str) -> Result<bool, StoreError> {
     let mut b = Builder::new(db.dialect());
     b.push("UPDATE accounts SET phone = ")
@@ -192,7 +193,13 @@ pub async fn verify_phone(db: &dyn Db, id: &str, phone: &str) -> Result<bool, St
         .push(" AND other.id <> ")
         .text(id)
         .push(")");
-    Ok(db.execute(&b.finish()).await? == 1)
+    match db.execute(&b.finish()).await {
+        Ok(n) => Ok(n == 1),
+        Err(e) => match account_by_phone(db, phone).await? {
+            Some(other) if other.id != id => Ok(false),
+            _ => Err(e),
+        },
+    }
 }
 
 /// How many accounts have `role` (to know whether the first admin exists).

@@ -119,11 +119,14 @@ pub struct Repeat {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct BookBody {
+    #[serde(deserialize_with = "hearth_workflow::refs::practitioner")]
     pub practitioner: String,
     pub start: String,
     #[serde(rename = "type")]
     pub appointment_type: String,
+    #[serde(default, deserialize_with = "hearth_workflow::refs::opt_patient")]
     pub patient: Option<String>,
+    #[serde(default, deserialize_with = "hearth_workflow::refs::opt_schedule")]
     pub schedule: Option<String>,
     /// Free text for the clinic; never part of a message.
     pub reason: Option<String>,
@@ -651,7 +654,9 @@ pub async fn get_one(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
+    #[serde(default, deserialize_with = "hearth_workflow::refs::opt_patient")]
     patient: Option<String>,
+    #[serde(default, deserialize_with = "hearth_workflow::refs::opt_practitioner")]
     practitioner: Option<String>,
 }
 
@@ -996,7 +1001,9 @@ pub async fn check_in(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WaitBody {
+    #[serde(deserialize_with = "hearth_workflow::refs::practitioner")]
     practitioner: String,
+    #[serde(default, deserialize_with = "hearth_workflow::refs::opt_patient")]
     patient: Option<String>,
     earliest: String,
     latest: String,

@@ -145,8 +145,10 @@ pub struct Diagnosis {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct CreateBody {
+    #[serde(deserialize_with = "hearth_workflow::refs::patient")]
     patient: String,
     /// Default: the calling clinician.
+    #[serde(default, deserialize_with = "hearth_workflow::refs::opt_practitioners")]
     practitioners: Option<Vec<String>>,
     status: Option<String>,
     #[serde(default, rename = "virtual")]
@@ -161,6 +163,7 @@ pub struct CreateBody {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct UpdateBody {
     status: Option<String>,
+    #[serde(default, deserialize_with = "hearth_workflow::refs::opt_practitioners")]
     practitioners: Option<Vec<String>>,
     reason: Option<Vec<Coded>>,
     diagnoses: Option<Vec<Diagnosis>>,
@@ -312,6 +315,7 @@ pub async fn get_one(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
+    #[serde(default, deserialize_with = "hearth_workflow::refs::opt_patient")]
     patient: Option<String>,
 }
 

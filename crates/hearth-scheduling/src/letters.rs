@@ -209,6 +209,7 @@ pub struct CreateBody {
     kind: Option<String>,
     title: String,
     text: String,
+    #[serde(default, deserialize_with = "hearth_workflow::refs::opt_encounter")]
     encounter: Option<String>,
     /// `draft` (default) or `final`.
     status: Option<String>,

@@ -33,11 +33,14 @@ const APPOINTMENT_TYPES: [&str; 5] = ["CHECKUP", "EMERGENCY", "FOLLOWUP", "ROUTI
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ScheduleBody {
+    #[serde(deserialize_with = "hearth_workflow::refs::practitioner")]
     pub practitioner: String,
     pub time_zone: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(deserialize_with = "hearth_workflow::refs::opt_location")]
     pub location: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(deserialize_with = "hearth_workflow::refs::opt_healthcare_service")]
     pub service: Option<String>,
     pub hours: Vec<HoursBody>,
     pub types: Vec<TypeBody>,
@@ -427,6 +430,7 @@ async fn practitioner_exists(app: &Scheduling, id: &str) -> Result<(), ApiError>
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
+    #[serde(deserialize_with = "hearth_workflow::refs::practitioner")]
     practitioner: String,
 }
 
@@ -556,7 +560,9 @@ pub async fn replace(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SlotQuery {
+    #[serde(deserialize_with = "hearth_workflow::refs::practitioner")]
     pub practitioner: String,
+    #[serde(default, deserialize_with = "hearth_workflow::refs::opt_healthcare_service")]
     pub service: Option<String>,
     pub from: String,
     pub to: String,

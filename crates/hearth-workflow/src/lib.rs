@@ -29,6 +29,7 @@ mod ctx;
 pub mod error;
 pub mod fhir;
 pub mod page;
+pub mod refs;
 mod secret;
 mod workflow;
 

@@ -735,3 +735,32 @@ async fn the_per_day_limit_holds_under_concurrent_bookings_of_different_slots() 
     let (s, v) = book(&t, &late, &doc, &free[0]).await;
     assert_eq!(s, 201, "{v}");
 }
+
+/// Ids in scheduling bodies and queries are taken bare or as the FHIR references consents use
+/// (`Practitioner/<id>`, `Patient/<id>`); another type's reference is refused.
+#[tokio::test]
+async fn scheduling_takes_ids_bare_or_as_references() {
+    let t = TestApp::spawn().await;
+    t.clock.set(at("2026-06-01T00:00:00Z"));
+    let (doc, dc) = clinician(&t, "Typed").await;
+    let typed = format!("Practitioner/{doc}");
+    schedule(&t, &dc, every_day(&typed, "UTC", "09:00", "12:00")).await;
+    let (pid, _, me) = patient_account(&t, "Typed").await;
+    let free = slots(&t, &me, &typed, "2026-06-02T00:00:00Z", "2026-06-03T00:00:00Z").await;
+    assert!(!free.is_empty(), "the slot search takes a typed practitioner");
+    let (s, v) = call(
+        &t,
+        &me,
+        Method::POST,
+        "/api/v1/appointments",
+        Some(json!({"practitioner": typed, "patient": format!("Patient/{pid}"), "start": "2026-06-02T09:00:00Z", "type": "ROUTINE"})),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    assert_eq!((v["practitioner"].as_str(), v["patient"].as_str()), (Some(doc.as_str()), Some(pid.as_str())));
+    let (s, v) =
+        call(&t, &dc, Method::GET, &format!("/api/v1/appointments?practitioner=Practitioner%2F{doc}"), None).await;
+    assert_eq!((s, v["appointments"].as_array().map(Vec::len)), (200, Some(1)), "{v}");
+    let (s, v) = book(&t, &me, &format!("Patient/{pid}"), "2026-06-02T10:00:00Z").await;
+    assert_eq!(s, 400, "a patient reference is not a practitioner: {v}");
+}

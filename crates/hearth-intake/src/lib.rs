@@ -110,6 +110,7 @@ use hearth_workflow::{Mount, Workflow};
     routes::message,
     routes::summary,
     routes::review,
+    routes::queue_live,
     routes::queue,
     ws::socket,
 ))]

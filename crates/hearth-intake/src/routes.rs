@@ -25,6 +25,7 @@ pub(crate) fn router() -> axum::Router<Arc<Intakes>> {
         .route("/api/v1/intake/sessions/{id}/summary", axum::routing::get(summary))
         .route("/api/v1/intake/sessions/{id}/review", axum::routing::post(review))
         .route("/api/v1/intake/queue", axum::routing::get(queue))
+        .route("/api/v1/intake/queue/live", axum::routing::get(queue_live))
         .route("/api/v1/intake/ws/{id}", axum::routing::get(crate::ws::socket))
 }
 
@@ -293,6 +294,50 @@ pub(crate) async fn review(
 ) -> Result<Json<Value>, ApiError> {
     staff_only(&caller)?;
     Ok(Json(app.review(&caller, &id).await?))
+}
+
+/// How often a live queue looks again without a change in this process (a change made by
+/// another server process sharing the database is seen within this time).
+const LIVE_QUEUE_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+#[utoipa::path(get, path = "/api/v1/intake/queue/live", tag = "intake",
+    responses(
+        (status = 200, description = "The queue as Server-Sent Events (`text/event-stream`): an event `queue` with the same JSON as `GET /api/v1/intake/queue` at once, then again whenever it changes (at once for changes in this process, within 5 s for others); comments keep the connection alive", body = String,
+         example = "event: queue\ndata: {\"sessions\": [{\"id\": \"0193a1b2-…\", \"status\": \"emergency\", \"urgency\": \"emergency\", \"red_flags\": [\"cauda_equina\"]}]}\n\n"),
+        (status = 401, description = "No or an invalid access token", body = Object),
+        (status = 403, description = "Not a clinician or administrator", body = Object),
+    ),
+    security(("bearer" = [])))]
+pub(crate) async fn queue_live(
+    State(app): State<Arc<Intakes>>,
+    ApiCaller(caller): ApiCaller,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    staff_only(&caller)?;
+    let first = json!({"sessions": app.queue(&caller).await?}).to_string();
+    let changes = app.queue_changes.subscribe();
+    // State: (app, caller, change receiver, what was sent last, the first event still to send).
+    let state = (app, caller, changes, first.clone(), Some(first));
+    let stream = futures_util::stream::unfold(state, |(app, caller, mut changes, last, first)| async move {
+        if let Some(text) = first {
+            let event = Event::default().event("queue").data(text);
+            return Some((Ok::<Event, std::convert::Infallible>(event), (app, caller, changes, last, None)));
+        }
+        loop {
+            tokio::select! {
+                changed = changes.changed() => if changed.is_err() { return None },
+                () = tokio::time::sleep(LIVE_QUEUE_EVERY) => {}
+            }
+            // A failed look (a busy database) is tried again at the next change or tick.
+            let Ok(sessions) = app.queue(&caller).await else { continue };
+            let text = json!({"sessions": sessions}).to_string();
+            if text != last {
+                let event = Event::default().event("queue").data(text.clone());
+                return Some((Ok(event), (app, caller, changes, text, None)));
+            }
+        }
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()).into_response())
 }
 
 #[utoipa::path(get, path = "/api/v1/intake/queue", tag = "intake",

@@ -79,6 +79,10 @@ pub struct Intakes {
     pub config: IntakeConfig,
     pub notifier: Arc<Notifier>,
     rooms: std::sync::Mutex<HashMap<String, Weak<Room>>>,
+    /// Counts the changes to sessions made in this process (a started, answered, finished or
+    /// reviewed session), so the live queue answers at once; changes made by other processes
+    /// reach it at its next periodic look.
+    pub(crate) queue_changes: tokio::sync::watch::Sender<u64>,
 }
 
 impl std::ops::Deref for Intakes {
@@ -179,7 +183,18 @@ pub(crate) enum Refusal {
 
 impl Intakes {
     pub fn new(ctx: Arc<Ctx>, config: IntakeConfig, notifier: Arc<Notifier>) -> Intakes {
-        Intakes { ctx, config, notifier, rooms: std::sync::Mutex::new(HashMap::new()) }
+        Intakes {
+            ctx,
+            config,
+            notifier,
+            rooms: std::sync::Mutex::new(HashMap::new()),
+            queue_changes: tokio::sync::watch::channel(0).0,
+        }
+    }
+
+    /// Tells the live queues of this process that a session changed.
+    fn queue_changed(&self) {
+        self.queue_changes.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     pub(crate) fn room(&self, id: &str) -> Arc<Room> {
@@ -381,6 +396,7 @@ impl Intakes {
         };
         sql::insert(&db, &row).await?;
         db.commit().await?;
+        self.queue_changed();
         Loaded::decode(row)
     }
 
@@ -480,6 +496,7 @@ impl Intakes {
         } else {
             self.finish(caller, &mut s, &result.assessment, read, now).await?;
         }
+        self.queue_changed();
         let view = self.view(&s)?;
         self.broadcast(&room, &s, &input, &view, asked_again.as_deref());
         Ok(TurnAnswer { view, asked_again })
@@ -662,6 +679,7 @@ impl Intakes {
                     "the session changed meanwhile; read it again",
                 ));
             }
+            self.queue_changed();
         }
         self.view(&s)
     }

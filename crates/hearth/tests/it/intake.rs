@@ -667,3 +667,48 @@ async fn the_shipped_low_back_pack_screens_in_hindi_and_a_yes_to_saddle_numbness
     assert!(last["red_flags"].as_array().unwrap().contains(&json!("cauda_equina")), "{last}");
     assert!(last["alert"]["message"].as_str().unwrap().contains("112"), "{last}");
 }
+
+/// The clinician's live queue (Server-Sent Events): the queue at once, then again when a
+/// patient's interview turns into an emergency and when the session is reviewed.
+#[tokio::test]
+async fn the_live_queue_tells_the_clinician_of_an_emergency_at_once() {
+    let t = TestApp::spawn_with(no_worker).await;
+    let pack = fixture_pack(&t).await;
+    let (_, _, me) = patient_account(&t, "Live").await;
+    let id = walk_in(&t, &me, "en", &pack).await["id"].as_str().unwrap().to_owned();
+    // A patient may not listen.
+    let r = me.get(t.url("/api/v1/intake/queue/live")).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    let mut live = t.client.get(t.url("/api/v1/intake/queue/live")).send().await.unwrap();
+    assert_eq!(live.status().as_u16(), 200);
+    assert!(live.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+    // Reads events until one satisfies `want`, answering its queue.
+    async fn next_queue(live: &mut reqwest::Response, buf: &mut String, want: impl Fn(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            while let Some(end) = buf.find("\n\n") {
+                let event: String = buf.drain(..end + 2).collect();
+                if let Some(data) = event.lines().find_map(|l| l.strip_prefix("data: ")) {
+                    let queue: Value = serde_json::from_str(data).unwrap();
+                    if want(&queue) {
+                        return queue;
+                    }
+                }
+            }
+            let chunk = tokio::time::timeout_at(deadline, live.chunk()).await.expect("an event in time").unwrap();
+            buf.push_str(&String::from_utf8_lossy(&chunk.expect("the stream stays open")));
+        }
+    }
+    let mut buf = String::new();
+    let session = |q: &Value| q["sessions"].as_array().unwrap().iter().find(|s| s["id"] == id.as_str()).cloned();
+    let first = next_queue(&mut live, &mut buf, |_| true).await;
+    assert_eq!(session(&first).unwrap()["status"], "active", "{first}");
+    let (s, v) = say(&t, &me, &id, json!({"text": "severe chest pain and sweating since an hour"})).await;
+    assert_eq!((s, v["status"].as_str()), (200, Some("emergency")), "{v}");
+    let urgent = next_queue(&mut live, &mut buf, |q| session(q).is_some_and(|s| s["status"] == "emergency")).await;
+    assert_eq!(session(&urgent).unwrap()["urgency"], "emergency");
+    let (s, _) = call(&t, &t.client, Method::POST, &format!("/api/v1/intake/sessions/{id}/review"), None).await;
+    assert_eq!(s, 200);
+    let reviewed = next_queue(&mut live, &mut buf, |q| session(q).is_none()).await;
+    assert!(session(&reviewed).is_none(), "a reviewed session leaves the queue: {reviewed}");
+}

@@ -42,11 +42,6 @@ fn totp_error(status: StatusCode, e: TotpError) -> ApiError {
     ApiError::new(status, e.code(), e.to_string())
 }
 
-fn parse_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", format!("invalid request body: {e}")))
-}
-
 fn stored_secret(account: &AccountRow) -> Result<TotpSecret, ApiError> {
     let text = account.totp_secret.as_deref().ok_or_else(|| {
         ApiError::new(StatusCode::CONFLICT, "totp_not_enrolled", "start with POST /api/v1/auth/totp/enroll")
@@ -158,7 +153,7 @@ async fn confirm_checked(
     EnrolCaller(caller): EnrolCaller,
     bytes: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let req: Confirm = parse_body(&bytes)?;
+    let req: Confirm = super::json_body(&bytes)?;
     let account = &caller.account;
     if account.totp_enabled {
         return Err(ApiError::new(
@@ -220,7 +215,7 @@ async fn disable_checked(
     ApiCaller(caller): ApiCaller,
     bytes: axum::body::Bytes,
 ) -> Result<StatusCode, ApiError> {
-    let req: Disable = parse_body(&bytes)?;
+    let req: Disable = super::json_body(&bytes)?;
     let account = &caller.account;
     if !account.totp_enabled {
         return Err(ApiError::new(

@@ -40,6 +40,7 @@ use hearth_store::{Access, Grants, PatientScheme, PatientSet, Reach, StoreError,
 use hearth_store_sql::Db;
 use hearth_store_sql::identity::{self, AccountRow};
 
+use hearth_workflow::ApiError;
 pub use hearth_workflow::{ApiCaller, AuthFailure, Caller, EnrolCaller, require_admin};
 use hearth_workflow::{Authenticate, Ctx};
 
@@ -246,6 +247,13 @@ pub fn load_pepper(config: &crate::config::Config) -> Result<Pepper, String> {
     let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     let bytes = unhex(text.trim()).filter(|b| b.len() >= 32).ok_or("the auth-pepper file is not 32+ bytes of hex")?;
     Pepper::new(bytes).map_err(|e| e.to_string())
+}
+
+/// A JSON request body of the auth routes (`400 invalid_body` with serde's reason otherwise).
+pub(crate) fn json_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        ApiError::new(axum::http::StatusCode::BAD_REQUEST, "invalid_body", format!("invalid request body: {e}"))
+    })
 }
 
 /// The scope an app login gets when it does not ask for less.

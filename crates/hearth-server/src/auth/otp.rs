@@ -80,11 +80,6 @@ struct RequestBody {
     phone: Option<String>,
 }
 
-fn parse_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", format!("invalid request body: {e}")))
-}
-
 #[utoipa::path(post, path = "/api/v1/auth/otp/request", tag = "patient sign-in",
     request_body(content = Object, description = "Send a 6-digit code to a patient's phone or e-mail", example = json!({"phone": "+919876543210"})),
     responses((status = 202, description = "Always the same answer, whether or not an account exists", body = Object), (status = 400, description = "Invalid body (stable error code)", body = Object, example = json!({"error": {"code": "invalid_body", "message": "invalid request body"}})), (status = 429, description = "Rate limited or locked; see Retry-After", body = Object, example = json!({"error": {"code": "rate_limited", "message": "too many requests"}})),
@@ -94,11 +89,11 @@ pub(crate) async fn request(
     ext: axum::http::Extensions,
     bytes: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let req: RequestBody = parse_body(&bytes)?;
+    let req: RequestBody = super::json_body(&bytes)?;
     let (channel, to) = destination(req.email.as_deref(), req.phone.as_deref())?;
     if channel == OtpChannel::Sms {
         // Before any look-up: the same answer for every number.
-        super::phone::require_sms(&app)?;
+        require_sms(&app)?;
     }
     check_auth(&app, &[format!("otp-request-ip:{}", client_ip(&ext))])?;
     app.limits.otp_destination.check(&to).map_err(too_many)?;
@@ -115,6 +110,86 @@ pub(crate) async fn request(
         .into_response())
 }
 
+/// `503 sms_unavailable` unless an SMS channel is configured.
+pub(crate) fn require_sms(app: &App) -> Result<(), ApiError> {
+    if app.notify.available(hearth_notify::ChannelKind::Sms) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "sms_unavailable",
+            "SMS is not configured on this server, so no code can be sent by text message",
+        ))
+    }
+}
+
+/// Issues a code under `key` (its keyed hash in `login_otps`) and queues its message to `to` on
+/// `channel`, both on `tx` (the caller commits, then wakes the worker): the login codes of
+/// `otp/request` and the phone-verification codes of `auth/phone` are the same machinery.
+pub(crate) async fn put_code(
+    app: &App,
+    tx: &hearth_store_sql::notify::TxDb,
+    key: &str,
+    account_id: &str,
+    channel: hearth_notify::ChannelKind,
+    to: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), ApiError> {
+    let issued = otp::issue(&mut rng(), &app.auth.pepper, now);
+    mfa::otp_put(
+        tx,
+        key,
+        &hex(issued.record.code_hash.as_bytes()),
+        issued.record.expires_at.timestamp_millis(),
+        now.timestamp_millis(),
+    )
+    .await?;
+    let mut args = serde_json::Map::new();
+    args.insert("code".into(), json!(issued.code.expose()));
+    args.insert("minutes".into(), json!(10));
+    let notice = crate::notify::DirectNotice {
+        key: format!("otp/{}", uuid::Uuid::new_v4()),
+        account_id: Some(account_id.to_owned()),
+        channel,
+        to: to.to_owned(),
+        category: hearth_notify::Category::Security,
+        template: "otp-code".into(),
+        args,
+    };
+    crate::notify::enqueue_direct(&app.notify, tx, &notice, now).await.map_err(ApiError::internal)?;
+    Ok(())
+}
+
+/// Checks `code` against the code stored under `key` and spends it: `true` only for the right
+/// code, in time, within its attempts (each call reserves an attempt first, so parallel guesses
+/// cannot exceed them); an expired code is removed.
+pub(crate) async fn spend_code(
+    app: &App,
+    key: &str,
+    code: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<bool, ApiError> {
+    let Some(attempt) = mfa::otp_reserve_attempt(&*app.db, key, i64::from(otp::MAX_ATTEMPTS)).await? else {
+        return Ok(false);
+    };
+    let hash = unhex(&attempt.code_hash)
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .ok_or_else(|| ApiError::internal("stored OTP hash is not 32 bytes of hex"))?;
+    let record = OtpRecord {
+        code_hash: OtpHash::from_bytes(hash),
+        expires_at: chrono::DateTime::from_timestamp_millis(attempt.expires_at).unwrap_or(now),
+        failed_attempts: u32::try_from(attempt.earlier_attempts).unwrap_or(otp::MAX_ATTEMPTS),
+    };
+    match otp::check(&app.auth.pepper, &record, code, now) {
+        OtpDecision::Valid => Ok(mfa::otp_consume(&*app.db, key, &attempt.code_hash).await?),
+        OtpDecision::Expired => {
+            mfa::otp_delete(&*app.db, key).await?;
+            Ok(false)
+        }
+        OtpDecision::Invalid { .. } | OtpDecision::Locked => Ok(false),
+    }
+}
+
 async fn issue_and_send(app: &App, channel: OtpChannel, to: String) -> Result<(), String> {
     let account = match channel {
         OtpChannel::Email => identity::account_by_email(&*app.db, &to).await,
@@ -123,34 +198,13 @@ async fn issue_and_send(app: &App, channel: OtpChannel, to: String) -> Result<()
     .map_err(|e| e.to_string())?;
     let Some(account) = account.filter(|a| a.role == Role::Patient.as_str()) else { return Ok(()) };
     let now = app.clock.now();
-    let issued = otp::issue(&mut rng(), &app.auth.pepper, now);
     // The code and its message commit together: no code without its message, and the other way.
     let tx = hearth_store_sql::notify::TxDb::begin(&*app.db).await.map_err(|e| e.to_string())?;
-    mfa::otp_put(
-        &tx,
-        &to,
-        &hex(issued.record.code_hash.as_bytes()),
-        issued.record.expires_at.timestamp_millis(),
-        now.timestamp_millis(),
-    )
-    .await
-    .map_err(|e| e.to_string())?;
-    let mut args = serde_json::Map::new();
-    args.insert("code".into(), json!(issued.code.expose()));
-    args.insert("minutes".into(), json!(10));
-    let notice = crate::notify::DirectNotice {
-        key: format!("otp/{}", uuid::Uuid::new_v4()),
-        account_id: Some(account.id.clone()),
-        channel: match channel {
-            OtpChannel::Email => hearth_notify::ChannelKind::Email,
-            OtpChannel::Sms => hearth_notify::ChannelKind::Sms,
-        },
-        to,
-        category: hearth_notify::Category::Security,
-        template: "otp-code".into(),
-        args,
+    let kind = match channel {
+        OtpChannel::Email => hearth_notify::ChannelKind::Email,
+        OtpChannel::Sms => hearth_notify::ChannelKind::Sms,
     };
-    crate::notify::enqueue_direct(&app.notify, &tx, &notice, now).await.map_err(|e| e.to_string())?;
+    put_code(app, &tx, &to, &account.id, kind, &to, now).await.map_err(|e| format!("{}: {}", e.code, e.message))?;
     tx.commit().await.map_err(|e| e.to_string())?;
     app.notify.wake();
     Ok(())
@@ -193,30 +247,11 @@ async fn verify_checked(
     seen: &mut Option<hearth_store_sql::identity::AccountRow>,
 ) -> Result<Response, ApiError> {
     let app = Arc::clone(app);
-    let req: VerifyBody = parse_body(bytes)?;
+    let req: VerifyBody = super::json_body(bytes)?;
     let (channel, to) = destination(req.email.as_deref(), req.phone.as_deref())?;
     check_auth(&app, &[format!("otp-verify-ip:{}", client_ip(ext)), format!("otp-verify:{to}")])?;
     let now = app.clock.now();
-    let Some(attempt) = mfa::otp_reserve_attempt(&*app.db, &to, i64::from(otp::MAX_ATTEMPTS)).await? else {
-        return Err(otp_invalid());
-    };
-    let hash = unhex(&attempt.code_hash)
-        .and_then(|b| <[u8; 32]>::try_from(b).ok())
-        .ok_or_else(|| ApiError::internal("stored OTP hash is not 32 bytes of hex"))?;
-    let record = OtpRecord {
-        code_hash: OtpHash::from_bytes(hash),
-        expires_at: chrono::DateTime::from_timestamp_millis(attempt.expires_at).unwrap_or(now),
-        failed_attempts: u32::try_from(attempt.earlier_attempts).unwrap_or(otp::MAX_ATTEMPTS),
-    };
-    match otp::check(&app.auth.pepper, &record, &req.code, now) {
-        OtpDecision::Valid => {}
-        OtpDecision::Expired => {
-            mfa::otp_delete(&*app.db, &to).await?;
-            return Err(otp_invalid());
-        }
-        OtpDecision::Invalid { .. } | OtpDecision::Locked => return Err(otp_invalid()),
-    }
-    if !mfa::otp_consume(&*app.db, &to, &attempt.code_hash).await? {
+    if !spend_code(&app, &to, &req.code, now).await? {
         return Err(otp_invalid());
     }
     let account = match channel {

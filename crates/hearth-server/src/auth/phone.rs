@@ -27,14 +27,14 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use hearth_auth::otp::{self, OtpDecision, OtpHash, OtpRecord};
 use hearth_notify::ChannelKind;
-use hearth_store_sql::{identity, mfa};
+use hearth_store_sql::identity;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::ApiCaller;
+use super::otp::require_sms;
 use super::web::{check_auth, client_ip, too_many};
-use super::{ApiCaller, hex, rng, unhex};
 use crate::app::App;
 use crate::error::ApiError;
 
@@ -49,26 +49,8 @@ pub(crate) fn normalize(input: &str) -> Result<String, ApiError> {
     })
 }
 
-/// `503 sms_unavailable` unless an SMS channel is configured.
-pub(crate) fn require_sms(app: &App) -> Result<(), ApiError> {
-    if app.notify.available(ChannelKind::Sms) {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "sms_unavailable",
-            "SMS is not configured on this server, so no code can be sent by text message",
-        ))
-    }
-}
-
 fn key(account_id: &str) -> String {
     format!("phone-verify:{account_id}")
-}
-
-fn parse_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", format!("invalid request body: {e}")))
 }
 
 #[derive(Deserialize)]
@@ -91,7 +73,7 @@ pub(crate) async fn send(
     ext: axum::http::Extensions,
     bytes: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let req: SendBody = parse_body(&bytes)?;
+    let req: SendBody = super::json_body(&bytes)?;
     let phone = normalize(&req.phone)?;
     require_sms(&app)?;
     let account_id = caller.account.id.clone();
@@ -99,30 +81,9 @@ pub(crate) async fn send(
     app.limits.otp_destination.check(&phone).map_err(too_many)?;
     app.limits.otp_destination.check(&key(&account_id)).map_err(too_many)?;
     let now = app.clock.now();
-    let issued = otp::issue(&mut rng(), &app.auth.pepper, now);
     let tx = hearth_store_sql::notify::TxDb::begin(&*app.db).await?;
     identity::set_phone_pending(&tx, &account_id, &phone).await?;
-    mfa::otp_put(
-        &tx,
-        &key(&account_id),
-        &hex(issued.record.code_hash.as_bytes()),
-        issued.record.expires_at.timestamp_millis(),
-        now.timestamp_millis(),
-    )
-    .await?;
-    let mut args = serde_json::Map::new();
-    args.insert("code".into(), json!(issued.code.expose()));
-    args.insert("minutes".into(), json!(10));
-    let notice = crate::notify::DirectNotice {
-        key: format!("phone-verify/{}", uuid::Uuid::new_v4()),
-        account_id: Some(account_id),
-        channel: ChannelKind::Sms,
-        to: phone,
-        category: hearth_notify::Category::Security,
-        template: "otp-code".into(),
-        args,
-    };
-    crate::notify::enqueue_direct(&app.notify, &tx, &notice, now).await.map_err(ApiError::internal)?;
+    super::otp::put_code(&app, &tx, &key(&account_id), &account_id, ChannelKind::Sms, &phone, now).await?;
     tx.commit().await?;
     app.notify.wake();
     Ok((StatusCode::ACCEPTED, Json(json!({"status": "sent", "message": "a code is on its way to this number"})))
@@ -153,31 +114,12 @@ pub(crate) async fn verify(
     ext: axum::http::Extensions,
     bytes: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let req: VerifyBody = parse_body(&bytes)?;
+    let req: VerifyBody = super::json_body(&bytes)?;
     let account_id = caller.account.id.clone();
     let key = key(&account_id);
     check_auth(&app, &[format!("otp-verify-ip:{}", client_ip(&ext)), format!("otp-verify:{key}")])?;
     let now = app.clock.now();
-    let Some(attempt) = mfa::otp_reserve_attempt(&*app.db, &key, i64::from(otp::MAX_ATTEMPTS)).await? else {
-        return Err(code_invalid());
-    };
-    let hash = unhex(&attempt.code_hash)
-        .and_then(|b| <[u8; 32]>::try_from(b).ok())
-        .ok_or_else(|| ApiError::internal("stored OTP hash is not 32 bytes of hex"))?;
-    let record = OtpRecord {
-        code_hash: OtpHash::from_bytes(hash),
-        expires_at: chrono::DateTime::from_timestamp_millis(attempt.expires_at).unwrap_or(now),
-        failed_attempts: u32::try_from(attempt.earlier_attempts).unwrap_or(otp::MAX_ATTEMPTS),
-    };
-    match otp::check(&app.auth.pepper, &record, &req.code, now) {
-        OtpDecision::Valid => {}
-        OtpDecision::Expired => {
-            mfa::otp_delete(&*app.db, &key).await?;
-            return Err(code_invalid());
-        }
-        OtpDecision::Invalid { .. } | OtpDecision::Locked => return Err(code_invalid()),
-    }
-    if !mfa::otp_consume(&*app.db, &key, &attempt.code_hash).await? {
+    if !super::otp::spend_code(&app, &key, &req.code, now).await? {
         return Err(code_invalid());
     }
     // The number the code was sent to: recorded with the code, in one transaction.

@@ -78,9 +78,6 @@ fn invalid_credentials() -> ApiError {
 }
 
 /// Parses a JSON body into `T`, with our error envelope for every rejection.
-fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes).map_err(|e| bad("invalid_body", format!("invalid request body: {e}")))
-}
 
 fn normalize_email(email: &str) -> Result<String, ApiError> {
     let e = email.trim().to_lowercase();
@@ -163,7 +160,7 @@ struct Register {
         example = json!({"id": "…", "email": "asha@example.org", "phone": "+919876543210", "phoneVerified": false, "role": "patient", "fhirUser": "Patient/…"})),
         (status = 400, description = "Invalid body (stable error code)", body = Object, example = json!({"error": {"code": "invalid_body", "message": "invalid request body"}})), (status = 409, description = "The e-mail is taken", body = Object, example = json!({"error": {"code": "email_taken", "message": "an account with this e-mail already exists"}}))))]
 pub(crate) async fn register(State(app): State<Arc<App>>, bytes: axum::body::Bytes) -> Result<Response, ApiError> {
-    let req: Register = body(&bytes)?;
+    let req: Register = super::json_body(&bytes)?;
     let email = normalize_email(&req.email)?;
     let phone = req.phone.as_deref().map(super::phone::normalize).transpose()?;
     if req.given.trim().is_empty() || req.family.trim().is_empty() {
@@ -263,7 +260,7 @@ async fn login_checked(
     seen: &mut Option<identity::AccountRow>,
 ) -> Result<Response, ApiError> {
     let app = Arc::clone(app);
-    let req: Login = body(bytes)?;
+    let req: Login = super::json_body(bytes)?;
     let now = app.clock.now();
     let email = req.email.trim().to_lowercase();
     check_auth(&app, &[format!("login-ip:{}", client_ip(ext)), format!("login:{email}")])?;
@@ -546,7 +543,7 @@ pub(crate) async fn refresh_token(
     ext: Extensions,
     bytes: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let req: RefreshReq = if bytes.is_empty() { RefreshReq::default() } else { body(&bytes)? };
+    let req: RefreshReq = if bytes.is_empty() { RefreshReq::default() } else { super::json_body(&bytes)? };
     check_auth(&app, &[format!("refresh-ip:{}", client_ip(&ext))])?;
     let Some((presented, via_cookie)) = presented_refresh(&headers, req.refresh_token)? else {
         return Err(bad("invalid_body", "send refresh_token, or the refresh cookie with X-CSRF-Token"));
@@ -621,7 +618,7 @@ pub(crate) async fn logout(
     bytes: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let req: LogoutReq =
-        if bytes.is_empty() { LogoutReq { refresh_token: None, everywhere: false } } else { body(&bytes)? };
+        if bytes.is_empty() { LogoutReq { refresh_token: None, everywhere: false } } else { super::json_body(&bytes)? };
     let caller = match app.authenticate(&headers, true).await {
         Ok(c) => Some(c),
         Err(super::AuthFailure::Missing) => None,
@@ -714,7 +711,7 @@ pub(crate) async fn create_account(
     bytes: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     require_admin(&caller)?;
-    let req: CreateAccount = body(&bytes)?;
+    let req: CreateAccount = super::json_body(&bytes)?;
     let role: Role =
         req.role.parse().map_err(|_| bad("invalid_role", "role must be patient, clinician, admin or caregiver"))?;
     let email = normalize_email(&req.email)?;
@@ -772,7 +769,7 @@ pub(crate) async fn grant_caregiver(
     bytes: axum::body::Bytes,
 ) -> Result<StatusCode, ApiError> {
     require_admin(&caller)?;
-    let req: GrantCaregiver = body(&bytes)?;
+    let req: GrantCaregiver = super::json_body(&bytes)?;
     let Some(account) = identity::account_by_id(&*app.db, &req.caregiver).await? else {
         return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such account"));
     };

@@ -77,8 +77,6 @@ fn invalid_credentials() -> ApiError {
     ApiError::new(StatusCode::UNAUTHORIZED, "invalid_credentials", "wrong e-mail or password")
 }
 
-/// Parses a JSON body into `T`, with our error envelope for every rejection.
-
 fn normalize_email(email: &str) -> Result<String, ApiError> {
     let e = email.trim().to_lowercase();
     let ok = e.len() <= 254

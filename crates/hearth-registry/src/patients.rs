@@ -120,61 +120,46 @@ fn check_fields(f: &Fields, today: chrono::NaiveDate) -> Result<Checked, ApiErro
             .transpose()
         })
         .transpose()?;
-    c.phone = opt_text(&f.phone)
-        .map(|v| {
-            v.map(|p| {
-                ids::phone(p).ok_or_else(|| {
-                    bad(
-                        "invalid_phone",
-                        "phone must be a 10-digit Indian mobile number (starting 6 to 9, optionally with 0, 91 or +91) or an E.164 number starting with +",
-                    )
-                })
-            })
-            .transpose()
-        })
-        .transpose()?;
-    c.email = opt_text(&f.email)
-        .map(|v| v.map(|e| ids::email(e).ok_or_else(|| bad("invalid_email", "not a valid e-mail address"))).transpose())
-        .transpose()?;
-    c.abha_number = opt_text(&f.abha_number)
-        .map(|v| {
-            v.map(|n| {
-                ids::abha_number(n).ok_or_else(|| {
-                    bad(
-                        "invalid_abha_number",
-                        "an ABHA number is 14 digits, written XX-XXXX-XXXX-XXXX or without dashes",
-                    )
-                })
-            })
-            .transpose()
-        })
-        .transpose()?;
-    c.abha_address = opt_text(&f.abha_address)
-        .map(|v| {
-            v.map(|a| {
-                ids::abha_address(a).ok_or_else(|| {
-                    bad(
-                        "invalid_abha_address",
-                        "an ABHA address is name@abdm or name@sbx; the name has 8 to 18 lower-case letters and digits with at most one . or _ not at either end",
-                    )
-                })
-            })
-            .transpose()
-        })
-        .transpose()?;
-    c.language = opt_text(&f.language)
-        .map(|v| {
-            v.map(|l| {
-                ids::language(l)
-                    .ok_or_else(|| bad("invalid_language", "language is a BCP-47 tag such as en, hi or hi-Latn"))
-            })
-            .transpose()
-        })
-        .transpose()?;
+    c.phone = checked(
+        opt_text(&f.phone),
+        ids::phone,
+        "invalid_phone",
+        "phone must be a 10-digit Indian mobile number (starting 6 to 9, optionally with 0, 91 or +91) or an E.164 number starting with +",
+    )?;
+    c.email = checked(opt_text(&f.email), ids::email, "invalid_email", "not a valid e-mail address")?;
+    c.abha_number = checked(
+        opt_text(&f.abha_number),
+        ids::abha_number,
+        "invalid_abha_number",
+        "an ABHA number is 14 digits, written XX-XXXX-XXXX-XXXX or without dashes",
+    )?;
+    c.abha_address = checked(
+        opt_text(&f.abha_address),
+        ids::abha_address,
+        "invalid_abha_address",
+        "an ABHA address is name@abdm or name@sbx; the name has 8 to 18 lower-case letters and digits with at most one . or _ not at either end",
+    )?;
+    c.language = checked(
+        opt_text(&f.language),
+        ids::language,
+        "invalid_language",
+        "language is a BCP-47 tag such as en, hi or hi-Latn",
+    )?;
     if let Some(a) = &f.address {
         c.address = Some(address(a)?);
     }
     Ok(c)
+}
+
+/// A text field checked by `valid` when given (`Some(None)`: given blank, which removes it),
+/// else `400` with `code` and `message`.
+fn checked(
+    field: Option<Option<&str>>,
+    valid: fn(&str) -> Option<String>,
+    code: &'static str,
+    message: &str,
+) -> Result<Option<Option<String>>, ApiError> {
+    field.map(|v| v.map(|x| valid(x).ok_or_else(|| bad(code, message))).transpose()).transpose()
 }
 
 fn address(a: &AddressIn) -> Result<Option<Value>, ApiError> {

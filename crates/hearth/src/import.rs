@@ -498,7 +498,7 @@ pub async fn run(
     let stop = Arc::new(AtomicBool::new(false));
     let watcher = tokio::spawn(stop_on_signal(Arc::clone(&stop)));
     let destination = match &target {
-        Target::Direct(app) => format!("database:{}", app.store.backend()),
+        Target::Direct(app) => format!("database:{}", crate::describe_database(&app.config)),
         Target::Http { base, .. } => format!("url:{base}"),
     };
     let inputs: Vec<String> =

@@ -179,6 +179,23 @@ fn write_bundles(dir: &Path, bundles: usize, per_bundle: usize) {
     }
 }
 
+/// Reads the import's stderr until a progress line says at least two files are done.
+async fn wait_for_progress(lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildStderr>>) {
+    let progressed = tokio::time::timeout(Duration::from_secs(120), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(rest) = line.strip_prefix("import: ")
+                && rest.split(" files").next().and_then(|n| n.parse::<u64>().ok()).is_some_and(|n| n >= 2)
+            {
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .unwrap();
+    assert!(progressed, "no progress line");
+}
+
 #[tokio::test]
 async fn kill_9_during_import_leaves_only_whole_bundles() {
     let tmp = tempfile::tempdir().unwrap();
@@ -192,20 +209,7 @@ async fn kill_9_during_import_leaves_only_whole_bundles() {
     let mut child = hearth(&d, tmp.path(), &["import", input.to_str().unwrap()]).spawn().unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     // Wait for a progress line showing committed bundles, then SIGKILL.
-    let progressed = tokio::time::timeout(Duration::from_secs(120), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(rest) = line.strip_prefix("import: ")
-                && let Some(n) = rest.split(" files").next().and_then(|n| n.parse::<u64>().ok())
-                && n >= 2
-            {
-                return true;
-            }
-        }
-        false
-    })
-    .await
-    .unwrap();
-    assert!(progressed, "no progress line");
+    wait_for_progress(&mut lines).await;
     assert!(child.try_wait().unwrap().is_none(), "the import finished before it could be killed");
     child.start_kill().unwrap();
     child.wait().await.unwrap();
@@ -269,19 +273,7 @@ async fn an_interrupted_import_resumes_and_importing_again_duplicates_nothing() 
 
     let mut child = hearth(&d, tmp.path(), &["import", input.to_str().unwrap()]).spawn().unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let progressed = tokio::time::timeout(Duration::from_secs(120), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(rest) = line.strip_prefix("import: ")
-                && rest.split(" files").next().and_then(|n| n.parse::<u64>().ok()).is_some_and(|n| n >= 2)
-            {
-                return true;
-            }
-        }
-        false
-    })
-    .await
-    .unwrap();
-    assert!(progressed, "no progress line");
+    wait_for_progress(&mut lines).await;
     assert!(child.try_wait().unwrap().is_none(), "the import finished before it could be interrupted");
     let pid = child.id().unwrap().to_string();
     assert!(Command::new("kill").args(["-INT", &pid]).status().await.unwrap().success());

@@ -40,6 +40,9 @@ pub const SECTION: &str = "urn:hearth:intake-section";
 /// The code system of the shipped answer options.
 pub const OPTION_SYSTEM: &str = "urn:hearth:intake";
 const TRANSLATION: &str = "http://hl7.org/fhir/StructureDefinition/translation";
+/// The SDC extension whose FHIRPath expression answers an item by itself.
+pub const CALCULATED_EXPRESSION: &str =
+    "http://hl7.org/fhir/uv/sdc/StructureDefinition/sdc-questionnaire-calculatedExpression";
 const SNOMED: &str = "http://snomed.info/sct";
 /// Longest free text kept from one turn (bytes); longer text is refused by the API before.
 pub const MAX_TEXT: usize = 4000;
@@ -179,6 +182,9 @@ pub struct Item {
     pub section: Option<String>,
     /// The SNOMED CT finding a yes/no question asks about, with its display.
     pub finding: Option<(String, String)>,
+    /// The FHIRPath source of its SDC `calculatedExpression` (checked to parse at load): the
+    /// item is answered by the runner, never asked.
+    pub calculated: Option<String>,
     /// Index of the enclosing item.
     parent: Option<usize>,
 }
@@ -191,6 +197,11 @@ impl Item {
             Kind::Group | Kind::Display => None,
         }
     }
+
+    /// Whether the patient is asked this item: it takes an answer and is not calculated.
+    pub fn asked(&self) -> bool {
+        self.input().is_some() && self.calculated.is_none()
+    }
 }
 
 /// A runnable Questionnaire (one "pack").
@@ -202,6 +213,8 @@ pub struct Questionnaire {
     pub url: Option<String>,
     pub title: Text,
     pub items: Vec<Item>,
+    /// The resource as read: `%questionnaire` of its calculated expressions.
+    pub resource: Value,
 }
 
 fn operator(op: &str) -> Option<Operator> {
@@ -229,6 +242,7 @@ impl Questionnaire {
             url: json.get("url").and_then(Value::as_str).map(str::to_owned),
             title: Text::read(json.get("title"), json.get("_title")),
             items: Vec::new(),
+            resource: json.clone(),
         };
         let items = json.get("item").and_then(Value::as_array).cloned().unwrap_or_default();
         q.flatten(&items, None).map_err(err)?;
@@ -245,7 +259,7 @@ impl Questionnaire {
                 }
             }
         }
-        if !q.items.iter().any(|i| i.input().is_some()) {
+        if !q.items.iter().any(Item::asked) {
             return Err(err("it asks nothing".into()));
         }
         Ok(q)
@@ -314,7 +328,9 @@ impl Questionnaire {
                     ))
                 })
                 .collect();
+            let calculated = calculated_expression(link_id, raw, kind)?;
             let item = Item {
+                calculated,
                 link_id: link_id.to_owned(),
                 text: Text::read(raw.get("text"), raw.get("_text")),
                 kind,
@@ -340,6 +356,34 @@ impl Questionnaire {
     fn item(&self, link_id: &str) -> Option<&Item> {
         self.items.iter().find(|i| i.link_id == link_id)
     }
+}
+
+/// The item's `calculatedExpression`, if any: it must be `text/fhirpath`, parse with our
+/// FHIRPath engine, and sit on an item that takes an answer (a group or display is refused).
+fn calculated_expression(link_id: &str, raw: &Value, kind: Kind) -> Result<Option<String>, String> {
+    let exts = raw.get("extension").and_then(Value::as_array);
+    let Some(ext) =
+        exts.into_iter().flatten().find(|e| e.get("url").and_then(Value::as_str) == Some(CALCULATED_EXPRESSION))
+    else {
+        return Ok(None);
+    };
+    let expr = ext
+        .get("valueExpression")
+        .ok_or_else(|| format!("item {link_id}: calculatedExpression has no valueExpression"))?;
+    let language = expr.get("language").and_then(Value::as_str).unwrap_or_default();
+    if language != "text/fhirpath" {
+        return Err(format!("item {link_id}: calculatedExpression language {language:?} is not text/fhirpath"));
+    }
+    let source = expr
+        .get("expression")
+        .and_then(Value::as_str)
+        .filter(|s| !s.trim().is_empty())
+        .ok_or_else(|| format!("item {link_id}: calculatedExpression has no expression"))?;
+    hearth_fhirpath::parse(source).map_err(|e| format!("item {link_id}: calculatedExpression does not parse: {e}"))?;
+    if !matches!(kind, Kind::Input(_)) {
+        return Err(format!("item {link_id}: a calculatedExpression needs an item that takes an answer"));
+    }
+    Ok(Some(source.to_owned()))
 }
 
 /// One answer value (what the QuestionnaireResponse holds).
@@ -433,6 +477,10 @@ pub struct State {
     /// `<pack>#<linkId>` of optional items the patient moved past without an answer.
     #[serde(default)]
     pub passed: BTreeSet<String>,
+    /// `<pack>#<linkId>` of calculated items whose expression failed when last evaluated, with
+    /// the reason (the item is left unanswered; the interview goes on).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub calculation_errors: BTreeMap<String, String>,
 }
 
 impl State {
@@ -554,7 +602,7 @@ impl<'a> Interview<'a> {
     pub fn next(&self, state: &State) -> Option<Position> {
         for (pack, q) in self.packs.iter().enumerate() {
             for item in &q.items {
-                if item.input().is_some() && !self.done(q, item, state) && self.enabled(q, item, state) {
+                if item.asked() && !self.done(q, item, state) && self.enabled(q, item, state) {
                     return Some(Position { pack, link_id: item.link_id.clone() });
                 }
             }
@@ -566,7 +614,7 @@ impl<'a> Interview<'a> {
     pub fn progress(&self, state: &State) -> Progress {
         let (mut answered, mut total) = (0usize, 0usize);
         for q in self.packs {
-            for item in q.items.iter().filter(|i| i.input().is_some()) {
+            for item in q.items.iter().filter(|i| i.asked()) {
                 let done = self.done(q, item, state);
                 if done || self.enabled(q, item, state) {
                     total += 1;
@@ -635,6 +683,101 @@ impl<'a> Interview<'a> {
             }
         }
     }
+}
+
+impl Interview<'_> {
+    /// Answers every calculated item (SDC `calculatedExpression`) from the answers so far, in
+    /// document order, so one may use another above it. Each expression is evaluated with our
+    /// FHIRPath engine over the pack's QuestionnaireResponse so far (the input, `%resource` and
+    /// `%rootResource`), with `%questionnaire` the Questionnaire and `now()` = `now` (RFC 3339).
+    /// The first result becomes the answer, converted to the item's type; an empty result
+    /// (inputs not answered yet), or an item not enabled, removes the answer. An expression that
+    /// fails at run time (a type error, a result of the wrong type) leaves the item unanswered
+    /// and its reason in [`State::calculation_errors`]: it is never asked and never blocks.
+    pub fn calculate(&self, state: &mut State, now: &str) {
+        let clock =
+            hearth_fhirpath::DateTime::parse(now).or_else(|| hearth_fhirpath::DateTime::parse("1970-01-01T00:00:00Z"));
+        let Some(clock) = clock else { return };
+        for q in self.packs {
+            for item in q.items.iter().filter(|i| i.input().is_some()) {
+                let Some(source) = &item.calculated else { continue };
+                let key = format!("{}#{}", q.name, item.link_id);
+                let result =
+                    if self.enabled(q, item, state) { evaluate(q, item, source, state, clock) } else { Ok(Vec::new()) };
+                let pack = state.answers.entry(q.name.clone()).or_default();
+                match result {
+                    Ok(values) if values.is_empty() => {
+                        pack.remove(&item.link_id);
+                        state.calculation_errors.remove(&key);
+                    }
+                    Ok(values) => {
+                        pack.insert(item.link_id.clone(), values);
+                        state.calculation_errors.remove(&key);
+                    }
+                    Err(reason) => {
+                        pack.remove(&item.link_id);
+                        state.calculation_errors.insert(key, reason);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn evaluate(
+    q: &Questionnaire,
+    item: &Item,
+    source: &str,
+    state: &State,
+    clock: hearth_fhirpath::DateTime,
+) -> Result<Vec<AnswerValue>, String> {
+    let expr = hearth_fhirpath::parse(source).map_err(|e| e.to_string())?;
+    let response = json!({
+        "resourceType": "QuestionnaireResponse",
+        "status": "in-progress",
+        "item": response_items(q, state),
+    });
+    let ctx = hearth_fhirpath::Context::new(clock)
+        .with_resource(&response)
+        .with_var("questionnaire", vec![hearth_fhirpath::Item::Node(hearth_fhirpath::Node::root(&q.resource))]);
+    let out = expr.evaluate(&ctx, &response).map_err(|e| e.to_string())?;
+    let Some(first) = out.first() else { return Ok(Vec::new()) };
+    let value = first.to_json();
+    let ty = item.input().ok_or("the item takes no answer")?;
+    calculated_value(item, ty, &value).map(|v| vec![v])
+}
+
+/// A calculated result as an answer of the item's type.
+fn calculated_value(item: &Item, ty: InputType, v: &Value) -> Result<AnswerValue, String> {
+    let wrong = || format!("the result {v} is not a {ty:?} answer");
+    Ok(match ty {
+        InputType::Boolean => AnswerValue::Boolean { value: v.as_bool().ok_or_else(wrong)? },
+        InputType::Integer => {
+            let n = v.as_i64().or_else(|| v.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64));
+            AnswerValue::Integer { value: n.ok_or_else(wrong)? }
+        }
+        InputType::Decimal => match v {
+            Value::Number(n) => AnswerValue::Decimal { value: n.to_string() },
+            _ => return Err(wrong()),
+        },
+        InputType::Date => {
+            let s = v.as_str().filter(|s| valid_date(s)).ok_or_else(wrong)?;
+            AnswerValue::Date { value: s.to_owned() }
+        }
+        InputType::String | InputType::Text => match v {
+            Value::String(s) => AnswerValue::String { value: s.clone() },
+            Value::Number(_) | Value::Bool(_) => AnswerValue::String { value: v.to_string() },
+            _ => return Err(wrong()),
+        },
+        InputType::Choice | InputType::OpenChoice => {
+            let code = v.get("code").and_then(Value::as_str).or_else(|| v.as_str()).ok_or_else(wrong)?;
+            match item.options.iter().find(|o| o.code == code) {
+                Some(o) => option_value(o),
+                None if ty == InputType::OpenChoice && v.is_string() => AnswerValue::String { value: code.to_owned() },
+                None => return Err(format!("the result {code:?} is not an option of the item")),
+            }
+        }
+    })
 }
 
 fn condition(w: &EnableWhen, answers: &[AnswerValue]) -> bool {
@@ -1050,6 +1193,103 @@ mod tests {
         assert_eq!(link_ids, ["complaint", "pain", "history"]);
         assert_eq!(items[1]["item"][1]["answer"][0]["valueBoolean"], true);
         assert_eq!(items[1]["item"][2]["answer"][0]["valueInteger"], 4);
+    }
+
+    fn calc(link_id: &str, ty: &str, expression: &str) -> Value {
+        json!({
+            "linkId": link_id, "type": ty, "text": link_id,
+            "extension": [{"url": CALCULATED_EXPRESSION,
+                "valueExpression": {"language": "text/fhirpath", "expression": expression}}]
+        })
+    }
+
+    #[test]
+    fn a_calculated_bmi_is_answered_from_height_and_weight_and_never_asked() {
+        let q = json!({"resourceType": "Questionnaire", "item": [
+            {"linkId": "height", "type": "decimal", "text": "Height (cm)", "required": true},
+            {"linkId": "weight", "type": "decimal", "text": "Weight (kg)", "required": true},
+            calc("bmi", "decimal",
+                "(%resource.item.where(linkId='weight').answer.value / (%resource.item.where(linkId='height').answer.value / 100).power(2)).round(1)"),
+            {"linkId": "obese", "type": "boolean", "text": "Shown only when BMI >= 30",
+             "enableWhen": [{"question": "bmi", "operator": ">=", "answerDecimal": 30}]},
+        ]});
+        let packs = vec![Questionnaire::parse("bmi", &q).unwrap()];
+        let i = Interview::new(&packs);
+        let mut s = State::default();
+        assert_eq!(i.progress(&s).total, 2, "the calculated item is not a question");
+        run(&packs, &mut s, text("175")).unwrap();
+        i.calculate(&mut s, "2026-01-01T00:00:00Z");
+        assert!(!s.answers["bmi"].contains_key("bmi"), "no weight yet: no BMI");
+        assert_eq!(i.next(&s).unwrap().link_id, "weight");
+        run(&packs, &mut s, text("70 kg")).unwrap();
+        i.calculate(&mut s, "2026-01-01T00:00:00Z");
+        assert_eq!(s.answers["bmi"]["bmi"], [AnswerValue::Decimal { value: "22.9".into() }]);
+        assert!(i.next(&s).is_none(), "BMI 22.9: the follow-up stays disabled and bmi is never asked");
+        let items = response_items(&packs[0], &s);
+        assert_eq!(items[2]["answer"][0]["valueDecimal"].to_string(), "22.9");
+
+        // 95 kg at 160 cm is 37.1: the enableWhen on the calculated item opens the follow-up.
+        let mut s = State::default();
+        run(&packs, &mut s, text("160")).unwrap();
+        run(&packs, &mut s, text("95")).unwrap();
+        i.calculate(&mut s, "2026-01-01T00:00:00Z");
+        assert_eq!(s.answers["bmi"]["bmi"][0].english(), "37.1");
+        assert_eq!(i.next(&s).unwrap().link_id, "obese");
+    }
+
+    #[test]
+    fn a_calculated_score_sums_the_answers_and_follows_changes() {
+        let q = json!({"resourceType": "Questionnaire", "item": [
+            {"linkId": "g", "type": "group", "item": [
+                {"linkId": "a", "type": "integer", "text": "Pain at rest (0-10)"},
+                {"linkId": "b", "type": "integer", "text": "Pain on walking (0-10)"},
+            ]},
+            calc("total", "integer", "%resource.repeat(item).where(linkId in ('a' | 'b')).answer.value.sum()"),
+            calc("title", "string", "%questionnaire.title"),
+        ], "title": "Pain score"});
+        let packs = vec![Questionnaire::parse("score", &q).unwrap()];
+        let i = Interview::new(&packs);
+        let mut s = State::default();
+        run(&packs, &mut s, text("3")).unwrap();
+        i.calculate(&mut s, "2026-01-01T00:00:00Z");
+        assert_eq!(s.answers["score"]["total"], [AnswerValue::Integer { value: 3 }]);
+        run(&packs, &mut s, text("mujhe 7 hai")).unwrap();
+        i.calculate(&mut s, "2026-01-01T00:00:00Z");
+        assert_eq!(s.answers["score"]["total"], [AnswerValue::Integer { value: 10 }]);
+        assert_eq!(s.answers["score"]["title"], [AnswerValue::String { value: "Pain score".into() }]);
+        assert!(i.next(&s).is_none());
+        assert!(s.calculation_errors.is_empty());
+    }
+
+    #[test]
+    fn a_calculated_expression_is_checked_at_load_and_a_failure_at_run_time_is_recorded() {
+        let base = |item: Value| json!({"resourceType": "Questionnaire", "item": [{"linkId": "a", "type": "string", "text": "a"}, item]});
+        let e = Questionnaire::parse("x", &base(calc("c", "integer", "item.where(linkId = "))).unwrap_err();
+        assert!(e.message.contains("item c: calculatedExpression does not parse"), "{e}");
+        let mut other = calc("c", "integer", "1 + 1");
+        other["extension"][0]["valueExpression"]["language"] = json!("text/cql");
+        let e = Questionnaire::parse("x", &base(other)).unwrap_err();
+        assert!(e.message.contains("not text/fhirpath"), "{e}");
+        let e = Questionnaire::parse("x", &base(calc("c", "group", "1"))).unwrap_err();
+        assert!(e.message.contains("needs an item that takes an answer"), "{e}");
+
+        // Parses, but a string answer plus a number is a type error at run time; a string is not
+        // an integer answer either: both skipped with the reason, the interview goes on.
+        let q = json!({"resourceType": "Questionnaire", "item": [
+            {"linkId": "a", "type": "string", "text": "a"},
+            calc("c", "integer", "%resource.item.where(linkId='a').answer.value + 1"),
+            calc("d", "integer", "%resource.item.where(linkId='a').answer.value"),
+            {"linkId": "e", "type": "string", "text": "e"},
+        ]});
+        let packs = vec![Questionnaire::parse("x", &q).unwrap()];
+        let i = Interview::new(&packs);
+        let mut s = State::default();
+        run(&packs, &mut s, text("kamar dard")).unwrap();
+        i.calculate(&mut s, "2026-01-01T00:00:00Z");
+        assert!(!s.answers["x"].contains_key("c") && !s.answers["x"].contains_key("d"));
+        assert!(s.calculation_errors.contains_key("x#c"), "{:?}", s.calculation_errors);
+        assert!(s.calculation_errors["x#d"].contains("is not a Integer answer"), "{:?}", s.calculation_errors);
+        assert_eq!(i.next(&s).unwrap().link_id, "e");
     }
 
     #[test]

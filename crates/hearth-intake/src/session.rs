@@ -171,6 +171,7 @@ pub fn take_turn(
     let pack = packs.get(pos.pack).map(|q| q.name.clone()).unwrap_or_default();
     let question = Some(format!("{pack}#{}", pos.link_id));
     let applied = interview.apply(&mut stored.interview, &pos, input).map_err(TurnError::Answer)?;
+    interview.calculate(&mut stored.interview, at);
     match input {
         Input::Text(text) => {
             turns.push(Turn { at: at.to_owned(), question, text: text.trim().to_owned() });

@@ -8,7 +8,10 @@
 //! pure), an emergency stopping the interview with the safety message and recorded as `Flag`,
 //! `RiskAssessment`, `Observation`s and provisional `Condition`s with a critical alert to the
 //! clinic in the same transaction (`records.rs`), and the clinician's English summary and queue
-//! (`summary.rs`). Uses `hearth-notifications` (`enqueue`) and nothing else of other workflows.
+//! (`summary.rs`). The optional OpenAI-compatible chat and transcription providers
+//! (`model.rs`) are asked inline in a turn after the rules, never on an emergency, and only add
+//! (through [`Engine::merge_model`]); a voice answer without transcription is kept as a FHIR
+//! `Media`. Uses `hearth-notifications` (`enqueue`) and nothing else of other workflows.
 //!
 //! Patients in India describe their problem before a visit in English (`en`), Hindi in
 //! Devanagari (`hi`) or code-mixed Hinglish in Latin script (`hi-Latn`). This crate turns that
@@ -87,6 +90,7 @@
 
 pub mod engine;
 pub mod interview;
+pub mod model;
 pub mod packs;
 pub mod records;
 mod routes;
@@ -108,6 +112,7 @@ use hearth_workflow::{Mount, Workflow};
     routes::start_for_appointment,
     routes::get_one,
     routes::message,
+    routes::voice,
     routes::summary,
     routes::review,
     routes::queue_live,

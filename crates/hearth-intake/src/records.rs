@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use crate::interview::{Questionnaire, response_items};
 use crate::session::{Status, Stored, language_tag, urgency_name};
 use crate::summary::Summary;
-use crate::{Assessment, Experiencer, Finding, Language, Polarity, RedFlag, Temporality, Urgency};
+use crate::{Assessment, Experiencer, Finding, Language, Origin, Polarity, RedFlag, Temporality, Urgency};
 
 /// The identifier system linking an intake's resources to its session.
 pub const SESSION_SYSTEM: &str = "urn:hearth:intake-session";
@@ -130,7 +130,7 @@ pub fn observation(session: &str, patient: &str, f: &Finding, at: &str) -> Value
         "effectiveDateTime": at,
         "issued": at,
         "valueString": words,
-        "note": [{"text": format!("Reported by the patient at intake ({}{}): \"{}\"", temporality(f.temporality), if f.severe { ", severe" } else { "" }, words)}],
+        "note": [{"text": format!("Reported by the patient at intake ({}{}): \"{}\"{}", temporality(f.temporality), if f.severe { ", severe" } else { "" }, words, if f.origin == Origin::ModelSuggested { ". Suggested by the language model, not the rules: a clinician must confirm it." } else { "" })}],
     });
     if let (Some(site), Some(obj)) = (&f.body_site, o.as_object_mut()) {
         obj.insert(
@@ -156,7 +156,7 @@ pub fn flag(session: &str, patient: &str, flag: &RedFlag, at: &str) -> Value {
         "code": red_flag_code(flag),
         "subject": patient_ref(patient),
         "period": {"start": at},
-        "author": {"display": "Hearth intake red-flag rules"},
+        "author": {"display": if flag.origin == Origin::ModelSuggested { "Hearth intake: suggested by the language model (to be confirmed)" } else { "Hearth intake red-flag rules" }},
     })
 }
 
@@ -283,8 +283,53 @@ pub fn composition(
             section("Patient's own words", None, &summary.word_lines(), &[]),
         ],
     });
+    if !summary.voice_answers.is_empty()
+        && let Some(Value::Array(sections)) = c.get_mut("section")
+    {
+        let media: Vec<String> = summary.voice_answers.iter().filter_map(|v| v.media.clone()).collect();
+        sections.push(section("Voice answers", None, &summary.voice_lines(), &media));
+    }
     if let (Some(e), Some(o)) = (encounter, c.as_object_mut()) {
         o.insert("encounter".into(), json!({"reference": format!("Encounter/{e}")}));
     }
     c
+}
+
+/// A voice answer kept for the clinician: the audio as an attachment, linked to the patient,
+/// the session (identifier) and the appointment's encounter when one exists.
+pub fn media(
+    session: &str,
+    patient: &str,
+    encounter: Option<&str>,
+    question: &str,
+    content_type: &str,
+    audio: &[u8],
+    at: &str,
+) -> Value {
+    let title = if question.is_empty() {
+        "Voice answer at intake".to_owned()
+    } else {
+        format!("Voice answer at intake to: {question}")
+    };
+    let mut m = json!({
+        "resourceType": "Media",
+        "identifier": [identifier(session)],
+        "status": "completed",
+        "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/media-type", "code": "audio", "display": "Audio"}]},
+        "subject": patient_ref(patient),
+        "createdDateTime": at,
+        "issued": at,
+        "content": {
+            "contentType": content_type,
+            "data": data_encoding::BASE64.encode(audio),
+            "size": audio.len(),
+            "title": title,
+            "creation": at,
+        },
+        "note": [{"text": "Not transcribed: a clinician should listen to it."}],
+    });
+    if let (Some(e), Some(o)) = (encounter, m.as_object_mut()) {
+        o.insert("encounter".into(), json!({"reference": format!("Encounter/{e}")}));
+    }
+    m
 }

@@ -10,11 +10,12 @@ use hearth_auth::Role;
 use hearth_store::Current;
 use hearth_workflow::error::ApiError;
 use hearth_workflow::{ApiCaller, Caller};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::interview::Input;
+use crate::interview::{Input, Question};
 use crate::service::{Intakes, Start, api, is_staff};
+use crate::session::Status;
 
 pub(crate) fn router() -> axum::Router<Arc<Intakes>> {
     axum::Router::new()
@@ -22,6 +23,7 @@ pub(crate) fn router() -> axum::Router<Arc<Intakes>> {
         .route("/api/v1/intake/sessions/{id}/start", axum::routing::post(start_for_appointment))
         .route("/api/v1/intake/sessions/{id}", axum::routing::get(get_one))
         .route("/api/v1/intake/sessions/{id}/messages", axum::routing::post(message))
+        .route("/api/v1/intake/sessions/{id}/voice", axum::routing::post(voice))
         .route("/api/v1/intake/sessions/{id}/summary", axum::routing::get(summary))
         .route("/api/v1/intake/sessions/{id}/review", axum::routing::post(review))
         .route("/api/v1/intake/queue", axum::routing::get(queue))
@@ -228,6 +230,122 @@ pub(crate) async fn message(
         o.insert("hint".into(), json!(answer.asked_again));
     }
     Ok(Json(view))
+}
+
+/// The app's JSON error envelope (`ApiError`), for the documentation.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct ErrorEnvelope {
+    pub error: ErrorDetail,
+}
+
+/// A stable error code and a message for people.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct ErrorDetail {
+    pub code: String,
+    pub message: String,
+}
+
+/// The numbers the safety message names.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub(crate) struct SafetyNumbers {
+    pub emergency: String,
+    pub ambulance: Option<String>,
+}
+
+/// The safety alert of an emergency, in the patient's language.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub(crate) struct SafetyAlert {
+    /// Always `emergency`.
+    pub urgency: String,
+    pub message: String,
+    pub numbers: SafetyNumbers,
+    pub red_flags: Vec<String>,
+}
+
+/// The session fields a voice answer reports (as in the session view).
+#[derive(Debug, Deserialize)]
+struct ViewPart {
+    id: String,
+    status: Status,
+    urgency: String,
+    red_flags: Vec<String>,
+    question: Option<Question>,
+    alert: Option<SafetyAlert>,
+    done: bool,
+    version: i64,
+}
+
+/// What a voice answer did, and the session after it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct VoiceAnswer {
+    /// `transcribed`: the transcript was the turn's free text (the same path as typed text);
+    /// `kept`: stored as a FHIR `Media` for the clinician and the interview moved on.
+    pub handled: String,
+    /// The transcription service's text (`transcribed` only).
+    pub transcript: Option<String>,
+    /// `Media/<id>` of the stored audio (`kept` only).
+    pub media: Option<String>,
+    /// The session id.
+    pub id: String,
+    pub status: Status,
+    /// `emergency`, `urgent`, `soon`, `routine` or `self_care`.
+    pub urgency: String,
+    pub red_flags: Vec<String>,
+    /// The next question (none once the interview is over).
+    pub question: Option<Question>,
+    /// The safety alert of an emergency (the interview stops).
+    pub alert: Option<SafetyAlert>,
+    pub done: bool,
+    /// Said again when a transcript did not answer a required question.
+    pub hint: Option<String>,
+    pub version: i64,
+}
+
+#[utoipa::path(post, path = "/api/v1/intake/sessions/{id}/voice", tag = "intake",
+    params(("id" = String, Path, description = "The session id")),
+    request_body(content = Vec<u8>, content_type = "audio/webm",
+        description = "The voice answer to the open question: the audio bytes with their content type (`audio/webm`, `audio/ogg`, `audio/mpeg`, `audio/mp4`, `audio/wav`, `audio/x-wav`, `audio/flac`; parameters such as `;codecs=opus` allowed), at most `intake.voice_max_bytes` (5 MiB by default). With a transcription provider the transcript is taken as the turn's free text; without one (or when it fails) the audio is stored as a FHIR `Media` for the clinician and the interview moves on."),
+    responses(
+        (status = 200, description = "The voice answer was taken", body = VoiceAnswer),
+        (status = 400, description = "An empty body", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_voice", "message": "the voice answer is empty"}})),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
+        (status = 404, description = "No such session of a patient the caller reaches", body = ErrorEnvelope),
+        (status = 409, description = "The session is over, or changed meanwhile", body = ErrorEnvelope),
+        (status = 413, description = "Larger than `intake.voice_max_bytes`", body = ErrorEnvelope, example = json!({"error": {"code": "voice_too_large", "message": "a voice answer may have at most 5242880 bytes"}})),
+        (status = 415, description = "Not one of the audio content types", body = ErrorEnvelope, example = json!({"error": {"code": "unsupported_audio", "message": "send the audio with one of the content types audio/webm, …"}})),
+    ),
+    security(("bearer" = [])))]
+pub(crate) async fn voice(
+    State(app): State<Arc<Intakes>>,
+    ApiCaller(caller): ApiCaller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Result<Json<VoiceAnswer>, ApiError> {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    // Read up to one byte past the limit ourselves (the default body limit of the byte
+    // extractors is smaller than a voice answer may be); `voice` refuses what is over.
+    let limit = app.config.voice_max_bytes;
+    let bytes = axum::body::to_bytes(body, limit.saturating_add(1)).await.map_err(|_| {
+        api(StatusCode::PAYLOAD_TOO_LARGE, "voice_too_large", format!("a voice answer may have at most {limit} bytes"))
+    })?;
+    let taken = app.voice(&caller, &id, content_type, &bytes).await?;
+    let part: ViewPart = serde_json::from_value(taken.answer.view)
+        .map_err(|e| ApiError::internal(format!("the session view lacks a field: {e}")))?;
+    Ok(Json(VoiceAnswer {
+        handled: if taken.transcript.is_some() { "transcribed" } else { "kept" }.to_owned(),
+        transcript: taken.transcript,
+        media: taken.media,
+        id: part.id,
+        status: part.status,
+        urgency: part.urgency,
+        red_flags: part.red_flags,
+        question: part.question,
+        alert: part.alert,
+        done: part.done,
+        hint: taken.answer.asked_again,
+        version: part.version,
+    }))
 }
 
 /// `json` (default), `text/html` or `text/plain`, by `Accept`.

@@ -20,6 +20,7 @@ use serde_json::{Map, Value, json};
 use tokio::sync::broadcast;
 
 use crate::interview::{Applied, Input, Interview, Questionnaire};
+use crate::model::{ProviderConfig, Providers};
 use crate::session::{self, Status, Stored, Turn, TurnError, language_tag, parse_language, urgency_name};
 use crate::summary::{self, Summary};
 use crate::{Assessment, Engine, Language, SafetyConfig, Sex, packs, records};
@@ -32,11 +33,23 @@ pub struct IntakeConfig {
     pub emergency_number: String,
     /// The ambulance number it names too (default `108`; empty: none).
     pub ambulance_number: String,
+    /// The optional OpenAI-compatible chat model (`[intake.chat]`; off without `base_url`).
+    pub chat: ProviderConfig,
+    /// The optional OpenAI-compatible transcription service (`[intake.transcription]`).
+    pub transcription: ProviderConfig,
+    /// Largest voice answer accepted (bytes; default 5 MiB).
+    pub voice_max_bytes: usize,
 }
 
 impl Default for IntakeConfig {
     fn default() -> Self {
-        IntakeConfig { emergency_number: "112".to_owned(), ambulance_number: "108".to_owned() }
+        IntakeConfig {
+            emergency_number: "112".to_owned(),
+            ambulance_number: "108".to_owned(),
+            chat: ProviderConfig::default(),
+            transcription: ProviderConfig::default(),
+            voice_max_bytes: 5 * 1024 * 1024,
+        }
     }
 }
 
@@ -62,6 +75,11 @@ impl IntakeConfig {
         if !self.ambulance_number.trim().is_empty() && !ok(self.ambulance_number.trim()) {
             return Err("intake.ambulance_number must be a phone number (2 to 15 digits) or empty".into());
         }
+        self.chat.check("chat")?;
+        self.transcription.check("transcription")?;
+        if !(1024..=64 * 1024 * 1024).contains(&self.voice_max_bytes) {
+            return Err("intake.voice_max_bytes must be 1 KiB to 64 MiB".into());
+        }
         Ok(())
     }
 }
@@ -83,6 +101,8 @@ pub struct Intakes {
     /// reviewed session), so the live queue answers at once; changes made by other processes
     /// reach it at its next periodic look.
     pub(crate) queue_changes: tokio::sync::watch::Sender<u64>,
+    /// The optional chat and transcription providers.
+    pub(crate) providers: Providers,
 }
 
 impl std::ops::Deref for Intakes {
@@ -185,8 +205,9 @@ impl Intakes {
     pub fn new(ctx: Arc<Ctx>, config: IntakeConfig, notifier: Arc<Notifier>) -> Intakes {
         Intakes {
             ctx,
-            config,
             notifier,
+            providers: Providers::new(&config.chat, &config.transcription),
+            config,
             rooms: std::sync::Mutex::new(HashMap::new()),
             queue_changes: tokio::sync::watch::channel(0).0,
         }
@@ -435,6 +456,15 @@ pub(crate) fn check(ctx: &Ctx, resource_type: &str, resource: &Value) -> Result<
     })
 }
 
+/// What a voice answer did.
+pub(crate) struct VoiceTaken {
+    pub answer: TurnAnswer,
+    /// The transcription service's text (taken as the turn's words).
+    pub transcript: Option<String>,
+    /// `Media/<id>` of the audio kept for the clinician.
+    pub media: Option<String>,
+}
+
 /// What a turn answers.
 pub(crate) struct TurnAnswer {
     /// The session's view after the turn.
@@ -447,6 +477,17 @@ impl Intakes {
     /// Takes one turn of session `id` for `caller`, writes what it causes, tells the session's
     /// sockets, and answers the new view.
     pub(crate) async fn turn(&self, caller: &Caller, id: &str, input: Input) -> Result<TurnAnswer, ApiError> {
+        self.turn_with(caller, id, input, None).await
+    }
+
+    /// [`Intakes::turn`]; `voice`: the text is a voice answer's transcript.
+    async fn turn_with(
+        &self,
+        caller: &Caller,
+        id: &str,
+        input: Input,
+        voice: Option<session::Voice>,
+    ) -> Result<TurnAnswer, ApiError> {
         if let Input::Text(t) = &input
             && (t.trim().is_empty() || t.len() > crate::interview::MAX_TEXT)
         {
@@ -469,11 +510,47 @@ impl Intakes {
         let engine = engine()?;
         let now = self.clock.now();
         let at = instant(now);
-        let result = session::take_turn(engine, &s.packs, &mut s.stored, &mut s.turns, s.language, &input, &at)
+        let before = s.turns.len();
+        let mut result = session::take_turn(engine, &s.packs, &mut s.stored, &mut s.turns, s.language, &input, &at)
             .map_err(|e| match e {
                 TurnError::Finished => api(StatusCode::CONFLICT, "session_finished", "every question is answered"),
                 TurnError::Answer(a) => api(StatusCode::UNPROCESSABLE_ENTITY, a.code, a.message),
             })?;
+        let added = s.turns.len() > before;
+        if let (true, Some(voice), Some(last)) = (added, voice, s.turns.last_mut()) {
+            last.voice = Some(voice);
+        }
+        // The optional chat model reads the patient's new words, inline and bounded by its
+        // timeout, after the deterministic engine decided; never when that found an emergency
+        // (the safety message never waits for a model). Its proposal is merged add-only; any
+        // failure leaves the deterministic result as it is.
+        if added && result.status != Status::Emergency && self.providers.chat_enabled() {
+            let text = s.turns.last().map(|t| t.text.clone()).unwrap_or_default();
+            if !text.trim().is_empty()
+                && let Some(note) = self.providers.gloss(&text, s.language).await
+            {
+                if let Some(last) = s.turns.last_mut() {
+                    last.model = Some(note);
+                }
+                result.assessment = session::assess(engine, &s.packs, &s.stored, &s.turns, s.language);
+                result.status = session::status_of(&s.packs, &s.stored, &result.assessment);
+            }
+        }
+        self.commit_turn(caller, &room, &mut s, &input, result, Vec::new()).await
+    }
+
+    /// Writes what a turn did (the row, or at the end the record; `extra` resources join its
+    /// transaction), tells the queues and the session's sockets, and answers the view.
+    async fn commit_turn(
+        &self,
+        caller: &Caller,
+        room: &Room,
+        s: &mut Loaded,
+        input: &Input,
+        result: session::TurnResult,
+        extra: Vec<(&'static str, String, Value)>,
+    ) -> Result<TurnAnswer, ApiError> {
+        let now = self.clock.now();
         let asked_again = matches!(result.applied, Applied::Unmatched { passed: false })
             .then(|| session::ask_again(s.language).to_owned());
         let read = s.row.version;
@@ -490,16 +567,117 @@ impl Intakes {
         s.status = result.status;
         let changed = || api(StatusCode::CONFLICT, "session_changed", "the session changed meanwhile; read it again");
         if result.status == Status::Active {
-            if !sql::update(&*self.db, &s.row, read).await? {
-                return Err(changed());
+            if extra.is_empty() {
+                if !sql::update(&*self.db, &s.row, read).await? {
+                    return Err(changed());
+                }
+            } else {
+                let mut tx = self.store_for(caller).begin().await?;
+                for (ty, rid, body) in extra {
+                    check(self, ty, &body)?;
+                    interactions::create(&mut tx, hearth_workflow::fhir::write_of(self, ty, rid, body), now).await?;
+                }
+                let db = TxDb::from_guarded(tx)?;
+                if !sql::update(&db, &s.row, read).await? {
+                    return Err(changed());
+                }
+                db.commit().await?;
             }
         } else {
-            self.finish(caller, &mut s, &result.assessment, read, now).await?;
+            self.finish(caller, s, &result.assessment, read, now, extra).await?;
         }
         self.queue_changed();
-        let view = self.view(&s)?;
-        self.broadcast(&room, &s, &input, &view, asked_again.as_deref());
+        let view = self.view(s)?;
+        self.broadcast(room, s, input, &view, asked_again.as_deref());
         Ok(TurnAnswer { view, asked_again })
+    }
+
+    /// The encounter of the session's appointment, if one exists now.
+    async fn encounter_of(&self, store: &Guarded, appointment: Option<&str>) -> Result<Option<String>, ApiError> {
+        Ok(match appointment {
+            Some(a) => self
+                .search_all(store, "Encounter", &[("appointment".to_owned(), format!("Appointment/{a}"))], 1)
+                .await?
+                .first()
+                .map(|v| v.id.clone()),
+            None => None,
+        })
+    }
+
+    /// A voice answer to the open question of session `id`: transcribed (with a provider) and
+    /// then taken as that text, or kept as a FHIR `Media` for the clinician (no provider, or it
+    /// failed) while the interview moves on.
+    pub(crate) async fn voice(
+        &self,
+        caller: &Caller,
+        id: &str,
+        content_type: &str,
+        audio: &[u8],
+    ) -> Result<VoiceTaken, ApiError> {
+        // Authorised and open before any audio leaves the server.
+        let s = self.load(caller, id).await?;
+        if s.status != Status::Active {
+            return Err(api(
+                StatusCode::CONFLICT,
+                "session_finished",
+                format!("this session is over ({})", s.row.status),
+            ));
+        }
+        let media_type = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+        if !crate::model::AUDIO_TYPES.iter().any(|(t, _)| *t == media_type) {
+            let known: Vec<&str> = crate::model::AUDIO_TYPES.iter().map(|(t, _)| *t).collect();
+            return Err(api(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_audio",
+                format!("send the audio with one of the content types {}", known.join(", ")),
+            ));
+        }
+        if audio.is_empty() {
+            return Err(api(StatusCode::BAD_REQUEST, "invalid_voice", "the voice answer is empty"));
+        }
+        if audio.len() > self.config.voice_max_bytes {
+            return Err(api(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "voice_too_large",
+                format!("a voice answer may have at most {} bytes", self.config.voice_max_bytes),
+            ));
+        }
+        if self.providers.transcription_enabled()
+            && let Some(text) = self.providers.transcribe(audio, &media_type, s.language).await
+        {
+            let voice = session::Voice { media: None, content_type: media_type, transcribed: true };
+            let answer = self.turn_with(caller, id, Input::Text(text.clone()), Some(voice)).await?;
+            return Ok(VoiceTaken { answer, transcript: Some(text), media: None });
+        }
+        let room = self.room(id);
+        let _serial = room.turn.lock().await;
+        let mut s = self.load(caller, id).await?;
+        if s.status != Status::Active {
+            return Err(api(
+                StatusCode::CONFLICT,
+                "session_finished",
+                format!("this session is over ({})", s.row.status),
+            ));
+        }
+        let engine = engine()?;
+        let at = instant(self.clock.now());
+        let store = self.store_for(caller);
+        let encounter = self.encounter_of(&store, s.row.appointment.as_deref()).await?;
+        let question = s
+            .interview()
+            .next(&s.stored.interview)
+            .and_then(|pos| s.interview().item(&pos).map(|i| i.text.en.clone()))
+            .unwrap_or_default();
+        let media_id = uuid::Uuid::now_v7().to_string();
+        let media = records::media(&s.row.id, &s.row.patient, encounter.as_deref(), &question, &media_type, audio, &at);
+        let voice =
+            session::Voice { media: Some(format!("Media/{media_id}")), content_type: media_type, transcribed: false };
+        let result = session::take_voice_turn(engine, &s.packs, &mut s.stored, &mut s.turns, s.language, voice, &at)
+            .map_err(|_| api(StatusCode::CONFLICT, "session_finished", "every question is answered"))?;
+        let input = Input::Text(String::new());
+        let answer =
+            self.commit_turn(caller, &room, &mut s, &input, result, vec![("Media", media_id.clone(), media)]).await?;
+        Ok(VoiceTaken { answer, transcript: None, media: Some(format!("Media/{media_id}")) })
     }
 
     /// The end of an interview (emergency or finished): the record, the row and (emergency)
@@ -511,19 +689,13 @@ impl Intakes {
         assessment: &Assessment,
         read: i64,
         now: DateTime<Utc>,
+        extra: Vec<(&'static str, String, Value)>,
     ) -> Result<(), ApiError> {
         let at = instant(now);
         let store = self.store_for(caller);
-        let encounter = match &s.row.appointment {
-            Some(a) => self
-                .search_all(&store, "Encounter", &[("appointment".to_owned(), format!("Appointment/{a}"))], 1)
-                .await?
-                .first()
-                .map(|v| v.id.clone()),
-            None => None,
-        };
+        let encounter = self.encounter_of(&store, s.row.appointment.as_deref()).await?;
         let (id, patient) = (s.row.id.clone(), s.row.patient.clone());
-        let mut writes: Vec<(&'static str, String, Value)> = Vec::new();
+        let mut writes: Vec<(&'static str, String, Value)> = extra;
         let new_id = || uuid::Uuid::now_v7().to_string();
         for qr in records::questionnaire_responses(&id, &patient, &s.packs, &s.stored, s.status, s.language, &at) {
             writes.push(("QuestionnaireResponse", new_id(), qr));

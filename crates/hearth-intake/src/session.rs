@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::interview::{AnswerError, AnswerValue, Applied, Input, Interview, Questionnaire, State};
+use crate::model::ModelNote;
 use crate::{Assessment, Engine, Facts, Intake, Language, Urgency};
 
 /// A session's status.
@@ -92,13 +93,34 @@ pub struct Turn {
     pub at: String,
     /// The question it answered, if any (`<pack>#<linkId>`).
     pub question: Option<String>,
+    /// The patient's words (for a voice answer: the transcript, or empty when it is kept as
+    /// audio for the clinician).
     pub text: String,
+    /// What the optional chat model said about these words (its English rendering and the
+    /// findings and red flags it proposes, merged add-only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<ModelNote>,
+    /// A voice answer: how it was taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub voice: Option<Voice>,
+}
+
+/// A voice answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Voice {
+    /// `Media/<id>`: the audio kept for the clinician (no transcription, or it failed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media: Option<String>,
+    pub content_type: String,
+    /// The text is the transcription service's.
+    #[serde(default)]
+    pub transcribed: bool,
 }
 
 /// Everything said so far, one turn a sentence (so a negation never reaches into the next turn).
 pub fn corpus(turns: &[Turn]) -> String {
     let mut out = String::new();
-    for t in turns {
+    for t in turns.iter().filter(|t| !t.text.trim().is_empty()) {
         if !out.is_empty() {
             out.push_str(".\n");
         }
@@ -127,7 +149,9 @@ pub fn facts_with_screens(engine: &Engine, packs: &[Questionnaire], stored: &Sto
     facts
 }
 
-/// The engine's assessment of the session so far.
+/// The engine's assessment of the session so far: the deterministic assessment of everything
+/// said, then each turn's model proposal merged into it through the guardrail (add-only: a
+/// proposal never removes a finding or red flag nor lowers the urgency).
 pub fn assess(
     engine: &Engine,
     packs: &[Questionnaire],
@@ -136,7 +160,49 @@ pub fn assess(
     language: Language,
 ) -> Assessment {
     let facts = facts_with_screens(engine, packs, stored);
-    engine.assess(&Intake { language, text: corpus(turns), facts })
+    let mut assessment = engine.assess(&Intake { language, text: corpus(turns), facts: facts.clone() });
+    for t in turns {
+        if let Some(note) = &t.model {
+            let intake = Intake { language, text: t.text.clone(), facts: facts.clone() };
+            assessment = engine.merge_model(&intake, &assessment, &note.proposal);
+        }
+    }
+    assessment
+}
+
+/// The status an assessment leaves the session in.
+pub fn status_of(packs: &[Questionnaire], stored: &Stored, assessment: &Assessment) -> Status {
+    if assessment.urgency == Urgency::Emergency {
+        Status::Emergency
+    } else if Interview::new(packs).next(&stored.interview).is_none() {
+        Status::Finished
+    } else {
+        Status::Active
+    }
+}
+
+/// A voice answer kept as audio (`Media/<id>`) for the clinician: the open question is moved
+/// past (answered by the clinician later, even when required) and the turn recorded with no
+/// words. The assessment does not change but the status may (the last question).
+pub fn take_voice_turn(
+    engine: &Engine,
+    packs: &[Questionnaire],
+    stored: &mut Stored,
+    turns: &mut Vec<Turn>,
+    language: Language,
+    voice: Voice,
+    at: &str,
+) -> Result<TurnResult, TurnError> {
+    let interview = Interview::new(packs);
+    let pos = interview.next(&stored.interview).ok_or(TurnError::Finished)?;
+    let pack = packs.get(pos.pack).map(|q| q.name.clone()).unwrap_or_default();
+    let key = format!("{pack}#{}", pos.link_id);
+    stored.interview.passed.insert(key.clone());
+    interview.calculate(&mut stored.interview, at);
+    turns.push(Turn { at: at.to_owned(), question: Some(key), text: String::new(), model: None, voice: Some(voice) });
+    let assessment = assess(engine, packs, stored, turns, language);
+    let status = status_of(packs, stored, &assessment);
+    Ok(TurnResult { applied: Applied::Unmatched { passed: true }, assessment, status })
 }
 
 /// What one turn did.
@@ -174,27 +240,27 @@ pub fn take_turn(
     interview.calculate(&mut stored.interview, at);
     match input {
         Input::Text(text) => {
-            turns.push(Turn { at: at.to_owned(), question, text: text.trim().to_owned() });
+            turns.push(Turn { at: at.to_owned(), question, text: text.trim().to_owned(), model: None, voice: None });
         }
         Input::Answer(_) => {
             // Words given as a structured answer to a text question are the patient's words too.
             if let Applied::Answered(values) = &applied {
                 for v in values {
                     if let AnswerValue::String { value } = v {
-                        turns.push(Turn { at: at.to_owned(), question: question.clone(), text: value.clone() });
+                        turns.push(Turn {
+                            at: at.to_owned(),
+                            question: question.clone(),
+                            text: value.clone(),
+                            model: None,
+                            voice: None,
+                        });
                     }
                 }
             }
         }
     }
     let assessment = assess(engine, packs, stored, turns, language);
-    let status = if assessment.urgency == Urgency::Emergency {
-        Status::Emergency
-    } else if interview.next(&stored.interview).is_none() {
-        Status::Finished
-    } else {
-        Status::Active
-    };
+    let status = status_of(packs, stored, &assessment);
     Ok(TurnResult { applied, assessment, status })
 }
 

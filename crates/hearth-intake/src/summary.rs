@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::interview::{AnswerValue, Questionnaire};
 use crate::records::escape;
 use crate::session::{Stored, Turn, language_tag, urgency_name};
-use crate::{Assessment, Engine, Experiencer, Facts, Finding, Language, Polarity, Temporality};
+use crate::{Assessment, Engine, Experiencer, Facts, Finding, Language, Origin, Polarity, Temporality};
 
 /// The guideline a red flag follows.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -30,12 +30,18 @@ pub struct FlagView {
     pub source: SourceView,
     /// The findings behind it (English).
     pub findings: Vec<String>,
+    /// Proposed by the language model, not a guideline rule: a clinician must confirm it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub model_suggested: bool,
+    /// Why the model proposed it (model suggestions only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rationale: Option<String>,
 }
 
 impl FlagView {
     /// One line for text renderings.
     pub fn line(&self) -> String {
-        format!(
+        let mut line = format!(
             "{} [{}; {}] — evidence: {} — source: {} ({})",
             self.title,
             self.code,
@@ -43,7 +49,14 @@ impl FlagView {
             if self.evidence.is_empty() { "none recorded".to_owned() } else { quoted(&self.evidence) },
             self.source.title,
             self.source.url
-        )
+        );
+        if self.model_suggested {
+            line.push_str(" — MODEL-SUGGESTED, to be confirmed");
+            if let Some(r) = &self.rationale {
+                line.push_str(&format!(": {r}"));
+            }
+        }
+        line
     }
 }
 
@@ -63,6 +76,9 @@ pub struct FindingView {
     pub severe: bool,
     /// The patient's words (or the question answered).
     pub evidence: Option<String>,
+    /// Suggested by the language model, not the lexicon: a clinician must confirm it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub model_suggested: bool,
 }
 
 /// A question and its answer, in English.
@@ -81,6 +97,26 @@ pub struct WordsView {
     pub language: String,
     /// What was recognised, in English ("no …" for a denial); empty when nothing was.
     pub gloss: String,
+    /// The language model's English rendering (only with a chat provider; machine
+    /// translation, to be read beside the patient's own words).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_english: Option<String>,
+    /// The words are a voice answer's transcript.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub from_voice: bool,
+}
+
+/// A voice answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct VoiceView {
+    /// The question it answered (English).
+    pub question: String,
+    pub at: String,
+    pub content_type: String,
+    /// `Media/<id>`: the audio, not transcribed, for the clinician to hear.
+    pub media: Option<String>,
+    /// The transcript (when a transcription service took it).
+    pub transcript: Option<String>,
 }
 
 /// The clinician's summary.
@@ -104,6 +140,9 @@ pub struct Summary {
     pub medications: Vec<String>,
     pub allergies: Vec<String>,
     pub patient_words: Vec<WordsView>,
+    /// Voice answers: transcribed, or kept as audio (`Media`) awaiting a clinician.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub voice_answers: Vec<VoiceView>,
     pub reviewed_by: Option<String>,
     pub reviewed_at: Option<String>,
 }
@@ -139,6 +178,7 @@ fn finding_view(f: &Finding) -> FindingView {
         when: when(f.temporality).to_owned(),
         severe: f.severe,
         evidence: f.evidence.as_ref().map(|e| e.text.clone()),
+        model_suggested: f.origin == Origin::ModelSuggested,
     }
 }
 
@@ -204,6 +244,8 @@ pub fn build(engine: &Engine, i: &Input<'_>) -> Summary {
                 evidence,
                 source: SourceView { title: f.source.title.clone(), url: f.source.url.clone() },
                 findings: f.findings.iter().map(|c| c.display.clone()).collect(),
+                model_suggested: f.origin == Origin::ModelSuggested,
+                rationale: f.rationale.clone(),
             }
         })
         .collect();
@@ -231,6 +273,7 @@ pub fn build(engine: &Engine, i: &Input<'_>) -> Summary {
                 when: "current".into(),
                 severe: false,
                 evidence: Some(format!("{question} — {answer}")),
+                model_suggested: false,
             };
             if values.iter().any(AnswerValue::is_yes) {
                 positives.push(view);
@@ -250,12 +293,38 @@ pub fn build(engine: &Engine, i: &Input<'_>) -> Summary {
     let patient_words = i
         .turns
         .iter()
+        .filter(|t| !t.text.trim().is_empty())
         .map(|t| WordsView {
             text: t.text.clone(),
             language: language_tag(i.language).to_owned(),
             gloss: gloss(engine, &t.text, &i.stored.facts),
+            model_english: t.model.as_ref().and_then(|m| m.english.clone()),
+            from_voice: t.voice.is_some(),
         })
         .collect::<Vec<_>>();
+    let voice_answers = i
+        .turns
+        .iter()
+        .filter_map(|t| {
+            let v = t.voice.as_ref()?;
+            let question = t
+                .question
+                .as_deref()
+                .and_then(|q| q.split_once('#'))
+                .and_then(|(pack, link)| {
+                    i.packs.iter().find(|p| p.name == pack)?.items.iter().find(|it| it.link_id == link)
+                })
+                .map(|it| it.text.en.clone())
+                .unwrap_or_default();
+            Some(VoiceView {
+                question,
+                at: t.at.clone(),
+                content_type: v.content_type.clone(),
+                media: v.media.clone(),
+                transcript: v.transcribed.then(|| t.text.clone()),
+            })
+        })
+        .collect();
     if complaint.is_none()
         && let Some(first) = patient_words.first()
     {
@@ -277,6 +346,7 @@ pub fn build(engine: &Engine, i: &Input<'_>) -> Summary {
         medications,
         allergies,
         patient_words,
+        voice_answers,
         reviewed_by: i.reviewed_by.clone(),
         reviewed_at: i.reviewed_at.clone(),
     }
@@ -304,6 +374,9 @@ impl Summary {
                 if f.severe {
                     s.push_str(", severe");
                 }
+                if f.model_suggested {
+                    s.push_str(", model-suggested (to be confirmed)");
+                }
                 match &f.evidence {
                     Some(e) => format!("{s} — \"{e}\""),
                     None => s,
@@ -317,13 +390,30 @@ impl Summary {
             .iter()
             .map(|w| {
                 let gloss = if w.gloss.is_empty() { "nothing recognised" } else { w.gloss.as_str() };
-                format!("\"{}\" ({}) — {}", w.text, w.language, gloss)
+                let mut line = format!("\"{}\" ({}) — {}", w.text, w.language, gloss);
+                if let Some(e) = &w.model_english {
+                    line.push_str(&format!(" — machine translation: \"{e}\""));
+                }
+                line
+            })
+            .collect()
+    }
+
+    pub fn voice_lines(&self) -> Vec<String> {
+        self.voice_answers
+            .iter()
+            .map(|v| match (&v.media, &v.transcript) {
+                (Some(m), _) => {
+                    format!("{} — voice answer not transcribed, to be heard: {m} ({})", v.question, v.content_type)
+                }
+                (None, Some(t)) => format!("{} — voice answer, transcribed: \"{t}\"", v.question),
+                (None, None) => format!("{} — voice answer", v.question),
             })
             .collect()
     }
 
     fn sections(&self) -> Vec<(&'static str, Vec<String>)> {
-        vec![
+        let mut out = vec![
             ("Red flags", self.red_flags.iter().map(FlagView::line).collect()),
             ("History of presenting complaint", self.history_lines()),
             ("Pertinent positives", self.finding_lines(true)),
@@ -331,7 +421,11 @@ impl Summary {
             ("Medications", self.medications.clone()),
             ("Allergies", self.allergies.clone()),
             ("Patient's own words", self.word_lines()),
-        ]
+        ];
+        if !self.voice_answers.is_empty() {
+            out.push(("Voice answers", self.voice_lines()));
+        }
+        out
     }
 
     /// Plain text.

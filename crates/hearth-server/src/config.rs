@@ -151,7 +151,10 @@ HEARTH_LOG_LEVEL, HEARTH_MAX_BODY_BYTES, HEARTH_BASE_URL, HEARTH_SHUTDOWN_GRACE_
 HEARTH_AUTH_REQUIRE_MFA_FOR_CLINICIANS, HEARTH_AUTH_API_REQUESTS_PER_MINUTE, HEARTH_AUTH_AUTH_ATTEMPTS_PER_MINUTE, \
 HEARTH_AUTH_CORS_ALLOWED_ORIGINS, HEARTH_AUTH_PEPPER, HEARTH_ENCRYPTION_KEY_FILE, HEARTH_ENCRYPTION_KEY, \
 HEARTH_ADMIN_PASSWORD, HEARTH_RIGHTS_ERASURE, HEARTH_RIGHTS_RETENTION_DAYS, HEARTH_AUDIT_WAIT_FOR_COMMIT, HEARTH_REGISTRY_INVITE_TTL_HOURS, \
-HEARTH_INTAKE_EMERGENCY_NUMBER, HEARTH_INTAKE_AMBULANCE_NUMBER";
+HEARTH_INTAKE_EMERGENCY_NUMBER, HEARTH_INTAKE_AMBULANCE_NUMBER, HEARTH_INTAKE_CHAT_BASE_URL, HEARTH_INTAKE_CHAT_MODEL, \
+HEARTH_INTAKE_CHAT_API_KEY, HEARTH_INTAKE_CHAT_TIMEOUT_MS, HEARTH_INTAKE_TRANSCRIPTION_BASE_URL, \
+HEARTH_INTAKE_TRANSCRIPTION_MODEL, HEARTH_INTAKE_TRANSCRIPTION_API_KEY, HEARTH_INTAKE_TRANSCRIPTION_TIMEOUT_MS, \
+HEARTH_INTAKE_VOICE_MAX_BYTES";
 
 /// A listening address: `HOST:PORT` (`127.0.0.1:8080`, `0.0.0.0:8080`, `[::1]:8080`), or a bare
 /// port meaning loopback (`8080` → `127.0.0.1:8080`).
@@ -264,6 +267,21 @@ impl Config {
                 "HEARTH_AUDIT_WAIT_FOR_COMMIT" => config.audit.wait_for_commit = parse_bool(value).map_err(bad)?,
                 "HEARTH_INTAKE_EMERGENCY_NUMBER" => config.intake.emergency_number = value.clone(),
                 "HEARTH_INTAKE_AMBULANCE_NUMBER" => config.intake.ambulance_number = value.clone(),
+                "HEARTH_INTAKE_CHAT_BASE_URL" => config.intake.chat.base_url = value.clone(),
+                "HEARTH_INTAKE_CHAT_MODEL" => config.intake.chat.model = value.clone(),
+                "HEARTH_INTAKE_CHAT_API_KEY" => config.intake.chat.api_key = value.clone(),
+                "HEARTH_INTAKE_CHAT_TIMEOUT_MS" => {
+                    config.intake.chat.timeout_ms = value.parse().map_err(|e| bad(format!("{e}")))?
+                }
+                "HEARTH_INTAKE_TRANSCRIPTION_BASE_URL" => config.intake.transcription.base_url = value.clone(),
+                "HEARTH_INTAKE_TRANSCRIPTION_MODEL" => config.intake.transcription.model = value.clone(),
+                "HEARTH_INTAKE_TRANSCRIPTION_API_KEY" => config.intake.transcription.api_key = value.clone(),
+                "HEARTH_INTAKE_TRANSCRIPTION_TIMEOUT_MS" => {
+                    config.intake.transcription.timeout_ms = value.parse().map_err(|e| bad(format!("{e}")))?
+                }
+                "HEARTH_INTAKE_VOICE_MAX_BYTES" => {
+                    config.intake.voice_max_bytes = value.parse().map_err(|e| bad(format!("{e}")))?
+                }
                 "HEARTH_RIGHTS_RETENTION_DAYS" => {
                     config.rights.retention_days = value.parse().map_err(|e| bad(format!("{e}")))?
                 }
@@ -597,6 +615,22 @@ mod tests {
         assert_eq!((d.emergency_number.as_str(), d.ambulance_number.as_str()), ("112", "108"));
         let c = Config::load(None, &env(&[("HEARTH_INTAKE_AMBULANCE_NUMBER", "102")])).unwrap();
         assert_eq!(c.intake.ambulance_number, "102");
+        // The optional model providers: a table or variables; a URL needs a model; the key
+        // never shows in Debug.
+        std::fs::write(
+            &file,
+            "[intake.chat]\nbase_url = \"http://127.0.0.1:9/v1\"\nmodel = \"m\"\napi_key = \"sk-secret\"\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&file), &env(&[("HEARTH_INTAKE_TRANSCRIPTION_TIMEOUT_MS", "2500")])).unwrap();
+        assert_eq!((c.intake.chat.model.as_str(), c.intake.chat.timeout_ms), ("m", 8000));
+        assert_eq!(c.intake.transcription.timeout_ms, 2500);
+        assert!(!format!("{c:?}").contains("sk-secret"));
+        let bad_chat = env(&[("HEARTH_INTAKE_CHAT_BASE_URL", "ftp://x")]);
+        assert!(Config::load(None, &bad_chat).is_err());
+        let no_model = env(&[("HEARTH_INTAKE_TRANSCRIPTION_BASE_URL", "http://127.0.0.1:9/v1")]);
+        assert!(Config::load(None, &no_model).is_err());
+        assert!(Config::load(None, &env(&[("HEARTH_INTAKE_VOICE_MAX_BYTES", "10")])).is_err());
         for bad in ["[intake]\nemergency_number = \"call us\"\n", "[intake]\nnumber = \"112\"\n"] {
             std::fs::write(&file, bad).unwrap();
             assert!(Config::load(Some(&file), &[]).is_err(), "{bad}");

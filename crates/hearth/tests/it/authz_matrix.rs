@@ -255,6 +255,13 @@ async fn every_role_gets_exactly_the_expected_status_and_patient_a_never_sees_b(
         ),
         ("intake queue (staff only)", Method::GET, "/api/v1/intake/queue".into(), None, [401, 403, 403, 403, 200, 200]),
         (
+            "a voice answer to A's intake that is not audio",
+            Method::POST,
+            format!("/api/v1/intake/sessions/{intake_a}/voice"),
+            Some(json!({"text": "not audio"})),
+            [401, 415, 404, 415, 415, 415],
+        ),
+        (
             "start A's intake without consent",
             Method::POST,
             "/api/v1/intake/sessions".into(),

@@ -22,6 +22,7 @@ mod export;
 mod history;
 mod import;
 mod intake;
+mod intake_model;
 mod mfa;
 mod notify;
 mod notify_peers;

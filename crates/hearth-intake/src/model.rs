@@ -145,6 +145,33 @@ snake_case name, \"title\": English title, \"urgency\": \"emergency\", \"urgent\
 \"self_care\", \"rationale\": one sentence}], \"urgency\": one of those urgencies or null}. Report only what the text \
 says; do not diagnose.";
 
+const POLISH_INSTRUCTION: &str = "You help a doctor read a patient's intake. The user message is JSON \
+{\"summary\"}: an English intake summary in sections, written by deterministic rules. Rewrite it as one short \
+clinical paragraph in English: red flags first and with their urgency, then the presenting complaint, the pertinent \
+positives and negatives, medications and allergies. Keep every red flag, finding, medication and allergy; add \
+nothing that is not there; no advice. Answer with the paragraph only.";
+
+/// Longest model-written summary kept.
+const MAX_POLISHED: usize = 4000;
+
+/// A summary rewritten by the chat model (kept beside the deterministic one, never instead).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize)]
+pub struct ModelSummary {
+    pub text: String,
+    /// The configured model's name.
+    pub model: String,
+}
+
+/// Reads a polished summary: the first choice's content as plain text, non-empty, bounded.
+pub fn parse_polish_answer(body: &Value, model: &str) -> Option<ModelSummary> {
+    let content = body.pointer("/choices/0/message/content").and_then(Value::as_str)?.trim();
+    let content = content.strip_prefix("```").and_then(|c| c.strip_suffix("```")).unwrap_or(content).trim();
+    if content.is_empty() || content.starts_with('{') {
+        return None;
+    }
+    Some(ModelSummary { text: bounded(content, MAX_POLISHED), model: model.to_owned() })
+}
+
 /// Most findings and red flags kept from one answer; longest English gloss kept.
 const MAX_PROPOSED: usize = 12;
 const MAX_GLOSS: usize = 2000;
@@ -287,6 +314,34 @@ impl Providers {
         }
     }
 
+    /// Asks the chat model to rewrite the deterministic summary's clinical sections (no
+    /// identifiers: they are not in `clinical_text`); `None` on any failure.
+    pub(crate) async fn polish(&self, clinical_text: &str) -> Option<ModelSummary> {
+        let (config, http) = self.chat.as_ref()?;
+        let body = json!({
+            "model": config.model,
+            "temperature": 0,
+            "messages": [
+                {"role": "system", "content": POLISH_INSTRUCTION},
+                {"role": "user", "content": json!({"summary": clinical_text}).to_string()},
+            ],
+        });
+        let response = match http.post_json(&config.url("chat/completions"), &config.headers(), &body).await {
+            Ok(r) => r,
+            Err(e) => {
+                count("chat", failure(&e));
+                return None;
+            }
+        };
+        if !(200..300).contains(&response.status) {
+            count("chat", "http_status");
+            return None;
+        }
+        let polished = parse_polish_answer(&response.json(), &config.model);
+        count("chat", if polished.is_some() { "ok" } else { "invalid_answer" });
+        polished
+    }
+
     /// Transcribes one voice answer; `None` on any failure or an empty transcript.
     pub(crate) async fn transcribe(&self, audio: &[u8], content_type: &str, language: Language) -> Option<String> {
         let (config, http) = self.transcribe.as_ref()?;
@@ -350,6 +405,15 @@ mod tests {
         {
             assert_eq!(parse_chat_answer(&bad, "m"), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn a_polished_summary_is_plain_text() {
+        let p = parse_polish_answer(&completion("  Knee pain for 3 days; no red flags.  "), "m").unwrap();
+        assert_eq!((p.text.as_str(), p.model.as_str()), ("Knee pain for 3 days; no red flags.", "m"));
+        assert_eq!(parse_polish_answer(&completion(" "), "m"), None);
+        assert_eq!(parse_polish_answer(&completion("{\"findings\": []}"), "m"), None);
+        assert_eq!(parse_polish_answer(&json!({"choices": []}), "m"), None);
     }
 
     #[test]

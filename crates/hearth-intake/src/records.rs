@@ -283,6 +283,10 @@ pub fn composition(
             section("Patient's own words", None, &summary.word_lines(), &[]),
         ],
     });
+    if let (Some(m), Some(Value::Array(sections))) = (&summary.model_summary, c.get_mut("section")) {
+        let line = format!("{} ({}): {}", m.note, m.model, m.text);
+        sections.push(section("Model-written summary", None, &[line], &[]));
+    }
     if !summary.voice_answers.is_empty()
         && let Some(Value::Array(sections)) = c.get_mut("section")
     {

@@ -536,6 +536,12 @@ impl Intakes {
                 result.status = session::status_of(&s.packs, &s.stored, &result.assessment);
             }
         }
+        // A finished (not emergency) interview: the model may rewrite the summary's clinical
+        // sections, kept beside them and labelled.
+        if result.status == Status::Finished && self.providers.chat_enabled() {
+            let clinical = self.summary(&s)?.clinical_text();
+            s.stored.model_summary = self.providers.polish(&clinical).await;
+        }
         self.commit_turn(caller, &room, &mut s, &input, result, Vec::new()).await
     }
 

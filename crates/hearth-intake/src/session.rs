@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::interview::{AnswerError, AnswerValue, Applied, Input, Interview, Questionnaire, State};
-use crate::model::ModelNote;
+use crate::model::{ModelNote, ModelSummary};
 use crate::{Assessment, Engine, Facts, Intake, Language, Urgency};
 
 /// A session's status.
@@ -84,6 +84,10 @@ pub struct Stored {
     /// was when the session started), so a session never changes under the patient.
     #[serde(default)]
     pub questionnaires: BTreeMap<String, Value>,
+    /// The chat model's rewrite of the summary at the end of a finished interview (optional;
+    /// the deterministic summary is the record).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_summary: Option<ModelSummary>,
 }
 
 /// One free-text turn: the patient's words.

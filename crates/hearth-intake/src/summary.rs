@@ -119,6 +119,16 @@ pub struct VoiceView {
     pub transcript: Option<String>,
 }
 
+/// The chat model's rewrite of the summary (only with a chat provider, for a finished
+/// interview): machine-written, beside the deterministic summary, never instead of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ModelSummaryView {
+    pub text: String,
+    pub model: String,
+    /// Always says that a language model wrote it and that the sections are the record.
+    pub note: String,
+}
+
 /// The clinician's summary.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Summary {
@@ -143,6 +153,8 @@ pub struct Summary {
     /// Voice answers: transcribed, or kept as audio (`Media`) awaiting a clinician.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub voice_answers: Vec<VoiceView>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_summary: Option<ModelSummaryView>,
     pub reviewed_by: Option<String>,
     pub reviewed_at: Option<String>,
 }
@@ -220,6 +232,9 @@ fn section_of(link_id: &str, section: Option<&str>) -> Option<&'static str> {
         _ => None,
     }
 }
+
+/// What the summary says of the model's rewrite.
+pub const MODEL_SUMMARY_NOTE: &str = "Written by a language model from the sections of this summary; not checked by the rules. The sections are the record.";
 
 /// Builds the summary.
 pub fn build(engine: &Engine, i: &Input<'_>) -> Summary {
@@ -347,6 +362,11 @@ pub fn build(engine: &Engine, i: &Input<'_>) -> Summary {
         allergies,
         patient_words,
         voice_answers,
+        model_summary: i.stored.model_summary.as_ref().map(|m| ModelSummaryView {
+            text: m.text.clone(),
+            model: m.model.clone(),
+            note: MODEL_SUMMARY_NOTE.to_owned(),
+        }),
         reviewed_by: i.reviewed_by.clone(),
         reviewed_at: i.reviewed_at.clone(),
     }
@@ -428,11 +448,10 @@ impl Summary {
         out
     }
 
-    /// Plain text.
-    pub fn to_text(&self) -> String {
-        let mut out = format!("INTAKE SUMMARY (session {})\n", self.session);
-        out.push_str(&format!("Patient: {}  Status: {}  Language: {}\n", self.patient, self.status, self.language));
-        out.push_str(&format!("URGENCY: {}\n", self.urgency.to_uppercase()));
+    /// The clinical sections as plain text, without the header (no session or patient id):
+    /// what the chat model may rewrite.
+    pub fn clinical_text(&self) -> String {
+        let mut out = format!("URGENCY: {}\n", self.urgency.to_uppercase());
         for (title, lines) in self.sections() {
             out.push_str(&format!("\n{}\n", title.to_uppercase()));
             if lines.is_empty() {
@@ -441,6 +460,17 @@ impl Summary {
             for l in lines {
                 out.push_str(&format!("- {l}\n"));
             }
+        }
+        out
+    }
+
+    /// Plain text.
+    pub fn to_text(&self) -> String {
+        let mut out = format!("INTAKE SUMMARY (session {})\n", self.session);
+        out.push_str(&format!("Patient: {}  Status: {}  Language: {}\n", self.patient, self.status, self.language));
+        out.push_str(&self.clinical_text());
+        if let Some(m) = &self.model_summary {
+            out.push_str(&format!("\nMODEL-WRITTEN SUMMARY ({})\n{}\n- {}\n", m.model, m.note, m.text));
         }
         out
     }
@@ -466,6 +496,14 @@ impl Summary {
                 out.push_str(&format!("<li>{}</li>\n", escape(&l)));
             }
             out.push_str("</ul>\n");
+        }
+        if let Some(m) = &self.model_summary {
+            out.push_str(&format!(
+                "<h2>Model-written summary ({})</h2>\n<p><em>{}</em></p>\n<p>{}</p>\n",
+                escape(&m.model),
+                escape(&m.note),
+                escape(&m.text)
+            ));
         }
         out.push_str("</body></html>\n");
         out

@@ -174,6 +174,40 @@ async fn a_model_proposes_an_extra_finding_added_as_model_suggested_and_only_the
 }
 
 #[tokio::test]
+async fn a_finished_interview_gets_a_labelled_model_summary_beside_the_deterministic_one() {
+    let peer = Peer::start().await;
+    let polished = "Neck pain, worse on sitting; no saddle numbness; no medicines, no allergies.";
+    peer.script(json!({"chat": [{"contains": "{\"summary\":", "content": polished}]})).await;
+    let t = TestApp::spawn_with(with_chat(&peer, 5000)).await;
+    let (pid, me, id) = patient_session(&t, "Sethi", "en").await;
+    let mut v = Value::Null;
+    for text in ["neck pain since last week", "neck", "no", "2", "none", "no", "2026-11-20"] {
+        v = say(&t, &me, &id, text).await;
+    }
+    assert_eq!(v["status"], "finished", "{v}");
+
+    let sum = summary(&t, &id).await;
+    assert_eq!(sum["model_summary"]["text"], polished);
+    assert_eq!(sum["model_summary"]["model"], "peer-chat");
+    assert!(sum["model_summary"]["note"].as_str().unwrap().contains("language model"));
+    assert!(!sum["history"].as_array().unwrap().is_empty(), "the deterministic summary stays");
+    let r = t
+        .send(t.client.get(t.url(&format!("/api/v1/intake/sessions/{id}/summary"))).header("accept", "text/plain"))
+        .await;
+    assert!(r.text.contains("MODEL-WRITTEN SUMMARY (peer-chat)") && r.text.contains(polished), "{}", r.text);
+
+    // The request carried the summary's clinical sections, with no identifier in it.
+    let sent = peer.chat_requests().await;
+    let polish: Vec<&Value> = sent.iter().filter(|r| r["body"].as_str().unwrap().contains("summary")).collect();
+    assert_eq!(polish.len(), 1, "{sent:?}");
+    let body: Value = serde_json::from_str(polish[0]["body"].as_str().unwrap()).unwrap();
+    let user: Value = serde_json::from_str(body["messages"][1]["content"].as_str().unwrap()).unwrap();
+    let text = user["summary"].as_str().unwrap();
+    assert!(text.contains("URGENCY: ROUTINE") && text.contains("neck pain since last week"), "{text}");
+    assert_no_identifiers(&sent, &pid, &id, "Sethi");
+}
+
+#[tokio::test]
 async fn a_model_cannot_drop_a_red_flag_or_lower_urgency_and_an_emergency_never_waits_for_it() {
     let peer = Peer::start().await;
     let denial = json!({

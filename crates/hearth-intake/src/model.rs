@@ -15,6 +15,7 @@
 //! caller goes on with the deterministic path. Failures are counted in
 //! `hearth_intake_model_calls_total{provider, outcome}` and logged with the outcome only.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use hearth_notify::http::{Http, HttpError};
@@ -103,6 +104,8 @@ pub struct ModelNote {
 pub(crate) struct Providers {
     chat: Option<(ProviderConfig, Http)>,
     transcribe: Option<(ProviderConfig, Http)>,
+    /// The app's metrics (counters go to this recorder, not a global one).
+    metrics: Arc<dyn metrics::Recorder + Send + Sync>,
 }
 
 fn client(c: &ProviderConfig) -> Option<(ProviderConfig, Http)> {
@@ -118,8 +121,10 @@ fn client(c: &ProviderConfig) -> Option<(ProviderConfig, Http)> {
     }
 }
 
-fn count(provider: &'static str, outcome: &'static str) {
-    metrics::counter!("hearth_intake_model_calls_total", "provider" => provider, "outcome" => outcome).increment(1);
+fn count(recorder: &(dyn metrics::Recorder + Send + Sync), provider: &'static str, outcome: &'static str) {
+    metrics::with_local_recorder(recorder, || {
+        metrics::counter!("hearth_intake_model_calls_total", "provider" => provider, "outcome" => outcome).increment(1);
+    });
     if outcome != "ok" {
         // The outcome only: never the text, the audio or the answer.
         tracing::warn!(provider, outcome, "intake: model provider failed; the deterministic path goes on");
@@ -266,8 +271,12 @@ fn extension(content_type: &str) -> &'static str {
 }
 
 impl Providers {
-    pub(crate) fn new(chat: &ProviderConfig, transcribe: &ProviderConfig) -> Providers {
-        Providers { chat: client(chat), transcribe: client(transcribe) }
+    pub(crate) fn new(
+        chat: &ProviderConfig,
+        transcribe: &ProviderConfig,
+        metrics: Arc<dyn metrics::Recorder + Send + Sync>,
+    ) -> Providers {
+        Providers { chat: client(chat), transcribe: client(transcribe), metrics }
     }
 
     pub(crate) fn chat_enabled(&self) -> bool {
@@ -294,21 +303,21 @@ impl Providers {
         let response = match http.post_json(&config.url("chat/completions"), &config.headers(), &body).await {
             Ok(r) => r,
             Err(e) => {
-                count("chat", failure(&e));
+                count(&*self.metrics, "chat", failure(&e));
                 return None;
             }
         };
         if !(200..300).contains(&response.status) {
-            count("chat", "http_status");
+            count(&*self.metrics, "chat", "http_status");
             return None;
         }
         match parse_chat_answer(&response.json(), &config.model) {
             Some(note) => {
-                count("chat", "ok");
+                count(&*self.metrics, "chat", "ok");
                 Some(note)
             }
             None => {
-                count("chat", "invalid_answer");
+                count(&*self.metrics, "chat", "invalid_answer");
                 None
             }
         }
@@ -329,16 +338,16 @@ impl Providers {
         let response = match http.post_json(&config.url("chat/completions"), &config.headers(), &body).await {
             Ok(r) => r,
             Err(e) => {
-                count("chat", failure(&e));
+                count(&*self.metrics, "chat", failure(&e));
                 return None;
             }
         };
         if !(200..300).contains(&response.status) {
-            count("chat", "http_status");
+            count(&*self.metrics, "chat", "http_status");
             return None;
         }
         let polished = parse_polish_answer(&response.json(), &config.model);
-        count("chat", if polished.is_some() { "ok" } else { "invalid_answer" });
+        count(&*self.metrics, "chat", if polished.is_some() { "ok" } else { "invalid_answer" });
         polished
     }
 
@@ -357,22 +366,22 @@ impl Providers {
             match http.send(axum::http::Method::POST, &config.url("audio/transcriptions"), &headers, body).await {
                 Ok(r) => r,
                 Err(e) => {
-                    count("transcription", failure(&e));
+                    count(&*self.metrics, "transcription", failure(&e));
                     return None;
                 }
             };
         if !(200..300).contains(&response.status) {
-            count("transcription", "http_status");
+            count(&*self.metrics, "transcription", "http_status");
             return None;
         }
         let text = response.json().get("text").and_then(Value::as_str).map(str::trim).map(str::to_owned);
         match text.filter(|t| !t.is_empty() && t.len() <= crate::interview::MAX_TEXT) {
             Some(t) => {
-                count("transcription", "ok");
+                count(&*self.metrics, "transcription", "ok");
                 Some(t)
             }
             None => {
-                count("transcription", "invalid_answer");
+                count(&*self.metrics, "transcription", "invalid_answer");
                 None
             }
         }

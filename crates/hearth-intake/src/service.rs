@@ -203,10 +203,11 @@ pub(crate) enum Refusal {
 
 impl Intakes {
     pub fn new(ctx: Arc<Ctx>, config: IntakeConfig, notifier: Arc<Notifier>) -> Intakes {
+        let providers = Providers::new(&config.chat, &config.transcription, Arc::clone(&ctx.metrics));
         Intakes {
             ctx,
             notifier,
-            providers: Providers::new(&config.chat, &config.transcription),
+            providers,
             config,
             rooms: std::sync::Mutex::new(HashMap::new()),
             queue_changes: tokio::sync::watch::channel(0).0,
@@ -806,6 +807,8 @@ impl Intakes {
     /// Tells every socket of the session what the turn did.
     fn broadcast(&self, room: &Room, s: &Loaded, input: &Input, view: &Value, asked_again: Option<&str>) {
         let mut events = vec![match input {
+            // A voice answer kept as audio: no words to show.
+            Input::Text(t) if t.is_empty() => json!({"type": "turn", "voice": true}),
             Input::Text(t) => json!({"type": "turn", "text": t}),
             Input::Answer(a) => json!({"type": "turn", "answer": a}),
         }];

@@ -261,7 +261,7 @@ async fn a_peer_that_times_out_or_answers_garbage_leaves_the_deterministic_resul
 
     // Garbage and an HTTP error on another session.
     let (_, me2, id2) = patient_session(&t, "Bansal", "hi-Latn").await;
-    say(&t, &me2, &id2, "haan ghutne me dard").await;
+    say(&t, &me2, &id2, "haan dard hai").await;
     let v = say(&t, &me2, &id2, "3 din se").await;
     assert_eq!(v["status"], "active", "{v}");
     let sum = summary(&t, &id2).await;
@@ -270,6 +270,43 @@ async fn a_peer_that_times_out_or_answers_garbage_leaves_the_deterministic_resul
     }
     assert!(sum["pertinent_positives"].as_array().unwrap().iter().all(|f| f.get("model_suggested").is_none()));
     assert!(peer.chat_requests().await.len() >= 3);
+
+    // Counted in the metrics, by outcome.
+    let m = t.get("/metrics").await;
+    assert_eq!(m.status, 200);
+    for outcome in ["timeout", "invalid_answer", "http_status", "ok"] {
+        assert!(
+            m.text.lines().any(|l| l.starts_with("hearth_intake_model_calls_total")
+                && l.contains("provider=\"chat\"")
+                && l.contains(&format!("outcome=\"{outcome}\""))),
+            "{outcome} not counted: {}",
+            m.text
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_failing_transcription_keeps_the_voice_answer_as_media_and_the_interview_goes_on() {
+    let peer = Peer::start().await;
+    peer.script(json!({"transcription": {"status": 503}})).await;
+    let base = format!("{}/v1", peer.base);
+    let t = TestApp::spawn_with(move |c| {
+        c.notify.worker = false;
+        c.intake.transcription.base_url = base;
+        c.intake.transcription.model = "peer-whisper".into();
+        c.intake.transcription.api_key = "sk-test-whisper".into();
+    })
+    .await;
+    let (_, me, id) = patient_session(&t, "Nair", "hi").await;
+    let (s, v) = upload(&me, &t, &id, "audio/wav", b"RIFF\x24\x00\x00\x00WAVEfmt ".to_vec()).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["handled"], "kept", "{v}");
+    assert_eq!(v["question"]["link_id"], "where");
+    assert!(v["media"].as_str().unwrap().starts_with("Media/"));
+    let sent = peer.requests().await;
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0]["headers"]["authorization"], "Bearer sk-test-whisper");
+    assert!(sent[0]["body"].as_str().unwrap().contains("name=\"language\"\r\n\r\nhi\r\n"), "Hindi is hinted");
 }
 
 #[tokio::test]

@@ -525,7 +525,12 @@ impl Intakes {
         // timeout, after the deterministic engine decided; never when that found an emergency
         // (the safety message never waits for a model). Its proposal is merged add-only; any
         // failure leaves the deterministic result as it is.
-        if added && result.status != Status::Emergency && self.providers.chat_enabled() {
+        // A word or two that picked an option, a yes/no, a number or a date says nothing more
+        // to a model: not sent.
+        let just_a_pick = matches!(&result.applied, Applied::Answered(values)
+            if values.iter().all(|v| !matches!(v, crate::interview::AnswerValue::String { .. })))
+            && s.turns.last().is_some_and(|t| t.text.split_whitespace().count() <= 2);
+        if added && !just_a_pick && result.status != Status::Emergency && self.providers.chat_enabled() {
             let text = s.turns.last().map(|t| t.text.clone()).unwrap_or_default();
             if !text.trim().is_empty()
                 && let Some(note) = self.providers.gloss(&text, s.language).await

@@ -38,6 +38,7 @@
 //! - CLI commands that work on the database directly (`hearth import`, `hearth export`) are
 //!   operator actions on the machine and are not audited here.
 
+use hearth_workflow::openapi::ErrorEnvelope;
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -1114,8 +1115,8 @@ fn log_entry(event: &Value) -> Value {
     responses(
         (status = 200, description = "Who accessed the signed-in patient's record, newest first", body = Object,
          example = json!({"entries": [{"recorded": "2026-11-29T10:00:00.000Z", "interaction": "read", "action": "R", "outcome": "success", "by": {"role": "clinician", "name": "dr.rao@example.org", "fhirUser": "Practitioner/…"}, "resources": ["Observation/…"]}], "next": null})),
-        (status = 401, description = "No or an invalid access token", body = Object, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})),
-        (status = 403, description = "Not a patient account", body = Object, example = json!({"error": {"code": "forbidden", "message": "the access log is for patient accounts"}})),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})),
+        (status = 403, description = "Not a patient account", body = ErrorEnvelope, example = json!({"error": {"code": "forbidden", "message": "the access log is for patient accounts"}})),
     ),
     security(("bearer" = [])))]
 pub async fn access_log(

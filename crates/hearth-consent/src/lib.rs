@@ -20,6 +20,7 @@
 //! - Periods are dates (`YYYY-MM-DD`, inclusive) or instants; a consent outside its period is not
 //!   in force.
 
+use hearth_workflow::openapi::ErrorEnvelope;
 use std::sync::Arc;
 
 use axum::Json;
@@ -317,8 +318,8 @@ pub async fn contact_allowed(ctx: &Ctx, patient: &str, channel: &str, now: DateT
     responses(
         (status = 200, description = "The signed-in patient's consents, newest first", body = Object,
          example = json!({"consents": [{"id": "…", "kind": "share", "with": "Practitioner/…", "channel": null, "allow": true, "start": "2026-01-01", "end": null, "status": "active", "inForce": true, "recorded": "2026-11-29T10:00:00Z"}]})),
-        (status = 401, description = "No or an invalid access token", body = Object, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})),
-        (status = 403, description = "Not a patient account", body = Object, example = json!({"error": {"code": "forbidden", "message": "consents are managed by patient accounts"}})),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})),
+        (status = 403, description = "Not a patient account", body = ErrorEnvelope, example = json!({"error": {"code": "forbidden", "message": "consents are managed by patient accounts"}})),
     ),
     security(("bearer" = [])))]
 pub async fn list(State(app): State<Arc<Consents>>, ApiCaller(caller): ApiCaller) -> Result<Json<Value>, ApiError> {
@@ -342,9 +343,9 @@ pub async fn list(State(app): State<Arc<Consents>>, ApiCaller(caller): ApiCaller
         example = json!({"kind": "share", "with": "Practitioner/123", "start": "2026-12-01", "end": "2027-05-31"})),
     responses(
         (status = 201, description = "Recorded and in force from `start`", body = Object),
-        (status = 400, description = "Malformed consent", body = Object, example = json!({"error": {"code": "invalid_consent", "message": "a share needs `with`"}})),
-        (status = 401, description = "No or an invalid access token", body = Object),
-        (status = 403, description = "Not a patient account", body = Object),
+        (status = 400, description = "Malformed consent", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_consent", "message": "a share needs `with`"}})),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
+        (status = 403, description = "Not a patient account", body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
 pub async fn give(
@@ -372,9 +373,9 @@ pub async fn give(
     params(("id" = String, Path, description = "The consent's id")),
     responses(
         (status = 200, description = "Revoked (status inactive), effective at once", body = Object),
-        (status = 401, description = "No or an invalid access token", body = Object),
-        (status = 403, description = "Not a patient account", body = Object),
-        (status = 404, description = "No such consent of this patient", body = Object, example = json!({"error": {"code": "not_found", "message": "no such consent"}})),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
+        (status = 403, description = "Not a patient account", body = ErrorEnvelope),
+        (status = 404, description = "No such consent of this patient", body = ErrorEnvelope, example = json!({"error": {"code": "not_found", "message": "no such consent"}})),
     ),
     security(("bearer" = [])))]
 pub async fn revoke(

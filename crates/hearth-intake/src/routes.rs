@@ -1,5 +1,6 @@
 //! The intake's HTTP routes (all on patient data: mounted `audited`).
 
+use hearth_workflow::openapi::ErrorEnvelope;
 use std::sync::Arc;
 
 use axum::Json;
@@ -62,11 +63,11 @@ fn session_example() -> Value {
         example = json!({"patient": "0193a0…", "language": "hi", "consent": true, "packs": ["ortho-low-back"]})),
     responses(
         (status = 201, description = "Started: the session with its first question", body = Object, example = json!(session_example())),
-        (status = 400, description = "Unknown language or pack, malformed body", body = Object, example = json!({"error": {"code": "unknown_language", "message": "language must be en, hi or hi-Latn"}})),
-        (status = 401, description = "No or an invalid access token", body = Object),
-        (status = 403, description = "A patient starting for someone else, or a caregiver", body = Object, example = json!({"error": {"code": "forbidden", "message": "patients start their own intake"}})),
-        (status = 404, description = "No such patient the caller reaches", body = Object, example = json!({"error": {"code": "not_found", "message": "no such patient"}})),
-        (status = 422, description = "No consent, or a Questionnaire the interview cannot run", body = Object, example = json!({"error": {"code": "consent_required", "message": "the patient must consent to the intake's purpose first"}})),
+        (status = 400, description = "Unknown language or pack, malformed body", body = ErrorEnvelope, example = json!({"error": {"code": "unknown_language", "message": "language must be en, hi or hi-Latn"}})),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
+        (status = 403, description = "A patient starting for someone else, or a caregiver", body = ErrorEnvelope, example = json!({"error": {"code": "forbidden", "message": "patients start their own intake"}})),
+        (status = 404, description = "No such patient the caller reaches", body = ErrorEnvelope, example = json!({"error": {"code": "not_found", "message": "no such patient"}})),
+        (status = 422, description = "No consent, or a Questionnaire the interview cannot run", body = ErrorEnvelope, example = json!({"error": {"code": "consent_required", "message": "the patient must consent to the intake's purpose first"}})),
     ),
     security(("bearer" = [])))]
 pub(crate) async fn start_walk_in(
@@ -112,12 +113,12 @@ pub(crate) async fn start_walk_in(
         example = json!({"language": "hi-Latn", "consent": true})),
     responses(
         (status = 201, description = "Started for the appointment's patient", body = Object, example = json!(session_example())),
-        (status = 400, description = "Unknown language or pack, malformed body", body = Object, example = json!({"error": {"code": "unknown_language", "message": "language must be en, hi or hi-Latn"}})),
-        (status = 401, description = "No or an invalid access token", body = Object),
-        (status = 403, description = "A caregiver", body = Object),
-        (status = 404, description = "No such appointment the caller reaches", body = Object, example = json!({"error": {"code": "not_found", "message": "no such appointment"}})),
-        (status = 409, description = "The appointment is cancelled or over", body = Object, example = json!({"error": {"code": "appointment_closed", "message": "the appointment is cancelled"}})),
-        (status = 422, description = "No consent", body = Object, example = json!({"error": {"code": "consent_required", "message": "the patient must consent to the intake's purpose first"}})),
+        (status = 400, description = "Unknown language or pack, malformed body", body = ErrorEnvelope, example = json!({"error": {"code": "unknown_language", "message": "language must be en, hi or hi-Latn"}})),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
+        (status = 403, description = "A caregiver", body = ErrorEnvelope),
+        (status = 404, description = "No such appointment the caller reaches", body = ErrorEnvelope, example = json!({"error": {"code": "not_found", "message": "no such appointment"}})),
+        (status = 409, description = "The appointment is cancelled or over", body = ErrorEnvelope, example = json!({"error": {"code": "appointment_closed", "message": "the appointment is cancelled"}})),
+        (status = 422, description = "No consent", body = ErrorEnvelope, example = json!({"error": {"code": "consent_required", "message": "the patient must consent to the intake's purpose first"}})),
     ),
     security(("bearer" = [])))]
 pub(crate) async fn start_for_appointment(
@@ -176,8 +177,8 @@ pub(crate) async fn start_for_appointment(
     params(("id" = String, Path, description = "The session id")),
     responses(
         (status = 200, description = "The session as it stands: the open question (resume here), or the alert, or done", body = Object, example = json!(session_example())),
-        (status = 401, description = "No or an invalid access token", body = Object),
-        (status = 404, description = "No such session of a patient the caller reaches (another patient's session answers the same)", body = Object, example = json!({"error": {"code": "not_found", "message": "no such intake session"}})),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
+        (status = 404, description = "No such session of a patient the caller reaches (another patient's session answers the same)", body = ErrorEnvelope, example = json!({"error": {"code": "not_found", "message": "no such intake session"}})),
     ),
     security(("bearer" = [])))]
 pub(crate) async fn get_one(
@@ -203,11 +204,11 @@ struct MessageBody {
     responses(
         (status = 200, description = "The session after the turn: the next question (with `hint` when free text did not answer a required question), or the safety `alert` of an emergency (the interview stops), or `done`", body = Object,
          example = json!({"id": "0193a1b2-…", "status": "emergency", "urgency": "emergency", "red_flags": ["cauda_equina"], "question": null, "alert": {"type": "alert", "urgency": "emergency", "message": "आपके जवाबों से लगता है … अभी 112 पर कॉल करें (एम्बुलेंस के लिए 108) …", "numbers": {"emergency": "112", "ambulance": "108"}, "red_flags": ["cauda_equina"]}, "done": true, "hint": null})),
-        (status = 400, description = "Neither or both of text and answer, empty or too long text", body = Object, example = json!({"error": {"code": "invalid_message", "message": "send either text or answer"}})),
-        (status = 401, description = "No or an invalid access token", body = Object),
-        (status = 404, description = "No such session of a patient the caller reaches", body = Object),
-        (status = 409, description = "The session is over (emergency or finished), or changed meanwhile", body = Object, example = json!({"error": {"code": "session_finished", "message": "this session is over (emergency)"}})),
-        (status = 422, description = "A structured answer that fits no option or type", body = Object, example = json!({"error": {"code": "unknown_option", "message": "not an option of this question; answer one of: back, neck, knee"}})),
+        (status = 400, description = "Neither or both of text and answer, empty or too long text", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_message", "message": "send either text or answer"}})),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
+        (status = 404, description = "No such session of a patient the caller reaches", body = ErrorEnvelope),
+        (status = 409, description = "The session is over (emergency or finished), or changed meanwhile", body = ErrorEnvelope, example = json!({"error": {"code": "session_finished", "message": "this session is over (emergency)"}})),
+        (status = 422, description = "A structured answer that fits no option or type", body = ErrorEnvelope, example = json!({"error": {"code": "unknown_option", "message": "not an option of this question; answer one of: back, neck, knee"}})),
     ),
     security(("bearer" = [])))]
 pub(crate) async fn message(
@@ -254,9 +255,9 @@ fn wanted(headers: &HeaderMap) -> &'static str {
             "presenting_complaint": "kamar me dard hai [Low back pain]", "history": [{"question": "What is your main problem?", "answer": "kamar me dard hai"}],
             "pertinent_positives": [{"code": "279039007", "display": "Low back pain", "body_site": null, "when": "current", "severe": false, "evidence": "kamar me dard"}], "pertinent_negatives": [],
             "medications": [], "allergies": [], "patient_words": [{"text": "kamar me dard hai", "language": "hi", "gloss": "Low back pain"}], "reviewed_by": null, "reviewed_at": null})),
-        (status = 401, description = "No or an invalid access token", body = Object),
-        (status = 403, description = "Not a clinician or administrator", body = Object, example = json!({"error": {"code": "forbidden", "message": "this is for clinicians and administrators"}})),
-        (status = 404, description = "No such session of a patient the caller reaches", body = Object),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
+        (status = 403, description = "Not a clinician or administrator", body = ErrorEnvelope, example = json!({"error": {"code": "forbidden", "message": "this is for clinicians and administrators"}})),
+        (status = 404, description = "No such session of a patient the caller reaches", body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
 pub(crate) async fn summary(
@@ -282,9 +283,9 @@ pub(crate) async fn summary(
     params(("id" = String, Path, description = "The session id")),
     responses(
         (status = 200, description = "Marked reviewed by the caller (a second review keeps the first); it leaves the queue", body = Object, example = json!(session_example())),
-        (status = 401, description = "No or an invalid access token", body = Object),
-        (status = 403, description = "Not a clinician or administrator", body = Object),
-        (status = 404, description = "No such session of a patient the caller reaches", body = Object),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
+        (status = 403, description = "Not a clinician or administrator", body = ErrorEnvelope),
+        (status = 404, description = "No such session of a patient the caller reaches", body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
 pub(crate) async fn review(
@@ -304,8 +305,8 @@ const LIVE_QUEUE_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
     responses(
         (status = 200, description = "The queue as Server-Sent Events (`text/event-stream`): an event `queue` with the same JSON as `GET /api/v1/intake/queue` at once, then again whenever it changes (at once for changes in this process, within 5 s for others); comments keep the connection alive", body = String,
          example = "event: queue\ndata: {\"sessions\": [{\"id\": \"0193a1b2-…\", \"status\": \"emergency\", \"urgency\": \"emergency\", \"red_flags\": [\"cauda_equina\"]}]}\n\n"),
-        (status = 401, description = "No or an invalid access token", body = Object),
-        (status = 403, description = "Not a clinician or administrator", body = Object),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
+        (status = 403, description = "Not a clinician or administrator", body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
 pub(crate) async fn queue_live(
@@ -344,8 +345,8 @@ pub(crate) async fn queue_live(
     responses(
         (status = 200, description = "Sessions not yet reviewed of the patients the caller reaches, most urgent first, then oldest first (at most 200)", body = Object,
          example = json!({"sessions": [{"id": "0193a1b2-…", "patient": "0193a0…", "appointment": null, "status": "emergency", "urgency": "emergency", "red_flags": ["cauda_equina"], "language": "hi", "created_at": "2026-11-29T10:00:00.000Z", "updated_at": "2026-11-29T10:02:00.000Z"}]})),
-        (status = 401, description = "No or an invalid access token", body = Object),
-        (status = 403, description = "Not a clinician or administrator", body = Object),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
+        (status = 403, description = "Not a clinician or administrator", body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
 pub(crate) async fn queue(

@@ -2,6 +2,7 @@
 //! live delivery over a WebSocket, preferences, the admin view of deliveries and Twilio's status
 //! callback (signature verified).
 
+use hearth_workflow::openapi::ErrorEnvelope;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -90,8 +91,8 @@ fn b64url(s: &str) -> Option<Vec<u8>> {
     request_body(content = Object, description = "A browser PushSubscription (Web Push) or an FCM registration token",
         example = json!({"kind": "webpush", "endpoint": "https://push.example.net/wpush/v2/abc", "keys": {"p256dh": "BCVx…", "auth": "BTBZ…"}})),
     responses((status = 201, description = "Registered (an endpoint registered again moves to this account)", body = Object, example = json!({"id": "0190…", "kind": "webpush"})),
-        (status = 400, description = "Invalid subscription (stable error code)", body = Object, example = json!({"error": {"code": "invalid_subscription", "message": "…"}})),
-        (status = 401, description = "No valid token", body = Object)))]
+        (status = 400, description = "Invalid subscription (stable error code)", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_subscription", "message": "…"}})),
+        (status = 401, description = "No valid token", body = ErrorEnvelope)))]
 pub(crate) async fn register(
     State(app): State<Arc<Notifications>>,
     ApiCaller(caller): ApiCaller,
@@ -194,7 +195,7 @@ fn serde_urlencoded_like<T: serde::de::DeserializeOwned>(q: &str) -> Result<T, A
     params(("unread" = Option<bool>, Query, description = "Only unread ones"), ("limit" = Option<i64>, Query, description = "1 to 500, default 50")),
     responses((status = 200, description = "The caller's in-app notifications, unread first, newest first", body = Object,
         example = json!({"notifications": [{"id": "0190…", "category": "appointment", "title": "Appointment reminder", "body": "…", "created_at": "2026-01-01T10:00:00+00:00", "read": false, "read_at": null}], "unread": 1})),
-        (status = 400, description = "Invalid query", body = Object), (status = 401, description = "No valid token", body = Object)))]
+        (status = 400, description = "Invalid query", body = ErrorEnvelope), (status = 401, description = "No valid token", body = ErrorEnvelope)))]
 pub(crate) async fn list(
     State(app): State<Arc<Notifications>>,
     ApiCaller(caller): ApiCaller,
@@ -209,8 +210,8 @@ pub(crate) async fn list(
 #[utoipa::path(post, path = "/api/v1/notifications/{id}/read", tag = "notifications", security(("bearer" = [])),
     params(("id" = String, Path, description = "The notification id")),
     responses((status = 204, description = "Marked read (idempotent)"),
-        (status = 404, description = "No such notification of the caller", body = Object, example = json!({"error": {"code": "not_found", "message": "no such notification"}})),
-        (status = 401, description = "No valid token", body = Object)))]
+        (status = 404, description = "No such notification of the caller", body = ErrorEnvelope, example = json!({"error": {"code": "not_found", "message": "no such notification"}})),
+        (status = 401, description = "No valid token", body = ErrorEnvelope)))]
 pub(crate) async fn mark_read(
     State(app): State<Arc<Notifications>>,
     ApiCaller(caller): ApiCaller,
@@ -225,8 +226,8 @@ pub(crate) async fn mark_read(
 
 #[utoipa::path(get, path = "/api/v1/notifications/ws", tag = "notifications", security(("bearer" = [])),
     responses((status = 101, description = "WebSocket: the unread notifications, then each new one as it is delivered, as JSON text frames {\"type\":\"notification\",\"notification\":{…}}. The token comes as Authorization: Bearer, or (browsers) as the subprotocols `hearth.bearer, <token>`"),
-        (status = 401, description = "No valid token", body = Object),
-        (status = 426, description = "Not a WebSocket upgrade request", body = Object, example = json!({"error": {"code": "upgrade_required", "message": "…"}}))))]
+        (status = 401, description = "No valid token", body = ErrorEnvelope),
+        (status = 426, description = "Not a WebSocket upgrade request", body = ErrorEnvelope, example = json!({"error": {"code": "upgrade_required", "message": "…"}}))))]
 pub(crate) async fn live(
     State(app): State<Arc<Notifications>>,
     headers: HeaderMap,
@@ -342,7 +343,7 @@ async fn preferences_json(app: &Notifications, account: &str) -> Result<Value, A
 #[utoipa::path(get, path = "/api/v1/notifications/preferences", tag = "notifications", security(("bearer" = [])),
     responses((status = 200, description = "Per category × channel switches (defaults filled in), time zone, language, quiet hours", body = Object,
         example = json!({"time_zone": "Asia/Kolkata", "language": "hi", "quiet_hours": {"start": "22:00", "end": "07:00"}, "channels": {"appointment": {"email": true, "sms": true, "webpush": true, "fcm": true, "in_app": true}}, "critical": ["security", "emergency"]})),
-        (status = 401, description = "No valid token", body = Object)))]
+        (status = 401, description = "No valid token", body = ErrorEnvelope)))]
 pub(crate) async fn get_preferences(
     State(app): State<Arc<Notifications>>,
     ApiCaller(caller): ApiCaller,
@@ -377,8 +378,8 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<Quiet
     request_body(content = Object, description = "Any subset: time_zone (IANA), language (en, hi), quiet_hours ({start, end} HH:MM or null), channels {category: {channel: bool}}",
         example = json!({"time_zone": "Asia/Kolkata", "quiet_hours": {"start": "22:00", "end": "07:00"}, "channels": {"announcement": {"email": false}}})),
     responses((status = 200, description = "The preferences now in force", body = Object),
-        (status = 400, description = "Unknown category, channel, time zone or language, or a bad time (stable error code)", body = Object, example = json!({"error": {"code": "invalid_preferences", "message": "unknown time zone"}})),
-        (status = 401, description = "No valid token", body = Object)))]
+        (status = 400, description = "Unknown category, channel, time zone or language, or a bad time (stable error code)", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_preferences", "message": "unknown time zone"}})),
+        (status = 401, description = "No valid token", body = ErrorEnvelope)))]
 pub(crate) async fn put_preferences(
     State(app): State<Arc<Notifications>>,
     ApiCaller(caller): ApiCaller,
@@ -470,8 +471,8 @@ const STATUSES: [&str; 7] = ["queued", "sending", "sent", "delivered", "failed",
     params(("status" = Option<String>, Query, description = "queued, sending, sent, delivered, failed, bounced or cancelled"), ("limit" = Option<i64>, Query, description = "1 to 500, default 50")),
     responses((status = 200, description = "Deliveries with their attempts (no addresses, no message content)", body = Object,
         example = json!({"notifications": [{"id": "0190…", "channel": "sms", "status": "failed", "attempts": 8, "last_error": "gave up after 8 attempts: HTTP 500", "attempt_log": []}]})),
-        (status = 400, description = "Unknown status", body = Object), (status = 401, description = "No valid token", body = Object),
-        (status = 403, description = "Not an administrator", body = Object)))]
+        (status = 400, description = "Unknown status", body = ErrorEnvelope), (status = 401, description = "No valid token", body = ErrorEnvelope),
+        (status = 403, description = "Not an administrator", body = ErrorEnvelope)))]
 pub(crate) async fn admin_list(
     State(app): State<Arc<Notifications>>,
     ApiCaller(caller): ApiCaller,
@@ -495,8 +496,8 @@ pub(crate) async fn admin_list(
 #[utoipa::path(post, path = "/api/v1/notifications/twilio/status", tag = "notifications",
     request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "Twilio's message status callback (MessageSid, MessageStatus, ErrorCode)"),
     responses((status = 204, description = "Recorded (or an intermediate status ignored)"),
-        (status = 403, description = "X-Twilio-Signature missing or wrong", body = Object, example = json!({"error": {"code": "invalid_signature", "message": "…"}})),
-        (status = 404, description = "SMS is not configured with Twilio status callbacks", body = Object)))]
+        (status = 403, description = "X-Twilio-Signature missing or wrong", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_signature", "message": "…"}})),
+        (status = 404, description = "SMS is not configured with Twilio status callbacks", body = ErrorEnvelope)))]
 pub(crate) async fn twilio_status(
     State(app): State<Arc<Notifications>>,
     headers: HeaderMap,

@@ -10,6 +10,7 @@
 //!   `invite_expired` (only the holder of a real code learns either). The account is created and
 //!   the invitation spent in one transaction, the spend a conditional update only one claim wins.
 
+use hearth_workflow::openapi::ErrorEnvelope;
 use std::sync::Arc;
 
 use axum::Json;
@@ -84,12 +85,12 @@ struct InviteBody {
     responses(
         (status = 201, description = "Recorded and queued; the code itself is never shown", body = Object,
          example = json!({"id": "0190…", "patient": "0190…", "channel": "sms", "to": "+91******3210", "expiresAt": "2026-12-02T09:00:00Z"})),
-        (status = 400, description = "Invalid body (invalid_body, invalid_channel)", body = Object, example = json!({"error": {"code": "invalid_channel", "message": "channel is sms or email"}})),
-        (status = 401, description = "No or an invalid access token", body = Object, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})),
-        (status = 403, description = "Not staff", body = Object, example = json!({"error": {"code": "forbidden", "message": "this operation is for clinicians and administrators"}})),
-        (status = 404, description = "Unknown, or outside the caller's reach", body = Object, example = json!({"error": {"code": "not_found", "message": "no such patient"}})),
-        (status = 409, description = "The record already has an account", body = Object, example = json!({"error": {"code": "already_claimed", "message": "this record already has an account"}})),
-        (status = 422, description = "The record has no phone (or e-mail) to send to", body = Object, example = json!({"error": {"code": "no_destination", "message": "the record has no phone number"}})),
+        (status = 400, description = "Invalid body (invalid_body, invalid_channel)", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_channel", "message": "channel is sms or email"}})),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})),
+        (status = 403, description = "Not staff", body = ErrorEnvelope, example = json!({"error": {"code": "forbidden", "message": "this operation is for clinicians and administrators"}})),
+        (status = 404, description = "Unknown, or outside the caller's reach", body = ErrorEnvelope, example = json!({"error": {"code": "not_found", "message": "no such patient"}})),
+        (status = 409, description = "The record already has an account", body = ErrorEnvelope, example = json!({"error": {"code": "already_claimed", "message": "this record already has an account"}})),
+        (status = 422, description = "The record has no phone (or e-mail) to send to", body = ErrorEnvelope, example = json!({"error": {"code": "no_destination", "message": "the record has no phone number"}})),
     ),
     security(("bearer" = [])))]
 pub(crate) async fn invite(
@@ -219,11 +220,11 @@ fn expired() -> ApiError {
     responses(
         (status = 201, description = "A patient account linked to the record", body = Object,
          example = json!({"account": {"id": "0190…", "email": "asha@example.org", "phone": "+919876543210", "role": "patient", "fhirUser": "Patient/0190…"}, "signIn": "password"})),
-        (status = 400, description = "Wrong or unknown code (`invite_invalid`, the same answer for both), bad body (`invalid_body`, `invalid_claim`) or a password the policy refuses", body = Object,
+        (status = 400, description = "Wrong or unknown code (`invite_invalid`, the same answer for both), bad body (`invalid_body`, `invalid_claim`) or a password the policy refuses", body = ErrorEnvelope,
          example = json!({"error": {"code": "invite_invalid", "message": "this code is not valid; check it or ask the clinic for a new one"}})),
-        (status = 409, description = "The record already has an account, or its e-mail or phone belongs to another account", body = Object, example = json!({"error": {"code": "account_exists", "message": "an account already uses this record's e-mail or phone"}})),
-        (status = 410, description = "The invitation was used (`invite_used`) or has expired (`invite_expired`)", body = Object, example = json!({"error": {"code": "invite_used", "message": "this invitation has already been used"}})),
-        (status = 422, description = "A password needs an e-mail on the record (`email_required`); OTP needs a phone or e-mail (`no_contact`)", body = Object, example = json!({"error": {"code": "email_required", "message": "…"}})),
+        (status = 409, description = "The record already has an account, or its e-mail or phone belongs to another account", body = ErrorEnvelope, example = json!({"error": {"code": "account_exists", "message": "an account already uses this record's e-mail or phone"}})),
+        (status = 410, description = "The invitation was used (`invite_used`) or has expired (`invite_expired`)", body = ErrorEnvelope, example = json!({"error": {"code": "invite_used", "message": "this invitation has already been used"}})),
+        (status = 422, description = "A password needs an e-mail on the record (`email_required`); OTP needs a phone or e-mail (`no_contact`)", body = ErrorEnvelope, example = json!({"error": {"code": "email_required", "message": "…"}})),
     ))]
 pub(crate) async fn claim(State(app): State<Arc<Registry>>, bytes: axum::body::Bytes) -> Result<Response, ApiError> {
     let req: ClaimBody = body_of(&bytes)?;

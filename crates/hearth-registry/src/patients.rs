@@ -1,5 +1,6 @@
 //! `/api/v1/patients`: create with duplicate checks, read, search, demographics.
 
+use hearth_workflow::openapi::ErrorEnvelope;
 use std::sync::Arc;
 
 use axum::Json;
@@ -420,11 +421,11 @@ fn own_organization(caller: &Caller) -> Option<&str> {
     responses(
         (status = 201, description = "Created; `ETag` carries the version", body = Object,
          example = json!({"id": "0190…", "version": "1", "name": "Asha Rao", "given": ["Asha"], "family": "Rao", "birthDate": "1984-03-07", "gender": "female", "phone": "+919876543210", "email": "asha@example.org", "address": {"line": ["12 MG Road"], "city": "Bengaluru", "state": "Karnataka", "postalCode": "560001", "country": "IN"}, "abhaNumber": "12-3456-7890-1234", "abhaAddress": "asha.rao84@abdm", "language": "hi", "organization": null, "active": true})),
-        (status = 400, description = "Invalid field (stable code: invalid_body, invalid_name, invalid_birth_date, invalid_gender, invalid_phone, invalid_email, invalid_address, invalid_abha_number, invalid_abha_address, invalid_language, invalid_organization)", body = Object,
+        (status = 400, description = "Invalid field (stable code: invalid_body, invalid_name, invalid_birth_date, invalid_gender, invalid_phone, invalid_email, invalid_address, invalid_abha_number, invalid_abha_address, invalid_language, invalid_organization)", body = ErrorEnvelope,
          example = json!({"error": {"code": "invalid_phone", "message": "phone must be a 10-digit Indian mobile number …"}})),
-        (status = 401, description = "No or an invalid access token", body = Object, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})),
-        (status = 403, description = "Not staff, or the patient would be outside the caller's reach", body = Object, example = json!({"error": {"code": "forbidden", "message": "this operation is for clinicians and administrators"}})),
-        (status = 409, description = "Probable duplicates the caller can see (send `force: true` to create anyway)", body = Object,
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})),
+        (status = 403, description = "Not staff, or the patient would be outside the caller's reach", body = ErrorEnvelope, example = json!({"error": {"code": "forbidden", "message": "this operation is for clinicians and administrators"}})),
+        (status = 409, description = "Probable duplicates the caller can see (send `force: true` to create anyway)", body = ErrorEnvelope,
          example = json!({"error": {"code": "probable_duplicate", "message": "probable duplicates exist", "candidates": [{"id": "0190…", "name": "Asha Rao", "birthDate": "1984-03-07", "reasons": ["name_birthdate", "phone"]}]}})),
     ),
     security(("bearer" = [])))]
@@ -523,8 +524,8 @@ fn may_read(caller: &Caller, id: &str) -> bool {
     responses(
         (status = 200, description = "The patient (within the caller's reach); `ETag` carries the version", body = Object,
          example = json!({"id": "0190…", "version": "2", "name": "Asha Rao", "birthDate": "1984-03-07", "phone": "+919876543210", "abhaNumber": "12-3456-7890-1234"})),
-        (status = 401, description = "No or an invalid access token", body = Object, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})),
-        (status = 404, description = "Unknown, or outside the caller's reach", body = Object, example = json!({"error": {"code": "not_found", "message": "no such patient"}})),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})),
+        (status = 404, description = "Unknown, or outside the caller's reach", body = ErrorEnvelope, example = json!({"error": {"code": "not_found", "message": "no such patient"}})),
     ),
     security(("bearer" = [])))]
 pub(crate) async fn get_one(
@@ -560,9 +561,9 @@ pub(crate) struct SearchParams {
     responses(
         (status = 200, description = "One page of matching patients within the caller's reach", body = Object,
          example = json!({"patients": [{"id": "0190…", "version": "1", "name": "Asha Rao", "birthDate": "1984-03-07"}], "next": "opaque-cursor"})),
-        (status = 400, description = "Invalid parameter (invalid_query, invalid_phone, invalid_identifier, invalid_cursor)", body = Object, example = json!({"error": {"code": "invalid_phone", "message": "…"}})),
-        (status = 401, description = "No or an invalid access token", body = Object, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})),
-        (status = 403, description = "Not staff", body = Object, example = json!({"error": {"code": "forbidden", "message": "this operation is for clinicians and administrators"}})),
+        (status = 400, description = "Invalid parameter (invalid_query, invalid_phone, invalid_identifier, invalid_cursor)", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_phone", "message": "…"}})),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})),
+        (status = 403, description = "Not staff", body = ErrorEnvelope, example = json!({"error": {"code": "forbidden", "message": "this operation is for clinicians and administrators"}})),
     ),
     security(("bearer" = [])))]
 pub(crate) async fn search(
@@ -615,8 +616,8 @@ pub(crate) async fn search(
     responses(
         (status = 200, description = "The demographics (the patient's own, or any within a staff member's reach); `ETag: W/\"<version>\"`", body = Object,
          example = json!({"id": "0190…", "version": "3", "name": "Asha Rao", "phone": "+919876543210", "email": "asha@example.org", "language": "hi"})),
-        (status = 401, description = "No or an invalid access token", body = Object, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})),
-        (status = 404, description = "Unknown, or not the caller's to see", body = Object, example = json!({"error": {"code": "not_found", "message": "no such patient"}})),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})),
+        (status = 404, description = "Unknown, or not the caller's to see", body = ErrorEnvelope, example = json!({"error": {"code": "not_found", "message": "no such patient"}})),
     ),
     security(("bearer" = [])))]
 pub(crate) async fn demographics(
@@ -650,12 +651,12 @@ fn if_match(headers: &HeaderMap) -> Result<u64, ApiError> {
         example = json!({"phone": "+91-98765-43210", "language": "hi-Latn", "address": {"line": ["4 Park Street"], "city": "Kolkata", "postalCode": "700016"}})),
     responses(
         (status = 200, description = "The new version", body = Object, example = json!({"id": "0190…", "version": "4", "phone": "+919876543210", "language": "hi-Latn"})),
-        (status = 400, description = "Invalid field (stable codes as for create)", body = Object, example = json!({"error": {"code": "invalid_phone", "message": "…"}})),
-        (status = 401, description = "No or an invalid access token", body = Object, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})),
-        (status = 403, description = "Not allowed to change this record or this field", body = Object, example = json!({"error": {"code": "field_not_allowed", "message": "patients change their contact details and language only"}})),
-        (status = 404, description = "Unknown, or not the caller's to see", body = Object, example = json!({"error": {"code": "not_found", "message": "no such patient"}})),
-        (status = 412, description = "Someone changed the record since the version in If-Match", body = Object, example = json!({"error": {"code": "version_conflict", "message": "the record changed since version 3 (now 4): read it again"}})),
-        (status = 428, description = "No If-Match", body = Object, example = json!({"error": {"code": "version_required", "message": "send If-Match with the version you read (the ETag)"}})),
+        (status = 400, description = "Invalid field (stable codes as for create)", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_phone", "message": "…"}})),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})),
+        (status = 403, description = "Not allowed to change this record or this field", body = ErrorEnvelope, example = json!({"error": {"code": "field_not_allowed", "message": "patients change their contact details and language only"}})),
+        (status = 404, description = "Unknown, or not the caller's to see", body = ErrorEnvelope, example = json!({"error": {"code": "not_found", "message": "no such patient"}})),
+        (status = 412, description = "Someone changed the record since the version in If-Match", body = ErrorEnvelope, example = json!({"error": {"code": "version_conflict", "message": "the record changed since version 3 (now 4): read it again"}})),
+        (status = 428, description = "No If-Match", body = ErrorEnvelope, example = json!({"error": {"code": "version_required", "message": "send If-Match with the version you read (the ETag)"}})),
     ),
     security(("bearer" = [])))]
 pub(crate) async fn update_demographics(

@@ -1,5 +1,6 @@
 //! `/api/v1/providers`: the provider directory, a `Practitioner` and a `PractitionerRole` each.
 
+use hearth_workflow::openapi::ErrorEnvelope;
 use std::sync::Arc;
 
 use axum::Json;
@@ -122,10 +123,10 @@ fn provider_json(practitioner: Option<(&Version, &Value)>, role: &Version, r: &V
     responses(
         (status = 201, description = "The provider", body = Object,
          example = json!({"id": "0190…", "roleId": "0190…", "name": "Dr Meera Iyer", "specialty": {"system": "http://snomed.info/sct", "code": "394801008", "display": "Trauma and orthopaedics"}, "organization": "0190…", "location": null, "active": true})),
-        (status = 400, description = "Invalid field (invalid_body, invalid_name, invalid_specialty, invalid_phone, invalid_email, invalid_reference)", body = Object, example = json!({"error": {"code": "invalid_specialty", "message": "specialty.system is snomed or nucc"}})),
-        (status = 401, description = "No or an invalid access token", body = Object, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})),
-        (status = 403, description = "Not an administrator", body = Object, example = json!({"error": {"code": "forbidden", "message": "this operation is for administrators"}})),
-        (status = 422, description = "The organisation or location does not exist", body = Object, example = json!({"error": {"code": "unknown_reference", "message": "no such Organization"}})),
+        (status = 400, description = "Invalid field (invalid_body, invalid_name, invalid_specialty, invalid_phone, invalid_email, invalid_reference)", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_specialty", "message": "specialty.system is snomed or nucc"}})),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})),
+        (status = 403, description = "Not an administrator", body = ErrorEnvelope, example = json!({"error": {"code": "forbidden", "message": "this operation is for administrators"}})),
+        (status = 422, description = "The organisation or location does not exist", body = ErrorEnvelope, example = json!({"error": {"code": "unknown_reference", "message": "no such Organization"}})),
     ),
     security(("bearer" = [])))]
 pub(crate) async fn create(
@@ -240,8 +241,8 @@ pub(crate) struct ListParams {
     responses(
         (status = 200, description = "One page of the directory (any signed-in user)", body = Object,
          example = json!({"providers": [{"id": "0190…", "roleId": "0190…", "name": "Dr Meera Iyer", "specialty": {"system": "http://snomed.info/sct", "code": "394801008", "display": "Trauma and orthopaedics"}, "organization": null, "location": null, "active": true}], "next": null})),
-        (status = 400, description = "Invalid parameter (invalid_query, invalid_cursor)", body = Object, example = json!({"error": {"code": "invalid_query", "message": "count is 1 to 100"}})),
-        (status = 401, description = "No or an invalid access token", body = Object, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})),
+        (status = 400, description = "Invalid parameter (invalid_query, invalid_cursor)", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_query", "message": "count is 1 to 100"}})),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})),
     ),
     security(("bearer" = [])))]
 pub(crate) async fn list(

@@ -1,5 +1,6 @@
 //! Erasure requests, their execution or refusal, and legal holds.
 
+use hearth_workflow::openapi::ErrorEnvelope;
 use std::sync::Arc;
 
 use axum::Json;
@@ -186,10 +187,10 @@ async fn run_erasure(
         (status = 202, description = "Recorded; an administrator executes or refuses it (admin-approval mode)", body = Object,
          example = json!({"id": "…", "patient": "Patient/…", "requestedBy": "…", "reason": "…", "status": "requested", "requestedAt": "2026-11-29T10:00:00.000Z", "decidedAt": null, "decidedBy": null, "decision": null, "resourcesErased": null})),
         (status = 200, description = "Executed at once (immediate mode): the record is erased and this account removed", body = Object),
-        (status = 400, description = "Malformed body", body = Object, example = json!({"error": {"code": "invalid_body", "message": "reason: at most 1000 characters"}})),
-        (status = 401, description = "No or an invalid access token", body = Object),
-        (status = 403, description = "Not a patient account", body = Object, example = json!({"error": {"code": "forbidden", "message": "erasure is requested by the patient"}})),
-        (status = 409, description = "A request is already pending, or (immediate mode) a hold applies", body = Object, example = json!({"error": {"code": "legal_hold", "message": "the record is under a legal hold: litigation 2026-17"}})),
+        (status = 400, description = "Malformed body", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_body", "message": "reason: at most 1000 characters"}})),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
+        (status = 403, description = "Not a patient account", body = ErrorEnvelope, example = json!({"error": {"code": "forbidden", "message": "erasure is requested by the patient"}})),
+        (status = 409, description = "A request is already pending, or (immediate mode) a hold applies", body = ErrorEnvelope, example = json!({"error": {"code": "legal_hold", "message": "the record is under a legal hold: litigation 2026-17"}})),
     ),
     security(("bearer" = [])))]
 pub async fn request_erasure(
@@ -249,8 +250,8 @@ pub async fn request_erasure(
 #[utoipa::path(get, path = "/api/v1/me/erasure", tag = "data rights",
     responses(
         (status = 200, description = "The signed-in patient's erasure requests, newest first", body = Object, example = json!({"requests": []})),
-        (status = 401, description = "No or an invalid access token", body = Object),
-        (status = 403, description = "Not a patient account", body = Object),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
+        (status = 403, description = "Not a patient account", body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
 pub async fn my_requests(
@@ -271,9 +272,9 @@ pub async fn my_requests(
     ),
     responses(
         (status = 200, description = "Erasure requests, newest first (at most 500)", body = Object, example = json!({"requests": []})),
-        (status = 400, description = "Bad query", body = Object, example = json!({"error": {"code": "invalid_query", "message": "status must be requested, refused or completed"}})),
-        (status = 401, description = "No or an invalid access token", body = Object),
-        (status = 403, description = "Not an administrator", body = Object, example = json!({"error": {"code": "forbidden", "message": "this operation is for administrators"}})),
+        (status = 400, description = "Bad query", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_query", "message": "status must be requested, refused or completed"}})),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
+        (status = 403, description = "Not an administrator", body = ErrorEnvelope, example = json!({"error": {"code": "forbidden", "message": "this operation is for administrators"}})),
     ),
     security(("bearer" = [])))]
 pub async fn list_requests(
@@ -311,10 +312,10 @@ async fn pending(app: &Rights, id: &str) -> Result<RequestRow, ApiError> {
     params(("id" = String, Path, description = "The erasure request")),
     responses(
         (status = 200, description = "Erased: the completed request (counts of what was removed)", body = Object),
-        (status = 401, description = "No or an invalid access token", body = Object),
-        (status = 403, description = "Not an administrator (with the audit scope)", body = Object),
-        (status = 404, description = "No such request (or its patient no longer exists)", body = Object),
-        (status = 409, description = "Held (`legal_hold`, nothing changed) or no longer pending (`erasure_not_pending`)", body = Object,
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
+        (status = 403, description = "Not an administrator (with the audit scope)", body = ErrorEnvelope),
+        (status = 404, description = "No such request (or its patient no longer exists)", body = ErrorEnvelope),
+        (status = 409, description = "Held (`legal_hold`, nothing changed) or no longer pending (`erasure_not_pending`)", body = ErrorEnvelope,
          example = json!({"error": {"code": "legal_hold", "message": "the record is under a legal hold: litigation 2026-17"}})),
     ),
     security(("bearer" = [])))]
@@ -341,11 +342,11 @@ pub async fn execute(
     request_body(content = Object, description = "Why (`reason`, required; shown to the patient)", example = json!({"reason": "records must be kept for the open insurance claim"})),
     responses(
         (status = 200, description = "Refused", body = Object),
-        (status = 400, description = "No reason", body = Object, example = json!({"error": {"code": "invalid_body", "message": "give a `reason`"}})),
-        (status = 401, description = "No or an invalid access token", body = Object),
-        (status = 403, description = "Not an administrator", body = Object),
-        (status = 404, description = "No such request", body = Object),
-        (status = 409, description = "No longer pending", body = Object),
+        (status = 400, description = "No reason", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_body", "message": "give a `reason`"}})),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
+        (status = 403, description = "Not an administrator", body = ErrorEnvelope),
+        (status = 404, description = "No such request", body = ErrorEnvelope),
+        (status = 409, description = "No longer pending", body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
 pub async fn refuse(
@@ -392,9 +393,9 @@ async fn held_patient(app: &Rights, caller: &Caller, id: &str) -> Result<(), Api
     params(("id" = String, Path, description = "The Patient id")),
     responses(
         (status = 200, description = "The hold", body = Object, example = json!({"patient": "Patient/…", "reason": "litigation 2026-17", "placedBy": "…", "placedAt": "2026-11-29T10:00:00.000Z"})),
-        (status = 401, description = "No or an invalid access token", body = Object),
-        (status = 403, description = "Not an administrator", body = Object),
-        (status = 404, description = "No such patient, or no hold", body = Object, example = json!({"error": {"code": "not_found", "message": "no such legal hold"}})),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
+        (status = 403, description = "Not an administrator", body = ErrorEnvelope),
+        (status = 404, description = "No such patient, or no hold", body = ErrorEnvelope, example = json!({"error": {"code": "not_found", "message": "no such legal hold"}})),
     ),
     security(("bearer" = [])))]
 pub async fn get_hold(
@@ -412,10 +413,10 @@ pub async fn get_hold(
     request_body(content = Object, description = "Why (`reason`, required)", example = json!({"reason": "litigation 2026-17"})),
     responses(
         (status = 200, description = "Placed (or its reason replaced)", body = Object),
-        (status = 400, description = "No reason", body = Object),
-        (status = 401, description = "No or an invalid access token", body = Object),
-        (status = 403, description = "Not an administrator", body = Object),
-        (status = 404, description = "No such patient", body = Object),
+        (status = 400, description = "No reason", body = ErrorEnvelope),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
+        (status = 403, description = "Not an administrator", body = ErrorEnvelope),
+        (status = 404, description = "No such patient", body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
 pub async fn place_hold(
@@ -443,9 +444,9 @@ pub async fn place_hold(
     params(("id" = String, Path, description = "The Patient id")),
     responses(
         (status = 204, description = "Lifted"),
-        (status = 401, description = "No or an invalid access token", body = Object),
-        (status = 403, description = "Not an administrator", body = Object),
-        (status = 404, description = "No such patient, or no hold", body = Object),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
+        (status = 403, description = "Not an administrator", body = ErrorEnvelope),
+        (status = 404, description = "No such patient, or no hold", body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
 pub async fn lift_hold(

@@ -33,6 +33,7 @@
 //! - Check-in (from two hours before the start until its end) marks the Appointment `arrived`
 //!   and creates its `Encounter` (`arrived`; class `AMB`, or `VR` when the visit is virtual).
 
+use hearth_workflow::openapi::ErrorEnvelope;
 use std::sync::Arc;
 
 use axum::Json;
@@ -595,13 +596,13 @@ pub async fn book_for(app: &Scheduling, caller: &Caller, body: &BookBody) -> Res
         example = json!({"practitioner": "123", "start": "2026-12-01T09:00:00Z", "type": "ROUTINE", "reason": "follow-up of blood pressure"})),
     responses(
         (status = 201, description = "Booked (all occurrences of a series); reminders are queued", body = Object),
-        (status = 400, description = "Malformed request", body = Object),
-        (status = 401, description = "No or an invalid access token", body = Object),
-        (status = 403, description = "Booking for someone this caller may not book for", body = Object),
-        (status = 404, description = "No such patient within reach", body = Object),
-        (status = 409, description = "The time is taken; `error.alternatives` lists free slots", body = Object,
+        (status = 400, description = "Malformed request", body = ErrorEnvelope),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
+        (status = 403, description = "Booking for someone this caller may not book for", body = ErrorEnvelope),
+        (status = 404, description = "No such patient within reach", body = ErrorEnvelope),
+        (status = 409, description = "The time is taken; `error.alternatives` lists free slots", body = ErrorEnvelope,
          example = json!({"error": {"code": "slot_taken", "message": "that time is no longer free; see the alternatives", "alternatives": [{"start": "2026-12-01T09:30:00Z", "end": "2026-12-01T10:00:00Z", "practitioner": "123", "schedule": "…", "type": "ROUTINE", "location": null, "service": null}]}})),
-        (status = 422, description = "Not a slot of the practitioner's schedules", body = Object),
+        (status = 422, description = "Not a slot of the practitioner's schedules", body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
 pub async fn book(
@@ -638,8 +639,8 @@ async fn load(store: &Guarded, id: &str) -> Result<(Version, Value), ApiError> {
     params(("id" = String, Path, description = "The appointment's id")),
     responses(
         (status = 200, description = "The appointment", body = Object),
-        (status = 401, description = "No or an invalid access token", body = Object),
-        (status = 404, description = "No such appointment within reach", body = Object),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
+        (status = 404, description = "No such appointment within reach", body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
 pub async fn get_one(
@@ -667,8 +668,8 @@ pub struct ListQuery {
     ),
     responses(
         (status = 200, description = "Appointments within the caller's reach, by start", body = Object),
-        (status = 400, description = "Neither patient nor practitioner given", body = Object),
-        (status = 401, description = "No or an invalid access token", body = Object),
+        (status = 400, description = "Neither patient nor practitioner given", body = ErrorEnvelope),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
 pub async fn list(
@@ -757,10 +758,10 @@ fn patient_of(a: &Value) -> Result<String, ApiError> {
     request_body(content = Object, description = "Optional `reason`: an appointment-cancellation-reason code", example = json!({"reason": "pat-swl"})),
     responses(
         (status = 200, description = "Cancelled; pending reminders cancelled, the time offered to the waitlist; `cancellation.late` inside the late-cancel window", body = Object),
-        (status = 400, description = "Unknown reason code", body = Object),
-        (status = 401, description = "No or an invalid access token", body = Object),
-        (status = 404, description = "No such appointment within reach", body = Object),
-        (status = 409, description = "Not booked, or already started", body = Object, example = json!({"error": {"code": "invalid_status", "message": "only a booked appointment that has not started can be cancelled"}})),
+        (status = 400, description = "Unknown reason code", body = ErrorEnvelope),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
+        (status = 404, description = "No such appointment within reach", body = ErrorEnvelope),
+        (status = 409, description = "Not booked, or already started", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_status", "message": "only a booked appointment that has not started can be cancelled"}})),
     ),
     security(("bearer" = [])))]
 pub async fn cancel(
@@ -824,10 +825,10 @@ pub struct RescheduleBody {
     request_body(content = Object, description = "The new start (a free slot of the same practitioner and type)", example = json!({"start": "2026-12-02T10:00:00Z"})),
     responses(
         (status = 200, description = "Moved (a new version); reminders rewritten for the new time, the old time offered to the waitlist", body = Object),
-        (status = 401, description = "No or an invalid access token", body = Object),
-        (status = 404, description = "No such appointment within reach", body = Object),
-        (status = 409, description = "Not booked, or the new time is taken (`error.alternatives`)", body = Object),
-        (status = 422, description = "Not a slot", body = Object),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
+        (status = 404, description = "No such appointment within reach", body = ErrorEnvelope),
+        (status = 409, description = "Not booked, or the new time is taken (`error.alternatives`)", body = ErrorEnvelope),
+        (status = 422, description = "Not a slot", body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
 pub async fn reschedule(
@@ -926,10 +927,10 @@ async fn reschedule_inner(app: &Scheduling, caller: &Caller, id: &str, bytes: &[
     params(("id" = String, Path, description = "The appointment's id")),
     responses(
         (status = 200, description = "Marked `noshow`; pending reminders cancelled", body = Object),
-        (status = 401, description = "No or an invalid access token", body = Object),
-        (status = 403, description = "Only clinicians and admins mark no-shows", body = Object),
-        (status = 404, description = "No such appointment within reach", body = Object),
-        (status = 409, description = "Not booked, or not started yet", body = Object),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
+        (status = 403, description = "Only clinicians and admins mark no-shows", body = ErrorEnvelope),
+        (status = 404, description = "No such appointment within reach", body = ErrorEnvelope),
+        (status = 409, description = "Not booked, or not started yet", body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
 pub async fn no_show(
@@ -962,9 +963,9 @@ pub async fn no_show(
     responses(
         (status = 200, description = "Appointment `arrived` and its Encounter (`arrived`) created in one transaction", body = Object,
          example = json!({"appointment": {"id": "…", "status": "arrived"}, "encounter": {"id": "…", "status": "arrived", "class": "AMB"}})),
-        (status = 401, description = "No or an invalid access token", body = Object),
-        (status = 404, description = "No such appointment within reach", body = Object),
-        (status = 409, description = "Not booked, or outside the check-in window (two hours before the start until its end)", body = Object),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
+        (status = 404, description = "No such appointment within reach", body = ErrorEnvelope),
+        (status = 409, description = "Not booked, or outside the check-in window (two hours before the start until its end)", body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
 pub async fn check_in(
@@ -1026,9 +1027,9 @@ fn wait_view(w: &sql::WaitRow) -> Value {
         example = json!({"practitioner": "123", "earliest": "2026-12-01T00:00:00Z", "latest": "2026-12-08T00:00:00Z"})),
     responses(
         (status = 201, description = "On the waitlist", body = Object),
-        (status = 400, description = "Malformed request", body = Object),
-        (status = 401, description = "No or an invalid access token", body = Object),
-        (status = 404, description = "No such patient within reach", body = Object),
+        (status = 400, description = "Malformed request", body = ErrorEnvelope),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
+        (status = 404, description = "No such patient within reach", body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
 pub async fn join_waitlist(
@@ -1080,7 +1081,7 @@ fn wait_scope(caller: &Caller) -> Option<Vec<String>> {
 #[utoipa::path(get, path = "/api/v1/waitlist", tag = "scheduling",
     responses(
         (status = 200, description = "Waitlist entries of the patients within reach, oldest first", body = Object),
-        (status = 401, description = "No or an invalid access token", body = Object),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
 pub async fn waitlist(
@@ -1095,8 +1096,8 @@ pub async fn waitlist(
     params(("id" = String, Path, description = "The entry's id")),
     responses(
         (status = 204, description = "Off the waitlist"),
-        (status = 401, description = "No or an invalid access token", body = Object),
-        (status = 404, description = "No such entry within reach", body = Object),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
+        (status = 404, description = "No such entry within reach", body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
 pub async fn leave_waitlist(

@@ -14,6 +14,7 @@
 //! - Only clinicians and admins create or change encounters (check-in creates one for the
 //!   patient); everyone reads those within their reach.
 
+use hearth_workflow::openapi::ErrorEnvelope;
 use std::sync::Arc;
 
 use axum::Json;
@@ -252,10 +253,10 @@ fn set(e: &mut Value, key: &str, v: Value) {
         example = json!({"patient": "123", "status": "in-progress", "reason": [{"system": "http://snomed.info/sct", "code": "38341003", "display": "Hypertensive disorder"}]})),
     responses(
         (status = 201, description = "Created", body = Object),
-        (status = 400, description = "Malformed request", body = Object),
-        (status = 401, description = "No or an invalid access token", body = Object),
-        (status = 403, description = "Not a clinician or admin", body = Object),
-        (status = 404, description = "No such patient within reach", body = Object),
+        (status = 400, description = "Malformed request", body = ErrorEnvelope),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
+        (status = 403, description = "Not a clinician or admin", body = ErrorEnvelope),
+        (status = 404, description = "No such patient within reach", body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
 pub async fn create(
@@ -299,8 +300,8 @@ pub async fn create(
     params(("id" = String, Path, description = "The encounter's id")),
     responses(
         (status = 200, description = "The encounter", body = Object),
-        (status = 401, description = "No or an invalid access token", body = Object),
-        (status = 404, description = "No such encounter within reach", body = Object),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
+        (status = 404, description = "No such encounter within reach", body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
 pub async fn get_one(
@@ -323,8 +324,8 @@ pub struct ListQuery {
     params(("patient" = Option<String>, Query, description = "A patient's id (a patient's own by default)")),
     responses(
         (status = 200, description = "The patient's encounters within reach, newest first", body = Object),
-        (status = 400, description = "No patient given", body = Object),
-        (status = 401, description = "No or an invalid access token", body = Object),
+        (status = 400, description = "No patient given", body = ErrorEnvelope),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
 pub async fn list(
@@ -358,11 +359,11 @@ pub async fn list(
         example = json!({"status": "finished", "diagnoses": [{"condition": "456", "use": "DD", "rank": 1}]})),
     responses(
         (status = 200, description = "Changed (a new version)", body = Object),
-        (status = 400, description = "Malformed request", body = Object),
-        (status = 401, description = "No or an invalid access token", body = Object),
-        (status = 403, description = "Not a clinician or admin", body = Object),
-        (status = 404, description = "No such encounter within reach", body = Object),
-        (status = 409, description = "Not a step of the lifecycle, or the encounter is closed", body = Object,
+        (status = 400, description = "Malformed request", body = ErrorEnvelope),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
+        (status = 403, description = "Not a clinician or admin", body = ErrorEnvelope),
+        (status = 404, description = "No such encounter within reach", body = ErrorEnvelope),
+        (status = 409, description = "Not a step of the lifecycle, or the encounter is closed", body = ErrorEnvelope,
          example = json!({"error": {"code": "invalid_transition", "message": "an encounter goes from finished to nothing else"}})),
     ),
     security(("bearer" = [])))]

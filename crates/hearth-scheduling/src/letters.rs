@@ -19,6 +19,7 @@
 //!   outside Latin-1 shows as `?` there; embedding fonts for every script would be a heavy
 //!   dependency for what a browser prints from the HTML).
 
+use hearth_workflow::openapi::ErrorEnvelope;
 use std::sync::Arc;
 
 use axum::Json;
@@ -271,10 +272,10 @@ async fn write_new(
         example = json!({"kind": "consult", "title": "Clinic letter", "text": "Dear Dr Rao,\n\nI saw your patient today…", "status": "final"})),
     responses(
         (status = 201, description = "Stored as a Composition and a DocumentReference (HTML and plain text) with the same id", body = Object),
-        (status = 400, description = "Malformed letter", body = Object),
-        (status = 401, description = "No or an invalid access token", body = Object),
-        (status = 403, description = "Not a clinician", body = Object),
-        (status = 404, description = "No such patient within reach", body = Object),
+        (status = 400, description = "Malformed letter", body = ErrorEnvelope),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
+        (status = 403, description = "Not a clinician", body = ErrorEnvelope),
+        (status = 404, description = "No such patient within reach", body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
 pub async fn create(
@@ -322,8 +323,8 @@ async fn letters_of(
     params(("id" = String, Path, description = "The patient's id")),
     responses(
         (status = 200, description = "The patient's letters, newest first (patients and caregivers: final and amended only)", body = Object),
-        (status = 401, description = "No or an invalid access token", body = Object),
-        (status = 404, description = "No such patient within reach", body = Object),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
+        (status = 404, description = "No such patient within reach", body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
 pub async fn list(
@@ -358,8 +359,8 @@ async fn load(
     params(("id" = String, Path, description = "The patient's id"), ("letter" = String, Path, description = "The letter's id")),
     responses(
         (status = 200, description = "The letter's current version", body = Object),
-        (status = 401, description = "No or an invalid access token", body = Object),
-        (status = 404, description = "No such letter (a draft, to a patient)", body = Object),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
+        (status = 404, description = "No such letter (a draft, to a patient)", body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
 pub async fn get_one(
@@ -375,8 +376,8 @@ pub async fn get_one(
     params(("id" = String, Path, description = "The patient's id"), ("letter" = String, Path, description = "The letter's id")),
     responses(
         (status = 200, description = "Every version the caller may see, newest first: an amendment never hides the original", body = Object),
-        (status = 401, description = "No or an invalid access token", body = Object),
-        (status = 404, description = "No such letter", body = Object),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
+        (status = 404, description = "No such letter", body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
 pub async fn versions(
@@ -505,11 +506,11 @@ async fn amend(
         example = json!({"text": "Corrected dose: 5 mg once daily.", "status": "amended"})),
     responses(
         (status = 200, description = "The new version", body = Object),
-        (status = 400, description = "Malformed change", body = Object),
-        (status = 401, description = "No or an invalid access token", body = Object),
-        (status = 403, description = "Not a clinician", body = Object),
-        (status = 404, description = "No such letter within reach", body = Object),
-        (status = 409, description = "A final letter cannot go back to draft", body = Object),
+        (status = 400, description = "Malformed change", body = ErrorEnvelope),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
+        (status = 403, description = "Not a clinician", body = ErrorEnvelope),
+        (status = 404, description = "No such letter within reach", body = ErrorEnvelope),
+        (status = 409, description = "A final letter cannot go back to draft", body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
 pub async fn update(
@@ -536,9 +537,9 @@ pub struct NoteBody {
         example = json!({"text": "BP 150/95 sitting. Start amlodipine.", "status": "final"})),
     responses(
         (status = 201, description = "Stored as a Composition + DocumentReference (LOINC 11506-3) linked to the encounter", body = Object),
-        (status = 401, description = "No or an invalid access token", body = Object),
-        (status = 403, description = "Not a clinician", body = Object),
-        (status = 404, description = "No such encounter within reach", body = Object),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
+        (status = 403, description = "Not a clinician", body = ErrorEnvelope),
+        (status = 404, description = "No such encounter within reach", body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
 pub async fn create_note(
@@ -568,8 +569,8 @@ pub async fn create_note(
     params(("id" = String, Path, description = "The encounter's id")),
     responses(
         (status = 200, description = "The encounter's notes the caller may see, newest first", body = Object),
-        (status = 401, description = "No or an invalid access token", body = Object),
-        (status = 404, description = "No such encounter within reach", body = Object),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
+        (status = 404, description = "No such encounter within reach", body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
 pub async fn list_notes(

@@ -1,6 +1,7 @@
 //! Availability as FHIR `Schedule`s (`/api/v1/schedules`) and the slot search over them
 //! (`GET /api/v1/appointments/slots/available`).
 
+use hearth_workflow::openapi::ErrorEnvelope;
 use std::sync::Arc;
 
 use axum::Json;
@@ -439,7 +440,7 @@ pub struct ListQuery {
     responses(
         (status = 200, description = "The practitioner's active schedules", body = Object,
          example = json!({"schedules": [{"id": "…", "practitioner": "…", "timeZone": "Europe/London", "hours": [{"days": ["mon", "tue"], "start": "09:00", "end": "17:00"}], "types": [{"code": "ROUTINE", "minutes": 30, "buffer": 0}], "exceptions": [], "rules": {"maxDaysAhead": 90, "minNoticeMinutes": 60}}]})),
-        (status = 401, description = "No or an invalid access token", body = Object),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
 pub async fn list(
@@ -458,8 +459,8 @@ pub async fn list(
     params(("id" = String, Path, description = "The schedule's id")),
     responses(
         (status = 200, description = "The schedule", body = Object),
-        (status = 401, description = "No or an invalid access token", body = Object),
-        (status = 404, description = "No such schedule", body = Object, example = json!({"error": {"code": "not_found", "message": "no such schedule"}})),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
+        (status = 404, description = "No such schedule", body = ErrorEnvelope, example = json!({"error": {"code": "not_found", "message": "no such schedule"}})),
     ),
     security(("bearer" = [])))]
 pub async fn get_one(
@@ -477,10 +478,10 @@ pub async fn get_one(
         example = json!({"practitioner": "123", "timeZone": "Europe/London", "hours": [{"days": ["mon", "tue", "wed", "thu", "fri"], "start": "09:00", "end": "17:00"}], "types": [{"code": "ROUTINE", "minutes": 30, "buffer": 5}], "exceptions": [{"date": "2026-12-24", "available": false}], "rules": {"maxDaysAhead": 60, "minNoticeMinutes": 120, "maxPerDay": 12}})),
     responses(
         (status = 201, description = "Stored as a FHIR Schedule", body = Object),
-        (status = 400, description = "Malformed schedule", body = Object, example = json!({"error": {"code": "invalid_schedule", "message": "timeZone is not an IANA time zone"}})),
-        (status = 401, description = "No or an invalid access token", body = Object),
-        (status = 403, description = "Neither that practitioner nor an admin", body = Object),
-        (status = 422, description = "No such practitioner", body = Object),
+        (status = 400, description = "Malformed schedule", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_schedule", "message": "timeZone is not an IANA time zone"}})),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
+        (status = 403, description = "Neither that practitioner nor an admin", body = ErrorEnvelope),
+        (status = 422, description = "No such practitioner", body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
 pub async fn create(
@@ -511,10 +512,10 @@ pub async fn create(
     request_body(content = Object, description = "The whole schedule, as for POST"),
     responses(
         (status = 200, description = "Replaced (a new version of the Schedule); booked appointments stay", body = Object),
-        (status = 400, description = "Malformed schedule", body = Object),
-        (status = 401, description = "No or an invalid access token", body = Object),
-        (status = 403, description = "Neither that practitioner nor an admin", body = Object),
-        (status = 404, description = "No such schedule", body = Object),
+        (status = 400, description = "Malformed schedule", body = ErrorEnvelope),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
+        (status = 403, description = "Neither that practitioner nor an admin", body = ErrorEnvelope),
+        (status = 404, description = "No such schedule", body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
 pub async fn replace(
@@ -658,8 +659,8 @@ pub fn range(app: &Scheduling, from: &str, to: &str) -> Result<(DateTime<Utc>, D
     responses(
         (status = 200, description = "Free slots in time order, computed from the schedules, the booking rules and the booked time", body = Object,
          example = json!({"slots": [{"start": "2026-12-01T09:00:00Z", "end": "2026-12-01T09:30:00Z", "practitioner": "…", "schedule": "…", "type": "ROUTINE", "location": null, "service": null}]})),
-        (status = 400, description = "Bad range or parameters", body = Object, example = json!({"error": {"code": "invalid_range", "message": "`to` must be after `from`"}})),
-        (status = 401, description = "No or an invalid access token", body = Object),
+        (status = 400, description = "Bad range or parameters", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_range", "message": "`to` must be after `from`"}})),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
 pub async fn available(

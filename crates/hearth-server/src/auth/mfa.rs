@@ -16,6 +16,7 @@
 //!
 //! The secret is kept in `accounts.totp_secret` as base32 (not yet encrypted at rest).
 
+use hearth_workflow::openapi::ErrorEnvelope;
 use std::sync::Arc;
 
 use axum::Json;
@@ -128,7 +129,7 @@ async fn enroll_checked(State(app): State<Arc<App>>, EnrolCaller(caller): EnrolC
 
 #[utoipa::path(post, path = "/api/v1/auth/totp/enroll", tag = "two-factor",
     responses((status = 200, description = "A new TOTP secret, its otpauth:// URI and a QR code (SVG)", body = Object,
-        example = json!({"secret": "JBSWY3DPEHPK3PXP", "otpauth_uri": "otpauth://totp/Hearth:asha@example.org?…", "qr_svg": "<svg …>"})), (status = 401, description = "No or an invalid access token", body = Object, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}}))),
+        example = json!({"secret": "JBSWY3DPEHPK3PXP", "otpauth_uri": "otpauth://totp/Hearth:asha@example.org?…", "qr_svg": "<svg …>"})), (status = 401, description = "No or an invalid access token", body = ErrorEnvelope, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}}))),
     security(("bearer" = [])))]
 pub(crate) async fn enroll(
     State(app): State<Arc<App>>,
@@ -188,7 +189,7 @@ async fn confirm_checked(
 
 #[utoipa::path(post, path = "/api/v1/auth/totp/confirm", tag = "two-factor",
     request_body(content = Object, description = "A current code from the authenticator app", example = json!({"code": "123456"})),
-    responses((status = 200, description = "2FA is on; ten one-time recovery codes (shown once)", body = Object), (status = 400, description = "Invalid body (stable error code)", body = Object, example = json!({"error": {"code": "invalid_body", "message": "invalid request body"}})), (status = 401, description = "No or an invalid access token", body = Object, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}}))),
+    responses((status = 200, description = "2FA is on; ten one-time recovery codes (shown once)", body = Object), (status = 400, description = "Invalid body (stable error code)", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_body", "message": "invalid request body"}})), (status = 401, description = "No or an invalid access token", body = ErrorEnvelope, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}}))),
     security(("bearer" = [])))]
 pub(crate) async fn confirm(
     State(app): State<Arc<App>>,
@@ -245,7 +246,7 @@ async fn disable_checked(
 
 #[utoipa::path(post, path = "/api/v1/auth/totp/disable", tag = "two-factor",
     request_body(content = Object, description = "Re-authentication: the password and a current code", example = json!({"password": "…", "code": "123456"})),
-    responses((status = 204, description = "2FA is off"), (status = 400, description = "Invalid body (stable error code)", body = Object, example = json!({"error": {"code": "invalid_body", "message": "invalid request body"}})), (status = 401, description = "No or an invalid access token", body = Object, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}}))),
+    responses((status = 204, description = "2FA is off"), (status = 400, description = "Invalid body (stable error code)", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_body", "message": "invalid request body"}})), (status = 401, description = "No or an invalid access token", body = ErrorEnvelope, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}}))),
     security(("bearer" = [])))]
 pub(crate) async fn disable(
     State(app): State<Arc<App>>,

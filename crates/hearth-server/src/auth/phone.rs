@@ -21,6 +21,7 @@
 //! - No SMS channel (`Notifier::available`) → `503 sms_unavailable`, nothing recorded.
 //! - Nothing here logs the number.
 
+use hearth_workflow::openapi::ErrorEnvelope;
 use std::sync::Arc;
 
 use axum::Json;
@@ -62,10 +63,10 @@ struct SendBody {
 #[utoipa::path(post, path = "/api/v1/auth/phone", tag = "accounts",
     request_body(content = Object, description = "Send a 6-digit code to the phone the caller wants on their account", example = json!({"phone": "098765 43210"})),
     responses((status = 202, description = "The code is on its way (the same answer whether or not the number is on another account)", body = Object, example = json!({"status": "sent", "message": "a code is on its way to this number"})),
-        (status = 400, description = "Not a phone number we accept", body = Object, example = json!({"error": {"code": "invalid_phone", "message": "not a phone number we accept: an Indian mobile, or + and the country code"}})),
-        (status = 401, description = "No or an invalid access token", body = Object, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})),
-        (status = 429, description = "Rate limited; see Retry-After", body = Object, example = json!({"error": {"code": "rate_limited", "message": "too many requests"}})),
-        (status = 503, description = "SMS is not configured", body = Object, example = json!({"error": {"code": "sms_unavailable", "message": "SMS is not configured on this server, so no code can be sent by text message"}}))),
+        (status = 400, description = "Not a phone number we accept", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_phone", "message": "not a phone number we accept: an Indian mobile, or + and the country code"}})),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})),
+        (status = 429, description = "Rate limited; see Retry-After", body = ErrorEnvelope, example = json!({"error": {"code": "rate_limited", "message": "too many requests"}})),
+        (status = 503, description = "SMS is not configured", body = ErrorEnvelope, example = json!({"error": {"code": "sms_unavailable", "message": "SMS is not configured on this server, so no code can be sent by text message"}}))),
     security(("bearer" = [])))]
 pub(crate) async fn send(
     State(app): State<Arc<App>>,
@@ -103,10 +104,10 @@ fn code_invalid() -> ApiError {
 #[utoipa::path(post, path = "/api/v1/auth/phone/verify", tag = "accounts",
     request_body(content = Object, description = "The code sent by `POST /api/v1/auth/phone` (10 minutes, 5 attempts)", example = json!({"code": "482913"})),
     responses((status = 200, description = "The phone is the account's verified phone", body = Object, example = json!({"phone": "+919876543210", "phoneVerified": true})),
-        (status = 400, description = "Invalid body", body = Object, example = json!({"error": {"code": "invalid_body", "message": "invalid request body"}})),
-        (status = 401, description = "Wrong, expired or exhausted code (or no access token)", body = Object, example = json!({"error": {"code": "otp_invalid", "message": "the code is wrong, expired or used up; request a new one"}})),
-        (status = 409, description = "Another account has this phone", body = Object, example = json!({"error": {"code": "phone_taken", "message": "another account has this phone number"}})),
-        (status = 429, description = "Rate limited; see Retry-After", body = Object, example = json!({"error": {"code": "rate_limited", "message": "too many requests"}}))),
+        (status = 400, description = "Invalid body", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_body", "message": "invalid request body"}})),
+        (status = 401, description = "Wrong, expired or exhausted code (or no access token)", body = ErrorEnvelope, example = json!({"error": {"code": "otp_invalid", "message": "the code is wrong, expired or used up; request a new one"}})),
+        (status = 409, description = "Another account has this phone", body = ErrorEnvelope, example = json!({"error": {"code": "phone_taken", "message": "another account has this phone number"}})),
+        (status = 429, description = "Rate limited; see Retry-After", body = ErrorEnvelope, example = json!({"error": {"code": "rate_limited", "message": "too many requests"}}))),
     security(("bearer" = [])))]
 pub(crate) async fn verify(
     State(app): State<Arc<App>>,

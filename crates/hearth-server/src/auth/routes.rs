@@ -23,6 +23,7 @@
 //!   request can win; the loser is treated as reuse and the family is revoked (the two-step
 //!   "mark used, then insert the child" can at worst lose the session, never fork it).
 
+use hearth_workflow::openapi::ErrorEnvelope;
 use std::sync::Arc;
 
 use axum::Json;
@@ -156,7 +157,7 @@ struct Register {
         example = json!({"email": "asha@example.org", "password": "a long passphrase", "given": "Asha", "family": "Rao", "birthDate": "1984-03-07", "gender": "female", "phone": "098765 43210"})),
     responses((status = 201, description = "The account, linked to its Patient (fhirUser); a phone given is unverified until its code is entered", body = Object,
         example = json!({"id": "…", "email": "asha@example.org", "phone": "+919876543210", "phoneVerified": false, "role": "patient", "fhirUser": "Patient/…"})),
-        (status = 400, description = "Invalid body (stable error code)", body = Object, example = json!({"error": {"code": "invalid_body", "message": "invalid request body"}})), (status = 409, description = "The e-mail is taken", body = Object, example = json!({"error": {"code": "email_taken", "message": "an account with this e-mail already exists"}}))))]
+        (status = 400, description = "Invalid body (stable error code)", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_body", "message": "invalid request body"}})), (status = 409, description = "The e-mail is taken", body = ErrorEnvelope, example = json!({"error": {"code": "email_taken", "message": "an account with this e-mail already exists"}}))))]
 pub(crate) async fn register(State(app): State<Arc<App>>, bytes: axum::body::Bytes) -> Result<Response, ApiError> {
     let req: Register = super::json_body(&bytes)?;
     let email = normalize_email(&req.email)?;
@@ -219,8 +220,8 @@ struct Login {
     request_body(content = Object, description = "Password login; `code` is the TOTP (or a recovery code) when 2FA is on; `scope`/`patient` narrow the token; `cookie: true` for browser mode",
         example = json!({"email": "asha@example.org", "password": "a long passphrase", "code": "123456"})),
     responses((status = 200, description = "Access and refresh tokens (an admin without 2FA gets an enrolment-only token)", body = Object, example = json!({"access_token": "eyJ…", "token_type": "Bearer", "expires_in": 900, "refresh_token": "…", "scope": "user/*.cruds openid fhirUser offline_access"})),
-        (status = 401, description = "Wrong e-mail or password, or `mfa_required`", body = Object, example = json!({"error": {"code": "invalid_credentials", "message": "wrong e-mail or password"}})),
-        (status = 400, description = "Invalid body (stable error code)", body = Object, example = json!({"error": {"code": "invalid_body", "message": "invalid request body"}})), (status = 429, description = "Rate limited or locked; see Retry-After", body = Object, example = json!({"error": {"code": "rate_limited", "message": "too many requests"}}))))]
+        (status = 401, description = "Wrong e-mail or password, or `mfa_required`", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_credentials", "message": "wrong e-mail or password"}})),
+        (status = 400, description = "Invalid body (stable error code)", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_body", "message": "invalid request body"}})), (status = 429, description = "Rate limited or locked; see Retry-After", body = ErrorEnvelope, example = json!({"error": {"code": "rate_limited", "message": "too many requests"}}))))]
 pub(crate) async fn login(
     State(app): State<Arc<App>>,
     ext: Extensions,
@@ -533,8 +534,8 @@ fn presented_refresh(headers: &HeaderMap, in_body: Option<String>) -> Result<Opt
     request_body(content = Object, description = "The refresh token (or, in browser mode, the refresh cookie plus X-CSRF-Token); each use rotates it, reuse revokes the family",
         example = json!({"refresh_token": "…"})),
     responses((status = 200, description = "New tokens", body = Object, example = json!({"access_token": "eyJ…", "token_type": "Bearer", "expires_in": 900, "refresh_token": "…", "scope": "user/*.cruds openid fhirUser offline_access"})),
-        (status = 401, description = "Invalid, expired, revoked or reused", body = Object, example = json!({"error": {"code": "invalid_grant", "message": "the refresh token is not valid; log in again"}})),
-        (status = 403, description = "Cookie mode without a matching CSRF header", body = Object, example = json!({"error": {"code": "csrf_failed", "message": "…"}})), (status = 429, description = "Rate limited or locked; see Retry-After", body = Object, example = json!({"error": {"code": "rate_limited", "message": "too many requests"}}))))]
+        (status = 401, description = "Invalid, expired, revoked or reused", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_grant", "message": "the refresh token is not valid; log in again"}})),
+        (status = 403, description = "Cookie mode without a matching CSRF header", body = ErrorEnvelope, example = json!({"error": {"code": "csrf_failed", "message": "…"}})), (status = 429, description = "Rate limited or locked; see Retry-After", body = ErrorEnvelope, example = json!({"error": {"code": "rate_limited", "message": "too many requests"}}))))]
 pub(crate) async fn refresh_token(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
@@ -607,7 +608,7 @@ struct LogoutReq {
 /// refresh cookie plus `X-CSRF-Token`.
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "accounts",
     request_body(content = Object, description = "End this session (its refresh token) or every session", example = json!({"refresh_token": "…", "everywhere": false})),
-    responses((status = 204, description = "Revoked"), (status = 401, description = "No or an invalid access token", body = Object, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})), (status = 400, description = "Invalid body (stable error code)", body = Object, example = json!({"error": {"code": "invalid_body", "message": "invalid request body"}}))),
+    responses((status = 204, description = "Revoked"), (status = 401, description = "No or an invalid access token", body = ErrorEnvelope, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})), (status = 400, description = "Invalid body (stable error code)", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_body", "message": "invalid request body"}}))),
     security(("bearer" = [])))]
 pub(crate) async fn logout(
     State(app): State<Arc<App>>,
@@ -673,7 +674,7 @@ pub(crate) async fn logout(
 
 #[utoipa::path(get, path = "/api/v1/auth/me", tag = "accounts",
     responses((status = 200, description = "The signed-in account and its token's scope", body = Object,
-        example = json!({"id": "…", "email": "asha@example.org", "phone": "+919876543210", "phoneVerified": true, "role": "patient", "fhirUser": "Patient/…", "totpEnabled": false, "scope": "user/*.cruds"})), (status = 401, description = "No or an invalid access token", body = Object, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}}))),
+        example = json!({"id": "…", "email": "asha@example.org", "phone": "+919876543210", "phoneVerified": true, "role": "patient", "fhirUser": "Patient/…", "totpEnabled": false, "scope": "user/*.cruds"})), (status = 401, description = "No or an invalid access token", body = ErrorEnvelope, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}}))),
     security(("bearer" = [])))]
 pub(crate) async fn me(EnrolCaller(caller): EnrolCaller) -> Json<Value> {
     let mut out = account_json(&caller.account);
@@ -700,8 +701,8 @@ struct CreateAccount {
 #[utoipa::path(post, path = "/api/v1/admin/accounts", tag = "administration",
     request_body(content = Object, description = "Create a staff, patient or caregiver account (admins only)",
         example = json!({"email": "dr.rao@example.org", "password": "a long passphrase", "role": "clinician", "fhirUser": "Practitioner/…", "organization": "…", "phone": "+91 98765 43210"})),
-    responses((status = 201, description = "The account", body = Object), (status = 400, description = "Invalid body (stable error code)", body = Object, example = json!({"error": {"code": "invalid_body", "message": "invalid request body"}})), (status = 401, description = "No or an invalid access token", body = Object, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})), (status = 403, description = "Not allowed for this account", body = Object, example = json!({"error": {"code": "forbidden", "message": "this operation is for administrators"}})),
-        (status = 409, description = "The e-mail (`email_taken`) or phone (`phone_taken`) is on another account", body = Object, example = json!({"error": {"code": "phone_taken", "message": "another account has this phone number"}}))),
+    responses((status = 201, description = "The account", body = Object), (status = 400, description = "Invalid body (stable error code)", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_body", "message": "invalid request body"}})), (status = 401, description = "No or an invalid access token", body = ErrorEnvelope, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})), (status = 403, description = "Not allowed for this account", body = ErrorEnvelope, example = json!({"error": {"code": "forbidden", "message": "this operation is for administrators"}})),
+        (status = 409, description = "The e-mail (`email_taken`) or phone (`phone_taken`) is on another account", body = ErrorEnvelope, example = json!({"error": {"code": "phone_taken", "message": "another account has this phone number"}}))),
     security(("bearer" = [])))]
 pub(crate) async fn create_account(
     State(app): State<Arc<App>>,
@@ -759,7 +760,7 @@ struct GrantCaregiver {
 
 #[utoipa::path(post, path = "/api/v1/admin/caregivers", tag = "administration",
     request_body(content = Object, description = "Let a caregiver account act for a patient (admins only)", example = json!({"caregiver": "<account id>", "patient": "<Patient id>"})),
-    responses((status = 204, description = "Granted"), (status = 400, description = "Invalid body (stable error code)", body = Object, example = json!({"error": {"code": "invalid_body", "message": "invalid request body"}})), (status = 401, description = "No or an invalid access token", body = Object, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})), (status = 403, description = "Not allowed for this account", body = Object, example = json!({"error": {"code": "forbidden", "message": "this operation is for administrators"}})), (status = 404, description = "No such account", body = Object)),
+    responses((status = 204, description = "Granted"), (status = 400, description = "Invalid body (stable error code)", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_body", "message": "invalid request body"}})), (status = 401, description = "No or an invalid access token", body = ErrorEnvelope, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})), (status = 403, description = "Not allowed for this account", body = ErrorEnvelope, example = json!({"error": {"code": "forbidden", "message": "this operation is for administrators"}})), (status = 404, description = "No such account", body = ErrorEnvelope)),
     security(("bearer" = [])))]
 pub(crate) async fn grant_caregiver(
     State(app): State<Arc<App>>,

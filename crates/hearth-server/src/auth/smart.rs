@@ -25,6 +25,7 @@
 //! - A replayed code is refused and revokes the refresh tokens issued from it.
 //! - Accounts with two-factor authentication cannot use this page yet (refused, never bypassed).
 
+use hearth_workflow::openapi::ErrorEnvelope;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -251,7 +252,7 @@ fn client_json(c: &ClientRow) -> Value {
 #[utoipa::path(post, path = "/api/v1/admin/oauth/clients", tag = "SMART on FHIR",
     request_body(content = Object, description = "Register an app (admins only); a confidential client's secret is returned once",
         example = json!({"name": "Vitals app", "redirect_uris": ["https://app.example.org/callback"], "confidential": false, "scopes": "launch/patient patient/*.rs offline_access"})),
-    responses((status = 201, description = "The client", body = Object), (status = 400, description = "Invalid body (stable error code)", body = Object, example = json!({"error": {"code": "invalid_body", "message": "invalid request body"}})), (status = 401, description = "No or an invalid access token", body = Object, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})), (status = 403, description = "Not allowed for this account", body = Object, example = json!({"error": {"code": "forbidden", "message": "this operation is for administrators"}}))),
+    responses((status = 201, description = "The client", body = Object), (status = 400, description = "Invalid body (stable error code)", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_body", "message": "invalid request body"}})), (status = 401, description = "No or an invalid access token", body = ErrorEnvelope, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})), (status = 403, description = "Not allowed for this account", body = ErrorEnvelope, example = json!({"error": {"code": "forbidden", "message": "this operation is for administrators"}}))),
     security(("bearer" = [])))]
 pub(crate) async fn create_client(
     State(app): State<Arc<App>>,
@@ -301,7 +302,7 @@ pub(crate) async fn create_client(
 }
 
 #[utoipa::path(get, path = "/api/v1/admin/oauth/clients", tag = "SMART on FHIR",
-    responses((status = 200, description = "Registered clients (never their secrets)", body = Object), (status = 401, description = "No or an invalid access token", body = Object, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})), (status = 403, description = "Not allowed for this account", body = Object, example = json!({"error": {"code": "forbidden", "message": "this operation is for administrators"}}))),
+    responses((status = 200, description = "Registered clients (never their secrets)", body = Object), (status = 401, description = "No or an invalid access token", body = ErrorEnvelope, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})), (status = 403, description = "Not allowed for this account", body = ErrorEnvelope, example = json!({"error": {"code": "forbidden", "message": "this operation is for administrators"}}))),
     security(("bearer" = [])))]
 pub(crate) async fn list_clients(
     State(app): State<Arc<App>>,
@@ -314,7 +315,7 @@ pub(crate) async fn list_clients(
 
 #[utoipa::path(delete, path = "/api/v1/admin/oauth/clients/{client_id}", tag = "SMART on FHIR",
     params(("client_id" = String, Path)),
-    responses((status = 204, description = "Deleted; its pending codes stop working"), (status = 401, description = "No or an invalid access token", body = Object, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})), (status = 403, description = "Not allowed for this account", body = Object, example = json!({"error": {"code": "forbidden", "message": "this operation is for administrators"}})), (status = 404, description = "No such client", body = Object)),
+    responses((status = 204, description = "Deleted; its pending codes stop working"), (status = 401, description = "No or an invalid access token", body = ErrorEnvelope, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})), (status = 403, description = "Not allowed for this account", body = ErrorEnvelope, example = json!({"error": {"code": "forbidden", "message": "this operation is for administrators"}})), (status = 404, description = "No such client", body = ErrorEnvelope)),
     security(("bearer" = [])))]
 pub(crate) async fn delete_client(
     State(app): State<Arc<App>>,
@@ -803,6 +804,16 @@ struct OAuthError {
     description: String,
 }
 
+/// The body of an RFC 6749 §5.2 error (the token endpoint's own format, not the app API's envelope).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"error": "invalid_grant", "error_description": "the code is not valid"}))]
+struct OAuthErrorBody<'a> {
+    /// `invalid_request`, `invalid_client`, `invalid_grant`, `unauthorized_client` or `unsupported_grant_type`.
+    error: &'a str,
+    /// What went wrong, for the developer.
+    error_description: &'a str,
+}
+
 fn oauth_error(error: &'static str, description: impl Into<String>) -> OAuthError {
     let status = if error == "invalid_client" { StatusCode::UNAUTHORIZED } else { StatusCode::BAD_REQUEST };
     OAuthError { status, error, description: description.into() }
@@ -851,7 +862,8 @@ impl IntoResponse for TokenFailure {
             TokenFailure::Server(e) => no_store(e.into_response()),
             TokenFailure::OAuth(e) => {
                 let mut resp =
-                    (e.status, Json(json!({"error": e.error, "error_description": e.description}))).into_response();
+                    (e.status, Json(OAuthErrorBody { error: e.error, error_description: &e.description }))
+                        .into_response();
                 if e.status == StatusCode::UNAUTHORIZED {
                     resp.headers_mut()
                         .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"hearth\""));
@@ -925,8 +937,8 @@ async fn authenticate_client(app: &App, headers: &HeaderMap, p: &Params) -> Resu
 #[utoipa::path(post, path = "/oauth/token", tag = "SMART on FHIR",
     request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "grant_type=authorization_code (code, redirect_uri, code_verifier, client_id) or refresh_token; confidential clients authenticate with HTTP Basic or client_secret"),
     responses((status = 200, description = "Tokens with `scope`, `patient` for launch/patient, and an OpenID Connect `id_token` for openid", body = Object),
-        (status = 400, description = "RFC 6749 error (`invalid_grant`, `invalid_request`, …)", body = Object),
-        (status = 401, description = "`invalid_client`", body = Object)))]
+        (status = 400, description = "RFC 6749 error (`invalid_grant`, `invalid_request`, …)", body = OAuthErrorBody),
+        (status = 401, description = "`invalid_client`", body = OAuthErrorBody)))]
 pub(crate) async fn token(State(app): State<Arc<App>>, headers: HeaderMap, bytes: axum::body::Bytes) -> Response {
     match token_inner(&app, &headers, &bytes).await {
         Ok(body) => no_store(Json(body).into_response()),

@@ -27,6 +27,7 @@ mod notify;
 mod notify_peers;
 mod notify_send;
 mod ops;
+mod openapi;
 mod patch;
 mod phone;
 mod process;

@@ -1,0 +1,207 @@
+//! The app API reference: `/api/openapi.json` describes every app operation the server routes
+//! with typed bodies, a tag and its security (the rule is `hearth_workflow::openapi::problems`,
+//! so routes added by any workflow are held to it), and `/api/docs` renders it without loading
+//! anything from elsewhere, its script allowed by the page's strict Content-Security-Policy.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use crate::common::TestApp;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries {
+        let p = entry.unwrap().path();
+        if p.is_dir() {
+            rust_files(&p, out);
+        } else if p.extension().is_some_and(|e| e == "rs") {
+            out.push(p);
+        }
+    }
+}
+
+/// Every `(method, path)` the workspace's routers serve under `/api/`, read from the
+/// `.route("/api/…", get(…).post(…))` calls in each crate's `src/` (the routers keep no list
+/// of their routes at run time).
+fn routed_app_operations() -> BTreeSet<(String, String)> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(root().join("crates")).unwrap() {
+        rust_files(&entry.unwrap().path().join("src"), &mut files);
+    }
+    let mut out = BTreeSet::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let mut rest = text.as_str();
+        while let Some(at) = rest.find(".route(") {
+            rest = &rest[at + ".route(".len()..];
+            // The call's arguments, up to its closing parenthesis.
+            let mut depth = 1;
+            let end = rest
+                .char_indices()
+                .find_map(|(i, c)| {
+                    match c {
+                        '(' => depth += 1,
+                        ')' => depth -= 1,
+                        _ => {}
+                    }
+                    (depth == 0).then_some(i)
+                })
+                .unwrap_or(rest.len());
+            let args = &rest[..end];
+            let Some(path) = args.split('"').nth(1).filter(|p| p.starts_with("/api/")) else { continue };
+            let handlers = &args[args.find(',').unwrap()..];
+            let mut found = false;
+            for method in ["get", "post", "put", "patch", "delete"] {
+                let bare = handlers.match_indices(&format!("{method}(")).any(|(i, _)| {
+                    i == 0 || !handlers[..i].ends_with(|c: char| c.is_alphanumeric() || c == '_')
+                });
+                if bare {
+                    out.insert((method.to_owned(), path.to_owned()));
+                    found = true;
+                }
+            }
+            assert!(found, "{}: no method routed for {path}: {args}", file.display());
+        }
+    }
+    out
+}
+
+#[test]
+fn the_route_scan_finds_the_known_routes() {
+    // Guards the scan itself: if it stopped finding routes, the completeness test below would
+    // pass for nothing.
+    let routed = routed_app_operations();
+    for (m, p) in [
+        ("post", "/api/v1/auth/login"),
+        ("get", "/api/v1/me/consents"),
+        ("delete", "/api/v1/me/consents/{id}"),
+        ("put", "/api/v1/notifications/preferences"),
+        ("delete", "/api/v1/admin/patients/{id}/legal-hold"),
+        ("get", "/api/docs"),
+    ] {
+        assert!(routed.contains(&(m.to_owned(), p.to_owned())), "{m} {p} not found by the scan");
+    }
+    assert!(routed.len() > 60, "{} routes", routed.len());
+}
+
+#[tokio::test]
+async fn every_app_operation_is_described_with_typed_bodies_a_tag_and_its_security() {
+    let t = TestApp::spawn().await;
+    let r = t.get("/api/openapi.json").await;
+    assert_eq!(r.status, 200);
+    let spec = r.json();
+
+    let mut missing: Vec<String> = routed_app_operations()
+        .into_iter()
+        .filter(|(m, p)| !spec["paths"][p.as_str()][m.as_str()].is_object())
+        .map(|(m, p)| format!("{} {p}: routed but not in /api/openapi.json", m.to_uppercase()))
+        .collect();
+    missing.extend(hearth_server::workflow::openapi::problems(&spec));
+    assert!(missing.is_empty(), "{} problems:\n{}", missing.len(), missing.join("\n"));
+
+    // The shared pieces a client needs, once each.
+    let schemes = &spec["components"]["securitySchemes"];
+    assert_eq!(schemes["bearer"]["scheme"], "bearer");
+    assert_eq!(schemes["refreshCookie"]["in"], "cookie");
+    assert_eq!(schemes["refreshCookie"]["name"], "__Secure-hearth-refresh");
+    assert_eq!(schemes["csrfHeader"]["in"], "header");
+    assert_eq!(schemes["csrfHeader"]["name"], "x-csrf-token");
+    let error = &spec["components"]["schemas"]["ErrorEnvelope"];
+    assert_eq!(error["required"][0], "error", "{error}");
+    let tags: BTreeSet<&str> = spec["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(p, _)| p.starts_with("/api/"))
+        .flat_map(|(_, item)| item.as_object().unwrap().values())
+        .filter_map(|op| op["tags"][0].as_str())
+        .collect();
+    for tag in ["accounts", "consents", "scheduling", "encounters", "letters", "notifications", "data rights", "registry", "intake"] {
+        assert!(tags.contains(tag), "no operation tagged {tag:?}: {tags:?}");
+    }
+}
+
+#[tokio::test]
+async fn an_app_error_has_the_documented_envelope() {
+    let t = TestApp::spawn().await;
+    let r = t.send(t.anonymous().get(t.url("/api/v1/auth/me"))).await;
+    assert_eq!(r.status, 401);
+    let body = r.json();
+    let spec = t.get("/api/openapi.json").await.json();
+    let detail = &spec["components"]["schemas"]["ErrorDetail"];
+    let documented: BTreeSet<&str> = detail["properties"].as_object().unwrap().keys().map(String::as_str).collect();
+    let sent: BTreeSet<&str> = body["error"].as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(documented, sent, "{body}");
+    assert_eq!(spec["paths"]["/api/v1/auth/me"]["get"]["responses"]["401"]["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/ErrorEnvelope");
+}
+
+#[test]
+fn the_rule_refuses_an_untyped_body() {
+    use serde_json::json;
+    let spec = json!({"openapi": "3.1.0", "paths": {
+        "/api/v1/things": {"post": {
+            "tags": ["things"],
+            "requestBody": {"content": {"application/json": {"schema": {"type": "object"}}}},
+            "responses": {
+                "200": {"description": "ok", "content": {"application/json": {"schema": {"type": "object"}}}},
+                "401": {"description": "no", "content": {"application/json": {"schema": {"type": "object"}}}}
+            }
+        }},
+        "/api/v1/other": {"get": {"responses": {"200": {"description": "no content type"}}}}
+    }});
+    let problems = hearth_server::workflow::openapi::problems(&spec);
+    for expected in [
+        "POST /api/v1/things: request body application/json is a bare",
+        "POST /api/v1/things: answer 200 application/json is a bare",
+        "POST /api/v1/things: answer 401 is not the shared ErrorEnvelope",
+        "POST /api/v1/things: answers 401 but names no security scheme",
+        "GET /api/v1/other: no tag",
+        "GET /api/v1/other: answer 200 has no content type",
+    ] {
+        assert!(problems.iter().any(|p| p.starts_with(expected)), "{expected:?} not in {problems:#?}");
+    }
+}
+
+#[tokio::test]
+async fn the_docs_page_is_self_contained_and_its_script_runs_under_a_strict_csp() {
+    let t = TestApp::spawn().await;
+    let docs = t.get("/api/docs").await;
+    assert_eq!(docs.status, 200);
+    let csp = docs.header("content-security-policy").unwrap();
+    let directive = |name: &str| {
+        csp.split(';').map(str::trim).find(|d| d.starts_with(name)).unwrap_or_else(|| panic!("no {name} in {csp}")).to_owned()
+    };
+    // Scripts only from this origin: no inline script, no eval, nothing remote.
+    assert_eq!(directive("script-src"), "script-src 'self'");
+    assert!(!csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"), "{csp}");
+    assert_eq!(directive("connect-src"), "connect-src 'self'");
+    assert!(!docs.text.contains("http://") && !docs.text.contains("https://"), "docs must not load anything remote");
+    let lower = docs.text.to_lowercase();
+    for handler in ["onclick=", "onload=", "onsubmit=", "onchange=", "javascript:"] {
+        assert!(!lower.contains(handler), "{handler}: inline handlers are blocked by the CSP");
+    }
+    // Every <script> names a same-origin file and carries no inline code.
+    let scripts: Vec<&str> = docs.text.split("<script").skip(1).collect();
+    assert!(!scripts.is_empty(), "the page has no script");
+    for s in scripts {
+        let (tag, rest) = s.split_once('>').unwrap();
+        let src = tag.split("src=\"").nth(1).and_then(|v| v.split('"').next()).expect("a script without src");
+        assert!(src.starts_with('/'), "{src}");
+        assert!(rest.trim_start().starts_with("</script>"), "inline script: {rest:.80}");
+        let js = t.get(src).await;
+        assert_eq!(js.status, 200, "{src}");
+        assert!(js.header("content-type").unwrap().starts_with("text/javascript"), "{src}");
+        assert!(js.text.contains("/api/openapi.json"), "the script reads the description");
+        assert!(!js.text.contains("http://") && !js.text.contains("https://"), "{src} loads something remote");
+    }
+    for s in docs.text.split("<link").skip(1) {
+        let href = s.split("href=\"").nth(1).and_then(|v| v.split('"').next()).unwrap();
+        assert!(href.starts_with('/'), "{href}");
+        assert_eq!(t.get(href).await.status, 200, "{href}");
+    }
+    assert!(!docs.text.contains("<style"), "inline styles are blocked by the CSP");
+}

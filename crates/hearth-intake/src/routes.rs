@@ -1,6 +1,5 @@
 //! The intake's HTTP routes (all on patient data: mounted `audited`).
 
-use hearth_workflow::openapi::ErrorEnvelope;
 use std::sync::Arc;
 
 use axum::Json;
@@ -10,12 +9,13 @@ use axum::response::{IntoResponse, Response};
 use hearth_auth::Role;
 use hearth_store::Current;
 use hearth_workflow::error::ApiError;
+use hearth_workflow::openapi::ErrorEnvelope;
 use hearth_workflow::{ApiCaller, Caller};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::interview::Input;
-use crate::service::{Intakes, Start, api, is_staff};
+use crate::service::{Intakes, Queue, SessionView, Start, api, is_staff};
 
 pub(crate) fn router() -> axum::Router<Arc<Intakes>> {
     axum::Router::new()
@@ -42,13 +42,18 @@ fn staff_only(caller: &Caller) -> Result<(), ApiError> {
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// How to start an interview.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct StartBody {
     /// Walk-in only: the patient's id (a patient may leave it out).
     patient: Option<String>,
+    /// The patient's language: `en`, `hi` or `hi-Latn`.
+    #[schema(example = "hi")]
     language: String,
+    /// `true`: the patient agreed to the interview (recorded as a FHIR Consent first).
     consent: Option<bool>,
+    /// Question packs by name (the built-in ones, or configured); the general history when absent.
     packs: Option<Vec<String>>,
 }
 
@@ -59,10 +64,10 @@ fn session_example() -> Value {
 }
 
 #[utoipa::path(post, path = "/api/v1/intake/sessions", tag = "intake",
-    request_body(content = Object, description = "A walk-in interview: `patient` (staff name one; a patient may leave it out), `language` (`en`, `hi`, `hi-Latn`), `consent: true` (recorded as a FHIR Consent first), optional `packs` (built-in names or `Questionnaire/<id>`; default general-history, else a free-text question)",
+    request_body(content = StartBody, description = "A walk-in interview: `patient` (staff name one; a patient may leave it out), `language` (`en`, `hi`, `hi-Latn`), `consent: true` (recorded as a FHIR Consent first), optional `packs` (built-in names or `Questionnaire/<id>`; default general-history, else a free-text question)",
         example = json!({"patient": "0193a0…", "language": "hi", "consent": true, "packs": ["ortho-low-back"]})),
     responses(
-        (status = 201, description = "Started: the session with its first question", body = Object, example = json!(session_example())),
+        (status = 201, description = "Started: the session with its first question", body = SessionView, example = json!(session_example())),
         (status = 400, description = "Unknown language or pack, malformed body", body = ErrorEnvelope, example = json!({"error": {"code": "unknown_language", "message": "language must be en, hi or hi-Latn"}})),
         (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
         (status = 403, description = "A patient starting for someone else, or a caregiver", body = ErrorEnvelope, example = json!({"error": {"code": "forbidden", "message": "patients start their own intake"}})),
@@ -107,12 +112,12 @@ pub(crate) async fn start_walk_in(
     Ok((StatusCode::CREATED, Json(app.view(&s)?)).into_response())
 }
 
-#[utoipa::path(post, path = "/api/v1/intake/sessions/{appointment_id}/start", tag = "intake",
-    params(("appointment_id" = String, Path, description = "The Appointment the interview prepares")),
-    request_body(content = Object, description = "`language` (`en`, `hi`, `hi-Latn`), `consent: true`, optional `packs`",
+#[utoipa::path(post, path = "/api/v1/intake/sessions/{id}/start", tag = "intake",
+    params(("id" = String, Path, description = "The Appointment the interview prepares")),
+    request_body(content = StartBody, description = "`language` (`en`, `hi`, `hi-Latn`), `consent: true`, optional `packs`",
         example = json!({"language": "hi-Latn", "consent": true})),
     responses(
-        (status = 201, description = "Started for the appointment's patient", body = Object, example = json!(session_example())),
+        (status = 201, description = "Started for the appointment's patient", body = SessionView, example = json!(session_example())),
         (status = 400, description = "Unknown language or pack, malformed body", body = ErrorEnvelope, example = json!({"error": {"code": "unknown_language", "message": "language must be en, hi or hi-Latn"}})),
         (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
         (status = 403, description = "A caregiver", body = ErrorEnvelope),
@@ -176,7 +181,7 @@ pub(crate) async fn start_for_appointment(
 #[utoipa::path(get, path = "/api/v1/intake/sessions/{id}", tag = "intake",
     params(("id" = String, Path, description = "The session id")),
     responses(
-        (status = 200, description = "The session as it stands: the open question (resume here), or the alert, or done", body = Object, example = json!(session_example())),
+        (status = 200, description = "The session as it stands: the open question (resume here), or the alert, or done", body = SessionView, example = json!(session_example())),
         (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
         (status = 404, description = "No such session of a patient the caller reaches (another patient's session answers the same)", body = ErrorEnvelope, example = json!({"error": {"code": "not_found", "message": "no such intake session"}})),
     ),
@@ -190,19 +195,24 @@ pub(crate) async fn get_one(
     Ok(Json(app.view(&s)?))
 }
 
-#[derive(Debug, Deserialize)]
+/// One turn of the patient: exactly one of `text` and `answer`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct MessageBody {
+    /// Free text in the patient's words (any turn).
+    #[schema(example = "kamar me dard hai")]
     text: Option<String>,
+    /// An answer to the open question: an option code or number, a boolean, a number, a date or
+    /// text; an array for a repeating question.
     answer: Option<Value>,
 }
 
 #[utoipa::path(post, path = "/api/v1/intake/sessions/{id}/messages", tag = "intake",
     params(("id" = String, Path, description = "The session id")),
-    request_body(content = Object, description = "Exactly one of `text` (free text, accepted at every turn: matched to an option by number, code, display in any language or yes/no words, else kept as the patient's words) or `answer` (an option code or number, a boolean, a number, a date, text; an array for a repeating question)",
+    request_body(content = MessageBody, description = "Exactly one of `text` (free text, accepted at every turn: matched to an option by number, code, display in any language or yes/no words, else kept as the patient's words) or `answer` (an option code or number, a boolean, a number, a date, text; an array for a repeating question)",
         example = json!({"text": "saddle area sunn ho gaya hai aur pishab nahi ho raha"})),
     responses(
-        (status = 200, description = "The session after the turn: the next question (with `hint` when free text did not answer a required question), or the safety `alert` of an emergency (the interview stops), or `done`", body = Object,
+        (status = 200, description = "The session after the turn: the next question (with `hint` when free text did not answer a required question), or the safety `alert` of an emergency (the interview stops), or `done`", body = SessionView,
          example = json!({"id": "0193a1b2-…", "status": "emergency", "urgency": "emergency", "red_flags": ["cauda_equina"], "question": null, "alert": {"type": "alert", "urgency": "emergency", "message": "आपके जवाबों से लगता है … अभी 112 पर कॉल करें (एम्बुलेंस के लिए 108) …", "numbers": {"emergency": "112", "ambulance": "108"}, "red_flags": ["cauda_equina"]}, "done": true, "hint": null})),
         (status = 400, description = "Neither or both of text and answer, empty or too long text", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_message", "message": "send either text or answer"}})),
         (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
@@ -282,7 +292,7 @@ pub(crate) async fn summary(
 #[utoipa::path(post, path = "/api/v1/intake/sessions/{id}/review", tag = "intake",
     params(("id" = String, Path, description = "The session id")),
     responses(
-        (status = 200, description = "Marked reviewed by the caller (a second review keeps the first); it leaves the queue", body = Object, example = json!(session_example())),
+        (status = 200, description = "Marked reviewed by the caller (a second review keeps the first); it leaves the queue", body = SessionView, example = json!(session_example())),
         (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
         (status = 403, description = "Not a clinician or administrator", body = ErrorEnvelope),
         (status = 404, description = "No such session of a patient the caller reaches", body = ErrorEnvelope),
@@ -343,7 +353,7 @@ pub(crate) async fn queue_live(
 
 #[utoipa::path(get, path = "/api/v1/intake/queue", tag = "intake",
     responses(
-        (status = 200, description = "Sessions not yet reviewed of the patients the caller reaches, most urgent first, then oldest first (at most 200)", body = Object,
+        (status = 200, description = "Sessions not yet reviewed of the patients the caller reaches, most urgent first, then oldest first (at most 200)", body = Queue,
          example = json!({"sessions": [{"id": "0193a1b2-…", "patient": "0193a0…", "appointment": null, "status": "emergency", "urgency": "emergency", "red_flags": ["cauda_equina"], "language": "hi", "created_at": "2026-11-29T10:00:00.000Z", "updated_at": "2026-11-29T10:02:00.000Z"}]})),
         (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
         (status = 403, description = "Not a clinician or administrator", body = ErrorEnvelope),
@@ -352,7 +362,7 @@ pub(crate) async fn queue_live(
 pub(crate) async fn queue(
     State(app): State<Arc<Intakes>>,
     ApiCaller(caller): ApiCaller,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Queue>, ApiError> {
     staff_only(&caller)?;
-    Ok(Json(json!({"sessions": app.queue(&caller).await?})))
+    Ok(Json(Queue { sessions: app.queue(&caller).await? }))
 }

@@ -12,7 +12,6 @@
 //! the protocol layer drops the connection), 1003 a binary frame; malformed JSON or an unknown type is an `error` message with code
 //! `malformed_message`.
 
-use hearth_workflow::openapi::ErrorEnvelope;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,6 +20,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use hearth_workflow::error::ApiError;
+use hearth_workflow::openapi::ErrorEnvelope;
 use hearth_workflow::{AuditHook, Caller};
 use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;

@@ -2,7 +2,6 @@
 //! live delivery over a WebSocket, preferences, the admin view of deliveries and Twilio's status
 //! callback (signature verified).
 
-use hearth_workflow::openapi::ErrorEnvelope;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +20,7 @@ use serde_json::{Map, Value, json};
 
 use crate::Notifications;
 use hearth_workflow::error::ApiError;
+use hearth_workflow::openapi::ErrorEnvelope;
 use hearth_workflow::{ApiCaller, require_admin};
 
 #[derive(utoipa::OpenApi)]

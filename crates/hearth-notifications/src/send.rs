@@ -20,7 +20,6 @@
 //!   2000 characters, line breaks and tabs allowed, no other control characters. E-mail HTML is
 //!   made by escaping (see `hearth_notify::templates`); SMS and push carry the title only.
 
-use hearth_workflow::openapi::ErrorEnvelope;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -40,6 +39,7 @@ use utoipa::ToSchema;
 
 use crate::{EnqueueError, Notifications, PatientNotice};
 use hearth_workflow::error::ApiError;
+use hearth_workflow::openapi::ErrorEnvelope;
 use hearth_workflow::{ApiCaller, Caller};
 
 /// At most this many patients in `patients`.

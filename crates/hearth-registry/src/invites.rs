@@ -10,7 +10,6 @@
 //!   `invite_expired` (only the holder of a real code learns either). The account is created and
 //!   the invitation spent in one transaction, the spend a conditional update only one claim wins.
 
-use hearth_workflow::openapi::ErrorEnvelope;
 use std::sync::Arc;
 
 use axum::Json;
@@ -30,6 +29,7 @@ use serde_json::{Value, json};
 
 use hearth_workflow::ApiCaller;
 use hearth_workflow::error::ApiError;
+use hearth_workflow::openapi::ErrorEnvelope;
 
 use crate::{Registry, bad, body_of, ids, json_of, not_found};
 

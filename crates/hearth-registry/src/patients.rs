@@ -1,6 +1,5 @@
 //! `/api/v1/patients`: create with duplicate checks, read, search, demographics.
 
-use hearth_workflow::openapi::ErrorEnvelope;
 use std::sync::Arc;
 
 use axum::Json;
@@ -14,6 +13,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use hearth_workflow::error::ApiError;
+use hearth_workflow::openapi::ErrorEnvelope;
 use hearth_workflow::{ApiCaller, Caller};
 
 use crate::{ABHA_ADDRESS_SYSTEM, ABHA_NUMBER_SYSTEM, Registry, bad, body_of, ids, json_of, not_found, plain_text};

@@ -1,6 +1,5 @@
 //! `/api/v1/providers`: the provider directory, a `Practitioner` and a `PractitionerRole` each.
 
-use hearth_workflow::openapi::ErrorEnvelope;
 use std::sync::Arc;
 
 use axum::Json;
@@ -13,6 +12,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use hearth_workflow::error::ApiError;
+use hearth_workflow::openapi::ErrorEnvelope;
 use hearth_workflow::{ApiCaller, require_admin};
 
 use crate::{NUCC, Registry, SNOMED, bad, body_of, ids, json_of, plain_text};

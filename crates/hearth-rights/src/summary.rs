@@ -1,6 +1,5 @@
 //! `GET /api/v1/me/data/summary`: a readable, self-contained HTML summary of the record.
 
-use hearth_workflow::openapi::ErrorEnvelope;
 use std::sync::Arc;
 
 use axum::extract::{RawQuery, State};
@@ -14,6 +13,7 @@ use super::{attachment, instant, patient_of, subject};
 use crate::Rights;
 use hearth_workflow::ApiCaller;
 use hearth_workflow::error::ApiError;
+use hearth_workflow::openapi::ErrorEnvelope;
 
 /// Rows per section of the summary.
 pub const SUMMARY_ROWS: u32 = 100;

@@ -33,7 +33,6 @@
 //! - Check-in (from two hours before the start until its end) marks the Appointment `arrived`
 //!   and creates its `Encounter` (`arrived`; class `AMB`, or `VR` when the visit is virtual).
 
-use hearth_workflow::openapi::ErrorEnvelope;
 use std::sync::Arc;
 
 use axum::Json;
@@ -59,6 +58,7 @@ use super::{
 use crate::Scheduling;
 use hearth_notifications::{self as notify, Notice, PatientNotice};
 use hearth_workflow::error::{ApiError, FhirError};
+use hearth_workflow::openapi::ErrorEnvelope;
 use hearth_workflow::{ApiCaller, Caller};
 
 pub fn router() -> axum::Router<Arc<Scheduling>> {

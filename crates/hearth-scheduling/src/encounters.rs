@@ -14,7 +14,6 @@
 //! - Only clinicians and admins create or change encounters (check-in creates one for the
 //!   patient); everyone reads those within their reach.
 
-use hearth_workflow::openapi::ErrorEnvelope;
 use std::sync::Arc;
 
 use axum::Json;
@@ -32,6 +31,7 @@ use super::{
 };
 use crate::Scheduling;
 use hearth_workflow::error::ApiError;
+use hearth_workflow::openapi::ErrorEnvelope;
 use hearth_workflow::{ApiCaller, Caller};
 
 pub fn router() -> axum::Router<Arc<Scheduling>> {

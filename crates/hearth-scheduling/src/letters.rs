@@ -19,7 +19,6 @@
 //!   outside Latin-1 shows as `?` there; embedding fonts for every script would be a heavy
 //!   dependency for what a browser prints from the HTML).
 
-use hearth_workflow::openapi::ErrorEnvelope;
 use std::sync::Arc;
 
 use axum::Json;
@@ -36,6 +35,7 @@ use serde_json::{Value, json};
 use super::{bad, conflict, forbidden, instant, json_of, not_found, own_practitioner, read_json, ref_id, search_all};
 use crate::Scheduling;
 use hearth_workflow::error::ApiError;
+use hearth_workflow::openapi::ErrorEnvelope;
 use hearth_workflow::{ApiCaller, Caller};
 
 pub fn router() -> axum::Router<Arc<Scheduling>> {

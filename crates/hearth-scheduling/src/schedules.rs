@@ -1,7 +1,6 @@
 //! Availability as FHIR `Schedule`s (`/api/v1/schedules`) and the slot search over them
 //! (`GET /api/v1/appointments/slots/available`).
 
-use hearth_workflow::openapi::ErrorEnvelope;
 use std::sync::Arc;
 
 use axum::Json;
@@ -19,6 +18,7 @@ use super::slots::{self, AppointmentType, Availability, Exception, Hours, Rules,
 use super::{EXT, V2_0276, bad, forbidden, not_found, own_practitioner, read_json, search_all};
 use crate::Scheduling;
 use hearth_workflow::error::ApiError;
+use hearth_workflow::openapi::ErrorEnvelope;
 use hearth_workflow::{ApiCaller, Caller};
 
 pub fn router() -> axum::Router<Arc<Scheduling>> {

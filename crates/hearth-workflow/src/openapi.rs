@@ -13,8 +13,8 @@ use std::borrow::Cow;
 use serde::Serialize;
 use serde_json::{Value, json};
 use utoipa::ToSchema;
-use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Schema, Type};
 use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Schema, Type};
 
 /// The body of every app API error.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -88,6 +88,12 @@ impl ToSchema for FhirResource {
     }
 }
 
+/// The value at a JSON pointer, or `null`.
+fn field<'a>(v: &'a Value, pointer: &str) -> &'a Value {
+    const NULL: &Value = &Value::Null;
+    v.pointer(pointer).unwrap_or(NULL)
+}
+
 /// Whether a media type carries JSON.
 fn is_json(media: &str) -> bool {
     media == "application/json" || media.ends_with("+json") || media.starts_with("application/json;")
@@ -136,10 +142,10 @@ fn untyped(schema: &Value, components: &Value, depth: usize) -> Option<String> {
                 }
             }
         }
-        if let Some(s @ Value::Object(_)) = extra {
-            if let Some(why) = untyped_member(s, components, depth) {
-                return Some(format!("additionalProperties: {why}"));
-            }
+        if let Some(s @ Value::Object(_)) = extra
+            && let Some(why) = untyped_member(s, components, depth)
+        {
+            return Some(format!("additionalProperties: {why}"));
         }
     }
     if types.contains(&"array") {
@@ -171,14 +177,15 @@ const METHODS: [&str; 8] = ["get", "put", "post", "delete", "options", "head", "
 /// operation under `/api/` from it alone, one line each (empty when nothing is missing):
 ///
 /// - a tag (the workflow it belongs to);
-/// - at least one 2xx answer, and for each 2xx answer other than `204`/`202` a content type;
+/// - at least one 2xx answer (`101` for a WebSocket), and for each 2xx answer other than `204`/`202` a content type;
 ///   a JSON content type has a typed schema;
 /// - a JSON request body, where there is one, has a typed schema;
-/// - an operation that answers `401` names its `security`;
+/// - an operation that answers `401` names its `security` (`[{}]` when it takes no credential
+///   but answers `401` for wrong ones, such as a password login);
 /// - every `4xx`/`5xx` JSON answer is the shared error envelope (`$ref` to `ErrorEnvelope`);
 /// - every component schema is typed (no bare `{"type": "object"}`).
 pub fn problems(spec: &Value) -> Vec<String> {
-    let components = &spec["components"]["schemas"];
+    let components = field(spec, "/components/schemas");
     let mut out = Vec::new();
     if let Some(schemas) = components.as_object() {
         for (name, s) in schemas {
@@ -187,7 +194,7 @@ pub fn problems(spec: &Value) -> Vec<String> {
             }
         }
     }
-    let Some(paths) = spec["paths"].as_object() else {
+    let Some(paths) = field(spec, "/paths").as_object() else {
         out.push("no paths".into());
         return out;
     };
@@ -197,10 +204,10 @@ pub fn problems(spec: &Value) -> Vec<String> {
                 continue;
             };
             let at = format!("{} {path}", method.to_uppercase());
-            if op["tags"].as_array().is_none_or(Vec::is_empty) {
+            if field(op, "/tags").as_array().is_none_or(Vec::is_empty) {
                 out.push(format!("{at}: no tag"));
             }
-            if let Some(content) = op["requestBody"]["content"].as_object() {
+            if let Some(content) = field(op, "/requestBody/content").as_object() {
                 for (media, c) in content.iter().filter(|(m, _)| is_json(m)) {
                     match c.get("schema") {
                         None => out.push(format!("{at}: request body {media} has no schema")),
@@ -214,11 +221,11 @@ pub fn problems(spec: &Value) -> Vec<String> {
             } else if op.get("requestBody").is_some() {
                 out.push(format!("{at}: a request body without content"));
             }
-            let responses = op["responses"].as_object();
+            let responses = field(op, "/responses").as_object();
             let mut success = 0;
             for (status, r) in responses.into_iter().flatten() {
                 let content = r.get("content").and_then(Value::as_object);
-                if status.starts_with('2') {
+                if status.starts_with('2') || status == "101" {
                     success += 1;
                     if content.is_none_or(serde_json::Map::is_empty) && !matches!(status.as_str(), "202" | "204") {
                         out.push(format!("{at}: answer {status} has no content type"));
@@ -230,7 +237,7 @@ pub fn problems(spec: &Value) -> Vec<String> {
                         continue;
                     };
                     if status.starts_with('4') || status.starts_with('5') {
-                        if s["$ref"] != "#/components/schemas/ErrorEnvelope" && !media.contains("fhir") {
+                        if field(s, "/$ref") != "#/components/schemas/ErrorEnvelope" && !media.contains("fhir") {
                             out.push(format!("{at}: answer {status} is not the shared ErrorEnvelope"));
                         }
                     } else if let Some(why) = untyped(s, components, 0) {
@@ -239,10 +246,10 @@ pub fn problems(spec: &Value) -> Vec<String> {
                 }
             }
             if success == 0 {
-                out.push(format!("{at}: no 2xx answer"));
+                out.push(format!("{at}: no 2xx (or 101 Switching Protocols) answer"));
             }
             let answers_401 = responses.is_some_and(|r| r.contains_key("401"));
-            if answers_401 && op["security"].as_array().is_none_or(Vec::is_empty) {
+            if answers_401 && field(op, "/security").as_array().is_none_or(Vec::is_empty) {
                 out.push(format!("{at}: answers 401 but names no security scheme"));
             }
         }
@@ -257,4 +264,3 @@ pub fn problems_of(doc: &utoipa::openapi::OpenApi) -> Vec<String> {
         Err(e) => vec![format!("cannot serialise the description: {e}")],
     }
 }
-

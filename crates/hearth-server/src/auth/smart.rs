@@ -861,9 +861,8 @@ impl IntoResponse for TokenFailure {
         match self {
             TokenFailure::Server(e) => no_store(e.into_response()),
             TokenFailure::OAuth(e) => {
-                let mut resp =
-                    (e.status, Json(OAuthErrorBody { error: e.error, error_description: &e.description }))
-                        .into_response();
+                let mut resp = (e.status, Json(OAuthErrorBody { error: e.error, error_description: &e.description }))
+                    .into_response();
                 if e.status == StatusCode::UNAUTHORIZED {
                     resp.headers_mut()
                         .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"hearth\""));

@@ -56,9 +56,9 @@ fn routed_app_operations() -> BTreeSet<(String, String)> {
             let handlers = &args[args.find(',').unwrap()..];
             let mut found = false;
             for method in ["get", "post", "put", "patch", "delete"] {
-                let bare = handlers.match_indices(&format!("{method}(")).any(|(i, _)| {
-                    i == 0 || !handlers[..i].ends_with(|c: char| c.is_alphanumeric() || c == '_')
-                });
+                let bare = handlers
+                    .match_indices(&format!("{method}("))
+                    .any(|(i, _)| i == 0 || !handlers[..i].ends_with(|c: char| c.is_alphanumeric() || c == '_'));
                 if bare {
                     out.insert((method.to_owned(), path.to_owned()));
                     found = true;
@@ -120,7 +120,17 @@ async fn every_app_operation_is_described_with_typed_bodies_a_tag_and_its_securi
         .flat_map(|(_, item)| item.as_object().unwrap().values())
         .filter_map(|op| op["tags"][0].as_str())
         .collect();
-    for tag in ["accounts", "consents", "scheduling", "encounters", "letters", "notifications", "data rights", "registry", "intake"] {
+    for tag in [
+        "accounts",
+        "consents",
+        "scheduling",
+        "encounters",
+        "letters",
+        "notifications",
+        "data rights",
+        "registry",
+        "intake",
+    ] {
         assert!(tags.contains(tag), "no operation tagged {tag:?}: {tags:?}");
     }
 }
@@ -136,7 +146,10 @@ async fn an_app_error_has_the_documented_envelope() {
     let documented: BTreeSet<&str> = detail["properties"].as_object().unwrap().keys().map(String::as_str).collect();
     let sent: BTreeSet<&str> = body["error"].as_object().unwrap().keys().map(String::as_str).collect();
     assert_eq!(documented, sent, "{body}");
-    assert_eq!(spec["paths"]["/api/v1/auth/me"]["get"]["responses"]["401"]["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/ErrorEnvelope");
+    assert_eq!(
+        spec["paths"]["/api/v1/auth/me"]["get"]["responses"]["401"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/ErrorEnvelope"
+    );
 }
 
 #[test]
@@ -173,7 +186,11 @@ async fn the_docs_page_is_self_contained_and_its_script_runs_under_a_strict_csp(
     assert_eq!(docs.status, 200);
     let csp = docs.header("content-security-policy").unwrap();
     let directive = |name: &str| {
-        csp.split(';').map(str::trim).find(|d| d.starts_with(name)).unwrap_or_else(|| panic!("no {name} in {csp}")).to_owned()
+        csp.split(';')
+            .map(str::trim)
+            .find(|d| d.starts_with(name))
+            .unwrap_or_else(|| panic!("no {name} in {csp}"))
+            .to_owned()
     };
     // Scripts only from this origin: no inline script, no eval, nothing remote.
     assert_eq!(directive("script-src"), "script-src 'self'");

@@ -343,7 +343,7 @@ pub struct AppointmentView<'a> {
     cancellation: Option<Cancellation<'a>>,
     /// A series booking only: every occurrence, the first included.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Vec<AppointmentView>>)]
+    #[schema(value_type = Option<Vec<AppointmentView>>, no_recursion)]
     occurrences: Option<Vec<Value>>,
 }
 

@@ -227,7 +227,9 @@ pub fn problems(spec: &Value) -> Vec<String> {
                 let content = r.get("content").and_then(Value::as_object);
                 if status.starts_with('2') || status == "101" {
                     success += 1;
-                    if content.is_none_or(serde_json::Map::is_empty) && !matches!(status.as_str(), "202" | "204") {
+                    if content.is_none_or(serde_json::Map::is_empty)
+                        && !matches!(status.as_str(), "101" | "202" | "204")
+                    {
                         out.push(format!("{at}: answer {status} has no content type"));
                     }
                 }

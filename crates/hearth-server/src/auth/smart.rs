@@ -160,11 +160,16 @@ fn bad(code: &'static str, message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, code, message)
 }
 
-#[derive(Deserialize)]
+/// A SMART app to register.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "Growth charts", "redirect_uris": ["https://app.example.org/callback"], "confidential": false, "scope": "launch/patient patient/*.rs openid fhirUser offline_access"}))]
 struct NewClient {
+    #[schema(example = "Growth charts")]
     name: String,
+    /// `https://…`, `http://` on a loopback host, or a private-use scheme with a dot (RFC 8252).
     redirect_uris: Vec<String>,
+    /// A confidential client gets a secret (shown once); a public one uses PKCE alone.
     #[serde(default)]
     confidential: bool,
     /// The scopes the client may ever be granted (space-separated).
@@ -238,21 +243,43 @@ fn redirect_uris_of(client: &ClientRow) -> Vec<String> {
     serde_json::from_str(&client.redirect_uris).unwrap_or_default()
 }
 
-fn client_json(c: &ClientRow) -> Value {
-    json!({
-        "client_id": c.id,
-        "name": c.name,
-        "redirect_uris": redirect_uris_of(c),
-        "confidential": c.confidential,
-        "scope": c.scope,
-        "created_at": DateTime::from_timestamp_millis(c.created_at).map(|d| d.to_rfc3339()),
-    })
+/// A registered SMART app.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct ClientView<'a> {
+    client_id: &'a str,
+    name: &'a str,
+    redirect_uris: Vec<String>,
+    confidential: bool,
+    /// The scopes it may ever be granted (space-separated).
+    scope: &'a str,
+    created_at: Option<String>,
+    /// Registration only, of a confidential client: its secret, shown this once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_secret: Option<String>,
+}
+
+/// The registered apps.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct ClientList<'a> {
+    clients: Vec<ClientView<'a>>,
+}
+
+fn client_json(c: &ClientRow) -> ClientView<'_> {
+    ClientView {
+        client_id: &c.id,
+        name: &c.name,
+        redirect_uris: redirect_uris_of(c),
+        confidential: c.confidential,
+        scope: &c.scope,
+        created_at: DateTime::from_timestamp_millis(c.created_at).map(|d| d.to_rfc3339()),
+        client_secret: None,
+    }
 }
 
 #[utoipa::path(post, path = "/api/v1/admin/oauth/clients", tag = "SMART on FHIR",
-    request_body(content = Object, description = "Register an app (admins only); a confidential client's secret is returned once",
+    request_body(content = NewClient, description = "Register an app (admins only); a confidential client's secret is returned once",
         example = json!({"name": "Vitals app", "redirect_uris": ["https://app.example.org/callback"], "confidential": false, "scopes": "launch/patient patient/*.rs offline_access"})),
-    responses((status = 201, description = "The client", body = Object), (status = 400, description = "Invalid body (stable error code)", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_body", "message": "invalid request body"}})), (status = 401, description = "No or an invalid access token", body = ErrorEnvelope, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})), (status = 403, description = "Not allowed for this account", body = ErrorEnvelope, example = json!({"error": {"code": "forbidden", "message": "this operation is for administrators"}}))),
+    responses((status = 201, description = "The client", body = ClientView), (status = 400, description = "Invalid body (stable error code)", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_body", "message": "invalid request body"}})), (status = 401, description = "No or an invalid access token", body = ErrorEnvelope, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})), (status = 403, description = "Not allowed for this account", body = ErrorEnvelope, example = json!({"error": {"code": "forbidden", "message": "this operation is for administrators"}}))),
     security(("bearer" = [])))]
 pub(crate) async fn create_client(
     State(app): State<Arc<App>>,
@@ -293,16 +320,14 @@ pub(crate) async fn create_client(
     oauth::insert_client(&*app.db, &row).await?;
     tracing::info!(client_id = %row.id, confidential = row.confidential, "OAuth client registered");
     let mut out = client_json(&row);
-    if let (Some(secret), Some(o)) = (secret, out.as_object_mut()) {
-        o.insert("client_secret".into(), json!(secret));
-    }
+    out.client_secret = secret;
     let mut resp = (StatusCode::CREATED, Json(out)).into_response();
     resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(resp)
 }
 
 #[utoipa::path(get, path = "/api/v1/admin/oauth/clients", tag = "SMART on FHIR",
-    responses((status = 200, description = "Registered clients (never their secrets)", body = Object), (status = 401, description = "No or an invalid access token", body = ErrorEnvelope, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})), (status = 403, description = "Not allowed for this account", body = ErrorEnvelope, example = json!({"error": {"code": "forbidden", "message": "this operation is for administrators"}}))),
+    responses((status = 200, description = "Registered clients (never their secrets)", body = ClientList), (status = 401, description = "No or an invalid access token", body = ErrorEnvelope, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})), (status = 403, description = "Not allowed for this account", body = ErrorEnvelope, example = json!({"error": {"code": "forbidden", "message": "this operation is for administrators"}}))),
     security(("bearer" = [])))]
 pub(crate) async fn list_clients(
     State(app): State<Arc<App>>,
@@ -310,7 +335,7 @@ pub(crate) async fn list_clients(
 ) -> Result<Json<Value>, ApiError> {
     require_admin(&caller)?;
     let clients = oauth::clients(&*app.db).await?;
-    Ok(Json(json!({"clients": clients.iter().map(client_json).collect::<Vec<_>>()})))
+    Ok(Json(json!(ClientList { clients: clients.iter().map(client_json).collect() })))
 }
 
 #[utoipa::path(delete, path = "/api/v1/admin/oauth/clients/{client_id}", tag = "SMART on FHIR",

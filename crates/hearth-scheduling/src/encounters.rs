@@ -138,7 +138,8 @@ pub struct DiagnosisView<'a> {
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)] // The shape of stored FHIR data, for the description.
 pub struct CodeableConcept {
-    coding: Vec<Coded>,
+    coding: Option<Vec<Coded>>,
+    /// Free text (an appointment's reason arrives as text).
     text: Option<String>,
 }
 

@@ -266,3 +266,121 @@ pub fn problems_of(doc: &utoipa::openapi::OpenApi) -> Vec<String> {
         Err(e) => vec![format!("cannot serialise the description: {e}")],
     }
 }
+
+/// How `value` (a real answer or request body) differs from `schema` as `spec` describes it,
+/// one line each (empty when it conforms): a missing required field, a field the schema does
+/// not name (unless `additionalProperties` allows it), or a value of another JSON type. It keeps
+/// the description honest where an answer is built as JSON rather than from its documented type.
+pub fn mismatches(value: &Value, schema: &Value, spec: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    conform(value, schema, spec, "$", &mut out, 0);
+    out
+}
+
+fn conform(value: &Value, schema: &Value, spec: &Value, at: &str, out: &mut Vec<String>, depth: usize) {
+    if depth > 64 {
+        return;
+    }
+    if let Some(r) = schema.get("$ref").and_then(Value::as_str) {
+        let target = r.strip_prefix('#').and_then(|p| spec.pointer(p));
+        match target {
+            Some(t) => conform(value, t, spec, at, out, depth + 1),
+            None => out.push(format!("{at}: `$ref` {r} names no component")),
+        }
+        return;
+    }
+    if let Some(parts) = schema.get("allOf").and_then(Value::as_array) {
+        // `allOf` (a flattened struct): the fields of every part together.
+        let mut merged = serde_json::Map::new();
+        let mut required = Vec::new();
+        for p in parts {
+            let p = resolve(p, spec);
+            if let Some(props) = p.get("properties").and_then(Value::as_object) {
+                merged.extend(props.clone());
+            }
+            required.extend(p.get("required").and_then(Value::as_array).cloned().unwrap_or_default());
+        }
+        let whole = json!({"type": "object", "properties": merged, "required": required});
+        conform(value, &whole, spec, at, out, depth + 1);
+        return;
+    }
+    for key in ["oneOf", "anyOf"] {
+        if let Some(parts) = schema.get(key).and_then(Value::as_array) {
+            let fits = parts.iter().any(|p| {
+                let mut o = Vec::new();
+                conform(value, p, spec, at, &mut o, depth + 1);
+                o.is_empty()
+            });
+            if !fits {
+                out.push(format!("{at}: fits none of the {key} alternatives"));
+            }
+            return;
+        }
+    }
+    let types: Vec<&str> = match schema.get("type") {
+        Some(Value::String(t)) => vec![t.as_str()],
+        Some(Value::Array(ts)) => ts.iter().filter_map(Value::as_str).collect(),
+        _ => return, // any value
+    };
+    let actual = match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    };
+    let fits = types.contains(&actual) || (actual == "integer" && types.contains(&"number"));
+    if !fits {
+        out.push(format!("{at}: {actual}, documented as {}", types.join(" or ")));
+        return;
+    }
+    match value {
+        Value::Object(fields) => {
+            let props = schema.get("properties").and_then(Value::as_object);
+            for name in schema.get("required").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str)
+            {
+                if !fields.contains_key(name) {
+                    out.push(format!("{at}: the required `{name}` is missing"));
+                }
+            }
+            let extra = schema.get("additionalProperties");
+            for (name, v) in fields {
+                match props.and_then(|p| p.get(name)) {
+                    Some(s) => conform(v, s, spec, &format!("{at}.{name}"), out, depth + 1),
+                    None => match extra {
+                        Some(Value::Bool(true)) => {}
+                        Some(s @ Value::Object(_)) => conform(v, s, spec, &format!("{at}.{name}"), out, depth + 1),
+                        _ => out.push(format!("{at}: `{name}` is not documented")),
+                    },
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(s) = schema.get("items") {
+                for (i, v) in items.iter().enumerate() {
+                    conform(v, s, spec, &format!("{at}[{i}]"), out, depth + 1);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn resolve<'a>(schema: &'a Value, spec: &'a Value) -> &'a Value {
+    schema
+        .get("$ref")
+        .and_then(Value::as_str)
+        .and_then(|r| r.strip_prefix('#'))
+        .and_then(|p| spec.pointer(p))
+        .unwrap_or(schema)
+}
+
+/// The schema `spec` documents for the JSON answer `status` of `method path` (`path` as in the
+/// description, with `{…}` parameters).
+pub fn answer_schema<'a>(spec: &'a Value, method: &str, path: &str, status: u16) -> Option<&'a Value> {
+    let op = spec.get("paths")?.get(path)?.get(method)?;
+    let content = op.get("responses")?.get(status.to_string())?.get("content")?.as_object()?;
+    content.iter().find(|(m, _)| is_json(m)).and_then(|(_, c)| c.get("schema"))
+}

@@ -222,3 +222,140 @@ async fn the_docs_page_is_self_contained_and_its_script_runs_under_a_strict_csp(
     }
     assert!(!docs.text.contains("<style"), "inline styles are blocked by the CSP");
 }
+
+#[test]
+fn the_conformance_check_finds_undocumented_and_mistyped_fields() {
+    use serde_json::json;
+    let spec = json!({"components": {"schemas": {"Thing": {"type": "object", "required": ["id"],
+        "properties": {"id": {"type": "string"}, "n": {"type": ["integer", "null"]}}}}}});
+    let schema = json!({"$ref": "#/components/schemas/Thing"});
+    let check = |v: serde_json::Value| hearth_server::workflow::openapi::mismatches(&v, &schema, &spec);
+    assert!(check(json!({"id": "a", "n": null})).is_empty());
+    assert!(check(json!({"id": "a", "n": 3})).is_empty());
+    assert!(check(json!({"n": 3}))[0].contains("required `id`"));
+    assert!(check(json!({"id": "a", "extra": 1}))[0].contains("`extra` is not documented"));
+    assert!(check(json!({"id": 1}))[0].contains("documented as string"));
+}
+
+/// Real answers of the main calls of each workflow, each checked against the schema the
+/// description gives for it: no field missing, none undocumented, none of another type.
+#[tokio::test]
+async fn real_answers_match_their_documented_schemas() {
+    use reqwest::Method;
+    use serde_json::{Value, json};
+
+    use crate::scheduling::{call, clinician, every_day, patient_account, schedule};
+
+    let t = TestApp::spawn().await;
+    t.clock.set(chrono::DateTime::parse_from_rfc3339("2026-06-01T00:00:00Z").unwrap().to_utc());
+    let spec = t.get("/api/openapi.json").await.json();
+    let mut problems = Vec::new();
+    let mut checked = 0;
+    let mut check = |method: &str, path: &str, status: u16, body: &Value| {
+        let schema = hearth_server::workflow::openapi::answer_schema(&spec, method, path, status)
+            .unwrap_or_else(|| panic!("{method} {path} documents no JSON answer {status}: {body}"));
+        for m in hearth_server::workflow::openapi::mismatches(body, schema, &spec) {
+            problems.push(format!("{} {path} {status}: {m}", method.to_uppercase()));
+        }
+        checked += 1;
+    };
+    let admin = t.client.clone();
+    let anon = t.anonymous();
+
+    // Accounts and sign-in.
+    let (s, v) = call(&t, &anon, Method::GET, "/api/v1/auth/me", None).await;
+    check("get", "/api/v1/auth/me", s, &v);
+    let (s, v) = call(&t, &admin, Method::GET, "/api/v1/auth/me", None).await;
+    check("get", "/api/v1/auth/me", s, &v);
+    let reg = json!({"email": "asha@example.org", "password": "a long passphrase of mine 7", "given": "Asha", "family": "Rao", "birthDate": "1984-03-07", "phone": "098765 43210"});
+    let (s, v) = call(&t, &anon, Method::POST, "/api/v1/auth/register", Some(reg)).await;
+    assert_eq!(s, 201, "{v}");
+    check("post", "/api/v1/auth/register", s, &v);
+    let login = json!({"email": "asha@example.org", "password": "a long passphrase of mine 7"});
+    let (s, tokens) = call(&t, &anon, Method::POST, "/api/v1/auth/login", Some(login)).await;
+    assert_eq!(s, 200, "{tokens}");
+    check("post", "/api/v1/auth/login", s, &tokens);
+    let refresh = json!({"refresh_token": tokens["refresh_token"]});
+    let (s, v) = call(&t, &anon, Method::POST, "/api/v1/auth/refresh", Some(refresh)).await;
+    check("post", "/api/v1/auth/refresh", s, &v);
+    let (s, v) =
+        call(&t, &anon, Method::POST, "/api/v1/auth/otp/request", Some(json!({"phone": "+919876543210"}))).await;
+    check("post", "/api/v1/auth/otp/request", s, &v);
+
+    // A patient's own calls.
+    let (_, _, pc) = patient_account(&t, "Okafor").await;
+    let (s, v) =
+        call(&t, &pc, Method::POST, "/api/v1/me/consents", Some(json!({"kind": "research", "allow": true}))).await;
+    check("post", "/api/v1/me/consents", s, &v);
+    let (s, v) = call(&t, &pc, Method::GET, "/api/v1/me/consents", None).await;
+    check("get", "/api/v1/me/consents", s, &v);
+    let (s, v) = call(&t, &pc, Method::GET, "/api/v1/me/access-log", None).await;
+    check("get", "/api/v1/me/access-log", s, &v);
+    let (s, v) = call(&t, &pc, Method::GET, "/api/v1/notifications/preferences", None).await;
+    check("get", "/api/v1/notifications/preferences", s, &v);
+    let quiet =
+        json!({"quiet_hours": {"start": "22:00", "end": "07:00"}, "channels": {"announcement": {"email": false}}});
+    let (s, v) = call(&t, &pc, Method::PUT, "/api/v1/notifications/preferences", Some(quiet)).await;
+    check("put", "/api/v1/notifications/preferences", s, &v);
+    let (s, v) = call(&t, &pc, Method::GET, "/api/v1/notifications", None).await;
+    check("get", "/api/v1/notifications", s, &v);
+    let (s, v) = call(&t, &pc, Method::GET, "/api/v1/me/erasure", None).await;
+    check("get", "/api/v1/me/erasure", s, &v);
+
+    // The registry.
+    let provider = json!({"prefix": ["Dr"], "given": ["Meera"], "family": "Iyer", "specialty": {"system": "snomed", "code": "394801008", "display": "Trauma and orthopaedics"}});
+    let (s, v) = call(&t, &admin, Method::POST, "/api/v1/providers", Some(provider)).await;
+    check("post", "/api/v1/providers", s, &v);
+    let (s, v) = call(&t, &admin, Method::GET, "/api/v1/providers", None).await;
+    check("get", "/api/v1/providers", s, &v);
+    let new_patient = json!({"given": ["Ravi"], "family": "Kumar", "birthDate": "1990-01-02", "gender": "male", "phone": "91234 56789", "address": {"line": ["4 Park Street"], "city": "Kolkata", "postalCode": "700016"}});
+    let (s, v) = call(&t, &admin, Method::POST, "/api/v1/patients", Some(new_patient)).await;
+    check("post", "/api/v1/patients", s, &v);
+    let (s, v) = call(&t, &admin, Method::GET, "/api/v1/patients?q=ravi", None).await;
+    check("get", "/api/v1/patients", s, &v);
+
+    // Scheduling: a schedule, its slots, a booking, the list, a check-in.
+    let (doc, dc) = clinician(&t, "Rao").await;
+    let (patient, _, _) = patient_account(&t, "Mensah").await;
+    let sched = schedule(&t, &dc, every_day(&doc, "Asia/Kolkata", "09:00", "17:00")).await;
+    let (s, v) = call(&t, &dc, Method::GET, &format!("/api/v1/schedules/{sched}"), None).await;
+    check("get", "/api/v1/schedules/{id}", s, &v);
+    let slots_path = format!(
+        "/api/v1/appointments/slots/available?practitioner={doc}&from=2026-06-02T00:00:00Z&to=2026-06-03T00:00:00Z&type=ROUTINE"
+    );
+    let (s, v) = call(&t, &dc, Method::GET, &slots_path, None).await;
+    check("get", "/api/v1/appointments/slots/available", s, &v);
+    let start = v["slots"][0]["start"].as_str().unwrap().to_owned();
+    let book =
+        json!({"practitioner": doc, "start": start, "type": "ROUTINE", "patient": patient, "reason": "knee pain"});
+    let (s, appt) = call(&t, &dc, Method::POST, "/api/v1/appointments", Some(book)).await;
+    assert_eq!(s, 201, "{appt}");
+    check("post", "/api/v1/appointments", s, &appt);
+    let (s, v) = call(&t, &dc, Method::GET, &format!("/api/v1/appointments?patient={patient}"), None).await;
+    check("get", "/api/v1/appointments", s, &v);
+    let id = appt["id"].as_str().unwrap();
+    // Check-in opens shortly before the start.
+    t.clock.set(chrono::DateTime::parse_from_rfc3339(&start).unwrap().to_utc() - chrono::Duration::minutes(10));
+    let (s, v) = call(&t, &dc, Method::POST, &format!("/api/v1/appointments/{id}/check-in"), None).await;
+    assert_eq!(s, 200, "{v}");
+    check("post", "/api/v1/appointments/{id}/check-in", s, &v);
+    let (s, v) = call(&t, &dc, Method::GET, &format!("/api/v1/encounters?patient={patient}"), None).await;
+    check("get", "/api/v1/encounters", s, &v);
+    let encounter = v["encounters"][0]["id"].as_str().unwrap_or_default().to_owned();
+    let note = json!({"text": "BP 150/95 sitting.", "status": "final"});
+    let (s, v) = call(&t, &dc, Method::POST, &format!("/api/v1/encounters/{encounter}/notes"), Some(note)).await;
+    assert_eq!(s, 201, "{v}");
+    check("post", "/api/v1/encounters/{id}/notes", s, &v);
+
+    // Administration.
+    let (s, v) = call(&t, &admin, Method::GET, "/api/v1/admin/notifications", None).await;
+    check("get", "/api/v1/admin/notifications", s, &v);
+    let client = json!({"name": "Charts", "redirect_uris": ["https://app.example.org/cb"], "confidential": true, "scope": "launch/patient patient/*.rs openid"});
+    let (s, v) = call(&t, &admin, Method::POST, "/api/v1/admin/oauth/clients", Some(client)).await;
+    check("post", "/api/v1/admin/oauth/clients", s, &v);
+    let (s, v) = call(&t, &admin, Method::GET, "/api/v1/admin/oauth/clients", None).await;
+    check("get", "/api/v1/admin/oauth/clients", s, &v);
+
+    assert!(checked >= 25, "{checked} answers checked");
+    assert!(problems.is_empty(), "{} answers differ from their description:\n{}", problems.len(), problems.join("\n"));
+}

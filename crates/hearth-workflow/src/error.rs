@@ -252,7 +252,12 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         log_cause(self.status, self.internal.as_deref());
         let body = crate::openapi::ErrorEnvelope {
-            error: crate::openapi::ErrorDetail { code: self.code.into(), message: self.message },
+            error: crate::openapi::ErrorDetail {
+                code: self.code.into(),
+                message: self.message,
+                alternatives: None,
+                candidates: None,
+            },
         };
         let mut resp = (self.status, axum::Json(body)).into_response();
         if let Some(secs) = self.retry_after {

@@ -38,6 +38,13 @@ pub struct ErrorDetail {
     /// What happened and, where there is one, what to do about it (English).
     #[schema(example = "no such appointment")]
     pub message: String,
+    /// `slot_taken` only: free slots near the one asked for (as the slot search gives them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alternatives: Option<Vec<Value>>,
+    /// `probable_duplicate` only: the patients the new one may be (`id`, `name`, `birthDate`,
+    /// `reasons`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub candidates: Option<Vec<Value>>,
 }
 
 /// A FHIR R4 resource as JSON: an object whose `resourceType` names its type; its other

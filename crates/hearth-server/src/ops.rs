@@ -81,22 +81,33 @@ impl utoipa::Modify for SecuritySchemes {
     }
 }
 
+/// The answer of the health checks.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Health {
+    /// `ok` (liveness) or `ready` (readiness).
+    #[schema(example = "ok")]
+    status: &'static str,
+    /// Readiness only: the record store's backend, `sqlite` or `postgres`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    database: Option<&'static str>,
+}
+
 /// Liveness: the process is up and serving HTTP.
 #[utoipa::path(get, path = "/healthz", tag = "operations",
-    responses((status = 200, description = "The process is up", body = Object, example = json!({"status": "ok"}))))]
-pub async fn healthz() -> Json<Value> {
-    Json(json!({ "status": "ok" }))
+    responses((status = 200, description = "The process is up", body = Health, example = json!({"status": "ok"}))))]
+pub async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok", database: None })
 }
 
 /// Readiness: the database answers.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses(
-        (status = 200, description = "Ready to serve", body = Object, example = json!({"status": "ready", "database": "sqlite"})),
+        (status = 200, description = "Ready to serve", body = Health, example = json!({"status": "ready", "database": "sqlite"})),
         (status = 503, description = "The database is unreachable", body = ErrorEnvelope,
          example = json!({"error": {"code": "unavailable", "message": "a dependency is unavailable"}}))))]
-pub async fn readyz(State(app): State<Arc<App>>) -> Result<Json<Value>, ApiError> {
+pub async fn readyz(State(app): State<Arc<App>>) -> Result<Json<Health>, ApiError> {
     app.store.ping().await.map_err(ApiError::unavailable)?;
-    Ok(Json(json!({ "status": "ready", "database": app.store.backend() })))
+    Ok(Json(Health { status: "ready", database: Some(app.store.backend()) }))
 }
 
 /// Prometheus metrics in the text exposition format.

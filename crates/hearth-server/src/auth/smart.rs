@@ -960,7 +960,7 @@ async fn authenticate_client(app: &App, headers: &HeaderMap, p: &Params) -> Resu
 /// `POST /oauth/token`.
 #[utoipa::path(post, path = "/oauth/token", tag = "SMART on FHIR",
     request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "grant_type=authorization_code (code, redirect_uri, code_verifier, client_id) or refresh_token; confidential clients authenticate with HTTP Basic or client_secret"),
-    responses((status = 200, description = "Tokens with `scope`, `patient` for launch/patient, and an OpenID Connect `id_token` for openid", body = Object),
+    responses((status = 200, description = "Tokens with `scope`, `patient` for launch/patient, and an OpenID Connect `id_token` for openid", body = super::routes::TokenResponse),
         (status = 400, description = "RFC 6749 error (`invalid_grant`, `invalid_request`, …)", body = OAuthErrorBody),
         (status = 401, description = "`invalid_client`", body = OAuthErrorBody)))]
 pub(crate) async fn token(State(app): State<Arc<App>>, headers: HeaderMap, bytes: axum::body::Bytes) -> Response {

@@ -99,9 +99,11 @@ function bodyView(content) {
 
 function securityView(op) {
   const sec = op.security || SPEC.security || [];
-  if (!sec.length) return el("span", { class: "lock" }, "no sign-in");
-  const names = sec.map((r) => Object.keys(r).join(" + ") || "none").join(" or ");
-  return el("span", { class: "lock" }, "🔒 " + names);
+  // `[{}]` names no credential; `[{}, {…}]` makes the other alternatives optional.
+  const names = sec.map((r) => Object.keys(r).join(" + ")).filter(Boolean);
+  if (!names.length) return el("span", { class: "lock" }, "no sign-in");
+  const optional = sec.some((r) => !Object.keys(r).length);
+  return el("span", { class: "lock" }, "🔒 " + names.join(" or ") + (optional ? " (optional)" : ""));
 }
 
 function tryIt(method, path, op) {

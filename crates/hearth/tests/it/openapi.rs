@@ -70,6 +70,44 @@ fn routed_app_operations() -> BTreeSet<(String, String)> {
     out
 }
 
+/// Every documented handler that reads a request body (an `axum::body::Bytes`, `Json<…>` or
+/// `Form<…>` argument) and names no `request_body` in its `#[utoipa::path]`, as `file: fn`;
+/// `readers` counts the handlers that read one.
+fn handlers_reading_an_undocumented_body(readers: &mut usize) -> Vec<String> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(root().join("crates")).unwrap() {
+        rust_files(&entry.unwrap().path().join("src"), &mut files);
+    }
+    let mut out = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for (at, _) in text.match_indices("#[utoipa::path(") {
+            let rest = &text[at..];
+            let Some(fn_at) = rest.find("fn ") else { continue };
+            let attribute = &rest[..fn_at];
+            let signature = &rest[fn_at..rest[fn_at..].find('{').map_or(rest.len(), |e| fn_at + e)];
+            let arguments = signature.split("->").next().unwrap_or(signature);
+            if !["Bytes", "Json<", "Form<"].iter().any(|t| arguments.contains(t)) {
+                continue;
+            }
+            *readers += 1;
+            if !attribute.contains("request_body") {
+                let name = signature.trim_start_matches("fn ").split('(').next().unwrap_or("?");
+                out.push(format!("{}: {name}", file.display()));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn every_handler_that_reads_a_body_documents_it() {
+    let mut readers = 0;
+    let missing = handlers_reading_an_undocumented_body(&mut readers);
+    assert!(readers > 30, "only {readers} handlers reading a body found: the scan is broken");
+    assert!(missing.is_empty(), "handlers that read a request body without a request_body: {missing:#?}");
+}
+
 #[test]
 fn the_route_scan_finds_the_known_routes() {
     // Guards the scan itself: if it stopped finding routes, the completeness test below would

@@ -68,7 +68,7 @@ fn session_example() -> Value {
         example = json!({"patient": "0193a0…", "language": "hi", "consent": true, "packs": ["ortho-low-back"]})),
     responses(
         (status = 201, description = "Started: the session with its first question", body = SessionView, example = json!(session_example())),
-        (status = 400, description = "Unknown language or pack, malformed body", body = ErrorEnvelope, example = json!({"error": {"code": "unknown_language", "message": "language must be en, hi or hi-Latn"}})),
+        (status = 400, description = "Unknown language or pack, malformed body (`invalid_packs`, `unknown_pack`, `invalid_questionnaire`)", body = ErrorEnvelope, example = json!({"error": {"code": "unknown_language", "message": "language must be en, hi or hi-Latn"}})),
         (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
         (status = 403, description = "A patient starting for someone else, or a caregiver", body = ErrorEnvelope, example = json!({"error": {"code": "forbidden", "message": "patients start their own intake"}})),
         (status = 404, description = "No such patient the caller reaches", body = ErrorEnvelope, example = json!({"error": {"code": "not_found", "message": "no such patient"}})),
@@ -118,7 +118,7 @@ pub(crate) async fn start_walk_in(
         example = json!({"language": "hi-Latn", "consent": true})),
     responses(
         (status = 201, description = "Started for the appointment's patient", body = SessionView, example = json!(session_example())),
-        (status = 400, description = "Unknown language or pack, malformed body", body = ErrorEnvelope, example = json!({"error": {"code": "unknown_language", "message": "language must be en, hi or hi-Latn"}})),
+        (status = 400, description = "Unknown language or pack, malformed body (`invalid_packs`, `unknown_pack`, `invalid_questionnaire`)", body = ErrorEnvelope, example = json!({"error": {"code": "unknown_language", "message": "language must be en, hi or hi-Latn"}})),
         (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
         (status = 403, description = "A caregiver", body = ErrorEnvelope),
         (status = 404, description = "No such appointment the caller reaches", body = ErrorEnvelope, example = json!({"error": {"code": "not_found", "message": "no such appointment"}})),
@@ -217,7 +217,7 @@ struct MessageBody {
         (status = 400, description = "Neither or both of text and answer, empty or too long text", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_message", "message": "send either text or answer"}})),
         (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
         (status = 404, description = "No such session of a patient the caller reaches", body = ErrorEnvelope),
-        (status = 409, description = "The session is over (emergency or finished), or changed meanwhile", body = ErrorEnvelope, example = json!({"error": {"code": "session_finished", "message": "this session is over (emergency)"}})),
+        (status = 409, description = "The session is over (emergency or finished), or changed meanwhile (`session_changed`)", body = ErrorEnvelope, example = json!({"error": {"code": "session_finished", "message": "this session is over (emergency)"}})),
         (status = 422, description = "A structured answer that fits no option or type", body = ErrorEnvelope, example = json!({"error": {"code": "unknown_option", "message": "not an option of this question; answer one of: back, neck, knee"}})),
     ),
     security(("bearer" = [])))]

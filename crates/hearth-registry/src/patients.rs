@@ -480,7 +480,7 @@ fn own_organization(caller: &Caller) -> Option<&str> {
     responses(
         (status = 201, description = "Created; `ETag` carries the version", body = PatientSummary,
          example = json!({"id": "0190…", "version": "1", "name": "Asha Rao", "given": ["Asha"], "family": "Rao", "birthDate": "1984-03-07", "gender": "female", "phone": "+919876543210", "email": "asha@example.org", "address": {"line": ["12 MG Road"], "city": "Bengaluru", "state": "Karnataka", "postalCode": "560001", "country": "IN"}, "abhaNumber": "12-3456-7890-1234", "abhaAddress": "asha.rao84@abdm", "language": "hi", "organization": null, "active": true})),
-        (status = 400, description = "Invalid field (stable code: invalid_body, invalid_name, invalid_birth_date, invalid_gender, invalid_phone, invalid_email, invalid_address, invalid_abha_number, invalid_abha_address, invalid_language, invalid_organization)", body = ErrorEnvelope,
+        (status = 400, description = "Invalid field (stable code: invalid_body, invalid_name, invalid_birth_date, invalid_gender, invalid_phone, invalid_email, invalid_address, invalid_abha_number, invalid_abha_address, invalid_language, invalid_organization) (`invalid_resource`)", body = ErrorEnvelope,
          example = json!({"error": {"code": "invalid_phone", "message": "phone must be a 10-digit Indian mobile number …"}})),
         (status = 401, description = "No or an invalid access token", body = ErrorEnvelope, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})),
         (status = 403, description = "Not staff, or the patient would be outside the caller's reach", body = ErrorEnvelope, example = json!({"error": {"code": "forbidden", "message": "this operation is for clinicians and administrators"}})),
@@ -708,7 +708,7 @@ fn if_match(headers: &HeaderMap) -> Result<u64, ApiError> {
         example = json!({"phone": "+91-98765-43210", "language": "hi-Latn", "address": {"line": ["4 Park Street"], "city": "Kolkata", "postalCode": "700016"}})),
     responses(
         (status = 200, description = "The new version", body = PatientSummary, example = json!({"id": "0190…", "version": "4", "phone": "+919876543210", "language": "hi-Latn"})),
-        (status = 400, description = "Invalid field (stable codes as for create)", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_phone", "message": "…"}})),
+        (status = 400, description = "Invalid field (stable codes as for create) (`invalid_if_match`)", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_phone", "message": "…"}})),
         (status = 401, description = "No or an invalid access token", body = ErrorEnvelope, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})),
         (status = 403, description = "Not allowed to change this record or this field", body = ErrorEnvelope, example = json!({"error": {"code": "field_not_allowed", "message": "patients change their contact details and language only"}})),
         (status = 404, description = "Unknown, or not the caller's to see", body = ErrorEnvelope, example = json!({"error": {"code": "not_found", "message": "no such patient"}})),

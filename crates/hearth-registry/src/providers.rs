@@ -170,7 +170,7 @@ fn provider_json<'a>(practitioner: Option<(&Version, &Value)>, role: &'a Version
     responses(
         (status = 201, description = "The provider", body = Provider,
          example = json!({"id": "0190…", "roleId": "0190…", "name": "Dr Meera Iyer", "specialty": {"system": "http://snomed.info/sct", "code": "394801008", "display": "Trauma and orthopaedics"}, "organization": "0190…", "location": null, "active": true})),
-        (status = 400, description = "Invalid field (invalid_body, invalid_name, invalid_specialty, invalid_phone, invalid_email, invalid_reference)", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_specialty", "message": "specialty.system is snomed or nucc"}})),
+        (status = 400, description = "Invalid field (invalid_body, invalid_name, invalid_specialty, invalid_phone, invalid_email, invalid_reference) (`invalid_resource`)", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_specialty", "message": "specialty.system is snomed or nucc"}})),
         (status = 401, description = "No or an invalid access token", body = ErrorEnvelope, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})),
         (status = 403, description = "Not an administrator", body = ErrorEnvelope, example = json!({"error": {"code": "forbidden", "message": "this operation is for administrators"}})),
         (status = 422, description = "The organisation or location does not exist", body = ErrorEnvelope, example = json!({"error": {"code": "unknown_reference", "message": "no such Organization"}})),

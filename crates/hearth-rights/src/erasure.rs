@@ -246,7 +246,7 @@ async fn run_erasure(
         (status = 400, description = "Malformed body", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_body", "message": "reason: at most 1000 characters"}})),
         (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
         (status = 403, description = "Not a patient account", body = ErrorEnvelope, example = json!({"error": {"code": "forbidden", "message": "erasure is requested by the patient"}})),
-        (status = 409, description = "A request is already pending, or (immediate mode) a hold applies", body = ErrorEnvelope, example = json!({"error": {"code": "legal_hold", "message": "the record is under a legal hold: litigation 2026-17"}})),
+        (status = 409, description = "A request is already pending, or (immediate mode) a hold applies (`erasure_pending`)", body = ErrorEnvelope, example = json!({"error": {"code": "legal_hold", "message": "the record is under a legal hold: litigation 2026-17"}})),
     ),
     security(("bearer" = [])))]
 pub async fn request_erasure(

@@ -713,13 +713,13 @@ pub async fn book_for(app: &Scheduling, caller: &Caller, body: &BookBody) -> Res
         example = json!({"practitioner": "123", "start": "2026-12-01T09:00:00Z", "type": "ROUTINE", "reason": "follow-up of blood pressure"})),
     responses(
         (status = 201, description = "Booked (all occurrences of a series); reminders are queued", body = AppointmentView),
-        (status = 400, description = "Malformed request", body = ErrorEnvelope),
+        (status = 400, description = "Malformed request (`invalid_booking`)", body = ErrorEnvelope),
         (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
         (status = 403, description = "Booking for someone this caller may not book for", body = ErrorEnvelope),
         (status = 404, description = "No such patient within reach", body = ErrorEnvelope),
         (status = 409, description = "The time is taken; `error.alternatives` lists free slots", body = ErrorEnvelope,
          example = json!({"error": {"code": "slot_taken", "message": "that time is no longer free; see the alternatives", "alternatives": [{"start": "2026-12-01T09:30:00Z", "end": "2026-12-01T10:00:00Z", "practitioner": "123", "schedule": "…", "type": "ROUTINE", "location": null, "service": null}]}})),
-        (status = 422, description = "Not a slot of the practitioner's schedules", body = ErrorEnvelope),
+        (status = 422, description = "Not a slot of the practitioner's schedules (`not_a_slot`, `urgent_care_required`)", body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
 pub async fn book(
@@ -876,7 +876,7 @@ fn patient_of(a: &Value) -> Result<String, ApiError> {
     request_body(content = CancelBody, description = "Optional `reason`: an appointment-cancellation-reason code", example = json!({"reason": "pat-swl"})),
     responses(
         (status = 200, description = "Cancelled; pending reminders cancelled, the time offered to the waitlist; `cancellation.late` inside the late-cancel window", body = AppointmentView),
-        (status = 400, description = "Unknown reason code", body = ErrorEnvelope),
+        (status = 400, description = "Unknown reason code (`invalid_reason`)", body = ErrorEnvelope),
         (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
         (status = 404, description = "No such appointment within reach", body = ErrorEnvelope),
         (status = 409, description = "Not booked, or already started", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_status", "message": "only a booked appointment that has not started can be cancelled"}})),
@@ -949,7 +949,7 @@ pub struct RescheduleBody {
         (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
         (status = 404, description = "No such appointment within reach", body = ErrorEnvelope),
         (status = 409, description = "Not booked, or the new time is taken (`error.alternatives`)", body = ErrorEnvelope),
-        (status = 422, description = "Not a slot", body = ErrorEnvelope),
+        (status = 422, description = "Not a slot (`not_a_slot`)", body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
 pub async fn reschedule(

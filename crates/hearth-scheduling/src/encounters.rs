@@ -350,7 +350,7 @@ fn set(e: &mut Value, key: &str, v: Value) {
         example = json!({"patient": "123", "status": "in-progress", "reason": [{"system": "http://snomed.info/sct", "code": "38341003", "display": "Hypertensive disorder"}]})),
     responses(
         (status = 201, description = "Created", body = EncounterView),
-        (status = 400, description = "Malformed request", body = ErrorEnvelope),
+        (status = 400, description = "Malformed request (`invalid_encounter`, `unknown_condition`)", body = ErrorEnvelope),
         (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
         (status = 403, description = "Not a clinician or admin", body = ErrorEnvelope),
         (status = 404, description = "No such patient within reach", body = ErrorEnvelope),
@@ -456,7 +456,7 @@ pub async fn list(
         example = json!({"status": "finished", "diagnoses": [{"condition": "456", "use": "DD", "rank": 1}]})),
     responses(
         (status = 200, description = "Changed (a new version)", body = EncounterView),
-        (status = 400, description = "Malformed request", body = ErrorEnvelope),
+        (status = 400, description = "Malformed request (`invalid_encounter`, `unknown_condition`)", body = ErrorEnvelope),
         (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
         (status = 403, description = "Not a clinician or admin", body = ErrorEnvelope),
         (status = 404, description = "No such encounter within reach", body = ErrorEnvelope),

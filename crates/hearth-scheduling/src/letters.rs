@@ -335,7 +335,7 @@ async fn write_new(
         example = json!({"kind": "consult", "title": "Clinic letter", "text": "Dear Dr Rao,\n\nI saw your patient today…", "status": "final"})),
     responses(
         (status = 201, description = "Stored as a Composition and a DocumentReference (HTML and plain text) with the same id", body = LetterView),
-        (status = 400, description = "Malformed letter", body = ErrorEnvelope),
+        (status = 400, description = "Malformed letter (`invalid_letter`)", body = ErrorEnvelope),
         (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
         (status = 403, description = "Not a clinician", body = ErrorEnvelope),
         (status = 404, description = "No such patient within reach", body = ErrorEnvelope),
@@ -572,7 +572,7 @@ async fn amend(
         example = json!({"text": "Corrected dose: 5 mg once daily.", "status": "amended"})),
     responses(
         (status = 200, description = "The new version", body = LetterView),
-        (status = 400, description = "Malformed change", body = ErrorEnvelope),
+        (status = 400, description = "Malformed change (`invalid_letter`)", body = ErrorEnvelope),
         (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
         (status = 403, description = "Not a clinician", body = ErrorEnvelope),
         (status = 404, description = "No such letter within reach", body = ErrorEnvelope),

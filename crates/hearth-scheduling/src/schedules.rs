@@ -548,7 +548,7 @@ pub async fn get_one(
         (status = 400, description = "Malformed schedule", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_schedule", "message": "timeZone is not an IANA time zone"}})),
         (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
         (status = 403, description = "Neither that practitioner nor an admin", body = ErrorEnvelope),
-        (status = 422, description = "No such practitioner", body = ErrorEnvelope),
+        (status = 422, description = "No such practitioner (`unknown_practitioner`)", body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
 pub async fn create(
@@ -577,7 +577,7 @@ pub async fn create(
 #[utoipa::path(put, path = "/api/v1/schedules/{id}", tag = "scheduling",
     params(("id" = String, Path, description = "The schedule's id")),
     request_body(content = ScheduleBody, description = "The whole schedule, as for POST"),
-    responses(
+    responses((status = 422, description = "No such practitioner (`unknown_practitioner`)", body = ErrorEnvelope), 
         (status = 200, description = "Replaced (a new version of the Schedule); booked appointments stay", body = ScheduleView),
         (status = 400, description = "Malformed schedule", body = ErrorEnvelope),
         (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),

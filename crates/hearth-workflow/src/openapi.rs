@@ -30,9 +30,11 @@ pub struct ErrorDetail {
     /// Codes every operation may answer: `unauthenticated` and `invalid_token` (401, with
     /// `WWW-Authenticate`), `token_expired` (401), `mfa_required` (401/403), `forbidden` (403),
     /// `csrf_failed` (403, cookie sessions), `not_found` (404), `invalid_body` (400/422),
-    /// `conflict` (409), `rate_limited` (429, with `Retry-After`), `internal` (500, the server
-    /// log has details under the request's `X-Request-Id`), `unavailable` (503). Each operation
-    /// documents the codes of its own refusals.
+    /// `conflict` (409), `gone` (410: the patient record was deleted), `rate_limited` (429, with
+    /// `Retry-After`), `internal` (500, the server log has details under the request's
+    /// `X-Request-Id`), `unavailable` (503), `audit_unavailable` (503: the change is done but its
+    /// audit event could not be written yet). Each operation documents the codes of its own
+    /// refusals in its answers' descriptions and examples.
     #[schema(example = "not_found")]
     pub code: Cow<'static, str>,
     /// What happened and, where there is one, what to do about it (English).

@@ -127,7 +127,7 @@ async fn enroll_checked(State(app): State<Arc<App>>, EnrolCaller(caller): EnrolC
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/totp/enroll", tag = "two-factor",
-    responses((status = 200, description = "A new TOTP secret, its otpauth:// URI and a QR code (SVG)", body = Enrolment,
+    responses((status = 409, description = "Two-factor sign-in is already on (`totp_already_enabled`)", body = ErrorEnvelope), (status = 200, description = "A new TOTP secret, its otpauth:// URI and a QR code (SVG)", body = Enrolment,
         example = json!({"secret": "JBSWY3DPEHPK3PXP", "otpauth_uri": "otpauth://totp/Hearth:asha@example.org?…", "qr_svg": "<svg …>"})), (status = 401, description = "No or an invalid access token", body = ErrorEnvelope, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}}))),
     security(("bearer" = [])))]
 pub(crate) async fn enroll(
@@ -213,7 +213,7 @@ async fn confirm_checked(
 
 #[utoipa::path(post, path = "/api/v1/auth/totp/confirm", tag = "two-factor",
     request_body(content = Confirm, description = "A current code from the authenticator app", example = json!({"code": "123456"})),
-    responses((status = 200, description = "2FA is on; ten one-time recovery codes (shown once)", body = Enabled), (status = 400, description = "Invalid body (stable error code)", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_body", "message": "invalid request body"}})), (status = 401, description = "No or an invalid access token", body = ErrorEnvelope, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}}))),
+    responses((status = 409, description = "The enrolment changed (another enrolment started) since this code's secret was shown (`totp_enrolment_changed`)", body = ErrorEnvelope), (status = 200, description = "2FA is on; ten one-time recovery codes (shown once)", body = Enabled), (status = 400, description = "Invalid body (stable error code) (`totp_not_enrolled`)", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_body", "message": "invalid request body"}})), (status = 401, description = "No or an invalid access token", body = ErrorEnvelope, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}}))),
     security(("bearer" = [])))]
 pub(crate) async fn confirm(
     State(app): State<Arc<App>>,
@@ -273,7 +273,7 @@ async fn disable_checked(
 
 #[utoipa::path(post, path = "/api/v1/auth/totp/disable", tag = "two-factor",
     request_body(content = Disable, description = "Re-authentication: the password and a current code", example = json!({"password": "…", "code": "123456"})),
-    responses((status = 204, description = "2FA is off"), (status = 400, description = "Invalid body (stable error code)", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_body", "message": "invalid request body"}})), (status = 401, description = "No or an invalid access token", body = ErrorEnvelope, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}}))),
+    responses((status = 204, description = "2FA is off"), (status = 400, description = "Invalid body (stable error code) (`totp_not_enabled`)", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_body", "message": "invalid request body"}})), (status = 401, description = "No or an invalid access token", body = ErrorEnvelope, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}}))),
     security(("bearer" = [])))]
 pub(crate) async fn disable(
     State(app): State<Arc<App>>,

@@ -95,7 +95,7 @@ pub(crate) struct CodeRequested {
 
 #[utoipa::path(post, path = "/api/v1/auth/otp/request", tag = "patient sign-in",
     request_body(content = RequestBody, description = "Send a 6-digit code to a patient's phone or e-mail", example = json!({"phone": "+919876543210"})),
-    responses((status = 202, description = "Always the same answer, whether or not an account exists", body = CodeRequested), (status = 400, description = "Invalid body (stable error code)", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_body", "message": "invalid request body"}})), (status = 429, description = "Rate limited or locked; see Retry-After", body = ErrorEnvelope, example = json!({"error": {"code": "rate_limited", "message": "too many requests"}})),
+    responses((status = 202, description = "Always the same answer, whether or not an account exists", body = CodeRequested), (status = 400, description = "Invalid body (stable error code) (`invalid_destination`)", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_body", "message": "invalid request body"}})), (status = 429, description = "Rate limited or locked; see Retry-After", body = ErrorEnvelope, example = json!({"error": {"code": "rate_limited", "message": "too many requests"}})),
         (status = 503, description = "A phone was given and SMS is not configured", body = ErrorEnvelope, example = json!({"error": {"code": "sms_unavailable", "message": "SMS is not configured on this server, so no code can be sent by text message"}}))))]
 pub(crate) async fn request(
     State(app): State<Arc<App>>,
@@ -244,7 +244,7 @@ fn otp_invalid() -> ApiError {
 #[utoipa::path(post, path = "/api/v1/auth/otp/verify", tag = "patient sign-in",
     request_body(content = VerifyBody, description = "The code (10 minutes, 5 attempts)", example = json!({"phone": "+919876543210", "code": "482913"})),
     responses((status = 200, description = "Tokens", body = super::routes::TokenResponse, example = json!({"access_token": "eyJ…", "token_type": "Bearer", "expires_in": 900, "refresh_token": "…", "scope": "user/*.cruds openid fhirUser offline_access"})),
-        (status = 401, description = "Wrong, expired or exhausted code", body = ErrorEnvelope, example = json!({"error": {"code": "otp_invalid", "message": "…"}})), (status = 400, description = "Invalid body (stable error code)", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_body", "message": "invalid request body"}})), (status = 429, description = "Rate limited or locked; see Retry-After", body = ErrorEnvelope, example = json!({"error": {"code": "rate_limited", "message": "too many requests"}}))),
+        (status = 401, description = "Wrong, expired or exhausted code", body = ErrorEnvelope, example = json!({"error": {"code": "otp_invalid", "message": "…"}})), (status = 400, description = "Invalid body (stable error code) (`invalid_destination`)", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_body", "message": "invalid request body"}})), (status = 429, description = "Rate limited or locked; see Retry-After", body = ErrorEnvelope, example = json!({"error": {"code": "rate_limited", "message": "too many requests"}}))),
     security(()))]
 pub(crate) async fn verify(
     State(app): State<Arc<App>>,

@@ -223,7 +223,7 @@ struct Register {
         example = json!({"email": "asha@example.org", "password": "a long passphrase", "given": "Asha", "family": "Rao", "birthDate": "1984-03-07", "gender": "female", "phone": "098765 43210"})),
     responses((status = 201, description = "The account, linked to its Patient (fhirUser); a phone given is unverified until its code is entered", body = AccountView,
         example = json!({"id": "…", "email": "asha@example.org", "phone": "+919876543210", "phoneVerified": false, "role": "patient", "fhirUser": "Patient/…"})),
-        (status = 400, description = "Invalid body (stable error code)", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_body", "message": "invalid request body"}})), (status = 409, description = "The e-mail is taken", body = ErrorEnvelope, example = json!({"error": {"code": "email_taken", "message": "an account with this e-mail already exists"}}))))]
+        (status = 400, description = "Invalid body (stable error code) (`invalid_patient`)", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_body", "message": "invalid request body"}})), (status = 409, description = "The e-mail is taken", body = ErrorEnvelope, example = json!({"error": {"code": "email_taken", "message": "an account with this e-mail already exists"}}))))]
 pub(crate) async fn register(State(app): State<Arc<App>>, bytes: axum::body::Bytes) -> Result<Response, ApiError> {
     let req: Register = super::json_body(&bytes)?;
     let email = normalize_email(&req.email)?;
@@ -290,7 +290,7 @@ struct Login {
         example = json!({"email": "asha@example.org", "password": "a long passphrase", "code": "123456"})),
     responses((status = 200, description = "Access and refresh tokens (an admin without 2FA gets an enrolment-only token)", body = TokenResponse, example = json!({"access_token": "eyJ…", "token_type": "Bearer", "expires_in": 900, "refresh_token": "…", "scope": "user/*.cruds openid fhirUser offline_access"})),
         (status = 401, description = "Wrong e-mail or password, or `mfa_required`", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_credentials", "message": "wrong e-mail or password"}})),
-        (status = 400, description = "Invalid body (stable error code)", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_body", "message": "invalid request body"}})), (status = 429, description = "Rate limited or locked; see Retry-After", body = ErrorEnvelope, example = json!({"error": {"code": "rate_limited", "message": "too many requests"}}))),
+        (status = 400, description = "Invalid body (stable error code) (`invalid_scope`)", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_body", "message": "invalid request body"}})), (status = 429, description = "Rate limited or locked; see Retry-After (`account_locked`)", body = ErrorEnvelope, example = json!({"error": {"code": "rate_limited", "message": "too many requests"}}))),
     security(()))]
 pub(crate) async fn login(
     State(app): State<Arc<App>>,
@@ -779,7 +779,7 @@ struct CreateAccount {
 #[utoipa::path(post, path = "/api/v1/admin/accounts", tag = "administration",
     request_body(content = CreateAccount, description = "Create a staff, patient or caregiver account (admins only)",
         example = json!({"email": "dr.rao@example.org", "password": "a long passphrase", "role": "clinician", "fhirUser": "Practitioner/…", "organization": "…", "phone": "+91 98765 43210"})),
-    responses((status = 201, description = "The account", body = AccountView), (status = 400, description = "Invalid body (stable error code)", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_body", "message": "invalid request body"}})), (status = 401, description = "No or an invalid access token", body = ErrorEnvelope, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})), (status = 403, description = "Not allowed for this account", body = ErrorEnvelope, example = json!({"error": {"code": "forbidden", "message": "this operation is for administrators"}})),
+    responses((status = 201, description = "The account", body = AccountView), (status = 400, description = "Invalid body (stable error code) (`invalid_role`, `invalid_fhir_user`)", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_body", "message": "invalid request body"}})), (status = 401, description = "No or an invalid access token", body = ErrorEnvelope, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})), (status = 403, description = "Not allowed for this account", body = ErrorEnvelope, example = json!({"error": {"code": "forbidden", "message": "this operation is for administrators"}})),
         (status = 409, description = "The e-mail (`email_taken`) or phone (`phone_taken`) is on another account", body = ErrorEnvelope, example = json!({"error": {"code": "phone_taken", "message": "another account has this phone number"}}))),
     security(("bearer" = [])))]
 pub(crate) async fn create_account(
@@ -841,7 +841,7 @@ struct GrantCaregiver {
 
 #[utoipa::path(post, path = "/api/v1/admin/caregivers", tag = "administration",
     request_body(content = GrantCaregiver, description = "Let a caregiver account act for a patient (admins only)", example = json!({"caregiver": "<account id>", "patient": "<Patient id>"})),
-    responses((status = 204, description = "Granted"), (status = 400, description = "Invalid body (stable error code)", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_body", "message": "invalid request body"}})), (status = 401, description = "No or an invalid access token", body = ErrorEnvelope, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})), (status = 403, description = "Not allowed for this account", body = ErrorEnvelope, example = json!({"error": {"code": "forbidden", "message": "this operation is for administrators"}})), (status = 404, description = "No such account", body = ErrorEnvelope)),
+    responses((status = 204, description = "Granted"), (status = 400, description = "Invalid body (stable error code) (`not_a_caregiver`, `invalid_patient`)", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_body", "message": "invalid request body"}})), (status = 401, description = "No or an invalid access token", body = ErrorEnvelope, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})), (status = 403, description = "Not allowed for this account", body = ErrorEnvelope, example = json!({"error": {"code": "forbidden", "message": "this operation is for administrators"}})), (status = 404, description = "No such account", body = ErrorEnvelope)),
     security(("bearer" = [])))]
 pub(crate) async fn grant_caregiver(
     State(app): State<Arc<App>>,

@@ -400,3 +400,48 @@ async fn real_answers_match_their_documented_schemas() {
     assert!(checked >= 25, "{checked} answers checked");
     assert!(problems.is_empty(), "{} answers differ from their description:\n{}", problems.len(), problems.join("\n"));
 }
+
+/// The stable error codes the source gives (`ApiError::new(StatusCode::…, "code", …)` and the
+/// workflows' `bad("code", …)` helpers), each named somewhere in `/api/openapi.json`: in the
+/// answers of the operation that gives it, or among the codes every operation may answer.
+#[tokio::test]
+async fn every_stable_error_code_is_documented() {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(root().join("crates")).unwrap() {
+        rust_files(&entry.unwrap().path().join("src"), &mut files);
+    }
+    let mut codes = BTreeSet::new();
+    // The FHIR API's errors are OperationOutcomes, described by /fhir/metadata, not here.
+    for file in files.iter().filter(|f| !f.components().any(|c| c.as_os_str() == "fhir")) {
+        let text = std::fs::read_to_string(file).unwrap();
+        let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        for (at, _) in flat.match_indices("StatusCode::").chain(flat.match_indices("bad(")) {
+            let rest = &flat[at..];
+            // `StatusCode::NAME, "code"` or `bad("code"`.
+            let after = match rest.strip_prefix("bad(") {
+                Some(r) => r,
+                None => match rest.split_once(", ") {
+                    Some((status, r)) if status.chars().skip(12).all(|c| c.is_ascii_uppercase() || c == '_') => r,
+                    _ => continue,
+                },
+            };
+            let Some((code, tail)) = after.strip_prefix('"').and_then(|r| r.split_once('"')) else { continue };
+            // An error code is followed by its message.
+            if tail.starts_with(',') && !code.is_empty() && code.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
+                codes.insert(code.to_owned());
+            }
+        }
+    }
+    assert!(codes.len() > 60, "only {} codes found: the scan is broken", codes.len());
+    let t = TestApp::spawn().await;
+    let spec = t.get("/api/openapi.json").await.text;
+    let word = |c: &str| {
+        spec.match_indices(c).any(|(i, _)| {
+            let before = spec[..i].chars().next_back().is_none_or(|b| !(b.is_ascii_alphanumeric() || b == '_'));
+            let after = spec[i + c.len()..].chars().next().is_none_or(|a| !(a.is_ascii_alphanumeric() || a == '_'));
+            before && after
+        })
+    };
+    let missing: Vec<&String> = codes.iter().filter(|c| !word(c)).collect();
+    assert!(missing.is_empty(), "stable error codes not in /api/openapi.json: {missing:?}");
+}

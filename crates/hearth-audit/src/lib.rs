@@ -58,6 +58,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use hearth_store_sql::Db;
 use hearth_workflow::error::{FhirError, Issue};
+use hearth_workflow::openapi::ErrorEnvelope;
 use hearth_workflow::{AuditHook, Caller, Clock, Ctx, Mount, RecordAudit, Workflow};
 
 /// At most this many resources are named in one event (patients are always all named).
@@ -1077,33 +1078,77 @@ impl Workflow for AuditTrail {
 }
 
 /// One line of a patient's access log: who touched their record, when, how, and the outcome.
-fn log_entry(event: &Value) -> Value {
-    let at = |p: &str| event.pointer(p).cloned().unwrap_or(Value::Null);
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct AccessLogEntry {
+    /// When it happened (RFC 3339).
+    #[schema(example = "2026-11-29T10:00:00.000Z")]
+    recorded: Option<String>,
+    /// The interaction (`read`, `search-type`, `update`, …) or the event's kind.
+    #[schema(example = "read")]
+    interaction: String,
+    /// `C`reate, `R`ead, `U`pdate, `D`elete or `E`xecute.
+    #[schema(example = "R")]
+    action: Option<String>,
+    /// `success` or `failure`.
+    #[schema(example = "success")]
+    outcome: &'static str,
+    /// Who did it.
+    by: AccessLogActor,
+    /// What of the record was touched, beyond the Patient itself (`Type/id`).
+    resources: Vec<String>,
+}
+
+/// The person or client behind an access.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct AccessLogActor {
+    /// Their role (`patient`, `caregiver`, `clinician`, `admin`, or a client).
+    #[schema(example = "clinician")]
+    role: Option<String>,
+    /// Their sign-in name.
+    #[schema(example = "dr.rao@example.org")]
+    name: Option<String>,
+    /// Their FHIR user (`Practitioner/<id>`, …), if any.
+    #[serde(rename = "fhirUser")]
+    fhir_user: Option<String>,
+}
+
+/// A page of the access log.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct AccessLogPage {
+    /// Newest first.
+    entries: Vec<AccessLogEntry>,
+    /// The `cursor` of the next page; `null` on the last.
+    next: Option<String>,
+}
+
+fn log_entry(event: &Value) -> AccessLogEntry {
+    let text = |p: &str| event.pointer(p).and_then(Value::as_str).map(str::to_owned);
     let how = event
         .pointer("/subtype/0/code")
         .and_then(Value::as_str)
         .or_else(|| event.pointer("/type/display").and_then(Value::as_str))
         .unwrap_or("access");
-    let resources: Vec<&str> = event
+    let resources: Vec<String> = event
         .get("entity")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
         .filter_map(|e| e.pointer("/what/reference").and_then(Value::as_str))
         .filter(|r| !r.starts_with("Patient/"))
+        .map(str::to_owned)
         .collect();
-    json!({
-        "recorded": at("/recorded"),
-        "interaction": how,
-        "action": at("/action"),
-        "outcome": if at("/outcome") == "0" { "success" } else { "failure" },
-        "by": {
-            "role": at("/agent/0/role/0/text"),
-            "name": at("/agent/0/who/display"),
-            "fhirUser": at("/agent/0/who/reference"),
+    AccessLogEntry {
+        recorded: text("/recorded"),
+        interaction: how.to_owned(),
+        action: text("/action"),
+        outcome: if event.get("outcome").and_then(Value::as_str) == Some("0") { "success" } else { "failure" },
+        by: AccessLogActor {
+            role: text("/agent/0/role/0/text"),
+            name: text("/agent/0/who/display"),
+            fhir_user: text("/agent/0/who/reference"),
         },
-        "resources": resources,
-    })
+        resources,
+    }
 }
 
 #[utoipa::path(get, path = "/api/v1/me/access-log", tag = "accounts",
@@ -1112,17 +1157,17 @@ fn log_entry(event: &Value) -> Value {
         ("cursor" = Option<String>, Query, description = "The `next` value of the previous page"),
     ),
     responses(
-        (status = 200, description = "Who accessed the signed-in patient's record, newest first", body = Object,
+        (status = 200, description = "Who accessed the signed-in patient's record, newest first", body = AccessLogPage,
          example = json!({"entries": [{"recorded": "2026-11-29T10:00:00.000Z", "interaction": "read", "action": "R", "outcome": "success", "by": {"role": "clinician", "name": "dr.rao@example.org", "fhirUser": "Practitioner/…"}, "resources": ["Observation/…"]}], "next": null})),
-        (status = 401, description = "No or an invalid access token", body = Object, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})),
-        (status = 403, description = "Not a patient account", body = Object, example = json!({"error": {"code": "forbidden", "message": "the access log is for patient accounts"}})),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})),
+        (status = 403, description = "Not a patient account", body = ErrorEnvelope, example = json!({"error": {"code": "forbidden", "message": "the access log is for patient accounts"}})),
     ),
     security(("bearer" = [])))]
 pub async fn access_log(
     State(app): State<Arc<AuditTrail>>,
     hearth_workflow::ApiCaller(caller): hearth_workflow::ApiCaller,
     axum::extract::RawQuery(raw): axum::extract::RawQuery,
-) -> Result<axum::Json<Value>, hearth_workflow::error::ApiError> {
+) -> Result<axum::Json<AccessLogPage>, hearth_workflow::error::ApiError> {
     use hearth_workflow::error::ApiError;
     let Some(patient) = caller.own_patient() else {
         return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "the access log is for patient accounts"));
@@ -1169,5 +1214,5 @@ pub async fn access_log(
         let body: Value = serde_json::from_str(v.body.as_deref().unwrap_or("{}")).map_err(ApiError::internal)?;
         entries.push(log_entry(&body));
     }
-    Ok(axum::Json(json!({"entries": entries, "next": page.next})))
+    Ok(axum::Json(AccessLogPage { entries, next: page.next }))
 }

@@ -29,10 +29,11 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use hearth_store::interactions::ResourceStoreExt;
 use hearth_store::{Current, StoreError, Version};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use hearth_workflow::error::ApiError;
+use hearth_workflow::openapi::ErrorEnvelope;
 use hearth_workflow::{ApiCaller, Caller, Ctx, Mount, Workflow};
 
 const CONSENT_SCOPE: &str = "http://terminology.hl7.org/CodeSystem/consentscope";
@@ -97,9 +98,13 @@ fn own_patient(caller: &Caller) -> Result<String, ApiError> {
         .ok_or_else(|| ApiError::new(StatusCode::FORBIDDEN, "forbidden", "consents are managed by patient accounts"))
 }
 
-#[derive(Debug, Deserialize)]
+/// A consent to record.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"kind": "share", "with": "Practitioner/123", "start": "2026-12-01", "end": "2027-05-31"}))]
 struct Give {
+    /// `share` (access to the record for `with`), `contact` (by `channel`) or `research`.
+    #[schema(example = "share")]
     kind: String,
     /// `share`: `Practitioner/<id>`, `Organization/<id>` or `account:<caregiver account id>`.
     with: Option<String>,
@@ -107,8 +112,45 @@ struct Give {
     channel: Option<String>,
     /// `contact` and `research`: permit (`true`) or refuse (`false`).
     allow: Option<bool>,
+    /// First day (`YYYY-MM-DD`) or instant in force; from now when absent.
     start: Option<String>,
+    /// Last day (inclusive) or instant in force; open-ended when absent.
     end: Option<String>,
+}
+
+/// One of the patient's consents, as the app API shows it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConsentSummary {
+    /// The FHIR `Consent` id.
+    id: String,
+    /// `share`, `contact` or `research`.
+    #[schema(example = "share")]
+    kind: &'static str,
+    /// `share`: whom (`Practitioner/<id>`, `Organization/<id>` or `account:<id>`).
+    with: Option<String>,
+    /// `contact`: `sms` or `email`.
+    channel: Option<String>,
+    /// `contact`/`research`: permitted (`true`) or refused (`false`); `null` for a share.
+    allow: Option<bool>,
+    /// Start of the period in force.
+    start: Option<String>,
+    /// End of the period in force.
+    end: Option<String>,
+    /// `active`, or `inactive` once revoked.
+    #[schema(example = "active")]
+    status: Option<String>,
+    /// Active and within its period now.
+    in_force: bool,
+    /// When it was recorded.
+    recorded: Option<String>,
+}
+
+/// The signed-in patient's consents.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ConsentList {
+    /// Newest first.
+    consents: Vec<ConsentSummary>,
 }
 
 /// A period bound: a date (its start, or for `end` its last instant) or an instant.
@@ -216,7 +258,7 @@ fn in_force(c: &Value, now: DateTime<Utc>) -> bool {
 }
 
 /// The summary the app API shows.
-fn summary(v: &Version, now: DateTime<Utc>) -> Value {
+fn summary(v: &Version, now: DateTime<Utc>) -> ConsentSummary {
     let c: Value = v.body.as_deref().and_then(|b| serde_json::from_str(b).ok()).unwrap_or(Value::Null);
     let scope = c.pointer("/scope/coding/0/code").and_then(Value::as_str).unwrap_or_default();
     let kind = if scope == "research" {
@@ -230,18 +272,19 @@ fn summary(v: &Version, now: DateTime<Utc>) -> Value {
     let with = actor.and_then(|r| r.get("reference")).and_then(Value::as_str).map(str::to_owned).or_else(|| {
         actor.and_then(|r| r.pointer("/identifier/value")).and_then(Value::as_str).map(|id| format!("account:{id}"))
     });
-    json!({
-        "id": v.id,
-        "kind": kind,
-        "with": with,
-        "channel": c.pointer("/provision/code/0/coding/0/code"),
-        "allow": c.pointer("/provision/type").and_then(Value::as_str).map(|t| t == "permit"),
-        "start": c.pointer("/provision/period/start"),
-        "end": c.pointer("/provision/period/end"),
-        "status": c.get("status"),
-        "inForce": in_force(&c, now),
-        "recorded": c.get("dateTime"),
-    })
+    let text = |pointer: &str| c.pointer(pointer).and_then(Value::as_str).map(str::to_owned);
+    ConsentSummary {
+        id: v.id.clone(),
+        kind,
+        with,
+        channel: text("/provision/code/0/coding/0/code"),
+        allow: c.pointer("/provision/type").and_then(Value::as_str).map(|t| t == "permit"),
+        start: text("/provision/period/start"),
+        end: text("/provision/period/end"),
+        status: text("/status"),
+        in_force: in_force(&c, now),
+        recorded: text("/dateTime"),
+    }
 }
 
 /// The live Consents matching a search, as the system reads them.
@@ -315,13 +358,16 @@ pub async fn contact_allowed(ctx: &Ctx, patient: &str, channel: &str, now: DateT
 
 #[utoipa::path(get, path = "/api/v1/me/consents", tag = "consents",
     responses(
-        (status = 200, description = "The signed-in patient's consents, newest first", body = Object,
+        (status = 200, description = "The signed-in patient's consents, newest first", body = ConsentList,
          example = json!({"consents": [{"id": "…", "kind": "share", "with": "Practitioner/…", "channel": null, "allow": true, "start": "2026-01-01", "end": null, "status": "active", "inForce": true, "recorded": "2026-11-29T10:00:00Z"}]})),
-        (status = 401, description = "No or an invalid access token", body = Object, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})),
-        (status = 403, description = "Not a patient account", body = Object, example = json!({"error": {"code": "forbidden", "message": "consents are managed by patient accounts"}})),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})),
+        (status = 403, description = "Not a patient account", body = ErrorEnvelope, example = json!({"error": {"code": "forbidden", "message": "consents are managed by patient accounts"}})),
     ),
     security(("bearer" = [])))]
-pub async fn list(State(app): State<Arc<Consents>>, ApiCaller(caller): ApiCaller) -> Result<Json<Value>, ApiError> {
+pub async fn list(
+    State(app): State<Arc<Consents>>,
+    ApiCaller(caller): ApiCaller,
+) -> Result<Json<ConsentList>, ApiError> {
     let patient = own_patient(&caller)?;
     let found = consents(
         &app,
@@ -334,17 +380,17 @@ pub async fn list(State(app): State<Arc<Consents>>, ApiCaller(caller): ApiCaller
     )
     .await?;
     let now = app.clock.now();
-    Ok(Json(json!({"consents": found.iter().map(|v| summary(v, now)).collect::<Vec<_>>()})))
+    Ok(Json(ConsentList { consents: found.iter().map(|v| summary(v, now)).collect() }))
 }
 
 #[utoipa::path(post, path = "/api/v1/me/consents", tag = "consents",
-    request_body(content = Object, description = "`kind`: `share` (with `with`: `Practitioner/<id>`, `Organization/<id>` or `account:<id>`), `contact` (with `channel`: `sms`|`email` and `allow`) or `research` (with `allow`); optional `start`/`end` dates",
+    request_body(content = Give, description = "`kind`: `share` (with `with`: `Practitioner/<id>`, `Organization/<id>` or `account:<id>`), `contact` (with `channel`: `sms`|`email` and `allow`) or `research` (with `allow`); optional `start`/`end` dates",
         example = json!({"kind": "share", "with": "Practitioner/123", "start": "2026-12-01", "end": "2027-05-31"})),
     responses(
-        (status = 201, description = "Recorded and in force from `start`", body = Object),
-        (status = 400, description = "Malformed consent", body = Object, example = json!({"error": {"code": "invalid_consent", "message": "a share needs `with`"}})),
-        (status = 401, description = "No or an invalid access token", body = Object),
-        (status = 403, description = "Not a patient account", body = Object),
+        (status = 201, description = "Recorded and in force from `start`", body = ConsentSummary),
+        (status = 400, description = "Malformed consent", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_consent", "message": "a share needs `with`"}})),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
+        (status = 403, description = "Not a patient account", body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
 pub async fn give(
@@ -371,17 +417,17 @@ pub async fn give(
 #[utoipa::path(delete, path = "/api/v1/me/consents/{id}", tag = "consents",
     params(("id" = String, Path, description = "The consent's id")),
     responses(
-        (status = 200, description = "Revoked (status inactive), effective at once", body = Object),
-        (status = 401, description = "No or an invalid access token", body = Object),
-        (status = 403, description = "Not a patient account", body = Object),
-        (status = 404, description = "No such consent of this patient", body = Object, example = json!({"error": {"code": "not_found", "message": "no such consent"}})),
+        (status = 200, description = "Revoked (status inactive), effective at once", body = ConsentSummary),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
+        (status = 403, description = "Not a patient account", body = ErrorEnvelope),
+        (status = 404, description = "No such consent of this patient", body = ErrorEnvelope, example = json!({"error": {"code": "not_found", "message": "no such consent"}})),
     ),
     security(("bearer" = [])))]
 pub async fn revoke(
     State(app): State<Arc<Consents>>,
     ApiCaller(caller): ApiCaller,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ConsentSummary>, ApiError> {
     let patient = own_patient(&caller)?;
     let not_found = || ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such consent");
     if !hearth_workflow::fhir::valid_id(&id) {

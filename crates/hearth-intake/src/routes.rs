@@ -9,12 +9,13 @@ use axum::response::{IntoResponse, Response};
 use hearth_auth::Role;
 use hearth_store::Current;
 use hearth_workflow::error::ApiError;
+use hearth_workflow::openapi::ErrorEnvelope;
 use hearth_workflow::{ApiCaller, Caller};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::interview::{Input, Question};
-use crate::service::{Intakes, Start, api, is_staff};
+use crate::service::{Intakes, Queue, SafetyAlert, SessionView, Start, api, is_staff};
 use crate::session::Status;
 
 pub(crate) fn router() -> axum::Router<Arc<Intakes>> {
@@ -43,13 +44,18 @@ fn staff_only(caller: &Caller) -> Result<(), ApiError> {
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// How to start an interview.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct StartBody {
     /// Walk-in only: the patient's id (a patient may leave it out).
     patient: Option<String>,
+    /// The patient's language: `en`, `hi` or `hi-Latn`.
+    #[schema(example = "hi")]
     language: String,
+    /// `true`: the patient agreed to the interview (recorded as a FHIR Consent first).
     consent: Option<bool>,
+    /// Question packs by name (the built-in ones, or configured); the general history when absent.
     packs: Option<Vec<String>>,
 }
 
@@ -60,15 +66,15 @@ fn session_example() -> Value {
 }
 
 #[utoipa::path(post, path = "/api/v1/intake/sessions", tag = "intake",
-    request_body(content = Object, description = "A walk-in interview: `patient` (staff name one; a patient may leave it out), `language` (`en`, `hi`, `hi-Latn`), `consent: true` (recorded as a FHIR Consent first), optional `packs` (built-in names or `Questionnaire/<id>`; default general-history, else a free-text question)",
+    request_body(content = StartBody, description = "A walk-in interview: `patient` (staff name one; a patient may leave it out), `language` (`en`, `hi`, `hi-Latn`), `consent: true` (recorded as a FHIR Consent first), optional `packs` (built-in names or `Questionnaire/<id>`; default general-history, else a free-text question)",
         example = json!({"patient": "0193a0…", "language": "hi", "consent": true, "packs": ["ortho-low-back"]})),
     responses(
-        (status = 201, description = "Started: the session with its first question", body = Object, example = json!(session_example())),
-        (status = 400, description = "Unknown language or pack, malformed body", body = Object, example = json!({"error": {"code": "unknown_language", "message": "language must be en, hi or hi-Latn"}})),
-        (status = 401, description = "No or an invalid access token", body = Object),
-        (status = 403, description = "A patient starting for someone else, or a caregiver", body = Object, example = json!({"error": {"code": "forbidden", "message": "patients start their own intake"}})),
-        (status = 404, description = "No such patient the caller reaches", body = Object, example = json!({"error": {"code": "not_found", "message": "no such patient"}})),
-        (status = 422, description = "No consent, or a Questionnaire the interview cannot run", body = Object, example = json!({"error": {"code": "consent_required", "message": "the patient must consent to the intake's purpose first"}})),
+        (status = 201, description = "Started: the session with its first question", body = SessionView, example = json!(session_example())),
+        (status = 400, description = "Unknown language or pack, malformed body (`invalid_packs`, `unknown_pack`, `invalid_questionnaire`)", body = ErrorEnvelope, example = json!({"error": {"code": "unknown_language", "message": "language must be en, hi or hi-Latn"}})),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
+        (status = 403, description = "A patient starting for someone else, or a caregiver", body = ErrorEnvelope, example = json!({"error": {"code": "forbidden", "message": "patients start their own intake"}})),
+        (status = 404, description = "No such patient the caller reaches", body = ErrorEnvelope, example = json!({"error": {"code": "not_found", "message": "no such patient"}})),
+        (status = 422, description = "No consent, or a Questionnaire the interview cannot run", body = ErrorEnvelope, example = json!({"error": {"code": "consent_required", "message": "the patient must consent to the intake's purpose first"}})),
     ),
     security(("bearer" = [])))]
 pub(crate) async fn start_walk_in(
@@ -108,18 +114,18 @@ pub(crate) async fn start_walk_in(
     Ok((StatusCode::CREATED, Json(app.view(&s)?)).into_response())
 }
 
-#[utoipa::path(post, path = "/api/v1/intake/sessions/{appointment_id}/start", tag = "intake",
-    params(("appointment_id" = String, Path, description = "The Appointment the interview prepares")),
-    request_body(content = Object, description = "`language` (`en`, `hi`, `hi-Latn`), `consent: true`, optional `packs`",
+#[utoipa::path(post, path = "/api/v1/intake/sessions/{id}/start", tag = "intake",
+    params(("id" = String, Path, description = "The Appointment the interview prepares")),
+    request_body(content = StartBody, description = "`language` (`en`, `hi`, `hi-Latn`), `consent: true`, optional `packs`",
         example = json!({"language": "hi-Latn", "consent": true})),
     responses(
-        (status = 201, description = "Started for the appointment's patient", body = Object, example = json!(session_example())),
-        (status = 400, description = "Unknown language or pack, malformed body", body = Object, example = json!({"error": {"code": "unknown_language", "message": "language must be en, hi or hi-Latn"}})),
-        (status = 401, description = "No or an invalid access token", body = Object),
-        (status = 403, description = "A caregiver", body = Object),
-        (status = 404, description = "No such appointment the caller reaches", body = Object, example = json!({"error": {"code": "not_found", "message": "no such appointment"}})),
-        (status = 409, description = "The appointment is cancelled or over", body = Object, example = json!({"error": {"code": "appointment_closed", "message": "the appointment is cancelled"}})),
-        (status = 422, description = "No consent", body = Object, example = json!({"error": {"code": "consent_required", "message": "the patient must consent to the intake's purpose first"}})),
+        (status = 201, description = "Started for the appointment's patient", body = SessionView, example = json!(session_example())),
+        (status = 400, description = "Unknown language or pack, malformed body (`invalid_packs`, `unknown_pack`, `invalid_questionnaire`)", body = ErrorEnvelope, example = json!({"error": {"code": "unknown_language", "message": "language must be en, hi or hi-Latn"}})),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
+        (status = 403, description = "A caregiver", body = ErrorEnvelope),
+        (status = 404, description = "No such appointment the caller reaches", body = ErrorEnvelope, example = json!({"error": {"code": "not_found", "message": "no such appointment"}})),
+        (status = 409, description = "The appointment is cancelled or over", body = ErrorEnvelope, example = json!({"error": {"code": "appointment_closed", "message": "the appointment is cancelled"}})),
+        (status = 422, description = "No consent", body = ErrorEnvelope, example = json!({"error": {"code": "consent_required", "message": "the patient must consent to the intake's purpose first"}})),
     ),
     security(("bearer" = [])))]
 pub(crate) async fn start_for_appointment(
@@ -177,9 +183,9 @@ pub(crate) async fn start_for_appointment(
 #[utoipa::path(get, path = "/api/v1/intake/sessions/{id}", tag = "intake",
     params(("id" = String, Path, description = "The session id")),
     responses(
-        (status = 200, description = "The session as it stands: the open question (resume here), or the alert, or done", body = Object, example = json!(session_example())),
-        (status = 401, description = "No or an invalid access token", body = Object),
-        (status = 404, description = "No such session of a patient the caller reaches (another patient's session answers the same)", body = Object, example = json!({"error": {"code": "not_found", "message": "no such intake session"}})),
+        (status = 200, description = "The session as it stands: the open question (resume here), or the alert, or done", body = SessionView, example = json!(session_example())),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
+        (status = 404, description = "No such session of a patient the caller reaches (another patient's session answers the same)", body = ErrorEnvelope, example = json!({"error": {"code": "not_found", "message": "no such intake session"}})),
     ),
     security(("bearer" = [])))]
 pub(crate) async fn get_one(
@@ -191,25 +197,30 @@ pub(crate) async fn get_one(
     Ok(Json(app.view(&s)?))
 }
 
-#[derive(Debug, Deserialize)]
+/// One turn of the patient: exactly one of `text` and `answer`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct MessageBody {
+    /// Free text in the patient's words (any turn).
+    #[schema(example = "kamar me dard hai")]
     text: Option<String>,
+    /// An answer to the open question: an option code or number, a boolean, a number, a date or
+    /// text; an array for a repeating question.
     answer: Option<Value>,
 }
 
 #[utoipa::path(post, path = "/api/v1/intake/sessions/{id}/messages", tag = "intake",
     params(("id" = String, Path, description = "The session id")),
-    request_body(content = Object, description = "Exactly one of `text` (free text, accepted at every turn: matched to an option by number, code, display in any language or yes/no words, else kept as the patient's words) or `answer` (an option code or number, a boolean, a number, a date, text; an array for a repeating question)",
+    request_body(content = MessageBody, description = "Exactly one of `text` (free text, accepted at every turn: matched to an option by number, code, display in any language or yes/no words, else kept as the patient's words) or `answer` (an option code or number, a boolean, a number, a date, text; an array for a repeating question)",
         example = json!({"text": "saddle area sunn ho gaya hai aur pishab nahi ho raha"})),
     responses(
-        (status = 200, description = "The session after the turn: the next question (with `hint` when free text did not answer a required question), or the safety `alert` of an emergency (the interview stops), or `done`", body = Object,
+        (status = 200, description = "The session after the turn: the next question (with `hint` when free text did not answer a required question), or the safety `alert` of an emergency (the interview stops), or `done`", body = SessionView,
          example = json!({"id": "0193a1b2-…", "status": "emergency", "urgency": "emergency", "red_flags": ["cauda_equina"], "question": null, "alert": {"type": "alert", "urgency": "emergency", "message": "आपके जवाबों से लगता है … अभी 112 पर कॉल करें (एम्बुलेंस के लिए 108) …", "numbers": {"emergency": "112", "ambulance": "108"}, "red_flags": ["cauda_equina"]}, "done": true, "hint": null})),
-        (status = 400, description = "Neither or both of text and answer, empty or too long text", body = Object, example = json!({"error": {"code": "invalid_message", "message": "send either text or answer"}})),
-        (status = 401, description = "No or an invalid access token", body = Object),
-        (status = 404, description = "No such session of a patient the caller reaches", body = Object),
-        (status = 409, description = "The session is over (emergency or finished), or changed meanwhile", body = Object, example = json!({"error": {"code": "session_finished", "message": "this session is over (emergency)"}})),
-        (status = 422, description = "A structured answer that fits no option or type", body = Object, example = json!({"error": {"code": "unknown_option", "message": "not an option of this question; answer one of: back, neck, knee"}})),
+        (status = 400, description = "Neither or both of text and answer, empty or too long text", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_message", "message": "send either text or answer"}})),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
+        (status = 404, description = "No such session of a patient the caller reaches", body = ErrorEnvelope),
+        (status = 409, description = "The session is over (emergency or finished), or changed meanwhile (`session_changed`)", body = ErrorEnvelope, example = json!({"error": {"code": "session_finished", "message": "this session is over (emergency)"}})),
+        (status = 422, description = "A structured answer that fits no option or type", body = ErrorEnvelope, example = json!({"error": {"code": "unknown_option", "message": "not an option of this question; answer one of: back, neck, knee"}})),
     ),
     security(("bearer" = [])))]
 pub(crate) async fn message(
@@ -230,36 +241,6 @@ pub(crate) async fn message(
         o.insert("hint".into(), json!(answer.asked_again));
     }
     Ok(Json(view))
-}
-
-/// The app's JSON error envelope (`ApiError`), for the documentation.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub(crate) struct ErrorEnvelope {
-    pub error: ErrorDetail,
-}
-
-/// A stable error code and a message for people.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub(crate) struct ErrorDetail {
-    pub code: String,
-    pub message: String,
-}
-
-/// The numbers the safety message names.
-#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
-pub(crate) struct SafetyNumbers {
-    pub emergency: String,
-    pub ambulance: Option<String>,
-}
-
-/// The safety alert of an emergency, in the patient's language.
-#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
-pub(crate) struct SafetyAlert {
-    /// Always `emergency`.
-    pub urgency: String,
-    pub message: String,
-    pub numbers: SafetyNumbers,
-    pub red_flags: Vec<String>,
 }
 
 /// The session fields a voice answer reports (as in the session view).
@@ -372,9 +353,9 @@ fn wanted(headers: &HeaderMap) -> &'static str {
             "presenting_complaint": "kamar me dard hai [Low back pain]", "history": [{"question": "What is your main problem?", "answer": "kamar me dard hai"}],
             "pertinent_positives": [{"code": "279039007", "display": "Low back pain", "body_site": null, "when": "current", "severe": false, "evidence": "kamar me dard"}], "pertinent_negatives": [],
             "medications": [], "allergies": [], "patient_words": [{"text": "kamar me dard hai", "language": "hi", "gloss": "Low back pain"}], "reviewed_by": null, "reviewed_at": null})),
-        (status = 401, description = "No or an invalid access token", body = Object),
-        (status = 403, description = "Not a clinician or administrator", body = Object, example = json!({"error": {"code": "forbidden", "message": "this is for clinicians and administrators"}})),
-        (status = 404, description = "No such session of a patient the caller reaches", body = Object),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
+        (status = 403, description = "Not a clinician or administrator", body = ErrorEnvelope, example = json!({"error": {"code": "forbidden", "message": "this is for clinicians and administrators"}})),
+        (status = 404, description = "No such session of a patient the caller reaches", body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
 pub(crate) async fn summary(
@@ -399,10 +380,10 @@ pub(crate) async fn summary(
 #[utoipa::path(post, path = "/api/v1/intake/sessions/{id}/review", tag = "intake",
     params(("id" = String, Path, description = "The session id")),
     responses(
-        (status = 200, description = "Marked reviewed by the caller (a second review keeps the first); it leaves the queue", body = Object, example = json!(session_example())),
-        (status = 401, description = "No or an invalid access token", body = Object),
-        (status = 403, description = "Not a clinician or administrator", body = Object),
-        (status = 404, description = "No such session of a patient the caller reaches", body = Object),
+        (status = 200, description = "Marked reviewed by the caller (a second review keeps the first); it leaves the queue", body = SessionView, example = json!(session_example())),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
+        (status = 403, description = "Not a clinician or administrator", body = ErrorEnvelope),
+        (status = 404, description = "No such session of a patient the caller reaches", body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
 pub(crate) async fn review(
@@ -422,8 +403,8 @@ const LIVE_QUEUE_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
     responses(
         (status = 200, description = "The queue as Server-Sent Events (`text/event-stream`): an event `queue` with the same JSON as `GET /api/v1/intake/queue` at once, then again whenever it changes (at once for changes in this process, within 5 s for others); comments keep the connection alive", body = String,
          example = "event: queue\ndata: {\"sessions\": [{\"id\": \"0193a1b2-…\", \"status\": \"emergency\", \"urgency\": \"emergency\", \"red_flags\": [\"cauda_equina\"]}]}\n\n"),
-        (status = 401, description = "No or an invalid access token", body = Object),
-        (status = 403, description = "Not a clinician or administrator", body = Object),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
+        (status = 403, description = "Not a clinician or administrator", body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
 pub(crate) async fn queue_live(
@@ -460,16 +441,16 @@ pub(crate) async fn queue_live(
 
 #[utoipa::path(get, path = "/api/v1/intake/queue", tag = "intake",
     responses(
-        (status = 200, description = "Sessions not yet reviewed of the patients the caller reaches, most urgent first, then oldest first (at most 200)", body = Object,
+        (status = 200, description = "Sessions not yet reviewed of the patients the caller reaches, most urgent first, then oldest first (at most 200)", body = Queue,
          example = json!({"sessions": [{"id": "0193a1b2-…", "patient": "0193a0…", "appointment": null, "status": "emergency", "urgency": "emergency", "red_flags": ["cauda_equina"], "language": "hi", "created_at": "2026-11-29T10:00:00.000Z", "updated_at": "2026-11-29T10:02:00.000Z"}]})),
-        (status = 401, description = "No or an invalid access token", body = Object),
-        (status = 403, description = "Not a clinician or administrator", body = Object),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
+        (status = 403, description = "Not a clinician or administrator", body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
 pub(crate) async fn queue(
     State(app): State<Arc<Intakes>>,
     ApiCaller(caller): ApiCaller,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Queue>, ApiError> {
     staff_only(&caller)?;
-    Ok(Json(json!({"sessions": app.queue(&caller).await?})))
+    Ok(Json(Queue { sessions: app.queue(&caller).await? }))
 }

@@ -15,7 +15,7 @@ use hearth_store_sql::intake::{self as sql, SessionRow};
 use hearth_store_sql::notify::TxDb;
 use hearth_workflow::error::ApiError;
 use hearth_workflow::{Caller, Ctx};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use tokio::sync::broadcast;
 
@@ -252,7 +252,8 @@ impl Intakes {
         self.load_for(caller, id).await?.map_err(|_| not_found())
     }
 
-    /// The view of a session the API answers: status, urgency, progress and what to show now.
+    /// The view of a session the API answers: status, urgency, progress and what to show now
+    /// (a [`SessionView`], as JSON).
     pub(crate) fn view(&self, s: &Loaded) -> Result<Value, ApiError> {
         let interview = s.interview();
         let progress = interview.progress(&s.stored.interview);
@@ -264,39 +265,41 @@ impl Intakes {
         };
         let red_flags: Vec<String> = serde_json::from_str(&s.row.red_flags).unwrap_or_default();
         let alert = (s.status == Status::Emergency).then(|| self.alert(s.language, &red_flags));
-        Ok(json!({
-            "id": s.row.id,
-            "patient": s.row.patient,
-            "appointment": s.row.appointment,
-            "language": s.row.language,
-            "packs": serde_json::from_str::<Value>(&s.row.packs).unwrap_or(Value::Null),
-            "status": s.row.status,
-            "urgency": s.row.urgency,
-            "red_flags": red_flags,
-            "progress": progress,
-            "question": question,
-            "alert": alert,
-            "done": s.status != Status::Active,
-            "consent": format!("Consent/{}", s.row.consent),
-            "composition": s.row.composition.as_ref().map(|c| format!("Composition/{c}")),
-            "reviewed_by": s.row.reviewed_by,
-            "reviewed_at": s.row.reviewed_at.and_then(millis),
-            "created_at": millis(s.row.created_at),
-            "updated_at": millis(s.row.updated_at),
-            "version": s.row.version,
-        }))
+        let view = SessionView {
+            id: s.row.id.clone(),
+            patient: s.row.patient.clone(),
+            appointment: s.row.appointment.clone(),
+            language: s.row.language.clone(),
+            packs: serde_json::from_str(&s.row.packs).ok(),
+            status: s.row.status.clone(),
+            urgency: s.row.urgency.clone(),
+            red_flags,
+            progress,
+            question,
+            alert,
+            done: s.status != Status::Active,
+            consent: format!("Consent/{}", s.row.consent),
+            composition: s.row.composition.as_ref().map(|c| format!("Composition/{c}")),
+            reviewed_by: s.row.reviewed_by.clone(),
+            reviewed_at: s.row.reviewed_at.and_then(millis),
+            created_at: millis(s.row.created_at),
+            updated_at: millis(s.row.updated_at),
+            version: s.row.version,
+            hint: None,
+        };
+        serde_json::to_value(view).map_err(ApiError::internal)
     }
 
     /// The safety alert shown to the patient.
-    pub(crate) fn alert(&self, language: Language, red_flags: &[String]) -> Value {
+    pub(crate) fn alert(&self, language: Language, red_flags: &[String]) -> SafetyAlert {
         let safety = self.config.safety();
-        json!({
-            "type": "alert",
-            "urgency": "emergency",
-            "message": crate::safety_message(language, &safety),
-            "numbers": {"emergency": safety.emergency_number, "ambulance": safety.ambulance_number},
-            "red_flags": red_flags,
-        })
+        SafetyAlert {
+            kind: "alert".into(),
+            urgency: "emergency".into(),
+            message: crate::safety_message(language, &safety),
+            numbers: EmergencyNumbers { emergency: safety.emergency_number, ambulance: safety.ambulance_number },
+            red_flags: red_flags.to_vec(),
+        }
     }
 
     /// The summary of a session.
@@ -837,7 +840,7 @@ impl Intakes {
             }
             Status::Emergency => {
                 let flags: Vec<String> = serde_json::from_str(&s.row.red_flags).unwrap_or_default();
-                vec![self.alert(s.language, &flags)]
+                vec![json!(self.alert(s.language, &flags))]
             }
             Status::Finished => vec![json!({
                 "type": "done",
@@ -871,7 +874,7 @@ impl Intakes {
     }
 
     /// The clinicians' queue: unreviewed sessions the caller reaches, most urgent first.
-    pub(crate) async fn queue(&self, caller: &Caller) -> Result<Vec<Value>, ApiError> {
+    pub(crate) async fn queue(&self, caller: &Caller) -> Result<Vec<QueueEntry>, ApiError> {
         let rows = sql::queue(&*self.db, None, 500).await?;
         let store = self.store_for(caller);
         let mut reach: HashMap<String, bool> = HashMap::new();
@@ -888,21 +891,115 @@ impl Intakes {
             if !ok {
                 continue;
             }
-            out.push(json!({
-                "id": row.id,
-                "patient": row.patient,
-                "appointment": row.appointment,
-                "status": row.status,
-                "urgency": row.urgency,
-                "red_flags": serde_json::from_str::<Value>(&row.red_flags).unwrap_or(Value::Null),
-                "language": row.language,
-                "created_at": millis(row.created_at),
-                "updated_at": millis(row.updated_at),
-            }));
+            out.push(QueueEntry {
+                red_flags: serde_json::from_str(&row.red_flags).ok(),
+                created_at: millis(row.created_at),
+                updated_at: millis(row.updated_at),
+                id: row.id,
+                patient: row.patient,
+                appointment: row.appointment,
+                status: row.status,
+                urgency: row.urgency,
+                language: row.language,
+            });
             if out.len() >= 200 {
                 break;
             }
         }
         Ok(out)
     }
+}
+
+/// An intake session as the API shows it: where the interview stands and what to show now.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SessionView {
+    /// The session id.
+    pub id: String,
+    /// The Patient id.
+    pub patient: String,
+    /// The Appointment id it prepares, if any.
+    pub appointment: Option<String>,
+    /// `en`, `hi` or `hi-Latn`.
+    #[schema(example = "hi")]
+    pub language: String,
+    /// The question packs asked.
+    pub packs: Option<Vec<String>>,
+    /// `active`, `finished` or `emergency`.
+    #[schema(example = "active")]
+    pub status: String,
+    /// `routine`, `urgent` or `emergency`.
+    #[schema(example = "routine")]
+    pub urgency: String,
+    /// Codes of the red flags found so far.
+    pub red_flags: Vec<String>,
+    pub progress: crate::interview::Progress,
+    /// The open question (resume here); `null` once the interview stopped.
+    pub question: Option<crate::interview::Question>,
+    /// The safety alert of an emergency.
+    pub alert: Option<SafetyAlert>,
+    /// The interview stopped (finished, or an emergency).
+    pub done: bool,
+    /// The patient's consent to the interview (`Consent/<id>`).
+    pub consent: String,
+    /// The clinician's record of it once finished (`Composition/<id>`).
+    pub composition: Option<String>,
+    /// The clinician account that reviewed it.
+    pub reviewed_by: Option<String>,
+    pub reviewed_at: Option<String>,
+    pub created_at: Option<String>,
+    pub updated_at: Option<String>,
+    /// Changes with every turn.
+    pub version: i64,
+    /// After a message whose free text did not answer a required question: what to say instead.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+}
+
+/// What to tell a patient whose answers suggest an emergency.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SafetyAlert {
+    /// Always `alert`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Always `emergency`.
+    pub urgency: String,
+    /// In the patient's language: what to do now, with the numbers to call.
+    pub message: String,
+    pub numbers: EmergencyNumbers,
+    /// The red flags that raised it.
+    pub red_flags: Vec<String>,
+}
+
+/// The numbers to call, as configured.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct EmergencyNumbers {
+    #[schema(example = "112")]
+    pub emergency: String,
+    #[schema(example = "108")]
+    /// `null` where no separate ambulance number is configured.
+    pub ambulance: Option<String>,
+}
+
+/// A session in the clinicians' queue.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct QueueEntry {
+    pub id: String,
+    /// The Patient id.
+    pub patient: String,
+    pub appointment: Option<String>,
+    /// `active`, `finished` or `emergency`.
+    pub status: String,
+    /// `routine`, `urgent` or `emergency`.
+    pub urgency: String,
+    /// Codes of the red flags found.
+    pub red_flags: Option<Vec<String>>,
+    pub language: String,
+    pub created_at: Option<String>,
+    pub updated_at: Option<String>,
+}
+
+/// The clinicians' queue: unreviewed sessions, most urgent first, then oldest first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Queue {
+    pub sessions: Vec<QueueEntry>,
 }

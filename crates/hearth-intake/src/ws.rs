@@ -20,6 +20,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use hearth_workflow::error::ApiError;
+use hearth_workflow::openapi::ErrorEnvelope;
 use hearth_workflow::{AuditHook, Caller};
 use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
@@ -40,8 +41,8 @@ pub const CLOSE_FINISHED: u16 = 4410;
     params(("id" = String, Path, description = "The session id")),
     responses(
         (status = 101, description = "WebSocket of JSON text frames. Client: {\"type\":\"text\",\"text\":…} (free text, any turn), {\"type\":\"answer\",\"answer\":…}, {\"type\":\"ping\"}. Server: question {question}, turn {text|answer} (to every socket of the session), progress {progress}, alert {message, numbers, red_flags} (emergency: the interview stops), done {status, urgency, message}, error {code, message} (the socket stays open; malformed JSON or an unknown type is code malformed_message), pong. On connect: where the session stands (a reconnect resumes). Close codes: 4404 unknown session, 4403 not a patient the caller reaches (audited), 4410 session over (after its alert or done), 1009 frame over 8 KiB, 1003 binary frame. The token comes as Authorization: Bearer, or as the subprotocols `hearth.bearer, <token>`"),
-        (status = 401, description = "No valid token", body = Object, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})),
-        (status = 426, description = "Not a WebSocket upgrade request", body = Object, example = json!({"error": {"code": "upgrade_required", "message": "this endpoint is a WebSocket (GET with Upgrade: websocket)"}})),
+        (status = 401, description = "No valid token", body = ErrorEnvelope, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})),
+        (status = 426, description = "Not a WebSocket upgrade request", body = ErrorEnvelope, example = json!({"error": {"code": "upgrade_required", "message": "this endpoint is a WebSocket (GET with Upgrade: websocket)"}})),
     ))]
 pub(crate) async fn socket(
     State(app): State<Arc<Intakes>>,

@@ -15,11 +15,12 @@ use axum::routing::{get, post};
 use data_encoding::BASE64URL_NOPAD;
 use hearth_notify::{Category, ChannelKind};
 use hearth_store_sql::notify::{self as sql, InboxRow, OutboxRow, SettingsRow, SubscriptionRow};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::Notifications;
 use hearth_workflow::error::ApiError;
+use hearth_workflow::openapi::ErrorEnvelope;
 use hearth_workflow::{ApiCaller, require_admin};
 
 #[derive(utoipa::OpenApi)]
@@ -56,19 +57,24 @@ fn parse_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiErro
     serde_json::from_slice(bytes).map_err(|e| bad("invalid_body", format!("invalid request body: {e}")))
 }
 
-fn millis(ms: i64) -> Value {
-    chrono::DateTime::from_timestamp_millis(ms).map_or(Value::Null, |t| json!(t.to_rfc3339()))
+fn millis(ms: i64) -> Option<String> {
+    chrono::DateTime::from_timestamp_millis(ms).map(|t| t.to_rfc3339())
 }
 
-#[derive(Deserialize)]
+/// A Web Push subscription's keys (`PushSubscription.toJSON().keys`).
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PushKeys {
+    /// The browser's P-256 public key, base64url.
     p256dh: String,
+    /// The 16-byte authentication secret, base64url.
     auth: String,
 }
 
-#[derive(Deserialize)]
+/// A device to push to: a browser's `PushSubscription` (Web Push) or an FCM registration token.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"kind": "webpush", "endpoint": "https://push.example.net/wpush/v2/abc", "keys": {"p256dh": "BCVx…", "auth": "BTBZ…"}}))]
 struct RegisterBody {
     /// `webpush` (default) or `fcm`.
     #[serde(default)]
@@ -78,8 +84,51 @@ struct RegisterBody {
     keys: Option<PushKeys>,
     /// FCM: the registration token.
     token: Option<String>,
+    /// Sent by browsers; ignored.
     #[serde(rename = "expirationTime", default)]
     _expiration_time: Option<Value>,
+}
+
+/// A registered device.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct Registered {
+    /// The subscription's id.
+    id: String,
+    /// `webpush` or `fcm`.
+    #[schema(example = "webpush")]
+    kind: String,
+}
+
+/// The server's VAPID public key.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct VapidKey {
+    /// Uncompressed P-256 point, base64url: the `applicationServerKey` of `PushManager.subscribe`.
+    #[serde(rename = "publicKey")]
+    public_key: String,
+}
+
+/// An in-app notification.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct InboxItem {
+    id: String,
+    /// `appointment`, `result`, `announcement`, `security`, …
+    #[schema(example = "appointment")]
+    category: String,
+    /// In the recipient's language.
+    title: String,
+    body: String,
+    created_at: Option<String>,
+    read: bool,
+    read_at: Option<String>,
+}
+
+/// The caller's in-app notifications.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct Inbox {
+    /// Unread first, newest first.
+    notifications: Vec<InboxItem>,
+    /// How many are unread in all.
+    unread: i64,
 }
 
 fn b64url(s: &str) -> Option<Vec<u8>> {
@@ -87,11 +136,11 @@ fn b64url(s: &str) -> Option<Vec<u8>> {
 }
 
 #[utoipa::path(post, path = "/api/push/register", tag = "notifications", security(("bearer" = [])),
-    request_body(content = Object, description = "A browser PushSubscription (Web Push) or an FCM registration token",
+    request_body(content = RegisterBody, description = "A browser PushSubscription (Web Push) or an FCM registration token",
         example = json!({"kind": "webpush", "endpoint": "https://push.example.net/wpush/v2/abc", "keys": {"p256dh": "BCVx…", "auth": "BTBZ…"}})),
-    responses((status = 201, description = "Registered (an endpoint registered again moves to this account)", body = Object, example = json!({"id": "0190…", "kind": "webpush"})),
-        (status = 400, description = "Invalid subscription (stable error code)", body = Object, example = json!({"error": {"code": "invalid_subscription", "message": "…"}})),
-        (status = 401, description = "No valid token", body = Object)))]
+    responses((status = 201, description = "Registered (an endpoint registered again moves to this account)", body = Registered, example = json!({"id": "0190…", "kind": "webpush"})),
+        (status = 400, description = "Invalid subscription (stable error code)", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_subscription", "message": "…"}})),
+        (status = 401, description = "No valid token", body = ErrorEnvelope)))]
 pub(crate) async fn register(
     State(app): State<Arc<Notifications>>,
     ApiCaller(caller): ApiCaller,
@@ -138,19 +187,25 @@ pub(crate) async fn register(
         created_at: app.clock.now().timestamp_millis(),
     };
     let stored = sql::subscription_upsert(&*app.db, &row).await?;
-    Ok((StatusCode::CREATED, Json(json!({"id": stored.id, "kind": stored.kind}))).into_response())
+    Ok((StatusCode::CREATED, Json(Registered { id: stored.id, kind: stored.kind })).into_response())
 }
 
 #[utoipa::path(get, path = "/api/push/vapid-public-key", tag = "notifications",
-    responses((status = 200, description = "The VAPID public key for PushManager.subscribe (applicationServerKey)", body = Object, example = json!({"publicKey": "BP4z…"}))))]
-pub(crate) async fn vapid_public_key(State(app): State<Arc<Notifications>>) -> Json<Value> {
-    Json(json!({"publicKey": app.notifier.vapid_public_key}))
+    responses((status = 200, description = "The VAPID public key for PushManager.subscribe (applicationServerKey)", body = VapidKey, example = json!({"publicKey": "BP4z…"}))))]
+pub(crate) async fn vapid_public_key(State(app): State<Arc<Notifications>>) -> Json<VapidKey> {
+    Json(VapidKey { public_key: app.notifier.vapid_public_key.clone() })
 }
 
-fn inbox_json(r: &InboxRow) -> Value {
-    json!({"id": r.id, "category": r.category, "title": r.title, "body": r.body,
-           "created_at": millis(r.created_at), "read": r.read_at.is_some(),
-           "read_at": r.read_at.map_or(Value::Null, millis)})
+fn inbox_json(r: &InboxRow) -> InboxItem {
+    InboxItem {
+        id: r.id.clone(),
+        category: r.category.clone(),
+        title: r.title.clone(),
+        body: r.body.clone(),
+        created_at: millis(r.created_at),
+        read: r.read_at.is_some(),
+        read_at: r.read_at.and_then(millis),
+    }
 }
 
 #[derive(Deserialize)]
@@ -192,25 +247,25 @@ fn serde_urlencoded_like<T: serde::de::DeserializeOwned>(q: &str) -> Result<T, A
 
 #[utoipa::path(get, path = "/api/v1/notifications", tag = "notifications", security(("bearer" = [])),
     params(("unread" = Option<bool>, Query, description = "Only unread ones"), ("limit" = Option<i64>, Query, description = "1 to 500, default 50")),
-    responses((status = 200, description = "The caller's in-app notifications, unread first, newest first", body = Object,
+    responses((status = 200, description = "The caller's in-app notifications, unread first, newest first", body = Inbox,
         example = json!({"notifications": [{"id": "0190…", "category": "appointment", "title": "Appointment reminder", "body": "…", "created_at": "2026-01-01T10:00:00+00:00", "read": false, "read_at": null}], "unread": 1})),
-        (status = 400, description = "Invalid query", body = Object), (status = 401, description = "No valid token", body = Object)))]
+        (status = 400, description = "Invalid query", body = ErrorEnvelope), (status = 401, description = "No valid token", body = ErrorEnvelope)))]
 pub(crate) async fn list(
     State(app): State<Arc<Notifications>>,
     ApiCaller(caller): ApiCaller,
     uri: axum::http::Uri,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Inbox>, ApiError> {
     let q: ListQuery = query(&uri)?;
     let rows = sql::inbox_list(&*app.db, &caller.account.id, q.unread.unwrap_or(false), limit(q.limit)?).await?;
     let unread = sql::inbox_unread_count(&*app.db, &caller.account.id).await?;
-    Ok(Json(json!({"notifications": rows.iter().map(inbox_json).collect::<Vec<_>>(), "unread": unread})))
+    Ok(Json(Inbox { notifications: rows.iter().map(inbox_json).collect(), unread }))
 }
 
 #[utoipa::path(post, path = "/api/v1/notifications/{id}/read", tag = "notifications", security(("bearer" = [])),
     params(("id" = String, Path, description = "The notification id")),
     responses((status = 204, description = "Marked read (idempotent)"),
-        (status = 404, description = "No such notification of the caller", body = Object, example = json!({"error": {"code": "not_found", "message": "no such notification"}})),
-        (status = 401, description = "No valid token", body = Object)))]
+        (status = 404, description = "No such notification of the caller", body = ErrorEnvelope, example = json!({"error": {"code": "not_found", "message": "no such notification"}})),
+        (status = 401, description = "No valid token", body = ErrorEnvelope)))]
 pub(crate) async fn mark_read(
     State(app): State<Arc<Notifications>>,
     ApiCaller(caller): ApiCaller,
@@ -225,8 +280,8 @@ pub(crate) async fn mark_read(
 
 #[utoipa::path(get, path = "/api/v1/notifications/ws", tag = "notifications", security(("bearer" = [])),
     responses((status = 101, description = "WebSocket: the unread notifications, then each new one as it is delivered, as JSON text frames {\"type\":\"notification\",\"notification\":{…}}. The token comes as Authorization: Bearer, or (browsers) as the subprotocols `hearth.bearer, <token>`"),
-        (status = 401, description = "No valid token", body = Object),
-        (status = 426, description = "Not a WebSocket upgrade request", body = Object, example = json!({"error": {"code": "upgrade_required", "message": "…"}}))))]
+        (status = 401, description = "No valid token", body = ErrorEnvelope),
+        (status = 426, description = "Not a WebSocket upgrade request", body = ErrorEnvelope, example = json!({"error": {"code": "upgrade_required", "message": "…"}}))))]
 pub(crate) async fn live(
     State(app): State<Arc<Notifications>>,
     headers: HeaderMap,
@@ -310,62 +365,91 @@ fn minutes_text(m: i64) -> String {
     format!("{:02}:{:02}", m / 60, m % 60)
 }
 
-async fn preferences_json(app: &Notifications, account: &str) -> Result<Value, ApiError> {
+/// A recipient's notification preferences.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct Preferences {
+    /// IANA time zone that dates and times in messages are shown in.
+    #[schema(example = "Asia/Kolkata")]
+    time_zone: String,
+    /// `en` or `hi`.
+    #[schema(example = "hi")]
+    language: String,
+    /// No messages but critical ones between `start` and `end` (local time); `null`: none.
+    quiet_hours: Option<QuietHours>,
+    /// Category → channel (`email`, `sms`, `webpush`, `fcm`, `in_app`) → on/off; defaults filled in.
+    channels: std::collections::BTreeMap<String, std::collections::BTreeMap<String, bool>>,
+    /// Categories sent whatever the switches and quiet hours say.
+    critical: Vec<&'static str>,
+}
+
+/// Quiet hours, `HH:MM` local time.
+#[derive(Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct QuietHours {
+    #[schema(example = "22:00")]
+    start: String,
+    #[schema(example = "07:00")]
+    end: String,
+}
+
+async fn preferences_json(app: &Notifications, account: &str) -> Result<Preferences, ApiError> {
     let stored = sql::preferences(&*app.db, account).await?;
     let row = sql::settings(&*app.db, account).await?;
     let s = app.notifier.with_defaults(row.as_ref());
-    let mut channels = Map::new();
+    let mut channels = std::collections::BTreeMap::new();
     for c in Category::ALL {
-        let mut per = Map::new();
+        let mut per = std::collections::BTreeMap::new();
         for ch in ChannelKind::ALL {
             let on = stored
                 .iter()
                 .find(|(cat, k, _)| cat == c.as_str() && k == ch.as_str())
                 .map_or_else(|| super::default_enabled(c, ch), |(_, _, e)| *e);
-            per.insert(ch.as_str().to_owned(), json!(on));
+            per.insert(ch.as_str().to_owned(), on);
         }
-        channels.insert(c.as_str().to_owned(), Value::Object(per));
+        channels.insert(c.as_str().to_owned(), per);
     }
-    let quiet = match row.as_ref().and_then(|r| r.quiet_start.zip(r.quiet_end)) {
-        Some((a, b)) => json!({"start": minutes_text(a), "end": minutes_text(b)}),
-        None => Value::Null,
-    };
-    Ok(json!({
-        "time_zone": s.time_zone.name(),
-        "language": s.language.as_str(),
-        "quiet_hours": quiet,
-        "channels": channels,
-        "critical": Category::ALL.iter().filter(|c| c.is_critical()).map(|c| c.as_str()).collect::<Vec<_>>(),
-    }))
+    let quiet = row
+        .as_ref()
+        .and_then(|r| r.quiet_start.zip(r.quiet_end))
+        .map(|(a, b)| QuietHours { start: minutes_text(a), end: minutes_text(b) });
+    Ok(Preferences {
+        time_zone: s.time_zone.name().to_owned(),
+        language: s.language.as_str().to_owned(),
+        quiet_hours: quiet,
+        channels,
+        critical: Category::ALL.iter().filter(|c| c.is_critical()).map(|c| c.as_str()).collect(),
+    })
 }
 
 #[utoipa::path(get, path = "/api/v1/notifications/preferences", tag = "notifications", security(("bearer" = [])),
-    responses((status = 200, description = "Per category × channel switches (defaults filled in), time zone, language, quiet hours", body = Object,
+    responses((status = 200, description = "Per category × channel switches (defaults filled in), time zone, language, quiet hours", body = Preferences,
         example = json!({"time_zone": "Asia/Kolkata", "language": "hi", "quiet_hours": {"start": "22:00", "end": "07:00"}, "channels": {"appointment": {"email": true, "sms": true, "webpush": true, "fcm": true, "in_app": true}}, "critical": ["security", "emergency"]})),
-        (status = 401, description = "No valid token", body = Object)))]
+        (status = 401, description = "No valid token", body = ErrorEnvelope)))]
 pub(crate) async fn get_preferences(
     State(app): State<Arc<Notifications>>,
     ApiCaller(caller): ApiCaller,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Preferences>, ApiError> {
     Ok(Json(preferences_json(&app, &caller.account.id).await?))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct QuietBody {
-    start: String,
-    end: String,
-}
+type QuietBody = QuietHours;
 
-#[derive(Deserialize)]
+/// Preferences to change; what is left out stays as it is.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"time_zone": "Asia/Kolkata", "quiet_hours": {"start": "22:00", "end": "07:00"}, "channels": {"announcement": {"email": false}}}))]
 struct PreferencesBody {
+    /// IANA time zone, such as `Asia/Kolkata`.
     time_zone: Option<String>,
+    /// `en` or `hi`.
     language: Option<String>,
     /// `null` turns quiet hours off.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<QuietHours>)]
     quiet_hours: Option<Option<QuietBody>>,
+    /// Category → channel → on/off (critical categories cannot be turned off).
     #[serde(default)]
+    #[schema(value_type = Option<std::collections::BTreeMap<String, std::collections::BTreeMap<String, bool>>>)]
     channels: Option<Map<String, Value>>,
 }
 
@@ -374,16 +458,16 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<Quiet
 }
 
 #[utoipa::path(put, path = "/api/v1/notifications/preferences", tag = "notifications", security(("bearer" = [])),
-    request_body(content = Object, description = "Any subset: time_zone (IANA), language (en, hi), quiet_hours ({start, end} HH:MM or null), channels {category: {channel: bool}}",
+    request_body(content = PreferencesBody, description = "Any subset: time_zone (IANA), language (en, hi), quiet_hours ({start, end} HH:MM or null), channels {category: {channel: bool}}",
         example = json!({"time_zone": "Asia/Kolkata", "quiet_hours": {"start": "22:00", "end": "07:00"}, "channels": {"announcement": {"email": false}}})),
-    responses((status = 200, description = "The preferences now in force", body = Object),
-        (status = 400, description = "Unknown category, channel, time zone or language, or a bad time (stable error code)", body = Object, example = json!({"error": {"code": "invalid_preferences", "message": "unknown time zone"}})),
-        (status = 401, description = "No valid token", body = Object)))]
+    responses((status = 200, description = "The preferences now in force", body = Preferences),
+        (status = 400, description = "Unknown category, channel, time zone or language, or a bad time (stable error code)", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_preferences", "message": "unknown time zone"}})),
+        (status = 401, description = "No valid token", body = ErrorEnvelope)))]
 pub(crate) async fn put_preferences(
     State(app): State<Arc<Notifications>>,
     ApiCaller(caller): ApiCaller,
     bytes: axum::body::Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Preferences>, ApiError> {
     let body: PreferencesBody = parse_body(&bytes)?;
     let invalid = |m: String| bad("invalid_preferences", m);
     let account = caller.account.id.clone();
@@ -444,17 +528,82 @@ pub(crate) async fn put_preferences(
     Ok(Json(preferences_json(&app, &account).await?))
 }
 
-fn admin_json(r: &OutboxRow, attempts: &[sql::AttemptRow]) -> Value {
-    json!({
-        "id": r.id, "key": r.idem_key, "account_id": r.account_id, "channel": r.channel, "category": r.category,
-        "template": r.template, "status": r.status, "attempts": r.attempts, "max_attempts": r.max_attempts,
-        "not_before": millis(r.not_before), "provider": r.provider, "provider_id": r.provider_id,
-        "last_error": r.last_error, "created_at": millis(r.created_at), "updated_at": millis(r.updated_at),
-        "attempt_log": attempts.iter().map(|a| json!({
-            "attempt": a.attempt, "worker": a.worker, "status": a.status, "provider_id": a.provider_id,
-            "error": a.error, "started_at": millis(a.started_at),
-            "finished_at": a.finished_at.map_or(Value::Null, millis)})).collect::<Vec<_>>(),
-    })
+/// A delivery in the outbox, for administrators: no address and no message content.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct Delivery {
+    id: String,
+    /// Its idempotency key (one delivery per key).
+    key: String,
+    account_id: Option<String>,
+    /// `email`, `sms`, `webpush`, `fcm` or `in_app`.
+    #[schema(example = "sms")]
+    channel: String,
+    category: String,
+    template: String,
+    /// `queued`, `sending`, `sent`, `delivered`, `failed`, `bounced` or `cancelled`.
+    #[schema(example = "failed")]
+    status: String,
+    attempts: i64,
+    max_attempts: i64,
+    /// Not sent before (RFC 3339).
+    not_before: Option<String>,
+    provider: Option<String>,
+    provider_id: Option<String>,
+    last_error: Option<String>,
+    created_at: Option<String>,
+    updated_at: Option<String>,
+    /// Every attempt, oldest first.
+    attempt_log: Vec<DeliveryAttempt>,
+}
+
+/// One attempt to deliver.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct DeliveryAttempt {
+    attempt: i64,
+    worker: String,
+    status: String,
+    provider_id: Option<String>,
+    error: Option<String>,
+    started_at: Option<String>,
+    finished_at: Option<String>,
+}
+
+/// Deliveries, newest first.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct Deliveries {
+    notifications: Vec<Delivery>,
+}
+
+fn admin_json(r: &OutboxRow, attempts: &[sql::AttemptRow]) -> Delivery {
+    Delivery {
+        id: r.id.clone(),
+        key: r.idem_key.clone(),
+        account_id: r.account_id.clone(),
+        channel: r.channel.clone(),
+        category: r.category.clone(),
+        template: r.template.clone(),
+        status: r.status.clone(),
+        attempts: r.attempts,
+        max_attempts: r.max_attempts,
+        not_before: millis(r.not_before),
+        provider: r.provider.clone(),
+        provider_id: r.provider_id.clone(),
+        last_error: r.last_error.clone(),
+        created_at: millis(r.created_at),
+        updated_at: millis(r.updated_at),
+        attempt_log: attempts
+            .iter()
+            .map(|a| DeliveryAttempt {
+                attempt: a.attempt,
+                worker: a.worker.clone(),
+                status: a.status.clone(),
+                provider_id: a.provider_id.clone(),
+                error: a.error.clone(),
+                started_at: millis(a.started_at),
+                finished_at: a.finished_at.and_then(millis),
+            })
+            .collect(),
+    }
 }
 
 #[derive(Deserialize)]
@@ -468,15 +617,15 @@ const STATUSES: [&str; 7] = ["queued", "sending", "sent", "delivered", "failed",
 
 #[utoipa::path(get, path = "/api/v1/admin/notifications", tag = "notifications", security(("bearer" = [])),
     params(("status" = Option<String>, Query, description = "queued, sending, sent, delivered, failed, bounced or cancelled"), ("limit" = Option<i64>, Query, description = "1 to 500, default 50")),
-    responses((status = 200, description = "Deliveries with their attempts (no addresses, no message content)", body = Object,
+    responses((status = 200, description = "Deliveries with their attempts (no addresses, no message content)", body = Deliveries,
         example = json!({"notifications": [{"id": "0190…", "channel": "sms", "status": "failed", "attempts": 8, "last_error": "gave up after 8 attempts: HTTP 500", "attempt_log": []}]})),
-        (status = 400, description = "Unknown status", body = Object), (status = 401, description = "No valid token", body = Object),
-        (status = 403, description = "Not an administrator", body = Object)))]
+        (status = 400, description = "Unknown status", body = ErrorEnvelope), (status = 401, description = "No valid token", body = ErrorEnvelope),
+        (status = 403, description = "Not an administrator", body = ErrorEnvelope)))]
 pub(crate) async fn admin_list(
     State(app): State<Arc<Notifications>>,
     ApiCaller(caller): ApiCaller,
     uri: axum::http::Uri,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Deliveries>, ApiError> {
     require_admin(&caller)?;
     let q: AdminQuery = query(&uri)?;
     if let Some(s) = &q.status
@@ -489,14 +638,14 @@ pub(crate) async fn admin_list(
     for r in &rows {
         out.push(admin_json(r, &sql::attempts(&*app.db, &r.id).await?));
     }
-    Ok(Json(json!({"notifications": out})))
+    Ok(Json(Deliveries { notifications: out }))
 }
 
 #[utoipa::path(post, path = "/api/v1/notifications/twilio/status", tag = "notifications",
     request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "Twilio's message status callback (MessageSid, MessageStatus, ErrorCode)"),
     responses((status = 204, description = "Recorded (or an intermediate status ignored)"),
-        (status = 403, description = "X-Twilio-Signature missing or wrong", body = Object, example = json!({"error": {"code": "invalid_signature", "message": "…"}})),
-        (status = 404, description = "SMS is not configured with Twilio status callbacks", body = Object)))]
+        (status = 403, description = "X-Twilio-Signature missing or wrong", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_signature", "message": "…"}})),
+        (status = 404, description = "SMS is not configured with Twilio status callbacks", body = ErrorEnvelope)))]
 pub(crate) async fn twilio_status(
     State(app): State<Arc<Notifications>>,
     headers: HeaderMap,

@@ -39,6 +39,7 @@ use utoipa::ToSchema;
 
 use crate::{EnqueueError, Notifications, PatientNotice};
 use hearth_workflow::error::ApiError;
+use hearth_workflow::openapi::ErrorEnvelope;
 use hearth_workflow::{ApiCaller, Caller};
 
 /// At most this many patients in `patients`.
@@ -368,11 +369,11 @@ async fn handle(
     params(("Idempotency-Key" = Option<String>, Header, description = "1 to 64 of [A-Za-z0-9-_.:]; a request retried with the same key queues nothing twice")),
     request_body(content = SendRequest, description = "A staff message to patients (and their caregivers)"),
     responses((status = 202, description = "Queued: one patient notice per patient addressed, resolved to accounts when it is sent", body = SendAnswer),
-        (status = 400, description = "Bad input: invalid_body, invalid_recipients, too_many_patients, invalid_category, category_not_allowed, invalid_title, invalid_message, invalid_channels, invalid_time, invalid_idempotency_key", body = Object,
+        (status = 400, description = "Bad input: invalid_body, invalid_recipients, too_many_patients, invalid_category, category_not_allowed, invalid_title, invalid_message, invalid_channels, invalid_time, invalid_idempotency_key", body = ErrorEnvelope,
             example = json!({"error": {"code": "invalid_message", "message": "message must be 1 to 2000 characters of plain text (line breaks allowed, no other control characters)"}})),
-        (status = 401, description = "No valid token", body = Object),
-        (status = 403, description = "Not a clinician or an administrator", body = Object, example = json!({"error": {"code": "forbidden", "message": "staff messages are sent by clinicians and administrators"}})),
-        (status = 404, description = "The patient, group or organisation is not in the caller's reach", body = Object, example = json!({"error": {"code": "not_found", "message": "no such group (or not in your reach)"}}))))]
+        (status = 401, description = "No valid token", body = ErrorEnvelope),
+        (status = 403, description = "Not a clinician or an administrator", body = ErrorEnvelope, example = json!({"error": {"code": "forbidden", "message": "staff messages are sent by clinicians and administrators"}})),
+        (status = 404, description = "The patient, group or organisation is not in the caller's reach", body = ErrorEnvelope, example = json!({"error": {"code": "not_found", "message": "no such group (or not in your reach)"}}))))]
 pub(crate) async fn send(
     State(app): State<Arc<Notifications>>,
     ApiCaller(caller): ApiCaller,
@@ -386,10 +387,10 @@ pub(crate) async fn send(
     params(("Idempotency-Key" = Option<String>, Header, description = "As for /api/v1/notifications/send")),
     request_body(content = SendRequest, description = "The same as /api/v1/notifications/send (the path one of the replaced systems used)"),
     responses((status = 202, description = "Queued", body = SendAnswer),
-        (status = 400, description = "Bad input (stable codes as for /api/v1/notifications/send)", body = Object, example = json!({"error": {"code": "invalid_category", "message": "category must be one of announcement, results, appointment, medication"}})),
-        (status = 401, description = "No valid token", body = Object),
-        (status = 403, description = "Not a clinician or an administrator", body = Object),
-        (status = 404, description = "The patient, group or organisation is not in the caller's reach", body = Object)))]
+        (status = 400, description = "Bad input (stable codes as for /api/v1/notifications/send)", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_category", "message": "category must be one of announcement, results, appointment, medication"}})),
+        (status = 401, description = "No valid token", body = ErrorEnvelope),
+        (status = 403, description = "Not a clinician or an administrator", body = ErrorEnvelope),
+        (status = 404, description = "The patient, group or organisation is not in the caller's reach", body = ErrorEnvelope)))]
 pub(crate) async fn push_send(
     State(app): State<Arc<Notifications>>,
     ApiCaller(caller): ApiCaller,

@@ -24,11 +24,12 @@ use hearth_store::{Current, StoreError};
 use hearth_store_sql::identity::{self, AccountRow};
 use hearth_store_sql::notify::TxDb;
 use hearth_store_sql::registry::{self as sql, InviteRow};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use hearth_workflow::ApiCaller;
 use hearth_workflow::error::ApiError;
+use hearth_workflow::openapi::ErrorEnvelope;
 
 use crate::{Registry, bad, body_of, ids, json_of, not_found};
 
@@ -70,26 +71,68 @@ fn masked(to: &str) -> String {
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// How to send an invitation.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct InviteBody {
+    /// `sms` (to the record's phone) or `email` (to its e-mail).
+    #[schema(example = "sms")]
+    channel: String,
+}
+
+/// An invitation sent (the code itself is never shown).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct Invitation {
+    id: String,
+    /// The Patient id.
+    patient: String,
     /// `sms` or `email`.
     channel: String,
+    /// Where it went, masked.
+    #[schema(example = "+91******3210")]
+    to: String,
+    /// When the code stops working (RFC 3339).
+    expires_at: String,
+}
+
+/// A record claimed: the new patient account and how it signs in.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct Claimed {
+    account: ClaimedAccount,
+    /// `password` or `otp`.
+    #[schema(example = "password")]
+    sign_in: &'static str,
+}
+
+/// The patient account a claim created.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct ClaimedAccount {
+    id: String,
+    email: Option<String>,
+    /// E.164.
+    phone: Option<String>,
+    /// Always `patient`.
+    role: String,
+    /// `Patient/<id>`.
+    #[serde(rename = "fhirUser")]
+    fhir_user: Option<String>,
 }
 
 #[utoipa::path(post, path = "/api/v1/patients/{id}/invite", tag = "registry",
     params(("id" = String, Path, description = "The Patient id")),
-    request_body(content = Object, description = "Send the patient a single-use code and link to claim their record (staff only), by `sms` (to the record's phone) or `email` (to its e-mail)",
+    request_body(content = InviteBody, description = "Send the patient a single-use code and link to claim their record (staff only), by `sms` (to the record's phone) or `email` (to its e-mail)",
         example = json!({"channel": "sms"})),
     responses(
-        (status = 201, description = "Recorded and queued; the code itself is never shown", body = Object,
+        (status = 201, description = "Recorded and queued; the code itself is never shown", body = Invitation,
          example = json!({"id": "0190…", "patient": "0190…", "channel": "sms", "to": "+91******3210", "expiresAt": "2026-12-02T09:00:00Z"})),
-        (status = 400, description = "Invalid body (invalid_body, invalid_channel)", body = Object, example = json!({"error": {"code": "invalid_channel", "message": "channel is sms or email"}})),
-        (status = 401, description = "No or an invalid access token", body = Object, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})),
-        (status = 403, description = "Not staff", body = Object, example = json!({"error": {"code": "forbidden", "message": "this operation is for clinicians and administrators"}})),
-        (status = 404, description = "Unknown, or outside the caller's reach", body = Object, example = json!({"error": {"code": "not_found", "message": "no such patient"}})),
-        (status = 409, description = "The record already has an account", body = Object, example = json!({"error": {"code": "already_claimed", "message": "this record already has an account"}})),
-        (status = 422, description = "The record has no phone (or e-mail) to send to", body = Object, example = json!({"error": {"code": "no_destination", "message": "the record has no phone number"}})),
+        (status = 400, description = "Invalid body (invalid_body, invalid_channel)", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_channel", "message": "channel is sms or email"}})),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})),
+        (status = 403, description = "Not staff", body = ErrorEnvelope, example = json!({"error": {"code": "forbidden", "message": "this operation is for clinicians and administrators"}})),
+        (status = 404, description = "Unknown, or outside the caller's reach", body = ErrorEnvelope, example = json!({"error": {"code": "not_found", "message": "no such patient"}})),
+        (status = 409, description = "The record already has an account", body = ErrorEnvelope, example = json!({"error": {"code": "already_claimed", "message": "this record already has an account"}})),
+        (status = 422, description = "The record has no phone (or e-mail) to send to", body = ErrorEnvelope, example = json!({"error": {"code": "no_destination", "message": "the record has no phone number"}})),
     ),
     security(("bearer" = [])))]
 pub(crate) async fn invite(
@@ -175,20 +218,23 @@ pub(crate) async fn invite(
     app.notifier.wake();
     Ok((
         StatusCode::CREATED,
-        Json(json!({
-            "id": row.id,
-            "patient": id,
-            "channel": req.channel,
-            "to": masked(&to),
-            "expiresAt": expires.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        })),
+        Json(Invitation {
+            id: row.id,
+            patient: id,
+            channel: req.channel,
+            to: masked(&to),
+            expires_at: expires.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        }),
     )
         .into_response())
 }
 
-#[derive(Deserialize)]
+/// A claim: the invitation's code and either a new `password` or `otp: true`.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ClaimBody {
+    /// The code from the invitation.
+    #[schema(example = "k7mq-2xbd-9hw4-a3ce")]
     code: String,
     /// A new password (sign-in with the record's e-mail).
     password: Option<String>,
@@ -214,16 +260,16 @@ fn expired() -> ApiError {
 }
 
 #[utoipa::path(post, path = "/api/v1/patients/claim", tag = "registry",
-    request_body(content = Object, description = "Claim a record with the code of an invitation: either a new `password` (sign in with the record's e-mail; the password policy applies) or `otp: true` (sign in with one-time codes to the record's phone or e-mail)",
+    request_body(content = ClaimBody, description = "Claim a record with the code of an invitation: either a new `password` (sign in with the record's e-mail; the password policy applies) or `otp: true` (sign in with one-time codes to the record's phone or e-mail)",
         example = json!({"code": "k7mq-2xbd-9hw4-a3ce", "password": "a long passphrase of mine"})),
     responses(
-        (status = 201, description = "A patient account linked to the record", body = Object,
+        (status = 201, description = "A patient account linked to the record", body = Claimed,
          example = json!({"account": {"id": "0190…", "email": "asha@example.org", "phone": "+919876543210", "role": "patient", "fhirUser": "Patient/0190…"}, "signIn": "password"})),
-        (status = 400, description = "Wrong or unknown code (`invite_invalid`, the same answer for both), bad body (`invalid_body`, `invalid_claim`) or a password the policy refuses", body = Object,
+        (status = 400, description = "Wrong or unknown code (`invite_invalid`, the same answer for both), bad body (`invalid_body`, `invalid_claim`) or a password the policy refuses", body = ErrorEnvelope,
          example = json!({"error": {"code": "invite_invalid", "message": "this code is not valid; check it or ask the clinic for a new one"}})),
-        (status = 409, description = "The record already has an account, or its e-mail or phone belongs to another account", body = Object, example = json!({"error": {"code": "account_exists", "message": "an account already uses this record's e-mail or phone"}})),
-        (status = 410, description = "The invitation was used (`invite_used`) or has expired (`invite_expired`)", body = Object, example = json!({"error": {"code": "invite_used", "message": "this invitation has already been used"}})),
-        (status = 422, description = "A password needs an e-mail on the record (`email_required`); OTP needs a phone or e-mail (`no_contact`)", body = Object, example = json!({"error": {"code": "email_required", "message": "…"}})),
+        (status = 409, description = "The record already has an account, or its e-mail or phone belongs to another account", body = ErrorEnvelope, example = json!({"error": {"code": "account_exists", "message": "an account already uses this record's e-mail or phone"}})),
+        (status = 410, description = "The invitation was used (`invite_used`) or has expired (`invite_expired`)", body = ErrorEnvelope, example = json!({"error": {"code": "invite_used", "message": "this invitation has already been used"}})),
+        (status = 422, description = "A password needs an e-mail on the record (`email_required`); OTP needs a phone or e-mail (`no_contact`)", body = ErrorEnvelope, example = json!({"error": {"code": "email_required", "message": "…"}})),
     ))]
 pub(crate) async fn claim(State(app): State<Arc<Registry>>, bytes: axum::body::Bytes) -> Result<Response, ApiError> {
     let req: ClaimBody = body_of(&bytes)?;
@@ -315,16 +361,16 @@ pub(crate) async fn claim(State(app): State<Arc<Registry>>, bytes: axum::body::B
     tx.commit().await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({
-            "account": {
-                "id": account.id,
-                "email": account.email,
-                "phone": account.phone,
-                "role": account.role,
-                "fhirUser": account.fhir_user,
+        Json(Claimed {
+            account: ClaimedAccount {
+                id: account.id,
+                email: account.email,
+                phone: account.phone,
+                role: account.role,
+                fhir_user: account.fhir_user,
             },
-            "signIn": if req.otp { "otp" } else { "password" },
-        })),
+            sign_in: if req.otp { "otp" } else { "password" },
+        }),
     )
         .into_response())
 }

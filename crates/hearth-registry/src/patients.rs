@@ -13,6 +13,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use hearth_workflow::error::ApiError;
+use hearth_workflow::openapi::ErrorEnvelope;
 use hearth_workflow::{ApiCaller, Caller};
 
 use crate::{ABHA_ADDRESS_SYSTEM, ABHA_NUMBER_SYSTEM, Registry, bad, body_of, ids, json_of, not_found, plain_text};
@@ -27,9 +28,11 @@ pub(crate) fn router() -> axum::Router<Arc<Registry>> {
 }
 
 /// A postal address as the app takes it.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schema(as = Address, example = json!({"line": ["12 MG Road"], "city": "Bengaluru", "state": "Karnataka", "postalCode": "560001", "country": "IN"}))]
 pub(crate) struct AddressIn {
+    /// Street lines.
     #[serde(default)]
     line: Vec<String>,
     city: Option<String>,
@@ -42,18 +45,28 @@ pub(crate) struct AddressIn {
 
 /// The demographic fields, as sent (create and update share them; on update a field left out
 /// keeps its value and an empty string removes it).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schema(as = PatientFields)]
 pub(crate) struct Fields {
+    /// Given names (required on create, with `family`).
     given: Option<Vec<String>>,
     family: Option<String>,
+    /// `YYYY-MM-DD`.
+    #[schema(example = "1984-03-07")]
     birth_date: Option<String>,
+    /// `male`, `female`, `other` or `unknown`.
     gender: Option<String>,
+    /// A 10-digit Indian mobile number in any spelling, or E.164; stored as E.164.
+    #[schema(example = "98765 43210")]
     phone: Option<String>,
     email: Option<String>,
     address: Option<AddressIn>,
+    /// The 14-digit ABHA number (`12-3456-7890-1234`).
     abha_number: Option<String>,
+    /// The ABHA address (`name@abdm`).
     abha_address: Option<String>,
+    /// BCP-47, such as `hi` or `hi-Latn`.
     language: Option<String>,
     /// Create only: the managing organisation (default: a clinician's own).
     organization: Option<String>,
@@ -324,26 +337,73 @@ fn folded_names(p: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// The app's view of a Patient.
+/// The app's view of a Patient (the FHIR resource stays available under `/fhir/Patient/<id>`).
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct PatientSummary<'a> {
+    /// The Patient id.
+    id: &'a str,
+    /// The version, as in the `ETag` (`W/"<version>"`); send it back as `If-Match` to change.
+    #[schema(example = "1")]
+    version: String,
+    /// Given and family names as one line.
+    #[schema(example = "Asha Rao")]
+    name: String,
+    #[schema(value_type = Vec<String>)]
+    given: Value,
+    #[schema(value_type = Option<String>)]
+    family: Option<&'a Value>,
+    #[schema(value_type = Option<String>, example = "1984-03-07")]
+    birth_date: Option<&'a Value>,
+    #[schema(value_type = Option<String>)]
+    gender: Option<&'a Value>,
+    /// E.164.
+    #[schema(example = "+919876543210")]
+    phone: Option<&'a str>,
+    email: Option<&'a str>,
+    #[schema(value_type = Option<AddressIn>)]
+    address: Option<&'a Value>,
+    abha_number: Option<&'a str>,
+    abha_address: Option<&'a str>,
+    language: Option<&'a str>,
+    /// The managing Organization id.
+    organization: Option<&'a str>,
+    #[schema(value_type = Option<bool>)]
+    active: Option<&'a Value>,
+}
+
+/// A page of patients.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct PatientPage<'a> {
+    patients: Vec<PatientSummary<'a>>,
+    /// The `cursor` of the next page; `null` on the last.
+    next: Option<String>,
+}
+
+/// The app's view of a Patient, as JSON.
 pub(crate) fn summary(v: &Version, p: &Value) -> Value {
+    json!(patient_summary(v, p))
+}
+
+fn patient_summary<'a>(v: &'a Version, p: &'a Value) -> PatientSummary<'a> {
     let name = p.pointer("/name/0");
-    json!({
-        "id": v.id,
-        "version": v.version_id.to_string(),
-        "name": display_name(p),
-        "given": name.and_then(|n| n.get("given")).cloned().unwrap_or_else(|| json!([])),
-        "family": name.and_then(|n| n.get("family")),
-        "birthDate": p.get("birthDate"),
-        "gender": p.get("gender"),
-        "phone": entry_value(p, "telecom", "phone"),
-        "email": entry_value(p, "telecom", "email"),
-        "address": p.pointer("/address/0"),
-        "abhaNumber": entry_value(p, "identifier", ABHA_NUMBER_SYSTEM),
-        "abhaAddress": entry_value(p, "identifier", ABHA_ADDRESS_SYSTEM),
-        "language": str_at(p, "/communication/0/language/coding/0/code"),
-        "organization": str_at(p, "/managingOrganization/reference").and_then(|r| r.strip_prefix("Organization/")),
-        "active": p.get("active"),
-    })
+    PatientSummary {
+        id: &v.id,
+        version: v.version_id.to_string(),
+        name: display_name(p),
+        given: name.and_then(|n| n.get("given")).cloned().unwrap_or_else(|| json!([])),
+        family: name.and_then(|n| n.get("family")),
+        birth_date: p.get("birthDate"),
+        gender: p.get("gender"),
+        phone: entry_value(p, "telecom", "phone"),
+        email: entry_value(p, "telecom", "email"),
+        address: p.pointer("/address/0"),
+        abha_number: entry_value(p, "identifier", ABHA_NUMBER_SYSTEM),
+        abha_address: entry_value(p, "identifier", ABHA_ADDRESS_SYSTEM),
+        language: str_at(p, "/communication/0/language/coding/0/code"),
+        organization: str_at(p, "/managingOrganization/reference").and_then(|r| r.strip_prefix("Organization/")),
+        active: p.get("active"),
+    }
 }
 
 fn etag(version: u64) -> HeaderValue {
@@ -413,18 +473,18 @@ fn own_organization(caller: &Caller) -> Option<&str> {
 }
 
 #[utoipa::path(post, path = "/api/v1/patients", tag = "registry",
-    request_body(content = Object, description = "A new patient (staff only). Names, `birthDate`, `gender`, `phone` (Indian mobile or E.164), `email`, `address`, `abhaNumber`, `abhaAddress`, `language` (BCP-47), `organization` (default: a clinician's own); `force: true` creates even with probable duplicates",
+    request_body(content = Fields, description = "A new patient (staff only). Names, `birthDate`, `gender`, `phone` (Indian mobile or E.164), `email`, `address`, `abhaNumber`, `abhaAddress`, `language` (BCP-47), `organization` (default: a clinician's own); `force: true` creates even with probable duplicates",
         example = json!({"given": ["Asha"], "family": "Rao", "birthDate": "1984-03-07", "gender": "female", "phone": "98765 43210", "email": "asha@example.org",
             "address": {"line": ["12 MG Road"], "city": "Bengaluru", "state": "Karnataka", "postalCode": "560001"},
             "abhaNumber": "12-3456-7890-1234", "abhaAddress": "asha.rao84@abdm", "language": "hi"})),
     responses(
-        (status = 201, description = "Created; `ETag` carries the version", body = Object,
+        (status = 201, description = "Created; `ETag` carries the version", body = PatientSummary,
          example = json!({"id": "0190…", "version": "1", "name": "Asha Rao", "given": ["Asha"], "family": "Rao", "birthDate": "1984-03-07", "gender": "female", "phone": "+919876543210", "email": "asha@example.org", "address": {"line": ["12 MG Road"], "city": "Bengaluru", "state": "Karnataka", "postalCode": "560001", "country": "IN"}, "abhaNumber": "12-3456-7890-1234", "abhaAddress": "asha.rao84@abdm", "language": "hi", "organization": null, "active": true})),
-        (status = 400, description = "Invalid field (stable code: invalid_body, invalid_name, invalid_birth_date, invalid_gender, invalid_phone, invalid_email, invalid_address, invalid_abha_number, invalid_abha_address, invalid_language, invalid_organization)", body = Object,
+        (status = 400, description = "Invalid field (stable code: invalid_body, invalid_name, invalid_birth_date, invalid_gender, invalid_phone, invalid_email, invalid_address, invalid_abha_number, invalid_abha_address, invalid_language, invalid_organization) (`invalid_resource`)", body = ErrorEnvelope,
          example = json!({"error": {"code": "invalid_phone", "message": "phone must be a 10-digit Indian mobile number …"}})),
-        (status = 401, description = "No or an invalid access token", body = Object, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})),
-        (status = 403, description = "Not staff, or the patient would be outside the caller's reach", body = Object, example = json!({"error": {"code": "forbidden", "message": "this operation is for clinicians and administrators"}})),
-        (status = 409, description = "Probable duplicates the caller can see (send `force: true` to create anyway)", body = Object,
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})),
+        (status = 403, description = "Not staff, or the patient would be outside the caller's reach", body = ErrorEnvelope, example = json!({"error": {"code": "forbidden", "message": "this operation is for clinicians and administrators"}})),
+        (status = 409, description = "Probable duplicates the caller can see (send `force: true` to create anyway)", body = ErrorEnvelope,
          example = json!({"error": {"code": "probable_duplicate", "message": "probable duplicates exist", "candidates": [{"id": "0190…", "name": "Asha Rao", "birthDate": "1984-03-07", "reasons": ["name_birthdate", "phone"]}]}})),
     ),
     security(("bearer" = [])))]
@@ -521,10 +581,10 @@ fn may_read(caller: &Caller, id: &str) -> bool {
 #[utoipa::path(get, path = "/api/v1/patients/{id}", tag = "registry",
     params(("id" = String, Path, description = "The Patient id")),
     responses(
-        (status = 200, description = "The patient (within the caller's reach); `ETag` carries the version", body = Object,
+        (status = 200, description = "The patient (within the caller's reach); `ETag` carries the version", body = PatientSummary,
          example = json!({"id": "0190…", "version": "2", "name": "Asha Rao", "birthDate": "1984-03-07", "phone": "+919876543210", "abhaNumber": "12-3456-7890-1234"})),
-        (status = 401, description = "No or an invalid access token", body = Object, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})),
-        (status = 404, description = "Unknown, or outside the caller's reach", body = Object, example = json!({"error": {"code": "not_found", "message": "no such patient"}})),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})),
+        (status = 404, description = "Unknown, or outside the caller's reach", body = ErrorEnvelope, example = json!({"error": {"code": "not_found", "message": "no such patient"}})),
     ),
     security(("bearer" = [])))]
 pub(crate) async fn get_one(
@@ -558,11 +618,11 @@ pub(crate) struct SearchParams {
         ("count" = Option<u32>, Query, description = "Page size, 1 to 100 (default 20)"),
     ),
     responses(
-        (status = 200, description = "One page of matching patients within the caller's reach", body = Object,
+        (status = 200, description = "One page of matching patients within the caller's reach", body = PatientPage,
          example = json!({"patients": [{"id": "0190…", "version": "1", "name": "Asha Rao", "birthDate": "1984-03-07"}], "next": "opaque-cursor"})),
-        (status = 400, description = "Invalid parameter (invalid_query, invalid_phone, invalid_identifier, invalid_cursor)", body = Object, example = json!({"error": {"code": "invalid_phone", "message": "…"}})),
-        (status = 401, description = "No or an invalid access token", body = Object, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})),
-        (status = 403, description = "Not staff", body = Object, example = json!({"error": {"code": "forbidden", "message": "this operation is for clinicians and administrators"}})),
+        (status = 400, description = "Invalid parameter (invalid_query, invalid_phone, invalid_identifier, invalid_cursor)", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_phone", "message": "…"}})),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})),
+        (status = 403, description = "Not staff", body = ErrorEnvelope, example = json!({"error": {"code": "forbidden", "message": "this operation is for clinicians and administrators"}})),
     ),
     security(("bearer" = [])))]
 pub(crate) async fn search(
@@ -603,20 +663,18 @@ pub(crate) async fn search(
     let query = crate::query(&app, "Patient", &pairs)?;
     let cursor = params.cursor.filter(|c| !c.is_empty());
     let (hits, next) = crate::page(&app.store_for(&caller), query, cursor).await?;
-    let mut patients = Vec::with_capacity(hits.len());
-    for v in &hits {
-        patients.push(summary(v, &json_of(v)?));
-    }
-    Ok(Json(json!({"patients": patients, "next": next})))
+    let bodies = hits.iter().map(json_of).collect::<Result<Vec<_>, _>>()?;
+    let patients = hits.iter().zip(&bodies).map(|(v, p)| patient_summary(v, p)).collect();
+    Ok(Json(json!(PatientPage { patients, next })))
 }
 
 #[utoipa::path(get, path = "/api/v1/patients/{id}/demographics", tag = "registry",
     params(("id" = String, Path, description = "The Patient id")),
     responses(
-        (status = 200, description = "The demographics (the patient's own, or any within a staff member's reach); `ETag: W/\"<version>\"`", body = Object,
+        (status = 200, description = "The demographics (the patient's own, or any within a staff member's reach); `ETag: W/\"<version>\"`", body = PatientSummary,
          example = json!({"id": "0190…", "version": "3", "name": "Asha Rao", "phone": "+919876543210", "email": "asha@example.org", "language": "hi"})),
-        (status = 401, description = "No or an invalid access token", body = Object, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})),
-        (status = 404, description = "Unknown, or not the caller's to see", body = Object, example = json!({"error": {"code": "not_found", "message": "no such patient"}})),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})),
+        (status = 404, description = "Unknown, or not the caller's to see", body = ErrorEnvelope, example = json!({"error": {"code": "not_found", "message": "no such patient"}})),
     ),
     security(("bearer" = [])))]
 pub(crate) async fn demographics(
@@ -646,16 +704,16 @@ fn if_match(headers: &HeaderMap) -> Result<u64, ApiError> {
 #[utoipa::path(put, path = "/api/v1/patients/{id}/demographics", tag = "registry",
     params(("id" = String, Path, description = "The Patient id"),
            ("If-Match" = String, Header, description = "The version read, as its ETag W/\"<version>\"")),
-    request_body(content = Object, description = "The fields to change (others keep their value; an empty string removes one). A patient may change `phone`, `email`, `address` and `language` of their own record; staff any field of a patient within reach",
+    request_body(content = Fields, description = "The fields to change (others keep their value; an empty string removes one). A patient may change `phone`, `email`, `address` and `language` of their own record; staff any field of a patient within reach",
         example = json!({"phone": "+91-98765-43210", "language": "hi-Latn", "address": {"line": ["4 Park Street"], "city": "Kolkata", "postalCode": "700016"}})),
     responses(
-        (status = 200, description = "The new version", body = Object, example = json!({"id": "0190…", "version": "4", "phone": "+919876543210", "language": "hi-Latn"})),
-        (status = 400, description = "Invalid field (stable codes as for create)", body = Object, example = json!({"error": {"code": "invalid_phone", "message": "…"}})),
-        (status = 401, description = "No or an invalid access token", body = Object, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})),
-        (status = 403, description = "Not allowed to change this record or this field", body = Object, example = json!({"error": {"code": "field_not_allowed", "message": "patients change their contact details and language only"}})),
-        (status = 404, description = "Unknown, or not the caller's to see", body = Object, example = json!({"error": {"code": "not_found", "message": "no such patient"}})),
-        (status = 412, description = "Someone changed the record since the version in If-Match", body = Object, example = json!({"error": {"code": "version_conflict", "message": "the record changed since version 3 (now 4): read it again"}})),
-        (status = 428, description = "No If-Match", body = Object, example = json!({"error": {"code": "version_required", "message": "send If-Match with the version you read (the ETag)"}})),
+        (status = 200, description = "The new version", body = PatientSummary, example = json!({"id": "0190…", "version": "4", "phone": "+919876543210", "language": "hi-Latn"})),
+        (status = 400, description = "Invalid field (stable codes as for create) (`invalid_if_match`)", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_phone", "message": "…"}})),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})),
+        (status = 403, description = "Not allowed to change this record or this field", body = ErrorEnvelope, example = json!({"error": {"code": "field_not_allowed", "message": "patients change their contact details and language only"}})),
+        (status = 404, description = "Unknown, or not the caller's to see", body = ErrorEnvelope, example = json!({"error": {"code": "not_found", "message": "no such patient"}})),
+        (status = 412, description = "Someone changed the record since the version in If-Match", body = ErrorEnvelope, example = json!({"error": {"code": "version_conflict", "message": "the record changed since version 3 (now 4): read it again"}})),
+        (status = 428, description = "No If-Match", body = ErrorEnvelope, example = json!({"error": {"code": "version_required", "message": "send If-Match with the version you read (the ETag)"}})),
     ),
     security(("bearer" = [])))]
 pub(crate) async fn update_demographics(

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use hearth_workflow::error::ApiError;
+use hearth_workflow::openapi::ErrorEnvelope;
 use hearth_workflow::{ApiCaller, require_admin};
 
 use crate::{NUCC, Registry, SNOMED, bad, body_of, ids, json_of, plain_text};
@@ -20,16 +21,21 @@ pub(crate) fn router() -> axum::Router<Arc<Registry>> {
     axum::Router::new().route("/api/v1/providers", axum::routing::get(list).post(create))
 }
 
-#[derive(Debug, Deserialize)]
+/// A specialty: a SNOMED CT concept or a NUCC taxonomy code.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct SpecialtyIn {
     /// `snomed`, `nucc`, or the system URI of either.
+    #[schema(example = "snomed")]
     system: String,
+    #[schema(example = "394801008")]
     code: String,
+    #[schema(example = "Trauma and orthopaedics")]
     display: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+/// A new provider: a Practitioner and its PractitionerRole.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewProvider {
     #[serde(default)]
@@ -95,7 +101,47 @@ fn reference_id<'a>(v: &'a Value, pointer: &str, ty: &str) -> Option<&'a str> {
     v.pointer(pointer).and_then(Value::as_str).and_then(|r| r.strip_prefix(ty)).and_then(|r| r.strip_prefix('/'))
 }
 
-fn provider_json(practitioner: Option<(&Version, &Value)>, role: &Version, r: &Value) -> Value {
+/// A provider in the directory.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct Provider<'a> {
+    /// The Practitioner id.
+    id: Option<String>,
+    /// The PractitionerRole id (what appointments and schedules name).
+    role_id: &'a str,
+    #[schema(example = "Dr Meera Iyer")]
+    name: String,
+    /// The specialty coding (`system`, `code`, `display`).
+    #[schema(value_type = Option<Coding>)]
+    specialty: Option<&'a Value>,
+    /// The Organization id.
+    organization: Option<&'a str>,
+    /// The Location id.
+    location: Option<&'a str>,
+    #[schema(value_type = Option<bool>)]
+    active: Option<&'a Value>,
+}
+
+/// A FHIR `Coding`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // The shape of a stored coding, for the description.
+struct Coding {
+    #[schema(example = "http://snomed.info/sct")]
+    system: Option<String>,
+    #[schema(example = "394801008")]
+    code: Option<String>,
+    display: Option<String>,
+}
+
+/// A page of the directory.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+struct ProviderPage<'a> {
+    providers: Vec<Provider<'a>>,
+    /// The `cursor` of the next page; `null` on the last.
+    next: Option<String>,
+}
+
+fn provider_json<'a>(practitioner: Option<(&Version, &Value)>, role: &'a Version, r: &'a Value) -> Provider<'a> {
     let p = practitioner.map(|(_, p)| p);
     let name = p.and_then(|p| p.pointer("/name/0"));
     let mut parts: Vec<&str> = Vec::new();
@@ -105,27 +151,29 @@ fn provider_json(practitioner: Option<(&Version, &Value)>, role: &Version, r: &V
         );
     }
     parts.extend(name.and_then(|n| n.get("family")).and_then(Value::as_str));
-    json!({
-        "id": practitioner.map(|(v, _)| v.id.clone()).or_else(|| reference_id(r, "/practitioner/reference", "Practitioner").map(str::to_owned)),
-        "roleId": role.id,
-        "name": parts.join(" "),
-        "specialty": r.pointer("/specialty/0/coding/0"),
-        "organization": reference_id(r, "/organization/reference", "Organization"),
-        "location": reference_id(r, "/location/0/reference", "Location"),
-        "active": r.get("active"),
-    })
+    Provider {
+        id: practitioner
+            .map(|(v, _)| v.id.clone())
+            .or_else(|| reference_id(r, "/practitioner/reference", "Practitioner").map(str::to_owned)),
+        role_id: &role.id,
+        name: parts.join(" "),
+        specialty: r.pointer("/specialty/0/coding/0"),
+        organization: reference_id(r, "/organization/reference", "Organization"),
+        location: reference_id(r, "/location/0/reference", "Location"),
+        active: r.get("active"),
+    }
 }
 
 #[utoipa::path(post, path = "/api/v1/providers", tag = "registry",
-    request_body(content = Object, description = "A provider (admins only): the Practitioner's name and contact, and the PractitionerRole's specialty (SNOMED CT or NUCC), organisation and location",
+    request_body(content = NewProvider, description = "A provider (admins only): the Practitioner's name and contact, and the PractitionerRole's specialty (SNOMED CT or NUCC), organisation and location",
         example = json!({"prefix": ["Dr"], "given": ["Meera"], "family": "Iyer", "phone": "98450 12345", "specialty": {"system": "snomed", "code": "394801008", "display": "Trauma and orthopaedics"}, "organization": "0190…"})),
     responses(
-        (status = 201, description = "The provider", body = Object,
+        (status = 201, description = "The provider", body = Provider,
          example = json!({"id": "0190…", "roleId": "0190…", "name": "Dr Meera Iyer", "specialty": {"system": "http://snomed.info/sct", "code": "394801008", "display": "Trauma and orthopaedics"}, "organization": "0190…", "location": null, "active": true})),
-        (status = 400, description = "Invalid field (invalid_body, invalid_name, invalid_specialty, invalid_phone, invalid_email, invalid_reference)", body = Object, example = json!({"error": {"code": "invalid_specialty", "message": "specialty.system is snomed or nucc"}})),
-        (status = 401, description = "No or an invalid access token", body = Object, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})),
-        (status = 403, description = "Not an administrator", body = Object, example = json!({"error": {"code": "forbidden", "message": "this operation is for administrators"}})),
-        (status = 422, description = "The organisation or location does not exist", body = Object, example = json!({"error": {"code": "unknown_reference", "message": "no such Organization"}})),
+        (status = 400, description = "Invalid field (invalid_body, invalid_name, invalid_specialty, invalid_phone, invalid_email, invalid_reference) (`invalid_resource`)", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_specialty", "message": "specialty.system is snomed or nucc"}})),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})),
+        (status = 403, description = "Not an administrator", body = ErrorEnvelope, example = json!({"error": {"code": "forbidden", "message": "this operation is for administrators"}})),
+        (status = 422, description = "The organisation or location does not exist", body = ErrorEnvelope, example = json!({"error": {"code": "unknown_reference", "message": "no such Organization"}})),
     ),
     security(("bearer" = [])))]
 pub(crate) async fn create(
@@ -238,10 +286,10 @@ pub(crate) struct ListParams {
         ("count" = Option<u32>, Query, description = "Page size, 1 to 100 (default 50)"),
     ),
     responses(
-        (status = 200, description = "One page of the directory (any signed-in user)", body = Object,
+        (status = 200, description = "One page of the directory (any signed-in user)", body = ProviderPage,
          example = json!({"providers": [{"id": "0190…", "roleId": "0190…", "name": "Dr Meera Iyer", "specialty": {"system": "http://snomed.info/sct", "code": "394801008", "display": "Trauma and orthopaedics"}, "organization": null, "location": null, "active": true}], "next": null})),
-        (status = 400, description = "Invalid parameter (invalid_query, invalid_cursor)", body = Object, example = json!({"error": {"code": "invalid_query", "message": "count is 1 to 100"}})),
-        (status = 401, description = "No or an invalid access token", body = Object, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})),
+        (status = 400, description = "Invalid parameter (invalid_query, invalid_cursor)", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_query", "message": "count is 1 to 100"}})),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})),
     ),
     security(("bearer" = [])))]
 pub(crate) async fn list(
@@ -277,7 +325,7 @@ pub(crate) async fn list(
         let (found, _) = crate::page(&store, q, None).await?;
         practitioners = found.into_iter().map(|v| json_of(&v).map(|j| (v, j))).collect::<Result<_, _>>()?;
     }
-    let providers: Vec<Value> = roles
+    let providers: Vec<Provider> = roles
         .iter()
         .map(|(rv, r)| {
             let pid = reference_id(r, "/practitioner/reference", "Practitioner");
@@ -285,7 +333,7 @@ pub(crate) async fn list(
             provider_json(p, rv, r)
         })
         .collect();
-    Ok(Json(json!({"providers": providers, "next": next})))
+    Ok(Json(json!(ProviderPage { providers, next })))
 }
 
 #[cfg(test)]

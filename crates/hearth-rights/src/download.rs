@@ -13,6 +13,7 @@ use super::{attachment, compartment, instant, patient_of, subject};
 use crate::Rights;
 use hearth_workflow::ApiCaller;
 use hearth_workflow::error::ApiError;
+use hearth_workflow::openapi::{ErrorEnvelope, FhirResource};
 
 /// Resources per page of the download.
 const PAGE: u32 = 200;
@@ -43,12 +44,12 @@ fn entries(base: &str, page: &hearth_store::SearchPage, first: &mut bool) -> Str
 #[utoipa::path(get, path = "/api/v1/me/data", tag = "data rights",
     params(("patient" = Option<String>, Query, description = "A caregiver names the patient they act for; a patient's own record otherwise")),
     responses(
-        (status = 200, description = "Everything in the record as a FHIR `collection` Bundle (attachment)", content_type = "application/fhir+json",
+        (status = 200, description = "Everything in the record as a FHIR `collection` Bundle (attachment)", content_type = "application/fhir+json", body = FhirResource,
          example = json!({"resourceType": "Bundle", "type": "collection", "timestamp": "2026-11-29T10:00:00.000Z", "entry": [{"fullUrl": "https://hearth.example/fhir/Patient/…", "resource": {"resourceType": "Patient"}}]})),
-        (status = 400, description = "Unknown parameter, or a caregiver without `patient`", body = Object, example = json!({"error": {"code": "invalid_query", "message": "unknown parameter 'x' (patient)"}})),
-        (status = 401, description = "No or an invalid access token", body = Object, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})),
-        (status = 403, description = "Not a patient or caregiver account", body = Object, example = json!({"error": {"code": "forbidden", "message": "this is for patients and their caregivers; staff use Patient/{id}/$everything"}})),
-        (status = 404, description = "No such record within the caller's reach", body = Object, example = json!({"error": {"code": "not_found", "message": "no such patient record"}})),
+        (status = 400, description = "Unknown parameter, or a caregiver without `patient`", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_query", "message": "unknown parameter 'x' (patient)"}})),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})),
+        (status = 403, description = "Not a patient or caregiver account", body = ErrorEnvelope, example = json!({"error": {"code": "forbidden", "message": "this is for patients and their caregivers; staff use Patient/{id}/$everything"}})),
+        (status = 404, description = "No such record within the caller's reach", body = ErrorEnvelope, example = json!({"error": {"code": "not_found", "message": "no such patient record"}})),
     ),
     security(("bearer" = [])))]
 pub async fn download(

@@ -10,13 +10,14 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use hearth_store::{Access, Current, Erased, Erasure, ErasurePlan, Guarded, Hold};
 use hearth_store_sql::erase::{self, HoldRow, RequestRow};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::{bad_query, compartment, instant, instant_ms, not_found, patient_of};
 use crate::ErasureMode;
 use crate::Rights;
 use hearth_workflow::error::ApiError;
+use hearth_workflow::openapi::ErrorEnvelope;
 use hearth_workflow::{ApiCaller, Caller, require_admin};
 
 /// Longest accepted reason (request, refusal, hold), in characters.
@@ -25,10 +26,66 @@ const MAX_REASON: usize = 1000;
 const DCM: &str = "http://dicom.nema.org/resources/ontology/DCM";
 const LIFECYCLE: &str = "http://terminology.hl7.org/CodeSystem/iso-21089-lifecycle";
 
-#[derive(Debug, Deserialize, Default)]
+/// Why: optional for a patient's erasure request, required to refuse one or place a hold.
+#[derive(Debug, Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Reason {
+    /// At most 1,000 characters; shown to the patient when a request is refused.
+    #[schema(example = "I am moving to another provider")]
     reason: Option<String>,
+}
+
+/// An erasure request and, once decided, its outcome.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ErasureRequest {
+    /// The request's id.
+    id: String,
+    /// The record to erase (`Patient/<id>`).
+    #[schema(example = "Patient/0193a9d4-5b1e-7c2a-9f10-3a1b2c3d4e5f")]
+    patient: String,
+    /// The account that asked.
+    requested_by: String,
+    /// The patient's reason, if they gave one.
+    reason: Option<String>,
+    /// `requested`, `refused` or `completed`.
+    #[schema(example = "requested")]
+    status: String,
+    /// When it was asked (RFC 3339).
+    requested_at: Option<String>,
+    /// When it was executed or refused.
+    decided_at: Option<String>,
+    /// The administrator who decided (`null` when the server executed it at once).
+    decided_by: Option<String>,
+    /// Why it was refused.
+    decision: Option<String>,
+    /// How many resources were erased (once completed).
+    resources_erased: Option<i64>,
+}
+
+/// Erasure requests, newest first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErasureRequests {
+    requests: Vec<ErasureRequest>,
+}
+
+/// A legal hold: while it stands, the patient's record cannot be erased.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LegalHold {
+    /// `Patient/<id>`.
+    patient: String,
+    /// Why the record is held.
+    #[schema(example = "litigation 2026-17")]
+    reason: String,
+    /// The administrator who placed it.
+    placed_by: String,
+    /// When (RFC 3339).
+    placed_at: Option<String>,
+}
+
+fn text_instant(ms: i64) -> Option<String> {
+    instant_ms(ms).as_str().map(str::to_owned)
 }
 
 /// An optional JSON body `{"reason": "…"}` (an empty body is no reason).
@@ -49,19 +106,19 @@ fn reason_of(bytes: &[u8], required: bool) -> Result<Option<String>, ApiError> {
     Ok(reason)
 }
 
-fn request_json(r: &RequestRow) -> Value {
-    json!({
-        "id": r.id,
-        "patient": format!("Patient/{}", r.patient_id),
-        "requestedBy": r.requested_by,
-        "reason": r.reason,
-        "status": r.status,
-        "requestedAt": instant_ms(r.requested_at),
-        "decidedAt": r.decided_at.map_or(Value::Null, instant_ms),
-        "decidedBy": r.decided_by,
-        "decision": r.decision,
-        "resourcesErased": r.resources,
-    })
+fn request_json(r: &RequestRow) -> ErasureRequest {
+    ErasureRequest {
+        id: r.id.clone(),
+        patient: format!("Patient/{}", r.patient_id),
+        requested_by: r.requested_by.clone(),
+        reason: r.reason.clone(),
+        status: r.status.clone(),
+        requested_at: text_instant(r.requested_at),
+        decided_at: r.decided_at.and_then(text_instant),
+        decided_by: r.decided_by.clone(),
+        decision: r.decision.clone(),
+        resources_erased: r.resources,
+    }
 }
 
 fn held(hold: &Hold, app: &Rights) -> ApiError {
@@ -181,15 +238,15 @@ async fn run_erasure(
 }
 
 #[utoipa::path(post, path = "/api/v1/me/erasure", tag = "data rights",
-    request_body(content = Object, description = "Optional: why (`reason`, at most 1,000 characters)", example = json!({"reason": "I am moving to another provider"})),
+    request_body(content = Reason, description = "Optional: why (`reason`, at most 1,000 characters)", example = json!({"reason": "I am moving to another provider"})),
     responses(
-        (status = 202, description = "Recorded; an administrator executes or refuses it (admin-approval mode)", body = Object,
+        (status = 202, description = "Recorded; an administrator executes or refuses it (admin-approval mode)", body = ErasureRequest,
          example = json!({"id": "…", "patient": "Patient/…", "requestedBy": "…", "reason": "…", "status": "requested", "requestedAt": "2026-11-29T10:00:00.000Z", "decidedAt": null, "decidedBy": null, "decision": null, "resourcesErased": null})),
-        (status = 200, description = "Executed at once (immediate mode): the record is erased and this account removed", body = Object),
-        (status = 400, description = "Malformed body", body = Object, example = json!({"error": {"code": "invalid_body", "message": "reason: at most 1000 characters"}})),
-        (status = 401, description = "No or an invalid access token", body = Object),
-        (status = 403, description = "Not a patient account", body = Object, example = json!({"error": {"code": "forbidden", "message": "erasure is requested by the patient"}})),
-        (status = 409, description = "A request is already pending, or (immediate mode) a hold applies", body = Object, example = json!({"error": {"code": "legal_hold", "message": "the record is under a legal hold: litigation 2026-17"}})),
+        (status = 200, description = "Executed at once (immediate mode): the record is erased and this account removed", body = ErasureRequest),
+        (status = 400, description = "Malformed body", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_body", "message": "reason: at most 1000 characters"}})),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
+        (status = 403, description = "Not a patient account", body = ErrorEnvelope, example = json!({"error": {"code": "forbidden", "message": "erasure is requested by the patient"}})),
+        (status = 409, description = "A request is already pending, or (immediate mode) a hold applies (`erasure_pending`)", body = ErrorEnvelope, example = json!({"error": {"code": "legal_hold", "message": "the record is under a legal hold: litigation 2026-17"}})),
     ),
     security(("bearer" = [])))]
 pub async fn request_erasure(
@@ -248,20 +305,20 @@ pub async fn request_erasure(
 
 #[utoipa::path(get, path = "/api/v1/me/erasure", tag = "data rights",
     responses(
-        (status = 200, description = "The signed-in patient's erasure requests, newest first", body = Object, example = json!({"requests": []})),
-        (status = 401, description = "No or an invalid access token", body = Object),
-        (status = 403, description = "Not a patient account", body = Object),
+        (status = 200, description = "The signed-in patient's erasure requests, newest first", body = ErasureRequests, example = json!({"requests": []})),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
+        (status = 403, description = "Not a patient account", body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
 pub async fn my_requests(
     State(app): State<Arc<Rights>>,
     ApiCaller(caller): ApiCaller,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ErasureRequests>, ApiError> {
     let (hearth_auth::Role::Patient, Some(patient)) = (caller.role, caller.own_patient()) else {
         return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "erasure is requested by the patient"));
     };
     let found = erase::requests(&*app.db, None, Some(patient), 100).await?;
-    Ok(Json(json!({"requests": found.iter().map(request_json).collect::<Vec<_>>()})))
+    Ok(Json(ErasureRequests { requests: found.iter().map(request_json).collect() }))
 }
 
 #[utoipa::path(get, path = "/api/v1/admin/erasure-requests", tag = "data rights",
@@ -270,17 +327,17 @@ pub async fn my_requests(
         ("patient" = Option<String>, Query, description = "Only this Patient id's requests"),
     ),
     responses(
-        (status = 200, description = "Erasure requests, newest first (at most 500)", body = Object, example = json!({"requests": []})),
-        (status = 400, description = "Bad query", body = Object, example = json!({"error": {"code": "invalid_query", "message": "status must be requested, refused or completed"}})),
-        (status = 401, description = "No or an invalid access token", body = Object),
-        (status = 403, description = "Not an administrator", body = Object, example = json!({"error": {"code": "forbidden", "message": "this operation is for administrators"}})),
+        (status = 200, description = "Erasure requests, newest first (at most 500)", body = ErasureRequests, example = json!({"requests": []})),
+        (status = 400, description = "Bad query", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_query", "message": "status must be requested, refused or completed"}})),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
+        (status = 403, description = "Not an administrator", body = ErrorEnvelope, example = json!({"error": {"code": "forbidden", "message": "this operation is for administrators"}})),
     ),
     security(("bearer" = [])))]
 pub async fn list_requests(
     State(app): State<Arc<Rights>>,
     ApiCaller(caller): ApiCaller,
     RawQuery(raw): RawQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ErasureRequests>, ApiError> {
     require_admin(&caller)?;
     let (mut status, mut patient) = (None, None);
     for (k, v) in hearth_workflow::fhir::pairs(raw.as_deref()) {
@@ -292,7 +349,7 @@ pub async fn list_requests(
         }
     }
     let found = erase::requests(&*app.db, status.as_deref(), patient.as_deref(), 500).await?;
-    Ok(Json(json!({"requests": found.iter().map(request_json).collect::<Vec<_>>()})))
+    Ok(Json(ErasureRequests { requests: found.iter().map(request_json).collect() }))
 }
 
 async fn pending(app: &Rights, id: &str) -> Result<RequestRow, ApiError> {
@@ -310,11 +367,11 @@ async fn pending(app: &Rights, id: &str) -> Result<RequestRow, ApiError> {
 #[utoipa::path(post, path = "/api/v1/admin/erasure-requests/{id}/execute", tag = "data rights",
     params(("id" = String, Path, description = "The erasure request")),
     responses(
-        (status = 200, description = "Erased: the completed request (counts of what was removed)", body = Object),
-        (status = 401, description = "No or an invalid access token", body = Object),
-        (status = 403, description = "Not an administrator (with the audit scope)", body = Object),
-        (status = 404, description = "No such request (or its patient no longer exists)", body = Object),
-        (status = 409, description = "Held (`legal_hold`, nothing changed) or no longer pending (`erasure_not_pending`)", body = Object,
+        (status = 200, description = "Erased: the completed request (counts of what was removed)", body = ErasureRequest),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
+        (status = 403, description = "Not an administrator (with the audit scope)", body = ErrorEnvelope),
+        (status = 404, description = "No such request (or its patient no longer exists)", body = ErrorEnvelope),
+        (status = 409, description = "Held (`legal_hold`, nothing changed) or no longer pending (`erasure_not_pending`)", body = ErrorEnvelope,
          example = json!({"error": {"code": "legal_hold", "message": "the record is under a legal hold: litigation 2026-17"}})),
     ),
     security(("bearer" = [])))]
@@ -322,7 +379,7 @@ pub async fn execute(
     State(app): State<Arc<Rights>>,
     ApiCaller(caller): ApiCaller,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ErasureRequest>, ApiError> {
     require_admin(&caller)?;
     let request = pending(&app, &id).await?;
     let store = app.store_for(&caller);
@@ -338,14 +395,14 @@ pub async fn execute(
 
 #[utoipa::path(post, path = "/api/v1/admin/erasure-requests/{id}/refuse", tag = "data rights",
     params(("id" = String, Path, description = "The erasure request")),
-    request_body(content = Object, description = "Why (`reason`, required; shown to the patient)", example = json!({"reason": "records must be kept for the open insurance claim"})),
+    request_body(content = Reason, description = "Why (`reason`, required; shown to the patient)", example = json!({"reason": "records must be kept for the open insurance claim"})),
     responses(
-        (status = 200, description = "Refused", body = Object),
-        (status = 400, description = "No reason", body = Object, example = json!({"error": {"code": "invalid_body", "message": "give a `reason`"}})),
-        (status = 401, description = "No or an invalid access token", body = Object),
-        (status = 403, description = "Not an administrator", body = Object),
-        (status = 404, description = "No such request", body = Object),
-        (status = 409, description = "No longer pending", body = Object),
+        (status = 200, description = "Refused", body = ErasureRequest),
+        (status = 400, description = "No reason", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_body", "message": "give a `reason`"}})),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
+        (status = 403, description = "Not an administrator", body = ErrorEnvelope),
+        (status = 404, description = "No such request", body = ErrorEnvelope),
+        (status = 409, description = "No longer pending", body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
 pub async fn refuse(
@@ -353,7 +410,7 @@ pub async fn refuse(
     ApiCaller(caller): ApiCaller,
     Path(id): Path<String>,
     bytes: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ErasureRequest>, ApiError> {
     require_admin(&caller)?;
     let reason = reason_of(&bytes, true)?.unwrap_or_default();
     let request = pending(&app, &id).await?;
@@ -367,13 +424,13 @@ pub async fn refuse(
     Ok(Json(request_json(&done)))
 }
 
-fn hold_json(h: &HoldRow) -> Value {
-    json!({
-        "patient": format!("Patient/{}", h.patient_id),
-        "reason": h.reason,
-        "placedBy": h.placed_by,
-        "placedAt": instant_ms(h.placed_at),
-    })
+fn hold_json(h: &HoldRow) -> LegalHold {
+    LegalHold {
+        patient: format!("Patient/{}", h.patient_id),
+        reason: h.reason.clone(),
+        placed_by: h.placed_by.clone(),
+        placed_at: text_instant(h.placed_at),
+    }
 }
 
 /// The patient of a hold path, checked to exist through the admin's view.
@@ -391,17 +448,17 @@ async fn held_patient(app: &Rights, caller: &Caller, id: &str) -> Result<(), Api
 #[utoipa::path(get, path = "/api/v1/admin/patients/{id}/legal-hold", tag = "data rights",
     params(("id" = String, Path, description = "The Patient id")),
     responses(
-        (status = 200, description = "The hold", body = Object, example = json!({"patient": "Patient/…", "reason": "litigation 2026-17", "placedBy": "…", "placedAt": "2026-11-29T10:00:00.000Z"})),
-        (status = 401, description = "No or an invalid access token", body = Object),
-        (status = 403, description = "Not an administrator", body = Object),
-        (status = 404, description = "No such patient, or no hold", body = Object, example = json!({"error": {"code": "not_found", "message": "no such legal hold"}})),
+        (status = 200, description = "The hold", body = LegalHold, example = json!({"patient": "Patient/…", "reason": "litigation 2026-17", "placedBy": "…", "placedAt": "2026-11-29T10:00:00.000Z"})),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
+        (status = 403, description = "Not an administrator", body = ErrorEnvelope),
+        (status = 404, description = "No such patient, or no hold", body = ErrorEnvelope, example = json!({"error": {"code": "not_found", "message": "no such legal hold"}})),
     ),
     security(("bearer" = [])))]
 pub async fn get_hold(
     State(app): State<Arc<Rights>>,
     ApiCaller(caller): ApiCaller,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<LegalHold>, ApiError> {
     held_patient(&app, &caller, &id).await?;
     let hold = erase::hold(&*app.db, &id).await?.ok_or_else(|| not_found("legal hold"))?;
     Ok(Json(hold_json(&hold)))
@@ -409,13 +466,13 @@ pub async fn get_hold(
 
 #[utoipa::path(post, path = "/api/v1/admin/patients/{id}/legal-hold", tag = "data rights",
     params(("id" = String, Path, description = "The Patient id")),
-    request_body(content = Object, description = "Why (`reason`, required)", example = json!({"reason": "litigation 2026-17"})),
+    request_body(content = Reason, description = "Why (`reason`, required)", example = json!({"reason": "litigation 2026-17"})),
     responses(
-        (status = 200, description = "Placed (or its reason replaced)", body = Object),
-        (status = 400, description = "No reason", body = Object),
-        (status = 401, description = "No or an invalid access token", body = Object),
-        (status = 403, description = "Not an administrator", body = Object),
-        (status = 404, description = "No such patient", body = Object),
+        (status = 200, description = "Placed (or its reason replaced)", body = LegalHold),
+        (status = 400, description = "No reason", body = ErrorEnvelope),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
+        (status = 403, description = "Not an administrator", body = ErrorEnvelope),
+        (status = 404, description = "No such patient", body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
 pub async fn place_hold(
@@ -423,7 +480,7 @@ pub async fn place_hold(
     ApiCaller(caller): ApiCaller,
     Path(id): Path<String>,
     bytes: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<LegalHold>, ApiError> {
     held_patient(&app, &caller, &id).await?;
     let reason = reason_of(&bytes, true)?.unwrap_or_default();
     let now = app.clock.now();
@@ -443,9 +500,9 @@ pub async fn place_hold(
     params(("id" = String, Path, description = "The Patient id")),
     responses(
         (status = 204, description = "Lifted"),
-        (status = 401, description = "No or an invalid access token", body = Object),
-        (status = 403, description = "Not an administrator", body = Object),
-        (status = 404, description = "No such patient, or no hold", body = Object),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
+        (status = 403, description = "Not an administrator", body = ErrorEnvelope),
+        (status = 404, description = "No such patient, or no hold", body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
 pub async fn lift_hold(

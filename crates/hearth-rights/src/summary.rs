@@ -13,6 +13,7 @@ use super::{attachment, instant, patient_of, subject};
 use crate::Rights;
 use hearth_workflow::ApiCaller;
 use hearth_workflow::error::ApiError;
+use hearth_workflow::openapi::ErrorEnvelope;
 
 /// Rows per section of the summary.
 pub const SUMMARY_ROWS: u32 = 100;
@@ -243,10 +244,10 @@ dt{font-weight:600}dd{margin:0 0 .5rem 0}.note{color:#555;font-size:.9rem}";
     params(("patient" = Option<String>, Query, description = "A caregiver names the patient they act for")),
     responses(
         (status = 200, description = "A readable, self-contained HTML summary of the record (attachment): demographics, conditions, medications, allergies, immunizations, recent observations with units, encounters", content_type = "text/html"),
-        (status = 400, description = "Unknown parameter, or a caregiver without `patient`", body = Object, example = json!({"error": {"code": "invalid_query", "message": "a caregiver names the patient: ?patient=<Patient id>"}})),
-        (status = 401, description = "No or an invalid access token", body = Object),
-        (status = 403, description = "Not a patient or caregiver account", body = Object),
-        (status = 404, description = "No such record within the caller's reach", body = Object),
+        (status = 400, description = "Unknown parameter, or a caregiver without `patient`", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_query", "message": "a caregiver names the patient: ?patient=<Patient id>"}})),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
+        (status = 403, description = "Not a patient or caregiver account", body = ErrorEnvelope),
+        (status = 404, description = "No such record within the caller's reach", body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
 pub async fn summary(

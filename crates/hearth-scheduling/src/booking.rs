@@ -58,6 +58,7 @@ use super::{
 use crate::Scheduling;
 use hearth_notifications::{self as notify, Notice, PatientNotice};
 use hearth_workflow::error::{ApiError, FhirError};
+use hearth_workflow::openapi::ErrorEnvelope;
 use hearth_workflow::{ApiCaller, Caller};
 
 pub fn router() -> axum::Router<Arc<Scheduling>> {
@@ -109,29 +110,43 @@ const CANCEL_CODES: [&str; 32] = [
     "oth-weath",
 ];
 
-#[derive(Debug, Clone, Deserialize)]
+/// A series: the same time every `intervalDays`, `count` times in all.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Repeat {
+    #[schema(example = 4)]
     pub count: u32,
+    #[schema(example = 7)]
     pub interval_days: u32,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+/// A booking: a free slot from the slot search.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schema(example = json!({"practitioner": "123", "start": "2026-12-01T09:00:00Z", "type": "ROUTINE", "patient": "456", "reason": "knee pain"}))]
 pub struct BookBody {
+    /// The practitioner's id (or `Practitioner/<id>`).
     #[serde(deserialize_with = "hearth_workflow::refs::practitioner")]
     pub practitioner: String,
+    /// The slot's start (RFC 3339).
+    #[schema(example = "2026-12-01T09:00:00Z")]
     pub start: String,
+    /// `CHECKUP`, `EMERGENCY`, `FOLLOWUP`, `ROUTINE` or `WALKIN`.
     #[serde(rename = "type")]
+    #[schema(example = "ROUTINE")]
     pub appointment_type: String,
+    /// The patient's id (or `Patient/<id>`); patients book for themselves and leave it out.
     #[serde(default, deserialize_with = "hearth_workflow::refs::opt_patient")]
     pub patient: Option<String>,
+    /// The schedule's id, when the practitioner has several.
     #[serde(default, deserialize_with = "hearth_workflow::refs::opt_schedule")]
     pub schedule: Option<String>,
     /// Free text for the clinic; never part of a message.
     pub reason: Option<String>,
+    /// A video or phone visit.
     #[serde(default, rename = "virtual")]
     pub is_virtual: bool,
+    /// Book a series.
     pub repeat: Option<Repeat>,
 }
 
@@ -289,8 +304,103 @@ fn appointment(
     a
 }
 
-/// The app API's view of an Appointment.
+/// The app API's view of an Appointment (the FHIR resource is `/fhir/Appointment/<id>`).
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct AppointmentView<'a> {
+    id: &'a str,
+    /// Changes with every change.
+    version: u64,
+    /// `booked`, `arrived`, `fulfilled`, `cancelled` or `noshow`.
+    #[schema(value_type = Option<String>, example = "booked")]
+    status: Option<&'a Value>,
+    #[schema(value_type = Option<String>, example = "2026-12-01T09:00:00Z")]
+    start: Option<&'a Value>,
+    #[schema(value_type = Option<String>, example = "2026-12-01T09:30:00Z")]
+    end: Option<&'a Value>,
+    /// The appointment type code.
+    #[serde(rename = "type")]
+    #[schema(value_type = Option<String>, example = "ROUTINE")]
+    kind: Option<&'a Value>,
+    /// The Patient id.
+    patient: Option<String>,
+    /// The Practitioner id.
+    practitioner: Option<String>,
+    /// The Location id.
+    location: Option<String>,
+    /// The Schedule id.
+    schedule: Option<String>,
+    /// The series it belongs to, if booked as one.
+    #[schema(value_type = Option<String>)]
+    series: Option<Value>,
+    /// A video or phone visit.
+    #[serde(rename = "virtual")]
+    #[schema(value_type = bool)]
+    is_virtual: Value,
+    /// Why (for the clinic; never in messages).
+    #[schema(value_type = Option<String>)]
+    reason: Option<&'a Value>,
+    /// Once cancelled: the reason code and whether it was inside the late-cancel window.
+    cancellation: Option<Cancellation<'a>>,
+    /// A series booking only: every occurrence, the first included.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<AppointmentView>>, no_recursion)]
+    occurrences: Option<Vec<Value>>,
+}
+
+/// How an appointment was cancelled.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Cancellation<'a> {
+    /// An appointment-cancellation-reason code.
+    #[schema(value_type = Option<String>, example = "pat")]
+    code: Option<&'a Value>,
+    /// Cancelled inside the late-cancel window.
+    #[schema(value_type = bool)]
+    late: Value,
+}
+
+/// The appointments found.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct AppointmentList<'a> {
+    /// By start.
+    appointments: Vec<AppointmentView<'a>>,
+}
+
+/// A check-in: the appointment and the Encounter it opened.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct CheckedIn<'a> {
+    appointment: AppointmentView<'a>,
+    #[schema(value_type = super::encounters::EncounterView)]
+    encounter: Value,
+}
+
+/// A waitlist entry.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct WaitEntry {
+    id: String,
+    /// The Practitioner id.
+    practitioner: String,
+    /// The Patient id.
+    patient: String,
+    /// Any slot starting from…
+    earliest: Option<String>,
+    /// …until.
+    latest: Option<String>,
+    /// The start of the slot offered to this entry, once one was.
+    offered: Option<String>,
+}
+
+/// Waitlist entries, oldest first.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Waitlist {
+    waitlist: Vec<WaitEntry>,
+}
+
+/// The app API's view of an Appointment, as JSON.
 pub fn view(id: &str, version: u64, a: &Value) -> Value {
+    json!(appointment_view(id, version, a))
+}
+
+fn appointment_view<'a>(id: &'a str, version: u64, a: &'a Value) -> AppointmentView<'a> {
     let ext = |name: &str| {
         a.get("extension").and_then(Value::as_array).and_then(|e| {
             e.iter().find(|x| x.get("url").and_then(Value::as_str) == Some(format!("{EXT}{name}").as_str())).cloned()
@@ -306,25 +416,33 @@ pub fn view(id: &str, version: u64, a: &Value) -> Value {
             })
         })
     };
-    json!({
-        "id": id,
-        "version": version,
-        "status": a.get("status"),
-        "start": a.get("start"),
-        "end": a.get("end"),
-        "type": a.pointer("/appointmentType/coding/0/code"),
-        "patient": actor("Patient/"),
-        "practitioner": actor("Practitioner/"),
-        "location": actor("Location/"),
-        "schedule": ext("appointment-schedule").and_then(|e| e.pointer("/valueReference/reference").and_then(Value::as_str).and_then(|r| r.strip_prefix("Schedule/")).map(str::to_owned)),
-        "series": ext("appointment-series").and_then(|e| e.get("valueString").cloned()),
-        "virtual": ext("appointment-virtual").and_then(|e| e.get("valueBoolean").cloned()).unwrap_or(json!(false)),
-        "reason": a.pointer("/reasonCode/0/text"),
-        "cancellation": a.get("cancelationReason").map(|c| json!({
-            "code": c.pointer("/coding/0/code"),
-            "late": ext("appointment-late-cancellation").and_then(|e| e.get("valueBoolean").cloned()).unwrap_or(json!(false)),
-        })),
-    })
+    AppointmentView {
+        id,
+        version,
+        status: a.get("status"),
+        start: a.get("start"),
+        end: a.get("end"),
+        kind: a.pointer("/appointmentType/coding/0/code"),
+        patient: actor("Patient/"),
+        practitioner: actor("Practitioner/"),
+        location: actor("Location/"),
+        schedule: ext("appointment-schedule").and_then(|e| {
+            e.pointer("/valueReference/reference")
+                .and_then(Value::as_str)
+                .and_then(|r| r.strip_prefix("Schedule/"))
+                .map(str::to_owned)
+        }),
+        series: ext("appointment-series").and_then(|e| e.get("valueString").cloned()),
+        is_virtual: ext("appointment-virtual").and_then(|e| e.get("valueBoolean").cloned()).unwrap_or(json!(false)),
+        reason: a.pointer("/reasonCode/0/text"),
+        cancellation: a.get("cancelationReason").map(|c| Cancellation {
+            code: c.pointer("/coding/0/code"),
+            late: ext("appointment-late-cancellation")
+                .and_then(|e| e.get("valueBoolean").cloned())
+                .unwrap_or(json!(false)),
+        }),
+        occurrences: None,
+    }
 }
 
 fn reminder_prefix(id: &str) -> String {
@@ -591,17 +709,17 @@ pub async fn book_for(app: &Scheduling, caller: &Caller, body: &BookBody) -> Res
 }
 
 #[utoipa::path(post, path = "/api/v1/appointments", tag = "scheduling",
-    request_body(content = Object, description = "A slot from the slot search: practitioner, start, type; `patient` (not for patients, who book for themselves), optional `schedule`, `reason` (kept in the record, never in messages), `virtual`, and `repeat` ({count, intervalDays}) for a series",
+    request_body(content = BookBody, description = "A slot from the slot search: practitioner, start, type; `patient` (not for patients, who book for themselves), optional `schedule`, `reason` (kept in the record, never in messages), `virtual`, and `repeat` ({count, intervalDays}) for a series",
         example = json!({"practitioner": "123", "start": "2026-12-01T09:00:00Z", "type": "ROUTINE", "reason": "follow-up of blood pressure"})),
     responses(
-        (status = 201, description = "Booked (all occurrences of a series); reminders are queued", body = Object),
-        (status = 400, description = "Malformed request", body = Object),
-        (status = 401, description = "No or an invalid access token", body = Object),
-        (status = 403, description = "Booking for someone this caller may not book for", body = Object),
-        (status = 404, description = "No such patient within reach", body = Object),
-        (status = 409, description = "The time is taken; `error.alternatives` lists free slots", body = Object,
+        (status = 201, description = "Booked (all occurrences of a series); reminders are queued", body = AppointmentView),
+        (status = 400, description = "Malformed request (`invalid_booking`)", body = ErrorEnvelope),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
+        (status = 403, description = "Booking for someone this caller may not book for", body = ErrorEnvelope),
+        (status = 404, description = "No such patient within reach", body = ErrorEnvelope),
+        (status = 409, description = "The time is taken; `error.alternatives` lists free slots", body = ErrorEnvelope,
          example = json!({"error": {"code": "slot_taken", "message": "that time is no longer free; see the alternatives", "alternatives": [{"start": "2026-12-01T09:30:00Z", "end": "2026-12-01T10:00:00Z", "practitioner": "123", "schedule": "…", "type": "ROUTINE", "location": null, "service": null}]}})),
-        (status = 422, description = "Not a slot of the practitioner's schedules", body = Object),
+        (status = 422, description = "Not a slot of the practitioner's schedules (`not_a_slot`, `urgent_care_required`)", body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
 pub async fn book(
@@ -637,9 +755,9 @@ async fn load(store: &Guarded, id: &str) -> Result<(Version, Value), ApiError> {
 #[utoipa::path(get, path = "/api/v1/appointments/{id}", tag = "scheduling",
     params(("id" = String, Path, description = "The appointment's id")),
     responses(
-        (status = 200, description = "The appointment", body = Object),
-        (status = 401, description = "No or an invalid access token", body = Object),
-        (status = 404, description = "No such appointment within reach", body = Object),
+        (status = 200, description = "The appointment", body = AppointmentView),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
+        (status = 404, description = "No such appointment within reach", body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
 pub async fn get_one(
@@ -666,9 +784,9 @@ pub struct ListQuery {
         ("practitioner" = Option<String>, Query, description = "A practitioner's id"),
     ),
     responses(
-        (status = 200, description = "Appointments within the caller's reach, by start", body = Object),
-        (status = 400, description = "Neither patient nor practitioner given", body = Object),
-        (status = 401, description = "No or an invalid access token", body = Object),
+        (status = 200, description = "Appointments within the caller's reach, by start", body = AppointmentList),
+        (status = 400, description = "Neither patient nor practitioner given", body = ErrorEnvelope),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
 pub async fn list(
@@ -692,12 +810,13 @@ pub async fn list(
         }
     }
     let found = search_all(&app, &app.store_for(&caller), "Appointment", &pairs, 500).await?;
-    let views: Vec<Value> =
-        found.iter().filter_map(|v| json_of(v).ok().map(|a| view(&v.id, v.version_id, &a))).collect();
-    Ok(Json(json!({"appointments": views})))
+    let bodies: Vec<(&Version, Value)> = found.iter().filter_map(|v| json_of(v).ok().map(|a| (v, a))).collect();
+    let appointments = bodies.iter().map(|(v, a)| appointment_view(&v.id, v.version_id, a)).collect();
+    Ok(Json(json!(AppointmentList { appointments })))
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// Why the appointment is cancelled (optional).
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CancelBody {
     /// A code of the appointment-cancellation-reason code system (default `pat` from a patient
@@ -754,13 +873,13 @@ fn patient_of(a: &Value) -> Result<String, ApiError> {
 
 #[utoipa::path(post, path = "/api/v1/appointments/{id}/cancel", tag = "scheduling",
     params(("id" = String, Path, description = "The appointment's id")),
-    request_body(content = Object, description = "Optional `reason`: an appointment-cancellation-reason code", example = json!({"reason": "pat-swl"})),
+    request_body(content = CancelBody, description = "Optional `reason`: an appointment-cancellation-reason code", example = json!({"reason": "pat-swl"})),
     responses(
-        (status = 200, description = "Cancelled; pending reminders cancelled, the time offered to the waitlist; `cancellation.late` inside the late-cancel window", body = Object),
-        (status = 400, description = "Unknown reason code", body = Object),
-        (status = 401, description = "No or an invalid access token", body = Object),
-        (status = 404, description = "No such appointment within reach", body = Object),
-        (status = 409, description = "Not booked, or already started", body = Object, example = json!({"error": {"code": "invalid_status", "message": "only a booked appointment that has not started can be cancelled"}})),
+        (status = 200, description = "Cancelled; pending reminders cancelled, the time offered to the waitlist; `cancellation.late` inside the late-cancel window", body = AppointmentView),
+        (status = 400, description = "Unknown reason code (`invalid_reason`)", body = ErrorEnvelope),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
+        (status = 404, description = "No such appointment within reach", body = ErrorEnvelope),
+        (status = 409, description = "Not booked, or already started", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_status", "message": "only a booked appointment that has not started can be cancelled"}})),
     ),
     security(("bearer" = [])))]
 pub async fn cancel(
@@ -813,21 +932,24 @@ pub async fn cancel(
     Ok(Json(view(&id, written.version.version_id, &a)))
 }
 
-#[derive(Debug, Deserialize)]
+/// The new time.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RescheduleBody {
+    /// A free slot's start of the same practitioner and type (RFC 3339).
+    #[schema(example = "2026-12-02T10:00:00Z")]
     start: String,
 }
 
 #[utoipa::path(post, path = "/api/v1/appointments/{id}/reschedule", tag = "scheduling",
     params(("id" = String, Path, description = "The appointment's id")),
-    request_body(content = Object, description = "The new start (a free slot of the same practitioner and type)", example = json!({"start": "2026-12-02T10:00:00Z"})),
+    request_body(content = RescheduleBody, description = "The new start (a free slot of the same practitioner and type)", example = json!({"start": "2026-12-02T10:00:00Z"})),
     responses(
-        (status = 200, description = "Moved (a new version); reminders rewritten for the new time, the old time offered to the waitlist", body = Object),
-        (status = 401, description = "No or an invalid access token", body = Object),
-        (status = 404, description = "No such appointment within reach", body = Object),
-        (status = 409, description = "Not booked, or the new time is taken (`error.alternatives`)", body = Object),
-        (status = 422, description = "Not a slot", body = Object),
+        (status = 200, description = "Moved (a new version); reminders rewritten for the new time, the old time offered to the waitlist", body = AppointmentView),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
+        (status = 404, description = "No such appointment within reach", body = ErrorEnvelope),
+        (status = 409, description = "Not booked, or the new time is taken (`error.alternatives`)", body = ErrorEnvelope),
+        (status = 422, description = "Not a slot (`not_a_slot`)", body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
 pub async fn reschedule(
@@ -925,11 +1047,11 @@ async fn reschedule_inner(app: &Scheduling, caller: &Caller, id: &str, bytes: &[
 #[utoipa::path(post, path = "/api/v1/appointments/{id}/no-show", tag = "scheduling",
     params(("id" = String, Path, description = "The appointment's id")),
     responses(
-        (status = 200, description = "Marked `noshow`; pending reminders cancelled", body = Object),
-        (status = 401, description = "No or an invalid access token", body = Object),
-        (status = 403, description = "Only clinicians and admins mark no-shows", body = Object),
-        (status = 404, description = "No such appointment within reach", body = Object),
-        (status = 409, description = "Not booked, or not started yet", body = Object),
+        (status = 200, description = "Marked `noshow`; pending reminders cancelled", body = AppointmentView),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
+        (status = 403, description = "Only clinicians and admins mark no-shows", body = ErrorEnvelope),
+        (status = 404, description = "No such appointment within reach", body = ErrorEnvelope),
+        (status = 409, description = "Not booked, or not started yet", body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
 pub async fn no_show(
@@ -960,11 +1082,11 @@ pub async fn no_show(
 #[utoipa::path(post, path = "/api/v1/appointments/{id}/check-in", tag = "scheduling",
     params(("id" = String, Path, description = "The appointment's id")),
     responses(
-        (status = 200, description = "Appointment `arrived` and its Encounter (`arrived`) created in one transaction", body = Object,
+        (status = 200, description = "Appointment `arrived` and its Encounter (`arrived`) created in one transaction", body = CheckedIn,
          example = json!({"appointment": {"id": "…", "status": "arrived"}, "encounter": {"id": "…", "status": "arrived", "class": "AMB"}})),
-        (status = 401, description = "No or an invalid access token", body = Object),
-        (status = 404, description = "No such appointment within reach", body = Object),
-        (status = 409, description = "Not booked, or outside the check-in window (two hours before the start until its end)", body = Object),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
+        (status = 404, description = "No such appointment within reach", body = ErrorEnvelope),
+        (status = 409, description = "Not booked, or outside the check-in window (two hours before the start until its end)", body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
 pub async fn check_in(
@@ -998,37 +1120,44 @@ pub async fn check_in(
     })))
 }
 
-#[derive(Debug, Deserialize)]
+/// Wait for a slot with a practitioner between two instants.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WaitBody {
+    /// The practitioner's id (or `Practitioner/<id>`).
     #[serde(deserialize_with = "hearth_workflow::refs::practitioner")]
     practitioner: String,
+    /// The patient's id; patients wait for themselves and leave it out.
     #[serde(default, deserialize_with = "hearth_workflow::refs::opt_patient")]
     patient: Option<String>,
+    /// RFC 3339.
+    #[schema(example = "2026-12-01T00:00:00Z")]
     earliest: String,
+    /// RFC 3339.
+    #[schema(example = "2026-12-08T00:00:00Z")]
     latest: String,
 }
 
-fn wait_view(w: &sql::WaitRow) -> Value {
+fn wait_view(w: &sql::WaitRow) -> WaitEntry {
     let t = |ms: i64| DateTime::from_timestamp_millis(ms).map(instant);
-    json!({
-        "id": w.id,
-        "practitioner": w.practitioner,
-        "patient": w.patient,
-        "earliest": t(w.earliest),
-        "latest": t(w.latest),
-        "offered": w.offered_start.and_then(t),
-    })
+    WaitEntry {
+        id: w.id.clone(),
+        practitioner: w.practitioner.clone(),
+        patient: w.patient.clone(),
+        earliest: t(w.earliest),
+        latest: t(w.latest),
+        offered: w.offered_start.and_then(t),
+    }
 }
 
 #[utoipa::path(post, path = "/api/v1/waitlist", tag = "scheduling",
-    request_body(content = Object, description = "Wait for a slot with a practitioner between two instants; a freed slot in that window is offered (a notification) to the oldest entry first",
+    request_body(content = WaitBody, description = "Wait for a slot with a practitioner between two instants; a freed slot in that window is offered (a notification) to the oldest entry first",
         example = json!({"practitioner": "123", "earliest": "2026-12-01T00:00:00Z", "latest": "2026-12-08T00:00:00Z"})),
     responses(
-        (status = 201, description = "On the waitlist", body = Object),
-        (status = 400, description = "Malformed request", body = Object),
-        (status = 401, description = "No or an invalid access token", body = Object),
-        (status = 404, description = "No such patient within reach", body = Object),
+        (status = 201, description = "On the waitlist", body = WaitEntry),
+        (status = 400, description = "Malformed request", body = ErrorEnvelope),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
+        (status = 404, description = "No such patient within reach", body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
 pub async fn join_waitlist(
@@ -1079,8 +1208,8 @@ fn wait_scope(caller: &Caller) -> Option<Vec<String>> {
 
 #[utoipa::path(get, path = "/api/v1/waitlist", tag = "scheduling",
     responses(
-        (status = 200, description = "Waitlist entries of the patients within reach, oldest first", body = Object),
-        (status = 401, description = "No or an invalid access token", body = Object),
+        (status = 200, description = "Waitlist entries of the patients within reach, oldest first", body = Waitlist),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
 pub async fn waitlist(
@@ -1088,15 +1217,15 @@ pub async fn waitlist(
     ApiCaller(caller): ApiCaller,
 ) -> Result<Json<Value>, ApiError> {
     let rows = sql::wait_list(&*app.db, wait_scope(&caller).as_deref()).await?;
-    Ok(Json(json!({"waitlist": rows.iter().map(wait_view).collect::<Vec<_>>()})))
+    Ok(Json(json!(Waitlist { waitlist: rows.iter().map(wait_view).collect() })))
 }
 
 #[utoipa::path(delete, path = "/api/v1/waitlist/{id}", tag = "scheduling",
     params(("id" = String, Path, description = "The entry's id")),
     responses(
         (status = 204, description = "Off the waitlist"),
-        (status = 401, description = "No or an invalid access token", body = Object),
-        (status = 404, description = "No such entry within reach", body = Object),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
+        (status = 404, description = "No such entry within reach", body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
 pub async fn leave_waitlist(

@@ -21,7 +21,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use hearth_store::{Current, interactions};
+use hearth_store::{Current, Version, interactions};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -31,6 +31,7 @@ use super::{
 };
 use crate::Scheduling;
 use hearth_workflow::error::ApiError;
+use hearth_workflow::openapi::ErrorEnvelope;
 use hearth_workflow::{ApiCaller, Caller};
 
 pub fn router() -> axum::Router<Arc<Scheduling>> {
@@ -87,32 +88,117 @@ pub fn from_appointment(id: &str, a: &Value, is_virtual: bool, now: DateTime<Utc
     Ok(e)
 }
 
-/// The app API's view of an Encounter.
+/// The app API's view of an Encounter (the FHIR resource is `/fhir/Encounter/<id>`).
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EncounterView<'a> {
+    id: &'a str,
+    /// Changes with every change.
+    version: u64,
+    /// `planned`, `arrived`, `in-progress`, `finished` or `cancelled`.
+    #[schema(value_type = Option<String>, example = "arrived")]
+    status: Option<&'a Value>,
+    /// `AMB` (ambulatory) or `VR` (virtual).
+    #[schema(example = "AMB")]
+    class: Option<&'a str>,
+    #[serde(rename = "virtual")]
+    is_virtual: bool,
+    /// The video room of a virtual encounter.
+    #[schema(value_type = Option<String>)]
+    video_room: Option<Value>,
+    /// The Patient id.
+    patient: Option<&'a str>,
+    /// Practitioner ids.
+    practitioners: Vec<&'a str>,
+    /// The Appointment id, when it came from a check-in.
+    appointment: Option<&'a str>,
+    /// FHIR CodeableConcepts.
+    #[schema(value_type = Option<Vec<CodeableConcept>>)]
+    reason: Option<&'a Value>,
+    diagnoses: Vec<DiagnosisView<'a>>,
+    /// FHIR `Period` (`start`, `end`).
+    #[schema(value_type = Option<Period>)]
+    period: Option<&'a Value>,
+}
+
+/// A diagnosis of an encounter.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct DiagnosisView<'a> {
+    /// The Condition id.
+    condition: Option<&'a str>,
+    /// A diagnosis-role code (`AD`, `DD`, `CC`, …).
+    #[serde(rename = "use")]
+    #[schema(value_type = Option<String>)]
+    role: Option<&'a Value>,
+    #[schema(value_type = Option<u32>)]
+    rank: Option<&'a Value>,
+}
+
+/// A FHIR `CodeableConcept`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // The shape of stored FHIR data, for the description.
+pub struct CodeableConcept {
+    coding: Option<Vec<Coded>>,
+    /// Free text (an appointment's reason arrives as text).
+    text: Option<String>,
+}
+
+/// A FHIR `Period`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // The shape of stored FHIR data, for the description.
+pub struct Period {
+    start: Option<String>,
+    end: Option<String>,
+}
+
+/// Encounters, newest first.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct EncounterList<'a> {
+    encounters: Vec<EncounterView<'a>>,
+}
+
+/// The app API's view of an Encounter, as JSON.
 pub fn view(id: &str, version: u64, e: &Value) -> Value {
+    json!(encounter_view(id, version, e))
+}
+
+fn encounter_view<'a>(id: &'a str, version: u64, e: &'a Value) -> EncounterView<'a> {
     let video = e.get("extension").and_then(Value::as_array).and_then(|x| {
         x.iter()
             .find(|x| x.get("url").and_then(Value::as_str) == Some(format!("{EXT}{VIDEO_ROOM}").as_str()))
             .and_then(|x| x.get("valueUrl").cloned())
     });
     let code = e.pointer("/class/code").and_then(Value::as_str);
-    json!({
-        "id": id,
-        "version": version,
-        "status": e.get("status"),
-        "class": code,
-        "virtual": code == Some("VR"),
-        "videoRoom": video,
-        "patient": ref_id(e, "/subject/reference", "Patient"),
-        "practitioners": e.get("participant").and_then(Value::as_array).map(|ps| ps.iter().filter_map(|p| ref_id(p, "/individual/reference", "Practitioner")).collect::<Vec<_>>()).unwrap_or_default(),
-        "appointment": ref_id(e, "/appointment/0/reference", "Appointment"),
-        "reason": e.get("reasonCode"),
-        "diagnoses": e.get("diagnosis").and_then(Value::as_array).map(|ds| ds.iter().map(|d| json!({
-            "condition": ref_id(d, "/condition/reference", "Condition"),
-            "use": d.pointer("/use/coding/0/code"),
-            "rank": d.get("rank"),
-        })).collect::<Vec<_>>()).unwrap_or_default(),
-        "period": e.get("period"),
-    })
+    EncounterView {
+        id,
+        version,
+        status: e.get("status"),
+        class: code,
+        is_virtual: code == Some("VR"),
+        video_room: video,
+        patient: ref_id(e, "/subject/reference", "Patient"),
+        practitioners: e
+            .get("participant")
+            .and_then(Value::as_array)
+            .map(|ps| ps.iter().filter_map(|p| ref_id(p, "/individual/reference", "Practitioner")).collect())
+            .unwrap_or_default(),
+        appointment: ref_id(e, "/appointment/0/reference", "Appointment"),
+        reason: e.get("reasonCode"),
+        diagnoses: e
+            .get("diagnosis")
+            .and_then(Value::as_array)
+            .map(|ds| {
+                ds.iter()
+                    .map(|d| DiagnosisView {
+                        condition: ref_id(d, "/condition/reference", "Condition"),
+                        role: d.pointer("/use/coding/0/code"),
+                        rank: d.get("rank"),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        period: e.get("period"),
+    }
 }
 
 /// Whether `from → to` is a step of the lifecycle.
@@ -125,31 +211,41 @@ pub fn allowed(from: &str, to: &str) -> bool {
     )
 }
 
-#[derive(Debug, Clone, Deserialize)]
+/// A coding: `system` and `code` (and a `display`).
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Coded {
+    #[schema(example = "http://snomed.info/sct")]
     system: String,
+    #[schema(example = "271737000")]
     code: String,
     display: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+/// A diagnosis to record on an encounter.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Diagnosis {
+    /// The Condition id (of the same patient).
     condition: String,
+    /// A diagnosis-role code (`AD` admission, `DD` discharge, `CC` chief complaint, …).
     #[serde(rename = "use")]
     role: Option<String>,
+    /// 1 for the principal diagnosis.
     rank: Option<u32>,
 }
 
-#[derive(Debug, Deserialize)]
+/// An encounter without an appointment.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct CreateBody {
+    /// The patient's id (or `Patient/<id>`).
     #[serde(deserialize_with = "hearth_workflow::refs::patient")]
     patient: String,
-    /// Default: the calling clinician.
+    /// Practitioner ids; default: the calling clinician.
     #[serde(default, deserialize_with = "hearth_workflow::refs::opt_practitioners")]
     practitioners: Option<Vec<String>>,
+    /// `planned` or `in-progress` (default).
     status: Option<String>,
     #[serde(default, rename = "virtual")]
     is_virtual: bool,
@@ -159,9 +255,11 @@ pub struct CreateBody {
     diagnoses: Vec<Diagnosis>,
 }
 
-#[derive(Debug, Deserialize)]
+/// Changes to an encounter; what is left out stays.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct UpdateBody {
+    /// The next step of planned → arrived → in-progress → finished, or `cancelled`.
     status: Option<String>,
     #[serde(default, deserialize_with = "hearth_workflow::refs::opt_practitioners")]
     practitioners: Option<Vec<String>>,
@@ -248,14 +346,14 @@ fn set(e: &mut Value, key: &str, v: Value) {
 }
 
 #[utoipa::path(post, path = "/api/v1/encounters", tag = "encounters",
-    request_body(content = Object, description = "An encounter without an appointment (check-in creates those with one): patient, practitioners (default: the caller), status `planned` or `in-progress`, `virtual`, reason codings and diagnoses (Condition ids with a diagnosis-role `use`)",
+    request_body(content = CreateBody, description = "An encounter without an appointment (check-in creates those with one): patient, practitioners (default: the caller), status `planned` or `in-progress`, `virtual`, reason codings and diagnoses (Condition ids with a diagnosis-role `use`)",
         example = json!({"patient": "123", "status": "in-progress", "reason": [{"system": "http://snomed.info/sct", "code": "38341003", "display": "Hypertensive disorder"}]})),
     responses(
-        (status = 201, description = "Created", body = Object),
-        (status = 400, description = "Malformed request", body = Object),
-        (status = 401, description = "No or an invalid access token", body = Object),
-        (status = 403, description = "Not a clinician or admin", body = Object),
-        (status = 404, description = "No such patient within reach", body = Object),
+        (status = 201, description = "Created", body = EncounterView),
+        (status = 400, description = "Malformed request (`invalid_encounter`, `unknown_condition`)", body = ErrorEnvelope),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
+        (status = 403, description = "Not a clinician or admin", body = ErrorEnvelope),
+        (status = 404, description = "No such patient within reach", body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
 pub async fn create(
@@ -298,9 +396,9 @@ pub async fn create(
 #[utoipa::path(get, path = "/api/v1/encounters/{id}", tag = "encounters",
     params(("id" = String, Path, description = "The encounter's id")),
     responses(
-        (status = 200, description = "The encounter", body = Object),
-        (status = 401, description = "No or an invalid access token", body = Object),
-        (status = 404, description = "No such encounter within reach", body = Object),
+        (status = 200, description = "The encounter", body = EncounterView),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
+        (status = 404, description = "No such encounter within reach", body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
 pub async fn get_one(
@@ -322,9 +420,9 @@ pub struct ListQuery {
 #[utoipa::path(get, path = "/api/v1/encounters", tag = "encounters",
     params(("patient" = Option<String>, Query, description = "A patient's id (a patient's own by default)")),
     responses(
-        (status = 200, description = "The patient's encounters within reach, newest first", body = Object),
-        (status = 400, description = "No patient given", body = Object),
-        (status = 401, description = "No or an invalid access token", body = Object),
+        (status = 200, description = "The patient's encounters within reach, newest first", body = EncounterList),
+        (status = 400, description = "No patient given", body = ErrorEnvelope),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
 pub async fn list(
@@ -347,22 +445,22 @@ pub async fn list(
         500,
     )
     .await?;
-    let views: Vec<Value> =
-        found.iter().filter_map(|v| json_of(v).ok().map(|e| view(&v.id, v.version_id, &e))).collect();
-    Ok(Json(json!({"encounters": views})))
+    let views = found.iter().filter_map(|v| json_of(v).ok().map(|e| (v, e))).collect::<Vec<(&Version, Value)>>();
+    let encounters = views.iter().map(|(v, e)| encounter_view(&v.id, v.version_id, e)).collect();
+    Ok(Json(json!(EncounterList { encounters })))
 }
 
 #[utoipa::path(put, path = "/api/v1/encounters/{id}", tag = "encounters",
     params(("id" = String, Path, description = "The encounter's id")),
-    request_body(content = Object, description = "Any of: `status` (the next step of planned → arrived → in-progress → finished, or cancelled), `practitioners`, `reason`, `diagnoses`, `videoRoom` (virtual encounters)",
+    request_body(content = UpdateBody, description = "Any of: `status` (the next step of planned → arrived → in-progress → finished, or cancelled), `practitioners`, `reason`, `diagnoses`, `videoRoom` (virtual encounters)",
         example = json!({"status": "finished", "diagnoses": [{"condition": "456", "use": "DD", "rank": 1}]})),
     responses(
-        (status = 200, description = "Changed (a new version)", body = Object),
-        (status = 400, description = "Malformed request", body = Object),
-        (status = 401, description = "No or an invalid access token", body = Object),
-        (status = 403, description = "Not a clinician or admin", body = Object),
-        (status = 404, description = "No such encounter within reach", body = Object),
-        (status = 409, description = "Not a step of the lifecycle, or the encounter is closed", body = Object,
+        (status = 200, description = "Changed (a new version)", body = EncounterView),
+        (status = 400, description = "Malformed request (`invalid_encounter`, `unknown_condition`)", body = ErrorEnvelope),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
+        (status = 403, description = "Not a clinician or admin", body = ErrorEnvelope),
+        (status = 404, description = "No such encounter within reach", body = ErrorEnvelope),
+        (status = 409, description = "Not a step of the lifecycle, or the encounter is closed", body = ErrorEnvelope,
          example = json!({"error": {"code": "invalid_transition", "message": "an encounter goes from finished to nothing else"}})),
     ),
     security(("bearer" = [])))]

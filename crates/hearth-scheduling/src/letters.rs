@@ -35,6 +35,7 @@ use serde_json::{Value, json};
 use super::{bad, conflict, forbidden, instant, json_of, not_found, own_practitioner, read_json, ref_id, search_all};
 use crate::Scheduling;
 use hearth_workflow::error::ApiError;
+use hearth_workflow::openapi::ErrorEnvelope;
 use hearth_workflow::{ApiCaller, Caller};
 
 pub fn router() -> axum::Router<Arc<Scheduling>> {
@@ -170,20 +171,78 @@ fn text_of(d: &Value) -> Option<String> {
     })
 }
 
-fn letter_view(id: &str, version: u64, c: &Value, d: Option<&Value>) -> Value {
-    json!({
-        "id": id,
-        "version": version,
-        "status": app_status(c.get("status").and_then(Value::as_str).unwrap_or_default()),
-        "kind": kind_of(c.pointer("/type/coding/0/code").and_then(Value::as_str).unwrap_or_default()),
-        "title": c.get("title"),
-        "text": d.and_then(text_of),
-        "date": c.get("date"),
-        "patient": ref_id(c, "/subject/reference", "Patient"),
-        "author": ref_id(c, "/author/0/reference", "Practitioner"),
-        "authors": c.get("author").and_then(Value::as_array).map(|a| a.iter().filter_map(|r| ref_id(r, "/reference", "Practitioner")).collect::<Vec<_>>()).unwrap_or_default(),
-        "encounter": ref_id(c, "/encounter/reference", "Encounter"),
-        "document": format!("DocumentReference/{id}"),
+/// A letter or progress note, one version of it (stored as a FHIR Composition and a
+/// DocumentReference with the same id).
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct LetterView<'a> {
+    id: &'a str,
+    /// This version.
+    version: u64,
+    /// `draft`, `final` or `amended`.
+    #[schema(example = "final")]
+    status: &'a str,
+    /// `consult`, `summary`, `referral` or `note`.
+    #[schema(example = "consult")]
+    kind: &'static str,
+    #[schema(value_type = Option<String>, example = "Clinic letter")]
+    title: Option<&'a Value>,
+    /// The text; blank lines separate paragraphs.
+    text: Option<String>,
+    /// When this version was written (RFC 3339).
+    #[schema(value_type = Option<String>)]
+    date: Option<&'a Value>,
+    /// The Patient id.
+    patient: Option<&'a str>,
+    /// The first author's Practitioner id.
+    author: Option<&'a str>,
+    /// Every author's Practitioner id.
+    authors: Vec<&'a str>,
+    /// The Encounter id.
+    encounter: Option<&'a str>,
+    /// The rendered document (HTML and plain text): `DocumentReference/<id>`.
+    document: String,
+}
+
+/// Letters.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // The shape of `{"letters": [...]}`, built from `LetterView`s.
+pub struct LetterList<'a> {
+    letters: Vec<LetterView<'a>>,
+}
+
+/// Progress notes.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // The shape of `{"notes": [...]}`, built from `LetterView`s.
+pub struct NoteList<'a> {
+    notes: Vec<LetterView<'a>>,
+}
+
+/// A letter's versions.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // The shape of `{"versions": [...]}`, built from `LetterView`s.
+pub struct LetterVersions<'a> {
+    /// Newest first.
+    versions: Vec<LetterView<'a>>,
+}
+
+fn letter_view<'a>(id: &'a str, version: u64, c: &'a Value, d: Option<&Value>) -> Value {
+    json!(LetterView {
+        id,
+        version,
+        status: app_status(c.get("status").and_then(Value::as_str).unwrap_or_default()),
+        kind: kind_of(c.pointer("/type/coding/0/code").and_then(Value::as_str).unwrap_or_default()),
+        title: c.get("title"),
+        text: d.and_then(text_of),
+        date: c.get("date"),
+        patient: ref_id(c, "/subject/reference", "Patient"),
+        author: ref_id(c, "/author/0/reference", "Practitioner"),
+        authors: c
+            .get("author")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(|r| ref_id(r, "/reference", "Practitioner")).collect())
+            .unwrap_or_default(),
+        encounter: ref_id(c, "/encounter/reference", "Encounter"),
+        document: format!("DocumentReference/{id}"),
     })
 }
 
@@ -203,12 +262,17 @@ fn author_of(caller: &Caller) -> Result<String, ApiError> {
         .ok_or_else(|| forbidden("this clinician account has no Practitioner record"))
 }
 
-#[derive(Debug, Deserialize)]
+/// A new letter.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateBody {
+    /// `consult` (default), `summary` or `referral`.
     kind: Option<String>,
+    /// 1–300 characters, one line.
     title: String,
+    /// 1–200,000 characters; blank lines separate paragraphs.
     text: String,
+    /// The Encounter id it belongs to.
     #[serde(default, deserialize_with = "hearth_workflow::refs::opt_encounter")]
     encounter: Option<String>,
     /// `draft` (default) or `final`.
@@ -267,14 +331,14 @@ async fn write_new(
 
 #[utoipa::path(post, path = "/api/patients/{id}/letters", tag = "letters",
     params(("id" = String, Path, description = "The patient's id")),
-    request_body(content = Object, description = "`kind` (consult, summary, referral), `title`, `text` (blank lines separate paragraphs), optional `encounter`, `status` draft (default) or final",
+    request_body(content = CreateBody, description = "`kind` (consult, summary, referral), `title`, `text` (blank lines separate paragraphs), optional `encounter`, `status` draft (default) or final",
         example = json!({"kind": "consult", "title": "Clinic letter", "text": "Dear Dr Rao,\n\nI saw your patient today…", "status": "final"})),
     responses(
-        (status = 201, description = "Stored as a Composition and a DocumentReference (HTML and plain text) with the same id", body = Object),
-        (status = 400, description = "Malformed letter", body = Object),
-        (status = 401, description = "No or an invalid access token", body = Object),
-        (status = 403, description = "Not a clinician", body = Object),
-        (status = 404, description = "No such patient within reach", body = Object),
+        (status = 201, description = "Stored as a Composition and a DocumentReference (HTML and plain text) with the same id", body = LetterView),
+        (status = 400, description = "Malformed letter (`invalid_letter`)", body = ErrorEnvelope),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
+        (status = 403, description = "Not a clinician", body = ErrorEnvelope),
+        (status = 404, description = "No such patient within reach", body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
 pub async fn create(
@@ -321,9 +385,9 @@ async fn letters_of(
 #[utoipa::path(get, path = "/api/patients/{id}/letters", tag = "letters",
     params(("id" = String, Path, description = "The patient's id")),
     responses(
-        (status = 200, description = "The patient's letters, newest first (patients and caregivers: final and amended only)", body = Object),
-        (status = 401, description = "No or an invalid access token", body = Object),
-        (status = 404, description = "No such patient within reach", body = Object),
+        (status = 200, description = "The patient's letters, newest first (patients and caregivers: final and amended only)", body = LetterList),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
+        (status = 404, description = "No such patient within reach", body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
 pub async fn list(
@@ -357,9 +421,9 @@ async fn load(
 #[utoipa::path(get, path = "/api/patients/{id}/letters/{letter}", tag = "letters",
     params(("id" = String, Path, description = "The patient's id"), ("letter" = String, Path, description = "The letter's id")),
     responses(
-        (status = 200, description = "The letter's current version", body = Object),
-        (status = 401, description = "No or an invalid access token", body = Object),
-        (status = 404, description = "No such letter (a draft, to a patient)", body = Object),
+        (status = 200, description = "The letter's current version", body = LetterView),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
+        (status = 404, description = "No such letter (a draft, to a patient)", body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
 pub async fn get_one(
@@ -374,9 +438,9 @@ pub async fn get_one(
 #[utoipa::path(get, path = "/api/patients/{id}/letters/{letter}/versions", tag = "letters",
     params(("id" = String, Path, description = "The patient's id"), ("letter" = String, Path, description = "The letter's id")),
     responses(
-        (status = 200, description = "Every version the caller may see, newest first: an amendment never hides the original", body = Object),
-        (status = 401, description = "No or an invalid access token", body = Object),
-        (status = 404, description = "No such letter", body = Object),
+        (status = 200, description = "Every version the caller may see, newest first: an amendment never hides the original", body = LetterVersions),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
+        (status = 404, description = "No such letter", body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
 pub async fn versions(
@@ -406,10 +470,13 @@ pub async fn versions(
     Ok(Json(json!({"versions": out})))
 }
 
-#[derive(Debug, Deserialize)]
+/// A change to a letter.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateBody {
+    /// A new title.
     title: Option<String>,
+    /// A new text.
     text: Option<String>,
     /// `draft` or `final` while a draft; `amended` (or nothing) for a change to a final letter.
     status: Option<String>,
@@ -501,15 +568,15 @@ async fn amend(
 
 #[utoipa::path(put, path = "/api/patients/{id}/letters/{letter}", tag = "letters",
     params(("id" = String, Path, description = "The patient's id"), ("letter" = String, Path, description = "The letter's id")),
-    request_body(content = Object, description = "A draft: new `title`/`text`, `status` draft or final. A final letter: new `title`/`text` make an amendment (status amended, a new version; the original stays readable)",
+    request_body(content = UpdateBody, description = "A draft: new `title`/`text`, `status` draft or final. A final letter: new `title`/`text` make an amendment (status amended, a new version; the original stays readable)",
         example = json!({"text": "Corrected dose: 5 mg once daily.", "status": "amended"})),
     responses(
-        (status = 200, description = "The new version", body = Object),
-        (status = 400, description = "Malformed change", body = Object),
-        (status = 401, description = "No or an invalid access token", body = Object),
-        (status = 403, description = "Not a clinician", body = Object),
-        (status = 404, description = "No such letter within reach", body = Object),
-        (status = 409, description = "A final letter cannot go back to draft", body = Object),
+        (status = 200, description = "The new version", body = LetterView),
+        (status = 400, description = "Malformed change (`invalid_letter`)", body = ErrorEnvelope),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
+        (status = 403, description = "Not a clinician", body = ErrorEnvelope),
+        (status = 404, description = "No such letter within reach", body = ErrorEnvelope),
+        (status = 409, description = "A final letter cannot go back to draft", body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
 pub async fn update(
@@ -522,23 +589,27 @@ pub async fn update(
     amend(&app, &caller, &patient, &id, &body).await
 }
 
-#[derive(Debug, Deserialize)]
+/// A progress note.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NoteBody {
+    /// Default: "Progress note".
     title: Option<String>,
+    #[schema(example = "BP 150/95 sitting. Start amlodipine.")]
     text: String,
+    /// `draft` (default) or `final`.
     status: Option<String>,
 }
 
 #[utoipa::path(post, path = "/api/v1/encounters/{id}/notes", tag = "letters",
     params(("id" = String, Path, description = "The encounter's id")),
-    request_body(content = Object, description = "A progress note on the encounter: `text`, optional `title`, `status` draft (default) or final; amended like a letter through /api/patients/{id}/letters/{note}",
+    request_body(content = NoteBody, description = "A progress note on the encounter: `text`, optional `title`, `status` draft (default) or final; amended like a letter through /api/patients/{id}/letters/{note}",
         example = json!({"text": "BP 150/95 sitting. Start amlodipine.", "status": "final"})),
     responses(
-        (status = 201, description = "Stored as a Composition + DocumentReference (LOINC 11506-3) linked to the encounter", body = Object),
-        (status = 401, description = "No or an invalid access token", body = Object),
-        (status = 403, description = "Not a clinician", body = Object),
-        (status = 404, description = "No such encounter within reach", body = Object),
+        (status = 201, description = "Stored as a Composition + DocumentReference (LOINC 11506-3) linked to the encounter", body = LetterView),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
+        (status = 403, description = "Not a clinician", body = ErrorEnvelope),
+        (status = 404, description = "No such encounter within reach", body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
 pub async fn create_note(
@@ -567,9 +638,9 @@ pub async fn create_note(
 #[utoipa::path(get, path = "/api/v1/encounters/{id}/notes", tag = "letters",
     params(("id" = String, Path, description = "The encounter's id")),
     responses(
-        (status = 200, description = "The encounter's notes the caller may see, newest first", body = Object),
-        (status = 401, description = "No or an invalid access token", body = Object),
-        (status = 404, description = "No such encounter within reach", body = Object),
+        (status = 200, description = "The encounter's notes the caller may see, newest first", body = NoteList),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
+        (status = 404, description = "No such encounter within reach", body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
 pub async fn list_notes(

@@ -18,6 +18,7 @@ use super::slots::{self, AppointmentType, Availability, Exception, Hours, Rules,
 use super::{EXT, V2_0276, bad, forbidden, not_found, own_practitioner, read_json, search_all};
 use crate::Scheduling;
 use hearth_workflow::error::ApiError;
+use hearth_workflow::openapi::ErrorEnvelope;
 use hearth_workflow::{ApiCaller, Caller};
 
 pub fn router() -> axum::Router<Arc<Scheduling>> {
@@ -29,16 +30,23 @@ pub fn router() -> axum::Router<Arc<Scheduling>> {
 
 const APPOINTMENT_TYPES: [&str; 5] = ["CHECKUP", "EMERGENCY", "FOLLOWUP", "ROUTINE", "WALKIN"];
 
-/// The app API's form of a schedule.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+/// The app API's form of a schedule: a practitioner's weekly hours in their time zone, the
+/// appointment types offered, one-off exceptions and the booking rules.
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schema(example = json!({"practitioner": "123", "timeZone": "Europe/London", "hours": [{"days": ["mon", "tue", "wed", "thu", "fri"], "start": "09:00", "end": "17:00"}], "types": [{"code": "ROUTINE", "minutes": 30, "buffer": 5}], "exceptions": [{"date": "2026-12-24", "available": false}], "rules": {"maxDaysAhead": 60, "minNoticeMinutes": 120, "maxPerDay": 12}}))]
 pub struct ScheduleBody {
+    /// The practitioner's id (or `Practitioner/<id>`).
     #[serde(deserialize_with = "hearth_workflow::refs::practitioner")]
     pub practitioner: String,
+    /// IANA time zone the hours are in.
+    #[schema(example = "Asia/Kolkata")]
     pub time_zone: String,
+    /// A Location id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[serde(deserialize_with = "hearth_workflow::refs::opt_location")]
     pub location: Option<String>,
+    /// A HealthcareService id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[serde(deserialize_with = "hearth_workflow::refs::opt_healthcare_service")]
     pub service: Option<String>,
@@ -50,27 +58,43 @@ pub struct ScheduleBody {
     pub rules: RulesBody,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+/// Weekly hours.
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HoursBody {
+    /// `mon` … `sun`.
+    #[schema(example = json!(["mon", "tue"]))]
     pub days: Vec<String>,
+    /// `HH:MM` on a 5-minute boundary.
+    #[schema(example = "09:00")]
     pub start: String,
+    #[schema(example = "17:00")]
     pub end: String,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+/// An appointment type offered.
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TypeBody {
+    /// HL7 v2 table 0276: `CHECKUP`, `EMERGENCY`, `FOLLOWUP`, `ROUTINE` or `WALKIN`.
+    #[schema(example = "ROUTINE")]
     pub code: String,
+    /// Length in minutes (a multiple of 5).
+    #[schema(example = 30)]
     pub minutes: u32,
+    /// Minutes kept free after each.
     #[serde(default)]
     pub buffer: u32,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+/// A one-off change: a day off, or other hours on a day.
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExceptionBody {
+    /// `YYYY-MM-DD`.
+    #[schema(example = "2026-12-24")]
     pub date: String,
+    /// `false`: not available (all day, or `start`–`end`); `true`: available `start`–`end` only.
     pub available: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start: Option<String>,
@@ -78,13 +102,61 @@ pub struct ExceptionBody {
     pub end: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+/// Booking rules.
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct RulesBody {
+    /// How far ahead slots are offered.
+    #[schema(example = 90)]
     pub max_days_ahead: u32,
+    /// The least notice a booking needs.
+    #[schema(example = 60)]
     pub min_notice_minutes: u32,
+    /// At most this many appointments a day.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_per_day: Option<u32>,
+}
+
+/// A stored schedule: its id and its form.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ScheduleView<'a> {
+    /// The FHIR Schedule id.
+    id: &'a str,
+    #[serde(flatten)]
+    body: &'a ScheduleBody,
+}
+
+/// Schedules.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ScheduleList<'a> {
+    schedules: Vec<ScheduleView<'a>>,
+}
+
+/// A free slot.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SlotView<'a> {
+    #[schema(example = "2026-12-01T09:00:00Z")]
+    start: String,
+    #[schema(example = "2026-12-01T09:30:00Z")]
+    end: String,
+    /// The Practitioner id.
+    practitioner: &'a str,
+    /// The Schedule id.
+    schedule: &'a str,
+    /// The appointment type code.
+    #[serde(rename = "type")]
+    #[schema(example = "ROUTINE")]
+    kind: &'a str,
+    /// The Location id.
+    location: Option<&'a str>,
+    /// The HealthcareService id.
+    service: Option<&'a str>,
+}
+
+/// Free slots, in time order.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SlotList<'a> {
+    slots: Vec<SlotView<'a>>,
 }
 
 impl Default for RulesBody {
@@ -403,12 +475,8 @@ pub async fn schedules_of(
         .collect())
 }
 
-fn view(id: &str, body: &ScheduleBody) -> Value {
-    let mut v = serde_json::to_value(body).unwrap_or(Value::Null);
-    if let Some(o) = v.as_object_mut() {
-        o.insert("id".into(), json!(id));
-    }
-    v
+fn view<'a>(id: &'a str, body: &'a ScheduleBody) -> ScheduleView<'a> {
+    ScheduleView { id, body }
 }
 
 /// Only the practitioner themselves and admins manage a practitioner's availability.
@@ -437,9 +505,9 @@ pub struct ListQuery {
 #[utoipa::path(get, path = "/api/v1/schedules", tag = "scheduling",
     params(("practitioner" = String, Query, description = "The practitioner's id")),
     responses(
-        (status = 200, description = "The practitioner's active schedules", body = Object,
+        (status = 200, description = "The practitioner's active schedules", body = ScheduleList,
          example = json!({"schedules": [{"id": "…", "practitioner": "…", "timeZone": "Europe/London", "hours": [{"days": ["mon", "tue"], "start": "09:00", "end": "17:00"}], "types": [{"code": "ROUTINE", "minutes": 30, "buffer": 0}], "exceptions": [], "rules": {"maxDaysAhead": 90, "minNoticeMinutes": 60}}]})),
-        (status = 401, description = "No or an invalid access token", body = Object),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
 pub async fn list(
@@ -451,15 +519,15 @@ pub async fn list(
         return Err(bad("invalid_query", "`practitioner` must be a resource id"));
     }
     let found = schedules_of(&app, &q.practitioner, None).await?;
-    Ok(Json(json!({"schedules": found.iter().map(|s| view(&s.id, &s.body)).collect::<Vec<_>>()})))
+    Ok(Json(json!(ScheduleList { schedules: found.iter().map(|s| view(&s.id, &s.body)).collect() })))
 }
 
 #[utoipa::path(get, path = "/api/v1/schedules/{id}", tag = "scheduling",
     params(("id" = String, Path, description = "The schedule's id")),
     responses(
-        (status = 200, description = "The schedule", body = Object),
-        (status = 401, description = "No or an invalid access token", body = Object),
-        (status = 404, description = "No such schedule", body = Object, example = json!({"error": {"code": "not_found", "message": "no such schedule"}})),
+        (status = 200, description = "The schedule", body = ScheduleView),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
+        (status = 404, description = "No such schedule", body = ErrorEnvelope, example = json!({"error": {"code": "not_found", "message": "no such schedule"}})),
     ),
     security(("bearer" = [])))]
 pub async fn get_one(
@@ -469,18 +537,18 @@ pub async fn get_one(
 ) -> Result<Json<Value>, ApiError> {
     let (v, _) = read_json(&app.system(), "Schedule", &id).await?.ok_or_else(|| not_found("schedule"))?;
     let s = stored(&v).ok_or_else(|| not_found("schedule"))?;
-    Ok(Json(view(&s.id, &s.body)))
+    Ok(Json(json!(view(&s.id, &s.body))))
 }
 
 #[utoipa::path(post, path = "/api/v1/schedules", tag = "scheduling",
-    request_body(content = Object, description = "Weekly hours in the practitioner's time zone, appointment types (HL7 v2 0276 codes) with minutes and buffer, one-off exceptions and booking rules; times HH:MM on 5-minute boundaries",
+    request_body(content = ScheduleBody, description = "Weekly hours in the practitioner's time zone, appointment types (HL7 v2 0276 codes) with minutes and buffer, one-off exceptions and booking rules; times HH:MM on 5-minute boundaries",
         example = json!({"practitioner": "123", "timeZone": "Europe/London", "hours": [{"days": ["mon", "tue", "wed", "thu", "fri"], "start": "09:00", "end": "17:00"}], "types": [{"code": "ROUTINE", "minutes": 30, "buffer": 5}], "exceptions": [{"date": "2026-12-24", "available": false}], "rules": {"maxDaysAhead": 60, "minNoticeMinutes": 120, "maxPerDay": 12}})),
     responses(
-        (status = 201, description = "Stored as a FHIR Schedule", body = Object),
-        (status = 400, description = "Malformed schedule", body = Object, example = json!({"error": {"code": "invalid_schedule", "message": "timeZone is not an IANA time zone"}})),
-        (status = 401, description = "No or an invalid access token", body = Object),
-        (status = 403, description = "Neither that practitioner nor an admin", body = Object),
-        (status = 422, description = "No such practitioner", body = Object),
+        (status = 201, description = "Stored as a FHIR Schedule", body = ScheduleView),
+        (status = 400, description = "Malformed schedule", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_schedule", "message": "timeZone is not an IANA time zone"}})),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
+        (status = 403, description = "Neither that practitioner nor an admin", body = ErrorEnvelope),
+        (status = 422, description = "No such practitioner (`unknown_practitioner`)", body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
 pub async fn create(
@@ -508,13 +576,13 @@ pub async fn create(
 
 #[utoipa::path(put, path = "/api/v1/schedules/{id}", tag = "scheduling",
     params(("id" = String, Path, description = "The schedule's id")),
-    request_body(content = Object, description = "The whole schedule, as for POST"),
-    responses(
-        (status = 200, description = "Replaced (a new version of the Schedule); booked appointments stay", body = Object),
-        (status = 400, description = "Malformed schedule", body = Object),
-        (status = 401, description = "No or an invalid access token", body = Object),
-        (status = 403, description = "Neither that practitioner nor an admin", body = Object),
-        (status = 404, description = "No such schedule", body = Object),
+    request_body(content = ScheduleBody, description = "The whole schedule, as for POST"),
+    responses((status = 422, description = "No such practitioner (`unknown_practitioner`)", body = ErrorEnvelope), 
+        (status = 200, description = "Replaced (a new version of the Schedule); booked appointments stay", body = ScheduleView),
+        (status = 400, description = "Malformed schedule", body = ErrorEnvelope),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
+        (status = 403, description = "Neither that practitioner nor an admin", body = ErrorEnvelope),
+        (status = 404, description = "No such schedule", body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
 pub async fn replace(
@@ -554,7 +622,7 @@ pub async fn replace(
     )
     .await?;
     tx.commit().await?;
-    Ok(Json(view(&id, &body)))
+    Ok(Json(json!(view(&id, &body))))
 }
 
 #[derive(Debug, Deserialize)]
@@ -583,15 +651,19 @@ pub struct FreeSlot {
 
 impl FreeSlot {
     pub fn view(&self) -> Value {
-        json!({
-            "start": super::instant(self.slot.start),
-            "end": super::instant(self.slot.end),
-            "practitioner": self.practitioner,
-            "schedule": self.schedule,
-            "type": self.appointment_type,
-            "location": self.location,
-            "service": self.service,
-        })
+        json!(self.slot_view())
+    }
+
+    fn slot_view(&self) -> SlotView<'_> {
+        SlotView {
+            start: super::instant(self.slot.start),
+            end: super::instant(self.slot.end),
+            practitioner: &self.practitioner,
+            schedule: &self.schedule,
+            kind: &self.appointment_type,
+            location: self.location.as_deref(),
+            service: self.service.as_deref(),
+        }
     }
 }
 
@@ -656,10 +728,10 @@ pub fn range(app: &Scheduling, from: &str, to: &str) -> Result<(DateTime<Utc>, D
         ("type" = Option<String>, Query, description = "Appointment type (HL7 v2 0276 code)"),
     ),
     responses(
-        (status = 200, description = "Free slots in time order, computed from the schedules, the booking rules and the booked time", body = Object,
+        (status = 200, description = "Free slots in time order, computed from the schedules, the booking rules and the booked time", body = SlotList,
          example = json!({"slots": [{"start": "2026-12-01T09:00:00Z", "end": "2026-12-01T09:30:00Z", "practitioner": "…", "schedule": "…", "type": "ROUTINE", "location": null, "service": null}]})),
-        (status = 400, description = "Bad range or parameters", body = Object, example = json!({"error": {"code": "invalid_range", "message": "`to` must be after `from`"}})),
-        (status = 401, description = "No or an invalid access token", body = Object),
+        (status = 400, description = "Bad range or parameters", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_range", "message": "`to` must be after `from`"}})),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
 pub async fn available(
@@ -675,5 +747,5 @@ pub async fn available(
     let (from, to) = range(&app, &q.from, &q.to)?;
     let found =
         free_slots(&app, &q.practitioner, q.service.as_deref(), q.appointment_type.as_deref(), from, to).await?;
-    Ok(Json(json!({"slots": found.iter().map(FreeSlot::view).collect::<Vec<_>>()})))
+    Ok(Json(json!(SlotList { slots: found.iter().map(FreeSlot::slot_view).collect() })))
 }

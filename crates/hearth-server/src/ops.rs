@@ -13,6 +13,7 @@ use utoipa::OpenApi;
 
 use crate::app::App;
 use crate::error::ApiError;
+use hearth_workflow::openapi::ErrorEnvelope;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -21,7 +22,7 @@ use crate::error::ApiError;
         description = "The non-FHIR surface of Hearth. The FHIR R4 API lives under /fhir and is described by GET /fhir/metadata."
     ),
     paths(
-        home, healthz, readyz, metrics, openapi_json,
+        home, healthz, readyz, metrics, openapi_json, docs, docs_script, docs_style,
         crate::auth::routes::register, crate::auth::routes::login, crate::auth::routes::refresh_token,
         crate::auth::routes::logout, crate::auth::routes::me, crate::auth::routes::create_account,
         crate::auth::routes::grant_caregiver, crate::auth::routes::jwks,
@@ -32,40 +33,81 @@ use crate::error::ApiError;
         crate::auth::smart::token, crate::auth::smart::create_client, crate::auth::smart::list_clients,
         crate::auth::smart::delete_client,
     ),
-    modifiers(&BearerAuth)
+    components(schemas(ErrorEnvelope, hearth_workflow::openapi::FhirResource)),
+    modifiers(&SecuritySchemes)
 )]
 pub struct ApiDoc;
 
-/// The `bearer` security scheme the authenticated operations name (`Authorization: Bearer <JWT>`).
-struct BearerAuth;
+/// The security schemes the operations name: `bearer` (`Authorization: Bearer <JWT>`, every
+/// authenticated call) and, for browser sessions, the refresh cookie with its CSRF header.
+struct SecuritySchemes;
 
-impl utoipa::Modify for BearerAuth {
+impl utoipa::Modify for SecuritySchemes {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some(
+                        "The `access_token` from `POST /api/v1/auth/login` (or `/oauth/token`), valid for \
+                         minutes; renew it with `POST /api/v1/auth/refresh`.",
+                    ))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "refreshCookie",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                crate::auth::web::REFRESH_COOKIE,
+                "Browser sessions (`\"cookie\": true` at login): the refresh token in an HttpOnly cookie, \
+                 sent only to the auth endpoints; always together with `csrfHeader`.",
+            ))),
+        );
+        components.add_security_scheme(
+            "csrfHeader",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                hearth_auth::csrf::HEADER_NAME,
+                &format!(
+                    "The double submit of browser sessions: the value of the `{}` cookie, repeated in this \
+                     header on every request the refresh cookie authenticates.",
+                    hearth_auth::csrf::COOKIE_NAME
+                ),
+            ))),
         );
     }
 }
 
+/// The answer of the health checks.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Health {
+    /// `ok` (liveness) or `ready` (readiness).
+    #[schema(example = "ok")]
+    status: &'static str,
+    /// Readiness only: the record store's backend, `sqlite` or `postgres`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    database: Option<&'static str>,
+}
+
 /// Liveness: the process is up and serving HTTP.
 #[utoipa::path(get, path = "/healthz", tag = "operations",
-    responses((status = 200, description = "The process is up", body = Object, example = json!({"status": "ok"}))))]
-pub async fn healthz() -> Json<Value> {
-    Json(json!({ "status": "ok" }))
+    responses((status = 200, description = "The process is up", body = Health, example = json!({"status": "ok"}))))]
+pub async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok", database: None })
 }
 
 /// Readiness: the database answers.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses(
-        (status = 200, description = "Ready to serve", body = Object, example = json!({"status": "ready", "database": "sqlite"})),
-        (status = 503, description = "The database is unreachable", body = Object,
+        (status = 200, description = "Ready to serve", body = Health, example = json!({"status": "ready", "database": "sqlite"})),
+        (status = 503, description = "The database is unreachable", body = ErrorEnvelope,
          example = json!({"error": {"code": "unavailable", "message": "a dependency is unavailable"}}))))]
-pub async fn readyz(State(app): State<Arc<App>>) -> Result<Json<Value>, ApiError> {
+pub async fn readyz(State(app): State<Arc<App>>) -> Result<Json<Health>, ApiError> {
     app.store.ping().await.map_err(ApiError::unavailable)?;
-    Ok(Json(json!({ "status": "ready", "database": app.store.backend() })))
+    Ok(Json(Health { status: "ready", database: Some(app.store.backend()) }))
 }
 
 /// Prometheus metrics in the text exposition format.
@@ -83,9 +125,25 @@ pub async fn metrics(State(app): State<Arc<App>>) -> Response {
     r
 }
 
+/// An OpenAPI 3.1 document (https://spec.openapis.org/oas/v3.1.0), as `/api/openapi.json` serves it.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // A description of the served JSON, never built.
+pub struct OpenApiDocument {
+    /// The OpenAPI version, `3.1.0`.
+    #[schema(example = "3.1.0")]
+    openapi: String,
+    /// Title, version and description of this API.
+    info: Value,
+    /// Every operation, by path and then by lower-case HTTP method.
+    paths: std::collections::BTreeMap<String, Value>,
+    /// The shared schemas (`ErrorEnvelope`, `FhirResource`, the request and answer types) and
+    /// security schemes.
+    components: Value,
+}
+
 /// This document.
 #[utoipa::path(get, path = "/api/openapi.json", tag = "documentation",
-    responses((status = 200, description = "The OpenAPI 3.1 description of the app API", body = Object)))]
+    responses((status = 200, description = "The OpenAPI 3.1 description of the app API", body = OpenApiDocument)))]
 pub async fn openapi_json(spec: Arc<Result<String, String>>) -> Response {
     match &*spec {
         Ok(text) => {
@@ -149,9 +207,35 @@ code{background:#f3f3f3;padding:.1rem .3rem;border-radius:3px}li{margin:.3rem 0}
 </body></html>
 "#;
 
-/// A self-contained API reference page: no CDN, no external fonts; it reads /api/openapi.json.
+/// The API reference: a page that renders `/api/openapi.json` (operations with their
+/// parameters, bodies, schemas and examples) and sends a request with a pasted access token.
+/// Self-contained: no CDN, no external fonts; its script and styles are files of this server,
+/// so the page's Content-Security-Policy needs no `'unsafe-inline'`.
+#[utoipa::path(get, path = "/api/docs", tag = "documentation",
+    responses((status = 200, description = "The API reference page", content_type = "text/html")))]
 pub async fn docs() -> Html<&'static str> {
-    Html(include_str!("docs.html"))
+    Html(include_str!("docs/docs.html"))
+}
+
+/// The script of the API reference page (vanilla JavaScript, no dependencies).
+#[utoipa::path(get, path = "/api/docs/docs.js", tag = "documentation",
+    responses((status = 200, description = "The page's script", content_type = "text/javascript")))]
+pub async fn docs_script() -> Response {
+    asset("text/javascript; charset=utf-8", include_str!("docs/docs.js"))
+}
+
+/// The styles of the API reference page.
+#[utoipa::path(get, path = "/api/docs/docs.css", tag = "documentation",
+    responses((status = 200, description = "The page's styles", content_type = "text/css")))]
+pub async fn docs_style() -> Response {
+    asset("text/css; charset=utf-8", include_str!("docs/docs.css"))
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    let mut r = body.into_response();
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    r
 }
 
 /// How often the planner-statistics keeper looks at how much the tables changed.

@@ -54,6 +54,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/metrics", get(ops::metrics))
         .route("/api/openapi.json", get(move || ops::openapi_json(Arc::clone(&spec))))
         .route("/api/docs", get(ops::docs))
+        .route("/api/docs/docs.js", get(ops::docs_script))
+        .route("/api/docs/docs.css", get(ops::docs_style))
         .merge(
             Router::new()
                 .merge(crate::auth::routes::router())

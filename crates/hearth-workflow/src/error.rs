@@ -251,7 +251,14 @@ fn add_challenge(resp: &mut Response, challenge: Option<&str>) {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         log_cause(self.status, self.internal.as_deref());
-        let body = json!({ "error": { "code": self.code, "message": self.message } });
+        let body = crate::openapi::ErrorEnvelope {
+            error: crate::openapi::ErrorDetail {
+                code: self.code.into(),
+                message: self.message,
+                alternatives: None,
+                candidates: None,
+            },
+        };
         let mut resp = (self.status, axum::Json(body)).into_response();
         if let Some(secs) = self.retry_after {
             resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));

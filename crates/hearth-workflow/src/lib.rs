@@ -14,6 +14,8 @@
 //!   `{"error": {"code", "message"}}` with a stable code.
 //! - [`fhir`]: the small FHIR helpers a workflow writing resources needs (id syntax, instants,
 //!   validation against the R4 model, a write with its search index).
+//! - [`openapi`]: the shared schemas of the app API's description (the error envelope, a FHIR
+//!   resource) and [`openapi::problems`], the rule every app operation's description keeps.
 //! - [`page`]: collecting every page of a store search, bounded.
 //! - [`Mount`] / [`Workflow`]: how a workflow hands the edge its routes (audited or not) and its
 //!   OpenAPI paths.
@@ -28,6 +30,7 @@ mod clock;
 mod ctx;
 pub mod error;
 pub mod fhir;
+pub mod openapi;
 pub mod page;
 pub mod refs;
 mod secret;

@@ -16,6 +16,7 @@
 //!
 //! The secret is kept in `accounts.totp_secret` as base32 (not yet encrypted at rest).
 
+use hearth_workflow::openapi::ErrorEnvelope;
 use std::sync::Arc;
 
 use axum::Json;
@@ -29,7 +30,6 @@ use hearth_auth::totp::{self, TotpError, TotpSecret};
 use hearth_store_sql::identity::{self, AccountRow};
 use hearth_store_sql::mfa;
 use serde::Deserialize;
-use serde_json::json;
 
 use super::{ApiCaller, EnrolCaller, hex, mfa_required, rng, unhex};
 use crate::app::App;
@@ -113,22 +113,22 @@ async fn enroll_checked(State(app): State<Arc<App>>, EnrolCaller(caller): EnrolC
             "two-factor authentication is enabled",
         ));
     }
-    let mut resp = Json(json!({
-        "otpauth_uri": uri.expose(),
-        "secret": base32.expose(),
-        "qr_svg": svg,
-        "issuer": ISSUER,
-        "digits": totp::DIGITS,
-        "period": totp::PERIOD,
-    }))
+    let mut resp = Json(Enrolment {
+        otpauth_uri: uri.expose(),
+        secret: base32.expose(),
+        qr_svg: &svg,
+        issuer: ISSUER,
+        digits: totp::DIGITS,
+        period: totp::PERIOD,
+    })
     .into_response();
     resp.headers_mut().insert(axum::http::header::CACHE_CONTROL, axum::http::HeaderValue::from_static("no-store"));
     Ok(resp)
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/totp/enroll", tag = "two-factor",
-    responses((status = 200, description = "A new TOTP secret, its otpauth:// URI and a QR code (SVG)", body = Object,
-        example = json!({"secret": "JBSWY3DPEHPK3PXP", "otpauth_uri": "otpauth://totp/Hearth:asha@example.org?…", "qr_svg": "<svg …>"})), (status = 401, description = "No or an invalid access token", body = Object, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}}))),
+    responses((status = 409, description = "Two-factor sign-in is already on (`totp_already_enabled`)", body = ErrorEnvelope), (status = 200, description = "A new TOTP secret, its otpauth:// URI and a QR code (SVG)", body = Enrolment,
+        example = json!({"secret": "JBSWY3DPEHPK3PXP", "otpauth_uri": "otpauth://totp/Hearth:asha@example.org?…", "qr_svg": "<svg …>"})), (status = 401, description = "No or an invalid access token", body = ErrorEnvelope, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}}))),
     security(("bearer" = [])))]
 pub(crate) async fn enroll(
     State(app): State<Arc<App>>,
@@ -142,9 +142,38 @@ pub(crate) async fn enroll(
     result
 }
 
-#[derive(Deserialize)]
+/// A TOTP enrolment begun: add it to an authenticator app, then confirm with a code.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct Enrolment<'a> {
+    /// The `otpauth://totp/…` URI (what the QR code holds).
+    otpauth_uri: &'a str,
+    /// The shared secret, base32, for typing in by hand.
+    secret: &'a str,
+    /// The QR code as an SVG document.
+    qr_svg: &'a str,
+    #[schema(example = "Hearth")]
+    issuer: &'a str,
+    #[schema(example = 6)]
+    digits: u32,
+    /// Seconds per code.
+    #[schema(example = 30)]
+    period: u64,
+}
+
+/// Two-factor sign-in switched on.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct Enabled<'a> {
+    /// Always `true`.
+    totp_enabled: bool,
+    /// Ten single-use recovery codes, shown this once.
+    recovery_codes: Vec<&'a str>,
+}
+
+/// A code from the authenticator app.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Confirm {
+    #[schema(example = "123456")]
     code: String,
 }
 
@@ -177,18 +206,14 @@ async fn confirm_checked(
     let hashes: Vec<String> = codes.hashes.iter().map(|h| hex(h.as_bytes())).collect();
     mfa::replace_recovery_codes(&*app.db, &account.id, &hashes, now.timestamp_millis()).await?;
     let shown: Vec<&str> = codes.codes.iter().map(|c| c.expose().as_str()).collect();
-    let mut resp = Json(json!({
-        "totp_enabled": true,
-        "recovery_codes": shown,
-    }))
-    .into_response();
+    let mut resp = Json(Enabled { totp_enabled: true, recovery_codes: shown }).into_response();
     resp.headers_mut().insert(axum::http::header::CACHE_CONTROL, axum::http::HeaderValue::from_static("no-store"));
     Ok(resp)
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/totp/confirm", tag = "two-factor",
-    request_body(content = Object, description = "A current code from the authenticator app", example = json!({"code": "123456"})),
-    responses((status = 200, description = "2FA is on; ten one-time recovery codes (shown once)", body = Object), (status = 400, description = "Invalid body (stable error code)", body = Object, example = json!({"error": {"code": "invalid_body", "message": "invalid request body"}})), (status = 401, description = "No or an invalid access token", body = Object, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}}))),
+    request_body(content = Confirm, description = "A current code from the authenticator app", example = json!({"code": "123456"})),
+    responses((status = 409, description = "The enrolment changed (another enrolment started) since this code's secret was shown (`totp_enrolment_changed`)", body = ErrorEnvelope), (status = 200, description = "2FA is on; ten one-time recovery codes (shown once)", body = Enabled), (status = 400, description = "Invalid body (stable error code) (`totp_not_enrolled`)", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_body", "message": "invalid request body"}})), (status = 401, description = "No or an invalid access token", body = ErrorEnvelope, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}}))),
     security(("bearer" = [])))]
 pub(crate) async fn confirm(
     State(app): State<Arc<App>>,
@@ -203,10 +228,13 @@ pub(crate) async fn confirm(
     result
 }
 
-#[derive(Deserialize)]
+/// Re-authentication to switch two-factor sign-in off.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Disable {
     password: String,
+    /// A current TOTP code (or a recovery code).
+    #[schema(example = "123456")]
     code: String,
 }
 
@@ -244,8 +272,8 @@ async fn disable_checked(
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/totp/disable", tag = "two-factor",
-    request_body(content = Object, description = "Re-authentication: the password and a current code", example = json!({"password": "…", "code": "123456"})),
-    responses((status = 204, description = "2FA is off"), (status = 400, description = "Invalid body (stable error code)", body = Object, example = json!({"error": {"code": "invalid_body", "message": "invalid request body"}})), (status = 401, description = "No or an invalid access token", body = Object, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}}))),
+    request_body(content = Disable, description = "Re-authentication: the password and a current code", example = json!({"password": "…", "code": "123456"})),
+    responses((status = 204, description = "2FA is off"), (status = 400, description = "Invalid body (stable error code) (`totp_not_enabled`)", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_body", "message": "invalid request body"}})), (status = 401, description = "No or an invalid access token", body = ErrorEnvelope, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}}))),
     security(("bearer" = [])))]
 pub(crate) async fn disable(
     State(app): State<Arc<App>>,

@@ -20,6 +20,7 @@
 //!   message to the address given, written in the same transaction as the code's hash: through
 //!   quiet hours, never to the log (without a configured provider, to the local file outbox).
 
+use hearth_workflow::openapi::ErrorEnvelope;
 use std::sync::Arc;
 
 use axum::Json;
@@ -73,17 +74,29 @@ fn destination(email: Option<&str>, phone: Option<&str>) -> Result<(OtpChannel, 
     }
 }
 
-#[derive(Deserialize)]
+/// Where to send a sign-in code: exactly one of `email` and `phone`.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RequestBody {
     email: Option<String>,
+    /// A 10-digit Indian mobile number in any spelling, or E.164.
+    #[schema(example = "+919876543210")]
     phone: Option<String>,
 }
 
+/// A code request taken (the same answer whether or not the address is on an account).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct CodeRequested {
+    /// `accepted` (sign-in codes) or `sent` (phone verification).
+    #[schema(example = "accepted")]
+    pub(crate) status: &'static str,
+    pub(crate) message: &'static str,
+}
+
 #[utoipa::path(post, path = "/api/v1/auth/otp/request", tag = "patient sign-in",
-    request_body(content = Object, description = "Send a 6-digit code to a patient's phone or e-mail", example = json!({"phone": "+919876543210"})),
-    responses((status = 202, description = "Always the same answer, whether or not an account exists", body = Object), (status = 400, description = "Invalid body (stable error code)", body = Object, example = json!({"error": {"code": "invalid_body", "message": "invalid request body"}})), (status = 429, description = "Rate limited or locked; see Retry-After", body = Object, example = json!({"error": {"code": "rate_limited", "message": "too many requests"}})),
-        (status = 503, description = "A phone was given and SMS is not configured", body = Object, example = json!({"error": {"code": "sms_unavailable", "message": "SMS is not configured on this server, so no code can be sent by text message"}}))))]
+    request_body(content = RequestBody, description = "Send a 6-digit code to a patient's phone or e-mail", example = json!({"phone": "+919876543210"})),
+    responses((status = 202, description = "Always the same answer, whether or not an account exists", body = CodeRequested), (status = 400, description = "Invalid body (stable error code) (`invalid_destination`)", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_body", "message": "invalid request body"}})), (status = 429, description = "Rate limited or locked; see Retry-After", body = ErrorEnvelope, example = json!({"error": {"code": "rate_limited", "message": "too many requests"}})),
+        (status = 503, description = "A phone was given and SMS is not configured", body = ErrorEnvelope, example = json!({"error": {"code": "sms_unavailable", "message": "SMS is not configured on this server, so no code can be sent by text message"}}))))]
 pub(crate) async fn request(
     State(app): State<Arc<App>>,
     ext: axum::http::Extensions,
@@ -105,7 +118,7 @@ pub(crate) async fn request(
     });
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({"status": "accepted", "message": "if an account has this address, a code is on its way"})),
+        Json(CodeRequested { status: "accepted", message: "if an account has this address, a code is on its way" }),
     )
         .into_response())
 }
@@ -210,11 +223,14 @@ async fn issue_and_send(app: &App, channel: OtpChannel, to: String) -> Result<()
     Ok(())
 }
 
-#[derive(Deserialize)]
+/// The code, with the address it was sent to.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct VerifyBody {
     email: Option<String>,
+    #[schema(example = "+919876543210")]
     phone: Option<String>,
+    #[schema(example = "482913")]
     code: String,
     /// Browser mode: the refresh token as an HttpOnly cookie (see `login`).
     #[serde(default)]
@@ -226,9 +242,10 @@ fn otp_invalid() -> ApiError {
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/otp/verify", tag = "patient sign-in",
-    request_body(content = Object, description = "The code (10 minutes, 5 attempts)", example = json!({"phone": "+919876543210", "code": "482913"})),
-    responses((status = 200, description = "Tokens", body = Object, example = json!({"access_token": "eyJ…", "token_type": "Bearer", "expires_in": 900, "refresh_token": "…", "scope": "user/*.cruds openid fhirUser offline_access"})),
-        (status = 401, description = "Wrong, expired or exhausted code", body = Object, example = json!({"error": {"code": "otp_invalid", "message": "…"}})), (status = 400, description = "Invalid body (stable error code)", body = Object, example = json!({"error": {"code": "invalid_body", "message": "invalid request body"}})), (status = 429, description = "Rate limited or locked; see Retry-After", body = Object, example = json!({"error": {"code": "rate_limited", "message": "too many requests"}}))))]
+    request_body(content = VerifyBody, description = "The code (10 minutes, 5 attempts)", example = json!({"phone": "+919876543210", "code": "482913"})),
+    responses((status = 200, description = "Tokens", body = super::routes::TokenResponse, example = json!({"access_token": "eyJ…", "token_type": "Bearer", "expires_in": 900, "refresh_token": "…", "scope": "user/*.cruds openid fhirUser offline_access"})),
+        (status = 401, description = "Wrong, expired or exhausted code", body = ErrorEnvelope, example = json!({"error": {"code": "otp_invalid", "message": "…"}})), (status = 400, description = "Invalid body (stable error code) (`invalid_destination`)", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_body", "message": "invalid request body"}})), (status = 429, description = "Rate limited or locked; see Retry-After", body = ErrorEnvelope, example = json!({"error": {"code": "rate_limited", "message": "too many requests"}}))),
+    security(()))]
 pub(crate) async fn verify(
     State(app): State<Arc<App>>,
     ext: axum::http::Extensions,

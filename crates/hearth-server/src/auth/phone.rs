@@ -21,6 +21,7 @@
 //! - No SMS channel (`Notifier::available`) → `503 sms_unavailable`, nothing recorded.
 //! - Nothing here logs the number.
 
+use hearth_workflow::openapi::ErrorEnvelope;
 use std::sync::Arc;
 
 use axum::Json;
@@ -30,7 +31,6 @@ use axum::response::{IntoResponse, Response};
 use hearth_notify::ChannelKind;
 use hearth_store_sql::identity;
 use serde::Deserialize;
-use serde_json::json;
 
 use super::ApiCaller;
 use super::otp::require_sms;
@@ -53,19 +53,33 @@ fn key(account_id: &str) -> String {
     format!("phone-verify:{account_id}")
 }
 
-#[derive(Deserialize)]
+/// The phone to put on the account.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct SendBody {
+    /// A 10-digit Indian mobile number in any spelling, or E.164.
+    #[schema(example = "098765 43210")]
     phone: String,
 }
 
+/// The account's phone, verified.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct PhoneVerified {
+    /// E.164.
+    #[schema(example = "+919876543210")]
+    phone: String,
+    /// Always `true`.
+    phone_verified: bool,
+}
+
 #[utoipa::path(post, path = "/api/v1/auth/phone", tag = "accounts",
-    request_body(content = Object, description = "Send a 6-digit code to the phone the caller wants on their account", example = json!({"phone": "098765 43210"})),
-    responses((status = 202, description = "The code is on its way (the same answer whether or not the number is on another account)", body = Object, example = json!({"status": "sent", "message": "a code is on its way to this number"})),
-        (status = 400, description = "Not a phone number we accept", body = Object, example = json!({"error": {"code": "invalid_phone", "message": "not a phone number we accept: an Indian mobile, or + and the country code"}})),
-        (status = 401, description = "No or an invalid access token", body = Object, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})),
-        (status = 429, description = "Rate limited; see Retry-After", body = Object, example = json!({"error": {"code": "rate_limited", "message": "too many requests"}})),
-        (status = 503, description = "SMS is not configured", body = Object, example = json!({"error": {"code": "sms_unavailable", "message": "SMS is not configured on this server, so no code can be sent by text message"}}))),
+    request_body(content = SendBody, description = "Send a 6-digit code to the phone the caller wants on their account", example = json!({"phone": "098765 43210"})),
+    responses((status = 202, description = "The code is on its way (the same answer whether or not the number is on another account)", body = super::otp::CodeRequested, example = json!({"status": "sent", "message": "a code is on its way to this number"})),
+        (status = 400, description = "Not a phone number we accept", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_phone", "message": "not a phone number we accept: an Indian mobile, or + and the country code"}})),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})),
+        (status = 429, description = "Rate limited; see Retry-After", body = ErrorEnvelope, example = json!({"error": {"code": "rate_limited", "message": "too many requests"}})),
+        (status = 503, description = "SMS is not configured", body = ErrorEnvelope, example = json!({"error": {"code": "sms_unavailable", "message": "SMS is not configured on this server, so no code can be sent by text message"}}))),
     security(("bearer" = [])))]
 pub(crate) async fn send(
     State(app): State<Arc<App>>,
@@ -86,13 +100,18 @@ pub(crate) async fn send(
     super::otp::put_code(&app, &tx, &key(&account_id), &account_id, ChannelKind::Sms, &phone, now).await?;
     tx.commit().await?;
     app.notify.wake();
-    Ok((StatusCode::ACCEPTED, Json(json!({"status": "sent", "message": "a code is on its way to this number"})))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(super::otp::CodeRequested { status: "sent", message: "a code is on its way to this number" }),
+    )
         .into_response())
 }
 
-#[derive(Deserialize)]
+/// The code sent to the new phone.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct VerifyBody {
+    #[schema(example = "482913")]
     code: String,
 }
 
@@ -101,12 +120,12 @@ fn code_invalid() -> ApiError {
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/phone/verify", tag = "accounts",
-    request_body(content = Object, description = "The code sent by `POST /api/v1/auth/phone` (10 minutes, 5 attempts)", example = json!({"code": "482913"})),
-    responses((status = 200, description = "The phone is the account's verified phone", body = Object, example = json!({"phone": "+919876543210", "phoneVerified": true})),
-        (status = 400, description = "Invalid body", body = Object, example = json!({"error": {"code": "invalid_body", "message": "invalid request body"}})),
-        (status = 401, description = "Wrong, expired or exhausted code (or no access token)", body = Object, example = json!({"error": {"code": "otp_invalid", "message": "the code is wrong, expired or used up; request a new one"}})),
-        (status = 409, description = "Another account has this phone", body = Object, example = json!({"error": {"code": "phone_taken", "message": "another account has this phone number"}})),
-        (status = 429, description = "Rate limited; see Retry-After", body = Object, example = json!({"error": {"code": "rate_limited", "message": "too many requests"}}))),
+    request_body(content = VerifyBody, description = "The code sent by `POST /api/v1/auth/phone` (10 minutes, 5 attempts)", example = json!({"code": "482913"})),
+    responses((status = 200, description = "The phone is the account's verified phone", body = PhoneVerified, example = json!({"phone": "+919876543210", "phoneVerified": true})),
+        (status = 400, description = "Invalid body", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_body", "message": "invalid request body"}})),
+        (status = 401, description = "Wrong, expired or exhausted code (or no access token)", body = ErrorEnvelope, example = json!({"error": {"code": "otp_invalid", "message": "the code is wrong, expired or used up; request a new one"}})),
+        (status = 409, description = "Another account has this phone", body = ErrorEnvelope, example = json!({"error": {"code": "phone_taken", "message": "another account has this phone number"}})),
+        (status = 429, description = "Rate limited; see Retry-After", body = ErrorEnvelope, example = json!({"error": {"code": "rate_limited", "message": "too many requests"}}))),
     security(("bearer" = [])))]
 pub(crate) async fn verify(
     State(app): State<Arc<App>>,
@@ -128,7 +147,7 @@ pub(crate) async fn verify(
     if !identity::verify_phone(&*app.db, &account_id, &phone).await? {
         return Err(ApiError::new(StatusCode::CONFLICT, "phone_taken", "another account has this phone number"));
     }
-    Ok(Json(json!({"phone": phone, "phoneVerified": true})).into_response())
+    Ok(Json(PhoneVerified { phone, phone_verified: true }).into_response())
 }
 
 /// The phone routes.

@@ -23,6 +23,7 @@
 //!   request can win; the loser is treated as reuse and the family is revoked (the two-step
 //!   "mark used, then insert the child" can at worst lose the session, never fork it).
 
+use hearth_workflow::openapi::ErrorEnvelope;
 use std::sync::Arc;
 
 use axum::Json;
@@ -100,22 +101,80 @@ fn check_policy(app: &App, password: &str, email: &str, name: Option<&str>) -> R
         .map_err(|r| ApiError::new(StatusCode::BAD_REQUEST, r.code(), r.message()))
 }
 
-fn account_json(a: &AccountRow) -> Value {
-    let mut out = json!({
-        "id": a.id,
-        "email": a.email,
+/// A sign-in account as the app API shows it (never its password, second factor or codes).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(example = json!({"id": "0193a9d4-…", "email": "asha@example.org", "phone": "+919876543210", "phoneVerified": true, "role": "patient", "fhirUser": "Patient/0193a9d4-…", "organization": null, "totpEnabled": false}))]
+pub(crate) struct AccountView {
+    id: String,
+    email: Option<String>,
+    /// The verified phone (E.164), else the one waiting for its code.
+    phone: Option<String>,
+    /// Whether `phone` is verified (sign-in by SMS code works only then).
+    phone_verified: bool,
+    /// `patient`, `caregiver`, `clinician` or `admin`.
+    #[schema(example = "patient")]
+    role: String,
+    /// The FHIR resource this account is (`Patient/<id>`, `Practitioner/<id>`, …).
+    fhir_user: Option<String>,
+    /// The Organization id a staff account belongs to.
+    organization: Option<String>,
+    /// Two-factor sign-in (TOTP) is on.
+    totp_enabled: bool,
+    /// A new phone waiting for its code while another is verified.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    phone_pending: Option<String>,
+    /// `GET /api/v1/auth/me` only: the access token's scope.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scope: Option<String>,
+    /// `GET /api/v1/auth/me` only: the token's `patient` launch context.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patient: Option<String>,
+}
+
+/// Tokens, as the login, OTP, refresh and SMART token endpoints answer them (RFC 6749 §5.1).
+/// In browser mode (`cookie: true`) `refresh_token` is not in the body: it is in the HttpOnly
+/// refresh cookie, with a CSRF cookie whose value goes in `X-CSRF-Token`.
+#[derive(utoipa::ToSchema)]
+#[schema(example = json!({"access_token": "eyJ…", "token_type": "Bearer", "expires_in": 900, "refresh_token": "…", "scope": "user/*.cruds openid fhirUser offline_access"}))]
+#[allow(dead_code)] // The shape of the token answers (built as JSON by each grant); a test checks real answers against it.
+pub(crate) struct TokenResponse {
+    /// A signed JWT (EdDSA) for `Authorization: Bearer …`.
+    access_token: String,
+    /// Always `Bearer`.
+    #[schema(example = "Bearer")]
+    token_type: String,
+    /// Seconds until the access token expires.
+    #[schema(example = 900)]
+    expires_in: i64,
+    /// Single use: each refresh rotates it; presenting a used one revokes its whole family.
+    refresh_token: Option<String>,
+    /// The granted scope (space-separated).
+    scope: String,
+    /// The launch context's Patient id, when the scope is `patient/…`.
+    patient: Option<String>,
+    /// OpenID Connect ID token (SMART clients asking for `openid`).
+    id_token: Option<String>,
+    /// An admin (or clinician, where required) without two-factor sign-in: this token only
+    /// reaches `totp/enroll`, `totp/confirm` and `me`, and there is no refresh token.
+    mfa_enrollment_required: Option<bool>,
+}
+
+fn account_view(a: &AccountRow) -> AccountView {
+    AccountView {
+        id: a.id.clone(),
+        email: a.email.clone(),
         // The verified phone, else the one waiting for its code; `phonePending` when both exist.
-        "phone": a.phone.as_ref().or(a.phone_pending.as_ref()),
-        "phoneVerified": a.phone.is_some(),
-        "role": a.role,
-        "fhirUser": a.fhir_user,
-        "organization": a.organization,
-        "totpEnabled": a.totp_enabled,
-    });
-    if let (Some(_), Some(pending)) = (&a.phone, &a.phone_pending) {
-        set(&mut out, "phonePending", json!(pending));
+        phone: a.phone.clone().or_else(|| a.phone_pending.clone()),
+        phone_verified: a.phone.is_some(),
+        role: a.role.clone(),
+        fhir_user: a.fhir_user.clone(),
+        organization: a.organization.clone(),
+        totp_enabled: a.totp_enabled,
+        phone_pending: a.phone.as_ref().and(a.phone_pending.clone()),
+        scope: None,
+        patient: None,
     }
-    out
 }
 
 fn new_account(email: String, hash: PasswordHash, role: Role, now: DateTime<Utc>) -> AccountRow {
@@ -137,26 +196,34 @@ fn new_account(email: String, hash: PasswordHash, role: Role, now: DateTime<Utc>
     }
 }
 
-#[derive(Deserialize)]
+/// Patient self-registration.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Register {
+    #[schema(example = "asha@example.org")]
     email: String,
+    /// Checked against the password policy (length, breached and obvious passwords).
+    #[schema(example = "a long passphrase")]
     password: String,
+    #[schema(example = "Asha")]
     given: String,
+    #[schema(example = "Rao")]
     family: String,
+    /// `YYYY-MM-DD`.
     #[serde(rename = "birthDate")]
     birth_date: Option<String>,
+    /// `male`, `female`, `other` or `unknown`.
     gender: Option<String>,
     /// Kept unverified (`phone_pending`) until confirmed with `POST /api/v1/auth/phone`.
     phone: Option<String>,
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/register", tag = "accounts",
-    request_body(content = Object, description = "Patient self-registration: creates the account and its FHIR Patient",
+    request_body(content = Register, description = "Patient self-registration: creates the account and its FHIR Patient",
         example = json!({"email": "asha@example.org", "password": "a long passphrase", "given": "Asha", "family": "Rao", "birthDate": "1984-03-07", "gender": "female", "phone": "098765 43210"})),
-    responses((status = 201, description = "The account, linked to its Patient (fhirUser); a phone given is unverified until its code is entered", body = Object,
+    responses((status = 201, description = "The account, linked to its Patient (fhirUser); a phone given is unverified until its code is entered", body = AccountView,
         example = json!({"id": "…", "email": "asha@example.org", "phone": "+919876543210", "phoneVerified": false, "role": "patient", "fhirUser": "Patient/…"})),
-        (status = 400, description = "Invalid body (stable error code)", body = Object, example = json!({"error": {"code": "invalid_body", "message": "invalid request body"}})), (status = 409, description = "The e-mail is taken", body = Object, example = json!({"error": {"code": "email_taken", "message": "an account with this e-mail already exists"}}))))]
+        (status = 400, description = "Invalid body (stable error code) (`invalid_patient`)", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_body", "message": "invalid request body"}})), (status = 409, description = "The e-mail is taken", body = ErrorEnvelope, example = json!({"error": {"code": "email_taken", "message": "an account with this e-mail already exists"}}))))]
 pub(crate) async fn register(State(app): State<Arc<App>>, bytes: axum::body::Bytes) -> Result<Response, ApiError> {
     let req: Register = super::json_body(&bytes)?;
     let email = normalize_email(&req.email)?;
@@ -196,13 +263,16 @@ pub(crate) async fn register(State(app): State<Arc<App>>, bytes: axum::body::Byt
     })?;
     let write = hearth_workflow::fhir::write_of(&app, "Patient", patient_id, patient);
     hearth_store::interactions::ResourceStoreExt::update(&app.system(), write, None, now).await?;
-    Ok((StatusCode::CREATED, Json(account_json(&account))).into_response())
+    Ok((StatusCode::CREATED, Json(account_view(&account))).into_response())
 }
 
-#[derive(Deserialize)]
+/// A password sign-in.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Login {
+    #[schema(example = "asha@example.org")]
     email: String,
+    #[schema(example = "a long passphrase")]
     password: String,
     /// Fewer scopes than the default (never more).
     scope: Option<String>,
@@ -216,11 +286,12 @@ struct Login {
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "accounts",
-    request_body(content = Object, description = "Password login; `code` is the TOTP (or a recovery code) when 2FA is on; `scope`/`patient` narrow the token; `cookie: true` for browser mode",
+    request_body(content = Login, description = "Password login; `code` is the TOTP (or a recovery code) when 2FA is on; `scope`/`patient` narrow the token; `cookie: true` for browser mode",
         example = json!({"email": "asha@example.org", "password": "a long passphrase", "code": "123456"})),
-    responses((status = 200, description = "Access and refresh tokens (an admin without 2FA gets an enrolment-only token)", body = Object, example = json!({"access_token": "eyJ…", "token_type": "Bearer", "expires_in": 900, "refresh_token": "…", "scope": "user/*.cruds openid fhirUser offline_access"})),
-        (status = 401, description = "Wrong e-mail or password, or `mfa_required`", body = Object, example = json!({"error": {"code": "invalid_credentials", "message": "wrong e-mail or password"}})),
-        (status = 400, description = "Invalid body (stable error code)", body = Object, example = json!({"error": {"code": "invalid_body", "message": "invalid request body"}})), (status = 429, description = "Rate limited or locked; see Retry-After", body = Object, example = json!({"error": {"code": "rate_limited", "message": "too many requests"}}))))]
+    responses((status = 200, description = "Access and refresh tokens (an admin without 2FA gets an enrolment-only token)", body = TokenResponse, example = json!({"access_token": "eyJ…", "token_type": "Bearer", "expires_in": 900, "refresh_token": "…", "scope": "user/*.cruds openid fhirUser offline_access"})),
+        (status = 401, description = "Wrong e-mail or password, or `mfa_required`", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_credentials", "message": "wrong e-mail or password"}})),
+        (status = 400, description = "Invalid body (stable error code) (`invalid_scope`)", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_body", "message": "invalid request body"}})), (status = 429, description = "Rate limited or locked; see Retry-After (`account_locked`)", body = ErrorEnvelope, example = json!({"error": {"code": "rate_limited", "message": "too many requests"}}))),
+    security(()))]
 pub(crate) async fn login(
     State(app): State<Arc<App>>,
     ext: Extensions,
@@ -500,7 +571,8 @@ pub(super) async fn issue_tokens(
     Ok(out)
 }
 
-#[derive(Deserialize, Default)]
+/// A refresh: the token in the body, or (browser mode) the cookie plus `X-CSRF-Token`.
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RefreshReq {
     /// Bearer clients send it here; browsers send the cookie instead (and `X-CSRF-Token`).
@@ -530,11 +602,12 @@ fn presented_refresh(headers: &HeaderMap, in_body: Option<String>) -> Result<Opt
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "accounts",
-    request_body(content = Object, description = "The refresh token (or, in browser mode, the refresh cookie plus X-CSRF-Token); each use rotates it, reuse revokes the family",
+    request_body(content = RefreshReq, description = "The refresh token (or, in browser mode, the refresh cookie plus X-CSRF-Token); each use rotates it, reuse revokes the family",
         example = json!({"refresh_token": "…"})),
-    responses((status = 200, description = "New tokens", body = Object, example = json!({"access_token": "eyJ…", "token_type": "Bearer", "expires_in": 900, "refresh_token": "…", "scope": "user/*.cruds openid fhirUser offline_access"})),
-        (status = 401, description = "Invalid, expired, revoked or reused", body = Object, example = json!({"error": {"code": "invalid_grant", "message": "the refresh token is not valid; log in again"}})),
-        (status = 403, description = "Cookie mode without a matching CSRF header", body = Object, example = json!({"error": {"code": "csrf_failed", "message": "…"}})), (status = 429, description = "Rate limited or locked; see Retry-After", body = Object, example = json!({"error": {"code": "rate_limited", "message": "too many requests"}}))))]
+    responses((status = 200, description = "New tokens", body = TokenResponse, example = json!({"access_token": "eyJ…", "token_type": "Bearer", "expires_in": 900, "refresh_token": "…", "scope": "user/*.cruds openid fhirUser offline_access"})),
+        (status = 401, description = "Invalid, expired, revoked or reused", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_grant", "message": "the refresh token is not valid; log in again"}})),
+        (status = 403, description = "Cookie mode without a matching CSRF header", body = ErrorEnvelope, example = json!({"error": {"code": "csrf_failed", "message": "…"}})), (status = 429, description = "Rate limited or locked; see Retry-After", body = ErrorEnvelope, example = json!({"error": {"code": "rate_limited", "message": "too many requests"}}))),
+    security((), ("refreshCookie" = [], "csrfHeader" = [])))]
 pub(crate) async fn refresh_token(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
@@ -594,9 +667,11 @@ pub(super) async fn refresh_with(app: &App, presented: &str, client: Option<&str
     issue_tokens(app, &account, role, row.scope, row.patient, Some(record.family), now).await
 }
 
-#[derive(Deserialize)]
+/// What to sign out.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct LogoutReq {
+    /// This session's refresh token (browser mode: the cookie).
     refresh_token: Option<String>,
     /// Revoke every session of the account.
     #[serde(default)]
@@ -606,9 +681,9 @@ struct LogoutReq {
 /// Ends a session. Authenticated by the bearer token, or (browser mode, no bearer token) by the
 /// refresh cookie plus `X-CSRF-Token`.
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "accounts",
-    request_body(content = Object, description = "End this session (its refresh token) or every session", example = json!({"refresh_token": "…", "everywhere": false})),
-    responses((status = 204, description = "Revoked"), (status = 401, description = "No or an invalid access token", body = Object, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})), (status = 400, description = "Invalid body (stable error code)", body = Object, example = json!({"error": {"code": "invalid_body", "message": "invalid request body"}}))),
-    security(("bearer" = [])))]
+    request_body(content = LogoutReq, description = "End this session (its refresh token) or every session", example = json!({"refresh_token": "…", "everywhere": false})),
+    responses((status = 204, description = "Revoked"), (status = 401, description = "No or an invalid access token", body = ErrorEnvelope, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})), (status = 400, description = "Invalid body (stable error code)", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_body", "message": "invalid request body"}}))),
+    security(("bearer" = []), ("refreshCookie" = [], "csrfHeader" = [])))]
 pub(crate) async fn logout(
     State(app): State<Arc<App>>,
     ext: Extensions,
@@ -672,36 +747,40 @@ pub(crate) async fn logout(
 }
 
 #[utoipa::path(get, path = "/api/v1/auth/me", tag = "accounts",
-    responses((status = 200, description = "The signed-in account and its token's scope", body = Object,
-        example = json!({"id": "…", "email": "asha@example.org", "phone": "+919876543210", "phoneVerified": true, "role": "patient", "fhirUser": "Patient/…", "totpEnabled": false, "scope": "user/*.cruds"})), (status = 401, description = "No or an invalid access token", body = Object, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}}))),
+    responses((status = 200, description = "The signed-in account and its token's scope", body = AccountView,
+        example = json!({"id": "…", "email": "asha@example.org", "phone": "+919876543210", "phoneVerified": true, "role": "patient", "fhirUser": "Patient/…", "totpEnabled": false, "scope": "user/*.cruds"})), (status = 401, description = "No or an invalid access token", body = ErrorEnvelope, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}}))),
     security(("bearer" = [])))]
-pub(crate) async fn me(EnrolCaller(caller): EnrolCaller) -> Json<Value> {
-    let mut out = account_json(&caller.account);
-    set(&mut out, "scope", json!(caller.claims.scope));
-    if let Some(p) = &caller.claims.patient {
-        set(&mut out, "patient", json!(p));
-    }
+pub(crate) async fn me(EnrolCaller(caller): EnrolCaller) -> Json<AccountView> {
+    let mut out = account_view(&caller.account);
+    out.scope = Some(caller.claims.scope.clone());
+    out.patient = caller.claims.patient.clone();
     Json(out)
 }
 
-#[derive(Deserialize)]
+/// An account made by an administrator.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateAccount {
+    #[schema(example = "dr.rao@example.org")]
     email: String,
     password: String,
+    /// `patient`, `caregiver`, `clinician` or `admin`.
+    #[schema(example = "clinician")]
     role: String,
+    /// `Patient/<id>`, `Practitioner/<id>`, `RelatedPerson/<id>` or `Person/<id>`.
     #[serde(rename = "fhirUser")]
     fhir_user: Option<String>,
+    /// The Organization id of a staff account (limits a clinician to its patients).
     organization: Option<String>,
     /// Verified from the start: staff checked it with the person.
     phone: Option<String>,
 }
 
 #[utoipa::path(post, path = "/api/v1/admin/accounts", tag = "administration",
-    request_body(content = Object, description = "Create a staff, patient or caregiver account (admins only)",
+    request_body(content = CreateAccount, description = "Create a staff, patient or caregiver account (admins only)",
         example = json!({"email": "dr.rao@example.org", "password": "a long passphrase", "role": "clinician", "fhirUser": "Practitioner/…", "organization": "…", "phone": "+91 98765 43210"})),
-    responses((status = 201, description = "The account", body = Object), (status = 400, description = "Invalid body (stable error code)", body = Object, example = json!({"error": {"code": "invalid_body", "message": "invalid request body"}})), (status = 401, description = "No or an invalid access token", body = Object, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})), (status = 403, description = "Not allowed for this account", body = Object, example = json!({"error": {"code": "forbidden", "message": "this operation is for administrators"}})),
-        (status = 409, description = "The e-mail (`email_taken`) or phone (`phone_taken`) is on another account", body = Object, example = json!({"error": {"code": "phone_taken", "message": "another account has this phone number"}}))),
+    responses((status = 201, description = "The account", body = AccountView), (status = 400, description = "Invalid body (stable error code) (`invalid_role`, `invalid_fhir_user`)", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_body", "message": "invalid request body"}})), (status = 401, description = "No or an invalid access token", body = ErrorEnvelope, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})), (status = 403, description = "Not allowed for this account", body = ErrorEnvelope, example = json!({"error": {"code": "forbidden", "message": "this operation is for administrators"}})),
+        (status = 409, description = "The e-mail (`email_taken`) or phone (`phone_taken`) is on another account", body = ErrorEnvelope, example = json!({"error": {"code": "phone_taken", "message": "another account has this phone number"}}))),
     security(("bearer" = [])))]
 pub(crate) async fn create_account(
     State(app): State<Arc<App>>,
@@ -747,19 +826,22 @@ pub(crate) async fn create_account(
         }
         other => other.into(),
     })?;
-    Ok((StatusCode::CREATED, Json(account_json(&account))).into_response())
+    Ok((StatusCode::CREATED, Json(account_view(&account))).into_response())
 }
 
-#[derive(Deserialize)]
+/// A caregiver grant.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct GrantCaregiver {
+    /// The caregiver account's id.
     caregiver: String,
+    /// The Patient id they may act for.
     patient: String,
 }
 
 #[utoipa::path(post, path = "/api/v1/admin/caregivers", tag = "administration",
-    request_body(content = Object, description = "Let a caregiver account act for a patient (admins only)", example = json!({"caregiver": "<account id>", "patient": "<Patient id>"})),
-    responses((status = 204, description = "Granted"), (status = 400, description = "Invalid body (stable error code)", body = Object, example = json!({"error": {"code": "invalid_body", "message": "invalid request body"}})), (status = 401, description = "No or an invalid access token", body = Object, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})), (status = 403, description = "Not allowed for this account", body = Object, example = json!({"error": {"code": "forbidden", "message": "this operation is for administrators"}})), (status = 404, description = "No such account", body = Object)),
+    request_body(content = GrantCaregiver, description = "Let a caregiver account act for a patient (admins only)", example = json!({"caregiver": "<account id>", "patient": "<Patient id>"})),
+    responses((status = 204, description = "Granted"), (status = 400, description = "Invalid body (stable error code) (`not_a_caregiver`, `invalid_patient`)", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_body", "message": "invalid request body"}})), (status = 401, description = "No or an invalid access token", body = ErrorEnvelope, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})), (status = 403, description = "Not allowed for this account", body = ErrorEnvelope, example = json!({"error": {"code": "forbidden", "message": "this operation is for administrators"}})), (status = 404, description = "No such account", body = ErrorEnvelope)),
     security(("bearer" = [])))]
 pub(crate) async fn grant_caregiver(
     State(app): State<Arc<App>>,

@@ -25,6 +25,7 @@
 //! - A replayed code is refused and revokes the refresh tokens issued from it.
 //! - Accounts with two-factor authentication cannot use this page yet (refused, never bypassed).
 
+use hearth_workflow::openapi::ErrorEnvelope;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -159,11 +160,16 @@ fn bad(code: &'static str, message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, code, message)
 }
 
-#[derive(Deserialize)]
+/// A SMART app to register.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "Growth charts", "redirect_uris": ["https://app.example.org/callback"], "confidential": false, "scope": "launch/patient patient/*.rs openid fhirUser offline_access"}))]
 struct NewClient {
+    #[schema(example = "Growth charts")]
     name: String,
+    /// `https://…`, `http://` on a loopback host, or a private-use scheme with a dot (RFC 8252).
     redirect_uris: Vec<String>,
+    /// A confidential client gets a secret (shown once); a public one uses PKCE alone.
     #[serde(default)]
     confidential: bool,
     /// The scopes the client may ever be granted (space-separated).
@@ -237,21 +243,43 @@ fn redirect_uris_of(client: &ClientRow) -> Vec<String> {
     serde_json::from_str(&client.redirect_uris).unwrap_or_default()
 }
 
-fn client_json(c: &ClientRow) -> Value {
-    json!({
-        "client_id": c.id,
-        "name": c.name,
-        "redirect_uris": redirect_uris_of(c),
-        "confidential": c.confidential,
-        "scope": c.scope,
-        "created_at": DateTime::from_timestamp_millis(c.created_at).map(|d| d.to_rfc3339()),
-    })
+/// A registered SMART app.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct ClientView<'a> {
+    client_id: &'a str,
+    name: &'a str,
+    redirect_uris: Vec<String>,
+    confidential: bool,
+    /// The scopes it may ever be granted (space-separated).
+    scope: &'a str,
+    created_at: Option<String>,
+    /// Registration only, of a confidential client: its secret, shown this once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_secret: Option<String>,
+}
+
+/// The registered apps.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct ClientList<'a> {
+    clients: Vec<ClientView<'a>>,
+}
+
+fn client_json(c: &ClientRow) -> ClientView<'_> {
+    ClientView {
+        client_id: &c.id,
+        name: &c.name,
+        redirect_uris: redirect_uris_of(c),
+        confidential: c.confidential,
+        scope: &c.scope,
+        created_at: DateTime::from_timestamp_millis(c.created_at).map(|d| d.to_rfc3339()),
+        client_secret: None,
+    }
 }
 
 #[utoipa::path(post, path = "/api/v1/admin/oauth/clients", tag = "SMART on FHIR",
-    request_body(content = Object, description = "Register an app (admins only); a confidential client's secret is returned once",
+    request_body(content = NewClient, description = "Register an app (admins only); a confidential client's secret is returned once",
         example = json!({"name": "Vitals app", "redirect_uris": ["https://app.example.org/callback"], "confidential": false, "scopes": "launch/patient patient/*.rs offline_access"})),
-    responses((status = 201, description = "The client", body = Object), (status = 400, description = "Invalid body (stable error code)", body = Object, example = json!({"error": {"code": "invalid_body", "message": "invalid request body"}})), (status = 401, description = "No or an invalid access token", body = Object, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})), (status = 403, description = "Not allowed for this account", body = Object, example = json!({"error": {"code": "forbidden", "message": "this operation is for administrators"}}))),
+    responses((status = 201, description = "The client", body = ClientView), (status = 400, description = "Invalid body (stable error code) (`invalid_scope`, `invalid_redirect_uri`)", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_body", "message": "invalid request body"}})), (status = 401, description = "No or an invalid access token", body = ErrorEnvelope, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})), (status = 403, description = "Not allowed for this account", body = ErrorEnvelope, example = json!({"error": {"code": "forbidden", "message": "this operation is for administrators"}}))),
     security(("bearer" = [])))]
 pub(crate) async fn create_client(
     State(app): State<Arc<App>>,
@@ -292,16 +320,14 @@ pub(crate) async fn create_client(
     oauth::insert_client(&*app.db, &row).await?;
     tracing::info!(client_id = %row.id, confidential = row.confidential, "OAuth client registered");
     let mut out = client_json(&row);
-    if let (Some(secret), Some(o)) = (secret, out.as_object_mut()) {
-        o.insert("client_secret".into(), json!(secret));
-    }
+    out.client_secret = secret;
     let mut resp = (StatusCode::CREATED, Json(out)).into_response();
     resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(resp)
 }
 
 #[utoipa::path(get, path = "/api/v1/admin/oauth/clients", tag = "SMART on FHIR",
-    responses((status = 200, description = "Registered clients (never their secrets)", body = Object), (status = 401, description = "No or an invalid access token", body = Object, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})), (status = 403, description = "Not allowed for this account", body = Object, example = json!({"error": {"code": "forbidden", "message": "this operation is for administrators"}}))),
+    responses((status = 200, description = "Registered clients (never their secrets)", body = ClientList), (status = 401, description = "No or an invalid access token", body = ErrorEnvelope, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})), (status = 403, description = "Not allowed for this account", body = ErrorEnvelope, example = json!({"error": {"code": "forbidden", "message": "this operation is for administrators"}}))),
     security(("bearer" = [])))]
 pub(crate) async fn list_clients(
     State(app): State<Arc<App>>,
@@ -309,12 +335,12 @@ pub(crate) async fn list_clients(
 ) -> Result<Json<Value>, ApiError> {
     require_admin(&caller)?;
     let clients = oauth::clients(&*app.db).await?;
-    Ok(Json(json!({"clients": clients.iter().map(client_json).collect::<Vec<_>>()})))
+    Ok(Json(json!(ClientList { clients: clients.iter().map(client_json).collect() })))
 }
 
 #[utoipa::path(delete, path = "/api/v1/admin/oauth/clients/{client_id}", tag = "SMART on FHIR",
     params(("client_id" = String, Path)),
-    responses((status = 204, description = "Deleted; its pending codes stop working"), (status = 401, description = "No or an invalid access token", body = Object, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})), (status = 403, description = "Not allowed for this account", body = Object, example = json!({"error": {"code": "forbidden", "message": "this operation is for administrators"}})), (status = 404, description = "No such client", body = Object)),
+    responses((status = 204, description = "Deleted; its pending codes stop working"), (status = 401, description = "No or an invalid access token", body = ErrorEnvelope, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})), (status = 403, description = "Not allowed for this account", body = ErrorEnvelope, example = json!({"error": {"code": "forbidden", "message": "this operation is for administrators"}})), (status = 404, description = "No such client", body = ErrorEnvelope)),
     security(("bearer" = [])))]
 pub(crate) async fn delete_client(
     State(app): State<Arc<App>>,
@@ -803,6 +829,16 @@ struct OAuthError {
     description: String,
 }
 
+/// The body of an RFC 6749 §5.2 error (the token endpoint's own format, not the app API's envelope).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"error": "invalid_grant", "error_description": "the code is not valid"}))]
+struct OAuthErrorBody<'a> {
+    /// `invalid_request`, `invalid_client`, `invalid_grant`, `unauthorized_client` or `unsupported_grant_type`.
+    error: &'a str,
+    /// What went wrong, for the developer.
+    error_description: &'a str,
+}
+
 fn oauth_error(error: &'static str, description: impl Into<String>) -> OAuthError {
     let status = if error == "invalid_client" { StatusCode::UNAUTHORIZED } else { StatusCode::BAD_REQUEST };
     OAuthError { status, error, description: description.into() }
@@ -850,8 +886,8 @@ impl IntoResponse for TokenFailure {
         match self {
             TokenFailure::Server(e) => no_store(e.into_response()),
             TokenFailure::OAuth(e) => {
-                let mut resp =
-                    (e.status, Json(json!({"error": e.error, "error_description": e.description}))).into_response();
+                let mut resp = (e.status, Json(OAuthErrorBody { error: e.error, error_description: &e.description }))
+                    .into_response();
                 if e.status == StatusCode::UNAUTHORIZED {
                     resp.headers_mut()
                         .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"hearth\""));
@@ -924,9 +960,9 @@ async fn authenticate_client(app: &App, headers: &HeaderMap, p: &Params) -> Resu
 /// `POST /oauth/token`.
 #[utoipa::path(post, path = "/oauth/token", tag = "SMART on FHIR",
     request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "grant_type=authorization_code (code, redirect_uri, code_verifier, client_id) or refresh_token; confidential clients authenticate with HTTP Basic or client_secret"),
-    responses((status = 200, description = "Tokens with `scope`, `patient` for launch/patient, and an OpenID Connect `id_token` for openid", body = Object),
-        (status = 400, description = "RFC 6749 error (`invalid_grant`, `invalid_request`, …)", body = Object),
-        (status = 401, description = "`invalid_client`", body = Object)))]
+    responses((status = 200, description = "Tokens with `scope`, `patient` for launch/patient, and an OpenID Connect `id_token` for openid", body = super::routes::TokenResponse),
+        (status = 400, description = "RFC 6749 error (`invalid_grant`, `invalid_request`, …)", body = OAuthErrorBody),
+        (status = 401, description = "`invalid_client`", body = OAuthErrorBody)))]
 pub(crate) async fn token(State(app): State<Arc<App>>, headers: HeaderMap, bytes: axum::body::Bytes) -> Response {
     match token_inner(&app, &headers, &bytes).await {
         Ok(body) => no_store(Json(body).into_response()),

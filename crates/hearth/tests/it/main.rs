@@ -27,6 +27,7 @@ mod mfa;
 mod notify;
 mod notify_peers;
 mod notify_send;
+mod openapi;
 mod ops;
 mod patch;
 mod phone;

@@ -91,6 +91,10 @@ pub struct DirectNotice {
     pub category: Category,
     pub template: String,
     pub args: Map<String, Value>,
+    /// The language to render in, when the cause knows it (a clinic's invitation: the language
+    /// staff chose or the patient's preferred one). `None`: the account's language, else the
+    /// server's default.
+    pub language: Option<Lang>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -381,6 +385,7 @@ pub(crate) async fn enqueue_on(
             max_attempts: i64::from(notifier.config.max_attempts),
             not_before,
             now: now.timestamp_millis(),
+            language: None,
         };
         if sql::enqueue(db, &row).await? {
             added += 1;
@@ -423,6 +428,7 @@ pub async fn enqueue_for_patient(
         max_attempts: i64::from(notifier.config.max_attempts),
         not_before: notice.not_before.unwrap_or(now).timestamp_millis(),
         now: now.timestamp_millis(),
+        language: None,
     };
     Ok(sql::enqueue(db, &row).await?)
 }
@@ -493,6 +499,7 @@ pub async fn enqueue_direct(
         max_attempts: i64::from(notifier.config.max_attempts),
         not_before: now.timestamp_millis(),
         now: now.timestamp_millis(),
+        language: n.language.map(|l| l.as_str().to_owned()),
     };
     Ok(sql::enqueue(db, &row).await?)
 }

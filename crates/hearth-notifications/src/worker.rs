@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};
-use hearth_notify::{Address, Category, ChannelKind, Outgoing, SendError};
+use hearth_notify::{Address, Category, ChannelKind, Lang, Outgoing, SendError};
 use hearth_store_sql::identity;
 use hearth_store_sql::notify::{self as sql, InboxRow, OutboxRow, Outcome};
 use serde_json::{Map, Value};
@@ -236,7 +236,9 @@ async fn decide(app: &Arc<Notifications>, row: &OutboxRow, now: DateTime<Utc>) -
         return Ok(done("cancelled", None, None, Some(format!("the patient refused contact by {channel}"))));
     }
     let args: Map<String, Value> = serde_json::from_str(&row.args).unwrap_or_default();
-    let content = match app.notifier.templates.render(&row.template, settings.language, &args, settings.time_zone) {
+    // The row's own language (set by its cause) wins over the account's and the default.
+    let language = row.language.as_deref().map_or(settings.language, Lang::parse);
+    let content = match app.notifier.templates.render(&row.template, language, &args, settings.time_zone) {
         Ok(c) => c,
         Err(e) => return Ok(done("failed", None, None, Some(e.to_string()))),
     };

@@ -19,7 +19,7 @@ use axum::response::{IntoResponse, Response};
 use hearth_auth::Role;
 use hearth_auth::password::AccountIdentity;
 use hearth_notifications::{self as notify, DirectNotice};
-use hearth_notify::{Category, ChannelKind};
+use hearth_notify::{Category, ChannelKind, Lang};
 use hearth_store::{Current, StoreError};
 use hearth_store_sql::identity::{self, AccountRow};
 use hearth_store_sql::notify::TxDb;
@@ -78,6 +78,10 @@ struct InviteBody {
     /// `sms` (to the record's phone) or `email` (to its e-mail).
     #[schema(example = "sms")]
     channel: String,
+    /// The message's language (a BCP-47 tag: `en`, `hi`, `hi-Latn`); default: the patient's
+    /// preferred `communication` language, else the clinic's default.
+    #[schema(example = "hi")]
+    language: Option<String>,
 }
 
 /// An invitation sent (the code itself is never shown).
@@ -92,6 +96,10 @@ struct Invitation {
     /// Where it went, masked.
     #[schema(example = "+91******3210")]
     to: String,
+    /// The message's language (BCP-47) when asked for or known from the record; absent, the
+    /// clinic's default.
+    #[schema(example = "hi")]
+    language: Option<String>,
     /// When the code stops working (RFC 3339).
     expires_at: String,
 }
@@ -120,14 +128,32 @@ struct ClaimedAccount {
     fhir_user: Option<String>,
 }
 
+/// The patient's preferred language: the `communication` entry marked `preferred` (else the
+/// first), its BCP-47 coding (else any code).
+fn preferred_language(p: &Value) -> Option<String> {
+    let entries = p.get("communication")?.as_array()?;
+    let entry = entries
+        .iter()
+        .find(|e| e.get("preferred").and_then(Value::as_bool) == Some(true))
+        .or_else(|| entries.first())?;
+    let codings = entry.pointer("/language/coding")?.as_array()?;
+    codings
+        .iter()
+        .find(|c| c.get("system").and_then(Value::as_str) == Some("urn:ietf:bcp:47"))
+        .or_else(|| codings.first())
+        .and_then(|c| c.get("code"))
+        .and_then(Value::as_str)
+        .and_then(ids::language)
+}
+
 #[utoipa::path(post, path = "/api/v1/patients/{id}/invite", tag = "registry",
     params(("id" = String, Path, description = "The Patient id")),
-    request_body(content = InviteBody, description = "Send the patient a single-use code and link to claim their record (staff only), by `sms` (to the record's phone) or `email` (to its e-mail)",
-        example = json!({"channel": "sms"})),
+    request_body(content = InviteBody, description = "Send the patient a single-use code and link to claim their record (staff only), by `sms` (to the record's phone) or `email` (to its e-mail), in `language` (else the patient's preferred language, else the clinic's default)",
+        example = json!({"channel": "sms", "language": "hi"})),
     responses(
         (status = 201, description = "Recorded and queued; the code itself is never shown", body = Invitation,
-         example = json!({"id": "0190…", "patient": "0190…", "channel": "sms", "to": "+91******3210", "expiresAt": "2026-12-02T09:00:00Z"})),
-        (status = 400, description = "Invalid body (invalid_body, invalid_channel)", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_channel", "message": "channel is sms or email"}})),
+         example = json!({"id": "0190…", "patient": "0190…", "channel": "sms", "to": "+91******3210", "language": "hi", "expiresAt": "2026-12-02T09:00:00Z"})),
+        (status = 400, description = "Invalid body (invalid_body, invalid_channel, invalid_language)", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_channel", "message": "channel is sms or email"}})),
         (status = 401, description = "No or an invalid access token", body = ErrorEnvelope, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})),
         (status = 403, description = "Not staff", body = ErrorEnvelope, example = json!({"error": {"code": "forbidden", "message": "this operation is for clinicians and administrators"}})),
         (status = 404, description = "Unknown, or outside the caller's reach", body = ErrorEnvelope, example = json!({"error": {"code": "not_found", "message": "no such patient"}})),
@@ -149,6 +175,13 @@ pub(crate) async fn invite(
         "email" => ChannelKind::Email,
         _ => return Err(bad("invalid_channel", "channel is sms or email")),
     };
+    let asked = match req.language.as_deref() {
+        Some(l) => Some(
+            ids::language(l)
+                .ok_or_else(|| bad("invalid_language", "language is a BCP-47 tag such as en, hi or hi-Latn"))?,
+        ),
+        None => None,
+    };
     if !hearth_workflow::fhir::valid_id(&id) {
         return Err(not_found("patient"));
     }
@@ -156,6 +189,9 @@ pub(crate) async fn invite(
         return Err(not_found("patient"));
     };
     let p = json_of(&v)?;
+    // The language the message goes in: asked for, else the patient's, else the clinic's
+    // default (the worker's, for a row without one).
+    let language = asked.or_else(|| preferred_language(&p));
     if !sql::accounts_linked(&*app.db, &format!("Patient/{id}")).await?.is_empty() {
         return Err(ApiError::new(StatusCode::CONFLICT, "already_claimed", "this record already has an account"));
     }
@@ -210,6 +246,7 @@ pub(crate) async fn invite(
         category: Category::Security,
         template: "registry-invite".into(),
         args,
+        language: language.as_deref().map(Lang::parse),
     };
     let tx = TxDb::begin(&*app.db).await?;
     sql::insert(&tx, &row).await?;
@@ -223,6 +260,7 @@ pub(crate) async fn invite(
             patient: id,
             channel: req.channel,
             to: masked(&to),
+            language: language.clone(),
             expires_at: expires.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         }),
     )

@@ -99,6 +99,9 @@ pub struct NewOutbox {
     pub max_attempts: i64,
     pub not_before: i64,
     pub now: i64,
+    /// The language to render in (a BCP-47 tag), when the cause knows it (migration `0018`);
+    /// `None`: the account's settings, else the server's default.
+    pub language: Option<String>,
 }
 
 /// One outbox row.
@@ -122,11 +125,12 @@ pub struct OutboxRow {
     pub last_error: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
+    pub language: Option<String>,
 }
 
 const OUTBOX_COLUMNS: &str = "id, idem_key, account_id, channel, destination, category, template, args, status, \
-     attempts, max_attempts, not_before, lease_owner, provider, provider_id, last_error, created_at, updated_at";
-const OUTBOX_COLS: [Col; 18] = [
+     attempts, max_attempts, not_before, lease_owner, provider, provider_id, last_error, created_at, updated_at, language";
+const OUTBOX_COLS: [Col; 19] = [
     Col::Text,
     Col::Text,
     Col::Text,
@@ -145,6 +149,7 @@ const OUTBOX_COLS: [Col; 18] = [
     Col::Text,
     Col::Int,
     Col::Int,
+    Col::Text,
 ];
 
 fn decode_outbox(row: Vec<Val>) -> Result<OutboxRow, StoreError> {
@@ -168,6 +173,7 @@ fn decode_outbox(row: Vec<Val>) -> Result<OutboxRow, StoreError> {
         last_error: text(it.next())?,
         created_at: int(it.next())?.ok_or_else(corrupt)?,
         updated_at: int(it.next())?.ok_or_else(corrupt)?,
+        language: text(it.next())?,
     })
 }
 
@@ -177,7 +183,7 @@ pub async fn enqueue(db: &dyn Db, n: &NewOutbox) -> Result<bool, StoreError> {
     let mut b = Builder::new(db.dialect());
     b.push(
         "INSERT INTO notification_outbox (id, idem_key, dedupe, account_id, channel, destination, category, \
-         template, args, status, attempts, max_attempts, not_before, created_at, updated_at) VALUES (",
+         template, args, status, attempts, max_attempts, not_before, created_at, updated_at, language) VALUES (",
     );
     b.text(&n.id).push(", ").text(&n.idem_key).push(", ").text(&dedupe).push(", ");
     opt_text(&mut b, n.account_id.as_deref());
@@ -185,7 +191,9 @@ pub async fn enqueue(db: &dyn Db, n: &NewOutbox) -> Result<bool, StoreError> {
     opt_text(&mut b, n.destination.as_deref());
     b.push(", ").text(&n.category).push(", ").text(&n.template).push(", ").text(&n.args);
     b.push(", 'queued', 0, ").int(n.max_attempts).push(", ").int(n.not_before);
-    b.push(", ").int(n.now).push(", ").int(n.now).push(") ON CONFLICT DO NOTHING");
+    b.push(", ").int(n.now).push(", ").int(n.now).push(", ");
+    opt_text(&mut b, n.language.as_deref());
+    b.push(") ON CONFLICT DO NOTHING");
     Ok(db.execute(&b.finish()).await? == 1)
 }
 

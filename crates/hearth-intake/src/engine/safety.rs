@@ -38,10 +38,10 @@ pub fn safety_message(language: Language, config: &SafetyConfig) -> String {
             "आपके जवाबों से लगता है कि आपको तुरंत आपातकालीन इलाज की ज़रूरत हो सकती है। अभी {n} पर कॉल करें, या सबसे पास के अस्पताल की इमरजेंसी में जाएँ। अपॉइंटमेंट का इंतज़ार न करें और खुद गाड़ी चलाकर न जाएँ।"
         ),
         (Language::HiLatn, Some(a)) => format!(
-            "Aapke jawab se lagta hai ki aapko turant emergency ilaaj ki zarurat ho sakti hai. Abhi {n} par call karein (ambulance ke liye {a}), ya sabse paas ke hospital ki emergency mein jaayein. Appointment ka intezaar na karein aur khud gaadi chala kar na jaayein."
+            "Aapke jawabon se lagta hai ki aapko turant emergency ilaaj ki zarurat ho sakti hai. Abhi {n} par call karein (ambulance ke liye {a}), ya sabse paas ke hospital ki emergency mein jaayein. Appointment ka intezaar na karein aur khud gaadi chala kar na jaayein."
         ),
         (Language::HiLatn, None) => format!(
-            "Aapke jawab se lagta hai ki aapko turant emergency ilaaj ki zarurat ho sakti hai. Abhi {n} par call karein, ya sabse paas ke hospital ki emergency mein jaayein. Appointment ka intezaar na karein aur khud gaadi chala kar na jaayein."
+            "Aapke jawabon se lagta hai ki aapko turant emergency ilaaj ki zarurat ho sakti hai. Abhi {n} par call karein, ya sabse paas ke hospital ki emergency mein jaayein. Appointment ka intezaar na karein aur khud gaadi chala kar na jaayein."
         ),
     }
 }

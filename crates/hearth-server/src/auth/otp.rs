@@ -168,6 +168,7 @@ pub(crate) async fn put_code(
         category: hearth_notify::Category::Security,
         template: "otp-code".into(),
         args,
+        language: None,
     };
     crate::notify::enqueue_direct(&app.notify, tx, &notice, now).await.map_err(ApiError::internal)?;
     Ok(())

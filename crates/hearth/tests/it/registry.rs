@@ -564,6 +564,110 @@ async fn registry_invites_are_claimed_once_and_expire() {
     assert_eq!(acc["account"]["phone"], "+919000000007");
 }
 
+/// Creates a patient (201) and invites them; answers the invitation's status and body.
+async fn invite_new(t: &TestApp, doc: &reqwest::Client, patient: Value, invite: Value) -> (u16, Value) {
+    let (s, p) = call(t, doc, Method::POST, "/api/v1/patients", Some(patient)).await;
+    assert_eq!(s, 201, "{p}");
+    let id = p["id"].as_str().unwrap();
+    call(t, doc, Method::POST, &format!("/api/v1/patients/{id}/invite"), Some(invite)).await
+}
+
+#[tokio::test]
+async fn registry_invites_go_in_the_language_asked_else_the_patients_else_the_clinics() {
+    let t = TestApp::spawn_with(|c| c.notify.worker = false).await;
+    let doc = clinician(&t).await;
+    let person = |given: &str, phone: &str, email: &str, language: Option<&str>| {
+        let mut p = json!({"given": [given], "family": "Verma", "phone": phone, "email": email});
+        if let Some(l) = language {
+            p["language"] = json!(l);
+        }
+        p
+    };
+    let row_of = |inv: &Value| {
+        let key = format!("registry-invite:{}", inv["id"].as_str().unwrap());
+        let app = t.app.clone();
+        async move {
+            hearth_store_sql::notify::by_key(&*app.db, &key).await.unwrap().into_iter().next().expect("the outbox row")
+        }
+    };
+
+    // Hindi on the record and nothing asked: the SMS arrives in Hindi.
+    let (s, hindi) = invite_new(
+        &t,
+        &doc,
+        person("Meena", "+91 98111 22233", "meena@example.org", Some("hi")),
+        json!({"channel": "sms"}),
+    )
+    .await;
+    assert_eq!((s, hindi["language"].as_str()), (201, Some("hi")), "{hindi}");
+    assert_eq!(row_of(&hindi).await.language.as_deref(), Some("hi"));
+    // Staff ask for English for a Hindi-speaking patient: what they ask wins.
+    let (s, english) = invite_new(
+        &t,
+        &doc,
+        person("Ravi", "+91 98111 22244", "ravi@example.org", Some("hi")),
+        json!({"channel": "sms", "language": "en"}),
+    )
+    .await;
+    assert_eq!((s, english["language"].as_str()), (201, Some("en")), "{english}");
+    // Staff ask for Hindi by e-mail for a record without a language.
+    let (s, asked) = invite_new(
+        &t,
+        &doc,
+        person("Sunil", "+91 98111 22255", "sunil@example.org", None),
+        json!({"channel": "email", "language": "hi"}),
+    )
+    .await;
+    assert_eq!((s, asked["language"].as_str()), (201, Some("hi")), "{asked}");
+    // Neither: the row names no language and the worker uses the clinic's default (English).
+    let (s, default) =
+        invite_new(&t, &doc, person("Anil", "+91 98111 22266", "anil@example.org", None), json!({"channel": "sms"}))
+            .await;
+    assert_eq!((s, default["language"].clone()), (201, Value::Null), "{default}");
+    assert_eq!(row_of(&default).await.language, None);
+    // A language that is not a BCP-47 tag is refused, and nothing is queued for it.
+    let before = hearth_store_sql::notify::list_by_status(&*t.app.db, None, 1000).await.unwrap().len();
+    let (s, e) = invite_new(
+        &t,
+        &doc,
+        person("Usha", "+91 98111 22277", "usha@example.org", None),
+        json!({"channel": "sms", "language": "hindi please"}),
+    )
+    .await;
+    assert_eq!((s, e["error"]["code"].as_str()), (400, Some("invalid_language")), "{e}");
+    assert_eq!(hearth_store_sql::notify::list_by_status(&*t.app.db, None, 1000).await.unwrap().len(), before);
+
+    // Through the worker and the channel, as the patients receive them.
+    drain(&t.app).await;
+    let sent = t.outbox.messages();
+    let to =
+        |addr: &str| sent.iter().find(|m| m.to == addr).unwrap_or_else(|| panic!("nothing sent to {addr}")).clone();
+    let meena = to("+919811122233");
+    assert!(meena.sms.contains("आपका क्लिनिक आपको") && meena.sms.contains("साझा न करें"), "{}", meena.sms);
+    assert!(!meena.sms.contains("invites you"), "{}", meena.sms);
+    let code = code_in(&meena.sms);
+    assert!(meena.sms.contains(&format!("/claim?code={code}")), "{}", meena.sms);
+    let ravi = to("+919811122244");
+    assert!(ravi.sms.contains("your clinic invites you to your health record"), "{}", ravi.sms);
+    let sunil = to("sunil@example.org");
+    assert_eq!(sunil.subject, "Hearth में आपका स्वास्थ्य रिकॉर्ड");
+    assert!(sunil.text.contains("आमंत्रित करता है"), "{}", sunil.text);
+    let anil = to("+919811122266");
+    assert!(anil.sms.contains("your clinic invites you"), "{}", anil.sms);
+    assert!(sent.iter().all(|m| m.to != "+919811122277"));
+
+    // The Hindi code works like any other.
+    let (s, acc) = call(
+        &t,
+        &t.anonymous(),
+        Method::POST,
+        "/api/v1/patients/claim",
+        Some(json!({"code": code, "password": "a long passphrase of mine"})),
+    )
+    .await;
+    assert_eq!(s, 201, "{acc}");
+}
+
 #[tokio::test]
 async fn registry_otp_claims_make_an_account_that_signs_in_by_code() {
     let t = TestApp::spawn_with(|c| c.notify.worker = false).await;

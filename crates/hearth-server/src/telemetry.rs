@@ -123,6 +123,9 @@ pub async fn serve(
         tokio::spawn(crate::notify::worker::run(app.notifications.clone(), crate::notify::worker::worker_id()))
     });
     let service = router(app.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let listener = axum::serve::ListenerExt::tap_io(listener, |s: &mut tokio::net::TcpStream| {
+        let _ = s.set_nodelay(true);
+    });
     let server = axum::serve(listener, service).with_graceful_shutdown(shutdown);
     let deadline = async move {
         while !*signalled_rx.borrow() {

@@ -50,7 +50,11 @@ fn split_own(pairs: Vec<(String, String)>) -> (Vec<(String, String)>, Option<Str
 }
 
 fn search_error(e: hearth_search::SearchError) -> FhirError {
-    let code = if e.kind.ignorable() { "not-supported" } else { "invalid" };
+    let code = match e.kind {
+        k if k.ignorable() => "not-supported",
+        hearth_search::SearchErrorKind::TooCostly => "too-costly",
+        _ => "invalid",
+    };
     let issue = Issue::error(code, e.to_string());
     let issue = if e.param.is_empty() { issue } else { issue.at(e.param.clone()) };
     FhirError::new(StatusCode::BAD_REQUEST, issue)

@@ -1,0 +1,195 @@
+//! What a hostile (or just unusual) client found, each kept as a regression test: huge value
+//! lists and repeated parameters in searches, invalid cursors, error bodies from the HTTP layer,
+//! resources with very many repeated elements, and input that is invalid but used to be stored.
+
+use reqwest::Method;
+use serde_json::json;
+
+use crate::common::{TestApp, patient, seed_account};
+
+/// The documented maxima of one search (`hearth_search::MAX_VALUES`, `MAX_PARAMETERS`).
+const MAX_VALUES: usize = 1000;
+const MAX_PARAMETERS: usize = 100;
+
+/// `n` ids that do not exist, then `real`.
+fn id_list(n: usize, real: &[String]) -> String {
+    let mut ids: Vec<String> = (0..n).map(|i| format!("nonexistent-{i:04}")).collect();
+    ids.extend(real.iter().cloned());
+    ids.join(",")
+}
+
+fn match_ids(bundle: &serde_json::Value) -> Vec<String> {
+    let mut ids: Vec<String> = bundle["entry"]
+        .as_array()
+        .map(|es| es.iter().map(|e| e["resource"]["id"].as_str().unwrap().to_owned()).collect())
+        .unwrap_or_default();
+    ids.sort();
+    ids
+}
+
+#[tokio::test]
+async fn a_search_for_a_thousand_ids_is_answered_on_get_and_post() {
+    let t = TestApp::spawn().await;
+    let mut real = vec![t.create(&patient("Alpha")).await, t.create(&patient("Beta")).await];
+    real.sort();
+    // 998 + 2 = 1,000 values: the documented maximum (MAX_VALUES), all answered.
+    let list = id_list(MAX_VALUES - 2, &real);
+    let r = t.get(&format!("/fhir/Patient?_id={list}")).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(match_ids(&r.json()), real);
+    // The same as a form body.
+    let r = t
+        .send(
+            t.request(Method::POST, "/fhir/Patient/_search")
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(format!("_id={list}")),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(match_ids(&r.json()), real);
+    // A long token list (OR-ed codes of one system) and a long string list go the same way.
+    let mut p = patient("Gamma");
+    p["identifier"] = json!([{"system": "http://hosp.example/mrn", "value": "mrn-0500"}]);
+    let gamma = t.create(&p).await;
+    let tokens: Vec<String> = (0..600).map(|i| format!("http://hosp.example/mrn|mrn-{i:04}")).collect();
+    let r = t.get(&format!("/fhir/Patient?identifier={}", tokens.join(","))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(match_ids(&r.json()), vec![gamma.clone()]);
+    let names: Vec<String> = (0..600).map(|i| format!("nobody{i}")).chain(["Gamma".to_owned()]).collect();
+    let r = t.get(&format!("/fhir/Patient?family={}", names.join(","))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(match_ids(&r.json()), vec![gamma]);
+}
+
+#[tokio::test]
+async fn too_many_values_or_parameters_are_refused_as_too_costly() {
+    let t = TestApp::spawn().await;
+    let real = vec![t.create(&patient("Alpha")).await];
+    // One value over the maximum.
+    let list = id_list(MAX_VALUES, &real);
+    let r = t.get(&format!("/fhir/Patient?_id={list}")).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(r.outcome_issue()["code"], "too-costly");
+    let r = t
+        .send(
+            t.request(Method::POST, "/fhir/Patient/_search")
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(format!("_id={list}")),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(r.outcome_issue()["code"], "too-costly");
+    // Repeated parameters (AND-ed): the maximum is answered, one more is refused.
+    let repeated = |n: usize| vec![format!("_id={}", real[0]); n].join("&");
+    let r = t.get(&format!("/fhir/Patient?{}", repeated(MAX_PARAMETERS))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(match_ids(&r.json()), real);
+    let r = t.get(&format!("/fhir/Patient?{}", repeated(MAX_PARAMETERS + 1))).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(r.outcome_issue()["code"], "too-costly");
+    // What the finding sent: a thousand repeated parameters.
+    let r = t.get(&format!("/fhir/Patient?{}", repeated(1000))).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(r.outcome_issue()["code"], "too-costly");
+    // Many AND-ed clauses of different kinds, each with a value list, still compile and run.
+    let mut q: Vec<String> = Vec::new();
+    for i in 0..(MAX_PARAMETERS / 2) {
+        q.push(format!("family=Alpha,x{i},y{i}"));
+        q.push(format!("birthdate=lt2100-01-01,gt1800-0{}-01", i % 9 + 1));
+    }
+    let r = t.get(&format!("/fhir/Patient?{}", q.join("&"))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+}
+
+/// A client with the bearer token of a new patient account linked to `Patient/pid`.
+async fn patient_client(t: &TestApp, pid: &str) -> reqwest::Client {
+    let token = seed_account(&t.app, &format!("acct-{pid}"), "patient", Some(format!("Patient/{pid}")), None).await;
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {token}").parse().unwrap());
+    reqwest::Client::builder().default_headers(headers).build().unwrap()
+}
+
+#[tokio::test]
+async fn an_invalid_access_log_cursor_is_400_not_500() {
+    let t = TestApp::spawn().await;
+    let pid = t.create(&patient("Kaur")).await;
+    let me = patient_client(&t, &pid).await;
+    // Something to page through: two reads of the record.
+    for _ in 0..2 {
+        assert_eq!(t.get(&format!("/fhir/Patient/{pid}")).await.status, 200);
+    }
+    t.app.auditor.flush().await.unwrap();
+    let good = t.send(me.get(t.url("/api/v1/me/access-log?count=1"))).await;
+    assert_eq!(good.status, 200, "{}", good.text);
+    let next = good.json()["next"].as_str().expect("a next page").to_owned();
+    // Not hex, odd length, hex of non-JSON, a valid cursor cut short, one of another shape.
+    let other_shape: String = "[\"n\",1,[1,2,3]]".bytes().map(|b| format!("{b:02x}")).collect();
+    for bad in ["abc", "zz", "00", &next[..next.len() - 2], &other_shape, "%C3%A9%C3%A9"] {
+        let r = t.send(me.get(t.url(&format!("/api/v1/me/access-log?cursor={bad}")))).await;
+        assert_eq!(r.status, 400, "cursor {bad}: {}", r.text);
+        assert!(r.header("content-type").unwrap_or_default().starts_with("application/json"), "{bad}");
+        assert_eq!(r.json()["error"]["code"], "invalid_cursor", "{bad}");
+    }
+}
+
+/// Asserts an app-API error envelope with `code`.
+fn envelope(r: &crate::common::Resp, code: &str) {
+    assert!(
+        r.header("content-type").unwrap_or_default().starts_with("application/json"),
+        "content-type {:?}: {}",
+        r.header("content-type"),
+        r.text
+    );
+    let v = r.json();
+    assert_eq!(v["error"]["code"], code, "{}", r.text);
+    assert!(v["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{}", r.text);
+}
+
+#[tokio::test]
+async fn framework_refusals_answer_the_envelope_or_an_operation_outcome() {
+    let t = TestApp::spawn().await;
+    // A query string the endpoint's extractor cannot decode (a required field missing).
+    let r = t.get("/api/v1/appointments/slots/available").await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    envelope(&r, "invalid_query");
+    assert!(r.json()["error"]["message"].as_str().unwrap().contains("practitioner"), "{}", r.text);
+    // An unknown app path, and a method the path does not take (its Allow header kept).
+    let r = t.get("/api/v1/no-such-thing").await;
+    assert_eq!(r.status, 404);
+    envelope(&r, "not_found");
+    let r = t.send(t.request(Method::PATCH, "/api/v1/me/access-log")).await;
+    assert_eq!(r.status, 405);
+    envelope(&r, "method_not_allowed");
+    assert!(r.header("allow").is_some_and(|a| a.contains("GET")), "{:?}", r.headers);
+    // An app JSON body that does not decode.
+    let r = t
+        .send(
+            t.request(Method::POST, "/api/v1/admin/accounts")
+                .header("content-type", "application/json")
+                .body("{\"email\": 3"),
+        )
+        .await;
+    assert!(r.status == 400 || r.status == 422, "{}", r.text);
+    envelope(&r, "invalid_body");
+    // HEAD keeps its empty body.
+    let r = t.send(t.request(Method::HEAD, "/api/v1/no-such-thing")).await;
+    assert_eq!(r.status, 404);
+    assert!(r.text.is_empty());
+}
+
+#[tokio::test]
+async fn a_very_long_url_is_414_in_the_form_of_its_api() {
+    let t = TestApp::spawn().await;
+    // Over MAX_URI_BYTES (48 KiB), under the HTTP library's own 64 KiB limit.
+    let long = "x".repeat(50 * 1024);
+    let r = t.get(&format!("/fhir/Patient?family={long}")).await;
+    assert_eq!(r.status, 414, "{}", r.text);
+    assert_eq!(r.outcome_issue()["code"], "too-long");
+    let r = t.get(&format!("/api/v1/me/access-log?cursor={long}")).await;
+    assert_eq!(r.status, 414, "{}", r.text);
+    envelope(&r, "uri_too_long");
+    // Just under the limit is served (here: an unknown family, no match).
+    let under = "x".repeat(40 * 1024);
+    let r = t.get(&format!("/fhir/Patient?family={under}")).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+}

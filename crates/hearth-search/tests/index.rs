@@ -465,3 +465,36 @@ fn every_official_example_indexes_and_yields_the_obvious_parameters() {
     assert!(total > 3000);
     assert!(per_kind.len() == 8, "every indexed type occurs: {per_kind:?}");
 }
+
+/// A Patient with `n` distinct names (family and one given each).
+fn patient_with_names(n: usize) -> serde_json::Value {
+    let names: Vec<serde_json::Value> =
+        (0..n).map(|i| json!({"family": format!("Family{i}"), "given": [format!("Given{i}")]})).collect();
+    json!({"resourceType": "Patient", "id": "many", "name": names})
+}
+
+/// Indexing grows linearly with repeated elements (it used to compare every value with every
+/// other: a Patient with 30,000 names took 23 s of CPU). Eight times the names must cost well
+/// under the 64 times a quadratic step would; the fastest of three runs of each size is compared,
+/// loosely, so a busy machine does not make it fail.
+#[test]
+fn indexing_is_linear_in_repeated_elements() {
+    let registry = common::registry();
+    let fastest = |n: usize| {
+        let p = patient_with_names(n);
+        (0..3)
+            .map(|_| {
+                let start = std::time::Instant::now();
+                let entries = registry.index(&p);
+                let took = start.elapsed();
+                assert_eq!(strings(&entries, "family").len(), n);
+                took
+            })
+            .min()
+            .unwrap()
+    };
+    let small = fastest(1_000);
+    let large = fastest(8_000);
+    let ratio = large.as_secs_f64() / small.as_secs_f64().max(1e-6);
+    assert!(ratio < 24.0, "8x the names took {ratio:.1}x the time ({small:?} → {large:?})");
+}

@@ -164,6 +164,21 @@ pub(crate) async fn register(State(app): State<Arc<App>>, bytes: axum::body::Byt
     if req.given.trim().is_empty() || req.family.trim().is_empty() {
         return Err(bad("invalid_name", "given and family name are required"));
     }
+    if ![&req.given, &req.family].iter().all(|n| hearth_workflow::fhir::is_display_text(n, 100)) {
+        return Err(bad(
+            "invalid_name",
+            "each name is 1 to 100 characters, without control or text-direction override characters",
+        ));
+    }
+    if let Some(d) = &req.birth_date {
+        let date = chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d")
+            .ok()
+            .filter(|_| d.len() == 10)
+            .ok_or_else(|| bad("invalid_birth_date", "birthDate must be a date YYYY-MM-DD"))?;
+        if date > app.clock.now().date_naive() {
+            return Err(bad("invalid_birth_date", "birthDate is in the future"));
+        }
+    }
     let full_name = format!("{} {}", req.given.trim(), req.family.trim());
     check_policy(&app, &req.password, &email, Some(&full_name))?;
     let mut patient = json!({

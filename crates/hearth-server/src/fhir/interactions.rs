@@ -247,6 +247,14 @@ pub async fn patch(
     let doc: Value =
         serde_json::from_str(body).map_err(|e| FhirError::internal(format!("stored body is not JSON: {e}")))?;
     let unprocessable = |code, msg: String| FhirError::new(StatusCode::UNPROCESSABLE_ENTITY, Issue::error(code, msg));
+    // A patch without operations would write a new version identical to the current one.
+    let empty = match &patch {
+        PatchBody::Json(p) => p.as_array().is_some_and(Vec::is_empty),
+        PatchBody::FhirPath(p) => p.get("parameter").and_then(Value::as_array).is_none_or(Vec::is_empty),
+    };
+    if empty {
+        return Err(unprocessable("processing", "the patch has no operations".into()));
+    }
     let patched = match &patch {
         PatchBody::Json(p) => hearth_fhir::json_patch::apply(&doc, p)
             .map_err(|e| unprocessable("processing", format!("the patch cannot be applied: {e}")))?,

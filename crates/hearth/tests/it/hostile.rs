@@ -193,3 +193,180 @@ async fn a_very_long_url_is_414_in_the_form_of_its_api() {
     let r = t.get(&format!("/fhir/Patient?family={under}")).await;
     assert_eq!(r.status, 200, "{}", r.text);
 }
+
+/// A Patient with `n` names `Family{i}`.
+fn patient_with_names(n: usize) -> serde_json::Value {
+    let mut p = patient("Many");
+    p["name"] = json!((0..n).map(|i| json!({"family": format!("Family{i}"), "given": ["Pat"]})).collect::<Vec<_>>());
+    p
+}
+
+#[tokio::test]
+async fn repeated_elements_are_bounded_with_422_and_a_large_record_under_the_bound_is_indexed() {
+    let t = TestApp::spawn().await;
+    // Over the bound (MAX_REPEATS = 10,000 items in one array): refused, nothing stored.
+    let r = t.post("/fhir/Patient", &patient_with_names(10_001)).await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    let issue = r.outcome_issue();
+    assert_eq!(issue["code"], "too-costly");
+    assert_eq!(issue["expression"][0], "Patient.name");
+    let r = t
+        .put("/fhir/Patient/many", &{
+            let mut p = patient_with_names(10_001);
+            p["id"] = json!("many");
+            p
+        })
+        .await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    // Under it: stored and every name indexed (the last one is found).
+    let id = t.create(&patient_with_names(5_000)).await;
+    let r = t.get("/fhir/Patient?family:exact=Family4999").await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(match_ids(&r.json()), vec![id]);
+}
+
+#[tokio::test]
+async fn an_empty_patch_is_refused_and_writes_no_version() {
+    let t = TestApp::spawn().await;
+    let id = t.create(&patient("Still")).await;
+    let path = format!("/fhir/Patient/{id}");
+    let r =
+        t.send(t.request(Method::PATCH, &path).header("content-type", "application/json-patch+json").body("[]")).await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert_eq!(r.outcome_issue()["code"], "processing");
+    let empty_parameters = json!({"resourceType": "Parameters"});
+    let r = t.send(t.with_body(Method::PATCH, &path, &empty_parameters)).await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    let r = t.get(&path).await;
+    assert_eq!(r.json()["meta"]["versionId"], "1", "no new version: {}", r.text);
+    // A patch with an operation still works.
+    let op = json!([{"op": "replace", "path": "/gender", "value": "female"}]);
+    let r = t
+        .send(
+            t.request(Method::PATCH, &path).header("content-type", "application/json-patch+json").body(op.to_string()),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(t.get(&path).await.json()["meta"]["versionId"], "2");
+}
+
+#[tokio::test]
+async fn a_decimal_beyond_the_range_of_a_double_is_refused() {
+    let t = TestApp::spawn().await;
+    let pid = t.create(&patient("Big")).await;
+    for value in ["1e400", "-1e400", "1E+309"] {
+        let body = format!(
+            r#"{{"resourceType": "Observation", "status": "final", "code": {{"text": "weight"}},
+                "subject": {{"reference": "Patient/{pid}"}}, "valueQuantity": {{"value": {value}, "unit": "kg"}}}}"#
+        );
+        let r = t
+            .send(
+                t.request(Method::POST, "/fhir/Observation").header("content-type", "application/fhir+json").body(body),
+            )
+            .await;
+        assert_eq!(r.status, 400, "{value}: {}", r.text);
+        let issue = r.outcome_issue();
+        assert_eq!(issue["code"], "value", "{value}");
+    }
+    // Large and tiny finite decimals are kept as written.
+    let body = format!(
+        r#"{{"resourceType": "Observation", "status": "final", "code": {{"text": "weight"}},
+            "subject": {{"reference": "Patient/{pid}"}}, "valueQuantity": {{"value": 1.5e300, "unit": "kg"}}}}"#
+    );
+    let r = t
+        .send(t.request(Method::POST, "/fhir/Observation").header("content-type", "application/fhir+json").body(body))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = t.get("/fhir/Observation").await;
+    assert_eq!(r.json()["total"], 1, "only the finite one was stored");
+}
+
+#[tokio::test]
+async fn duplicate_full_urls_and_bad_contained_resources_are_refused() {
+    let t = TestApp::spawn().await;
+    let entry = |url: &str, family: &str| json!({"fullUrl": url, "resource": patient(family), "request": {"method": "POST", "url": "Patient"}});
+    for kind in ["transaction", "batch"] {
+        let bundle = json!({"resourceType": "Bundle", "type": kind, "entry": [
+            entry("urn:uuid:6f1a2b3c-0000-4000-8000-000000000001", "One"),
+            entry("urn:uuid:6f1a2b3c-0000-4000-8000-000000000001", "Two"),
+        ]});
+        let r = t.post("/fhir", &bundle).await;
+        assert_eq!(r.status, 400, "{kind}: {}", r.text);
+        let issue = r.outcome_issue();
+        assert_eq!(issue["code"], "invalid");
+        assert_eq!(issue["expression"][0], "Bundle.entry[1].fullUrl");
+    }
+    assert_eq!(t.get("/fhir/Patient").await.json()["total"], 0, "nothing written");
+    // Distinct fullUrls are fine.
+    let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        entry("urn:uuid:6f1a2b3c-0000-4000-8000-000000000001", "One"),
+        entry("urn:uuid:6f1a2b3c-0000-4000-8000-000000000002", "Two"),
+    ]});
+    assert_eq!(t.post("/fhir", &bundle).await.status, 200);
+
+    // dom-2: a contained resource containing resources; and two contained resources with one id.
+    let org = |id: &str| json!({"resourceType": "Organization", "id": id, "name": "Clinic"});
+    let mut nested = patient("Nested");
+    let mut inner = org("o1");
+    inner["contained"] = json!([org("o2")]);
+    nested["contained"] = json!([inner]);
+    nested["managingOrganization"] = json!({"reference": "#o1"});
+    let r = t.post("/fhir/Patient", &nested).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(r.outcome_issue()["code"], "invariant");
+    let mut twice = patient("Twice");
+    twice["contained"] = json!([org("o1"), org("o1")]);
+    twice["managingOrganization"] = json!({"reference": "#o1"});
+    let r = t.post("/fhir/Patient", &twice).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(r.outcome_issue()["code"], "invariant");
+    // One contained resource, referenced: fine.
+    let mut once = patient("Once");
+    once["contained"] = json!([org("o1")]);
+    once["managingOrganization"] = json!({"reference": "#o1"});
+    assert_eq!(t.post("/fhir/Patient", &once).await.status, 201);
+}
+
+#[tokio::test]
+async fn app_bodies_must_be_objects_and_names_and_birth_dates_plausible() {
+    let t = TestApp::spawn().await;
+    // An array is no preferences object (serde would have read it field by field).
+    let r = t
+        .send(
+            t.request(Method::PUT, "/api/v1/notifications/preferences")
+                .header("content-type", "application/json")
+                .body("[null, null]"),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    envelope(&r, "invalid_body");
+    let r = t
+        .send(
+            t.request(Method::PUT, "/api/v1/notifications/preferences")
+                .header("content-type", "application/json")
+                .body(r#"{"language": "hi"}"#),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+
+    let register = |email: &str, given: &str, birth: &str| {
+        let body = json!({"email": email, "password": "correct horse battery staple 42", "given": given,
+            "family": "Rao", "birthDate": birth});
+        t.anonymous()
+            .post(t.url("/api/v1/auth/register"))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+    };
+    let tomorrow = (chrono::Utc::now() + chrono::Duration::days(2)).format("%Y-%m-%d").to_string();
+    let r = t.send(register("future@example.org", "Asha", &tomorrow)).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    envelope(&r, "invalid_birth_date");
+    for name in ["As\u{202E}ha", "Ash\u{2067}a", "As\u{7}ha", "As\u{0}ha", &"a".repeat(101)] {
+        let r = t.send(register("odd@example.org", name, "1984-03-07")).await;
+        assert_eq!(r.status, 400, "{name:?}: {}", r.text);
+        envelope(&r, "invalid_name");
+    }
+    // Letters of any script are names.
+    let r = t.send(register("asha@example.org", "आशा", "1984-03-07")).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+}

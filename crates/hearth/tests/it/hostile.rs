@@ -370,3 +370,46 @@ async fn app_bodies_must_be_objects_and_names_and_birth_dates_plausible() {
     let r = t.send(register("asha@example.org", "आशा", "1984-03-07")).await;
     assert_eq!(r.status, 201, "{}", r.text);
 }
+
+#[tokio::test]
+async fn a_hierarchy_wider_than_a_search_value_list_is_expanded() {
+    let t = TestApp::spawn().await;
+    // One root with MAX_VALUES + 1 children and a grandchild under the last: the second level of
+    // `partof:below` looks for resources pointing at any of MAX_VALUES + 1 ids, more than one
+    // search takes, so the expansion must ask in chunks (it used to answer 400 too-costly).
+    let org = |id: &str, parent: Option<&str>| {
+        let mut o = json!({"resourceType": "Organization", "id": id, "name": id});
+        if let Some(p) = parent {
+            o["partOf"] = json!({"reference": format!("Organization/{p}")});
+        }
+        o
+    };
+    let mut entries = vec![org("root", None)];
+    entries.extend((0..=MAX_VALUES).map(|i| org(&format!("child-{i:04}"), Some("root"))));
+    entries.push(org("grandchild", Some(&format!("child-{MAX_VALUES:04}"))));
+    let bundle = json!({
+        "resourceType": "Bundle",
+        "type": "batch",
+        "entry": entries.iter().map(|o| json!({
+            "resource": o,
+            "request": {"method": "PUT", "url": format!("Organization/{}", o["id"].as_str().unwrap())},
+        })).collect::<Vec<_>>(),
+    });
+    let r = t.post("/fhir", &bundle).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let statuses: Vec<String> = r.json()["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["response"]["status"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(statuses.iter().all(|s| s.starts_with("201")), "{statuses:?}");
+
+    let r = t.get("/fhir/Organization?partof:below=root&_summary=count").await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    // What is part of the root: its children and the grandchild (as for org-1 in it::search).
+    assert_eq!(r.json()["total"], MAX_VALUES + 2, "the children and the grandchild");
+    let r = t.get("/fhir/Organization?partof:below=root&_id=grandchild").await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(match_ids(&r.json()), vec!["grandchild".to_owned()]);
+}

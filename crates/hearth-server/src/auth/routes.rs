@@ -79,9 +79,13 @@ fn invalid_credentials() -> ApiError {
 
 fn normalize_email(email: &str) -> Result<String, ApiError> {
     let e = email.trim().to_lowercase();
+    // One `@`, a local part, and a domain of two or more non-empty labels (`a@@b.c`, `a@b..c` and
+    // `a@b.c.` are no addresses a message reaches).
     let ok = e.len() <= 254
-        && e.split_once('@').is_some_and(|(l, d)| !l.is_empty() && d.contains('.') && !d.starts_with('.'))
-        && !e.chars().any(char::is_whitespace);
+        && e.split_once('@').is_some_and(|(l, d)| {
+            !l.is_empty() && !d.contains('@') && d.contains('.') && d.split('.').all(|label| !label.is_empty())
+        })
+        && !e.chars().any(|c| c.is_whitespace() || c.is_control());
     if ok { Ok(e) } else { Err(bad("invalid_email", "not a valid e-mail address")) }
 }
 

@@ -405,6 +405,9 @@ async fn resolve(
                 Ok(())
             })?;
         }
+        if let Some(ty) = resource.get("resourceType").and_then(Value::as_str) {
+            super::interactions::local_references_resolved(ty, resource).map_err(|x| entry_error(index, x))?;
+        }
     }
 
     Ok((entries, assigned))

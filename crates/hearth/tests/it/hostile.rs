@@ -413,3 +413,90 @@ async fn a_hierarchy_wider_than_a_search_value_list_is_expanded() {
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(match_ids(&r.json()), vec!["grandchild".to_owned()]);
 }
+
+#[tokio::test]
+async fn unresolved_urn_references_are_refused_not_stored() {
+    let t = TestApp::spawn().await;
+    let dangling = "urn:uuid:6f1c3b0e-2d7a-4f7e-9a51-3b0d2c9e8f10";
+    let mut p = patient("Dangling");
+    p["managingOrganization"] = json!({"reference": dangling});
+    // On its own: create, update, conditional update.
+    let r = t.post("/fhir/Patient", &p).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(r.outcome_issue()["code"], "invalid");
+    let mut with_id = p.clone();
+    with_id["id"] = json!("dangling-1");
+    assert_eq!(t.put("/fhir/Patient/dangling-1", &with_id).await.status, 400);
+    assert_eq!(t.put("/fhir/Patient?family=Dangling", &p).await.status, 400);
+    // A patch that writes one.
+    let id = t.create(&patient("Patched")).await;
+    let r = t
+        .send(
+            t.request(Method::PATCH, &format!("/fhir/Patient/{id}"))
+                .header("content-type", "application/json-patch+json")
+                .body(
+                    json!([{"op": "add", "path": "/managingOrganization", "value": {"reference": "urn:oid:1.2.3"}}])
+                        .to_string(),
+                ),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    // In a transaction naming no entry's fullUrl: the whole Bundle is refused, nothing written.
+    let bundle = |reference: &str| {
+        json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+            {"fullUrl": "urn:uuid:0a6b8f4e-1111-4c2a-8d7e-5e9f00000001",
+             "resource": {"resourceType": "Organization", "name": "Clinic"},
+             "request": {"method": "POST", "url": "Organization"}},
+            {"resource": {"resourceType": "Patient", "name": [{"family": "InBundle"}],
+                          "managingOrganization": {"reference": reference}},
+             "request": {"method": "POST", "url": "Patient"}},
+        ]})
+    };
+    let r = t.post("/fhir", &bundle(dangling)).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(t.get("/fhir/Patient?family=InBundle&_summary=count").await.json()["total"], 0);
+    assert_eq!(t.get("/fhir/Organization?name=Clinic&_summary=count").await.json()["total"], 0);
+    // One that names an entry is rewritten to it, as before.
+    let r = t.post("/fhir", &bundle("urn:uuid:0a6b8f4e-1111-4c2a-8d7e-5e9f00000001")).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let found = t.get("/fhir/Patient?family=InBundle").await.json();
+    let reference = found["entry"][0]["resource"]["managingOrganization"]["reference"].as_str().unwrap().to_owned();
+    assert!(reference.starts_with("Organization/"), "{reference}");
+    // A document Bundle stored as a resource keeps references to its own entries.
+    let document = json!({"resourceType": "Bundle", "type": "collection", "entry": [
+        {"fullUrl": "urn:uuid:0a6b8f4e-2222-4c2a-8d7e-5e9f00000002",
+         "resource": {"resourceType": "Patient", "managingOrganization": {"reference": "urn:uuid:0a6b8f4e-3333-4c2a-8d7e-5e9f00000003"}}},
+        {"fullUrl": "urn:uuid:0a6b8f4e-3333-4c2a-8d7e-5e9f00000003",
+         "resource": {"resourceType": "Organization", "name": "Kept"}},
+    ]});
+    assert_eq!(t.post("/fhir/Bundle", &document).await.status, 201);
+}
+
+#[tokio::test]
+async fn account_e_mails_must_be_addresses() {
+    let t = TestApp::spawn().await;
+    let register = |email: &str| {
+        let body = json!({"email": email, "password": "correct horse battery staple 42", "given": "Asha",
+            "family": "Rao", "birthDate": "1984-03-07"});
+        t.anonymous()
+            .post(t.url("/api/v1/auth/register"))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+    };
+    for bad in ["a@@b.c", "a@b..c", "a@b.c.", "a@.b.c", "@b.c", "a@bc", "a@b.c\u{7}"] {
+        let r = t.send(register(bad)).await;
+        assert_eq!(r.status, 400, "{bad:?}: {}", r.text);
+        envelope(&r, "invalid_email");
+    }
+    // The admin API takes the same rule.
+    let r = t
+        .post(
+            "/api/v1/admin/accounts",
+            &json!({"email": "x@@y.org", "password": "correct horse battery staple 42", "role": "clinician"}),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    envelope(&r, "invalid_email");
+    let r = t.send(register("asha.rao+hearth@mail.example.org")).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+}

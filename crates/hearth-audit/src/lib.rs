@@ -1159,6 +1159,7 @@ fn log_entry(event: &Value) -> AccessLogEntry {
     responses(
         (status = 200, description = "Who accessed the signed-in patient's record, newest first", body = AccessLogPage,
          example = json!({"entries": [{"recorded": "2026-11-29T10:00:00.000Z", "interaction": "read", "action": "R", "outcome": "success", "by": {"role": "clinician", "name": "dr.rao@example.org", "fhirUser": "Practitioner/…"}, "resources": ["Observation/…"]}], "next": null})),
+        (status = 400, description = "A bad count, an unknown parameter, or a cursor not made by this endpoint", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_cursor", "message": "the cursor is not valid for this search"}})),
         (status = 401, description = "No or an invalid access token", body = ErrorEnvelope, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})),
         (status = 403, description = "Not a patient account", body = ErrorEnvelope, example = json!({"error": {"code": "forbidden", "message": "the access log is for patient accounts"}})),
     ),
@@ -1208,7 +1209,12 @@ pub async fn access_log(
         cursor,
         count_total: false,
     };
-    let page = app.audit_store.search(&request).await?;
+    let page = app.audit_store.search(&request).await.map_err(|e| match e {
+        hearth_store::StoreError::InvalidSearch(_) => {
+            ApiError::new(StatusCode::BAD_REQUEST, "invalid_cursor", "the cursor is not valid for this search")
+        }
+        other => other.into(),
+    })?;
     let mut entries = Vec::with_capacity(page.matches.len());
     for v in &page.matches {
         let body: Value = serde_json::from_str(v.body.as_deref().unwrap_or("{}")).map_err(ApiError::internal)?;

@@ -128,7 +128,8 @@ struct OpenFile {
 
 impl Exporter {
     pub async fn new(dir: &FsPath, mut scan: ExportScan) -> Result<Exporter, ExportError> {
-        tokio::fs::create_dir_all(dir).await?;
+        // Exports are health data: the job's directory 0700 and its files 0600 (issue 26).
+        tokio::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).await?;
         scan.after = 0;
         if scan.limit == 0 {
             scan.limit = BATCH;
@@ -153,7 +154,13 @@ impl Exporter {
                 Some(slot) => slot,
                 None => {
                     let path = self.dir.join(format!("{}.ndjson", v.resource_type));
-                    let file = tokio::fs::File::create(&path).await?;
+                    let file = tokio::fs::OpenOptions::new()
+                        .write(true)
+                        .create(true)
+                        .truncate(true)
+                        .mode(0o600)
+                        .open(&path)
+                        .await?;
                     let mut writer = tokio::io::BufWriter::new(file);
                     let sealer = match &self.ring {
                         Some(ring) => {

@@ -29,6 +29,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use hearth_store::interactions::ResourceStoreExt;
 use hearth_store::{Current, StoreError, Version};
+use hearth_store_sql::identity;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -388,7 +389,7 @@ pub async fn list(
         example = json!({"kind": "share", "with": "Practitioner/123", "start": "2026-12-01", "end": "2027-05-31"})),
     responses(
         (status = 201, description = "Recorded and in force from `start`", body = ConsentSummary),
-        (status = 400, description = "Malformed consent", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_consent", "message": "a share needs `with`"}})),
+        (status = 400, description = "Malformed consent, or a share with no such practitioner, organization or caregiver account (invalid_consent)", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_consent", "message": "a share needs `with`"}})),
         (status = 401, description = "No or an invalid access token", body = ErrorEnvelope),
         (status = 403, description = "Not a patient account", body = ErrorEnvelope),
     ),
@@ -403,6 +404,9 @@ pub async fn give(
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", e.to_string()))?;
     let now = app.clock.now();
     let resource = consent(&patient, &give, now)?;
+    if let Some(with) = &give.with {
+        share_target_exists(&app, with).await?;
+    }
     hearth_workflow::fhir::validate(&app, "Consent", &resource).map_err(|e| {
         ApiError::internal(format!(
             "the Consent built for the app API does not validate: {:?}",
@@ -412,6 +416,25 @@ pub async fn give(
     let write = hearth_workflow::fhir::write_of(&app, "Consent", uuid::Uuid::now_v7().to_string(), resource);
     let version = app.store_for(&caller).create(write, now).await?;
     Ok((StatusCode::CREATED, Json(summary(&version, now))).into_response())
+}
+
+/// A share names someone who is there: a live Practitioner or Organization, or a caregiver
+/// account (a share with nobody would silently grant access to whoever later takes that id).
+async fn share_target_exists(ctx: &Ctx, with: &str) -> Result<(), ApiError> {
+    if let Some(id) = with.strip_prefix("account:") {
+        let account = identity::account_by_id(&*ctx.db, id).await?;
+        return match account {
+            Some(a) if a.role == "caregiver" => Ok(()),
+            _ => Err(bad(format!("there is no caregiver account {id}"))),
+        };
+    }
+    let (ty, id) = with
+        .split_once('/')
+        .ok_or_else(|| bad("`with` must be Practitioner/<id>, Organization/<id> or account:<id>"))?;
+    match ctx.system().read(ty, id).await? {
+        Current::Found(_) => Ok(()),
+        _ => Err(bad(format!("there is no {ty}/{id}"))),
+    }
 }
 
 #[utoipa::path(delete, path = "/api/v1/me/consents/{id}", tag = "consents",

@@ -26,9 +26,11 @@ pub(crate) fn check(code: &str, value: &Value) -> Result<(), Failure> {
         "unsignedInt" => int(value, 0),
         "positiveInt" => int(value, 1),
         "decimal" => match value {
-            // serde_json only produces finite numbers, and JSON number syntax is the decimal regex
-            // `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`.
-            Value::Number(_) => Ok(()),
+            // JSON number syntax is the decimal regex `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`,
+            // but with `arbitrary_precision` serde_json keeps `1e400` as written: past the range of
+            // a double it would reach clients as Infinity (or fail their parsers), so it is refused.
+            Value::Number(n) if n.as_f64().is_some_and(f64::is_finite) => Ok(()),
+            Value::Number(_) => Err((IssueCode::Value, "not a finite number (beyond the range of a decimal)")),
             _ => Err((IssueCode::Value, "expected a JSON number")),
         },
         _ => {

@@ -524,7 +524,12 @@ impl Channel for FileChannel {
     async fn send(&self, m: &Outgoing, now: DateTime<Utc>) -> Result<Accepted, SendError> {
         let dir = self.dir.join(self.kind.as_str());
         let io = |_| SendError::Retry("cannot write the local outbox".into());
-        tokio::fs::create_dir_all(&dir).await.map_err(io)?;
+        // Messages name people: the outbox directories are private to this account (0700).
+        let mut builder = tokio::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        builder.mode(0o700);
+        builder.create(&dir).await.map_err(io)?;
         let to = address_text(&m.to);
         let (name, text) = match self.kind {
             ChannelKind::Email => (

@@ -188,9 +188,10 @@ pub(crate) fn check(app: &Registry, resource_type: &str, resource: &Value) -> Re
     })
 }
 
-/// Whether `s` can go into a FHIR `string`: some text, no control characters, at most `max` bytes.
+/// Whether `s` can go into a FHIR `string`: some text, no control characters (nor bidirectional
+/// overrides, see [`hearth_workflow::fhir::is_display_text`]), at most `max` bytes.
 pub(crate) fn plain_text(s: &str, max: usize) -> bool {
-    !s.trim().is_empty() && s.len() <= max && !s.chars().any(char::is_control)
+    s.len() <= max && hearth_workflow::fhir::is_display_text(s, max)
 }
 
 /// A search the app builds itself; one that does not parse is our bug.

@@ -27,6 +27,9 @@ pub enum SearchErrorKind {
     /// A result parameter used wrongly: repeated `_count`/`_sort`/..., `_sort` on a parameter
     /// that cannot be sorted, `_include` of a non-reference parameter.
     InvalidParameter,
+    /// More parameters than [`crate::MAX_PARAMETERS`] or more values in all than
+    /// [`crate::MAX_VALUES`]: the query is refused before any work is done.
+    TooCostly,
 }
 
 impl SearchErrorKind {
@@ -41,6 +44,7 @@ impl SearchErrorKind {
             SearchErrorKind::UnknownResourceType => "unknown-resource-type",
             SearchErrorKind::AmbiguousChain => "ambiguous-chain",
             SearchErrorKind::InvalidParameter => "invalid-parameter",
+            SearchErrorKind::TooCostly => "too-costly",
         }
     }
 

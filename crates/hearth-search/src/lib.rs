@@ -81,9 +81,9 @@ pub use number::{NumberRange, parse_number};
 pub use param::{Component, Modifier, ParamType, Prefix, SearchParam};
 pub use parse::UNSUPPORTED;
 pub use query::{
-    Clause, ComponentValue, CompositeValue, DEFAULT_COUNT, DateValue, Handling, Hop, Include, MAX_COUNT, NumberValue,
-    OfType, QuantityValue, ReferenceValue, SearchQuery, SortKey, Summary, Test, TokenSystem, TokenValue, Total, escape,
-    exact_bounds, range_matches,
+    Clause, ComponentValue, CompositeValue, DEFAULT_COUNT, DateValue, Handling, Hop, Include, MAX_COUNT,
+    MAX_PARAMETERS, MAX_VALUES, NumberValue, OfType, QuantityValue, ReferenceValue, SearchQuery, SortKey, Summary,
+    Test, TokenSystem, TokenValue, Total, escape, exact_bounds, range_matches,
 };
 pub use registry::{DefinitionError, Registry};
 pub use text::normalize;

@@ -20,8 +20,9 @@ use crate::index::{UCUM, canonical_range, is_id, split_reference};
 use crate::number::parse_number;
 use crate::param::{Component, Modifier, ParamType, Prefix, SearchParam};
 use crate::query::{
-    Clause, ComponentValue, CompositeValue, DEFAULT_COUNT, DateValue, Handling, Hop, Include, MAX_COUNT, NumberValue,
-    OfType, QuantityValue, ReferenceValue, SearchQuery, SortKey, Summary, Test, TokenSystem, TokenValue, Total,
+    Clause, ComponentValue, CompositeValue, DEFAULT_COUNT, DateValue, Handling, Hop, Include, MAX_COUNT,
+    MAX_PARAMETERS, MAX_VALUES, NumberValue, OfType, QuantityValue, ReferenceValue, SearchQuery, SortKey, Summary,
+    Test, TokenSystem, TokenValue, Total,
 };
 use crate::registry::Registry;
 use crate::text::normalize;
@@ -71,6 +72,21 @@ impl Registry {
             params.iter().find(|(_, v)| v.chars().any(|c| c < ' ' && !matches!(c, '\t' | '\r' | '\n')))
         {
             return Err(SearchError::new(Kind::InvalidValue, name, "a search value cannot contain control characters"));
+        }
+        if params.len() > MAX_PARAMETERS {
+            return Err(SearchError::new(
+                Kind::TooCostly,
+                "",
+                format!("a search takes at most {MAX_PARAMETERS} parameters; this one has {}", params.len()),
+            ));
+        }
+        let values: usize = params.iter().map(|(_, v)| split_escaped(v, ',').len()).sum();
+        if values > MAX_VALUES {
+            return Err(SearchError::new(
+                Kind::TooCostly,
+                "",
+                format!("a search takes at most {MAX_VALUES} values in all; this one has {values}"),
+            ));
         }
         let mut query = SearchQuery {
             resource_types: resource_types.iter().map(|t| t.to_string()).collect(),

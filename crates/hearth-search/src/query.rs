@@ -60,6 +60,17 @@ pub const DEFAULT_COUNT: u32 = 50;
 /// The largest page served; a larger `_count` is reduced to it.
 pub const MAX_COUNT: u32 = 1000;
 
+/// At most this many `name=value` pairs in one search (a repeated parameter counts each time;
+/// `_format`/`_pretty` too). Each filter parameter is one more condition on every candidate, so
+/// the bound keeps a query's cost and the SQL compiled from it (whose nesting SQLite limits)
+/// in reach; more is refused with 400 `too-costly`.
+pub const MAX_PARAMETERS: usize = 100;
+
+/// At most this many values in one search, counted over every parameter (`_id=a,b,c` is three).
+/// A "fetch these ids" search of up to this many ids is answered; more is refused with 400
+/// `too-costly`.
+pub const MAX_VALUES: usize = 1000;
+
 /// One AND-ed condition.
 ///
 /// `param` belongs to the resources reached by `path`: for an empty path the query's

@@ -350,16 +350,19 @@ impl Registry {
                     }
                 }
             }
-            let mut distinct: Vec<IndexValue> = Vec::with_capacity(values.len());
-            for v in values {
-                if !distinct.contains(&v) {
-                    distinct.push(v);
-                }
-            }
-            entries.extend(distinct.into_iter().map(|value| IndexEntry { param: param.code.clone(), value }));
+            entries.extend(distinct(values).into_iter().map(|value| IndexEntry { param: param.code.clone(), value }));
         }
         entries
     }
+}
+
+/// The values without repeats, first occurrence kept, in time linear in their number (a
+/// resource with 30,000 names used to take seconds per parameter comparing every value with
+/// every other). Values are told apart by their debug form, which differs exactly when they
+/// differ but for a `-0.0` against a `0.0` bound (kept twice: harmless).
+fn distinct(values: Vec<IndexValue>) -> Vec<IndexValue> {
+    let mut seen = std::collections::HashSet::with_capacity(values.len());
+    values.into_iter().filter(|v| seen.insert(format!("{v:?}"))).collect()
 }
 
 fn full_text(text: String) -> Option<IndexValue> {

@@ -216,25 +216,89 @@ fn rows_of(b: &mut Builder, table: &str, types: Types<'_>, param: &str, outer: O
     restrict_types(b, "a.res_type", types);
 }
 
+/// ` AND (…)`: the values' conditions OR-ed as a balanced tree, so a long list nests
+/// `log2(n)` deep, not `n` (SQLite refuses expressions nested over 1,000 deep).
 fn or_each<T>(
     b: &mut Builder,
     values: &[T],
     mut each: impl FnMut(&mut Builder, &T) -> Result<(), StoreError>,
 ) -> Result<(), StoreError> {
-    b.push(" AND (");
-    for (i, v) in values.iter().enumerate() {
-        if i > 0 {
-            b.push(" OR ");
-        }
-        b.push("(");
-        each(b, v)?;
-        b.push(")");
-    }
+    b.push(" AND ");
     if values.is_empty() {
-        b.push("1 = 0");
+        b.push("(1 = 0)");
+        return Ok(());
+    }
+    or_tree(b, values, &mut each)
+}
+
+fn or_tree<T>(
+    b: &mut Builder,
+    values: &[T],
+    each: &mut impl FnMut(&mut Builder, &T) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    b.push("(");
+    match values {
+        [one] => each(b, one)?,
+        _ => {
+            let (left, right) = values.split_at(values.len() / 2);
+            or_tree(b, left, each)?;
+            b.push(" OR ");
+            or_tree(b, right, each)?;
+        }
     }
     b.push(")");
     Ok(())
+}
+
+/// From this many values on, a list of plain codes or ids is matched as `IN (<JSON set>)`
+/// (one bind, one index lookup per value) rather than OR-ed conditions.
+const SET_FROM: usize = 8;
+
+/// ` AND (…)` matching token values: codes without a system (or with the same one) grouped into
+/// one `IN` set each once there are [`SET_FROM`] of them, the rest OR-ed.
+fn tokens(b: &mut Builder, sys: &str, code: &str, values: &[TokenValue]) -> Result<(), StoreError> {
+    if values.len() < SET_FROM {
+        return or_each(b, values, |b, v| {
+            token(b, sys, code, v);
+            Ok(())
+        });
+    }
+    // Groups by system (Any / Absent / Is(s)), in order of first appearance.
+    let mut groups: Vec<(&TokenSystem, Vec<&str>)> = Vec::new();
+    let mut rest: Vec<&TokenValue> = Vec::new();
+    for v in values {
+        match &v.code {
+            Some(c) => match groups.iter_mut().find(|(s, _)| *s == &v.system) {
+                Some((_, codes)) => codes.push(clip(c)),
+                None => groups.push((&v.system, vec![clip(c)])),
+            },
+            None => rest.push(v),
+        }
+    }
+    enum Part<'a> {
+        Set(&'a TokenSystem, &'a [&'a str]),
+        One(&'a TokenValue),
+    }
+    let parts: Vec<Part<'_>> =
+        groups.iter().map(|(s, codes)| Part::Set(s, codes)).chain(rest.iter().map(|v| Part::One(v))).collect();
+    or_each(b, &parts, |b, part| {
+        match part {
+            Part::Set(system, codes) => {
+                b.push(code).push(" IN ").json_set(codes.iter().copied());
+                match system {
+                    TokenSystem::Any => {}
+                    TokenSystem::Absent => {
+                        b.push(" AND ").push(sys).push(" IS NULL");
+                    }
+                    TokenSystem::Is(s) => {
+                        b.push(" AND ").push(sys).push(" = ").text(clip(s));
+                    }
+                }
+            }
+            Part::One(v) => token(b, sys, code, v),
+        }
+        Ok(())
+    })
 }
 
 /// The positive form of a test: the `rid`s with at least one matching index row (for negative
@@ -294,10 +358,7 @@ fn positive(
         }
         Test::Token(vs) | Test::NotToken(vs) => {
             rows_of(b, "search_token", types, param, outer);
-            or_each(b, vs, |b, v| {
-                token(b, "a.system", "a.code", v);
-                Ok(())
-            })?;
+            tokens(b, "a.system", "a.code", vs)?;
         }
         Test::TokenText(vs) => {
             rows_of(b, "search_token", types, param, outer);
@@ -428,6 +489,14 @@ fn builtin(b: &mut Builder, types: Types<'_>, param: &str, test: &Test, outer: O
     restrict_types(b, "a.res_type", types);
     match (param, test) {
         (_, Test::Missing(_)) => {}
+        ("_id", Test::Token(vs) | Test::NotToken(vs)) if vs.len() >= SET_FROM => {
+            // An id has no system: `|id` and `id` name it, `system|…` never matches.
+            let ids = vs.iter().filter_map(|v| match (&v.system, &v.code) {
+                (TokenSystem::Any | TokenSystem::Absent, Some(code)) => Some(code.as_str()),
+                _ => None,
+            });
+            b.push(" AND a.res_id IN ").json_set(ids);
+        }
         ("_id", Test::Token(vs) | Test::NotToken(vs)) => {
             or_each(b, vs, |b, v| {
                 match (&v.system, &v.code) {

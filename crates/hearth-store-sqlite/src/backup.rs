@@ -218,7 +218,13 @@ pub async fn restore(
         // 1. Unpack while checking the checksum; nothing is used before it matches.
         {
             use std::io::Write;
-            let mut file = std::fs::File::create(&tmp).map_err(io(&tmp))?;
+            // The restored database is private to this account, as the server keeps it (0600).
+            let mut file = std::os::unix::fs::OpenOptionsExt::mode(
+                std::fs::OpenOptions::new().write(true).create(true).truncate(true),
+                0o600,
+            )
+            .open(&tmp)
+            .map_err(io(&tmp))?;
             reader
                 .for_each(|part| file.write_all(part).map_err(|e| CryptError(format!("{}: {e}", tmp.display()))))
                 .map_err(crypt)?;

@@ -274,6 +274,8 @@ pub fn api_store_error(e: StoreError) -> ApiError {
         StoreError::Conflict => ApiError::new(StatusCode::CONFLICT, "conflict", "this already exists"),
         StoreError::Forbidden(message) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", message),
         StoreError::Unavailable(cause) => ApiError::unavailable(cause),
+        // A search the caller's input made impossible (a tampered or stale paging cursor): theirs.
+        StoreError::InvalidSearch(message) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", message),
         other => ApiError::internal(other),
     }
 }

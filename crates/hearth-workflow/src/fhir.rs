@@ -11,6 +11,68 @@ use crate::error::{FhirError, Issue};
 /// Most validation issues reported for one resource (the rest are summarised).
 const MAX_ISSUES: usize = 100;
 
+/// At most this many items in any one array of a resource written (a Bundle's `entry` aside, which
+/// its own limits bound): 10,000 names, identifiers or components is no record a person has, and
+/// every item is indexed and validated. More is refused with `422` `too-costly`.
+pub const MAX_REPEATS: usize = 10_000;
+
+/// The path (FHIRPath-like, e.g. `Patient.name`) and length of the first array in `body` with more
+/// than [`MAX_REPEATS`] items.
+fn over_long_array(resource_type: &str, body: &Value) -> Option<(String, usize)> {
+    let mut stack: Vec<(String, &Value)> = vec![(resource_type.to_owned(), body)];
+    while let Some((path, v)) = stack.pop() {
+        match v {
+            Value::Array(items) => {
+                let exempt = resource_type == "Bundle" && path == "Bundle.entry";
+                if items.len() > MAX_REPEATS && !exempt {
+                    return Some((path, items.len()));
+                }
+                stack.extend(items.iter().map(|item| (path.clone(), item)));
+            }
+            Value::Object(fields) => {
+                stack.extend(fields.iter().map(|(k, item)| (format!("{path}.{k}"), item)));
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The rules of `contained` the model does not check: dom-2 (a contained resource contains no
+/// resources) and one id per contained resource (references `#id` name exactly one).
+fn contained_rules(body: &Value) -> Result<(), FhirError> {
+    let Some(contained) = body.get("contained").and_then(Value::as_array) else { return Ok(()) };
+    let mut ids = std::collections::HashSet::with_capacity(contained.len());
+    for (i, c) in contained.iter().enumerate() {
+        let at = format!("contained[{i}]");
+        if c.get("contained").is_some() {
+            return Err(FhirError::new(
+                StatusCode::BAD_REQUEST,
+                Issue::error("invariant", "a contained resource cannot contain resources (dom-2)").at(at),
+            ));
+        }
+        if let Some(id) = c.get("id").and_then(Value::as_str)
+            && !ids.insert(id)
+        {
+            return Err(FhirError::new(
+                StatusCode::BAD_REQUEST,
+                Issue::error("invariant", format!("contained id `{id}` is used by more than one contained resource"))
+                    .at(at),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Whether `s` is fit for a person's name or similar display text: some text, at most `max`
+/// characters, no control characters and no bidirectional embedding, override or isolate
+/// controls (U+202A–U+202E, U+2066–U+2069), which can make a name display as another.
+pub fn is_display_text(s: &str, max: usize) -> bool {
+    !s.trim().is_empty()
+        && s.chars().count() <= max
+        && !s.chars().any(|c| c.is_control() || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'))
+}
+
 /// FHIR `id`: 1–64 of `[A-Za-z0-9\-\.]`.
 pub fn valid_id(id: &str) -> bool {
     (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
@@ -51,6 +113,13 @@ pub fn validate(ctx: &Ctx, resource_type: &str, body: &Value) -> Result<(), Fhir
             ));
         }
     }
+    if let Some((path, n)) = over_long_array(resource_type, body) {
+        return Err(FhirError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Issue::error("too-costly", format!("{path} has {n} items; at most {MAX_REPEATS} are accepted")).at(path),
+        ));
+    }
+    contained_rules(body)?;
     let found = ctx.model.validate(body);
     if found.is_empty() {
         return Ok(());

@@ -251,6 +251,14 @@ pub fn load_pepper(config: &crate::config::Config) -> Result<Pepper, String> {
 
 /// A JSON request body of the auth routes (`400 invalid_body` with serde's reason otherwise).
 pub(crate) fn json_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // Only an object: serde would read a struct from an array too (`[null, null]`, in field order).
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "invalid_body",
+            "the request body must be a JSON object",
+        ));
+    }
     serde_json::from_slice(bytes).map_err(|e| {
         ApiError::new(axum::http::StatusCode::BAD_REQUEST, "invalid_body", format!("invalid request body: {e}"))
     })

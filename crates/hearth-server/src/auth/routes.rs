@@ -80,9 +80,13 @@ fn invalid_credentials() -> ApiError {
 
 fn normalize_email(email: &str) -> Result<String, ApiError> {
     let e = email.trim().to_lowercase();
+    // One `@`, a local part, and a domain of two or more non-empty labels (`a@@b.c`, `a@b..c` and
+    // `a@b.c.` are no addresses a message reaches).
     let ok = e.len() <= 254
-        && e.split_once('@').is_some_and(|(l, d)| !l.is_empty() && d.contains('.') && !d.starts_with('.'))
-        && !e.chars().any(char::is_whitespace);
+        && e.split_once('@').is_some_and(|(l, d)| {
+            !l.is_empty() && !d.contains('@') && d.contains('.') && d.split('.').all(|label| !label.is_empty())
+        })
+        && !e.chars().any(|c| c.is_whitespace() || c.is_control());
     if ok { Ok(e) } else { Err(bad("invalid_email", "not a valid e-mail address")) }
 }
 
@@ -230,6 +234,21 @@ pub(crate) async fn register(State(app): State<Arc<App>>, bytes: axum::body::Byt
     let phone = req.phone.as_deref().map(super::phone::normalize).transpose()?;
     if req.given.trim().is_empty() || req.family.trim().is_empty() {
         return Err(bad("invalid_name", "given and family name are required"));
+    }
+    if ![&req.given, &req.family].iter().all(|n| hearth_workflow::fhir::is_display_text(n, 100)) {
+        return Err(bad(
+            "invalid_name",
+            "each name is 1 to 100 characters, without control or text-direction override characters",
+        ));
+    }
+    if let Some(d) = &req.birth_date {
+        let date = chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d")
+            .ok()
+            .filter(|_| d.len() == 10)
+            .ok_or_else(|| bad("invalid_birth_date", "birthDate must be a date YYYY-MM-DD"))?;
+        if date > app.clock.now().date_naive() {
+            return Err(bad("invalid_birth_date", "birthDate is in the future"));
+        }
     }
     let full_name = format!("{} {}", req.given.trim(), req.family.trim());
     check_policy(&app, &req.password, &email, Some(&full_name))?;

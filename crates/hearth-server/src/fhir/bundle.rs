@@ -405,6 +405,9 @@ async fn resolve(
                 Ok(())
             })?;
         }
+        if let Some(ty) = resource.get("resourceType").and_then(Value::as_str) {
+            super::interactions::local_references_resolved(ty, resource).map_err(|x| entry_error(index, x))?;
+        }
     }
 
     Ok((entries, assigned))
@@ -628,6 +631,7 @@ async fn run_bundle(
     base: &str,
     prefer: super::http::Return,
 ) -> Result<Response, FhirError> {
+    unique_full_urls(body)?;
     match body.get("type").and_then(Value::as_str) {
         Some("transaction") => {
             let slots = run_transaction(app, store, body, base).await?;
@@ -643,6 +647,25 @@ async fn run_bundle(
                 .at("Bundle.type"),
         )),
     }
+}
+
+/// bdl-7: a `fullUrl` names one entry (entries of the same resource in different versions aside),
+/// or references to it would resolve to whichever entry came last.
+fn unique_full_urls(bundle: &Value) -> Result<(), FhirError> {
+    let Some(items) = bundle.get("entry").and_then(Value::as_array) else { return Ok(()) };
+    let mut seen = std::collections::HashSet::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let Some(url) = item.get("fullUrl").and_then(Value::as_str) else { continue };
+        let version = item.pointer("/resource/meta/versionId").and_then(Value::as_str);
+        if !seen.insert((url, version)) {
+            return Err(FhirError::new(
+                StatusCode::BAD_REQUEST,
+                Issue::error("invalid", format!("fullUrl {url} is given to more than one entry (bdl-7)"))
+                    .at(format!("Bundle.entry[{i}].fullUrl")),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A transaction Bundle in one store transaction: every entry's outcome, or the first error

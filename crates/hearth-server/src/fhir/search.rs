@@ -50,7 +50,11 @@ fn split_own(pairs: Vec<(String, String)>) -> (Vec<(String, String)>, Option<Str
 }
 
 fn search_error(e: hearth_search::SearchError) -> FhirError {
-    let code = if e.kind.ignorable() { "not-supported" } else { "invalid" };
+    let code = match e.kind {
+        k if k.ignorable() => "not-supported",
+        hearth_search::SearchErrorKind::TooCostly => "too-costly",
+        _ => "invalid",
+    };
     let issue = Issue::error(code, e.to_string());
     let issue = if e.param.is_empty() { issue } else { issue.at(e.param.clone()) };
     FhirError::new(StatusCode::BAD_REQUEST, issue)
@@ -589,12 +593,15 @@ async fn hierarchy(
         }
         let mut next = Vec::new();
         if below {
-            let value = frontier.iter().map(|id| format!("{ty}/{}", hearth_search::escape(id))).collect::<Vec<_>>();
-            let q = registry
-                .parse_query(&[ty.as_str()], &[(param.to_owned(), value.join(","))], ParseHandling::Strict)
-                .map_err(search_error)?;
-            for v in app.system().find(&q, MAX_EXPANSION as u32 + 1).await? {
-                next.push(v.id);
+            // In lists a search takes (hearth_search::MAX_VALUES); the frontier may be longer.
+            for chunk in frontier.chunks(hearth_search::MAX_VALUES) {
+                let value = chunk.iter().map(|id| format!("{ty}/{}", hearth_search::escape(id))).collect::<Vec<_>>();
+                let q = registry
+                    .parse_query(&[ty.as_str()], &[(param.to_owned(), value.join(","))], ParseHandling::Strict)
+                    .map_err(search_error)?;
+                for v in app.system().find(&q, MAX_EXPANSION as u32 + 1).await? {
+                    next.push(v.id);
+                }
             }
         } else {
             for id in &frontier {

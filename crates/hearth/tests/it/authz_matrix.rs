@@ -493,7 +493,7 @@ async fn every_role_gets_exactly_the_expected_status_and_patient_a_never_sees_b(
                     .body(conditional.to_string()),
                 [401, 201, 403, 200, 200, 200][i],
             ),
-            ("$reindex", client.post(t.url("/fhir/Observation/$reindex")), [401, 403, 403, 403, 202, 202][i]),
+            ("$reindex", client.post(t.url("/fhir/Observation/$reindex")), [401, 403, 403, 403, 403, 202][i]),
         ];
         for (what, req, want) in checks {
             let before = audit_state(&t).await.0;

@@ -175,7 +175,8 @@ async fn contact_and_research_consents_and_bad_input() {
     let pid = t.create(&patient("Contact")).await;
     let (_, me) =
         account(&t, "contact@example.org", json!({"role": "patient", "fhirUser": format!("Patient/{pid}")})).await;
-    let (_, doc) = account(&t, "doc@example.org", json!({"role": "clinician"})).await;
+    let (doc_id, doc) = account(&t, "doc@example.org", json!({"role": "clinician"})).await;
+    let org = t.create(&json!({"resourceType": "Organization", "name": "Some Clinic"})).await;
     let now = t.clock.now();
     let allowed = |channel: &'static str| {
         let app = t.app.clone();
@@ -212,6 +213,12 @@ async fn contact_and_research_consents_and_bad_input() {
             "end before start",
         ),
         (json!({"kind": "share", "with": "Practitioner/p", "start": "soon"}), "bad date"),
+        // A share names someone who is there (issue 26): not a made-up id, nor a non-caregiver account.
+        (json!({"kind": "share", "with": "Practitioner/nobody"}), "no such practitioner"),
+        (json!({"kind": "share", "with": "Organization/nowhere"}), "no such organization"),
+        (json!({"kind": "share", "with": format!("Practitioner/{org}")}), "an organization's id as a practitioner"),
+        (json!({"kind": "share", "with": "account:no-such-account"}), "no such account"),
+        (json!({"kind": "share", "with": format!("account:{doc_id}")}), "a clinician's account is no caregiver"),
     ] {
         let (s, v) = give(body).await;
         assert_eq!(s, 400, "{why}: {v}");

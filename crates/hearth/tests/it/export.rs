@@ -352,3 +352,48 @@ async fn an_export_job_is_claimed_once_and_a_dead_workers_job_is_resumed() {
     let got = files(&t, &m).await;
     assert_eq!(got["Patient"].len(), 1);
 }
+
+/// Every directory and file under `dir` with its mode bits (recursively).
+fn modes(dir: &std::path::Path, out: &mut Vec<(std::path::PathBuf, u32, bool)>) {
+    use std::os::unix::fs::PermissionsExt;
+    let m = std::fs::metadata(dir).unwrap();
+    out.push((dir.to_path_buf(), m.permissions().mode() & 0o777, true));
+    for e in std::fs::read_dir(dir).unwrap() {
+        let path = e.unwrap().path();
+        let m = std::fs::metadata(&path).unwrap();
+        if m.is_dir() {
+            modes(&path, out);
+        } else {
+            out.push((path, m.permissions().mode() & 0o777, false));
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_data_directory_and_every_file_in_it_are_private_to_the_service_account() {
+    let t = TestApp::spawn().await;
+    fixture(&t).await;
+    // An export writes files of health data under the data directory.
+    let (_, m) = export(&t, "/fhir/$export").await;
+    assert!(!m["output"].as_array().unwrap().is_empty());
+    let dir = t.app.config.data_dir.clone();
+    let mut found = Vec::new();
+    modes(&dir, &mut found);
+    let names: Vec<String> =
+        found.iter().filter_map(|(p, _, _)| p.file_name().map(|n| n.to_string_lossy().into_owned())).collect();
+    for must in ["auth-pepper", "exports"] {
+        assert!(names.iter().any(|n| n == must), "{must} not in {names:?}");
+    }
+    assert!(names.iter().any(|n| n.ends_with(".ndjson")), "no export file in {names:?}");
+    if crate::common::backend() == "sqlite" {
+        for must in ["hearth.db", "hearth.db-wal", "hearth.db-shm", "hearth-audit.db", "hearth-audit.db-wal"] {
+            assert!(names.iter().any(|n| n == must), "{must} not in {names:?}");
+        }
+    }
+    let open: Vec<String> = found
+        .iter()
+        .filter(|(_, mode, is_dir)| if *is_dir { *mode != 0o700 } else { *mode != 0o600 })
+        .map(|(p, mode, _)| format!("{} {mode:o}", p.display()))
+        .collect();
+    assert!(open.is_empty(), "not private to the account: {open:?}");
+}

@@ -20,6 +20,7 @@ mod errors;
 mod examples;
 mod export;
 mod history;
+mod hostile;
 mod import;
 mod intake;
 mod intake_model;

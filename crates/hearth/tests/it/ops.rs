@@ -184,3 +184,83 @@ async fn the_front_door_links_to_everything_a_newcomer_needs() {
     assert_eq!((r.status, r.json()["fhir"].as_str()), (200, Some("/fhir")));
     assert_eq!(r.json()["api_docs"], "/api/docs");
 }
+
+/// The `hearth_*` names in `text` (a dashboard's queries or alert expressions): words that start
+/// with `hearth_`.
+fn metric_names(text: &str) -> std::collections::BTreeSet<String> {
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("hearth_"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Every metric the code registers, by macro and name (`counter!("hearth_…"`), from the sources.
+fn exported_metrics() -> Vec<(String, String)> {
+    let crates = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut out = Vec::new();
+    let mut stack = vec![crates];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let path = e.unwrap().path();
+            if path.is_dir() {
+                if !path.ends_with("tests") && !path.ends_with("target") {
+                    stack.push(path);
+                }
+            } else if path.extension().is_some_and(|x| x == "rs") {
+                let src = std::fs::read_to_string(&path).unwrap();
+                for kind in ["counter", "gauge", "histogram"] {
+                    for (i, _) in src.match_indices(&format!("{kind}!(\"hearth_")) {
+                        let name = &src[i + kind.len() + 3..];
+                        let name = &name[..name.find('"').unwrap()];
+                        out.push((kind.to_owned(), name.to_owned()));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn the_dashboard_and_alerts_name_only_metrics_hearth_exports() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let exported = exported_metrics();
+    // What a running server shows on /metrics after a request is among what the scan found (the
+    // scan sees the code that registers metrics).
+    let t = TestApp::spawn().await;
+    assert_eq!(t.get("/healthz").await.status, 200);
+    let shown = t.get("/metrics").await.text;
+    for name in ["hearth_http_requests_total", "hearth_http_request_duration_seconds", "hearth_db_pool_connections"] {
+        assert!(shown.contains(name), "{name} not on /metrics");
+        assert!(exported.iter().any(|(_, n)| n == name), "{name} not found in the sources: {exported:?}");
+    }
+    // A name in the dashboard or the rules is a registered metric, or a histogram's series.
+    let known = |name: &str| {
+        exported.iter().any(|(kind, n)| {
+            n == name
+                || (kind == "histogram"
+                    && ["_bucket", "_sum", "_count"].iter().any(|s| name.strip_suffix(s) == Some(n.as_str())))
+        })
+    };
+    let dashboard = std::fs::read_to_string(root.join("deploy/grafana/hearth.json")).unwrap();
+    let parsed: serde_json::Value = serde_json::from_str(&dashboard).unwrap();
+    let panels = parsed["panels"].as_array().unwrap();
+    assert!(panels.iter().all(|p| p["targets"].as_array().is_some_and(|t| !t.is_empty())), "a panel without a query");
+    let rules = std::fs::read_to_string(root.join("deploy/prometheus/hearth-alerts.yml")).unwrap();
+    let mut named = metric_names(&dashboard);
+    named.extend(metric_names(&rules));
+    assert!(named.len() >= 5, "{named:?}");
+    let unknown: Vec<&String> = named.iter().filter(|n| !known(n)).collect();
+    assert!(unknown.is_empty(), "the dashboard or the alert rules name metrics Hearth does not export: {unknown:?}");
+    // Every alert links its runbook section, and the runbook has it.
+    let runbook = std::fs::read_to_string(root.join("docs/OPERATIONS.md")).unwrap().to_lowercase();
+    let alerts: Vec<&str> = rules.lines().filter_map(|l| l.trim().strip_prefix("- alert: ")).collect();
+    assert!(alerts.len() >= 5, "{alerts:?}");
+    for alert in alerts {
+        assert!(rules.contains(&format!("docs/OPERATIONS.md#{}", alert.to_lowercase())), "{alert} has no runbook link");
+        assert!(
+            runbook.contains(&format!("### {}", alert.to_lowercase())),
+            "docs/OPERATIONS.md has no section {alert}"
+        );
+    }
+}

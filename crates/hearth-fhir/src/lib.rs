@@ -52,6 +52,7 @@ mod issue;
 pub mod json_patch;
 mod model;
 mod primitive;
+pub mod strict_json;
 mod validate;
 
 pub use issue::{Issue, IssueCode, Severity};

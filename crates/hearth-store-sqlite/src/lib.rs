@@ -540,3 +540,27 @@ impl Db for SqliteStore {
         Ok(Box::new(SqliteTx::new(tx)))
     }
 }
+
+/// The database file and its companions readable by this account only (issue 26: they were
+/// created world-readable, and encryption at rest is off unless a key is configured). The file is
+/// created 0600 before SQLite opens it (an empty file is a new database to SQLite), because SQLite
+/// gives the `-wal`, `-shm` and `-journal` files it creates the database file's permissions;
+/// files left by an older version are tightened to 0600.
+pub fn private_files(path: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    std::fs::OpenOptions::new().write(true).create(true).truncate(false).mode(0o600).open(path)?;
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        let file = std::path::PathBuf::from(name);
+        match std::fs::metadata(&file) {
+            Ok(m) if m.permissions().mode() & 0o077 != 0 => {
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))?;
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}

@@ -171,3 +171,111 @@ pub fn check_id(id: &str) -> Result<(), FhirError> {
         Err(FhirError::bad_request("invalid", "resource id must be 1-64 characters of A-Z, a-z, 0-9, '-' and '.'"))
     }
 }
+
+/// A `urn:uuid:` or `urn:oid:` reference names an entry of the Bundle it came in (its `fullUrl`):
+/// left in a resource written on its own, or in a Bundle entry no `fullUrl` matched, it names
+/// nothing anyone can resolve and is refused rather than stored verbatim. A Bundle resource
+/// (a document or message) keeps them: they name its own entries.
+pub fn local_references_resolved(resource_type: &str, body: &Value) -> Result<(), FhirError> {
+    if resource_type == "Bundle" {
+        return Ok(());
+    }
+    let mut stack: Vec<(String, &Value)> = vec![(resource_type.to_owned(), body)];
+    while let Some((path, v)) = stack.pop() {
+        match v {
+            Value::Object(fields) => {
+                for (k, item) in fields {
+                    if k == "reference"
+                        && let Value::String(r) = item
+                        && (r.starts_with("urn:uuid:") || r.starts_with("urn:oid:"))
+                    {
+                        return Err(FhirError::new(
+                            StatusCode::BAD_REQUEST,
+                            Issue::error("invalid", format!("reference `{r}` names no entry of a Bundle this came in"))
+                                .at(format!("{path}.reference")),
+                        ));
+                    }
+                    stack.push((format!("{path}.{k}"), item));
+                }
+            }
+            Value::Array(items) => stack.extend(items.iter().map(|item| (path.clone(), item))),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+// History parameters of the FHIR API (search parameters are parsed by hearth-search).
+
+/// Parameters that only shape the response and may appear anywhere.
+fn is_format_param(name: &str) -> bool {
+    matches!(name, "_format" | "_pretty")
+}
+
+/// The most entries one page may hold; larger `_count` values are reduced to it.
+pub const MAX_PAGE: u32 = 1000;
+pub const DEFAULT_PAGE: u32 = 50;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryParams {
+    pub since: Option<DateTime<Utc>>,
+    pub count: u32,
+    pub cursor: Option<i64>,
+}
+
+pub fn history_params(pairs: &[(String, String)]) -> Result<HistoryParams, FhirError> {
+    let mut p = HistoryParams { since: None, count: DEFAULT_PAGE, cursor: None };
+    for (name, value) in pairs {
+        match name.as_str() {
+            "_since" => {
+                p.since = Some(parse_instant(value).ok_or_else(|| {
+                    FhirError::bad_request("invalid", "_since must be an instant such as 2024-01-31T10:00:00Z")
+                })?);
+            }
+            "_count" => {
+                let n: u32 = value
+                    .parse()
+                    .map_err(|_| FhirError::bad_request("invalid", "_count must be a non-negative integer"))?;
+                p.count = n.min(MAX_PAGE);
+            }
+            "_cursor" => {
+                p.cursor = Some(
+                    value
+                        .parse()
+                        .map_err(|_| FhirError::bad_request("invalid", "_cursor is not a valid page cursor"))?,
+                );
+            }
+            n if is_format_param(n) => {}
+            other => {
+                return Err(FhirError::bad_request(
+                    "not-supported",
+                    format!("parameter `{other}` is not supported on history (supported: _since, _count)"),
+                ));
+            }
+        }
+    }
+    Ok(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_accepts_unencoded_plus() {
+        let t = parse_instant("2024-01-01T10:00:00 01:00").unwrap();
+        assert_eq!(t.to_rfc3339(), "2024-01-01T09:00:00+00:00");
+        assert!(parse_instant("yesterday").is_none());
+        assert_eq!(parse_instant("2024-02-03").unwrap().to_rfc3339(), "2024-02-03T00:00:00+00:00");
+    }
+
+    #[test]
+    fn history_parameters_are_checked() {
+        let p = |q: &str| history_params(&pairs(Some(q)));
+        assert_eq!(p("_count=5000").unwrap().count, MAX_PAGE);
+        assert_eq!(p("_format=json").unwrap().count, DEFAULT_PAGE);
+        assert!(p("_count=-1").is_err());
+        assert!(p("_cursor=abc").is_err());
+        assert!(p("name=x").is_err());
+    }
+}

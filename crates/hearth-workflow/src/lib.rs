@@ -28,6 +28,7 @@
 mod caller;
 mod clock;
 mod ctx;
+pub mod edge;
 pub mod error;
 pub mod fhir;
 pub mod openapi;

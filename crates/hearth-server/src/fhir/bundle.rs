@@ -406,7 +406,7 @@ async fn resolve(
             })?;
         }
         if let Some(ty) = resource.get("resourceType").and_then(Value::as_str) {
-            super::interactions::local_references_resolved(ty, resource).map_err(|x| entry_error(index, x))?;
+            hearth_workflow::fhir::local_references_resolved(ty, resource).map_err(|x| entry_error(index, x))?;
         }
     }
 

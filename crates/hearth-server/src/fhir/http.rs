@@ -194,7 +194,7 @@ async fn read_json_body(
     // serde_json messages give a position and a category, never the content.
     let value: Value = serde_json::from_slice(&bytes)
         .map_err(|e| FhirError::bad_request("structure", format!("the body is not valid JSON: {e}")))?;
-    super::strict_json::check_no_duplicate_keys(&bytes)
+    hearth_fhir::strict_json::check_no_duplicate_keys(&bytes)
         .map_err(|m| FhirError::bad_request("structure", format!("the body is not valid FHIR JSON: {m}")))?;
     Ok(value)
 }

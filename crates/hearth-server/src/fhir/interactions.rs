@@ -38,39 +38,6 @@ pub(crate) fn validate(app: &App, resource_type: &str, body: &Value) -> Result<(
     if resource_type == "SearchParameter" { search_parameters::check(app, body) } else { Ok(()) }
 }
 
-/// A `urn:uuid:` or `urn:oid:` reference names an entry of the Bundle it came in (its `fullUrl`):
-/// left in a resource written on its own, or in a Bundle entry no `fullUrl` matched, it names
-/// nothing anyone can resolve and is refused rather than stored verbatim. A Bundle resource
-/// (a document or message) keeps them: they name its own entries.
-pub(crate) fn local_references_resolved(resource_type: &str, body: &Value) -> Result<(), FhirError> {
-    if resource_type == "Bundle" {
-        return Ok(());
-    }
-    let mut stack: Vec<(String, &Value)> = vec![(resource_type.to_owned(), body)];
-    while let Some((path, v)) = stack.pop() {
-        match v {
-            Value::Object(fields) => {
-                for (k, item) in fields {
-                    if k == "reference"
-                        && let Value::String(r) = item
-                        && (r.starts_with("urn:uuid:") || r.starts_with("urn:oid:"))
-                    {
-                        return Err(FhirError::new(
-                            StatusCode::BAD_REQUEST,
-                            Issue::error("invalid", format!("reference `{r}` names no entry of a Bundle this came in"))
-                                .at(format!("{path}.reference")),
-                        ));
-                    }
-                    stack.push((format!("{path}.{k}"), item));
-                }
-            }
-            Value::Array(items) => stack.extend(items.iter().map(|item| (path.clone(), item))),
-            _ => {}
-        }
-    }
-    Ok(())
-}
-
 /// What follows a committed write of `resource_type` (a SearchParameter changes the registry).
 pub(super) async fn after_write(app: &Arc<App>, resource_type: &str) -> Result<(), FhirError> {
     if resource_type == "SearchParameter" {
@@ -101,7 +68,7 @@ pub async fn create(
     check_type(&app, &resource_type)?;
     negotiate(&headers, None)?;
     validate(&app, &resource_type, &body)?;
-    local_references_resolved(&resource_type, &body)?;
+    hearth_workflow::fhir::local_references_resolved(&resource_type, &body)?;
     let prefer = Prefer::from_headers(&headers);
     let base = base_url(&app, &headers);
     let now = app.clock.now();
@@ -225,7 +192,7 @@ pub async fn update(
     negotiate(&headers, None)?;
     let if_match = if_match(&headers)?;
     validate(&app, &resource_type, &body)?;
-    local_references_resolved(&resource_type, &body)?;
+    hearth_workflow::fhir::local_references_resolved(&resource_type, &body)?;
     match body.get("id").and_then(Value::as_str) {
         Some(body_id) if body_id == id => {}
         Some(body_id) => {
@@ -306,7 +273,7 @@ pub async fn patch(
         return Err(unprocessable("processing", "a patch must not change resourceType or id".into()));
     }
     validate(&app, &resource_type, &patched)
-        .and_then(|()| local_references_resolved(&resource_type, &patched))
+        .and_then(|()| hearth_workflow::fhir::local_references_resolved(&resource_type, &patched))
         .map_err(|e| FhirError::with_issues(StatusCode::UNPROCESSABLE_ENTITY, e.issues))?;
     // Without If-Match the version just read is the precondition: the write is atomic with the read.
     let precondition = if_match.or(Some(current.version_id));
@@ -331,7 +298,7 @@ pub async fn conditional_update(
     let if_match = if_match(&headers)?;
     let criteria = search::criteria(&app, &resource_type, &query::pairs(q.as_deref())).await?;
     validate(&app, &resource_type, &body)?;
-    local_references_resolved(&resource_type, &body)?;
+    hearth_workflow::fhir::local_references_resolved(&resource_type, &body)?;
     let client_id = body.get("id").and_then(Value::as_str).map(str::to_owned);
     let id_from_client = client_id.is_some();
     let id = client_id.unwrap_or_else(new_id);

@@ -5,11 +5,10 @@ mod capability;
 mod everything;
 pub mod http;
 mod interactions;
-pub mod query;
+pub use hearth_workflow::fhir as query;
 pub mod registry;
 pub mod search;
 pub mod search_parameters;
-mod strict_json;
 
 use std::sync::Arc;
 

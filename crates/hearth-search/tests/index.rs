@@ -482,7 +482,7 @@ fn repeated_elements_are_indexed_once_each() {
     let registry = common::registry();
     let mut p = patient_with_names(20_000);
     // Every name twice more: the index must not grow with the repeats.
-    let twice: Vec<serde_json::Value> = p["name"].as_array().unwrap().iter().cloned().collect();
+    let twice: Vec<serde_json::Value> = p["name"].as_array().unwrap().to_vec();
     p["name"].as_array_mut().unwrap().extend(twice.iter().cloned().chain(twice.iter().cloned()));
     let entries = registry.index(&p);
     let family = strings(&entries, "family");

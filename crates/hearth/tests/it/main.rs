@@ -14,6 +14,7 @@ mod backup;
 mod bundles;
 mod conditional;
 mod crud;
+mod documents;
 mod encounters;
 mod encryption;
 mod errors;

@@ -220,6 +220,15 @@ impl Documents {
         for id in stale {
             tus::discard(self, &id).await;
         }
+        // Segments whose upload row is gone (erased with the patient's record).
+        if let Ok(mut dirs) = tokio::fs::read_dir(&self.uploads).await {
+            while let Ok(Some(entry)) = dirs.next_entry().await {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if !hearth_store_sql::documents::upload_exists(&*self.db, &name).await.map_err(|e| e.to_string())? {
+                    tus::discard(self, &name).await;
+                }
+            }
+        }
         if removed > 0 {
             tracing::info!(blobs = removed, "unreferenced document blobs removed");
         }

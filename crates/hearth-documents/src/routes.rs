@@ -121,7 +121,10 @@ impl Meta {
             // tus clients send the file's name and type; the type is known from the bytes.
             "filename" | "filetype" | "name" => {}
             other => {
-                return Err(bad("invalid_field", format!("unknown field '{other}' (patient, type, title, date, file)")));
+                return Err(bad(
+                    "invalid_field",
+                    format!("unknown field '{other}' (patient, type, title, date, file)"),
+                ));
             }
         }
         Ok(())
@@ -297,8 +300,15 @@ pub async fn upload(
     State(app): State<Arc<Documents>>,
     ApiCaller(caller): ApiCaller,
     headers: HeaderMap,
-    mut form: Multipart,
+    form: Result<Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> Result<Response, ApiError> {
+    let mut form = form.map_err(|_| {
+        ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "invalid_content_type",
+            "an upload is multipart/form-data (or a tus upload at /api/v1/documents/uploads)",
+        )
+    })?;
     let max = app.config.max_upload_bytes;
     if declared_length(&headers).is_some_and(|n| n > max.saturating_add(MULTIPART_OVERHEAD)) {
         return Err(too_large(max));

@@ -207,27 +207,30 @@ pub(crate) async fn keep_document(
     let now = app.clock.now();
     let id = uuid::Uuid::now_v7().to_string();
     let url = format!("{}/api/v1/documents/{id}/content", api_root(app, headers));
-    let mut attachment =
-        json!({"contentType": content_type, "url": url, "size": staged.size, "creation": instant(now)});
+    let mut attachment = serde_json::Map::new();
+    attachment.insert("contentType".into(), json!(content_type));
+    attachment.insert("url".into(), json!(url));
+    attachment.insert("size".into(), json!(staged.size));
+    attachment.insert("creation".into(), json!(instant(now)));
     if let Some(title) = &meta.title {
-        attachment["title"] = json!(title);
+        attachment.insert("title".into(), json!(title));
     }
-    let mut body = json!({
-        "resourceType": "DocumentReference",
-        "status": "current",
-        "subject": {"reference": format!("Patient/{patient}")},
-        "date": instant(now),
-        "content": [{"attachment": attachment}],
-    });
+    let mut body = serde_json::Map::new();
+    body.insert("resourceType".into(), json!("DocumentReference"));
+    body.insert("status".into(), json!("current"));
+    body.insert("subject".into(), json!({"reference": format!("Patient/{patient}")}));
+    body.insert("date".into(), json!(instant(now)));
+    body.insert("content".into(), json!([{"attachment": attachment}]));
     if let Some(code) = &meta.doc_type {
-        body["type"] = json!({"coding": [{"system": LOINC, "code": code}]});
+        body.insert("type".into(), json!({"coding": [{"system": LOINC, "code": code}]}));
     }
     if let Some(title) = &meta.title {
-        body["description"] = json!(title);
+        body.insert("description".into(), json!(title));
     }
     if let Some(date) = &meta.date {
-        body["context"] = json!({"period": {"start": date}});
+        body.insert("context".into(), json!({"period": {"start": date}}));
     }
+    let body = Value::Object(body);
     hearth_workflow::fhir::validate(app, "DocumentReference", &body).map_err(|e| {
         ApiError::internal(format!(
             "the DocumentReference built for an upload does not validate: {:?}",

@@ -39,10 +39,10 @@ fn with_tus(status: StatusCode) -> Response {
     resp
 }
 
-/// Refuses a request of another tus version (`412` naming ours).
-fn check_version(headers: &HeaderMap) -> Result<(), Response> {
+/// The refusal of a request of another tus version (`412` naming ours), if it is one.
+fn version_refusal(headers: &HeaderMap) -> Option<Response> {
     if headers.get("tus-resumable").and_then(|v| v.to_str().ok()) == Some(TUS_VERSION) {
-        return Ok(());
+        return None;
     }
     let mut resp = ApiError::new(
         StatusCode::PRECONDITION_FAILED,
@@ -51,7 +51,7 @@ fn check_version(headers: &HeaderMap) -> Result<(), Response> {
     )
     .into_response();
     resp.headers_mut().insert("tus-version", HeaderValue::from_static(TUS_VERSION));
-    Err(resp)
+    Some(resp)
 }
 
 fn number(headers: &HeaderMap, name: &str) -> Result<Option<u64>, ApiError> {
@@ -144,7 +144,7 @@ pub async fn create(
     ApiCaller(caller): ApiCaller,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    if let Err(resp) = check_version(&headers) {
+    if let Some(resp) = version_refusal(&headers) {
         return Ok(resp);
     }
     let length = number(&headers, "upload-length")?
@@ -192,7 +192,7 @@ pub async fn head(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    if let Err(resp) = check_version(&headers) {
+    if let Some(resp) = version_refusal(&headers) {
         return Ok(resp);
     }
     let row = own_upload(&app, &caller, &id).await?;
@@ -316,7 +316,7 @@ pub async fn patch(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    if let Err(resp) = check_version(&headers) {
+    if let Some(resp) = version_refusal(&headers) {
         return Ok(resp);
     }
     let row = own_upload(&app, &caller, &id).await?;
@@ -402,7 +402,7 @@ pub async fn terminate(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    if let Err(resp) = check_version(&headers) {
+    if let Some(resp) = version_refusal(&headers) {
         return Ok(resp);
     }
     own_upload(&app, &caller, &id).await?;

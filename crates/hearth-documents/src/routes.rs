@@ -320,13 +320,19 @@ pub async fn upload(
     let mut meta = Meta::default();
     let malformed =
         |e: axum::extract::multipart::MultipartError| bad("invalid_form", format!("malformed multipart body: {e}"));
-    while let Some(field) = form.next_field().await.map_err(malformed)? {
+    while let Some(mut field) = form.next_field().await.map_err(malformed)? {
         let name = field.name().unwrap_or_default().to_owned();
         if name != "file" {
-            let value = field.text().await.map_err(malformed)?;
-            if value.len() > 1024 {
-                return Err(bad("invalid_field", format!("field '{name}' is too long")));
+            // Read as it comes and refused past 1 KiB: a metadata field never holds a file.
+            let mut value = Vec::new();
+            while let Some(chunk) = field.chunk().await.map_err(malformed)? {
+                value.extend_from_slice(&chunk);
+                if value.len() > 1024 {
+                    return Err(bad("invalid_field", format!("field '{name}' is too long")));
+                }
             }
+            let value =
+                String::from_utf8(value).map_err(|_| bad("invalid_field", format!("field '{name}' is not UTF-8")))?;
             meta.set(&name, value)?;
             continue;
         }

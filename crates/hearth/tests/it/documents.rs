@@ -169,6 +169,10 @@ async fn a_patient_uploads_lists_downloads_ranges_and_deletes_an_encrypted_docum
     assert_eq!(s, 201, "{again}");
     assert_eq!(blob_files(&t).len(), 1);
 
+    let long = "x".repeat(5000);
+    let (s, e) = upload(&t, &a, &[("title", long.as_str())], &file).await;
+    assert_eq!((s, e["error"]["code"].as_str()), (400, Some("invalid_field")), "{e}");
+
     // Not a document type: refused from the bytes, whatever the client claims.
     let (s, e) = upload(&t, &a, &[], b"<html><script>alert(1)</script></html>").await;
     assert_eq!((s, e["error"]["code"].as_str()), (415, Some("unsupported_type")), "{e}");
@@ -178,6 +182,14 @@ async fn a_patient_uploads_lists_downloads_ranges_and_deletes_an_encrypted_docum
     let listed = r.json()["documents"].as_array().unwrap().clone();
     assert_eq!(listed.len(), 1, "filtered by type: {}", r.text);
     assert_eq!(listed[0]["id"], id.as_str());
+    // By the document's own date (FHIR date search syntax).
+    let r = t.send(a.get(t.url("/api/v1/documents?date=ge2026-11-01"))).await;
+    let dated = r.json()["documents"].as_array().unwrap().clone();
+    assert_eq!((dated.len(), &dated[0]["id"]), (1, &Value::from(id.as_str())), "{}", r.text);
+    let r = t.send(a.get(t.url("/api/v1/documents?date=lt2026-01-01"))).await;
+    assert_eq!(r.json()["documents"].as_array().unwrap().len(), 0, "{}", r.text);
+    let r = t.send(a.get(t.url("/api/v1/documents?colour=red"))).await;
+    assert_eq!((r.status, r.json()["error"]["code"].as_str()), (400, Some("invalid_query")));
     let r = t.send(a.get(t.url("/api/v1/documents?_count=1"))).await;
     let page = r.json();
     assert_eq!(page["documents"].as_array().unwrap().len(), 1, "{page}");

@@ -182,6 +182,11 @@ impl Blobs {
         Blobs { store, staging, keys }
     }
 
+    /// The private directory for temporary files.
+    pub fn staging_dir(&self) -> &Path {
+        &self.staging
+    }
+
     pub fn store(&self) -> &Arc<dyn BlobStore> {
         &self.store
     }

@@ -1,4 +1,4 @@
-//! Documents (issue 22, items 1–2): patients and clinicians upload discharge letters, lab
+//! Documents (issue 22, items 1–3): patients and clinicians upload discharge letters, lab
 //! reports and photos; Hearth keeps the bytes in a blob store and the record as a FHIR
 //! `DocumentReference` whose attachment URL is the download route.
 //!
@@ -56,11 +56,15 @@
 //!   (which covers an upload of the same bytes that found the blob present just before). Data-rights
 //!   erasure removes the patient's rows in its own transaction (`hearth_store_sql::erase`), so the
 //!   next sweep removes their blobs.
+//! - **Reading documents** ([`read`]): a background reader extracts each document's text (a PDF's
+//!   own, Tesseract OCR for scans and photos) into a full-text index searched by `?text=`;
+//!   missing tools are a status, never an error.
 
 #![forbid(unsafe_code)]
 
 pub mod blob;
 pub mod clamd;
+pub mod read;
 mod routes;
 pub mod s3;
 pub mod sniff;
@@ -103,6 +107,8 @@ pub struct DocumentsConfig {
     pub sweep_grace_secs: u64,
     /// After how long an unfinished resumable upload is removed.
     pub upload_expiry_hours: u64,
+    /// Tesseract's languages for scanned pages and photos (`eng+hin`: English and Hindi).
+    pub ocr_languages: String,
 }
 
 impl Default for DocumentsConfig {
@@ -115,6 +121,7 @@ impl Default for DocumentsConfig {
             sweep_interval_secs: 60,
             sweep_grace_secs: 600,
             upload_expiry_hours: 24,
+            ocr_languages: "eng+hin".into(),
         }
     }
 }
@@ -131,6 +138,11 @@ impl DocumentsConfig {
             (Storage::S3, None) => return Err("documents.storage = \"s3\" needs a [documents.s3] table".into()),
             (_, Some(s3)) => s3.check()?,
             (Storage::Local, None) => {}
+        }
+        let ok_lang =
+            |l: &str| !l.is_empty() && l.len() <= 32 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if !self.ocr_languages.split('+').all(ok_lang) {
+            return Err("documents.ocr_languages is Tesseract's form, e.g. eng+hin".into());
         }
         if let Some(addr) = &self.clamd {
             clamd::Address::parse(addr)?;
@@ -149,6 +161,8 @@ pub struct Documents {
     /// Serialises a sweep against the moment an upload decides its blob is already stored and
     /// commits its row (within this process; across processes `sweep_grace_secs` covers it).
     sweep_lock: tokio::sync::RwLock<()>,
+    /// Wakes the reader when a document was stored.
+    reader_wake: tokio::sync::Notify,
 }
 
 impl std::ops::Deref for Documents {
@@ -187,6 +201,7 @@ impl Documents {
             uploads: data_dir.join("uploads"),
             config,
             sweep_lock: tokio::sync::RwLock::new(()),
+            reader_wake: tokio::sync::Notify::new(),
         })
     }
 
@@ -254,6 +269,31 @@ fn start_sweeper(docs: &Arc<Documents>) {
     });
 }
 
+/// Reads new documents' text, one at a time, as they arrive (woken by each stored document, and
+/// every `sweep_interval_secs` for documents another process stored or a reader left behind).
+fn start_reader(docs: &Arc<Documents>) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+    let weak: Weak<Documents> = Arc::downgrade(docs);
+    let every = Duration::from_secs(docs.config.sweep_interval_secs);
+    runtime.spawn(async move {
+        loop {
+            let Some(docs) = weak.upgrade() else { return };
+            loop {
+                match read::read_next(&docs).await {
+                    Ok(true) => continue,
+                    Ok(false) => break,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "the document reader failed; it tries again");
+                        break;
+                    }
+                }
+            }
+            // Holds the state for at most one interval after the app is gone; then the upgrade fails.
+            let _ = tokio::time::timeout(every, docs.reader_wake.notified()).await;
+        }
+    });
+}
+
 #[derive(utoipa::OpenApi)]
 #[openapi(
     paths(
@@ -275,6 +315,7 @@ impl Workflow for Documents {
     /// Every route reads or changes someone's record: each request is an audit event.
     fn mount(self: Arc<Self>) -> Mount {
         start_sweeper(&self);
+        start_reader(&self);
         use axum::routing::{get, post};
         let audited = axum::Router::new()
             .route("/api/v1/documents", get(routes::list).post(routes::upload))

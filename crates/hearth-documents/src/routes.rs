@@ -50,6 +50,10 @@ pub struct Document {
     pub url: String,
     /// When it was uploaded.
     pub created: String,
+    /// Where reading its text stands: `pending`, `reading`, `done`, `no_text`, `unsupported`,
+    /// `tools_missing` or `failed` (lists only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text_status: Option<String>,
 }
 
 /// One page of documents.
@@ -261,6 +265,7 @@ pub(crate) async fn keep_document(
         db.commit().await?;
         let stored: Value = version.body.as_deref().and_then(|b| serde_json::from_str(b).ok()).unwrap_or(Value::Null);
         tracing::info!(document = %id, size = staged.size, "document stored");
+        app.reader_wake.notify_one();
         document_of(&stored).ok_or_else(|| ApiError::internal("a stored DocumentReference does not read back"))
     }
 }
@@ -278,6 +283,7 @@ pub(crate) fn document_of(r: &Value) -> Option<Document> {
         size: attachment.get("size").and_then(Value::as_u64).unwrap_or(0),
         url: attachment.get("url").and_then(Value::as_str).unwrap_or_default().to_owned(),
         created: r.get("date").and_then(Value::as_str).unwrap_or_default().to_owned(),
+        text_status: None,
     })
 }
 
@@ -351,6 +357,7 @@ pub async fn upload(
         ("type" = Option<String>, Query, description = "LOINC document type code"),
         ("date" = Option<String>, Query, description = "The document's date, FHIR date search syntax (`ge2026-01-01`); repeatable"),
         ("_count" = Option<u32>, Query, description = "Page size (default 20, at most 100)"),
+        ("text" = Option<String>, Query, description = "Words the document's text (its own or read by OCR) holds, all of them"),
         ("cursor" = Option<String>, Query, description = "The `next` cursor of the previous page"),
     ),
     responses(
@@ -369,6 +376,7 @@ pub async fn list(
     let mut pairs: Vec<(String, String)> = Vec::new();
     let mut count = 20u32;
     let mut cursor = None;
+    let mut text: Option<Vec<String>> = None;
     for (k, v) in hearth_workflow::fhir::pairs(raw.as_deref()) {
         match k.as_str() {
             "patient" => {
@@ -391,10 +399,17 @@ pub async fn list(
                     .ok_or_else(|| bad("invalid_query", "_count is a number from 1 to 100"))?
             }
             "cursor" => cursor = Some(v),
+            "text" => {
+                let words: Vec<String> = v.split_whitespace().map(str::to_owned).collect();
+                if words.is_empty() || words.len() > 8 || words.iter().any(|w| w.len() > 100) {
+                    return Err(bad("invalid_query", "text is one to eight words"));
+                }
+                text = Some(words);
+            }
             other => {
                 return Err(bad(
                     "invalid_query",
-                    format!("unknown parameter '{other}' (patient, type, date, _count, cursor)"),
+                    format!("unknown parameter '{other}' (patient, type, date, text, _count, cursor)"),
                 ));
             }
         }
@@ -402,6 +417,15 @@ pub async fn list(
     let store = app.store_for(&caller);
     let patient = subject(&store, &caller, asked.as_deref()).await?;
     pairs.push(("subject".into(), format!("Patient/{patient}")));
+    if let Some(words) = &text {
+        // The text index answers which of the patient's documents hold the words; the store
+        // search (through the caller's view) then pages and filters them like any other list.
+        let ids = sql::search_text(&*app.db, &patient, words, 100).await?;
+        if ids.is_empty() {
+            return Ok(axum::Json(DocumentList { documents: Vec::new(), next: None }));
+        }
+        pairs.push(("_id".into(), ids.join(",")));
+    }
     pairs.push(("_sort".into(), "-date,-_id".into()));
     pairs.push(("_count".into(), count.to_string()));
     let query = app
@@ -419,12 +443,18 @@ pub async fn list(
         hearth_store::StoreError::InvalidSearch(m) => bad("invalid_query", m),
         other => other.into(),
     })?;
-    let documents = page
+    let mut documents: Vec<Document> = page
         .matches
         .iter()
         .filter_map(|v| v.body.as_deref().and_then(|b| serde_json::from_str::<Value>(b).ok()))
         .filter_map(|r| document_of(&r))
         .collect();
+    let ids: Vec<String> = documents.iter().map(|d| d.id.clone()).collect();
+    let statuses: std::collections::HashMap<String, String> =
+        sql::text_statuses(&*app.db, &ids).await?.into_iter().collect();
+    for d in &mut documents {
+        d.text_status = statuses.get(&d.id).cloned();
+    }
     Ok(axum::Json(DocumentList { documents, next: page.next }))
 }
 

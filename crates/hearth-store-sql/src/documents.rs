@@ -98,9 +98,13 @@ async fn mark_unreferenced(db: &dyn Db, now: i64) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Removes the document row `id` (its DocumentReference is deleted in the same transaction);
-/// its blob becomes unreferenced when no other document names it. False: no such row.
+/// Removes the document row `id` (its DocumentReference is deleted in the same transaction)
+/// and its text; its blob becomes unreferenced when no other document names it. False: no such
+/// row.
 pub async fn remove(db: &dyn Db, id: &str, now: i64) -> Result<bool, StoreError> {
+    let mut b = Builder::new(db.dialect());
+    b.push("DELETE FROM documents_text WHERE id = ").text(id);
+    db.execute(&b.finish()).await?;
     let mut b = Builder::new(db.dialect());
     b.push("DELETE FROM documents WHERE id = ").text(id);
     let n = db.execute(&b.finish()).await?;
@@ -137,6 +141,9 @@ pub async fn forget_blob(db: &dyn Db, sha256: &str) -> Result<bool, StoreError> 
 /// become unreferenced unless another patient's document holds the same content.
 pub async fn erase_patient(exec: &mut dyn Exec, patient: &str, now: i64) -> Result<(), StoreError> {
     let dialect = exec.dialect();
+    let mut b = Builder::new(dialect);
+    b.push("DELETE FROM documents_text WHERE id IN (SELECT id FROM documents WHERE patient = ").text(patient).push(")");
+    exec.execute(&b.finish()).await?;
     for table in ["documents", "document_uploads"] {
         let mut b = Builder::new(dialect);
         b.push("DELETE FROM ").push(table).push(" WHERE patient = ").text(patient);
@@ -149,6 +156,134 @@ pub async fn erase_patient(exec: &mut dyn Exec, patient: &str, now: i64) -> Resu
     );
     exec.execute(&b.finish()).await?;
     Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading documents (the text of each, full-text searchable)
+
+/// A document whose text is to be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToRead {
+    pub id: String,
+    pub sha256: String,
+    pub content_type: String,
+    pub encrypted: bool,
+}
+
+/// Takes the oldest document waiting to be read (or one whose reader took it before
+/// `stale_before` and never finished), marking it `reading` since `now`. Two readers cannot take
+/// the same one: the claim is conditional on the status it saw.
+pub async fn next_to_read(db: &dyn Db, now: i64, stale_before: i64) -> Result<Option<ToRead>, StoreError> {
+    let mut b = Builder::new(db.dialect());
+    b.push(
+        "SELECT d.id, d.sha256, d.content_type, b.encrypted, d.text_status, d.text_claimed_at FROM documents d \
+         JOIN document_blobs b ON b.sha256 = d.sha256 WHERE d.text_status = 'pending' \
+         OR (d.text_status = 'reading' AND d.text_claimed_at < ",
+    )
+    .int(stale_before)
+    .push(") ORDER BY d.created_at, d.id LIMIT 1");
+    let cols = [Col::Text, Col::Text, Col::Text, Col::Int, Col::Text, Col::Int];
+    let Some(row) = db.fetch(&b.finish(), &cols).await?.into_iter().next() else { return Ok(None) };
+    let mut it = row.into_iter();
+    let found = ToRead {
+        id: text(it.next())?.ok_or_else(corrupt)?,
+        sha256: text(it.next())?.ok_or_else(corrupt)?,
+        content_type: text(it.next())?.ok_or_else(corrupt)?,
+        encrypted: int(it.next())?.ok_or_else(corrupt)? != 0,
+    };
+    let status = text(it.next())?.ok_or_else(corrupt)?;
+    let claimed = int(it.next())?;
+    let mut b = Builder::new(db.dialect());
+    b.push("UPDATE documents SET text_status = 'reading', text_claimed_at = ")
+        .int(now)
+        .push(" WHERE id = ")
+        .text(&found.id)
+        .push(" AND text_status = ")
+        .text(&status);
+    match claimed {
+        Some(c) => b.push(" AND text_claimed_at = ").int(c),
+        None => b.push(" AND text_claimed_at IS NULL"),
+    };
+    Ok((db.execute(&b.finish()).await? == 1).then_some(found))
+}
+
+/// Records what reading document `id` gave: its status, the per-page detail (JSON) and the text
+/// (searchable from now on).
+pub async fn set_text(db: &dyn Db, id: &str, status: &str, detail: &str, body: Option<&str>) -> Result<(), StoreError> {
+    let dialect = db.dialect();
+    let mut b = Builder::new(dialect);
+    b.push("DELETE FROM documents_text WHERE id = ").text(id);
+    db.execute(&b.finish()).await?;
+    if let Some(body) = body.filter(|t| !t.trim().is_empty()) {
+        let mut b = Builder::new(dialect);
+        match dialect {
+            crate::Dialect::Sqlite => {
+                b.push("INSERT INTO documents_text (id, body) VALUES (").text(id).push(", ").text(body).push(")");
+            }
+            crate::Dialect::Postgres => {
+                b.push("INSERT INTO documents_text (id, body, tsv) VALUES (")
+                    .text(id)
+                    .push(", ")
+                    .text(body)
+                    .push(", to_tsvector('simple', ")
+                    .text(body)
+                    .push("))");
+            }
+        }
+        db.execute(&b.finish()).await?;
+    }
+    let mut b = Builder::new(dialect);
+    b.push("UPDATE documents SET text_status = ")
+        .text(status)
+        .push(", text_detail = ")
+        .text(detail)
+        .push(" WHERE id = ")
+        .text(id);
+    db.execute(&b.finish()).await?;
+    Ok(())
+}
+
+/// The patient's documents whose text holds every word of `words`, newest first, at most `limit`.
+pub async fn search_text(db: &dyn Db, patient: &str, words: &[String], limit: i64) -> Result<Vec<String>, StoreError> {
+    if words.is_empty() {
+        return Ok(Vec::new());
+    }
+    let dialect = db.dialect();
+    let mut b = Builder::new(dialect);
+    b.push("SELECT d.id FROM documents d JOIN documents_text t ON t.id = d.id WHERE d.patient = ").text(patient);
+    match dialect {
+        crate::Dialect::Sqlite => {
+            // Each word a quoted FTS5 string: no query syntax reaches the parser from the caller.
+            let query: Vec<String> = words.iter().map(|w| format!("\"{}\"", w.replace('"', "\"\""))).collect();
+            b.push(" AND documents_text MATCH ").text(&query.join(" "));
+        }
+        crate::Dialect::Postgres => {
+            b.push(" AND t.tsv @@ plainto_tsquery('simple', ").text(&words.join(" ")).push(")");
+        }
+    }
+    b.push(" ORDER BY d.created_at DESC, d.id DESC LIMIT ").int(limit);
+    db.fetch(&b.finish(), &[Col::Text])
+        .await?
+        .into_iter()
+        .map(|row| text(row.into_iter().next())?.ok_or_else(corrupt))
+        .collect()
+}
+
+/// How far reading each of `ids` got: `(id, text_status)`.
+pub async fn text_statuses(db: &dyn Db, ids: &[String]) -> Result<Vec<(String, String)>, StoreError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut b = Builder::new(db.dialect());
+    b.push("SELECT id, text_status FROM documents WHERE id IN ").text_list(ids.iter().map(String::as_str));
+    db.fetch(&b.finish(), &[Col::Text, Col::Text])
+        .await?
+        .into_iter()
+        .map(|row| {
+            let mut it = row.into_iter();
+            Ok((text(it.next())?.ok_or_else(corrupt)?, text(it.next())?.ok_or_else(corrupt)?))
+        })
+        .collect()
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -16,14 +16,21 @@ CREATE TABLE document_blobs (
 CREATE INDEX document_blobs_unreferenced ON document_blobs (unreferenced_at);
 
 -- documents: one row per live DocumentReference made by the documents workflow (its id).
+-- text_status: where reading its text stands (pending, reading, done, no_text, unsupported,
+-- tools_missing, failed); text_claimed_at: when a reader took it (a reader that died leaves it to
+-- be taken again); text_detail: JSON, per page how the text was read and the OCR confidence.
 CREATE TABLE documents (
-    id           TEXT   PRIMARY KEY,
-    patient      TEXT   NOT NULL,
-    sha256       TEXT   NOT NULL,
-    content_type TEXT   NOT NULL,
-    size         BIGINT NOT NULL,
-    created_at   BIGINT NOT NULL
+    id              TEXT   PRIMARY KEY,
+    patient         TEXT   NOT NULL,
+    sha256          TEXT   NOT NULL,
+    content_type    TEXT   NOT NULL,
+    size            BIGINT NOT NULL,
+    created_at      BIGINT NOT NULL,
+    text_status     TEXT   NOT NULL DEFAULT 'pending',
+    text_claimed_at BIGINT,
+    text_detail     TEXT
 );
+CREATE INDEX documents_by_text_status ON documents (text_status, created_at);
 CREATE INDEX documents_by_patient ON documents (patient);
 CREATE INDEX documents_by_blob ON documents (sha256);
 
@@ -41,3 +48,7 @@ CREATE TABLE document_uploads (
     created_at BIGINT NOT NULL
 );
 CREATE INDEX document_uploads_by_patient ON document_uploads (patient);
+
+-- The text read from each document, full-text searchable (FTS5; the database file is encrypted
+-- as a whole with a key).
+CREATE VIRTUAL TABLE documents_text USING fts5(id UNINDEXED, body, tokenize = 'unicode61');

@@ -89,8 +89,10 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// The stored blobs (not the staging and reading work files beside them).
 fn blob_files(t: &TestApp) -> Vec<PathBuf> {
-    files_under(&t.app.config.data_dir.join("blobs"))
+    let blobs = t.app.config.data_dir.join("blobs");
+    files_under(&blobs).into_iter().filter(|p| !p.starts_with(blobs.join(".staging"))).collect()
 }
 
 /// The newest audit event.
@@ -545,4 +547,108 @@ async fn documents_are_kept_in_s3_compatible_storage() {
         s3_object(&moto.endpoint, "hearth-docs", &key).await.is_none()
     })
     .await;
+}
+
+/// Whether the reading tools are here; outside CI their absence skips the test loudly.
+fn reading_tools() -> bool {
+    let present = ["pdftotext", "pdftoppm", "tesseract"]
+        .iter()
+        .all(|tool| std::process::Command::new(tool).arg("-v").output().is_ok());
+    if !present {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("poppler-utils and tesseract-ocr are required on CI (scripts/prepare installs them)");
+        }
+        eprintln!(
+            "\n!!! SKIPPED a document-reading test: pdftotext/pdftoppm/tesseract missing (run scripts/prepare) !!!\n"
+        );
+    }
+    present
+}
+
+/// A one-page PDF with `lines` of text in Helvetica (its own text, as a word processor makes).
+fn text_pdf(lines: &[&str]) -> Vec<u8> {
+    let mut content = String::from("BT /F1 28 Tf 40 700 Td 36 TL\n");
+    for line in lines {
+        content.push_str(&format!("({line}) Tj T*\n"));
+    }
+    content.push_str("ET\n");
+    let objects = [
+        "<< /Type /Catalog /Pages 2 0 R >>".to_owned(),
+        "<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_owned(),
+        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>"
+            .to_owned(),
+        format!("<< /Length {} >>\nstream\n{content}endstream", content.len()),
+        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>".to_owned(),
+    ];
+    let mut pdf = b"%PDF-1.4\n".to_vec();
+    let mut offsets = Vec::new();
+    for (i, o) in objects.iter().enumerate() {
+        offsets.push(pdf.len());
+        pdf.extend(format!("{} 0 obj\n{o}\nendobj\n", i + 1).as_bytes());
+    }
+    let xref = pdf.len();
+    pdf.extend(format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes());
+    for off in offsets {
+        pdf.extend(format!("{off:010} 00000 n \n").as_bytes());
+    }
+    pdf.extend(
+        format!("trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n", objects.len() + 1).as_bytes(),
+    );
+    pdf
+}
+
+/// The page of `pdf` as a PNG image, the way a phone photo or a scanner gives it (no text layer).
+fn scanned(pdf: &[u8]) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("in.pdf"), pdf).unwrap();
+    let out = std::process::Command::new("pdftoppm")
+        .args(["-r", "150", "-png", "-singlefile"])
+        .arg(dir.path().join("in.pdf"))
+        .arg(dir.path().join("page"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    std::fs::read(dir.path().join("page.png")).unwrap()
+}
+
+async fn listed(t: &TestApp, c: &reqwest::Client, query: &str) -> Vec<Value> {
+    let r = t.send(c.get(t.url(&format!("/api/v1/documents{query}")))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.json()["documents"].as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn a_scanned_page_and_a_pdf_are_read_and_found_by_a_word() {
+    if !reading_tools() {
+        return;
+    }
+    let t = TestApp::spawn_with(|c| c.encryption_key = Some(hearth_server::config::Secret::new(KEY.into()))).await;
+    let (pa, _, ta) = patient_account(&t, "Reader").await;
+    let a = bearer(&ta);
+    let scan = scanned(&text_pdf(&["Haemoglobin 13.2 g/dL", "Platelets within range"]));
+    assert!(scan.starts_with(b"\x89PNG"));
+    let (s, photo) = upload(&t, &a, &[("title", "Photo of a report")], &scan).await;
+    assert_eq!(s, 201, "{photo}");
+    assert_eq!(photo["content_type"], "image/png");
+    let (s, letter) =
+        upload(&t, &a, &[("title", "Letter")], &text_pdf(&["Discharge summary", "Continue metformin"])).await;
+    assert_eq!(s, 201, "{letter}");
+
+    wait_until("both documents are read", async || {
+        let docs = listed(&t, &a, "").await;
+        docs.len() == 2 && docs.iter().all(|d| d["text_status"] == "done")
+    })
+    .await;
+    let found = listed(&t, &a, "?text=haemoglobin").await;
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0]["id"], photo["id"], "the OCR'd photo: {found:?}");
+    let found = listed(&t, &a, "?text=METFORMIN").await;
+    assert_eq!((found.len(), &found[0]["id"]), (1, &letter["id"]), "the PDF's own text: {found:?}");
+    assert!(listed(&t, &a, "?text=platelets%20haemoglobin").await.len() == 1, "every word");
+    assert!(listed(&t, &a, "?text=cholesterol").await.is_empty());
+    assert!(listed(&t, &a, "?text=%22%20OR%20*").await.is_empty(), "query syntax is taken as words");
+    // Another patient cannot search this record.
+    let (_, _, tb) = patient_account(&t, "Nosy").await;
+    let r = t.send(bearer(&tb).get(t.url(&format!("/api/v1/documents?patient={pa}&text=haemoglobin")))).await;
+    assert_eq!(r.status, 404);
 }

@@ -652,3 +652,49 @@ async fn a_scanned_page_and_a_pdf_are_read_and_found_by_a_word() {
     let r = t.send(bearer(&tb).get(t.url(&format!("/api/v1/documents?patient={pa}&text=haemoglobin")))).await;
     assert_eq!(r.status, 404);
 }
+
+/// A page of Hindi text rendered (with shaping, by Pango) to a TIFF image by Tesseract's own
+/// `text2image` with the Lohit Devanagari font; `None` (loudly) outside CI when either is missing.
+fn hindi_page(text: &str) -> Option<Vec<u8>> {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("page.txt"), text).unwrap();
+    let out = std::process::Command::new("text2image")
+        .arg(format!("--text={}", dir.path().join("page.txt").display()))
+        .arg(format!("--outputbase={}", dir.path().join("page").display()))
+        .args(["--font=Lohit Devanagari", "--fonts_dir=/usr/share/fonts", "--ptsize=24"])
+        .output();
+    match out {
+        Ok(o) if o.status.success() => Some(std::fs::read(dir.path().join("page.tif")).unwrap()),
+        other => {
+            if std::env::var("CI").as_deref() == Ok("true") {
+                panic!("text2image and fonts-lohit-deva are required on CI (scripts/prepare installs them): {other:?}");
+            }
+            eprintln!(
+                "\n!!! SKIPPED the Hindi OCR test: text2image or the Lohit Devanagari font is missing (run scripts/prepare) !!!\n"
+            );
+            None
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_scanned_hindi_page_is_read_and_found_by_a_hindi_word() {
+    if !reading_tools() {
+        return;
+    }
+    let Some(page) = hindi_page("कमल जल\n") else { return };
+    let t = TestApp::spawn().await;
+    let (_, _, ta) = patient_account(&t, "Hindi").await;
+    let a = bearer(&ta);
+    let (s, doc) = upload(&t, &a, &[("title", "पर्चा")], &page).await;
+    assert_eq!(s, 201, "{doc}");
+    assert_eq!(doc["content_type"], "image/tiff");
+    wait_until("the page is read", async || {
+        listed(&t, &a, "").await.first().is_some_and(|d| d["text_status"] != "pending" && d["text_status"] != "reading")
+    })
+    .await;
+    assert_eq!(listed(&t, &a, "").await[0]["text_status"], "done");
+    let found = listed(&t, &a, &format!("?text={}", "%E0%A4%95%E0%A4%AE%E0%A4%B2")).await;
+    assert_eq!(found.len(), 1, "कमल is found: {found:?}");
+    assert!(listed(&t, &a, "?text=%E0%A4%98%E0%A4%B0").await.is_empty(), "घर is not on the page");
+}

@@ -228,6 +228,7 @@ impl Documents {
                 }
             }
         }
+        hearth_store_sql::documents::forget_orphan_text(&*self.db).await.map_err(|e| e.to_string())?;
         let expiry = i64::try_from(self.config.upload_expiry_hours.saturating_mul(3_600_000)).unwrap_or(i64::MAX);
         let stale = hearth_store_sql::documents::stale_uploads(&*self.db, now.saturating_sub(expiry), 500)
             .await

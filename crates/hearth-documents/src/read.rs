@@ -194,9 +194,74 @@ pub(crate) async fn read_next(docs: &Documents) -> Result<bool, String> {
     };
     let reading = read_document(docs, &doc).await;
     let detail = serde_json::json!({"pages": reading.pages, "note": reading.note}).to_string();
+    // The DocumentReference first: once the status says `done`, the text is everywhere.
+    if reading.status == "done"
+        && let Err(e) = attach_text(docs, &doc.id, &reading).await
+    {
+        tracing::warn!(document = %doc.id, error = %e, "the read text could not be attached to its DocumentReference");
+    }
     sql::set_text(&*docs.db, &doc.id, reading.status, &detail, Some(&reading.text)).await.map_err(|e| e.to_string())?;
     tracing::info!(document = %doc.id, status = reading.status, pages = reading.pages.len(), "document read");
     Ok(true)
+}
+
+/// The most text attached to a DocumentReference (the index keeps all of it).
+const ATTACHED_TEXT_MAX: usize = 1024 * 1024;
+
+/// Attaches the text to the DocumentReference as a second `content` (`text/plain`, inline),
+/// replacing an earlier reading; as the system, conditional on the version read (a concurrent
+/// change wins and the text stays in the index only).
+async fn attach_text(docs: &Documents, id: &str, reading: &Reading) -> Result<(), String> {
+    let store = docs.system();
+    let hearth_store::Current::Found(current) = store.read("DocumentReference", id).await.map_err(|e| e.to_string())?
+    else {
+        return Ok(());
+    };
+    let mut body: serde_json::Value = current
+        .body
+        .as_deref()
+        .and_then(|b| serde_json::from_str(b).ok())
+        .ok_or("stored DocumentReference is not JSON")?;
+    let mut text = reading.text.as_str();
+    if text.len() > ATTACHED_TEXT_MAX {
+        let mut end = ATTACHED_TEXT_MAX;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text = text.get(..end).unwrap_or_default();
+    }
+    let confidences: Vec<f64> = reading.pages.iter().filter_map(|p| p.confidence).collect();
+    let title = if confidences.is_empty() {
+        "Text of the document".to_owned()
+    } else {
+        let mean = confidences.iter().sum::<f64>() / confidences.len() as f64;
+        format!("Text read by OCR (mean word confidence {:.0}%)", mean)
+    };
+    let now = docs.clock.now();
+    let attachment = serde_json::json!({"attachment": {
+        "contentType": "text/plain; charset=utf-8",
+        "data": data_encoding::BASE64.encode(text.as_bytes()),
+        "title": title,
+        "creation": now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    }});
+    let Some(content) = body.get_mut("content").and_then(serde_json::Value::as_array_mut) else {
+        return Err("a DocumentReference without content".into());
+    };
+    content.retain(|c| {
+        !c.pointer("/attachment/contentType")
+            .and_then(serde_json::Value::as_str)
+            .is_some_and(|t| t.starts_with("text/plain"))
+    });
+    content.push(attachment);
+    hearth_workflow::fhir::validate(docs, "DocumentReference", &body)
+        .map_err(|e| format!("{:?}", e.issues.first().map(|i| &i.diagnostics)))?;
+    let mut tx = store.begin().await.map_err(|e| e.to_string())?;
+    let write = hearth_workflow::fhir::write_of(docs, "DocumentReference", id.to_owned(), body);
+    match hearth_store::interactions::update(&mut tx, write, Some(current.version_id), now).await {
+        Ok(_) => tx.commit().await.map_err(|e| e.to_string()),
+        Err(hearth_store::StoreError::VersionConflict { .. }) => Ok(()),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 async fn read_document(docs: &Documents, doc: &ToRead) -> Reading {

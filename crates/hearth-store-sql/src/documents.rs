@@ -218,18 +218,20 @@ pub async fn set_text(db: &dyn Db, id: &str, status: &str, detail: &str, body: O
         let mut b = Builder::new(dialect);
         match dialect {
             crate::Dialect::Sqlite => {
-                b.push("INSERT INTO documents_text (id, body) VALUES (").text(id).push(", ").text(body).push(")");
+                b.push("INSERT INTO documents_text (id, body) SELECT ").text(id).push(", ").text(body);
             }
             crate::Dialect::Postgres => {
-                b.push("INSERT INTO documents_text (id, body, tsv) VALUES (")
+                b.push("INSERT INTO documents_text (id, body, tsv) SELECT ")
                     .text(id)
                     .push(", ")
                     .text(body)
                     .push(", to_tsvector('simple', ")
                     .text(body)
-                    .push("))");
+                    .push(")");
             }
         }
+        // Only for a document still there (one deleted or erased while it was read keeps no text).
+        b.push(" WHERE EXISTS (SELECT 1 FROM documents WHERE id = ").text(id).push(")");
         db.execute(&b.finish()).await?;
     }
     let mut b = Builder::new(dialect);
@@ -239,6 +241,14 @@ pub async fn set_text(db: &dyn Db, id: &str, status: &str, detail: &str, body: O
         .text(detail)
         .push(" WHERE id = ")
         .text(id);
+    db.execute(&b.finish()).await?;
+    Ok(())
+}
+
+/// Removes text whose document is gone (one erased in the moment its reader finished).
+pub async fn forget_orphan_text(db: &dyn Db) -> Result<(), StoreError> {
+    let mut b = Builder::new(db.dialect());
+    b.push("DELETE FROM documents_text WHERE id NOT IN (SELECT id FROM documents)");
     db.execute(&b.finish()).await?;
     Ok(())
 }

@@ -639,6 +639,16 @@ async fn a_scanned_page_and_a_pdf_are_read_and_found_by_a_word() {
         docs.len() == 2 && docs.iter().all(|d| d["text_status"] == "done")
     })
     .await;
+    // The text is attached to the DocumentReference too.
+    let r = t.get(&format!("/fhir/DocumentReference/{}", photo["id"].as_str().unwrap())).await;
+    let reference = r.json();
+    crate::common::assert_valid_r4(&reference);
+    let text = &reference["content"][1]["attachment"];
+    assert_eq!(text["contentType"], "text/plain; charset=utf-8", "{reference}");
+    assert!(text["title"].as_str().unwrap().contains("confidence"), "{text}");
+    let words =
+        String::from_utf8(data_encoding::BASE64.decode(text["data"].as_str().unwrap().as_bytes()).unwrap()).unwrap();
+    assert!(words.contains("Haemoglobin"), "{words}");
     let found = listed(&t, &a, "?text=haemoglobin").await;
     assert_eq!(found.len(), 1, "{found:?}");
     assert_eq!(found[0]["id"], photo["id"], "the OCR'd photo: {found:?}");

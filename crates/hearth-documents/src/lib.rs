@@ -64,7 +64,9 @@
 
 pub mod blob;
 pub mod clamd;
+pub mod lab;
 pub mod read;
+pub mod results;
 mod routes;
 pub mod s3;
 pub mod sniff;
@@ -307,8 +309,17 @@ fn start_reader(docs: &Arc<Documents>) {
         tus::head,
         tus::patch,
         tus::terminate,
+        results::list,
+        results::review,
     ),
-    components(schemas(routes::Document, routes::DocumentList, routes::UploadForm))
+    components(schemas(
+        routes::Document,
+        routes::DocumentList,
+        routes::UploadForm,
+        results::LabResult,
+        results::LabResults,
+        results::ReviewBody
+    ))
 )]
 struct Api;
 
@@ -327,6 +338,8 @@ impl Workflow for Documents {
             )
             .route("/api/v1/documents/{id}", axum::routing::delete(routes::delete))
             .route("/api/v1/documents/{id}/content", get(routes::content))
+            .route("/api/v1/documents/{id}/results", get(results::list))
+            .route("/api/v1/documents/{id}/results/{result}", post(results::review))
             // Uploads are streamed and limited by `max_upload_bytes` here, not by axum's default.
             .layer(axum::extract::DefaultBodyLimit::disable())
             .with_state(self);

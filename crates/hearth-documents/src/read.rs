@@ -201,6 +201,14 @@ pub(crate) async fn read_next(docs: &Documents) -> Result<bool, String> {
         tracing::warn!(document = %doc.id, error = %e, "the read text could not be attached to its DocumentReference");
     }
     sql::set_text(&*docs.db, &doc.id, reading.status, &detail, Some(&reading.text)).await.map_err(|e| e.to_string())?;
+    // A lab report's results become proposals to confirm (never counted before that).
+    if reading.status == "done" {
+        match crate::results::propose(docs, &doc.id, &reading.text).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(document = %doc.id, results = n, "results proposed from a document"),
+            Err(e) => tracing::warn!(document = %doc.id, error = %e, "results could not be proposed from a document"),
+        }
+    }
     tracing::info!(document = %doc.id, status = reading.status, pages = reading.pages.len(), "document read");
     Ok(true)
 }

@@ -505,7 +505,7 @@ fn limited(inner: ByteStream, len: u64) -> impl Stream<Item = Result<Bytes, std:
 }
 
 /// The DocumentReference `id` as the caller may see it.
-async fn reference(store: &Guarded, id: &str) -> Result<Value, ApiError> {
+pub(crate) async fn reference(store: &Guarded, id: &str) -> Result<Value, ApiError> {
     if !hearth_workflow::fhir::valid_id(id) {
         return Err(not_found("document"));
     }

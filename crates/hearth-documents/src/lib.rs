@@ -65,6 +65,7 @@
 pub mod blob;
 pub mod clamd;
 pub mod lab;
+pub mod phr;
 pub mod read;
 pub mod results;
 mod routes;
@@ -311,6 +312,8 @@ fn start_reader(docs: &Arc<Documents>) {
         tus::terminate,
         results::list,
         results::review,
+        phr::summary,
+        phr::results,
     ),
     components(schemas(
         routes::Document,
@@ -340,6 +343,8 @@ impl Workflow for Documents {
             .route("/api/v1/documents/{id}/content", get(routes::content))
             .route("/api/v1/documents/{id}/results", get(results::list))
             .route("/api/v1/documents/{id}/results/{result}", post(results::review))
+            .route("/api/v1/phr/summary", get(phr::summary))
+            .route("/api/v1/phr/results", get(phr::results))
             // Uploads are streamed and limited by `max_upload_bytes` here, not by axum's default.
             .layer(axum::extract::DefaultBodyLimit::disable())
             .with_state(self);

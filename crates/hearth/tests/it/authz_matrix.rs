@@ -171,6 +171,7 @@ async fn every_role_gets_exactly_the_expected_status_and_patient_a_never_sees_b(
             || path.starts_with("/api/v1/intake/")
             // (the tus discovery is an OPTIONS request, which the audit middleware never records)
             || (path.starts_with("/api/v1/documents") && !(path == "/api/v1/documents/uploads" && status == 204))
+            || path.starts_with("/api/v1/phr/")
             || path == "/api/v1/notifications/send"
             || path == "/api/push/send";
         i64::from(fhir || always || (!path.starts_with("/fhir") && (status == 401 || status == 403)))
@@ -452,6 +453,34 @@ async fn every_role_gets_exactly_the_expected_status_and_patient_a_never_sees_b(
             "documents: A's content",
             Method::GET,
             format!("/api/v1/documents/{doc_a}/content"),
+            None,
+            [401, 200, 404, 200, 200, 200],
+        ),
+        (
+            "documents: results read from A's",
+            Method::GET,
+            format!("/api/v1/documents/{doc_a}/results"),
+            None,
+            [401, 200, 404, 200, 200, 200],
+        ),
+        (
+            "documents: review a result A's document does not have",
+            Method::POST,
+            format!("/api/v1/documents/{doc_a}/results/none-such"),
+            Some(json!({"action": "confirm"})),
+            [401, 404, 404, 404, 404, 404],
+        ),
+        (
+            "PHR: A's summary",
+            Method::GET,
+            format!("/api/v1/phr/summary?patient={pa}"),
+            None,
+            [401, 200, 404, 200, 200, 200],
+        ),
+        (
+            "PHR: A's HbA1c history",
+            Method::GET,
+            format!("/api/v1/phr/results?code=4548-4&patient={pa}"),
             None,
             [401, 200, 404, 200, 200, 200],
         ),

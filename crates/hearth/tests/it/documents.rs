@@ -12,14 +12,14 @@ use crate::common::{TestApp, patient, seed_account};
 
 const KEY: &str = "5a5b5c5d5e5f505152535455565758595a5b5c5d5e5f50515253545556575859";
 
-fn bearer(token: &str) -> reqwest::Client {
+pub(crate) fn bearer(token: &str) -> reqwest::Client {
     let mut h = reqwest::header::HeaderMap::new();
     h.insert(reqwest::header::AUTHORIZATION, format!("Bearer {token}").parse().unwrap());
     reqwest::Client::builder().default_headers(h).build().unwrap()
 }
 
 /// A patient record and a patient account linked to it: (patient id, account id, token).
-async fn patient_account(t: &TestApp, family: &str) -> (String, String, String) {
+pub(crate) async fn patient_account(t: &TestApp, family: &str) -> (String, String, String) {
     let pid = t.create(&patient(family)).await;
     let account = format!("doc-{family}-{}", std::process::id());
     let token = seed_account(&t.app, &account, "patient", Some(format!("Patient/{pid}")), None).await;
@@ -52,7 +52,7 @@ fn multipart(fields: &[(&str, &str)], file: &[u8]) -> (String, Vec<u8>) {
     (format!("multipart/form-data; boundary={boundary}"), body)
 }
 
-async fn upload(t: &TestApp, c: &reqwest::Client, fields: &[(&str, &str)], file: &[u8]) -> (u16, Value) {
+pub(crate) async fn upload(t: &TestApp, c: &reqwest::Client, fields: &[(&str, &str)], file: &[u8]) -> (u16, Value) {
     let (ct, body) = multipart(fields, file);
     let r = t.send(c.post(t.url("/api/v1/documents")).header("content-type", ct).body(body)).await;
     (r.status, serde_json::from_str(&r.text).unwrap_or(Value::Null))
@@ -96,7 +96,7 @@ fn blob_files(t: &TestApp) -> Vec<PathBuf> {
 }
 
 /// The newest audit event.
-async fn last_audit_event(t: &TestApp) -> Value {
+pub(crate) async fn last_audit_event(t: &TestApp) -> Value {
     t.app.auditor.flush().await.unwrap();
     let n = hearth_store_sql::audit::chain_length(&*t.app.audit_db).await.unwrap();
     let link = hearth_store_sql::audit::links(&*t.app.audit_db, n - 1, 1).await.unwrap().remove(0);
@@ -106,7 +106,7 @@ async fn last_audit_event(t: &TestApp) -> Value {
     }
 }
 
-async fn wait_until<F: AsyncFnMut() -> bool>(what: &str, mut check: F) {
+pub(crate) async fn wait_until<F: AsyncFnMut() -> bool>(what: &str, mut check: F) {
     for _ in 0..100 {
         if check().await {
             return;
@@ -550,7 +550,7 @@ async fn documents_are_kept_in_s3_compatible_storage() {
 }
 
 /// Whether the reading tools are here; outside CI their absence skips the test loudly.
-fn reading_tools() -> bool {
+pub(crate) fn reading_tools() -> bool {
     let present = ["pdftotext", "pdftoppm", "tesseract"]
         .iter()
         .all(|tool| std::process::Command::new(tool).arg("-v").output().is_ok());
@@ -611,7 +611,7 @@ fn scanned(pdf: &[u8]) -> Vec<u8> {
     std::fs::read(dir.path().join("page.png")).unwrap()
 }
 
-async fn listed(t: &TestApp, c: &reqwest::Client, query: &str) -> Vec<Value> {
+pub(crate) async fn listed(t: &TestApp, c: &reqwest::Client, query: &str) -> Vec<Value> {
     let r = t.send(c.get(t.url(&format!("/api/v1/documents{query}")))).await;
     assert_eq!(r.status, 200, "{}", r.text);
     r.json()["documents"].as_array().unwrap().clone()

@@ -23,6 +23,7 @@ mod export;
 mod history;
 mod import;
 mod intake;
+mod lab_results;
 mod mfa;
 mod notify;
 mod notify_peers;

@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use hearth_store_sql::crypt::{KeyRing, KeySource};
 use serde::Deserialize;
 
+pub use hearth_documents::s3::S3Config as DocumentsS3Config;
+pub use hearth_documents::{DocumentsConfig, Storage as DocumentStorage};
 pub use hearth_intake::IntakeConfig;
 pub use hearth_notifications::config::{EmailConfig, FcmConfig, NotifyConfig, SmsConfig, WebPushConfig};
 pub use hearth_registry::RegistryConfig;
@@ -65,6 +67,8 @@ pub struct Config {
     pub audit: AuditConfig,
     /// Patient intake: the numbers the emergency safety message names (the `[intake]` table).
     pub intake: IntakeConfig,
+    /// Documents: blob storage, upload limits, the virus scan (the `[documents]` table).
+    pub documents: DocumentsConfig,
 }
 
 /// The `[audit]` table (see `crate::audit`).
@@ -128,6 +132,7 @@ impl Default for Config {
             rights: RightsConfig::default(),
             audit: AuditConfig::default(),
             intake: IntakeConfig::default(),
+            documents: DocumentsConfig::default(),
         }
     }
 }
@@ -154,7 +159,10 @@ HEARTH_ADMIN_PASSWORD, HEARTH_RIGHTS_ERASURE, HEARTH_RIGHTS_RETENTION_DAYS, HEAR
 HEARTH_INTAKE_EMERGENCY_NUMBER, HEARTH_INTAKE_AMBULANCE_NUMBER, HEARTH_INTAKE_CHAT_BASE_URL, HEARTH_INTAKE_CHAT_MODEL, \
 HEARTH_INTAKE_CHAT_API_KEY, HEARTH_INTAKE_CHAT_TIMEOUT_MS, HEARTH_INTAKE_TRANSCRIPTION_BASE_URL, \
 HEARTH_INTAKE_TRANSCRIPTION_MODEL, HEARTH_INTAKE_TRANSCRIPTION_API_KEY, HEARTH_INTAKE_TRANSCRIPTION_TIMEOUT_MS, \
-HEARTH_INTAKE_VOICE_MAX_BYTES";
+HEARTH_INTAKE_VOICE_MAX_BYTES, \
+HEARTH_DOCUMENTS_STORAGE, HEARTH_DOCUMENTS_MAX_UPLOAD_BYTES, \
+HEARTH_DOCUMENTS_CLAMD, HEARTH_DOCUMENTS_S3_ENDPOINT, HEARTH_DOCUMENTS_S3_BUCKET, HEARTH_DOCUMENTS_S3_REGION, \
+HEARTH_DOCUMENTS_S3_ACCESS_KEY_ID, HEARTH_DOCUMENTS_S3_SECRET_ACCESS_KEY, HEARTH_DOCUMENTS_S3_PREFIX";
 
 /// A listening address: `HOST:PORT` (`127.0.0.1:8080`, `0.0.0.0:8080`, `[::1]:8080`), or a bare
 /// port meaning loopback (`8080` → `127.0.0.1:8080`).
@@ -285,6 +293,40 @@ impl Config {
                 "HEARTH_RIGHTS_RETENTION_DAYS" => {
                     config.rights.retention_days = value.parse().map_err(|e| bad(format!("{e}")))?
                 }
+                "HEARTH_DOCUMENTS_STORAGE" => {
+                    config.documents.storage = match value.as_str() {
+                        "local" => DocumentStorage::Local,
+                        "s3" => DocumentStorage::S3,
+                        other => return Err(bad(format!("expected `local` or `s3`, got `{other}`"))),
+                    }
+                }
+                "HEARTH_DOCUMENTS_MAX_UPLOAD_BYTES" => {
+                    config.documents.max_upload_bytes = value.parse().map_err(|e| bad(format!("{e}")))?
+                }
+                "HEARTH_DOCUMENTS_CLAMD" => config.documents.clamd = Some(value.clone()),
+                "HEARTH_DOCUMENTS_S3_ENDPOINT"
+                | "HEARTH_DOCUMENTS_S3_BUCKET"
+                | "HEARTH_DOCUMENTS_S3_REGION"
+                | "HEARTH_DOCUMENTS_S3_ACCESS_KEY_ID"
+                | "HEARTH_DOCUMENTS_S3_SECRET_ACCESS_KEY"
+                | "HEARTH_DOCUMENTS_S3_PREFIX" => {
+                    let s3 = config.documents.s3.get_or_insert_with(|| hearth_documents::s3::S3Config {
+                        endpoint: String::new(),
+                        bucket: String::new(),
+                        region: "us-east-1".into(),
+                        access_key_id: String::new(),
+                        secret_access_key: Secret::new(String::new()),
+                        prefix: String::new(),
+                    });
+                    match key.as_str() {
+                        "HEARTH_DOCUMENTS_S3_ENDPOINT" => s3.endpoint = value.clone(),
+                        "HEARTH_DOCUMENTS_S3_BUCKET" => s3.bucket = value.clone(),
+                        "HEARTH_DOCUMENTS_S3_REGION" => s3.region = value.clone(),
+                        "HEARTH_DOCUMENTS_S3_ACCESS_KEY_ID" => s3.access_key_id = value.clone(),
+                        "HEARTH_DOCUMENTS_S3_SECRET_ACCESS_KEY" => s3.secret_access_key = Secret::new(value.clone()),
+                        _ => s3.prefix = value.clone(),
+                    }
+                }
                 "HEARTH_REGISTRY_INVITE_TTL_HOURS" => {
                     config.registry.invite_ttl_hours = value.parse().map_err(|e| bad(format!("{e}")))?
                 }
@@ -359,6 +401,7 @@ impl Config {
             return Err(ConfigError::Invalid("notify.sms needs messaging_service_sid or from".into()));
         }
         self.intake.check().map_err(ConfigError::Invalid)?;
+        self.documents.check().map_err(ConfigError::Invalid)?;
         self.database()?;
         self.encryption_keys()?;
         Ok(())

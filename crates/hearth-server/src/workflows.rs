@@ -32,6 +32,7 @@ pub fn mount(app: &App) -> Vec<Mount> {
             },
         ))
         .mount(),
+        documents(app),
         Arc::new(hearth_intake::Intakes::new(
             Arc::clone(app.ctx()),
             app.config.intake.clone(),
@@ -39,4 +40,23 @@ pub fn mount(app: &App) -> Vec<Mount> {
         ))
         .mount(),
     ]
+}
+
+/// The documents workflow over the data dir and the encryption key ring. Its settings and the key
+/// source were checked when the configuration was loaded; what is left to fail is building the
+/// TLS client for S3, which is logged loudly and leaves the documents routes unmounted.
+fn documents(app: &App) -> Mount {
+    let keys = app.config.encryption_keys().ok().flatten();
+    match hearth_documents::Documents::new(
+        Arc::clone(app.ctx()),
+        app.config.documents.clone(),
+        &app.config.data_dir,
+        keys,
+    ) {
+        Ok(docs) => Arc::new(docs).mount(),
+        Err(e) => {
+            tracing::error!(error = %e, "the documents workflow cannot start");
+            Mount::default()
+        }
+    }
 }

@@ -244,6 +244,8 @@ pub async fn erase_patient(
         exec.execute(&b.finish()).await?;
     }
 
+    // Uploaded documents: their rows go now, their blobs with the documents sweeper (migration 0017).
+    crate::documents::erase_patient(exec, &plan.patient, now).await?;
     erased.accounts = remove_accounts(exec, &plan.patient).await?;
 
     let mut b = Builder::new(dialect);

@@ -25,6 +25,7 @@ pub mod backup;
 mod compile;
 pub mod crypt;
 mod cursor;
+pub mod documents;
 pub mod erase;
 mod export;
 pub mod identity;

@@ -186,8 +186,9 @@ const METHODS: [&str; 8] = ["get", "put", "post", "delete", "options", "head", "
 /// operation under `/api/` from it alone, one line each (empty when nothing is missing):
 ///
 /// - a tag (the workflow it belongs to);
-/// - at least one 2xx answer (`101` for a WebSocket), and for each 2xx answer other than `204`/`202` a content type;
-///   a JSON content type has a typed schema;
+/// - at least one 2xx answer (`101` for a WebSocket), and for each 2xx answer other than `204`/`202` a content type, or documented headers when it has no body (tus);
+///   a JSON content type has a typed schema; each 4xx/5xx answer has a body, the shared ErrorEnvelope
+///   (or an OperationOutcome for a FHIR media type);
 /// - a JSON request body, where there is one, has a typed schema;
 /// - an operation that answers `401` names its `security` (`[{}]` when it takes no credential
 ///   but answers `401` for wrong ones, such as a password login);
@@ -236,11 +237,19 @@ pub fn problems(spec: &Value) -> Vec<String> {
                 let content = r.get("content").and_then(Value::as_object);
                 if status.starts_with('2') || status == "101" {
                     success += 1;
+                    // An answer without a body says what it carries in its headers (tus: `Location`,
+                    // `Upload-Offset`), unless its status means no body.
+                    let headers = r.get("headers").and_then(Value::as_object).is_some_and(|h| !h.is_empty());
                     if content.is_none_or(serde_json::Map::is_empty)
+                        && !headers
                         && !matches!(status.as_str(), "101" | "202" | "204")
                     {
                         out.push(format!("{at}: answer {status} has no content type"));
                     }
+                } else if (status.starts_with('4') || status.starts_with('5'))
+                    && content.is_none_or(serde_json::Map::is_empty)
+                {
+                    out.push(format!("{at}: answer {status} has no body (the ErrorEnvelope)"));
                 }
                 for (media, c) in content.into_iter().flatten().filter(|(m, _)| is_json(m)) {
                     let Some(s) = c.get("schema") else {

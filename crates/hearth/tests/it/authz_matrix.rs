@@ -46,6 +46,26 @@ async fn account(t: &TestApp, email: &str, role: &str, fhir_user: Option<&str>) 
     (v["id"].as_str().unwrap().to_owned(), bearer(l["access_token"].as_str().unwrap()))
 }
 
+/// A multipart upload of a small PDF for `patient`: (content type, body).
+fn pdf_form(patient: &str) -> (String, Vec<u8>) {
+    let b = "matrix-boundary";
+    let mut body = format!(
+        "--{b}\r\nContent-Disposition: form-data; name=\"patient\"\r\n\r\n{patient}\r\n\
+         --{b}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"m.pdf\"\r\n\r\n%PDF-1.4\nmatrix\n"
+    )
+    .into_bytes();
+    body.extend(format!("\r\n--{b}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={b}"), body)
+}
+
+/// A document of `patient` uploaded by the admin; its id.
+async fn document_of(t: &TestApp, patient: &str) -> String {
+    let (ct, body) = pdf_form(patient);
+    let r = t.send(t.client.post(t.url("/api/v1/documents")).header("content-type", ct).body(body)).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    r.json()["id"].as_str().unwrap().to_owned()
+}
+
 fn observation(patient: &str) -> Value {
     json!({"resourceType": "Observation", "status": "final",
         "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
@@ -149,6 +169,9 @@ async fn every_role_gets_exactly_the_expected_status_and_patient_a_never_sees_b(
             || path.starts_with("/api/v1/auth/totp/")
             || path.starts_with("/api/v1/patients")
             || path.starts_with("/api/v1/intake/")
+            // (the tus discovery is an OPTIONS request, which the audit middleware never records)
+            || (path.starts_with("/api/v1/documents") && !(path == "/api/v1/documents/uploads" && status == 204))
+            || path.starts_with("/api/v1/phr/")
             || path == "/api/v1/notifications/send"
             || path == "/api/push/send";
         i64::from(fhir || always || (!path.starts_with("/fhir") && (status == 401 || status == 403)))
@@ -424,6 +447,107 @@ async fn every_role_gets_exactly_the_expected_status_and_patient_a_never_sees_b(
             [404, 404, 404, 404, 404, 404],
         ),
     ];
+    let doc_a = document_of(&t, &pa).await;
+    rows.extend([
+        (
+            "documents: list A's",
+            Method::GET,
+            format!("/api/v1/documents?patient={pa}"),
+            None,
+            [401, 200, 404, 200, 200, 200],
+        ),
+        (
+            "documents: A's content",
+            Method::GET,
+            format!("/api/v1/documents/{doc_a}/content"),
+            None,
+            [401, 200, 404, 200, 200, 200],
+        ),
+        (
+            "documents: results read from A's",
+            Method::GET,
+            format!("/api/v1/documents/{doc_a}/results"),
+            None,
+            [401, 200, 404, 200, 200, 200],
+        ),
+        (
+            "documents: review a result A's document does not have",
+            Method::POST,
+            format!("/api/v1/documents/{doc_a}/results/none-such"),
+            Some(json!({"action": "confirm"})),
+            [401, 404, 404, 404, 404, 404],
+        ),
+        (
+            "PHR: A's summary",
+            Method::GET,
+            format!("/api/v1/phr/summary?patient={pa}"),
+            None,
+            [401, 200, 404, 200, 200, 200],
+        ),
+        (
+            "PHR: A's HbA1c history",
+            Method::GET,
+            format!("/api/v1/phr/results?code=4548-4&patient={pa}"),
+            None,
+            [401, 200, 404, 200, 200, 200],
+        ),
+        (
+            "documents: an upload that is not multipart",
+            Method::POST,
+            "/api/v1/documents".into(),
+            Some(json!({})),
+            [401, 415, 415, 415, 415, 415],
+        ),
+        (
+            "documents: delete one that is not there",
+            Method::DELETE,
+            "/api/v1/documents/none-such".into(),
+            None,
+            [401, 404, 404, 404, 404, 404],
+        ),
+        (
+            "documents: tus discovery",
+            Method::OPTIONS,
+            "/api/v1/documents/uploads".into(),
+            None,
+            [204, 204, 204, 204, 204, 204],
+        ),
+        (
+            "documents: tus creation without Tus-Resumable",
+            Method::POST,
+            "/api/v1/documents/uploads".into(),
+            None,
+            [401, 412, 412, 412, 412, 412],
+        ),
+        (
+            "documents: tus HEAD without Tus-Resumable",
+            Method::HEAD,
+            "/api/v1/documents/uploads/00000000-0000-4000-8000-000000000000".into(),
+            None,
+            [401, 412, 412, 412, 412, 412],
+        ),
+        (
+            "documents: tus PATCH without Tus-Resumable",
+            Method::PATCH,
+            "/api/v1/documents/uploads/00000000-0000-4000-8000-000000000000".into(),
+            None,
+            [401, 412, 412, 412, 412, 412],
+        ),
+        (
+            "documents: tus termination without Tus-Resumable",
+            Method::DELETE,
+            "/api/v1/documents/uploads/00000000-0000-4000-8000-000000000000".into(),
+            None,
+            [401, 412, 412, 412, 412, 412],
+        ),
+    ]);
+    // Deletes: a fresh document of A for each role.
+    for (i, _) in ROLES.iter().enumerate() {
+        let id = document_of(&t, &pa).await;
+        let mut expected = [0; 6];
+        expected[i] = [401, 204, 404, 204, 204, 204][i];
+        rows.push(("documents: delete A's", Method::DELETE, format!("/api/v1/documents/{id}"), None, expected));
+    }
     // Deletes: a fresh Observation of A for each role.
     for (i, _) in ROLES.iter().enumerate() {
         let id = t.create(&observation(&pa)).await;
@@ -466,7 +590,22 @@ async fn every_role_gets_exactly_the_expected_status_and_patient_a_never_sees_b(
     let mut conditional = observation(&pa);
     conditional["identifier"] = json!([{"system": "urn:matrix", "value": "once"}]);
     for (i, client) in clients.iter().enumerate() {
-        let checks: [(&str, reqwest::RequestBuilder, u16); 4] = [
+        let (form_type, form) = pdf_form(&pa);
+        let checks: [(&str, reqwest::RequestBuilder, u16); 6] = [
+            (
+                "documents: upload for A (multipart)",
+                client.post(t.url("/api/v1/documents")).header("content-type", form_type).body(form),
+                [401, 201, 404, 201, 201, 201][i],
+            ),
+            (
+                "documents: tus creation for A",
+                client
+                    .post(t.url("/api/v1/documents/uploads"))
+                    .header("tus-resumable", "1.0.0")
+                    .header("upload-length", "100")
+                    .header("upload-metadata", format!("patient {}", data_encoding::BASE64.encode(pa.as_bytes()))),
+                [401, 201, 404, 201, 201, 201][i],
+            ),
             (
                 "JSON Patch of A's Observation",
                 client

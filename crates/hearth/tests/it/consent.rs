@@ -10,7 +10,7 @@ use crate::common::{TestApp, patient};
 
 const PASSWORD: &str = "consent-heron-meadow-52";
 
-async fn json_req(
+pub(crate) async fn json_req(
     t: &TestApp,
     c: &reqwest::Client,
     method: reqwest::Method,
@@ -25,7 +25,7 @@ async fn json_req(
     (r.status, serde_json::from_str(&r.text).unwrap_or(Value::Null))
 }
 
-async fn account(t: &TestApp, email: &str, body: Value) -> (String, reqwest::Client) {
+pub(crate) async fn account(t: &TestApp, email: &str, body: Value) -> (String, reqwest::Client) {
     let mut body = body;
     body["email"] = json!(email);
     body["password"] = json!(PASSWORD);

@@ -202,7 +202,8 @@ fn the_rule_refuses_an_untyped_body() {
                 "401": {"description": "no", "content": {"application/json": {"schema": {"type": "object"}}}}
             }
         }},
-        "/api/v1/other": {"get": {"responses": {"200": {"description": "no content type"}}}}
+        "/api/v1/other": {"get": {"responses": {"200": {"description": "no content type"}}}},
+        "/api/v1/headers-only": {"head": {"tags": ["t"], "responses": {"200": {"description": "offset", "headers": {"Upload-Offset": {"schema": {"type": "integer"}}}}}}}
     }});
     let problems = hearth_server::workflow::openapi::problems(&spec);
     for expected in [
@@ -215,6 +216,7 @@ fn the_rule_refuses_an_untyped_body() {
     ] {
         assert!(problems.iter().any(|p| p.starts_with(expected)), "{expected:?} not in {problems:#?}");
     }
+    assert!(!problems.iter().any(|p| p.contains("headers-only")), "a headers-only answer is described: {problems:#?}");
 }
 
 #[tokio::test]

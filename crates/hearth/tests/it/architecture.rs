@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// The workflow crates, and the other workflow crates each may use (through their public API).
-const WORKFLOWS: [(&str, &[&str]); 8] = [
+const WORKFLOWS: [(&str, &[&str]); 9] = [
     ("hearth-audit", &[]),
     ("hearth-bulk-export", &[]),
     ("hearth-consent", &[]),
@@ -16,6 +16,7 @@ const WORKFLOWS: [(&str, &[&str]); 8] = [
     ("hearth-scheduling", &["hearth-notifications"]),
     ("hearth-intake", &["hearth-notifications"]),
     ("hearth-registry", &["hearth-notifications"]),
+    ("hearth-selfcare", &["hearth-notifications"]),
 ];
 
 fn root() -> PathBuf {

@@ -7,9 +7,9 @@
 //! guarded store view. See `docs/SELFCARE.md` for what is built and what is not yet.
 #![forbid(unsafe_code)]
 
+mod routes;
 pub mod scores;
 pub mod vitals;
-mod routes;
 
 use std::sync::Arc;
 

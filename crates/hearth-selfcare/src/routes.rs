@@ -425,7 +425,8 @@ pub(crate) async fn history(
         .iter()
         .filter_map(body_of)
         .filter_map(|b| {
-            let t = b.get("effectiveDateTime").and_then(Value::as_str).and_then(hearth_workflow::fhir::parse_instant)?;
+            let t =
+                b.get("effectiveDateTime").and_then(Value::as_str).and_then(hearth_workflow::fhir::parse_instant)?;
             Some((t, b))
         })
         .collect();

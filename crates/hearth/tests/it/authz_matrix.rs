@@ -399,10 +399,18 @@ async fn every_role_gets_exactly_the_expected_status_and_patient_a_never_sees_b(
             "selfcare: record A's vitals (impossible value: those who reach A get as far as validation)",
             Method::POST,
             "/api/v1/health/vitals".into(),
-            Some(json!({"patient": pa, "readings": [{"kind": "spo2", "value": 104, "effective": "2026-12-07T08:00:00Z"}]})),
+            Some(
+                json!({"patient": pa, "readings": [{"kind": "spo2", "value": 104, "effective": "2026-12-07T08:00:00Z"}]}),
+            ),
             [401, 400, 404, 400, 400, 400],
         ),
-        ("selfcare: A's latest vitals", Method::GET, format!("/api/v1/health?patient={pa}"), None, [401, 200, 404, 200, 200, 200]),
+        (
+            "selfcare: A's latest vitals",
+            Method::GET,
+            format!("/api/v1/health?patient={pa}"),
+            None,
+            [401, 200, 404, 200, 200, 200],
+        ),
         (
             "selfcare: A's vitals history",
             Method::GET,

@@ -12,9 +12,14 @@ use crate::scheduling::{account, call, patient_account};
 
 async fn caregiver_of(t: &TestApp, patient: &str) -> reqwest::Client {
     let (id, c) = account(&t.app, "caregiver", None, true).await;
-    let (s, v) =
-        call(t, &t.client, Method::POST, "/api/v1/admin/caregivers", Some(json!({"caregiver": id, "patient": patient})))
-            .await;
+    let (s, v) = call(
+        t,
+        &t.client,
+        Method::POST,
+        "/api/v1/admin/caregivers",
+        Some(json!({"caregiver": id, "patient": patient})),
+    )
+    .await;
     assert_eq!(s, 204, "{v}");
     c
 }
@@ -42,19 +47,25 @@ async fn a_batch_is_stored_as_fhir_observations_converted_flagged_and_not_duplic
     assert_eq!(v["patient"], pa.as_str());
     assert_eq!(v["created"], 6);
     assert_eq!(v["duplicates"], 0);
-    let flagged: Vec<&str> =
-        v["readings"].as_array().unwrap().iter().filter(|r| r["implausible"] == true).map(|r| r["kind"].as_str().unwrap()).collect();
+    let flagged: Vec<&str> = v["readings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["implausible"] == true)
+        .map(|r| r["kind"].as_str().unwrap())
+        .collect();
     assert_eq!(flagged, ["heart_rate"]);
 
     // Stored as R4 Observations with LOINC codes and UCUM units in canonical units.
-    let ids: Vec<String> = v["readings"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap().to_owned()).collect();
-    let read = |i: usize| t.get(&format!("/fhir/Observation/{}", ids[i]));
-    let bp = read(0).await.json();
+    let ids: Vec<String> =
+        v["readings"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap().to_owned()).collect();
+    let paths: Vec<String> = ids.iter().map(|id| format!("/fhir/Observation/{id}")).collect();
+    let bp = t.get(&paths[0]).await.json();
     assert_valid_r4(&bp);
     assert_eq!(bp["code"]["coding"][0]["code"], "85354-9");
     assert_eq!(bp["category"][0]["coding"][0]["code"], "vital-signs");
     assert_eq!(bp["component"][0]["code"]["coding"][0]["code"], "8480-6");
-    assert_eq!(bp["component"][0]["valueQuantity"]["value"], 128);
+    assert_eq!(bp["component"][0]["valueQuantity"]["value"].as_f64(), Some(128.0));
     assert_eq!(bp["component"][1]["valueQuantity"]["code"], "mm[Hg]");
     assert_eq!(bp["component"][1]["valueQuantity"]["system"], "http://unitsofmeasure.org");
     assert_eq!(bp["subject"]["reference"], format!("Patient/{pa}"));
@@ -62,16 +73,16 @@ async fn a_batch_is_stored_as_fhir_observations_converted_flagged_and_not_duplic
     assert_eq!(bp["contained"][0]["serialNumber"], "SN-1");
     assert_eq!(bp["device"]["reference"], "#device");
     assert_eq!(bp["performer"][0]["reference"], format!("Patient/{pa}"));
-    let temp = read(1).await.json();
+    let temp = t.get(&paths[1]).await.json();
     assert_eq!(temp["code"]["coding"][0]["code"], "8310-5");
-    assert_eq!(temp["valueQuantity"]["value"], 37.0);
+    assert_eq!(temp["valueQuantity"]["value"].as_f64(), Some(37.0));
     assert_eq!(temp["valueQuantity"]["code"], "Cel");
-    let glucose = read(2).await.json();
-    assert_eq!(glucose["valueQuantity"]["value"], 99.08);
+    let glucose = t.get(&paths[2]).await.json();
+    assert_eq!(glucose["valueQuantity"]["value"].as_f64(), Some(99.08));
     assert_eq!(glucose["valueQuantity"]["code"], "mg/dL");
-    let weight = read(3).await.json();
-    assert_eq!(weight["valueQuantity"]["value"], 69.85);
-    let hr = read(4).await.json();
+    let weight = t.get(&paths[3]).await.json();
+    assert_eq!(weight["valueQuantity"]["value"].as_f64(), Some(69.85));
+    let hr = t.get(&paths[4]).await.json();
     assert_valid_r4(&hr);
     assert_eq!(hr["meta"]["tag"][0]["code"], "implausible");
 
@@ -80,7 +91,8 @@ async fn a_batch_is_stored_as_fhir_observations_converted_flagged_and_not_duplic
     assert_eq!(s, 200, "{again}");
     assert_eq!(again["created"], 0);
     assert_eq!(again["duplicates"], 6);
-    let (_, found) = call(&t, &t.client, Method::GET, &format!("/fhir/Observation?subject=Patient/{pa}&_summary=count"), None).await;
+    let (_, found) =
+        call(&t, &t.client, Method::GET, &format!("/fhir/Observation?subject=Patient/{pa}&_summary=count"), None).await;
     assert_eq!(found["total"], 6, "{found}");
 
     // The same reading twice in one batch is written once.
@@ -95,14 +107,23 @@ async fn an_impossible_value_refuses_the_whole_batch_with_a_stable_code() {
     let t = TestApp::spawn().await;
     let (pa, _, a) = patient_account(&t, "Impossible").await;
     let mut b = batch();
-    b["readings"].as_array_mut().unwrap().push(json!({"kind": "spo2", "value": 104, "effective": "2026-12-07T08:05:00Z"}));
+    b["readings"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"kind": "spo2", "value": 104, "effective": "2026-12-07T08:05:00Z"}));
     let (s, v) = call(&t, &a, Method::POST, "/api/v1/health/vitals", Some(b)).await;
     assert_eq!(s, 400, "{v}");
     assert_eq!(v["error"]["code"], "impossible_value");
     assert!(v["error"]["message"].as_str().unwrap().starts_with("readings[6]"), "{v}");
     let cases = [
-        (json!({"kind": "blood_pressure", "systolic": 80, "diastolic": 95, "effective": "2026-12-07T08:00:00Z"}), "impossible_value"),
-        (json!({"kind": "body_weight", "value": 70, "unit": "stone", "effective": "2026-12-07T08:00:00Z"}), "unknown_unit"),
+        (
+            json!({"kind": "blood_pressure", "systolic": 80, "diastolic": 95, "effective": "2026-12-07T08:00:00Z"}),
+            "impossible_value",
+        ),
+        (
+            json!({"kind": "body_weight", "value": 70, "unit": "stone", "effective": "2026-12-07T08:00:00Z"}),
+            "unknown_unit",
+        ),
         (json!({"kind": "mood", "value": 3, "effective": "2026-12-07T08:00:00Z"}), "unknown_kind"),
         (json!({"kind": "heart_rate", "value": 70, "effective": "yesterday"}), "invalid_time"),
         (json!({"kind": "heart_rate", "effective": "2026-12-07T08:00:00Z"}), "invalid_value"),
@@ -113,7 +134,8 @@ async fn an_impossible_value_refuses_the_whole_batch_with_a_stable_code() {
     }
     let (s, v) = call(&t, &a, Method::POST, "/api/v1/health/vitals", Some(json!({"readings": []}))).await;
     assert_eq!((s, v["error"]["code"].as_str()), (400, Some("batch_size")));
-    let (_, found) = call(&t, &t.client, Method::GET, &format!("/fhir/Observation?subject=Patient/{pa}&_summary=count"), None).await;
+    let (_, found) =
+        call(&t, &t.client, Method::GET, &format!("/fhir/Observation?subject=Patient/{pa}&_summary=count"), None).await;
     assert_eq!(found["total"], 0, "nothing written: {found}");
 }
 
@@ -135,23 +157,33 @@ async fn latest_per_kind_and_history_raw_and_aggregated() {
     let (s, latest) = call(&t, &a, Method::GET, "/api/v1/health", None).await;
     assert_eq!(s, 200, "{latest}");
     let by_kind = |k: &str| latest["latest"].as_array().unwrap().iter().find(|l| l["kind"] == k).cloned().unwrap();
-    assert_eq!(by_kind("heart_rate")["value"], 70);
+    assert_eq!(by_kind("heart_rate")["value"].as_f64(), Some(70.0));
     assert_eq!(by_kind("heart_rate")["unit"], "/min");
-    assert_eq!(by_kind("blood_pressure")["systolic"], 140);
-    assert_eq!(by_kind("blood_pressure")["diastolic"], 90);
+    assert_eq!(by_kind("blood_pressure")["systolic"].as_f64(), Some(140.0));
+    assert_eq!(by_kind("blood_pressure")["diastolic"].as_f64(), Some(90.0));
     assert_eq!(latest["latest"].as_array().unwrap().len(), 2);
 
     let range = "from=2026-12-06T00:00:00Z&to=2026-12-07T00:00:00Z";
     let (s, raw) = call(&t, &a, Method::GET, &format!("/api/v1/health/history?kind=heart_rate&{range}"), None).await;
     assert_eq!(s, 200, "{raw}");
-    let values: Vec<f64> = raw["series"][0]["buckets"].as_array().unwrap().iter().map(|b| b["mean"].as_f64().unwrap()).collect();
+    let values: Vec<f64> =
+        raw["series"][0]["buckets"].as_array().unwrap().iter().map(|b| b["mean"].as_f64().unwrap()).collect();
     assert_eq!(values, [60.0, 80.0, 70.0]);
     let (_, hourly) =
-        call(&t, &a, Method::GET, &format!("/api/v1/health/history?kind=heart_rate&{range}&resolution=hour"), None).await;
+        call(&t, &a, Method::GET, &format!("/api/v1/health/history?kind=heart_rate&{range}&resolution=hour"), None)
+            .await;
     let b = &hourly["series"][0]["buckets"];
     assert_eq!(b.as_array().unwrap().len(), 2, "{hourly}");
-    assert_eq!((b[0]["start"].as_str(), b[0]["min"].as_f64(), b[0]["mean"].as_f64(), b[0]["max"].as_f64(), b[0]["count"].as_u64()),
-        (Some("2026-12-06T08:00:00.000Z"), Some(60.0), Some(70.0), Some(80.0), Some(2)));
+    assert_eq!(
+        (
+            b[0]["start"].as_str(),
+            b[0]["min"].as_f64(),
+            b[0]["mean"].as_f64(),
+            b[0]["max"].as_f64(),
+            b[0]["count"].as_u64()
+        ),
+        (Some("2026-12-06T08:00:00.000Z"), Some(60.0), Some(70.0), Some(80.0), Some(2))
+    );
     let (_, daily) = call(
         &t,
         &a,
@@ -161,9 +193,10 @@ async fn latest_per_kind_and_history_raw_and_aggregated() {
     )
     .await;
     assert_eq!(daily["series"][0]["kind"], "systolic_bp");
-    assert_eq!(daily["series"][0]["buckets"][0]["mean"], 130.0);
-    assert_eq!(daily["series"][1]["buckets"][0]["max"], 90.0);
-    let (s, v) = call(&t, &a, Method::GET, "/api/v1/health/history?kind=heart_rate&from=2026-12-07&to=2026-12-06", None).await;
+    assert_eq!(daily["series"][0]["buckets"][0]["mean"].as_f64(), Some(130.0));
+    assert_eq!(daily["series"][1]["buckets"][0]["max"].as_f64(), Some(90.0));
+    let (s, v) =
+        call(&t, &a, Method::GET, "/api/v1/health/history?kind=heart_rate&from=2026-12-07&to=2026-12-06", None).await;
     assert_eq!((s, v["error"]["code"].as_str()), (400, Some("invalid_range")));
     let (s, v) = call(&t, &a, Method::GET, "/api/v1/health/history?kind=systolic_bp", None).await;
     assert_eq!((s, v["error"]["code"].as_str()), (400, Some("unknown_kind")));

@@ -39,6 +39,7 @@ pub fn mount(app: &App) -> Vec<Mount> {
             Arc::clone(&app.notify),
         ))
         .mount(),
+        Arc::new(hearth_selfcare::Selfcare::new(Arc::clone(app.ctx()))).mount(),
     ]
 }
 

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// The workflow crates, and the other workflow crates each may use (through their public API).
-const WORKFLOWS: [(&str, &[&str]); 9] = [
+const WORKFLOWS: [(&str, &[&str]); 10] = [
     ("hearth-audit", &[]),
     ("hearth-bulk-export", &[]),
     ("hearth-consent", &[]),
@@ -17,6 +17,7 @@ const WORKFLOWS: [(&str, &[&str]); 9] = [
     ("hearth-intake", &["hearth-notifications"]),
     ("hearth-registry", &["hearth-notifications"]),
     ("hearth-documents", &[]),
+    ("hearth-selfcare", &["hearth-notifications"]),
 ];
 
 fn root() -> PathBuf {

@@ -172,6 +172,7 @@ async fn every_role_gets_exactly_the_expected_status_and_patient_a_never_sees_b(
             // (the tus discovery is an OPTIONS request, which the audit middleware never records)
             || (path.starts_with("/api/v1/documents") && !(path == "/api/v1/documents/uploads" && status == 204))
             || path.starts_with("/api/v1/phr/")
+            || path.starts_with("/api/v1/health")
             || path == "/api/v1/notifications/send"
             || path == "/api/push/send";
         i64::from(fhir || always || (!path.starts_with("/fhir") && (status == 401 || status == 403)))
@@ -416,6 +417,29 @@ async fn every_role_gets_exactly_the_expected_status_and_patient_a_never_sees_b(
             "/api/v1/patients".into(),
             Some(json!({"given": []})),
             [401, 403, 403, 403, 400, 400],
+        ),
+        (
+            "selfcare: record A's vitals (impossible value: those who reach A get as far as validation)",
+            Method::POST,
+            "/api/v1/health/vitals".into(),
+            Some(
+                json!({"patient": pa, "readings": [{"kind": "spo2", "value": 104, "effective": "2026-12-07T08:00:00Z"}]}),
+            ),
+            [401, 400, 404, 400, 400, 400],
+        ),
+        (
+            "selfcare: A's latest vitals",
+            Method::GET,
+            format!("/api/v1/health?patient={pa}"),
+            None,
+            [401, 200, 404, 200, 200, 200],
+        ),
+        (
+            "selfcare: A's vitals history",
+            Method::GET,
+            format!("/api/v1/health/history?patient={pa}&kind=heart_rate"),
+            None,
+            [401, 200, 404, 200, 200, 200],
         ),
         ("registry: provider directory", Method::GET, "/api/v1/providers".into(), None, [401, 200, 200, 200, 200, 200]),
         (

@@ -40,4 +40,5 @@ mod rights;
 mod scheduling;
 mod search;
 mod search_vectors;
+mod selfcare;
 mod smart;

@@ -1,0 +1,446 @@
+//! `/api/v1/health`: record vitals (one or a batch), the latest reading per kind, a history
+//! (raw or aggregated). Every read and write goes through the caller's guarded store view, so
+//! who may see or record a patient's readings is the store's access rule (the patient, their
+//! caregivers, staff within reach), and every touch is on the request's audit slip.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, TimeDelta, Utc};
+use hearth_store::{Current, Guarded, StoreError, Version, interactions};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use hearth_workflow::error::ApiError;
+use hearth_workflow::openapi::ErrorEnvelope;
+use hearth_workflow::{ApiCaller, Caller};
+
+use crate::Selfcare;
+use crate::vitals::{Bucket, Catalog, DeviceIn, LOINC, ReadingIn, Resolution, aggregate, instant};
+
+/// Most readings in one batch.
+pub const MAX_BATCH: usize = 1000;
+/// Most raw readings a history reads before it asks for a narrower range.
+pub const MAX_HISTORY: usize = 50_000;
+/// The longest history range, in days.
+pub const MAX_RANGE_DAYS: i64 = 400;
+
+pub(crate) fn router() -> axum::Router<Arc<Selfcare>> {
+    axum::Router::new()
+        .route("/api/v1/health", axum::routing::get(latest))
+        .route("/api/v1/health/vitals", axum::routing::post(record))
+        .route("/api/v1/health/history", axum::routing::get(history))
+}
+
+fn bad(code: &'static str, msg: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, code, msg)
+}
+
+fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such patient")
+}
+
+fn catalog() -> Result<&'static Catalog, ApiError> {
+    Catalog::builtin().map_err(ApiError::internal)
+}
+
+/// The patient a request is about: the one named, else a patient caller's own record; it must
+/// be readable through the caller's store view (else `404`, existence stays private).
+async fn patient_of(store: &Guarded, caller: &Caller, named: Option<&str>) -> Result<String, ApiError> {
+    let id = match named.or(caller.own_patient()) {
+        Some(id) => id.strip_prefix("Patient/").unwrap_or(id).to_owned(),
+        None => return Err(bad("patient_required", "name the patient (`patient`)")),
+    };
+    if !hearth_workflow::fhir::valid_id(&id) {
+        return Err(not_found());
+    }
+    match store.read("Patient", &id).await {
+        Ok(Current::Found(_)) => Ok(id),
+        Ok(_) | Err(StoreError::Forbidden(_)) => Err(not_found()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A batch of readings.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct VitalsIn {
+    /// The Patient id; default the caller's own record (a patient).
+    #[serde(default)]
+    patient: Option<String>,
+    /// The device (or app) the readings came from; kept on each Observation.
+    #[serde(default)]
+    device: Option<DeviceIn>,
+    /// 1 to 1000 readings.
+    readings: Vec<ReadingIn>,
+}
+
+/// What happened to one reading.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct ReadingOut {
+    /// Its place in the batch.
+    index: usize,
+    /// The Observation id.
+    id: String,
+    kind: String,
+    /// `created`, or `duplicate` (the same reading was recorded before; nothing written).
+    status: &'static str,
+    /// Outside the plausible range: kept, flagged (`meta.tag` `implausible`).
+    implausible: bool,
+}
+
+/// The answer to a batch.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct VitalsOut {
+    patient: String,
+    created: usize,
+    duplicates: usize,
+    readings: Vec<ReadingOut>,
+}
+
+#[utoipa::path(post, path = "/api/v1/health/vitals", tag = "selfcare",
+    request_body(content = VitalsIn, description = "One reading or a device batch (up to 1000). Units are converted on input (°F→°C, mmol/L→mg/dL, lb→kg, m/in→cm). The whole batch is refused if any reading is impossible; a re-sent reading (same device reading id, or same kind, time, values and device) is a duplicate and not written again",
+        example = json!({"patient": "0190…", "device": {"manufacturer": "Omron", "model": "HEM-7120", "source_app": "Hearth app"},
+            "readings": [{"kind": "blood_pressure", "systolic": 128, "diastolic": 84, "effective": "2026-12-07T08:00:00+05:30"},
+                         {"kind": "body_temperature", "value": 99.1, "unit": "[degF]", "effective": "2026-12-07T08:01:00+05:30"}]})),
+    responses(
+        (status = 201, description = "At least one reading was recorded", body = VitalsOut,
+         example = json!({"patient": "0190…", "created": 2, "duplicates": 0, "readings": [{"index": 0, "id": "3f2a…", "kind": "blood_pressure", "status": "created", "implausible": false}]})),
+        (status = 200, description = "Every reading was a duplicate: nothing written", body = VitalsOut),
+        (status = 400, description = "Invalid batch, nothing written (stable code: invalid_body, patient_required, batch_size, unknown_kind, unknown_unit, invalid_value, impossible_value, invalid_time, invalid_resource); the message names the reading (`readings[3]: …`)", body = ErrorEnvelope,
+         example = json!({"error": {"code": "impossible_value", "message": "readings[0]: spo2: the value is outside what a living person can have (1–100 %)"}})),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})),
+        (status = 403, description = "The caller may read but not record this patient's readings", body = ErrorEnvelope, example = json!({"error": {"code": "forbidden", "message": "outside the caller's reach"}})),
+        (status = 404, description = "Unknown patient, or outside the caller's reach", body = ErrorEnvelope, example = json!({"error": {"code": "not_found", "message": "no such patient"}})),
+        (status = 409, description = "The same reading was being recorded at the same moment by another request: send again (`conflict`)", body = ErrorEnvelope, example = json!({"error": {"code": "conflict", "message": "this already exists"}})),
+    ),
+    security(("bearer" = [])))]
+pub(crate) async fn record(
+    State(app): State<Arc<Selfcare>>,
+    ApiCaller(caller): ApiCaller,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let input: VitalsIn =
+        serde_json::from_slice(&body).map_err(|e| bad("invalid_body", format!("invalid request body: {e}")))?;
+    if input.readings.is_empty() || input.readings.len() > MAX_BATCH {
+        return Err(bad("batch_size", format!("send 1 to {MAX_BATCH} readings")));
+    }
+    if let Some(d) = &input.device {
+        d.check().map_err(|e| bad(e.code, format!("device: {}", e.message)))?;
+    }
+    let cat = catalog()?;
+    let store = app.store_for(&caller);
+    let patient = patient_of(&store, &caller, input.patient.as_deref()).await?;
+    let performer = caller
+        .account
+        .fhir_user
+        .as_deref()
+        .filter(|u| ["Patient/", "Practitioner/", "RelatedPerson/"].iter().any(|p| u.starts_with(p)));
+    // Everything is checked before anything is written: a refused batch leaves nothing behind.
+    let mut planned = Vec::with_capacity(input.readings.len());
+    let mut seen = HashSet::new();
+    for (i, r) in input.readings.iter().enumerate() {
+        let reading = cat.parse(r).map_err(|e| bad(e.code, format!("readings[{i}]: {}", e.message)))?;
+        let identity = cat.identity(&patient, &reading, input.device.as_ref());
+        // The id is the identity: a re-sent reading lands on the same id.
+        let id: String = identity.chars().take(64).collect();
+        let obs = cat
+            .observation(&patient, &reading, input.device.as_ref(), performer, &identity)
+            .map_err(|e| bad(e.code, format!("readings[{i}]: {}", e.message)))?;
+        hearth_workflow::fhir::validate(&app, "Observation", &obs).map_err(|e| {
+            bad("invalid_resource", format!("readings[{i}]: the Observation does not validate: {}", e.describe()))
+        })?;
+        let first = seen.insert(id.clone());
+        planned.push((i, reading, id, obs, first));
+    }
+    let now = app.clock.now();
+    let mut tx = store.begin().await?;
+    let mut out = Vec::with_capacity(planned.len());
+    let mut created = 0;
+    for (index, reading, id, obs, first) in planned {
+        let exists = !first || tx.current("Observation", &id).await?.is_some_and(|c| !c.deleted);
+        if !exists {
+            interactions::create(&mut tx, hearth_workflow::fhir::write_of(&app, "Observation", id.clone(), obs), now)
+                .await?;
+            created += 1;
+        }
+        out.push(ReadingOut {
+            index,
+            id,
+            kind: reading.kind,
+            status: if exists { "duplicate" } else { "created" },
+            implausible: reading.implausible,
+        });
+    }
+    tx.commit().await?;
+    let duplicates = out.len() - created;
+    let status = if created > 0 { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(VitalsOut { patient, created, duplicates, readings: out })).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PatientParam {
+    patient: Option<String>,
+}
+
+/// The latest reading of one kind.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct Latest {
+    kind: String,
+    /// The Observation id.
+    id: String,
+    effective: Option<String>,
+    /// The value in `unit` (every kind but blood pressure).
+    value: Option<f64>,
+    /// Blood pressure, mm[Hg].
+    systolic: Option<f64>,
+    /// Blood pressure, mm[Hg].
+    diastolic: Option<f64>,
+    /// UCUM.
+    unit: String,
+    implausible: bool,
+}
+
+/// The latest reading per kind.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct LatestOut {
+    patient: String,
+    /// One entry per kind that has a reading.
+    latest: Vec<Latest>,
+}
+
+fn quantity(v: &Value) -> Option<(f64, String)> {
+    let q = v.get("valueQuantity")?;
+    Some((q.get("value")?.as_f64()?, q.get("code").or(q.get("unit"))?.as_str()?.to_owned()))
+}
+
+fn component(v: &Value, code: &str) -> Option<f64> {
+    v.get("component")?
+        .as_array()?
+        .iter()
+        .find(|c| {
+            c.pointer("/code/coding")
+                .and_then(Value::as_array)
+                .is_some_and(|cs| cs.iter().any(|x| x.get("code").and_then(Value::as_str) == Some(code)))
+        })
+        .and_then(|c| c.pointer("/valueQuantity/value"))
+        .and_then(Value::as_f64)
+}
+
+fn body_of(v: &Version) -> Option<Value> {
+    v.body.as_deref().and_then(|b| serde_json::from_str(b).ok())
+}
+
+fn implausible(v: &Value) -> bool {
+    v.pointer("/meta/tag").and_then(Value::as_array).is_some_and(|t| {
+        t.iter().any(|t| {
+            t.get("system").and_then(Value::as_str) == Some(crate::vitals::FLAG_SYSTEM)
+                && t.get("code").and_then(Value::as_str) == Some("implausible")
+        })
+    })
+}
+
+fn latest_of(cat: &Catalog, kind: &str, v: &Version) -> Option<Latest> {
+    let body = body_of(v)?;
+    let effective = body.get("effectiveDateTime").and_then(Value::as_str).map(str::to_owned);
+    let flagged = implausible(&body);
+    if let Some(p) = cat.panel(kind) {
+        let codes: Vec<&str> = p.components.iter().filter_map(|c| cat.kind(c)).map(|k| k.loinc.as_str()).collect();
+        let unit = p.components.first().and_then(|c| cat.kind(c)).map(|k| k.unit.clone()).unwrap_or_default();
+        return Some(Latest {
+            kind: kind.to_owned(),
+            id: v.id.clone(),
+            effective,
+            value: None,
+            systolic: codes.first().and_then(|c| component(&body, c)),
+            diastolic: codes.get(1).and_then(|c| component(&body, c)),
+            unit,
+            implausible: flagged,
+        });
+    }
+    let (value, unit) = quantity(&body)?;
+    Some(Latest {
+        kind: kind.to_owned(),
+        id: v.id.clone(),
+        effective,
+        value: Some(value),
+        systolic: None,
+        diastolic: None,
+        unit,
+        implausible: flagged,
+    })
+}
+
+fn pairs(items: &[(&str, String)]) -> Vec<(String, String)> {
+    items.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect()
+}
+
+#[utoipa::path(get, path = "/api/v1/health", tag = "selfcare",
+    params(("patient" = Option<String>, Query, description = "The Patient id; default the caller's own record")),
+    responses(
+        (status = 200, description = "The latest reading of each kind that has one", body = LatestOut,
+         example = json!({"patient": "0190…", "latest": [{"kind": "heart_rate", "id": "3f2a…", "effective": "2026-12-07T02:30:00.000Z", "value": 72, "systolic": null, "diastolic": null, "unit": "/min", "implausible": false}]})),
+        (status = 400, description = "No patient named and the caller is not a patient (`patient_required`), or an unknown parameter (`invalid_query`)", body = ErrorEnvelope, example = json!({"error": {"code": "patient_required", "message": "name the patient (`patient`)"}})),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})),
+        (status = 404, description = "Unknown patient, or outside the caller's reach", body = ErrorEnvelope, example = json!({"error": {"code": "not_found", "message": "no such patient"}})),
+    ),
+    security(("bearer" = [])))]
+pub(crate) async fn latest(
+    State(app): State<Arc<Selfcare>>,
+    ApiCaller(caller): ApiCaller,
+    query: Result<Query<PatientParam>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<LatestOut>, ApiError> {
+    let Query(q) = query.map_err(|e| bad("invalid_query", e.body_text()))?;
+    let cat = catalog()?;
+    let store = app.store_for(&caller);
+    let patient = patient_of(&store, &caller, q.patient.as_deref()).await?;
+    let mut latest = Vec::new();
+    for kind in cat.reading_kinds() {
+        let Some(code) = cat.code_of(kind) else { continue };
+        let found = app
+            .search_all(
+                &store,
+                "Observation",
+                &pairs(&[
+                    ("subject", format!("Patient/{patient}")),
+                    ("code", format!("{LOINC}|{code}")),
+                    ("_sort", "-date".to_owned()),
+                    ("_count", "1".to_owned()),
+                ]),
+                1,
+            )
+            .await?;
+        if let Some(entry) = found.first().and_then(|v| latest_of(cat, kind, v)) {
+            latest.push(entry);
+        }
+    }
+    Ok(Json(LatestOut { patient, latest }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct HistoryParams {
+    patient: Option<String>,
+    kind: String,
+    from: Option<String>,
+    to: Option<String>,
+    resolution: Option<Resolution>,
+}
+
+/// One series of a history (blood pressure has two).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct Series {
+    /// The measured kind (`systolic_bp`, `diastolic_bp` for blood pressure).
+    kind: String,
+    /// UCUM.
+    unit: String,
+    buckets: Vec<Bucket>,
+}
+
+/// A history for charts.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct HistoryOut {
+    patient: String,
+    kind: String,
+    resolution: Resolution,
+    from: String,
+    to: String,
+    series: Vec<Series>,
+}
+
+#[utoipa::path(get, path = "/api/v1/health/history", tag = "selfcare",
+    params(
+        ("patient" = Option<String>, Query, description = "The Patient id; default the caller's own record"),
+        ("kind" = String, Query, description = "heart_rate, respiratory_rate, spo2, body_temperature, blood_pressure, blood_glucose, body_weight, body_height, steps"),
+        ("from" = Option<String>, Query, description = "Start (inclusive), RFC 3339 or a date; default 30 days before `to`"),
+        ("to" = Option<String>, Query, description = "End (exclusive), RFC 3339 or a date; default now"),
+        ("resolution" = Option<Resolution>, Query, description = "raw (default), minute, hour or day: min/mean/max per UTC bucket"),
+    ),
+    responses(
+        (status = 200, description = "The readings in the range, oldest first", body = HistoryOut,
+         example = json!({"patient": "0190…", "kind": "heart_rate", "resolution": "hour", "from": "2026-12-06T00:00:00.000Z", "to": "2026-12-07T00:00:00.000Z",
+             "series": [{"kind": "heart_rate", "unit": "/min", "buckets": [{"start": "2026-12-06T08:00:00.000Z", "min": 60, "mean": 70, "max": 80, "count": 2}]}]})),
+        (status = 400, description = "Bad parameters (stable code: invalid_query, unknown_kind, invalid_range, patient_required, history_too_large)", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_range", "message": "`from` must be before `to`, at most 400 days apart"}})),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})),
+        (status = 404, description = "Unknown patient, or outside the caller's reach", body = ErrorEnvelope, example = json!({"error": {"code": "not_found", "message": "no such patient"}})),
+    ),
+    security(("bearer" = [])))]
+pub(crate) async fn history(
+    State(app): State<Arc<Selfcare>>,
+    ApiCaller(caller): ApiCaller,
+    query: Result<Query<HistoryParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<HistoryOut>, ApiError> {
+    let Query(q) = query.map_err(|e| bad("invalid_query", e.body_text()))?;
+    let cat = catalog()?;
+    let code = cat
+        .code_of(&q.kind)
+        .filter(|_| cat.reading_kinds().contains(&q.kind.as_str()))
+        .ok_or_else(|| bad("unknown_kind", format!("kind is one of {}", cat.reading_kinds().join(", "))))?;
+    let instant_of = |s: &Option<String>, name: &str| -> Result<Option<DateTime<Utc>>, ApiError> {
+        s.as_deref()
+            .map(|v| {
+                hearth_workflow::fhir::parse_instant(v)
+                    .ok_or_else(|| bad("invalid_range", format!("`{name}` must be RFC 3339 or a date")))
+            })
+            .transpose()
+    };
+    let to = instant_of(&q.to, "to")?.unwrap_or_else(|| app.clock.now());
+    let from = instant_of(&q.from, "from")?.unwrap_or(to - TimeDelta::days(30));
+    if from >= to || to - from > TimeDelta::days(MAX_RANGE_DAYS) {
+        return Err(bad("invalid_range", format!("`from` must be before `to`, at most {MAX_RANGE_DAYS} days apart")));
+    }
+    let store = app.store_for(&caller);
+    let patient = patient_of(&store, &caller, q.patient.as_deref()).await?;
+    let found = app
+        .search_all(
+            &store,
+            "Observation",
+            &pairs(&[
+                ("subject", format!("Patient/{patient}")),
+                ("code", format!("{LOINC}|{code}")),
+                ("date", format!("ge{}", instant(from))),
+                ("date", format!("lt{}", instant(to))),
+                ("_count", "1000".to_owned()),
+            ]),
+            MAX_HISTORY + 1,
+        )
+        .await?;
+    if found.len() > MAX_HISTORY {
+        return Err(bad(
+            "history_too_large",
+            format!("more than {MAX_HISTORY} readings in the range: ask for a shorter one"),
+        ));
+    }
+    let parts: Vec<String> = match cat.panel(&q.kind) {
+        Some(p) => p.components.clone(),
+        None => vec![q.kind.clone()],
+    };
+    let resolution = q.resolution.unwrap_or(Resolution::Raw);
+    let bodies: Vec<(DateTime<Utc>, Value)> = found
+        .iter()
+        .filter_map(body_of)
+        .filter_map(|b| {
+            let t =
+                b.get("effectiveDateTime").and_then(Value::as_str).and_then(hearth_workflow::fhir::parse_instant)?;
+            Some((t, b))
+        })
+        .collect();
+    let mut series = Vec::new();
+    for part in parts {
+        let Some(def) = cat.kind(&part) else { continue };
+        let points: Vec<(DateTime<Utc>, f64)> = bodies
+            .iter()
+            .filter_map(|(t, b)| {
+                let v = if cat.panel(&q.kind).is_some() { component(b, &def.loinc) } else { quantity(b).map(|q| q.0) };
+                v.map(|v| (*t, v))
+            })
+            .collect();
+        series.push(Series { kind: part.clone(), unit: def.unit.clone(), buckets: aggregate(&points, resolution) });
+    }
+    Ok(Json(HistoryOut { patient, kind: q.kind, resolution, from: instant(from), to: instant(to), series }))
+}

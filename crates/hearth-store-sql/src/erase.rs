@@ -149,6 +149,53 @@ async fn binaries(exec: &mut dyn Exec, rids: &[i64]) -> Result<Vec<i64>, StoreEr
     Ok(out)
 }
 
+/// The `Provenance` resources every `target` of which is among `rids`: they say who made what of
+/// the patient's record (e.g. results read from their documents) and are not in the Patient
+/// compartment when they name only the patient's resources, so they go with those. A Provenance
+/// that also names a resource kept stays.
+async fn provenances(exec: &mut dyn Exec, rids: &[i64]) -> Result<Vec<i64>, StoreError> {
+    let erased: std::collections::HashSet<i64> = rids.iter().copied().collect();
+    let mut candidates = Vec::new();
+    for chunk in rids.chunks(CHUNK) {
+        let mut b = Builder::new(exec.dialect());
+        b.push(
+            "SELECT DISTINCT a.rid FROM search_reference a JOIN resources t \
+             ON t.res_type = a.target_type AND t.res_id = a.target_id \
+             WHERE a.res_type = 'Provenance' AND a.param = 'target' AND t.rid IN ",
+        )
+        .int_list(chunk);
+        let rows = exec.fetch(&b.finish(), &[Col::Int]).await?;
+        candidates.extend(rows.iter().filter_map(|r| r.first().and_then(Val::as_int)));
+    }
+    candidates.sort_unstable();
+    candidates.dedup();
+    let mut out = Vec::new();
+    for chunk in candidates.chunks(CHUNK) {
+        // Each candidate's targets; a target that is no stored resource (-1) counts as kept.
+        let mut b = Builder::new(exec.dialect());
+        b.push(
+            "SELECT a.rid, COALESCE(t.rid, -1) FROM search_reference a LEFT JOIN resources t \
+             ON t.res_type = a.target_type AND t.res_id = a.target_id \
+             WHERE a.param = 'target' AND a.rid IN ",
+        )
+        .int_list(chunk);
+        let rows = exec.fetch(&b.finish(), &[Col::Int, Col::Int]).await?;
+        let mut keep = std::collections::HashSet::new();
+        for row in &rows {
+            let mut cols = row.iter();
+            let prov = cols.next().and_then(Val::as_int);
+            let target = cols.next().and_then(Val::as_int);
+            if let Some(prov) = prov
+                && !target.is_some_and(|t| erased.contains(&t))
+            {
+                keep.insert(prov);
+            }
+        }
+        out.extend(chunk.iter().copied().filter(|p| !keep.contains(p) && !erased.contains(p)));
+    }
+    Ok(out)
+}
+
 /// Erases the record of `plan.patient` (see [`hearth_store::ErasurePlan`]) inside the
 /// transaction `exec` runs in, attributing the tombstones to `actor`, and completes the erasure
 /// request `plan.request` (`Conflict` when it is not pending: nothing is changed then either,
@@ -178,6 +225,7 @@ pub async fn erase_patient(
     rids.extend(deleted);
     rids.push(patient_rid);
     rids.extend(binaries(exec, &rids).await?);
+    rids.extend(provenances(exec, &rids).await?);
     rids.sort_unstable();
     rids.dedup();
 

@@ -251,6 +251,15 @@ async fn erasure_story(t: TestApp, plaintext: bool) {
     let mut shared = observation(&pid, "8310-5", 37, "Cel");
     shared["performer"] = json!([{"reference": format!("Patient/{other}")}]);
     let shared = t.create(&shared).await;
+    // Who made what of her record: a Provenance naming only her Observation goes with it; one
+    // that also names the other patient's stays.
+    let prov = |targets: Vec<String>| {
+        json!({"resourceType": "Provenance", "recorded": "2026-01-01T10:00:00Z",
+            "target": targets.into_iter().map(|r| json!({"reference": r})).collect::<Vec<_>>(),
+            "agent": [{"who": {"display": "Hearth"}}]})
+    };
+    let hers = t.create(&prov(vec![format!("Observation/{obs}")])).await;
+    let both = t.create(&prov(vec![format!("Observation/{obs}"), format!("Observation/{other_obs}")])).await;
     let (me_id, me) = account(&t, "ida@example.org", "patient", Some(format!("Patient/{pid}"))).await;
     let (_, them) = account(&t, "keepsake@example.org", "patient", Some(format!("Patient/{other}"))).await;
     if plaintext {
@@ -282,7 +291,7 @@ async fn erasure_story(t: TestApp, plaintext: bool) {
     let done = r.json();
     assert_eq!(done["status"], "completed");
     assert_eq!(done["reason"], Value::Null);
-    assert_eq!(done["resourcesErased"], 3, "Patient, Observation, deleted Condition: {done}");
+    assert_eq!(done["resourcesErased"], 4, "Patient, Observation, deleted Condition, her Provenance: {done}");
     let (s, v) =
         call(&t, &t.client, reqwest::Method::POST, &format!("/api/v1/admin/erasure-requests/{rid}/execute"), None)
             .await;
@@ -291,6 +300,8 @@ async fn erasure_story(t: TestApp, plaintext: bool) {
     // Unreadable everywhere.
     assert_eq!(t.get(&format!("/fhir/Patient/{pid}")).await.status, 410);
     assert_eq!(t.get(&format!("/fhir/Observation/{obs}")).await.status, 410);
+    assert_eq!(t.get(&format!("/fhir/Provenance/{hers}")).await.status, 410);
+    assert_eq!(t.get(&format!("/fhir/Provenance/{both}")).await.status, 200);
     for path in [
         format!("/fhir/Patient/{pid}/_history/1"),
         format!("/fhir/Observation/{obs}/_history/1"),

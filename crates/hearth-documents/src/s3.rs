@@ -4,7 +4,6 @@
 //! answer. One `PUT` per blob, so a blob is at most 5 GiB (S3's single-upload limit).
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -86,15 +85,7 @@ impl S3Blobs {
             .split_once("://")
             .map(|(_, rest)| rest.split('/').next().unwrap_or(rest).to_owned())
             .unwrap_or_default();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let https =
-            hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http().enable_http1().build();
+        let https = hearth_notify::http::https_connector()?;
         Ok(S3Blobs {
             config,
             host,

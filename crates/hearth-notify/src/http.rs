@@ -46,18 +46,23 @@ pub enum HttpError {
     Exchange,
 }
 
+/// The connector every outbound client of Hearth uses (providers here, S3 in hearth-documents):
+/// rustls with the `ring` provider and the Mozilla roots, `http://` allowed for local peers,
+/// HTTP/1.1.
+pub fn https_connector() -> Result<hyper_rustls::HttpsConnector<HttpConnector>, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http().enable_http1().build())
+}
+
 impl Http {
     pub fn new(timeout: Duration) -> Result<Http, String> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let https =
-            hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http().enable_http1().build();
-        Ok(Http { client: Client::builder(TokioExecutor::new()).build(https), timeout })
+        Ok(Http { client: Client::builder(TokioExecutor::new()).build(https_connector()?), timeout })
     }
 
     /// Sends `method url` with `headers` and `body`.

@@ -287,6 +287,23 @@ impl Providers {
         self.transcribe.is_some()
     }
 
+    /// One `chat/completions` call: the answer's JSON when it came back with a 2xx status; a
+    /// failure is counted (`connect`, `timeout`, `exchange`, `http_status`) and is `None`.
+    async fn chat_exchange(&self, config: &ProviderConfig, http: &Http, body: &Value) -> Option<Value> {
+        let response = match http.post_json(&config.url("chat/completions"), &config.headers(), body).await {
+            Ok(r) => r,
+            Err(e) => {
+                count(&*self.metrics, "chat", failure(&e));
+                return None;
+            }
+        };
+        if !(200..300).contains(&response.status) {
+            count(&*self.metrics, "chat", "http_status");
+            return None;
+        }
+        Some(response.json())
+    }
+
     /// Asks the chat model about one turn's `text`; `None` on any failure.
     pub(crate) async fn gloss(&self, text: &str, language: Language) -> Option<ModelNote> {
         let (config, http) = self.chat.as_ref()?;
@@ -300,18 +317,8 @@ impl Providers {
                 {"role": "user", "content": user},
             ],
         });
-        let response = match http.post_json(&config.url("chat/completions"), &config.headers(), &body).await {
-            Ok(r) => r,
-            Err(e) => {
-                count(&*self.metrics, "chat", failure(&e));
-                return None;
-            }
-        };
-        if !(200..300).contains(&response.status) {
-            count(&*self.metrics, "chat", "http_status");
-            return None;
-        }
-        match parse_chat_answer(&response.json(), &config.model) {
+        let answer = self.chat_exchange(config, http, &body).await?;
+        match parse_chat_answer(&answer, &config.model) {
             Some(note) => {
                 count(&*self.metrics, "chat", "ok");
                 Some(note)
@@ -335,18 +342,8 @@ impl Providers {
                 {"role": "user", "content": json!({"summary": clinical_text}).to_string()},
             ],
         });
-        let response = match http.post_json(&config.url("chat/completions"), &config.headers(), &body).await {
-            Ok(r) => r,
-            Err(e) => {
-                count(&*self.metrics, "chat", failure(&e));
-                return None;
-            }
-        };
-        if !(200..300).contains(&response.status) {
-            count(&*self.metrics, "chat", "http_status");
-            return None;
-        }
-        let polished = parse_polish_answer(&response.json(), &config.model);
+        let answer = self.chat_exchange(config, http, &body).await?;
+        let polished = parse_polish_answer(&answer, &config.model);
         count(&*self.metrics, "chat", if polished.is_some() { "ok" } else { "invalid_answer" });
         polished
     }

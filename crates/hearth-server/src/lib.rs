@@ -5,7 +5,7 @@
 
 pub mod app;
 pub mod auth;
-pub mod config;
+pub use hearth_config as config;
 pub use hearth_workflow::error;
 pub mod fhir;
 pub mod jobs;

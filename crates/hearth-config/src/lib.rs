@@ -71,7 +71,7 @@ pub struct Config {
     pub documents: DocumentsConfig,
 }
 
-/// The `[audit]` table (see `crate::audit`).
+/// The `[audit]` table (see `hearth_server::audit`).
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuditConfig {
@@ -356,7 +356,7 @@ impl Config {
         for origin in &self.auth.cors_allowed_origins {
             let ok = (origin.starts_with("http://") || origin.starts_with("https://"))
                 && !origin.ends_with('/')
-                && axum::http::HeaderValue::from_str(origin).is_ok();
+                && http::HeaderValue::from_str(origin).is_ok();
             if !ok {
                 return Err(ConfigError::Invalid(format!(
                     "auth.cors_allowed_origins: `{origin}` is not an origin (scheme://host[:port])"

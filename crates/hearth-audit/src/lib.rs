@@ -50,7 +50,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, SecondsFormat, Utc};
 use hearth_store::{
     Access, AuditLink, Current, EverythingRequest, ExportJob, ExportScan, HistoryPage, HistoryQuery, IndexedEvent,
-    JobStatus, PoolStats, ResourceStore, SearchPage, SearchQuery, SearchRequest, StoreError, Version, Witness,
+    JobKind, JobStatus, PoolStats, ResourceStore, SearchPage, SearchQuery, SearchRequest, StoreError, Version, Witness,
 };
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -455,23 +455,28 @@ impl ResourceStore for Trail {
     }
     async fn export_job_create(
         &self,
+        kind: JobKind,
         id: &str,
         request: &str,
         now: DateTime<Utc>,
         transaction_time: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        self.inner.export_job_create(id, request, now, transaction_time).await
+        self.inner.export_job_create(kind, id, request, now, transaction_time).await
     }
     async fn export_job(&self, id: &str) -> Result<Option<ExportJob>, StoreError> {
         self.inner.export_job(id).await
     }
+    async fn export_job_outstanding(&self, kind: JobKind) -> Result<bool, StoreError> {
+        self.inner.export_job_outstanding(kind).await
+    }
     async fn export_job_claim(
         &self,
+        kind: JobKind,
         owner: &str,
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
     ) -> Result<Option<ExportJob>, StoreError> {
-        self.inner.export_job_claim(owner, now, lease_until).await
+        self.inner.export_job_claim(kind, owner, now, lease_until).await
     }
     async fn export_job_heartbeat(
         &self,

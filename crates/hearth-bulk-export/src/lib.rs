@@ -24,7 +24,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use hearth_store::{Current, ExportJob, ExportScan, JobStatus, Patients, ResourceStore, StoreError};
+use hearth_store::{Current, ExportJob, ExportScan, JobKind, JobStatus, Patients, ResourceStore, StoreError};
 use hearth_store_sql::crypt::{KeyRing, StreamOpener, StreamSealer};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -398,7 +398,7 @@ async fn kickoff(
     let text = serde_json::to_string(&request).map_err(FhirError::internal)?;
     let id = uuid::Uuid::now_v7().to_string();
     let now = app.clock.now();
-    app.store.export_job_create(&id, &text, now, now).await?;
+    app.store.export_job_create(JobKind::Export, &id, &text, now, now).await?;
     app.wakeup.notify_one();
     tracing::info!(job = %id, level, "export job queued");
     let outcome = operation_outcome(&[Issue {
@@ -420,7 +420,11 @@ async fn job_of(app: &BulkExport, id: &str) -> Result<ExportJob, FhirError> {
     if !valid_id(id) {
         return Err(FhirError::not_found("no such export job"));
     }
-    app.store.export_job(id).await?.ok_or_else(|| FhirError::not_found("no such export job"))
+    app.store
+        .export_job(id)
+        .await?
+        .filter(|job| job.kind == JobKind::Export)
+        .ok_or_else(|| FhirError::not_found("no such export job"))
 }
 
 pub async fn status(
@@ -479,7 +483,8 @@ pub async fn cancel(
     Path(id): Path<String>,
 ) -> Result<Response, FhirError> {
     require_bulk(&caller)?;
-    if !valid_id(&id) || !app.store.export_job_delete(&id).await? {
+    job_of(&app, &id).await?;
+    if !app.store.export_job_delete(&id).await? {
         return Err(FhirError::not_found("no such export job"));
     }
     remove_dir(&job_dir(&app, &id)).await;
@@ -577,7 +582,7 @@ pub async fn worker(app: Arc<BulkExport>) {
     let owner = uuid::Uuid::new_v4().to_string();
     loop {
         let now = app.clock.now();
-        match app.store.export_job_claim(&owner, now, lease_end(now)).await {
+        match app.store.export_job_claim(JobKind::Export, &owner, now, lease_end(now)).await {
             Ok(Some(job)) => run_job(&app, &owner, job).await,
             Ok(None) => {
                 tokio::select! {

@@ -53,8 +53,9 @@ pub struct App {
     /// Signing keys, password hashing and the patient compartment scheme; also the
     /// [`hearth_workflow::Authenticate`] of `ctx`.
     pub auth: Arc<crate::auth::Auth>,
-    /// Background jobs of this process (`$reindex`).
-    pub jobs: crate::jobs::Jobs,
+    /// Wakes this process's reindex worker when a job is queued here
+    /// (`crate::fhir::search_parameters::worker`).
+    pub reindex_wakeup: tokio::sync::Notify,
     /// The queue to the audit trail's writer (`crate::audit`); `ctx.audit` is the same.
     pub auditor: Arc<crate::audit::Auditor>,
     pub audit_db: Arc<dyn Db>,
@@ -227,7 +228,7 @@ impl App {
             ctx,
             config,
             auth,
-            jobs: crate::jobs::Jobs::default(),
+            reindex_wakeup: tokio::sync::Notify::new(),
             auditor,
             audit_db,
             trail,

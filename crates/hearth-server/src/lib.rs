@@ -8,7 +8,6 @@ pub mod auth;
 pub use hearth_config as config;
 pub use hearth_workflow::error;
 pub mod fhir;
-pub mod jobs;
 mod ops;
 mod telemetry;
 mod workflows;

@@ -116,6 +116,8 @@ pub async fn serve(
     };
     // The export worker of this process: claims queued $export jobs from the database.
     let worker = tokio::spawn(crate::bulk_export::worker(app.bulk_export.clone()));
+    // The reindex worker: queued and interrupted $reindex jobs, from any process.
+    let reindexer = tokio::spawn(crate::fhir::search_parameters::worker(app.clone()));
     let auditor = tokio::spawn(crate::audit::writer(app.trail.clone()));
     let audit_indexer = tokio::spawn(crate::audit::indexer(app.trail.clone()));
     let statistics = tokio::spawn(crate::ops::statistics_keeper(app.clone()));
@@ -142,6 +144,7 @@ pub async fn serve(
         () = deadline => tracing::warn!(grace_secs = grace.as_secs(), "grace period expired; abandoning in-flight requests"),
     }
     worker.abort();
+    reindexer.abort();
     // Every request has finished: journal what they queued and index it (what cannot be
     // indexed now stays in the journal for the next start).
     match tokio::time::timeout(Duration::from_secs(10), app.auditor.flush()).await {

@@ -30,8 +30,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use hearth_store::{
     AUDIT_TYPE, Access, AuditLink, Current, CurrentState, EverythingRequest, ExportJob, ExportScan, HistoryPage,
-    HistoryQuery, HistoryScope, IndexEntry, IndexedEvent, JobStatus, Method, PoolStats, ResourceStore, SearchPage,
-    SearchQuery, SearchRequest, StoreError, StoreTx, Version,
+    HistoryQuery, HistoryScope, IndexEntry, IndexedEvent, JobKind, JobStatus, Method, PoolStats, ResourceStore,
+    SearchPage, SearchQuery, SearchRequest, StoreError, StoreTx, Version,
 };
 use hearth_store_sql::crypt::{self, BodyCipher, KeySource};
 use hearth_store_sql::{Col, Db, DbTx, Dialect, Exec, PendingIndex, Sql, Val};
@@ -710,13 +710,14 @@ impl ResourceStore for PostgresStore {
 
     async fn export_job_create(
         &self,
+        kind: JobKind,
         id: &str,
         request: &str,
         now: DateTime<Utc>,
         transaction_time: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let mut conn = self.pool.acquire().await.map_err(db_error)?;
-        hearth_store_sql::export_job_create(&mut self.conn(&mut conn), id, request, now, transaction_time).await
+        hearth_store_sql::export_job_create(&mut self.conn(&mut conn), kind, id, request, now, transaction_time).await
     }
 
     async fn export_job(&self, id: &str) -> Result<Option<ExportJob>, StoreError> {
@@ -724,14 +725,20 @@ impl ResourceStore for PostgresStore {
         hearth_store_sql::export_job(&mut self.conn(&mut conn), id).await
     }
 
+    async fn export_job_outstanding(&self, kind: JobKind) -> Result<bool, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(db_error)?;
+        hearth_store_sql::export_job_outstanding(&mut self.conn(&mut conn), kind).await
+    }
+
     async fn export_job_claim(
         &self,
+        kind: JobKind,
         owner: &str,
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
     ) -> Result<Option<ExportJob>, StoreError> {
         let mut conn = self.pool.acquire().await.map_err(db_error)?;
-        hearth_store_sql::export_job_claim(&mut self.conn(&mut conn), owner, now, lease_until).await
+        hearth_store_sql::export_job_claim(&mut self.conn(&mut conn), kind, owner, now, lease_until).await
     }
 
     async fn export_job_heartbeat(

@@ -7,8 +7,8 @@
 
 use chrono::{DateTime, Utc};
 use hearth_store::{
-    Access, Compartment, EverythingRequest, ExportJob, ExportScan, JobStatus, Op, Patients, SearchPage, StoreError,
-    Version,
+    Access, Compartment, EverythingRequest, ExportJob, ExportScan, JobKind, JobStatus, Op, Patients, SearchPage,
+    StoreError, Version,
 };
 
 use crate::compile::filter;
@@ -146,18 +146,30 @@ pub async fn export_scan(exec: &mut dyn Exec, scan: &ExportScan) -> Result<Vec<(
 }
 
 const JOB_COLUMNS: &str =
-    "id, status, request, created_at, transaction_time, lease_owner, lease_until, progress, result, error";
-const JOB_COLS: [Col; 10] =
-    [Col::Text, Col::Text, Col::Text, Col::Int, Col::Int, Col::Text, Col::Int, Col::Text, Col::Text, Col::Text];
+    "id, kind, status, request, created_at, transaction_time, lease_owner, lease_until, progress, result, error";
+const JOB_COLS: [Col; 11] = [
+    Col::Text,
+    Col::Text,
+    Col::Text,
+    Col::Text,
+    Col::Int,
+    Col::Int,
+    Col::Text,
+    Col::Int,
+    Col::Text,
+    Col::Text,
+    Col::Text,
+];
 
 fn decode_job(row: Vec<Val>) -> Result<ExportJob, StoreError> {
     let corrupt = || StoreError::Corrupt("unexpected export job row".into());
     let time = |v: &Val| v.as_int().and_then(DateTime::from_timestamp_millis);
     let text = |v: &Val| v.as_text().map(str::to_owned);
-    let [id, status, request, created, tt, owner, until, progress, result, error] =
-        <[Val; 10]>::try_from(row).map_err(|_| corrupt())?;
+    let [id, kind, status, request, created, tt, owner, until, progress, result, error] =
+        <[Val; 11]>::try_from(row).map_err(|_| corrupt())?;
     Ok(ExportJob {
         id: text(&id).ok_or_else(corrupt)?,
+        kind: kind.as_text().and_then(JobKind::parse).ok_or_else(corrupt)?,
         status: status.as_text().and_then(JobStatus::parse).ok_or_else(corrupt)?,
         request: text(&request).ok_or_else(corrupt)?,
         created_at: time(&created).ok_or_else(corrupt)?,
@@ -172,14 +184,17 @@ fn decode_job(row: Vec<Val>) -> Result<ExportJob, StoreError> {
 
 pub async fn export_job_create(
     exec: &mut dyn Exec,
+    kind: JobKind,
     id: &str,
     request: &str,
     now: DateTime<Utc>,
     transaction_time: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     let mut b = Builder::new(exec.dialect());
-    b.push("INSERT INTO export_jobs (id, status, request, created_at, transaction_time) VALUES (")
+    b.push("INSERT INTO export_jobs (id, kind, status, request, created_at, transaction_time) VALUES (")
         .text(id)
+        .push(", ")
+        .text(kind.as_str())
         .push(", 'pending', ")
         .text(request)
         .push(", ")
@@ -196,11 +211,20 @@ pub async fn export_job(exec: &mut dyn Exec, id: &str) -> Result<Option<ExportJo
     exec.fetch(&b.finish(), &JOB_COLS).await?.into_iter().next().map(decode_job).transpose()
 }
 
-/// Claims the oldest claimable job in one statement: PostgreSQL skips rows another transaction
+pub async fn export_job_outstanding(exec: &mut dyn Exec, kind: JobKind) -> Result<bool, StoreError> {
+    let mut b = Builder::new(exec.dialect());
+    b.push("SELECT id FROM export_jobs WHERE kind = ")
+        .text(kind.as_str())
+        .push(" AND status IN ('pending', 'running') LIMIT 1");
+    Ok(!exec.fetch(&b.finish(), &[Col::Text]).await?.is_empty())
+}
+
+/// Claims the oldest claimable job of its kind in one statement: PostgreSQL skips rows another transaction
 /// is claiming (`FOR UPDATE SKIP LOCKED`); SQLite has a single writer, so the statement is
 /// atomic by itself. The lease columns make the claim visible to every other process.
 pub async fn export_job_claim(
     exec: &mut dyn Exec,
+    kind: JobKind,
     owner: &str,
     now: DateTime<Utc>,
     lease_until: DateTime<Utc>,
@@ -211,9 +235,11 @@ pub async fn export_job_claim(
         .text(owner)
         .push(", lease_until = ")
         .int(lease_until.timestamp_millis())
-        .push(", progress = NULL WHERE id = (SELECT id FROM export_jobs WHERE status = 'pending' OR (status = 'running' AND lease_until < ")
+        .push(" WHERE id = (SELECT id FROM export_jobs WHERE kind = ")
+        .text(kind.as_str())
+        .push(" AND (status = 'pending' OR (status = 'running' AND lease_until < ")
         .int(now.timestamp_millis())
-        .push(") ORDER BY created_at, id LIMIT 1");
+        .push(")) ORDER BY created_at, id LIMIT 1");
     if dialect == Dialect::Postgres {
         b.push(" FOR UPDATE SKIP LOCKED");
     }

@@ -44,7 +44,7 @@ use hearth_store::StoreError;
 pub use access::in_reach;
 pub use export::{
     everything, export_job, export_job_claim, export_job_create, export_job_delete, export_job_finish,
-    export_job_heartbeat, export_scan,
+    export_job_heartbeat, export_job_outstanding, export_scan,
 };
 pub use identity::{Db, DbTx};
 pub use index::{PendingIndex, delete_index, insert_index, insert_index_many};

@@ -29,8 +29,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use hearth_store::{
     Access, AuditLink, Current, CurrentState, EverythingRequest, ExportJob, ExportScan, HistoryPage, HistoryQuery,
-    IndexEntry, IndexedEvent, JobStatus, PoolStats, ResourceStore, SearchPage, SearchQuery, SearchRequest, StoreError,
-    StoreTx, Version,
+    IndexEntry, IndexedEvent, JobKind, JobStatus, PoolStats, ResourceStore, SearchPage, SearchQuery, SearchRequest,
+    StoreError, StoreTx, Version,
 };
 use hearth_store_sql::crypt::KeySource;
 use hearth_store_sql::{Col, Db, DbTx, Dialect, Exec, PendingIndex, Sql, Val};
@@ -426,13 +426,14 @@ impl ResourceStore for SqliteStore {
 
     async fn export_job_create(
         &self,
+        kind: JobKind,
         id: &str,
         request: &str,
         now: DateTime<Utc>,
         transaction_time: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let mut conn = self.write.acquire().await.map_err(db_error)?;
-        hearth_store_sql::export_job_create(&mut Conn(&mut conn), id, request, now, transaction_time).await
+        hearth_store_sql::export_job_create(&mut Conn(&mut conn), kind, id, request, now, transaction_time).await
     }
 
     async fn export_job(&self, id: &str) -> Result<Option<ExportJob>, StoreError> {
@@ -440,14 +441,20 @@ impl ResourceStore for SqliteStore {
         hearth_store_sql::export_job(&mut Conn(&mut conn), id).await
     }
 
+    async fn export_job_outstanding(&self, kind: JobKind) -> Result<bool, StoreError> {
+        let mut conn = self.read.acquire().await.map_err(db_error)?;
+        hearth_store_sql::export_job_outstanding(&mut Conn(&mut conn), kind).await
+    }
+
     async fn export_job_claim(
         &self,
+        kind: JobKind,
         owner: &str,
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
     ) -> Result<Option<ExportJob>, StoreError> {
         let mut conn = self.write.acquire().await.map_err(db_error)?;
-        hearth_store_sql::export_job_claim(&mut Conn(&mut conn), owner, now, lease_until).await
+        hearth_store_sql::export_job_claim(&mut Conn(&mut conn), kind, owner, now, lease_until).await
     }
 
     async fn export_job_heartbeat(

@@ -78,11 +78,37 @@ impl JobStatus {
     }
 }
 
+/// Which worker claims a job row: the table of durable background jobs holds `$export` runs and
+/// reindex runs (`$reindex`, SearchParameter changes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobKind {
+    Export,
+    Reindex,
+}
+
+impl JobKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::Export => "export",
+            JobKind::Reindex => "reindex",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<JobKind> {
+        match s {
+            "export" => Some(JobKind::Export),
+            "reindex" => Some(JobKind::Reindex),
+            _ => None,
+        }
+    }
+}
+
 /// An export job row. `request` and `result` are JSON texts the server owns (the store does not
 /// interpret them).
 #[derive(Debug, Clone)]
 pub struct ExportJob {
     pub id: String,
+    pub kind: JobKind,
     pub status: JobStatus,
     pub request: String,
     pub created_at: DateTime<Utc>,

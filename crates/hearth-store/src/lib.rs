@@ -31,7 +31,7 @@ use serde_json::{Map, Value};
 
 pub use access::{Access, Grants, Op, PatientScheme, PatientSet, Reach, TypeGrant};
 pub use error::StoreError;
-pub use export::{EverythingRequest, ExportJob, ExportScan, JobStatus, MemberParams, Patients};
+pub use export::{EverythingRequest, ExportJob, ExportScan, JobKind, JobStatus, MemberParams, Patients};
 pub use guard::{AUDIT_TYPE, BOOKED_TYPE, Guarded, GuardedTx, SAFETY_TYPE, Witness};
 pub use hearth_search::{IndexEntry, SearchQuery};
 pub use search::{Compartment, SearchPage, SearchRequest};
@@ -268,9 +268,10 @@ pub trait ResourceStore: Send + Sync + 'static {
     /// One batch of a bulk export (see [`ExportScan`]), each version with its position.
     async fn export_scan(&self, scan: &ExportScan) -> Result<Vec<(i64, Version)>, StoreError>;
 
-    /// Stores a new export job (status `pending`).
+    /// Stores a new background job of `kind` (status `pending`).
     async fn export_job_create(
         &self,
+        kind: JobKind,
         id: &str,
         request: &str,
         now: DateTime<Utc>,
@@ -279,10 +280,14 @@ pub trait ResourceStore: Send + Sync + 'static {
 
     async fn export_job(&self, id: &str) -> Result<Option<ExportJob>, StoreError>;
 
-    /// Claims one job that is pending, or running with an expired lease (its worker died), for
-    /// `owner` until `lease_until`. Several processes never claim the same job at once.
+    /// Whether any job of `kind` is pending or running (in any process).
+    async fn export_job_outstanding(&self, kind: JobKind) -> Result<bool, StoreError>;
+
+    /// Claims one job of `kind` that is pending, or running with an expired lease (its worker
+    /// died), for `owner` until `lease_until`. Several processes never claim the same job at once.
     async fn export_job_claim(
         &self,
+        kind: JobKind,
         owner: &str,
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,

@@ -327,20 +327,23 @@ async fn an_export_job_is_claimed_once_and_a_dead_workers_job_is_resumed() {
 
     // A job claimed by a worker whose lease is still valid cannot be claimed by another.
     // (The server's own worker may be the first claimer: either way exactly one claim wins.)
-    store.export_job_create("claim-once", &request, now, now).await.unwrap();
+    store.export_job_create(hearth_store::JobKind::Export, "claim-once", &request, now, now).await.unwrap();
     let far = now + chrono::Duration::hours(1);
-    let first = store.export_job_claim("worker-a", now, far).await.unwrap();
-    let second = store.export_job_claim("worker-b", now, far).await.unwrap();
+    let first = store.export_job_claim(hearth_store::JobKind::Export, "worker-a", now, far).await.unwrap();
+    let second = store.export_job_claim(hearth_store::JobKind::Export, "worker-b", now, far).await.unwrap();
     assert!(
         !(first.as_ref().is_some_and(|j| j.id == "claim-once")
             && second.as_ref().is_some_and(|j| j.id == "claim-once"))
     );
 
     // A job whose worker died (its lease expired) is claimed again and finished by the server.
-    store.export_job_create("orphan", &request, now, now).await.unwrap();
+    store.export_job_create(hearth_store::JobKind::Export, "orphan", &request, now, now).await.unwrap();
     for _ in 0..50 {
         // Claim as a worker that then "dies": its lease has already ended.
-        let claimed = store.export_job_claim("dead-worker", now, now - chrono::Duration::seconds(1)).await.unwrap();
+        let claimed = store
+            .export_job_claim(hearth_store::JobKind::Export, "dead-worker", now, now - chrono::Duration::seconds(1))
+            .await
+            .unwrap();
         if claimed.is_some_and(|j| j.id == "orphan")
             || store.export_job("orphan").await.unwrap().unwrap().status != hearth_store::JobStatus::Pending
         {

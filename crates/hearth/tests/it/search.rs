@@ -1054,6 +1054,61 @@ async fn search_parameter_resource_and_reindex() {
     expect_400(&t, "/fhir/Patient?eye-colour=green", "eye-colour").await;
 }
 
+/// A reindex job is a durable row: one left half done by a process that died (its lease ran out)
+/// is claimed by the running server, resumed after the last batch the dead process recorded, and
+/// its status answers from any process (issue 26: reindex jobs were lost on restart).
+#[tokio::test]
+async fn a_reindex_job_left_by_a_dead_process_is_resumed_where_it_stopped() {
+    use hearth_store::JobKind;
+    let t = TestApp::spawn().await;
+    for family in ["First", "Second", "Third"] {
+        t.create(&crate::common::patient(family)).await;
+    }
+    let store = &t.app.store;
+    let first = store.scan(Some(&["Patient".to_owned()]), 0, 1).await.unwrap();
+    let (first_rid, _) = first.first().unwrap();
+    let request = json!({"types": ["Patient"], "total": 3}).to_string();
+    // The dead process claimed the job, reindexed the first Patient, recorded that and died; its
+    // lease ends a second from now. (The server's own worker may claim a fresh job before the
+    // "dead" one does; then try again with another.) The clock is the test's: it stands still.
+    let mut job = None;
+    for n in 0..5 {
+        let id = format!("orphan-reindex-{n}");
+        let now = t.app.clock.now();
+        store.export_job_create(JobKind::Reindex, &id, &request, now, now).await.unwrap();
+        let lease = now + chrono::Duration::seconds(1);
+        let claimed = store.export_job_claim(JobKind::Reindex, "dead-process", now, lease).await.unwrap();
+        if claimed.is_some_and(|j| j.id == id) {
+            let progress = json!({"after": first_rid, "processed": 1}).to_string();
+            assert!(store.export_job_heartbeat(&id, "dead-process", lease, &progress).await.unwrap());
+            job = Some(id);
+            break;
+        }
+        wait_for(&t, &t.url(&format!("/fhir/$reindex/{id}"))).await;
+    }
+    let id = job.expect("the test never claimed its own job first");
+    let r = t.get(&format!("/fhir/$reindex/{id}")).await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    assert_eq!(r.header("x-progress").as_deref(), Some("1 of 3 resources"));
+
+    // The test clock stands still: move it past the dead process's lease.
+    t.clock.set(t.app.clock.now() + chrono::Duration::seconds(2));
+    t.app.reindex_wakeup.notify_one();
+    let done = wait_for(&t, &t.url(&format!("/fhir/$reindex/{id}"))).await;
+    let param = |name: &str| done["parameter"].as_array().unwrap().iter().find(|p| p["name"] == name).cloned();
+    assert_eq!(param("status").unwrap()["valueString"], "completed", "{done}");
+    // Resumed, not restarted: the two Patients after the recorded one, plus the one before.
+    assert_eq!(param("processed").unwrap()["valueInteger"], 3, "{done}");
+    assert!(param("finished").is_some(), "{done}");
+    assert!(!store.export_job_outstanding(JobKind::Reindex).await.unwrap());
+    // An export job's id is not a reindex job, and the other way round.
+    let export = json!({"url": "http://x/fhir/$export", "level": "system"}).to_string();
+    let now = t.app.clock.now();
+    store.export_job_create(JobKind::Export, "an-export", &export, now, now).await.unwrap();
+    assert_eq!(t.get("/fhir/$reindex/an-export").await.status, 404);
+    assert_eq!(t.get(&format!("/fhir/$export-status/{id}")).await.status, 404);
+}
+
 // ---------------------------------------------------------------------------------------------
 // more edge cases
 

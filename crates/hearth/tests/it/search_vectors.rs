@@ -71,7 +71,7 @@ async fn load_fixtures(t: &TestApp) {
     }
     // SearchParameters loaded after the Patients reindex them in the background.
     for _ in 0..200 {
-        if !t.app.jobs.running("reindex") {
+        if !t.app.store.export_job_outstanding(hearth_store::JobKind::Reindex).await.unwrap() {
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;

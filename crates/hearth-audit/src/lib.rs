@@ -132,6 +132,12 @@ fn take<T>(slot: &Mutex<Option<T>>) -> Option<T> {
 }
 
 impl Auditor {
+    /// Whether the last journal commit failed (the trail is failing closed: audited requests
+    /// wait for a commit that does not come and answer `503`). For the metrics endpoint.
+    pub fn is_failing(&self) -> bool {
+        self.failing.load(Ordering::SeqCst)
+    }
+
     /// Records `event`: queues it for the next group commit and, with `[audit] wait_for_commit`
     /// or while the trail is failing, waits until it is committed.
     pub async fn record(&self, event: Value) -> Result<(), String> {

@@ -516,6 +516,15 @@ pub async fn cancel_prefix(db: &dyn Db, prefix: &str, now: DateTime<Utc>) -> Res
     sql::cancel_prefix(db, prefix, now.timestamp_millis()).await
 }
 
+/// The outbox backlog for monitoring: rows due and not yet taken by a worker, and how long the
+/// oldest of them has waited (zero when none).
+pub async fn backlog(db: &dyn Db, now: DateTime<Utc>) -> Result<(u64, std::time::Duration), StoreError> {
+    let now = now.timestamp_millis();
+    let (count, oldest) = sql::backlog(db, now).await?;
+    let waited = oldest.map(|t| now.saturating_sub(t).max(0)).unwrap_or(0);
+    Ok((u64::try_from(count).unwrap_or(0), std::time::Duration::from_millis(u64::try_from(waited).unwrap_or(0))))
+}
+
 /// Enqueues in a transaction of its own and wakes the worker (a cause with no transaction).
 pub async fn send(app: &Notifications, notice: &Notice) -> Result<usize, EnqueueError> {
     let tx = sql::TxDb::begin(&*app.db).await?;

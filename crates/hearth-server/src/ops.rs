@@ -115,10 +115,23 @@ pub async fn readyz(State(app): State<Arc<App>>) -> Result<Json<Health>, ApiErro
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain; version=0.0.4")))]
 pub async fn metrics(State(app): State<Arc<App>>) -> Response {
     let pool = app.store.pool_stats();
+    // The outbox is shared by every process: each reports the same backlog (alert on `max`).
+    let backlog = match crate::notify::backlog(&*app.db, app.clock.now()).await {
+        Ok(b) => Some(b),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot measure the notification outbox backlog");
+            None
+        }
+    };
     metrics::with_local_recorder(&*app.metrics, || {
         let labels = [("backend", app.store.backend())];
         metrics::gauge!("hearth_db_pool_connections", &labels).set(f64::from(pool.size));
         metrics::gauge!("hearth_db_pool_idle_connections", &labels).set(f64::from(pool.idle));
+        metrics::gauge!("hearth_audit_failing").set(if app.auditor.is_failing() { 1.0 } else { 0.0 });
+        if let Some((due, waited)) = backlog {
+            metrics::gauge!("hearth_outbox_due").set(due as f64);
+            metrics::gauge!("hearth_outbox_oldest_due_seconds").set(waited.as_secs_f64());
+        }
     });
     let mut r = app.metrics.handle().render().into_response();
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));

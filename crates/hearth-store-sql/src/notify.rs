@@ -401,6 +401,19 @@ pub async fn finish_in(
     Ok(true)
 }
 
+/// The backlog: how many rows are due and not yet taken (`queued` with `not_before` passed) and
+/// when the oldest of them fell due (Unix ms), for the metrics endpoint. One range of the
+/// `(status, not_before)` index.
+pub async fn backlog(db: &dyn Db, now: i64) -> Result<(i64, Option<i64>), StoreError> {
+    let mut b = Builder::new(db.dialect());
+    b.push("SELECT COUNT(*), MIN(not_before) FROM notification_outbox WHERE status = 'queued' AND not_before <= ")
+        .int(now);
+    let row = db.fetch(&b.finish(), &[Col::Int, Col::Int]).await?.into_iter().next();
+    let count = row.as_ref().and_then(|r| r.first()).and_then(Val::as_int).unwrap_or(0);
+    let oldest = row.as_ref().and_then(|r| r.get(1)).and_then(Val::as_int);
+    Ok((count, oldest))
+}
+
 /// A provider's later report (Twilio status callback) on a sent message: moves `sent` to
 /// `delivered`/`failed`/`bounced` (a late `sent` never moves a row back). True if a row changed.
 pub async fn provider_status(

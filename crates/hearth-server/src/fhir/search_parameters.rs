@@ -93,7 +93,8 @@ struct Progress {
 /// The end of a job (the job row's `result`).
 #[derive(Serialize, Deserialize)]
 struct Finished {
-    finished: DateTime<Utc>,
+    /// Unix milliseconds.
+    finished: i64,
 }
 
 /// Queues a reindex job of `types` (every type when `None`) and answers its id.
@@ -164,13 +165,13 @@ async fn run(app: &App, owner: &str, job: ExportJob) {
     .await;
     let finished = match outcome {
         Ok(true) => {
-            let result = serde_json::to_string(&Finished { finished: app.clock.now() }).ok();
+            let result = serde_json::to_string(&Finished { finished: app.clock.now().timestamp_millis() }).ok();
             app.store.export_job_finish(&job.id, owner, JobStatus::Done, result.as_deref(), None).await
         }
         Ok(false) => Ok(false),
         Err(e) => {
             tracing::error!(job = %job.id, error = %e, "reindex failed");
-            let result = serde_json::to_string(&Finished { finished: app.clock.now() }).ok();
+            let result = serde_json::to_string(&Finished { finished: app.clock.now().timestamp_millis() }).ok();
             let error = "the reindex stopped on a storage error; start it again";
             app.store.export_job_finish(&job.id, owner, JobStatus::Failed, result.as_deref(), Some(error)).await
         }
@@ -306,7 +307,11 @@ pub async fn reindex_status(
     let total = serde_json::from_str::<Request>(&job.request).ok().and_then(|r| r.total);
     let processed =
         job.progress.as_deref().and_then(|p| serde_json::from_str::<Progress>(p).ok()).unwrap_or_default().processed;
-    let finished = job.result.as_deref().and_then(|r| serde_json::from_str::<Finished>(r).ok()).map(|f| f.finished);
+    let finished = job
+        .result
+        .as_deref()
+        .and_then(|r| serde_json::from_str::<Finished>(r).ok())
+        .and_then(|f| DateTime::<Utc>::from_timestamp_millis(f.finished));
     let progress = match total {
         Some(t) => format!("{processed} of {t} resources"),
         None => format!("{processed} resources"),

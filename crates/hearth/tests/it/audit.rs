@@ -286,11 +286,12 @@ async fn a_trail_that_cannot_be_written_refuses_requests_until_it_can() {
     }
     // The first request after the failure may have been answered from the queue; within a few
     // requests the failure is known and every request waits for its own commit and is refused.
+    // (The writer's failing commit may come late on a loaded machine: keep asking a while.)
     let mut refused = 0;
-    for _ in 0..20 {
+    for _ in 0..500 {
         match t.get(&read).await.status {
             503 => refused += 1,
-            200 if refused == 0 => {}
+            200 if refused == 0 => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
             other => panic!("after a refusal every request must be refused, got {other}"),
         }
         if refused >= 3 {
@@ -298,6 +299,10 @@ async fn a_trail_that_cannot_be_written_refuses_requests_until_it_can() {
         }
     }
     assert_eq!(refused, 3, "the server kept answering although its audit trail could not be written");
+    // Monitoring sees it (the metrics endpoint reads no PHI and is not audited).
+    let m = t.get("/metrics").await;
+    assert_eq!(m.status, 200);
+    assert!(m.text.lines().any(|l| l == "hearth_audit_failing 1"), "{}", m.text);
     let drop = if crate::common::backend() == "postgres" {
         "DROP TRIGGER refuse_audit ON audit_chain"
     } else {
@@ -306,6 +311,7 @@ async fn a_trail_that_cannot_be_written_refuses_requests_until_it_can() {
     t.app.audit_db.execute(&Sql { text: drop.into(), binds: Vec::new() }).await.unwrap();
     assert_eq!(t.get(&read).await.status, 200);
     assert_eq!(t.get(&read).await.status, 200);
+    assert!(t.get("/metrics").await.text.lines().any(|l| l == "hearth_audit_failing 0"));
     // What was committed is still one unbroken chain (the lost events never got a link).
     assert!(matches!(verify(&t.app.trail).await.unwrap(), Verdict::Intact(_)));
 }

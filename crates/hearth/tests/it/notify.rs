@@ -917,6 +917,41 @@ async fn retries_back_off_after_500_and_timeouts_then_give_up() {
     assert!(metrics.contains("hearth_notifications_total{channel=\"webpush\",status=\"failed\"}"));
 }
 
+/// The metrics endpoint exports the outbox backlog (rows due and not taken, and how long the
+/// oldest has waited) and whether the audit trail is failing closed, so an alert can watch them.
+#[tokio::test]
+async fn metrics_show_the_outbox_backlog_and_the_audit_writers_state() {
+    let t = TestApp::spawn_with(|c| {
+        fast(c);
+        c.notify.worker = false;
+    })
+    .await;
+    let gauge = |text: &str, name: &str| -> f64 {
+        let line =
+            text.lines().find(|l| l.starts_with(&format!("{name} "))).unwrap_or_else(|| panic!("{name}: {text}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    let m = t.get("/metrics").await.text;
+    assert_eq!(gauge(&m, "hearth_outbox_due"), 0.0);
+    assert_eq!(gauge(&m, "hearth_outbox_oldest_due_seconds"), 0.0);
+    assert_eq!(gauge(&m, "hearth_audit_failing"), 0.0);
+
+    let (me, _, _) = patient(&t, "backlog@example.org").await;
+    let start = t.clock.now();
+    notify::send(
+        &t.app.notifications,
+        &notice("backlog-1", &me, Category::Results, "results-available", json!({"count": 1})),
+    )
+    .await
+    .unwrap();
+    t.clock.set(start + TimeDelta::seconds(90));
+    let m = t.get("/metrics").await.text;
+    // One row per channel the patient can be reached on (e-mail; in-app is written at once).
+    assert!(gauge(&m, "hearth_outbox_due") >= 1.0, "{m}");
+    let waited = gauge(&m, "hearth_outbox_oldest_due_seconds");
+    assert!((90.0..91.0).contains(&waited), "{waited}");
+}
+
 /// A worker task dropped while its provider request is in flight (the task is aborted, its
 /// connection closes: what a crash looks like to the database and the provider, though not a
 /// separate OS process). Its row stays claimed until the lease expires, is then claimed by

@@ -100,7 +100,13 @@ impl BackupWriter {
         let mut name = path.as_os_str().to_owned();
         name.push(".partial");
         let partial = PathBuf::from(name);
-        let mut file = File::create(&partial).map_err(io(&partial, "create"))?;
+        // A backup holds the whole record: private to the service account from its first byte,
+        // whatever the umask (the data directory's files are too).
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(&partial).map_err(io(&partial, "create"))?;
         file.write_all(MAGIC).map_err(io(&partial, "write"))?;
         Ok(BackupWriter { file, partial, path: path.to_path_buf(), hash: Sha256::new(), bytes: 0 })
     }

@@ -101,6 +101,9 @@ async fn a_backup_under_concurrent_writes_restores_every_acknowledged_write() {
     );
     let bytes = std::fs::read(&file).unwrap();
     assert!(!holds(&bytes, NAME) && !holds(&bytes, NOTE), "the backup is readable");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the backup file is readable by other accounts: {mode:o}");
 
     // Restore into a fresh database.
     let target_dir = tempfile::tempdir().unwrap();

@@ -37,6 +37,7 @@ pub struct Entry {
 
 /// A patient's record at a glance.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = PhrSummary)]
 pub struct Summary {
     pub patient: String,
     pub problems: Vec<Entry>,

@@ -131,6 +131,7 @@ pub struct ModelSummaryView {
 
 /// The clinician's summary.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = IntakeSummary)]
 pub struct Summary {
     pub session: String,
     pub patient: String,

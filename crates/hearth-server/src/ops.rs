@@ -169,9 +169,21 @@ pub async fn openapi_json(spec: Arc<Result<String, String>>) -> Response {
 }
 
 /// The description of the edge's own endpoints and every mounted workflow's, as JSON.
+/// Two workflows naming different schemas alike would lose one of them in the merge (the first
+/// wins), so answers would be described by the other's schema: that is refused here (and so in
+/// the tests that fetch the document).
 pub fn spec(mounts: &[hearth_workflow::Mount]) -> Result<String, String> {
     let mut doc = ApiDoc::openapi();
     for m in mounts {
+        if let (Some(have), Some(adding)) = (doc.components.as_ref(), m.openapi.components.as_ref()) {
+            for (name, schema) in &adding.schemas {
+                if have.schemas.get(name).is_some_and(|existing| existing != schema) {
+                    return Err(format!(
+                        "two workflows describe different schemas named `{name}`: rename one (#[schema(as = …)])"
+                    ));
+                }
+            }
+        }
         doc.merge(m.openapi.clone());
     }
     doc.to_json().map_err(|e| e.to_string())

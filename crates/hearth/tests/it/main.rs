@@ -6,6 +6,7 @@
 mod common;
 mod consent;
 
+mod api_properties;
 mod architecture;
 mod audit;
 mod auth;

@@ -2,8 +2,56 @@
 //!
 //! Built so far: the interaction and allergy checks ([`interactions`], pure: the HL7 PDDI-CDS
 //! rules and 176 curated pairs as data, matched by RxNorm code, name or synonym at ingredient
-//! level) and the app API over them (`routes.rs`). See `docs/MEDICATION.md` for what is built
-//! and what is not yet.
+//! level); schedules and dose logs as FHIR resources ([`schedule`], pure); and the app API over
+//! them (`routes.rs`): `GET /api/v1/medication/interactions`, `GET/POST
+//! /api/v1/medication/schedules`, `GET/POST /api/v1/medication/logs`. See `docs/MEDICATION.md`
+//! for what is built and what is not yet.
 #![forbid(unsafe_code)]
 
 pub mod interactions;
+mod routes;
+pub mod schedule;
+
+use std::sync::Arc;
+
+use hearth_workflow::{Ctx, Mount, Workflow};
+
+/// The medication workflow's state.
+pub struct Medication {
+    ctx: Arc<Ctx>,
+}
+
+impl Medication {
+    pub fn new(ctx: Arc<Ctx>) -> Medication {
+        Medication { ctx }
+    }
+}
+
+impl std::ops::Deref for Medication {
+    type Target = Ctx;
+    fn deref(&self) -> &Ctx {
+        &self.ctx
+    }
+}
+
+impl AsRef<Ctx> for Medication {
+    fn as_ref(&self) -> &Ctx {
+        &self.ctx
+    }
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(routes::check, routes::schedules, routes::add_schedule, routes::logs, routes::add_log))]
+struct Api;
+
+impl Workflow for Medication {
+    /// Every route reads or writes a patient's medications (or may, with `patient`): all `audited`.
+    fn mount(self: Arc<Self>) -> Mount {
+        Mount {
+            audited: routes::router().with_state(self),
+            refusals_audited: axum::Router::new(),
+            fhir_operations: axum::Router::new(),
+            openapi: <Api as utoipa::OpenApi>::openapi(),
+        }
+    }
+}

@@ -8,6 +8,8 @@
 //! for what is built and what is not yet.
 #![forbid(unsafe_code)]
 
+pub mod adherence;
+pub mod doses;
 pub mod interactions;
 mod routes;
 pub mod schedule;

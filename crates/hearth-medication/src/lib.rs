@@ -11,6 +11,7 @@
 pub mod adherence;
 pub mod doses;
 pub mod interactions;
+pub mod reminders;
 mod routes;
 pub mod schedule;
 
@@ -26,6 +27,12 @@ pub struct Medication {
 impl Medication {
     pub fn new(ctx: Arc<Ctx>) -> Medication {
         Medication { ctx }
+    }
+
+    /// The reminder planner over this state, every [`reminders::PLAN_EVERY`] until dropped (the
+    /// worker runs it beside the notification worker).
+    pub async fn run_reminders(self: Arc<Self>, notifier: Arc<hearth_notifications::Notifier>) {
+        reminders::run(self, notifier).await;
     }
 }
 

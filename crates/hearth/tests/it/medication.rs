@@ -198,3 +198,103 @@ async fn dose_logs_are_administrations_taken_late_or_skipped_and_another_patient
         call(&t, &b, Method::POST, "/api/v1/medication/logs", Some(log("taken", "2026-12-01T08:10:00Z"))).await;
     assert_eq!(s, 404);
 }
+
+fn at(s: &str) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&chrono::Utc)
+}
+
+/// The outbox rows under one reminder key: (status, not_before).
+async fn reminder(t: &TestApp, schedule: &str, generation: i64, due: &str) -> Vec<(String, i64)> {
+    let key = hearth_server::medication::reminders::key(schedule, generation, at(due));
+    hearth_store_sql::notify::by_key(&*t.app.ctx().db, &key)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.status, r.not_before))
+        .collect()
+}
+
+#[tokio::test]
+async fn an_8am_metformin_reminder_is_due_at_8am_local_across_dst_and_a_move_and_is_written_once() {
+    use hearth_server::medication::{Medication, reminders};
+    let t = TestApp::spawn().await;
+    t.clock.set(at("2027-03-12T12:00:00Z"));
+    let (_, _, a) = patient_account(&t, "Reminded").await;
+    let (s, v) =
+        call(&t, &a, Method::PUT, "/api/v1/notifications/preferences", Some(json!({"time_zone": "America/New_York"})))
+            .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = call(
+        &t,
+        &a,
+        Method::POST,
+        "/api/v1/medication/schedules",
+        Some(json!({
+        "medication": {"name": "Metformin 500 mg tablet", "rxnorm": "6809"}, "dose": {"value": 500, "unit": "mg"},
+        "times": ["08:00"], "start": "2027-03-12"})),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let sched = v["schedule"]["reference"].as_str().unwrap().to_owned();
+
+    // New York springs forward on 14 March 2027: 08:00 is 13:00Z the day before, 12:00Z that day.
+    let now = at("2027-03-13T00:00:00Z");
+    t.clock.set(now);
+    let planner = Medication::new(std::sync::Arc::clone(t.app.ctx()));
+    let first = reminders::plan(&planner, &t.app.notify, now).await.unwrap();
+    assert_eq!(first.written, 2, "{first:?}");
+    let ms = |s: &str| at(s).timestamp_millis();
+    assert_eq!(
+        reminder(&t, &sched, 1, "2027-03-13T13:00:00Z").await,
+        [("queued".to_owned(), ms("2027-03-13T13:00:00Z"))]
+    );
+    assert_eq!(
+        reminder(&t, &sched, 1, "2027-03-14T12:00:00Z").await,
+        [("queued".to_owned(), ms("2027-03-14T12:00:00Z"))]
+    );
+
+    // A restarted planner (a new instance over the same database) writes nothing again.
+    let restarted = Medication::new(std::sync::Arc::clone(t.app.ctx()));
+    assert_eq!(reminders::plan(&restarted, &t.app.notify, now).await.unwrap(), reminders::Planned::default());
+    assert_eq!(reminder(&t, &sched, 1, "2027-03-13T13:00:00Z").await.len(), 1);
+
+    // Not sent before 08:00 local; sent at 08:00 local.
+    t.clock.set(at("2027-03-13T12:59:00Z"));
+    assert_eq!(hearth_server::notify::worker::run_once(&t.app.notifications, "med-a").await.unwrap(), 0);
+    t.clock.set(at("2027-03-13T13:00:00Z"));
+    assert!(hearth_server::notify::worker::run_once(&t.app.notifications, "med-a").await.unwrap() >= 1);
+    assert_ne!(reminder(&t, &sched, 1, "2027-03-13T13:00:00Z").await[0].0, "queued");
+
+    // The patient moves to Kolkata: the pending New York reminder is cancelled, the next doses are
+    // at 08:00 IST (02:30Z), under the next generation.
+    let now = at("2027-03-13T20:00:00Z");
+    t.clock.set(now);
+    let (s, v) =
+        call(&t, &a, Method::PUT, "/api/v1/notifications/preferences", Some(json!({"time_zone": "Asia/Kolkata"})))
+            .await;
+    assert_eq!(s, 200, "{v}");
+    let moved = reminders::plan(&planner, &t.app.notify, now).await.unwrap();
+    assert_eq!((moved.replanned, moved.written), (1, 2), "{moved:?}");
+    assert_eq!(reminder(&t, &sched, 1, "2027-03-14T12:00:00Z").await[0].0, "cancelled");
+    assert_eq!(
+        reminder(&t, &sched, 2, "2027-03-14T02:30:00Z").await,
+        [("queued".to_owned(), ms("2027-03-14T02:30:00Z"))]
+    );
+    assert_eq!(reminder(&t, &sched, 2, "2027-03-15T02:30:00Z").await.len(), 1);
+
+    // The schedule is stopped (through the FHIR API): its pending reminders are cancelled.
+    let mut stmt = t.get(&format!("/fhir/{sched}")).await.json();
+    stmt["status"] = json!("stopped");
+    let r = t
+        .send(
+            t.client
+                .put(t.url(&format!("/fhir/{sched}")))
+                .header("content-type", "application/fhir+json")
+                .body(stmt.to_string()),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let ended = reminders::plan(&planner, &t.app.notify, now).await.unwrap();
+    assert_eq!(ended.ended, 1, "{ended:?}");
+    assert_eq!(reminder(&t, &sched, 2, "2027-03-14T02:30:00Z").await[0].0, "cancelled");
+}

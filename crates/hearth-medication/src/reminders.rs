@@ -61,7 +61,8 @@ pub struct Planned {
     pub ended: usize,
 }
 
-async fn time_zone(app: &Medication, notifier: &Notifier, patient: &str) -> Result<Tz, StoreError> {
+/// The patient's time zone: their first account's setting, else the server's default.
+pub async fn time_zone(app: &Medication, notifier: &Notifier, patient: &str) -> Result<Tz, StoreError> {
     let accounts = hearth_store_sql::identity::accounts_of(&*app.db, &format!("Patient/{patient}")).await?;
     let row = match accounts.first() {
         Some(a) => Some(notifier.settings(&*app.db, a).await?),
@@ -153,10 +154,10 @@ pub async fn plan(app: &Medication, notifier: &Notifier, now: DateTime<Utc>) -> 
 }
 
 /// Plans every [`PLAN_EVERY`] until the task is dropped.
-pub async fn run(app: Arc<Medication>, notifier: Arc<Notifier>) {
+pub async fn run(app: Arc<Medication>) {
     loop {
         let now = app.clock.now();
-        if let Err(e) = plan(&app, &notifier, now).await {
+        if let Err(e) = plan(&app, &app.notifier, now).await {
             tracing::error!(error = %e, "medication reminders: planning failed");
         }
         tokio::time::sleep(PLAN_EVERY).await;

@@ -33,6 +33,7 @@ pub(crate) fn router() -> axum::Router<Arc<Medication>> {
         .route("/api/v1/medication/interactions", axum::routing::get(check))
         .route("/api/v1/medication/schedules", axum::routing::get(schedules).post(add_schedule))
         .route("/api/v1/medication/logs", axum::routing::get(logs).post(add_log))
+        .route("/api/v1/medication/adherence", axum::routing::get(adherence_of))
 }
 
 fn bad(code: &'static str, msg: impl Into<String>) -> ApiError {
@@ -528,4 +529,108 @@ pub(crate) async fn logs(
     let found = app.search_all(&store, "MedicationAdministration", &pairs(&search), MAX_READ).await?;
     let logs = found.iter().filter_map(|v| Some(log_out(&v.id, &body_of(v)?))).collect();
     Ok(Json(LogsOut { patient, logs }))
+}
+
+/// Most days one adherence report covers.
+pub const MAX_ADHERENCE_DAYS: i64 = 366;
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AdherenceParams {
+    patient: Option<String>,
+    schedule: String,
+    from: Option<String>,
+    to: Option<String>,
+}
+
+/// Adherence of one schedule over a period.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct AdherenceOut {
+    patient: String,
+    schedule: String,
+    from: String,
+    to: String,
+    /// The zone the dose times were computed in (the patient's).
+    time_zone: String,
+    adherence: crate::adherence::Adherence,
+}
+
+#[utoipa::path(get, path = "/api/v1/medication/adherence", tag = "medication",
+    params(
+        ("schedule" = String, Query, description = "`MedicationStatement/{id}` or `MedicationRequest/{id}`"),
+        ("patient" = Option<String>, Query, description = "The Patient id; default the caller's own record"),
+        ("from" = Option<String>, Query, description = "From this instant (RFC 3339); default 30 days before `to`"),
+        ("to" = Option<String>, Query, description = "Before this instant (RFC 3339); default and at most now"),
+    ),
+    responses(
+        (status = 200, description = "Doses due, on time, late, skipped and missed; proportion on time; PDC from the logs (days on which every dose due was taken)", body = AdherenceOut,
+         example = json!({"patient": "0190…", "schedule": "MedicationStatement/0190…", "from": "2026-11-07T00:00:00Z", "to": "2026-12-07T00:00:00Z", "time_zone": "Asia/Kolkata",
+             "adherence": {"due": 60, "on_time": 50, "late": 4, "skipped": 2, "missed": 4, "proportion_on_time": 0.833, "days_due": 30, "days_covered": 25, "pdc": 0.833}})),
+        (status = 400, description = "No patient named and the caller is not a patient (`patient_required`), a bad schedule reference (`invalid_schedule`), a bad instant or a range over 366 days (`invalid_time`), or an unknown parameter (`invalid_query`)", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_time", "message": "`from` is not an RFC 3339 instant"}})),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})),
+        (status = 404, description = "Unknown patient or schedule, or outside the caller's reach", body = ErrorEnvelope, example = json!({"error": {"code": "not_found", "message": "no such schedule"}})),
+    ),
+    security(("bearer" = [])))]
+pub(crate) async fn adherence_of(
+    State(app): State<Arc<Medication>>,
+    ApiCaller(caller): ApiCaller,
+    query: Result<axum::extract::Query<AdherenceParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<AdherenceOut>, ApiError> {
+    let axum::extract::Query(q) = query.map_err(|e| bad("invalid_query", e.body_text()))?;
+    let store = app.store_for(&caller);
+    let patient = patient_of(&store, &caller, q.patient.as_deref()).await?;
+    let now = app.clock.now();
+    let instant = |v: &Option<String>, name: &str| -> Result<Option<chrono::DateTime<chrono::Utc>>, ApiError> {
+        v.as_deref()
+            .map(|s| {
+                hearth_workflow::fhir::parse_instant(s)
+                    .ok_or_else(|| bad("invalid_time", format!("`{name}` is not an RFC 3339 instant")))
+            })
+            .transpose()
+    };
+    let to = instant(&q.to, "to")?.unwrap_or(now).min(now);
+    let from = instant(&q.from, "from")?.unwrap_or(to - chrono::TimeDelta::days(30));
+    if from >= to || to - from > chrono::TimeDelta::days(MAX_ADHERENCE_DAYS) {
+        return Err(bad(
+            "invalid_time",
+            format!("`from` is before `to` (and before now), at most {MAX_ADHERENCE_DAYS} days"),
+        ));
+    }
+    let (rt, sid) = q
+        .schedule
+        .split_once('/')
+        .filter(|(rt, id)| {
+            matches!(*rt, "MedicationStatement" | "MedicationRequest") && hearth_workflow::fhir::valid_id(id)
+        })
+        .ok_or_else(|| bad("invalid_schedule", "`schedule` is MedicationStatement/{id} or MedicationRequest/{id}"))?;
+    let no_schedule = || ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such schedule");
+    let body = match store.read(rt, sid).await {
+        Ok(Current::Found(v)) => body_of(&v).ok_or_else(no_schedule)?,
+        Ok(_) | Err(StoreError::Forbidden(_)) => return Err(no_schedule()),
+        Err(e) => return Err(e.into()),
+    };
+    if body.pointer("/subject/reference").and_then(Value::as_str) != Some(format!("Patient/{patient}").as_str()) {
+        return Err(no_schedule());
+    }
+    let schedule = schedule_out(rt, sid, &body).ok_or_else(no_schedule)?;
+    let tz = crate::reminders::time_zone(&app, &app.notifier, &patient).await?;
+    let found = app
+        .search_all(
+            &store,
+            "MedicationAdministration",
+            &pairs(&[("subject", format!("Patient/{patient}")), ("_sort", "effective-time".to_owned())]),
+            10 * MAX_READ,
+        )
+        .await?;
+    let logs: Vec<LogOut> = found.iter().filter_map(|v| Some(log_out(&v.id, &body_of(v)?))).collect();
+    let adherence = crate::adherence::adherence(&schedule, tz, from, to, &logs);
+    let fmt = |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    Ok(Json(AdherenceOut {
+        patient,
+        schedule: schedule.reference,
+        from: fmt(from),
+        to: fmt(to),
+        time_zone: tz.name().to_owned(),
+        adherence,
+    }))
 }

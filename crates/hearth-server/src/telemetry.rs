@@ -125,8 +125,11 @@ pub async fn serve(
     });
     // Medication reminders are written ahead by the worker too (idempotent across workers).
     let reminders = app.config.notify.worker.then(|| {
-        let planner = std::sync::Arc::new(hearth_medication::Medication::new(std::sync::Arc::clone(app.ctx())));
-        tokio::spawn(planner.run_reminders(std::sync::Arc::clone(&app.notify)))
+        let planner = std::sync::Arc::new(hearth_medication::Medication::new(
+            std::sync::Arc::clone(app.ctx()),
+            std::sync::Arc::clone(&app.notify),
+        ));
+        tokio::spawn(planner.run_reminders())
     });
     let service = router(app.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
     let listener = axum::serve::ListenerExt::tap_io(listener, |s: &mut tokio::net::TcpStream| {

@@ -486,6 +486,13 @@ async fn every_role_gets_exactly_the_expected_status_and_patient_a_never_sees_b(
             Some(json!({"patient": pa, "schedule": "MedicationStatement/x", "status": "eaten"})),
             [401, 400, 404, 400, 400, 400],
         ),
+        (
+            "medication: adherence of one of A's schedules (bad reference: those who reach A get as far as validation)",
+            Method::GET,
+            format!("/api/v1/medication/adherence?patient={pa}&schedule=x"),
+            None,
+            [401, 400, 404, 400, 400, 400],
+        ),
         ("registry: provider directory", Method::GET, "/api/v1/providers".into(), None, [401, 200, 200, 200, 200, 200]),
         (
             "registry: create provider",

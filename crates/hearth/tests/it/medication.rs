@@ -153,6 +153,9 @@ async fn dose_logs_are_administrations_taken_late_or_skipped_and_another_patient
     let t = TestApp::spawn().await;
     let (pa, _, a) = patient_account(&t, "Logger").await;
     let (_, _, b) = patient_account(&t, "Stranger").await;
+    let (s, v) =
+        call(&t, &a, Method::PUT, "/api/v1/notifications/preferences", Some(json!({"time_zone": "UTC"}))).await;
+    assert_eq!(s, 200, "{v}");
     let (s, v) = call(
         &t,
         &a,
@@ -187,6 +190,25 @@ async fn dose_logs_are_administrations_taken_late_or_skipped_and_another_patient
     assert_eq!(s, 200, "{v}");
     let statuses: Vec<&str> = v["logs"].as_array().unwrap().iter().map(|l| l["status"].as_str().unwrap()).collect();
     assert_eq!(statuses, ["taken", "skipped", "late"]);
+
+    // Adherence over two days: the first dose's newest log says late, the second has none.
+    let (s, v) = call(
+        &t,
+        &a,
+        Method::GET,
+        &format!("/api/v1/medication/adherence?schedule={sched}&from=2026-12-01T00:00:00Z&to=2026-12-03T00:00:00Z"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["time_zone"], "UTC");
+    assert_eq!(
+        v["adherence"],
+        json!({"due": 2, "on_time": 0, "late": 1, "skipped": 0, "missed": 1, "proportion_on_time": 0.0,
+               "days_due": 2, "days_covered": 1, "pdc": 0.5})
+    );
+    let (s, v) = call(&t, &b, Method::GET, &format!("/api/v1/medication/adherence?schedule={sched}"), None).await;
+    assert_eq!(s, 404, "{v}");
 
     // Another patient: neither the schedules, the logs nor logging against A's schedule.
     for path in [format!("/api/v1/medication/schedules?patient={pa}"), format!("/api/v1/medication/logs?patient={pa}")]
@@ -240,7 +262,7 @@ async fn an_8am_metformin_reminder_is_due_at_8am_local_across_dst_and_a_move_and
     // New York springs forward on 14 March 2027: 08:00 is 13:00Z the day before, 12:00Z that day.
     let now = at("2027-03-13T00:00:00Z");
     t.clock.set(now);
-    let planner = Medication::new(std::sync::Arc::clone(t.app.ctx()));
+    let planner = Medication::new(std::sync::Arc::clone(t.app.ctx()), std::sync::Arc::clone(&t.app.notify));
     let first = reminders::plan(&planner, &t.app.notify, now).await.unwrap();
     assert_eq!(first.written, 2, "{first:?}");
     let ms = |s: &str| at(s).timestamp_millis();
@@ -254,7 +276,7 @@ async fn an_8am_metformin_reminder_is_due_at_8am_local_across_dst_and_a_move_and
     );
 
     // A restarted planner (a new instance over the same database) writes nothing again.
-    let restarted = Medication::new(std::sync::Arc::clone(t.app.ctx()));
+    let restarted = Medication::new(std::sync::Arc::clone(t.app.ctx()), std::sync::Arc::clone(&t.app.notify));
     assert_eq!(reminders::plan(&restarted, &t.app.notify, now).await.unwrap(), reminders::Planned::default());
     assert_eq!(reminder(&t, &sched, 1, "2027-03-13T13:00:00Z").await.len(), 1);
 

@@ -104,6 +104,8 @@ mod tests {
                 end: None,
                 dose: DoseIn { value: 500.0, unit: "mg".into() },
             }],
+            quantity: None,
+            quantity_since: None,
         }
     }
 

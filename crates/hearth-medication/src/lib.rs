@@ -13,6 +13,7 @@
 pub mod adherence;
 pub mod doses;
 pub mod interactions;
+pub mod refill;
 pub mod reminders;
 mod routes;
 pub mod schedule;

@@ -553,6 +553,9 @@ pub(crate) struct AdherenceOut {
     /// The zone the dose times were computed in (the patient's).
     time_zone: String,
     adherence: crate::adherence::Adherence,
+    /// When the schedule was added with a `quantity`: what is left now and when it runs out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refill: Option<crate::refill::Refill>,
 }
 
 #[utoipa::path(get, path = "/api/v1/medication/adherence", tag = "medication",
@@ -563,7 +566,7 @@ pub(crate) struct AdherenceOut {
         ("to" = Option<String>, Query, description = "Before this instant (RFC 3339); default and at most now"),
     ),
     responses(
-        (status = 200, description = "Doses due, on time, late, skipped and missed; proportion on time; PDC from the logs (days on which every dose due was taken)", body = AdherenceOut,
+        (status = 200, description = "Doses due, on time, late, skipped and missed; proportion on time; PDC from the logs (days on which every dose due was taken); for a schedule added with a `quantity`, the refill prediction (remaining, and the first dose it cannot cover)", body = AdherenceOut,
          example = json!({"patient": "0190…", "schedule": "MedicationStatement/0190…", "from": "2026-11-07T00:00:00Z", "to": "2026-12-07T00:00:00Z", "time_zone": "Asia/Kolkata",
              "adherence": {"due": 60, "on_time": 50, "late": 4, "skipped": 2, "missed": 4, "proportion_on_time": 0.833, "days_due": 30, "days_covered": 25, "pdc": 0.833}})),
         (status = 400, description = "No patient named and the caller is not a patient (`patient_required`), a bad schedule reference (`invalid_schedule`), a bad instant or a range over 366 days (`invalid_time`), or an unknown parameter (`invalid_query`)", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_time", "message": "`from` is not an RFC 3339 instant"}})),
@@ -624,6 +627,9 @@ pub(crate) async fn adherence_of(
         .await?;
     let logs: Vec<LogOut> = found.iter().filter_map(|v| Some(log_out(&v.id, &body_of(v)?))).collect();
     let adherence = crate::adherence::adherence(&schedule, tz, from, to, &logs);
+    let since = schedule.quantity_since.as_deref().and_then(hearth_workflow::fhir::parse_instant);
+    let refill =
+        schedule.quantity.zip(since).map(|(q, since)| crate::refill::predict(&schedule, tz, q, since, &logs, now));
     let fmt = |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     Ok(Json(AdherenceOut {
         patient,
@@ -632,5 +638,6 @@ pub(crate) async fn adherence_of(
         to: fmt(to),
         time_zone: tz.name().to_owned(),
         adherence,
+        refill,
     }))
 }

@@ -16,6 +16,9 @@ use crate::interactions::{Drug, RXNORM, Severity};
 pub const TAG_SYSTEM: &str = "urn:hearth:medication";
 /// Extension holding the dose time a log answers.
 pub const SCHEDULED_FOR_URL: &str = "urn:hearth:medication:scheduled-for";
+/// Extension holding the quantity in hand a patient's statement was added with (in the dose's
+/// unit); a clinician's order keeps it in `dispenseRequest.quantity`.
+pub const QUANTITY_URL: &str = "urn:hearth:medication:quantity";
 /// A dose taken more than this many minutes after its time is `late`.
 pub const LATE_AFTER_MINUTES: i64 = 60;
 /// Most tapering steps.
@@ -145,7 +148,7 @@ pub struct ScheduleIn {
     /// Tapering: later steps with their own dose (the first step is `dose` from `start`).
     #[serde(default)]
     pub taper: Vec<StepIn>,
-    /// Units in hand (for refill prediction).
+    /// Units in hand, in the dose's unit (for refill prediction), counted from when it is added.
     #[serde(default)]
     pub quantity: Option<f64>,
     /// A patient or caregiver has read the interaction or allergy warning and adds the
@@ -340,7 +343,15 @@ impl Schedule {
         if let Some(s) = source {
             set(&mut r, "informationSource", json!({"reference": s}));
         }
+        if let Some(q) = self.quantity {
+            set(&mut r, "extension", json!([{"url": QUANTITY_URL, "valueQuantity": self.in_hand(q)}]));
+        }
         r
+    }
+
+    fn in_hand(&self, q: f64) -> Value {
+        let unit = self.steps.first().map(|s| s.2.unit.clone()).unwrap_or_default();
+        json!({"value": q, "unit": unit})
     }
 
     /// A clinician's order.
@@ -356,7 +367,7 @@ impl Schedule {
             "dosageInstruction": self.dosages(),
         });
         if let Some(q) = self.quantity {
-            set(&mut r, "dispenseRequest", json!({"quantity": {"value": q}}));
+            set(&mut r, "dispenseRequest", json!({"quantity": self.in_hand(q)}));
         }
         if let Some(p) = requester {
             set(&mut r, "requester", json!({"reference": p}));
@@ -384,6 +395,12 @@ pub struct ScheduleOut {
     pub as_needed: bool,
     /// The dose steps in order (one unless tapering).
     pub steps: Vec<StepIn>,
+    /// Units in hand when the schedule was added (the dose's unit), if given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quantity: Option<f64>,
+    /// When that quantity was counted (`dateAsserted` or `authoredOn`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quantity_since: Option<String>,
 }
 
 fn s(v: &Value, p: &str) -> Option<String> {
@@ -437,6 +454,17 @@ pub fn schedule_out(resource_type: &str, id: &str, r: &Value) -> Option<Schedule
             })
         })
         .collect();
+    let quantity = if resource_type == "MedicationRequest" {
+        r.pointer("/dispenseRequest/quantity/value").and_then(Value::as_f64)
+    } else {
+        r.get("extension").and_then(Value::as_array).and_then(|e| {
+            e.iter()
+                .find(|x| x.get("url").and_then(Value::as_str) == Some(QUANTITY_URL))
+                .and_then(|x| x.pointer("/valueQuantity/value"))
+                .and_then(Value::as_f64)
+        })
+    };
+    let quantity_since = quantity.and(s(r, "/authoredOn").or_else(|| s(r, "/dateAsserted")));
     Some(ScheduleOut {
         reference: format!("{resource_type}/{id}"),
         kind: if resource_type == "MedicationRequest" { "request" } else { "statement" },
@@ -448,6 +476,8 @@ pub fn schedule_out(resource_type: &str, id: &str, r: &Value) -> Option<Schedule
         days_of_week: list(&repeat, "dayOfWeek"),
         as_needed: first.get("asNeededBoolean").and_then(Value::as_bool).unwrap_or(false),
         steps,
+        quantity,
+        quantity_since,
     })
 }
 

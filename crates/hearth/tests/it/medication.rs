@@ -156,15 +156,11 @@ async fn dose_logs_are_administrations_taken_late_or_skipped_and_another_patient
     let (s, v) =
         call(&t, &a, Method::PUT, "/api/v1/notifications/preferences", Some(json!({"time_zone": "UTC"}))).await;
     assert_eq!(s, 200, "{v}");
-    let (s, v) = call(
-        &t,
-        &a,
-        Method::POST,
-        "/api/v1/medication/schedules",
-        Some(schedule("Metformin 500 mg tablet", Some("6809"))),
-    )
-    .await;
+    let mut metformin = schedule("Metformin 500 mg tablet", Some("6809"));
+    metformin["quantity"] = json!(30);
+    let (s, v) = call(&t, &a, Method::POST, "/api/v1/medication/schedules", Some(metformin)).await;
     assert_eq!(s, 201, "{v}");
+    assert_eq!(v["schedule"]["quantity"].as_f64(), Some(30.0));
     let sched = v["schedule"]["reference"].as_str().unwrap().to_owned();
     let log = |status: &str, at: &str| json!({"schedule": sched, "status": status, "at": at, "scheduled_for": "2026-12-01T08:00:00Z"});
     let (s, v) =
@@ -207,6 +203,11 @@ async fn dose_logs_are_administrations_taken_late_or_skipped_and_another_patient
         json!({"due": 2, "on_time": 0, "late": 1, "skipped": 0, "missed": 1, "proportion_on_time": 0.0,
                "days_due": 2, "days_covered": 1, "pdc": 0.5})
     );
+    // 30 mg in hand, 5 mg a day, none taken since it was added: six doses, out on the seventh.
+    assert_eq!(v["refill"]["remaining"].as_f64(), Some(30.0), "{v}");
+    let runs_out = at(v["refill"]["runs_out"].as_str().unwrap());
+    let now = hearth_server::Clock::now(&*t.clock);
+    assert!(runs_out > now + chrono::TimeDelta::days(5) && runs_out <= now + chrono::TimeDelta::days(7), "{v}");
     let (s, v) = call(&t, &b, Method::GET, &format!("/api/v1/medication/adherence?schedule={sched}"), None).await;
     assert_eq!(s, 404, "{v}");
 

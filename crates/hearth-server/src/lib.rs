@@ -19,6 +19,7 @@ pub use hearth_audit as audit;
 pub use hearth_bulk_export as bulk_export;
 pub use hearth_consent as consent;
 pub use hearth_intake as intake;
+pub use hearth_medication as medication;
 pub use hearth_notifications as notify;
 pub use hearth_registry as registry;
 pub use hearth_rights as rights;

@@ -125,6 +125,14 @@ pub async fn serve(
     let notifier = app.config.notify.worker.then(|| {
         tokio::spawn(crate::notify::worker::run(app.notifications.clone(), crate::notify::worker::worker_id()))
     });
+    // Medication reminders are written ahead by the worker too (idempotent across workers).
+    let reminders = app.config.notify.worker.then(|| {
+        let planner = std::sync::Arc::new(hearth_medication::Medication::new(
+            std::sync::Arc::clone(app.ctx()),
+            std::sync::Arc::clone(&app.notify),
+        ));
+        tokio::spawn(planner.run_reminders())
+    });
     let service = router(app.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
     let listener = axum::serve::ListenerExt::tap_io(listener, |s: &mut tokio::net::TcpStream| {
         let _ = s.set_nodelay(true);
@@ -155,6 +163,9 @@ pub async fn serve(
     auditor.abort();
     audit_indexer.abort();
     statistics.abort();
+    if let Some(r) = reminders {
+        r.abort();
+    }
     if let Some(n) = notifier {
         n.abort();
     }

@@ -333,6 +333,11 @@ async fn remove_accounts(exec: &mut dyn Exec, patient: &str) -> Result<u64, Stor
     let mut b = Builder::new(dialect);
     b.push("DELETE FROM intake_sessions WHERE patient = ").text(patient);
     exec.execute(&b.finish()).await?;
+    // Medication reminder plans name the patient (migration 0020). A reminder still queued for
+    // them fans out, when due, to the patient's accounts, which are removed below.
+    let mut b = Builder::new(dialect);
+    b.push("DELETE FROM medication_reminder_plans WHERE patient = ").text(patient);
+    exec.execute(&b.finish()).await?;
     let mut n = 0;
     for row in accounts {
         let mut it = row.into_iter();

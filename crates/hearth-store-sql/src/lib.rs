@@ -31,6 +31,7 @@ mod export;
 pub mod identity;
 mod index;
 pub mod intake;
+pub mod medication;
 pub mod mfa;
 pub mod notify;
 pub mod oauth;

@@ -442,8 +442,11 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             let app = Arc::new(App::start(config, Arc::new(SystemClock)).await.map_err(|e| e.to_string())?);
             let id = hearth_server::notify::worker::worker_id();
             tracing::info!(backend = app.store.backend(), worker = %id, "notification worker running");
+            let planner =
+                Arc::new(hearth_server::medication::Medication::new(Arc::clone(app.ctx()), Arc::clone(&app.notify)));
             tokio::select! {
                 () = hearth_server::notify::worker::run(app.notifications.clone(), id) => {}
+                () = planner.run_reminders() => {}
                 () = shutdown_signal() => tracing::info!("shutdown requested; stopping the worker"),
             }
             app.store.close().await;

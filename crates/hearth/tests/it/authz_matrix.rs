@@ -173,6 +173,7 @@ async fn every_role_gets_exactly_the_expected_status_and_patient_a_never_sees_b(
             || (path.starts_with("/api/v1/documents") && !(path == "/api/v1/documents/uploads" && status == 204))
             || path.starts_with("/api/v1/phr/")
             || path.starts_with("/api/v1/health")
+            || path.starts_with("/api/v1/medication/")
             || path == "/api/v1/notifications/send"
             || path == "/api/push/send";
         i64::from(fhir || always || (!path.starts_with("/fhir") && (status == 401 || status == 403)))
@@ -440,6 +441,57 @@ async fn every_role_gets_exactly_the_expected_status_and_patient_a_never_sees_b(
             format!("/api/v1/health/history?patient={pa}&kind=heart_rate"),
             None,
             [401, 200, 404, 200, 200, 200],
+        ),
+        (
+            "medication: check a list (no patient)",
+            Method::GET,
+            "/api/v1/medication/interactions?drug=warfarin&drug=ibuprofen".into(),
+            None,
+            [401, 200, 200, 200, 200, 200],
+        ),
+        (
+            "medication: check a list against A's medications and allergies",
+            Method::GET,
+            format!("/api/v1/medication/interactions?drug=warfarin&patient={pa}"),
+            None,
+            [401, 200, 404, 200, 200, 200],
+        ),
+        (
+            "medication: A's schedules",
+            Method::GET,
+            format!("/api/v1/medication/schedules?patient={pa}"),
+            None,
+            [401, 200, 404, 200, 200, 200],
+        ),
+        (
+            "medication: add a schedule for A (no timing: those who reach A get as far as validation)",
+            Method::POST,
+            "/api/v1/medication/schedules".into(),
+            Some(
+                json!({"patient": pa, "medication": {"name": "metformin"}, "dose": {"value": 500, "unit": "mg"}, "start": "2026-12-01"}),
+            ),
+            [401, 400, 404, 400, 400, 400],
+        ),
+        (
+            "medication: A's dose logs",
+            Method::GET,
+            format!("/api/v1/medication/logs?patient={pa}"),
+            None,
+            [401, 200, 404, 200, 200, 200],
+        ),
+        (
+            "medication: log a dose for A (bad status: those who reach A get as far as validation)",
+            Method::POST,
+            "/api/v1/medication/logs".into(),
+            Some(json!({"patient": pa, "schedule": "MedicationStatement/x", "status": "eaten"})),
+            [401, 400, 404, 400, 400, 400],
+        ),
+        (
+            "medication: adherence of one of A's schedules (bad reference: those who reach A get as far as validation)",
+            Method::GET,
+            format!("/api/v1/medication/adherence?patient={pa}&schedule=x"),
+            None,
+            [401, 400, 404, 400, 400, 400],
         ),
         ("registry: provider directory", Method::GET, "/api/v1/providers".into(), None, [401, 200, 200, 200, 200, 200]),
         (

@@ -27,6 +27,7 @@ mod import;
 mod intake;
 mod intake_model;
 mod lab_results;
+mod medication;
 mod mfa;
 mod notify;
 mod notify_peers;

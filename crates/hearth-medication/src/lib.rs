@@ -1,0 +1,78 @@
+//! Hearth medications (issue 18, items 3 and 4).
+//!
+//! Built so far: the interaction and allergy checks ([`interactions`], pure: the HL7 PDDI-CDS
+//! rules and 176 curated pairs as data, matched by RxNorm code, name or synonym at ingredient
+//! level); schedules and dose logs as FHIR resources ([`schedule`], pure); dose times in the
+//! patient's zone ([`doses`], pure, DST-correct) and adherence ([`adherence`], pure); the
+//! reminder planner the worker runs ([`reminders`]); and the app API (`routes.rs`):
+//! `GET /api/v1/medication/interactions`, `GET/POST /api/v1/medication/schedules`,
+//! `GET/POST /api/v1/medication/logs`, `GET /api/v1/medication/adherence`. See
+//! `docs/MEDICATION.md` for what is built and what is not yet.
+#![forbid(unsafe_code)]
+
+pub mod adherence;
+pub mod doses;
+pub mod interactions;
+pub mod refill;
+pub mod reminders;
+mod routes;
+pub mod schedule;
+
+use std::sync::Arc;
+
+use hearth_workflow::{Ctx, Mount, Workflow};
+
+/// The medication workflow's state.
+pub struct Medication {
+    ctx: Arc<Ctx>,
+    /// The notifications API reminders are enqueued through (and the patients' time zones read).
+    pub notifier: Arc<hearth_notifications::Notifier>,
+}
+
+impl Medication {
+    pub fn new(ctx: Arc<Ctx>, notifier: Arc<hearth_notifications::Notifier>) -> Medication {
+        Medication { ctx, notifier }
+    }
+
+    /// The reminder planner over this state, every [`reminders::PLAN_EVERY`] until dropped (the
+    /// worker runs it beside the notification worker).
+    pub async fn run_reminders(self: Arc<Self>) {
+        reminders::run(self).await;
+    }
+}
+
+impl std::ops::Deref for Medication {
+    type Target = Ctx;
+    fn deref(&self) -> &Ctx {
+        &self.ctx
+    }
+}
+
+impl AsRef<Ctx> for Medication {
+    fn as_ref(&self) -> &Ctx {
+        &self.ctx
+    }
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    routes::check,
+    routes::schedules,
+    routes::add_schedule,
+    routes::logs,
+    routes::add_log,
+    routes::adherence_of
+))]
+struct Api;
+
+impl Workflow for Medication {
+    /// Every route reads or writes a patient's medications (or may, with `patient`): all `audited`.
+    fn mount(self: Arc<Self>) -> Mount {
+        Mount {
+            audited: routes::router().with_state(self),
+            refusals_audited: axum::Router::new(),
+            fhir_operations: axum::Router::new(),
+            openapi: <Api as utoipa::OpenApi>::openapi(),
+        }
+    }
+}

@@ -1,0 +1,323 @@
+//! Medications (issue 18, items 3 and 4): a patient on warfarin who adds ibuprofen is warned
+//! and their acknowledgement recorded; a clinician's order meeting a dangerous pair needs an
+//! override with a reason (a final DetectedIssue); allergies are checked; a list is checked
+//! without saving; dose logs (taken, late, skipped) are MedicationAdministrations; another
+//! patient reaches none of it.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::common::{TestApp, assert_valid_r4};
+use crate::scheduling::{call, clinician, patient_account};
+
+fn schedule(name: &str, rxnorm: Option<&str>) -> Value {
+    let mut m = json!({"name": name});
+    if let Some(c) = rxnorm {
+        m["rxnorm"] = json!(c);
+    }
+    json!({"medication": m, "dose": {"value": 5, "unit": "mg"}, "route": "oral", "times": ["08:00"], "start": "2026-12-01"})
+}
+
+fn rules(v: &Value) -> Vec<String> {
+    v["findings"].as_array().unwrap().iter().map(|f| f["rule"].as_str().unwrap().to_owned()).collect()
+}
+
+#[tokio::test]
+async fn a_patient_on_warfarin_who_adds_ibuprofen_is_warned_and_the_acknowledgement_is_recorded() {
+    let t = TestApp::spawn().await;
+    let (pa, _, a) = patient_account(&t, "Warfarin").await;
+    let (s, w) = call(
+        &t,
+        &a,
+        Method::POST,
+        "/api/v1/medication/schedules",
+        Some(schedule("Warfarin 5 mg tablet", Some("855332"))),
+    )
+    .await;
+    assert_eq!(s, 201, "{w}");
+    assert_eq!(w["findings"], json!([]));
+    let warfarin = w["schedule"]["reference"].as_str().unwrap().to_owned();
+    assert!(warfarin.starts_with("MedicationStatement/"), "{w}");
+    let stmt = t.get(&format!("/fhir/{warfarin}")).await.json();
+    assert_valid_r4(&stmt);
+    assert_eq!(stmt["subject"]["reference"], format!("Patient/{pa}"));
+    assert_eq!(stmt["dosage"][0]["timing"]["repeat"]["timeOfDay"], json!(["08:00:00"]));
+
+    // Ibuprofen by name: warned, nothing written.
+    let (s, v) =
+        call(&t, &a, Method::POST, "/api/v1/medication/schedules", Some(schedule("Ibuprofen 400 mg tablet", None)))
+            .await;
+    assert_eq!(s, 409, "{v}");
+    assert_eq!(v["error"]["code"], "interaction_warning");
+    let found = rules(&v);
+    assert!(found.contains(&"pddi-warfarin-nsaids".to_owned()), "{found:?}");
+    assert!(found.contains(&"curated-2".to_owned()), "{found:?}");
+    assert_eq!(v["findings"][0]["severity"], "danger");
+    let (_, list) = call(&t, &a, Method::GET, "/api/v1/medication/schedules", None).await;
+    assert_eq!(list["schedules"].as_array().unwrap().len(), 1, "{list}");
+
+    // Acknowledged: added, each finding a preliminary DetectedIssue naming both schedules.
+    let mut ack = schedule("Ibuprofen 400 mg tablet", None);
+    ack["acknowledge"] = json!(true);
+    let (s, v) = call(&t, &a, Method::POST, "/api/v1/medication/schedules", Some(ack)).await;
+    assert_eq!(s, 201, "{v}");
+    let ibuprofen = v["schedule"]["reference"].as_str().unwrap().to_owned();
+    let issues = v["detected_issues"].as_array().unwrap();
+    assert_eq!(issues.len(), v["findings"].as_array().unwrap().len());
+    assert!(!issues.is_empty());
+    let issue = t.get(&format!("/fhir/{}", issues[0].as_str().unwrap())).await.json();
+    assert_valid_r4(&issue);
+    assert_eq!(issue["status"], "preliminary");
+    assert_eq!(issue["severity"], "high");
+    assert_eq!(issue["patient"]["reference"], format!("Patient/{pa}"));
+    let implicated: Vec<&str> =
+        issue["implicated"].as_array().unwrap().iter().map(|r| r["reference"].as_str().unwrap()).collect();
+    assert_eq!(implicated, [ibuprofen.as_str(), warfarin.as_str()]);
+    let (_, list) = call(&t, &a, Method::GET, "/api/v1/medication/schedules", None).await;
+    assert_eq!(list["schedules"].as_array().unwrap().len(), 2, "{list}");
+
+    // A patient cannot override.
+    let mut over = schedule("Naproxen", None);
+    over["override_reason"] = json!("I know");
+    let (s, v) = call(&t, &a, Method::POST, "/api/v1/medication/schedules", Some(over)).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (403, Some("override_forbidden")), "{v}");
+}
+
+#[tokio::test]
+async fn a_clinicians_order_meeting_a_dangerous_pair_needs_an_override_with_a_reason() {
+    let t = TestApp::spawn().await;
+    let (pa, _, a) = patient_account(&t, "Override").await;
+    let (doc, c) = clinician(&t, "Prescriber").await;
+    let (s, v) = call(&t, &a, Method::POST, "/api/v1/medication/schedules", Some(schedule("Coumadin", None))).await;
+    assert_eq!(s, 201, "{v}");
+    let mut order = schedule("Naproxen 250 mg tablet", Some("198013"));
+    order["patient"] = json!(pa);
+    let (s, v) = call(&t, &c, Method::POST, "/api/v1/medication/schedules", Some(order.clone())).await;
+    assert_eq!(s, 409, "{v}");
+    assert_eq!(v["error"]["code"], "override_required");
+    order["override_reason"] = json!("Short course for gout flare; INR checked in 3 days");
+    let (s, v) = call(&t, &c, Method::POST, "/api/v1/medication/schedules", Some(order)).await;
+    assert_eq!(s, 201, "{v}");
+    let reference = v["schedule"]["reference"].as_str().unwrap();
+    assert!(reference.starts_with("MedicationRequest/"), "{v}");
+    let req = t.get(&format!("/fhir/{reference}")).await.json();
+    assert_valid_r4(&req);
+    assert_eq!(req["requester"]["reference"], format!("Practitioner/{doc}"));
+    assert_eq!(req["intent"], "order");
+    let issue = t.get(&format!("/fhir/{}", v["detected_issues"][0].as_str().unwrap())).await.json();
+    assert_valid_r4(&issue);
+    assert_eq!(issue["status"], "final");
+    assert_eq!(issue["author"]["reference"], format!("Practitioner/{doc}"));
+    assert!(issue["mitigation"][0]["action"]["text"].as_str().unwrap().contains("gout flare"), "{issue}");
+    assert_eq!(issue["code"]["coding"][0]["code"], "DRG");
+}
+
+#[tokio::test]
+async fn an_allergy_is_checked_and_a_list_is_checked_without_saving() {
+    let t = TestApp::spawn().await;
+    let (pa, _, a) = patient_account(&t, "Allergic").await;
+    t.create(&json!({"resourceType": "AllergyIntolerance",
+        "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical", "code": "active"}]},
+        "code": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "5640", "display": "Ibuprofen"}]},
+        "criticality": "high", "patient": {"reference": format!("Patient/{pa}")}}))
+    .await;
+    let (s, v) = call(&t, &a, Method::POST, "/api/v1/medication/schedules", Some(schedule("Advil", None))).await;
+    assert_eq!(s, 409, "{v}");
+    assert_eq!(rules(&v), ["allergy-substance"]);
+
+    // A list checked by name and code, without saving.
+    let (s, v) =
+        call(&t, &a, Method::GET, "/api/v1/medication/interactions?drug=warfarin&drug=rxnorm:153010", None).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["highest"], "danger");
+    assert_eq!(v["drugs"][1]["ingredients"], json!(["ibuprofen"]));
+    assert!(rules(&v).contains(&"pddi-warfarin-nsaids".to_owned()));
+    let (s, v) =
+        call(&t, &a, Method::GET, "/api/v1/medication/interactions?drug=metformin&drug=amlodipine", None).await;
+    assert_eq!((s, v["findings"].clone()), (200, json!([])), "{v}");
+    // With the patient: the allergy is met.
+    let (s, v) =
+        call(&t, &a, Method::GET, &format!("/api/v1/medication/interactions?drug=Motrin&patient={pa}"), None).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(rules(&v), ["allergy-substance"]);
+    let (_, list) = call(&t, &a, Method::GET, "/api/v1/medication/schedules", None).await;
+    assert_eq!(list["schedules"], json!([]));
+    let (s, v) = call(&t, &a, Method::GET, "/api/v1/medication/interactions?drugs=x", None).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (400, Some("invalid_query")));
+    let (s, _) = call(&t, &a, Method::GET, "/api/v1/medication/interactions", None).await;
+    assert_eq!(s, 400);
+}
+
+#[tokio::test]
+async fn dose_logs_are_administrations_taken_late_or_skipped_and_another_patient_reaches_none() {
+    let t = TestApp::spawn().await;
+    let (pa, _, a) = patient_account(&t, "Logger").await;
+    let (_, _, b) = patient_account(&t, "Stranger").await;
+    let (s, v) =
+        call(&t, &a, Method::PUT, "/api/v1/notifications/preferences", Some(json!({"time_zone": "UTC"}))).await;
+    assert_eq!(s, 200, "{v}");
+    let mut metformin = schedule("Metformin 500 mg tablet", Some("6809"));
+    metformin["quantity"] = json!(30);
+    let (s, v) = call(&t, &a, Method::POST, "/api/v1/medication/schedules", Some(metformin)).await;
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["schedule"]["quantity"].as_f64(), Some(30.0));
+    let sched = v["schedule"]["reference"].as_str().unwrap().to_owned();
+    let log = |status: &str, at: &str| json!({"schedule": sched, "status": status, "at": at, "scheduled_for": "2026-12-01T08:00:00Z"});
+    let (s, v) =
+        call(&t, &a, Method::POST, "/api/v1/medication/logs", Some(log("taken", "2026-12-01T08:10:00Z"))).await;
+    assert_eq!((s, v["status"].as_str()), (201, Some("taken")), "{v}");
+    let admin = t.get(&format!("/fhir/{}", v["reference"].as_str().unwrap())).await.json();
+    assert_valid_r4(&admin);
+    assert_eq!(admin["status"], "completed");
+    assert_eq!(admin["medicationCodeableConcept"]["coding"][0]["code"], "6809");
+    let (s, v) =
+        call(&t, &a, Method::POST, "/api/v1/medication/logs", Some(log("taken", "2026-12-01T10:00:00Z"))).await;
+    assert_eq!((s, v["status"].as_str()), (201, Some("late")), "{v}");
+    let (s, v) =
+        call(&t, &a, Method::POST, "/api/v1/medication/logs", Some(log("skipped", "2026-12-01T09:00:00Z"))).await;
+    assert_eq!((s, v["status"].as_str()), (201, Some("skipped")), "{v}");
+    let skipped = t.get(&format!("/fhir/{}", v["reference"].as_str().unwrap())).await.json();
+    assert_eq!(skipped["status"], "not-done");
+    let (s, v) =
+        call(&t, &a, Method::POST, "/api/v1/medication/logs", Some(log("eaten", "2026-12-01T09:00:00Z"))).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (400, Some("invalid_status")));
+
+    let (s, v) = call(&t, &a, Method::GET, "/api/v1/medication/logs?from=2026-12-01T00:00:00Z", None).await;
+    assert_eq!(s, 200, "{v}");
+    let statuses: Vec<&str> = v["logs"].as_array().unwrap().iter().map(|l| l["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, ["taken", "skipped", "late"]);
+
+    // Adherence over two days: the first dose's newest log says late, the second has none.
+    let (s, v) = call(
+        &t,
+        &a,
+        Method::GET,
+        &format!("/api/v1/medication/adherence?schedule={sched}&from=2026-12-01T00:00:00Z&to=2026-12-03T00:00:00Z"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["time_zone"], "UTC");
+    assert_eq!(
+        v["adherence"],
+        json!({"due": 2, "on_time": 0, "late": 1, "skipped": 0, "missed": 1, "proportion_on_time": 0.0,
+               "days_due": 2, "days_covered": 1, "pdc": 0.5})
+    );
+    // 30 mg in hand, 5 mg a day, none taken since it was added: six doses, out on the seventh.
+    assert_eq!(v["refill"]["remaining"].as_f64(), Some(30.0), "{v}");
+    let runs_out = at(v["refill"]["runs_out"].as_str().unwrap());
+    let now = hearth_server::Clock::now(&*t.clock);
+    assert!(runs_out > now + chrono::TimeDelta::days(5) && runs_out <= now + chrono::TimeDelta::days(7), "{v}");
+    let (s, v) = call(&t, &b, Method::GET, &format!("/api/v1/medication/adherence?schedule={sched}"), None).await;
+    assert_eq!(s, 404, "{v}");
+
+    // Another patient: neither the schedules, the logs nor logging against A's schedule.
+    for path in [format!("/api/v1/medication/schedules?patient={pa}"), format!("/api/v1/medication/logs?patient={pa}")]
+    {
+        let (s, _) = call(&t, &b, Method::GET, &path, None).await;
+        assert_eq!(s, 404, "{path}");
+    }
+    let (s, _) =
+        call(&t, &b, Method::POST, "/api/v1/medication/logs", Some(log("taken", "2026-12-01T08:10:00Z"))).await;
+    assert_eq!(s, 404);
+}
+
+fn at(s: &str) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&chrono::Utc)
+}
+
+/// The outbox rows under one reminder key: (status, not_before).
+async fn reminder(t: &TestApp, schedule: &str, generation: i64, due: &str) -> Vec<(String, i64)> {
+    let key = hearth_server::medication::reminders::key(schedule, generation, at(due));
+    hearth_store_sql::notify::by_key(&*t.app.ctx().db, &key)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.status, r.not_before))
+        .collect()
+}
+
+#[tokio::test]
+async fn an_8am_metformin_reminder_is_due_at_8am_local_across_dst_and_a_move_and_is_written_once() {
+    use hearth_server::medication::{Medication, reminders};
+    let t = TestApp::spawn().await;
+    t.clock.set(at("2027-03-12T12:00:00Z"));
+    let (_, _, a) = patient_account(&t, "Reminded").await;
+    let (s, v) =
+        call(&t, &a, Method::PUT, "/api/v1/notifications/preferences", Some(json!({"time_zone": "America/New_York"})))
+            .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = call(
+        &t,
+        &a,
+        Method::POST,
+        "/api/v1/medication/schedules",
+        Some(json!({
+        "medication": {"name": "Metformin 500 mg tablet", "rxnorm": "6809"}, "dose": {"value": 500, "unit": "mg"},
+        "times": ["08:00"], "start": "2027-03-12"})),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let sched = v["schedule"]["reference"].as_str().unwrap().to_owned();
+
+    // New York springs forward on 14 March 2027: 08:00 is 13:00Z the day before, 12:00Z that day.
+    let now = at("2027-03-13T00:00:00Z");
+    t.clock.set(now);
+    let planner = Medication::new(std::sync::Arc::clone(t.app.ctx()), std::sync::Arc::clone(&t.app.notify));
+    let first = reminders::plan(&planner, &t.app.notify, now).await.unwrap();
+    assert_eq!(first.written, 2, "{first:?}");
+    let ms = |s: &str| at(s).timestamp_millis();
+    assert_eq!(
+        reminder(&t, &sched, 1, "2027-03-13T13:00:00Z").await,
+        [("queued".to_owned(), ms("2027-03-13T13:00:00Z"))]
+    );
+    assert_eq!(
+        reminder(&t, &sched, 1, "2027-03-14T12:00:00Z").await,
+        [("queued".to_owned(), ms("2027-03-14T12:00:00Z"))]
+    );
+
+    // A restarted planner (a new instance over the same database) writes nothing again.
+    let restarted = Medication::new(std::sync::Arc::clone(t.app.ctx()), std::sync::Arc::clone(&t.app.notify));
+    assert_eq!(reminders::plan(&restarted, &t.app.notify, now).await.unwrap(), reminders::Planned::default());
+    assert_eq!(reminder(&t, &sched, 1, "2027-03-13T13:00:00Z").await.len(), 1);
+
+    // Not sent before 08:00 local; sent at 08:00 local.
+    t.clock.set(at("2027-03-13T12:59:00Z"));
+    assert_eq!(hearth_server::notify::worker::run_once(&t.app.notifications, "med-a").await.unwrap(), 0);
+    t.clock.set(at("2027-03-13T13:00:00Z"));
+    assert!(hearth_server::notify::worker::run_once(&t.app.notifications, "med-a").await.unwrap() >= 1);
+    assert_ne!(reminder(&t, &sched, 1, "2027-03-13T13:00:00Z").await[0].0, "queued");
+
+    // The patient moves to Kolkata: the pending New York reminder is cancelled, the next doses are
+    // at 08:00 IST (02:30Z), under the next generation.
+    let now = at("2027-03-13T20:00:00Z");
+    t.clock.set(now);
+    let (s, v) =
+        call(&t, &a, Method::PUT, "/api/v1/notifications/preferences", Some(json!({"time_zone": "Asia/Kolkata"})))
+            .await;
+    assert_eq!(s, 200, "{v}");
+    let moved = reminders::plan(&planner, &t.app.notify, now).await.unwrap();
+    assert_eq!((moved.replanned, moved.written), (1, 2), "{moved:?}");
+    assert_eq!(reminder(&t, &sched, 1, "2027-03-14T12:00:00Z").await[0].0, "cancelled");
+    assert_eq!(
+        reminder(&t, &sched, 2, "2027-03-14T02:30:00Z").await,
+        [("queued".to_owned(), ms("2027-03-14T02:30:00Z"))]
+    );
+    assert_eq!(reminder(&t, &sched, 2, "2027-03-15T02:30:00Z").await.len(), 1);
+
+    // The schedule is stopped (through the FHIR API): its pending reminders are cancelled.
+    let mut stmt = t.get(&format!("/fhir/{sched}")).await.json();
+    stmt["status"] = json!("stopped");
+    let r = t
+        .send(
+            t.client
+                .put(t.url(&format!("/fhir/{sched}")))
+                .header("content-type", "application/fhir+json")
+                .body(stmt.to_string()),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let ended = reminders::plan(&planner, &t.app.notify, now).await.unwrap();
+    assert_eq!(ended.ended, 1, "{ended:?}");
+    assert_eq!(reminder(&t, &sched, 2, "2027-03-14T02:30:00Z").await[0].0, "cancelled");
+}

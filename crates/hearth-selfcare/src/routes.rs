@@ -201,7 +201,9 @@ pub(crate) struct Latest {
     systolic: Option<f64>,
     /// Blood pressure, mm[Hg].
     diastolic: Option<f64>,
-    /// UCUM.
+    /// A coded kind's answer (`A`…`U` for consciousness, `air`/`oxygen`).
+    code: Option<String>,
+    /// UCUM (empty for a coded kind).
     unit: String,
     implausible: bool,
 }
@@ -249,6 +251,19 @@ fn latest_of(cat: &Catalog, kind: &str, v: &Version) -> Option<Latest> {
     let body = body_of(v)?;
     let effective = body.get("effectiveDateTime").and_then(Value::as_str).map(str::to_owned);
     let flagged = implausible(&body);
+    if cat.coded(kind).is_some() {
+        return Some(Latest {
+            kind: kind.to_owned(),
+            id: v.id.clone(),
+            effective,
+            value: None,
+            systolic: None,
+            diastolic: None,
+            code: Some(body.pointer("/valueCodeableConcept/text")?.as_str()?.to_owned()),
+            unit: String::new(),
+            implausible: flagged,
+        });
+    }
     if let Some(p) = cat.panel(kind) {
         let codes: Vec<&str> = p.components.iter().filter_map(|c| cat.kind(c)).map(|k| k.loinc.as_str()).collect();
         let unit = p.components.first().and_then(|c| cat.kind(c)).map(|k| k.unit.clone()).unwrap_or_default();
@@ -259,6 +274,7 @@ fn latest_of(cat: &Catalog, kind: &str, v: &Version) -> Option<Latest> {
             value: None,
             systolic: codes.first().and_then(|c| component(&body, c)),
             diastolic: codes.get(1).and_then(|c| component(&body, c)),
+            code: None,
             unit,
             implausible: flagged,
         });
@@ -271,6 +287,7 @@ fn latest_of(cat: &Catalog, kind: &str, v: &Version) -> Option<Latest> {
         value: Some(value),
         systolic: None,
         diastolic: None,
+        code: None,
         unit,
         implausible: flagged,
     })
@@ -301,14 +318,14 @@ pub(crate) async fn latest(
     let patient = patient_of(&store, &caller, q.patient.as_deref()).await?;
     let mut latest = Vec::new();
     for kind in cat.reading_kinds() {
-        let Some(code) = cat.code_of(kind) else { continue };
+        let Some((system, code)) = cat.code_of(kind) else { continue };
         let found = app
             .search_all(
                 &store,
                 "Observation",
                 &pairs(&[
                     ("subject", format!("Patient/{patient}")),
-                    ("code", format!("{LOINC}|{code}")),
+                    ("code", format!("{system}|{code}")),
                     ("_sort", "-date".to_owned()),
                     ("_count", "1".to_owned()),
                 ]),
@@ -377,10 +394,11 @@ pub(crate) async fn history(
 ) -> Result<Json<HistoryOut>, ApiError> {
     let Query(q) = query.map_err(|e| bad("invalid_query", e.body_text()))?;
     let cat = catalog()?;
-    let code = cat
+    let numeric: Vec<&str> = cat.reading_kinds().into_iter().filter(|k| cat.coded(k).is_none()).collect();
+    let (_, code) = cat
         .code_of(&q.kind)
-        .filter(|_| cat.reading_kinds().contains(&q.kind.as_str()))
-        .ok_or_else(|| bad("unknown_kind", format!("kind is one of {}", cat.reading_kinds().join(", "))))?;
+        .filter(|_| numeric.contains(&q.kind.as_str()))
+        .ok_or_else(|| bad("unknown_kind", format!("kind is one of {}", numeric.join(", "))))?;
     let instant_of = |s: &Option<String>, name: &str| -> Result<Option<DateTime<Utc>>, ApiError> {
         s.as_deref()
             .map(|v| {

@@ -80,6 +80,31 @@ pub struct PanelDef {
     pub components: Vec<String>,
 }
 
+/// One answer of a coded kind.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnswerDef {
+    /// What the app API sends (`A`, `air`).
+    pub value: String,
+    pub system: String,
+    pub code: String,
+    pub display: String,
+}
+
+/// A kind whose reading is one of a few coded answers (ACVPU, air or oxygen).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CodedDef {
+    pub kind: String,
+    /// The system of the Observation's code.
+    pub system: String,
+    pub code: String,
+    pub display: String,
+    /// The key of its citation in `sources`.
+    pub source: String,
+    pub answers: Vec<AnswerDef>,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Src {
@@ -96,6 +121,7 @@ struct CatalogFile {
     notes: String,
     sources: BTreeMap<String, Src>,
     panels: Vec<PanelDef>,
+    coded: Vec<CodedDef>,
     kinds: Vec<KindDef>,
 }
 
@@ -105,6 +131,7 @@ pub struct Catalog {
     pub version: String,
     kinds: Vec<KindDef>,
     panels: Vec<PanelDef>,
+    coded: Vec<CodedDef>,
 }
 
 /// A reading as the app API takes it.
@@ -112,8 +139,13 @@ pub struct Catalog {
 #[serde(deny_unknown_fields)]
 pub struct ReadingIn {
     /// `heart_rate`, `respiratory_rate`, `spo2`, `body_temperature`, `blood_pressure`,
-    /// `blood_glucose`, `body_weight`, `body_height`, `steps`.
+    /// `blood_glucose`, `body_weight`, `body_height`, `steps`, `consciousness`,
+    /// `supplemental_oxygen`.
     pub kind: String,
+    /// The answer of a coded kind: `consciousness` is `A`, `C`, `V`, `P` or `U` (ACVPU);
+    /// `supplemental_oxygen` is `air` or `oxygen`.
+    #[serde(default)]
+    pub code: Option<String>,
     /// The value (every kind but `blood_pressure`).
     #[serde(default)]
     pub value: Option<f64>,
@@ -160,6 +192,8 @@ pub struct Reading {
     pub kind: String,
     /// `(kind, canonical value)`: one for a single kind, the components for a panel.
     pub values: Vec<(String, f64)>,
+    /// The answer of a coded kind (`A`, `air`); `values` is then empty.
+    pub coded: Option<String>,
     pub effective: DateTime<Utc>,
     /// Outside the plausible range: kept, flagged.
     pub implausible: bool,
@@ -204,12 +238,17 @@ impl Catalog {
                 return Err(format!("vitals catalogue: {}: the canonical unit must be accepted as is", k.kind));
             }
         }
+        for c in &file.coded {
+            if !file.sources.contains_key(&c.source) || c.answers.is_empty() {
+                return Err(format!("vitals catalogue: {}: a coded kind needs answers and a source", c.kind));
+            }
+        }
         for p in &file.panels {
             if p.components.iter().any(|c| !file.kinds.iter().any(|k| &k.kind == c)) {
                 return Err(format!("vitals catalogue: panel {} names an unknown kind", p.kind));
             }
         }
-        Ok(Catalog { version: file.version, kinds: file.kinds, panels: file.panels })
+        Ok(Catalog { version: file.version, kinds: file.kinds, panels: file.panels, coded: file.coded })
     }
 
     /// A single kind.
@@ -222,7 +261,13 @@ impl Catalog {
         self.panels.iter().find(|p| p.kind == kind)
     }
 
-    /// The kinds a reading may have (single kinds that are not only panel parts, and panels).
+    /// A coded kind.
+    pub fn coded(&self, kind: &str) -> Option<&CodedDef> {
+        self.coded.iter().find(|c| c.kind == kind)
+    }
+
+    /// The kinds a reading may have (single kinds that are not only panel parts, panels, and
+    /// coded kinds).
     pub fn reading_kinds(&self) -> Vec<&str> {
         let parts: Vec<&str> = self.panels.iter().flat_map(|p| p.components.iter().map(String::as_str)).collect();
         self.kinds
@@ -230,17 +275,17 @@ impl Catalog {
             .map(|k| k.kind.as_str())
             .filter(|k| !parts.contains(k))
             .chain(self.panels.iter().map(|p| p.kind.as_str()))
+            .chain(self.coded.iter().map(|c| c.kind.as_str()))
             .collect()
     }
 
-    /// The LOINC code of a reading kind.
-    pub fn code_of(&self, kind: &str) -> Option<&str> {
-        self.panel(kind).map(|p| p.loinc.as_str()).or_else(|| self.kind(kind).map(|k| k.loinc.as_str()))
-    }
-
-    /// The kind of a LOINC code (the reverse of [`Catalog::code_of`]).
-    pub fn kind_of_code(&self, code: &str) -> Option<&str> {
-        self.reading_kinds().into_iter().find(|k| self.code_of(k) == Some(code))
+    /// The code of a reading kind's Observation: `(system, code)` (LOINC but for a coded kind
+    /// LOINC has no code for).
+    pub fn code_of(&self, kind: &str) -> Option<(&str, &str)> {
+        self.panel(kind)
+            .map(|p| (LOINC, p.loinc.as_str()))
+            .or_else(|| self.kind(kind).map(|k| (LOINC, k.loinc.as_str())))
+            .or_else(|| self.coded(kind).map(|c| (c.system.as_str(), c.code.as_str())))
     }
 
     /// One value of `def` in `unit`, converted and checked.
@@ -278,6 +323,27 @@ impl Catalog {
             return Err(refuse("invalid_value", "reading_id must be 1–128 printable characters"));
         }
         let unit = r.unit.as_deref();
+        if let Some(c) = self.coded(&r.kind) {
+            if r.value.is_some() || r.systolic.is_some() || r.diastolic.is_some() || r.unit.is_some() {
+                return Err(refuse("invalid_value", format!("{}: send `code`, not a value", r.kind)));
+            }
+            let answers: Vec<&str> = c.answers.iter().map(|a| a.value.as_str()).collect();
+            let given = r.code.as_deref().unwrap_or_default();
+            let Some(a) = c.answers.iter().find(|a| a.value == given) else {
+                return Err(refuse("invalid_value", format!("{}: `code` is one of {}", r.kind, answers.join(", "))));
+            };
+            return Ok(Reading {
+                kind: r.kind.clone(),
+                values: Vec::new(),
+                coded: Some(a.value.clone()),
+                effective,
+                implausible: false,
+                reading_id: r.reading_id.clone(),
+            });
+        }
+        if r.code.is_some() {
+            return Err(refuse("invalid_value", format!("{}: `code` is only for coded kinds", r.kind)));
+        }
         let (values, implausible) = if let Some(panel) = self.panel(&r.kind) {
             if r.value.is_some() {
                 return Err(refuse("invalid_value", format!("{}: send systolic and diastolic, not value", r.kind)));
@@ -305,7 +371,7 @@ impl Catalog {
         } else {
             return Err(refuse("unknown_kind", format!("unknown kind; one of {}", self.reading_kinds().join(", "))));
         };
-        Ok(Reading { kind: r.kind.clone(), values, effective, implausible, reading_id: r.reading_id.clone() })
+        Ok(Reading { kind: r.kind.clone(), values, coded: None, effective, implausible, reading_id: r.reading_id.clone() })
     }
 
     /// The identity of a reading of `patient`: the device's own reading id when it gave one,
@@ -326,6 +392,10 @@ impl Catalog {
                 for (k, v) in &reading.values {
                     h.update(k.as_bytes());
                     h.update(v.to_bits().to_be_bytes());
+                }
+                if let Some(c) = &reading.coded {
+                    h.update(b"code\0");
+                    h.update(c.as_bytes());
                 }
             }
         }
@@ -357,7 +427,10 @@ impl Catalog {
         identity: &str,
     ) -> Result<Value, VitalError> {
         let unknown = || refuse("unknown_kind", reading.kind.clone());
-        let (category, coding, display) = if let Some(p) = self.panel(&reading.kind) {
+        let (category, coding, display) = if let Some(c) = self.coded(&reading.kind) {
+            let category = if c.kind == "supplemental_oxygen" { "therapy" } else { "exam" };
+            (category, vec![json!({"system": c.system, "code": c.code, "display": c.display})], c.display.clone())
+        } else if let Some(p) = self.panel(&reading.kind) {
             ("vital-signs", vec![self.coding(&p.loinc, &p.display)], p.display.clone())
         } else {
             let def = self.kind(&reading.kind).ok_or_else(unknown)?;
@@ -384,7 +457,14 @@ impl Catalog {
             "subject": {"reference": format!("Patient/{patient}")},
             "effectiveDateTime": instant(reading.effective),
         });
-        if self.panel(&reading.kind).is_some() {
+        if let (Some(c), Some(given)) = (self.coded(&reading.kind), &reading.coded) {
+            let a = c.answers.iter().find(|a| &a.value == given).ok_or_else(unknown)?;
+            set(
+                &mut obs,
+                "valueCodeableConcept",
+                json!({"coding": [{"system": a.system, "code": a.code, "display": a.display}], "text": a.value}),
+            );
+        } else if self.panel(&reading.kind).is_some() {
             let mut components = Vec::new();
             for (k, v) in &reading.values {
                 let def = self.kind(k).ok_or_else(unknown)?;
@@ -532,6 +612,7 @@ mod tests {
             unit: unit.map(Into::into),
             effective: "2026-12-07T08:00:00+05:30".into(),
             reading_id: None,
+            code: None,
         }
     }
 
@@ -595,6 +676,39 @@ mod tests {
                 k.kind
             );
         }
+    }
+
+    #[test]
+    fn consciousness_and_oxygen_are_coded_readings() {
+        let c = Catalog::builtin().unwrap();
+        let mut r = reading("consciousness", 0.0, None);
+        r.value = None;
+        r.code = Some("V".into());
+        let parsed = c.parse(&r).unwrap();
+        assert_eq!(parsed.coded.as_deref(), Some("V"));
+        let obs = c.observation("p1", &parsed, None, None, "x").unwrap();
+        assert_eq!(obs["code"]["coding"][0]["code"], "67775-7");
+        assert_eq!(obs["valueCodeableConcept"]["coding"][0]["code"], "300202002");
+        r.code = Some("X".into());
+        assert_eq!(c.parse(&r).unwrap_err().code, "invalid_value");
+        let mut o = reading("supplemental_oxygen", 0.0, None);
+        o.value = None;
+        o.code = Some("oxygen".into());
+        let parsed = c.parse(&o).unwrap();
+        let obs = c.observation("p1", &parsed, None, None, "x").unwrap();
+        assert_eq!(obs["valueCodeableConcept"]["coding"][0]["code"], "371825009");
+        o.value = Some(1.0);
+        assert_eq!(c.parse(&o).unwrap_err().code, "invalid_value");
+        let mut hr = reading("heart_rate", 70.0, None);
+        hr.code = Some("A".into());
+        assert_eq!(c.parse(&hr).unwrap_err().code, "invalid_value");
+        let air = c.parse(&{
+            let mut a = o.clone();
+            a.value = None;
+            a.code = Some("air".into());
+            a
+        });
+        assert_ne!(c.identity("p1", &air.unwrap(), None), c.identity("p1", &parsed, None));
     }
 
     #[test]

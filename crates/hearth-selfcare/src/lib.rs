@@ -7,6 +7,7 @@
 //! guarded store view. See `docs/SELFCARE.md` for what is built and what is not yet.
 #![forbid(unsafe_code)]
 
+pub mod alerts;
 mod routes;
 pub mod scores;
 pub mod vitals;

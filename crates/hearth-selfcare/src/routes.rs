@@ -50,7 +50,7 @@ fn catalog() -> Result<&'static Catalog, ApiError> {
 
 /// The patient a request is about: the one named, else a patient caller's own record; it must
 /// be readable through the caller's store view (else `404`, existence stays private).
-async fn patient_of(store: &Guarded, caller: &Caller, named: Option<&str>) -> Result<String, ApiError> {
+pub(crate) async fn patient_of(store: &Guarded, caller: &Caller, named: Option<&str>) -> Result<String, ApiError> {
     let id = match named.or(caller.own_patient()) {
         Some(id) => id.strip_prefix("Patient/").unwrap_or(id).to_owned(),
         None => return Err(bad("patient_required", "name the patient (`patient`)")),
@@ -93,6 +93,18 @@ pub(crate) struct ReadingOut {
     implausible: bool,
 }
 
+/// What a batch did to an alert.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct AlertChange {
+    /// The alert id (`GET /api/v1/health/alerts`).
+    id: String,
+    /// `news2`, `qsofa` or `threshold:<parameter>`.
+    rule: String,
+    /// `raised` (new: the patient, caregivers and care team are notified), `ongoing` (the
+    /// live alert still holds: nobody is notified again) or `resolved`.
+    change: &'static str,
+}
+
 /// The answer to a batch.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct VitalsOut {
@@ -100,6 +112,9 @@ pub(crate) struct VitalsOut {
     created: usize,
     duplicates: usize,
     readings: Vec<ReadingOut>,
+    /// The alerts the batch raised, kept or resolved (NEWS2 and qSOFA over the latest complete
+    /// set, personal thresholds).
+    alerts: Vec<AlertChange>,
 }
 
 #[utoipa::path(post, path = "/api/v1/health/vitals", tag = "selfcare",
@@ -158,7 +173,25 @@ pub(crate) async fn record(
         planned.push((i, reading, id, obs, first));
     }
     let now = app.clock.now();
-    let mut tx = store.begin().await?;
+    // The alerts the batch decides, judged before the write from what is stored and the batch.
+    let settings =
+        crate::alerting::settings_of(hearth_store_sql::selfcare::settings(&*app.db, &patient).await?.as_ref());
+    let batch: Vec<&crate::vitals::Reading> = planned.iter().map(|p| &p.1).collect();
+    let (actions, patient_body) = if crate::alerting::batch_matters(cat, &settings, &batch) {
+        let latest = crate::alerting::latest(&app, &store, cat, &patient, &settings, &batch).await?;
+        let live = hearth_store_sql::selfcare::live_alerts(&*app.db, &patient).await?;
+        let rules = crate::scores::EarlyWarning::builtin().map_err(ApiError::internal)?;
+        let body = match store.read("Patient", &patient).await? {
+            Current::Found(v) => body_of(&v).unwrap_or(Value::Null),
+            _ => Value::Null,
+        };
+        (crate::alerting::plan(rules, &latest, &settings, &live)?, body)
+    } else {
+        (Vec::new(), Value::Null)
+    };
+    // Flags of new alerts are created even for a patient-side caller (the patient's own readings
+    // raised them); changing one stays the care team's.
+    let mut tx = store.begin().await?.safety_record();
     let mut out = Vec::with_capacity(planned.len());
     let mut created = 0;
     for (index, reading, id, obs, first) in planned {
@@ -176,10 +209,35 @@ pub(crate) async fn record(
             implausible: reading.implausible,
         });
     }
-    tx.commit().await?;
+    // A batch of nothing new changes no alert.
+    let actions = if created > 0 { actions } else { Vec::new() };
+    if actions.is_empty() {
+        tx.commit().await?;
+    } else {
+        crate::alerting::write_flags(&app, &mut tx, &patient, &actions, now).await?;
+        let db = hearth_store_sql::notify::TxDb::from_guarded(tx)?;
+        if !crate::alerting::apply(&app, &db, &patient, &patient_body, &settings, &actions, now).await? {
+            drop(db);
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                "an alert for this patient was being raised at the same moment by another request: send again",
+            ));
+        }
+        db.commit().await?;
+        app.notifier.wake();
+        crate::alerting::close_flags(&app, &actions, now).await;
+    }
+    let alerts = actions
+        .iter()
+        .map(|a| {
+            let (id, rule, change) = a.describe();
+            AlertChange { id: id.to_owned(), rule: rule.to_owned(), change }
+        })
+        .collect();
     let duplicates = out.len() - created;
     let status = if created > 0 { StatusCode::CREATED } else { StatusCode::OK };
-    Ok((status, Json(VitalsOut { patient, created, duplicates, readings: out })).into_response())
+    Ok((status, Json(VitalsOut { patient, created, duplicates, readings: out, alerts })).into_response())
 }
 
 #[derive(Debug, Deserialize)]

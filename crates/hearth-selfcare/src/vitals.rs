@@ -371,7 +371,14 @@ impl Catalog {
         } else {
             return Err(refuse("unknown_kind", format!("unknown kind; one of {}", self.reading_kinds().join(", "))));
         };
-        Ok(Reading { kind: r.kind.clone(), values, coded: None, effective, implausible, reading_id: r.reading_id.clone() })
+        Ok(Reading {
+            kind: r.kind.clone(),
+            values,
+            coded: None,
+            effective,
+            implausible,
+            reading_id: r.reading_id.clone(),
+        })
     }
 
     /// The identity of a reading of `patient`: the device's own reading id when it gave one,

@@ -41,4 +41,5 @@ mod scheduling;
 mod search;
 mod search_vectors;
 mod selfcare;
+mod selfcare_alerts;
 mod smart;

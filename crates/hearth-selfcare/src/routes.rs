@@ -118,6 +118,7 @@ pub(crate) struct VitalsOut {
 }
 
 #[utoipa::path(post, path = "/api/v1/health/vitals", tag = "selfcare",
+    params(("Idempotency-Key" = Option<String>, Header, description = "A key of the sender's choosing (1–200 characters) for the whole batch: the same request sent again with it is answered as the first time (header `Idempotent-Replayed: true`) and not applied again; the same key with another body is refused")),
     request_body(content = VitalsIn, description = "One reading or a device batch (up to 1000). Units are converted on input (°F→°C, mmol/L→mg/dL, lb→kg, m/in→cm). The whole batch is refused if any reading is impossible; a re-sent reading (same device reading id, or same kind, time, values and device) is a duplicate and not written again",
         example = json!({"patient": "0190…", "device": {"manufacturer": "Omron", "model": "HEM-7120", "source_app": "Hearth app"},
             "readings": [{"kind": "blood_pressure", "systolic": 128, "diastolic": 84, "effective": "2026-12-07T08:00:00+05:30"},
@@ -126,19 +127,28 @@ pub(crate) struct VitalsOut {
         (status = 201, description = "At least one reading was recorded", body = VitalsOut,
          example = json!({"patient": "0190…", "created": 2, "duplicates": 0, "readings": [{"index": 0, "id": "3f2a…", "kind": "blood_pressure", "status": "created", "implausible": false}]})),
         (status = 200, description = "Every reading was a duplicate: nothing written", body = VitalsOut),
-        (status = 400, description = "Invalid batch, nothing written (stable code: invalid_body, patient_required, batch_size, unknown_kind, unknown_unit, invalid_value, impossible_value, invalid_time, invalid_resource); the message names the reading (`readings[3]: …`)", body = ErrorEnvelope,
+        (status = 400, description = "Invalid batch, nothing written (stable code: invalid_body, patient_required, batch_size, unknown_kind, unknown_unit, invalid_value, impossible_value, invalid_time, invalid_resource, invalid_idempotency_key); the message names the reading (`readings[3]: …`)", body = ErrorEnvelope,
          example = json!({"error": {"code": "impossible_value", "message": "readings[0]: spo2: the value is outside what a living person can have (1–100 %)"}})),
         (status = 401, description = "No or an invalid access token", body = ErrorEnvelope, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})),
         (status = 403, description = "The caller may read but not record this patient's readings", body = ErrorEnvelope, example = json!({"error": {"code": "forbidden", "message": "outside the caller's reach"}})),
         (status = 404, description = "Unknown patient, or outside the caller's reach", body = ErrorEnvelope, example = json!({"error": {"code": "not_found", "message": "no such patient"}})),
-        (status = 409, description = "The same reading was being recorded at the same moment by another request: send again (`conflict`)", body = ErrorEnvelope, example = json!({"error": {"code": "conflict", "message": "this already exists"}})),
+        (status = 409, description = "The same reading, alert or Idempotency-Key was being recorded at the same moment by another request: send again (`conflict`)", body = ErrorEnvelope, example = json!({"error": {"code": "conflict", "message": "this already exists"}})),
+        (status = 422, description = "The Idempotency-Key was used before with another body or patient (`idempotency_key_reused`)", body = ErrorEnvelope, example = json!({"error": {"code": "idempotency_key_reused", "message": "this Idempotency-Key was used for another request"}})),
     ),
     security(("bearer" = [])))]
 pub(crate) async fn record(
     State(app): State<Arc<Selfcare>>,
     ApiCaller(caller): ApiCaller,
+    headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
+    let key = match headers.get("idempotency-key") {
+        None => None,
+        Some(v) => match v.to_str() {
+            Ok(k) if !k.trim().is_empty() && k.len() <= 200 && !k.chars().any(char::is_control) => Some(k.to_owned()),
+            _ => return Err(bad("invalid_idempotency_key", "Idempotency-Key must be 1–200 printable characters")),
+        },
+    };
     let input: VitalsIn =
         serde_json::from_slice(&body).map_err(|e| bad("invalid_body", format!("invalid request body: {e}")))?;
     if input.readings.is_empty() || input.readings.len() > MAX_BATCH {
@@ -150,6 +160,23 @@ pub(crate) async fn record(
     let cat = catalog()?;
     let store = app.store_for(&caller);
     let patient = patient_of(&store, &caller, input.patient.as_deref()).await?;
+    // A batch sent again with its Idempotency-Key is answered as the first time, not applied again.
+    let request_hash = data_encoding::HEXLOWER.encode(&<sha2::Sha256 as sha2::Digest>::digest(&body));
+    if let Some(k) = &key
+        && let Some(done) = hearth_store_sql::selfcare::batch(&*app.db, &caller.account.id, k).await?
+    {
+        if done.request_hash != request_hash || done.patient != patient {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                "this Idempotency-Key was used for another request",
+            ));
+        }
+        let status =
+            u16::try_from(done.status).ok().and_then(|s| StatusCode::from_u16(s).ok()).unwrap_or(StatusCode::OK);
+        let body: Value = serde_json::from_str(&done.response).map_err(ApiError::internal)?;
+        return Ok((status, [("idempotent-replayed", "true")], Json(body)).into_response());
+    }
     let performer = caller
         .account
         .fhir_user
@@ -211,23 +238,6 @@ pub(crate) async fn record(
     }
     // A batch of nothing new changes no alert.
     let actions = if created > 0 { actions } else { Vec::new() };
-    if actions.is_empty() {
-        tx.commit().await?;
-    } else {
-        crate::alerting::write_flags(&app, &mut tx, &patient, &actions, now).await?;
-        let db = hearth_store_sql::notify::TxDb::from_guarded(tx)?;
-        if !crate::alerting::apply(&app, &db, &patient, &patient_body, &settings, &actions, now).await? {
-            drop(db);
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "conflict",
-                "an alert for this patient was being raised at the same moment by another request: send again",
-            ));
-        }
-        db.commit().await?;
-        app.notifier.wake();
-        crate::alerting::close_flags(&app, &actions, now).await;
-    }
     let alerts = actions
         .iter()
         .map(|a| {
@@ -237,7 +247,45 @@ pub(crate) async fn record(
         .collect();
     let duplicates = out.len() - created;
     let status = if created > 0 { StatusCode::CREATED } else { StatusCode::OK };
-    Ok((status, Json(VitalsOut { patient, created, duplicates, readings: out, alerts })).into_response())
+    let answer = VitalsOut { patient: patient.clone(), created, duplicates, readings: out, alerts };
+    if actions.is_empty() && key.is_none() {
+        tx.commit().await?;
+    } else {
+        crate::alerting::write_flags(&app, &mut tx, &patient, &actions, now).await?;
+        let db = hearth_store_sql::notify::TxDb::from_guarded(tx)?;
+        let conflict = |what: &str| {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                format!("{what} was being recorded at the same moment by another request: send again"),
+            )
+        };
+        if !crate::alerting::apply(&app, &db, &patient, &patient_body, &settings, &actions, now).await? {
+            drop(db);
+            return Err(conflict("an alert for this patient"));
+        }
+        if let Some(k) = &key {
+            let row = hearth_store_sql::selfcare::BatchRow {
+                account: caller.account.id.clone(),
+                idem_key: k.clone(),
+                patient: patient.clone(),
+                request_hash,
+                status: i64::from(status.as_u16()),
+                response: serde_json::to_string(&answer).map_err(ApiError::internal)?,
+                created_at: now.timestamp_millis(),
+            };
+            if !hearth_store_sql::selfcare::insert_batch(&db, &row).await? {
+                drop(db);
+                return Err(conflict("a batch with this Idempotency-Key"));
+            }
+        }
+        db.commit().await?;
+        if !actions.is_empty() {
+            app.notifier.wake();
+            crate::alerting::close_flags(&app, &actions, now).await;
+        }
+    }
+    Ok((status, Json(answer)).into_response())
 }
 
 #[derive(Debug, Deserialize)]

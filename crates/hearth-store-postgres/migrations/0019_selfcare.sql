@@ -36,3 +36,18 @@ CREATE TABLE selfcare_alerts (
 );
 CREATE UNIQUE INDEX selfcare_alerts_live ON selfcare_alerts (patient, rule) WHERE resolved_at IS NULL;
 CREATE INDEX selfcare_alerts_by_patient ON selfcare_alerts (patient, raised_at);
+
+-- selfcare_batches: the answer to a vitals batch sent with an Idempotency-Key, per account and
+-- key, so the same request sent again is answered the same without being applied twice.
+-- request_hash is the SHA-256 of the body: the same key with another body is refused.
+CREATE TABLE selfcare_batches (
+    account      TEXT    NOT NULL,
+    idem_key     TEXT    NOT NULL,
+    patient      TEXT    NOT NULL,
+    request_hash TEXT    NOT NULL,
+    status       BIGINT NOT NULL,
+    response     TEXT    NOT NULL,
+    created_at   BIGINT NOT NULL,
+    PRIMARY KEY (account, idem_key)
+);
+CREATE INDEX selfcare_batches_by_patient ON selfcare_batches (patient);

@@ -223,3 +223,60 @@ pub async fn resolve_alert(db: &dyn Db, id: &str, at: i64) -> Result<bool, Store
         .push(" AND resolved_at IS NULL");
     Ok(db.execute(&b.finish()).await? == 1)
 }
+
+/// The stored answer to a batch sent with an idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchRow {
+    pub account: String,
+    pub idem_key: String,
+    pub patient: String,
+    /// SHA-256 of the request body (hex).
+    pub request_hash: String,
+    /// The HTTP status answered.
+    pub status: i64,
+    /// The JSON answered.
+    pub response: String,
+    pub created_at: i64,
+}
+
+/// The answer stored for `account`'s `key`.
+pub async fn batch(db: &dyn Db, account: &str, key: &str) -> Result<Option<BatchRow>, StoreError> {
+    let mut b = Builder::new(db.dialect());
+    b.push(
+        "SELECT account, idem_key, patient, request_hash, status, response, created_at FROM selfcare_batches \
+         WHERE account = ",
+    )
+    .text(account)
+    .push(" AND idem_key = ")
+    .text(key);
+    let cols = [Col::Text, Col::Text, Col::Text, Col::Text, Col::Int, Col::Text, Col::Int];
+    db.fetch(&b.finish(), &cols)
+        .await?
+        .into_iter()
+        .next()
+        .map(|row| {
+            let mut it = row.into_iter();
+            let mut req = || text(it.next()).and_then(|v| v.ok_or_else(corrupt));
+            let account = req()?;
+            let idem_key = req()?;
+            let patient = req()?;
+            let request_hash = req()?;
+            let status = int(it.next())?.ok_or_else(corrupt)?;
+            let response = text(it.next())?.ok_or_else(corrupt)?;
+            let created_at = int(it.next())?.ok_or_else(corrupt)?;
+            Ok(BatchRow { account, idem_key, patient, request_hash, status, response, created_at })
+        })
+        .transpose()
+}
+
+/// Stores the answer to a batch; false when the key was stored meanwhile (a concurrent send).
+pub async fn insert_batch(db: &dyn Db, r: &BatchRow) -> Result<bool, StoreError> {
+    let mut b = Builder::new(db.dialect());
+    b.push(
+        "INSERT INTO selfcare_batches (account, idem_key, patient, request_hash, status, response, created_at) VALUES (",
+    );
+    b.text(&r.account).push(", ").text(&r.idem_key).push(", ").text(&r.patient).push(", ");
+    b.text(&r.request_hash).push(", ").int(r.status).push(", ").text(&r.response).push(", ").int(r.created_at);
+    b.push(") ON CONFLICT DO NOTHING");
+    Ok(db.execute(&b.finish()).await? == 1)
+}

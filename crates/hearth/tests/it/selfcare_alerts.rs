@@ -3,7 +3,8 @@
 //! server) and their clinician in the app, at once; a second high set does not send again; an
 //! unacknowledged alert escalates to the organisation's clinicians when the (pinned) clock
 //! passes its time, an acknowledged one does not; a later calm set resolves it; personal
-//! thresholds and SpO2 scale 2 set by a clinician; another patient sees and acknowledges nothing.
+//! thresholds and SpO2 scale 2 set by a clinician; another patient sees and acknowledges nothing;
+//! and (item 1) a batch sent again with its Idempotency-Key is answered the same, not applied twice.
 
 use std::sync::{Arc, Mutex};
 
@@ -349,4 +350,35 @@ async fn a_clinicians_thresholds_and_scale_2_raise_alerts_and_only_staff_set_the
     let (_, v) = call(&t, &doc, Method::GET, &format!("/api/v1/health/alerts?patient={pa}"), None).await;
     let news2 = v["alerts"].as_array().unwrap().iter().find(|a| a["rule"] == "news2").unwrap().clone();
     assert_eq!((news2["score"].as_i64(), news2["level"].as_str()), (Some(5), Some("medium")), "{news2}");
+}
+
+async fn send(t: &TestApp, c: &reqwest::Client, body: Value, key: &str) -> crate::common::Resp {
+    let req = c
+        .post(t.url("/api/v1/health/vitals"))
+        .header("content-type", "application/json")
+        .header("idempotency-key", key)
+        .body(body.to_string());
+    t.send(req).await
+}
+
+#[tokio::test]
+async fn a_batch_sent_again_with_its_idempotency_key_is_answered_the_same_and_not_applied_twice() {
+    let t = TestApp::spawn().await;
+    let (pa, _, patient) = patient_account(&t, "Idempotent").await;
+    let batch = json!({"readings": [{"kind": "heart_rate", "value": 72, "effective": "2026-12-07T08:00:00Z"}]});
+    let first = send(&t, &patient, batch.clone(), "batch-1").await;
+    assert_eq!(first.status, 201, "{}", first.text);
+    assert!(first.header("idempotent-replayed").is_none());
+    let again = send(&t, &patient, batch.clone(), "batch-1").await;
+    assert_eq!(again.status, 201, "the first answer, replayed: {}", again.text);
+    assert_eq!(again.json(), first.json());
+    assert_eq!(again.header("idempotent-replayed").as_deref(), Some("true"));
+    let other = json!({"readings": [{"kind": "heart_rate", "value": 90, "effective": "2026-12-07T09:00:00Z"}]});
+    let reused = send(&t, &patient, other, "batch-1").await;
+    assert_eq!((reused.status, reused.json()["error"]["code"].as_str()), (422, Some("idempotency_key_reused")));
+    let (_, found) =
+        call(&t, &t.client, Method::GET, &format!("/fhir/Observation?subject=Patient/{pa}&_summary=count"), None).await;
+    assert_eq!(found["total"], 1, "{found}");
+    let bad = send(&t, &patient, batch, " ").await;
+    assert_eq!((bad.status, bad.json()["error"]["code"].as_str()), (400, Some("invalid_idempotency_key")));
 }

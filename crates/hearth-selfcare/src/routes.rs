@@ -221,12 +221,15 @@ pub(crate) async fn record(
     let mut tx = store.begin().await?.safety_record();
     let mut out = Vec::with_capacity(planned.len());
     let mut created = 0;
+    // The numeric values of the new readings, for the aggregate buckets.
+    let mut points: Vec<(String, DateTime<Utc>, f64)> = Vec::new();
     for (index, reading, id, obs, first) in planned {
         let exists = !first || tx.current("Observation", &id).await?.is_some_and(|c| !c.deleted);
         if !exists {
             interactions::create(&mut tx, hearth_workflow::fhir::write_of(&app, "Observation", id.clone(), obs), now)
                 .await?;
             created += 1;
+            points.extend(reading.values.iter().map(|(k, v)| (k.clone(), reading.effective, *v)));
         }
         out.push(ReadingOut {
             index,
@@ -248,9 +251,7 @@ pub(crate) async fn record(
     let duplicates = out.len() - created;
     let status = if created > 0 { StatusCode::CREATED } else { StatusCode::OK };
     let answer = VitalsOut { patient: patient.clone(), created, duplicates, readings: out, alerts };
-    if actions.is_empty() && key.is_none() {
-        tx.commit().await?;
-    } else {
+    {
         crate::alerting::write_flags(&app, &mut tx, &patient, &actions, now).await?;
         let db = hearth_store_sql::notify::TxDb::from_guarded(tx)?;
         let conflict = |what: &str| {
@@ -264,6 +265,20 @@ pub(crate) async fn record(
             drop(db);
             return Err(conflict("an alert for this patient"));
         }
+        let adds: Vec<hearth_store_sql::selfcare::BucketAdd> = crate::vitals::rollups(&points)
+            .into_iter()
+            .map(|r| hearth_store_sql::selfcare::BucketAdd {
+                patient: patient.clone(),
+                kind: r.kind,
+                resolution: r.resolution.name(),
+                start: r.start.timestamp_millis(),
+                min: r.min,
+                max: r.max,
+                sum: r.sum,
+                count: i64::try_from(r.count).unwrap_or(i64::MAX),
+            })
+            .collect();
+        hearth_store_sql::selfcare::add_buckets(&db, &adds).await?;
         if let Some(k) = &key {
             let row = hearth_store_sql::selfcare::BatchRow {
                 account: caller.account.id.clone(),
@@ -520,6 +535,56 @@ pub(crate) async fn history(
     }
     let store = app.store_for(&caller);
     let patient = patient_of(&store, &caller, q.patient.as_deref()).await?;
+    let parts: Vec<String> = match cat.panel(&q.kind) {
+        Some(p) => p.components.clone(),
+        None => vec![q.kind.clone()],
+    };
+    let resolution = q.resolution.unwrap_or(Resolution::Raw);
+    if resolution != Resolution::Raw {
+        // From the buckets kept up to date on write: whole buckets whose start lies in the range.
+        let mut series = Vec::new();
+        for part in &parts {
+            let Some(def) = cat.kind(part) else { continue };
+            let rows = hearth_store_sql::selfcare::buckets(
+                &*app.db,
+                &patient,
+                part,
+                resolution.name(),
+                from.timestamp_millis(),
+                to.timestamp_millis(),
+                i64::try_from(MAX_HISTORY + 1).unwrap_or(i64::MAX),
+            )
+            .await?;
+            if rows.len() > MAX_HISTORY {
+                return Err(bad(
+                    "history_too_large",
+                    format!(
+                        "more than {MAX_HISTORY} buckets in the range: ask for a shorter one or a wider resolution"
+                    ),
+                ));
+            }
+            let buckets = rows
+                .into_iter()
+                .filter(|b| b.4 > 0)
+                .map(|(start, min, max, sum, count)| Bucket {
+                    start: DateTime::<Utc>::from_timestamp_millis(start).map(instant).unwrap_or_default(),
+                    min,
+                    mean: sum / count as f64,
+                    max,
+                    count: u64::try_from(count).unwrap_or(0),
+                })
+                .collect();
+            series.push(Series { kind: part.clone(), unit: def.unit.clone(), buckets });
+        }
+        return Ok(Json(HistoryOut {
+            patient,
+            kind: q.kind,
+            resolution,
+            from: instant(from),
+            to: instant(to),
+            series,
+        }));
+    }
     let found = app
         .search_all(
             &store,
@@ -540,11 +605,6 @@ pub(crate) async fn history(
             format!("more than {MAX_HISTORY} readings in the range: ask for a shorter one"),
         ));
     }
-    let parts: Vec<String> = match cat.panel(&q.kind) {
-        Some(p) => p.components.clone(),
-        None => vec![q.kind.clone()],
-    };
-    let resolution = q.resolution.unwrap_or(Resolution::Raw);
     let bodies: Vec<(DateTime<Utc>, Value)> = found
         .iter()
         .filter_map(body_of)

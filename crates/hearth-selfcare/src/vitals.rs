@@ -568,6 +568,65 @@ pub fn instant(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+impl Resolution {
+    /// The name the API and the bucket table use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Resolution::Raw => "raw",
+            Resolution::Minute => "minute",
+            Resolution::Hour => "hour",
+            Resolution::Day => "day",
+        }
+    }
+
+    fn width(self) -> Option<TimeDelta> {
+        match self {
+            Resolution::Raw => None,
+            Resolution::Minute => Some(TimeDelta::minutes(1)),
+            Resolution::Hour => Some(TimeDelta::hours(1)),
+            Resolution::Day => Some(TimeDelta::days(1)),
+        }
+    }
+}
+
+/// Values to add to one stored aggregate bucket.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rollup {
+    pub kind: String,
+    pub resolution: Resolution,
+    pub start: DateTime<Utc>,
+    pub min: f64,
+    pub max: f64,
+    pub sum: f64,
+    pub count: u64,
+}
+
+/// The per-minute, per-hour and per-day buckets `(kind, time, value)` points add to, one entry
+/// per bucket touched.
+pub fn rollups(points: &[(String, DateTime<Utc>, f64)]) -> Vec<Rollup> {
+    let mut out: BTreeMap<(String, &'static str, DateTime<Utc>), Rollup> = BTreeMap::new();
+    for res in [Resolution::Minute, Resolution::Hour, Resolution::Day] {
+        let Some(w) = res.width() else { continue };
+        for (kind, t, v) in points {
+            let start = t.duration_trunc(w).unwrap_or(*t);
+            let e = out.entry((kind.clone(), res.name(), start)).or_insert_with(|| Rollup {
+                kind: kind.clone(),
+                resolution: res,
+                start,
+                min: f64::INFINITY,
+                max: f64::NEG_INFINITY,
+                sum: 0.0,
+                count: 0,
+            });
+            e.min = e.min.min(*v);
+            e.max = e.max.max(*v);
+            e.sum += *v;
+            e.count += 1;
+        }
+    }
+    out.into_values().collect()
+}
+
 /// Aggregates `(time, value)` points into buckets of `resolution` (UTC-aligned), in time order.
 /// `Raw` gives one bucket per point.
 pub fn aggregate(points: &[(DateTime<Utc>, f64)], resolution: Resolution) -> Vec<Bucket> {
@@ -716,6 +775,25 @@ mod tests {
             a
         });
         assert_ne!(c.identity("p1", &air.unwrap(), None), c.identity("p1", &parsed, None));
+    }
+
+    #[test]
+    fn rollups_agree_with_the_aggregation() {
+        let t = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        let pts = vec![
+            ("heart_rate".to_string(), t("2026-12-07T08:10:00Z"), 60.0),
+            ("heart_rate".to_string(), t("2026-12-07T08:10:30Z"), 80.0),
+            ("heart_rate".to_string(), t("2026-12-07T09:00:00Z"), 70.0),
+        ];
+        let r = rollups(&pts);
+        let of = |res: Resolution| r.iter().filter(|x| x.resolution == res).count();
+        assert_eq!((of(Resolution::Minute), of(Resolution::Hour), of(Resolution::Day)), (2, 2, 1));
+        let day = r.iter().find(|x| x.resolution == Resolution::Day).unwrap();
+        assert_eq!((day.min, day.max, day.sum, day.count), (60.0, 80.0, 210.0, 3));
+        let plain: Vec<(DateTime<Utc>, f64)> = pts.iter().map(|p| (p.1, p.2)).collect();
+        let b = aggregate(&plain, Resolution::Hour);
+        let hours: Vec<&Rollup> = r.iter().filter(|x| x.resolution == Resolution::Hour).collect();
+        assert_eq!(b[0].mean, hours[0].sum / hours[0].count as f64);
     }
 
     #[test]

@@ -280,3 +280,81 @@ pub async fn insert_batch(db: &dyn Db, r: &BatchRow) -> Result<bool, StoreError>
     b.push(") ON CONFLICT DO NOTHING");
     Ok(db.execute(&b.finish()).await? == 1)
 }
+
+/// Values to add to one aggregate bucket.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BucketAdd {
+    pub patient: String,
+    /// A numeric kind (`heart_rate`, `systolic_bp`, …).
+    pub kind: String,
+    /// `minute`, `hour` or `day`.
+    pub resolution: &'static str,
+    /// The bucket's UTC start, Unix milliseconds.
+    pub start: i64,
+    pub min: f64,
+    pub max: f64,
+    pub sum: f64,
+    pub count: i64,
+}
+
+/// Adds values to their buckets (creating them), on the recording transaction.
+pub async fn add_buckets(db: &dyn Db, rows: &[BucketAdd]) -> Result<(), StoreError> {
+    let (least, greatest) = match db.dialect() {
+        crate::Dialect::Sqlite => ("MIN", "MAX"),
+        crate::Dialect::Postgres => ("LEAST", "GREATEST"),
+    };
+    for r in rows {
+        let mut b = Builder::new(db.dialect());
+        b.push("INSERT INTO selfcare_buckets (patient, kind, resolution, start, lo, hi, total, n) VALUES (");
+        b.text(&r.patient).push(", ").text(&r.kind).push(", ").text(r.resolution).push(", ").int(r.start).push(", ");
+        b.real(r.min).push(", ").real(r.max).push(", ").real(r.sum).push(", ").int(r.count).push(")");
+        b.push(" ON CONFLICT (patient, kind, resolution, start) DO UPDATE SET lo = ")
+            .push(least)
+            .push("(selfcare_buckets.lo, excluded.lo), hi = ")
+            .push(greatest)
+            .push(
+                "(selfcare_buckets.hi, excluded.hi), total = selfcare_buckets.total + excluded.total, \
+                 n = selfcare_buckets.n + excluded.n",
+            );
+        db.execute(&b.finish()).await?;
+    }
+    Ok(())
+}
+
+/// One stored bucket: `(start, min, max, sum, count)`.
+pub type Bucket = (i64, f64, f64, f64, i64);
+
+fn real(v: Option<Val>) -> Result<f64, StoreError> {
+    match v {
+        Some(Val::Real(Some(r))) => Ok(r),
+        Some(Val::Int(Some(i))) => Ok(i as f64),
+        _ => Err(corrupt()),
+    }
+}
+
+/// The buckets of `patient`'s `kind` at `resolution` starting in `[from, to)`, oldest first, at
+/// most `limit`.
+pub async fn buckets(
+    db: &dyn Db,
+    patient: &str,
+    kind: &str,
+    resolution: &str,
+    from: i64,
+    to: i64,
+    limit: i64,
+) -> Result<Vec<Bucket>, StoreError> {
+    let mut b = Builder::new(db.dialect());
+    b.push("SELECT start, lo, hi, total, n FROM selfcare_buckets WHERE patient = ").text(patient);
+    b.push(" AND kind = ").text(kind).push(" AND resolution = ").text(resolution);
+    b.push(" AND start >= ").int(from).push(" AND start < ").int(to).push(" ORDER BY start LIMIT ").int(limit);
+    db.fetch(&b.finish(), &[Col::Int, Col::Real, Col::Real, Col::Real, Col::Int])
+        .await?
+        .into_iter()
+        .map(|row| {
+            let mut it = row.into_iter();
+            let start = int(it.next())?.ok_or_else(corrupt)?;
+            let (lo, hi, total) = (real(it.next())?, real(it.next())?, real(it.next())?);
+            Ok((start, lo, hi, total, int(it.next())?.ok_or_else(corrupt)?))
+        })
+        .collect()
+}

@@ -51,3 +51,20 @@ CREATE TABLE selfcare_batches (
     PRIMARY KEY (account, idem_key)
 );
 CREATE INDEX selfcare_batches_by_patient ON selfcare_batches (patient);
+
+-- selfcare_buckets: per-minute/hour/day aggregates of each numeric reading kind (blood pressure
+-- as systolic_bp and diastolic_bp), kept up to date in the transaction that records readings,
+-- so an aggregated history reads at most one row per bucket instead of every reading.
+-- resolution: minute, hour or day; start: the bucket's UTC start; lo/hi/total/n: min, max, sum
+-- and count of the values (canonical units).
+CREATE TABLE selfcare_buckets (
+    patient    TEXT    NOT NULL,
+    kind       TEXT    NOT NULL,
+    resolution TEXT    NOT NULL,
+    start      INTEGER NOT NULL,
+    lo         REAL NOT NULL,
+    hi         REAL NOT NULL,
+    total      REAL NOT NULL,
+    n          INTEGER NOT NULL,
+    PRIMARY KEY (patient, kind, resolution, start)
+);

@@ -382,3 +382,42 @@ async fn a_batch_sent_again_with_its_idempotency_key_is_answered_the_same_and_no
     let bad = send(&t, &patient, batch, " ").await;
     assert_eq!((bad.status, bad.json()["error"]["code"].as_str()), (400, Some("invalid_idempotency_key")));
 }
+
+#[tokio::test]
+async fn aggregated_histories_come_from_buckets_kept_on_write_and_a_resent_batch_does_not_count_twice() {
+    let t = TestApp::spawn().await;
+    let (_, _, patient) = patient_account(&t, "Buckets").await;
+    let readings: Vec<Value> =
+        [("2026-12-05T23:59:30Z", 60), ("2026-12-06T00:00:10Z", 80), ("2026-12-06T12:00:00Z", 70)]
+            .iter()
+            .map(|(at, v)| json!({"kind": "heart_rate", "value": v, "effective": at}))
+            .collect();
+    let batch = json!({"readings": readings});
+    for expected in [201, 200] {
+        let (s, v) = call(&t, &patient, Method::POST, "/api/v1/health/vitals", Some(batch.clone())).await;
+        assert_eq!(s, expected, "{v}");
+    }
+    let path = "/api/v1/health/history?kind=heart_rate&from=2026-12-05&to=2026-12-07&resolution=day";
+    let (s, v) = call(&t, &patient, Method::GET, path, None).await;
+    assert_eq!(s, 200, "{v}");
+    let days: Vec<(String, f64, f64, f64, u64)> = v["series"][0]["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            let f = |k: &str| b[k].as_f64().unwrap();
+            (b["start"].as_str().unwrap().to_owned(), f("min"), f("mean"), f("max"), b["count"].as_u64().unwrap())
+        })
+        .collect();
+    assert_eq!(
+        days,
+        [
+            ("2026-12-05T00:00:00.000Z".to_owned(), 60.0, 60.0, 60.0, 1),
+            ("2026-12-06T00:00:00.000Z".to_owned(), 70.0, 75.0, 80.0, 2)
+        ]
+    );
+    let path =
+        "/api/v1/health/history?kind=heart_rate&from=2026-12-05T23:00:00Z&to=2026-12-06T01:00:00Z&resolution=minute";
+    let (_, v) = call(&t, &patient, Method::GET, path, None).await;
+    assert_eq!(v["series"][0]["buckets"].as_array().unwrap().len(), 2, "{v}");
+}

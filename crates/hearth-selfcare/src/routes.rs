@@ -219,7 +219,14 @@ pub(crate) async fn record(
     // Flags of new alerts are created even for a patient-side caller (the patient's own readings
     // raised them); changing one stays the care team's.
     let mut tx = store.begin().await?.safety_record();
+    let device = input.device.as_ref().map(|d| crate::vitals::device_resource(&patient, d));
+    let device_id = input.device.as_ref().map(|d| crate::vitals::device_id(&patient, d));
+    if let Some(body) = &device {
+        hearth_workflow::fhir::validate(&app, "Device", body)
+            .map_err(|e| bad("invalid_resource", format!("device: the Device does not validate: {}", e.describe())))?;
+    }
     let mut out = Vec::with_capacity(planned.len());
+    let mut new_ids = Vec::new();
     let mut created = 0;
     // The numeric values of the new readings, for the aggregate buckets.
     let mut points: Vec<(String, DateTime<Utc>, f64)> = Vec::new();
@@ -229,6 +236,7 @@ pub(crate) async fn record(
             interactions::create(&mut tx, hearth_workflow::fhir::write_of(&app, "Observation", id.clone(), obs), now)
                 .await?;
             created += 1;
+            new_ids.push(id.clone());
             points.extend(reading.values.iter().map(|(k, v)| (k.clone(), reading.effective, *v)));
         }
         out.push(ReadingOut {
@@ -295,12 +303,46 @@ pub(crate) async fn record(
             }
         }
         db.commit().await?;
+        // The device and the batch's Provenance (see `device_records`).
+        if let (Some(body), Some(dev)) = (device, device_id.as_deref().filter(|_| !new_ids.is_empty())) {
+            // The readings are committed: a failure here is logged, not answered (a retry would
+            // find every reading a duplicate and never write them).
+            if let Err(e) = device_records(&app, dev, body, &new_ids, performer, now).await {
+                tracing::warn!(code = e.code, "a device batch's Device or Provenance was not written");
+            }
+        }
         if !actions.is_empty() {
             app.notifier.wake();
             crate::alerting::close_flags(&app, &actions, now).await;
         }
     }
     Ok((status, Json(answer)).into_response())
+}
+
+/// After a device batch commits: the patient's physical device as one `Device` resource
+/// (created with its first batch) and the batch's `Provenance` (the Observations it created, by
+/// the device and the sender). Written by the system: a patient-side caller may not create
+/// Devices or Provenances, and the caller was already proven to record this patient's readings.
+async fn device_records(
+    app: &Selfcare,
+    device_id: &str,
+    device: Value,
+    created: &[String],
+    performer: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<(), ApiError> {
+    let store = app.system();
+    let mut tx = store.begin().await?;
+    if tx.current("Device", device_id).await?.is_none_or(|c| c.deleted) {
+        let write = hearth_workflow::fhir::write_of(app, "Device", device_id.to_owned(), device);
+        interactions::create(&mut tx, write, now).await?;
+    }
+    let body = crate::vitals::provenance(created, device_id, performer, now);
+    hearth_workflow::fhir::validate(app, "Provenance", &body).map_err(|e| ApiError::internal(e.describe()))?;
+    let write = hearth_workflow::fhir::write_of(app, "Provenance", uuid::Uuid::now_v7().to_string(), body);
+    interactions::create(&mut tx, write, now).await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 #[derive(Debug, Deserialize)]

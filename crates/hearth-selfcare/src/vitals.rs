@@ -497,28 +497,78 @@ impl Catalog {
             set(&mut obs, "performer", json!([{"reference": p}]));
         }
         if let Some(d) = device {
-            let mut dev = json!({"resourceType": "Device", "id": "device"});
-            let mut names = Vec::new();
-            if let Some(m) = &d.model {
-                names.push(json!({"name": m, "type": "model-name"}));
-            }
-            if let Some(a) = &d.source_app {
-                names.push(json!({"name": a, "type": "user-friendly-name"}));
-            }
-            if !names.is_empty() {
-                set(&mut dev, "deviceName", Value::Array(names));
-            }
-            if let Some(m) = &d.manufacturer {
-                set(&mut dev, "manufacturer", json!(m));
-            }
-            if let Some(s) = &d.serial {
-                set(&mut dev, "serialNumber", json!(s));
-            }
-            set(&mut obs, "contained", json!([dev]));
-            set(&mut obs, "device", json!({"reference": "#device"}));
+            set(&mut obs, "device", json!({"reference": format!("Device/{}", device_id(patient, d))}));
         }
         Ok(obs)
     }
+}
+
+/// The identifier system of a patient's device (the hash of what identifies it).
+pub const DEVICE_SYSTEM: &str = "urn:hearth:selfcare:device";
+
+/// The id of the `Device` resource of a patient's physical device: the hash of the patient and
+/// what identifies the device (manufacturer, model, serial, sending app), so every batch from
+/// it names the same resource.
+pub fn device_id(patient: &str, d: &DeviceIn) -> String {
+    let mut h = Sha256::new();
+    h.update(patient.as_bytes());
+    for part in [&d.manufacturer, &d.model, &d.serial, &d.source_app] {
+        h.update([0]);
+        h.update(part.as_deref().unwrap_or("").as_bytes());
+    }
+    let hex = data_encoding::HEXLOWER.encode(&h.finalize());
+    format!("dev-{}", hex.chars().take(60).collect::<String>())
+}
+
+/// The `Device` resource of a patient's physical device (see [`device_id`]).
+pub fn device_resource(patient: &str, d: &DeviceIn) -> Value {
+    let id = device_id(patient, d);
+    let mut dev = json!({
+        "resourceType": "Device",
+        "identifier": [{"system": DEVICE_SYSTEM, "value": id}],
+        "status": "active",
+        "patient": {"reference": format!("Patient/{patient}")},
+    });
+    let mut names = Vec::new();
+    if let Some(m) = &d.model {
+        names.push(json!({"name": m, "type": "model-name"}));
+    }
+    if let Some(a) = &d.source_app {
+        names.push(json!({"name": a, "type": "user-friendly-name"}));
+    }
+    if !names.is_empty() {
+        set(&mut dev, "deviceName", Value::Array(names));
+    }
+    if let Some(m) = &d.manufacturer {
+        set(&mut dev, "manufacturer", json!(m));
+    }
+    if let Some(s) = &d.serial {
+        set(&mut dev, "serialNumber", json!(s));
+    }
+    dev
+}
+
+/// The `Provenance` of a device batch: the Observations it created, recorded `now`, by the
+/// device and the account that sent it.
+pub fn provenance(observations: &[String], device: &str, author: Option<&str>, now: DateTime<Utc>) -> Value {
+    let mut agents = vec![json!({
+        "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type", "code": "device", "display": "Device"}]},
+        "who": {"reference": format!("Device/{device}")},
+    })];
+    if let Some(a) = author {
+        agents.push(json!({
+            "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type", "code": "author", "display": "Author"}]},
+            "who": {"reference": a},
+        }));
+    }
+    json!({
+        "resourceType": "Provenance",
+        "target": observations.iter().map(|o| json!({"reference": format!("Observation/{o}")})).collect::<Vec<_>>(),
+        "recorded": instant(now),
+        "activity": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-DataOperation", "code": "CREATE", "display": "create"}],
+                     "text": "readings sent by a device"},
+        "agent": agents,
+    })
 }
 
 impl DeviceIn {

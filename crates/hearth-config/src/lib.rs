@@ -18,6 +18,7 @@ pub use hearth_notifications::config::{EmailConfig, FcmConfig, NotifyConfig, Sms
 pub use hearth_registry::RegistryConfig;
 pub use hearth_rights::{ErasureMode, RightsConfig};
 pub use hearth_scheduling::SchedulingConfig;
+pub use hearth_selfcare::SelfcareConfig;
 pub use hearth_workflow::Secret;
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
@@ -69,6 +70,8 @@ pub struct Config {
     pub intake: IntakeConfig,
     /// Documents: blob storage, upload limits, the virus scan (the `[documents]` table).
     pub documents: DocumentsConfig,
+    /// Self-care: when an unacknowledged alert escalates (the `[selfcare]` table).
+    pub selfcare: SelfcareConfig,
 }
 
 /// The `[audit]` table (see `hearth_server::audit`).
@@ -133,6 +136,7 @@ impl Default for Config {
             audit: AuditConfig::default(),
             intake: IntakeConfig::default(),
             documents: DocumentsConfig::default(),
+            selfcare: SelfcareConfig::default(),
         }
     }
 }
@@ -162,7 +166,8 @@ HEARTH_INTAKE_TRANSCRIPTION_MODEL, HEARTH_INTAKE_TRANSCRIPTION_API_KEY, HEARTH_I
 HEARTH_INTAKE_VOICE_MAX_BYTES, \
 HEARTH_DOCUMENTS_STORAGE, HEARTH_DOCUMENTS_MAX_UPLOAD_BYTES, \
 HEARTH_DOCUMENTS_CLAMD, HEARTH_DOCUMENTS_S3_ENDPOINT, HEARTH_DOCUMENTS_S3_BUCKET, HEARTH_DOCUMENTS_S3_REGION, \
-HEARTH_DOCUMENTS_S3_ACCESS_KEY_ID, HEARTH_DOCUMENTS_S3_SECRET_ACCESS_KEY, HEARTH_DOCUMENTS_S3_PREFIX";
+HEARTH_DOCUMENTS_S3_ACCESS_KEY_ID, HEARTH_DOCUMENTS_S3_SECRET_ACCESS_KEY, HEARTH_DOCUMENTS_S3_PREFIX, \
+HEARTH_SELFCARE_ESCALATE_AFTER_MINUTES";
 
 /// A listening address: `HOST:PORT` (`127.0.0.1:8080`, `0.0.0.0:8080`, `[::1]:8080`), or a bare
 /// port meaning loopback (`8080` → `127.0.0.1:8080`).
@@ -290,6 +295,9 @@ impl Config {
                 "HEARTH_INTAKE_VOICE_MAX_BYTES" => {
                     config.intake.voice_max_bytes = value.parse().map_err(|e| bad(format!("{e}")))?
                 }
+                "HEARTH_SELFCARE_ESCALATE_AFTER_MINUTES" => {
+                    config.selfcare.escalate_after_minutes = value.parse().map_err(|e| bad(format!("{e}")))?
+                }
                 "HEARTH_RIGHTS_RETENTION_DAYS" => {
                     config.rights.retention_days = value.parse().map_err(|e| bad(format!("{e}")))?
                 }
@@ -377,6 +385,7 @@ impl Config {
             ));
         }
         self.registry.validate().map_err(ConfigError::Invalid)?;
+        self.selfcare.validate().map_err(ConfigError::Invalid)?;
         let n = &self.notify;
         if n.poll_interval_ms == 0 || n.max_attempts == 0 || n.send_timeout_ms == 0 {
             return Err(ConfigError::Invalid(
@@ -639,6 +648,25 @@ mod tests {
             "[registry]\ninvites = true\n",
             "[registry]\nclaim_url = \"ftp://x\"\n",
         ] {
+            std::fs::write(&file, bad).unwrap();
+            assert!(Config::load(Some(&file), &[]).is_err(), "{bad}");
+        }
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn selfcare_table_parses_and_is_checked() {
+        let dir = std::env::temp_dir().join(format!("hearth-config-selfcare-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("hearth.toml");
+        std::fs::write(&file, "[selfcare]\nescalate_after_minutes = 30\n").unwrap();
+        assert_eq!(Config::load(Some(&file), &[]).unwrap().selfcare.escalate_after_minutes, 30);
+        assert_eq!(Config::default().selfcare.escalate_after_minutes, 15);
+        let e = [("HEARTH_SELFCARE_ESCALATE_AFTER_MINUTES".to_owned(), "5".to_owned())];
+        assert_eq!(Config::load(None, &e).unwrap().selfcare.escalate_after_minutes, 5);
+        let e = [("HEARTH_SELFCARE_ESCALATE_AFTER_MINUTES".to_owned(), "0".to_owned())];
+        assert!(Config::load(None, &e).is_err());
+        for bad in ["[selfcare]\nescalate_after_minutes = 1441\n", "[selfcare]\nescalate = true\n"] {
             std::fs::write(&file, bad).unwrap();
             assert!(Config::load(Some(&file), &[]).is_err(), "{bad}");
         }

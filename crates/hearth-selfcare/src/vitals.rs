@@ -80,6 +80,31 @@ pub struct PanelDef {
     pub components: Vec<String>,
 }
 
+/// One answer of a coded kind.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnswerDef {
+    /// What the app API sends (`A`, `air`).
+    pub value: String,
+    pub system: String,
+    pub code: String,
+    pub display: String,
+}
+
+/// A kind whose reading is one of a few coded answers (ACVPU, air or oxygen).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CodedDef {
+    pub kind: String,
+    /// The system of the Observation's code.
+    pub system: String,
+    pub code: String,
+    pub display: String,
+    /// The key of its citation in `sources`.
+    pub source: String,
+    pub answers: Vec<AnswerDef>,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Src {
@@ -96,6 +121,7 @@ struct CatalogFile {
     notes: String,
     sources: BTreeMap<String, Src>,
     panels: Vec<PanelDef>,
+    coded: Vec<CodedDef>,
     kinds: Vec<KindDef>,
 }
 
@@ -105,6 +131,7 @@ pub struct Catalog {
     pub version: String,
     kinds: Vec<KindDef>,
     panels: Vec<PanelDef>,
+    coded: Vec<CodedDef>,
 }
 
 /// A reading as the app API takes it.
@@ -112,8 +139,13 @@ pub struct Catalog {
 #[serde(deny_unknown_fields)]
 pub struct ReadingIn {
     /// `heart_rate`, `respiratory_rate`, `spo2`, `body_temperature`, `blood_pressure`,
-    /// `blood_glucose`, `body_weight`, `body_height`, `steps`.
+    /// `blood_glucose`, `body_weight`, `body_height`, `steps`, `consciousness`,
+    /// `supplemental_oxygen`.
     pub kind: String,
+    /// The answer of a coded kind: `consciousness` is `A`, `C`, `V`, `P` or `U` (ACVPU);
+    /// `supplemental_oxygen` is `air` or `oxygen`.
+    #[serde(default)]
+    pub code: Option<String>,
     /// The value (every kind but `blood_pressure`).
     #[serde(default)]
     pub value: Option<f64>,
@@ -160,6 +192,8 @@ pub struct Reading {
     pub kind: String,
     /// `(kind, canonical value)`: one for a single kind, the components for a panel.
     pub values: Vec<(String, f64)>,
+    /// The answer of a coded kind (`A`, `air`); `values` is then empty.
+    pub coded: Option<String>,
     pub effective: DateTime<Utc>,
     /// Outside the plausible range: kept, flagged.
     pub implausible: bool,
@@ -204,12 +238,17 @@ impl Catalog {
                 return Err(format!("vitals catalogue: {}: the canonical unit must be accepted as is", k.kind));
             }
         }
+        for c in &file.coded {
+            if !file.sources.contains_key(&c.source) || c.answers.is_empty() {
+                return Err(format!("vitals catalogue: {}: a coded kind needs answers and a source", c.kind));
+            }
+        }
         for p in &file.panels {
             if p.components.iter().any(|c| !file.kinds.iter().any(|k| &k.kind == c)) {
                 return Err(format!("vitals catalogue: panel {} names an unknown kind", p.kind));
             }
         }
-        Ok(Catalog { version: file.version, kinds: file.kinds, panels: file.panels })
+        Ok(Catalog { version: file.version, kinds: file.kinds, panels: file.panels, coded: file.coded })
     }
 
     /// A single kind.
@@ -222,7 +261,13 @@ impl Catalog {
         self.panels.iter().find(|p| p.kind == kind)
     }
 
-    /// The kinds a reading may have (single kinds that are not only panel parts, and panels).
+    /// A coded kind.
+    pub fn coded(&self, kind: &str) -> Option<&CodedDef> {
+        self.coded.iter().find(|c| c.kind == kind)
+    }
+
+    /// The kinds a reading may have (single kinds that are not only panel parts, panels, and
+    /// coded kinds).
     pub fn reading_kinds(&self) -> Vec<&str> {
         let parts: Vec<&str> = self.panels.iter().flat_map(|p| p.components.iter().map(String::as_str)).collect();
         self.kinds
@@ -230,17 +275,17 @@ impl Catalog {
             .map(|k| k.kind.as_str())
             .filter(|k| !parts.contains(k))
             .chain(self.panels.iter().map(|p| p.kind.as_str()))
+            .chain(self.coded.iter().map(|c| c.kind.as_str()))
             .collect()
     }
 
-    /// The LOINC code of a reading kind.
-    pub fn code_of(&self, kind: &str) -> Option<&str> {
-        self.panel(kind).map(|p| p.loinc.as_str()).or_else(|| self.kind(kind).map(|k| k.loinc.as_str()))
-    }
-
-    /// The kind of a LOINC code (the reverse of [`Catalog::code_of`]).
-    pub fn kind_of_code(&self, code: &str) -> Option<&str> {
-        self.reading_kinds().into_iter().find(|k| self.code_of(k) == Some(code))
+    /// The code of a reading kind's Observation: `(system, code)` (LOINC but for a coded kind
+    /// LOINC has no code for).
+    pub fn code_of(&self, kind: &str) -> Option<(&str, &str)> {
+        self.panel(kind)
+            .map(|p| (LOINC, p.loinc.as_str()))
+            .or_else(|| self.kind(kind).map(|k| (LOINC, k.loinc.as_str())))
+            .or_else(|| self.coded(kind).map(|c| (c.system.as_str(), c.code.as_str())))
     }
 
     /// One value of `def` in `unit`, converted and checked.
@@ -278,6 +323,27 @@ impl Catalog {
             return Err(refuse("invalid_value", "reading_id must be 1–128 printable characters"));
         }
         let unit = r.unit.as_deref();
+        if let Some(c) = self.coded(&r.kind) {
+            if r.value.is_some() || r.systolic.is_some() || r.diastolic.is_some() || r.unit.is_some() {
+                return Err(refuse("invalid_value", format!("{}: send `code`, not a value", r.kind)));
+            }
+            let answers: Vec<&str> = c.answers.iter().map(|a| a.value.as_str()).collect();
+            let given = r.code.as_deref().unwrap_or_default();
+            let Some(a) = c.answers.iter().find(|a| a.value == given) else {
+                return Err(refuse("invalid_value", format!("{}: `code` is one of {}", r.kind, answers.join(", "))));
+            };
+            return Ok(Reading {
+                kind: r.kind.clone(),
+                values: Vec::new(),
+                coded: Some(a.value.clone()),
+                effective,
+                implausible: false,
+                reading_id: r.reading_id.clone(),
+            });
+        }
+        if r.code.is_some() {
+            return Err(refuse("invalid_value", format!("{}: `code` is only for coded kinds", r.kind)));
+        }
         let (values, implausible) = if let Some(panel) = self.panel(&r.kind) {
             if r.value.is_some() {
                 return Err(refuse("invalid_value", format!("{}: send systolic and diastolic, not value", r.kind)));
@@ -305,7 +371,14 @@ impl Catalog {
         } else {
             return Err(refuse("unknown_kind", format!("unknown kind; one of {}", self.reading_kinds().join(", "))));
         };
-        Ok(Reading { kind: r.kind.clone(), values, effective, implausible, reading_id: r.reading_id.clone() })
+        Ok(Reading {
+            kind: r.kind.clone(),
+            values,
+            coded: None,
+            effective,
+            implausible,
+            reading_id: r.reading_id.clone(),
+        })
     }
 
     /// The identity of a reading of `patient`: the device's own reading id when it gave one,
@@ -326,6 +399,10 @@ impl Catalog {
                 for (k, v) in &reading.values {
                     h.update(k.as_bytes());
                     h.update(v.to_bits().to_be_bytes());
+                }
+                if let Some(c) = &reading.coded {
+                    h.update(b"code\0");
+                    h.update(c.as_bytes());
                 }
             }
         }
@@ -357,7 +434,10 @@ impl Catalog {
         identity: &str,
     ) -> Result<Value, VitalError> {
         let unknown = || refuse("unknown_kind", reading.kind.clone());
-        let (category, coding, display) = if let Some(p) = self.panel(&reading.kind) {
+        let (category, coding, display) = if let Some(c) = self.coded(&reading.kind) {
+            let category = if c.kind == "supplemental_oxygen" { "therapy" } else { "exam" };
+            (category, vec![json!({"system": c.system, "code": c.code, "display": c.display})], c.display.clone())
+        } else if let Some(p) = self.panel(&reading.kind) {
             ("vital-signs", vec![self.coding(&p.loinc, &p.display)], p.display.clone())
         } else {
             let def = self.kind(&reading.kind).ok_or_else(unknown)?;
@@ -384,7 +464,14 @@ impl Catalog {
             "subject": {"reference": format!("Patient/{patient}")},
             "effectiveDateTime": instant(reading.effective),
         });
-        if self.panel(&reading.kind).is_some() {
+        if let (Some(c), Some(given)) = (self.coded(&reading.kind), &reading.coded) {
+            let a = c.answers.iter().find(|a| &a.value == given).ok_or_else(unknown)?;
+            set(
+                &mut obs,
+                "valueCodeableConcept",
+                json!({"coding": [{"system": a.system, "code": a.code, "display": a.display}], "text": a.value}),
+            );
+        } else if self.panel(&reading.kind).is_some() {
             let mut components = Vec::new();
             for (k, v) in &reading.values {
                 let def = self.kind(k).ok_or_else(unknown)?;
@@ -410,28 +497,78 @@ impl Catalog {
             set(&mut obs, "performer", json!([{"reference": p}]));
         }
         if let Some(d) = device {
-            let mut dev = json!({"resourceType": "Device", "id": "device"});
-            let mut names = Vec::new();
-            if let Some(m) = &d.model {
-                names.push(json!({"name": m, "type": "model-name"}));
-            }
-            if let Some(a) = &d.source_app {
-                names.push(json!({"name": a, "type": "user-friendly-name"}));
-            }
-            if !names.is_empty() {
-                set(&mut dev, "deviceName", Value::Array(names));
-            }
-            if let Some(m) = &d.manufacturer {
-                set(&mut dev, "manufacturer", json!(m));
-            }
-            if let Some(s) = &d.serial {
-                set(&mut dev, "serialNumber", json!(s));
-            }
-            set(&mut obs, "contained", json!([dev]));
-            set(&mut obs, "device", json!({"reference": "#device"}));
+            set(&mut obs, "device", json!({"reference": format!("Device/{}", device_id(patient, d))}));
         }
         Ok(obs)
     }
+}
+
+/// The identifier system of a patient's device (the hash of what identifies it).
+pub const DEVICE_SYSTEM: &str = "urn:hearth:selfcare:device";
+
+/// The id of the `Device` resource of a patient's physical device: the hash of the patient and
+/// what identifies the device (manufacturer, model, serial, sending app), so every batch from
+/// it names the same resource.
+pub fn device_id(patient: &str, d: &DeviceIn) -> String {
+    let mut h = Sha256::new();
+    h.update(patient.as_bytes());
+    for part in [&d.manufacturer, &d.model, &d.serial, &d.source_app] {
+        h.update([0]);
+        h.update(part.as_deref().unwrap_or("").as_bytes());
+    }
+    let hex = data_encoding::HEXLOWER.encode(&h.finalize());
+    format!("dev-{}", hex.chars().take(60).collect::<String>())
+}
+
+/// The `Device` resource of a patient's physical device (see [`device_id`]).
+pub fn device_resource(patient: &str, d: &DeviceIn) -> Value {
+    let id = device_id(patient, d);
+    let mut dev = json!({
+        "resourceType": "Device",
+        "identifier": [{"system": DEVICE_SYSTEM, "value": id}],
+        "status": "active",
+        "patient": {"reference": format!("Patient/{patient}")},
+    });
+    let mut names = Vec::new();
+    if let Some(m) = &d.model {
+        names.push(json!({"name": m, "type": "model-name"}));
+    }
+    if let Some(a) = &d.source_app {
+        names.push(json!({"name": a, "type": "user-friendly-name"}));
+    }
+    if !names.is_empty() {
+        set(&mut dev, "deviceName", Value::Array(names));
+    }
+    if let Some(m) = &d.manufacturer {
+        set(&mut dev, "manufacturer", json!(m));
+    }
+    if let Some(s) = &d.serial {
+        set(&mut dev, "serialNumber", json!(s));
+    }
+    dev
+}
+
+/// The `Provenance` of a device batch: the Observations it created, recorded `now`, by the
+/// device and the account that sent it.
+pub fn provenance(observations: &[String], device: &str, author: Option<&str>, now: DateTime<Utc>) -> Value {
+    let mut agents = vec![json!({
+        "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type", "code": "device", "display": "Device"}]},
+        "who": {"reference": format!("Device/{device}")},
+    })];
+    if let Some(a) = author {
+        agents.push(json!({
+            "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type", "code": "author", "display": "Author"}]},
+            "who": {"reference": a},
+        }));
+    }
+    json!({
+        "resourceType": "Provenance",
+        "target": observations.iter().map(|o| json!({"reference": format!("Observation/{o}")})).collect::<Vec<_>>(),
+        "recorded": instant(now),
+        "activity": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-DataOperation", "code": "CREATE", "display": "create"}],
+                     "text": "readings sent by a device"},
+        "agent": agents,
+    })
 }
 
 impl DeviceIn {
@@ -479,6 +616,65 @@ fn set(target: &mut Value, key: &str, value: Value) {
 /// An instant as the API writes it.
 pub fn instant(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+impl Resolution {
+    /// The name the API and the bucket table use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Resolution::Raw => "raw",
+            Resolution::Minute => "minute",
+            Resolution::Hour => "hour",
+            Resolution::Day => "day",
+        }
+    }
+
+    fn width(self) -> Option<TimeDelta> {
+        match self {
+            Resolution::Raw => None,
+            Resolution::Minute => Some(TimeDelta::minutes(1)),
+            Resolution::Hour => Some(TimeDelta::hours(1)),
+            Resolution::Day => Some(TimeDelta::days(1)),
+        }
+    }
+}
+
+/// Values to add to one stored aggregate bucket.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rollup {
+    pub kind: String,
+    pub resolution: Resolution,
+    pub start: DateTime<Utc>,
+    pub min: f64,
+    pub max: f64,
+    pub sum: f64,
+    pub count: u64,
+}
+
+/// The per-minute, per-hour and per-day buckets `(kind, time, value)` points add to, one entry
+/// per bucket touched.
+pub fn rollups(points: &[(String, DateTime<Utc>, f64)]) -> Vec<Rollup> {
+    let mut out: BTreeMap<(String, &'static str, DateTime<Utc>), Rollup> = BTreeMap::new();
+    for res in [Resolution::Minute, Resolution::Hour, Resolution::Day] {
+        let Some(w) = res.width() else { continue };
+        for (kind, t, v) in points {
+            let start = t.duration_trunc(w).unwrap_or(*t);
+            let e = out.entry((kind.clone(), res.name(), start)).or_insert_with(|| Rollup {
+                kind: kind.clone(),
+                resolution: res,
+                start,
+                min: f64::INFINITY,
+                max: f64::NEG_INFINITY,
+                sum: 0.0,
+                count: 0,
+            });
+            e.min = e.min.min(*v);
+            e.max = e.max.max(*v);
+            e.sum += *v;
+            e.count += 1;
+        }
+    }
+    out.into_values().collect()
 }
 
 /// Aggregates `(time, value)` points into buckets of `resolution` (UTC-aligned), in time order.
@@ -532,6 +728,7 @@ mod tests {
             unit: unit.map(Into::into),
             effective: "2026-12-07T08:00:00+05:30".into(),
             reading_id: None,
+            code: None,
         }
     }
 
@@ -595,6 +792,58 @@ mod tests {
                 k.kind
             );
         }
+    }
+
+    #[test]
+    fn consciousness_and_oxygen_are_coded_readings() {
+        let c = Catalog::builtin().unwrap();
+        let mut r = reading("consciousness", 0.0, None);
+        r.value = None;
+        r.code = Some("V".into());
+        let parsed = c.parse(&r).unwrap();
+        assert_eq!(parsed.coded.as_deref(), Some("V"));
+        let obs = c.observation("p1", &parsed, None, None, "x").unwrap();
+        assert_eq!(obs["code"]["coding"][0]["code"], "67775-7");
+        assert_eq!(obs["valueCodeableConcept"]["coding"][0]["code"], "300202002");
+        r.code = Some("X".into());
+        assert_eq!(c.parse(&r).unwrap_err().code, "invalid_value");
+        let mut o = reading("supplemental_oxygen", 0.0, None);
+        o.value = None;
+        o.code = Some("oxygen".into());
+        let parsed = c.parse(&o).unwrap();
+        let obs = c.observation("p1", &parsed, None, None, "x").unwrap();
+        assert_eq!(obs["valueCodeableConcept"]["coding"][0]["code"], "371825009");
+        o.value = Some(1.0);
+        assert_eq!(c.parse(&o).unwrap_err().code, "invalid_value");
+        let mut hr = reading("heart_rate", 70.0, None);
+        hr.code = Some("A".into());
+        assert_eq!(c.parse(&hr).unwrap_err().code, "invalid_value");
+        let air = c.parse(&{
+            let mut a = o.clone();
+            a.value = None;
+            a.code = Some("air".into());
+            a
+        });
+        assert_ne!(c.identity("p1", &air.unwrap(), None), c.identity("p1", &parsed, None));
+    }
+
+    #[test]
+    fn rollups_agree_with_the_aggregation() {
+        let t = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        let pts = vec![
+            ("heart_rate".to_string(), t("2026-12-07T08:10:00Z"), 60.0),
+            ("heart_rate".to_string(), t("2026-12-07T08:10:30Z"), 80.0),
+            ("heart_rate".to_string(), t("2026-12-07T09:00:00Z"), 70.0),
+        ];
+        let r = rollups(&pts);
+        let of = |res: Resolution| r.iter().filter(|x| x.resolution == res).count();
+        assert_eq!((of(Resolution::Minute), of(Resolution::Hour), of(Resolution::Day)), (2, 2, 1));
+        let day = r.iter().find(|x| x.resolution == Resolution::Day).unwrap();
+        assert_eq!((day.min, day.max, day.sum, day.count), (60.0, 80.0, 210.0, 3));
+        let plain: Vec<(DateTime<Utc>, f64)> = pts.iter().map(|p| (p.1, p.2)).collect();
+        let b = aggregate(&plain, Resolution::Hour);
+        let hours: Vec<&Rollup> = r.iter().filter(|x| x.resolution == Resolution::Hour).collect();
+        assert_eq!(b[0].mean, hours[0].sum / hours[0].count as f64);
     }
 
     #[test]

@@ -39,7 +39,12 @@ pub fn mount(app: &App) -> Vec<Mount> {
             Arc::clone(&app.notify),
         ))
         .mount(),
-        Arc::new(hearth_selfcare::Selfcare::new(Arc::clone(app.ctx()))).mount(),
+        Arc::new(hearth_selfcare::Selfcare::new(
+            Arc::clone(app.ctx()),
+            app.config.selfcare.clone(),
+            Arc::clone(&app.notify),
+        ))
+        .mount(),
         Arc::new(hearth_medication::Medication::new(Arc::clone(app.ctx()), Arc::clone(&app.notify))).mount(),
     ]
 }

@@ -338,6 +338,12 @@ async fn remove_accounts(exec: &mut dyn Exec, patient: &str) -> Result<u64, Stor
     let mut b = Builder::new(dialect);
     b.push("DELETE FROM medication_reminder_plans WHERE patient = ").text(patient);
     exec.execute(&b.finish()).await?;
+    // Self-care alert settings and alerts (migration 0019).
+    for table in ["selfcare_settings", "selfcare_alerts", "selfcare_batches", "selfcare_buckets"] {
+        let mut b = Builder::new(dialect);
+        b.push("DELETE FROM ").push(table).push(" WHERE patient = ").text(patient);
+        exec.execute(&b.finish()).await?;
+    }
     let mut n = 0;
     for row in accounts {
         let mut it = row.into_iter();

@@ -387,6 +387,26 @@ pub async fn caregivers_of(db: &dyn Db, patient: &str) -> Result<Vec<String>, St
         .collect()
 }
 
+/// The accounts of `role`, only those of `organization` when one is named (`None`: every one
+/// of the role), by id (self-care alerts escalate to a patient's organisation's clinicians).
+pub async fn accounts_with_role(
+    db: &dyn Db,
+    role: &str,
+    organization: Option<&str>,
+) -> Result<Vec<String>, StoreError> {
+    let mut b = Builder::new(db.dialect());
+    b.push("SELECT id FROM accounts WHERE role = ").text(role);
+    if let Some(o) = organization {
+        b.push(" AND organization = ").text(o);
+    }
+    b.push(" ORDER BY id");
+    db.fetch(&b.finish(), &[Col::Text])
+        .await?
+        .into_iter()
+        .map(|row| text(row.into_iter().next())?.ok_or_else(corrupt))
+        .collect()
+}
+
 /// The accounts linked to a FHIR resource (`Patient/…`, `Practitioner/…`), oldest id first.
 pub async fn accounts_of(db: &dyn Db, fhir_user: &str) -> Result<Vec<String>, StoreError> {
     let mut b = Builder::new(db.dialect());

@@ -38,6 +38,7 @@ pub mod oauth;
 pub mod registry;
 pub mod scheduling;
 mod search;
+pub mod selfcare;
 
 use async_trait::async_trait;
 use hearth_store::StoreError;

@@ -179,6 +179,20 @@ async fn every_role_gets_exactly_the_expected_status_and_patient_a_never_sees_b(
         i64::from(fhir || always || (!path.starts_with("/fhir") && (status == 401 || status == 403)))
     };
     let obs_a = t.create(&observation(&pa)).await;
+    // A's self-care alert: a complete set scoring NEWS2 7 or more, recorded by A.
+    let at = "2026-12-07T08:00:00Z";
+    let set = json!({"readings": [
+        {"kind": "respiratory_rate", "value": 25, "effective": at},
+        {"kind": "spo2", "value": 91, "effective": at},
+        {"kind": "supplemental_oxygen", "code": "air", "effective": at},
+        {"kind": "blood_pressure", "systolic": 95, "diastolic": 60, "effective": at},
+        {"kind": "heart_rate", "value": 115, "effective": at},
+        {"kind": "consciousness", "code": "A", "effective": at},
+        {"kind": "body_temperature", "value": 38.5, "effective": at},
+    ]});
+    let (s, raised) = json_req(&t, &a, Method::POST, "/api/v1/health/vitals", &set).await;
+    assert_eq!(s, 201, "{raised}");
+    let alert_a = raised["alerts"][0]["id"].as_str().unwrap().to_owned();
     let (s, intake) = json_req(
         &t,
         &t.client,
@@ -492,6 +506,35 @@ async fn every_role_gets_exactly_the_expected_status_and_patient_a_never_sees_b(
             format!("/api/v1/medication/adherence?patient={pa}&schedule=x"),
             None,
             [401, 400, 404, 400, 400, 400],
+        ),
+        (
+            "selfcare: A's alerts",
+            Method::GET,
+            format!("/api/v1/health/alerts?patient={pa}"),
+            None,
+            [401, 200, 404, 200, 200, 200],
+        ),
+        ("selfcare: my alerts", Method::GET, "/api/v1/health/alerts".into(), None, [401, 200, 200, 200, 200, 200]),
+        (
+            "selfcare: acknowledge A's alert (not A: a caregiver or the care team)",
+            Method::POST,
+            format!("/api/v1/health/alerts/{alert_a}/acknowledge"),
+            None,
+            [401, 403, 404, 200, 200, 200],
+        ),
+        (
+            "selfcare: A's alert settings",
+            Method::GET,
+            format!("/api/v1/health/alerts/settings?patient={pa}"),
+            None,
+            [401, 200, 404, 200, 200, 200],
+        ),
+        (
+            "selfcare: set A's alert settings (staff only)",
+            Method::PUT,
+            format!("/api/v1/health/alerts/settings?patient={pa}"),
+            Some(json!({"spo2_scale2": false, "thresholds": [{"parameter": "systolic_bp", "above": 160}]})),
+            [401, 403, 404, 403, 200, 200],
         ),
         ("registry: provider directory", Method::GET, "/api/v1/providers".into(), None, [401, 200, 200, 200, 200, 200]),
         (

@@ -43,4 +43,5 @@ mod scheduling;
 mod search;
 mod search_vectors;
 mod selfcare;
+mod selfcare_alerts;
 mod smart;

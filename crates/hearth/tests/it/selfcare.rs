@@ -69,9 +69,21 @@ async fn a_batch_is_stored_as_fhir_observations_converted_flagged_and_not_duplic
     assert_eq!(bp["component"][1]["valueQuantity"]["code"], "mm[Hg]");
     assert_eq!(bp["component"][1]["valueQuantity"]["system"], "http://unitsofmeasure.org");
     assert_eq!(bp["subject"]["reference"], format!("Patient/{pa}"));
-    assert_eq!(bp["contained"][0]["manufacturer"], "Omron");
-    assert_eq!(bp["contained"][0]["serialNumber"], "SN-1");
-    assert_eq!(bp["device"]["reference"], "#device");
+    // One Device resource per physical device, and a Provenance of the batch.
+    let device_ref = bp["device"]["reference"].as_str().unwrap().to_owned();
+    assert!(device_ref.starts_with("Device/dev-"), "{device_ref}");
+    let device = t.get(&format!("/fhir/{device_ref}")).await.json();
+    assert_valid_r4(&device);
+    assert_eq!((device["manufacturer"].as_str(), device["serialNumber"].as_str()), (Some("Omron"), Some("SN-1")));
+    assert_eq!(device["patient"]["reference"], format!("Patient/{pa}"));
+    let (_, prov) =
+        call(&t, &t.client, Method::GET, &format!("/fhir/Provenance?target=Observation/{}", ids[0]), None).await;
+    assert_eq!(prov["total"], 1, "{prov}");
+    let prov = &prov["entry"][0]["resource"];
+    assert_valid_r4(prov);
+    assert_eq!(prov["target"].as_array().unwrap().len(), 6);
+    assert_eq!(prov["agent"][0]["who"]["reference"], device_ref.as_str());
+    assert_eq!(prov["agent"][1]["who"]["reference"], format!("Patient/{pa}"));
     assert_eq!(bp["performer"][0]["reference"], format!("Patient/{pa}"));
     let temp = t.get(&paths[1]).await.json();
     assert_eq!(temp["code"]["coding"][0]["code"], "8310-5");
@@ -94,6 +106,9 @@ async fn a_batch_is_stored_as_fhir_observations_converted_flagged_and_not_duplic
     let (_, found) =
         call(&t, &t.client, Method::GET, &format!("/fhir/Observation?subject=Patient/{pa}&_summary=count"), None).await;
     assert_eq!(found["total"], 6, "{found}");
+    let (_, devices) =
+        call(&t, &t.client, Method::GET, &format!("/fhir/Device?patient=Patient/{pa}&_summary=count"), None).await;
+    assert_eq!(devices["total"], 1, "one Device for the same physical device: {devices}");
 
     // The same reading twice in one batch is written once.
     let one = json!({"kind": "heart_rate", "value": 70, "effective": "2026-12-07T09:00:00Z"});

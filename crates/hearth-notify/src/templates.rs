@@ -42,7 +42,7 @@ impl Lang {
 }
 
 /// The templates Hearth ships (enqueueing an unknown one is refused).
-pub const TEMPLATES: [&str; 10] = [
+pub const TEMPLATES: [&str; 12] = [
     "otp-code",
     "appointment-reminder",
     "medication-reminder",
@@ -53,6 +53,8 @@ pub const TEMPLATES: [&str; 10] = [
     "appointment-offer",
     "registry-invite",
     "staff-message",
+    "emergency-help",
+    "emergency-safe",
 ];
 
 const EN_DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];

@@ -40,6 +40,7 @@ pub fn mount(app: &App) -> Vec<Mount> {
         ))
         .mount(),
         Arc::new(hearth_selfcare::Selfcare::new(Arc::clone(app.ctx()))).mount(),
+        Arc::new(hearth_emergency::Emergency::new(Arc::clone(app.ctx()), Arc::clone(&app.notify))).mount(),
     ]
 }
 

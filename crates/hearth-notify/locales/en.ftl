@@ -58,3 +58,20 @@ staff-message-body =
 
     Sent by your care team through Hearth. Replies to this message are not read.
 staff-message-sms = Hearth: { $title }. Open the app to read the message from your care team.
+
+# An emergency alert to the patient's emergency contacts and care team. `name` is the patient's
+# name as they gave it; `located` is yes (then `map` is an OpenStreetMap link) or no.
+emergency-help-subject = Emergency: { $name } needs help
+emergency-help-body = { $name } pressed the emergency button in Hearth and may need help now. { $located ->
+    [yes] Their location: { $map }
+   *[no] Their location was not shared.
+}
+emergency-help-sms = EMERGENCY: { $name } pressed the emergency button in Hearth and may need help now. { $located ->
+    [yes] Location: { $map }
+   *[no] Location not shared.
+}
+
+# The patient said "I am safe" after an emergency alert.
+emergency-safe-subject = { $name } is safe
+emergency-safe-body = { $name } cancelled the emergency alert in Hearth and says they are safe.
+emergency-safe-sms = Hearth: { $name } cancelled the emergency alert and says they are safe.

@@ -53,3 +53,17 @@ staff-message-body =
 
     यह संदेश आपकी देखभाल टीम ने Hearth से भेजा है। इस संदेश के उत्तर पढ़े नहीं जाते।
 staff-message-sms = Hearth: { $title }। अपनी देखभाल टीम का संदेश पढ़ने के लिए ऐप खोलें।
+
+emergency-help-subject = आपातकाल: { $name } को मदद चाहिए
+emergency-help-body = { $name } ने Hearth में आपातकालीन बटन दबाया है और उन्हें अभी मदद की ज़रूरत हो सकती है। { $located ->
+    [yes] उनका स्थान: { $map }
+   *[no] उनका स्थान साझा नहीं किया गया।
+}
+emergency-help-sms = आपातकाल: { $name } ने Hearth में आपातकालीन बटन दबाया है और उन्हें अभी मदद की ज़रूरत हो सकती है। { $located ->
+    [yes] स्थान: { $map }
+   *[no] स्थान साझा नहीं किया गया।
+}
+
+emergency-safe-subject = { $name } सुरक्षित हैं
+emergency-safe-body = { $name } ने Hearth में आपातकालीन अलर्ट रद्द कर दिया है और बताया है कि वे सुरक्षित हैं।
+emergency-safe-sms = Hearth: { $name } ने आपातकालीन अलर्ट रद्द कर दिया है और बताया है कि वे सुरक्षित हैं।

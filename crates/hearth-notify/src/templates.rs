@@ -42,7 +42,7 @@ impl Lang {
 }
 
 /// The templates Hearth ships (enqueueing an unknown one is refused).
-pub const TEMPLATES: [&str; 10] = [
+pub const TEMPLATES: [&str; 12] = [
     "otp-code",
     "appointment-reminder",
     "medication-reminder",
@@ -53,6 +53,8 @@ pub const TEMPLATES: [&str; 10] = [
     "appointment-offer",
     "registry-invite",
     "staff-message",
+    "emergency-help",
+    "emergency-safe",
 ];
 
 const EN_DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
@@ -312,6 +314,32 @@ mod tests {
             let r = t.render("appointment-offer", lang, &args(json!({"when": when})), kolkata).unwrap();
             assert!(r.sms.contains("1 ") && r.sms.contains("2026, 10:00 IST (Asia/Kolkata)"), "{r:?}");
         }
+    }
+
+    #[test]
+    fn emergency_alerts_name_the_patient_and_carry_the_map_link_or_say_there_is_none() {
+        let t = Templates::load().unwrap();
+        let map = "https://www.openstreetmap.org/?mlat=28.613900&mlon=77.209000#map=16/28.613900/77.209000";
+        for lang in [Lang::En, Lang::Hi] {
+            let with = args(json!({"name": "Meera Rao", "located": "yes", "map": map}));
+            let r = t.render("emergency-help", lang, &with, chrono_tz::UTC).unwrap();
+            for s in [&r.sms, &r.text, &r.subject] {
+                assert!(s.contains("Meera Rao"), "{s}");
+            }
+            assert!(r.sms.contains(map) && r.text.contains(map), "{r:?}");
+            let without = args(json!({"name": "Meera Rao", "located": "no", "map": ""}));
+            let r = t.render("emergency-help", lang, &without, chrono_tz::UTC).unwrap();
+            assert!(!r.sms.contains("openstreetmap"), "{}", r.sms);
+            let safe = t.render("emergency-safe", lang, &args(json!({"name": "Meera Rao"})), chrono_tz::UTC).unwrap();
+            assert!(safe.sms.contains("Meera Rao"), "{}", safe.sms);
+        }
+        let en = t.render(
+            "emergency-help",
+            Lang::En,
+            &args(json!({"name": "M", "located": "no", "map": ""})),
+            chrono_tz::UTC,
+        );
+        assert!(en.unwrap().sms.ends_with("Location not shared."));
     }
 
     #[test]

@@ -136,6 +136,9 @@ pub enum IndexValue {
     /// the same focus element (`Observation.component` with its own code and value), the
     /// components in the parameter's order, each extracted by its component parameter's type.
     Composite { components: Vec<IndexValue> },
+    /// A `special` `near` value (`Location.position`): WGS84 degrees, both present and in range
+    /// (a position without either is not indexed). See [`crate::geo`].
+    Position { lat: f64, lon: f64 },
 }
 
 /// The largest `_text` / `_content` value kept, in bytes (cut at a character boundary).
@@ -279,6 +282,10 @@ pub(crate) fn convert(
     is_resource_type: &dyn Fn(&str) -> bool,
     out: &mut Vec<IndexValue>,
 ) {
+    if kind == ParamType::Special {
+        out.extend(position_value(item));
+        return;
+    }
     let Some(t) = typed(item) else { return };
     let json = t.json.as_ref();
     match kind {
@@ -297,6 +304,15 @@ pub(crate) fn convert(
         }
         ParamType::Composite | ParamType::Special => {}
     }
+}
+
+/// `Location.position` (or anything with `latitude` and `longitude` numbers) as a position.
+fn position_value(item: &Item<'_>) -> Option<IndexValue> {
+    let Item::Node(n) = item else { return None };
+    let json = n.json();
+    let lat = json.get("latitude")?.as_f64()?;
+    let lon = json.get("longitude")?.as_f64()?;
+    crate::geo::valid_position(lat, lon).then_some(IndexValue::Position { lat, lon })
 }
 
 pub(crate) fn string_value(s: &str) -> Option<IndexValue> {

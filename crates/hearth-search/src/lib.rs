@@ -61,6 +61,7 @@
 
 mod date;
 mod error;
+pub mod geo;
 mod index;
 mod model;
 mod number;

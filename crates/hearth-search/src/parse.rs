@@ -549,6 +549,9 @@ impl Registry {
             (ParamType::Uri, Some(Modifier::Below)) => Test::UriBelow(strings(&|s| s)?),
             (ParamType::Uri, Some(Modifier::Above)) => Test::UriAbove(strings(&|s| s)?),
             (ParamType::Composite, None) => Test::Composite(self.composite_values(param, name, value)?),
+            (ParamType::Special, None) if param.code == "near" => {
+                Test::Near(values.iter().map(|v| parse_near(name, v)).collect::<Result<_>>()?)
+            }
             (ParamType::Special, _) => {
                 return Err(SearchError::new(Kind::UnsupportedParameter, name, "special parameters are not supported"));
             }
@@ -869,6 +872,40 @@ fn split_values<'v>(name: &str, value: &'v str) -> Result<Vec<&'v str>> {
         return Err(SearchError::new(Kind::InvalidValue, name, "empty value"));
     }
     Ok(values)
+}
+
+/// `near=lat|lon|distance|units` (R4 `Location`): degrees, then a distance in `km` (the
+/// default), `m` or `[mi_i]`; without a distance, [`crate::geo::DEFAULT_NEAR_M`].
+fn parse_near(name: &str, raw: &str) -> Result<crate::geo::NearValue> {
+    let bad = |why: String| SearchError::new(Kind::InvalidValue, name, why);
+    let pieces: Vec<String> = split_escaped(raw, '|').into_iter().map(unescape).collect();
+    let number = |s: &str, what: &str| -> Result<f64> {
+        s.trim().parse::<f64>().ok().filter(|v| v.is_finite()).ok_or_else(|| bad(format!("`{s}` is not a {what}")))
+    };
+    let (lat, lon, distance, units) = match pieces.as_slice() {
+        [lat, lon] => (lat, lon, None, None),
+        [lat, lon, d] => (lat, lon, Some(d), None),
+        [lat, lon, d, u] => (lat, lon, Some(d), Some(u)),
+        _ => return Err(bad("`near` is `latitude|longitude|distance|units`".into())),
+    };
+    let (lat, lon) = (number(lat, "latitude")?, number(lon, "longitude")?);
+    if !crate::geo::valid_position(lat, lon) {
+        return Err(bad("latitude must be within ±90 and longitude within ±180 degrees".into()));
+    }
+    let factor = match units.map(String::as_str) {
+        None | Some("" | "km") => 1000.0,
+        Some("m") => 1.0,
+        Some("[mi_i]" | "mi") => 1609.344,
+        Some(u) => return Err(bad(format!("unknown distance unit `{u}` (km, m or [mi_i])"))),
+    };
+    let distance_m = match distance.filter(|d| !d.is_empty()) {
+        None => crate::geo::DEFAULT_NEAR_M,
+        Some(d) => number(d, "distance")? * factor,
+    };
+    if distance_m < 0.0 {
+        return Err(bad("the distance cannot be negative".into()));
+    }
+    Ok(crate::geo::NearValue { lat, lon, distance_m })
 }
 
 fn parse_token(name: &str, raw: &str) -> Result<TokenValue> {

@@ -172,6 +172,9 @@ pub enum Test {
     Text(Vec<Vec<String>>),
     /// `_list`: the resource is an entry (`List.entry.item`) of one of these List ids.
     List(Vec<String>),
+    /// `near` (`Location.position`): some entry's position is within a value's distance of its
+    /// point, great-circle (see [`crate::geo::NearValue::matches_position`]).
+    Near(Vec<crate::geo::NearValue>),
 }
 
 /// Which system a token value asks for.
@@ -512,6 +515,10 @@ impl Test {
                 any(&|e| matches!(e, IndexValue::Uri { value } if vs.iter().any(|v| v.starts_with(value.as_str()))))
             }
             Test::Composite(vs) => any(&|e| vs.iter().any(|v| v.matches(e))),
+            Test::Near(vs) => any(&|e| match e {
+                IndexValue::Position { lat, lon } => vs.iter().any(|v| v.matches_position(*lat, *lon)),
+                _ => false,
+            }),
             Test::Text(vs) => {
                 any(&|e| string(e, &|n, _| vs.iter().any(|words| words.iter().all(|w| n.contains(w.as_str())))))
             }

@@ -316,7 +316,8 @@ impl Registry {
     ///
     /// `_text` is the narrative as plain text and `_content` all text of the resource, each as
     /// one [`IndexValue::String`] cut to [`FULL_TEXT_LIMIT`] bytes; a backend may keep them in a
-    /// full-text index instead of the string index. `_query` and `near` (special) yield nothing.
+    /// full-text index instead of the string index. `_query` yields nothing; `near`
+    /// (special) yields [`IndexValue::Position`].
     ///
     /// Index the resource as stored (after `id` and `meta` are stamped), so that `_id` and
     /// `_lastUpdated` are present. Unknown resource types yield nothing.

@@ -34,6 +34,7 @@ fn table_of(kind: ParamType, param: &str) -> Result<&'static str, StoreError> {
         ParamType::Number => "search_number",
         ParamType::Quantity => "search_quantity",
         ParamType::Uri => "search_uri",
+        ParamType::Special if param == "near" => "search_position",
         ParamType::Composite | ParamType::Special => {
             return Err(invalid(format!("parameter '{param}' cannot be searched this way")));
         }
@@ -301,6 +302,21 @@ fn tokens(b: &mut Builder, sys: &str, code: &str, values: &[TokenValue]) -> Resu
     })
 }
 
+/// A `near` value on `search_position a`: the bounding box first (a range of the
+/// `(res_type, param, lat, lon)` index), then the exact great-circle test on the stored unit
+/// vector, which is arithmetic only (see `hearth_search::geo`).
+fn near(b: &mut Builder, v: &hearth_search::geo::NearValue) {
+    let bounds = v.bounds();
+    b.push("a.lat BETWEEN ").real(bounds.lat.0).push(" AND ").real(bounds.lat.1);
+    if let Some((west, east)) = bounds.lon {
+        b.push(" AND a.lon BETWEEN ").real(west).push(" AND ").real(east);
+    }
+    let [x, y, z] = hearth_search::geo::unit_vector(v.lat, v.lon);
+    b.push(" AND ((a.x - ").real(x).push(") * (a.x - ").real(x).push(") + (a.y - ").real(y);
+    b.push(") * (a.y - ").real(y).push(") + (a.z - ").real(z).push(") * (a.z - ").real(z).push(")) <= ");
+    b.real(v.chord2());
+}
+
 /// The positive form of a test: the `rid`s with at least one matching index row (for negative
 /// tests, the rows they exclude).
 fn positive(
@@ -454,6 +470,13 @@ fn positive(
             })?;
         }
         Test::Composite(vs) => composite(b, types, param, vs, outer)?,
+        Test::Near(vs) => {
+            rows_of(b, "search_position", types, param, outer);
+            or_each(b, vs, |b, v| {
+                near(b, v);
+                Ok(())
+            })?;
+        }
         Test::List(ids) => {
             b.push(
                 "SELECT t.rid FROM search_reference a JOIN resources l ON l.rid = a.rid \

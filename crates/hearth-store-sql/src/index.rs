@@ -7,7 +7,7 @@ use hearth_store::StoreError;
 use crate::{Builder, Dialect, Exec, Sql, Val};
 
 /// Index tables, in the order rows are deleted and inserted.
-pub(crate) const TABLES: [&str; 8] = [
+pub(crate) const TABLES: [&str; 9] = [
     "search_string",
     "search_text",
     "search_token",
@@ -16,6 +16,7 @@ pub(crate) const TABLES: [&str; 8] = [
     "search_number",
     "search_quantity",
     "search_uri",
+    "search_position",
 ];
 
 /// Indexed text columns are limited to this many bytes (cut at a character boundary) so that
@@ -70,7 +71,7 @@ struct Row {
     values: Vec<Val>,
 }
 
-const COLUMNS: [&str; 8] = [
+const COLUMNS: [&str; 9] = [
     "norm, exact",
     "content",
     "system, code, text, type_system, type_code",
@@ -79,6 +80,7 @@ const COLUMNS: [&str; 8] = [
     "low, high",
     "low, high, system, code, unit, canon_unit, canon_low, canon_high",
     "value",
+    "lat, lon, x, y, z",
 ];
 
 fn row_of(of: usize, param: &str, grp: i64, value: &IndexValue, out: &mut Vec<Row>) {
@@ -122,6 +124,10 @@ fn row_of(of: usize, param: &str, grp: i64, value: &IndexValue, out: &mut Vec<Ro
             ],
         ),
         IndexValue::Uri { value } => (7, vec![Val::text(clip(value))]),
+        IndexValue::Position { lat, lon } => {
+            let [x, y, z] = hearth_search::geo::unit_vector(*lat, *lon);
+            (8, [*lat, *lon, x, y, z].into_iter().map(|v| Val::Real(Some(v))).collect())
+        }
         IndexValue::Composite { .. } => return,
     };
     out.push(Row { of, table, param: param.to_owned(), grp, values });

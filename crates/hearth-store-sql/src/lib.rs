@@ -26,6 +26,7 @@ mod compile;
 pub mod crypt;
 mod cursor;
 pub mod documents;
+pub mod emergency;
 pub mod erase;
 mod export;
 pub mod identity;

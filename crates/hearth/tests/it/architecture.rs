@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// The workflow crates, and the other workflow crates each may use (through their public API).
-const WORKFLOWS: [(&str, &[&str]); 11] = [
+const WORKFLOWS: [(&str, &[&str]); 13] = [
     ("hearth-audit", &[]),
     ("hearth-bulk-export", &[]),
     ("hearth-consent", &[]),
@@ -19,6 +19,8 @@ const WORKFLOWS: [(&str, &[&str]); 11] = [
     ("hearth-documents", &[]),
     ("hearth-selfcare", &["hearth-notifications"]),
     ("hearth-medication", &["hearth-notifications"]),
+    ("hearth-emergency", &["hearth-notifications"]),
+    ("hearth-alarms", &[]),
 ];
 
 fn root() -> PathBuf {

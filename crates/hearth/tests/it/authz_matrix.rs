@@ -174,6 +174,7 @@ async fn every_role_gets_exactly_the_expected_status_and_patient_a_never_sees_b(
             || path.starts_with("/api/v1/phr/")
             || path.starts_with("/api/v1/health")
             || path.starts_with("/api/v1/medication/")
+            || path.starts_with("/api/v1/emergency")
             || path == "/api/v1/notifications/send"
             || path == "/api/push/send";
         i64::from(fhir || always || (!path.starts_with("/fhir") && (status == 401 || status == 403)))
@@ -535,6 +536,34 @@ async fn every_role_gets_exactly_the_expected_status_and_patient_a_never_sees_b(
             format!("/api/v1/health/alerts/settings?patient={pa}"),
             Some(json!({"spo2_scale2": false, "thresholds": [{"parameter": "systolic_bp", "above": 160}]})),
             [401, 403, 404, 403, 200, 200],
+        ),
+        (
+            "emergency: A's contacts",
+            Method::GET,
+            format!("/api/v1/emergency/contacts?patient={pa}"),
+            None,
+            [401, 200, 404, 200, 200, 200],
+        ),
+        (
+            "emergency: add a contact for A (invalid phone: those who reach A get as far as validation)",
+            Method::POST,
+            "/api/v1/emergency/contacts".into(),
+            Some(json!({"patient": pa, "name": "Matrix", "phone": "12345", "relationship": "friend"})),
+            [401, 400, 404, 400, 400, 400],
+        ),
+        (
+            "emergency: alert for A (invalid position: those who reach A get as far as validation)",
+            Method::POST,
+            "/api/v1/emergency/alert".into(),
+            Some(json!({"patient": pa, "position": {"latitude": 91.0, "longitude": 0.0}})),
+            [401, 400, 404, 400, 400, 400],
+        ),
+        (
+            "emergency: cancel an alert that does not exist",
+            Method::POST,
+            "/api/v1/emergency/alert/none-such/cancel".into(),
+            None,
+            [401, 404, 404, 404, 404, 404],
         ),
         ("registry: provider directory", Method::GET, "/api/v1/providers".into(), None, [401, 200, 200, 200, 200, 200]),
         (

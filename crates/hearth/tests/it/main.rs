@@ -16,6 +16,7 @@ mod bundles;
 mod conditional;
 mod crud;
 mod documents;
+mod emergency;
 mod encounters;
 mod encryption;
 mod errors;

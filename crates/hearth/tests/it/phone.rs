@@ -20,7 +20,7 @@ use crate::notify_peers::{Seen, eventually, serve};
 const PASSWORD: &str = "lantern-pebble-marigold-71";
 const PHONE: &str = "+919876543210";
 
-type Log = Arc<Mutex<Vec<Seen>>>;
+pub(crate) type Log = Arc<Mutex<Vec<Seen>>>;
 
 /// The Twilio Messages API as far as the SMS channel uses it: records each message, answers 201.
 async fn twilio(
@@ -34,7 +34,8 @@ async fn twilio(
     (StatusCode::CREATED, axum::Json(json!({"sid": format!("SM{:032}", l.len()), "status": "queued"})))
 }
 
-async fn with_sms_peer() -> (TestApp, Log) {
+/// A test app whose SMS channel is a real local Twilio-protocol server; the log of what it got.
+pub(crate) async fn with_sms_peer() -> (TestApp, Log) {
     let log: Log = Arc::default();
     let peer = serve(
         axum::Router::new().route("/2010-04-01/Accounts/{sid}/Messages.json", post(twilio)).with_state(log.clone()),

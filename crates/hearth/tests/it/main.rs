@@ -25,6 +25,7 @@ mod hostile;
 mod import;
 mod intake;
 mod intake_model;
+mod interop;
 mod lab_results;
 mod mfa;
 mod notify;

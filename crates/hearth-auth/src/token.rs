@@ -94,6 +94,9 @@ pub struct AccessClaims {
     /// The FHIR resource of the user (`Practitioner/…`, `Patient/…`, `RelatedPerson/…`), if any.
     #[serde(rename = "fhirUser", default, skip_serializing_if = "Option::is_none")]
     pub fhir_user: Option<String>,
+    /// The OAuth client the token was issued to (RFC 9068 `client_id`); none for app sign-ins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
 }
 
 /// What a new access token grants; [`KeyRing::issue`] adds the registered claims.
@@ -106,6 +109,8 @@ pub struct AccessGrant {
     pub scope: String,
     pub patient: Option<String>,
     pub fhir_user: Option<String>,
+    /// The OAuth client the token is for, if any.
+    pub client_id: Option<String>,
 }
 
 /// A freshly issued access token.
@@ -492,6 +497,7 @@ impl KeyRing {
             scope: grant.scope,
             patient: grant.patient,
             fhir_user: grant.fhir_user,
+            client_id: grant.client_id,
         };
         let token = self.sign(&claims)?;
         Ok(IssuedToken { token, claims, expires_at })
@@ -640,6 +646,7 @@ mod tests {
             scope: "user/*.rs openid fhirUser".to_owned(),
             patient: None,
             fhir_user: Some("Practitioner/p1".to_owned()),
+            client_id: None,
         }
     }
 

@@ -91,8 +91,14 @@ pub struct AuditConfig {
 pub struct AuthConfig {
     /// Clinicians must enrol TOTP before they get a full session (admins always must).
     pub require_mfa_for_clinicians: bool,
-    /// General API limit per user (per client IP when anonymous), requests per minute.
+    /// General API limit per user (per client IP when anonymous): a token bucket refilled at this
+    /// many requests per minute.
     pub api_requests_per_minute: u32,
+    /// The bucket's size: requests a user may make at once (default: `api_requests_per_minute`).
+    pub api_burst: Option<u32>,
+    /// Other buckets for the tokens of one OAuth client (`[auth.client_limits."client-id"]`): a
+    /// bulk loader or a sync job may get more than people's apps.
+    pub client_limits: std::collections::BTreeMap<String, ClientLimit>,
     /// Limit on login, OTP and refresh attempts, per client IP and per account, per minute.
     pub auth_attempts_per_minute: u32,
     /// Origins (`scheme://host[:port]`) allowed to call the API from a browser (CORS). Empty: none.
@@ -103,11 +109,24 @@ pub struct AuthConfig {
     pub pepper: Option<Secret<String>>,
 }
 
+/// The API bucket of one OAuth client's tokens (per user of that client).
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ClientLimit {
+    pub requests_per_minute: u32,
+    /// Default: `requests_per_minute`.
+    pub burst: Option<u32>,
+}
+
 impl Default for AuthConfig {
     fn default() -> Self {
         AuthConfig {
             require_mfa_for_clinicians: false,
-            api_requests_per_minute: 100,
+            // Sized for FHIR clients (a loader running 1,000 requests in a minute, a sync job, a
+            // dashboard); sign-in attempts keep their own strict limit.
+            api_requests_per_minute: 1_200,
+            api_burst: None,
+            client_limits: std::collections::BTreeMap::new(),
             auth_attempts_per_minute: 20,
             cors_allowed_origins: Vec::new(),
             pepper: None,
@@ -157,7 +176,7 @@ pub enum ConfigError {
 
 const KNOWN_VARS: &str = "HEARTH_CONFIG, HEARTH_LISTEN, HEARTH_DATA_DIR, HEARTH_DATABASE_URL, HEARTH_LOG_FORMAT, \
 HEARTH_LOG_LEVEL, HEARTH_MAX_BODY_BYTES, HEARTH_BASE_URL, HEARTH_SHUTDOWN_GRACE_SECS, \
-HEARTH_AUTH_REQUIRE_MFA_FOR_CLINICIANS, HEARTH_AUTH_API_REQUESTS_PER_MINUTE, HEARTH_AUTH_AUTH_ATTEMPTS_PER_MINUTE, \
+HEARTH_AUTH_REQUIRE_MFA_FOR_CLINICIANS, HEARTH_AUTH_API_REQUESTS_PER_MINUTE, HEARTH_AUTH_API_BURST, HEARTH_AUTH_AUTH_ATTEMPTS_PER_MINUTE, \
 HEARTH_AUTH_CORS_ALLOWED_ORIGINS, HEARTH_AUTH_PEPPER, HEARTH_ENCRYPTION_KEY_FILE, HEARTH_ENCRYPTION_KEY, \
 HEARTH_ADMIN_PASSWORD, HEARTH_RIGHTS_ERASURE, HEARTH_RIGHTS_RETENTION_DAYS, HEARTH_AUDIT_WAIT_FOR_COMMIT, HEARTH_REGISTRY_INVITE_TTL_HOURS, \
 HEARTH_INTAKE_EMERGENCY_NUMBER, HEARTH_INTAKE_AMBULANCE_NUMBER, HEARTH_INTAKE_CHAT_BASE_URL, HEARTH_INTAKE_CHAT_MODEL, \
@@ -260,6 +279,9 @@ impl Config {
                 "HEARTH_AUTH_API_REQUESTS_PER_MINUTE" => {
                     config.auth.api_requests_per_minute = value.parse().map_err(|e| bad(format!("{e}")))?
                 }
+                "HEARTH_AUTH_API_BURST" => {
+                    config.auth.api_burst = Some(value.parse().map_err(|e| bad(format!("{e}")))?)
+                }
                 "HEARTH_AUTH_AUTH_ATTEMPTS_PER_MINUTE" => {
                     config.auth.auth_attempts_per_minute = value.parse().map_err(|e| bad(format!("{e}")))?
                 }
@@ -360,6 +382,16 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "auth.api_requests_per_minute and auth.auth_attempts_per_minute must be at least 1".into(),
             ));
+        }
+        if self.auth.api_burst == Some(0) {
+            return Err(ConfigError::Invalid("auth.api_burst must be at least 1".into()));
+        }
+        for (client, limit) in &self.auth.client_limits {
+            if limit.requests_per_minute == 0 || limit.burst == Some(0) {
+                return Err(ConfigError::Invalid(format!(
+                    "auth.client_limits.\"{client}\": requests_per_minute and burst must be at least 1"
+                )));
+            }
         }
         for origin in &self.auth.cors_allowed_origins {
             let ok = (origin.starts_with("http://") || origin.starts_with("https://"))
@@ -524,7 +556,7 @@ mod tests {
     fn auth_keys_load_from_file_and_env() {
         let c = Config::load(None, &[]).unwrap();
         assert!(!c.auth.require_mfa_for_clinicians);
-        assert_eq!(c.auth.api_requests_per_minute, 100);
+        assert_eq!(c.auth.api_requests_per_minute, 1_200);
         let dir = std::env::temp_dir().join(format!("hearth-config-auth-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("hearth.toml");
@@ -545,6 +577,28 @@ mod tests {
         assert!(!err.to_string().contains("abcd"), "{err}");
         let c = Config::load(None, &env(&[("HEARTH_AUTH_PEPPER", &"ab".repeat(32))])).unwrap();
         assert!(!format!("{c:?}").contains("abab"));
+    }
+
+    #[test]
+    fn api_buckets_per_oauth_client_load_from_the_file() {
+        let dir = std::env::temp_dir().join(format!("hearth-config-limits-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("hearth.toml");
+        std::fs::write(
+            &file,
+            "[auth]\napi_burst = 300\n[auth.client_limits.\"nightly-sync\"]\nrequests_per_minute = 6000\nburst = 2000\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&file), &env(&[("HEARTH_AUTH_API_BURST", "400")])).unwrap();
+        assert_eq!(c.auth.api_burst, Some(400));
+        assert_eq!(
+            c.auth.client_limits.get("nightly-sync"),
+            Some(&ClientLimit { requests_per_minute: 6000, burst: Some(2000) })
+        );
+        std::fs::write(&file, "[auth.client_limits.x]\nrequests_per_minute = 0\n").unwrap();
+        assert!(matches!(Config::load(Some(&file), &[]), Err(ConfigError::Invalid(_))));
+        std::fs::write(&file, "[auth.client_limits.x]\nrequests_per_minit = 5\n").unwrap();
+        assert!(matches!(Config::load(Some(&file), &[]), Err(ConfigError::Parse { .. })));
     }
 
     #[test]

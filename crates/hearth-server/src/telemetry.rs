@@ -85,7 +85,7 @@ pub fn router(app: Arc<App>) -> Router {
         Some(cors) => router.layer(cors),
         None => router,
     };
-    router
+    let router = router
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(
             TraceLayer::new_for_http()
@@ -97,7 +97,9 @@ pub fn router(app: Arc<App>) -> Router {
                 .on_request(())
                 .on_response(DefaultOnResponse::new().level(Level::INFO)),
         )
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid));
+    // Before routing (a layer on the router itself runs after it): `[base]/…/` is `[base]/…`.
+    Router::new().fallback_service(tower::Layer::layer(&middleware::from_fn(fhir::trailing_slash), router))
 }
 
 /// Serves until `shutdown` completes, then stops accepting connections and gives in-flight

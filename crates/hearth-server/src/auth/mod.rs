@@ -151,15 +151,15 @@ async fn store_key(db: &dyn Db, key: &TokenKey, now: DateTime<Utc>) -> Result<()
 }
 
 impl Auth {
-    /// Verifies a bearer token's signature and expiry only (no database): its subject, for rate
-    /// limiting.
-    pub fn token_subject(&self, headers: &axum::http::HeaderMap, now: DateTime<Utc>) -> Option<String> {
+    /// Verifies a bearer token's signature and expiry only (no database): its claims (subject and
+    /// OAuth client), for rate limiting.
+    pub fn token_claims(&self, headers: &axum::http::HeaderMap, now: DateTime<Utc>) -> Option<AccessClaims> {
         let value = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
         let (scheme, token) = value.split_once(' ')?;
         if !scheme.eq_ignore_ascii_case("bearer") {
             return None;
         }
-        self.keys().verify(&self.settings, token.trim(), now).ok().map(|c| c.sub)
+        self.keys().verify(&self.settings, token.trim(), now).ok()
     }
 
     /// Loads the signing keys, creating the first one on a new database (the first process to

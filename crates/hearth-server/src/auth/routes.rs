@@ -395,7 +395,7 @@ async fn login_checked(
         return Ok(Json(setup_token(&app, &account, role, now)?).into_response());
     }
     let (scope, patient) = granted_scope(&app, &account, role, req.scope.as_deref(), req.patient.as_deref()).await?;
-    let tokens = issue_tokens(&app, &account, role, scope, patient, None, now).await?;
+    let tokens = issue_tokens(&app, &account, role, scope, patient, None, None, now).await?;
     Ok(token_response(tokens, req.cookie))
 }
 
@@ -418,6 +418,7 @@ fn setup_token(app: &App, account: &AccountRow, role: Role, now: DateTime<Utc>) 
         scope: MFA_SETUP_SCOPE.to_owned(),
         patient: None,
         fhir_user: account.fhir_user.clone(),
+        client_id: None,
     };
     let access = app.auth.keys().issue(&app.auth.settings, grant, now, &mut rng()).map_err(ApiError::internal)?;
     Ok(json!({
@@ -439,7 +440,7 @@ pub(crate) async fn full_tokens(
     now: DateTime<Utc>,
 ) -> Result<Value, ApiError> {
     let scope = scope.unwrap_or_else(|| DEFAULT_SCOPE.to_owned());
-    issue_tokens(app, account, role, scope, patient, None, now).await
+    issue_tokens(app, account, role, scope, patient, None, None, now).await
 }
 
 /// The token answer: as JSON, or in browser mode with the refresh token moved to its cookie.
@@ -523,6 +524,7 @@ pub(super) fn probe_claims(account: &AccountRow, role: Role) -> hearth_auth::tok
         scope: DEFAULT_SCOPE.to_owned(),
         patient: None,
         fhir_user: account.fhir_user.clone(),
+        client_id: None,
     }
 }
 
@@ -534,6 +536,7 @@ pub(super) fn access_answer(
     role: Role,
     scope: &str,
     patient: Option<&str>,
+    client: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<Value, ApiError> {
     let grant = AccessGrant {
@@ -542,6 +545,7 @@ pub(super) fn access_answer(
         scope: scope.to_owned(),
         patient: patient.map(str::to_owned),
         fhir_user: account.fhir_user.clone(),
+        client_id: client.map(str::to_owned),
     };
     let access = app.auth.keys().issue(&app.auth.settings, grant, now, &mut rng()).map_err(ApiError::internal)?;
     let mut out = json!({
@@ -557,6 +561,7 @@ pub(super) fn access_answer(
 }
 
 /// [`access_answer`] plus a refresh token: a new family, or the next token of `family`.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn issue_tokens(
     app: &App,
     account: &AccountRow,
@@ -564,9 +569,10 @@ pub(super) async fn issue_tokens(
     scope: String,
     patient: Option<String>,
     family: Option<FamilyId>,
+    client: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<Value, ApiError> {
-    let mut out = access_answer(app, account, role, &scope, patient.as_deref(), now)?;
+    let mut out = access_answer(app, account, role, &scope, patient.as_deref(), client, now)?;
     let issued = match family {
         None => refresh::start_family(&mut rng(), now),
         Some(f) => refresh::rotate(&mut rng(), &f, now),
@@ -683,7 +689,7 @@ pub(super) async fn refresh_with(app: &App, presented: &str, client: Option<&str
         identity::revoke_family(&*app.db, &row.family).await?;
         return Err(invalid_grant());
     }
-    issue_tokens(app, &account, role, row.scope, row.patient, Some(record.family), now).await
+    issue_tokens(app, &account, role, row.scope, row.patient, Some(record.family), client, now).await
 }
 
 /// What to sign out.

@@ -1035,9 +1035,10 @@ async fn code_grant(app: &Arc<App>, issuer: &str, client: &ClientRow, p: &Params
         let family = FamilyId::generate(&mut rng());
         oauth::insert_family(&*app.db, family.as_str(), &client.id, now.timestamp_millis()).await?;
         oauth::set_code_family(&*app.db, &hash, family.as_str()).await?;
-        issue_tokens(app, &account, role, row.scope.clone(), row.patient.clone(), Some(family), now).await?
+        issue_tokens(app, &account, role, row.scope.clone(), row.patient.clone(), Some(family), Some(&client.id), now)
+            .await?
     } else {
-        access_answer(app, &account, role, &row.scope, row.patient.as_deref(), now)?
+        access_answer(app, &account, role, &row.scope, row.patient.as_deref(), Some(&client.id), now)?
     };
     if scope.contains(&Scope::OpenId) {
         let id_token = id_token(app, issuer, client, &account, &scope, row.nonce.as_deref(), now)?;

@@ -8,7 +8,7 @@
 //!
 //! | what | key | budget |
 //! |---|---|---|
-//! | every request under `/fhir` and `/api` | the token's subject, else the client IP | `auth.api_requests_per_minute` (100) |
+//! | every request under `/fhir` and `/api` | the token's subject (and OAuth client), else the client IP | a bucket of `auth.api_burst` (default: the rate) refilled at `auth.api_requests_per_minute` (1,200); `auth.client_limits."<client>"` for an OAuth client's tokens |
 //! | `login`, `otp/request`, `otp/verify`, `refresh` | client IP, and account (e-mail, phone or account id) | `auth.auth_attempts_per_minute` (20) each |
 //! | `otp/request` | the destination | 5 per 15 minutes |
 //!
@@ -66,11 +66,14 @@ pub async fn api_limit(State(app): State<Arc<App>>, req: Request, next: Next) ->
     if !limited || req.method() == Method::OPTIONS {
         return next.run(req).await;
     }
-    let key = match app.auth.token_subject(req.headers(), app.clock.now()) {
-        Some(sub) => format!("user:{sub}"),
-        None => format!("ip:{}", client_ip(req.extensions())),
+    let claims = app.auth.token_claims(req.headers(), app.clock.now());
+    let client = claims.as_ref().and_then(|c| c.client_id.as_deref());
+    let key = match (&claims, client) {
+        (Some(c), Some(client)) => format!("user:{}|client:{client}", c.sub),
+        (Some(c), None) => format!("user:{}", c.sub),
+        (None, _) => format!("ip:{}", client_ip(req.extensions())),
     };
-    match app.limits.api.check(&key) {
+    match app.limits.api_for(client).check(&key) {
         Ok(()) => next.run(req).await,
         Err(wait) if path.starts_with("/fhir") => {
             let secs = retry_secs(wait).max(1);

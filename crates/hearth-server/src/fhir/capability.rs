@@ -11,6 +11,16 @@ use serde_json::{Value, json};
 const TYPE_INTERACTIONS: [&str; 9] =
     ["read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create", "search-type"];
 
+/// What a type written only by the server or a workflow supports through plain FHIR: AuditEvents
+/// are the server's; Appointments are written by the scheduling workflow (`$book`, the app
+/// routes), which claims the practitioner's time ([`hearth_store::BOOKED_TYPE`]).
+const READ_ONLY_INTERACTIONS: [&str; 5] = ["read", "vread", "history-instance", "history-type", "search-type"];
+
+/// Types plain FHIR writes are refused for (the store guard's rule, so the statement says so).
+fn read_only(resource_type: &str) -> bool {
+    resource_type == hearth_store::AUDIT_TYPE || resource_type == hearth_store::BOOKED_TYPE
+}
+
 /// The search parameters of one type as the registry in force has them (R4 plus stored
 /// SearchParameters); what is refused (`near`, `_query`, ...) is not listed.
 fn search_params(registry: &Registry, resource_type: &str) -> Vec<Value> {
@@ -88,16 +98,19 @@ pub fn capability_statement(model: &Model, registry: &Registry, base: &str, star
                 ],
                 _ => Vec::new(),
             };
+            let writable = !read_only(t);
+            let interactions: &[&str] = if writable { &TYPE_INTERACTIONS } else { &READ_ONLY_INTERACTIONS };
             let mut resource = json!({
                 "type": t,
-                "interaction": TYPE_INTERACTIONS.iter().map(|c| json!({"code": c})).collect::<Vec<_>>(),
+                "interaction": interactions.iter().map(|c| json!({"code": c})).collect::<Vec<_>>(),
                 "versioning": "versioned-update",
                 "readHistory": true,
-                "updateCreate": true,
-                "conditionalCreate": true,
-                "conditionalRead": "not-supported",
-                "conditionalUpdate": true,
-                "conditionalDelete": "single",
+                "updateCreate": writable,
+                "conditionalCreate": writable,
+                // `If-None-Match` (a version ETag, or `*`) and `If-Modified-Since` answer `304`.
+                "conditionalRead": "full-support",
+                "conditionalUpdate": writable,
+                "conditionalDelete": if writable { "single" } else { "not-supported" },
                 "searchInclude": includes,
                 "searchRevInclude": revinclude,
                 "searchParam": search_params(registry, t)

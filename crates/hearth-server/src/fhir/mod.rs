@@ -50,6 +50,28 @@ pub fn router(app: Arc<App>, operations: Vec<Router>) -> Router {
     operations.into_iter().fold(api, Router::merge).fallback(unknown_route).layer(middleware::from_fn(outcome_guard))
 }
 
+/// `[base]/` is `[base]` and `[base]/Patient/` is `[base]/Patient`, for every interaction (several
+/// clients and test suites add the slash): trailing slashes of a path under `/fhir` are dropped
+/// before routing, the query kept.
+pub async fn trailing_slash(mut req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    if path.starts_with("/fhir/") && path.ends_with('/') {
+        let trimmed = path.trim_end_matches('/');
+        let rebuilt = match req.uri().query() {
+            Some(q) => format!("{trimmed}?{q}"),
+            None => trimmed.to_owned(),
+        };
+        let mut parts = req.uri().clone().into_parts();
+        if let Ok(pq) = rebuilt.parse() {
+            parts.path_and_query = Some(pq);
+            if let Ok(uri) = axum::http::Uri::from_parts(parts) {
+                *req.uri_mut() = uri;
+            }
+        }
+    }
+    next.run(req).await
+}
+
 async fn unknown_route() -> FhirError {
     FhirError::new(StatusCode::NOT_FOUND, Issue::error("not-supported", "no FHIR interaction matches this URL"))
 }

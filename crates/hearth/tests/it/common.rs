@@ -278,6 +278,7 @@ pub async fn seed_account(app: &App, id: &str, role: &str, fhir_user: Option<Str
         scope: hearth_server::auth::DEFAULT_SCOPE.into(),
         patient: None,
         fhir_user,
+        client_id: None,
     };
     app.auth.keys().sign(&claims).unwrap().expose().clone()
 }

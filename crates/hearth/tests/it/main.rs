@@ -27,6 +27,7 @@ mod hostile;
 mod import;
 mod intake;
 mod intake_model;
+mod interop;
 mod lab_results;
 mod medication;
 mod mfa;

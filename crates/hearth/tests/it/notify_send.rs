@@ -71,6 +71,7 @@ async fn org_clinician(t: &TestApp, org: &str) -> reqwest::Client {
         scope: hearth_server::auth::DEFAULT_SCOPE.into(),
         patient: None,
         fhir_user: None,
+        client_id: None,
     };
     bearer(t.app.auth.keys().sign(&claims).unwrap().expose())
 }

@@ -50,6 +50,7 @@ async fn org_clinician(app: &App, organization: &str) -> reqwest::Client {
         scope: hearth_server::auth::DEFAULT_SCOPE.into(),
         patient: None,
         fhir_user: None,
+        client_id: None,
     };
     bearer(app.auth.keys().sign(&claims).unwrap().expose())
 }

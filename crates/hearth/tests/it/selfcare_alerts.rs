@@ -107,6 +107,7 @@ async fn seed(
         scope: hearth_server::auth::DEFAULT_SCOPE.into(),
         patient: None,
         fhir_user,
+        client_id: None,
     };
     let token = app.auth.keys().sign(&claims).unwrap().expose().clone();
     (id, bearer(&token))

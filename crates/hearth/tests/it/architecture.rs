@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// The workflow crates, and the other workflow crates each may use (through their public API).
-const WORKFLOWS: [(&str, &[&str]); 10] = [
+const WORKFLOWS: [(&str, &[&str]); 11] = [
     ("hearth-audit", &[]),
     ("hearth-bulk-export", &[]),
     ("hearth-consent", &[]),
@@ -18,6 +18,7 @@ const WORKFLOWS: [(&str, &[&str]); 10] = [
     ("hearth-registry", &["hearth-notifications"]),
     ("hearth-documents", &[]),
     ("hearth-selfcare", &["hearth-notifications"]),
+    ("hearth-web", &[]),
 ];
 
 fn root() -> PathBuf {

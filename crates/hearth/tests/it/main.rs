@@ -42,3 +42,4 @@ mod search;
 mod search_vectors;
 mod selfcare;
 mod smart;
+mod web;

@@ -370,8 +370,9 @@
     async function appointments() {
       try {
         const answer = await api('GET', '/api/v1/appointments');
-        const now = Date.now();
-        const upcoming = (answer.appointments || []).filter((a) => a.end && new Date(a.end).getTime() > now);
+        // From today on (by date: which slots are past is the server's to say).
+        const today = localDate(new Date());
+        const upcoming = (answer.appointments || []).filter((a) => a.end && localDate(new Date(a.end)) >= today);
         fill(mine, upcoming.map((a) => el('li', { 'data-appointment': a.id },
           el('span', {}, el('strong', {}, day(a.start) + ' ' + time(a.start)), ' ', doctors[a.practitioner] || ''),
           el('span', { class: 'status' }, statusText(a.status)))), t('no-appointments'));
@@ -396,7 +397,8 @@
       if (!select.value || !dayInput.value) return;
       const from = new Date(dayInput.value + 'T00:00:00');
       const to = new Date(from.getTime() + 24 * 3600 * 1000);
-      const start = new Date(Math.max(from.getTime(), Date.now()));
+      // The whole day: the server leaves out what is past or too soon by its own clock.
+      const start = from;
       try {
         const answer = await api('GET', '/api/v1/appointments/slots/available?practitioner=' + encodeURIComponent(select.value) +
           '&from=' + encodeURIComponent(start.toISOString()) + '&to=' + encodeURIComponent(to.toISOString()) + '&type=ROUTINE');
@@ -408,7 +410,7 @@
             e.target.disabled = true;
             try {
               await api('POST', '/api/v1/appointments', { practitioner: select.value, start: s.start, type: 'ROUTINE' });
-              slots.replaceChildren(el('li', { role: 'status' }, t('booked-ok')));
+              slots.replaceChildren(el('li', {}, t('booked-ok')));
               await appointments();
             } catch (err) {
               e.target.disabled = false;

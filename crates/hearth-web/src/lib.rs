@@ -199,8 +199,12 @@ async fn manifest() -> Response {
     asset("application/manifest+json", include_str!("../assets/manifest.webmanifest"))
 }
 
+/// Served at `/app/sw.js`, whose default scope would be `/app/`: the header lets it control
+/// `/app` itself too.
 async fn service_worker() -> Response {
-    asset("text/javascript; charset=utf-8", include_str!("../assets/sw.js"))
+    let mut r = asset("text/javascript; charset=utf-8", include_str!("../assets/sw.js"));
+    r.headers_mut().insert("service-worker-allowed", HeaderValue::from_static("/app"));
+    r
 }
 
 #[cfg(test)]

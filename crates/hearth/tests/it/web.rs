@@ -17,6 +17,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use futures_util::{SinkExt, StreamExt};
 use hearth_auth::totp::{self, TotpSecret};
+use hearth_server::Clock;
 use reqwest::Method;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -109,7 +110,7 @@ impl Browser {
             .send()
             .await
             .unwrap();
-        let target: Value = r.json().await.unwrap();
+        let target: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
         let url = target["webSocketDebuggerUrl"].as_str().unwrap().to_owned();
         let ws = tokio_tungstenite::connect_async(url).await.unwrap().0;
         let artifacts = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("web-artifacts").join(test);
@@ -148,6 +149,14 @@ struct Tab {
 impl Tab {
     /// Sends a command and answers its result, noting the events that arrive meanwhile.
     async fn call(&mut self, method: &str, params: Value) -> Value {
+        match self.try_call(method, params).await {
+            Ok(v) => v,
+            Err(e) => panic!("{method}: {e}"),
+        }
+    }
+
+    /// A command whose failure is an answer (an evaluation cut short by a navigation).
+    async fn try_call(&mut self, method: &str, params: Value) -> Result<Value, Value> {
         self.next += 1;
         let id = self.next;
         self.ws
@@ -163,8 +172,10 @@ impl Tab {
             let Message::Text(text) = msg else { continue };
             let v: Value = serde_json::from_str(text.as_str()).unwrap();
             if v["id"].as_u64() == Some(id) {
-                assert!(v.get("error").is_none(), "{method}: {}", v["error"]);
-                return v["result"].clone();
+                return match v.get("error") {
+                    Some(e) => Err(e.clone()),
+                    None => Ok(v["result"].clone()),
+                };
             }
             self.note(&v);
         }
@@ -232,7 +243,8 @@ impl Tab {
             "(() => {{ try {{ return !!({condition}) && document.readyState === 'complete'; }} catch (e) {{ return false; }} }})()"
         );
         for _ in 0..300 {
-            if self.eval_raw(&expression).await == json!(true) {
+            let r = self.try_call("Runtime.evaluate", json!({"expression": expression, "returnByValue": true})).await;
+            if r.is_ok_and(|r| r["result"]["value"] == json!(true)) {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;

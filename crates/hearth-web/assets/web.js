@@ -322,7 +322,7 @@
       const rows = [[t('born'), p.birthDate], [t('gender'), p.gender], [t('phone'), p.phone], [t('email'), p.email]];
       demo.replaceChildren(...rows.filter((r) => r[1]).flatMap(([k, v]) => [el('dt', {}, k), el('dd', {}, v)]));
     } catch (e) {
-      if (e.code !== 'signed_out') demo.replaceChildren(el('dd', {}, t('not-available')));
+      if (e.code !== 'signed_out') demo.replaceChildren(el('dt', {}, t('demographics')), el('dd', {}, t('not-available')));
     }
     const sections = [
       ['problems', '/fhir/Condition?patient=' + q + '&_count=50', (r) => codeText(r.code)],

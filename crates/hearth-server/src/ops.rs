@@ -8,7 +8,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
-use serde_json::{Value, json};
+use serde_json::Value;
 use utoipa::OpenApi;
 
 use crate::app::App;
@@ -22,7 +22,7 @@ use hearth_workflow::openapi::ErrorEnvelope;
         description = "The non-FHIR surface of Hearth. The FHIR R4 API lives under /fhir and is described by GET /fhir/metadata."
     ),
     paths(
-        home, healthz, readyz, metrics, openapi_json, docs, docs_script, docs_style,
+        healthz, readyz, metrics, openapi_json, docs, docs_script, docs_style,
         crate::auth::routes::register, crate::auth::routes::login, crate::auth::routes::refresh_token,
         crate::auth::routes::logout, crate::auth::routes::me, crate::auth::routes::create_account,
         crate::auth::routes::grant_caregiver, crate::auth::routes::jwks,
@@ -188,49 +188,6 @@ pub fn spec(mounts: &[hearth_workflow::Mount]) -> Result<String, String> {
     }
     doc.to_json().map_err(|e| e.to_string())
 }
-
-/// The front door: what this server is and where to go from here (until the web app lands and
-/// takes this path). JSON for a client that asks for it, else a small self-contained page.
-#[utoipa::path(get, path = "/", tag = "documentation",
-    responses((status = 200, description = "Links to the FHIR API, its capabilities, the app API reference and health checks (HTML, or JSON with `Accept: application/json`)", body = Object,
-        example = json!({"name": "Hearth", "version": "0.1.0", "fhir": "/fhir", "capabilities": "/fhir/metadata", "api_docs": "/api/docs", "openapi": "/api/openapi.json", "health": "/healthz"}))))]
-pub async fn home(headers: axum::http::HeaderMap) -> Response {
-    let wants_json = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| a.contains("application/json") && !a.contains("text/html"));
-    if wants_json {
-        return Json(json!({
-            "name": "Hearth",
-            "version": env!("CARGO_PKG_VERSION"),
-            "fhir": "/fhir",
-            "capabilities": "/fhir/metadata",
-            "api_docs": "/api/docs",
-            "openapi": "/api/openapi.json",
-            "health": "/healthz",
-        }))
-        .into_response();
-    }
-    Html(HOME.replace("{version}", env!("CARGO_PKG_VERSION"))).into_response()
-}
-
-const HOME: &str = r#"<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Hearth</title>
-<style>body{font:16px/1.5 system-ui,sans-serif;max-width:42rem;margin:3rem auto;padding:0 1rem;color:#222}
-code{background:#f3f3f3;padding:.1rem .3rem;border-radius:3px}li{margin:.3rem 0}</style></head>
-<body><h1>Hearth {version}</h1>
-<p>A FHIR R4 patient record and the care workflows around it, in one binary.</p>
-<ul>
-<li><a href="/fhir/metadata">FHIR capabilities</a> &mdash; the FHIR R4 API lives under <code>/fhir</code></li>
-<li><a href="/api/docs">App API reference</a> (<a href="/api/openapi.json">OpenAPI</a>) &mdash; sign-in, scheduling, consents, notifications, data rights</li>
-<li><a href="/healthz">Liveness</a> and <a href="/readyz">readiness</a></li>
-</ul>
-<p>Every call needs an access token: create the first administrator with
-<code>hearth admin create-admin --email you@example.org</code>, then sign in with
-<code>POST /api/v1/auth/login</code> (see the README's &ldquo;Try it&rdquo;).</p>
-</body></html>
-"#;
 
 /// The API reference: a page that renders `/api/openapi.json` (operations with their
 /// parameters, bodies, schemas and examples) and sends a request with a pasted access token.

@@ -48,7 +48,6 @@ pub fn router(app: Arc<App>) -> Router {
     let operations = mounts.iter_mut().map(|m| std::mem::take(&mut m.fhir_operations)).collect();
     let fhir = fhir::router(app.clone(), operations);
     let edge = Router::new()
-        .route("/", get(ops::home))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

@@ -47,7 +47,20 @@ pub fn mount(app: &App) -> Vec<Mount> {
         .mount(),
         Arc::new(hearth_medication::Medication::new(Arc::clone(app.ctx()), Arc::clone(&app.notify))).mount(),
         Arc::new(hearth_emergency::Emergency::new(Arc::clone(app.ctx()), Arc::clone(&app.notify))).mount(),
+        web(),
     ]
+}
+
+/// The web screens at `/` and `/app`. Their catalogues are compiled in (a unit test loads them);
+/// should one still fail to load, that is logged loudly and the API is served without screens.
+fn web() -> Mount {
+    match hearth_web::Web::new() {
+        Ok(web) => Arc::new(web).mount(),
+        Err(e) => {
+            tracing::error!(error = %e, "the web screens cannot start");
+            Mount::default()
+        }
+    }
 }
 
 /// The documents workflow over the data dir and the encryption key ring. Its settings and the key

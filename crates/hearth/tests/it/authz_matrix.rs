@@ -209,6 +209,16 @@ async fn every_role_gets_exactly_the_expected_status_and_patient_a_never_sees_b(
     let mut rows: Vec<Row> = vec![
         ("capabilities", Method::GET, "/fhir/metadata".into(), None, [200, 200, 200, 200, 200, 200]),
         ("JWKS", Method::GET, "/.well-known/jwks.json".into(), None, [200, 200, 200, 200, 200, 200]),
+        // The web screens hold no record (the script fills them through the API): the same page for all.
+        ("web: clinic", Method::GET, "/".into(), None, [200, 200, 200, 200, 200, 200]),
+        ("web: sign-in", Method::GET, "/signin".into(), None, [200, 200, 200, 200, 200, 200]),
+        ("web: chart of A", Method::GET, format!("/patients/{pa}"), None, [200, 200, 200, 200, 200, 200]),
+        ("web: patient app", Method::GET, "/app".into(), None, [200, 200, 200, 200, 200, 200]),
+        ("web: app manifest", Method::GET, "/app/manifest.webmanifest".into(), None, [200, 200, 200, 200, 200, 200]),
+        ("web: service worker", Method::GET, "/app/sw.js".into(), None, [200, 200, 200, 200, 200, 200]),
+        ("web: script", Method::GET, "/web/web.js".into(), None, [200, 200, 200, 200, 200, 200]),
+        ("web: styles", Method::GET, "/web/app.css".into(), None, [200, 200, 200, 200, 200, 200]),
+        ("web: icon", Method::GET, "/web/icon.svg".into(), None, [200, 200, 200, 200, 200, 200]),
         ("read A", Method::GET, format!("/fhir/Patient/{pa}"), None, [401, 200, 404, 200, 200, 200]),
         ("vread A", Method::GET, format!("/fhir/Patient/{pa}/_history/1"), None, [401, 200, 404, 200, 200, 200]),
         ("history of A", Method::GET, format!("/fhir/Patient/{pa}/_history"), None, [401, 200, 404, 200, 200, 200]),

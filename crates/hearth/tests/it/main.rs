@@ -47,3 +47,4 @@ mod search_vectors;
 mod selfcare;
 mod selfcare_alerts;
 mod smart;
+mod web;

@@ -19,7 +19,7 @@ pub fn at(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
 }
 
-fn bearer(token: &str) -> reqwest::Client {
+pub fn bearer(token: &str) -> reqwest::Client {
     let mut h = reqwest::header::HeaderMap::new();
     h.insert(reqwest::header::AUTHORIZATION, format!("Bearer {token}").parse().unwrap());
     reqwest::Client::builder().default_headers(h).build().unwrap()

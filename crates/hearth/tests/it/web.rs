@@ -1,0 +1,498 @@
+//! The web screens in a real browser (issue 24): Debian's headless Chromium driven over the
+//! DevTools protocol by a small client here (JSON over the WebSocket, tokio-tungstenite). A
+//! clinician signs in with TOTP, sees the intake queue with the red flag on top and checks a
+//! patient in; the session ends and signing in again returns to the page asked for; a patient on
+//! a 390 px phone screen books a slot and reads a letter, in English and in Hindi. On every page
+//! axe-core (vendored in tests-data/axe-core, injected by the test) finds no serious or critical
+//! violation, nothing is wider than the screen, and the page logs no error.
+//!
+//! Without Chromium the tests say loudly that they skipped (`scripts/prepare` installs it); with
+//! `CI=true` a missing Chromium is a failure. A failing step leaves its screenshots under
+//! `target/tmp/web-artifacts/<test>/` and names that folder in the failure message.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures_util::{SinkExt, StreamExt};
+use hearth_auth::totp::{self, TotpSecret};
+use hearth_server::Clock;
+use reqwest::Method;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::common::{TestApp, patient};
+use crate::scheduling::{call, clinician, every_day, schedule};
+
+const PASSWORD: &str = "web-lantern-meadow-42";
+const AXE: &str = include_str!("../../../../tests-data/axe-core/axe.min.js");
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The Chromium binary, if this machine has one.
+fn chromium() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    for dir in std::env::split_paths(&path) {
+        for name in ["chromium", "chromium-browser"] {
+            let p = dir.join(name);
+            if p.is_file() {
+                return Some(p);
+            }
+        }
+    }
+    None
+}
+
+/// A headless Chromium with its own profile, killed on drop.
+struct Browser {
+    child: tokio::process::Child,
+    port: u16,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    /// Starts Chromium, or answers `None` (after saying so loudly) when there is none.
+    async fn start() -> Option<Browser> {
+        let Some(bin) = chromium() else {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "Chromium is missing in CI: scripts/prepare installs Debian's `chromium`"
+            );
+            eprintln!(
+                "\n!!! SKIPPED: the browser tests need Chromium (apt-get install chromium, or run scripts/prepare) !!!\n"
+            );
+            return None;
+        };
+        let profile = tempfile::tempdir().unwrap();
+        let mut child = tokio::process::Command::new(bin)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--no-first-run",
+                "--no-default-browser-check",
+                "--disable-extensions",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--remote-debugging-address=127.0.0.1",
+                "--remote-debugging-port=0",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg("about:blank")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let port = loop {
+            let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+                .await
+                .expect("Chromium did not print its DevTools address within a minute")
+                .unwrap()
+                .expect("Chromium exited before printing its DevTools address");
+            if let Some(rest) = line.strip_prefix("DevTools listening on ws://127.0.0.1:") {
+                break rest.split('/').next().unwrap().parse().unwrap();
+            }
+        };
+        // Keep reading its log so Chromium never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Some(Browser { child, port, _profile: profile })
+    }
+
+    /// A new tab of `width`×`height` CSS pixels (a phone's when `mobile`), in UTC.
+    async fn tab(&self, test: &str, width: u32, height: u32, mobile: bool) -> Tab {
+        let r = reqwest::Client::new()
+            .put(format!("http://127.0.0.1:{}/json/new?about:blank", self.port))
+            .send()
+            .await
+            .unwrap();
+        let target: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+        let url = target["webSocketDebuggerUrl"].as_str().unwrap().to_owned();
+        let ws = tokio_tungstenite::connect_async(url).await.unwrap().0;
+        let artifacts = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("web-artifacts").join(test);
+        let _ = std::fs::remove_dir_all(&artifacts);
+        std::fs::create_dir_all(&artifacts).unwrap();
+        let mut tab = Tab { ws, next: 0, errors: Vec::new(), artifacts, shots: 0 };
+        for domain in ["Page.enable", "Runtime.enable", "Log.enable"] {
+            tab.call(domain, json!({})).await;
+        }
+        tab.call(
+            "Emulation.setDeviceMetricsOverride",
+            json!({"width": width, "height": height, "deviceScaleFactor": 1, "mobile": mobile}),
+        )
+        .await;
+        tab.call("Emulation.setTimezoneOverride", json!({"timezoneId": "UTC"})).await;
+        tab
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+/// One page target over the DevTools protocol.
+struct Tab {
+    ws: Ws,
+    next: u64,
+    /// Errors the page reported (console errors, uncaught exceptions, CSP and other log errors).
+    errors: Vec<String>,
+    artifacts: PathBuf,
+    shots: u32,
+}
+
+impl Tab {
+    /// Sends a command and answers its result, noting the events that arrive meanwhile.
+    async fn call(&mut self, method: &str, params: Value) -> Value {
+        match self.try_call(method, params).await {
+            Ok(v) => v,
+            Err(e) => panic!("{method}: {e}"),
+        }
+    }
+
+    /// A command whose failure is an answer (an evaluation cut short by a navigation).
+    async fn try_call(&mut self, method: &str, params: Value) -> Result<Value, Value> {
+        self.next += 1;
+        let id = self.next;
+        self.ws
+            .send(Message::Text(json!({"id": id, "method": method, "params": params}).to_string().into()))
+            .await
+            .unwrap();
+        loop {
+            let msg = tokio::time::timeout(Duration::from_secs(60), self.ws.next())
+                .await
+                .unwrap_or_else(|_| panic!("no answer to {method} within a minute"))
+                .unwrap()
+                .unwrap();
+            let Message::Text(text) = msg else { continue };
+            let v: Value = serde_json::from_str(text.as_str()).unwrap();
+            if v["id"].as_u64() == Some(id) {
+                return match v.get("error") {
+                    Some(e) => Err(e.clone()),
+                    None => Ok(v["result"].clone()),
+                };
+            }
+            self.note(&v);
+        }
+    }
+
+    fn note(&mut self, event: &Value) {
+        let p = &event["params"];
+        match event["method"].as_str() {
+            Some("Runtime.consoleAPICalled") if matches!(p["type"].as_str(), Some("error" | "assert")) => {
+                self.errors.push(format!("console.{}: {}", p["type"], p["args"]));
+            }
+            Some("Runtime.exceptionThrown") => self.errors.push(format!("exception: {}", p["exceptionDetails"])),
+            Some("Log.entryAdded") if p["entry"]["level"] == "error" => {
+                let entry = &p["entry"];
+                // The password step of a TOTP account answers 401 mfa_required by design.
+                let expected = entry["source"] == "network"
+                    && entry["url"].as_str().is_some_and(|u| u.ends_with("/api/v1/auth/login"))
+                    && entry["text"].as_str().is_some_and(|t| t.contains("401"));
+                if !expected {
+                    self.errors.push(format!("log: {entry}"));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Evaluates `expression` in the page (awaiting a promise) and answers its JSON value.
+    async fn eval(&mut self, expression: &str) -> Value {
+        let r = self
+            .call("Runtime.evaluate", json!({"expression": expression, "awaitPromise": true, "returnByValue": true}))
+            .await;
+        if let Some(e) = r.get("exceptionDetails") {
+            self.fail(&format!("script failed: {expression}: {e}")).await;
+        }
+        r["result"]["value"].clone()
+    }
+
+    /// Saves a screenshot of the page now.
+    async fn shot(&mut self, name: &str) {
+        let r = self.call("Page.captureScreenshot", json!({"format": "png"})).await;
+        let png = data_encoding::BASE64.decode(r["data"].as_str().unwrap().as_bytes()).unwrap();
+        self.shots += 1;
+        std::fs::write(self.artifacts.join(format!("{:02}-{name}.png", self.shots)), png).unwrap();
+    }
+
+    async fn fail(&mut self, why: &str) {
+        self.shot("failure").await;
+        let html = self.eval_raw("document.documentElement.outerHTML").await;
+        std::fs::write(self.artifacts.join("failure.html"), html.as_str().unwrap_or_default()).unwrap();
+        panic!("{why}\n(screenshots and the page: {})", self.artifacts.display());
+    }
+
+    async fn eval_raw(&mut self, expression: &str) -> Value {
+        let r = self.call("Runtime.evaluate", json!({"expression": expression, "returnByValue": true})).await;
+        r["result"]["value"].clone()
+    }
+
+    async fn goto(&mut self, url: &str) {
+        self.call("Page.navigate", json!({"url": url})).await;
+    }
+
+    /// Waits until `condition` (a script expression) is true; fails with a screenshot after 30 s.
+    async fn wait_for(&mut self, condition: &str) {
+        let expression = format!(
+            "(() => {{ try {{ return !!({condition}) && document.readyState === 'complete'; }} catch (e) {{ return false; }} }})()"
+        );
+        for _ in 0..300 {
+            let r = self.try_call("Runtime.evaluate", json!({"expression": expression, "returnByValue": true})).await;
+            if r.is_ok_and(|r| r["result"]["value"] == json!(true)) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        self.fail(&format!("waited 30 s for: {condition}")).await;
+    }
+
+    /// A step passed: its screenshot, axe-core's serious and critical findings (none allowed), the
+    /// page no wider than the screen, and no error logged so far.
+    async fn check_page(&mut self, step: &str) {
+        self.shot(step).await;
+        if self.eval_raw("typeof axe").await != json!("object") {
+            self.call("Runtime.evaluate", json!({"expression": AXE, "returnByValue": true})).await;
+        }
+        let found = self
+            .eval(
+                "axe.run(document, {resultTypes: ['violations']}).then(r => r.violations \
+                 .filter(v => v.impact === 'serious' || v.impact === 'critical') \
+                 .map(v => v.id + ' (' + v.impact + '): ' + v.nodes.map(n => n.target.join(' ')).join(', ')))",
+            )
+            .await;
+        if found.as_array().is_none_or(|a| !a.is_empty()) {
+            self.fail(&format!("{step}: axe-core found {found}")).await;
+        }
+        let widths = self.eval_raw("[document.documentElement.scrollWidth, window.innerWidth]").await;
+        if widths[0].as_u64() > widths[1].as_u64() {
+            self.fail(&format!("{step}: the page is wider than the screen: {widths}")).await;
+        }
+        // Events that arrived since the last command.
+        self.eval_raw("0").await;
+        if !self.errors.is_empty() {
+            let errors = self.errors.join("\n");
+            self.fail(&format!("{step}: the page logged errors:\n{errors}")).await;
+        }
+    }
+
+    async fn fill(&mut self, selector: &str, value: &str) {
+        let js = format!(
+            "(() => {{ const e = document.querySelector({}); e.value = {}; e.dispatchEvent(new Event('input', {{bubbles: true}})); return true; }})()",
+            json!(selector),
+            json!(value)
+        );
+        self.eval(&js).await;
+    }
+
+    async fn click(&mut self, selector: &str) {
+        self.eval(&format!("document.querySelector({}).click()", json!(selector))).await;
+    }
+
+    async fn text(&mut self, selector: &str) -> String {
+        self.eval(&format!("(document.querySelector({}) || {{}}).textContent || ''", json!(selector)))
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// The test passed: its screenshots are not kept.
+    fn passed(self) {
+        let _ = std::fs::remove_dir_all(&self.artifacts);
+    }
+}
+
+/// Today at `hh:mm` UTC.
+fn today_at(hh: u32, mm: u32) -> DateTime<Utc> {
+    Utc::now().date_naive().and_hms_opt(hh, mm, 0).unwrap().and_utc()
+}
+
+/// An account with a password made by the admin: its id.
+async fn account(t: &TestApp, email: &str, role: &str, fhir_user: &str) -> String {
+    let body = json!({"email": email, "password": PASSWORD, "role": role, "fhirUser": fhir_user});
+    let (s, v) = call(t, &t.client, Method::POST, "/api/v1/admin/accounts", Some(body)).await;
+    assert_eq!(s, 201, "{v}");
+    v["id"].as_str().unwrap().to_owned()
+}
+
+/// Turns on TOTP for the account behind `email`: the secret.
+async fn enrol_totp(t: &TestApp, email: &str) -> TotpSecret {
+    let anon = t.anonymous();
+    let (s, v) =
+        call(t, &anon, Method::POST, "/api/v1/auth/login", Some(json!({"email": email, "password": PASSWORD}))).await;
+    assert_eq!(s, 200, "{v}");
+    let c = crate::scheduling::bearer(v["access_token"].as_str().unwrap());
+    let (s, v) = call(t, &c, Method::POST, "/api/v1/auth/totp/enroll", Some(json!({}))).await;
+    assert_eq!(s, 200, "{v}");
+    let secret = TotpSecret::from_base32(v["secret"].as_str().unwrap()).unwrap();
+    let code = totp::code_at_step(&secret, totp::time_step(t.clock.now()));
+    let (s, v) = call(t, &c, Method::POST, "/api/v1/auth/totp/confirm", Some(json!({"code": code.expose()}))).await;
+    assert_eq!(s, 200, "{v}");
+    secret
+}
+
+/// Signs in on the sign-in page the browser was sent to; with `secret`, through the TOTP step
+/// with the code of the clock's step `step`.
+async fn sign_in(tab: &mut Tab, email: &str, totp: Option<(&TotpSecret, u64)>) {
+    tab.wait_for("location.pathname === '/signin' && document.querySelector('#signin-form')").await;
+    tab.check_page("sign-in").await;
+    tab.fill("#email", email).await;
+    tab.fill("#password", PASSWORD).await;
+    tab.click("#signin-submit").await;
+    if let Some((secret, step)) = totp {
+        tab.wait_for("!document.querySelector('#code-step').hidden").await;
+        tab.check_page("totp-step").await;
+        tab.fill("#code", totp::code_at_step(secret, step).expose()).await;
+        tab.click("#signin-submit").await;
+    }
+}
+
+#[tokio::test]
+async fn a_clinician_signs_in_with_totp_sees_red_flags_first_and_checks_a_patient_in() {
+    let Some(browser) = Browser::start().await else { return };
+    let t = TestApp::spawn().await;
+    // Noon: the 12:30 visit can be checked in (from two hours before), and it is today in UTC.
+    t.clock.set(today_at(12, 0));
+    let (doc, doc_client) = clinician(&t, "Iyer").await;
+    schedule(&t, &doc_client, every_day(&doc, "UTC", "08:00", "18:00")).await;
+    let email = "meera.iyer@clinic.example";
+    account(&t, email, "clinician", &format!("Practitioner/{doc}")).await;
+    let secret = enrol_totp(&t, email).await;
+
+    // Asha has a visit at 12:30; Ravi told the intake interview of chest pain (an emergency).
+    let asha = t.create(&json!({"resourceType": "Patient", "name": [{"family": "Rao", "given": ["Asha"]}], "gender": "female", "birthDate": "1984-03-07"})).await;
+    let start = today_at(12, 30).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let (s, v) = call(
+        &t,
+        &t.client,
+        Method::POST,
+        "/api/v1/appointments",
+        Some(json!({"practitioner": doc, "start": start, "type": "ROUTINE", "patient": asha})),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let appointment = v["id"].as_str().unwrap().to_owned();
+    let ravi = t.create(&patient("Verma")).await;
+    let (_, ravi_client) = crate::scheduling::account(&t.app, "patient", Some(format!("Patient/{ravi}")), true).await;
+    let routine = t.create(&patient("Kumar")).await;
+    let (_, routine_client) =
+        crate::scheduling::account(&t.app, "patient", Some(format!("Patient/{routine}")), true).await;
+    for (c, text) in [(&routine_client, "a mild cough"), (&ravi_client, "severe chest pain and sweating since an hour")]
+    {
+        let (s, v) =
+            call(&t, c, Method::POST, "/api/v1/intake/sessions", Some(json!({"language": "en", "consent": true})))
+                .await;
+        assert_eq!(s, 201, "{v}");
+        let id = v["id"].as_str().unwrap().to_owned();
+        let (s, v) =
+            call(&t, c, Method::POST, &format!("/api/v1/intake/sessions/{id}/messages"), Some(json!({"text": text})))
+                .await;
+        assert_eq!(s, 200, "{v}");
+    }
+
+    let mut tab = browser.tab("clinician", 1280, 900, false).await;
+    tab.goto(&t.url("/")).await;
+    let step = totp::time_step(t.clock.now());
+    sign_in(&mut tab, email, Some((&secret, step + 1))).await;
+    tab.wait_for("location.pathname === '/' && document.querySelector('#appointments [data-appointment]')").await;
+    tab.wait_for("document.querySelector('#queue [data-session]')").await;
+    tab.check_page("clinic").await;
+    assert_eq!(tab.eval("document.querySelectorAll('#queue [data-session]').length").await, json!(2));
+    let first = tab.text("#queue li:first-child").await;
+    assert!(first.contains("Verma") && first.contains("chest"), "the red flag is on top: {first}");
+    assert!(tab.text("#appointments").await.contains("Asha Rao"));
+
+    tab.click(&format!("[data-appointment='{appointment}'] button.check-in")).await;
+    tab.wait_for(&format!("!document.querySelector(\"[data-appointment='{appointment}'] button.check-in\")")).await;
+    tab.check_page("checked-in").await;
+    let (s, v) = call(&t, &t.client, Method::GET, &format!("/api/v1/appointments/{appointment}"), None).await;
+    assert_eq!((s, v["status"].as_str()), (200, Some("arrived")), "{v}");
+
+    // The access token expires: the page renews it from the refresh cookie, no sign-in needed.
+    tab.eval("sessionStorage.setItem('hearth.session', JSON.stringify({token: 'x', expires: 0}))").await;
+    tab.goto(&t.url(&format!("/patients/{asha}"))).await;
+    tab.wait_for("document.querySelector('h1').textContent === 'Asha Rao'").await;
+    tab.check_page("chart").await;
+    assert!(tab.text("#demographics").await.contains("1984-03-07"));
+
+    // Signed out, the chart sends to sign-in and, signed in again, back to the chart.
+    tab.click("#sign-out").await;
+    tab.wait_for("location.pathname === '/signin'").await;
+    tab.goto(&t.url(&format!("/patients/{asha}"))).await;
+    tab.wait_for("location.pathname === '/signin' && new URLSearchParams(location.search).get('expired') === '1'")
+        .await;
+    assert_eq!(tab.eval("new URLSearchParams(location.search).get('next')").await, json!(format!("/patients/{asha}")));
+    t.clock.set(today_at(12, 2));
+    sign_in(&mut tab, email, Some((&secret, totp::time_step(t.clock.now())))).await;
+    tab.wait_for(&format!(
+        "location.pathname === '/patients/{asha}' && document.querySelector('h1').textContent === 'Asha Rao'"
+    ))
+    .await;
+    tab.check_page("back-to-chart").await;
+    tab.passed();
+}
+
+#[tokio::test]
+async fn a_patient_on_a_phone_books_a_slot_and_reads_a_letter_in_english_and_hindi() {
+    let Some(browser) = Browser::start().await else { return };
+    let t = TestApp::spawn().await;
+    t.clock.set(today_at(9, 0));
+    let (doc, doc_client) = clinician(&t, "Iyer").await;
+    schedule(&t, &doc_client, every_day(&doc, "UTC", "10:00", "12:00")).await;
+    let me = t.create(&json!({"resourceType": "Patient", "name": [{"family": "Rao", "given": ["Asha"]}], "gender": "female", "birthDate": "1984-03-07"})).await;
+    let email = "asha.rao@example.org";
+    account(&t, email, "patient", &format!("Patient/{me}")).await;
+    let letter = json!({"title": "After your visit", "text": "Your blood pressure was normal.\n\nSee you in a year.", "status": "final"});
+    let (s, v) = call(&t, &doc_client, Method::POST, &format!("/api/patients/{me}/letters"), Some(letter)).await;
+    assert_eq!(s, 201, "{v}");
+
+    let mut tab = browser.tab("patient", 390, 844, true).await;
+    tab.goto(&t.url("/app")).await;
+    sign_in(&mut tab, email, None).await;
+    tab.wait_for("location.pathname === '/app' && document.querySelector('#book-practitioner option')").await;
+    tab.wait_for("document.querySelector('#letters button')").await;
+    tab.check_page("app").await;
+    tab.click("#find-slots").await;
+    tab.wait_for("document.querySelector('#slots button.slot')").await;
+    tab.check_page("slots").await;
+    let start = tab.eval("document.querySelector('#slots button.slot').dataset.start").await;
+    assert_eq!(start, json!(today_at(10, 0).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)));
+    tab.click("#slots button.slot").await;
+    tab.wait_for("document.querySelector('#my-appointments [data-appointment]')").await;
+    tab.check_page("booked").await;
+    let (s, v) = call(&t, &t.client, Method::GET, &format!("/api/v1/appointments?patient={me}"), None).await;
+    assert_eq!(s, 200, "{v}");
+    let booked = v["appointments"].as_array().unwrap();
+    assert_eq!((booked.len(), booked[0]["start"].as_str()), (1, start.as_str()), "{v}");
+
+    tab.click("#letters button").await;
+    tab.wait_for("!document.querySelector('#letter').hidden").await;
+    assert!(tab.text("#letter").await.contains("Your blood pressure was normal."));
+    tab.check_page("letter").await;
+
+    // In Hindi: the same screen, its texts from the Hindi catalogue, the choice remembered.
+    tab.goto(&t.url("/app?lang=hi")).await;
+    tab.wait_for(
+        "document.documentElement.lang === 'hi' && document.querySelector('#my-appointments [data-appointment]')",
+    )
+    .await;
+    assert_eq!(tab.text("h1").await, "मेरा स्वास्थ्य");
+    assert!(tab.text("#my-appointments").await.contains("बुक है"));
+    tab.check_page("app-hindi").await;
+    tab.goto(&t.url("/app")).await;
+    tab.wait_for("document.querySelector('#letters button')").await;
+    assert_eq!(tab.eval("document.documentElement.lang").await, json!("hi"));
+    // The installable app's parts are served.
+    for (path, kind) in [("/app/manifest.webmanifest", "application/manifest+json"), ("/app/sw.js", "text/javascript")]
+    {
+        let r = t.get(path).await;
+        assert!(r.status == 200 && r.header("content-type").unwrap().starts_with(kind), "{path}");
+    }
+    tab.passed();
+}

@@ -439,6 +439,7 @@ fn every_official_example_indexes_and_yields_the_obvious_parameters() {
                     | (ParamType::Quantity, IndexValue::Quantity { .. })
                     | (ParamType::Uri, IndexValue::Uri { .. })
                     | (ParamType::Composite, IndexValue::Composite { .. })
+                    | (ParamType::Special, IndexValue::Position { .. })
             );
             assert!(ok, "{}: {} gave {:?}", f.display(), e.param, e.value);
             if let IndexValue::Date { start, end } = e.value {
@@ -463,7 +464,7 @@ fn every_official_example_indexes_and_yields_the_obvious_parameters() {
     println!("official examples: {} files, {total} index entries, by parameter type {per_kind:?}", files.len());
     assert_eq!(files.len(), 295);
     assert!(total > 3000);
-    assert!(per_kind.len() == 8, "every indexed type occurs: {per_kind:?}");
+    assert!(per_kind.len() == 9, "every indexed type occurs (Special: Location.near): {per_kind:?}");
 }
 
 /// A Patient with `n` distinct names (family and one given each).

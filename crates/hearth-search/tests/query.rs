@@ -672,7 +672,14 @@ fn system_level_type_list_text_and_content() {
     assert!(matches(&p, "_content=pleasantville"));
     assert!(matches(&p, "_content=benedicte"));
     assert_eq!(error("Patient", "_query=everything"), SearchErrorKind::UnsupportedParameter);
-    assert_eq!(error("Location", "near=-83.69|42.25|11.2|km"), SearchErrorKind::UnsupportedParameter);
+    // `near` (issue 18): Location-1 stands at 42.2547548 N, 83.6945691 W.
+    let loc = common::example("Location-1.json");
+    assert!(matches(&loc, "near=42.25|-83.69|11.2|km"));
+    assert!(matches(&loc, "near=42.26|-83.70|2000|m"));
+    assert!(!matches(&loc, "near=42.26|-83.70|100|m"));
+    assert!(!matches(&loc, "near=-83.69|42.25|11.2|km"), "latitude first, as the spec says");
+    error("Location", "near=91|0|1|km");
+    error("Location", "near=abc");
     assert_eq!(error("Patient", "_contained=true"), SearchErrorKind::UnsupportedParameter);
 }
 

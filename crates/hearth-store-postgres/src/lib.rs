@@ -327,6 +327,11 @@ fn arguments(sql: &Sql) -> Result<PgArguments, StoreError> {
         let added = match v {
             Val::Int(v) => args.add(*v),
             Val::Real(v) => args.add(*v),
+            // PostgreSQL text cannot hold NUL (SQLite can): such a value can match nothing
+            // stored and cannot be written, so it is the client's error (400), not a 500.
+            Val::Text(Some(t)) if t.contains('\0') => {
+                return Err(StoreError::InvalidSearch("a text value contains the NUL character".into()));
+            }
             Val::Text(v) => args.add(v.clone()),
         };
         added.map_err(StoreError::Database)?;

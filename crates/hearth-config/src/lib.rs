@@ -509,6 +509,14 @@ mod tests {
     }
 
     #[test]
+    fn a_document_limit_fhir_cannot_describe_is_refused() {
+        let at_most = Config::load(None, &env(&[("HEARTH_DOCUMENTS_MAX_UPLOAD_BYTES", "2147483647")])).unwrap();
+        assert_eq!(at_most.documents.max_upload_bytes, 2_147_483_647);
+        let e = Config::load(None, &env(&[("HEARTH_DOCUMENTS_MAX_UPLOAD_BYTES", "3221225472")])).unwrap_err();
+        assert!(e.to_string().contains("unsignedInt"), "{e}");
+    }
+
+    #[test]
     fn defaults_are_zero_config() {
         let c = Config::load(None, &[]).unwrap();
         assert_eq!(c.listen.to_string(), "127.0.0.1:8080");

@@ -129,10 +129,20 @@ impl Default for DocumentsConfig {
     }
 }
 
+/// The largest size FHIR R4 can state in `Attachment.size` (an unsignedInt, 2^31 - 1 bytes).
+pub const MAX_DESCRIBABLE_BYTES: u64 = 2_147_483_647;
+
 impl DocumentsConfig {
     pub fn check(&self) -> Result<(), String> {
         if self.max_upload_bytes == 0 {
             return Err("documents.max_upload_bytes must be at least 1".into());
+        }
+        // R4's Attachment.size is an unsignedInt: a larger document could be stored but not
+        // described by its DocumentReference.
+        if self.max_upload_bytes > MAX_DESCRIBABLE_BYTES {
+            return Err(format!(
+                "documents.max_upload_bytes may be at most {MAX_DESCRIBABLE_BYTES} (FHIR R4 Attachment.size is an unsignedInt)"
+            ));
         }
         if self.sweep_interval_secs == 0 {
             return Err("documents.sweep_interval_secs must be at least 1".into());

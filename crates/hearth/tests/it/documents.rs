@@ -247,7 +247,7 @@ async fn a_patient_cannot_fetch_another_patients_document_and_the_attempt_is_aud
 
 /// Sends `head` and then `body` over a raw connection, writing at most `send` bytes of the body
 /// before closing it (a dropped connection when that is less than the body).
-async fn raw_request(t: &TestApp, head: &str, body: &[u8], send: usize) -> Option<String> {
+pub(crate) async fn raw_request(t: &TestApp, head: &str, body: &[u8], send: usize) -> Option<String> {
     let addr = t.addr.trim_start_matches("http://");
     let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
     conn.write_all(head.as_bytes()).await.unwrap();
@@ -264,11 +264,11 @@ async fn raw_request(t: &TestApp, head: &str, body: &[u8], send: usize) -> Optio
     Some(String::from_utf8_lossy(&answer).into_owned())
 }
 
-fn tus(c: &reqwest::Client, method: reqwest::Method, url: String) -> reqwest::RequestBuilder {
+pub(crate) fn tus(c: &reqwest::Client, method: reqwest::Method, url: String) -> reqwest::RequestBuilder {
     c.request(method, url).header("tus-resumable", "1.0.0")
 }
 
-fn b64(s: &str) -> String {
+pub(crate) fn b64(s: &str) -> String {
     data_encoding::BASE64.encode(s.as_bytes())
 }
 

@@ -345,3 +345,99 @@ async fn a_lab_report_becomes_results_the_patient_confirms_and_the_clinician_cha
     assert_eq!(get(&t, &a, "/api/v1/phr/results").await.1["error"]["code"], "invalid_query");
     assert_eq!(get(&t, &a, "/api/v1/phr/results?code=x%20y").await.1["error"]["code"], "invalid_query");
 }
+
+/// Issue 22's "done when", end to end: a photographed page (the report rendered to an image, read
+/// by OCR, not a PDF's text) is uploaded through tus over a connection that drops mid-upload and
+/// resumes; its results are proposed, the patient confirms the HbA1c, and a clinician sees the
+/// trend with the new value.
+#[tokio::test]
+async fn a_photographed_report_uploaded_over_a_flaky_connection_becomes_a_charted_result() {
+    use crate::documents::{b64, raw_request, tus};
+    if !reading_tools() {
+        return;
+    }
+    let t = TestApp::spawn().await;
+    let (pa, _, ta) = patient_account(&t, "Photo").await;
+    let a = bearer(&ta);
+    let (_, doc) = crate::scheduling::clinician(&t, "Trend").await;
+    // The photo: page 1 rendered at 300 dpi to a PNG.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("report.pdf"), lab_pdf(&[INDIAN])).unwrap();
+    let out = std::process::Command::new("pdftoppm")
+        .args(["-r", "300", "-png", "-singlefile"])
+        .arg(dir.path().join("report.pdf"))
+        .arg(dir.path().join("photo"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let photo = std::fs::read(dir.path().join("photo.png")).unwrap();
+
+    // tus: create, a PATCH that drops after a third of the bytes, HEAD, resume.
+    let r = t
+        .send(
+            tus(&a, reqwest::Method::POST, t.url("/api/v1/documents/uploads"))
+                .header("upload-length", photo.len().to_string())
+                .header(
+                    "upload-metadata",
+                    format!("title {},type {},date {}", b64("Lab report photo"), b64("11502-2"), b64("2026-11-30")),
+                ),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let path = r.header("location").unwrap().split_once("/api/").map(|(_, p)| format!("/api/{p}")).unwrap();
+    let head = format!(
+        "PATCH {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {ta}\r\nTus-Resumable: 1.0.0\r\n\
+         Upload-Offset: 0\r\nContent-Type: application/offset+octet-stream\r\nContent-Length: {}\r\n\r\n",
+        t.addr.trim_start_matches("http://"),
+        photo.len()
+    );
+    assert!(raw_request(&t, &head, &photo, photo.len() / 3).await.is_none());
+    let mut offset = 0u64;
+    wait_until("the bytes before the drop are counted", async || {
+        let r = t.send(tus(&a, reqwest::Method::HEAD, t.url(&path))).await;
+        offset = r.header("upload-offset").unwrap().parse().unwrap();
+        r.status == 200 && offset > 0
+    })
+    .await;
+    let r = t
+        .send(
+            tus(&a, reqwest::Method::PATCH, t.url(&path))
+                .header("upload-offset", offset.to_string())
+                .header("content-type", "application/offset+octet-stream")
+                .body(photo[offset as usize..].to_vec()),
+        )
+        .await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    let id = r.header("hearth-document-id").expect("the new document's id");
+
+    // Read by OCR; the HbA1c is proposed with its value, unit and range.
+    let mut results = Value::Null;
+    wait_until("the photo is read and its results proposed", async || {
+        results = results_of(&t, &a, &id).await.1;
+        results["results"].as_array().is_some_and(|r| !r.is_empty())
+    })
+    .await;
+    let hba1c = results["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["code"] == "4548-4")
+        .unwrap_or_else(|| panic!("no HbA1c among {results:#}"))
+        .clone();
+    assert_eq!((hba1c["value"].as_f64(), hba1c["unit"].as_str()), (Some(7.8), Some("%")), "{hba1c}");
+    assert_eq!(hba1c["status"], "preliminary");
+
+    // Not a result until confirmed; then the clinician's chart has it.
+    let trend = format!("/api/v1/phr/results?code=4548-4&patient={pa}");
+    let (s, before) = get(&t, &doc, &trend).await;
+    assert_eq!(s, 200, "{before}");
+    assert!(before["points"].as_array().unwrap().is_empty(), "{before}");
+    let (s, confirmed) = review(&t, &a, &id, hba1c["id"].as_str().unwrap(), json!({"action": "confirm"})).await;
+    assert_eq!((s, confirmed["status"].as_str()), (200, Some("final")), "{confirmed}");
+    let (s, after) = get(&t, &doc, &trend).await;
+    assert_eq!(s, 200, "{after}");
+    let points: Vec<(Option<&str>, Option<f64>)> =
+        after["points"].as_array().unwrap().iter().map(|p| (p["effective"].as_str(), p["value"].as_f64())).collect();
+    assert_eq!(points, vec![(Some("2026-11-30"), Some(7.8))], "{after}");
+    assert_eq!(after["points"][0]["document"].as_str(), Some(id.as_str()));
+}

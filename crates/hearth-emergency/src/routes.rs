@@ -92,18 +92,8 @@ pub fn map_url(lat: f64, lon: f64) -> String {
 /// The patient a request is about (named, else the caller's own record), readable through the
 /// caller's view (else `404`), with its current body.
 async fn patient_of(store: &Guarded, caller: &Caller, named: Option<&str>) -> Result<(String, Value), ApiError> {
-    let id = match named.or(caller.own_patient()) {
-        Some(id) => id.strip_prefix("Patient/").unwrap_or(id).to_owned(),
-        None => return Err(bad("patient_required", "name the patient (`patient`)")),
-    };
-    if !hearth_workflow::fhir::valid_id(&id) {
-        return Err(not_found("patient"));
-    }
-    match store.read("Patient", &id).await {
-        Ok(Current::Found(v)) => Ok((id, body_of(&v).unwrap_or(Value::Null))),
-        Ok(_) | Err(StoreError::Forbidden(_)) => Err(not_found("patient")),
-        Err(e) => Err(e.into()),
-    }
+    let (id, v) = hearth_workflow::fhir::requested_patient(store, caller, named).await?;
+    Ok((id, body_of(&v).unwrap_or(Value::Null)))
 }
 
 /// How the patient is named in a message: the first name's text, else given + family.

@@ -40,10 +40,6 @@ fn bad(code: &'static str, msg: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, code, msg)
 }
 
-fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such patient")
-}
-
 fn kb() -> Result<&'static Knowledge, ApiError> {
     Knowledge::builtin().map_err(ApiError::internal)
 }
@@ -59,18 +55,36 @@ fn pairs(items: &[(&str, String)]) -> Vec<(String, String)> {
 /// The patient a request is about: the one named, else a patient caller's own record; it must
 /// be readable through the caller's store view (else `404`, existence stays private).
 async fn patient_of(store: &Guarded, caller: &Caller, named: Option<&str>) -> Result<String, ApiError> {
-    let id = match named.or(caller.own_patient()) {
-        Some(id) => id.strip_prefix("Patient/").unwrap_or(id).to_owned(),
-        None => return Err(bad("patient_required", "name the patient (`patient`)")),
+    Ok(hearth_workflow::fhir::requested_patient(store, caller, named).await?.0)
+}
+
+fn no_schedule() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such schedule")
+}
+
+/// One of `patient`'s schedules by reference (`MedicationStatement/{id}` or
+/// `MedicationRequest/{id}`), read through the caller's view: (type, id, body). Malformed is
+/// `400 invalid_schedule`; unknown, out of reach or another patient's is `404 not_found`.
+async fn schedule_of<'r>(
+    store: &Guarded,
+    reference: &'r str,
+    patient: &str,
+) -> Result<(&'r str, &'r str, Value), ApiError> {
+    let (rt, sid) = reference
+        .split_once('/')
+        .filter(|(rt, id)| {
+            matches!(*rt, "MedicationStatement" | "MedicationRequest") && hearth_workflow::fhir::valid_id(id)
+        })
+        .ok_or_else(|| bad("invalid_schedule", "`schedule` is MedicationStatement/{id} or MedicationRequest/{id}"))?;
+    let body = match store.read(rt, sid).await {
+        Ok(Current::Found(v)) => body_of(&v).ok_or_else(no_schedule)?,
+        Ok(_) | Err(StoreError::Forbidden(_)) => return Err(no_schedule()),
+        Err(e) => return Err(e.into()),
     };
-    if !hearth_workflow::fhir::valid_id(&id) {
-        return Err(not_found());
+    if body.pointer("/subject/reference").and_then(Value::as_str) != Some(format!("Patient/{patient}").as_str()) {
+        return Err(no_schedule());
     }
-    match store.read("Patient", &id).await {
-        Ok(Current::Found(_)) => Ok(id),
-        Ok(_) | Err(StoreError::Forbidden(_)) => Err(not_found()),
-        Err(e) => Err(e.into()),
-    }
+    Ok((rt, sid, body))
 }
 
 /// The caller's FHIR identity when it is one a resource may name as author or source.
@@ -439,22 +453,7 @@ pub(crate) async fn add_log(
     let patient = patient_of(&store, &caller, input.patient.as_deref()).await?;
     let now = app.clock.now();
     let log = input.check(now).map_err(|e| bad(e.code, e.message))?;
-    let (rt, sid) = input
-        .schedule
-        .split_once('/')
-        .filter(|(rt, id)| {
-            matches!(*rt, "MedicationStatement" | "MedicationRequest") && hearth_workflow::fhir::valid_id(id)
-        })
-        .ok_or_else(|| bad("invalid_schedule", "`schedule` is MedicationStatement/{id} or MedicationRequest/{id}"))?;
-    let no_schedule = || ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such schedule");
-    let sched = match store.read(rt, sid).await {
-        Ok(Current::Found(v)) => body_of(&v).ok_or_else(no_schedule)?,
-        Ok(_) | Err(StoreError::Forbidden(_)) => return Err(no_schedule()),
-        Err(e) => return Err(e.into()),
-    };
-    if sched.pointer("/subject/reference").and_then(Value::as_str) != Some(format!("Patient/{patient}").as_str()) {
-        return Err(no_schedule());
-    }
+    let (rt, sid, sched) = schedule_of(&store, &input.schedule, &patient).await?;
     let medication = medication_of(&sched).ok_or_else(no_schedule)?;
     let reference = format!("{rt}/{sid}");
     let resource = log.administration(&patient, &reference, &medication, fhir_user(&caller));
@@ -599,22 +598,7 @@ pub(crate) async fn adherence_of(
             format!("`from` is before `to` (and before now), at most {MAX_ADHERENCE_DAYS} days"),
         ));
     }
-    let (rt, sid) = q
-        .schedule
-        .split_once('/')
-        .filter(|(rt, id)| {
-            matches!(*rt, "MedicationStatement" | "MedicationRequest") && hearth_workflow::fhir::valid_id(id)
-        })
-        .ok_or_else(|| bad("invalid_schedule", "`schedule` is MedicationStatement/{id} or MedicationRequest/{id}"))?;
-    let no_schedule = || ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such schedule");
-    let body = match store.read(rt, sid).await {
-        Ok(Current::Found(v)) => body_of(&v).ok_or_else(no_schedule)?,
-        Ok(_) | Err(StoreError::Forbidden(_)) => return Err(no_schedule()),
-        Err(e) => return Err(e.into()),
-    };
-    if body.pointer("/subject/reference").and_then(Value::as_str) != Some(format!("Patient/{patient}").as_str()) {
-        return Err(no_schedule());
-    }
+    let (rt, sid, body) = schedule_of(&store, &q.schedule, &patient).await?;
     let schedule = schedule_out(rt, sid, &body).ok_or_else(no_schedule)?;
     let tz = crate::reminders::time_zone(&app, &app.notifier, &patient).await?;
     let found = app

@@ -11,7 +11,7 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, TimeDelta, Utc};
-use hearth_store::{Current, Guarded, StoreError, Version, interactions};
+use hearth_store::{Current, Guarded, Version, interactions};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -40,10 +40,6 @@ fn bad(code: &'static str, msg: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, code, msg)
 }
 
-fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such patient")
-}
-
 fn catalog() -> Result<&'static Catalog, ApiError> {
     Catalog::builtin().map_err(ApiError::internal)
 }
@@ -51,18 +47,7 @@ fn catalog() -> Result<&'static Catalog, ApiError> {
 /// The patient a request is about: the one named, else a patient caller's own record; it must
 /// be readable through the caller's store view (else `404`, existence stays private).
 pub(crate) async fn patient_of(store: &Guarded, caller: &Caller, named: Option<&str>) -> Result<String, ApiError> {
-    let id = match named.or(caller.own_patient()) {
-        Some(id) => id.strip_prefix("Patient/").unwrap_or(id).to_owned(),
-        None => return Err(bad("patient_required", "name the patient (`patient`)")),
-    };
-    if !hearth_workflow::fhir::valid_id(&id) {
-        return Err(not_found());
-    }
-    match store.read("Patient", &id).await {
-        Ok(Current::Found(_)) => Ok(id),
-        Ok(_) | Err(StoreError::Forbidden(_)) => Err(not_found()),
-        Err(e) => Err(e.into()),
-    }
+    Ok(hearth_workflow::fhir::requested_patient(store, caller, named).await?.0)
 }
 
 /// A batch of readings.

@@ -257,6 +257,32 @@ pub fn history_params(pairs: &[(String, String)]) -> Result<HistoryParams, FhirE
     Ok(p)
 }
 
+/// The patient an app request is about: the one `named` (`{id}` or `Patient/{id}`), else a
+/// patient caller's own record. It must be readable through the caller's guarded view: an id
+/// that is malformed, unknown or outside the caller's reach is the same `404 not_found`, so a
+/// record's existence stays private; no patient at all is `400 patient_required`. Answers the id
+/// and the current version (the workflows' one way to resolve `?patient=`).
+pub async fn requested_patient(
+    store: &hearth_store::Guarded,
+    caller: &crate::Caller,
+    named: Option<&str>,
+) -> Result<(String, hearth_store::Version), crate::error::ApiError> {
+    use crate::error::ApiError;
+    let not_found = || ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such patient");
+    let id = match named.or(caller.own_patient()) {
+        Some(id) => id.strip_prefix("Patient/").unwrap_or(id).to_owned(),
+        None => return Err(ApiError::new(StatusCode::BAD_REQUEST, "patient_required", "name the patient (`patient`)")),
+    };
+    if !valid_id(&id) {
+        return Err(not_found());
+    }
+    match store.read("Patient", &id).await {
+        Ok(hearth_store::Current::Found(v)) => Ok((id, v)),
+        Ok(_) | Err(hearth_store::StoreError::Forbidden(_)) => Err(not_found()),
+        Err(e) => Err(e.into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

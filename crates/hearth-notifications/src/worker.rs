@@ -20,8 +20,9 @@ use serde_json::{Map, Value};
 
 use crate::Notifications;
 
-/// Rows one claim takes.
-const BATCH: i64 = 16;
+/// Rows one claim takes and sends at once: a process killed mid-claim may have sent up to this many
+/// messages it had no time to record, which go out again after the lease (at least once).
+pub const BATCH: i64 = 16;
 
 /// A worker id for leases: unique per worker task.
 pub fn worker_id() -> String {

@@ -14,29 +14,8 @@
 use reqwest::Method;
 use serde_json::{Map, Value, json};
 
-use crate::common::TestApp;
+use crate::common::{Rng, TestApp};
 use crate::scheduling::{call, clinician, every_day, patient_account, schedule};
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        // xorshift64*
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
-    }
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
-}
 
 /// Strings a hostile or careless client sends.
 fn hostile_strings() -> Vec<String> {

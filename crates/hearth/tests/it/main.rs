@@ -14,6 +14,7 @@ mod authz_matrix;
 mod backup;
 mod bundles;
 mod conditional;
+mod crash;
 mod crud;
 mod documents;
 mod emergency;

@@ -76,7 +76,7 @@ async fn admin_token(cwd: &Path, env: &[(&str, &str)], base: &str) -> String {
     v["access_token"].as_str().unwrap().to_owned()
 }
 
-fn command(cwd: &Path, env: &[(&str, &str)], args: &[&str]) -> Command {
+pub(crate) fn command(cwd: &Path, env: &[(&str, &str)], args: &[&str]) -> Command {
     let mut c = Command::new(BIN);
     c.current_dir(cwd).env_clear().args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
     for (k, v) in env {
@@ -118,6 +118,12 @@ pub(crate) async fn sigterm(p: &Proc) {
     let pid = p.child.id().unwrap().to_string();
     let status = Command::new("kill").args(["-TERM", &pid]).status().await.unwrap();
     assert!(status.success());
+}
+
+/// SIGKILL: no chance to flush or finish anything.
+pub(crate) async fn kill9(p: &mut Proc) {
+    p.child.start_kill().unwrap();
+    wait_exit(p).await;
 }
 
 pub(crate) async fn wait_exit(p: &mut Proc) -> std::process::ExitStatus {

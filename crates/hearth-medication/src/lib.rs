@@ -22,16 +22,51 @@ use std::sync::Arc;
 
 use hearth_workflow::{Ctx, Mount, Workflow};
 
+/// The `[medication]` table.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MedicationConfig {
+    /// Days before a counted supply runs out that the patient gets one `medication-refill`
+    /// notice (0 to 90; 0: none).
+    pub refill_notice_days: u32,
+}
+
+impl Default for MedicationConfig {
+    fn default() -> Self {
+        MedicationConfig { refill_notice_days: 3 }
+    }
+}
+
+impl MedicationConfig {
+    /// Checks the values (the configuration's `validate` calls it).
+    pub fn validate(&self) -> Result<(), String> {
+        if self.refill_notice_days > 90 {
+            return Err("medication.refill_notice_days must be 0 to 90".into());
+        }
+        Ok(())
+    }
+}
+
 /// The medication workflow's state.
 pub struct Medication {
     ctx: Arc<Ctx>,
+    pub config: MedicationConfig,
     /// The notifications API reminders are enqueued through (and the patients' time zones read).
     pub notifier: Arc<hearth_notifications::Notifier>,
 }
 
 impl Medication {
+    /// With the default settings.
     pub fn new(ctx: Arc<Ctx>, notifier: Arc<hearth_notifications::Notifier>) -> Medication {
-        Medication { ctx, notifier }
+        Medication::with_config(ctx, MedicationConfig::default(), notifier)
+    }
+
+    pub fn with_config(
+        ctx: Arc<Ctx>,
+        config: MedicationConfig,
+        notifier: Arc<hearth_notifications::Notifier>,
+    ) -> Medication {
+        Medication { ctx, config, notifier }
     }
 
     /// The reminder planner over this state, every [`reminders::PLAN_EVERY`] until dropped (the
@@ -59,6 +94,8 @@ impl AsRef<Ctx> for Medication {
     routes::check,
     routes::schedules,
     routes::add_schedule,
+    routes::edit_schedule,
+    routes::stop_schedule,
     routes::logs,
     routes::add_log,
     routes::adherence_of

@@ -19,6 +19,9 @@ pub const SCHEDULED_FOR_URL: &str = "urn:hearth:medication:scheduled-for";
 /// Extension holding the quantity in hand a patient's statement was added with (in the dose's
 /// unit); a clinician's order keeps it in `dispenseRequest.quantity`.
 pub const QUANTITY_URL: &str = "urn:hearth:medication:quantity";
+/// Extension holding when the quantity in hand was last counted, when that is not when the
+/// schedule was added (an edit that gives a new `quantity`: a refill starts a new supply cycle).
+pub const QUANTITY_COUNTED_URL: &str = "urn:hearth:medication:quantity-counted";
 /// A dose taken more than this many minutes after its time is `late`.
 pub const LATE_AFTER_MINUTES: i64 = 60;
 /// Most tapering steps.
@@ -177,6 +180,8 @@ pub struct Schedule {
     /// (start, end, dose), the first from `start` with `dose`.
     pub steps: Vec<(NaiveDate, Option<NaiveDate>, DoseIn)>,
     pub quantity: Option<f64>,
+    /// When `quantity` was counted, if not when the resource was first written (set by an edit).
+    pub quantity_counted: Option<DateTime<Utc>>,
 }
 
 impl ScheduleIn {
@@ -274,6 +279,7 @@ impl ScheduleIn {
             as_needed: self.as_needed,
             steps: all,
             quantity: self.quantity,
+            quantity_counted: None,
         })
     }
 }
@@ -344,9 +350,19 @@ impl Schedule {
             set(&mut r, "informationSource", json!({"reference": s}));
         }
         if let Some(q) = self.quantity {
-            set(&mut r, "extension", json!([{"url": QUANTITY_URL, "valueQuantity": self.in_hand(q)}]));
+            let mut ext = vec![json!({"url": QUANTITY_URL, "valueQuantity": self.in_hand(q)})];
+            ext.extend(self.counted());
+            set(&mut r, "extension", json!(ext));
         }
         r
+    }
+
+    /// The `quantity-counted` extension, when an edit recounted the supply.
+    fn counted(&self) -> Option<Value> {
+        let at = self.quantity_counted.filter(|_| self.quantity.is_some())?;
+        Some(
+            json!({"url": QUANTITY_COUNTED_URL, "valueDateTime": at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)}),
+        )
     }
 
     fn in_hand(&self, q: f64) -> Value {
@@ -368,6 +384,9 @@ impl Schedule {
         });
         if let Some(q) = self.quantity {
             set(&mut r, "dispenseRequest", json!({"quantity": self.in_hand(q)}));
+        }
+        if let Some(c) = self.counted() {
+            set(&mut r, "extension", json!([c]));
         }
         if let Some(p) = requester {
             set(&mut r, "requester", json!({"reference": p}));
@@ -464,7 +483,12 @@ pub fn schedule_out(resource_type: &str, id: &str, r: &Value) -> Option<Schedule
                 .and_then(Value::as_f64)
         })
     };
-    let quantity_since = quantity.and(s(r, "/authoredOn").or_else(|| s(r, "/dateAsserted")));
+    let counted = r.get("extension").and_then(Value::as_array).and_then(|e| {
+        e.iter()
+            .find(|x| x.get("url").and_then(Value::as_str) == Some(QUANTITY_COUNTED_URL))
+            .and_then(|x| s(x, "/valueDateTime"))
+    });
+    let quantity_since = quantity.and(counted.or_else(|| s(r, "/authoredOn")).or_else(|| s(r, "/dateAsserted")));
     Some(ScheduleOut {
         reference: format!("{resource_type}/{id}"),
         kind: if resource_type == "MedicationRequest" { "request" } else { "statement" },

@@ -194,6 +194,18 @@ async fn every_role_gets_exactly_the_expected_status_and_patient_a_never_sees_b(
     let (s, raised) = json_req(&t, &a, Method::POST, "/api/v1/health/vitals", &set).await;
     assert_eq!(s, 201, "{raised}");
     let alert_a = raised["alerts"][0]["id"].as_str().unwrap().to_owned();
+    // A's own medication schedule (a MedicationStatement), for the edit and stop rows.
+    let (s, added) = json_req(
+        &t,
+        &a,
+        Method::POST,
+        "/api/v1/medication/schedules",
+        &json!({"medication": {"name": "metformin"}, "dose": {"value": 500, "unit": "mg"}, "times": ["08:00"], "start": "2026-12-01"}),
+    )
+    .await;
+    assert_eq!(s, 201, "{added}");
+    let sched_a =
+        added["schedule"]["reference"].as_str().unwrap().trim_start_matches("MedicationStatement/").to_owned();
     let (s, intake) = json_req(
         &t,
         &t.client,
@@ -496,6 +508,22 @@ async fn every_role_gets_exactly_the_expected_status_and_patient_a_never_sees_b(
                 json!({"patient": pa, "medication": {"name": "metformin"}, "dose": {"value": 500, "unit": "mg"}, "start": "2026-12-01"}),
             ),
             [401, 400, 404, 400, 400, 400],
+        ),
+        (
+            "medication: change A's schedule (bad times: A and their caregiver get as far as validation; staff do not change the patient's own statement)",
+            Method::PUT,
+            format!("/api/v1/medication/schedules/{sched_a}"),
+            Some(
+                json!({"medication": {"name": "metformin"}, "dose": {"value": 500, "unit": "mg"}, "times": ["25:00"], "start": "2026-12-01"}),
+            ),
+            [401, 400, 404, 400, 403, 403],
+        ),
+        (
+            "medication: stop A's schedule (empty reason: A and their caregiver get as far as validation)",
+            Method::POST,
+            format!("/api/v1/medication/schedules/{sched_a}/stop"),
+            Some(json!({"reason": ""})),
+            [401, 400, 404, 400, 403, 403],
         ),
         (
             "medication: A's dose logs",

@@ -321,3 +321,279 @@ async fn an_8am_metformin_reminder_is_due_at_8am_local_across_dst_and_a_move_and
     assert_eq!(ended.ended, 1, "{ended:?}");
     assert_eq!(reminder(&t, &sched, 2, "2027-03-14T02:30:00Z").await[0].0, "cancelled");
 }
+
+/// The rows of any outbox key: (status, template).
+async fn outbox(t: &TestApp, key: &str) -> Vec<(String, String)> {
+    hearth_store_sql::notify::by_key(&*t.app.ctx().db, key)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.status, r.template))
+        .collect()
+}
+
+/// The templates of an outbox key's rows (whatever their status: a notice due now may already
+/// be on its way).
+async fn templates(t: &TestApp, key: &str) -> Vec<String> {
+    outbox(t, key).await.into_iter().map(|(_, tpl)| tpl).collect()
+}
+
+#[tokio::test]
+async fn an_edit_moves_tomorrows_reminder_and_a_stop_cancels_every_pending_one() {
+    use hearth_server::medication::{Medication, reminders};
+    let t = TestApp::spawn().await;
+    t.clock.set(at("2027-03-01T00:00:00Z"));
+    let (pa, account, a) = patient_account(&t, "Edited").await;
+    let (_, _, b) = patient_account(&t, "Other").await;
+    let (_, c) = clinician(&t, "Editor").await;
+    let (s, v) =
+        call(&t, &a, Method::PUT, "/api/v1/notifications/preferences", Some(json!({"time_zone": "UTC"}))).await;
+    assert_eq!(s, 200, "{v}");
+    let body = |times: &[&str]| {
+        json!({"medication": {"name": "Metformin 500 mg tablet", "rxnorm": "6809"}, "dose": {"value": 500, "unit": "mg"},
+               "times": times, "start": "2027-03-01"})
+    };
+    let (s, v) = call(&t, &a, Method::POST, "/api/v1/medication/schedules", Some(body(&["08:00"]))).await;
+    assert_eq!(s, 201, "{v}");
+    let sched = v["schedule"]["reference"].as_str().unwrap().to_owned();
+    let id = sched.strip_prefix("MedicationStatement/").unwrap().to_owned();
+    let planner = Medication::new(std::sync::Arc::clone(t.app.ctx()), std::sync::Arc::clone(&t.app.notify));
+    let now = at("2027-03-01T09:00:00Z");
+    t.clock.set(now);
+    assert_eq!(reminders::plan(&planner, &t.app.notify, now).await.unwrap().written, 2);
+    let tomorrow_8 = reminders::key(&sched, 1, at("2027-03-02T08:00:00Z"));
+    assert_eq!(outbox(&t, &tomorrow_8).await, [("queued".to_owned(), "medication-reminder".to_owned())]);
+
+    // Bad bodies: 400 with a code, nothing changed.
+    let path = format!("/api/v1/medication/schedules/{id}");
+    for (bad, code) in [
+        (body(&["25:00"]), "invalid_timing"),
+        (json!({"medication": {"name": "Metformin"}}), "invalid_body"),
+        (
+            json!({"medication": {"name": ""}, "dose": {"value": 1, "unit": "mg"}, "times": ["08:00"], "start": "2027-03-01"}),
+            "invalid_medication",
+        ),
+        (
+            json!({"patient": "someone-else", "medication": {"name": "Metformin"}, "dose": {"value": 1, "unit": "mg"}, "times": ["08:00"], "start": "2027-03-01"}),
+            "patient_mismatch",
+        ),
+    ] {
+        let (s, v) = call(&t, &a, Method::PUT, &path, Some(bad)).await;
+        assert_eq!((s, v["error"]["code"].as_str()), (400, Some(code)), "{v}");
+    }
+    // Another patient does not reach it; a clinician does not rewrite the patient's own statement.
+    let (s, _) = call(&t, &b, Method::PUT, &path, Some(body(&["09:00"]))).await;
+    assert_eq!(s, 404);
+    let (s, _) = call(&t, &b, Method::POST, &format!("{path}/stop"), Some(json!({"reason": "mine now"}))).await;
+    assert_eq!(s, 404);
+    let (s, v) = call(&t, &c, Method::PUT, &path, Some(body(&["09:00"]))).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (403, Some("not_changeable")), "{v}");
+    assert_eq!(outbox(&t, &tomorrow_8).await[0].0, "queued");
+
+    // The patient moves the dose to 09:00: tomorrow's 08:00 reminder is cancelled at once and a
+    // 09:00 one written under the next generation.
+    let (s, v) = call(&t, &a, Method::PUT, &path, Some(body(&["09:00"]))).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["schedule"]["times"], json!(["09:00"]));
+    let stmt = t.get(&format!("/fhir/{sched}")).await.json();
+    assert_valid_r4(&stmt);
+    assert_eq!(stmt["dosage"][0]["timing"]["repeat"]["timeOfDay"], json!(["09:00:00"]));
+    assert_eq!(stmt["meta"]["versionId"], "2");
+    assert_eq!(outbox(&t, &tomorrow_8).await[0].0, "cancelled");
+    let tomorrow_9 = reminders::key(&sched, 2, at("2027-03-02T09:00:00Z"));
+    assert_eq!(
+        reminder(&t, &sched, 2, "2027-03-02T09:00:00Z").await,
+        [("queued".to_owned(), at("2027-03-02T09:00:00Z").timestamp_millis())]
+    );
+    // The worker's next pass finds nothing more to do.
+    let again = reminders::plan(&planner, &t.app.notify, now).await.unwrap();
+    assert_eq!((again.written, again.replanned), (0, 0), "{again:?}");
+
+    // 08:00 tomorrow: the old reminder is never sent (today's 09:00 one, due since the edit, is).
+    t.clock.set(at("2027-03-02T08:00:00Z"));
+    hearth_server::notify::worker::run_once(&t.app.notifications, "med-edit").await.unwrap();
+    assert_eq!(outbox(&t, &tomorrow_8).await[0].0, "cancelled");
+    assert!(outbox(&t, &format!("{tomorrow_8}#{account}")).await.is_empty());
+    t.clock.set(at("2027-03-02T09:00:00Z"));
+    assert!(hearth_server::notify::worker::run_once(&t.app.notifications, "med-edit").await.unwrap() >= 1);
+    assert_ne!(outbox(&t, &tomorrow_9).await[0].0, "queued");
+
+    // Stopping (with a reason) cancels every pending reminder and writes none again.
+    let now = at("2027-03-02T10:00:00Z");
+    t.clock.set(now);
+    assert_eq!(reminders::plan(&planner, &t.app.notify, now).await.unwrap().written, 2);
+    let pending =
+        [reminders::key(&sched, 2, at("2027-03-03T09:00:00Z")), reminders::key(&sched, 2, at("2027-03-04T09:00:00Z"))];
+    for k in &pending {
+        assert_eq!(outbox(&t, k).await[0].0, "queued", "{k}");
+    }
+    for (bad, code) in [(json!({}), "invalid_body"), (json!({"reason": ""}), "invalid_reason")] {
+        let (s, v) = call(&t, &a, Method::POST, &format!("{path}/stop"), Some(bad)).await;
+        assert_eq!((s, v["error"]["code"].as_str()), (400, Some(code)), "{v}");
+    }
+    let (s, v) = call(&t, &a, Method::POST, &format!("{path}/stop"), Some(json!({"reason": "Stomach upset"}))).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["schedule"]["status"], "stopped");
+    let stmt = t.get(&format!("/fhir/{sched}")).await.json();
+    assert_valid_r4(&stmt);
+    assert_eq!(
+        (stmt["status"].as_str(), stmt["statusReason"][0]["text"].as_str()),
+        (Some("stopped"), Some("Stomach upset"))
+    );
+    for k in &pending {
+        assert_eq!(outbox(&t, k).await[0].0, "cancelled", "{k}");
+    }
+    assert_eq!(reminders::plan(&planner, &t.app.notify, now).await.unwrap(), reminders::Planned::default());
+    let (s, v) = call(&t, &a, Method::POST, &format!("{path}/stop"), Some(json!({"reason": "again"}))).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (409, Some("not_active")), "{v}");
+    let (s, v) = call(&t, &a, Method::PUT, &path, Some(body(&["10:00"]))).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (409, Some("not_active")), "{v}");
+    let (_, list) = call(&t, &a, Method::GET, &format!("/api/v1/medication/schedules?patient={pa}"), None).await;
+    assert_eq!(list["schedules"], json!([]));
+}
+
+#[tokio::test]
+async fn a_clinicians_order_is_changed_by_a_clinician_and_a_new_drug_is_checked_again() {
+    let t = TestApp::spawn().await;
+    let (pa, _, a) = patient_account(&t, "Ordered").await;
+    let (_, c) = clinician(&t, "Orderer").await;
+    let (s, v) = call(
+        &t,
+        &a,
+        Method::POST,
+        "/api/v1/medication/schedules",
+        Some(schedule("Warfarin 5 mg tablet", Some("855332"))),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let mut order = schedule("Paracetamol 500 mg tablet", None);
+    order["patient"] = json!(pa);
+    let (s, v) = call(&t, &c, Method::POST, "/api/v1/medication/schedules", Some(order.clone())).await;
+    assert_eq!(s, 201, "{v}");
+    let reference = v["schedule"]["reference"].as_str().unwrap().to_owned();
+    let path = format!("/api/v1/medication/schedules/{}", reference.strip_prefix("MedicationRequest/").unwrap());
+    // The patient does not rewrite or stop the clinician's order.
+    let (s, v) = call(&t, &a, Method::PUT, &path, Some(order.clone())).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (403, Some("not_changeable")), "{v}");
+    let (s, v) = call(&t, &a, Method::POST, &format!("{path}/stop"), Some(json!({"reason": "no"}))).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (403, Some("not_changeable")), "{v}");
+    // A new dose is not checked again; a new drug (an NSAID with warfarin) is.
+    order["dose"] = json!({"value": 1000, "unit": "mg"});
+    let (s, v) = call(&t, &c, Method::PUT, &path, Some(order.clone())).await;
+    assert_eq!((s, v["findings"].clone()), (200, json!([])), "{v}");
+    order["medication"] = json!({"name": "Ibuprofen 400 mg tablet"});
+    let (s, v) = call(&t, &c, Method::PUT, &path, Some(order.clone())).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (409, Some("override_required")), "{v}");
+    assert!(rules(&v).contains(&"pddi-warfarin-nsaids".to_owned()), "{v}");
+    order["override_reason"] = json!("Three days only; INR on Friday");
+    let (s, v) = call(&t, &c, Method::PUT, &path, Some(order)).await;
+    assert_eq!(s, 200, "{v}");
+    let issue = t.get(&format!("/fhir/{}", v["detected_issues"][0].as_str().unwrap())).await.json();
+    assert_eq!(issue["status"], "final");
+    assert_eq!(issue["implicated"][0]["reference"], reference);
+    let req = t.get(&format!("/fhir/{reference}")).await.json();
+    assert_valid_r4(&req);
+    assert_eq!(req["medicationCodeableConcept"]["text"], "Ibuprofen 400 mg tablet");
+    // The clinician stops it: the request is stopped with the reason.
+    let (s, v) = call(&t, &c, Method::POST, &format!("{path}/stop"), Some(json!({"reason": "Pain resolved"}))).await;
+    assert_eq!(s, 200, "{v}");
+    let req = t.get(&format!("/fhir/{reference}")).await.json();
+    assert_valid_r4(&req);
+    assert_eq!(
+        (req["status"].as_str(), req["statusReason"]["text"].as_str()),
+        (Some("stopped"), Some("Pain resolved"))
+    );
+}
+
+#[tokio::test]
+async fn a_refill_notice_goes_out_once_per_supply_cycle_across_a_worker_restart() {
+    use hearth_server::medication::{Medication, reminders};
+    let t = TestApp::spawn().await;
+    t.clock.set(at("2027-03-01T00:00:00Z"));
+    let (_, account, a) = patient_account(&t, "Refill").await;
+    let (s, v) =
+        call(&t, &a, Method::PUT, "/api/v1/notifications/preferences", Some(json!({"time_zone": "UTC"}))).await;
+    assert_eq!(s, 200, "{v}");
+    let body = json!({"medication": {"name": "Metformin 500 mg tablet"}, "dose": {"value": 1, "unit": "tablet"},
+                      "times": ["08:00", "20:00"], "start": "2027-03-01", "quantity": 10});
+    let (s, v) = call(&t, &a, Method::POST, "/api/v1/medication/schedules", Some(body.clone())).await;
+    assert_eq!(s, 201, "{v}");
+    let sched = v["schedule"]["reference"].as_str().unwrap().to_owned();
+    let first_cycle = reminders::refill_key(&sched, at("2027-03-01T00:00:00Z"));
+    let planner = || Medication::new(std::sync::Arc::clone(t.app.ctx()), std::sync::Arc::clone(&t.app.notify));
+
+    // Ten tablets twice a day from 1 March, none logged yet: on 2 March they last beyond 3 days
+    // (the default), no notice.
+    let now = at("2027-03-02T09:00:00Z");
+    t.clock.set(now);
+    assert_eq!(reminders::plan(&planner(), &t.app.notify, now).await.unwrap().refills, 0);
+    assert!(outbox(&t, &first_cycle).await.is_empty());
+    // Six doses taken by 4 March: four left, the last covering 6 March 08:00: one notice, now.
+    let now = at("2027-03-04T09:00:00Z");
+    t.clock.set(now);
+    for dose in [
+        "2027-03-01T08:00:00Z",
+        "2027-03-01T20:00:00Z",
+        "2027-03-02T08:00:00Z",
+        "2027-03-02T20:00:00Z",
+        "2027-03-03T08:00:00Z",
+        "2027-03-03T20:00:00Z",
+    ] {
+        let (s, v) = call(
+            &t,
+            &a,
+            Method::POST,
+            "/api/v1/medication/logs",
+            Some(json!({"schedule": sched, "status": "taken", "at": dose, "scheduled_for": dose})),
+        )
+        .await;
+        assert_eq!(s, 201, "{v}");
+    }
+    assert_eq!(reminders::plan(&planner(), &t.app.notify, now).await.unwrap().refills, 1);
+    assert_eq!(templates(&t, &first_cycle).await, ["medication-refill"]);
+    // A restarted worker (a new planner over the same database), and later passes, write none again.
+    assert_eq!(reminders::plan(&planner(), &t.app.notify, now).await.unwrap().refills, 0);
+    // Sent (the test app's own worker may have taken it already).
+    hearth_server::notify::worker::run_once(&t.app.notifications, "med-refill").await.unwrap();
+    assert_ne!(outbox(&t, &first_cycle).await[0].0, "queued");
+    let sent = outbox(&t, &format!("{first_cycle}#{account}")).await;
+    assert!(!sent.is_empty() && sent.iter().all(|(_, tpl)| tpl == "medication-refill"), "{sent:?}");
+    let now = at("2027-03-05T09:00:00Z");
+    t.clock.set(now);
+    assert_eq!(reminders::plan(&planner(), &t.app.notify, now).await.unwrap().refills, 0);
+    assert_eq!(outbox(&t, &first_cycle).await.len(), 1);
+
+    // A refill is logged (the supply counted again: 60 tablets): a new cycle, nothing due.
+    let path = format!("/api/v1/medication/schedules/{}", sched.strip_prefix("MedicationStatement/").unwrap());
+    let mut refilled = body.clone();
+    refilled["quantity"] = json!(60);
+    let (s, v) = call(&t, &a, Method::PUT, &path, Some(refilled)).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["schedule"]["quantity_since"], "2027-03-05T09:00:00Z");
+    assert_eq!(reminders::plan(&planner(), &t.app.notify, now).await.unwrap().refills, 0);
+    // An edit without a quantity keeps the count; a count of five (out on 8 March 08:00, within
+    // 3 days) is the next cycle's notice.
+    let now = at("2027-03-05T10:00:00Z");
+    t.clock.set(now);
+    let (s, v) = call(
+        &t,
+        &a,
+        Method::PUT,
+        &path,
+        Some(body.as_object().unwrap().clone().into_iter().filter(|(k, _)| k != "quantity").collect()),
+    )
+    .await;
+    assert_eq!(
+        (s, v["schedule"]["quantity"].as_f64(), v["schedule"]["quantity_since"].as_str()),
+        (200, Some(60.0), Some("2027-03-05T09:00:00Z")),
+        "{v}"
+    );
+    let mut low = body.clone();
+    low["quantity"] = json!(5);
+    let (s, v) = call(&t, &a, Method::PUT, &path, Some(low)).await;
+    assert_eq!(s, 200, "{v}");
+    let second_cycle = reminders::refill_key(&sched, now);
+    assert_eq!(templates(&t, &second_cycle).await, ["medication-refill"]);
+    assert_eq!(reminders::plan(&planner(), &t.app.notify, now).await.unwrap().refills, 0);
+    assert_eq!(outbox(&t, &first_cycle).await.len(), 1);
+}

@@ -13,6 +13,8 @@
 pub mod adherence;
 pub mod doses;
 pub mod interactions;
+mod prescribe;
+pub mod prescription;
 pub mod refill;
 pub mod reminders;
 mod routes;
@@ -96,6 +98,8 @@ impl AsRef<Ctx> for Medication {
     routes::add_schedule,
     routes::edit_schedule,
     routes::stop_schedule,
+    prescribe::sign,
+    prescribe::fetch,
     routes::logs,
     routes::add_log,
     routes::adherence_of
@@ -106,7 +110,10 @@ impl Workflow for Medication {
     /// Every route reads or writes a patient's medications (or may, with `patient`): all `audited`.
     fn mount(self: Arc<Self>) -> Mount {
         Mount {
-            audited: routes::router().with_state(self),
+            audited: routes::router()
+                .route("/api/v1/medication/prescriptions", axum::routing::post(prescribe::sign))
+                .route("/api/v1/medication/prescriptions/{id}", axum::routing::get(prescribe::fetch))
+                .with_state(self),
             refusals_audited: axum::Router::new(),
             fhir_operations: axum::Router::new(),
             openapi: <Api as utoipa::OpenApi>::openapi(),

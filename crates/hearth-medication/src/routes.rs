@@ -287,7 +287,7 @@ fn refused(code: &'static str, message: String, findings: &[Finding]) -> Respons
         example = json!({"medication": {"name": "Ibuprofen 400 mg tablet", "rxnorm": "5640"}, "dose": {"value": 400, "unit": "mg"}, "route": "oral", "times": ["08:00", "20:00"], "start": "2026-12-07", "end": "2026-12-14"})),
     responses(
         (status = 201, description = "Added; any finding was acknowledged (patient, caregiver) or overridden (clinician) and is recorded as a DetectedIssue", body = AddedOut),
-        (status = 400, description = "Invalid schedule, nothing written (stable code: invalid_body, patient_required, invalid_medication, invalid_dose, invalid_route, invalid_timing, invalid_date, invalid_taper, invalid_quantity, invalid_override, invalid_resource)", body = ErrorEnvelope,
+        (status = 400, description = "Invalid schedule, nothing written (stable code: invalid_body, patient_required, invalid_medication, invalid_dose, invalid_route, invalid_instructions, invalid_timing, invalid_date, invalid_taper, invalid_quantity, invalid_override, invalid_resource)", body = ErrorEnvelope,
          example = json!({"error": {"code": "invalid_timing", "message": "give `times` or `every_hours`, or set `as_needed`"}})),
         (status = 401, description = "No or an invalid access token", body = ErrorEnvelope, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})),
         (status = 403, description = "The caller may read but not add to this patient's record (`forbidden`), or a non-clinician sent `override_reason` (`override_forbidden`)", body = ErrorEnvelope, example = json!({"error": {"code": "override_forbidden", "message": "only a clinician overrides a finding"}})),
@@ -508,7 +508,7 @@ pub(crate) struct ChangedOut {
         example = json!({"medication": {"name": "Metformin 500 mg tablet", "rxnorm": "6809"}, "dose": {"value": 500, "unit": "mg"}, "times": ["09:00", "21:00"], "start": "2026-12-07"})),
     responses(
         (status = 200, description = "Changed", body = ChangedOut),
-        (status = 400, description = "Invalid schedule, nothing written (stable code: invalid_body, patient_mismatch, invalid_medication, invalid_dose, invalid_route, invalid_timing, invalid_date, invalid_taper, invalid_quantity, invalid_override, invalid_resource)", body = ErrorEnvelope,
+        (status = 400, description = "Invalid schedule, nothing written (stable code: invalid_body, patient_mismatch, invalid_medication, invalid_dose, invalid_route, invalid_instructions, invalid_timing, invalid_date, invalid_taper, invalid_quantity, invalid_override, invalid_resource)", body = ErrorEnvelope,
          example = json!({"error": {"code": "invalid_timing", "message": "give `times` or `every_hours`, or set `as_needed`"}})),
         (status = 401, description = "No or an invalid access token", body = ErrorEnvelope, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})),
         (status = 403, description = "A clinician's order changed by someone else or the patient's statement by a clinician (`not_changeable`), the caller may read but not write this record (`forbidden`), or a non-clinician sent `override_reason` (`override_forbidden`)", body = ErrorEnvelope, example = json!({"error": {"code": "not_changeable", "message": "a clinician's order is changed by a clinician"}})),

@@ -148,6 +148,9 @@ pub struct ScheduleIn {
     /// Taken when needed, not at set times (no reminders).
     #[serde(default)]
     pub as_needed: bool,
+    /// How to take it, for the patient (`after food`, `with a full glass of water`), up to 200 characters.
+    #[serde(default)]
+    pub instructions: Option<String>,
     /// Tapering: later steps with their own dose (the first step is `dose` from `start`).
     #[serde(default)]
     pub taper: Vec<StepIn>,
@@ -177,6 +180,7 @@ pub struct Schedule {
     pub every_hours: Option<u32>,
     pub days: Vec<&'static str>,
     pub as_needed: bool,
+    pub instructions: Option<String>,
     /// (start, end, dose), the first from `start` with `dose`.
     pub steps: Vec<(NaiveDate, Option<NaiveDate>, DoseIn)>,
     pub quantity: Option<f64>,
@@ -193,6 +197,11 @@ impl ScheduleIn {
             && !hearth_workflow::fhir::is_display_text(r, 40)
         {
             return Err(invalid("invalid_route", "`route`: 1 to 40 printable characters"));
+        }
+        if let Some(i) = &self.instructions
+            && !hearth_workflow::fhir::is_display_text(i, 200)
+        {
+            return Err(invalid("invalid_instructions", "`instructions`: 1 to 200 printable characters"));
         }
         if self.times.len() > MAX_TIMES {
             return Err(invalid("invalid_timing", format!("at most {MAX_TIMES} `times`")));
@@ -277,6 +286,7 @@ impl ScheduleIn {
             every_hours: self.every_hours,
             days,
             as_needed: self.as_needed,
+            instructions: self.instructions.clone(),
             steps: all,
             quantity: self.quantity,
             quantity_counted: None,
@@ -318,6 +328,9 @@ impl Schedule {
                 });
                 if let Some(r) = &self.route {
                     set(&mut d, "route", json!({"text": r}));
+                }
+                if let Some(i) = &self.instructions {
+                    set(&mut d, "patientInstruction", json!(i));
                 }
                 d
             })
@@ -412,6 +425,8 @@ pub struct ScheduleOut {
     pub every_hours: Option<u32>,
     pub days_of_week: Vec<String>,
     pub as_needed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instructions: Option<String>,
     /// The dose steps in order (one unless tapering).
     pub steps: Vec<StepIn>,
     /// Units in hand when the schedule was added (the dose's unit), if given.
@@ -499,6 +514,7 @@ pub fn schedule_out(resource_type: &str, id: &str, r: &Value) -> Option<Schedule
         every_hours,
         days_of_week: list(&repeat, "dayOfWeek"),
         as_needed: first.get("asNeededBoolean").and_then(Value::as_bool).unwrap_or(false),
+        instructions: s(&first, "/patientInstruction"),
         steps,
         quantity,
         quantity_since,

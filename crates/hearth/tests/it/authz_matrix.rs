@@ -526,6 +526,20 @@ async fn every_role_gets_exactly_the_expected_status_and_patient_a_never_sees_b(
             [401, 400, 404, 400, 403, 403],
         ),
         (
+            "medication: sign a prescription for A (only a clinician with a Practitioner record signs; this one has none)",
+            Method::POST,
+            "/api/v1/medication/prescriptions".into(),
+            Some(json!({"patient": pa, "orders": []})),
+            [401, 403, 403, 403, 403, 403],
+        ),
+        (
+            "medication: a prescription that does not exist (reach to a real one is in it::medication)",
+            Method::GET,
+            "/api/v1/medication/prescriptions/no-such-prescription".into(),
+            None,
+            [401, 404, 404, 404, 404, 404],
+        ),
+        (
             "medication: A's dose logs",
             Method::GET,
             format!("/api/v1/medication/logs?patient={pa}"),

@@ -597,3 +597,195 @@ async fn a_refill_notice_goes_out_once_per_supply_cycle_across_a_worker_restart(
     assert_eq!(reminders::plan(&planner(), &t.app.notify, now).await.unwrap().refills, 0);
     assert_eq!(outbox(&t, &first_cycle).await.len(), 1);
 }
+
+/// The text layer of a PDF, by poppler's `pdftotext` (what a person copying from the PDF gets).
+fn pdf_text(pdf: &[u8]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("rx.pdf");
+    std::fs::write(&file, pdf).unwrap();
+    let out = std::process::Command::new("pdftotext").arg("-layout").arg(&file).arg("-").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn a_clinician_signs_an_e_prescription_the_patient_fetches_it_as_fhir_and_pdf_and_another_patient_does_not() {
+    use crate::scheduling::account;
+    let t = TestApp::spawn().await;
+    t.clock.set(at("2026-12-07T10:00:00Z"));
+    // A patient whose only name is in Devanagari.
+    let pa = t
+        .create(&json!({"resourceType": "Patient", "name": [{"text": "आशा राव"}], "gender": "female", "birthDate": "1984-03-07"}))
+        .await;
+    let (_, a) = account(&t.app, "patient", Some(format!("Patient/{pa}")), true).await;
+    let (_, _, b) = patient_account(&t, "Elsewhere").await;
+    let (doc, c) = clinician(&t, "Mehta").await;
+    let mut order = json!({"patient": pa, "medication": {"name": "Metformin 500 mg tablet", "rxnorm": "861007"},
+        "dose": {"value": 500, "unit": "mg"}, "route": "oral", "instructions": "after food",
+        "times": ["08:00", "20:00"], "start": "2026-12-07", "end": "2027-01-05"});
+    let (s, v) = call(&t, &c, Method::POST, "/api/v1/medication/schedules", Some(order.clone())).await;
+    assert_eq!(s, 201, "{v}");
+    let metformin = v["schedule"]["reference"].as_str().unwrap().to_owned();
+    // A second order without an end date: no duration.
+    order["medication"] = json!({"name": "Atorvastatin 10 mg tablet"});
+    order["times"] = json!(["21:00"]);
+    order.as_object_mut().unwrap().remove("end");
+    let (s, v) = call(&t, &c, Method::POST, "/api/v1/medication/schedules", Some(order)).await;
+    assert_eq!(s, 201, "{v}");
+    let atorvastatin = v["schedule"]["reference"].as_str().unwrap().to_owned();
+
+    // Missing facts: a 422 naming each, nothing written.
+    let rx = |orders: Vec<&str>, diagnosis: Option<&str>| {
+        let mut b =
+            json!({"patient": pa, "orders": orders, "advice": "Walk 30 minutes a day. Review in 4 weeks with HbA1c."});
+        if let Some(d) = diagnosis {
+            b["diagnosis"] = json!(d);
+        }
+        b
+    };
+    let (s, v) =
+        call(&t, &c, Method::POST, "/api/v1/medication/prescriptions", Some(rx(vec![&metformin, &atorvastatin], None)))
+            .await;
+    assert_eq!((s, v["error"]["code"].as_str()), (422, Some("prescription_incomplete")), "{v}");
+    let missing: Vec<&str> = v["missing"].as_array().unwrap().iter().map(|m| m.as_str().unwrap()).collect();
+    for needed in ["diagnosis", "orders[1]: the duration", "qualification", "registration number", "organization"] {
+        assert!(missing.iter().any(|m| m.contains(needed)), "{needed} not in {missing:?}");
+    }
+    assert!(!missing.iter().any(|m| m.contains("orders[0]") || m.contains("advice")), "{missing:?}");
+    let (s, v) =
+        call(&t, &a, Method::POST, "/api/v1/medication/prescriptions", Some(rx(vec![&metformin], Some("x")))).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (403, Some("prescriber_only")), "{v}");
+    let (s, v) = call(&t, &c, Method::POST, "/api/v1/medication/prescriptions", Some(rx(vec![], Some("x")))).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (400, Some("invalid_orders")), "{v}");
+
+    // The prescriber's qualification and registration number, and their organization.
+    let mut practitioner = t.get(&format!("/fhir/Practitioner/{doc}")).await.json();
+    practitioner["name"] = json!([{"prefix": ["Dr"], "given": ["Kavya"], "family": "Mehta"}]);
+    practitioner["qualification"] = json!([{"code": {"text": "MBBS, MD (Internal Medicine)"},
+        "identifier": [{"system": "https://www.nmc.org.in/registration", "value": "KMC-123456"}]}]);
+    assert_eq!(t.put(&format!("/fhir/Practitioner/{doc}"), &practitioner).await.status, 200);
+    let org = t.create(&json!({"resourceType": "Organization", "name": "Jayanagar Family Clinic"})).await;
+    t.create(&json!({"resourceType": "PractitionerRole", "practitioner": {"reference": format!("Practitioner/{doc}")},
+        "organization": {"reference": format!("Organization/{org}")}}))
+        .await;
+    let (s, signed) = call(
+        &t,
+        &c,
+        Method::POST,
+        "/api/v1/medication/prescriptions",
+        Some(rx(vec![&metformin], Some("Type 2 diabetes mellitus (provisional)"))),
+    )
+    .await;
+    assert_eq!(s, 201, "{signed}");
+    let id = signed["id"].as_str().unwrap().to_owned();
+    let sha = signed["sha256"].as_str().unwrap().to_owned();
+
+    // The FHIR document, fetched by the patient: a document Bundle with every required element.
+    let (s, doc_bundle) = call(&t, &a, Method::GET, &format!("/api/v1/medication/prescriptions/{id}"), None).await;
+    assert_eq!(s, 200, "{doc_bundle}");
+    assert_valid_r4(&doc_bundle);
+    assert_eq!((doc_bundle["resourceType"].as_str(), doc_bundle["type"].as_str()), (Some("Bundle"), Some("document")));
+    let entries = doc_bundle["entry"].as_array().unwrap();
+    let of = |rt: &str| entries.iter().map(|e| &e["resource"]).find(|r| r["resourceType"] == rt).unwrap().clone();
+    assert_eq!(entries[0]["resource"]["resourceType"], "Composition");
+    let comp = of("Composition");
+    assert_eq!(comp["status"], "final");
+    assert_eq!(comp["type"]["coding"][0]["code"], "57833-6");
+    assert_eq!(comp["subject"]["reference"], format!("Patient/{pa}"));
+    assert_eq!(comp["author"][0]["reference"], format!("Practitioner/{doc}"));
+    assert_eq!(comp["attester"][0]["mode"], "legal");
+    assert_eq!(comp["custodian"]["reference"], format!("Organization/{org}"));
+    assert_eq!(comp["date"], "2026-12-07T10:00:00Z");
+    let titles: Vec<&str> = comp["section"].as_array().unwrap().iter().map(|s| s["title"].as_str().unwrap()).collect();
+    assert_eq!(titles, ["Diagnosis", "Medications", "Advice"]);
+    assert!(comp["section"][0]["text"]["div"].as_str().unwrap().contains("Type 2 diabetes mellitus"));
+    assert!(comp["section"][2]["text"]["div"].as_str().unwrap().contains("Walk 30 minutes"));
+    assert_eq!(comp["section"][1]["entry"][0]["reference"], metformin);
+    let patient = of("Patient");
+    assert_eq!(
+        (patient["name"][0]["text"].as_str(), patient["gender"].as_str(), patient["birthDate"].as_str()),
+        (Some("आशा राव"), Some("female"), Some("1984-03-07"))
+    );
+    let prac = of("Practitioner");
+    assert_eq!(prac["qualification"][0]["identifier"][0]["value"], "KMC-123456");
+    assert_eq!(prac["qualification"][0]["code"]["text"], "MBBS, MD (Internal Medicine)");
+    assert_eq!(of("Organization")["name"], "Jayanagar Family Clinic");
+    let req = of("MedicationRequest");
+    assert_eq!(req["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"]["value"].as_f64(), Some(500.0));
+    assert_eq!(req["dosageInstruction"][0]["patientInstruction"], "after food");
+    // The signed text is on the Composition; its SHA-256 is the one the signing answered.
+    let text = comp["extension"][0]["valueString"].as_str().unwrap();
+    assert_eq!(text, signed["text"].as_str().unwrap());
+    assert_eq!(
+        data_encoding::HEXLOWER.encode(ring::digest::digest(&ring::digest::SHA256, text.as_bytes()).as_ref()),
+        sha
+    );
+    // The Provenance (read by the prescriber) holds the same digest as its signature.
+    let prov_ref = signed["provenance"].as_str().unwrap();
+    let (s, clin_bundle) = call(&t, &c, Method::GET, &format!("/api/v1/medication/prescriptions/{id}"), None).await;
+    assert_eq!(s, 200);
+    let prov = clin_bundle["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["resource"])
+        .find(|r| r["resourceType"] == "Provenance")
+        .unwrap()
+        .clone();
+    assert_eq!(format!("Provenance/{}", prov["id"].as_str().unwrap()), prov_ref);
+    assert_eq!(prov["signature"][0]["who"]["reference"], format!("Practitioner/{doc}"));
+    assert_eq!(
+        data_encoding::HEXLOWER
+            .encode(&data_encoding::BASE64.decode(prov["signature"][0]["data"].as_str().unwrap().as_bytes()).unwrap()),
+        sha
+    );
+
+    // The PDF, fetched by the patient: every field in its text layer.
+    let r = a
+        .get(format!("{}/api/v1/medication/prescriptions/{id}", t.addr))
+        .header("accept", "application/pdf")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.headers()["content-type"], "application/pdf");
+    let pdf = r.bytes().await.unwrap();
+    assert!(pdf.starts_with(b"%PDF-"));
+    let page = pdf_text(&pdf);
+    for field in [
+        "Prescriber: Dr Kavya Mehta",
+        "Qualification: MBBS, MD (Internal Medicine)",
+        "Registration number: KMC-123456",
+        "Organization: Jayanagar Family Clinic",
+        "Date: 2026-12-07",
+        "Age: 42 years",
+        "Sex: female",
+        "Diagnosis: Type 2 diabetes mellitus (provisional)",
+        "1. Metformin 500 mg tablet",
+        "Strength: 500 mg tablet",
+        "Dose: 500 mg",
+        "Frequency: twice a day at 08:00, 20:00",
+        "Duration: 30 days (2026-12-07 to 2027-01-05)",
+        "Instructions: oral; after food",
+        "Advice: Walk 30 minutes a day. Review in 4 weeks with HbA1c.",
+        "Signature: signed electronically by Dr Kavya Mehta",
+        "2026-12-07T10:00:00Z",
+        prov_ref,
+        &sha,
+        "The patient's name is in a script this PDF cannot show",
+    ] {
+        assert!(page.contains(field), "{field:?} not in the PDF:\n{page}");
+    }
+    assert!(!page.contains("Atorvastatin"));
+
+    // Another patient reaches neither form.
+    let (s, _) = call(&t, &b, Method::GET, &format!("/api/v1/medication/prescriptions/{id}"), None).await;
+    assert_eq!(s, 404);
+    let r = b
+        .get(format!("{}/api/v1/medication/prescriptions/{id}", t.addr))
+        .header("accept", "application/pdf")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+}

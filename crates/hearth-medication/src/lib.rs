@@ -4,9 +4,12 @@
 //! rules and 176 curated pairs as data, matched by RxNorm code, name or synonym at ingredient
 //! level); schedules and dose logs as FHIR resources ([`schedule`], pure); dose times in the
 //! patient's zone ([`doses`], pure, DST-correct) and adherence ([`adherence`], pure); the
-//! reminder planner the worker runs ([`reminders`]); and the app API (`routes.rs`):
+//! reminder and refill-notice planner the worker runs ([`reminders`]); e-prescriptions
+//! ([`prescription`], pure; `prescribe.rs`); and the app API (`routes.rs`):
 //! `GET /api/v1/medication/interactions`, `GET/POST /api/v1/medication/schedules`,
-//! `GET/POST /api/v1/medication/logs`, `GET /api/v1/medication/adherence`. See
+//! `PUT /api/v1/medication/schedules/{id}`, `POST /api/v1/medication/schedules/{id}/stop`,
+//! `GET/POST /api/v1/medication/logs`, `GET /api/v1/medication/adherence`,
+//! `POST /api/v1/medication/prescriptions`, `GET /api/v1/medication/prescriptions/{id}`. See
 //! `docs/MEDICATION.md` for what is built and what is not yet.
 #![forbid(unsafe_code)]
 

@@ -297,15 +297,6 @@ async fn organization_of(
     Ok(None)
 }
 
-/// A FHIR R4 resource, as the FHIR API serves it: only its type and id are named here, its other
-/// elements are the R4 model's (`/fhir/metadata`, the R4 specification).
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub(crate) struct PrescriptionResource {
-    #[serde(rename = "resourceType")]
-    resource_type: String,
-    id: String,
-}
-
 /// The Bundle's identifier.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct PrescriptionIdentifier {
@@ -318,7 +309,7 @@ pub(crate) struct PrescriptionIdentifier {
 pub(crate) struct PrescriptionEntry {
     #[serde(rename = "fullUrl")]
     full_url: String,
-    #[schema(value_type = PrescriptionResource)]
+    #[schema(value_type = hearth_workflow::openapi::FhirResource)]
     resource: Value,
 }
 

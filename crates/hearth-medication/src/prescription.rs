@@ -332,6 +332,51 @@ mod tests {
         assert_eq!(strength("Metformin"), None);
     }
 
+    fn order(name: &str, end: Option<&str>, route: Option<&str>) -> ScheduleOut {
+        use crate::schedule::{DoseIn, MedicationIn, StepIn};
+        ScheduleOut {
+            reference: "MedicationRequest/m".into(),
+            kind: "request",
+            status: "active".into(),
+            medication: MedicationIn { name: name.into(), rxnorm: None },
+            route: route.map(str::to_owned),
+            times: vec!["08:00".into(), "20:00".into()],
+            every_hours: None,
+            days_of_week: vec![],
+            as_needed: false,
+            instructions: None,
+            steps: vec![StepIn {
+                start: "2026-12-07".into(),
+                end: end.map(str::to_owned),
+                dose: DoseIn { value: 500.0, unit: "mg".into() },
+            }],
+            quantity: None,
+            quantity_since: None,
+        }
+    }
+
+    #[test]
+    fn an_order_becomes_a_line_or_says_each_fact_it_lacks() {
+        let line = item(0, &order("Metformin 500 mg tablet", Some("2027-01-05"), Some("oral"))).unwrap();
+        assert_eq!(
+            line,
+            Item {
+                name: "Metformin 500 mg tablet".into(),
+                strength: "500 mg tablet".into(),
+                dose: "500 mg".into(),
+                frequency: "twice a day at 08:00, 20:00".into(),
+                duration: "30 days (2026-12-07 to 2027-01-05)".into(),
+                instructions: "oral".into(),
+            }
+        );
+        let missing = item(2, &order("Metformin", None, None)).unwrap_err();
+        assert_eq!(missing.len(), 3, "{missing:?}");
+        assert!(missing.iter().all(|m| m.starts_with("orders[2]: ")), "{missing:?}");
+        assert!(
+            missing[0].contains("strength") && missing[1].contains("duration") && missing[2].contains("instructions")
+        );
+    }
+
     #[test]
     fn a_practitioners_qualification_and_registration_number_are_read() {
         let p = json!({"qualification": [{"code": {"text": "MBBS"}, "identifier": [{"system": "urn:example:nmc", "value": "KMC-12345"}]}, {"code": {"coding": [{"display": "MD (Medicine)"}]}}]});

@@ -172,6 +172,16 @@ mod tests {
     }
 
     #[test]
+    fn a_text_document_has_its_title_and_lines_and_shows_says_what_prints_as_itself() {
+        let pdf = text("e-Prescription", "Patient: Asha Rao\nAge: 42 years");
+        assert_eq!(check_structure(&pdf), 5);
+        let s = text_of(&pdf);
+        assert!(s.contains("/F1 16 Tf\n(e-Prescription) Tj"), "{s}");
+        assert!(s.contains("(Patient: Asha Rao) Tj") && s.contains("(Age: 42 years) Tj"), "{s}");
+        assert!(shows("Café Rao") && !shows("आशा राव") && !shows("Asha 😀"));
+    }
+
+    #[test]
     fn long_text_wraps_and_flows_onto_more_pages_and_other_scripts_become_question_marks() {
         let date = Utc::now();
         let text = "word ".repeat(3000) + "\n" + &"x".repeat(200) + "\nनमस्ते";

@@ -14,6 +14,7 @@ use serde::Deserialize;
 pub use hearth_documents::s3::S3Config as DocumentsS3Config;
 pub use hearth_documents::{DocumentsConfig, Storage as DocumentStorage};
 pub use hearth_intake::IntakeConfig;
+pub use hearth_medication::MedicationConfig;
 pub use hearth_notifications::config::{EmailConfig, FcmConfig, NotifyConfig, SmsConfig, WebPushConfig};
 pub use hearth_registry::RegistryConfig;
 pub use hearth_rights::{ErasureMode, RightsConfig};
@@ -72,6 +73,8 @@ pub struct Config {
     pub documents: DocumentsConfig,
     /// Self-care: when an unacknowledged alert escalates (the `[selfcare]` table).
     pub selfcare: SelfcareConfig,
+    /// Medications: when a refill notice goes out (the `[medication]` table).
+    pub medication: MedicationConfig,
 }
 
 /// The `[audit]` table (see `hearth_server::audit`).
@@ -156,6 +159,7 @@ impl Default for Config {
             intake: IntakeConfig::default(),
             documents: DocumentsConfig::default(),
             selfcare: SelfcareConfig::default(),
+            medication: MedicationConfig::default(),
         }
     }
 }
@@ -186,7 +190,7 @@ HEARTH_INTAKE_VOICE_MAX_BYTES, \
 HEARTH_DOCUMENTS_STORAGE, HEARTH_DOCUMENTS_MAX_UPLOAD_BYTES, \
 HEARTH_DOCUMENTS_CLAMD, HEARTH_DOCUMENTS_S3_ENDPOINT, HEARTH_DOCUMENTS_S3_BUCKET, HEARTH_DOCUMENTS_S3_REGION, \
 HEARTH_DOCUMENTS_S3_ACCESS_KEY_ID, HEARTH_DOCUMENTS_S3_SECRET_ACCESS_KEY, HEARTH_DOCUMENTS_S3_PREFIX, \
-HEARTH_SELFCARE_ESCALATE_AFTER_MINUTES";
+HEARTH_SELFCARE_ESCALATE_AFTER_MINUTES, HEARTH_MEDICATION_REFILL_NOTICE_DAYS";
 
 /// A listening address: `HOST:PORT` (`127.0.0.1:8080`, `0.0.0.0:8080`, `[::1]:8080`), or a bare
 /// port meaning loopback (`8080` → `127.0.0.1:8080`).
@@ -320,6 +324,9 @@ impl Config {
                 "HEARTH_SELFCARE_ESCALATE_AFTER_MINUTES" => {
                     config.selfcare.escalate_after_minutes = value.parse().map_err(|e| bad(format!("{e}")))?
                 }
+                "HEARTH_MEDICATION_REFILL_NOTICE_DAYS" => {
+                    config.medication.refill_notice_days = value.parse().map_err(|e| bad(format!("{e}")))?
+                }
                 "HEARTH_RIGHTS_RETENTION_DAYS" => {
                     config.rights.retention_days = value.parse().map_err(|e| bad(format!("{e}")))?
                 }
@@ -418,6 +425,7 @@ impl Config {
         }
         self.registry.validate().map_err(ConfigError::Invalid)?;
         self.selfcare.validate().map_err(ConfigError::Invalid)?;
+        self.medication.validate().map_err(ConfigError::Invalid)?;
         let n = &self.notify;
         if n.poll_interval_ms == 0 || n.max_attempts == 0 || n.send_timeout_ms == 0 {
             return Err(ConfigError::Invalid(
@@ -729,6 +737,25 @@ mod tests {
         let e = [("HEARTH_SELFCARE_ESCALATE_AFTER_MINUTES".to_owned(), "0".to_owned())];
         assert!(Config::load(None, &e).is_err());
         for bad in ["[selfcare]\nescalate_after_minutes = 1441\n", "[selfcare]\nescalate = true\n"] {
+            std::fs::write(&file, bad).unwrap();
+            assert!(Config::load(Some(&file), &[]).is_err(), "{bad}");
+        }
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn medication_table_parses_and_is_checked() {
+        let dir = std::env::temp_dir().join(format!("hearth-config-medication-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("hearth.toml");
+        std::fs::write(&file, "[medication]\nrefill_notice_days = 7\n").unwrap();
+        assert_eq!(Config::load(Some(&file), &[]).unwrap().medication.refill_notice_days, 7);
+        assert_eq!(Config::default().medication.refill_notice_days, 3);
+        let e = [("HEARTH_MEDICATION_REFILL_NOTICE_DAYS".to_owned(), "0".to_owned())];
+        assert_eq!(Config::load(None, &e).unwrap().medication.refill_notice_days, 0);
+        let e = [("HEARTH_MEDICATION_REFILL_NOTICE_DAYS".to_owned(), "91".to_owned())];
+        assert!(Config::load(None, &e).is_err());
+        for bad in ["[medication]\nrefill_notice_days = -1\n", "[medication]\nrefill = 3\n"] {
             std::fs::write(&file, bad).unwrap();
             assert!(Config::load(Some(&file), &[]).is_err(), "{bad}");
         }

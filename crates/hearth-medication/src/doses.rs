@@ -124,6 +124,7 @@ mod tests {
             every_hours: None,
             days_of_week: vec![],
             as_needed: false,
+            instructions: None,
             steps: vec![StepIn {
                 start: "2027-03-01".into(),
                 end: None,

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{RawQuery, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use hearth_auth::Role;
@@ -32,6 +32,8 @@ pub(crate) fn router() -> axum::Router<Arc<Medication>> {
     axum::Router::new()
         .route("/api/v1/medication/interactions", axum::routing::get(check))
         .route("/api/v1/medication/schedules", axum::routing::get(schedules).post(add_schedule))
+        .route("/api/v1/medication/schedules/{id}", axum::routing::put(edit_schedule))
+        .route("/api/v1/medication/schedules/{id}/stop", axum::routing::post(stop_schedule))
         .route("/api/v1/medication/logs", axum::routing::get(logs).post(add_log))
         .route("/api/v1/medication/adherence", axum::routing::get(adherence_of))
 }
@@ -285,7 +287,7 @@ fn refused(code: &'static str, message: String, findings: &[Finding]) -> Respons
         example = json!({"medication": {"name": "Ibuprofen 400 mg tablet", "rxnorm": "5640"}, "dose": {"value": 400, "unit": "mg"}, "route": "oral", "times": ["08:00", "20:00"], "start": "2026-12-07", "end": "2026-12-14"})),
     responses(
         (status = 201, description = "Added; any finding was acknowledged (patient, caregiver) or overridden (clinician) and is recorded as a DetectedIssue", body = AddedOut),
-        (status = 400, description = "Invalid schedule, nothing written (stable code: invalid_body, patient_required, invalid_medication, invalid_dose, invalid_route, invalid_timing, invalid_date, invalid_taper, invalid_quantity, invalid_override, invalid_resource)", body = ErrorEnvelope,
+        (status = 400, description = "Invalid schedule, nothing written (stable code: invalid_body, patient_required, invalid_medication, invalid_dose, invalid_route, invalid_instructions, invalid_timing, invalid_date, invalid_taper, invalid_quantity, invalid_override, invalid_resource)", body = ErrorEnvelope,
          example = json!({"error": {"code": "invalid_timing", "message": "give `times` or `every_hours`, or set `as_needed`"}})),
         (status = 401, description = "No or an invalid access token", body = ErrorEnvelope, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})),
         (status = 403, description = "The caller may read but not add to this patient's record (`forbidden`), or a non-clinician sent `override_reason` (`override_forbidden`)", body = ErrorEnvelope, example = json!({"error": {"code": "override_forbidden", "message": "only a clinician overrides a finding"}})),
@@ -308,30 +310,11 @@ pub(crate) async fn add_schedule(
     if input.override_reason.is_some() && !clinician {
         return Err(ApiError::new(StatusCode::FORBIDDEN, "override_forbidden", "only a clinician overrides a finding"));
     }
-    let kb = kb()?;
-    let current = active_medications(&app, &store, &patient).await?;
-    let allergies = allergies_of(&app, &store, &patient).await?;
-    let mut resolved: Vec<Resolved> = current.iter().map(|(_, m)| kb.resolve(&m.drug())).collect();
-    let new_index = resolved.len();
-    resolved.push(kb.resolve(&sched.medication.drug()));
-    let new_med = resolved.last().cloned().unwrap_or_default();
-    let mut findings: Vec<Finding> =
-        kb.interactions(&resolved).into_iter().filter(|f| f.a == new_index || f.b == Some(new_index)).collect();
-    findings.extend(kb.allergies(new_index, &new_med, &allergies));
-    findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
-    if !findings.is_empty() {
-        let summary = findings
-            .iter()
-            .map(|f| format!("{}: {}: {}", sched.medication.name, f.severity.as_str(), f.description))
-            .collect::<Vec<_>>()
-            .join(" | ");
-        if clinician {
-            if findings.iter().any(|f| f.severity == Severity::Danger) && input.override_reason.is_none() {
-                return Ok(refused("override_required", summary, &findings));
-            }
-        } else if !input.acknowledge {
-            return Ok(refused("interaction_warning", summary, &findings));
-        }
+    let (current, new_index, findings) = check_new(&app, &store, &patient, &sched.medication, None).await?;
+    if let Some(refusal) =
+        gate(&findings, &sched.medication.name, clinician, input.acknowledge, input.override_reason.as_deref())
+    {
+        return Ok(refusal);
     }
     let now = app.clock.now();
     let id = uuid::Uuid::now_v7().to_string();
@@ -344,29 +327,8 @@ pub(crate) async fn add_schedule(
     let reference = format!("{rt}/{id}");
     hearth_workflow::fhir::validate(&app, rt, &resource)
         .map_err(|e| bad("invalid_resource", format!("the {rt} does not validate: {}", e.describe())))?;
-    let mut issues = Vec::with_capacity(findings.len());
-    for f in &findings {
-        let mut implicated = vec![reference.clone()];
-        if f.kind == "allergy" {
-            implicated.push(f.source.split(';').next().unwrap_or_default().to_owned());
-        } else if let Some((other, _)) =
-            [Some(f.a), f.b].into_iter().flatten().find(|i| *i != new_index).and_then(|i| current.get(i))
-        {
-            implicated.push(other.clone());
-        }
-        let issue = IssueOf {
-            patient: &patient,
-            finding: f,
-            implicated,
-            author,
-            override_reason: input.override_reason.as_deref().filter(|_| clinician),
-            now,
-        }
-        .resource();
-        hearth_workflow::fhir::validate(&app, "DetectedIssue", &issue)
-            .map_err(|e| bad("invalid_resource", format!("the DetectedIssue does not validate: {}", e.describe())))?;
-        issues.push((uuid::Uuid::now_v7().to_string(), issue));
-    }
+    let override_reason = input.override_reason.as_deref().filter(|_| clinician);
+    let issues = issues_for(&app, &patient, &reference, &findings, &current, new_index, author, override_reason, now)?;
     let mut tx = store.begin().await?;
     store_ops::create(&mut tx, hearth_workflow::fhir::write_of(&app, rt, id.clone(), resource.clone()), now).await?;
     for (iid, issue) in &issues {
@@ -382,6 +344,347 @@ pub(crate) async fn add_schedule(
         schedule_out(rt, &id, &resource).ok_or_else(|| ApiError::internal("a schedule without a medication"))?;
     let detected_issues = issues.iter().map(|(iid, _)| format!("DetectedIssue/{iid}")).collect();
     Ok((StatusCode::CREATED, Json(AddedOut { schedule, findings, detected_issues })).into_response())
+}
+
+/// What the checks find for `medication` among the patient's active medications (all but
+/// `except`, the schedule being edited) and their allergies: the other medications, the new
+/// one's index among them, and the findings that involve it, most severe first.
+async fn check_new(
+    app: &Medication,
+    store: &Guarded,
+    patient: &str,
+    medication: &MedicationIn,
+    except: Option<&str>,
+) -> Result<(Vec<(String, MedicationIn)>, usize, Vec<Finding>), ApiError> {
+    let kb = kb()?;
+    let current: Vec<(String, MedicationIn)> = active_medications(app, store, patient)
+        .await?
+        .into_iter()
+        .filter(|(r, _)| Some(r.as_str()) != except)
+        .collect();
+    let allergies = allergies_of(app, store, patient).await?;
+    let mut resolved: Vec<Resolved> = current.iter().map(|(_, m)| kb.resolve(&m.drug())).collect();
+    let new_index = resolved.len();
+    resolved.push(kb.resolve(&medication.drug()));
+    let new_med = resolved.last().cloned().unwrap_or_default();
+    let mut findings: Vec<Finding> =
+        kb.interactions(&resolved).into_iter().filter(|f| f.a == new_index || f.b == Some(new_index)).collect();
+    findings.extend(kb.allergies(new_index, &new_med, &allergies));
+    findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
+    Ok((current, new_index, findings))
+}
+
+/// The refusal the findings call for, if any: a patient or caregiver who has not acknowledged
+/// them (`interaction_warning`), a clinician meeting a `danger` finding without an override
+/// reason (`override_required`).
+fn gate(
+    findings: &[Finding],
+    name: &str,
+    clinician: bool,
+    acknowledge: bool,
+    override_reason: Option<&str>,
+) -> Option<Response> {
+    if findings.is_empty() {
+        return None;
+    }
+    let summary = findings
+        .iter()
+        .map(|f| format!("{name}: {}: {}", f.severity.as_str(), f.description))
+        .collect::<Vec<_>>()
+        .join(" | ");
+    if clinician {
+        if findings.iter().any(|f| f.severity == Severity::Danger) && override_reason.is_none() {
+            return Some(refused("override_required", summary, findings));
+        }
+    } else if !acknowledge {
+        return Some(refused("interaction_warning", summary, findings));
+    }
+    None
+}
+
+/// One validated `DetectedIssue` (with its new id) per finding against the schedule `reference`.
+#[allow(clippy::too_many_arguments)]
+fn issues_for(
+    app: &Medication,
+    patient: &str,
+    reference: &str,
+    findings: &[Finding],
+    current: &[(String, MedicationIn)],
+    new_index: usize,
+    author: Option<&str>,
+    override_reason: Option<&str>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Vec<(String, Value)>, ApiError> {
+    let mut issues = Vec::with_capacity(findings.len());
+    for f in findings {
+        let mut implicated = vec![reference.to_owned()];
+        if f.kind == "allergy" {
+            implicated.push(f.source.split(';').next().unwrap_or_default().to_owned());
+        } else if let Some((other, _)) =
+            [Some(f.a), f.b].into_iter().flatten().find(|i| *i != new_index).and_then(|i| current.get(i))
+        {
+            implicated.push(other.clone());
+        }
+        let issue = IssueOf { patient, finding: f, implicated, author, override_reason, now }.resource();
+        hearth_workflow::fhir::validate(app, "DetectedIssue", &issue)
+            .map_err(|e| bad("invalid_resource", format!("the DetectedIssue does not validate: {}", e.describe())))?;
+        issues.push((uuid::Uuid::now_v7().to_string(), issue));
+    }
+    Ok(issues)
+}
+
+/// A schedule by id (a `MedicationStatement` or a `MedicationRequest`), read through the caller's
+/// view: (type, current version, body, patient id). Unknown or out of reach is `404 not_found`.
+async fn find_schedule(store: &Guarded, id: &str) -> Result<(&'static str, Version, Value, String), ApiError> {
+    if !hearth_workflow::fhir::valid_id(id) {
+        return Err(no_schedule());
+    }
+    for rt in ["MedicationStatement", "MedicationRequest"] {
+        match store.read(rt, id).await {
+            Ok(Current::Found(v)) => {
+                let body = body_of(&v).ok_or_else(no_schedule)?;
+                let patient = body
+                    .pointer("/subject/reference")
+                    .and_then(Value::as_str)
+                    .and_then(|r| r.strip_prefix("Patient/"))
+                    .map(str::to_owned)
+                    .ok_or_else(no_schedule)?;
+                return Ok((rt, v, body, patient));
+            }
+            Ok(_) | Err(StoreError::Forbidden(_)) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(no_schedule())
+}
+
+/// Who changes a schedule: a clinician's order by a clinician; the patient's own statement by
+/// the patient or a caregiver linked to them (who may add one on their behalf). The store's
+/// reach decides which patients each of them reaches.
+fn may_change(caller: &Caller, resource_type: &str) -> Result<(), ApiError> {
+    let allowed = match resource_type {
+        "MedicationRequest" => caller.role == Role::Clinician,
+        _ => matches!(caller.role, Role::Patient | Role::Caregiver),
+    };
+    if allowed {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "not_changeable",
+            "a clinician's order is changed by a clinician; the patient's own medication by the patient or their caregiver",
+        ))
+    }
+}
+
+/// A write that lost the race with another change is the client's to retry, not a 500.
+fn changed_meanwhile(e: StoreError) -> ApiError {
+    match e {
+        StoreError::VersionConflict { .. } => {
+            ApiError::new(StatusCode::CONFLICT, "version_conflict", "the schedule changed meanwhile; read it again")
+        }
+        other => other.into(),
+    }
+}
+
+fn not_active() -> ApiError {
+    ApiError::new(StatusCode::CONFLICT, "not_active", "the schedule is no longer active")
+}
+
+/// A schedule was changed.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct ChangedOut {
+    schedule: ScheduleOut,
+    /// When the medication changed: what the checks found (acknowledged or overridden), each
+    /// recorded as a `DetectedIssue`.
+    findings: Vec<Finding>,
+    /// `DetectedIssue/{id}` per finding.
+    detected_issues: Vec<String>,
+}
+
+#[utoipa::path(put, path = "/api/v1/medication/schedules/{id}", tag = "medication",
+    params(("id" = String, Path, description = "The schedule's id (of its `MedicationStatement` or `MedicationRequest`)")),
+    request_body(content = ScheduleIn, description = "The whole schedule as it is from now (dose, route, times, days, end, tapering, as-needed). A new `quantity` is the supply counted now and starts a new refill cycle; without one the earlier count stands. A different medication is checked again against the patient's other active medications and allergies. Queued reminders are cancelled and the schedule replanned at once",
+        example = json!({"medication": {"name": "Metformin 500 mg tablet", "rxnorm": "6809"}, "dose": {"value": 500, "unit": "mg"}, "times": ["09:00", "21:00"], "start": "2026-12-07"})),
+    responses(
+        (status = 200, description = "Changed", body = ChangedOut),
+        (status = 400, description = "Invalid schedule, nothing written (stable code: invalid_body, patient_mismatch, invalid_medication, invalid_dose, invalid_route, invalid_instructions, invalid_timing, invalid_date, invalid_taper, invalid_quantity, invalid_override, invalid_resource)", body = ErrorEnvelope,
+         example = json!({"error": {"code": "invalid_timing", "message": "give `times` or `every_hours`, or set `as_needed`"}})),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})),
+        (status = 403, description = "A clinician's order changed by someone else or the patient's statement by a clinician (`not_changeable`), the caller may read but not write this record (`forbidden`), or a non-clinician sent `override_reason` (`override_forbidden`)", body = ErrorEnvelope, example = json!({"error": {"code": "not_changeable", "message": "a clinician's order is changed by a clinician"}})),
+        (status = 404, description = "Unknown schedule, or outside the caller's reach", body = ErrorEnvelope, example = json!({"error": {"code": "not_found", "message": "no such schedule"}})),
+        (status = 409, description = "Nothing written. `not_active`: the schedule was stopped; `version_conflict`: it changed meanwhile, read it again; `interaction_warning` / `override_required` (the body also carries `findings`): as when adding", body = ErrorEnvelope,
+         example = json!({"error": {"code": "not_active", "message": "the schedule is no longer active"}})),
+    ),
+    security(("bearer" = [])))]
+pub(crate) async fn edit_schedule(
+    State(app): State<Arc<Medication>>,
+    ApiCaller(caller): ApiCaller,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let input: ScheduleIn =
+        serde_json::from_slice(&body).map_err(|e| bad("invalid_body", format!("invalid request body: {e}")))?;
+    let store = app.store_for(&caller);
+    let (rt, version, old, patient) = find_schedule(&store, &id).await?;
+    may_change(&caller, rt)?;
+    if input.patient.as_deref().is_some_and(|p| p != patient) {
+        return Err(bad("patient_mismatch", "a schedule stays with its patient"));
+    }
+    let mut sched = input.check().map_err(|e| bad(e.code, e.message))?;
+    let clinician = caller.role == Role::Clinician;
+    if input.override_reason.is_some() && !clinician {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "override_forbidden", "only a clinician overrides a finding"));
+    }
+    let previous = schedule_out(rt, &id, &old).ok_or_else(no_schedule)?;
+    if previous.status != "active" {
+        return Err(not_active());
+    }
+    let now = app.clock.now();
+    if sched.quantity.is_some() {
+        sched.quantity_counted = Some(now);
+    } else {
+        sched.quantity = previous.quantity;
+        sched.quantity_counted = previous.quantity_since.as_deref().and_then(hearth_workflow::fhir::parse_instant);
+    }
+    let reference = format!("{rt}/{id}");
+    // A change at drug level (other ingredients) is checked again; a new dose or time is not.
+    let kb = kb()?;
+    let (findings, issues) = if kb.resolve(&previous.medication.drug()) == kb.resolve(&sched.medication.drug()) {
+        (Vec::new(), Vec::new())
+    } else {
+        let (current, new_index, findings) =
+            check_new(&app, &store, &patient, &sched.medication, Some(&reference)).await?;
+        if let Some(refusal) =
+            gate(&findings, &sched.medication.name, clinician, input.acknowledge, input.override_reason.as_deref())
+        {
+            return Ok(refusal);
+        }
+        let override_reason = input.override_reason.as_deref().filter(|_| clinician);
+        let issues = issues_for(
+            &app,
+            &patient,
+            &reference,
+            &findings,
+            &current,
+            new_index,
+            fhir_user(&caller),
+            override_reason,
+            now,
+        )?;
+        (findings, issues)
+    };
+    // The author and first assertion stay the original's.
+    let first = |p: &str| old.pointer(p).and_then(Value::as_str).and_then(hearth_workflow::fhir::parse_instant);
+    let resource = if rt == "MedicationRequest" {
+        let requester = old.pointer("/requester/reference").and_then(Value::as_str);
+        sched.request(&patient, requester, first("/authoredOn").unwrap_or(now))
+    } else {
+        let source = old.pointer("/informationSource/reference").and_then(Value::as_str);
+        sched.statement(&patient, source, first("/dateAsserted").unwrap_or(now))
+    };
+    hearth_workflow::fhir::validate(&app, rt, &resource)
+        .map_err(|e| bad("invalid_resource", format!("the {rt} does not validate: {}", e.describe())))?;
+    let mut tx = store.begin().await?;
+    let written = store_ops::update(
+        &mut tx,
+        hearth_workflow::fhir::write_of(&app, rt, id.clone(), resource.clone()),
+        Some(version.version_id),
+        now,
+    )
+    .await
+    .map_err(changed_meanwhile)?;
+    for (iid, issue) in &issues {
+        store_ops::create(
+            &mut tx,
+            hearth_workflow::fhir::write_of(&app, "DetectedIssue", iid.clone(), issue.clone()),
+            now,
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    // Cancel the queued reminders and write the new ones now; should this fail, the worker's next
+    // pass does the same (the new version no longer matches the plan's fingerprint).
+    if let Err(e) = crate::reminders::replan(&app, rt, &written.version, now).await {
+        tracing::warn!(error = %e, schedule = %reference, "medication: replanning after an edit failed");
+    }
+    let schedule =
+        schedule_out(rt, &id, &resource).ok_or_else(|| ApiError::internal("a schedule without a medication"))?;
+    let detected_issues = issues.iter().map(|(iid, _)| format!("DetectedIssue/{iid}")).collect();
+    Ok((StatusCode::OK, Json(ChangedOut { schedule, findings, detected_issues })).into_response())
+}
+
+/// Why a schedule is stopped.
+#[derive(Debug, Clone, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct StopIn {
+    /// 1–500 printable characters (`side effects`, `course finished`, `prescriber's advice`).
+    reason: String,
+}
+
+/// A schedule was stopped.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct StoppedOut {
+    schedule: ScheduleOut,
+    reason: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/medication/schedules/{id}/stop", tag = "medication",
+    params(("id" = String, Path, description = "The schedule's id (of its `MedicationStatement` or `MedicationRequest`)")),
+    request_body(content = StopIn, description = "Why it is stopped (kept as the resource's `statusReason`)", example = json!({"reason": "Stomach upset"})),
+    responses(
+        (status = 200, description = "Stopped: the `MedicationStatement` or `MedicationRequest` is `stopped` with the reason, and its queued reminders are cancelled", body = StoppedOut),
+        (status = 400, description = "Nothing written (stable code: invalid_body, invalid_reason, invalid_resource)", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_reason", "message": "`reason`: 1 to 500 printable characters"}})),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})),
+        (status = 403, description = "A clinician's order stopped by someone else or the patient's statement by a clinician (`not_changeable`), or the caller may read but not write this record (`forbidden`)", body = ErrorEnvelope, example = json!({"error": {"code": "not_changeable", "message": "a clinician's order is changed by a clinician"}})),
+        (status = 404, description = "Unknown schedule, or outside the caller's reach", body = ErrorEnvelope, example = json!({"error": {"code": "not_found", "message": "no such schedule"}})),
+        (status = 409, description = "Already stopped (`not_active`), or changed meanwhile (`version_conflict`)", body = ErrorEnvelope, example = json!({"error": {"code": "not_active", "message": "the schedule is no longer active"}})),
+    ),
+    security(("bearer" = [])))]
+pub(crate) async fn stop_schedule(
+    State(app): State<Arc<Medication>>,
+    ApiCaller(caller): ApiCaller,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let input: StopIn =
+        serde_json::from_slice(&body).map_err(|e| bad("invalid_body", format!("invalid request body: {e}")))?;
+    let store = app.store_for(&caller);
+    let (rt, version, mut resource, _) = find_schedule(&store, &id).await?;
+    may_change(&caller, rt)?;
+    if !hearth_workflow::fhir::is_display_text(&input.reason, 500) {
+        return Err(bad("invalid_reason", "`reason`: 1 to 500 printable characters"));
+    }
+    if resource.get("status").and_then(Value::as_str) != Some("active") {
+        return Err(not_active());
+    }
+    let reason = json!({"text": input.reason});
+    if let Some(o) = resource.as_object_mut() {
+        o.insert("status".into(), json!("stopped"));
+        // A statement's statusReason is a list, a request's one concept.
+        o.insert("statusReason".into(), if rt == "MedicationRequest" { reason } else { json!([reason]) });
+    }
+    hearth_workflow::fhir::validate(&app, rt, &resource)
+        .map_err(|e| bad("invalid_resource", format!("the {rt} does not validate: {}", e.describe())))?;
+    let now = app.clock.now();
+    let mut tx = store.begin().await?;
+    store_ops::update(
+        &mut tx,
+        hearth_workflow::fhir::write_of(&app, rt, id.clone(), resource.clone()),
+        Some(version.version_id),
+        now,
+    )
+    .await
+    .map_err(changed_meanwhile)?;
+    tx.commit().await?;
+    let reference = format!("{rt}/{id}");
+    // None of its reminders go out now; should this fail, the worker's next pass cancels them.
+    if let Err(e) = crate::reminders::forget(&app, &reference, now).await {
+        tracing::warn!(error = %e, schedule = %reference, "medication: cancelling reminders after a stop failed");
+    }
+    let schedule =
+        schedule_out(rt, &id, &resource).ok_or_else(|| ApiError::internal("a schedule without a medication"))?;
+    Ok(Json(StoppedOut { schedule, reason: input.reason }).into_response())
 }
 
 #[derive(Debug, serde::Deserialize)]

@@ -19,6 +19,9 @@ pub const SCHEDULED_FOR_URL: &str = "urn:hearth:medication:scheduled-for";
 /// Extension holding the quantity in hand a patient's statement was added with (in the dose's
 /// unit); a clinician's order keeps it in `dispenseRequest.quantity`.
 pub const QUANTITY_URL: &str = "urn:hearth:medication:quantity";
+/// Extension holding when the quantity in hand was last counted, when that is not when the
+/// schedule was added (an edit that gives a new `quantity`: a refill starts a new supply cycle).
+pub const QUANTITY_COUNTED_URL: &str = "urn:hearth:medication:quantity-counted";
 /// A dose taken more than this many minutes after its time is `late`.
 pub const LATE_AFTER_MINUTES: i64 = 60;
 /// Most tapering steps.
@@ -145,6 +148,9 @@ pub struct ScheduleIn {
     /// Taken when needed, not at set times (no reminders).
     #[serde(default)]
     pub as_needed: bool,
+    /// How to take it, for the patient (`after food`, `with a full glass of water`), up to 200 characters.
+    #[serde(default)]
+    pub instructions: Option<String>,
     /// Tapering: later steps with their own dose (the first step is `dose` from `start`).
     #[serde(default)]
     pub taper: Vec<StepIn>,
@@ -174,9 +180,12 @@ pub struct Schedule {
     pub every_hours: Option<u32>,
     pub days: Vec<&'static str>,
     pub as_needed: bool,
+    pub instructions: Option<String>,
     /// (start, end, dose), the first from `start` with `dose`.
     pub steps: Vec<(NaiveDate, Option<NaiveDate>, DoseIn)>,
     pub quantity: Option<f64>,
+    /// When `quantity` was counted, if not when the resource was first written (set by an edit).
+    pub quantity_counted: Option<DateTime<Utc>>,
 }
 
 impl ScheduleIn {
@@ -188,6 +197,11 @@ impl ScheduleIn {
             && !hearth_workflow::fhir::is_display_text(r, 40)
         {
             return Err(invalid("invalid_route", "`route`: 1 to 40 printable characters"));
+        }
+        if let Some(i) = &self.instructions
+            && !hearth_workflow::fhir::is_display_text(i, 200)
+        {
+            return Err(invalid("invalid_instructions", "`instructions`: 1 to 200 printable characters"));
         }
         if self.times.len() > MAX_TIMES {
             return Err(invalid("invalid_timing", format!("at most {MAX_TIMES} `times`")));
@@ -272,8 +286,10 @@ impl ScheduleIn {
             every_hours: self.every_hours,
             days,
             as_needed: self.as_needed,
+            instructions: self.instructions.clone(),
             steps: all,
             quantity: self.quantity,
+            quantity_counted: None,
         })
     }
 }
@@ -313,6 +329,9 @@ impl Schedule {
                 if let Some(r) = &self.route {
                     set(&mut d, "route", json!({"text": r}));
                 }
+                if let Some(i) = &self.instructions {
+                    set(&mut d, "patientInstruction", json!(i));
+                }
                 d
             })
             .collect()
@@ -344,9 +363,19 @@ impl Schedule {
             set(&mut r, "informationSource", json!({"reference": s}));
         }
         if let Some(q) = self.quantity {
-            set(&mut r, "extension", json!([{"url": QUANTITY_URL, "valueQuantity": self.in_hand(q)}]));
+            let mut ext = vec![json!({"url": QUANTITY_URL, "valueQuantity": self.in_hand(q)})];
+            ext.extend(self.counted());
+            set(&mut r, "extension", json!(ext));
         }
         r
+    }
+
+    /// The `quantity-counted` extension, when an edit recounted the supply.
+    fn counted(&self) -> Option<Value> {
+        let at = self.quantity_counted.filter(|_| self.quantity.is_some())?;
+        Some(
+            json!({"url": QUANTITY_COUNTED_URL, "valueDateTime": at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)}),
+        )
     }
 
     fn in_hand(&self, q: f64) -> Value {
@@ -368,6 +397,9 @@ impl Schedule {
         });
         if let Some(q) = self.quantity {
             set(&mut r, "dispenseRequest", json!({"quantity": self.in_hand(q)}));
+        }
+        if let Some(c) = self.counted() {
+            set(&mut r, "extension", json!([c]));
         }
         if let Some(p) = requester {
             set(&mut r, "requester", json!({"reference": p}));
@@ -393,6 +425,8 @@ pub struct ScheduleOut {
     pub every_hours: Option<u32>,
     pub days_of_week: Vec<String>,
     pub as_needed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instructions: Option<String>,
     /// The dose steps in order (one unless tapering).
     pub steps: Vec<StepIn>,
     /// Units in hand when the schedule was added (the dose's unit), if given.
@@ -464,7 +498,12 @@ pub fn schedule_out(resource_type: &str, id: &str, r: &Value) -> Option<Schedule
                 .and_then(Value::as_f64)
         })
     };
-    let quantity_since = quantity.and(s(r, "/authoredOn").or_else(|| s(r, "/dateAsserted")));
+    let counted = r.get("extension").and_then(Value::as_array).and_then(|e| {
+        e.iter()
+            .find(|x| x.get("url").and_then(Value::as_str) == Some(QUANTITY_COUNTED_URL))
+            .and_then(|x| s(x, "/valueDateTime"))
+    });
+    let quantity_since = quantity.and(counted.or_else(|| s(r, "/authoredOn")).or_else(|| s(r, "/dateAsserted")));
     Some(ScheduleOut {
         reference: format!("{resource_type}/{id}"),
         kind: if resource_type == "MedicationRequest" { "request" } else { "statement" },
@@ -475,6 +514,7 @@ pub fn schedule_out(resource_type: &str, id: &str, r: &Value) -> Option<Schedule
         every_hours,
         days_of_week: list(&repeat, "dayOfWeek"),
         as_needed: first.get("asNeededBoolean").and_then(Value::as_bool).unwrap_or(false),
+        instructions: s(&first, "/patientInstruction"),
         steps,
         quantity,
         quantity_since,

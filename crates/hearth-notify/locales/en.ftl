@@ -15,6 +15,12 @@ medication-reminder-body = { $count ->
    *[other] You have { $count } doses to take now.
 }
 
+medication-refill-subject = Time to refill a medicine
+medication-refill-body = { $days ->
+    [one] One of your medicines runs out in { $days } day. Ask for a refill in time.
+   *[other] One of your medicines runs out in { $days } days. Ask for a refill in time.
+}
+
 results-available-subject = New results in Hearth
 results-available-body = { $count ->
     [one] One new result is ready in Hearth.

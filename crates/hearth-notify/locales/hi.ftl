@@ -15,6 +15,9 @@ medication-reminder-body = { $count ->
    *[other] अभी आपको { $count } खुराकें लेनी हैं।
 }
 
+medication-refill-subject = दवा दोबारा मँगवाने का समय
+medication-refill-body = आपकी एक दवा { $days } दिन में ख़त्म हो जाएगी। समय पर दोबारा मँगवा लें।
+
 results-available-subject = Hearth में नए परिणाम
 results-available-body = { $count ->
     [one] Hearth में { $count } नया परिणाम तैयार है।

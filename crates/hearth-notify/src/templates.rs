@@ -42,7 +42,7 @@ impl Lang {
 }
 
 /// The templates Hearth ships (enqueueing an unknown one is refused).
-pub const TEMPLATES: [&str; 12] = [
+pub const TEMPLATES: [&str; 13] = [
     "otp-code",
     "appointment-reminder",
     "medication-reminder",
@@ -55,6 +55,7 @@ pub const TEMPLATES: [&str; 12] = [
     "staff-message",
     "emergency-help",
     "emergency-safe",
+    "medication-refill",
 ];
 
 const EN_DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
@@ -257,6 +258,10 @@ mod tests {
         assert_eq!(hi(2), "अभी आपको 2 खुराकें लेनी हैं।");
         let r = t.render("results-available", Lang::Hi, &args(json!({"count": 5})), tz).unwrap();
         assert_eq!(r.text, "Hearth में 5 नए परिणाम तैयार हैं।");
+        let refill = |lang, n: i64| t.render("medication-refill", lang, &args(json!({"days": n})), tz).unwrap().text;
+        assert_eq!(refill(Lang::En, 1), "One of your medicines runs out in 1 day. Ask for a refill in time.");
+        assert_eq!(refill(Lang::En, 3), "One of your medicines runs out in 3 days. Ask for a refill in time.");
+        assert_eq!(refill(Lang::Hi, 3), "आपकी एक दवा 3 दिन में ख़त्म हो जाएगी। समय पर दोबारा मँगवा लें।");
     }
 
     #[test]

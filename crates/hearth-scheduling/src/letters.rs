@@ -15,7 +15,7 @@
 //!   this API. Every read goes through the caller's store view, so the request's AuditEvent
 //!   names the patient (these routes run under the audit layer).
 //! - The document comes in three renditions on the `DocumentReference`: HTML (every script), the
-//!   plain text, and a PDF (`pdf.rs`: the standard Helvetica font, nothing embedded, so text
+//!   plain text, and a PDF (`hearth_workflow::pdf`: the standard Helvetica font, nothing embedded, so text
 //!   outside Latin-1 shows as `?` there; embedding fonts for every script would be a heavy
 //!   dependency for what a browser prints from the HTML).
 
@@ -141,7 +141,7 @@ fn resources(l: &Letter<'_>, now: DateTime<Utc>) -> Result<(Value, Value), ApiEr
         "content": [
             {"attachment": {"contentType": "text/html; charset=utf-8", "data": BASE64.encode(rendered(l.title, l.text, l.status, now).as_bytes()), "title": l.title, "creation": instant(now)}},
             {"attachment": {"contentType": "text/plain; charset=utf-8", "data": BASE64.encode(l.text.as_bytes()), "title": l.title, "creation": instant(now)}},
-            {"attachment": {"contentType": "application/pdf", "data": BASE64.encode(&super::pdf::letter(l.title, l.text, mark(l.status), now)), "title": l.title, "creation": instant(now)}},
+            {"attachment": {"contentType": "application/pdf", "data": BASE64.encode(&hearth_workflow::pdf::letter(l.title, l.text, mark(l.status), now)), "title": l.title, "creation": instant(now)}},
         ],
         "context": {"related": [{"reference": format!("Composition/{}", l.id)}]},
     });

@@ -24,7 +24,6 @@
 pub mod booking;
 pub mod encounters;
 pub mod letters;
-mod pdf;
 pub mod schedules;
 pub mod slots;
 

@@ -128,8 +128,9 @@ pub async fn serve(
     });
     // Medication reminders are written ahead by the worker too (idempotent across workers).
     let reminders = app.config.notify.worker.then(|| {
-        let planner = std::sync::Arc::new(hearth_medication::Medication::new(
+        let planner = std::sync::Arc::new(hearth_medication::Medication::with_config(
             std::sync::Arc::clone(app.ctx()),
+            app.config.medication.clone(),
             std::sync::Arc::clone(&app.notify),
         ));
         tokio::spawn(planner.run_reminders())

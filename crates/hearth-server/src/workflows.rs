@@ -45,7 +45,12 @@ pub fn mount(app: &App) -> Vec<Mount> {
             Arc::clone(&app.notify),
         ))
         .mount(),
-        Arc::new(hearth_medication::Medication::new(Arc::clone(app.ctx()), Arc::clone(&app.notify))).mount(),
+        Arc::new(hearth_medication::Medication::with_config(
+            Arc::clone(app.ctx()),
+            app.config.medication.clone(),
+            Arc::clone(&app.notify),
+        ))
+        .mount(),
         Arc::new(hearth_emergency::Emergency::new(Arc::clone(app.ctx()), Arc::clone(&app.notify))).mount(),
         web(),
     ]

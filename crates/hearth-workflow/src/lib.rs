@@ -33,6 +33,7 @@ pub mod error;
 pub mod fhir;
 pub mod openapi;
 pub mod page;
+pub mod pdf;
 pub mod refs;
 mod secret;
 mod workflow;

@@ -194,6 +194,18 @@ async fn every_role_gets_exactly_the_expected_status_and_patient_a_never_sees_b(
     let (s, raised) = json_req(&t, &a, Method::POST, "/api/v1/health/vitals", &set).await;
     assert_eq!(s, 201, "{raised}");
     let alert_a = raised["alerts"][0]["id"].as_str().unwrap().to_owned();
+    // A's own medication schedule (a MedicationStatement), for the edit and stop rows.
+    let (s, added) = json_req(
+        &t,
+        &a,
+        Method::POST,
+        "/api/v1/medication/schedules",
+        &json!({"medication": {"name": "metformin"}, "dose": {"value": 500, "unit": "mg"}, "times": ["08:00"], "start": "2026-12-01"}),
+    )
+    .await;
+    assert_eq!(s, 201, "{added}");
+    let sched_a =
+        added["schedule"]["reference"].as_str().unwrap().trim_start_matches("MedicationStatement/").to_owned();
     let (s, intake) = json_req(
         &t,
         &t.client,
@@ -496,6 +508,36 @@ async fn every_role_gets_exactly_the_expected_status_and_patient_a_never_sees_b(
                 json!({"patient": pa, "medication": {"name": "metformin"}, "dose": {"value": 500, "unit": "mg"}, "start": "2026-12-01"}),
             ),
             [401, 400, 404, 400, 400, 400],
+        ),
+        (
+            "medication: change A's schedule (bad times: A and their caregiver get as far as validation; staff do not change the patient's own statement)",
+            Method::PUT,
+            format!("/api/v1/medication/schedules/{sched_a}"),
+            Some(
+                json!({"medication": {"name": "metformin"}, "dose": {"value": 500, "unit": "mg"}, "times": ["25:00"], "start": "2026-12-01"}),
+            ),
+            [401, 400, 404, 400, 403, 403],
+        ),
+        (
+            "medication: stop A's schedule (empty reason: A and their caregiver get as far as validation)",
+            Method::POST,
+            format!("/api/v1/medication/schedules/{sched_a}/stop"),
+            Some(json!({"reason": ""})),
+            [401, 400, 404, 400, 403, 403],
+        ),
+        (
+            "medication: sign a prescription for A (only a clinician with a Practitioner record signs; this one has none)",
+            Method::POST,
+            "/api/v1/medication/prescriptions".into(),
+            Some(json!({"patient": pa, "orders": []})),
+            [401, 403, 403, 403, 403, 403],
+        ),
+        (
+            "medication: a prescription that does not exist (reach to a real one is in it::medication)",
+            Method::GET,
+            "/api/v1/medication/prescriptions/no-such-prescription".into(),
+            None,
+            [401, 404, 404, 404, 404, 404],
         ),
         (
             "medication: A's dose logs",

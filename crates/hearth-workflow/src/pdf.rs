@@ -1,9 +1,10 @@
-//! A letter as a PDF: plain text set in the PDF standard font Helvetica (nothing embedded),
-//! wrapped to the page, A4 portrait, as many pages as it takes.
+//! A text document as a PDF: plain text set in the PDF standard font Helvetica (nothing
+//! embedded), wrapped to the page, A4 portrait, as many pages as it takes. The one PDF writer of
+//! the workflows: scheduling's letters and medication's e-prescriptions.
 //!
 //! Decisions:
-//! - Written by hand (a page of PDF 1.4 objects) rather than with a PDF crate: a letter is a title,
-//!   a date, a status mark and paragraphs, which is all this needs to lay out.
+//! - Written by hand (a page of PDF 1.4 objects) rather than with a PDF crate: a letter or a
+//!   prescription is a title, a few marks and paragraphs, which is all this needs to lay out.
 //! - The standard fonts cover Latin-1 (WinAnsi) only, and embedding fonts for every script is
 //!   out of proportion here: a character outside Latin-1 is set as `?` in the PDF. The HTML
 //!   rendition and the plain text beside it on the same `DocumentReference` carry every script
@@ -65,6 +66,11 @@ fn wrap(text: &str) -> Vec<String> {
     lines
 }
 
+/// Whether every character of `s` shows as itself in the PDF (Latin-1); anything else is `?`.
+pub fn shows(s: &str) -> bool {
+    s.chars().all(|c| matches!(c, ' '..='~' | '\u{a0}'..='\u{ff}'))
+}
+
 /// The PDF of a letter: `title` large, then `mark` (DRAFT, AMENDED) if any, the date, and the text.
 pub fn letter(title: &str, text: &str, mark: Option<&str>, date: DateTime<Utc>) -> Vec<u8> {
     let mut body: Vec<(u8, String)> = vec![(16, title.to_owned()), (10, String::new())];
@@ -74,6 +80,18 @@ pub fn letter(title: &str, text: &str, mark: Option<&str>, date: DateTime<Utc>) 
     body.push((10, date.format("%Y-%m-%d").to_string()));
     body.push((10, String::new()));
     body.extend(wrap(text).into_iter().map(|l| (10, l)));
+    lines(&body)
+}
+
+/// The PDF of `title` large, then `text` wrapped (10 pt).
+pub fn text(title: &str, text: &str) -> Vec<u8> {
+    let mut body: Vec<(u8, String)> = vec![(16, title.to_owned()), (10, String::new())];
+    body.extend(wrap(text).into_iter().map(|l| (10, l)));
+    lines(&body)
+}
+
+/// The PDF of lines already laid out: (font size in points, text), [`LINES`] to a page.
+fn lines(body: &[(u8, String)]) -> Vec<u8> {
     let pages: Vec<&[(u8, String)]> = body.chunks(LINES).collect();
 
     // Objects: 1 catalog, 2 page tree, 3 font, then a page and its content stream per page.
@@ -151,6 +169,16 @@ mod tests {
             let end = rest.find("endstream").unwrap();
             assert_eq!(n.parse::<usize>().unwrap(), rest[..end].len());
         }
+    }
+
+    #[test]
+    fn a_text_document_has_its_title_and_lines_and_shows_says_what_prints_as_itself() {
+        let pdf = text("e-Prescription", "Patient: Asha Rao\nAge: 42 years");
+        assert_eq!(check_structure(&pdf), 5);
+        let s = text_of(&pdf);
+        assert!(s.contains("/F1 16 Tf\n(e-Prescription) Tj"), "{s}");
+        assert!(s.contains("(Patient: Asha Rao) Tj") && s.contains("(Age: 42 years) Tj"), "{s}");
+        assert!(shows("Café Rao") && !shows("आशा राव") && !shows("Asha 😀"));
     }
 
     #[test]

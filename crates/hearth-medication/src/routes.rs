@@ -477,16 +477,6 @@ fn may_change(caller: &Caller, resource_type: &str) -> Result<(), ApiError> {
     }
 }
 
-/// A write that lost the race with another change is the client's to retry, not a 500.
-fn changed_meanwhile(e: StoreError) -> ApiError {
-    match e {
-        StoreError::VersionConflict { .. } => {
-            ApiError::new(StatusCode::CONFLICT, "version_conflict", "the schedule changed meanwhile; read it again")
-        }
-        other => other.into(),
-    }
-}
-
 fn not_active() -> ApiError {
     ApiError::new(StatusCode::CONFLICT, "not_active", "the schedule is no longer active")
 }
@@ -592,8 +582,7 @@ pub(crate) async fn edit_schedule(
         Some(version.version_id),
         now,
     )
-    .await
-    .map_err(changed_meanwhile)?;
+    .await?;
     for (iid, issue) in &issues {
         store_ops::create(
             &mut tx,
@@ -674,8 +663,7 @@ pub(crate) async fn stop_schedule(
         Some(version.version_id),
         now,
     )
-    .await
-    .map_err(changed_meanwhile)?;
+    .await?;
     tx.commit().await?;
     let reference = format!("{rt}/{id}");
     // None of its reminders go out now; should this fail, the worker's next pass cancels them.

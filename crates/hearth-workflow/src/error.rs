@@ -272,6 +272,12 @@ impl IntoResponse for ApiError {
 pub fn api_store_error(e: StoreError) -> ApiError {
     match e {
         StoreError::Conflict => ApiError::new(StatusCode::CONFLICT, "conflict", "this already exists"),
+        // A workflow's read-then-write lost a race with another request: the caller's to retry.
+        StoreError::VersionConflict { .. } => ApiError::new(
+            StatusCode::CONFLICT,
+            "version_conflict",
+            "this was changed by another request at the same moment: read it again and retry",
+        ),
         StoreError::Forbidden(message) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", message),
         StoreError::Unavailable(cause) => ApiError::unavailable(cause),
         // A search the caller's input made impossible (a tampered or stale paging cursor): theirs.

@@ -55,7 +55,7 @@ pub fn router() -> axum::Router<Arc<App>> {
         .route("/api/v1/auth/refresh", post(refresh_token))
         .route("/api/v1/auth/logout", post(logout))
         .route("/api/v1/auth/me", get(me))
-        .route("/api/v1/admin/accounts", post(create_account))
+        .route("/api/v1/admin/accounts", post(create_account).get(list_accounts))
         .route("/api/v1/admin/caregivers", post(grant_caregiver))
         .route("/.well-known/jwks.json", get(jwks))
 }
@@ -164,7 +164,7 @@ pub(crate) struct TokenResponse {
     mfa_enrollment_required: Option<bool>,
 }
 
-fn account_view(a: &AccountRow) -> AccountView {
+pub(crate) fn account_view(a: &AccountRow) -> AccountView {
     AccountView {
         id: a.id.clone(),
         email: a.email.clone(),
@@ -852,6 +852,27 @@ pub(crate) async fn create_account(
         other => other.into(),
     })?;
     Ok((StatusCode::CREATED, Json(account_view(&account))).into_response())
+}
+
+/// The accounts, for the admin console.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct AccountList {
+    /// By e-mail, at most 500.
+    accounts: Vec<AccountView>,
+}
+
+#[utoipa::path(get, path = "/api/v1/admin/accounts", tag = "administration",
+    responses((status = 200, description = "Every account by e-mail, at most 500 (no password, second factor or codes)", body = AccountList),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})),
+        (status = 403, description = "Not an administrator (`forbidden`)", body = ErrorEnvelope, example = json!({"error": {"code": "forbidden", "message": "this operation is for administrators"}}))),
+    security(("bearer" = [])))]
+pub(crate) async fn list_accounts(
+    State(app): State<Arc<App>>,
+    ApiCaller(caller): ApiCaller,
+) -> Result<Json<AccountList>, ApiError> {
+    require_admin(&caller)?;
+    let rows = identity::list_accounts(&*app.db, 500).await?;
+    Ok(Json(AccountList { accounts: rows.iter().map(account_view).collect() }))
 }
 
 /// A caregiver grant.

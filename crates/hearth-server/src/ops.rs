@@ -26,7 +26,7 @@ use hearth_workflow::openapi::ErrorEnvelope;
         crate::auth::routes::register, crate::auth::routes::login, crate::auth::routes::refresh_token,
         crate::auth::routes::logout, crate::auth::routes::me, crate::auth::routes::create_account,
         crate::auth::routes::grant_caregiver, crate::auth::routes::jwks, crate::auth::routes::list_accounts,
-        crate::auth::mfa::admin_reset,
+        crate::auth::routes::admin_reset_totp,
         crate::auth::mfa::enroll, crate::auth::mfa::confirm, crate::auth::mfa::disable,
         crate::auth::otp::request, crate::auth::otp::verify,
         crate::auth::phone::send, crate::auth::phone::verify,

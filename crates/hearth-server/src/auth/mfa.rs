@@ -288,7 +288,7 @@ pub(crate) async fn disable(
     result
 }
 
-async fn second_factor_event(
+pub(crate) async fn second_factor_event(
     app: &App,
     ext: &axum::http::Extensions,
     account: &hearth_store_sql::identity::AccountRow,
@@ -312,33 +312,4 @@ pub fn router() -> axum::Router<Arc<App>> {
         .route("/api/v1/auth/totp/enroll", axum::routing::post(enroll))
         .route("/api/v1/auth/totp/confirm", axum::routing::post(confirm))
         .route("/api/v1/auth/totp/disable", axum::routing::post(disable))
-        .route("/api/v1/admin/accounts/{id}/totp/reset", axum::routing::post(admin_reset))
-}
-
-#[utoipa::path(post, path = "/api/v1/admin/accounts/{id}/totp/reset", tag = "administration",
-    params(("id" = String, Path, description = "The account's id")),
-    responses((status = 200, description = "TOTP and the recovery codes are gone and every session of the account is ended: its next sign-in is by password (and enrolment, where 2FA is required)", body = super::routes::AccountView),
-        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})),
-        (status = 403, description = "Not an administrator (`forbidden`)", body = ErrorEnvelope, example = json!({"error": {"code": "forbidden", "message": "this operation is for administrators"}})),
-        (status = 404, description = "No such account (`not_found`)", body = ErrorEnvelope, example = json!({"error": {"code": "not_found", "message": "no such account"}}))),
-    security(("bearer" = [])))]
-/// An administrator resets a lost second factor (a clinician with a new phone): recorded in the
-/// audit trail as a change of the account's security attributes, naming the administrator.
-pub(crate) async fn admin_reset(
-    State(app): State<Arc<App>>,
-    ext: axum::http::Extensions,
-    ApiCaller(caller): ApiCaller,
-    axum::extract::Path(id): axum::extract::Path<String>,
-) -> Result<Json<super::routes::AccountView>, ApiError> {
-    super::require_admin(&caller)?;
-    let account = match identity::account_by_id(&*app.db, &id).await? {
-        Some(a) if hearth_workflow::fhir::valid_id(&id) => a,
-        _ => return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such account")),
-    };
-    mfa::totp_disable(&*app.db, &account.id).await?;
-    identity::revoke_account_refresh(&*app.db, &account.id).await?;
-    let detail = format!("TOTP reset by administrator {}", caller.account.id);
-    second_factor_event(&app, &ext, &account, true, &detail).await;
-    let after = identity::account_by_id(&*app.db, &id).await?.unwrap_or(account);
-    Ok(Json(super::routes::account_view(&after)))
 }

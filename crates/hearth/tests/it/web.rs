@@ -1,8 +1,12 @@
 //! The web screens in a real browser (issue 24): Debian's headless Chromium driven over the
 //! DevTools protocol by a small client here (JSON over the WebSocket, tokio-tungstenite). A
-//! clinician signs in with TOTP, sees the intake queue with the red flag on top and checks a
-//! patient in; the session ends and signing in again returns to the page asked for; a patient on
-//! a 390 px phone screen books a slot and reads a letter, in English and in Hindi. On every page
+//! clinician signs in with TOTP, sees the intake queue with the red flag on top, checks a patient
+//! in, reads and reviews an intake summary, reads the chart's charts (also at 360 px), writes a
+//! letter as a draft, finalises and amends it, and acknowledges a self-care alert; the session
+//! ends and signing in again returns to the page asked for; an administrator signs in with TOTP,
+//! resets the clinician's 2FA and searches the audit trail, in English and Hindi. A patient on
+//! a 390 px phone screen books a slot, reads a letter, moves and cancels the visit and logs a
+//! blood pressure, in English and in Hindi. On every page
 //! axe-core (vendored in tests-data/axe-core, injected by the test) finds no serious or critical
 //! violation, nothing is wider than the screen, and the page logs no error.
 //!
@@ -302,6 +306,15 @@ impl Tab {
             .to_owned()
     }
 
+    /// Resizes the viewport (a phone's when `mobile`).
+    async fn viewport(&mut self, width: u32, height: u32, mobile: bool) {
+        self.call(
+            "Emulation.setDeviceMetricsOverride",
+            json!({"width": width, "height": height, "deviceScaleFactor": 1, "mobile": mobile}),
+        )
+        .await;
+    }
+
     /// The test passed: its screenshots are not kept.
     fn passed(self) {
         let _ = std::fs::remove_dir_all(&self.artifacts);
@@ -505,6 +518,10 @@ async fn a_clinician_signs_in_with_totp_sees_red_flags_first_and_checks_a_patien
     tab.click("#letter-final").await;
     tab.wait_for("document.querySelector(\"#letters li[data-status='amended']\")").await;
     tab.check_page("letter-amended").await;
+    // The chart on a 360 px phone: nothing wider than the screen, still axe-clean.
+    tab.viewport(360, 780, true).await;
+    tab.check_page("chart-360").await;
+    tab.viewport(1280, 900, false).await;
     let id = v["letters"][0]["id"].as_str().unwrap();
     let (s, v) =
         call(&t, &asha_client, Method::GET, &format!("/api/patients/{asha}/letters/{id}/versions"), None).await;
@@ -625,6 +642,38 @@ async fn a_patient_on_a_phone_books_a_slot_and_reads_a_letter_in_english_and_hin
     assert!(tab.text("#letter").await.contains("Your blood pressure was normal."));
     tab.check_page("letter").await;
 
+    // She moves the visit to 11:00, then cancels it.
+    let id = booked[0]["id"].as_str().unwrap().to_owned();
+    tab.click(&format!("[data-appointment='{id}'] button.reschedule")).await;
+    tab.wait_for("!document.querySelector('#rescheduling').hidden").await;
+    tab.click("#find-slots").await;
+    let eleven = today_at(11, 0).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    tab.wait_for(&format!("document.querySelector(\"#slots button.slot[data-start='{eleven}']\")")).await;
+    tab.check_page("reschedule-slots").await;
+    tab.click(&format!("#slots button.slot[data-start='{eleven}']")).await;
+    tab.wait_for("document.querySelector('#rescheduling').hidden && document.querySelector('#my-appointments [data-appointment]')").await;
+    let (s, v) = call(&t, &t.client, Method::GET, &format!("/api/v1/appointments?patient={me}"), None).await;
+    assert_eq!(s, 200, "{v}");
+    let live: Vec<&Value> = v["appointments"].as_array().unwrap().iter().filter(|a| a["status"] == "booked").collect();
+    assert_eq!((live.len(), live[0]["start"].as_str()), (1, Some(eleven.as_str())), "{v}");
+    let moved = live[0]["id"].as_str().unwrap().to_owned();
+    tab.wait_for(&format!("document.querySelector(\"[data-appointment='{moved}'] button.cancel\")")).await;
+    tab.check_page("rescheduled").await;
+    tab.click(&format!("[data-appointment='{moved}'] button.cancel")).await;
+    tab.wait_for(&format!("!document.querySelector(\"[data-appointment='{moved}'] button.cancel\")")).await;
+    let (s, v) = call(&t, &t.client, Method::GET, &format!("/api/v1/appointments/{moved}"), None).await;
+    assert_eq!((s, v["status"].as_str()), (200, Some("cancelled")), "{v}");
+
+    // She logs a blood pressure reading: it is in her record.
+    tab.eval("(() => { const k = document.querySelector('#reading-kind'); k.value = 'blood_pressure'; k.dispatchEvent(new Event('change')); return true; })()").await;
+    tab.fill("#reading-value", "132").await;
+    tab.fill("#reading-diastolic", "86").await;
+    tab.click("#reading-save").await;
+    tab.wait_for("document.querySelector('#reading-done').textContent").await;
+    tab.check_page("reading-logged").await;
+    let r = t.get(&format!("/fhir/Observation?patient={me}&code=http://loinc.org|85354-9")).await;
+    assert!(r.text.contains("132") && r.text.contains("86"), "{}", r.text);
+
     // In Hindi: the same screen, its texts from the Hindi catalogue, the choice remembered.
     tab.goto(&t.url("/app?lang=hi")).await;
     tab.wait_for(
@@ -632,7 +681,7 @@ async fn a_patient_on_a_phone_books_a_slot_and_reads_a_letter_in_english_and_hin
     )
     .await;
     assert_eq!(tab.text("h1").await, "मेरा स्वास्थ्य");
-    assert!(tab.text("#my-appointments").await.contains("बुक है"));
+    assert!(tab.text("#my-appointments").await.contains("रद्द"), "the cancelled visit, in Hindi");
     tab.check_page("app-hindi").await;
     tab.goto(&t.url("/app")).await;
     tab.wait_for("document.querySelector('#letters button')").await;

@@ -632,15 +632,18 @@
   // ---- the administrator's console --------------------------------------------------------
   async function adminPage() {
     const accounts = document.getElementById('accounts');
+    let self = null;
     async function loadAccounts() {
       try {
+        if (!self) self = (await api('GET', '/api/v1/auth/me')).id;
         const answer = await api('GET', '/api/v1/admin/accounts');
         fill(accounts, (answer.accounts || []).map((a) => {
           const twoFactor = el('span', { class: 'status' }, a.totpEnabled ? t('admin-2fa-on') : t('admin-2fa-off'));
           const row = el('li', { 'data-account': a.id },
             el('span', {}, el('strong', {}, a.email || a.phone || a.id), ' ', el('span', { class: 'tag routine' }, t('role-' + a.role))),
             twoFactor);
-          if (a.totpEnabled) {
+          // Not one's own: an administrator who lost the device asks another administrator.
+          if (a.totpEnabled && a.id !== self) {
             const button = el('button', { type: 'button', class: 'secondary reset-2fa',
               'aria-label': t('admin-reset-2fa') + ': ' + (a.email || a.id),
               onclick: async () => {

@@ -205,7 +205,7 @@ pub fn intake(cat: &Catalogue, lang: Lang, session: &str) -> String {
 <div class=\"grid\">\n\
 <section aria-labelledby=\"pos-h\" class=\"card\">\n<h2 id=\"pos-h\">{pos}</h2>\n<ul id=\"summary-positives\" class=\"rows\"></ul>\n</section>\n\
 <section aria-labelledby=\"neg-h\" class=\"card\">\n<h2 id=\"neg-h\">{neg}</h2>\n<ul id=\"summary-negatives\" class=\"rows\"></ul>\n</section>\n\
-<section aria-labelledby=\"hist-h\" class=\"card\">\n<h2 id=\"hist-h\">{history}</h2>\n<dl id=\"summary-history\"></dl>\n</section>\n\
+<section aria-labelledby=\"hist-h\" class=\"card\">\n<h2 id=\"hist-h\">{history}</h2>\n<dl id=\"summary-history\" class=\"stacked\"></dl>\n</section>\n\
 <section aria-labelledby=\"words-h\" class=\"card\">\n<h2 id=\"words-h\">{words}</h2>\n<ul id=\"summary-words\" class=\"rows\"></ul>\n</section>\n</div>\n\
 <p id=\"summary-reviewed\" role=\"status\"></p>\n<button type=\"button\" id=\"summary-review\" hidden>{review}</button>",
         open = t("open-chart"),

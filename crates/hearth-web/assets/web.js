@@ -486,10 +486,28 @@
         fill(list, (answer.letters || []).map((l) => el('li', { 'data-letter': l.id, 'data-status': l.status },
           el('span', {}, el('strong', {}, l.title || '—'), ' ', el('span', { class: 'tag routine' }, t('letter-status-' + l.status)),
             l.date ? ' — ' + day(l.date) : ''),
-          el('button', { type: 'button', class: 'secondary', 'aria-label': (l.status === 'draft' ? t('letter-edit') : t('letter-amend')) + ': ' + (l.title || ''),
-            onclick: () => edit(l) }, l.status === 'draft' ? t('letter-edit') : t('letter-amend')))), t('no-letters'));
+          el('span', { class: 'actions' },
+            el('button', { type: 'button', class: 'secondary edit', 'aria-label': (l.status === 'draft' ? t('letter-edit') : t('letter-amend')) + ': ' + (l.title || ''),
+              onclick: () => edit(l) }, l.status === 'draft' ? t('letter-edit') : t('letter-amend')),
+            l.status === 'amended' ? el('button', { type: 'button', class: 'secondary versions', 'aria-label': t('letter-versions') + ': ' + (l.title || ''),
+              onclick: (e) => versions(l, e.target) }, t('letter-versions')) : null))), t('no-letters'));
       } catch (e) {
         failed(list, e);
+      }
+    }
+    // Every version the API kept (to a clinician: the draft too), newest first as it answers.
+    async function versions(l, button) {
+      button.disabled = true;
+      try {
+        const answer = await api('GET', base + '/' + encodeURIComponent(l.id) + '/versions');
+        const shown = el('ol', { class: 'versions-list' }, ...(answer.versions || []).map((v) => el('li', {},
+          el('strong', {}, t('letter-status-' + v.status)), v.date ? ' — ' + day(v.date) + ' ' + time(v.date) : '',
+          el('p', { class: 'letter' }, v.text || ''))));
+        button.closest('li').after(el('li', { class: 'versions-row' }, shown));
+        button.remove();
+      } catch (e) {
+        button.disabled = false;
+        notice(e.message || t('error-generic'));
       }
     }
     async function send(status) {

@@ -175,3 +175,4 @@ reading-diastolic = Diastolic (lower number)
 reading-save = Save reading
 reading-saved = Reading saved.
 reading-invalid = Enter a number.
+letter-versions = Earlier versions

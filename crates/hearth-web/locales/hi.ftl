@@ -174,3 +174,4 @@ reading-diastolic = डायस्टोलिक (नीचे की सं�
 reading-save = रीडिंग सहेजें
 reading-saved = रीडिंग सहेजी गई।
 reading-invalid = एक संख्या डालें।
+letter-versions = पिछले संस्करण

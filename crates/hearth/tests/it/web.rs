@@ -502,7 +502,7 @@ async fn a_clinician_signs_in_with_totp_sees_red_flags_first_and_checks_a_patien
     tab.click("#letter-save").await;
     tab.wait_for("document.querySelector(\"#letters li[data-status='draft'] button\")").await;
     tab.check_page("letter-draft").await;
-    tab.click("#letters li[data-status='draft'] button").await;
+    tab.click("#letters li[data-status='draft'] button.edit").await;
     tab.wait_for("document.querySelector('#letter-title').value === 'Clinic letter'").await;
     tab.fill("#letter-text", "Dear Dr Shah,\n\nI saw Asha today. Her pulse was fast this morning.").await;
     tab.click("#letter-final").await;
@@ -512,12 +512,18 @@ async fn a_clinician_signs_in_with_totp_sees_red_flags_first_and_checks_a_patien
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["letters"][0]["status"], "final", "{v}");
     assert!(v["letters"][0]["text"].as_str().unwrap().contains("fast this morning"), "{v}");
-    tab.click("#letters li[data-status='final'] button").await;
+    tab.click("#letters li[data-status='final'] button.edit").await;
     tab.wait_for("document.querySelector('#letter-save').hidden").await;
     tab.fill("#letter-text", "Dear Dr Shah,\n\nI saw Asha today. Her pulse was 118 this morning.").await;
     tab.click("#letter-final").await;
     tab.wait_for("document.querySelector(\"#letters li[data-status='amended']\")").await;
     tab.check_page("letter-amended").await;
+    tab.click("#letters li[data-status='amended'] button.versions").await;
+    // The clinician sees every version (the patient's API shows the final and amended two only).
+    tab.wait_for("document.querySelectorAll('#letters .versions-list > li').length === 3").await;
+    let kept = tab.text("#letters .versions-list").await;
+    assert!(kept.contains("fast this morning") && kept.contains("118 this morning"), "{kept}");
+    tab.check_page("letter-versions").await;
     // The chart on a 360 px phone: nothing wider than the screen, still axe-clean.
     tab.viewport(360, 780, true).await;
     tab.check_page("chart-360").await;

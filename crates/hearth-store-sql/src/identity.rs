@@ -159,6 +159,13 @@ pub async fn account_by_id(db: &dyn Db, id: &str) -> Result<Option<AccountRow>, 
     account_where(db, "id", id).await
 }
 
+/// Every account, by e-mail (at most `limit`; the admin console's list).
+pub async fn list_accounts(db: &dyn Db, limit: i64) -> Result<Vec<AccountRow>, StoreError> {
+    let mut b = Builder::new(db.dialect());
+    b.push("SELECT ").push(ACCOUNT_COLUMNS).push(" FROM accounts ORDER BY email, id LIMIT ").int(limit);
+    db.fetch(&b.finish(), &ACCOUNT_COLS).await?.into_iter().map(decode_account).collect()
+}
+
 /// By e-mail (give it lower-cased).
 pub async fn account_by_email(db: &dyn Db, email: &str) -> Result<Option<AccountRow>, StoreError> {
     account_where(db, "email", email).await

@@ -303,7 +303,9 @@
         const flags = s.red_flags || [];
         return el('li', { 'data-session': s.id, class: flags.length ? 'flagged' : undefined },
           el('span', {}, el('span', { class: 'tag ' + s.urgency }, t('urgency-' + s.urgency)), ' ',
-            el('a', { href: '/patients/' + encodeURIComponent(s.patient) }, names[s.patient] || s.patient)),
+            el('a', { href: '/patients/' + encodeURIComponent(s.patient) }, names[s.patient] || s.patient), ' ',
+            el('a', { href: '/intake/' + encodeURIComponent(s.id), class: 'summary-link',
+              'aria-label': t('intake-open') + ': ' + (names[s.patient] || s.patient) }, t('intake-open'))),
           flags.length ? el('span', { class: 'flags' }, t('red-flags') + ': ' + flags.join(', ')) : null);
       }), t('queue-empty'));
     } catch (e) {
@@ -328,11 +330,25 @@
       ['problems', '/fhir/Condition?patient=' + q + '&_count=50', (r) => codeText(r.code)],
       ['medications', '/fhir/MedicationRequest?patient=' + q + '&_count=50', (r) => codeText(r.medicationCodeableConcept) + (r.status ? ' (' + r.status + ')' : '')],
       ['allergies', '/fhir/AllergyIntolerance?patient=' + q + '&_count=50', (r) => codeText(r.code)],
-      ['vitals', '/fhir/Observation?patient=' + q + '&category=vital-signs&_sort=-date&_count=10', (r) => {
-        const v = r.valueQuantity ? r.valueQuantity.value + ' ' + (r.valueQuantity.unit || '') : (r.component || []).map((c) => c.valueQuantity ? c.valueQuantity.value : '').join('/');
-        return codeText(r.code) + ': ' + v + (r.effectiveDateTime ? ' — ' + day(r.effectiveDateTime) : '');
+      ['encounters', '/fhir/Encounter?patient=' + q + '&_sort=-date&_count=20', (r) => {
+        const what = (r.type && r.type.length ? codeText(r.type[0]) : '') || (r.class && (r.class.display || r.class.code)) || '—';
+        const when = r.period && r.period.start ? day(r.period.start) + ' ' + time(r.period.start) : '';
+        return [what, when, statusText(r.status || '')].filter(Boolean).join(' — ');
       }],
     ];
+    const charts = [
+      ['vitals', '/fhir/Observation?patient=' + q + '&category=vital-signs&_sort=-date&_count=200'],
+      ['results', '/fhir/Observation?patient=' + q + '&category=laboratory&_sort=-date&_count=200'],
+    ];
+    await Promise.all(charts.map(async ([boxId, path]) => {
+      const box = document.getElementById(boxId);
+      try {
+        drawCharts(box, await fhirSearch(path));
+      } catch (e) {
+        if (e.code !== 'signed_out') box.replaceChildren(el('p', {}, e.status === 403 ? t('not-available') : t('error-generic')));
+      }
+    }));
+    letterDesk(id);
     await Promise.all(sections.map(async ([listId, path, show]) => {
       const list = document.getElementById(listId);
       try {
@@ -349,6 +365,366 @@
     } catch (e) {
       failed(docs, e);
     }
+  }
+
+
+  // ---- charts: one per measure, an SVG line (decoration, hidden from assistive technology)
+  // with the same numbers in a table beside it (the accessible form) -------------------------
+  const SVG = 'http://www.w3.org/2000/svg';
+  function svg(tag, attrs) {
+    const e = document.createElementNS(SVG, tag);
+    for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, String(v));
+    return e;
+  }
+  // Observations → measures: {label, unit, points: [{at, values: [..]}]}, oldest first; a blood
+  // pressure panel is one measure with two lines (its components).
+  function measures(observations) {
+    const groups = new Map();
+    for (const o of observations) {
+      const at = o.effectiveDateTime || (o.effectivePeriod && o.effectivePeriod.start) || o.issued;
+      if (!at) continue;
+      let values;
+      let unit;
+      if (o.valueQuantity && typeof o.valueQuantity.value === 'number') {
+        values = [o.valueQuantity.value];
+        unit = o.valueQuantity.unit || o.valueQuantity.code || '';
+      } else if ((o.component || []).length) {
+        const parts = o.component.filter((c) => c.valueQuantity && typeof c.valueQuantity.value === 'number');
+        if (!parts.length) continue;
+        values = parts.map((c) => c.valueQuantity.value);
+        unit = parts[0].valueQuantity.unit || '';
+      } else {
+        continue;
+      }
+      const c = ((o.code && o.code.coding) || [])[0] || {};
+      const key = (c.system || '') + '|' + (c.code || codeText(o.code)) + '|' + values.length;
+      if (!groups.has(key)) groups.set(key, { label: codeText(o.code), unit, points: [] });
+      groups.get(key).points.push({ at, values });
+    }
+    const out = [...groups.values()];
+    for (const m of out) m.points.sort((a, b) => new Date(a.at) - new Date(b.at));
+    return out;
+  }
+  function lineChart(m) {
+    const W = 320;
+    const H = 120;
+    const pad = 8;
+    const all = m.points.flatMap((p) => p.values);
+    let lo = Math.min(...all);
+    let hi = Math.max(...all);
+    if (hi === lo) { hi += 1; lo -= 1; }
+    const times = m.points.map((p) => new Date(p.at).getTime());
+    const t0 = Math.min(...times);
+    const span = Math.max(1, Math.max(...times) - t0);
+    const x = (ms) => pad + ((ms - t0) / span) * (W - 2 * pad);
+    const y = (v) => H - pad - ((v - lo) / (hi - lo)) * (H - 2 * pad);
+    const chart = svg('svg', { viewBox: '0 0 ' + W + ' ' + H, class: 'chart', 'aria-hidden': 'true', focusable: 'false' });
+    chart.append(svg('rect', { x: 0, y: 0, width: W, height: H, class: 'chart-bg' }));
+    const lines = m.points[0].values.length;
+    for (let i = 0; i < lines; i++) {
+      const pts = m.points.map((p, j) => x(times[j]).toFixed(1) + ',' + y(p.values[i]).toFixed(1));
+      chart.append(svg('polyline', { points: pts.join(' '), class: 'chart-line line-' + i }));
+      m.points.forEach((p, j) => chart.append(svg('circle', { cx: x(times[j]).toFixed(1), cy: y(p.values[i]).toFixed(1), r: 3, class: 'chart-dot line-' + i })));
+    }
+    return chart;
+  }
+  function drawCharts(box, observations) {
+    const found = measures(observations);
+    if (!found.length) return box.replaceChildren(el('p', {}, t('none-recorded')));
+    box.replaceChildren(...found.map((m) => {
+      const latest = m.points[m.points.length - 1];
+      const rows = m.points.slice().reverse().map((p) => el('tr', {}, el('td', {}, day(p.at) + ' ' + time(p.at)), el('td', {}, p.values.join('/') + ' ' + m.unit)));
+      const table = el('table', {}, el('caption', {}, m.label),
+        el('thead', {}, el('tr', {}, el('th', { scope: 'col' }, t('chart-when')), el('th', { scope: 'col' }, t('chart-value')))),
+        el('tbody', {}, ...rows));
+      return el('figure', { class: 'measure', 'data-measure': m.label },
+        el('figcaption', {}, el('strong', {}, m.label), ' ', latest.values.join('/') + ' ' + m.unit, ' — ' + day(latest.at)),
+        lineChart(m),
+        el('details', {}, el('summary', {}, t('chart-table')), table));
+    }));
+  }
+
+  // ---- letters on the chart: draft → final → amend ------------------------------------------
+  function letterDesk(patient) {
+    const base = '/api/patients/' + encodeURIComponent(patient) + '/letters';
+    const list = document.getElementById('letters');
+    const form = document.getElementById('letter-form');
+    const heading = document.getElementById('letter-form-h');
+    const error = document.getElementById('letter-error');
+    const kind = document.getElementById('letter-kind');
+    const title = document.getElementById('letter-title');
+    const text = document.getElementById('letter-text');
+    const save = document.getElementById('letter-save');
+    const final = document.getElementById('letter-final');
+    const cancel = document.getElementById('letter-cancel');
+    let editing = null; // the letter being changed, or null for a new one
+    function reset() {
+      editing = null;
+      form.reset();
+      kind.disabled = false;
+      save.hidden = false;
+      cancel.hidden = true;
+      heading.textContent = t('letter-write');
+      final.textContent = t('letter-finalise');
+    }
+    function edit(l) {
+      editing = l;
+      kind.value = l.kind || 'consult';
+      kind.disabled = true;
+      title.value = l.title || '';
+      text.value = l.text || '';
+      const draft = l.status === 'draft';
+      save.hidden = !draft;
+      cancel.hidden = false;
+      heading.textContent = draft ? t('letter-edit-draft') : t('letter-amend-title');
+      final.textContent = draft ? t('letter-finalise') : t('letter-amend');
+      title.focus();
+    }
+    async function load() {
+      try {
+        const answer = await api('GET', base);
+        fill(list, (answer.letters || []).map((l) => el('li', { 'data-letter': l.id, 'data-status': l.status },
+          el('span', {}, el('strong', {}, l.title || '—'), ' ', el('span', { class: 'tag routine' }, t('letter-status-' + l.status)),
+            l.date ? ' — ' + day(l.date) : ''),
+          el('span', { class: 'actions' },
+            el('button', { type: 'button', class: 'secondary edit', 'aria-label': (l.status === 'draft' ? t('letter-edit') : t('letter-amend')) + ': ' + (l.title || ''),
+              onclick: () => edit(l) }, l.status === 'draft' ? t('letter-edit') : t('letter-amend')),
+            l.status === 'amended' ? el('button', { type: 'button', class: 'secondary versions', 'aria-label': t('letter-versions') + ': ' + (l.title || ''),
+              onclick: (e) => versions(l, e.target) }, t('letter-versions')) : null))), t('no-letters'));
+      } catch (e) {
+        failed(list, e);
+      }
+    }
+    // Every version the API kept (to a clinician: the draft too), newest first as it answers.
+    async function versions(l, button) {
+      button.disabled = true;
+      try {
+        const answer = await api('GET', base + '/' + encodeURIComponent(l.id) + '/versions');
+        const shown = el('ol', { class: 'versions-list' }, ...(answer.versions || []).map((v) => el('li', {},
+          el('strong', {}, t('letter-status-' + v.status)), v.date ? ' — ' + day(v.date) + ' ' + time(v.date) : '',
+          el('p', { class: 'letter' }, v.text || ''))));
+        button.closest('li').after(el('li', { class: 'versions-row' }, shown));
+        button.remove();
+      } catch (e) {
+        button.disabled = false;
+        notice(e.message || t('error-generic'));
+      }
+    }
+    async function send(status) {
+      error.hidden = true;
+      if (!title.value.trim() || !text.value.trim()) {
+        error.textContent = t('letter-needs-text');
+        error.hidden = false;
+        return;
+      }
+      save.disabled = final.disabled = true;
+      try {
+        if (!editing) {
+          await api('POST', base, { kind: kind.value, title: title.value.trim(), text: text.value, status });
+        } else {
+          const to = editing.status === 'draft' ? status : 'amended';
+          await api('PUT', base + '/' + encodeURIComponent(editing.id), { title: title.value.trim(), text: text.value, status: to });
+          status = to;
+        }
+        reset();
+        notice(t(status === 'draft' ? 'letter-saved' : status === 'final' ? 'letter-finalised' : 'letter-amended'));
+        await load();
+      } catch (e) {
+        if (e.code !== 'signed_out') {
+          error.textContent = e.status === 403 ? t('not-available') : e.message || t('error-generic');
+          error.hidden = false;
+        }
+      }
+      save.disabled = final.disabled = false;
+    }
+    form.addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      send('draft');
+    });
+    final.addEventListener('click', () => send('final'));
+    cancel.addEventListener('click', reset);
+    load();
+  }
+
+  // ---- an intake interview's summary ----------------------------------------------------------
+  async function intakePage() {
+    const id = document.body.dataset.session;
+    const flags = document.getElementById('summary-flags');
+    let s;
+    try {
+      s = await api('GET', '/api/v1/intake/sessions/' + encodeURIComponent(id) + '/summary');
+    } catch (e) {
+      return failed(flags, e);
+    }
+    // The summary names its patient as a reference (`Patient/<id>`).
+    const patient = String(s.patient || '').replace(/^Patient\//, '');
+    const chart = document.getElementById('intake-chart');
+    chart.href = '/patients/' + encodeURIComponent(patient);
+    chart.hidden = false;
+    try {
+      const names = await patientNames([patient]);
+      if (names[patient]) document.querySelector('h1').textContent = t('intake-title') + ': ' + names[patient];
+    } catch (e) {
+      // The summary stands without the name.
+    }
+    fill(flags, (s.red_flags || []).map((f) => el('li', { class: 'flagged' },
+      el('span', {}, el('span', { class: 'tag ' + f.urgency }, t('urgency-' + f.urgency)), ' ', el('strong', { class: 'flags' }, f.title),
+        f.model_suggested ? el('span', { class: 'hint' }, ' ' + t('intake-model')) : null),
+      el('span', {}, t('intake-evidence') + ': ' + ((f.evidence || []).join('; ') || '—')),
+      el('span', {}, t('intake-source') + ': ', el('a', { href: f.source.url, rel: 'noopener noreferrer' }, f.source.title)))), t('intake-no-flags'));
+    const facts = [
+      [t('intake-urgency'), t('urgency-' + s.urgency)],
+      [t('intake-complaint'), s.presenting_complaint],
+      [t('intake-language'), s.language],
+      [t('intake-medications'), (s.medications || []).join(', ')],
+      [t('intake-allergies'), (s.allergies || []).join(', ')],
+    ];
+    document.getElementById('summary-facts').replaceChildren(...facts.filter((r) => r[1]).flatMap(([k, v]) => [el('dt', {}, k), el('dd', {}, v)]));
+    const finding = (f) => el('li', {}, el('span', {}, el('strong', {}, f.display), f.body_site ? ' (' + f.body_site + ')' : ''), f.evidence ? el('span', {}, '“' + f.evidence + '”') : null);
+    fill(document.getElementById('summary-positives'), (s.pertinent_positives || []).map(finding), t('none-recorded'));
+    fill(document.getElementById('summary-negatives'), (s.pertinent_negatives || []).map(finding), t('none-recorded'));
+    document.getElementById('summary-history').replaceChildren(...(s.history || []).flatMap((h) => [el('dt', {}, h.question), el('dd', {}, h.answer)]));
+    fill(document.getElementById('summary-words'), (s.patient_words || []).map((w) => el('li', {},
+      el('span', { lang: w.language === 'hi' ? 'hi' : w.language === 'en' ? 'en' : undefined }, '“' + w.text + '”'), w.gloss ? el('span', { class: 'hint' }, w.gloss) : null)), t('none-recorded'));
+    const reviewed = document.getElementById('summary-reviewed');
+    const button = document.getElementById('summary-review');
+    const showReviewed = (at) => { reviewed.textContent = t('intake-reviewed') + (at ? ' — ' + day(at) + ' ' + time(at) : ''); };
+    if (s.reviewed_at) return showReviewed(s.reviewed_at);
+    button.hidden = false;
+    button.addEventListener('click', async () => {
+      button.disabled = true;
+      try {
+        await api('POST', '/api/v1/intake/sessions/' + encodeURIComponent(id) + '/review');
+        button.hidden = true;
+        showReviewed(new Date().toISOString());
+      } catch (e) {
+        button.disabled = false;
+        notice(e.message || t('error-generic'));
+      }
+    });
+  }
+
+  // ---- the alerts inbox -------------------------------------------------------------------
+  async function alertsPage() {
+    const list = document.getElementById('alerts');
+    const which = document.getElementById('alert-status');
+    async function load() {
+      try {
+        const answer = await api('GET', '/api/v1/health/alerts?status=' + encodeURIComponent(which.value));
+        const alerts = answer.alerts || [];
+        const names = await patientNames(alerts.map((a) => a.patient));
+        fill(list, alerts.map((a) => {
+          const status = el('span', { class: 'status' }, t('alert-status-' + a.status));
+          const urgent = a.level === 'high' || a.level === 'sepsis_alert';
+          const row = el('li', { 'data-alert': a.id, class: urgent ? 'flagged' : undefined },
+            el('span', {}, el('span', { class: 'tag ' + (urgent ? 'emergency' : 'urgent') }, a.summary || a.rule), ' ',
+              el('a', { href: '/patients/' + encodeURIComponent(a.patient) }, names[a.patient] || a.patient)),
+            el('span', { class: 'hint' }, t('alert-raised') + ' ' + day(a.raised_at) + ' ' + time(a.raised_at)),
+            status);
+          if (a.status === 'open' || a.status === 'escalated') {
+            const button = el('button', { type: 'button', class: 'acknowledge',
+              'aria-label': t('alert-acknowledge') + ': ' + (a.summary || a.rule) + ', ' + (names[a.patient] || ''),
+              onclick: async () => {
+                button.disabled = true;
+                try {
+                  const done = await api('POST', '/api/v1/health/alerts/' + encodeURIComponent(a.id) + '/acknowledge');
+                  status.textContent = t('alert-status-' + done.status);
+                  button.remove();
+                } catch (e) {
+                  button.disabled = false;
+                  notice(e.status === 403 ? t('not-available') : e.message || t('error-generic'));
+                }
+              } }, t('alert-acknowledge'));
+            row.append(button);
+          }
+          return row;
+        }), t('alerts-empty'));
+      } catch (e) {
+        failed(list, e);
+      }
+    }
+    which.addEventListener('change', load);
+    await load();
+  }
+
+  // ---- the administrator's console --------------------------------------------------------
+  async function adminPage() {
+    const accounts = document.getElementById('accounts');
+    let self = null;
+    async function loadAccounts() {
+      try {
+        if (!self) self = (await api('GET', '/api/v1/auth/me')).id;
+        const answer = await api('GET', '/api/v1/admin/accounts');
+        fill(accounts, (answer.accounts || []).map((a) => {
+          const twoFactor = el('span', { class: 'status' }, a.totpEnabled ? t('admin-2fa-on') : t('admin-2fa-off'));
+          const row = el('li', { 'data-account': a.id },
+            el('span', {}, el('strong', {}, a.email || a.phone || a.id), ' ', el('span', { class: 'tag routine' }, t('role-' + a.role))),
+            twoFactor);
+          // Not one's own: an administrator who lost the device asks another administrator.
+          if (a.totpEnabled && a.id !== self) {
+            const button = el('button', { type: 'button', class: 'secondary reset-2fa',
+              'aria-label': t('admin-reset-2fa') + ': ' + (a.email || a.id),
+              onclick: async () => {
+                button.disabled = true;
+                try {
+                  await api('POST', '/api/v1/admin/accounts/' + encodeURIComponent(a.id) + '/totp/reset');
+                  twoFactor.textContent = t('admin-2fa-off');
+                  button.remove();
+                  notice(t('admin-reset-done'));
+                } catch (e) {
+                  button.disabled = false;
+                  notice(e.message || t('error-generic'));
+                }
+              } }, t('admin-reset-2fa'));
+            row.append(button);
+          }
+          return row;
+        }), t('none-recorded'));
+      } catch (e) {
+        failed(accounts, e);
+      }
+    }
+    const deliveries = document.getElementById('deliveries');
+    const status = document.getElementById('delivery-status');
+    async function loadDeliveries() {
+      try {
+        const answer = await api('GET', '/api/v1/admin/notifications?limit=50' + (status.value ? '&status=' + encodeURIComponent(status.value) : ''));
+        fill(deliveries, (answer.notifications || []).map((n) => el('li', { 'data-delivery': n.id },
+          el('span', {}, el('strong', {}, n.channel || '—'), ' ', el('span', { class: 'tag ' + (n.status === 'failed' || n.status === 'bounced' ? 'urgent' : 'routine') }, t('delivery-' + n.status))),
+          el('span', {}, (n.attempts || 0) + ' ' + t('admin-attempts') + (n.updated_at ? ' — ' + day(n.updated_at) + ' ' + time(n.updated_at) : '')),
+          n.last_error ? el('span', { class: 'hint' }, n.last_error) : null)), t('deliveries-empty'));
+      } catch (e) {
+        failed(deliveries, e);
+      }
+    }
+    status.addEventListener('change', loadDeliveries);
+    const audit = document.getElementById('audit');
+    document.getElementById('audit-form').addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      const patient = document.getElementById('audit-patient').value.trim();
+      const on = document.getElementById('audit-day').value;
+      let path = '/fhir/AuditEvent?_sort=-date&_count=50';
+      if (patient) path += '&patient=' + encodeURIComponent('Patient/' + patient.replace(/^Patient\//, ''));
+      if (on) {
+        const from = new Date(on + 'T00:00:00');
+        path += '&date=ge' + encodeURIComponent(from.toISOString()) + '&date=lt' + encodeURIComponent(new Date(from.getTime() + 864e5).toISOString());
+      }
+      try {
+        const events = await fhirSearch(path);
+        fill(audit, events.map((e) => {
+          const who = ((e.agent || [])[0] || {}).who || {};
+          const what = ((e.subtype || [])[0] || {}).display || (e.type || {}).display || (e.type || {}).code || '—';
+          const entity = ((e.entity || [])[0] || {}).what || {};
+          return el('li', { 'data-event': e.id },
+            el('span', {}, el('strong', {}, e.recorded ? day(e.recorded) + ' ' + time(e.recorded) : '—'), ' ', what, e.action ? ' (' + e.action + ')' : ''),
+            el('span', {}, who.display || who.reference || (who.identifier || {}).value || '—', entity.reference ? ' → ' + entity.reference : ''),
+            el('span', { class: 'status' }, e.outcome === '0' ? '✓' : e.outcomeDesc || e.outcome || ''));
+        }), t('audit-empty'));
+      } catch (e) {
+        failed(audit, e);
+      }
+    });
+    await Promise.all([loadAccounts(), loadDeliveries()]);
   }
 
   // ---- the patient's app ------------------------------------------------------------------
@@ -373,9 +749,30 @@
         // From today on (by date: which slots are past is the server's to say).
         const today = localDate(new Date());
         const upcoming = (answer.appointments || []).filter((a) => a.end && localDate(new Date(a.end)) >= today);
-        fill(mine, upcoming.map((a) => el('li', { 'data-appointment': a.id },
-          el('span', {}, el('strong', {}, day(a.start) + ' ' + time(a.start)), ' ', doctors[a.practitioner] || ''),
-          el('span', { class: 'status' }, statusText(a.status)))), t('no-appointments'));
+        fill(mine, upcoming.map((a) => {
+          const when = day(a.start) + ' ' + time(a.start);
+          const row = el('li', { 'data-appointment': a.id },
+            el('span', {}, el('strong', {}, when), ' ', doctors[a.practitioner] || ''),
+            el('span', { class: 'status' }, statusText(a.status)));
+          if (a.status === 'booked') {
+            row.append(el('span', { class: 'actions' },
+              el('button', { type: 'button', class: 'secondary reschedule', 'aria-label': t('reschedule') + ': ' + when,
+                onclick: () => startReschedule(a, when) }, t('reschedule')),
+              el('button', { type: 'button', class: 'secondary cancel', 'aria-label': t('cancel-appointment') + ': ' + when,
+                onclick: async (e) => {
+                  e.target.disabled = true;
+                  try {
+                    await api('POST', '/api/v1/appointments/' + encodeURIComponent(a.id) + '/cancel', {});
+                    notice(t('cancelled-ok'));
+                    await appointments();
+                  } catch (err) {
+                    e.target.disabled = false;
+                    notice(err.message || t('error-generic'));
+                  }
+                } }, t('cancel-appointment'))));
+          }
+          return row;
+        }), t('no-appointments'));
       } catch (e) {
         failed(mine, e);
       }
@@ -392,6 +789,17 @@
     const dayInput = document.getElementById('book-day');
     dayInput.value = localDate(new Date());
     const slots = document.getElementById('slots');
+    // Rescheduling: the booking form finds the new time; a chosen slot moves the visit.
+    const rescheduling = document.getElementById('rescheduling');
+    let moving = null;
+    function startReschedule(a, when) {
+      moving = a;
+      if (a.practitioner) select.value = a.practitioner;
+      rescheduling.textContent = t('rescheduling') + ' (' + when + ')';
+      rescheduling.hidden = false;
+      slots.replaceChildren();
+      dayInput.focus();
+    }
     document.getElementById('book-form').addEventListener('submit', async (ev) => {
       ev.preventDefault();
       if (!select.value || !dayInput.value) return;
@@ -401,7 +809,8 @@
       const start = from;
       try {
         const answer = await api('GET', '/api/v1/appointments/slots/available?practitioner=' + encodeURIComponent(select.value) +
-          '&from=' + encodeURIComponent(start.toISOString()) + '&to=' + encodeURIComponent(to.toISOString()) + '&type=ROUTINE');
+          '&from=' + encodeURIComponent(start.toISOString()) + '&to=' + encodeURIComponent(to.toISOString()) +
+          '&type=' + encodeURIComponent((moving && moving.type) || 'ROUTINE'));
         fill(slots, (answer.slots || []).map((s) => el('li', {}, el('button', {
           type: 'button',
           class: 'secondary slot',
@@ -409,8 +818,15 @@
           onclick: async (e) => {
             e.target.disabled = true;
             try {
-              await api('POST', '/api/v1/appointments', { practitioner: select.value, start: s.start, type: 'ROUTINE' });
-              slots.replaceChildren(el('li', {}, t('booked-ok')));
+              if (moving) {
+                await api('POST', '/api/v1/appointments/' + encodeURIComponent(moving.id) + '/reschedule', { start: s.start });
+                moving = null;
+                rescheduling.hidden = true;
+                slots.replaceChildren(el('li', {}, t('rescheduled-ok')));
+              } else {
+                await api('POST', '/api/v1/appointments', { practitioner: select.value, start: s.start, type: 'ROUTINE' });
+                slots.replaceChildren(el('li', {}, t('booked-ok')));
+              }
               await appointments();
             } catch (err) {
               e.target.disabled = false;
@@ -422,6 +838,7 @@
         failed(slots, e);
       }
     });
+    readingForm();
     if (!patient) return fill(letters, [], t('not-available'));
     try {
       const answer = await api('GET', '/api/patients/' + encodeURIComponent(patient) + '/letters');
@@ -439,8 +856,62 @@
     }
   }
 
+  // A reading the patient logs (their own record: the API's default patient).
+  function readingForm() {
+    const form = document.getElementById('reading-form');
+    const kind = document.getElementById('reading-kind');
+    const value = document.getElementById('reading-value');
+    const label = document.getElementById('reading-value-label');
+    const second = document.getElementById('reading-second');
+    const diastolic = document.getElementById('reading-diastolic');
+    const error = document.getElementById('reading-error');
+    const done = document.getElementById('reading-done');
+    const shape = () => {
+      const bp = kind.value === 'blood_pressure';
+      label.textContent = bp ? t('reading-systolic') : t('reading-value');
+      second.hidden = !bp;
+    };
+    kind.addEventListener('change', shape);
+    shape();
+    const number = (input) => {
+      const n = Number(input.value.trim().replace(',', '.'));
+      return input.value.trim() && Number.isFinite(n) ? n : null;
+    };
+    form.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      error.hidden = true;
+      done.textContent = '';
+      const reading = { kind: kind.value, effective: new Date().toISOString() };
+      if (kind.value === 'blood_pressure') {
+        reading.systolic = number(value);
+        reading.diastolic = number(diastolic);
+      } else {
+        reading.value = number(value);
+      }
+      if (reading.systolic === null || reading.diastolic === null || reading.value === null) {
+        error.textContent = t('reading-invalid');
+        error.hidden = false;
+        return;
+      }
+      const button = document.getElementById('reading-save');
+      button.disabled = true;
+      try {
+        await api('POST', '/api/v1/health/vitals', { readings: [reading] });
+        form.reset();
+        shape();
+        done.textContent = t('reading-saved');
+      } catch (e) {
+        if (e.code !== 'signed_out') {
+          error.textContent = e.message || t('error-generic');
+          error.hidden = false;
+        }
+      }
+      button.disabled = false;
+    });
+  }
+
   const signOutButton = document.getElementById('sign-out');
   if (signOutButton) signOutButton.addEventListener('click', signOut);
-  const run = { signin: signInPage, clinic: clinicPage, chart: chartPage, app: appPage }[page];
+  const run = { signin: signInPage, clinic: clinicPage, chart: chartPage, intake: intakePage, alerts: alertsPage, admin: adminPage, app: appPage }[page];
   if (run) run();
 })();

@@ -57,6 +57,9 @@ impl Workflow for Web {
             .route("/", get(home))
             .route("/signin", get(sign_in))
             .route("/patients/{id}", get(chart))
+            .route("/intake/{id}", get(intake))
+            .route("/alerts", get(alerts))
+            .route("/admin", get(admin))
             .route("/app", get(app))
             .route("/app/", get(app))
             .route("/app/manifest.webmanifest", get(manifest))
@@ -167,6 +170,29 @@ async fn chart(
     }
     let (lang, set) = language(&headers, query.as_deref());
     html(page::chart(&web.catalogue, lang, &id), set)
+}
+
+async fn intake(
+    State(web): State<Arc<Web>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    if !is_fhir_id(&id) {
+        return (StatusCode::NOT_FOUND, "no such page").into_response();
+    }
+    let (lang, set) = language(&headers, query.as_deref());
+    html(page::intake(&web.catalogue, lang, &id), set)
+}
+
+async fn alerts(State(web): State<Arc<Web>>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+    let (lang, set) = language(&headers, query.as_deref());
+    html(page::alerts(&web.catalogue, lang), set)
+}
+
+async fn admin(State(web): State<Arc<Web>>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+    let (lang, set) = language(&headers, query.as_deref());
+    html(page::admin(&web.catalogue, lang), set)
 }
 
 async fn app(State(web): State<Arc<Web>>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {

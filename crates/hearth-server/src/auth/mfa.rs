@@ -288,7 +288,7 @@ pub(crate) async fn disable(
     result
 }
 
-async fn second_factor_event(
+pub(crate) async fn second_factor_event(
     app: &App,
     ext: &axum::http::Extensions,
     account: &hearth_store_sql::identity::AccountRow,

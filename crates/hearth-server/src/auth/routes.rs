@@ -55,7 +55,8 @@ pub fn router() -> axum::Router<Arc<App>> {
         .route("/api/v1/auth/refresh", post(refresh_token))
         .route("/api/v1/auth/logout", post(logout))
         .route("/api/v1/auth/me", get(me))
-        .route("/api/v1/admin/accounts", post(create_account))
+        .route("/api/v1/admin/accounts", post(create_account).get(list_accounts))
+        .route("/api/v1/admin/accounts/{id}/totp/reset", post(admin_reset_totp))
         .route("/api/v1/admin/caregivers", post(grant_caregiver))
         .route("/.well-known/jwks.json", get(jwks))
 }
@@ -852,6 +853,57 @@ pub(crate) async fn create_account(
         other => other.into(),
     })?;
     Ok((StatusCode::CREATED, Json(account_view(&account))).into_response())
+}
+
+/// The accounts, for the admin console.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct AccountList {
+    /// By e-mail, at most 500.
+    accounts: Vec<AccountView>,
+}
+
+#[utoipa::path(get, path = "/api/v1/admin/accounts", tag = "administration",
+    responses((status = 200, description = "Every account by e-mail, at most 500 (no password, second factor or codes)", body = AccountList),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})),
+        (status = 403, description = "Not an administrator (`forbidden`)", body = ErrorEnvelope, example = json!({"error": {"code": "forbidden", "message": "this operation is for administrators"}}))),
+    security(("bearer" = [])))]
+pub(crate) async fn list_accounts(
+    State(app): State<Arc<App>>,
+    ApiCaller(caller): ApiCaller,
+) -> Result<Json<AccountList>, ApiError> {
+    require_admin(&caller)?;
+    let rows = identity::list_accounts(&*app.db, 500).await?;
+    Ok(Json(AccountList { accounts: rows.iter().map(account_view).collect() }))
+}
+
+#[utoipa::path(post, path = "/api/v1/admin/accounts/{id}/totp/reset", tag = "administration",
+    params(("id" = String, Path, description = "The account's id")),
+    responses((status = 200, description = "TOTP and the recovery codes are gone and every session of the account is ended: its next sign-in is by password (and enrolment, where 2FA is required)", body = AccountView),
+        (status = 401, description = "No or an invalid access token", body = ErrorEnvelope, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})),
+        (status = 403, description = "Not an administrator (`forbidden`)", body = ErrorEnvelope, example = json!({"error": {"code": "forbidden", "message": "this operation is for administrators"}})),
+        (status = 404, description = "No such account (`not_found`)", body = ErrorEnvelope, example = json!({"error": {"code": "not_found", "message": "no such account"}}))),
+    security(("bearer" = [])))]
+/// An administrator resets a lost second factor (a clinician with a new phone): recorded in the
+/// audit trail as a change of security attributes by the administrator, naming the account.
+pub(crate) async fn admin_reset_totp(
+    State(app): State<Arc<App>>,
+    ext: axum::http::Extensions,
+    ApiCaller(caller): ApiCaller,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<Json<AccountView>, ApiError> {
+    require_admin(&caller)?;
+    let missing = || ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such account");
+    if !hearth_workflow::fhir::valid_id(&id) {
+        return Err(missing());
+    }
+    let account = identity::account_by_id(&*app.db, &id).await?.ok_or_else(missing)?;
+    hearth_store_sql::mfa::totp_disable(&*app.db, &account.id).await?;
+    identity::revoke_account_refresh(&*app.db, &account.id).await?;
+    // The administrator is the agent (the requestor); the account changed is named in the outcome.
+    let detail = format!("TOTP of account {} reset by an administrator", account.id);
+    super::mfa::second_factor_event(&app, &ext, &caller.account, true, &detail).await;
+    let after = identity::account_by_id(&*app.db, &id).await?.unwrap_or(account);
+    Ok(Json(account_view(&after)))
 }
 
 /// A caregiver grant.

@@ -176,7 +176,9 @@ async fn every_role_gets_exactly_the_expected_status_and_patient_a_never_sees_b(
             || path.starts_with("/api/v1/medication/")
             || path.starts_with("/api/v1/emergency")
             || path == "/api/v1/notifications/send"
-            || path == "/api/push/send";
+            || path == "/api/push/send"
+            // An administrator's 2FA reset is a security event on the account.
+            || (path.ends_with("/totp/reset") && status == 200);
         i64::from(fhir || always || (!path.starts_with("/fhir") && (status == 401 || status == 403)))
     };
     let obs_a = t.create(&observation(&pa)).await;
@@ -226,6 +228,9 @@ async fn every_role_gets_exactly_the_expected_status_and_patient_a_never_sees_b(
         ("web: sign-in", Method::GET, "/signin".into(), None, [200, 200, 200, 200, 200, 200]),
         ("web: chart of A", Method::GET, format!("/patients/{pa}"), None, [200, 200, 200, 200, 200, 200]),
         ("web: patient app", Method::GET, "/app".into(), None, [200, 200, 200, 200, 200, 200]),
+        ("web: intake summary", Method::GET, format!("/intake/{intake_a}"), None, [200, 200, 200, 200, 200, 200]),
+        ("web: alerts inbox", Method::GET, "/alerts".into(), None, [200, 200, 200, 200, 200, 200]),
+        ("web: admin console", Method::GET, "/admin".into(), None, [200, 200, 200, 200, 200, 200]),
         ("web: app manifest", Method::GET, "/app/manifest.webmanifest".into(), None, [200, 200, 200, 200, 200, 200]),
         ("web: service worker", Method::GET, "/app/sw.js".into(), None, [200, 200, 200, 200, 200, 200]),
         ("web: script", Method::GET, "/web/web.js".into(), None, [200, 200, 200, 200, 200, 200]),
@@ -437,6 +442,14 @@ async fn every_role_gets_exactly_the_expected_status_and_patient_a_never_sees_b(
             "failed notifications (admin view)",
             Method::GET,
             "/api/v1/admin/notifications?status=failed".into(),
+            None,
+            [401, 403, 403, 403, 403, 200],
+        ),
+        ("accounts (admin view)", Method::GET, "/api/v1/admin/accounts".into(), None, [401, 403, 403, 403, 403, 200]),
+        (
+            "reset the carer's 2FA (admins only)",
+            Method::POST,
+            format!("/api/v1/admin/accounts/{carer_id}/totp/reset"),
             None,
             [401, 403, 403, 403, 403, 200],
         ),

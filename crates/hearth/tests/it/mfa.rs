@@ -461,3 +461,52 @@ async fn concurrent_reuse_of_a_totp_code_or_otp_guesses_cannot_beat_the_guards()
     let r = post(&t, "/api/v1/auth/otp/verify", None, json!({"email": "guess@example.org", "code": right})).await;
     assert_eq!(r.status, 401, "{}", r.text);
 }
+
+#[tokio::test]
+async fn an_admin_resets_a_lost_second_factor_ending_the_accounts_sessions() {
+    let t = TestApp::spawn().await;
+    let id = register(&t, "lost-phone@example.org").await;
+    let token = login(&t, "lost-phone@example.org", None).await.json()["access_token"].as_str().unwrap().to_owned();
+    let (secret, recovery) = enrol(&t, &token).await;
+    t.clock.set(t.clock.now() + TimeDelta::seconds(30));
+    let code = totp::code_at_step(&secret, totp::time_step(t.clock.now()));
+    let r = login(&t, "lost-phone@example.org", Some(code.expose())).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let refresh = r.json()["refresh_token"].as_str().unwrap().to_owned();
+
+    // The list shows the account with 2FA on, and nothing secret.
+    let r = api(&t, &t.client, Method::GET, "/api/v1/admin/accounts", None).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let listed = r.json()["accounts"].as_array().unwrap().iter().find(|a| a["id"] == id.as_str()).cloned().unwrap();
+    assert_eq!(listed["totpEnabled"], true, "{listed}");
+    assert!(!r.text.contains("totp_secret") && !r.text.contains("password"), "{}", r.text);
+    // Only an administrator resets; an unknown or malformed account is 404.
+    let r = post(&t, &format!("/api/v1/admin/accounts/{id}/totp/reset"), Some(&token), json!({})).await;
+    assert_eq!(r.status, 403, "{}", r.text);
+    for bad in ["no-such-account", "a%20b"] {
+        let r = api(&t, &t.client, Method::POST, &format!("/api/v1/admin/accounts/{bad}/totp/reset"), None).await;
+        assert_eq!((r.status, error_code(&r).as_str()), (404, "not_found"), "{}", r.text);
+    }
+    let r = api(&t, &t.client, Method::POST, &format!("/api/v1/admin/accounts/{id}/totp/reset"), None).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["totpEnabled"], false);
+    // The old session cannot be renewed, the recovery codes are gone, the password alone signs in.
+    let r = post(&t, "/api/v1/auth/refresh", None, json!({"refresh_token": refresh})).await;
+    assert_eq!(r.status, 401, "{}", r.text);
+    let r = login(&t, "lost-phone@example.org", None).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(!recovery.is_empty());
+    assert!(hearth_store_sql::mfa::recovery_hashes(&*t.app.db, &id).await.unwrap().is_empty());
+    // The audit trail: the administrator changed this account's security attributes.
+    t.app.auditor.flush().await.unwrap();
+    let r = t.get("/fhir/AuditEvent?_count=500").await;
+    let reset = r.json()["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["resource"].clone())
+        .find(|e| e["outcomeDesc"].as_str().is_some_and(|d| d.contains(&id) && d.contains("reset")))
+        .unwrap_or_else(|| panic!("no reset event: {}", r.text));
+    assert_eq!(reset["type"]["code"], "110137", "{reset}");
+    assert_ne!(reset["agent"][0]["who"]["identifier"]["value"], id.as_str(), "the agent is the administrator");
+}

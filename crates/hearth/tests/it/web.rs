@@ -1,8 +1,12 @@
 //! The web screens in a real browser (issue 24): Debian's headless Chromium driven over the
 //! DevTools protocol by a small client here (JSON over the WebSocket, tokio-tungstenite). A
-//! clinician signs in with TOTP, sees the intake queue with the red flag on top and checks a
-//! patient in; the session ends and signing in again returns to the page asked for; a patient on
-//! a 390 px phone screen books a slot and reads a letter, in English and in Hindi. On every page
+//! clinician signs in with TOTP, sees the intake queue with the red flag on top, checks a patient
+//! in, reads and reviews an intake summary, reads the chart's charts (also at 360 px), writes a
+//! letter as a draft, finalises and amends it, and acknowledges a self-care alert; the session
+//! ends and signing in again returns to the page asked for; an administrator signs in with TOTP,
+//! resets the clinician's 2FA and searches the audit trail, in English and Hindi. A patient on
+//! a 390 px phone screen books a slot, reads a letter, moves and cancels the visit and logs a
+//! blood pressure, in English and in Hindi. On every page
 //! axe-core (vendored in tests-data/axe-core, injected by the test) finds no serious or critical
 //! violation, nothing is wider than the screen, and the page logs no error.
 //!
@@ -302,6 +306,15 @@ impl Tab {
             .to_owned()
     }
 
+    /// Resizes the viewport (a phone's when `mobile`).
+    async fn viewport(&mut self, width: u32, height: u32, mobile: bool) {
+        self.call(
+            "Emulation.setDeviceMetricsOverride",
+            json!({"width": width, "height": height, "deviceScaleFactor": 1, "mobile": mobile}),
+        )
+        .await;
+    }
+
     /// The test passed: its screenshots are not kept.
     fn passed(self) {
         let _ = std::fs::remove_dir_all(&self.artifacts);
@@ -315,7 +328,10 @@ fn today_at(hh: u32, mm: u32) -> DateTime<Utc> {
 
 /// An account with a password made by the admin: its id.
 async fn account(t: &TestApp, email: &str, role: &str, fhir_user: &str) -> String {
-    let body = json!({"email": email, "password": PASSWORD, "role": role, "fhirUser": fhir_user});
+    let mut body = json!({"email": email, "password": PASSWORD, "role": role});
+    if !fhir_user.is_empty() {
+        body["fhirUser"] = json!(fhir_user);
+    }
     let (s, v) = call(t, &t.client, Method::POST, "/api/v1/admin/accounts", Some(body)).await;
     assert_eq!(s, 201, "{v}");
     v["id"].as_str().unwrap().to_owned()
@@ -362,7 +378,7 @@ async fn a_clinician_signs_in_with_totp_sees_red_flags_first_and_checks_a_patien
     let (doc, doc_client) = clinician(&t, "Iyer").await;
     schedule(&t, &doc_client, every_day(&doc, "UTC", "08:00", "18:00")).await;
     let email = "meera.iyer@clinic.example";
-    account(&t, email, "clinician", &format!("Practitioner/{doc}")).await;
+    let clinician_id = account(&t, email, "clinician", &format!("Practitioner/{doc}")).await;
     let secret = enrol_totp(&t, email).await;
 
     // Asha has a visit at 12:30; Ravi told the intake interview of chest pain (an emergency).
@@ -378,6 +394,38 @@ async fn a_clinician_signs_in_with_totp_sees_red_flags_first_and_checks_a_patien
     .await;
     assert_eq!(s, 201, "{v}");
     let appointment = v["id"].as_str().unwrap().to_owned();
+    // Her record: two sets of vitals this morning (the second scores NEWS2 high and raises an
+    // alert), two HbA1c results, a problem and an encounter.
+    let (_, asha_client) = crate::scheduling::account(&t.app, "patient", Some(format!("Patient/{asha}")), true).await;
+    for (at, rr, spo2, sys, hr, temp) in [("08:00", 14, 98, 122, 72, 36.8), ("11:00", 25, 91, 95, 118, 38.5)] {
+        let at = format!("{}T{at}:00Z", today_at(0, 0).date_naive());
+        let set = json!({"readings": [
+            {"kind": "respiratory_rate", "value": rr, "effective": at},
+            {"kind": "spo2", "value": spo2, "effective": at},
+            {"kind": "supplemental_oxygen", "code": "air", "effective": at},
+            {"kind": "blood_pressure", "systolic": sys, "diastolic": 60, "effective": at},
+            {"kind": "heart_rate", "value": hr, "effective": at},
+            {"kind": "consciousness", "code": "A", "effective": at},
+            {"kind": "body_temperature", "value": temp, "effective": at},
+        ]});
+        let (s, v) = call(&t, &asha_client, Method::POST, "/api/v1/health/vitals", Some(set)).await;
+        assert_eq!(s, 201, "{v}");
+    }
+    for (date, value) in [("2026-06-01", 8.4), ("2026-11-01", 7.8)] {
+        t.create(&json!({"resourceType": "Observation", "status": "final",
+            "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "laboratory"}]}],
+            "code": {"coding": [{"system": "http://loinc.org", "code": "4548-4", "display": "Hemoglobin A1c/Hemoglobin.total in Blood"}], "text": "HbA1c"},
+            "subject": {"reference": format!("Patient/{asha}")}, "effectiveDateTime": date,
+            "valueQuantity": {"value": value, "unit": "%", "system": "http://unitsofmeasure.org", "code": "%"}}))
+        .await;
+    }
+    t.create(&json!({"resourceType": "Condition", "subject": {"reference": format!("Patient/{asha}")},
+        "code": {"coding": [{"system": "http://snomed.info/sct", "code": "38341003", "display": "Hypertension"}], "text": "Hypertension"}}))
+    .await;
+    t.create(&json!({"resourceType": "Encounter", "status": "finished", "subject": {"reference": format!("Patient/{asha}")},
+        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB", "display": "ambulatory"},
+        "type": [{"text": "Outpatient visit"}], "period": {"start": "2026-11-01T09:00:00Z", "end": "2026-11-01T09:20:00Z"}}))
+    .await;
     let ravi = t.create(&patient("Verma")).await;
     let (_, ravi_client) = crate::scheduling::account(&t.app, "patient", Some(format!("Patient/{ravi}")), true).await;
     let routine = t.create(&patient("Kumar")).await;
@@ -414,12 +462,96 @@ async fn a_clinician_signs_in_with_totp_sees_red_flags_first_and_checks_a_patien
     let (s, v) = call(&t, &t.client, Method::GET, &format!("/api/v1/appointments/{appointment}"), None).await;
     assert_eq!((s, v["status"].as_str()), (200, Some("arrived")), "{v}");
 
+    // Ravi's intake summary from the queue: the red flag first, with its evidence and source;
+    // marked reviewed, it leaves the queue.
+    tab.click("#queue li:first-child a.summary-link").await;
+    tab.wait_for("location.pathname.startsWith('/intake/') && document.querySelector('#summary-flags li.flagged')")
+        .await;
+    tab.wait_for("!document.querySelector('#summary-review').hidden").await;
+    tab.check_page("intake-summary").await;
+    assert!(tab.text("h1").await.contains("Verma"));
+    let flags = tab.text("#summary-flags").await;
+    assert!(flags.contains("chest pain") && flags.contains("Source"), "{flags}");
+    let session = tab.eval("location.pathname.split('/').pop()").await;
+    tab.click("#summary-review").await;
+    tab.wait_for(
+        "document.querySelector('#summary-review').hidden && document.querySelector('#summary-reviewed').textContent",
+    )
+    .await;
+    let (s, v) = call(&t, &doc_client, Method::GET, "/api/v1/intake/queue", None).await;
+    assert_eq!(s, 200, "{v}");
+    assert!(v["sessions"].as_array().unwrap().iter().all(|q| q["id"] != session), "reviewed, it left the queue: {v}");
+
     // The access token expires: the page renews it from the refresh cookie, no sign-in needed.
     tab.eval("sessionStorage.setItem('hearth.session', JSON.stringify({token: 'x', expires: 0}))").await;
     tab.goto(&t.url(&format!("/patients/{asha}"))).await;
     tab.wait_for("document.querySelector('h1').textContent === 'Asha Rao'").await;
+    tab.wait_for("document.querySelector('#vitals figure svg') && document.querySelector('#results figure svg') && document.querySelector('#letters li')").await;
     tab.check_page("chart").await;
     assert!(tab.text("#demographics").await.contains("1984-03-07"));
+    // Each measure is a chart with its numbers in a table: the pulse's two readings, newest first.
+    let pulse = tab.text("#vitals figure[data-measure='Heart rate'] tbody").await;
+    assert!(pulse.find("118").unwrap() < pulse.find("72").unwrap(), "{pulse}");
+    assert!(tab.text("#results").await.contains("7.8"));
+    assert!(tab.text("#problems").await.contains("Hypertension"));
+    assert!(tab.text("#encounters").await.contains("Outpatient"));
+
+    // A letter: a draft, then final, then amended; the patient's API shows the amendment.
+    tab.fill("#letter-title", "Clinic letter").await;
+    tab.fill("#letter-text", "Dear Dr Shah,\n\nI saw Asha today.").await;
+    tab.click("#letter-save").await;
+    tab.wait_for("document.querySelector(\"#letters li[data-status='draft'] button\")").await;
+    tab.check_page("letter-draft").await;
+    tab.click("#letters li[data-status='draft'] button.edit").await;
+    tab.wait_for("document.querySelector('#letter-title').value === 'Clinic letter'").await;
+    tab.fill("#letter-text", "Dear Dr Shah,\n\nI saw Asha today. Her pulse was fast this morning.").await;
+    tab.click("#letter-final").await;
+    tab.wait_for("document.querySelector(\"#letters li[data-status='final'] button\")").await;
+    tab.check_page("letter-final").await;
+    let (s, v) = call(&t, &asha_client, Method::GET, &format!("/api/patients/{asha}/letters"), None).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["letters"][0]["status"], "final", "{v}");
+    assert!(v["letters"][0]["text"].as_str().unwrap().contains("fast this morning"), "{v}");
+    tab.click("#letters li[data-status='final'] button.edit").await;
+    tab.wait_for("document.querySelector('#letter-save').hidden").await;
+    tab.fill("#letter-text", "Dear Dr Shah,\n\nI saw Asha today. Her pulse was 118 this morning.").await;
+    tab.click("#letter-final").await;
+    tab.wait_for("document.querySelector(\"#letters li[data-status='amended']\")").await;
+    tab.check_page("letter-amended").await;
+    tab.click("#letters li[data-status='amended'] button.versions").await;
+    // The clinician sees every version (the patient's API shows the final and amended two only).
+    tab.wait_for("document.querySelectorAll('#letters .versions-list > li').length === 3").await;
+    let kept = tab.text("#letters .versions-list").await;
+    assert!(kept.contains("fast this morning") && kept.contains("118 this morning"), "{kept}");
+    tab.check_page("letter-versions").await;
+    // The chart on a 360 px phone: nothing wider than the screen, still axe-clean.
+    tab.viewport(360, 780, true).await;
+    tab.check_page("chart-360").await;
+    tab.viewport(1280, 900, false).await;
+    let id = v["letters"][0]["id"].as_str().unwrap();
+    let (s, v) =
+        call(&t, &asha_client, Method::GET, &format!("/api/patients/{asha}/letters/{id}/versions"), None).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["versions"].as_array().map(Vec::len), Some(2), "final and amended: {v}");
+
+    // The alerts inbox: Asha's NEWS2 alert (and qSOFA's), the NEWS2 one acknowledged.
+    tab.goto(&t.url("/alerts")).await;
+    tab.wait_for("document.querySelector('#alerts [data-alert] button.acknowledge')").await;
+    tab.check_page("alerts").await;
+    let (s, v) = call(&t, &doc_client, Method::GET, &format!("/api/v1/health/alerts?patient={asha}"), None).await;
+    assert_eq!(s, 200, "{v}");
+    let news2 = v["alerts"].as_array().unwrap().iter().find(|a| a["rule"] == "news2").expect("a NEWS2 alert");
+    let news2 = news2["id"].as_str().unwrap().to_owned();
+    assert!(tab.text(&format!("[data-alert='{news2}']")).await.contains("NEWS2"));
+    tab.click(&format!("[data-alert='{news2}'] button.acknowledge")).await;
+    tab.wait_for(&format!("!document.querySelector(\"[data-alert='{news2}'] button.acknowledge\")")).await;
+    tab.check_page("alert-acknowledged").await;
+    let (s, v) = call(&t, &doc_client, Method::GET, &format!("/api/v1/health/alerts?patient={asha}"), None).await;
+    assert_eq!(s, 200, "{v}");
+    let acknowledged = v["alerts"].as_array().unwrap().iter().find(|a| a["id"] == news2.as_str()).unwrap();
+    assert_eq!(acknowledged["status"], "acknowledged", "{v}");
+    tab.goto(&t.url(&format!("/patients/{asha}"))).await;
+    tab.wait_for("document.querySelector('h1').textContent === 'Asha Rao'").await;
 
     // Signed out, the chart sends to sign-in and, signed in again, back to the chart.
     tab.click("#sign-out").await;
@@ -435,6 +567,46 @@ async fn a_clinician_signs_in_with_totp_sees_red_flags_first_and_checks_a_patien
     ))
     .await;
     tab.check_page("back-to-chart").await;
+
+    // An administrator signs in with TOTP and resets the clinician's second factor (a lost phone):
+    // her next sign-in needs only the password.
+    let admin_email = "admin@clinic.example";
+    account(&t, admin_email, "admin", "").await;
+    let admin_secret = enrol_totp(&t, admin_email).await;
+    tab.click("#sign-out").await;
+    tab.wait_for("location.pathname === '/signin'").await;
+    tab.goto(&t.url("/signin?next=%2Fadmin")).await;
+    t.clock.set(today_at(12, 4));
+    sign_in(&mut tab, admin_email, Some((&admin_secret, totp::time_step(t.clock.now())))).await;
+    tab.wait_for(&format!(
+        "location.pathname === '/admin' && document.querySelector(\"[data-account='{clinician_id}'] button.reset-2fa\")"
+    ))
+    .await;
+    tab.wait_for("document.querySelector('#deliveries li')").await;
+    tab.check_page("admin").await;
+    assert!(tab.text("#accounts").await.contains(email));
+    tab.click(&format!("[data-account='{clinician_id}'] button.reset-2fa")).await;
+    tab.wait_for(&format!("!document.querySelector(\"[data-account='{clinician_id}'] button.reset-2fa\")")).await;
+    tab.check_page("2fa-reset").await;
+    let (s, v) = call(
+        &t,
+        &t.anonymous(),
+        Method::POST,
+        "/api/v1/auth/login",
+        Some(json!({"email": email, "password": PASSWORD})),
+    )
+    .await;
+    assert_eq!(s, 200, "password alone signs her in now: {v}");
+    // The audit trail of Asha's record: the reads of this test, searched from the console.
+    tab.fill("#audit-patient", &asha).await;
+    tab.click("#audit-search").await;
+    tab.wait_for("document.querySelector('#audit [data-event]')").await;
+    tab.check_page("audit-search").await;
+    // The console in Hindi.
+    tab.goto(&t.url("/admin?lang=hi")).await;
+    tab.wait_for("document.documentElement.lang === 'hi' && document.querySelector('#accounts [data-account]')").await;
+    assert_eq!(tab.text("h1").await, "प्रशासन");
+    tab.check_page("admin-hindi").await;
     tab.passed();
 }
 
@@ -476,6 +648,38 @@ async fn a_patient_on_a_phone_books_a_slot_and_reads_a_letter_in_english_and_hin
     assert!(tab.text("#letter").await.contains("Your blood pressure was normal."));
     tab.check_page("letter").await;
 
+    // She moves the visit to 11:00, then cancels it.
+    let id = booked[0]["id"].as_str().unwrap().to_owned();
+    tab.click(&format!("[data-appointment='{id}'] button.reschedule")).await;
+    tab.wait_for("!document.querySelector('#rescheduling').hidden").await;
+    tab.click("#find-slots").await;
+    let eleven = today_at(11, 0).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    tab.wait_for(&format!("document.querySelector(\"#slots button.slot[data-start='{eleven}']\")")).await;
+    tab.check_page("reschedule-slots").await;
+    tab.click(&format!("#slots button.slot[data-start='{eleven}']")).await;
+    tab.wait_for("document.querySelector('#rescheduling').hidden && document.querySelector('#my-appointments [data-appointment]')").await;
+    let (s, v) = call(&t, &t.client, Method::GET, &format!("/api/v1/appointments?patient={me}"), None).await;
+    assert_eq!(s, 200, "{v}");
+    let live: Vec<&Value> = v["appointments"].as_array().unwrap().iter().filter(|a| a["status"] == "booked").collect();
+    assert_eq!((live.len(), live[0]["start"].as_str()), (1, Some(eleven.as_str())), "{v}");
+    let moved = live[0]["id"].as_str().unwrap().to_owned();
+    tab.wait_for(&format!("document.querySelector(\"[data-appointment='{moved}'] button.cancel\")")).await;
+    tab.check_page("rescheduled").await;
+    tab.click(&format!("[data-appointment='{moved}'] button.cancel")).await;
+    tab.wait_for(&format!("!document.querySelector(\"[data-appointment='{moved}'] button.cancel\")")).await;
+    let (s, v) = call(&t, &t.client, Method::GET, &format!("/api/v1/appointments/{moved}"), None).await;
+    assert_eq!((s, v["status"].as_str()), (200, Some("cancelled")), "{v}");
+
+    // She logs a blood pressure reading: it is in her record.
+    tab.eval("(() => { const k = document.querySelector('#reading-kind'); k.value = 'blood_pressure'; k.dispatchEvent(new Event('change')); return true; })()").await;
+    tab.fill("#reading-value", "132").await;
+    tab.fill("#reading-diastolic", "86").await;
+    tab.click("#reading-save").await;
+    tab.wait_for("document.querySelector('#reading-done').textContent").await;
+    tab.check_page("reading-logged").await;
+    let r = t.get(&format!("/fhir/Observation?patient={me}&code=http://loinc.org|85354-9")).await;
+    assert!(r.text.contains("132") && r.text.contains("86"), "{}", r.text);
+
     // In Hindi: the same screen, its texts from the Hindi catalogue, the choice remembered.
     tab.goto(&t.url("/app?lang=hi")).await;
     tab.wait_for(
@@ -483,7 +687,7 @@ async fn a_patient_on_a_phone_books_a_slot_and_reads_a_letter_in_english_and_hin
     )
     .await;
     assert_eq!(tab.text("h1").await, "मेरा स्वास्थ्य");
-    assert!(tab.text("#my-appointments").await.contains("बुक है"));
+    assert!(tab.text("#my-appointments").await.contains("रद्द"), "the cancelled visit, in Hindi");
     tab.check_page("app-hindi").await;
     tab.goto(&t.url("/app")).await;
     tab.wait_for("document.querySelector('#letters button')").await;

@@ -108,9 +108,11 @@ pub enum EnqueueError {
 }
 
 /// What a category × channel is when the user has not chosen: everything on, except SMS for
-/// results and announcements (SMS costs money and results belong in the app).
+/// results and announcements (SMS costs money and results belong in the app), and SMS and
+/// e-mail for alarms (an alarm rings in the app and as a push; the user may turn SMS on).
 pub fn default_enabled(category: Category, channel: ChannelKind) -> bool {
-    !(channel == ChannelKind::Sms && matches!(category, Category::Results | Category::Announcement))
+    !(channel == ChannelKind::Sms && matches!(category, Category::Results | Category::Announcement | Category::Alarm))
+        && !(channel == ChannelKind::Email && category == Category::Alarm)
 }
 
 /// A user's notification settings with defaults applied.

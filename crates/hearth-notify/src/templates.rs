@@ -42,7 +42,7 @@ impl Lang {
 }
 
 /// The templates Hearth ships (enqueueing an unknown one is refused).
-pub const TEMPLATES: [&str; 12] = [
+pub const TEMPLATES: [&str; 13] = [
     "otp-code",
     "appointment-reminder",
     "medication-reminder",
@@ -55,6 +55,7 @@ pub const TEMPLATES: [&str; 12] = [
     "staff-message",
     "emergency-help",
     "emergency-safe",
+    "alarm",
 ];
 
 const EN_DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];

@@ -175,6 +175,7 @@ async fn every_role_gets_exactly_the_expected_status_and_patient_a_never_sees_b(
             || path.starts_with("/api/v1/health")
             || path.starts_with("/api/v1/medication/")
             || path.starts_with("/api/v1/emergency")
+            || path.starts_with("/api/v1/alarms")
             || path == "/api/v1/notifications/send"
             || path == "/api/push/send";
         i64::from(fhir || always || (!path.starts_with("/fhir") && (status == 401 || status == 403)))
@@ -204,6 +205,17 @@ async fn every_role_gets_exactly_the_expected_status_and_patient_a_never_sees_b(
     .await;
     assert_eq!(s, 201, "{intake}");
     let intake_a = intake["id"].as_str().unwrap().to_owned();
+    // A's own alarm (alarms are the account's: nobody else reaches it, not even staff).
+    let (s, alarm) = json_req(
+        &t,
+        &a,
+        Method::POST,
+        "/api/v1/alarms",
+        &json!({"label": "Matrix", "kind": "custom", "at": "2099-01-01T08:00", "rrule": "FREQ=DAILY"}),
+    )
+    .await;
+    assert_eq!(s, 201, "{alarm}");
+    let alarm_a = alarm["id"].as_str().unwrap().to_owned();
 
     // (what, method, path, body, expected status per role in ROLES order)
     let mut rows: Vec<Row> = vec![
@@ -572,6 +584,43 @@ async fn every_role_gets_exactly_the_expected_status_and_patient_a_never_sees_b(
             "emergency: cancel an alert that does not exist",
             Method::POST,
             "/api/v1/emergency/alert/none-such/cancel".into(),
+            None,
+            [401, 404, 404, 404, 404, 404],
+        ),
+        ("alarms: the caller's own", Method::GET, "/api/v1/alarms".into(), None, [401, 200, 200, 200, 200, 200]),
+        (
+            "alarms: create one (bad rule: everyone signed in gets as far as validation)",
+            Method::POST,
+            "/api/v1/alarms".into(),
+            Some(json!({"label": "Matrix", "kind": "custom", "at": "2099-01-01T08:00", "rrule": "FREQ=YEARLY"})),
+            [401, 400, 400, 400, 400, 400],
+        ),
+        ("alarms: A's alarm", Method::GET, format!("/api/v1/alarms/{alarm_a}"), None, [401, 200, 404, 404, 404, 404]),
+        (
+            "alarms: replace A's alarm (bad kind: A gets as far as validation)",
+            Method::PUT,
+            format!("/api/v1/alarms/{alarm_a}"),
+            Some(json!({"label": "Matrix", "kind": "coffee", "at": "2099-01-01T08:00"})),
+            [401, 400, 404, 404, 404, 404],
+        ),
+        (
+            "alarms: delete an alarm that does not exist",
+            Method::DELETE,
+            "/api/v1/alarms/none-such".into(),
+            None,
+            [401, 404, 404, 404, 404, 404],
+        ),
+        (
+            "alarms: the caller's rings",
+            Method::GET,
+            "/api/v1/alarms/notifications".into(),
+            None,
+            [401, 200, 200, 200, 200, 200],
+        ),
+        (
+            "alarms: mark a ring that does not exist read",
+            Method::POST,
+            "/api/v1/alarms/notifications/none-such/read".into(),
             None,
             [401, 404, 404, 404, 404, 404],
         ),

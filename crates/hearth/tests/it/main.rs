@@ -6,6 +6,7 @@
 mod common;
 mod consent;
 
+mod alarms;
 mod api_properties;
 mod architecture;
 mod audit;

@@ -111,8 +111,12 @@ pub enum EnqueueError {
 /// results and announcements (SMS costs money and results belong in the app), and SMS and
 /// e-mail for alarms (an alarm rings in the app and as a push; the user may turn SMS on).
 pub fn default_enabled(category: Category, channel: ChannelKind) -> bool {
-    !(channel == ChannelKind::Sms && matches!(category, Category::Results | Category::Announcement | Category::Alarm))
-        && !(channel == ChannelKind::Email && category == Category::Alarm)
+    let off = match channel {
+        ChannelKind::Sms => matches!(category, Category::Results | Category::Announcement | Category::Alarm),
+        ChannelKind::Email => category == Category::Alarm,
+        _ => false,
+    };
+    !off
 }
 
 /// A user's notification settings with defaults applied.

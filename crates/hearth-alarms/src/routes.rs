@@ -263,8 +263,13 @@ pub(crate) async fn replace(
         ..old
     };
     let tx = TxDb::begin(&*app.db).await?;
+    // Only over the revision read: two edits at once must not both plan under one revision
+    // (the second's rings would be refused as duplicates of the first's cancelled keys).
     if !sql::update(&tx, &row).await? {
-        return Err(not_found("alarm"));
+        return Err(match sql::get(&tx, &caller.account.id, &id).await? {
+            Some(_) => conflict(),
+            None => not_found("alarm"),
+        });
     }
     cancel_pending(&tx, &row.id, now).await?;
     let written = plan_on(&app.notifier, &tx, &row, tz, now).await?.ok_or_else(conflict)?;

@@ -88,8 +88,9 @@ pub async fn insert(db: &dyn Db, a: &AlarmRow) -> Result<(), StoreError> {
 }
 
 /// Replaces what the user set (kind, label, enabled, start, rule, zone) of `a.id` if it is
-/// `a.account_id`'s, and resets its plan (`a.revision`, nothing planned from `a.planned_until`).
-/// False: no such alarm of that account.
+/// `a.account_id`'s and still at `a.revision - 1` (the version the caller read), and resets its
+/// plan (`a.revision`, nothing planned from `a.planned_until`). False: no such alarm of that
+/// account at that revision.
 pub async fn update(db: &dyn Db, a: &AlarmRow) -> Result<bool, StoreError> {
     let mut b = Builder::new(db.dialect());
     b.push("UPDATE alarms SET kind = ").text(&a.kind).push(", label = ").text(&a.label);
@@ -101,6 +102,7 @@ pub async fn update(db: &dyn Db, a: &AlarmRow) -> Result<bool, StoreError> {
     b.push(", revision = ").int(a.revision).push(", planned_zone = NULL, planned_until = ").int(a.planned_until);
     b.push(", updated_at = ").int(a.updated_at);
     b.push(" WHERE id = ").text(&a.id).push(" AND account_id = ").text(&a.account_id);
+    b.push(" AND revision = ").int(a.revision - 1);
     Ok(db.execute(&b.finish()).await? > 0)
 }
 

@@ -298,6 +298,24 @@ impl Notifier {
     }
 }
 
+/// Sets `account`'s time zone (the zone its quiet hours, reminders and alarms follow), keeping
+/// its other settings; on `db` (give it the caller's transaction). The profile sets it.
+pub async fn set_time_zone(notifier: &Notifier, db: &dyn Db, account_id: &str, tz: Tz) -> Result<(), StoreError> {
+    let row = match sql::settings(db, account_id).await? {
+        Some(mut r) => {
+            r.time_zone = tz.name().to_owned();
+            r
+        }
+        None => SettingsRow {
+            time_zone: tz.name().to_owned(),
+            language: notifier.default_lang.as_str().to_owned(),
+            quiet_start: None,
+            quiet_end: None,
+        },
+    };
+    sql::set_settings(db, account_id, &row).await
+}
+
 /// Whether `account` wants `category` on `channel` (stored choice, else the default).
 pub async fn enabled(
     db: &dyn Db,

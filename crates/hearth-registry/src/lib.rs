@@ -24,6 +24,7 @@
 pub mod ids;
 mod invites;
 mod patients;
+pub mod profile;
 mod providers;
 
 use std::sync::Arc;
@@ -127,6 +128,8 @@ impl RegistryConfig {
     patients::update_demographics,
     invites::invite,
     invites::claim,
+    profile::profile,
+    profile::update_profile,
     providers::list,
     providers::create,
 ))]
@@ -140,6 +143,7 @@ impl Workflow for Registry {
             audited: axum::Router::new()
                 .merge(patients::router())
                 .merge(invites::router())
+                .merge(profile::router())
                 .with_state(Arc::clone(&self)),
             refusals_audited: providers::router().with_state(self),
             fhir_operations: axum::Router::new(),

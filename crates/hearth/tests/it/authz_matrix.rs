@@ -176,6 +176,7 @@ async fn every_role_gets_exactly_the_expected_status_and_patient_a_never_sees_b(
             || path.starts_with("/api/v1/medication/")
             || path.starts_with("/api/v1/emergency")
             || path.starts_with("/api/v1/alarms")
+            || path.starts_with("/api/v1/profile")
             || path == "/api/v1/notifications/send"
             || path == "/api/push/send";
         i64::from(fhir || always || (!path.starts_with("/fhir") && (status == 401 || status == 403)))
@@ -623,6 +624,14 @@ async fn every_role_gets_exactly_the_expected_status_and_patient_a_never_sees_b(
             "/api/v1/alarms/notifications/none-such/read".into(),
             None,
             [401, 404, 404, 404, 404, 404],
+        ),
+        ("profile: A's", Method::GET, format!("/api/v1/profile?patient={pa}"), None, [401, 200, 404, 200, 200, 200]),
+        (
+            "profile: change one's own (bad zone: only a patient gets as far as validation)",
+            Method::PUT,
+            "/api/v1/profile".into(),
+            Some(json!({"timeZone": "Mars/Base"})),
+            [401, 400, 400, 403, 403, 403],
         ),
         ("registry: provider directory", Method::GET, "/api/v1/providers".into(), None, [401, 200, 200, 200, 200, 200]),
         (

@@ -40,6 +40,7 @@ mod ops;
 mod patch;
 mod phone;
 mod process;
+mod profile;
 mod registry;
 mod rights;
 mod scheduling;

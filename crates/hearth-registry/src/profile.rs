@@ -5,7 +5,8 @@
 //! - The time zone and units are Patient extensions under `urn:hearth:extension:` (`time-zone`,
 //!   a `valueCode` IANA name; `units`, with `system`, `glucose` and `temperature` sub-extensions).
 //!   Setting the zone also sets it on the notification settings of every account of the patient,
-//!   in the same transaction: that is the zone medication reminders, quiet hours and alarms use.
+//!   in the same transaction: that is the zone medication reminders, quiet hours and alarms use,
+//!   and the one `GET` answers (the extension only for a record without an account).
 //! - Goals are FHIR `Goal`s of the patient (`description.text`, `target[0].detailString`,
 //!   `target[0].dueDate`, `lifecycleStatus`); a goal with an `id` is updated, one without is
 //!   created; goals not named are left as they are.
@@ -202,21 +203,17 @@ async fn answer(
     version: &hearth_store::Version,
 ) -> Result<ProfileOut, ApiError> {
     let p = json_of(version)?;
-    let zone = match extension(&p, EXT_TIME_ZONE).and_then(|e| e.get("valueCode")).and_then(Value::as_str) {
-        Some(z) => z.to_owned(),
-        None => {
-            let account = match caller.own_patient() {
-                Some(own) if own == patient => Some(caller.account.id.clone()),
-                _ => hearth_store_sql::identity::accounts_of(&*app.db, &format!("Patient/{patient}"))
-                    .await?
-                    .into_iter()
-                    .next(),
-            };
-            match account {
-                Some(a) => app.notifier.settings(&*app.db, &a).await?.time_zone.name().to_owned(),
-                None => app.notifier.with_defaults(None).time_zone.name().to_owned(),
-            }
-        }
+    // The zone in force: the patient's account's notification zone (what reminders, quiet
+    // hours and alarms follow; `PUT /api/v1/notifications/preferences` may have changed it
+    // since), else the Patient's extension (a record without an account), else the default.
+    let account = match caller.own_patient() {
+        Some(own) if own == patient => Some(caller.account.id.clone()),
+        _ => hearth_store_sql::identity::accounts_of(&*app.db, &format!("Patient/{patient}")).await?.into_iter().next(),
+    };
+    let zone = match (account, extension(&p, EXT_TIME_ZONE).and_then(|e| e.get("valueCode")).and_then(Value::as_str)) {
+        (Some(a), _) => app.notifier.settings(&*app.db, &a).await?.time_zone.name().to_owned(),
+        (None, Some(z)) => z.to_owned(),
+        (None, None) => app.notifier.with_defaults(None).time_zone.name().to_owned(),
     };
     Ok(ProfileOut {
         demographics: crate::patients::summary(version, &p),

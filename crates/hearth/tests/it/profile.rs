@@ -83,6 +83,13 @@ async fn a_patient_sets_their_profile_and_the_zone_is_the_one_alarms_follow() {
     let (_, now) = call(&t, &a, Method::GET, "/api/v1/profile", None).await;
     assert_eq!(now["timeZone"], "Asia/Kolkata");
     assert_eq!(now["goals"].as_array().unwrap().len(), 1);
+    // A zone changed in the notification preferences is the one the profile answers.
+    let (s, _) =
+        call(&t, &a, Method::PUT, "/api/v1/notifications/preferences", Some(json!({"time_zone": "Europe/Paris"})))
+            .await;
+    assert_eq!(s, 200);
+    let (_, now) = call(&t, &a, Method::GET, "/api/v1/profile", None).await;
+    assert_eq!(now["timeZone"], "Europe/Paris");
 
     // Another patient: not found; and B cannot change A's goal through their own profile.
     let (s, _) = call(&t, &b, Method::GET, &format!("/api/v1/profile?patient={pa}"), None).await;

@@ -108,9 +108,15 @@ pub enum EnqueueError {
 }
 
 /// What a category × channel is when the user has not chosen: everything on, except SMS for
-/// results and announcements (SMS costs money and results belong in the app).
+/// results and announcements (SMS costs money and results belong in the app), and SMS and
+/// e-mail for alarms (an alarm rings in the app and as a push; the user may turn SMS on).
 pub fn default_enabled(category: Category, channel: ChannelKind) -> bool {
-    !(channel == ChannelKind::Sms && matches!(category, Category::Results | Category::Announcement))
+    let off = match channel {
+        ChannelKind::Sms => matches!(category, Category::Results | Category::Announcement | Category::Alarm),
+        ChannelKind::Email => category == Category::Alarm,
+        _ => false,
+    };
+    !off
 }
 
 /// A user's notification settings with defaults applied.
@@ -290,6 +296,24 @@ impl Notifier {
         });
         UserSettings { time_zone, language, quiet }
     }
+}
+
+/// Sets `account`'s time zone (the zone its quiet hours, reminders and alarms follow), keeping
+/// its other settings; on `db` (give it the caller's transaction). The profile sets it.
+pub async fn set_time_zone(notifier: &Notifier, db: &dyn Db, account_id: &str, tz: Tz) -> Result<(), StoreError> {
+    let row = match sql::settings(db, account_id).await? {
+        Some(mut r) => {
+            r.time_zone = tz.name().to_owned();
+            r
+        }
+        None => SettingsRow {
+            time_zone: tz.name().to_owned(),
+            language: notifier.default_lang.as_str().to_owned(),
+            quiet_start: None,
+            quiet_end: None,
+        },
+    };
+    sql::set_settings(db, account_id, &row).await
 }
 
 /// Whether `account` wants `category` on `channel` (stored choice, else the default).

@@ -209,7 +209,7 @@ async fn decide(app: &Arc<Notifications>, row: &OutboxRow, now: DateTime<Utc>) -
         Some(a) => app.notifier.settings(db, &a.id).await.map_err(|e| e.to_string())?,
         None => app.notifier.with_defaults(None),
     };
-    if !category.is_critical()
+    if !category.passes_quiet_hours()
         && let Some(q) = settings.quiet
         && let Some(until) = hearth_notify::quiet::deferred_until(now, settings.time_zone, q)
     {

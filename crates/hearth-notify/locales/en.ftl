@@ -81,3 +81,17 @@ emergency-help-sms = EMERGENCY: { $name } pressed the emergency button in Hearth
 emergency-safe-subject = { $name } is safe
 emergency-safe-body = { $name } cancelled the emergency alert in Hearth and says they are safe.
 emergency-safe-sms = Hearth: { $name } cancelled the emergency alert and says they are safe.
+
+# An alarm the user set (hearth-alarms). The alarm's own label is not in the message (it may be
+# clinical and push or SMS pass third parties); the app shows it. `kind` is medication, water
+# or custom.
+alarm-subject = { $kind ->
+    [medication] Medicine alarm
+    [water] Water alarm
+   *[other] Alarm
+}
+alarm-body = { $kind ->
+    [medication] It is time for your medicine. Open Hearth to see the alarm.
+    [water] It is time to drink some water.
+   *[other] Your Hearth alarm is ringing. Open Hearth to see it.
+}

@@ -70,3 +70,15 @@ emergency-help-sms = आपातकाल: { $name } ने Hearth में �
 emergency-safe-subject = { $name } सुरक्षित हैं
 emergency-safe-body = { $name } ने Hearth में आपातकालीन अलर्ट रद्द कर दिया है और बताया है कि वे सुरक्षित हैं।
 emergency-safe-sms = Hearth: { $name } ने आपातकालीन अलर्ट रद्द कर दिया है और बताया है कि वे सुरक्षित हैं।
+
+# उपयोगकर्ता का अपना अलार्म (hearth-alarms)। अलार्म का लेबल संदेश में नहीं होता; ऐप में दिखता है।
+alarm-subject = { $kind ->
+    [medication] दवा का अलार्म
+    [water] पानी का अलार्म
+   *[other] अलार्म
+}
+alarm-body = { $kind ->
+    [medication] आपकी दवा का समय हो गया है। अलार्म देखने के लिए Hearth खोलें।
+    [water] पानी पीने का समय हो गया है।
+   *[other] आपका Hearth अलार्म बज रहा है। इसे देखने के लिए Hearth खोलें।
+}

@@ -57,16 +57,19 @@ pub enum Category {
     Results,
     Announcement,
     Emergency,
+    /// Alarms the user set for themselves (`hearth-alarms`).
+    Alarm,
 }
 
 impl Category {
-    pub const ALL: [Category; 6] = [
+    pub const ALL: [Category; 7] = [
         Category::Appointment,
         Category::Medication,
         Category::Security,
         Category::Results,
         Category::Announcement,
         Category::Emergency,
+        Category::Alarm,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -77,6 +80,7 @@ impl Category {
             Category::Results => "results",
             Category::Announcement => "announcement",
             Category::Emergency => "emergency",
+            Category::Alarm => "alarm",
         }
     }
 
@@ -89,10 +93,18 @@ impl Category {
         matches!(self, Category::Security | Category::Emergency)
     }
 
+    /// Sent through the recipient's quiet hours: the critical categories, and alarms (an alarm
+    /// is a time the user chose to be woken or reminded at; quiet hours must not hold it). Unlike
+    /// the critical ones, alarms can still be turned off per channel (and each alarm disabled).
+    pub fn passes_quiet_hours(self) -> bool {
+        self.is_critical() || self == Category::Alarm
+    }
+
     /// Web Push `Urgency` (RFC 8030 section 5.3).
     pub fn urgency(self) -> &'static str {
         match self {
-            Category::Security | Category::Emergency => "high",
+            // An alarm rings at the time the user chose: delivered now, not when convenient.
+            Category::Security | Category::Emergency | Category::Alarm => "high",
             Category::Appointment | Category::Medication => "normal",
             Category::Results | Category::Announcement => "low",
         }

@@ -42,7 +42,7 @@ impl Lang {
 }
 
 /// The templates Hearth ships (enqueueing an unknown one is refused).
-pub const TEMPLATES: [&str; 13] = [
+pub const TEMPLATES: [&str; 14] = [
     "otp-code",
     "appointment-reminder",
     "medication-reminder",
@@ -56,6 +56,7 @@ pub const TEMPLATES: [&str; 13] = [
     "emergency-help",
     "emergency-safe",
     "medication-refill",
+    "alarm",
 ];
 
 const EN_DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];

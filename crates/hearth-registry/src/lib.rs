@@ -15,6 +15,9 @@
 //!   by `If-Match` (`412 version_conflict` when someone else wrote first).
 //! - Providers: a `Practitioner` and a `PractitionerRole` (specialty SNOMED CT or NUCC) written in
 //!   one transaction by an admin; every signed-in user may list them (directories are shared).
+//! - Profile (`/api/v1/profile`, `profile.rs`): the patient's own contact details, language,
+//!   time zone and units (Patient extensions) and goals (`Goal`s), written in one transaction;
+//!   the zone is also the patient's accounts' notification zone.
 //! - Invitations: a single-use code, stored only as its keyed hash under the server pepper, sent
 //!   through the notification outbox in the transaction that records it; a claim creates a
 //!   `patient` account linked to the record and spends the code in one transaction.
@@ -24,6 +27,7 @@
 pub mod ids;
 mod invites;
 mod patients;
+pub mod profile;
 mod providers;
 
 use std::sync::Arc;
@@ -127,6 +131,8 @@ impl RegistryConfig {
     patients::update_demographics,
     invites::invite,
     invites::claim,
+    profile::profile,
+    profile::update_profile,
     providers::list,
     providers::create,
 ))]
@@ -140,6 +146,7 @@ impl Workflow for Registry {
             audited: axum::Router::new()
                 .merge(patients::router())
                 .merge(invites::router())
+                .merge(profile::router())
                 .with_state(Arc::clone(&self)),
             refusals_audited: providers::router().with_state(self),
             fhir_operations: axum::Router::new(),

@@ -240,6 +240,22 @@ fn replace_entries(p: &mut Value, key: &str, mine: impl Fn(&Value) -> bool, new:
     set(p, key, if entries.is_empty() { None } else { Some(Value::Array(entries)) });
 }
 
+/// A patient's own change of their contact details and language (`PUT /api/v1/profile`): the
+/// checks and FHIR shape of the demographics update.
+pub(crate) fn apply_contact(
+    p: &mut Value,
+    phone: Option<String>,
+    email: Option<String>,
+    address: Option<AddressIn>,
+    language: Option<String>,
+    today: chrono::NaiveDate,
+) -> Result<(), ApiError> {
+    let f = Fields { phone, email, address, language, ..Fields::default() };
+    let c = check_fields(&f, today)?;
+    apply(p, &c);
+    Ok(())
+}
+
 fn apply(p: &mut Value, c: &Checked) {
     if let Some((given, family)) = &c.name {
         let mut name = Map::new();

@@ -15,6 +15,7 @@ mod workflows;
 pub use app::{App, Clock, StartError, SystemClock};
 pub use config::Config;
 /// The workflow crates this edge mounts, as the binary and its tests reach them.
+pub use hearth_alarms as alarms;
 pub use hearth_audit as audit;
 pub use hearth_bulk_export as bulk_export;
 pub use hearth_consent as consent;

@@ -135,6 +135,14 @@ pub async fn serve(
         ));
         tokio::spawn(planner.run_reminders())
     });
+    // So are alarms' rings.
+    let alarms = app.config.notify.worker.then(|| {
+        let planner = std::sync::Arc::new(hearth_alarms::Alarms::new(
+            std::sync::Arc::clone(app.ctx()),
+            std::sync::Arc::clone(&app.notify),
+        ));
+        tokio::spawn(planner.run_planner())
+    });
     let service = router(app.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
     let listener = axum::serve::ListenerExt::tap_io(listener, |s: &mut tokio::net::TcpStream| {
         let _ = s.set_nodelay(true);
@@ -167,6 +175,9 @@ pub async fn serve(
     statistics.abort();
     if let Some(r) = reminders {
         r.abort();
+    }
+    if let Some(a) = alarms {
+        a.abort();
     }
     if let Some(n) = notifier {
         n.abort();

@@ -372,6 +372,9 @@ async fn remove_accounts(exec: &mut dyn Exec, patient: &str) -> Result<u64, Stor
             ("notification_preferences", "account_id"),
             ("notification_settings", "account_id"),
             ("push_subscriptions", "account_id"),
+            // The account's alarms and what they rang (migration 0023): labels may be clinical.
+            ("alarm_occurrences", "account_id"),
+            ("alarms", "account_id"),
             ("caregiver_grants", "caregiver_id"),
             ("accounts", "id"),
         ] {

@@ -20,6 +20,7 @@
 #![forbid(unsafe_code)]
 
 mod access;
+pub mod alarms;
 pub mod audit;
 pub mod backup;
 mod compile;

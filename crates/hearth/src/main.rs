@@ -444,9 +444,11 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             tracing::info!(backend = app.store.backend(), worker = %id, "notification worker running");
             let planner =
                 Arc::new(hearth_server::medication::Medication::new(Arc::clone(app.ctx()), Arc::clone(&app.notify)));
+            let alarms = Arc::new(hearth_server::alarms::Alarms::new(Arc::clone(app.ctx()), Arc::clone(&app.notify)));
             tokio::select! {
                 () = hearth_server::notify::worker::run(app.notifications.clone(), id) => {}
                 () = planner.run_reminders() => {}
+                () = alarms.run_planner() => {}
                 () = shutdown_signal() => tracing::info!("shutdown requested; stopping the worker"),
             }
             app.store.close().await;

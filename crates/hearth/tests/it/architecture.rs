@@ -20,7 +20,7 @@ const WORKFLOWS: [(&str, &[&str]); 14] = [
     ("hearth-selfcare", &["hearth-notifications"]),
     ("hearth-medication", &["hearth-notifications"]),
     ("hearth-emergency", &["hearth-notifications"]),
-    ("hearth-alarms", &[]),
+    ("hearth-alarms", &["hearth-notifications"]),
     ("hearth-web", &[]),
 ];
 

@@ -175,6 +175,8 @@ async fn every_role_gets_exactly_the_expected_status_and_patient_a_never_sees_b(
             || path.starts_with("/api/v1/health")
             || path.starts_with("/api/v1/medication/")
             || path.starts_with("/api/v1/emergency")
+            || path.starts_with("/api/v1/alarms")
+            || path.starts_with("/api/v1/profile")
             || path == "/api/v1/notifications/send"
             || path == "/api/push/send"
             // An administrator's 2FA reset is a security event on the account.
@@ -218,6 +220,17 @@ async fn every_role_gets_exactly_the_expected_status_and_patient_a_never_sees_b(
     .await;
     assert_eq!(s, 201, "{intake}");
     let intake_a = intake["id"].as_str().unwrap().to_owned();
+    // A's own alarm (alarms are the account's: nobody else reaches it, not even staff).
+    let (s, alarm) = json_req(
+        &t,
+        &a,
+        Method::POST,
+        "/api/v1/alarms",
+        &json!({"label": "Matrix", "kind": "custom", "at": "2099-01-01T08:00", "rrule": "FREQ=DAILY"}),
+    )
+    .await;
+    assert_eq!(s, 201, "{alarm}");
+    let alarm_a = alarm["id"].as_str().unwrap().to_owned();
 
     // (what, method, path, body, expected status per role in ROLES order)
     let mut rows: Vec<Row> = vec![
@@ -629,6 +642,51 @@ async fn every_role_gets_exactly_the_expected_status_and_patient_a_never_sees_b(
             "/api/v1/emergency/alert/none-such/cancel".into(),
             None,
             [401, 404, 404, 404, 404, 404],
+        ),
+        ("alarms: the caller's own", Method::GET, "/api/v1/alarms".into(), None, [401, 200, 200, 200, 200, 200]),
+        (
+            "alarms: create one (bad rule: everyone signed in gets as far as validation)",
+            Method::POST,
+            "/api/v1/alarms".into(),
+            Some(json!({"label": "Matrix", "kind": "custom", "at": "2099-01-01T08:00", "rrule": "FREQ=YEARLY"})),
+            [401, 400, 400, 400, 400, 400],
+        ),
+        ("alarms: A's alarm", Method::GET, format!("/api/v1/alarms/{alarm_a}"), None, [401, 200, 404, 404, 404, 404]),
+        (
+            "alarms: replace A's alarm (bad kind: A gets as far as validation)",
+            Method::PUT,
+            format!("/api/v1/alarms/{alarm_a}"),
+            Some(json!({"label": "Matrix", "kind": "coffee", "at": "2099-01-01T08:00"})),
+            [401, 400, 404, 404, 404, 404],
+        ),
+        (
+            "alarms: delete an alarm that does not exist",
+            Method::DELETE,
+            "/api/v1/alarms/none-such".into(),
+            None,
+            [401, 404, 404, 404, 404, 404],
+        ),
+        (
+            "alarms: the caller's rings",
+            Method::GET,
+            "/api/v1/alarms/notifications".into(),
+            None,
+            [401, 200, 200, 200, 200, 200],
+        ),
+        (
+            "alarms: mark a ring that does not exist read",
+            Method::POST,
+            "/api/v1/alarms/notifications/none-such/read".into(),
+            None,
+            [401, 404, 404, 404, 404, 404],
+        ),
+        ("profile: A's", Method::GET, format!("/api/v1/profile?patient={pa}"), None, [401, 200, 404, 200, 200, 200]),
+        (
+            "profile: change one's own (bad zone: only a patient gets as far as validation)",
+            Method::PUT,
+            "/api/v1/profile".into(),
+            Some(json!({"timeZone": "Mars/Base"})),
+            [401, 400, 400, 403, 403, 403],
         ),
         ("registry: provider directory", Method::GET, "/api/v1/providers".into(), None, [401, 200, 200, 200, 200, 200]),
         (

@@ -6,6 +6,7 @@
 mod common;
 mod consent;
 
+mod alarms;
 mod api_properties;
 mod architecture;
 mod audit;
@@ -40,6 +41,7 @@ mod ops;
 mod patch;
 mod phone;
 mod process;
+mod profile;
 mod registry;
 mod rights;
 mod scheduling;

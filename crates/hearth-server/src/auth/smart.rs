@@ -188,10 +188,36 @@ struct NewClient {
     /// A backend service (SMART Backend Services, `private_key_jwt`): its public keys as a JWK
     /// Set (RS384 or ES384 keys), or the https URL it publishes them at. No redirect URIs needed.
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
-    jwks: Option<Value>,
+    jwks: Option<JwkSet>,
     #[serde(default)]
     jwks_uri: Option<String>,
+}
+
+/// A backend service's public keys (RFC 7517 JWK Set; members other than these are ignored).
+#[derive(serde::Serialize, Deserialize, utoipa::ToSchema)]
+struct JwkSet {
+    keys: Vec<Jwk>,
+}
+
+/// One public key: RSA (`n`, `e`) for RS384 or EC P-384 (`crv`, `x`, `y`) for ES384.
+#[derive(serde::Serialize, Deserialize, utoipa::ToSchema)]
+struct Jwk {
+    #[schema(example = "EC")]
+    kty: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    kid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    alg: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    crv: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    x: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    y: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    n: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    e: Option<String>,
 }
 
 /// An acceptable redirect URI: `https://host…`, `http://` on a loopback host, or a private-use
@@ -297,7 +323,7 @@ fn client_json(c: &ClientRow) -> ClientView<'_> {
 #[utoipa::path(post, path = "/api/v1/admin/oauth/clients", tag = "SMART on FHIR",
     request_body(content = NewClient, description = "Register an app (admins only); a confidential client's secret is returned once",
         example = json!({"name": "Vitals app", "redirect_uris": ["https://app.example.org/callback"], "confidential": false, "scopes": "launch/patient patient/*.rs offline_access"})),
-    responses((status = 201, description = "The client", body = ClientView), (status = 400, description = "Invalid body (stable error code) (`invalid_scope`, `invalid_redirect_uri`)", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_body", "message": "invalid request body"}})), (status = 401, description = "No or an invalid access token", body = ErrorEnvelope, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})), (status = 403, description = "Not allowed for this account", body = ErrorEnvelope, example = json!({"error": {"code": "forbidden", "message": "this operation is for administrators"}}))),
+    responses((status = 201, description = "The client", body = ClientView), (status = 400, description = "Invalid body (stable error code) (`invalid_scope`, `invalid_redirect_uri`, `invalid_jwks`)", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_body", "message": "invalid request body"}})), (status = 401, description = "No or an invalid access token", body = ErrorEnvelope, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})), (status = 403, description = "Not allowed for this account", body = ErrorEnvelope, example = json!({"error": {"code": "forbidden", "message": "this operation is for administrators"}}))),
     security(("bearer" = [])))]
 pub(crate) async fn create_client(
     State(app): State<Arc<App>>,
@@ -313,9 +339,9 @@ pub(crate) async fn create_client(
     }
     let backend = req.jwks.is_some() || req.jwks_uri.is_some();
     if let Some(j) = &req.jwks
-        && (j.get("keys").and_then(Value::as_array).is_none_or(Vec::is_empty) || j.to_string().len() > 64 * 1024)
+        && (j.keys.is_empty() || j.keys.len() > 20)
     {
-        return Err(bad("invalid_jwks", "jwks must be a JWK Set: {\"keys\": [...]} with at least one key"));
+        return Err(bad("invalid_jwks", "jwks must be a JWK Set: {\"keys\": [...]} with 1 to 20 keys"));
     }
     if let Some(u) = &req.jwks_uri
         && !(u.starts_with("https://") || (u.starts_with("http://") && valid_redirect_uri(u)))
@@ -351,7 +377,7 @@ pub(crate) async fn create_client(
     };
     oauth::insert_client(&*app.db, &row).await?;
     if backend {
-        let jwks = req.jwks.as_ref().map(Value::to_string);
+        let jwks = req.jwks.as_ref().map(|j| json!(j).to_string());
         oauth::set_client_keys(&*app.db, &row.id, jwks.as_deref(), req.jwks_uri.as_deref()).await?;
     }
     tracing::info!(client_id = %row.id, confidential = row.confidential, "OAuth client registered");

@@ -11,7 +11,11 @@
 //!   credentials, the launch patient, and redirects back with a one-time code (60 s, stored as its
 //!   SHA-256, bound to the client, redirect URI, PKCE challenge, granted scopes, account, patient).
 //! - `POST /oauth/token`: `authorization_code` (PKCE S256 mandatory) and `refresh_token` (the app
-//!   login's rotation with reuse detection, bound to the client), with RFC 6749 JSON errors.
+//!   login's rotation with reuse detection, bound to the client), and `client_credentials` for
+//!   SMART Backend Services (a `private_key_jwt` assertion checked by `hearth_auth::assertion`
+//!   against the client's JWK Set, its `jti` spent once), with RFC 6749 JSON errors.
+//! - `POST /oauth/introspect` (RFC 7662, for a signed-in caller) and `POST /oauth/revoke`
+//!   (RFC 7009, always `200`).
 //!
 //! Decisions:
 //! - Until the `redirect_uri` is known to be one the client registered (exact string match), an

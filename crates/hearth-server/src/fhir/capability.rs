@@ -48,7 +48,9 @@ fn security(base: &str) -> Value {
                 "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
                 "code": "SMART-on-FHIR"
             }],
-            "text": "OAuth 2.0 authorization code with PKCE per SMART App Launch; see .well-known/smart-configuration"
+            "text": "OAuth 2.0 authorization code with PKCE per SMART App Launch, and client credentials with a \
+                     private_key_jwt assertion (RS384/ES384) per SMART Backend Services; see \
+                     .well-known/smart-configuration"
         }]
     })
 }

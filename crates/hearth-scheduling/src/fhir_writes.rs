@@ -133,7 +133,9 @@ async fn apply(app: &Scheduling, db: &TxDb, caller: &Caller, v: &Version) -> Res
             }
         }
     }
-    let old: BTreeSet<(String, i64)> = sql::held(db, id).await?.into_iter().collect();
+    // The time cells held (a schedule's day places, keyed `<practitioner>#<date>`, are not time:
+    // they stay while the time does, and go with it).
+    let old: BTreeSet<(String, i64)> = sql::held(db, id).await?.into_iter().filter(|(p, _)| !p.contains('#')).collect();
     let first = |s: &BTreeSet<(String, i64)>| s.iter().map(|(_, c)| *c).min();
     // Unchanged: the same first cell and nothing beyond what is held (see the module docs).
     if !wanted.is_empty() && first(&wanted) == first(&old) && wanted.is_subset(&old) {

@@ -804,7 +804,10 @@ async fn a_fhir_update_moving_the_time_claims_it_again() {
     let t = TestApp::spawn_with(no_worker).await;
     t.clock.set(at("2026-06-01T08:00:00Z"));
     let (doc, dc) = clinician(&t, "Mover").await;
-    schedule(&t, &dc, every_day(&doc, "UTC", "09:00", "11:00")).await;
+    let mut hours = every_day(&doc, "UTC", "09:00", "11:00");
+    // A per-day limit: app bookings also hold a day place, which a FHIR edit must not upset.
+    hours["rules"]["maxPerDay"] = json!(8);
+    schedule(&t, &dc, hours).await;
     let (pid, _, me) = patient_account(&t, "Moved").await;
     let r = t.post("/fhir/Appointment", &fhir_appointment(&doc, &pid, "2026-06-05T09:00:00Z")).await;
     assert_eq!(r.status, 201, "{}", r.text);
@@ -832,6 +835,14 @@ async fn a_fhir_update_moving_the_time_claims_it_again() {
     let (s, other) = book(&t, &me, &doc, "2026-06-05T09:00:00Z").await;
     assert_eq!(s, 201, "{other}");
     assert_eq!(book(&t, &me, &doc, "2026-06-05T09:30:00Z").await.0, 409);
+    // A FHIR edit of the app's booking that keeps its time keeps its claims and reminders.
+    let other_id = other["id"].as_str().unwrap().to_owned();
+    let mut app_booked = t.get(&format!("/fhir/Appointment/{other_id}")).await.json();
+    app_booked["comment"] = json!("interpreter needed");
+    let r = t.put(&format!("/fhir/Appointment/{other_id}"), &app_booked).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(due(&reminders(&t.app, &other_id).await).len(), 2);
+    assert_eq!(book(&t, &me, &doc, "2026-06-05T09:00:00Z").await.0, 409);
     // A change that keeps the time (a comment) keeps the claims and reminders.
     let mut noted = t.get(&format!("/fhir/Appointment/{id}")).await.json();
     noted["comment"] = json!("bring the glucose diary");
@@ -844,7 +855,6 @@ async fn a_fhir_update_moving_the_time_claims_it_again() {
     let r = t.put(&format!("/fhir/Appointment/{id}"), &clash).await;
     assert_eq!(r.status, 409, "{}", r.text);
     assert_eq!(r.json()["resourceType"], "OperationOutcome");
-    let other_id = other["id"].as_str().unwrap();
     assert!(r.text.contains(&format!("Appointment/{other_id}")), "{}", r.text);
     let now = t.get(&format!("/fhir/Appointment/{id}")).await.json();
     assert_eq!((now["start"].as_str(), now["meta"]["versionId"].as_str()), (Some("2026-06-05T09:30:00Z"), Some("3")));

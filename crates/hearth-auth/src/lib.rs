@@ -14,6 +14,7 @@
 //! | [`phone`] | the one phone-number normaliser (E.164, Indian mobile rules) |
 //! | [`csrf`] | double-submit CSRF tokens |
 //! | [`pkce`] | RFC 7636 PKCE (S256 only) |
+//! | [`assertion`] | SMART Backend Services `private_key_jwt` client assertions (RS384, ES384) |
 //! | [`scope`] | SMART on FHIR v1/v2 scopes, parsed into types, and the permission check |
 //! | [`role`] | the account [`Role`] |
 //! | [`secret`] | [`Secret`] (never printed, zeroised on drop) and the server [`Pepper`] |
@@ -43,6 +44,7 @@
 //! - Nothing panics on hostile input: malformed tokens, hashes, codes or scopes are typed errors.
 #![forbid(unsafe_code)]
 
+pub mod assertion;
 pub mod csrf;
 pub mod invite;
 pub mod otp;

@@ -248,11 +248,14 @@ fn scan_of(app: &BulkExport, req: &JobRequest) -> ExportScan {
     }
 }
 
-/// Bulk export spans every patient: only for callers with unrestricted access (admins, system
-/// clients). A patient's own data comes through `Patient/{id}/$everything` (and, with the
-/// data-rights work, a download of their record).
+/// Bulk export spans every patient: only for callers who reach every record and may read and
+/// search every type (admins; SMART backend services with `system/*.read` or `system/*.rs`). A
+/// patient's own data comes through `Patient/{id}/$everything` (and, with the data-rights work,
+/// a download of their record).
 fn require_bulk(caller: &Caller) -> Result<(), FhirError> {
-    if caller.access.is_unrestricted() {
+    let a = &caller.access;
+    let all = hearth_store::TypeGrant::All;
+    if a.reach == hearth_store::Reach::All && a.grants.read == all && a.grants.search == all {
         Ok(())
     } else {
         Err(FhirError::new(

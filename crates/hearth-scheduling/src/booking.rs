@@ -445,7 +445,7 @@ fn appointment_view<'a>(id: &'a str, version: u64, a: &'a Value) -> AppointmentV
     }
 }
 
-fn reminder_prefix(id: &str) -> String {
+pub(crate) fn reminder_prefix(id: &str) -> String {
     format!("appointment-reminder:{id}:")
 }
 
@@ -453,7 +453,7 @@ fn reminder_prefix(id: &str) -> String {
 /// patient-addressed notice per offset, which the notification worker resolves when it is due
 /// to the patient's account(s) and the caregivers linked to the patient *then* (each account's
 /// preferences apply), so someone who signs up after the booking is still reminded.
-async fn enqueue_reminders(
+pub(crate) async fn enqueue_reminders(
     app: &Scheduling,
     db: &TxDb,
     id: &str,
@@ -484,7 +484,7 @@ async fn enqueue_reminders(
 }
 
 /// Tells the practitioner's account(s) of a change a patient (or caregiver) made.
-async fn notify_clinic(
+pub(crate) async fn notify_clinic(
     app: &Scheduling,
     db: &TxDb,
     caller: &Caller,
@@ -515,7 +515,7 @@ async fn notify_clinic(
 }
 
 /// Offers freed time `[start, end)` to the next patient waiting for the practitioner.
-async fn offer_freed(
+pub(crate) async fn offer_freed(
     app: &Scheduling,
     db: &TxDb,
     practitioner: &str,
@@ -576,7 +576,7 @@ const URGENCY_EXTENSION: &str = "urn:hearth:extension:intake-urgency";
 
 /// Whether `patient`'s record holds an active intake red-flag `Flag` of urgency `emergency`,
 /// as `store` (the caller's view) reads it.
-async fn emergency_flagged(app: &Scheduling, store: &Guarded, patient: &str) -> Result<bool, ApiError> {
+pub(crate) async fn emergency_flagged(app: &Scheduling, store: &Guarded, patient: &str) -> Result<bool, ApiError> {
     let flags = search_all(
         app,
         store,
@@ -1242,7 +1242,7 @@ pub async fn leave_waitlist(
 
 // ------------------------------------------------------------------ FHIR operations
 
-fn fhir_error(e: ApiError) -> FhirError {
+pub(crate) fn fhir_error(e: ApiError) -> FhirError {
     let code = match e.status {
         StatusCode::NOT_FOUND => "not-found",
         StatusCode::FORBIDDEN => "forbidden",

@@ -23,6 +23,7 @@
 
 pub mod booking;
 pub mod encounters;
+pub mod fhir_writes;
 pub mod letters;
 pub mod schedules;
 pub mod slots;

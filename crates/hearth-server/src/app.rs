@@ -72,6 +72,9 @@ pub struct App {
     pub notify: Arc<crate::notify::Notifier>,
     /// The notifications workflow (its routes and worker) over `notify`.
     pub notifications: Arc<crate::notify::Notifications>,
+    /// The scheduling workflow: mounted by `workflows.rs`, and committing the `/fhir` writes
+    /// of Appointments (`hearth_scheduling::fhir_writes`).
+    pub scheduling: Arc<hearth_scheduling::Scheduling>,
 }
 
 impl std::ops::Deref for App {
@@ -217,6 +220,11 @@ impl App {
         });
         let ctx = Arc::new(ctx);
         let notifications = Arc::new(crate::notify::Notifications::new(Arc::clone(&ctx), Arc::clone(&notify)));
+        let scheduling = Arc::new(hearth_scheduling::Scheduling::new(
+            Arc::clone(&ctx),
+            config.scheduling.clone(),
+            Arc::clone(&notify),
+        ));
         let bulk_export = Arc::new(crate::bulk_export::BulkExport::new(
             Arc::clone(&ctx),
             config.data_dir.clone(),
@@ -238,6 +246,7 @@ impl App {
             limits,
             notify,
             notifications,
+            scheduling,
         })
     }
 

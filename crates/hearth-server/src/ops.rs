@@ -32,7 +32,7 @@ use hearth_workflow::openapi::ErrorEnvelope;
         crate::auth::phone::send, crate::auth::phone::verify,
         crate::auth::smart::configuration, crate::auth::smart::authorize_page, crate::auth::smart::authorize_submit,
         crate::auth::smart::token, crate::auth::smart::create_client, crate::auth::smart::list_clients,
-        crate::auth::smart::delete_client,
+        crate::auth::smart::delete_client, crate::auth::smart::introspect, crate::auth::smart::revoke,
     ),
     components(schemas(ErrorEnvelope, hearth_workflow::openapi::FhirResource)),
     modifiers(&SecuritySchemes)

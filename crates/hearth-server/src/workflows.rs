@@ -15,12 +15,7 @@ pub fn mount(app: &App) -> Vec<Mount> {
         Arc::clone(&app.trail).mount(),
         Arc::clone(&app.bulk_export).mount(),
         Arc::new(hearth_rights::Rights::new(Arc::clone(app.ctx()), app.config.rights.clone())).mount(),
-        Arc::new(hearth_scheduling::Scheduling::new(
-            Arc::clone(app.ctx()),
-            app.config.scheduling.clone(),
-            Arc::clone(&app.notify),
-        ))
-        .mount(),
+        Arc::clone(&app.scheduling).mount(),
         Arc::new(hearth_registry::Registry::new(
             Arc::clone(app.ctx()),
             app.config.registry.clone(),

@@ -84,6 +84,9 @@ pub async fn delete_client(db: &dyn Db, id: &str) -> Result<bool, StoreError> {
     let mut b = Builder::new(db.dialect());
     b.push("DELETE FROM oauth_codes WHERE client_id = ").text(id);
     db.execute(&b.finish()).await?;
+    let mut b = Builder::new(db.dialect());
+    b.push("DELETE FROM oauth_client_keys WHERE client_id = ").text(id);
+    db.execute(&b.finish()).await?;
     Ok(deleted)
 }
 
@@ -202,4 +205,78 @@ pub async fn family_client(db: &dyn Db, family: &str) -> Result<Option<String>, 
         Some(r) => text(r.into_iter().next()),
         None => Ok(None),
     }
+}
+
+/// A backend-services client's keys: its JWK Set (JSON) by value and/or the URL to fetch it from.
+pub async fn set_client_keys(
+    db: &dyn Db,
+    client_id: &str,
+    jwks: Option<&str>,
+    jwks_uri: Option<&str>,
+) -> Result<(), StoreError> {
+    let mut b = Builder::new(db.dialect());
+    b.push("INSERT INTO oauth_client_keys (client_id, jwks, jwks_uri) VALUES (").text(client_id).push(", ");
+    opt_text(&mut b, jwks);
+    b.push(", ");
+    opt_text(&mut b, jwks_uri);
+    b.push(") ON CONFLICT (client_id) DO UPDATE SET jwks = excluded.jwks, jwks_uri = excluded.jwks_uri");
+    db.execute(&b.finish()).await?;
+    Ok(())
+}
+
+/// The keys of a client: `(jwks, jwks_uri)`; `None` when it registered none.
+pub async fn client_keys(db: &dyn Db, client_id: &str) -> Result<Option<(Option<String>, Option<String>)>, StoreError> {
+    let mut b = Builder::new(db.dialect());
+    b.push("SELECT jwks, jwks_uri FROM oauth_client_keys WHERE client_id = ").text(client_id);
+    let row = db.fetch(&b.finish(), &[Col::Text, Col::Text]).await?.into_iter().next();
+    row.map(|row| {
+        let mut it = row.into_iter();
+        Ok((text(it.next())?, text(it.next())?))
+    })
+    .transpose()
+}
+
+/// Records the `jti` of an accepted client assertion until `expires_at`; false when the client
+/// used it before (a replay). Expired ones are forgotten first.
+pub async fn spend_assertion_jti(
+    db: &dyn Db,
+    client_id: &str,
+    jti: &str,
+    expires_at: i64,
+    now: i64,
+) -> Result<bool, StoreError> {
+    let mut b = Builder::new(db.dialect());
+    b.push("DELETE FROM oauth_assertion_jtis WHERE expires_at < ").int(now);
+    db.execute(&b.finish()).await?;
+    let mut b = Builder::new(db.dialect());
+    b.push("INSERT INTO oauth_assertion_jtis (client_id, jti, expires_at) VALUES (")
+        .text(client_id)
+        .push(", ")
+        .text(jti)
+        .push(", ")
+        .int(expires_at)
+        .push(") ON CONFLICT DO NOTHING");
+    Ok(db.execute(&b.finish()).await? == 1)
+}
+
+/// Revokes the access token `jti` until it would have expired anyway.
+pub async fn revoke_token(db: &dyn Db, jti: &str, expires_at: i64, now: i64) -> Result<(), StoreError> {
+    let mut b = Builder::new(db.dialect());
+    b.push("DELETE FROM oauth_revoked WHERE expires_at < ").int(now);
+    db.execute(&b.finish()).await?;
+    let mut b = Builder::new(db.dialect());
+    b.push("INSERT INTO oauth_revoked (jti, expires_at) VALUES (")
+        .text(jti)
+        .push(", ")
+        .int(expires_at)
+        .push(") ON CONFLICT DO NOTHING");
+    db.execute(&b.finish()).await?;
+    Ok(())
+}
+
+/// Whether the access token `jti` was revoked.
+pub async fn is_revoked(db: &dyn Db, jti: &str) -> Result<bool, StoreError> {
+    let mut b = Builder::new(db.dialect());
+    b.push("SELECT jti FROM oauth_revoked WHERE jti = ").text(jti);
+    Ok(!db.fetch(&b.finish(), &[Col::Text]).await?.is_empty())
 }

@@ -42,6 +42,24 @@ pub async fn release(db: &dyn Db, appointment: &str) -> Result<u64, StoreError> 
     db.execute(&b.finish()).await
 }
 
+/// The cells `appointment` holds: `(practitioner, cell)`, in order.
+pub async fn held(db: &dyn Db, appointment: &str) -> Result<Vec<(String, i64)>, StoreError> {
+    let mut b = Builder::new(db.dialect());
+    b.push("SELECT practitioner, cell FROM sched_claims WHERE appointment = ")
+        .text(appointment)
+        .push(" ORDER BY practitioner, cell");
+    db.fetch(&b.finish(), &[Col::Text, Col::Int])
+        .await?
+        .into_iter()
+        .map(|row| {
+            let mut it = row.into_iter();
+            let practitioner = text(it.next())?.ok_or_else(corrupt)?;
+            let cell = int(it.next())?.ok_or_else(corrupt)?;
+            Ok((practitioner, cell))
+        })
+        .collect()
+}
+
 /// The claimed cells of `practitioner` in `[from, to)`: `(cell, appointment)`, in time order.
 pub async fn claimed(db: &dyn Db, practitioner: &str, from: i64, to: i64) -> Result<Vec<(i64, String)>, StoreError> {
     let mut b = Builder::new(db.dialect());

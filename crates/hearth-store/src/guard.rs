@@ -255,6 +255,7 @@ impl Guarded {
             witness: self.witness.clone(),
             scheduling: false,
             safety_record: false,
+            booked: None,
         })
     }
 }
@@ -283,6 +284,9 @@ pub struct GuardedTx {
     scheduling: bool,
     /// May create Flags for a patient-side caller (see [`SAFETY_TYPE`]).
     safety_record: bool,
+    /// The Appointment versions written so far when the transaction is a `/fhir` write that the
+    /// scheduling workflow commits ([`GuardedTx::booking_on_commit`]).
+    booked: Option<Vec<Version>>,
 }
 
 impl GuardedTx {
@@ -292,6 +296,22 @@ impl GuardedTx {
     pub fn scheduling(mut self) -> GuardedTx {
         self.scheduling = true;
         self
+    }
+
+    /// A `/fhir` write transaction that may write Appointments on the condition that the
+    /// scheduling workflow commits it: every Appointment version written is kept
+    /// ([`GuardedTx::take_booked`]), and [`GuardedTx::commit`] refuses while one is kept, so the
+    /// only way such a transaction commits is after the workflow has claimed (or released) the
+    /// clinician's time in it.
+    pub fn booking_on_commit(mut self) -> GuardedTx {
+        self.booked = Some(Vec::new());
+        self
+    }
+
+    /// The Appointment versions written since [`GuardedTx::booking_on_commit`], in order (taken:
+    /// the one who takes them commits for them).
+    pub fn take_booked(&mut self) -> Vec<Version> {
+        self.booked.as_mut().map(std::mem::take).unwrap_or_default()
     }
 
     /// The same transaction as the intake workflow's when it records the red flags a patient's
@@ -389,7 +409,7 @@ impl GuardedTx {
         if rt == AUDIT_TYPE && self.access != Access::system() {
             return Err(StoreError::Forbidden("AuditEvents are written by the server only and never changed".into()));
         }
-        if rt == BOOKED_TYPE && !self.scheduling && self.access != Access::system() {
+        if rt == BOOKED_TYPE && !self.scheduling && self.booked.is_none() && self.access != Access::system() {
             return Err(StoreError::Forbidden(
                 "Appointments are booked, changed and cancelled through Appointment/$book and /api/v1/appointments, \
                  which keep a clinician's time free of double bookings"
@@ -450,10 +470,20 @@ impl GuardedTx {
         }
         self.tx.persist(version, index, self.access.actor.as_deref()).await?;
         tell(self.witness.as_ref(), std::slice::from_ref(version));
+        if let (true, Some(booked)) = (rt == BOOKED_TYPE, self.booked.as_mut()) {
+            booked.push(version.clone());
+        }
         Ok(())
     }
 
     pub async fn commit(self) -> Result<(), StoreError> {
+        if self.booked.as_ref().is_some_and(|b| !b.is_empty()) {
+            return Err(StoreError::Forbidden(
+                "Appointments written through FHIR are committed by the scheduling workflow, which claims the \
+                 clinician's time"
+                    .into(),
+            ));
+        }
         self.tx.commit().await
     }
 

@@ -103,6 +103,32 @@ pub struct Auth {
     pub pepper: hearth_auth::Pepper,
     /// The per-type grants of each scope string seen (see [`grants_for`]).
     grants: std::sync::Mutex<std::collections::HashMap<(String, ScopeContext), Grants>>,
+    /// Backend-services JWK Sets fetched from a client's `jwks_uri`: URL → (fetched at, ms; set).
+    pub jwks_cache: std::sync::Mutex<std::collections::HashMap<String, (i64, Arc<serde_json::Value>)>>,
+}
+
+/// The `sub` prefix of a SMART Backend Services token: the subject is the client, not an account.
+pub const CLIENT_SUBJECT: &str = "client:";
+
+/// The account a backend-services client acts as: no password, no e-mail, no FHIR user; its
+/// reach and grants come from its `system/` scopes alone ([`Authenticate`] below).
+pub fn service_account(client_id: &str) -> AccountRow {
+    AccountRow {
+        id: format!("{CLIENT_SUBJECT}{client_id}"),
+        email: None,
+        phone: None,
+        phone_pending: None,
+        password_hash: None,
+        role: Role::Clinician.as_str().to_owned(),
+        fhir_user: None,
+        organization: None,
+        totp_secret: None,
+        totp_enabled: false,
+        totp_last_step: None,
+        failed_logins: 0,
+        locked_until: None,
+        created_at: 0,
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -187,6 +213,7 @@ impl Auth {
             scheme,
             pepper,
             grants: std::sync::Mutex::default(),
+            jwks_cache: std::sync::Mutex::default(),
         })
     }
 
@@ -399,6 +426,25 @@ impl Authenticate for Auth {
         };
         if !allow_setup && is_setup_token(&claims) {
             return Err(AuthFailure::MfaSetupOnly);
+        }
+        // SMART tokens can be revoked (RFC 7009); app sign-ins end with logout instead.
+        if claims.client_id.is_some()
+            && hearth_store_sql::oauth::is_revoked(&*ctx.db, &claims.jti).await.map_err(AuthFailure::Store)?
+        {
+            return Err(AuthFailure::Invalid);
+        }
+        if let Some(client) = claims.sub.strip_prefix(CLIENT_SUBJECT) {
+            // A backend service: the client must still be registered; its system/ scopes decide.
+            if claims.client_id.as_deref() != Some(client)
+                || hearth_store_sql::oauth::client_by_id(&*ctx.db, client).await.map_err(AuthFailure::Store)?.is_none()
+            {
+                return Err(AuthFailure::Invalid);
+            }
+            let (scopes, _) = ScopeSet::parse_lenient(&claims.scope);
+            let grants = grants_for(ctx, self, &claims.scope, &scopes, ScopeContext::System);
+            let access = Access { reach: Reach::All, grants, actor: Some(claims.sub.clone()), audit: false };
+            let account = service_account(client);
+            return Ok(Caller { account, role: claims.role, claims, scopes, access, audit: None });
         }
         let account = identity::account_by_id(&*ctx.db, &claims.sub)
             .await

@@ -11,7 +11,11 @@
 //!   credentials, the launch patient, and redirects back with a one-time code (60 s, stored as its
 //!   SHA-256, bound to the client, redirect URI, PKCE challenge, granted scopes, account, patient).
 //! - `POST /oauth/token`: `authorization_code` (PKCE S256 mandatory) and `refresh_token` (the app
-//!   login's rotation with reuse detection, bound to the client), with RFC 6749 JSON errors.
+//!   login's rotation with reuse detection, bound to the client), and `client_credentials` for
+//!   SMART Backend Services (a `private_key_jwt` assertion checked by `hearth_auth::assertion`
+//!   against the client's JWK Set, its `jti` spent once), with RFC 6749 JSON errors.
+//! - `POST /oauth/introspect` (RFC 7662, for a signed-in caller) and `POST /oauth/revoke`
+//!   (RFC 7009, always `200`).
 //!
 //! Decisions:
 //! - Until the `redirect_uri` is known to be one the client registered (exact string match), an
@@ -58,6 +62,8 @@ pub fn router() -> axum::Router<Arc<App>> {
         .route("/.well-known/smart-configuration", get(configuration))
         .route("/oauth/authorize", get(authorize_page).post(authorize_submit))
         .route("/oauth/token", post(token))
+        .route("/oauth/introspect", post(introspect))
+        .route("/oauth/revoke", post(revoke))
         .route("/api/v1/admin/oauth/clients", get(list_clients).post(create_client))
         .route("/api/v1/admin/oauth/clients/{client_id}", delete(delete_client))
 }
@@ -71,7 +77,7 @@ const LOCK_AFTER: i64 = 5;
 /// Longest parameter value accepted (scope strings, state, URIs).
 const MAX_PARAM: usize = 4096;
 
-const CAPABILITIES: [&str; 11] = [
+const CAPABILITIES: [&str; 12] = [
     "launch-standalone",
     "sso-openid-connect",
     "client-public",
@@ -83,9 +89,14 @@ const CAPABILITIES: [&str; 11] = [
     "permission-v1",
     "permission-v2",
     "authorize-post",
+    "client-confidential-asymmetric",
 ];
 
-const SCOPES_SUPPORTED: [&str; 14] = [
+const SCOPES_SUPPORTED: [&str; 18] = [
+    "system/*.cruds",
+    "system/*.rs",
+    "system/*.read",
+    "system/*.*",
     "openid",
     "fhirUser",
     "launch/patient",
@@ -139,10 +150,13 @@ pub(crate) async fn configuration(State(app): State<Arc<App>>, headers: HeaderMa
     let body = json!({
         "authorization_endpoint": format!("{origin}/oauth/authorize"),
         "token_endpoint": format!("{origin}/oauth/token"),
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
+        "token_endpoint_auth_signing_alg_values_supported": hearth_auth::assertion::ALGORITHMS,
+        "introspection_endpoint": format!("{origin}/oauth/introspect"),
+        "revocation_endpoint": format!("{origin}/oauth/revoke"),
         "jwks_uri": format!("{origin}/.well-known/jwks.json"),
         "issuer": crate::fhir::http::base_url(&app, &headers),
-        "grant_types_supported": ["authorization_code", "refresh_token"],
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
         "response_types_supported": ["code"],
         "code_challenge_methods_supported": ["S256"],
         "scopes_supported": SCOPES_SUPPORTED,
@@ -172,8 +186,42 @@ struct NewClient {
     /// A confidential client gets a secret (shown once); a public one uses PKCE alone.
     #[serde(default)]
     confidential: bool,
-    /// The scopes the client may ever be granted (space-separated).
+    /// The scopes the client may ever be granted (space-separated); `system/` scopes only for a
+    /// backend service.
     scope: String,
+    /// A backend service (SMART Backend Services, `private_key_jwt`): its public keys as a JWK
+    /// Set (RS384 or ES384 keys), or the https URL it publishes them at. No redirect URIs needed.
+    #[serde(default)]
+    jwks: Option<JwkSet>,
+    #[serde(default)]
+    jwks_uri: Option<String>,
+}
+
+/// A backend service's public keys (RFC 7517 JWK Set; members other than these are ignored).
+#[derive(serde::Serialize, Deserialize, utoipa::ToSchema)]
+struct JwkSet {
+    keys: Vec<Jwk>,
+}
+
+/// One public key: RSA (`n`, `e`) for RS384 or EC P-384 (`crv`, `x`, `y`) for ES384.
+#[derive(serde::Serialize, Deserialize, utoipa::ToSchema)]
+struct Jwk {
+    #[schema(example = "EC")]
+    kty: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    kid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    alg: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    crv: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    x: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    y: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    n: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    e: Option<String>,
 }
 
 /// An acceptable redirect URI: `https://host…`, `http://` on a loopback host, or a private-use
@@ -214,12 +262,12 @@ fn valid_redirect_uri(uri: &str) -> bool {
 }
 
 /// Parses the scopes a client may be granted; refuses what this server does not implement.
-fn client_scopes(app: &App, text: &str) -> Result<ScopeSet, ApiError> {
+fn client_scopes(app: &App, text: &str, backend: bool) -> Result<ScopeSet, ApiError> {
     let set = ScopeSet::parse_with(text, &|t| app.model.is_resource_type(t))
         .map_err(|errs| bad("invalid_scope", errs.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")))?;
     for s in set.iter() {
         let ok = match s {
-            Scope::Clinical(c) => c.context != ScopeContext::System,
+            Scope::Clinical(c) => (c.context == ScopeContext::System) == backend,
             Scope::LaunchPatient | Scope::OfflineAccess | Scope::OpenId | Scope::FhirUser => true,
             _ => false,
         };
@@ -228,7 +276,7 @@ fn client_scopes(app: &App, text: &str) -> Result<ScopeSet, ApiError> {
                 "unsupported_scope",
                 format!(
                     "scope {s} is not supported (clinical patient/ and user/ scopes, launch/patient, \
-                     openid, fhirUser and offline_access are)"
+                     openid, fhirUser and offline_access are; a backend service with keys has system/ scopes only)"
                 ),
             ));
         }
@@ -279,7 +327,7 @@ fn client_json(c: &ClientRow) -> ClientView<'_> {
 #[utoipa::path(post, path = "/api/v1/admin/oauth/clients", tag = "SMART on FHIR",
     request_body(content = NewClient, description = "Register an app (admins only); a confidential client's secret is returned once",
         example = json!({"name": "Vitals app", "redirect_uris": ["https://app.example.org/callback"], "confidential": false, "scopes": "launch/patient patient/*.rs offline_access"})),
-    responses((status = 201, description = "The client", body = ClientView), (status = 400, description = "Invalid body (stable error code) (`invalid_scope`, `invalid_redirect_uri`)", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_body", "message": "invalid request body"}})), (status = 401, description = "No or an invalid access token", body = ErrorEnvelope, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})), (status = 403, description = "Not allowed for this account", body = ErrorEnvelope, example = json!({"error": {"code": "forbidden", "message": "this operation is for administrators"}}))),
+    responses((status = 201, description = "The client", body = ClientView), (status = 400, description = "Invalid body (stable error code) (`invalid_scope`, `invalid_redirect_uri`, `invalid_jwks`)", body = ErrorEnvelope, example = json!({"error": {"code": "invalid_body", "message": "invalid request body"}})), (status = 401, description = "No or an invalid access token", body = ErrorEnvelope, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})), (status = 403, description = "Not allowed for this account", body = ErrorEnvelope, example = json!({"error": {"code": "forbidden", "message": "this operation is for administrators"}}))),
     security(("bearer" = [])))]
 pub(crate) async fn create_client(
     State(app): State<Arc<App>>,
@@ -293,7 +341,21 @@ pub(crate) async fn create_client(
     if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
         return Err(bad("invalid_name", "name must be 1 to 200 printable characters"));
     }
-    if req.redirect_uris.is_empty() || req.redirect_uris.len() > 20 {
+    let backend = req.jwks.is_some() || req.jwks_uri.is_some();
+    if let Some(j) = &req.jwks
+        && (j.keys.is_empty() || j.keys.len() > 20)
+    {
+        return Err(bad("invalid_jwks", "jwks must be a JWK Set: {\"keys\": [...]} with 1 to 20 keys"));
+    }
+    if let Some(u) = &req.jwks_uri
+        && !(u.starts_with("https://") || (u.starts_with("http://") && valid_redirect_uri(u)))
+    {
+        return Err(bad("invalid_jwks", "jwks_uri must be an https:// URL (http:// only on a loopback host)"));
+    }
+    if backend && (req.confidential || !req.redirect_uris.is_empty()) {
+        return Err(bad("invalid_jwks", "a backend service authenticates with its keys: no secret, no redirect_uris"));
+    }
+    if !backend && (req.redirect_uris.is_empty() || req.redirect_uris.len() > 20) {
         return Err(bad("invalid_redirect_uri", "give 1 to 20 redirect_uris"));
     }
     if let Some(badly) = req.redirect_uris.iter().find(|u| !valid_redirect_uri(u)) {
@@ -305,7 +367,7 @@ pub(crate) async fn create_client(
             ),
         ));
     }
-    let scope = client_scopes(&app, &req.scope)?;
+    let scope = client_scopes(&app, &req.scope, backend)?;
     let secret = req.confidential.then(random_token);
     let row = ClientRow {
         id: uuid::Uuid::new_v4().to_string(),
@@ -318,6 +380,10 @@ pub(crate) async fn create_client(
         created_at: app.clock.now().timestamp_millis(),
     };
     oauth::insert_client(&*app.db, &row).await?;
+    if backend {
+        let jwks = req.jwks.as_ref().map(|j| json!(j).to_string());
+        oauth::set_client_keys(&*app.db, &row.id, jwks.as_deref(), req.jwks_uri.as_deref()).await?;
+    }
     tracing::info!(client_id = %row.id, confidential = row.confidential, "OAuth client registered");
     let mut out = client_json(&row);
     out.client_secret = secret;
@@ -979,6 +1045,9 @@ async fn token_inner(app: &Arc<App>, headers: &HeaderMap, bytes: &[u8]) -> Resul
         return Err(oauth_error("invalid_request", "send the request as application/x-www-form-urlencoded").into());
     }
     let p = Params::parse(bytes).map_err(|e| oauth_error("invalid_request", e))?;
+    if p.get("grant_type") == Some("client_credentials") {
+        return client_credentials(app, headers, &p).await;
+    }
     let client = authenticate_client(app, headers, &p).await?;
     match p.get("grant_type") {
         Some("authorization_code") => {
@@ -991,7 +1060,10 @@ async fn token_inner(app: &Arc<App>, headers: &HeaderMap, bytes: &[u8]) -> Resul
             };
             Ok(refresh_with(app, presented, Some(&client.id)).await?)
         }
-        Some(_) => Err(oauth_error("unsupported_grant_type", "use authorization_code or refresh_token").into()),
+        Some(_) => {
+            Err(oauth_error("unsupported_grant_type", "use authorization_code, refresh_token or client_credentials")
+                .into())
+        }
         None => Err(oauth_error("invalid_request", "grant_type is required").into()),
     }
 }
@@ -1079,4 +1151,174 @@ fn id_token(
     }
     let token = app.auth.keys().sign_id_token(&claims).map_err(|e| TokenFailure::Server(ApiError::internal(e)))?;
     Ok(token.expose().clone())
+}
+
+// ---------------------------------------------------------------------------------------------
+// SMART Backend Services, token introspection (RFC 7662) and revocation (RFC 7009)
+
+/// How long a JWK Set fetched from a client's `jwks_uri` is used before it is fetched again.
+const JWKS_TTL_MS: i64 = 5 * 60 * 1000;
+
+/// The client's JWK Set: registered by value, or fetched from its `jwks_uri` (cached).
+async fn client_jwks(app: &App, client_id: &str) -> Result<Arc<Value>, TokenFailure> {
+    let refuse = |why: &str| TokenFailure::from(oauth_error("invalid_client", why));
+    let Some((jwks, uri)) = oauth::client_keys(&*app.db, client_id).await? else {
+        return Err(refuse("this client has no registered keys (it is not a backend service)"));
+    };
+    if let Some(j) = jwks {
+        return serde_json::from_str(&j).map(Arc::new).map_err(|_| refuse("the registered JWK Set is not JSON"));
+    }
+    let uri = uri.ok_or_else(|| refuse("this client has no registered keys"))?;
+    let now = app.clock.now().timestamp_millis();
+    let cached = app.auth.jwks_cache.lock().ok().and_then(|m| m.get(&uri).cloned());
+    if let Some((at, set)) = cached
+        && now - at < JWKS_TTL_MS
+    {
+        return Ok(set);
+    }
+    let http = hearth_notify::http::Http::new(std::time::Duration::from_secs(5)).map_err(ApiError::internal)?;
+    let resp = http
+        .send(axum::http::Method::GET, &uri, &[("accept", "application/json".to_owned())], Vec::new())
+        .await
+        .map_err(|_| refuse("the client's jwks_uri could not be fetched"))?;
+    let set: Value = serde_json::from_slice(&resp.body)
+        .ok()
+        .filter(|_| resp.status == 200)
+        .ok_or_else(|| refuse("the client's jwks_uri did not answer a JWK Set"))?;
+    let set = Arc::new(set);
+    if let Ok(mut m) = app.auth.jwks_cache.lock() {
+        if m.len() >= 256 {
+            m.clear();
+        }
+        m.insert(uri, (now, Arc::clone(&set)));
+    }
+    Ok(set)
+}
+
+/// `grant_type=client_credentials` with a `private_key_jwt` assertion (SMART Backend Services):
+/// an access token for the client itself with the `system/` scopes requested that it may have.
+async fn client_credentials(app: &Arc<App>, headers: &HeaderMap, p: &Params) -> Result<Value, TokenFailure> {
+    if p.get("client_assertion_type") != Some(hearth_auth::assertion::JWT_BEARER) {
+        return Err(oauth_error(
+            "invalid_client",
+            "client_credentials needs a private_key_jwt client assertion (client_assertion_type jwt-bearer)",
+        )
+        .into());
+    }
+    let Some(jwt) = p.get("client_assertion") else {
+        return Err(oauth_error("invalid_request", "client_assertion is required").into());
+    };
+    let Some(id) = hearth_auth::assertion::issuer(jwt) else {
+        return Err(oauth_error("invalid_client", "the client assertion names no issuer").into());
+    };
+    if p.get("client_id").is_some_and(|c| c != id) {
+        return Err(oauth_error("invalid_client", "client_id does not match the client assertion").into());
+    }
+    let Some(client) = oauth::client_by_id(&*app.db, &id).await? else {
+        return Err(oauth_error("invalid_client", "unknown client").into());
+    };
+    let jwks = client_jwks(app, &client.id).await?;
+    let endpoint = format!("{}/oauth/token", origin(app, headers));
+    let now = app.clock.now();
+    let verified = hearth_auth::assertion::verify(jwt, &jwks, &client.id, &endpoint, now)
+        .map_err(|e| oauth_error("invalid_client", e.to_string()))?;
+    let (exp, at) = (verified.exp.timestamp_millis(), now.timestamp_millis());
+    if !oauth::spend_assertion_jti(&*app.db, &client.id, &verified.jti, exp, at).await? {
+        tracing::warn!(client_id = %client.id, "client assertion replayed");
+        return Err(oauth_error("invalid_client", "this client assertion (its jti) was used before").into());
+    }
+    let Some(requested) = p.get("scope") else {
+        return Err(oauth_error("invalid_request", "scope is required").into());
+    };
+    let allowed = ScopeSet::parse_lenient(&client.scope).0;
+    let (wanted, _) = ScopeSet::parse_lenient_with(requested, &|t| app.model.is_resource_type(t));
+    let mut granted = ScopeSet::default();
+    for s in wanted.iter() {
+        if matches!(s, Scope::Clinical(c) if c.context == ScopeContext::System) && covered(&allowed, s) {
+            granted.insert(s.clone());
+        }
+    }
+    if granted.is_empty() {
+        return Err(
+            oauth_error("invalid_scope", "none of the requested scopes is a system/ scope of this client").into()
+        );
+    }
+    let account = super::service_account(&client.id);
+    Ok(access_answer(app, &account, Role::Clinician, &granted.to_string(), None, Some(&client.id), now)?)
+}
+
+/// The claims of a token this server signed that is still good: not expired, not revoked, its
+/// subject (account or client) still there.
+async fn live_claims(app: &App, token: &str) -> Result<Option<hearth_auth::token::AccessClaims>, ApiError> {
+    let Ok(claims) = app.auth.keys().verify(&app.auth.settings, token, app.clock.now()) else { return Ok(None) };
+    if oauth::is_revoked(&*app.db, &claims.jti).await? {
+        return Ok(None);
+    }
+    let exists = match claims.sub.strip_prefix(super::CLIENT_SUBJECT) {
+        Some(client) => oauth::client_by_id(&*app.db, client).await?.is_some(),
+        None => identity::account_by_id(&*app.db, &claims.sub).await?.is_some(),
+    };
+    Ok(exists.then_some(claims))
+}
+
+/// `POST /oauth/introspect` (RFC 7662), for an authenticated caller (a bearer token): whether
+/// `token` is active and, when it is, what it grants; `{"active": false}` for anything else.
+#[utoipa::path(post, path = "/oauth/introspect", tag = "SMART on FHIR",
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "token=<access token>"),
+    responses(
+        (status = 200, description = "`active` and, for an active token, scope, client_id, sub, exp, iat, iss, token_type, patient, fhirUser", body = Object),
+        (status = 400, description = "No `token` parameter (`invalid_request`)", body = Object),
+        (status = 401, description = "The caller's own bearer token is missing or invalid (`unauthenticated`)", body = ErrorEnvelope)),
+    security(("bearer" = [])))]
+pub(crate) async fn introspect(
+    State(app): State<Arc<App>>,
+    ApiCaller(_caller): ApiCaller,
+    bytes: axum::body::Bytes,
+) -> Response {
+    let p = match Params::parse(&bytes) {
+        Ok(p) => p,
+        Err(e) => return TokenFailure::from(oauth_error("invalid_request", e)).into_response(),
+    };
+    let Some(token) = p.get("token") else {
+        return TokenFailure::from(oauth_error("invalid_request", "token is required")).into_response();
+    };
+    let claims = match live_claims(&app, token).await {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
+    let body = match claims {
+        None => json!({"active": false}),
+        Some(c) => {
+            let mut out = json!({"active": true, "scope": c.scope, "sub": c.sub, "exp": c.exp, "iat": c.iat,
+                "iss": c.iss, "token_type": "Bearer"});
+            for (k, v) in [("client_id", c.client_id), ("patient", c.patient), ("fhirUser", c.fhir_user)] {
+                if let (Some(v), Some(o)) = (v, out.as_object_mut()) {
+                    o.insert(k.into(), json!(v));
+                }
+            }
+            out
+        }
+    };
+    no_store(Json(body).into_response())
+}
+
+/// `POST /oauth/revoke` (RFC 7009): revokes a SMART access token (one issued to a client) until
+/// it would expire; answers `200` whatever the token was, so nothing is learnt from it.
+#[utoipa::path(post, path = "/oauth/revoke", tag = "SMART on FHIR",
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "token=<access token>"),
+    responses(
+        (status = 200, description = "Revoked, or nothing to revoke"),
+        (status = 400, description = "No `token` parameter (`invalid_request`)", body = Object)))]
+pub(crate) async fn revoke(State(app): State<Arc<App>>, bytes: axum::body::Bytes) -> Response {
+    let Some(token) = Params::parse(&bytes).ok().and_then(|p| p.get("token").map(str::to_owned)) else {
+        return TokenFailure::from(oauth_error("invalid_request", "token is required")).into_response();
+    };
+    let now = app.clock.now();
+    if let Ok(Some(c)) = live_claims(&app, &token).await
+        && c.client_id.is_some()
+        && let Err(e) = oauth::revoke_token(&*app.db, &c.jti, c.exp.saturating_mul(1000), now.timestamp_millis()).await
+    {
+        return ApiError::from(e).into_response();
+    }
+    no_store(StatusCode::OK.into_response())
 }

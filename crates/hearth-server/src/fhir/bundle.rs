@@ -614,7 +614,7 @@ pub async fn batch_or_transaction(
     }
     let base = base_url(&app, &headers);
     let prefer = Prefer::from_headers(&headers).return_;
-    let resp = run_bundle(&app, &store, &body, &base, prefer).await;
+    let resp = run_bundle(&app, &store, &caller, &body, &base, prefer).await;
     // SearchParameter entries change the registry once the Bundle has committed.
     let touches =
         |e: &Value| e.pointer("/request/url").and_then(Value::as_str).is_some_and(|u| u.starts_with("SearchParameter"));
@@ -627,6 +627,7 @@ pub async fn batch_or_transaction(
 async fn run_bundle(
     app: &App,
     store: &Guarded,
+    caller: &Caller,
     body: &Value,
     base: &str,
     prefer: super::http::Return,
@@ -634,11 +635,11 @@ async fn run_bundle(
     unique_full_urls(body)?;
     match body.get("type").and_then(Value::as_str) {
         Some("transaction") => {
-            let slots = run_transaction(app, store, body, base).await?;
+            let slots = run_transaction(app, store, Some(caller), body, base).await?;
             response("transaction-response", &slots, base, prefer)
         }
         Some("batch") => {
-            let slots = run_batch(app, store, body, base).await;
+            let slots = run_batch(app, store, Some(caller), body, base).await;
             response("batch-response", &slots, base, prefer)
         }
         _ => Err(FhirError::new(
@@ -670,25 +671,49 @@ fn unique_full_urls(bundle: &Value) -> Result<(), FhirError> {
 
 /// A transaction Bundle in one store transaction: every entry's outcome, or the first error
 /// (then nothing was written).
-async fn run_transaction(app: &App, store: &Guarded, body: &Value, base: &str) -> Result<Vec<Slot>, FhirError> {
+async fn run_transaction(
+    app: &App,
+    store: &Guarded,
+    caller: Option<&Caller>,
+    body: &Value,
+    base: &str,
+) -> Result<Vec<Slot>, FhirError> {
     let entries = parse_entries(app, body, base, 0)?;
-    let results = plan_and_run(app, store, entries).await?;
+    let results = plan_and_run(app, store, caller, entries).await?;
     Ok(results.into_iter().map(|(_, o)| Slot::Done(o)).collect())
 }
 
 /// Plans `entries` (before taking the write lock), then runs them in one transaction and
 /// commits it.
-async fn plan_and_run(app: &App, store: &Guarded, entries: Vec<Entry>) -> Result<Vec<(usize, Outcome)>, FhirError> {
+/// `caller` is `None` for `hearth import` (the system's access).
+async fn plan_and_run(
+    app: &App,
+    store: &Guarded,
+    caller: Option<&Caller>,
+    entries: Vec<Entry>,
+) -> Result<Vec<(usize, Outcome)>, FhirError> {
     let mut ids = Ids::new();
     let mut plan = plan(app, store, &entries, &mut ids).await;
-    let mut tx = store.begin().await?;
-    let results = run(app, &mut tx, entries, &mut ids, &mut plan).await?;
-    tx.commit().await?;
+    let results = match caller {
+        Some(caller) => {
+            let mut tx = super::interactions::begin(store).await?;
+            let results = run(app, &mut tx, entries, &mut ids, &mut plan).await?;
+            super::interactions::commit(app, caller, tx).await?;
+            results
+        }
+        // `hearth import`: historical Appointments claim no time (docs/ARCHITECTURE.md).
+        None => {
+            let mut tx = store.begin().await?;
+            let results = run(app, &mut tx, entries, &mut ids, &mut plan).await?;
+            tx.commit().await?;
+            results
+        }
+    };
     Ok(results)
 }
 
 /// A batch Bundle: each entry in its own transaction, failures per entry.
-async fn run_batch(app: &App, store: &Guarded, body: &Value, base: &str) -> Vec<Slot> {
+async fn run_batch(app: &App, store: &Guarded, caller: Option<&Caller>, body: &Value, base: &str) -> Vec<Slot> {
     let items = body.get("entry").and_then(Value::as_array).map_or(0, Vec::len);
     let mut slots = Vec::with_capacity(items);
     for index in 0..items {
@@ -700,7 +725,7 @@ async fn run_batch(app: &App, store: &Guarded, body: &Value, base: &str) -> Vec<
         let outcome = async {
             let single = single.ok_or_else(|| FhirError::internal("entry vanished"))?;
             let entries = parse_entries(app, &single, base, index)?;
-            let mut results = plan_and_run(app, store, entries).await?;
+            let mut results = plan_and_run(app, store, caller, entries).await?;
             results.pop().map(|(_, o)| o).ok_or_else(|| FhirError::internal("no result"))
         }
         .await;
@@ -757,9 +782,9 @@ pub async fn import_bundle(app: &Arc<App>, body: &Value, base: &str) -> Result<V
     let slots = match body.get("type").and_then(Value::as_str) {
         Some("transaction") => {
             validate(app, "Bundle", body)?;
-            run_transaction(app, &app.system(), body, base).await?
+            run_transaction(app, &app.system(), None, body, base).await?
         }
-        Some("batch") => run_batch(app, &app.system(), body, base).await,
+        Some("batch") => run_batch(app, &app.system(), None, body, base).await,
         _ => {
             return Err(FhirError::bad_request(
                 "invalid",

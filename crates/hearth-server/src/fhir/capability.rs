@@ -11,14 +11,14 @@ use serde_json::{Value, json};
 const TYPE_INTERACTIONS: [&str; 9] =
     ["read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create", "search-type"];
 
-/// What a type written only by the server or a workflow supports through plain FHIR: AuditEvents
-/// are the server's; Appointments are written by the scheduling workflow (`$book`, the app
-/// routes), which claims the practitioner's time ([`hearth_store::BOOKED_TYPE`]).
+/// What a type written only by the server supports through plain FHIR: AuditEvents are the
+/// server's. (Appointments are writable: the scheduling workflow commits those writes after
+/// claiming the practitioner's time, `hearth_scheduling::fhir_writes`.)
 const READ_ONLY_INTERACTIONS: [&str; 5] = ["read", "vread", "history-instance", "history-type", "search-type"];
 
 /// Types plain FHIR writes are refused for (the store guard's rule, so the statement says so).
 fn read_only(resource_type: &str) -> bool {
-    resource_type == hearth_store::AUDIT_TYPE || resource_type == hearth_store::BOOKED_TYPE
+    resource_type == hearth_store::AUDIT_TYPE
 }
 
 /// The search parameters of one type as the registry in force has them (R4 plus stored
@@ -48,7 +48,9 @@ fn security(base: &str) -> Value {
                 "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
                 "code": "SMART-on-FHIR"
             }],
-            "text": "OAuth 2.0 authorization code with PKCE per SMART App Launch; see .well-known/smart-configuration"
+            "text": "OAuth 2.0 authorization code with PKCE per SMART App Launch, and client credentials with a \
+                     private_key_jwt assertion (RS384/ES384) per SMART Backend Services; see \
+                     .well-known/smart-configuration"
         }]
     })
 }

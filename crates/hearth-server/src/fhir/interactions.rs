@@ -6,8 +6,8 @@ use std::sync::Arc;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use hearth_store::interactions::{self as ix, ResourceStoreExt};
-use hearth_store::{ConditionalCreate, Current, Deleted, Guarded, HistoryQuery, HistoryScope, Version};
+use hearth_store::interactions as ix;
+use hearth_store::{ConditionalCreate, Current, Deleted, Guarded, GuardedTx, HistoryQuery, HistoryScope, Version};
 use serde::Serialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -36,6 +36,18 @@ fn format_param(q: &[(String, String)]) -> Option<&str> {
 pub(crate) fn validate(app: &App, resource_type: &str, body: &Value) -> Result<(), FhirError> {
     hearth_workflow::fhir::validate(app, resource_type, body)?;
     if resource_type == "SearchParameter" { search_parameters::check(app, body) } else { Ok(()) }
+}
+
+/// A write transaction of a `/fhir` interaction: it may write Appointments, and then only
+/// [`commit`] commits it (see `hearth_scheduling::fhir_writes`).
+pub(super) async fn begin(store: &Guarded) -> Result<GuardedTx, FhirError> {
+    Ok(store.begin().await?.booking_on_commit())
+}
+
+/// Commits a `/fhir` write transaction: the scheduling workflow first claims the time of the
+/// Appointments it wrote, in the same transaction.
+pub(super) async fn commit(app: &App, caller: &Caller, tx: GuardedTx) -> Result<(), FhirError> {
+    hearth_scheduling::fhir_writes::commit(&app.scheduling, caller, tx).await
 }
 
 /// What follows a committed write of `resource_type` (a SearchParameter changes the registry).
@@ -76,7 +88,9 @@ pub async fn create(
     let write = write_of(&app, &resource_type, new_id(), body);
     match headers.get("if-none-exist") {
         None => {
-            let v = store.create(write, now).await?;
+            let mut tx = begin(&store).await?;
+            let v = ix::create(&mut tx, write, now).await?;
+            commit(&app, &caller, tx).await?;
             after_write(&app, &resource_type).await?;
             Ok(version_response(StatusCode::CREATED, &v, &base, prefer.return_, true, "created"))
         }
@@ -85,7 +99,10 @@ pub async fn create(
             let raw = raw.trim_start_matches('?');
             let raw = raw.split_once('?').map_or(raw, |(_, q)| q);
             let criteria = search::criteria(&app, &resource_type, &query::pairs(Some(raw))).await?;
-            match store.create_unless_exists(&criteria, write, now).await? {
+            let mut tx = begin(&store).await?;
+            let outcome = ix::create_unless_exists(&mut tx, &criteria, write, now).await?;
+            commit(&app, &caller, tx).await?;
+            match outcome {
                 ConditionalCreate::Created(v) => {
                     after_write(&app, &resource_type).await?;
                     Ok(version_response(StatusCode::CREATED, &v, &base, prefer.return_, true, "created"))
@@ -210,7 +227,9 @@ pub async fn update(
     }
     let prefer = Prefer::from_headers(&headers);
     let base = base_url(&app, &headers);
-    let written = store.update(write_of(&app, &resource_type, id, body), if_match, app.clock.now()).await?;
+    let mut tx = begin(&store).await?;
+    let written = ix::update(&mut tx, write_of(&app, &resource_type, id, body), if_match, app.clock.now()).await?;
+    commit(&app, &caller, tx).await?;
     after_write(&app, &resource_type).await?;
     let (status, msg) = if written.created { (StatusCode::CREATED, "created") } else { (StatusCode::OK, "updated") };
     Ok(version_response(status, &written.version, &base, prefer.return_, written.created, msg))
@@ -234,7 +253,7 @@ pub async fn patch(
     let if_match = if_match(&headers)?;
     let prefer = Prefer::from_headers(&headers);
     let base = base_url(&app, &headers);
-    let mut tx = store.begin().await?;
+    let mut tx = begin(&store).await?;
     let current = match tx.read(&resource_type, &id).await? {
         Current::Found(v) => v,
         Current::Deleted(_) => {
@@ -279,7 +298,7 @@ pub async fn patch(
     let precondition = if_match.or(Some(current.version_id));
     let written =
         ix::update(&mut tx, write_of(&app, &resource_type, id, patched), precondition, app.clock.now()).await?;
-    tx.commit().await?;
+    commit(&app, &caller, tx).await?;
     after_write(&app, &resource_type).await?;
     Ok(version_response(StatusCode::OK, &written.version, &base, prefer.return_, false, "patched"))
 }
@@ -304,9 +323,10 @@ pub async fn conditional_update(
     let id = client_id.unwrap_or_else(new_id);
     let prefer = Prefer::from_headers(&headers);
     let base = base_url(&app, &headers);
-    let written = store
-        .update_matching(&criteria, write_of(&app, &resource_type, id, body), id_from_client, if_match, app.clock.now())
-        .await?;
+    let mut tx = begin(&store).await?;
+    let write = write_of(&app, &resource_type, id, body);
+    let written = ix::update_matching(&mut tx, &criteria, write, id_from_client, if_match, app.clock.now()).await?;
+    commit(&app, &caller, tx).await?;
     after_write(&app, &resource_type).await?;
     let (status, msg) = if written.created { (StatusCode::CREATED, "created") } else { (StatusCode::OK, "updated") };
     Ok(version_response(status, &written.version, &base, prefer.return_, written.created, msg))
@@ -333,7 +353,10 @@ pub async fn delete(
     check_type(&app, &resource_type)?;
     check_id(&id)?;
     let if_match = if_match(&headers)?;
-    match store.delete(&resource_type, &id, if_match, app.clock.now()).await? {
+    let mut tx = begin(&store).await?;
+    let deleted = ix::delete(&mut tx, &resource_type, &id, if_match, app.clock.now()).await?;
+    commit(&app, &caller, tx).await?;
+    match deleted {
         Deleted::Deleted(v) => {
             after_write(&app, &resource_type).await?;
             Ok(deleted_response(&v))
@@ -352,7 +375,9 @@ pub async fn conditional_delete(
     let store = app.store_for(&caller);
     check_type(&app, &resource_type)?;
     let criteria = search::criteria(&app, &resource_type, &query::pairs(q.as_deref())).await?;
-    let deleted = store.delete_matching(&criteria, false, app.clock.now()).await?;
+    let mut tx = begin(&store).await?;
+    let deleted = ix::delete_matching(&mut tx, &criteria, false, app.clock.now()).await?;
+    commit(&app, &caller, tx).await?;
     match deleted.first() {
         Some(v) => {
             after_write(&app, &resource_type).await?;

@@ -398,6 +398,10 @@ async fn every_role_gets_exactly_the_expected_status_and_patient_a_never_sees_b(
             [200, 200, 200, 200, 200, 200],
         ),
         ("list OAuth clients", Method::GET, "/api/v1/admin/oauth/clients".into(), None, [401, 403, 403, 403, 403, 200]),
+        // RFC 7662: a signed-in caller; without a `token` parameter, invalid_request.
+        ("introspect a token", Method::POST, "/oauth/introspect".into(), None, [401, 400, 400, 400, 400, 400]),
+        // RFC 7009: anyone holding a token may revoke it; without one, invalid_request.
+        ("revoke a token", Method::POST, "/oauth/revoke".into(), None, [400, 400, 400, 400, 400, 400]),
         (
             "register an OAuth client",
             Method::POST,

@@ -271,22 +271,18 @@ async fn fifty_concurrent_bookings_of_ten_slots_make_exactly_ten_appointments() 
     assert_eq!((s, v["error"]["code"].as_str()), (409, Some("slot_taken")), "{v}");
     assert!(v["error"]["alternatives"].is_array());
     // Nor can the generic FHIR API, even an admin's, write around the claims: an Appointment
-    // created, changed or deleted there would hold or free time nobody claimed.
+    // created there claims the time in its own transaction, and a taken time is a 409 naming
+    // the appointment that holds it (issue 27 item 4; more in the fhir_* tests below).
     let taken = json!({"resourceType": "Appointment", "status": "booked", "start": starts[0],
         "end": "2026-06-02T23:00:00Z",
         "participant": [{"actor": {"reference": format!("Practitioner/{doc}")}, "status": "accepted"}]});
     let r = t.post("/fhir/Appointment", &taken).await;
-    assert_eq!(r.status, 403, "{}", r.text);
+    assert_eq!(r.status, 409, "{}", r.text);
     assert_eq!(r.json()["resourceType"], "OperationOutcome");
-    let id = booked(&t.addr, &t.client, &doc).await.remove(0)["id"].as_str().unwrap().to_owned();
-    let mut moved = t.get(&format!("/fhir/Appointment/{id}")).await.json();
-    moved["status"] = json!("cancelled");
-    let r = t.put(&format!("/fhir/Appointment/{id}"), &moved).await;
-    assert_eq!(r.status, 403, "{}", r.text);
-    assert_eq!(t.delete(&format!("/fhir/Appointment/{id}")).await.status, 403);
+    assert!(r.text.contains("Appointment/"), "{}", r.text);
     let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
         {"resource": taken, "request": {"method": "POST", "url": "Appointment"}}]});
-    assert_ne!(t.post("/fhir", &bundle).await.status, 200);
+    assert_eq!(t.post("/fhir", &bundle).await.status, 409);
     check_no_double_booking(&booked(&t.addr, &t.client, &doc).await, &starts);
 }
 
@@ -763,4 +759,206 @@ async fn scheduling_takes_ids_bare_or_as_references() {
     assert_eq!((s, v["appointments"].as_array().map(Vec::len)), (200, Some(1)), "{v}");
     let (s, v) = book(&t, &me, &format!("Patient/{pid}"), "2026-06-02T10:00:00Z").await;
     assert_eq!(s, 400, "a patient reference is not a practitioner: {v}");
+}
+
+// ------------------------------------------------------------ issue 27 item 4: FHIR writes
+
+/// A booked FHIR Appointment of `patient` with `practitioner` for 30 minutes from `start`.
+fn fhir_appointment(practitioner: &str, patient: &str, start: &str) -> Value {
+    let end = at(start) + chrono::Duration::minutes(30);
+    json!({"resourceType": "Appointment", "status": "booked", "start": start,
+        "end": end.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "participant": [
+            {"actor": {"reference": format!("Practitioner/{practitioner}")}, "status": "accepted"},
+            {"actor": {"reference": format!("Patient/{patient}")}, "status": "accepted"}]})
+}
+
+/// Each of ten slots is booked at once by a patient through the app and by an EMR through
+/// `POST /fhir/Appointment`: exactly one of the two wins every slot, the other gets `409`.
+#[tokio::test]
+async fn fhir_creates_racing_app_bookings_for_the_same_slots_let_exactly_one_win_each() {
+    let t = TestApp::spawn_with(no_worker).await;
+    let (doc, starts, patients) = ten_slots_fifty_patients(&t).await;
+    let mut requests = Vec::new();
+    for (i, start) in starts.iter().enumerate() {
+        let (pid, c) = &patients[i];
+        requests.push(
+            c.post(t.url("/api/v1/appointments"))
+                .header("content-type", "application/json")
+                .body(json!({"practitioner": doc, "start": start, "type": "ROUTINE"}).to_string()),
+        );
+        requests.push(t.with_body(Method::POST, "/fhir/Appointment", &fhir_appointment(&doc, pid, start)));
+    }
+    let statuses = race(requests).await;
+    assert_eq!((count(&statuses, 201), count(&statuses, 409)), (10, 10), "{statuses:?}");
+    for pair in statuses.chunks(2) {
+        assert!(pair.contains(&201) && pair.contains(&409), "{statuses:?}");
+    }
+    check_no_double_booking(&booked(&t.addr, &t.client, &doc).await, &starts);
+}
+
+/// An update through FHIR that moves the time releases the old cells and claims the new ones,
+/// moves the reminders, and is refused (409 naming the holder) onto a taken time.
+#[tokio::test]
+async fn a_fhir_update_moving_the_time_claims_it_again() {
+    let t = TestApp::spawn_with(no_worker).await;
+    t.clock.set(at("2026-06-01T08:00:00Z"));
+    let (doc, dc) = clinician(&t, "Mover").await;
+    let mut hours = every_day(&doc, "UTC", "09:00", "11:00");
+    // A per-day limit: app bookings also hold a day place, which a FHIR edit must not upset.
+    hours["rules"]["maxPerDay"] = json!(8);
+    schedule(&t, &dc, hours).await;
+    let (pid, _, me) = patient_account(&t, "Moved").await;
+    let r = t.post("/fhir/Appointment", &fhir_appointment(&doc, &pid, "2026-06-05T09:00:00Z")).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let id = r.json()["id"].as_str().unwrap().to_owned();
+    let due = |rows: &[outbox::OutboxRow]| -> BTreeSet<i64> {
+        rows.iter().filter(|r| r.status == "queued").map(|r| r.not_before).collect()
+    };
+    assert_eq!(
+        due(&reminders(&t.app, &id).await),
+        [at("2026-06-04T09:00:00Z").timestamp_millis(), at("2026-06-05T07:00:00Z").timestamp_millis()].into()
+    );
+    // Taken: the app cannot book it.
+    assert_eq!(book(&t, &me, &doc, "2026-06-05T09:00:00Z").await.0, 409);
+    // Moved to 09:30 with a PUT.
+    let mut moved = t.get(&format!("/fhir/Appointment/{id}")).await.json();
+    moved["start"] = json!("2026-06-05T09:30:00Z");
+    moved["end"] = json!("2026-06-05T10:00:00Z");
+    let r = t.put(&format!("/fhir/Appointment/{id}"), &moved).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        due(&reminders(&t.app, &id).await),
+        [at("2026-06-04T09:30:00Z").timestamp_millis(), at("2026-06-05T07:30:00Z").timestamp_millis()].into()
+    );
+    // The old time is free, the new one is not.
+    let (s, other) = book(&t, &me, &doc, "2026-06-05T09:00:00Z").await;
+    assert_eq!(s, 201, "{other}");
+    assert_eq!(book(&t, &me, &doc, "2026-06-05T09:30:00Z").await.0, 409);
+    // A FHIR edit of the app's booking that keeps its time keeps its claims and reminders.
+    let other_id = other["id"].as_str().unwrap().to_owned();
+    let mut app_booked = t.get(&format!("/fhir/Appointment/{other_id}")).await.json();
+    app_booked["comment"] = json!("interpreter needed");
+    let r = t.put(&format!("/fhir/Appointment/{other_id}"), &app_booked).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(due(&reminders(&t.app, &other_id).await).len(), 2);
+    assert_eq!(book(&t, &me, &doc, "2026-06-05T09:00:00Z").await.0, 409);
+    // A change that keeps the time (a comment) keeps the claims and reminders.
+    let mut noted = t.get(&format!("/fhir/Appointment/{id}")).await.json();
+    noted["comment"] = json!("bring the glucose diary");
+    assert_eq!(t.put(&format!("/fhir/Appointment/{id}"), &noted).await.status, 200);
+    assert_eq!(due(&reminders(&t.app, &id).await).len(), 2);
+    // Moving onto the app booking's time: 409 naming it, and nothing changed.
+    let mut clash = t.get(&format!("/fhir/Appointment/{id}")).await.json();
+    clash["start"] = json!("2026-06-05T09:15:00Z");
+    clash["end"] = json!("2026-06-05T09:45:00Z");
+    let r = t.put(&format!("/fhir/Appointment/{id}"), &clash).await;
+    assert_eq!(r.status, 409, "{}", r.text);
+    assert_eq!(r.json()["resourceType"], "OperationOutcome");
+    assert!(r.text.contains(&format!("Appointment/{other_id}")), "{}", r.text);
+    let now = t.get(&format!("/fhir/Appointment/{id}")).await.json();
+    assert_eq!((now["start"].as_str(), now["meta"]["versionId"].as_str()), (Some("2026-06-05T09:30:00Z"), Some("3")));
+    // A JSON Patch moving it to 10:00 works the same way.
+    let patch = json!([{"op": "replace", "path": "/start", "value": "2026-06-05T10:00:00Z"},
+                       {"op": "replace", "path": "/end", "value": "2026-06-05T10:30:00Z"}]);
+    let r = t
+        .send(
+            t.request(Method::PATCH, &format!("/fhir/Appointment/{id}"))
+                .header("content-type", "application/json-patch+json")
+                .body(patch.to_string()),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(book(&t, &me, &doc, "2026-06-05T09:30:00Z").await.0, 201);
+    assert_eq!(book(&t, &me, &doc, "2026-06-05T10:00:00Z").await.0, 409);
+}
+
+/// Deleting (or cancelling) a FHIR-booked appointment frees its time, cancels its reminders and
+/// offers the time to the waitlist in the same transaction.
+#[tokio::test]
+async fn a_fhir_delete_frees_the_slot_and_the_waitlist_is_offered_it() {
+    let t = TestApp::spawn_with(no_worker).await;
+    t.clock.set(at("2026-06-01T08:00:00Z"));
+    let (doc, dc) = clinician(&t, "Freed").await;
+    schedule(&t, &dc, every_day(&doc, "UTC", "09:00", "10:00")).await;
+    let (pid, _, _) = patient_account(&t, "Leaving").await;
+    let (_, waiting_account, waiter) = patient_account(&t, "Waiting").await;
+    let r = t.post("/fhir/Appointment", &fhir_appointment(&doc, &pid, "2026-06-05T09:00:00Z")).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let id = r.json()["id"].as_str().unwrap().to_owned();
+    assert!(slots(&t, &dc, &doc, "2026-06-05T09:00:00Z", "2026-06-05T09:01:00Z").await.is_empty());
+    let (s, w) = call(
+        &t,
+        &waiter,
+        Method::POST,
+        "/api/v1/waitlist",
+        Some(json!({"practitioner": doc, "earliest": "2026-06-05T00:00:00Z", "latest": "2026-06-06T00:00:00Z"})),
+    )
+    .await;
+    assert_eq!(s, 201, "{w}");
+    assert_eq!(t.delete(&format!("/fhir/Appointment/{id}")).await.status, 204);
+    assert!(reminders(&t.app, &id).await.iter().all(|r| r.status == "cancelled"));
+    let offers: Vec<_> = outbox::list_by_status(&*t.app.db, None, 100_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.template == "appointment-offer")
+        .collect();
+    assert!(!offers.is_empty() && offers.iter().all(|r| r.account_id.as_deref() == Some(waiting_account.as_str())));
+    let (_, list) = call(&t, &waiter, Method::GET, "/api/v1/waitlist", None).await;
+    assert_eq!(list["waitlist"][0]["offered"], "2026-06-05T09:00:00Z");
+    assert_eq!(slots(&t, &dc, &doc, "2026-06-05T09:00:00Z", "2026-06-05T09:01:00Z").await.len(), 1);
+    // Cancelling through a status change frees the time the same way.
+    let r = t.post("/fhir/Appointment", &fhir_appointment(&doc, &pid, "2026-06-05T09:30:00Z")).await;
+    let mut a = r.json();
+    a["status"] = json!("cancelled");
+    let r = t.put(&format!("/fhir/Appointment/{}", a["id"].as_str().unwrap()), &a).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(slots(&t, &dc, &doc, "2026-06-05T09:30:00Z", "2026-06-05T09:31:00Z").await.len(), 1);
+}
+
+/// A transaction whose Appointment conflicts rolls back entirely (the Patient beside it is not
+/// created); two Appointments of one transaction that overlap each other conflict too.
+#[tokio::test]
+async fn a_transaction_with_a_conflicting_appointment_rolls_back_entirely() {
+    let t = TestApp::spawn_with(no_worker).await;
+    t.clock.set(at("2026-06-01T08:00:00Z"));
+    let (doc, dc) = clinician(&t, "Tx").await;
+    schedule(&t, &dc, every_day(&doc, "UTC", "09:00", "11:00")).await;
+    let (_, _, me) = patient_account(&t, "First").await;
+    assert_eq!(book(&t, &me, &doc, "2026-06-05T09:00:00Z").await.0, 201);
+    let tagged = |tag: &str| {
+        let mut p = patient("Bundled");
+        p["identifier"] = json!([{"system": "urn:hearth:test", "value": tag}]);
+        p
+    };
+    let with_patient = |tag: &str, starts: &[&str]| {
+        let mut entry = vec![json!({"fullUrl": "urn:uuid:6a8e1c2e-0b7d-4d0e-9f57-1f7a3f1e0001",
+            "resource": tagged(tag), "request": {"method": "POST", "url": "Patient"}})];
+        for s in starts {
+            let mut a = fhir_appointment(&doc, "x", s);
+            a["participant"][1]["actor"]["reference"] = json!("urn:uuid:6a8e1c2e-0b7d-4d0e-9f57-1f7a3f1e0001");
+            entry.push(json!({"resource": a, "request": {"method": "POST", "url": "Appointment"}}));
+        }
+        json!({"resourceType": "Bundle", "type": "transaction", "entry": entry})
+    };
+    let found = |tag: String| {
+        let t = &t;
+        async move { t.get(&format!("/fhir/Patient?identifier=urn:hearth:test|{tag}")).await.json()["total"].clone() }
+    };
+    // One free, one taken: nothing at all is written.
+    let r = t.post("/fhir", &with_patient("clash", &["2026-06-05T10:00:00Z", "2026-06-05T09:00:00Z"])).await;
+    assert_eq!(r.status, 409, "{}", r.text);
+    assert_eq!(r.json()["resourceType"], "OperationOutcome");
+    assert_eq!(found("clash".into()).await, 0);
+    assert_eq!(book(&t, &me, &doc, "2026-06-05T10:00:00Z").await.0, 201, "10:00 stayed free");
+    // Overlapping each other.
+    let r = t.post("/fhir", &with_patient("self", &["2026-06-05T10:30:00Z", "2026-06-05T10:30:00Z"])).await;
+    assert_eq!(r.status, 409, "{}", r.text);
+    assert_eq!(found("self".into()).await, 0);
+    // Free: both commit and hold their time.
+    let r = t.post("/fhir", &with_patient("fine", &["2026-06-05T09:30:00Z"])).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(found("fine".into()).await, 1);
+    assert_eq!(book(&t, &me, &doc, "2026-06-05T09:30:00Z").await.0, 409);
 }

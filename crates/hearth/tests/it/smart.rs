@@ -242,7 +242,10 @@ async fn smart_configuration_and_capability_statement() {
         assert_eq!(c["token_endpoint"], t.url("/oauth/token"));
         assert_eq!(c["jwks_uri"], t.url("/.well-known/jwks.json"));
         assert_eq!(c["code_challenge_methods_supported"], json!(["S256"]));
-        assert_eq!(c["grant_types_supported"], json!(["authorization_code", "refresh_token"]));
+        assert_eq!(c["grant_types_supported"], json!(["authorization_code", "refresh_token", "client_credentials"]));
+        assert_eq!(c["token_endpoint_auth_signing_alg_values_supported"], json!(["RS384", "ES384"]));
+        assert_eq!(c["introspection_endpoint"], t.url("/oauth/introspect"));
+        assert_eq!(c["revocation_endpoint"], t.url("/oauth/revoke"));
         let caps: Vec<&str> = c["capabilities"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
         for cap in [
             "launch-standalone",
@@ -629,4 +632,229 @@ async fn openid_and_fhiruser_give_a_signed_id_token_naming_the_user() {
     let conf = t.send(t.anonymous().get(t.url("/.well-known/smart-configuration"))).await.json();
     assert_eq!(conf["issuer"], t.url("/fhir"));
     assert!(conf["capabilities"].as_array().unwrap().iter().any(|c| c == "sso-openid-connect"));
+}
+
+// ------------------------------------------------- issue 27 item 5: SMART Backend Services
+
+fn b64(bytes: &[u8]) -> String {
+    data_encoding::BASE64URL_NOPAD.encode(bytes)
+}
+
+/// A signing key generated here: ES384 with ring, RS384 from a 2048-bit key `openssl` makes.
+enum TestKey {
+    Es(ring::signature::EcdsaKeyPair),
+    Rs(ring::signature::RsaKeyPair),
+}
+
+impl TestKey {
+    fn es384() -> TestKey {
+        use ring::signature::{ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair};
+        let rng = ring::rand::SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, &rng).unwrap();
+        TestKey::Es(EcdsaKeyPair::from_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, pkcs8.as_ref(), &rng).unwrap())
+    }
+
+    fn rs384() -> TestKey {
+        let out = std::process::Command::new("openssl")
+            .args(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-outform", "DER"])
+            .output()
+            .expect("openssl makes the test's RSA key");
+        assert!(out.status.success());
+        // PKCS#8 or PKCS#1, as this openssl writes it.
+        let pair = ring::signature::RsaKeyPair::from_pkcs8(&out.stdout)
+            .or_else(|_| ring::signature::RsaKeyPair::from_der(&out.stdout))
+            .unwrap();
+        TestKey::Rs(pair)
+    }
+
+    fn jwk(&self, kid: &str) -> Value {
+        use ring::signature::KeyPair;
+        match self {
+            TestKey::Es(k) => {
+                let p = k.public_key().as_ref();
+                json!({"kty": "EC", "crv": "P-384", "kid": kid, "alg": "ES384", "x": b64(&p[1..49]), "y": b64(&p[49..97])})
+            }
+            TestKey::Rs(k) => {
+                let p = ring::rsa::PublicKeyComponents::<Vec<u8>>::from(k.public());
+                json!({"kty": "RSA", "kid": kid, "alg": "RS384", "n": b64(&p.n), "e": b64(&p.e)})
+            }
+        }
+    }
+
+    fn sign(&self, kid: &str, claims: &Value) -> String {
+        let rng = ring::rand::SystemRandom::new();
+        let alg = match self {
+            TestKey::Es(_) => "ES384",
+            TestKey::Rs(_) => "RS384",
+        };
+        let header = json!({"alg": alg, "kid": kid, "typ": "JWT"});
+        let input = format!("{}.{}", b64(header.to_string().as_bytes()), b64(claims.to_string().as_bytes()));
+        let sig = match self {
+            TestKey::Es(k) => k.sign(&rng, input.as_bytes()).unwrap().as_ref().to_vec(),
+            TestKey::Rs(k) => {
+                let mut sig = vec![0; k.public().modulus_len()];
+                k.sign(&ring::signature::RSA_PKCS1_SHA384, &rng, input.as_bytes(), &mut sig).unwrap();
+                sig
+            }
+        };
+        format!("{input}.{}", b64(&sig))
+    }
+}
+
+/// Registers a backend service with `keys` (a JWK Set by value, or `{"jwks_uri": …}`).
+async fn register_backend(t: &TestApp, keys: Value, scope: &str) -> String {
+    let mut body = json!({"name": "Nightly export", "redirect_uris": [], "scope": scope});
+    for (k, v) in keys.as_object().unwrap() {
+        body[k] = v.clone();
+    }
+    let r = api(t, &t.client, Method::POST, "/api/v1/admin/oauth/clients", Some(body)).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    r.json()["client_id"].as_str().unwrap().to_owned()
+}
+
+fn assertion_claims(t: &TestApp, client: &str, jti: &str, lifetime: i64) -> Value {
+    let now = chrono::Utc::now().timestamp();
+    json!({"iss": client, "sub": client, "aud": t.url("/oauth/token"), "exp": now + lifetime, "jti": jti})
+}
+
+/// `POST /oauth/token` with `grant_type=client_credentials` and the assertion.
+async fn backend_token(t: &TestApp, assertion: &str, scope: &str) -> Resp {
+    let body = oauth2::url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("grant_type", "client_credentials")
+        .append_pair("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+        .append_pair("client_assertion", assertion)
+        .append_pair("scope", scope)
+        .finish();
+    t.send(
+        t.anonymous()
+            .post(t.url("/oauth/token"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body),
+    )
+    .await
+}
+
+async fn form(t: &TestApp, client: &reqwest::Client, path: &str, pairs: &[(&str, &str)]) -> Resp {
+    let body = oauth2::url::form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish();
+    t.send(client.post(t.url(path)).header("content-type", "application/x-www-form-urlencoded").body(body)).await
+}
+
+/// A backend service signs an ES384 assertion with a key made here, gets a `system/*.read`
+/// token and runs a Bulk export to completion; a replayed `jti`, a wrong key, a long-lived
+/// assertion, another audience and a scope it was not registered for are refused.
+#[tokio::test]
+async fn a_backend_service_with_a_signed_assertion_runs_a_bulk_export() {
+    let t = TestApp::spawn().await;
+    let pid = t.create(&crate::common::patient("Exported")).await;
+    t.create(&observation(&pid, "8867-4")).await;
+    let key = TestKey::es384();
+    let client = register_backend(&t, json!({"jwks": {"keys": [key.jwk("k1")]}}), "system/*.read").await;
+    let good = key.sign("k1", &assertion_claims(&t, &client, "jti-1", 240));
+    let r = backend_token(&t, &good, "system/*.read system/Patient.write").await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let answer = r.json();
+    assert_eq!(answer["scope"], "system/*.read", "only what the client may have");
+    assert_eq!(answer["token_type"], "Bearer");
+    assert!(answer.get("refresh_token").is_none());
+    let token = answer["access_token"].as_str().unwrap().to_owned();
+    // The same assertion again: its jti is spent.
+    let r = backend_token(&t, &good, "system/*.read").await;
+    assert_eq!((r.status, r.json()["error"].as_str()), (401, Some("invalid_client")), "{}", r.text);
+    // Signed by another key; living more than five minutes; for another endpoint.
+    let other = TestKey::es384();
+    let r = backend_token(&t, &other.sign("k1", &assertion_claims(&t, &client, "jti-2", 60)), "system/*.read").await;
+    assert_eq!((r.status, r.json()["error"].as_str()), (401, Some("invalid_client")), "{}", r.text);
+    let r = backend_token(&t, &key.sign("k1", &assertion_claims(&t, &client, "jti-3", 600)), "system/*.read").await;
+    assert_eq!((r.status, r.json()["error"].as_str()), (401, Some("invalid_client")), "{}", r.text);
+    let mut wrong_aud = assertion_claims(&t, &client, "jti-4", 60);
+    wrong_aud["aud"] = json!("https://elsewhere.example/token");
+    let r = backend_token(&t, &key.sign("k1", &wrong_aud), "system/*.read").await;
+    assert_eq!((r.status, r.json()["error"].as_str()), (401, Some("invalid_client")), "{}", r.text);
+    let r =
+        backend_token(&t, &key.sign("k1", &assertion_claims(&t, &client, "jti-5", 60)), "system/Patient.write").await;
+    assert_eq!((r.status, r.json()["error"].as_str()), (400, Some("invalid_scope")), "{}", r.text);
+
+    // The token reads but does not write, and runs a system-level export that completes.
+    let service = bearer(&token);
+    assert_eq!(t.send(service.get(t.url(&format!("/fhir/Patient/{pid}")))).await.status, 200);
+    let r = t
+        .send(
+            service
+                .post(t.url("/fhir/Patient"))
+                .header("content-type", "application/fhir+json")
+                .body(crate::common::patient("Nope").to_string()),
+        )
+        .await;
+    assert_eq!(r.status, 403, "{}", r.text);
+    let r = t
+        .send(
+            service
+                .get(t.url("/fhir/$export"))
+                .header("prefer", "respond-async")
+                .header("accept", "application/fhir+json"),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let status_url = r.header("content-location").unwrap();
+    let mut manifest = Value::Null;
+    for _ in 0..300 {
+        let r = t.send(service.get(&status_url)).await;
+        if r.status == 200 {
+            manifest = r.json();
+            break;
+        }
+        assert_eq!(r.status, 202, "{}", r.text);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let outputs = manifest["output"].as_array().unwrap_or_else(|| panic!("export did not finish: {manifest}"));
+    let types: Vec<&str> = outputs.iter().map(|o| o["type"].as_str().unwrap()).collect();
+    assert!(types.contains(&"Patient") && types.contains(&"Observation"), "{types:?}");
+    let file = t.send(service.get(outputs[0]["url"].as_str().unwrap())).await;
+    assert_eq!(file.status, 200);
+}
+
+/// RS384 with the client's JWK Set served at a URL (a real local HTTP server, fetched once and
+/// cached); then introspection and revocation of the token.
+#[tokio::test]
+async fn rs384_keys_by_url_and_introspection_and_revocation() {
+    let t = TestApp::spawn().await;
+    let key = TestKey::rs384();
+    let jwks = json!({"keys": [key.jwk("r1")]});
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let served = jwks.clone();
+    tokio::spawn(async move {
+        let app =
+            axum::Router::new().route("/jwks.json", axum::routing::get(move || async move { axum::Json(served) }));
+        axum::serve(listener, app).await.unwrap();
+    });
+    let client = register_backend(&t, json!({"jwks_uri": format!("http://{addr}/jwks.json")}), "system/*.rs").await;
+    let r = backend_token(&t, &key.sign("r1", &assertion_claims(&t, &client, "r-1", 120)), "system/*.rs").await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let token = r.json()["access_token"].as_str().unwrap().to_owned();
+    // A corrupted signature is refused.
+    let mut bad = key.sign("r1", &assertion_claims(&t, &client, "r-2", 120));
+    bad.pop();
+    bad.push(if bad.ends_with('A') { 'B' } else { 'A' });
+    let r = backend_token(&t, &bad, "system/*.rs").await;
+    assert_eq!((r.status, r.json()["error"].as_str()), (401, Some("invalid_client")), "{}", r.text);
+
+    // Introspection needs an authenticated caller.
+    let r = form(&t, &t.anonymous(), "/oauth/introspect", &[("token", &token)]).await;
+    assert_eq!(r.status, 401, "{}", r.text);
+    let r = form(&t, &t.client, "/oauth/introspect", &[("token", &token)]).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let i = r.json();
+    assert_eq!(
+        (i["active"].as_bool(), i["scope"].as_str(), i["client_id"].as_str()),
+        (Some(true), Some("system/*.rs"), Some(client.as_str()))
+    );
+    let r = form(&t, &t.client, "/oauth/introspect", &[("token", "not-a-token")]).await;
+    assert_eq!(r.json(), json!({"active": false}));
+    // Revoked: always 200, then inactive and refused.
+    assert_eq!(form(&t, &t.anonymous(), "/oauth/revoke", &[("token", "not-a-token")]).await.status, 200);
+    assert_eq!(form(&t, &t.anonymous(), "/oauth/revoke", &[("token", &token)]).await.status, 200);
+    let r = form(&t, &t.client, "/oauth/introspect", &[("token", &token)]).await;
+    assert_eq!(r.json(), json!({"active": false}));
+    assert_eq!(t.send(bearer(&token).get(t.url("/fhir/Patient"))).await.status, 401);
 }

@@ -215,11 +215,16 @@ pub(crate) async fn record(
     let mut created = 0;
     // The numeric values of the new readings, for the aggregate buckets.
     let mut points: Vec<(String, DateTime<Utc>, f64)> = Vec::new();
+    // One look-up for the whole batch; a reading whose Observation was deleted is written again
+    // as its next version.
+    let ids: Vec<String> = planned.iter().filter(|p| p.4).map(|p| p.2.clone()).collect();
+    let stored = tx.current_many("Observation", &ids).await?;
     for (index, reading, id, obs, first) in planned {
-        let exists = !first || tx.current("Observation", &id).await?.is_some_and(|c| !c.deleted);
+        let previous = stored.get(&id).copied();
+        let exists = !first || previous.is_some_and(|c| !c.deleted);
         if !exists {
-            interactions::create(&mut tx, hearth_workflow::fhir::write_of(&app, "Observation", id.clone(), obs), now)
-                .await?;
+            let write = hearth_workflow::fhir::write_of(&app, "Observation", id.clone(), obs);
+            interactions::put(&mut tx, write, previous, hearth_store::Method::Post, now).await?;
             created += 1;
             new_ids.push(id.clone());
             points.extend(reading.values.iter().map(|(k, v)| (k.clone(), reading.effective, *v)));

@@ -303,11 +303,24 @@ pub async fn add_buckets(db: &dyn Db, rows: &[BucketAdd]) -> Result<(), StoreErr
         crate::Dialect::Sqlite => ("MIN", "MAX"),
         crate::Dialect::Postgres => ("LEAST", "GREATEST"),
     };
-    for r in rows {
+    // Multi-row upserts (a device batch of 1,000 readings adds about 1,000 buckets: a handful of
+    // statements, not a thousand). `rows` must not repeat a key within a call (PostgreSQL refuses
+    // to update one row twice in a statement); `rollups` gives each key once.
+    for chunk in rows.chunks(200) {
         let mut b = Builder::new(db.dialect());
-        b.push("INSERT INTO selfcare_buckets (patient, kind, resolution, start, lo, hi, total, n) VALUES (");
-        b.text(&r.patient).push(", ").text(&r.kind).push(", ").text(r.resolution).push(", ").int(r.start).push(", ");
-        b.real(r.min).push(", ").real(r.max).push(", ").real(r.sum).push(", ").int(r.count).push(")");
+        b.push("INSERT INTO selfcare_buckets (patient, kind, resolution, start, lo, hi, total, n) VALUES ");
+        for (i, r) in chunk.iter().enumerate() {
+            b.push(if i == 0 { "(" } else { ", (" });
+            b.text(&r.patient)
+                .push(", ")
+                .text(&r.kind)
+                .push(", ")
+                .text(r.resolution)
+                .push(", ")
+                .int(r.start)
+                .push(", ");
+            b.real(r.min).push(", ").real(r.max).push(", ").real(r.sum).push(", ").int(r.count).push(")");
+        }
         b.push(" ON CONFLICT (patient, kind, resolution, start) DO UPDATE SET lo = ")
             .push(least)
             .push("(selfcare_buckets.lo, excluded.lo), hi = ")

@@ -235,6 +235,14 @@ impl StoreTx for SqliteTx {
         sql::current(&mut self.tx, resource_type, id).await
     }
 
+    async fn current_many(
+        &mut self,
+        resource_type: &str,
+        ids: &[String],
+    ) -> Result<std::collections::HashMap<String, CurrentState>, StoreError> {
+        sql::current_many(&mut self.tx, resource_type, ids).await
+    }
+
     async fn read(&mut self, resource_type: &str, id: &str) -> Result<Current, StoreError> {
         sql::read_current(&mut self.tx, resource_type, id).await
     }

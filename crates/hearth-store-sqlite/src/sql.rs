@@ -36,6 +36,33 @@ pub(crate) async fn current(
     }
 }
 
+/// [`hearth_store::StoreTx::current_many`]: one statement, the ids passed as one JSON array.
+pub(crate) async fn current_many(
+    conn: &mut SqliteConnection,
+    resource_type: &str,
+    ids: &[String],
+) -> Result<std::collections::HashMap<String, CurrentState>, StoreError> {
+    let list = serde_json::to_string(ids).map_err(|e| StoreError::Database(Box::new(e)))?;
+    let rows = sqlx::query(
+        "SELECT res_id, version, deleted FROM resources \
+         WHERE res_type = ?1 AND res_id IN (SELECT value FROM json_each(?2))",
+    )
+    .bind(resource_type)
+    .bind(list)
+    .fetch_all(conn)
+    .await
+    .map_err(db_error)?;
+    let mut out = std::collections::HashMap::with_capacity(rows.len());
+    for row in rows {
+        let state = CurrentState {
+            version: to_u64(row.try_get(1).map_err(db_error)?)?,
+            deleted: row.try_get::<i64, _>(2).map_err(db_error)? != 0,
+        };
+        out.insert(row.try_get(0).map_err(db_error)?, state);
+    }
+    Ok(out)
+}
+
 pub(crate) async fn insert_version(
     conn: &mut SqliteConnection,
     v: &Version,

@@ -331,6 +331,15 @@ impl GuardedTx {
         self.tx.current(resource_type, id).await
     }
 
+    /// [`StoreTx::current_many`]: which of `ids` exist (as `current`, no content is read).
+    pub async fn current_many(
+        &mut self,
+        resource_type: &str,
+        ids: &[String],
+    ) -> Result<std::collections::HashMap<String, CurrentState>, StoreError> {
+        self.tx.current_many(resource_type, ids).await
+    }
+
     pub async fn read(&mut self, resource_type: &str, id: &str) -> Result<Current, StoreError> {
         if !self.access.allows(Op::Read, resource_type) {
             return Err(forbidden(Op::Read, resource_type));

@@ -356,6 +356,24 @@ pub trait ResourceStore: Send + Sync + 'static {
 pub trait StoreTx: Send {
     async fn current(&mut self, resource_type: &str, id: &str) -> Result<Option<CurrentState>, StoreError>;
 
+    /// The current state of each of `ids` that exists (deleted ones included), in one query
+    /// where the backend can (a device batch checks a thousand ids at once). The default asks
+    /// `current` for each id; PostgreSQL keeps it, since its `current` also takes the
+    /// resource's advisory lock for the rest of the transaction.
+    async fn current_many(
+        &mut self,
+        resource_type: &str,
+        ids: &[String],
+    ) -> Result<std::collections::HashMap<String, CurrentState>, StoreError> {
+        let mut out = std::collections::HashMap::new();
+        for id in ids {
+            if let Some(c) = self.current(resource_type, id).await? {
+                out.insert(id.clone(), c);
+            }
+        }
+        Ok(out)
+    }
+
     async fn read(&mut self, resource_type: &str, id: &str) -> Result<Current, StoreError>;
 
     /// Live resources matching the clauses of `query` that `access` reaches, as seen inside

@@ -110,6 +110,15 @@ async fn a_batch_is_stored_as_fhir_observations_converted_flagged_and_not_duplic
         call(&t, &t.client, Method::GET, &format!("/fhir/Device?patient=Patient/{pa}&_summary=count"), None).await;
     assert_eq!(devices["total"], 1, "one Device for the same physical device: {devices}");
 
+    // A reading whose Observation a clinician deleted is written again (as its next version)
+    // when the device sends it again; the others stay duplicates.
+    assert_eq!(t.delete(&paths[1]).await.status, 204);
+    let (s, again) = call(&t, &a, Method::POST, "/api/v1/health/vitals", Some(batch())).await;
+    assert_eq!(s, 201, "{again}");
+    assert_eq!((again["created"].as_u64(), again["duplicates"].as_u64()), (Some(1), Some(5)));
+    let temp = t.get(&paths[1]).await.json();
+    assert_eq!(temp["meta"]["versionId"], "3", "{temp}");
+
     // The same reading twice in one batch is written once.
     let one = json!({"kind": "heart_rate", "value": 70, "effective": "2026-12-07T09:00:00Z"});
     let (s, v) = call(&t, &a, Method::POST, "/api/v1/health/vitals", Some(json!({"readings": [one, one]}))).await;

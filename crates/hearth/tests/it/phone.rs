@@ -36,6 +36,11 @@ async fn twilio(
 
 /// A test app whose SMS channel is a real local Twilio-protocol server; the log of what it got.
 pub(crate) async fn with_sms_peer() -> (TestApp, Log) {
+    with_sms_peer_and(|_| {}).await
+}
+
+/// [`with_sms_peer`] with more configuration of the app.
+pub(crate) async fn with_sms_peer_and(more: impl FnOnce(&mut hearth_server::config::Config)) -> (TestApp, Log) {
     let log: Log = Arc::default();
     let peer = serve(
         axum::Router::new().route("/2010-04-01/Accounts/{sid}/Messages.json", post(twilio)).with_state(log.clone()),
@@ -52,6 +57,7 @@ pub(crate) async fn with_sms_peer() -> (TestApp, Log) {
                 from: None,
                 status_callback_url: None,
             });
+            more(c);
         },
         false,
     )

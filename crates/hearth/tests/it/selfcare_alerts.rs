@@ -6,66 +6,20 @@
 //! thresholds and SpO2 scale 2 set by a clinician; another patient sees and acknowledges nothing;
 //! and (item 1) a batch sent again with its Idempotency-Key is answered the same, not applied twice.
 
-use std::sync::{Arc, Mutex};
-
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::IntoResponse;
-use axum::routing::post;
 use chrono::{DateTime, TimeDelta, Utc};
 use hearth_server::App;
-use hearth_server::config::{Secret, SmsConfig};
 use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::common::TestApp;
-use crate::notify_peers::{Seen, eventually, serve};
-use crate::scheduling::{call, patient_account};
-
-type Log = Arc<Mutex<Vec<Seen>>>;
+use crate::notify_peers::eventually;
+use crate::phone::Log;
+use crate::scheduling::{bearer, call, patient_account};
 
 const CAREGIVER_PHONE: &str = "+919800000101";
 
-async fn twilio(
-    State(log): State<Log>,
-    Path(sid): Path<String>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> impl IntoResponse {
-    let mut l = log.lock().unwrap();
-    l.push(Seen { path: format!("/2010-04-01/Accounts/{sid}/Messages.json"), headers, body: body.to_vec() });
-    (StatusCode::CREATED, axum::Json(json!({"sid": format!("SM{:032}", l.len()), "status": "queued"})))
-}
-
 async fn with_sms_peer() -> (TestApp, Log) {
-    let log: Log = Arc::default();
-    let peer = serve(
-        axum::Router::new().route("/2010-04-01/Accounts/{sid}/Messages.json", post(twilio)).with_state(log.clone()),
-    )
-    .await;
-    let t = TestApp::spawn_channels(
-        |c| {
-            c.notify.poll_interval_ms = 50;
-            c.selfcare.escalate_after_minutes = 10;
-            c.notify.sms = Some(SmsConfig {
-                api_base: peer,
-                account_sid: "ACalerts".into(),
-                auth_token: Secret::new("alerts-token".into()),
-                messaging_service_sid: Some("MGalerts".into()),
-                from: None,
-                status_callback_url: None,
-            });
-        },
-        false,
-    )
-    .await;
-    (t, log)
-}
-
-fn bearer(token: &str) -> reqwest::Client {
-    let mut h = reqwest::header::HeaderMap::new();
-    h.insert(reqwest::header::AUTHORIZATION, format!("Bearer {token}").parse().unwrap());
-    reqwest::Client::builder().default_headers(h).build().unwrap()
+    crate::phone::with_sms_peer_and(|c| c.selfcare.escalate_after_minutes = 10).await
 }
 
 /// An account with a verified phone and an organisation where given (the common seed has

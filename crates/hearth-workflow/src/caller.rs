@@ -161,7 +161,12 @@ where
     }
 }
 
-/// [`Caller`] for the app API (errors as the JSON envelope).
+/// The `sub` prefix of a SMART Backend Services token: the subject is the client, not an account.
+pub const SERVICE_SUBJECT: &str = "client:";
+
+/// [`Caller`] for the app API (errors as the JSON envelope). A SMART backend-services token is
+/// refused here (`403 forbidden`): its `system/` scopes speak of FHIR resources, and the app
+/// API's workflows decide by role, which a service does not have; it uses the FHIR API.
 pub struct ApiCaller(pub Caller);
 
 impl<S> FromRequestParts<Arc<S>> for ApiCaller
@@ -171,7 +176,30 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &Arc<S>) -> Result<ApiCaller, ApiError> {
-        extract(parts, (**state).as_ref(), false).await.map(ApiCaller).map_err(ApiError::from)
+        let caller = extract(parts, (**state).as_ref(), false).await.map_err(ApiError::from)?;
+        if caller.claims.sub.starts_with(SERVICE_SUBJECT) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "a backend-services token is for the FHIR API, not the app API",
+            ));
+        }
+        Ok(ApiCaller(caller))
+    }
+}
+
+/// [`ApiCaller`] that also admits a backend-services token: for the OAuth endpoints
+/// (introspection) a service may call about its own tokens.
+pub struct TokenCaller(pub Caller);
+
+impl<S> FromRequestParts<Arc<S>> for TokenCaller
+where
+    S: AsRef<Ctx> + Send + Sync + 'static,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Arc<S>) -> Result<TokenCaller, ApiError> {
+        extract(parts, (**state).as_ref(), false).await.map(TokenCaller).map_err(ApiError::from)
     }
 }
 

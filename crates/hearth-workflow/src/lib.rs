@@ -38,7 +38,10 @@ pub mod refs;
 mod secret;
 mod workflow;
 
-pub use caller::{ApiCaller, AuditHook, AuthFailure, Authenticate, Caller, EnrolCaller, client_ip, require_admin};
+pub use caller::{
+    ApiCaller, AuditHook, AuthFailure, Authenticate, Caller, EnrolCaller, SERVICE_SUBJECT, TokenCaller, client_ip,
+    require_admin,
+};
 pub use clock::{Clock, SystemClock};
 pub use ctx::{Ctx, CtxParts, RecordAudit};
 pub use error::{ApiError, FhirError, Issue};

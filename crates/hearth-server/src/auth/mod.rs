@@ -108,7 +108,7 @@ pub struct Auth {
 }
 
 /// The `sub` prefix of a SMART Backend Services token: the subject is the client, not an account.
-pub const CLIENT_SUBJECT: &str = "client:";
+pub const CLIENT_SUBJECT: &str = hearth_workflow::SERVICE_SUBJECT;
 
 /// The account a backend-services client acts as: no password, no e-mail, no FHIR user; its
 /// reach and grants come from its `system/` scopes alone ([`Authenticate`] below).

@@ -1272,7 +1272,7 @@ async fn live_claims(app: &App, token: &str) -> Result<Option<hearth_auth::token
     security(("bearer" = [])))]
 pub(crate) async fn introspect(
     State(app): State<Arc<App>>,
-    ApiCaller(_caller): ApiCaller,
+    hearth_workflow::TokenCaller(_caller): hearth_workflow::TokenCaller,
     bytes: axum::body::Bytes,
 ) -> Response {
     let p = match Params::parse(&bytes) {

@@ -786,6 +786,15 @@ async fn a_backend_service_with_a_signed_assertion_runs_a_bulk_export() {
         )
         .await;
     assert_eq!(r.status, 403, "{}", r.text);
+    // The app API decides by role, which a service has none of: refused there, whatever it reads.
+    let r = t.send(service.get(t.url(&format!("/api/v1/appointments?patient={pid}")))).await;
+    assert_eq!((r.status, r.json()["error"]["code"].as_str()), (403, Some("forbidden")), "{}", r.text);
+    let r = t
+        .send(service.post(t.url("/api/v1/notifications/send")).header("content-type", "application/json").body(
+            json!({"to": {"patient": pid}, "category": "announcement", "title": "Hi", "message": "x"}).to_string(),
+        ))
+        .await;
+    assert_eq!(r.status, 403, "{}", r.text);
     let r = t
         .send(
             service

@@ -188,15 +188,25 @@ impl Rrule {
             Freq::Monthly => start.date().with_day(1).unwrap_or(start.date()),
             Freq::Daily => start.date(),
         };
+        let mut last: Option<DateTime<Utc>> = None;
         for n in 0..MAX_PERIODS {
             let Some(period) = self.period(first_period, n) else { break };
             for day in self.days(period, start.date()) {
-                for t in &times {
-                    let local = day.and_time(*t);
-                    if local < start {
+                let mut instants: Vec<DateTime<Utc>> = times
+                    .iter()
+                    .map(|t| day.and_time(*t))
+                    .filter(|local| *local >= start)
+                    .map(|local| instant(local, tz))
+                    .collect();
+                // Around a change of clocks two local times can be one instant, or come out of
+                // order (a time in the gap moves forward past a later one): each instant once,
+                // in order.
+                instants.sort_unstable();
+                for at in instants {
+                    if last.is_some_and(|l| at <= l) {
                         continue;
                     }
-                    let at = instant(local, tz);
+                    last = Some(at);
                     if self.until.is_some_and(|u| at > u) {
                         return out;
                     }
@@ -346,6 +356,18 @@ mod tests {
         let r = Rrule::parse("FREQ=DAILY;COUNT=3").unwrap();
         let got = r.between(local("2026-03-07T02:30"), ny, utc("2026-01-01T00:00:00Z"), utc("2027-01-01T00:00:00Z"));
         assert_eq!(got, vec![utc("2026-03-07T07:30:00Z"), utc("2026-03-08T07:30:00Z"), utc("2026-03-09T06:30:00Z")]);
+    }
+
+    #[test]
+    fn occurrences_stay_in_order_when_a_time_in_the_gap_moves_past_a_later_one() {
+        // Found while writing the fuzz target `rrule` (fuzz/): on the night clocks go forward in Berlin
+        // (29 March 2026, 02:00 → 03:00), 02:30 rings at 03:30 CEST, after 03:00; and 02:00 and
+        // 03:00 are the same instant. `between` promises its answer in order, once per instant.
+        let berlin: Tz = "Europe/Berlin".parse().unwrap();
+        let r = Rrule::parse("FREQ=DAILY;BYHOUR=2,3;BYMINUTE=0,30").unwrap();
+        let got =
+            r.between(local("2026-03-29T00:00"), berlin, utc("2026-03-28T00:00:00Z"), utc("2026-03-29T12:00:00Z"));
+        assert_eq!(got, vec![utc("2026-03-29T01:00:00Z"), utc("2026-03-29T01:30:00Z")]);
     }
 
     #[test]

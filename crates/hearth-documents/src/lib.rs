@@ -72,6 +72,8 @@ mod routes;
 pub mod s3;
 pub mod sniff;
 mod tus;
+#[doc(hidden)]
+pub use tus::fuzz_upload_headers;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Weak};

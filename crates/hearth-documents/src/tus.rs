@@ -86,6 +86,17 @@ fn metadata(headers: &HeaderMap) -> Result<Meta, ApiError> {
     Ok(meta)
 }
 
+/// The tus headers a client controls (`Tus-Resumable`, `Upload-Length`, `Upload-Offset`,
+/// `Upload-Metadata`) parsed exactly as the handlers parse them; `true` when all are acceptable.
+/// Public only as the entry point of the fuzz target `fuzz/fuzz_targets/upload_headers.rs`.
+#[doc(hidden)]
+pub fn fuzz_upload_headers(headers: &HeaderMap) -> bool {
+    version_refusal(headers).is_none()
+        && number(headers, "upload-length").is_ok()
+        && number(headers, "upload-offset").is_ok()
+        && metadata(headers).is_ok()
+}
+
 fn dir_of(app: &Documents, id: &str) -> PathBuf {
     app.uploads.join(id)
 }

@@ -193,6 +193,11 @@ impl Canonical {
     }
 
     fn pow(&self, exp: i32) -> Option<Canonical> {
+        // A dimension is an i8: a larger exponent cannot be represented, and for a dimensionless
+        // unit (`%`, `10*`) it would loop that many times (`'%39200404'` took minutes).
+        if exp.unsigned_abs() > u32::from(i8::MAX.unsigned_abs()) {
+            return None;
+        }
         let mut out = Canonical::one();
         for _ in 0..exp.unsigned_abs() {
             out = out.combine(self, if exp < 0 { -1 } else { 1 })?;
@@ -697,6 +702,16 @@ mod tests {
 
     fn q(v: &str, u: &str) -> Quantity {
         Quantity::new(v.parse().unwrap(), u)
+    }
+
+    #[test]
+    fn a_huge_exponent_of_a_dimensionless_unit_is_not_understood_rather_than_looped() {
+        // Found by the fuzz target `fhirpath` (fuzz/): `555 '55555555555' / 2 '%39200404'` ran
+        // for minutes, `Canonical::pow` multiplying by 1/100 39,200,404 times.
+        assert!(canonical("%39200404").is_none());
+        assert!(canonical("10*2147483647").is_none());
+        assert!(canonical("%2").is_some_and(|c| c.factor == Decimal::new(1, 4)));
+        assert!(canonical("m127").is_some());
     }
 
     #[test]

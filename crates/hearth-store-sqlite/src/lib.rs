@@ -63,6 +63,12 @@ impl Default for SqliteOptions {
     }
 }
 
+/// Page cache of the one write connection, in KiB (each of the read connections has 32 MB).
+const WRITER_CACHE_KIB: u32 = 128 * 1024;
+
+/// How much of a plaintext database file is memory-mapped for reading.
+const MMAP_BYTES: u64 = 1 << 30;
+
 pub struct SqliteStore {
     write: SqlitePool,
     read: SqlitePool,
@@ -104,6 +110,9 @@ impl SqliteStore {
             }
         };
         let connect = keys::keyed(base, key.as_ref());
+        // A plaintext file is read through a memory map (no copy per page read); SQLCipher
+        // decrypts each page into its cache, so an encrypted one is not mapped.
+        let connect = if key.is_none() { connect.pragma("mmap_size", MMAP_BYTES.to_string()) } else { connect };
         // No health ping on every acquire: a connection to a local file does not go stale, and
         // the ping is one more round trip to sqlx's connection thread for every read and write.
         let mut write = SqlitePoolOptions::new().max_connections(1).min_connections(1).test_before_acquire(false);
@@ -113,8 +122,10 @@ impl SqliteStore {
             write = write.before_acquire(follow.hook());
             read = read.before_acquire(follow.hook());
         }
-        let write =
-            write.acquire_timeout(options.busy_timeout).connect_with(connect.clone()).await.map_err(db_error)?;
+        // The writer inserts every index row: its page cache holds the growing ends of the
+        // index B-trees (a larger cache than a reader's, see `WRITER_CACHE_KIB`).
+        let writer = connect.clone().pragma("cache_size", format!("-{WRITER_CACHE_KIB}"));
+        let write = write.acquire_timeout(options.busy_timeout).connect_with(writer).await.map_err(db_error)?;
         let read =
             read.acquire_timeout(options.busy_timeout).connect_with(connect.read_only(true)).await.map_err(db_error)?;
         if let Some(follow) = &follow {

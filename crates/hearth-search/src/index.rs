@@ -363,8 +363,10 @@ fn token_values(ty: &str, v: &Value, out: &mut Vec<IndexValue>) {
                 // reads the same (normalized), that coding's entry answers `:text` alike, and
                 // a second row would only cost a write (and a composite group) per resource.
                 let entry = token(None, None, Some(text));
-                let said = |e: &IndexValue| matches!((e, &entry),
-                    (IndexValue::Token { text: Some(a), .. }, IndexValue::Token { text: Some(b), .. }) if a == b);
+                let said = |e: &IndexValue| {
+                    matches!((e, &entry),
+                    (IndexValue::Token { text: Some(a), .. }, IndexValue::Token { text: Some(b), .. }) if a == b)
+                };
                 if !out.get(from..).unwrap_or_default().iter().any(said) {
                     out.push(entry);
                 }

@@ -447,6 +447,18 @@ const FAKE_MEDIA: [&str; 3] = [
     "--disable-features=WebRtcHideLocalIpsWithMdns",
 ];
 
+/// Video frames the page decoded from its peers, once there are some (or 0 after 10 s).
+async fn frames(tab: &mut crate::web::Tab) -> u64 {
+    for _ in 0..100 {
+        let n = tab.eval("hearthCall.framesReceived()").await.as_u64().unwrap_or(0);
+        if n > 0 {
+            return n;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    0
+}
+
 #[tokio::test]
 async fn two_browsers_meet_after_the_lobby_and_a_third_is_refused() {
     let t = TestApp::spawn().await;
@@ -477,16 +489,17 @@ async fn two_browsers_meet_after_the_lobby_and_a_third_is_refused() {
         tab.wait_for("hearthCall.state === 'admitted' && hearthCall.connectionStates().join() === 'connected'").await;
     }
     for tab in [&mut pat, &mut doc] {
-        let mut frames = 0;
-        for _ in 0..100 {
-            frames = tab.eval("hearthCall.framesReceived()").await.as_u64().unwrap_or(0);
-            if frames > 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        assert!(frames > 0, "no video frames decoded");
+        assert!(frames(tab).await > 0, "no video frames decoded");
         assert_eq!(tab.eval("hearthCall.errors").await, json!([]));
+    }
+
+    // The patient's socket drops: the page comes back with a new ticket within the grace, still
+    // admitted, and both sides connect again (new connections: an ICE restart).
+    pat.eval("hearthCall.dropSocket(), true").await;
+    pat.wait_for("hearthCall.reconnects === 1 && hearthCall.state === 'admitted' && hearthCall.connectionStates().join() === 'connected'").await;
+    doc.wait_for("hearthCall.connectionStates().join() === 'connected'").await;
+    for tab in [&mut pat, &mut doc] {
+        assert!(frames(tab).await > 0, "no video frames decoded after the reconnect");
     }
 
     // A clinician who is not this visit's is refused before any socket.
@@ -502,4 +515,107 @@ async fn two_browsers_meet_after_the_lobby_and_a_third_is_refused() {
     for tab in [pat, doc, third] {
         tab.passed();
     }
+}
+
+const TURN_SECRET: &str = "telehealth-test-turn-secret";
+
+/// A local coturn with the TURN REST secret, killed on drop.
+struct Turn {
+    child: tokio::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+/// Starts `turnserver` on a free loopback port, or answers `None` (after saying so loudly) when
+/// this machine has none (`scripts/prepare` installs Debian's coturn; with `CI=true` a missing
+/// one is a failure).
+async fn turnserver() -> Option<Turn> {
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).map(|d| d.join("turnserver")).any(|p| p.is_file()))
+        .unwrap_or(false);
+    if !found {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "coturn is missing in CI: scripts/prepare installs it");
+        eprintln!("\n!!! SKIPPED: the relay test needs coturn (apt-get install coturn, or run scripts/prepare) !!!\n");
+        return None;
+    }
+    let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    // Relay ports of its own, apart from other tests' servers.
+    let min = 20_000 + (port % 400) * 100;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = tokio::process::Command::new("turnserver")
+        .args(["-n", "--log-file=stdout", "--no-cli", "--no-tls", "--no-dtls", "--fingerprint"])
+        .args(["--listening-ip=127.0.0.1", "--relay-ip=127.0.0.1", "--allow-loopback-peers", "--realm=hearth.test"])
+        .arg(format!("--listening-port={port}"))
+        .arg(format!("--min-port={min}"))
+        .arg(format!("--max-port={}", min + 99))
+        .args(["--use-auth-secret", &format!("--static-auth-secret={TURN_SECRET}")])
+        .arg(format!("--pidfile={}", dir.path().join("pid").display()))
+        .arg(format!("--userdb={}", dir.path().join("turndb").display()))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    loop {
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("turnserver did not start within 30 s")
+            .unwrap()
+            .expect("turnserver exited while starting");
+        if line.contains("Total General servers") {
+            break;
+        }
+    }
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Some(Turn { child, port, _dir: dir })
+}
+
+#[tokio::test]
+async fn two_browsers_meet_over_a_relay_only_connection_through_coturn_with_rest_credentials() {
+    let Some(turn) = turnserver().await else { return };
+    let t = TestApp::spawn_with(|c| {
+        c.telehealth.turn_urls = vec![format!("turn:127.0.0.1:{}?transport=udp", turn.port)];
+        c.telehealth.turn_secret = Some(hearth_server::config::Secret::new(TURN_SECRET.to_owned()));
+    })
+    .await;
+    let v = visit(&t).await;
+    t.clock.set(at("2026-12-09T09:50:00Z"));
+    // The room hands out the REST credential: `<expiry>:<participant>`, valid for the TTL.
+    let (_, r) = room(&t, &v.pat.2, &v.room).await;
+    let ice = &r["iceServers"][0];
+    let user = ice["username"].as_str().unwrap();
+    let (expiry, who) = user.split_once(':').unwrap();
+    assert_eq!(who, r["you"]["participant"].as_str().unwrap());
+    assert_eq!(expiry.parse::<i64>().unwrap(), at("2026-12-09T10:50:00Z").timestamp());
+    assert!(ice["credential"].as_str().is_some_and(|c| c.len() == 28), "{ice}");
+
+    let Some(patient_browser) = crate::web::Browser::start_with(&FAKE_MEDIA).await else { return };
+    let Some(doctor_browser) = crate::web::Browser::start_with(&FAKE_MEDIA).await else { return };
+    let page = |token: &str| format!("{}/telehealth/test#room={}&token={token}&relay=1", t.addr, v.room);
+    let mut doc = doctor_browser.tab("telehealth-relay-doctor", 800, 700, false).await;
+    doc.goto(&page(&v.doc.1)).await;
+    doc.wait_for("window.hearthCall && hearthCall.state === 'admitted'").await;
+    let mut pat = patient_browser.tab("telehealth-relay-patient", 800, 700, false).await;
+    pat.goto(&page(&v.pat.1)).await;
+    pat.wait_for("window.hearthCall && hearthCall.state === 'waiting'").await;
+    doc.wait_for("document.querySelector('[data-admit]')").await;
+    doc.click("[data-admit]").await;
+    for tab in [&mut pat, &mut doc] {
+        tab.wait_for("hearthCall.connectionStates().join() === 'connected'").await;
+        assert!(frames(tab).await > 0, "no video frames decoded over the relay");
+        // Only relayed candidates were allowed, so the pair in use is relay to relay.
+        let pairs = tab.eval("hearthCall.candidateTypes()").await;
+        assert_eq!(pairs, json!(["relay/relay"]), "{pairs}");
+        assert_eq!(tab.eval("hearthCall.errors").await, json!([]));
+    }
+    pat.passed();
+    doc.passed();
 }

@@ -775,6 +775,36 @@ mod tests {
     }
 
     #[test]
+    fn telehealth_table_and_variables_parse_and_are_checked() {
+        let d = Config::default().telehealth;
+        assert_eq!((d.open_minutes_before, d.ticket_secs, d.reconnect_grace_secs), (15, 60, 30));
+        let c = Config::load(
+            None,
+            &env(&[
+                ("HEARTH_TELEHEALTH_OPEN_MINUTES_BEFORE", "10"),
+                ("HEARTH_TELEHEALTH_STUN_URLS", "stun:turn.example.org:3478"),
+                (
+                    "HEARTH_TELEHEALTH_TURN_URLS",
+                    "turn:turn.example.org:3478?transport=udp, turns:turn.example.org:5349",
+                ),
+                ("HEARTH_TELEHEALTH_TURN_SECRET", "a-long-enough-turn-secret"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.telehealth.open_minutes_before, 10);
+        assert_eq!(c.telehealth.turn_urls.len(), 2);
+        assert!(!format!("{:?}", c.telehealth).contains("a-long-enough-turn-secret"));
+        for bad in [
+            env(&[("HEARTH_TELEHEALTH_TURN_URLS", "turn:turn.example.org:3478")]),
+            env(&[("HEARTH_TELEHEALTH_STUN_URLS", "http://turn.example.org")]),
+            env(&[("HEARTH_TELEHEALTH_TICKET_SECS", "0")]),
+            env(&[("HEARTH_TELEHEALTH_RECONNECT_GRACE_SECS", "-1")]),
+        ] {
+            assert!(Config::load(None, &bad).is_err());
+        }
+    }
+
+    #[test]
     fn medication_table_parses_and_is_checked() {
         let dir = std::env::temp_dir().join(format!("hearth-config-medication-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();

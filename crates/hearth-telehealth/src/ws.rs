@@ -16,7 +16,8 @@
 //! A dropped socket keeps its participant's place for the reconnect grace; a new ticket and
 //! socket within it resume (same participant id and status; the others are told `reconnected`
 //! and renegotiate, an ICE restart). After the grace the participant has left. Each connect
-//! and each leave is an audit event (a join that cannot be audited is refused). Chat text and
+//! and each leave is an audit event (a join that cannot be audited is refused), and so is a
+//! socket refused for a full room or a declined participant. Chat text and
 //! SDP are relayed, never stored or logged.
 
 use std::sync::Arc;
@@ -176,8 +177,16 @@ async fn audit_left(app: &Telehealth, who: &Who, left: &Left) {
 async fn run(app: Arc<Telehealth>, who: Who, mut ws: WebSocket) {
     let joined = match app.hub.join(&who.room, &who.participant, who.part, &who.account) {
         Ok(j) => j,
-        Err(Refused::Full) => return close(ws, CLOSE_FULL, "room full: a mesh holds 4 participants").await,
-        Err(Refused::Declined) => return close(ws, CLOSE_DECLINED, "declined by the care team").await,
+        Err(refused) => {
+            let (code, reason, what) = match refused {
+                Refused::Full => (CLOSE_FULL, "room full: a mesh holds 4 participants", "refused-full"),
+                Refused::Declined => (CLOSE_DECLINED, "declined by the care team", "refused-declined"),
+            };
+            if let Err(e) = audit(&app, &who.room, &who.account, who.part, &who.patient, what).await {
+                tracing::error!(error = %e, room = %who.room, "cannot record a refused telehealth join in the audit trail");
+            }
+            return close(ws, code, reason).await;
+        }
     };
     let what = if joined.resumed { "rejoin" } else { "join" };
     if let Err(e) = audit(&app, &who.room, &who.account, who.part, &who.patient, what).await {

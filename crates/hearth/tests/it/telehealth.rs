@@ -374,6 +374,8 @@ async fn the_lobby_admits_signals_relay_in_order_and_the_fifth_is_refused() {
     assert_eq!(telehealth_events(&events, "join"), 4, "doctor, patient, caregiver, interpreter");
     assert_eq!(telehealth_events(&events, "leave-left"), 1);
     assert_eq!(telehealth_events(&events, "leave-declined"), 1);
+    assert_eq!(telehealth_events(&events, "refused-full"), 1);
+    assert_eq!(telehealth_events(&events, "refused-declined"), 1);
     let join = events.iter().find(|e| e["subtype"][0]["code"] == "join").unwrap();
     let entities: Vec<&str> =
         join["entity"].as_array().unwrap().iter().filter_map(|e| e["what"]["reference"].as_str()).collect();
@@ -383,7 +385,8 @@ async fn the_lobby_admits_signals_relay_in_order_and_the_fifth_is_refused() {
 
 #[tokio::test]
 async fn a_dropped_socket_resumes_within_the_grace_and_a_non_socket_request_keeps_its_ticket() {
-    let t = TestApp::spawn().await;
+    // A grace no slow machine outlasts: the test is about resuming, not about the clock.
+    let t = TestApp::spawn_with(|c| c.telehealth.reconnect_grace_secs = 600).await;
     let v = visit(&t).await;
     t.clock.set(at("2026-12-09T09:50:00Z"));
     let mut doc = join(&t, &v.doc.2, &v.room).await;
@@ -426,6 +429,31 @@ async fn a_dropped_socket_resumes_within_the_grace_and_a_non_socket_request_keep
 }
 
 #[tokio::test]
+async fn after_the_grace_a_dropped_participant_has_left() {
+    // No grace at all: the drop is a leave as soon as the timer runs.
+    let t = TestApp::spawn_with(|c| c.telehealth.reconnect_grace_secs = 0).await;
+    let v = visit(&t).await;
+    t.clock.set(at("2026-12-09T09:50:00Z"));
+    let mut doc = join(&t, &v.doc.2, &v.room).await;
+    until(&mut doc, "welcome").await;
+    let mut pat = join(&t, &v.pat.2, &v.room).await;
+    let pat_id = until(&mut pat, "welcome").await["you"].as_str().unwrap().to_owned();
+    send(&mut doc, json!({"type": "admit", "participant": pat_id})).await;
+    until(&mut pat, "admitted").await;
+    assert_eq!(until(&mut doc, "presence").await["event"], "joined");
+    drop(pat);
+    assert_eq!(until(&mut doc, "presence").await["event"], "away");
+    let p = until(&mut doc, "presence").await;
+    assert_eq!((p["event"].as_str(), p["participant"].as_str()), (Some("left"), Some(pat_id.as_str())));
+    // Coming back now is a new entrance: through the lobby again.
+    let mut pat = join(&t, &v.pat.2, &v.room).await;
+    assert_eq!(until(&mut pat, "welcome").await["status"], "waiting");
+    let events = audit_events(&t).await;
+    assert_eq!(telehealth_events(&events, "leave-timed-out"), 1);
+    assert_eq!(telehealth_events(&events, "join"), 3);
+}
+
+#[tokio::test]
 async fn the_test_page_is_served_with_a_strict_policy_and_its_script_as_a_file() {
     let t = TestApp::spawn().await;
     let r = t.anonymous().get(t.url("/telehealth/test")).send().await.unwrap();
@@ -461,7 +489,7 @@ async fn frames(tab: &mut crate::web::Tab) -> u64 {
 
 #[tokio::test]
 async fn two_browsers_meet_after_the_lobby_and_a_third_is_refused() {
-    let t = TestApp::spawn().await;
+    let t = TestApp::spawn_with(|c| c.telehealth.reconnect_grace_secs = 600).await;
     let v = visit(&t).await;
     t.clock.set(at("2026-12-09T09:50:00Z"));
     let Some(patient_browser) = crate::web::Browser::start_with(&FAKE_MEDIA).await else { return };

@@ -1,7 +1,9 @@
 //! The signaling hub of one process: who is in which room, and the relay between them.
 //!
 //! A room's members are its participants present now (connected, or dropped and inside the
-//! reconnect grace). Each connected member has one channel its socket task drains; everything a
+//! reconnect grace). Each connected member has one bounded queue its socket task drains (a
+//! receiver that falls [`QUEUE`] messages behind is cut off, as if its socket dropped, rather
+//! than let memory grow or messages be lost in the middle of a negotiation); everything a
 //! member sends is handled under the hub's lock and pushed onto the receivers' channels in the
 //! order it arrived, so each receiver sees each sender's messages in order (and `seq` numbers
 //! them per sender, which is what perfect negotiation needs: an offer never overtakes the
@@ -11,11 +13,12 @@
 //! writes what comes out of the channel, starts the grace timer and writes the audit events for
 //! the joins and leaves the hub reports.
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use serde_json::{Value, json};
-use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+use tokio::sync::mpsc::{Receiver, Sender, channel};
 
 use crate::Part;
 
@@ -28,6 +31,8 @@ pub const CLOSE_FULL: u16 = 4409;
 pub const CLOSE_DECLINED: u16 = 4403;
 /// Close code: the same participant connected again; this older socket is closed.
 pub const CLOSE_REPLACED: u16 = 4000;
+/// Messages queued for one socket before it counts as stalled and is cut off.
+pub const QUEUE: usize = 256;
 /// Longest chat message (characters).
 pub const MAX_CHAT: usize = 2000;
 /// Longest "running late" notice (minutes).
@@ -55,7 +60,7 @@ pub struct Left {
 pub struct Joined {
     /// Names this connection (a newer one of the same participant replaces it).
     pub epoch: u64,
-    pub rx: UnboundedReceiver<Out>,
+    pub rx: Receiver<Out>,
     /// The participant was already present (reconnect within the grace, or a second tab).
     pub resumed: bool,
 }
@@ -94,15 +99,19 @@ struct Member {
     hand: bool,
     /// The epoch of the latest connection, and its channel while it is connected.
     epoch: u64,
-    conn: Option<UnboundedSender<Out>>,
+    conn: Option<Sender<Out>>,
+    /// A message did not fit in the queue: the connection is cut at the end of this turn.
+    stalled: Cell<bool>,
     /// Messages this member sent that were relayed (numbered per sender).
     seq: u64,
 }
 
 impl Member {
     fn send(&self, v: Value) {
-        if let Some(tx) = &self.conn {
-            let _ = tx.send(Out::Frame(v));
+        if let Some(tx) = &self.conn
+            && tx.try_send(Out::Frame(v)).is_err()
+        {
+            self.stalled.set(true);
         }
     }
 
@@ -173,6 +182,16 @@ impl Room {
         v
     }
 
+    /// Cuts off the connections whose queue overflowed: their socket task finds its queue closed
+    /// once drained and ends as a dropped socket (the participant may come back within the grace).
+    fn cut_stalled(&mut self) {
+        for m in self.members.values_mut() {
+            if m.stalled.replace(false) {
+                m.conn = None;
+            }
+        }
+    }
+
     /// Removes `id` for good and tells the others.
     fn remove(&mut self, id: &str, how: &'static str) -> Option<Left> {
         let m = self.members.remove(id)?;
@@ -211,7 +230,7 @@ impl Hub {
         }
         r.epochs += 1;
         let epoch = r.epochs;
-        let (tx, rx) = unbounded_channel();
+        let (tx, rx) = channel(QUEUE);
         let m = r.members.entry(participant.to_owned()).or_insert_with(|| Member {
             part,
             account: account.to_owned(),
@@ -221,10 +240,11 @@ impl Hub {
             hand: false,
             epoch,
             conn: None,
+            stalled: Cell::new(false),
             seq: 0,
         });
         if let Some(old) = m.conn.take() {
-            let _ = old.send(Out::Close(CLOSE_REPLACED, "replaced by a newer connection"));
+            let _ = old.try_send(Out::Close(CLOSE_REPLACED, "replaced by a newer connection"));
         }
         m.epoch = epoch;
         m.conn = Some(tx);
@@ -240,6 +260,7 @@ impl Hub {
         } else {
             r.lobby_changed();
         }
+        r.cut_stalled();
         Ok(Joined { epoch, rx, resumed })
     }
 
@@ -262,6 +283,7 @@ impl Hub {
         } else {
             r.lobby_changed();
         }
+        r.cut_stalled();
         true
     }
 
@@ -275,6 +297,7 @@ impl Hub {
             return None;
         }
         let left = r.remove(participant, "timed_out");
+        r.cut_stalled();
         if r.members.is_empty() && r.declined.is_empty() && r.late.is_none() {
             rooms.remove(room);
         }
@@ -294,124 +317,137 @@ impl Hub {
     /// good (the sender by `leave`, or a participant the care team declined).
     pub fn handle(&self, room: &str, participant: &str, epoch: u64, msg: &Value) -> Result<Option<Left>, Reply> {
         let mut rooms = self.lock();
-        let r = rooms.get_mut(room).ok_or_else(|| reply("not_in_room", "this connection is no longer in the room"))?;
-        let me = r
-            .members
-            .get_mut(participant)
-            .ok_or_else(|| reply("not_in_room", "this connection is no longer in the room"))?;
-        if me.epoch != epoch {
-            return Err(reply("not_in_room", "a newer connection of this participant replaced this one"));
+        let out = handle_in(&mut rooms, room, participant, epoch, msg);
+        if let Some(r) = rooms.get_mut(room) {
+            r.cut_stalled();
         }
-        let kind = msg.get("type").and_then(Value::as_str).unwrap_or("");
-        match kind {
-            "ping" => {
-                me.send(json!({"type": "pong"}));
-                return Ok(None);
-            }
-            "leave" => return Ok(r.remove(participant, "left")),
-            _ => {}
-        }
-        if !me.admitted {
-            return Err(reply("not_admitted", "wait until the care team admits you"));
-        }
-        let care_team = me.part.care_team();
-        match kind {
-            "signal" => {
-                let to = msg.get("to").and_then(Value::as_str).unwrap_or("");
-                let data = msg.get("data").filter(|d| d.is_object()).cloned().ok_or_else(|| {
-                    reply("malformed_message", "a signal is {\"type\":\"signal\",\"to\":<participant>,\"data\":{…}}")
-                })?;
-                if to == participant {
-                    return Err(reply("unknown_participant", "a signal goes to another participant"));
-                }
-                me.seq += 1;
-                let out = json!({"type": "signal", "from": participant, "seq": me.seq, "data": data});
-                match r.members.get(to) {
-                    Some(peer) if peer.admitted && peer.conn.is_some() => peer.send(out),
-                    Some(_) => return Err(reply("peer_unavailable", format!("{to} is not connected to the call now"))),
-                    None => return Err(reply("unknown_participant", format!("no participant {to} in this room"))),
-                }
-            }
-            "state" => {
-                for (field, slot) in [("muted", &mut me.muted), ("camera", &mut me.camera), ("hand", &mut me.hand)] {
-                    match msg.get(field) {
-                        None => {}
-                        Some(Value::Bool(b)) => *slot = *b,
-                        Some(_) => return Err(reply("malformed_message", format!("`{field}` is true or false"))),
-                    }
-                }
-                me.seq += 1;
-                let mut out = me.view(participant);
-                set(&mut out, "type", json!("state"));
-                set(&mut out, "seq", json!(me.seq));
-                r.to_admitted_except(participant, &out);
-            }
-            "chat" => {
-                let text = msg.get("text").and_then(Value::as_str).unwrap_or("").trim();
-                if text.is_empty() || text.chars().count() > MAX_CHAT {
-                    return Err(reply("invalid_chat", format!("a chat message is 1 to {MAX_CHAT} characters")));
-                }
-                me.seq += 1;
-                let out = json!({"type": "chat", "from": participant, "seq": me.seq, "text": text});
-                r.to_admitted_except("", &out);
-            }
-            "admit" | "decline" if !care_team => {
-                return Err(reply("not_care_team", "only the care team admits or declines"));
-            }
-            "late" if !care_team => return Err(reply("not_care_team", "only the care team sends a late notice")),
-            "admit" => {
-                let who = msg.get("participant").and_then(Value::as_str).unwrap_or("");
-                let target = r.members.get_mut(who).filter(|m| !m.admitted).ok_or_else(|| {
-                    reply("unknown_participant", format!("no participant {who} is waiting in the lobby"))
-                })?;
-                target.admitted = true;
-                let Some(target) = r.members.get(who) else { return Ok(None) };
-                target.send(json!({"type": "admitted", "participants": r.views(true, who)}));
-                r.to_admitted_except(
-                    who,
-                    &json!({"type": "presence", "event": "joined", "participant": target.view(who)}),
-                );
-                r.lobby_changed();
-            }
-            "decline" => {
-                let who = msg.get("participant").and_then(Value::as_str).unwrap_or("");
-                let target = r.members.get(who).filter(|m| !m.admitted).ok_or_else(|| {
-                    reply("unknown_participant", format!("no participant {who} is waiting in the lobby"))
-                })?;
-                if let Some(tx) = &target.conn {
-                    let _ = tx.send(Out::Frame(json!({"type": "declined"})));
-                    let _ = tx.send(Out::Close(CLOSE_DECLINED, "declined by the care team"));
-                }
-                r.declined.insert(who.to_owned());
-                return Ok(r.remove(who, "declined"));
-            }
-            "late" => {
-                let minutes = msg.get("minutes").and_then(Value::as_u64).filter(|m| (1..=MAX_LATE_MINUTES).contains(m));
-                let minutes = minutes.ok_or_else(|| {
-                    reply("invalid_late", format!("`minutes` is a whole number from 1 to {MAX_LATE_MINUTES}"))
-                })?;
-                r.late = Some(minutes);
-                let out = json!({"type": "late", "minutes": minutes, "from": participant});
-                for m in r.members.values().filter(|m| !m.admitted) {
-                    m.send(out.clone());
-                }
-            }
-            _ => {
-                return Err(reply(
-                    "malformed_message",
-                    "send a JSON object whose type is signal, state, chat, admit, decline, late, leave or ping",
-                ));
-            }
-        }
-        Ok(None)
+        out
     }
+}
+
+fn handle_in(
+    rooms: &mut HashMap<String, Room>,
+    room: &str,
+    participant: &str,
+    epoch: u64,
+    msg: &Value,
+) -> Result<Option<Left>, Reply> {
+    let r = rooms.get_mut(room).ok_or_else(|| reply("not_in_room", "this connection is no longer in the room"))?;
+    let me = r
+        .members
+        .get_mut(participant)
+        .ok_or_else(|| reply("not_in_room", "this connection is no longer in the room"))?;
+    if me.epoch != epoch {
+        return Err(reply("not_in_room", "a newer connection of this participant replaced this one"));
+    }
+    let kind = msg.get("type").and_then(Value::as_str).unwrap_or("");
+    match kind {
+        "ping" => {
+            me.send(json!({"type": "pong"}));
+            return Ok(None);
+        }
+        "leave" => return Ok(r.remove(participant, "left")),
+        _ => {}
+    }
+    if !me.admitted {
+        return Err(reply("not_admitted", "wait until the care team admits you"));
+    }
+    let care_team = me.part.care_team();
+    match kind {
+        "signal" => {
+            let to = msg.get("to").and_then(Value::as_str).unwrap_or("");
+            let data = msg.get("data").filter(|d| d.is_object()).cloned().ok_or_else(|| {
+                reply("malformed_message", "a signal is {\"type\":\"signal\",\"to\":<participant>,\"data\":{…}}")
+            })?;
+            if to == participant {
+                return Err(reply("unknown_participant", "a signal goes to another participant"));
+            }
+            me.seq += 1;
+            let out = json!({"type": "signal", "from": participant, "seq": me.seq, "data": data});
+            match r.members.get(to) {
+                Some(peer) if peer.admitted && peer.conn.is_some() => peer.send(out),
+                Some(_) => return Err(reply("peer_unavailable", format!("{to} is not connected to the call now"))),
+                None => return Err(reply("unknown_participant", format!("no participant {to} in this room"))),
+            }
+        }
+        "state" => {
+            for (field, slot) in [("muted", &mut me.muted), ("camera", &mut me.camera), ("hand", &mut me.hand)] {
+                match msg.get(field) {
+                    None => {}
+                    Some(Value::Bool(b)) => *slot = *b,
+                    Some(_) => return Err(reply("malformed_message", format!("`{field}` is true or false"))),
+                }
+            }
+            me.seq += 1;
+            let mut out = me.view(participant);
+            set(&mut out, "type", json!("state"));
+            set(&mut out, "seq", json!(me.seq));
+            r.to_admitted_except(participant, &out);
+        }
+        "chat" => {
+            let text = msg.get("text").and_then(Value::as_str).unwrap_or("").trim();
+            if text.is_empty() || text.chars().count() > MAX_CHAT {
+                return Err(reply("invalid_chat", format!("a chat message is 1 to {MAX_CHAT} characters")));
+            }
+            me.seq += 1;
+            let out = json!({"type": "chat", "from": participant, "seq": me.seq, "text": text});
+            r.to_admitted_except("", &out);
+        }
+        "admit" | "decline" if !care_team => {
+            return Err(reply("not_care_team", "only the care team admits or declines"));
+        }
+        "late" if !care_team => return Err(reply("not_care_team", "only the care team sends a late notice")),
+        "admit" => {
+            let who = msg.get("participant").and_then(Value::as_str).unwrap_or("");
+            let target =
+                r.members.get_mut(who).filter(|m| !m.admitted).ok_or_else(|| {
+                    reply("unknown_participant", format!("no participant {who} is waiting in the lobby"))
+                })?;
+            target.admitted = true;
+            let Some(target) = r.members.get(who) else { return Ok(None) };
+            target.send(json!({"type": "admitted", "participants": r.views(true, who)}));
+            r.to_admitted_except(who, &json!({"type": "presence", "event": "joined", "participant": target.view(who)}));
+            r.lobby_changed();
+        }
+        "decline" => {
+            let who = msg.get("participant").and_then(Value::as_str).unwrap_or("");
+            let target =
+                r.members.get(who).filter(|m| !m.admitted).ok_or_else(|| {
+                    reply("unknown_participant", format!("no participant {who} is waiting in the lobby"))
+                })?;
+            if let Some(tx) = &target.conn {
+                let _ = tx.try_send(Out::Frame(json!({"type": "declined"})));
+                let _ = tx.try_send(Out::Close(CLOSE_DECLINED, "declined by the care team"));
+            }
+            r.declined.insert(who.to_owned());
+            return Ok(r.remove(who, "declined"));
+        }
+        "late" => {
+            let minutes = msg.get("minutes").and_then(Value::as_u64).filter(|m| (1..=MAX_LATE_MINUTES).contains(m));
+            let minutes = minutes.ok_or_else(|| {
+                reply("invalid_late", format!("`minutes` is a whole number from 1 to {MAX_LATE_MINUTES}"))
+            })?;
+            r.late = Some(minutes);
+            let out = json!({"type": "late", "minutes": minutes, "from": participant});
+            for m in r.members.values().filter(|m| !m.admitted) {
+                m.send(out.clone());
+            }
+        }
+        _ => {
+            return Err(reply(
+                "malformed_message",
+                "send a JSON object whose type is signal, state, chat, admit, decline, late, leave or ping",
+            ));
+        }
+    }
+    Ok(None)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn drain(rx: &mut UnboundedReceiver<Out>) -> Vec<Out> {
+    fn drain(rx: &mut Receiver<Out>) -> Vec<Out> {
         let mut out = Vec::new();
         while let Ok(m) = rx.try_recv() {
             out.push(m);
@@ -475,6 +511,25 @@ mod tests {
         let mut rx = first.rx;
         assert_eq!(types(&drain(&mut rx)), ["welcome", "declined", "close 4403"]);
         assert_eq!(hub.join("r", "p1", Part::Caregiver, "p1").unwrap_err(), Refused::Declined);
+    }
+
+    #[test]
+    fn a_receiver_that_falls_a_queue_behind_is_cut_off_not_left_to_grow() {
+        let hub = Hub::default();
+        let d = hub.join("r", "d", Part::Clinician, "a").unwrap();
+        let mut p = hub.join("r", "p", Part::Patient, "b").unwrap();
+        hub.handle("r", "d", d.epoch, &json!({"type": "admit", "participant": "p"})).unwrap();
+        let signal = json!({"type": "signal", "to": "p", "data": {}});
+        // `p` never reads: its queue holds QUEUE messages (two are there already).
+        for _ in 0..QUEUE - 2 {
+            hub.handle("r", "d", d.epoch, &signal).unwrap();
+        }
+        hub.handle("r", "d", d.epoch, &signal).unwrap();
+        assert_eq!(hub.handle("r", "d", d.epoch, &signal).unwrap_err().code, "peer_unavailable");
+        // What was queued is still delivered, then the queue ends: the socket task sees a drop.
+        assert_eq!(drain(&mut p.rx).len(), QUEUE);
+        assert!(p.rx.try_recv().is_err());
+        assert!(hub.disconnect("r", "p", p.epoch));
     }
 
     #[test]

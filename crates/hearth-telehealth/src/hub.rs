@@ -298,9 +298,7 @@ impl Hub {
         }
         let left = r.remove(participant, "timed_out");
         r.cut_stalled();
-        if r.members.is_empty() && r.declined.is_empty() && r.late.is_none() {
-            rooms.remove(room);
-        }
+        prune(&mut rooms, room);
         left
     }
 
@@ -321,7 +319,15 @@ impl Hub {
         if let Some(r) = rooms.get_mut(room) {
             r.cut_stalled();
         }
+        prune(&mut rooms, room);
         out
+    }
+}
+
+/// Forgets a room nobody is in and that keeps nothing for later (no one declined, no late notice).
+fn prune(rooms: &mut HashMap<String, Room>, room: &str) {
+    if rooms.get(room).is_some_and(|r| r.members.is_empty() && r.declined.is_empty() && r.late.is_none()) {
+        rooms.remove(room);
     }
 }
 
@@ -544,5 +550,7 @@ mod tests {
         assert!(hub.disconnect("r", "d", again.epoch));
         assert_eq!(hub.expire("r", "d", again.epoch).map(|l| l.how), Some("timed_out"));
         assert!(hub.snapshot("r").0.is_empty());
+        // Nobody left and nothing to keep: the room is forgotten.
+        assert!(hub.lock().is_empty());
     }
 }

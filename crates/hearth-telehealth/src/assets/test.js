@@ -226,10 +226,47 @@
     }
   }
 
+  // The access token of the web screens' session (signed in at /signin): the one kept for this
+  // tab, else a new one from the refresh cookie (CSRF double submit, as the screens do).
+  const SESSION = 'hearth.session';
+  function cookie(name) {
+    for (const part of document.cookie.split(';')) {
+      const i = part.indexOf('=');
+      if (i > 0 && part.slice(0, i).trim() === name) return decodeURIComponent(part.slice(i + 1).trim());
+    }
+    return null;
+  }
+  async function sessionToken(renew) {
+    try {
+      const s = JSON.parse(sessionStorage.getItem(SESSION) || 'null');
+      if (!renew && s && s.expires > Date.now()) return s.token;
+    } catch (e) {
+      report(e);
+    }
+    const csrf = cookie('__Host-hearth-csrf');
+    if (!csrf) return null;
+    const r = await fetch('/api/v1/auth/refresh', {
+      method: 'POST',
+      credentials: 'same-origin',
+      headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': csrf },
+      body: JSON.stringify({ cookie: true }),
+    });
+    if (!r.ok) return null;
+    const a = await r.json();
+    const expires = Date.now() + Math.max(0, (a.expires_in || 0) - 30) * 1000;
+    sessionStorage.setItem(SESSION, JSON.stringify({ token: a.access_token, expires }));
+    return a.access_token;
+  }
+
   async function connect() {
-    const r = await fetch(`/api/v1/telehealth/rooms/${encodeURIComponent(call.room)}`, {
+    const ask = () => fetch(`/api/v1/telehealth/rooms/${encodeURIComponent(call.room)}`, {
       headers: { Authorization: `Bearer ${call.token}` },
     });
+    let r = await ask();
+    if (r.status === 401 && call.fromSession) {
+      call.token = await sessionToken(true);
+      if (call.token) r = await ask();
+    }
     const body = await r.json();
     if (!r.ok) throw new Error(body.error ? `${body.error.code}: ${body.error.message}` : `HTTP ${r.status}`);
     if (!body.ticket) throw new Error(`the room is ${body.state}`);
@@ -265,6 +302,11 @@
     call.token = call.token || $('token').value.trim();
     call.relay = $('relay').checked;
     try {
+      if (!call.token) {
+        call.token = await sessionToken(false);
+        call.fromSession = true;
+      }
+      if (!call.token) throw new Error('sign in first (or paste an access token)');
       if (!call.stream) {
         call.stream = await navigator.mediaDevices.getUserMedia({ audio: true, video: true });
         $('local').srcObject = call.stream;
@@ -352,7 +394,7 @@
       call.token = params.get('token');
       // Keep the token out of the address bar and history.
       history.replaceState(null, '', location.pathname);
-      if ($('room').value) join();
     }
+    if ($('room').value && (call.token || cookie('__Host-hearth-csrf'))) join();
   });
 })();

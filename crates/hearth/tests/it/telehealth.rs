@@ -647,3 +647,26 @@ async fn two_browsers_meet_over_a_relay_only_connection_through_coturn_with_rest
     pat.passed();
     doc.passed();
 }
+
+#[tokio::test]
+async fn a_patient_signed_in_on_the_web_joins_the_lobby_without_pasting_a_token() {
+    let t = TestApp::spawn().await;
+    let v = visit(&t).await;
+    t.clock.set(at("2026-12-09T09:50:00Z"));
+    // A second account of the same patient, with a password, signs in on the web screens.
+    let email = "telehealth.rao@example.org";
+    crate::web::account(&t, email, "patient", &format!("Patient/{}", v.patient_id)).await;
+    let Some(browser) = crate::web::Browser::start_with(&FAKE_MEDIA).await else { return };
+    let mut tab = browser.tab("telehealth-session", 800, 700, false).await;
+    tab.goto(&t.url("/app")).await;
+    crate::web::sign_in(&mut tab, email, None).await;
+    tab.wait_for("location.pathname === '/app'").await;
+    tab.goto(&format!("{}/telehealth/test#room={}", t.addr, v.room)).await;
+    tab.wait_for("window.hearthCall && hearthCall.state === 'waiting'").await;
+    assert_eq!(tab.eval("hearthCall.role").await, json!("patient"));
+    // The clinician sees them in the lobby.
+    let mut doc = join(&t, &v.doc.2, &v.room).await;
+    let w = until(&mut doc, "welcome").await;
+    assert_eq!(w["waiting"][0]["role"], "patient", "{w}");
+    tab.passed();
+}

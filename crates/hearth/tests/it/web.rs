@@ -333,7 +333,7 @@ fn today_at(hh: u32, mm: u32) -> DateTime<Utc> {
 }
 
 /// An account with a password made by the admin: its id.
-async fn account(t: &TestApp, email: &str, role: &str, fhir_user: &str) -> String {
+pub(crate) async fn account(t: &TestApp, email: &str, role: &str, fhir_user: &str) -> String {
     let mut body = json!({"email": email, "password": PASSWORD, "role": role});
     if !fhir_user.is_empty() {
         body["fhirUser"] = json!(fhir_user);
@@ -361,7 +361,7 @@ async fn enrol_totp(t: &TestApp, email: &str) -> TotpSecret {
 
 /// Signs in on the sign-in page the browser was sent to; with `secret`, through the TOTP step
 /// with the code of the clock's step `step`.
-async fn sign_in(tab: &mut Tab, email: &str, totp: Option<(&TotpSecret, u64)>) {
+pub(crate) async fn sign_in(tab: &mut Tab, email: &str, totp: Option<(&TotpSecret, u64)>) {
     tab.wait_for("location.pathname === '/signin' && document.querySelector('#signin-form')").await;
     tab.check_page("sign-in").await;
     tab.fill("#email", email).await;

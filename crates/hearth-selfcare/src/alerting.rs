@@ -171,12 +171,18 @@ pub async fn latest(
     let mut latest = Latest::new();
     for kind in needed_kinds(cat, settings) {
         let Some((system, code)) = cat.code_of(&kind) else { continue };
-        let pairs: Vec<(String, String)> = vec![
+        let mut pairs: Vec<(String, String)> = vec![
             ("subject".into(), format!("Patient/{patient}")),
             ("code".into(), format!("{system}|{code}")),
             ("_sort".into(), "-date".into()),
             ("_count".into(), "1".into()),
         ];
+        // When the batch has readings of the kind, only a stored one after the batch's latest
+        // can be the latest (the batch's wins a tie, see `merge`): a device's next batch asks
+        // for a few rows of the date index instead of sorting every reading of the kind.
+        if let Some(newest) = batch.iter().filter(|r| r.kind == kind).map(|r| r.effective).max() {
+            pairs.push(("date".into(), format!("gt{}", crate::vitals::instant(newest))));
+        }
         let found = app.search_all(store, "Observation", &pairs, 1).await?;
         if let Some((at, values, code)) = found.first().and_then(body_of).and_then(|b| stored_point(cat, &kind, &b)) {
             merge(&mut latest, cat, &kind, at, &values, code.as_deref());

@@ -74,6 +74,34 @@ fn rank(clause: &hearth_search::Clause) -> Option<u8> {
     })
 }
 
+/// The clauses that could drive a query, with their [`rank`]: positive tests on the resource
+/// itself (not chains). When there are two or more, the search counts each one's set up to a
+/// cap ([`capped_count`]) and drives from the smallest: the ranks cannot know that one
+/// patient has 100,000 Observations while a code has none (a self-care patient's latest
+/// reading of a kind looked at every reading of the patient).
+pub(crate) fn driver_candidates(clauses: &[hearth_search::Clause]) -> Vec<(usize, u8)> {
+    clauses
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.path.is_empty())
+        .filter_map(|(i, c)| rank(c).filter(|&r| r <= 5).map(|r| (i, r)))
+        .collect()
+}
+
+/// `SELECT COUNT(*)` of at most `cap` rows of the driving set of `clause`.
+pub(crate) fn capped_count(
+    dialect: crate::Dialect,
+    types: Types<'_>,
+    clause: &hearth_search::Clause,
+    cap: i64,
+) -> Result<crate::Sql, StoreError> {
+    let mut b = Builder::new(dialect);
+    b.push("SELECT COUNT(*) FROM (");
+    set(&mut b, types, &clause.path, &clause.param, clause.kind, &clause.test, None)?;
+    b.push(" LIMIT ").int(cap).push(") n");
+    Ok(b.finish())
+}
+
 /// Writes the WHERE conditions (after `WHERE`) selecting live resources `r` of `types` that
 /// satisfy every clause and lie in the compartment.
 ///
@@ -89,9 +117,24 @@ pub(crate) fn filter(
     compartment: Option<&Compartment>,
     access: &Access,
 ) -> Result<(), StoreError> {
+    filter_driven(b, types, clauses, compartment, access, None)
+}
+
+/// [`filter`] with the driving clause chosen by the caller (see [`driver_candidates`]) instead
+/// of by [`rank`] alone.
+pub(crate) fn filter_driven(
+    b: &mut Builder,
+    types: Types<'_>,
+    clauses: &[hearth_search::Clause],
+    compartment: Option<&Compartment>,
+    access: &Access,
+    chosen: Option<usize>,
+) -> Result<(), StoreError> {
     let driver = match compartment {
         Some(_) => None,
-        None => clauses.iter().enumerate().filter_map(|(i, c)| rank(c).map(|r| (r, i))).min().map(|(_, i)| i),
+        None => chosen
+            .filter(|&i| i < clauses.len())
+            .or_else(|| clauses.iter().enumerate().filter_map(|(i, c)| rank(c).map(|r| (r, i))).min().map(|(_, i)| i)),
     };
     b.push("r.deleted = FALSE");
     if driver.is_some() || compartment.is_some() {

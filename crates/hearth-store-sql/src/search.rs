@@ -8,7 +8,7 @@ use chrono::DateTime;
 use hearth_search::{Include, SearchQuery};
 use hearth_store::{Access, Method, Op, SearchPage, SearchRequest, StoreError, Version};
 
-use crate::compile::{Types, filter, sort_key};
+use crate::compile::{Types, capped_count, driver_candidates, filter, filter_driven, sort_key};
 use crate::cursor::Cursor;
 use crate::{Builder, Col, Exec, Val};
 
@@ -44,11 +44,12 @@ pub async fn search(exec: &mut dyn Exec, req: &SearchRequest) -> Result<SearchPa
     let types = types_of(query);
     let dialect = exec.dialect();
     let mut page = SearchPage::default();
+    let driver = if req.compartment.is_some() { None } else { choose_driver(exec, types, &query.clauses).await? };
 
     if req.count_total {
         let mut b = Builder::new(dialect);
         b.push("SELECT COUNT(*) FROM resources r WHERE ");
-        filter(&mut b, types, &query.clauses, req.compartment.as_ref(), &req.access)?;
+        filter_driven(&mut b, types, &query.clauses, req.compartment.as_ref(), &req.access, driver)?;
         let rows = exec.fetch(&b.finish(), &[Col::Int]).await?;
         let n = rows.first().and_then(|r| r.first()).and_then(Val::as_int).unwrap_or(0);
         page.total = Some(u64::try_from(n).unwrap_or(0));
@@ -57,7 +58,7 @@ pub async fn search(exec: &mut dyn Exec, req: &SearchRequest) -> Result<SearchPa
         return Ok(page);
     }
 
-    let (sql, cols, cursor) = page_sql(dialect, req)?;
+    let (sql, cols, cursor) = page_sql(dialect, req, driver)?;
     let forward = cursor.as_ref().is_none_or(|c| c.forward);
     let mut all_cols = vec![Col::Int];
     all_cols.extend(cols.iter().copied());
@@ -89,12 +90,42 @@ pub async fn search(exec: &mut dyn Exec, req: &SearchRequest) -> Result<SearchPa
     Ok(page)
 }
 
+/// Sets counted past this size are "large": the choice between two of them is left to the ranks.
+const DRIVER_CAP: i64 = 1000;
+
+/// The clause to drive the search from when two or more could (see
+/// [`crate::compile::driver_candidates`]): the one with the smallest set counted up to
+/// [`DRIVER_CAP`] (ties to the better rank); `None` (the ranks decide) when there is no choice
+/// or every set reaches the cap. Each count reads at most the cap's worth of index entries.
+async fn choose_driver(
+    exec: &mut dyn Exec,
+    types: Option<&[String]>,
+    clauses: &[hearth_search::Clause],
+) -> Result<Option<usize>, StoreError> {
+    let candidates = driver_candidates(clauses);
+    if candidates.len() < 2 {
+        return Ok(None);
+    }
+    let mut best: Option<(i64, u8, usize)> = None;
+    for (i, rank) in candidates {
+        let Some(clause) = clauses.get(i) else { continue };
+        let sql = capped_count(exec.dialect(), types, clause, DRIVER_CAP)?;
+        let rows = exec.fetch(&sql, &[Col::Int]).await?;
+        let n = rows.first().and_then(|r| r.first()).and_then(Val::as_int).unwrap_or(DRIVER_CAP);
+        if best.is_none_or(|b| (n, rank, i) < b) {
+            best = Some((n, rank, i));
+        }
+    }
+    Ok(best.filter(|&(n, _, _)| n < DRIVER_CAP).map(|(_, _, i)| i))
+}
+
 /// The page query: sort keys computed per matching resource, the keyset condition of the
 /// cursor, order, limit + 1 (to know whether there is a next page). Also answers the sort
 /// keys' value types and the decoded cursor.
 fn page_sql(
     dialect: crate::Dialect,
     req: &SearchRequest,
+    driver: Option<usize>,
 ) -> Result<(crate::Sql, Vec<Col>, Option<Cursor>), StoreError> {
     let query = &req.query;
     let mut b = Builder::new(dialect);
@@ -110,7 +141,7 @@ fn page_sql(
         b.push(&format!(" AS k{i}"));
     }
     b.push(" FROM resources r WHERE ");
-    filter(&mut b, types_of(query), &query.clauses, req.compartment.as_ref(), &req.access)?;
+    filter_driven(&mut b, types_of(query), &query.clauses, req.compartment.as_ref(), &req.access, driver)?;
     b.push(") q");
     let cursor = req.cursor.as_deref().map(|c| Cursor::decode(c, &cols)).transpose()?;
     let forward = cursor.as_ref().is_none_or(|c| c.forward);
@@ -133,7 +164,12 @@ fn page_sql(
 /// check to keep selective searches on indexes.
 pub async fn explain(exec: &mut dyn Exec, req: &SearchRequest) -> Result<Vec<String>, StoreError> {
     let dialect = exec.dialect();
-    let (sql, _, _) = page_sql(dialect, req)?;
+    let driver = if req.compartment.is_some() {
+        None
+    } else {
+        choose_driver(exec, types_of(&req.query), &req.query.clauses).await?
+    };
+    let (sql, _, _) = page_sql(dialect, req, driver)?;
     let (prefix, cols, at) = match dialect {
         crate::Dialect::Sqlite => ("EXPLAIN QUERY PLAN ", vec![Col::Int, Col::Int, Col::Int, Col::Text], 3),
         crate::Dialect::Postgres => ("EXPLAIN ", vec![Col::Text], 0),

@@ -1,0 +1,4 @@
+//! Hearth patient journal (issue 20).
+#![forbid(unsafe_code)]
+
+pub mod vader;

@@ -8,7 +8,7 @@
 //! and the "but" rule that rescales the *first* equal score (list `index` semantics).
 //!
 //! English only: VADER's lexicon is English, so Hindi and Hinglish text is reported as
-//! "not scored" by the caller ([`scoreable`]) rather than given a misleading neutral score.
+//! "not scored" by the caller (`nlp.rs`) rather than given a misleading neutral score.
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -404,27 +404,6 @@ fn score(sentiments: &[f64], text: &str) -> Scores {
     }
 }
 
-/// Common Hindi function words as written in Latin script ("Hinglish"), to recognise text
-/// VADER's English lexicon cannot judge.
-const HINGLISH_MARKERS: &[&str] = &[
-    "hai", "hain", "tha", "thi", "nahi", "nahin", "nhi", "mera", "meri", "mere", "mujhe", "aaj", "bahut", "bohot",
-    "raha", "rahi", "rahe", "kya", "aur", "se", "ko", "ka", "ki", "ke", "hoon", "hun", "bhi", "abhi", "kuch",
-    "accha", "acha", "achha", "theek", "thik", "ho", "gaya", "gayi", "lag", "laga", "lagta", "lagti", "dard",
-];
-
-/// Whether VADER's English lexicon can judge `text`: not when it holds Devanagari, nor when a
-/// fifth or more of its words (and at least two) are Hindi written in Latin script. Such text
-/// reads as neutral to VADER, which would be a wrong answer rather than an absent one.
-pub fn scoreable(text: &str) -> bool {
-    if text.chars().any(|c| ('\u{0900}'..='\u{097F}').contains(&c)) {
-        return false;
-    }
-    let words: Vec<String> =
-        text.split(|c: char| !c.is_alphabetic()).filter(|w| !w.is_empty()).map(str::to_lowercase).collect();
-    let hinglish = words.iter().filter(|w| HINGLISH_MARKERS.contains(&w.as_str())).count();
-    !(hinglish >= 2 && hinglish * 5 >= words.len())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -460,12 +439,5 @@ mod tests {
         assert!(vader.lexicon.len() > 7000);
         assert_eq!(vader.lexicon.get("good"), Some(&1.9));
         assert!(vader.emoji.contains_key(&'😁'));
-    }
-
-    #[test]
-    fn hindi_is_not_scored() {
-        assert!(!scoreable("आज सिर में बहुत दर्द है"));
-        assert!(!scoreable("aaj mera sir bahut dard kar raha hai"));
-        assert!(scoreable("I slept well today, no headache"));
     }
 }

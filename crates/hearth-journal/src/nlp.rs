@@ -21,16 +21,16 @@
 //! [`ANALYSER_VERSION`] names all of this: stored with every analysis, and when it changes every
 //! entry is analysed again.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::vader::{Scores, Vader};
+use crate::vader::Vader;
 
 /// The analyser's version: bump it when any rule here, the VADER implementation or a lexicon
 /// it uses changes, and the job re-analyses every entry.
 pub const ANALYSER_VERSION: &str = "journal-nlp/1 vader-3.3.2";
 
 /// A symptom or medication named in the text.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Mention {
     /// SNOMED CT code (symptoms) or the ingredient's value set (medications).
     pub code: String,
@@ -42,16 +42,15 @@ pub struct Mention {
     pub evidence: String,
 }
 
-/// One entry's analysis.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+/// One entry's analysis (stored as the `detail` JSON of its `nlp_analysis` row).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Analysis {
     /// `en`, `hi` (Devanagari) or `hi-Latn`.
-    pub language: &'static str,
+    pub language: String,
     /// `scored`, or `not_scored` (not English: see `sentiment_note`).
-    pub sentiment_status: &'static str,
+    pub sentiment_status: String,
     /// VADER's scores when scored.
-    #[schema(value_type = Option<SentimentScores>)]
-    pub sentiment: Option<Scores>,
+    pub sentiment: Option<SentimentScores>,
     /// Why there is no score, when there is none.
     pub sentiment_note: Option<String>,
     pub symptoms: Vec<Mention>,
@@ -60,7 +59,7 @@ pub struct Analysis {
 }
 
 /// VADER's four scores (as the reference rounds them).
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SentimentScores {
     pub neg: f64,
     pub neu: f64,
@@ -72,8 +71,8 @@ pub struct SentimentScores {
 /// Common Hindi function words as written in Latin script ("Hinglish").
 const HINGLISH_MARKERS: &[&str] = &[
     "hai", "hain", "tha", "thi", "nahi", "nahin", "nhi", "mera", "meri", "mere", "mujhe", "aaj", "bahut", "bohot",
-    "raha", "rahi", "rahe", "kya", "aur", "se", "ko", "ka", "ki", "ke", "hoon", "hun", "bhi", "abhi", "kuch",
-    "accha", "acha", "achha", "theek", "thik", "gaya", "gayi", "lag", "laga", "lagta", "lagti", "dard",
+    "raha", "rahi", "rahe", "kya", "aur", "se", "ko", "ka", "ki", "ke", "hoon", "hun", "bhi", "abhi", "kuch", "accha",
+    "acha", "achha", "theek", "thik", "gaya", "gayi", "lag", "laga", "lagta", "lagti", "dard",
 ];
 
 /// The language of `text`: `hi` when it holds Devanagari, `hi-Latn` when a fifth or more of
@@ -176,7 +175,8 @@ fn symptoms(text: &str) -> Vec<Mention> {
 pub fn analyse(text: &str) -> Analysis {
     let language = language_of(text);
     let (sentiment, note) = if language == "en" {
-        (Some(Vader::builtin().polarity_scores(text)), None)
+        let s = Vader::builtin().polarity_scores(text);
+        (Some(SentimentScores { neg: s.neg, neu: s.neu, pos: s.pos, compound: s.compound }), None)
     } else {
         (
             None,
@@ -211,8 +211,8 @@ pub fn analyse(text: &str) -> Analysis {
         push_tag(&mut auto_tags, format!("sentiment:{label}"));
     }
     Analysis {
-        language,
-        sentiment_status: if sentiment.is_some() { "scored" } else { "not_scored" },
+        language: language.to_owned(),
+        sentiment_status: if sentiment.is_some() { "scored" } else { "not_scored" }.to_owned(),
         sentiment,
         sentiment_note: note,
         symptoms,
@@ -234,7 +234,8 @@ mod tests {
     #[test]
     fn a_negated_symptom_is_a_mention_not_a_present_symptom() {
         let a = analyse("No headache today, but my back pain is worse.");
-        let headache: Vec<&Mention> = a.symptoms.iter().filter(|s| s.name.to_lowercase().contains("headache")).collect();
+        let headache: Vec<&Mention> =
+            a.symptoms.iter().filter(|s| s.name.to_lowercase().contains("headache")).collect();
         assert!(!headache.is_empty(), "{a:?}");
         assert!(headache.iter().all(|s| s.negated), "{a:?}");
         assert!(!a.auto_tags.iter().any(|t| t.contains("headache")), "{a:?}");

@@ -149,7 +149,9 @@ pub async fn remove(db: &dyn Db, id: &str) -> Result<(), StoreError> {
 pub async fn erase_patient(exec: &mut dyn Exec, patient: &str) -> Result<(), StoreError> {
     let dialect = exec.dialect();
     let mut b = Builder::new(dialect);
-    b.push("DELETE FROM journal_text WHERE id IN (SELECT id FROM journal_entries WHERE patient = ").text(patient).push(")");
+    b.push("DELETE FROM journal_text WHERE id IN (SELECT id FROM journal_entries WHERE patient = ")
+        .text(patient)
+        .push(")");
     exec.execute(&b.finish()).await?;
     for table in ["nlp_analysis", "journal_entries"] {
         let mut b = Builder::new(dialect);
@@ -159,7 +161,8 @@ pub async fn erase_patient(exec: &mut dyn Exec, patient: &str) -> Result<(), Sto
     Ok(())
 }
 
-const ENTRY_COLUMNS: &str = "e.id, e.patient, e.version, e.kind, e.entry_date, e.mood, e.tags, e.created_at, e.updated_at";
+const ENTRY_COLUMNS: &str =
+    "e.id, e.patient, e.version, e.kind, e.entry_date, e.mood, e.tags, e.created_at, e.updated_at";
 const ENTRY_COLS: [Col; 9] =
     [Col::Text, Col::Text, Col::Int, Col::Text, Col::Text, Col::Int, Col::Text, Col::Int, Col::Int];
 const ANALYSIS_COLUMNS: &str = "a.entry_id, a.patient, a.entry_version, a.analyser_version, a.sentiment_status, \

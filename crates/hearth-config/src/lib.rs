@@ -195,7 +195,8 @@ HEARTH_DOCUMENTS_STORAGE, HEARTH_DOCUMENTS_MAX_UPLOAD_BYTES, \
 HEARTH_DOCUMENTS_CLAMD, HEARTH_DOCUMENTS_S3_ENDPOINT, HEARTH_DOCUMENTS_S3_BUCKET, HEARTH_DOCUMENTS_S3_REGION, \
 HEARTH_DOCUMENTS_S3_ACCESS_KEY_ID, HEARTH_DOCUMENTS_S3_SECRET_ACCESS_KEY, HEARTH_DOCUMENTS_S3_PREFIX, \
 HEARTH_SELFCARE_ESCALATE_AFTER_MINUTES, HEARTH_MEDICATION_REFILL_NOTICE_DAYS, \
-HEARTH_JOURNAL_MAX_AUDIO_BYTES, HEARTH_JOURNAL_NLP_INTERVAL_SECS";
+HEARTH_JOURNAL_MAX_AUDIO_BYTES, HEARTH_JOURNAL_NLP_INTERVAL_SECS, HEARTH_JOURNAL_TRANSCRIPTION_BASE_URL, \
+HEARTH_JOURNAL_TRANSCRIPTION_MODEL, HEARTH_JOURNAL_TRANSCRIPTION_API_KEY, HEARTH_JOURNAL_TRANSCRIPTION_TIMEOUT_MS";
 
 /// A listening address: `HOST:PORT` (`127.0.0.1:8080`, `0.0.0.0:8080`, `[::1]:8080`), or a bare
 /// port meaning loopback (`8080` → `127.0.0.1:8080`).
@@ -337,6 +338,12 @@ impl Config {
                 }
                 "HEARTH_JOURNAL_NLP_INTERVAL_SECS" => {
                     config.journal.nlp_interval_secs = value.parse().map_err(|e| bad(format!("{e}")))?
+                }
+                "HEARTH_JOURNAL_TRANSCRIPTION_BASE_URL" => config.journal.transcription.base_url = value.clone(),
+                "HEARTH_JOURNAL_TRANSCRIPTION_MODEL" => config.journal.transcription.model = value.clone(),
+                "HEARTH_JOURNAL_TRANSCRIPTION_API_KEY" => config.journal.transcription.api_key = value.clone(),
+                "HEARTH_JOURNAL_TRANSCRIPTION_TIMEOUT_MS" => {
+                    config.journal.transcription.timeout_ms = value.parse().map_err(|e| bad(format!("{e}")))?
                 }
                 "HEARTH_RIGHTS_RETENTION_DAYS" => {
                     config.rights.retention_days = value.parse().map_err(|e| bad(format!("{e}")))?
@@ -769,6 +776,11 @@ mod tests {
         assert!(Config::load(None, &e).is_err());
         std::fs::write(&file, "[journal]\nnlp = 1\n").unwrap();
         assert!(Config::load(Some(&file), &[]).is_err());
+        std::fs::write(&file, "[journal.transcription]\nbase_url = \"http://127.0.0.1:9/v1\"\nmodel = \"w\"\n")
+            .unwrap();
+        assert_eq!(Config::load(Some(&file), &[]).unwrap().journal.transcription.model, "w");
+        let e = [("HEARTH_JOURNAL_TRANSCRIPTION_BASE_URL".to_owned(), "http://127.0.0.1:9/v1".to_owned())];
+        assert!(Config::load(None, &e).is_err(), "a URL needs a model");
         let _ = std::fs::remove_dir_all(&dir);
     }
 

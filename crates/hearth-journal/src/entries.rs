@@ -20,7 +20,7 @@ use hearth_workflow::openapi::ErrorEnvelope;
 use hearth_workflow::{ApiCaller, Caller};
 
 use crate::Journal;
-use crate::nlp::{ANALYSER_VERSION, Mention, SentimentScores};
+use crate::nlp::{ANALYSER_VERSION, JournalMention, JournalSentiment};
 
 pub(crate) const LOINC: &str = "http://loinc.org";
 /// LOINC 51855-5 "Patient Note": the document type of every entry.
@@ -28,6 +28,8 @@ pub(crate) const PATIENT_NOTE: &str = "51855-5";
 pub(crate) const CATEGORY: &str = "urn:hearth:journal";
 pub(crate) const TAG_SYSTEM: &str = "urn:hearth:journal-tag";
 pub(crate) const MOOD_EXTENSION: &str = "urn:hearth:extension:journal-mood";
+/// On the audio attachment: what became of its transcription (`valueCode`).
+pub(crate) const TRANSCRIPT_EXTENSION: &str = "urn:hearth:extension:journal-transcript";
 /// The longest entry text, in characters.
 pub const MAX_TEXT: usize = 20_000;
 /// Most tags on one entry.
@@ -55,7 +57,7 @@ fn instant(t: DateTime<Utc>) -> String {
 /// Dictated audio, sent inline.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct AudioIn {
+pub(crate) struct JournalAudioIn {
     /// `audio/webm`, `audio/ogg`, `audio/mpeg`, `audio/mp4`, `audio/wav` or `audio/aac`.
     content_type: String,
     /// The bytes, base64.
@@ -67,7 +69,7 @@ const AUDIO_TYPES: &[&str] = &["audio/webm", "audio/ogg", "audio/mpeg", "audio/m
 /// A new entry, or an edit (which replaces text, date, mood and tags; the audio stays).
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct EntryIn {
+pub(crate) struct JournalEntryIn {
     /// The Patient id; default the caller's own record (a patient). Ignored on an edit.
     #[serde(default)]
     patient: Option<String>,
@@ -76,7 +78,7 @@ pub(crate) struct EntryIn {
     text: Option<String>,
     /// Dictated audio (new entries only).
     #[serde(default)]
-    audio: Option<AudioIn>,
+    audio: Option<JournalAudioIn>,
     /// The day the entry is about, `YYYY-MM-DD`; default today (UTC).
     #[serde(default)]
     date: Option<String>,
@@ -90,19 +92,20 @@ pub(crate) struct EntryIn {
 
 /// The entry's audio.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub(crate) struct AudioOut {
+pub(crate) struct JournalAudio {
     content_type: String,
     size: u64,
     /// The FHIR `Media` holding the bytes (`Media/<id>`).
     media: String,
-    /// `done` (the transcript is the entry's text) or `not_configured` (no transcription
-    /// provider: the entry is kept as audio).
+    /// `done` (the transcript is the entry's text), `not_configured` (no transcription
+    /// provider: the entry is kept as audio), `failed` (the provider did not answer with a
+    /// transcript: kept as audio) or `not_needed` (the patient wrote the text too).
     transcript: String,
 }
 
 /// What the NLP job found.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub(crate) struct AnalysisOut {
+pub(crate) struct JournalAnalysis {
     /// `done`, or `pending` (the job has not analysed this version yet).
     status: &'static str,
     analyser_version: Option<String>,
@@ -110,15 +113,15 @@ pub(crate) struct AnalysisOut {
     language: Option<String>,
     /// `scored` or `not_scored` (Hindi and Hinglish: VADER's lexicon is English).
     sentiment_status: Option<String>,
-    sentiment: Option<SentimentScores>,
-    symptoms: Vec<Mention>,
-    medications: Vec<Mention>,
+    sentiment: Option<JournalSentiment>,
+    symptoms: Vec<JournalMention>,
+    medications: Vec<JournalMention>,
     auto_tags: Vec<String>,
 }
 
 /// One journal entry.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub(crate) struct Entry {
+pub(crate) struct JournalEntry {
     /// The DocumentReference id.
     id: String,
     patient: String,
@@ -127,7 +130,7 @@ pub(crate) struct Entry {
     /// `text` or `audio`.
     kind: String,
     text: Option<String>,
-    audio: Option<AudioOut>,
+    audio: Option<JournalAudio>,
     date: String,
     mood: Option<i64>,
     tags: Vec<String>,
@@ -135,31 +138,31 @@ pub(crate) struct Entry {
     updated: String,
     /// Absent in an entry's history.
     #[serde(skip_serializing_if = "Option::is_none")]
-    analysis: Option<AnalysisOut>,
+    analysis: Option<JournalAnalysis>,
 }
 
 /// A page of entries.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub(crate) struct EntryList {
-    entries: Vec<Entry>,
+pub(crate) struct JournalEntryList {
+    entries: Vec<JournalEntry>,
     /// The cursor of the next page, if any.
     next: Option<String>,
 }
 
 /// One version in an entry's history.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub(crate) struct EntryVersion {
+pub(crate) struct JournalEntryVersion {
     version: u64,
     /// True for the version that deleted the entry.
     deleted: bool,
     /// The entry as it was (absent for a deletion).
-    entry: Option<Entry>,
+    entry: Option<JournalEntry>,
 }
 
 /// An entry's versions, newest first.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub(crate) struct EntryHistory {
-    versions: Vec<EntryVersion>,
+pub(crate) struct JournalEntryHistory {
+    versions: Vec<JournalEntryVersion>,
 }
 
 /// An input checked: what goes into the DocumentReference and the rows.
@@ -170,7 +173,7 @@ pub(crate) struct Checked {
     pub tags: Vec<String>,
 }
 
-fn check(input: &EntryIn, today: NaiveDate) -> Result<Checked, ApiError> {
+fn check(input: &JournalEntryIn, today: NaiveDate) -> Result<Checked, ApiError> {
     let text = input.text.as_deref().map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned);
     if let Some(t) = &text {
         if t.chars().count() > MAX_TEXT {
@@ -259,11 +262,13 @@ pub(crate) fn document(
         "content": content,
         "context": {"period": {"start": c.date, "end": c.date}},
     });
-    if let Some(m) = c.mood {
-        body["extension"] = json!([{"url": MOOD_EXTENSION, "valueInteger": m}]);
-    }
-    if let Some(a) = author {
-        body["author"] = json!([{"reference": a}]);
+    if let Some(o) = body.as_object_mut() {
+        if let Some(m) = c.mood {
+            o.insert("extension".into(), json!([{"url": MOOD_EXTENSION, "valueInteger": m}]));
+        }
+        if let Some(a) = author {
+            o.insert("author".into(), json!([{"reference": a}]));
+        }
     }
     body
 }
@@ -291,7 +296,7 @@ pub(crate) fn text_of(r: &Value) -> Option<String> {
     })
 }
 
-fn audio_of(r: &Value) -> Option<AudioOut> {
+fn audio_of(r: &Value) -> Option<JournalAudio> {
     let content = r.get("content")?.as_array()?;
     let has_text = text_of(r).is_some();
     content.iter().find_map(|c| {
@@ -300,16 +305,21 @@ fn audio_of(r: &Value) -> Option<AudioOut> {
         if !content_type.starts_with("audio/") {
             return None;
         }
-        Some(AudioOut {
+        let recorded = a.get("extension").and_then(Value::as_array).and_then(|exts| {
+            exts.iter()
+                .find(|e| e.get("url").and_then(Value::as_str) == Some(TRANSCRIPT_EXTENSION))
+                .and_then(|e| e.get("valueCode").and_then(Value::as_str))
+        });
+        Some(JournalAudio {
             content_type: content_type.to_owned(),
             size: a.get("size").and_then(Value::as_u64).unwrap_or(0),
             media: a.get("url").and_then(Value::as_str).unwrap_or_default().to_owned(),
-            transcript: if has_text { "done" } else { "not_configured" }.to_owned(),
+            transcript: recorded.unwrap_or(if has_text { "done" } else { "not_configured" }).to_owned(),
         })
     })
 }
 
-fn entry_of(v: &Version, analysis: Option<AnalysisOut>) -> Option<Entry> {
+fn entry_of(v: &Version, analysis: Option<JournalAnalysis>) -> Option<JournalEntry> {
     let r: Value = serde_json::from_str(v.body.as_deref()?).ok()?;
     if !is_entry(&r) {
         return None;
@@ -330,7 +340,7 @@ fn entry_of(v: &Version, analysis: Option<AnalysisOut>) -> Option<Entry> {
             .and_then(|e| e.get("valueInteger").and_then(Value::as_i64))
     });
     let audio = audio_of(&r);
-    Some(Entry {
+    Some(JournalEntry {
         id: v.id.clone(),
         patient: r
             .pointer("/subject/reference")
@@ -350,12 +360,12 @@ fn entry_of(v: &Version, analysis: Option<AnalysisOut>) -> Option<Entry> {
     })
 }
 
-pub(crate) fn analysis_out(version: u64, row: Option<&sql::AnalysisRow>) -> AnalysisOut {
+pub(crate) fn analysis_out(version: u64, row: Option<&sql::AnalysisRow>) -> JournalAnalysis {
     let current =
         row.filter(|a| u64::try_from(a.entry_version).ok() == Some(version) && a.analyser_version == ANALYSER_VERSION);
     let detail: Option<crate::nlp::Analysis> = current.and_then(|a| serde_json::from_str(&a.detail).ok());
     match (current, detail) {
-        (Some(a), Some(d)) => AnalysisOut {
+        (Some(a), Some(d)) => JournalAnalysis {
             status: "done",
             analyser_version: Some(a.analyser_version.clone()),
             language: Some(d.language),
@@ -365,7 +375,7 @@ pub(crate) fn analysis_out(version: u64, row: Option<&sql::AnalysisRow>) -> Anal
             medications: d.medications,
             auto_tags: d.auto_tags,
         },
-        _ => AnalysisOut {
+        _ => JournalAnalysis {
             status: "pending",
             analyser_version: None,
             language: None,
@@ -425,10 +435,10 @@ fn version_conflict(e: StoreError) -> ApiError {
 }
 
 #[utoipa::path(post, path = "/api/v1/journal/entries", tag = "journal",
-    request_body(content = EntryIn, description = "Text, dictated audio (base64) or both, with the date it is about, a mood and tags",
+    request_body(content = JournalEntryIn, description = "Text, dictated audio (base64) or both, with the date it is about, a mood and tags. Dictation without text is transcribed when a transcription provider is configured (the audio, its type and the model name leave the server; nothing else), else kept as audio",
         example = json!({"text": "Slept badly, headache in the morning. Took my paracetamol.", "date": "2026-12-07", "mood": 2, "tags": ["sleep"]})),
     responses(
-        (status = 201, description = "Written; the NLP analysis follows (status `pending` until the job has run)", body = Entry),
+        (status = 201, description = "Written; the NLP analysis follows (status `pending` until the job has run)", body = JournalEntry),
         (status = 400, description = "Nothing written (stable code: invalid_body, patient_required, empty_entry, text_too_long, invalid_text, invalid_date, invalid_mood, invalid_tag, invalid_audio)", body = ErrorEnvelope,
          example = json!({"error": {"code": "invalid_mood", "message": "mood is 1 (very low) to 5 (very good)"}})),
         (status = 401, description = "No or an invalid access token (unauthenticated)", body = ErrorEnvelope),
@@ -442,10 +452,10 @@ pub(crate) async fn create(
     ApiCaller(caller): ApiCaller,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let input: EntryIn =
+    let input: JournalEntryIn =
         serde_json::from_slice(&body).map_err(|e| bad("invalid_body", format!("invalid request body: {e}")))?;
     let now = app.clock.now();
-    let checked = check(&input, now.date_naive())?;
+    let mut checked = check(&input, now.date_naive())?;
     let audio = match &input.audio {
         None => None,
         Some(a) => {
@@ -474,6 +484,20 @@ pub(crate) async fn create(
     }
     let store = app.store_for(&caller);
     let (patient, _) = hearth_workflow::fhir::requested_patient(&store, &caller, input.patient.as_deref()).await?;
+    // Dictation without text: transcribed when a provider is configured (before the write, so
+    // the entry is stored once, with its words).
+    let transcript = match (&audio, &app.transcriber) {
+        (None, _) => None,
+        (Some(_), _) if checked.text.is_some() => Some("not_needed"),
+        (Some(_), None) => Some("not_configured"),
+        (Some((content_type, bytes)), Some(t)) => match t.transcribe(bytes, content_type).await {
+            Some(words) => {
+                checked.text = Some(words);
+                Some("done")
+            }
+            None => Some("failed"),
+        },
+    };
     let id = uuid::Uuid::now_v7().to_string();
     let mut media = None;
     let audio_attachment = audio.as_ref().map(|(content_type, bytes)| {
@@ -488,7 +512,8 @@ pub(crate) async fn create(
                         "size": bytes.len(), "title": "Journal dictation"},
         });
         media = Some((media_id.clone(), m));
-        json!({"contentType": content_type, "url": format!("Media/{media_id}"), "size": bytes.len(), "title": "Journal dictation"})
+        json!({"contentType": content_type, "url": format!("Media/{media_id}"), "size": bytes.len(), "title": "Journal dictation",
+               "extension": [{"url": TRANSCRIPT_EXTENSION, "valueCode": transcript.unwrap_or("not_configured")}]})
     });
     let doc = document(&patient, &checked, audio_attachment.as_ref(), author_of(&caller), now);
     hearth_workflow::fhir::validate(&app, "DocumentReference", &doc)
@@ -530,7 +555,7 @@ pub(crate) async fn create(
 #[utoipa::path(get, path = "/api/v1/journal/entries/{id}", tag = "journal",
     params(("id" = String, Path, description = "The entry (DocumentReference) id")),
     responses(
-        (status = 200, description = "The entry with its analysis", body = Entry),
+        (status = 200, description = "The entry with its analysis", body = JournalEntry),
         (status = 401, description = "No or an invalid access token (unauthenticated)", body = ErrorEnvelope),
         (status = 404, description = "No such entry within the caller's reach (not_found)", body = ErrorEnvelope),
         (status = 410, description = "The entry was deleted (gone)", body = ErrorEnvelope),
@@ -540,7 +565,7 @@ pub(crate) async fn read(
     State(app): State<Arc<Journal>>,
     ApiCaller(caller): ApiCaller,
     Path(id): Path<String>,
-) -> Result<Json<Entry>, ApiError> {
+) -> Result<Json<JournalEntry>, ApiError> {
     let store = app.store_for(&caller);
     let (v, _) = current_entry(&store, &id).await?;
     let row = sql::entry(&*app.db, &id).await?;
@@ -551,9 +576,9 @@ pub(crate) async fn read(
 #[utoipa::path(put, path = "/api/v1/journal/entries/{id}", tag = "journal",
     params(("id" = String, Path, description = "The entry (DocumentReference) id"),
            ("If-Match" = Option<String>, Header, description = "The version edited (`W/\"2\"`): refused if the entry changed since")),
-    request_body(content = EntryIn, description = "The new text, date, mood and tags (all replaced; the audio stays; `patient` and `audio` are ignored)"),
+    request_body(content = JournalEntryIn, description = "The new text, date, mood and tags (all replaced; the audio stays; `patient` and `audio` are ignored)"),
     responses(
-        (status = 200, description = "A new version (the earlier ones stay in the history); its analysis is pending again", body = Entry),
+        (status = 200, description = "A new version (the earlier ones stay in the history); its analysis is pending again", body = JournalEntry),
         (status = 400, description = "Nothing changed (stable code: invalid_body, empty_entry, text_too_long, invalid_text, invalid_date, invalid_mood, invalid_tag, invalid_if_match)", body = ErrorEnvelope),
         (status = 401, description = "No or an invalid access token (unauthenticated)", body = ErrorEnvelope),
         (status = 403, description = "The caller may read but not change this journal (forbidden)", body = ErrorEnvelope),
@@ -568,9 +593,9 @@ pub(crate) async fn update(
     Path(id): Path<String>,
     headers: HeaderMap,
     body: axum::body::Bytes,
-) -> Result<Json<Entry>, ApiError> {
+) -> Result<Json<JournalEntry>, ApiError> {
     let expected = if_match(&headers)?;
-    let input: EntryIn =
+    let input: JournalEntryIn =
         serde_json::from_slice(&body).map_err(|e| bad("invalid_body", format!("invalid request body: {e}")))?;
     let now = app.clock.now();
     let checked = check(&input, now.date_naive())?;
@@ -669,7 +694,7 @@ pub(crate) async fn delete(
 #[utoipa::path(get, path = "/api/v1/journal/entries/{id}/history", tag = "journal",
     params(("id" = String, Path, description = "The entry (DocumentReference) id")),
     responses(
-        (status = 200, description = "Every version of the entry, newest first (at most 100); a deleted entry's history only for callers who reach every record", body = EntryHistory),
+        (status = 200, description = "Every version of the entry, newest first (at most 100); a deleted entry's history only for callers who reach every record", body = JournalEntryHistory),
         (status = 401, description = "No or an invalid access token (unauthenticated)", body = ErrorEnvelope),
         (status = 404, description = "No such entry within the caller's reach (not_found)", body = ErrorEnvelope),
     ),
@@ -678,7 +703,7 @@ pub(crate) async fn history(
     State(app): State<Arc<Journal>>,
     ApiCaller(caller): ApiCaller,
     Path(id): Path<String>,
-) -> Result<Json<EntryHistory>, ApiError> {
+) -> Result<Json<JournalEntryHistory>, ApiError> {
     if !hearth_workflow::fhir::valid_id(&id) {
         return Err(not_found());
     }
@@ -707,9 +732,9 @@ pub(crate) async fn history(
     let versions = page
         .entries
         .iter()
-        .map(|v| EntryVersion { version: v.version_id, deleted: v.body.is_none(), entry: entry_of(v, None) })
+        .map(|v| JournalEntryVersion { version: v.version_id, deleted: v.body.is_none(), entry: entry_of(v, None) })
         .collect();
-    Ok(Json(EntryHistory { versions }))
+    Ok(Json(JournalEntryHistory { versions }))
 }
 
 /// The list's query, parsed.
@@ -809,7 +834,7 @@ pub(crate) fn parse_list(raw: Option<&str>) -> Result<ListQuery, ApiError> {
         ("cursor" = Option<String>, Query, description = "The `next` of the previous page"),
     ),
     responses(
-        (status = 200, description = "The patient's entries, newest first (by the day they are about)", body = EntryList),
+        (status = 200, description = "The patient's entries, newest first (by the day they are about)", body = JournalEntryList),
         (status = 400, description = "A bad parameter (invalid_query) or no patient named (patient_required)", body = ErrorEnvelope),
         (status = 401, description = "No or an invalid access token (unauthenticated)", body = ErrorEnvelope),
         (status = 404, description = "Unknown patient, or outside the caller's reach (not_found)", body = ErrorEnvelope),
@@ -819,7 +844,7 @@ pub(crate) async fn list(
     State(app): State<Arc<Journal>>,
     ApiCaller(caller): ApiCaller,
     RawQuery(raw): RawQuery,
-) -> Result<Json<EntryList>, ApiError> {
+) -> Result<Json<JournalEntryList>, ApiError> {
     let mut q = parse_list(raw.as_deref())?;
     let store = app.store_for(&caller);
     let (patient, _) = hearth_workflow::fhir::requested_patient(&store, &caller, q.patient.as_deref()).await?;
@@ -846,5 +871,5 @@ pub(crate) async fn list(
         (true, Some((d, i))) => Some(data_encoding::BASE64URL_NOPAD.encode(format!("{d}|{i}").as_bytes())),
         _ => None,
     };
-    Ok(Json(EntryList { entries, next }))
+    Ok(Json(JournalEntryList { entries, next }))
 }

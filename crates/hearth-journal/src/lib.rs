@@ -16,8 +16,8 @@
 //! - **Audio** is a FHIR `Media` (like the intake's voice answers) named by the entry's second
 //!   attachment (`url` `Media/<id>`): bodies are encrypted at rest like every resource, the bytes
 //!   do not repeat in every version of the entry, and a list never loads them. When a
-//!   transcription provider is configured the transcript becomes the entry's text; otherwise the
-//!   entry stays audio only and says so (`transcript: "not_configured"`).
+//!   transcription provider is configured ([`transcribe`]) the transcript becomes the entry's
+//!   text; otherwise the entry stays audio only and says so (`transcript: "not_configured"`).
 //! - **Rows beside the record** (`hearth_store_sql::journal`, written in the entry's own
 //!   transaction): the list/search row, the words for full-text search and the NLP results.
 //! - **NLP runs after the write, as durable work** ([`worker`]): an entry whose analysis is
@@ -28,6 +28,7 @@
 
 mod entries;
 pub mod nlp;
+pub mod transcribe;
 mod trends;
 pub mod vader;
 pub mod worker;
@@ -45,11 +46,17 @@ pub struct JournalConfig {
     pub max_audio_bytes: u64,
     /// How often the NLP job looks for pending entries besides being woken by each write (1 to 3600 s).
     pub nlp_interval_secs: u64,
+    /// The optional OpenAI-compatible transcription service for dictated entries.
+    pub transcription: transcribe::TranscriptionConfig,
 }
 
 impl Default for JournalConfig {
     fn default() -> Self {
-        JournalConfig { max_audio_bytes: 5 * 1024 * 1024, nlp_interval_secs: 30 }
+        JournalConfig {
+            max_audio_bytes: 5 * 1024 * 1024,
+            nlp_interval_secs: 30,
+            transcription: transcribe::TranscriptionConfig::default(),
+        }
     }
 }
 
@@ -62,7 +69,7 @@ impl JournalConfig {
         if !(1..=3600).contains(&self.nlp_interval_secs) {
             return Err("journal.nlp_interval_secs must be 1 to 3600".into());
         }
-        Ok(())
+        self.transcription.validate()
     }
 }
 
@@ -72,11 +79,14 @@ pub struct Journal {
     pub config: JournalConfig,
     /// Wakes the NLP job after a write.
     wake: tokio::sync::Notify,
+    /// The transcription service, when configured.
+    transcriber: Option<transcribe::Transcriber>,
 }
 
 impl Journal {
     pub fn new(ctx: Arc<Ctx>, config: JournalConfig) -> Journal {
-        Journal { ctx, config, wake: tokio::sync::Notify::new() }
+        let transcriber = transcribe::Transcriber::new(&config.transcription);
+        Journal { ctx, config, wake: tokio::sync::Notify::new(), transcriber }
     }
 }
 

@@ -31,7 +31,7 @@ pub const ANALYSER_VERSION: &str = "journal-nlp/1 vader-3.3.2";
 
 /// A symptom or medication named in the text.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct Mention {
+pub struct JournalMention {
     /// SNOMED CT code (symptoms) or the ingredient's value set (medications).
     pub code: String,
     /// English name.
@@ -50,17 +50,17 @@ pub struct Analysis {
     /// `scored`, or `not_scored` (not English: see `sentiment_note`).
     pub sentiment_status: String,
     /// VADER's scores when scored.
-    pub sentiment: Option<SentimentScores>,
+    pub sentiment: Option<JournalSentiment>,
     /// Why there is no score, when there is none.
     pub sentiment_note: Option<String>,
-    pub symptoms: Vec<Mention>,
-    pub medications: Vec<Mention>,
+    pub symptoms: Vec<JournalMention>,
+    pub medications: Vec<JournalMention>,
     pub auto_tags: Vec<String>,
 }
 
 /// VADER's four scores (as the reference rounds them).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct SentimentScores {
+pub struct JournalSentiment {
     pub neg: f64,
     pub neu: f64,
     pub pos: f64,
@@ -114,10 +114,10 @@ fn clause_words(text: &str) -> Vec<(usize, String)> {
     out
 }
 
-fn medications(text: &str) -> Vec<Mention> {
+fn medications(text: &str) -> Vec<JournalMention> {
     let Ok(kb) = hearth_medication::interactions::Knowledge::builtin() else { return Vec::new() };
     let words = clause_words(text);
-    let mut out: Vec<Mention> = Vec::new();
+    let mut out: Vec<JournalMention> = Vec::new();
     let mut i = 0;
     while let Some((clause, w)) = words.get(i) {
         // Longest first: a two-word name ("folic acid") before its first word.
@@ -143,16 +143,16 @@ fn medications(text: &str) -> Vec<Mention> {
         let negated = before.iter().any(|(c, b)| c == clause && NEGATION_BEFORE.contains(&b.as_str()))
             || after.iter().any(|(c, a)| c == clause && NEGATION_AFTER.contains(&a.as_str()));
         if !out.iter().any(|m| m.code == code && m.negated == negated) {
-            out.push(Mention { code, name, negated, evidence });
+            out.push(JournalMention { code, name, negated, evidence });
         }
         i += len;
     }
     out
 }
 
-fn symptoms(text: &str) -> Vec<Mention> {
+fn symptoms(text: &str) -> Vec<JournalMention> {
     let Ok(engine) = hearth_intake::Engine::builtin() else { return Vec::new() };
-    let mut out: Vec<Mention> = Vec::new();
+    let mut out: Vec<JournalMention> = Vec::new();
     for f in engine.extract(text, &hearth_intake::Facts::default()) {
         if f.experiencer != hearth_intake::Experiencer::Patient {
             continue;
@@ -161,7 +161,7 @@ fn symptoms(text: &str) -> Vec<Mention> {
         if out.iter().any(|m| m.code == f.code && m.negated == negated) {
             continue;
         }
-        out.push(Mention {
+        out.push(JournalMention {
             code: f.code,
             name: f.display,
             negated,
@@ -176,7 +176,7 @@ pub fn analyse(text: &str) -> Analysis {
     let language = language_of(text);
     let (sentiment, note) = if language == "en" {
         let s = Vader::builtin().polarity_scores(text);
-        (Some(SentimentScores { neg: s.neg, neu: s.neu, pos: s.pos, compound: s.compound }), None)
+        (Some(JournalSentiment { neg: s.neg, neu: s.neu, pos: s.pos, compound: s.compound }), None)
     } else {
         (
             None,
@@ -234,7 +234,7 @@ mod tests {
     #[test]
     fn a_negated_symptom_is_a_mention_not_a_present_symptom() {
         let a = analyse("No headache today, but my back pain is worse.");
-        let headache: Vec<&Mention> =
+        let headache: Vec<&JournalMention> =
             a.symptoms.iter().filter(|s| s.name.to_lowercase().contains("headache")).collect();
         assert!(!headache.is_empty(), "{a:?}");
         assert!(headache.iter().all(|s| s.negated), "{a:?}");

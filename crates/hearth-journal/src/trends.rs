@@ -32,7 +32,7 @@ pub(crate) fn router() -> axum::Router<Arc<Journal>> {
 
 /// How often a symptom was reported.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub(crate) struct SymptomCount {
+pub(crate) struct JournalSymptomCount {
     /// SNOMED CT code.
     code: String,
     name: String,
@@ -42,7 +42,7 @@ pub(crate) struct SymptomCount {
 
 /// One week or month.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub(crate) struct Bucket {
+pub(crate) struct JournalBucket {
     /// The first day: a Monday (`week`) or the 1st (`month`).
     start: String,
     entries: u32,
@@ -52,19 +52,19 @@ pub(crate) struct Bucket {
     sentiment_mean: Option<f64>,
     /// Entries with a sentiment score.
     scored: u32,
-    symptoms: Vec<SymptomCount>,
+    symptoms: Vec<JournalSymptomCount>,
 }
 
 /// A patient's trends.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub(crate) struct Trends {
+pub(crate) struct JournalTrends {
     patient: String,
     /// `week` or `month`.
     period: String,
     /// Oldest first; periods without entries are left out.
-    buckets: Vec<Bucket>,
+    buckets: Vec<JournalBucket>,
     /// Every symptom over the whole range, most reported first.
-    symptoms: Vec<SymptomCount>,
+    symptoms: Vec<JournalSymptomCount>,
     /// Entries the NLP job has not analysed yet (they count for mood only).
     pending: u32,
     /// The analyser the figures come from.
@@ -125,14 +125,14 @@ fn current(row: &sql::Listed) -> Option<crate::nlp::Analysis> {
         .flatten()
 }
 
-fn count(into: &mut BTreeMap<String, SymptomCount>, code: &str, name: &str) {
+fn count(into: &mut BTreeMap<String, JournalSymptomCount>, code: &str, name: &str) {
     into.entry(code.to_owned())
-        .or_insert_with(|| SymptomCount { code: code.to_owned(), name: name.to_owned(), entries: 0 })
+        .or_insert_with(|| JournalSymptomCount { code: code.to_owned(), name: name.to_owned(), entries: 0 })
         .entries += 1;
 }
 
-fn ranked(m: BTreeMap<String, SymptomCount>) -> Vec<SymptomCount> {
-    let mut v: Vec<SymptomCount> = m.into_values().collect();
+fn ranked(m: BTreeMap<String, JournalSymptomCount>) -> Vec<JournalSymptomCount> {
+    let mut v: Vec<JournalSymptomCount> = m.into_values().collect();
     v.sort_by(|a, b| b.entries.cmp(&a.entries).then_with(|| a.code.cmp(&b.code)));
     v
 }
@@ -149,7 +149,7 @@ fn mean(v: &[f64]) -> Option<f64> {
         ("to" = Option<String>, Query, description = "Entries about this day or earlier (YYYY-MM-DD)"),
     ),
     responses(
-        (status = 200, description = "Symptom frequency, mood and sentiment per period", body = Trends),
+        (status = 200, description = "Symptom frequency, mood and sentiment per period", body = JournalTrends),
         (status = 400, description = "A bad parameter (invalid_query) or no patient named (patient_required)", body = ErrorEnvelope),
         (status = 401, description = "No or an invalid access token (unauthenticated)", body = ErrorEnvelope),
         (status = 404, description = "Unknown patient, or outside the caller's reach (not_found)", body = ErrorEnvelope),
@@ -159,7 +159,7 @@ pub(crate) async fn trends(
     State(app): State<Arc<Journal>>,
     ApiCaller(caller): ApiCaller,
     RawQuery(raw): RawQuery,
-) -> Result<Json<Trends>, ApiError> {
+) -> Result<Json<JournalTrends>, ApiError> {
     let q = parse(raw.as_deref(), &["patient", "period", "from", "to"])?;
     let month = match q.period.as_deref() {
         None | Some("week") => false,
@@ -173,7 +173,7 @@ pub(crate) async fn trends(
         entries: u32,
         moods: Vec<f64>,
         sentiments: Vec<f64>,
-        symptoms: BTreeMap<String, SymptomCount>,
+        symptoms: BTreeMap<String, JournalSymptomCount>,
     }
     let mut buckets: BTreeMap<String, Acc> = BTreeMap::new();
     let mut total = BTreeMap::new();
@@ -209,7 +209,7 @@ pub(crate) async fn trends(
     }
     let buckets = buckets
         .into_iter()
-        .map(|(start, a)| Bucket {
+        .map(|(start, a)| JournalBucket {
             start,
             entries: a.entries,
             mood_mean: mean(&a.moods),
@@ -218,7 +218,7 @@ pub(crate) async fn trends(
             symptoms: ranked(a.symptoms),
         })
         .collect();
-    Ok(Json(Trends {
+    Ok(Json(JournalTrends {
         patient,
         period: if month { "month" } else { "week" }.to_owned(),
         buckets,
@@ -230,7 +230,7 @@ pub(crate) async fn trends(
 
 /// One exported entry.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub(crate) struct ExportedEntry {
+pub(crate) struct JournalExportedEntry {
     id: String,
     date: String,
     mood: Option<i64>,
@@ -250,10 +250,10 @@ pub(crate) struct ExportedEntry {
 
 /// The journal as JSON.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub(crate) struct Export {
+pub(crate) struct JournalExport {
     patient: String,
     /// Oldest first.
-    entries: Vec<ExportedEntry>,
+    entries: Vec<JournalExportedEntry>,
 }
 
 fn csv_field(s: &str) -> String {
@@ -270,9 +270,9 @@ fn csv_field(s: &str) -> String {
         ("to" = Option<String>, Query, description = "Entries about this day or earlier (YYYY-MM-DD)"),
     ),
     responses(
-        (status = 200, description = "The journal, oldest first: JSON (`Export`), CSV (`text/csv`, one row an entry) or a PDF \
+        (status = 200, description = "The journal, oldest first: JSON (`JournalExport`), CSV (`text/csv`, one row an entry) or a PDF \
             (`application/pdf`: the PDF's standard font shows Latin-1 only, so Devanagari is set as `?` there; JSON and CSV carry every script)",
-            content((Export = "application/json"), (String = "text/csv"), (Vec<u8> = "application/pdf"))),
+            content((JournalExport = "application/json"), (String = "text/csv"), (Vec<u8> = "application/pdf"))),
         (status = 400, description = "A bad parameter (invalid_query) or no patient named (patient_required)", body = ErrorEnvelope),
         (status = 401, description = "No or an invalid access token (unauthenticated)", body = ErrorEnvelope),
         (status = 404, description = "Unknown patient, or outside the caller's reach (not_found)", body = ErrorEnvelope),
@@ -302,7 +302,7 @@ pub(crate) async fn export(
             Err(e) => return Err(e.into()),
         };
         let analysed = current(row);
-        entries.push(ExportedEntry {
+        entries.push(JournalExportedEntry {
             id: row.entry.id.clone(),
             date: row.entry.entry_date.clone(),
             mood: row.entry.mood,
@@ -397,6 +397,6 @@ pub(crate) async fn export(
             )
                 .into_response())
         }
-        _ => Ok(Json(Export { patient, entries }).into_response()),
+        _ => Ok(Json(JournalExport { patient, entries }).into_response()),
     }
 }

@@ -386,6 +386,56 @@ async fn a_dictated_entry_is_kept_as_audio_when_no_transcription_provider_is_con
 }
 
 #[tokio::test]
+async fn a_dictated_entry_is_transcribed_by_the_configured_provider_and_only_the_audio_leaves() {
+    let peer = crate::intake_model::Peer::start().await;
+    peer.script(json!({"transcription": {"text": "Bad headache since the morning, took my aspirin."}})).await;
+    let base = format!("{}/v1", peer.base);
+    let t = TestApp::spawn_with(move |c| {
+        c.journal.nlp_interval_secs = 1;
+        c.journal.transcription.base_url = base;
+        c.journal.transcription.model = "peer-whisper".into();
+        c.journal.transcription.api_key = "sk-journal-test".into();
+    })
+    .await;
+    let (pa, _, token) = patient_account(&t, "Whisperer").await;
+    let a = bearer(&token);
+    let audio = b"OggS\x00\x02journal-opus-frames".to_vec();
+    let data = data_encoding::BASE64.encode(&audio);
+    let (s, e) = post(&t, &a, json!({"audio": {"content_type": "audio/ogg", "data": data}, "tags": ["voice"]})).await;
+    assert_eq!(s, 201, "{e}");
+    assert_eq!((e["kind"].as_str(), e["audio"]["transcript"].as_str()), (Some("audio"), Some("done")));
+    assert_eq!(e["text"], "Bad headache since the morning, took my aspirin.");
+    let id = e["id"].as_str().unwrap().to_owned();
+    let e = analysed(&t, &a, &id).await;
+    assert!(
+        e["analysis"]["symptoms"].as_array().unwrap().iter().any(|s| s["code"] == "25064002" && s["negated"] == false),
+        "{e}"
+    );
+    assert_eq!(ids(&get(&t, &a, "/api/v1/journal/entries?q=aspirin").await.1), vec![id.clone()]);
+
+    let sent = peer.requests().await;
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0]["path"], "/v1/audio/transcriptions");
+    assert_eq!(sent[0]["headers"]["authorization"], "Bearer sk-journal-test");
+    let body = sent[0]["body"].as_str().unwrap();
+    assert!(body.contains("name=\"model\"\r\n\r\npeer-whisper\r\n"), "{body}");
+    assert!(body.contains("Content-Type: audio/ogg\r\n\r\nOggS"), "{body}");
+    assert!(
+        !body.contains(&pa) && !body.contains("Whisperer") && !body.contains("voice"),
+        "only the audio leaves: {body}"
+    );
+
+    // A provider that fails: the entry is kept as audio and says so.
+    peer.script(json!({"transcription": {"status": 503}})).await;
+    let data = data_encoding::BASE64.encode(b"OggS\x00\x02more-frames");
+    let (s, e) = post(&t, &a, json!({"audio": {"content_type": "audio/ogg", "data": data}})).await;
+    assert_eq!(s, 201, "{e}");
+    assert_eq!((e["audio"]["transcript"].as_str(), e["text"].as_str()), (Some("failed"), None));
+    let (_, again) = get(&t, &a, &format!("/api/v1/journal/entries/{}", e["id"].as_str().unwrap())).await;
+    assert_eq!(again["audio"]["transcript"], "failed");
+}
+
+#[tokio::test]
 async fn an_entry_is_analysed_again_when_its_analysis_was_made_by_another_analyser_version() {
     let t = spawn().await;
     let (_, _, token) = patient_account(&t, "Reanalysed").await;

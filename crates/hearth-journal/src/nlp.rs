@@ -174,7 +174,10 @@ fn symptoms(text: &str) -> Vec<JournalMention> {
 /// Analyses one entry's words.
 pub fn analyse(text: &str) -> Analysis {
     let language = language_of(text);
-    let (sentiment, note) = if language == "en" {
+    let (sentiment, note) = if text.trim().is_empty() {
+        // A dictation without a transcript: nothing to score (a zero would read as "neutral").
+        (None, Some("not scored: the entry has no words (dictation without a transcript)".to_owned()))
+    } else if language == "en" {
         let s = Vader::builtin().polarity_scores(text);
         (Some(JournalSentiment { neg: s.neg, neu: s.neu, pos: s.pos, compound: s.compound }), None)
     } else {
@@ -253,6 +256,13 @@ mod tests {
         assert_eq!(h.language, "hi-Latn");
         assert_eq!(h.sentiment_status, "not_scored");
         assert_eq!(language_of("I slept well today, no headache"), "en");
+    }
+
+    #[test]
+    fn an_entry_without_words_is_not_scored() {
+        let a = analyse("  ");
+        assert_eq!((a.sentiment_status.as_str(), a.sentiment.is_none()), ("not_scored", true));
+        assert!(a.symptoms.is_empty() && a.medications.is_empty() && a.auto_tags.is_empty());
     }
 
     #[test]

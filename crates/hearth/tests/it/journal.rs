@@ -370,6 +370,12 @@ async fn a_dictated_entry_is_kept_as_audio_when_no_transcription_provider_is_con
     assert_eq!(e["audio"]["transcript"], "not_configured");
     assert_eq!(e["audio"]["size"], 1500);
     let media = e["audio"]["media"].as_str().unwrap().to_owned();
+    // No words: analysed, but not scored (a zero would read as a neutral day).
+    let done = analysed(&t, &a, e["id"].as_str().unwrap()).await;
+    assert_eq!(
+        (done["analysis"]["sentiment_status"].as_str(), &done["analysis"]["sentiment"]),
+        (Some("not_scored"), &Value::Null)
+    );
     let m = t.get(&format!("/fhir/{media}")).await.json();
     assert_eq!(m["subject"]["reference"], format!("Patient/{pa}"));
     assert_eq!(data_encoding::BASE64.decode(m["content"]["data"].as_str().unwrap().as_bytes()).unwrap(), audio);

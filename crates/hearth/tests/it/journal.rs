@@ -466,3 +466,28 @@ async fn an_entry_is_analysed_again_when_its_analysis_was_made_by_another_analys
     assert_eq!(again["analysis"]["sentiment"]["compound"].as_f64(), Some(-0.2263), "{again}");
     assert_eq!(again["analysis"]["analyser_version"], first["analysis"]["analyser_version"]);
 }
+
+#[tokio::test]
+async fn erasing_a_patient_removes_their_journal_rows_with_the_record() {
+    let t = spawn().await;
+    let (_, _, token) = patient_account(&t, "Erased").await;
+    let a = bearer(&token);
+    let (_, e) = post(&t, &a, json!({"text": "Headache and a private thought.", "tags": ["private"]})).await;
+    let id = e["id"].as_str().unwrap().to_owned();
+    analysed(&t, &a, &id).await;
+    assert!(hearth_store_sql::journal::entry(&*t.app.db, &id).await.unwrap().is_some());
+
+    let (s, request) = post_path(&t, &a, "/api/v1/me/erasure", json!({"reason": "leaving"})).await;
+    assert_eq!(s, 202, "{request}");
+    let rid = request["id"].as_str().unwrap();
+    let r = t.post(&format!("/api/v1/admin/erasure-requests/{rid}/execute"), &json!({})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    // Rows, words and analysis are gone; the job has nothing left to do for them.
+    assert_eq!(hearth_store_sql::journal::entry(&*t.app.db, &id).await.unwrap(), None);
+    let left = hearth_store_sql::journal::pending(&*t.app.db, "any-version", 100).await.unwrap();
+    assert!(left.iter().all(|p| p.id != id), "{left:?}");
+}
+
+async fn post_path(t: &TestApp, c: &reqwest::Client, path: &str, body: Value) -> (u16, Value) {
+    json_req(t, c, reqwest::Method::POST, path, Some(&body)).await
+}

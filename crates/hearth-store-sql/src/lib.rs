@@ -42,6 +42,7 @@ pub mod registry;
 pub mod scheduling;
 mod search;
 pub mod selfcare;
+pub mod telehealth;
 
 use async_trait::async_trait;
 use hearth_store::StoreError;

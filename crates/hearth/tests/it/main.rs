@@ -51,4 +51,5 @@ mod search_vectors;
 mod selfcare;
 mod selfcare_alerts;
 mod smart;
+mod telehealth;
 mod web;

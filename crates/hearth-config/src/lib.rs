@@ -14,6 +14,7 @@ use serde::Deserialize;
 pub use hearth_documents::s3::S3Config as DocumentsS3Config;
 pub use hearth_documents::{DocumentsConfig, Storage as DocumentStorage};
 pub use hearth_intake::IntakeConfig;
+pub use hearth_journal::JournalConfig;
 pub use hearth_medication::MedicationConfig;
 pub use hearth_notifications::config::{EmailConfig, FcmConfig, NotifyConfig, SmsConfig, WebPushConfig};
 pub use hearth_registry::RegistryConfig;
@@ -76,6 +77,8 @@ pub struct Config {
     pub selfcare: SelfcareConfig,
     /// Medications: when a refill notice goes out (the `[medication]` table).
     pub medication: MedicationConfig,
+    /// The patient journal: the dictation size limit, the NLP job's interval (the `[journal]` table).
+    pub journal: JournalConfig,
     /// Telehealth: when rooms open, tickets, the reconnect grace, STUN/TURN (the `[telehealth]` table).
     pub telehealth: TelehealthConfig,
 }
@@ -163,6 +166,7 @@ impl Default for Config {
             documents: DocumentsConfig::default(),
             selfcare: SelfcareConfig::default(),
             medication: MedicationConfig::default(),
+            journal: JournalConfig::default(),
             telehealth: TelehealthConfig::default(),
         }
     }
@@ -195,6 +199,8 @@ HEARTH_DOCUMENTS_STORAGE, HEARTH_DOCUMENTS_MAX_UPLOAD_BYTES, \
 HEARTH_DOCUMENTS_CLAMD, HEARTH_DOCUMENTS_S3_ENDPOINT, HEARTH_DOCUMENTS_S3_BUCKET, HEARTH_DOCUMENTS_S3_REGION, \
 HEARTH_DOCUMENTS_S3_ACCESS_KEY_ID, HEARTH_DOCUMENTS_S3_SECRET_ACCESS_KEY, HEARTH_DOCUMENTS_S3_PREFIX, \
 HEARTH_SELFCARE_ESCALATE_AFTER_MINUTES, HEARTH_MEDICATION_REFILL_NOTICE_DAYS, \
+HEARTH_JOURNAL_MAX_AUDIO_BYTES, HEARTH_JOURNAL_NLP_INTERVAL_SECS, HEARTH_JOURNAL_TRANSCRIPTION_BASE_URL, \
+HEARTH_JOURNAL_TRANSCRIPTION_MODEL, HEARTH_JOURNAL_TRANSCRIPTION_API_KEY, HEARTH_JOURNAL_TRANSCRIPTION_TIMEOUT_MS, \
 HEARTH_TELEHEALTH_OPEN_MINUTES_BEFORE, HEARTH_TELEHEALTH_CLOSE_MINUTES_AFTER, HEARTH_TELEHEALTH_TICKET_SECS, \
 HEARTH_TELEHEALTH_RECONNECT_GRACE_SECS, HEARTH_TELEHEALTH_STUN_URLS, HEARTH_TELEHEALTH_TURN_URLS, \
 HEARTH_TELEHEALTH_TURN_SECRET, HEARTH_TELEHEALTH_TURN_TTL_SECS";
@@ -339,6 +345,18 @@ impl Config {
                 "HEARTH_MEDICATION_REFILL_NOTICE_DAYS" => {
                     config.medication.refill_notice_days = value.parse().map_err(|e| bad(format!("{e}")))?
                 }
+                "HEARTH_JOURNAL_MAX_AUDIO_BYTES" => {
+                    config.journal.max_audio_bytes = value.parse().map_err(|e| bad(format!("{e}")))?
+                }
+                "HEARTH_JOURNAL_NLP_INTERVAL_SECS" => {
+                    config.journal.nlp_interval_secs = value.parse().map_err(|e| bad(format!("{e}")))?
+                }
+                "HEARTH_JOURNAL_TRANSCRIPTION_BASE_URL" => config.journal.transcription.base_url = value.clone(),
+                "HEARTH_JOURNAL_TRANSCRIPTION_MODEL" => config.journal.transcription.model = value.clone(),
+                "HEARTH_JOURNAL_TRANSCRIPTION_API_KEY" => config.journal.transcription.api_key = value.clone(),
+                "HEARTH_JOURNAL_TRANSCRIPTION_TIMEOUT_MS" => {
+                    config.journal.transcription.timeout_ms = value.parse().map_err(|e| bad(format!("{e}")))?
+                }
                 "HEARTH_TELEHEALTH_OPEN_MINUTES_BEFORE" => {
                     config.telehealth.open_minutes_before = value.parse().map_err(|e| bad(format!("{e}")))?
                 }
@@ -456,6 +474,7 @@ impl Config {
         self.registry.validate().map_err(ConfigError::Invalid)?;
         self.selfcare.validate().map_err(ConfigError::Invalid)?;
         self.medication.validate().map_err(ConfigError::Invalid)?;
+        self.journal.validate().map_err(ConfigError::Invalid)?;
         self.telehealth.check().map_err(ConfigError::Invalid)?;
         let n = &self.notify;
         if n.poll_interval_ms == 0 || n.max_attempts == 0 || n.send_timeout_ms == 0 {
@@ -772,6 +791,28 @@ mod tests {
             assert!(Config::load(Some(&file), &[]).is_err(), "{bad}");
         }
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn journal_table_parses_and_is_checked() {
+        let dir = std::env::temp_dir().join(format!("hearth-config-journal-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("hearth.toml");
+        std::fs::write(&file, "[journal]\nmax_audio_bytes = 2048\nnlp_interval_secs = 5\n").unwrap();
+        let c = Config::load(Some(&file), &[]).unwrap();
+        assert_eq!((c.journal.max_audio_bytes, c.journal.nlp_interval_secs), (2048, 5));
+        let e = [("HEARTH_JOURNAL_NLP_INTERVAL_SECS".to_owned(), "7".to_owned())];
+        assert_eq!(Config::load(None, &e).unwrap().journal.nlp_interval_secs, 7);
+        let e = [("HEARTH_JOURNAL_MAX_AUDIO_BYTES".to_owned(), "10".to_owned())];
+        assert!(Config::load(None, &e).is_err());
+        std::fs::write(&file, "[journal]\nnlp = 1\n").unwrap();
+        assert!(Config::load(Some(&file), &[]).is_err());
+        std::fs::write(&file, "[journal.transcription]\nbase_url = \"http://127.0.0.1:9/v1\"\nmodel = \"w\"\n")
+            .unwrap();
+        assert_eq!(Config::load(Some(&file), &[]).unwrap().journal.transcription.model, "w");
+        let e = [("HEARTH_JOURNAL_TRANSCRIPTION_BASE_URL".to_owned(), "http://127.0.0.1:9/v1".to_owned())];
+        assert!(Config::load(None, &e).is_err(), "a URL needs a model");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

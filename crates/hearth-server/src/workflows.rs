@@ -48,6 +48,7 @@ pub fn mount(app: &App) -> Vec<Mount> {
         .mount(),
         Arc::new(hearth_emergency::Emergency::new(Arc::clone(app.ctx()), Arc::clone(&app.notify))).mount(),
         Arc::new(hearth_alarms::Alarms::new(Arc::clone(app.ctx()), Arc::clone(&app.notify))).mount(),
+        Arc::new(hearth_journal::Journal::new(Arc::clone(app.ctx()), app.config.journal.clone())).mount(),
         Arc::new(hearth_telehealth::Telehealth::new(Arc::clone(app.ctx()), app.config.telehealth.clone())).mount(),
         web(),
     ]

@@ -294,6 +294,8 @@ pub async fn erase_patient(
 
     // Uploaded documents: their rows go now, their blobs with the documents sweeper (migration 0017).
     crate::documents::erase_patient(exec, &plan.patient, now).await?;
+    // Journal entries' search words and analyses (migration 0026).
+    crate::journal::erase_patient(exec, &plan.patient).await?;
     erased.accounts = remove_accounts(exec, &plan.patient).await?;
 
     let mut b = Builder::new(dialect);

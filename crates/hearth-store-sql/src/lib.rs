@@ -33,6 +33,7 @@ mod export;
 pub mod identity;
 mod index;
 pub mod intake;
+pub mod journal;
 pub mod medication;
 pub mod mfa;
 pub mod notify;

@@ -176,6 +176,7 @@ async fn every_role_gets_exactly_the_expected_status_and_patient_a_never_sees_b(
             || path.starts_with("/api/v1/medication/")
             || path.starts_with("/api/v1/emergency")
             || path.starts_with("/api/v1/alarms")
+            || path.starts_with("/api/v1/journal/")
             || path.starts_with("/api/v1/telehealth/rooms")
             || path.starts_with("/api/v1/profile")
             || path == "/api/v1/notifications/send"
@@ -769,6 +770,69 @@ async fn every_role_gets_exactly_the_expected_status_and_patient_a_never_sees_b(
             [404, 404, 404, 404, 404, 404],
         ),
     ];
+    // A's journal entry, written by A.
+    let (s, entry) =
+        json_req(&t, &a, Method::POST, "/api/v1/journal/entries", &json!({"text": "Matrix day.", "mood": 3})).await;
+    assert_eq!(s, 201, "{entry}");
+    let entry_a = entry["id"].as_str().unwrap().to_owned();
+    rows.extend([
+        (
+            "journal: write an entry (bad mood: refused before any record is named)",
+            Method::POST,
+            "/api/v1/journal/entries".into(),
+            Some(json!({"patient": pa, "text": "x", "mood": 9})),
+            [401, 400, 400, 400, 400, 400],
+        ),
+        (
+            "journal: A's entries",
+            Method::GET,
+            format!("/api/v1/journal/entries?patient={pa}"),
+            None,
+            [401, 200, 404, 200, 200, 200],
+        ),
+        (
+            "journal: A's entry",
+            Method::GET,
+            format!("/api/v1/journal/entries/{entry_a}"),
+            None,
+            [401, 200, 404, 200, 200, 200],
+        ),
+        (
+            "journal: edit A's entry (bad mood: refused before it is read)",
+            Method::PUT,
+            format!("/api/v1/journal/entries/{entry_a}"),
+            Some(json!({"text": "x", "mood": 0})),
+            [401, 400, 400, 400, 400, 400],
+        ),
+        (
+            "journal: delete an entry that does not exist",
+            Method::DELETE,
+            "/api/v1/journal/entries/none-such".into(),
+            None,
+            [401, 404, 404, 404, 404, 404],
+        ),
+        (
+            "journal: A's entry's history",
+            Method::GET,
+            format!("/api/v1/journal/entries/{entry_a}/history"),
+            None,
+            [401, 200, 404, 200, 200, 200],
+        ),
+        (
+            "journal: A's trends",
+            Method::GET,
+            format!("/api/v1/journal/trends?patient={pa}"),
+            None,
+            [401, 200, 404, 200, 200, 200],
+        ),
+        (
+            "journal: A's export",
+            Method::GET,
+            format!("/api/v1/journal/export?patient={pa}&format=csv"),
+            None,
+            [401, 200, 404, 200, 200, 200],
+        ),
+    ]);
     let doc_a = document_of(&t, &pa).await;
     rows.extend([
         (

@@ -15,14 +15,14 @@ use crate::scheduling::{account, call, clinician};
 const FIXTURE: &str = include_str!("../../../hearth-intake/tests/fixtures/intake-fixture.json");
 const PHONE: &str = "+919812345678";
 
-/// The peer process; killed when dropped.
-struct Peer {
-    base: String,
+/// The peer process; killed when dropped (the journal's transcription tests use it too).
+pub(crate) struct Peer {
+    pub(crate) base: String,
     _child: tokio::process::Child,
 }
 
 impl Peer {
-    async fn start() -> Peer {
+    pub(crate) async fn start() -> Peer {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/peers/openai_peer.py");
         let mut child = tokio::process::Command::new("python3")
             .arg(script)
@@ -41,7 +41,7 @@ impl Peer {
         Peer { base: format!("http://127.0.0.1:{port}"), _child: child }
     }
 
-    async fn script(&self, script: Value) {
+    pub(crate) async fn script(&self, script: Value) {
         let r = reqwest::Client::new()
             .put(format!("{}/_script", self.base))
             .header("content-type", "application/json")
@@ -52,7 +52,7 @@ impl Peer {
         assert_eq!(r.status(), 200);
     }
 
-    async fn requests(&self) -> Vec<Value> {
+    pub(crate) async fn requests(&self) -> Vec<Value> {
         let r = reqwest::get(format!("{}/_requests", self.base)).await.unwrap();
         serde_json::from_str(&r.text().await.unwrap()).unwrap()
     }

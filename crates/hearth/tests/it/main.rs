@@ -30,6 +30,7 @@ mod import;
 mod intake;
 mod intake_model;
 mod interop;
+mod journal;
 mod lab_results;
 mod medication;
 mod mfa;

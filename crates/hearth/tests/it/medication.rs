@@ -609,7 +609,7 @@ async fn a_refill_notice_goes_out_once_per_supply_cycle_across_a_worker_restart(
 }
 
 /// The text layer of a PDF, by poppler's `pdftotext` (what a person copying from the PDF gets).
-fn pdf_text(pdf: &[u8]) -> String {
+pub(crate) fn pdf_text(pdf: &[u8]) -> String {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("rx.pdf");
     std::fs::write(&file, pdf).unwrap();

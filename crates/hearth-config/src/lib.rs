@@ -20,6 +20,7 @@ pub use hearth_registry::RegistryConfig;
 pub use hearth_rights::{ErasureMode, RightsConfig};
 pub use hearth_scheduling::SchedulingConfig;
 pub use hearth_selfcare::SelfcareConfig;
+pub use hearth_wellness::WellnessConfig;
 pub use hearth_workflow::Secret;
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
@@ -75,6 +76,8 @@ pub struct Config {
     pub selfcare: SelfcareConfig,
     /// Medications: when a refill notice goes out (the `[medication]` table).
     pub medication: MedicationConfig,
+    /// Wellness: the default local time of the daily summary (the `[wellness]` table).
+    pub wellness: WellnessConfig,
 }
 
 /// The `[audit]` table (see `hearth_server::audit`).
@@ -160,6 +163,7 @@ impl Default for Config {
             documents: DocumentsConfig::default(),
             selfcare: SelfcareConfig::default(),
             medication: MedicationConfig::default(),
+            wellness: WellnessConfig::default(),
         }
     }
 }
@@ -190,7 +194,7 @@ HEARTH_INTAKE_VOICE_MAX_BYTES, \
 HEARTH_DOCUMENTS_STORAGE, HEARTH_DOCUMENTS_MAX_UPLOAD_BYTES, \
 HEARTH_DOCUMENTS_CLAMD, HEARTH_DOCUMENTS_S3_ENDPOINT, HEARTH_DOCUMENTS_S3_BUCKET, HEARTH_DOCUMENTS_S3_REGION, \
 HEARTH_DOCUMENTS_S3_ACCESS_KEY_ID, HEARTH_DOCUMENTS_S3_SECRET_ACCESS_KEY, HEARTH_DOCUMENTS_S3_PREFIX, \
-HEARTH_SELFCARE_ESCALATE_AFTER_MINUTES, HEARTH_MEDICATION_REFILL_NOTICE_DAYS";
+HEARTH_SELFCARE_ESCALATE_AFTER_MINUTES, HEARTH_MEDICATION_REFILL_NOTICE_DAYS, HEARTH_WELLNESS_SUMMARY_TIME";
 
 /// A listening address: `HOST:PORT` (`127.0.0.1:8080`, `0.0.0.0:8080`, `[::1]:8080`), or a bare
 /// port meaning loopback (`8080` → `127.0.0.1:8080`).
@@ -324,6 +328,7 @@ impl Config {
                 "HEARTH_SELFCARE_ESCALATE_AFTER_MINUTES" => {
                     config.selfcare.escalate_after_minutes = value.parse().map_err(|e| bad(format!("{e}")))?
                 }
+                "HEARTH_WELLNESS_SUMMARY_TIME" => config.wellness.summary_time = value.to_owned(),
                 "HEARTH_MEDICATION_REFILL_NOTICE_DAYS" => {
                     config.medication.refill_notice_days = value.parse().map_err(|e| bad(format!("{e}")))?
                 }
@@ -426,6 +431,7 @@ impl Config {
         self.registry.validate().map_err(ConfigError::Invalid)?;
         self.selfcare.validate().map_err(ConfigError::Invalid)?;
         self.medication.validate().map_err(ConfigError::Invalid)?;
+        self.wellness.validate().map_err(ConfigError::Invalid)?;
         let n = &self.notify;
         if n.poll_interval_ms == 0 || n.max_attempts == 0 || n.send_timeout_ms == 0 {
             return Err(ConfigError::Invalid(

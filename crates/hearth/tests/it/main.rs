@@ -51,3 +51,4 @@ mod selfcare;
 mod selfcare_alerts;
 mod smart;
 mod web;
+mod wellness;

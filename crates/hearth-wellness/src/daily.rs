@@ -205,6 +205,7 @@ async fn vitals(
 
 /// A day's summary as answered.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = DailySummary)]
 pub(crate) struct DailyOut {
     patient: String,
     /// The local day summarised.
@@ -354,6 +355,7 @@ pub(crate) async fn daily(
 /// A patient's summary settings.
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = SummarySettingsIn)]
 pub(crate) struct SummarySettings {
     /// The Patient id (in a request: default the caller's own record).
     #[serde(default)]
@@ -374,6 +376,7 @@ pub(crate) struct PatientParam {
 
 /// A patient's settings as answered.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = SummarySettingsOut)]
 pub(crate) struct SettingsOut {
     patient: String,
     /// The local time summaries are sent (the patient's choice, else the server's default).

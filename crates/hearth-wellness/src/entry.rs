@@ -11,6 +11,7 @@ use crate::catalog::{Catalog, Code, MOOD_TAG_SYSTEM, UCUM};
 /// The kinds of log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = WellnessKind)]
 pub enum Kind {
     Food,
     Water,
@@ -63,6 +64,7 @@ fn refuse(code: &'static str, message: impl Into<String>) -> Refusal {
 #[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"volume_ml": 250, "effective": "2027-01-14T09:30:00+05:30"}))]
+#[schema(as = WellnessEntryIn)]
 pub struct EntryIn {
     /// The Patient id; default the caller's own record (a patient).
     #[serde(default)]
@@ -141,6 +143,7 @@ pub struct EntryIn {
 
 /// One entry as answered (fields of its kind only).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
+#[schema(as = WellnessEntry)]
 pub struct EntryOut {
     /// The Observation id.
     pub id: String,

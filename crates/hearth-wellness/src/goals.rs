@@ -33,6 +33,7 @@ pub(crate) fn router() -> axum::Router<Arc<Wellness>> {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"metric": "water_ml", "target": 2000}))]
+#[schema(as = WellnessGoalIn)]
 pub(crate) struct GoalIn {
     /// The Patient id; default the caller's own record.
     #[serde(default)]
@@ -51,6 +52,7 @@ pub(crate) struct GoalIn {
 
 /// A goal with the day's progress.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = WellnessGoalProgress)]
 pub(crate) struct GoalOut {
     #[serde(flatten)]
     goal: GoalDef,
@@ -67,6 +69,7 @@ pub(crate) struct GoalOut {
 
 /// A patient's goals.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = WellnessGoals)]
 pub(crate) struct GoalsOut {
     patient: String,
     time_zone: String,

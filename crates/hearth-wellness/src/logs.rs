@@ -160,6 +160,7 @@ pub(crate) struct ListParams {
 
 /// A page of entries.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = WellnessEntries)]
 pub(crate) struct EntriesOut {
     patient: String,
     kind: Kind,

@@ -92,6 +92,7 @@ pub fn baseline(days: &BTreeMap<NaiveDate, DayMetrics>, metric: &str, day: Naive
 
 /// A measurable goal.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[schema(as = WellnessGoal)]
 pub struct GoalDef {
     /// The Goal id.
     pub id: String,
@@ -179,6 +180,7 @@ fn shown(v: f64) -> String {
 
 /// Summary statistics of one vital sign on the day.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[schema(as = SummaryVital)]
 pub struct VitalStat {
     /// LOINC.
     pub code: String,
@@ -215,6 +217,7 @@ pub fn vital_stats(cat: &Catalog, lang: &str, readings: &[(String, f64)]) -> Vec
 
 /// The day's figures, whatever the language.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
+#[schema(as = SummaryFigures)]
 pub struct Figures {
     pub vitals: Vec<VitalStat>,
     /// Alerts (`Flag`s) raised that day.
@@ -307,6 +310,7 @@ pub fn figures_of(entries: &[&EntryOut], steps: Option<f64>) -> Figures {
 
 /// One plain-language observation about the day.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[schema(as = SummaryInsight)]
 pub struct Insight {
     /// `<metric>_above_baseline`, `<metric>_below_baseline`, `goal_met` or `goal_missed`.
     pub code: String,
@@ -315,6 +319,7 @@ pub struct Insight {
 
 /// A goal on the day.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[schema(as = SummaryGoal)]
 pub struct GoalDay {
     pub id: String,
     pub metric: String,
@@ -401,6 +406,7 @@ pub fn insights(
 
 /// One section of the summary as read.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[schema(as = SummarySection)]
 pub struct Section {
     /// vitals, alerts, doses, activity, sleep, water, mood, meditation, food or insights.
     pub code: String,

@@ -675,3 +675,42 @@ async fn summary_settings_choose_the_time_and_are_checked() {
     assert_eq!(s, 200);
     assert_eq!(hearth_wellness::plan(&wellness, at("2027-01-16T21:15:00Z")).await.unwrap().written, 0);
 }
+
+/// The answers are what `/api/openapi.json` says they are.
+#[tokio::test]
+async fn the_answers_match_their_documented_schemas() {
+    let t = TestApp::spawn_with(|c| c.notify.worker = false).await;
+    t.clock.set(at("2027-01-15T00:30:00Z"));
+    let (pa, _, a) = patient_account(&t, "Described").await;
+    a_day_of_data(&t, &a, &pa).await;
+    let spec = t.get("/api/openapi.json").await.json();
+    let mut checked = Vec::new();
+    let check = |method: &str, path: &str, status: u16, body: &Value, checked: &mut Vec<String>| {
+        let schema = hearth_server::workflow::openapi::answer_schema(&spec, method, path, status)
+            .unwrap_or_else(|| panic!("{method} {path} documents no JSON answer {status}"));
+        let problems = hearth_server::workflow::openapi::mismatches(body, schema, &spec);
+        assert!(problems.is_empty(), "{method} {path} {status}: {problems:?}\n{body}");
+        checked.push(path.to_owned());
+    };
+    for kind in ["food", "water", "sleep", "exercise", "mood"] {
+        let (s, v) = call(&t, &a, Method::GET, &format!("/api/v1/tracking/{kind}?count=1"), None).await;
+        assert_eq!(s, 200, "{v}");
+        check("get", "/api/v1/tracking/{kind}", 200, &v, &mut checked);
+        check("post", "/api/v1/tracking/{kind}", 201, &v["entries"][0], &mut checked);
+    }
+    let (_, v) = call(&t, &a, Method::GET, "/api/v1/meditation/sessions", None).await;
+    check("get", "/api/v1/meditation/sessions", 200, &v, &mut checked);
+    let v = post(&t, &a, "/api/v1/meditation/sessions", json!({"duration_minutes": 5})).await;
+    check("post", "/api/v1/meditation/sessions", 201, &v, &mut checked);
+    let v = post(&t, &a, "/api/v1/goals", json!({"metric": "steps", "target": 8000})).await;
+    check("post", "/api/v1/goals", 201, &v, &mut checked);
+    let (_, v) = call(&t, &a, Method::GET, "/api/v1/goals", None).await;
+    check("get", "/api/v1/goals", 200, &v, &mut checked);
+    let (_, v) = call(&t, &a, Method::GET, "/api/v1/summaries/daily?date=2027-01-14", None).await;
+    check("get", "/api/v1/summaries/daily", 200, &v, &mut checked);
+    let (_, v) = call(&t, &a, Method::GET, "/api/v1/summaries/settings", None).await;
+    check("get", "/api/v1/summaries/settings", 200, &v, &mut checked);
+    let (_, v) = call(&t, &a, Method::PUT, "/api/v1/summaries/settings", Some(json!({"time": "06:00"}))).await;
+    check("put", "/api/v1/summaries/settings", 200, &v, &mut checked);
+    assert_eq!(checked.len(), 17);
+}

@@ -13,3 +13,13 @@ CREATE TABLE wellness_summary_plans (
     updated_at   BIGINT NOT NULL
 );
 CREATE INDEX wellness_summary_plans_due ON wellness_summary_plans (enabled, next_due);
+
+-- Care-team chat read receipts: who read a patient's thread (the messages are Communications) up
+-- to when (Unix ms); a message sent before read_at is read by that account.
+CREATE TABLE wellness_chat_reads (
+    patient_id TEXT    NOT NULL,
+    account_id TEXT    NOT NULL,
+    role       TEXT    NOT NULL,
+    read_at    BIGINT NOT NULL,
+    PRIMARY KEY (patient_id, account_id)
+);

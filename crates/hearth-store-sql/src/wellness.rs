@@ -1,6 +1,6 @@
-//! The wellness table (migration `0027_wellness.sql`), written once over [`Db`] for both
+//! The wellness tables (migration `0027_wellness.sql`), written once over [`Db`] for both
 //! backends: which patients get a daily summary, at what local time, the last day summarised and
-//! when the planner looks again. The decisions live in `hearth-wellness`; only that crate calls
+//! when the planner looks again; and who read each patient's care-team chat up to when. The decisions live in `hearth-wellness`; only that crate calls
 //! this module.
 
 use hearth_store::StoreError;
@@ -83,4 +83,43 @@ pub async fn mark(db: &dyn Db, patient: &str, last_day: Option<&str>, next_due: 
     b.push(", next_due = ").int(next_due).push(" WHERE patient_id = ").text(patient);
     db.execute(&b.finish()).await?;
     Ok(())
+}
+
+/// Who read a patient's chat thread, and up to when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatRead {
+    pub account_id: String,
+    pub role: String,
+    /// Unix ms.
+    pub read_at: i64,
+}
+
+/// Records that `account` read `patient`'s thread up to `at` (never moves back).
+pub async fn chat_read(db: &dyn Db, patient: &str, account: &str, role: &str, at: i64) -> Result<(), StoreError> {
+    let mut b = Builder::new(db.dialect());
+    b.push("INSERT INTO wellness_chat_reads (patient_id, account_id, role, read_at) VALUES (");
+    b.text(patient).push(", ").text(account).push(", ").text(role).push(", ").int(at);
+    b.push(") ON CONFLICT (patient_id, account_id) DO UPDATE SET read_at = excluded.read_at ");
+    b.push("WHERE wellness_chat_reads.read_at < excluded.read_at");
+    db.execute(&b.finish()).await?;
+    Ok(())
+}
+
+/// Everyone who read `patient`'s thread.
+pub async fn chat_reads(db: &dyn Db, patient: &str) -> Result<Vec<ChatRead>, StoreError> {
+    let mut b = Builder::new(db.dialect());
+    b.push("SELECT account_id, role, read_at FROM wellness_chat_reads WHERE patient_id = ").text(patient);
+    b.push(" ORDER BY account_id");
+    db.fetch(&b.finish(), &[Col::Text, Col::Text, Col::Int])
+        .await?
+        .into_iter()
+        .map(|row| {
+            let mut it = row.into_iter();
+            Ok(ChatRead {
+                account_id: text(it.next())?.ok_or_else(corrupt)?,
+                role: text(it.next())?.ok_or_else(corrupt)?,
+                read_at: int(it.next())?.ok_or_else(corrupt)?,
+            })
+        })
+        .collect()
 }

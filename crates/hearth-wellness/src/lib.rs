@@ -12,17 +12,21 @@
 //! - `daily.rs`: `GET /api/v1/summaries/daily?date=`, `GET/PUT /api/v1/summaries/settings`,
 //!   and the planner that writes each enrolled patient's summary of yesterday at their local
 //!   time, as a `Composition` plus in-app and e-mail notices through the outbox.
+//! - [`chat`]: the care-team chat (`/api/v1/chat/…`): `Communication`s, read receipts, a
+//!   WebSocket per thread, and red-flag screening through the intake's engine.
 //!
 //! Every read and write of a record goes through the caller's guarded store view (the patient,
 //! their caregivers, staff within reach; another patient sees `404`), so who may log or read is
 //! the store's access rule and every touch is on the request's audit slip. The one table
 //! (`wellness_summary_plans`, migration 0027) is reached only through `hearth_store_sql::wellness`.
+//! The chat's read receipts are a second table of the same migration (`wellness_chat_reads`).
 //! Medication doses, vital signs and alerts are read as FHIR resources (`MedicationAdministration`,
 //! vital-sign `Observation`s, `Flag`s), never through another workflow's tables.
 //! See `docs/WELLNESS.md`.
 #![forbid(unsafe_code)]
 
 pub mod catalog;
+pub mod chat;
 mod daily;
 pub mod entry;
 mod goals;
@@ -67,11 +71,13 @@ pub struct Wellness {
     pub config: WellnessConfig,
     /// Summaries go out through it; accounts' time zones and languages are read from it.
     pub notifier: Arc<Notifier>,
+    /// This process's chat frames (patient id, JSON frame) for the open sockets of each thread.
+    pub live: tokio::sync::broadcast::Sender<(String, serde_json::Value)>,
 }
 
 impl Wellness {
     pub fn new(ctx: Arc<Ctx>, config: WellnessConfig, notifier: Arc<Notifier>) -> Wellness {
-        Wellness { ctx, config, notifier }
+        Wellness { ctx, config, notifier, live: tokio::sync::broadcast::channel(256).0 }
     }
 
     /// The daily-summary planner, every [`PLAN_EVERY`] until dropped (the worker runs it).
@@ -103,7 +109,11 @@ impl AsRef<Ctx> for Wellness {
     goals::create,
     daily::daily,
     daily::get_settings,
-    daily::put_settings
+    daily::put_settings,
+    chat::send,
+    chat::history,
+    chat::read,
+    chat::socket
 ))]
 struct Api;
 
@@ -111,7 +121,11 @@ impl Workflow for Wellness {
     /// Every route reads or writes a patient's record: all `audited`.
     fn mount(self: Arc<Self>) -> Mount {
         Mount {
-            audited: logs::router().merge(goals::router()).merge(daily::router()).with_state(self),
+            audited: logs::router()
+                .merge(goals::router())
+                .merge(daily::router())
+                .merge(chat::router())
+                .with_state(self),
             refusals_audited: axum::Router::new(),
             fhir_operations: axum::Router::new(),
             openapi: <Api as utoipa::OpenApi>::openapi(),

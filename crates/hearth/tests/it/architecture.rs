@@ -21,7 +21,7 @@ const WORKFLOWS: [(&str, &[&str]); 15] = [
     ("hearth-medication", &["hearth-notifications"]),
     ("hearth-emergency", &["hearth-notifications"]),
     ("hearth-alarms", &["hearth-notifications"]),
-    ("hearth-wellness", &["hearth-notifications"]),
+    ("hearth-wellness", &["hearth-notifications", "hearth-intake"]),
     ("hearth-web", &[]),
 ];
 

@@ -180,6 +180,7 @@ async fn every_role_gets_exactly_the_expected_status_and_patient_a_never_sees_b(
             || path.starts_with("/api/v1/meditation/")
             || path.starts_with("/api/v1/goals")
             || path.starts_with("/api/v1/summaries/")
+            || path.starts_with("/api/v1/chat/")
             || path.starts_with("/api/v1/profile")
             || path == "/api/v1/notifications/send"
             || path == "/api/push/send"
@@ -750,6 +751,34 @@ async fn every_role_gets_exactly_the_expected_status_and_patient_a_never_sees_b(
             "/api/v1/summaries/settings".into(),
             Some(json!({"patient": pa, "time": "25:00"})),
             [401, 400, 404, 400, 403, 403],
+        ),
+        (
+            "wellness: write in A's chat (blank text: those who reach A get as far as validation)",
+            Method::POST,
+            "/api/v1/chat/message".into(),
+            Some(json!({"patient": pa, "text": " "})),
+            [401, 400, 404, 400, 400, 400],
+        ),
+        (
+            "wellness: A's chat history",
+            Method::GET,
+            format!("/api/v1/chat/history?patient={pa}"),
+            None,
+            [401, 200, 404, 200, 200, 200],
+        ),
+        (
+            "wellness: mark A's chat read",
+            Method::POST,
+            "/api/v1/chat/read".into(),
+            Some(json!({"patient": pa})),
+            [401, 200, 404, 200, 200, 200],
+        ),
+        (
+            "wellness: A's chat socket (not an upgrade: those who reach A get as far as the upgrade)",
+            Method::GET,
+            format!("/api/v1/chat/ws?patient={pa}"),
+            None,
+            [401, 400, 404, 400, 400, 400],
         ),
         ("profile: A's", Method::GET, format!("/api/v1/profile?patient={pa}"), None, [401, 200, 404, 200, 200, 200]),
         (

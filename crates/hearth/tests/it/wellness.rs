@@ -3,7 +3,9 @@
 //! codes and write nothing; caregivers and clinicians log and read as in self-care, another
 //! patient does not; goals count progress and streaks from the logs; a fixed day's summary is
 //! compared field by field in English and Hindi, and the planner stores it as a Composition and
-//! sends it in-app and by e-mail at the patient's local time, once.
+//! sends it in-app and by e-mail at the patient's local time, once; the care-team chat delivers
+//! over a real socket with read receipts, and an emergency in English, Hindi and Hinglish is
+//! answered with the guidance and alerts the care team.
 
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -712,5 +714,180 @@ async fn the_answers_match_their_documented_schemas() {
     check("get", "/api/v1/summaries/settings", 200, &v, &mut checked);
     let (_, v) = call(&t, &a, Method::PUT, "/api/v1/summaries/settings", Some(json!({"time": "06:00"}))).await;
     check("put", "/api/v1/summaries/settings", 200, &v, &mut checked);
-    assert_eq!(checked.len(), 17);
+    let v = post(&t, &a, "/api/v1/chat/message", json!({"text": "mujhe seene mein tez dard ho raha hai"})).await;
+    check("post", "/api/v1/chat/message", 201, &v, &mut checked);
+    let (_, v) = call(&t, &a, Method::POST, "/api/v1/chat/read", Some(json!({}))).await;
+    check("post", "/api/v1/chat/read", 200, &v, &mut checked);
+    let (_, v) = call(&t, &a, Method::GET, "/api/v1/chat/history", None).await;
+    check("get", "/api/v1/chat/history", 200, &v, &mut checked);
+    assert_eq!(checked.len(), 20);
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn chat_socket(t: &TestApp, patient: &str, token: &str) -> Ws {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let url = format!("{}/api/v1/chat/ws?patient={patient}", t.addr.replace("http://", "ws://"));
+    let mut req = url.into_client_request().unwrap();
+    req.headers_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+    tokio_tungstenite::connect_async(req).await.unwrap().0
+}
+
+/// The next JSON text frame (the timeout only keeps a broken server from hanging the suite).
+async fn next_frame(ws: &mut Ws) -> Value {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    loop {
+        let m = tokio::time::timeout(std::time::Duration::from_secs(10), ws.next()).await.expect("a frame");
+        match m {
+            Some(Ok(Message::Text(t))) => return serde_json::from_str(t.as_str()).unwrap(),
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            other => panic!("not a text frame: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn chat_is_delivered_live_with_read_receipts_and_an_emergency_in_each_language_alerts_the_team() {
+    use crate::common::{patient, seed_account};
+    let t = TestApp::spawn_with(|c| c.notify.worker = false).await;
+    let doc_p = t.create(&json!({"resourceType": "Practitioner", "name": [{"family": "Iyer"}]})).await;
+    let mut body = patient("Chatty");
+    body["generalPractitioner"] = json!([{"reference": format!("Practitioner/{doc_p}")}]);
+    let pa = t.create(&body).await;
+    let a_token =
+        seed_account(&t.app, "chat-patient", "patient", Some(format!("Patient/{pa}")), Some("p@example.org".into()))
+            .await;
+    let doc_token = seed_account(
+        &t.app,
+        "chat-doc",
+        "clinician",
+        Some(format!("Practitioner/{doc_p}")),
+        Some("d@example.org".into()),
+    )
+    .await;
+    let bearer = |token: &str| {
+        let mut h = reqwest::header::HeaderMap::new();
+        h.insert(reqwest::header::AUTHORIZATION, format!("Bearer {token}").parse().unwrap());
+        reqwest::Client::builder().default_headers(h).build().unwrap()
+    };
+    let (a, doc) = (bearer(&a_token), bearer(&doc_token));
+    let (_, _, b) = patient_account(&t, "Outsider").await;
+    let mut doc_ws = chat_socket(&t, &pa, &doc_token).await;
+    let mut a_ws = chat_socket(&t, &pa, &a_token).await;
+
+    // An ordinary message: stored as a Communication, delivered live to both sockets.
+    t.clock.set(at("2027-01-15T04:00:00Z"));
+    let sent = post(&t, &a, "/api/v1/chat/message", json!({"text": "My sugar was 180 this morning"})).await;
+    assert_eq!((sent["emergency"].as_bool(), sent["team_alerted"].as_u64()), (Some(false), Some(0)), "{sent}");
+    let id = sent["message"]["id"].as_str().unwrap().to_owned();
+    let frame = next_frame(&mut doc_ws).await;
+    assert_eq!(
+        (frame["type"].as_str(), frame["message"]["id"].as_str()),
+        (Some("message"), Some(id.as_str())),
+        "{frame}"
+    );
+    assert_eq!(frame["message"]["text"], "My sugar was 180 this morning");
+    assert_eq!(frame["message"]["sender"], format!("Patient/{pa}"));
+    assert_eq!(next_frame(&mut a_ws).await["message"]["id"], id.as_str());
+    let comm = t.get(&format!("/fhir/Communication/{id}")).await.json();
+    assert_valid_r4(&comm);
+    assert_eq!(comm["subject"]["reference"], format!("Patient/{pa}"));
+    assert_eq!(comm["payload"][0]["contentString"], "My sugar was 180 this morning");
+
+    // The nurse reads it: the receipt reaches the patient's socket, and the history shows it.
+    t.clock.set(at("2027-01-15T04:01:00Z"));
+    let (s, receipt) = call(&t, &doc, Method::POST, "/api/v1/chat/read", Some(json!({"patient": pa}))).await;
+    assert_eq!(s, 200, "{receipt}");
+    let frame = next_frame(&mut a_ws).await;
+    assert_eq!(
+        frame,
+        json!({"type": "read", "reader": {"account": "chat-doc", "role": "clinician", "at": "2027-01-15T04:01:00.000Z"}})
+    );
+    assert_eq!(next_frame(&mut doc_ws).await["type"], "read", "the reader's own sockets hear it too");
+    let (s, h) = call(&t, &a, Method::GET, "/api/v1/chat/history", None).await;
+    assert_eq!(s, 200, "{h}");
+    assert_eq!(
+        h["messages"][0]["read_by"],
+        json!([{"account": "chat-doc", "role": "clinician", "at": "2027-01-15T04:01:00.000Z"}])
+    );
+    // A reply after the read is not read by anyone yet; the writer never counts as a reader.
+    t.clock.set(at("2027-01-15T04:02:00Z"));
+    let reply = post(
+        &t,
+        &doc,
+        "/api/v1/chat/message",
+        json!({"patient": pa, "text": "Thanks, that is a little high. Any chest pain?"}),
+    )
+    .await;
+    assert_eq!(reply["emergency"], false, "the care team's words are not screened: {reply}");
+    assert_eq!(next_frame(&mut a_ws).await["message"]["id"], reply["message"]["id"]);
+    assert_eq!(next_frame(&mut doc_ws).await["message"]["id"], reply["message"]["id"]);
+    let (_, h) = call(&t, &doc, Method::GET, &format!("/api/v1/chat/history?patient={pa}"), None).await;
+    let texts: Vec<&str> = h["messages"].as_array().unwrap().iter().map(|m| m["text"].as_str().unwrap()).collect();
+    assert_eq!(texts, ["Thanks, that is a little high. Any chest pain?", "My sugar was 180 this morning"]);
+    assert_eq!(h["messages"][0]["read_by"], json!([]));
+
+    // An emergency in each language: answered at once with the guidance in that language, the
+    // care team (the patient's general practitioner) alerted through the outbox.
+    for (i, (text, guidance)) in [
+        ("I have crushing chest pain and I am sweating", "Call 112 now"),
+        ("मुझे सीने में तेज़ दर्द हो रहा है और पसीना आ रहा है", "अभी 112 पर कॉल करें"),
+        ("mujhe seene mein tez dard ho raha hai aur pasina aa raha hai", "Abhi 112 par call karein"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        t.clock.set(at(&format!("2027-01-15T05:0{i}:00Z")));
+        let sent = post(&t, &a, "/api/v1/chat/message", json!({"text": text})).await;
+        assert_eq!(
+            (sent["emergency"].as_bool(), sent["team_alerted"].as_u64()),
+            (Some(true), Some(1)),
+            "{text}: {sent}"
+        );
+        assert_eq!(sent["message"]["priority"], "stat");
+        let g = &sent["guidance"];
+        assert!(g["text"].as_str().unwrap().contains(guidance), "{g}");
+        assert_eq!(
+            (g["sender_role"].as_str(), g["in_response_to"].as_str()),
+            (Some("hearth"), sent["message"]["id"].as_str())
+        );
+        let mid = sent["message"]["id"].as_str().unwrap();
+        let rows = hearth_store_sql::notify::by_key(&*t.app.ctx().db, &format!("chat-emergency:{mid}:chat-doc"))
+            .await
+            .unwrap();
+        assert!(!rows.is_empty(), "the care team is alerted");
+        assert!(rows.iter().all(|r| r.category == "emergency" && r.template == "emergency-alert"), "{rows:?}");
+        assert!(rows.iter().all(|r| !r.args.contains("seene") && !r.args.contains("chest")), "no words in the alert");
+        // Both the message and the guidance arrive live.
+        let first = next_frame(&mut doc_ws).await;
+        let second = next_frame(&mut doc_ws).await;
+        assert_eq!((first["message"]["id"].as_str(), second["message"]["id"].as_str()), (Some(mid), g["id"].as_str()));
+        next_frame(&mut a_ws).await;
+        next_frame(&mut a_ws).await;
+    }
+    let hindi = &call(&t, &a, Method::GET, "/api/v1/chat/history?count=2", None).await.1["messages"][0];
+    assert_eq!(hindi["sender_role"], "hearth");
+
+    // Refusals: another patient reaches nothing, bad messages are refused and write nothing.
+    let (s, v) = call(&t, &b, Method::GET, &format!("/api/v1/chat/history?patient={pa}"), None).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (404, Some("not_found")), "{v}");
+    let (s, v) = call(&t, &b, Method::POST, "/api/v1/chat/message", Some(json!({"patient": pa, "text": "hi"}))).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (404, Some("not_found")), "{v}");
+    for (body, code) in [
+        (json!({"text": "  "}), "invalid_message"),
+        (json!({"text": "x".repeat(2001)}), "invalid_message"),
+        (json!({"text": "bell\u{0007}"}), "invalid_message"),
+        (json!({"text": "hello", "language": "fr"}), "invalid_language"),
+        (json!({"words": "hello"}), "invalid_body"),
+    ] {
+        let (s, v) = call(&t, &a, Method::POST, "/api/v1/chat/message", Some(body)).await;
+        assert_eq!((s, v["error"]["code"].as_str()), (400, Some(code)), "{v}");
+    }
+    let (s, v) = call(&t, &a, Method::GET, "/api/v1/chat/ws", None).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (400, Some("upgrade_required")), "{v}");
+    let (_, all) =
+        call(&t, &t.client, Method::GET, &format!("/fhir/Communication?subject=Patient/{pa}&_summary=count"), None)
+            .await;
+    assert_eq!(all["total"], 8, "two ordinary messages, three emergencies and their guidance: {all}");
 }

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use hearth_intake::{Engine, Facts, Intake, Language, SafetyConfig, Urgency};
@@ -38,9 +38,9 @@ use hearth_store_sql::wellness as sql;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use hearth_workflow::ApiCaller;
 use hearth_workflow::error::ApiError;
 use hearth_workflow::openapi::ErrorEnvelope;
+use hearth_workflow::{ApiCaller, AuditHook};
 
 use crate::Wellness;
 use crate::catalog::WELLNESS_SYSTEM;
@@ -469,26 +469,64 @@ pub(crate) struct SocketParams {
     patient: Option<String>,
 }
 
+/// The WebSocket subprotocol that carries a bearer token (browsers cannot set headers on a
+/// WebSocket), as the intake's socket takes it.
+const BEARER_PROTOCOL: &str = "hearth.bearer";
+
 #[utoipa::path(get, path = "/api/v1/chat/ws", tag = "wellness",
     params(("patient" = Option<String>, Query, description = "The Patient id of the thread; default the caller's own record")),
     responses(
-        (status = 101, description = "WebSocket of JSON text frames from the server: {\"type\":\"message\",\"message\":ChatMessage} for every new message of the thread (the guidance after an emergency too), {\"type\":\"read\",\"reader\":ChatReader} for every receipt. Frames the client sends are ignored; closing ends it. The token comes as Authorization: Bearer"),
-        (status = 400, description = "Not a WebSocket request, or bad parameters (stable code: invalid_query, patient_required, upgrade_required)", body = ErrorEnvelope, example = json!({"error": {"code": "upgrade_required", "message": "this is a WebSocket endpoint"}})),
+        (status = 101, description = "WebSocket of JSON text frames from the server: {\"type\":\"message\",\"message\":ChatMessage} for every new message of the thread (the guidance after an emergency too), {\"type\":\"read\",\"reader\":ChatReader} for every receipt. Frames the client sends are ignored (at most 8 KiB); closing ends it. The token comes as Authorization: Bearer, or as the subprotocols `hearth.bearer, <token>`"),
+        (status = 400, description = "Bad parameters (stable code: invalid_query, invalid_token, patient_required)", body = ErrorEnvelope, example = json!({"error": {"code": "patient_required", "message": "name the patient (`patient`)"}})),
         (status = 401, description = "No or an invalid access token", body = ErrorEnvelope, example = json!({"error": {"code": "unauthenticated", "message": "authentication required"}})),
+        (status = 403, description = "A backend-services token (`forbidden`)", body = ErrorEnvelope, example = json!({"error": {"code": "forbidden", "message": "a backend-services token is for the FHIR API, not the app API"}})),
         (status = 404, description = "Unknown patient, or outside the caller's reach (`not_found`)", body = ErrorEnvelope, example = json!({"error": {"code": "not_found", "message": "no such patient"}})),
+        (status = 426, description = "Not a WebSocket upgrade request (`upgrade_required`)", body = ErrorEnvelope, example = json!({"error": {"code": "upgrade_required", "message": "this endpoint is a WebSocket (GET with Upgrade: websocket)"}})),
     ),
     security(("bearer" = [])))]
 pub(crate) async fn socket(
     State(app): State<Arc<Wellness>>,
-    ApiCaller(caller): ApiCaller,
+    headers: HeaderMap,
+    slip: Option<axum::Extension<Arc<dyn AuditHook>>>,
     query: Result<Query<SocketParams>, axum::extract::rejection::QueryRejection>,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
+    let offered = headers.get("sec-websocket-protocol").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let mut protocols = offered.split(',').map(str::trim);
+    let mut caller = match (protocols.next(), protocols.next()) {
+        (Some(BEARER_PROTOCOL), Some(token)) if !headers.contains_key(axum::http::header::AUTHORIZATION) => {
+            let mut h = HeaderMap::new();
+            let value = axum::http::HeaderValue::from_str(&format!("Bearer {token}"))
+                .map_err(|_| bad("invalid_token", "the token is not a header value"))?;
+            h.insert(axum::http::header::AUTHORIZATION, value);
+            app.authenticate(&h, false).await
+        }
+        _ => app.authenticate(&headers, false).await,
+    }
+    .map_err(ApiError::from)?;
+    if caller.claims.sub.starts_with(hearth_workflow::SERVICE_SUBJECT) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "a backend-services token is for the FHIR API, not the app API",
+        ));
+    }
+    if let Some(axum::Extension(slip)) = &slip {
+        slip.identify(&caller);
+        caller.audit = Some(Arc::clone(slip));
+    }
     let Query(q) = query.map_err(|e| bad("invalid_query", e.body_text()))?;
     let store: Guarded = app.store_for(&caller);
     let patient = patient_of(&store, &caller, q.patient.as_deref()).await?;
-    let upgrade = upgrade.map_err(|_| bad("upgrade_required", "this is a WebSocket endpoint"))?;
+    let upgrade = upgrade.map_err(|_| {
+        ApiError::new(
+            StatusCode::UPGRADE_REQUIRED,
+            "upgrade_required",
+            "this endpoint is a WebSocket (GET with Upgrade: websocket)",
+        )
+    })?;
     let rx = app.live.subscribe();
+    let upgrade = upgrade.protocols([BEARER_PROTOCOL]).max_message_size(8 << 10).max_frame_size(8 << 10);
     Ok(upgrade.on_upgrade(move |ws| run(ws, rx, patient)).into_response())
 }
 

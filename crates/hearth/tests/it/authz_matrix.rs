@@ -778,7 +778,7 @@ async fn every_role_gets_exactly_the_expected_status_and_patient_a_never_sees_b(
             Method::GET,
             format!("/api/v1/chat/ws?patient={pa}"),
             None,
-            [401, 400, 404, 400, 400, 400],
+            [401, 426, 404, 426, 426, 426],
         ),
         ("profile: A's", Method::GET, format!("/api/v1/profile?patient={pa}"), None, [401, 200, 404, 200, 200, 200]),
         (

@@ -885,7 +885,21 @@ async fn chat_is_delivered_live_with_read_receipts_and_an_emergency_in_each_lang
         assert_eq!((s, v["error"]["code"].as_str()), (400, Some(code)), "{v}");
     }
     let (s, v) = call(&t, &a, Method::GET, "/api/v1/chat/ws", None).await;
-    assert_eq!((s, v["error"]["code"].as_str()), (400, Some("upgrade_required")), "{v}");
+    assert_eq!((s, v["error"]["code"].as_str()), (426, Some("upgrade_required")), "{v}");
+    // A browser's socket: the token as the subprotocol, which the server accepts and echoes.
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let url = format!("{}/api/v1/chat/ws", t.addr.replace("http://", "ws://"));
+    let mut req = url.into_client_request().unwrap();
+    req.headers_mut().insert("sec-websocket-protocol", format!("hearth.bearer, {a_token}").parse().unwrap());
+    let (mut browser, answer) = tokio_tungstenite::connect_async(req).await.unwrap();
+    assert_eq!(answer.headers()["sec-websocket-protocol"], "hearth.bearer");
+    let (s, _) = call(&t, &doc, Method::POST, "/api/v1/chat/read", Some(json!({"patient": pa}))).await;
+    assert_eq!(s, 200);
+    assert_eq!(next_frame(&mut browser).await["reader"]["account"], "chat-doc");
+    let mut req =
+        format!("{}/api/v1/chat/ws?patient={pa}", t.addr.replace("http://", "ws://")).into_client_request().unwrap();
+    req.headers_mut().insert("authorization", format!("Bearer {}", "not-a-token").parse().unwrap());
+    assert!(tokio_tungstenite::connect_async(req).await.is_err(), "no socket without a valid token");
     let (_, all) =
         call(&t, &t.client, Method::GET, &format!("/fhir/Communication?subject=Patient/{pa}&_summary=count"), None)
             .await;

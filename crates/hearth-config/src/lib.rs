@@ -731,6 +731,25 @@ mod tests {
     }
 
     #[test]
+    fn wellness_table_parses_and_is_checked() {
+        let dir = std::env::temp_dir().join(format!("hearth-config-wellness-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("hearth.toml");
+        std::fs::write(&file, "[wellness]\nsummary_time = \"06:30\"\n").unwrap();
+        assert_eq!(Config::load(Some(&file), &[]).unwrap().wellness.summary_time, "06:30");
+        assert_eq!(Config::default().wellness.summary_time, "07:00");
+        let e = [("HEARTH_WELLNESS_SUMMARY_TIME".to_owned(), "21:05".to_owned())];
+        assert_eq!(Config::load(None, &e).unwrap().wellness.summary_time, "21:05");
+        for bad in ["24:00", "7:00", "noon"] {
+            let e = [("HEARTH_WELLNESS_SUMMARY_TIME".to_owned(), bad.to_owned())];
+            assert!(Config::load(None, &e).is_err(), "{bad}");
+        }
+        std::fs::write(&file, "[wellness]\nsummary = \"07:00\"\n").unwrap();
+        assert!(Config::load(Some(&file), &[]).is_err());
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
     fn selfcare_table_parses_and_is_checked() {
         let dir = std::env::temp_dir().join(format!("hearth-config-selfcare-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();

@@ -67,13 +67,17 @@ fn performer(caller: &Caller) -> Option<&str> {
         .filter(|u| ["Patient/", "Practitioner/", "RelatedPerson/"].iter().any(|p| u.starts_with(p)))
 }
 
-/// The body a stored entry and a new one are compared by (what the request said).
-fn comparable(v: &Value) -> Value {
+/// The body a stored entry and a new one are compared by (what the request said: an entry sent
+/// without `effective` means "now", which is later when it is sent again).
+fn comparable(v: &Value, timed: bool) -> Value {
     let mut v = v.clone();
     if let Some(o) = v.as_object_mut() {
         o.remove("id");
         o.remove("meta");
         o.remove("performer");
+        if !timed {
+            o.remove("effectiveDateTime");
+        }
     }
     v
 }
@@ -128,7 +132,8 @@ async fn record_kind(
     {
         drop(tx);
         let stored = body_of(&existing).ok_or_else(|| ApiError::internal("a stored entry does not parse"))?;
-        if comparable(&stored) != comparable(&obs) {
+        let timed = input.effective.is_some() || kind == Kind::Sleep;
+        if comparable(&stored, timed) != comparable(&obs, timed) {
             return Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "idempotency_key_reused",

@@ -190,7 +190,20 @@ async fn each_kind_round_trips_through_the_api_and_fhir_search() {
     let other = t.send(send(json!({"effective": "2027-01-15T08:00:00Z", "volume_ml": 300}))).await;
     assert_eq!(other.status, 422, "{}", other.text);
     assert_eq!(other.json()["error"]["code"], "idempotency_key_reused");
-    assert_eq!(fhir_count(&t, &pa, "http://loinc.org|105999-7").await, 5);
+    // Without `effective` (now), a retry a minute later is still the same entry.
+    let now = |key: &'static str| {
+        a.post(t.url("/api/v1/tracking/water"))
+            .header("content-type", "application/json")
+            .header("idempotency-key", key)
+            .body(json!({"volume_ml": 150}).to_string())
+    };
+    let first = t.send(now("glass-2")).await;
+    assert_eq!(first.status, 201, "{}", first.text);
+    t.clock.set(at("2027-01-15T10:01:00Z"));
+    let again = t.send(now("glass-2")).await;
+    assert_eq!((again.status, again.json()["id"].clone()), (200, first.json()["id"].clone()), "{}", again.text);
+    assert_eq!(again.json()["effective"], "2027-01-15T10:00:00.000Z");
+    assert_eq!(fhir_count(&t, &pa, "http://loinc.org|105999-7").await, 6);
 }
 
 fn urlencode(s: &str) -> String {

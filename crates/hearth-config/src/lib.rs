@@ -20,6 +20,7 @@ pub use hearth_registry::RegistryConfig;
 pub use hearth_rights::{ErasureMode, RightsConfig};
 pub use hearth_scheduling::SchedulingConfig;
 pub use hearth_selfcare::SelfcareConfig;
+pub use hearth_telehealth::TelehealthConfig;
 pub use hearth_wellness::WellnessConfig;
 pub use hearth_workflow::Secret;
 
@@ -78,6 +79,8 @@ pub struct Config {
     pub medication: MedicationConfig,
     /// Wellness: the default local time of the daily summary (the `[wellness]` table).
     pub wellness: WellnessConfig,
+    /// Telehealth: when rooms open, tickets, the reconnect grace, STUN/TURN (the `[telehealth]` table).
+    pub telehealth: TelehealthConfig,
 }
 
 /// The `[audit]` table (see `hearth_server::audit`).
@@ -164,6 +167,7 @@ impl Default for Config {
             selfcare: SelfcareConfig::default(),
             medication: MedicationConfig::default(),
             wellness: WellnessConfig::default(),
+            telehealth: TelehealthConfig::default(),
         }
     }
 }
@@ -194,7 +198,15 @@ HEARTH_INTAKE_VOICE_MAX_BYTES, \
 HEARTH_DOCUMENTS_STORAGE, HEARTH_DOCUMENTS_MAX_UPLOAD_BYTES, \
 HEARTH_DOCUMENTS_CLAMD, HEARTH_DOCUMENTS_S3_ENDPOINT, HEARTH_DOCUMENTS_S3_BUCKET, HEARTH_DOCUMENTS_S3_REGION, \
 HEARTH_DOCUMENTS_S3_ACCESS_KEY_ID, HEARTH_DOCUMENTS_S3_SECRET_ACCESS_KEY, HEARTH_DOCUMENTS_S3_PREFIX, \
-HEARTH_SELFCARE_ESCALATE_AFTER_MINUTES, HEARTH_MEDICATION_REFILL_NOTICE_DAYS, HEARTH_WELLNESS_SUMMARY_TIME";
+HEARTH_SELFCARE_ESCALATE_AFTER_MINUTES, HEARTH_MEDICATION_REFILL_NOTICE_DAYS, HEARTH_WELLNESS_SUMMARY_TIME, \
+HEARTH_TELEHEALTH_OPEN_MINUTES_BEFORE, HEARTH_TELEHEALTH_CLOSE_MINUTES_AFTER, HEARTH_TELEHEALTH_TICKET_SECS, \
+HEARTH_TELEHEALTH_RECONNECT_GRACE_SECS, HEARTH_TELEHEALTH_STUN_URLS, HEARTH_TELEHEALTH_TURN_URLS, \
+HEARTH_TELEHEALTH_TURN_SECRET, HEARTH_TELEHEALTH_TURN_TTL_SECS";
+
+/// A comma-separated list of URLs (STUN/TURN servers).
+fn url_list(value: &str) -> Vec<String> {
+    value.split(',').map(str::trim).filter(|u| !u.is_empty()).map(str::to_owned).collect()
+}
 
 /// A listening address: `HOST:PORT` (`127.0.0.1:8080`, `0.0.0.0:8080`, `[::1]:8080`), or a bare
 /// port meaning loopback (`8080` → `127.0.0.1:8080`).
@@ -332,6 +344,24 @@ impl Config {
                 "HEARTH_MEDICATION_REFILL_NOTICE_DAYS" => {
                     config.medication.refill_notice_days = value.parse().map_err(|e| bad(format!("{e}")))?
                 }
+                "HEARTH_TELEHEALTH_OPEN_MINUTES_BEFORE" => {
+                    config.telehealth.open_minutes_before = value.parse().map_err(|e| bad(format!("{e}")))?
+                }
+                "HEARTH_TELEHEALTH_CLOSE_MINUTES_AFTER" => {
+                    config.telehealth.close_minutes_after = value.parse().map_err(|e| bad(format!("{e}")))?
+                }
+                "HEARTH_TELEHEALTH_TICKET_SECS" => {
+                    config.telehealth.ticket_secs = value.parse().map_err(|e| bad(format!("{e}")))?
+                }
+                "HEARTH_TELEHEALTH_RECONNECT_GRACE_SECS" => {
+                    config.telehealth.reconnect_grace_secs = value.parse().map_err(|e| bad(format!("{e}")))?
+                }
+                "HEARTH_TELEHEALTH_STUN_URLS" => config.telehealth.stun_urls = url_list(value),
+                "HEARTH_TELEHEALTH_TURN_URLS" => config.telehealth.turn_urls = url_list(value),
+                "HEARTH_TELEHEALTH_TURN_SECRET" => config.telehealth.turn_secret = Some(Secret::new(value.clone())),
+                "HEARTH_TELEHEALTH_TURN_TTL_SECS" => {
+                    config.telehealth.turn_ttl_secs = value.parse().map_err(|e| bad(format!("{e}")))?
+                }
                 "HEARTH_RIGHTS_RETENTION_DAYS" => {
                     config.rights.retention_days = value.parse().map_err(|e| bad(format!("{e}")))?
                 }
@@ -432,6 +462,7 @@ impl Config {
         self.selfcare.validate().map_err(ConfigError::Invalid)?;
         self.medication.validate().map_err(ConfigError::Invalid)?;
         self.wellness.validate().map_err(ConfigError::Invalid)?;
+        self.telehealth.check().map_err(ConfigError::Invalid)?;
         let n = &self.notify;
         if n.poll_interval_ms == 0 || n.max_attempts == 0 || n.send_timeout_ms == 0 {
             return Err(ConfigError::Invalid(
@@ -766,6 +797,36 @@ mod tests {
             assert!(Config::load(Some(&file), &[]).is_err(), "{bad}");
         }
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn telehealth_table_and_variables_parse_and_are_checked() {
+        let d = Config::default().telehealth;
+        assert_eq!((d.open_minutes_before, d.ticket_secs, d.reconnect_grace_secs), (15, 60, 30));
+        let c = Config::load(
+            None,
+            &env(&[
+                ("HEARTH_TELEHEALTH_OPEN_MINUTES_BEFORE", "10"),
+                ("HEARTH_TELEHEALTH_STUN_URLS", "stun:turn.example.org:3478"),
+                (
+                    "HEARTH_TELEHEALTH_TURN_URLS",
+                    "turn:turn.example.org:3478?transport=udp, turns:turn.example.org:5349",
+                ),
+                ("HEARTH_TELEHEALTH_TURN_SECRET", "a-long-enough-turn-secret"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.telehealth.open_minutes_before, 10);
+        assert_eq!(c.telehealth.turn_urls.len(), 2);
+        assert!(!format!("{:?}", c.telehealth).contains("a-long-enough-turn-secret"));
+        for bad in [
+            env(&[("HEARTH_TELEHEALTH_TURN_URLS", "turn:turn.example.org:3478")]),
+            env(&[("HEARTH_TELEHEALTH_STUN_URLS", "http://turn.example.org")]),
+            env(&[("HEARTH_TELEHEALTH_TICKET_SECS", "0")]),
+            env(&[("HEARTH_TELEHEALTH_RECONNECT_GRACE_SECS", "-1")]),
+        ] {
+            assert!(Config::load(None, &bad).is_err());
+        }
     }
 
     #[test]

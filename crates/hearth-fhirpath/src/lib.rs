@@ -86,6 +86,7 @@ mod model;
 mod parser;
 pub mod patch;
 mod quantity;
+mod roots;
 mod value;
 
 use serde_json::Value;
@@ -106,14 +107,30 @@ pub use value::{Collection, Item, Node};
 pub struct Expression {
     source: String,
     ast: ast::Expr,
+    /// See [`Expression::may_select`]: `None` when the expression is not a plain path.
+    roots: Option<Vec<roots::Root>>,
 }
 
 /// Compiles a FHIRPath expression.
 pub fn parse(src: &str) -> Result<Expression, ParseError> {
-    Ok(Expression { source: src.to_string(), ast: parser::parse_expr(src)? })
+    let ast = parser::parse_expr(src)?;
+    Ok(Expression { source: src.to_string(), roots: roots::of(&ast), ast })
 }
 
 impl Expression {
+    /// Whether evaluating this expression on `resource` (a resource of type `resource_type`)
+    /// can select anything: `false` only when the expression is a path, or a union of paths,
+    /// from the resource's top-level elements (through filters such as `where`, `ofType`,
+    /// `as`, `first`, `resolve()`, which select nothing from nothing) and the resource has
+    /// none of those elements. A search index asks this before evaluating each of the dozens
+    /// of parameters of a type, most of which find nothing in any one resource.
+    pub fn may_select(&self, resource: &serde_json::Value, resource_type: &str) -> bool {
+        match (&self.roots, resource.as_object()) {
+            (Some(roots), Some(fields)) => roots.iter().any(|r| r.present(fields, resource_type)),
+            _ => true,
+        }
+    }
+
     /// The source text this expression was compiled from.
     pub fn source(&self) -> &str {
         &self.source

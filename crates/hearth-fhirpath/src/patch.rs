@@ -859,7 +859,8 @@ impl Patcher<'_> {
         let not_found = || format!("no content found at `{}`", expr.source());
         match &expr.ast {
             Expr::Member(target, name) => {
-                let parent_expr = Expression { source: expr.source().to_string(), ast: (**target).clone() };
+                let parent_expr =
+                    Expression { source: expr.source().to_string(), roots: None, ast: (**target).clone() };
                 match self.select(doc, &parent_expr)?.as_slice() {
                     [Target::Root] => Ok((Vec::new(), name.as_str().to_string())),
                     [Target::Elem(loc)] => {

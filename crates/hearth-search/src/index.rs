@@ -61,8 +61,9 @@ pub enum IndexValue {
     /// A `token` parameter value.
     ///
     /// - `Coding`: `system`, `code`, `text` = its `display`.
-    /// - `CodeableConcept`: one entry per coding as above, plus, when it has `text`, one entry
-    ///   with only `text` (so `:text` finds either the concept text or any display).
+    /// - `CodeableConcept`: one entry per coding as above, plus, when it has `text` that no
+    ///   coding's display already reads (normalized), one entry with only `text` (so `:text`
+    ///   finds either the concept text or any display).
     /// - `Identifier`: `system`, `code` = `value`, `text` = `type.text`, `of_type` = one
     ///   `(type coding system, type coding code)`; an identifier with several type codings gives
     ///   one entry per type coding.
@@ -353,11 +354,22 @@ fn token_values(ty: &str, v: &Value, out: &mut Vec<IndexValue>) {
     match ty {
         "Coding" => out.extend(coding_token(v)),
         "CodeableConcept" => {
+            let from = out.len();
             if let Some(Value::Array(codings)) = v.get("coding") {
                 out.extend(codings.iter().filter_map(coding_token));
             }
             if let Some(text) = str_of(v, "text") {
-                out.push(token(None, None, Some(text)));
+                // The text-only entry exists for `:text`; when a coding's display already
+                // reads the same (normalized), that coding's entry answers `:text` alike, and
+                // a second row would only cost a write (and a composite group) per resource.
+                let entry = token(None, None, Some(text));
+                let said = |e: &IndexValue| {
+                    matches!((e, &entry),
+                    (IndexValue::Token { text: Some(a), .. }, IndexValue::Token { text: Some(b), .. }) if a == b)
+                };
+                if !out.get(from..).unwrap_or_default().iter().any(said) {
+                    out.push(entry);
+                }
             }
         }
         "Identifier" => {
@@ -746,6 +758,28 @@ mod tests {
 
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_concept_text_a_display_already_reads_adds_no_entry() {
+        let texts = |concept: serde_json::Value| {
+            let mut out = Vec::new();
+            token_values("CodeableConcept", &concept, &mut out);
+            out.iter()
+                .map(|e| match e {
+                    IndexValue::Token { code, text, .. } => (code.clone(), text.clone()),
+                    _ => (None, None),
+                })
+                .collect::<Vec<_>>()
+        };
+        let hr = json!({"coding": [{"system": "http://loinc.org", "code": "8867-4", "display": "Heart rate"}], "text": "Heart  RATE"});
+        assert_eq!(texts(hr), vec![(Some("8867-4".to_owned()), Some("heart rate".to_owned()))]);
+        let other = json!({"coding": [{"system": "http://loinc.org", "code": "8867-4", "display": "Heart rate"}], "text": "Pulse"});
+        assert_eq!(
+            texts(other),
+            vec![(Some("8867-4".to_owned()), Some("heart rate".to_owned())), (None, Some("pulse".to_owned()))]
+        );
+        assert_eq!(texts(json!({"text": "Pulse"})), vec![(None, Some("pulse".to_owned()))]);
+    }
 
     #[test]
     fn xhtml_to_text() {

@@ -339,6 +339,9 @@ impl Registry {
                 }
                 (None, _) => {}
                 (Some(expr), _) => {
+                    if !expr.may_select(resource, ty) {
+                        continue;
+                    }
                     let Ok(items) = expr.evaluate(&ctx, resource) else { continue };
                     if param.kind == ParamType::Composite {
                         for focus in &items {
@@ -362,6 +365,10 @@ impl Registry {
 /// every other). Values are told apart by their debug form, which differs exactly when they
 /// differ but for a `-0.0` against a `0.0` bound (kept twice: harmless).
 fn distinct(values: Vec<IndexValue>) -> Vec<IndexValue> {
+    // Most parameters of most resources have no value or one: nothing to compare.
+    if values.len() < 2 {
+        return values;
+    }
     let mut seen = std::collections::HashSet::with_capacity(values.len());
     values.into_iter().filter(|v| seen.insert(format!("{v:?}"))).collect()
 }

@@ -173,10 +173,10 @@ pub(crate) async fn record(
     for (i, r) in input.readings.iter().enumerate() {
         let reading = cat.parse(r).map_err(|e| bad(e.code, format!("readings[{i}]: {}", e.message)))?;
         let identity = cat.identity(&patient, &reading, input.device.as_ref());
-        // The id is the identity: a re-sent reading lands on the same id.
-        let id: String = identity.chars().take(64).collect();
+        // The id follows from the identity: a re-sent reading lands on the same id.
+        let id = crate::vitals::Catalog::reading_id(&reading, &identity);
         let obs = cat
-            .observation(&patient, &reading, input.device.as_ref(), performer, &identity)
+            .observation(&patient, &reading, input.device.as_ref(), performer)
             .map_err(|e| bad(e.code, format!("readings[{i}]: {}", e.message)))?;
         hearth_workflow::fhir::validate(&app, "Observation", &obs).map_err(|e| {
             bad("invalid_resource", format!("readings[{i}]: the Observation does not validate: {}", e.describe()))

@@ -49,6 +49,7 @@ pub fn mount(app: &App) -> Vec<Mount> {
         Arc::new(hearth_emergency::Emergency::new(Arc::clone(app.ctx()), Arc::clone(&app.notify))).mount(),
         Arc::new(hearth_alarms::Alarms::new(Arc::clone(app.ctx()), Arc::clone(&app.notify))).mount(),
         wellness(app).mount(),
+        Arc::new(hearth_telehealth::Telehealth::new(Arc::clone(app.ctx()), app.config.telehealth.clone())).mount(),
         web(),
     ]
 }

@@ -41,6 +41,7 @@ pub mod registry;
 pub mod scheduling;
 mod search;
 pub mod selfcare;
+pub mod telehealth;
 pub mod wellness;
 
 use async_trait::async_trait;

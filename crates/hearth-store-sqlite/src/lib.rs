@@ -63,6 +63,12 @@ impl Default for SqliteOptions {
     }
 }
 
+/// Page cache of the one write connection, in KiB (each of the read connections has 32 MB).
+const WRITER_CACHE_KIB: u32 = 128 * 1024;
+
+/// How much of a plaintext database file is memory-mapped for reading.
+const MMAP_BYTES: u64 = 1 << 30;
+
 pub struct SqliteStore {
     write: SqlitePool,
     read: SqlitePool,
@@ -104,6 +110,9 @@ impl SqliteStore {
             }
         };
         let connect = keys::keyed(base, key.as_ref());
+        // A plaintext file is read through a memory map (no copy per page read); SQLCipher
+        // decrypts each page into its cache, so an encrypted one is not mapped.
+        let connect = if key.is_none() { connect.pragma("mmap_size", MMAP_BYTES.to_string()) } else { connect };
         // No health ping on every acquire: a connection to a local file does not go stale, and
         // the ping is one more round trip to sqlx's connection thread for every read and write.
         let mut write = SqlitePoolOptions::new().max_connections(1).min_connections(1).test_before_acquire(false);
@@ -113,8 +122,10 @@ impl SqliteStore {
             write = write.before_acquire(follow.hook());
             read = read.before_acquire(follow.hook());
         }
-        let write =
-            write.acquire_timeout(options.busy_timeout).connect_with(connect.clone()).await.map_err(db_error)?;
+        // The writer inserts every index row: its page cache holds the growing ends of the
+        // index B-trees (a larger cache than a reader's, see `WRITER_CACHE_KIB`).
+        let writer = connect.clone().pragma("cache_size", format!("-{WRITER_CACHE_KIB}"));
+        let write = write.acquire_timeout(options.busy_timeout).connect_with(writer).await.map_err(db_error)?;
         let read =
             read.acquire_timeout(options.busy_timeout).connect_with(connect.read_only(true)).await.map_err(db_error)?;
         if let Some(follow) = &follow {
@@ -215,16 +226,24 @@ struct SqliteTx {
     tx: Transaction<'static, Sqlite>,
     /// Index rows of resources created here, not yet inserted (see `PendingIndex`).
     pending: PendingIndex,
+    /// Versions and current rows of resources created here, not yet inserted.
+    creates: sql::PendingCreates,
 }
 
 impl SqliteTx {
     fn new(tx: Transaction<'static, Sqlite>) -> SqliteTx {
-        SqliteTx { tx, pending: PendingIndex::default() }
+        SqliteTx { tx, pending: PendingIndex::default(), creates: sql::PendingCreates::default() }
     }
 
-    /// Inserts the held index rows: before anything here reads or replaces index rows, and
-    /// before the transaction commits or is handed on.
+    /// Inserts the held creates: before anything else runs on the connection.
+    async fn flush_creates(&mut self) -> Result<(), StoreError> {
+        self.creates.flush(&mut self.tx).await
+    }
+
+    /// Inserts the held creates and index rows: before anything here reads or replaces index
+    /// rows, and before the transaction commits or is handed on.
     async fn flush(&mut self) -> Result<(), StoreError> {
+        self.flush_creates().await?;
         self.pending.flush(&mut Conn(&mut self.tx)).await
     }
 }
@@ -232,6 +251,7 @@ impl SqliteTx {
 #[async_trait]
 impl StoreTx for SqliteTx {
     async fn current(&mut self, resource_type: &str, id: &str) -> Result<Option<CurrentState>, StoreError> {
+        self.flush_creates().await?;
         sql::current(&mut self.tx, resource_type, id).await
     }
 
@@ -240,10 +260,12 @@ impl StoreTx for SqliteTx {
         resource_type: &str,
         ids: &[String],
     ) -> Result<std::collections::HashMap<String, CurrentState>, StoreError> {
+        self.flush_creates().await?;
         sql::current_many(&mut self.tx, resource_type, ids).await
     }
 
     async fn read(&mut self, resource_type: &str, id: &str) -> Result<Current, StoreError> {
+        self.flush_creates().await?;
         sql::read_current(&mut self.tx, resource_type, id).await
     }
 
@@ -266,6 +288,11 @@ impl StoreTx for SqliteTx {
         let (ty, id) = (version.resource_type.as_str(), version.id.as_str());
         let ms = version.last_updated.timestamp_millis();
         let (v, deleted) = (version.version_id, version.is_deletion());
+        if v == 1 && !deleted {
+            let rid = self.creates.create(&mut self.tx, version, author).await?;
+            return self.pending.persisted(&mut Conn(&mut self.tx), rid, ty, index, v, deleted).await;
+        }
+        self.flush_creates().await?;
         let seq = sql::insert_version(&mut self.tx, version, author).await?;
         let rid = sql::upsert_current(&mut self.tx, ty, id, v, seq, deleted, ms).await?;
         self.pending.persisted(&mut Conn(&mut self.tx), rid, ty, index, v, deleted).await
@@ -278,6 +305,7 @@ impl StoreTx for SqliteTx {
         version: u64,
         index: &[IndexEntry],
     ) -> Result<bool, StoreError> {
+        self.flush_creates().await?;
         match sql::rid_of(&mut self.tx, resource_type, id).await? {
             Some((rid, current, false)) if current == version => {
                 self.pending.replace(&mut Conn(&mut self.tx), rid, resource_type, index).await?;
@@ -288,14 +316,17 @@ impl StoreTx for SqliteTx {
     }
 
     async fn audit_head(&mut self) -> Result<Option<(i64, String)>, StoreError> {
+        self.flush_creates().await?;
         hearth_store_sql::audit::head(&mut Conn(&mut self.tx)).await
     }
 
     async fn audit_journal(&mut self, links: &[AuditLink]) -> Result<(), StoreError> {
+        self.flush_creates().await?;
         hearth_store_sql::audit::journal(&mut Conn(&mut self.tx), links, &|l| Ok(l.body.to_string())).await
     }
 
     async fn audit_pending(&mut self, limit: u32) -> Result<Vec<AuditLink>, StoreError> {
+        self.flush_creates().await?;
         hearth_store_sql::audit::pending(&mut Conn(&mut self.tx), limit).await
     }
 

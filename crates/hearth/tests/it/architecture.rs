@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// The workflow crates, and the other workflow crates each may use (through their public API).
-const WORKFLOWS: [(&str, &[&str]); 15] = [
+const WORKFLOWS: [(&str, &[&str]); 16] = [
     ("hearth-audit", &[]),
     ("hearth-bulk-export", &[]),
     ("hearth-consent", &[]),
@@ -23,6 +23,7 @@ const WORKFLOWS: [(&str, &[&str]); 15] = [
     ("hearth-alarms", &["hearth-notifications"]),
     ("hearth-wellness", &["hearth-notifications", "hearth-intake"]),
     ("hearth-web", &[]),
+    ("hearth-telehealth", &[]),
 ];
 
 fn root() -> PathBuf {

@@ -181,6 +181,7 @@ async fn every_role_gets_exactly_the_expected_status_and_patient_a_never_sees_b(
             || path.starts_with("/api/v1/goals")
             || path.starts_with("/api/v1/summaries/")
             || path.starts_with("/api/v1/chat/")
+            || path.starts_with("/api/v1/telehealth/rooms")
             || path.starts_with("/api/v1/profile")
             || path == "/api/v1/notifications/send"
             || path == "/api/push/send"
@@ -236,6 +237,15 @@ async fn every_role_gets_exactly_the_expected_status_and_patient_a_never_sees_b(
     .await;
     assert_eq!(s, 201, "{alarm}");
     let alarm_a = alarm["id"].as_str().unwrap().to_owned();
+    // A's virtual visit with a practitioner none of the matrix's accounts is (its video room).
+    let prac = t.create(&json!({"resourceType": "Practitioner", "name": [{"family": "Matrix"}]})).await;
+    let visit_a = t
+        .create(&json!({"resourceType": "Appointment", "status": "booked",
+            "extension": [{"url": "urn:hearth:extension:appointment-virtual", "valueBoolean": true}],
+            "start": "2026-12-07T10:00:00Z", "end": "2026-12-07T10:30:00Z",
+            "participant": [{"actor": {"reference": format!("Patient/{pa}")}, "status": "accepted"},
+                            {"actor": {"reference": format!("Practitioner/{prac}")}, "status": "accepted"}]}))
+        .await;
 
     // (what, method, path, body, expected status per role in ROLES order)
     let mut rows: Vec<Row> = vec![
@@ -651,6 +661,43 @@ async fn every_role_gets_exactly_the_expected_status_and_patient_a_never_sees_b(
             "/api/v1/emergency/alert/none-such/cancel".into(),
             None,
             [401, 404, 404, 404, 404, 404],
+        ),
+        // A video room is for the booked patient, the visit's practitioners and invited accounts only.
+        (
+            "telehealth: A's video room",
+            Method::GET,
+            format!("/api/v1/telehealth/rooms/{visit_a}"),
+            None,
+            [401, 200, 404, 403, 403, 403],
+        ),
+        (
+            "telehealth: a room that does not exist",
+            Method::GET,
+            "/api/v1/telehealth/rooms/none-such".into(),
+            None,
+            [401, 404, 404, 404, 404, 404],
+        ),
+        (
+            "telehealth: invite into A's room (only the visit's practitioners invite)",
+            Method::POST,
+            format!("/api/v1/telehealth/rooms/{visit_a}/invites"),
+            Some(json!({"account": "none-such", "role": "caregiver"})),
+            [401, 403, 404, 403, 403, 403],
+        ),
+        (
+            "telehealth: the signaling socket, asked without an upgrade (the ticket is the credential)",
+            Method::GET,
+            format!("/api/v1/telehealth/ws/{visit_a}?ticket=none"),
+            None,
+            [426, 426, 426, 426, 426, 426],
+        ),
+        ("telehealth: test page", Method::GET, "/telehealth/test".into(), None, [200, 200, 200, 200, 200, 200]),
+        (
+            "telehealth: test page script",
+            Method::GET,
+            "/telehealth/test.js".into(),
+            None,
+            [200, 200, 200, 200, 200, 200],
         ),
         ("alarms: the caller's own", Method::GET, "/api/v1/alarms".into(), None, [401, 200, 200, 200, 200, 200]),
         (

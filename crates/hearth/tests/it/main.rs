@@ -50,5 +50,6 @@ mod search_vectors;
 mod selfcare;
 mod selfcare_alerts;
 mod smart;
+mod telehealth;
 mod web;
 mod wellness;

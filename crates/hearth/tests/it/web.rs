@@ -50,7 +50,7 @@ fn chromium() -> Option<PathBuf> {
 }
 
 /// A headless Chromium with its own profile, killed on drop.
-struct Browser {
+pub(crate) struct Browser {
     child: tokio::process::Child,
     port: u16,
     _profile: tempfile::TempDir,
@@ -59,6 +59,11 @@ struct Browser {
 impl Browser {
     /// Starts Chromium, or answers `None` (after saying so loudly) when there is none.
     async fn start() -> Option<Browser> {
+        Browser::start_with(&[]).await
+    }
+
+    /// [`Browser::start`] with more command-line switches (fake media devices for telehealth).
+    pub(crate) async fn start_with(extra: &[&str]) -> Option<Browser> {
         let Some(bin) = chromium() else {
             assert!(
                 std::env::var("CI").as_deref() != Ok("true"),
@@ -84,6 +89,7 @@ impl Browser {
                 "--remote-debugging-address=127.0.0.1",
                 "--remote-debugging-port=0",
             ])
+            .args(extra)
             .arg(format!("--user-data-dir={}", profile.path().display()))
             .arg("about:blank")
             .stdout(Stdio::null())
@@ -108,7 +114,7 @@ impl Browser {
     }
 
     /// A new tab of `width`×`height` CSS pixels (a phone's when `mobile`), in UTC.
-    async fn tab(&self, test: &str, width: u32, height: u32, mobile: bool) -> Tab {
+    pub(crate) async fn tab(&self, test: &str, width: u32, height: u32, mobile: bool) -> Tab {
         let r = reqwest::Client::new()
             .put(format!("http://127.0.0.1:{}/json/new?about:blank", self.port))
             .send()
@@ -141,7 +147,7 @@ impl Drop for Browser {
 }
 
 /// One page target over the DevTools protocol.
-struct Tab {
+pub(crate) struct Tab {
     ws: Ws,
     next: u64,
     /// Errors the page reported (console errors, uncaught exceptions, CSP and other log errors).
@@ -152,7 +158,7 @@ struct Tab {
 
 impl Tab {
     /// Sends a command and answers its result, noting the events that arrive meanwhile.
-    async fn call(&mut self, method: &str, params: Value) -> Value {
+    pub(crate) async fn call(&mut self, method: &str, params: Value) -> Value {
         match self.try_call(method, params).await {
             Ok(v) => v,
             Err(e) => panic!("{method}: {e}"),
@@ -207,7 +213,7 @@ impl Tab {
     }
 
     /// Evaluates `expression` in the page (awaiting a promise) and answers its JSON value.
-    async fn eval(&mut self, expression: &str) -> Value {
+    pub(crate) async fn eval(&mut self, expression: &str) -> Value {
         let r = self
             .call("Runtime.evaluate", json!({"expression": expression, "awaitPromise": true, "returnByValue": true}))
             .await;
@@ -232,17 +238,17 @@ impl Tab {
         panic!("{why}\n(screenshots and the page: {})", self.artifacts.display());
     }
 
-    async fn eval_raw(&mut self, expression: &str) -> Value {
+    pub(crate) async fn eval_raw(&mut self, expression: &str) -> Value {
         let r = self.call("Runtime.evaluate", json!({"expression": expression, "returnByValue": true})).await;
         r["result"]["value"].clone()
     }
 
-    async fn goto(&mut self, url: &str) {
+    pub(crate) async fn goto(&mut self, url: &str) {
         self.call("Page.navigate", json!({"url": url})).await;
     }
 
     /// Waits until `condition` (a script expression) is true; fails with a screenshot after 30 s.
-    async fn wait_for(&mut self, condition: &str) {
+    pub(crate) async fn wait_for(&mut self, condition: &str) {
         let expression = format!(
             "(() => {{ try {{ return !!({condition}) && document.readyState === 'complete'; }} catch (e) {{ return false; }} }})()"
         );
@@ -294,11 +300,11 @@ impl Tab {
         self.eval(&js).await;
     }
 
-    async fn click(&mut self, selector: &str) {
+    pub(crate) async fn click(&mut self, selector: &str) {
         self.eval(&format!("document.querySelector({}).click()", json!(selector))).await;
     }
 
-    async fn text(&mut self, selector: &str) -> String {
+    pub(crate) async fn text(&mut self, selector: &str) -> String {
         self.eval(&format!("(document.querySelector({}) || {{}}).textContent || ''", json!(selector)))
             .await
             .as_str()
@@ -316,7 +322,7 @@ impl Tab {
     }
 
     /// The test passed: its screenshots are not kept.
-    fn passed(self) {
+    pub(crate) fn passed(self) {
         let _ = std::fs::remove_dir_all(&self.artifacts);
     }
 }
@@ -327,7 +333,7 @@ fn today_at(hh: u32, mm: u32) -> DateTime<Utc> {
 }
 
 /// An account with a password made by the admin: its id.
-async fn account(t: &TestApp, email: &str, role: &str, fhir_user: &str) -> String {
+pub(crate) async fn account(t: &TestApp, email: &str, role: &str, fhir_user: &str) -> String {
     let mut body = json!({"email": email, "password": PASSWORD, "role": role});
     if !fhir_user.is_empty() {
         body["fhirUser"] = json!(fhir_user);
@@ -355,7 +361,7 @@ async fn enrol_totp(t: &TestApp, email: &str) -> TotpSecret {
 
 /// Signs in on the sign-in page the browser was sent to; with `secret`, through the TOTP step
 /// with the code of the clock's step `step`.
-async fn sign_in(tab: &mut Tab, email: &str, totp: Option<(&TotpSecret, u64)>) {
+pub(crate) async fn sign_in(tab: &mut Tab, email: &str, totp: Option<(&TotpSecret, u64)>) {
     tab.wait_for("location.pathname === '/signin' && document.querySelector('#signin-form')").await;
     tab.check_page("sign-in").await;
     tab.fill("#email", email).await;

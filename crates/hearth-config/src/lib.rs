@@ -22,6 +22,7 @@ pub use hearth_rights::{ErasureMode, RightsConfig};
 pub use hearth_scheduling::SchedulingConfig;
 pub use hearth_selfcare::SelfcareConfig;
 pub use hearth_telehealth::TelehealthConfig;
+pub use hearth_wellness::WellnessConfig;
 pub use hearth_workflow::Secret;
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
@@ -79,6 +80,8 @@ pub struct Config {
     pub medication: MedicationConfig,
     /// The patient journal: the dictation size limit, the NLP job's interval (the `[journal]` table).
     pub journal: JournalConfig,
+    /// Wellness: the default local time of the daily summary (the `[wellness]` table).
+    pub wellness: WellnessConfig,
     /// Telehealth: when rooms open, tickets, the reconnect grace, STUN/TURN (the `[telehealth]` table).
     pub telehealth: TelehealthConfig,
 }
@@ -167,6 +170,7 @@ impl Default for Config {
             selfcare: SelfcareConfig::default(),
             medication: MedicationConfig::default(),
             journal: JournalConfig::default(),
+            wellness: WellnessConfig::default(),
             telehealth: TelehealthConfig::default(),
         }
     }
@@ -201,6 +205,7 @@ HEARTH_DOCUMENTS_S3_ACCESS_KEY_ID, HEARTH_DOCUMENTS_S3_SECRET_ACCESS_KEY, HEARTH
 HEARTH_SELFCARE_ESCALATE_AFTER_MINUTES, HEARTH_MEDICATION_REFILL_NOTICE_DAYS, \
 HEARTH_JOURNAL_MAX_AUDIO_BYTES, HEARTH_JOURNAL_NLP_INTERVAL_SECS, HEARTH_JOURNAL_TRANSCRIPTION_BASE_URL, \
 HEARTH_JOURNAL_TRANSCRIPTION_MODEL, HEARTH_JOURNAL_TRANSCRIPTION_API_KEY, HEARTH_JOURNAL_TRANSCRIPTION_TIMEOUT_MS, \
+HEARTH_SELFCARE_ESCALATE_AFTER_MINUTES, HEARTH_MEDICATION_REFILL_NOTICE_DAYS, HEARTH_WELLNESS_SUMMARY_TIME, \
 HEARTH_TELEHEALTH_OPEN_MINUTES_BEFORE, HEARTH_TELEHEALTH_CLOSE_MINUTES_AFTER, HEARTH_TELEHEALTH_TICKET_SECS, \
 HEARTH_TELEHEALTH_RECONNECT_GRACE_SECS, HEARTH_TELEHEALTH_STUN_URLS, HEARTH_TELEHEALTH_TURN_URLS, \
 HEARTH_TELEHEALTH_TURN_SECRET, HEARTH_TELEHEALTH_TURN_TTL_SECS";
@@ -342,6 +347,7 @@ impl Config {
                 "HEARTH_SELFCARE_ESCALATE_AFTER_MINUTES" => {
                     config.selfcare.escalate_after_minutes = value.parse().map_err(|e| bad(format!("{e}")))?
                 }
+                "HEARTH_WELLNESS_SUMMARY_TIME" => config.wellness.summary_time = value.to_owned(),
                 "HEARTH_MEDICATION_REFILL_NOTICE_DAYS" => {
                     config.medication.refill_notice_days = value.parse().map_err(|e| bad(format!("{e}")))?
                 }
@@ -475,6 +481,7 @@ impl Config {
         self.selfcare.validate().map_err(ConfigError::Invalid)?;
         self.medication.validate().map_err(ConfigError::Invalid)?;
         self.journal.validate().map_err(ConfigError::Invalid)?;
+        self.wellness.validate().map_err(ConfigError::Invalid)?;
         self.telehealth.check().map_err(ConfigError::Invalid)?;
         let n = &self.notify;
         if n.poll_interval_ms == 0 || n.max_attempts == 0 || n.send_timeout_ms == 0 {
@@ -771,6 +778,25 @@ mod tests {
             std::fs::write(&file, bad).unwrap();
             assert!(Config::load(Some(&file), &[]).is_err(), "{bad}");
         }
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn wellness_table_parses_and_is_checked() {
+        let dir = std::env::temp_dir().join(format!("hearth-config-wellness-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("hearth.toml");
+        std::fs::write(&file, "[wellness]\nsummary_time = \"06:30\"\n").unwrap();
+        assert_eq!(Config::load(Some(&file), &[]).unwrap().wellness.summary_time, "06:30");
+        assert_eq!(Config::default().wellness.summary_time, "07:00");
+        let e = [("HEARTH_WELLNESS_SUMMARY_TIME".to_owned(), "21:05".to_owned())];
+        assert_eq!(Config::load(None, &e).unwrap().wellness.summary_time, "21:05");
+        for bad in ["24:00", "7:00", "noon"] {
+            let e = [("HEARTH_WELLNESS_SUMMARY_TIME".to_owned(), bad.to_owned())];
+            assert!(Config::load(None, &e).is_err(), "{bad}");
+        }
+        std::fs::write(&file, "[wellness]\nsummary = \"07:00\"\n").unwrap();
+        assert!(Config::load(Some(&file), &[]).is_err());
         std::fs::remove_dir_all(&dir).ok();
     }
 

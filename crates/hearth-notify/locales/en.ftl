@@ -95,3 +95,12 @@ alarm-body = { $kind ->
     [water] It is time to drink some water.
    *[other] Your Hearth alarm is ringing. Open Hearth to see it.
 }
+
+# A patient's daily wellness summary (hearth-wellness), in-app and e-mail only: `summary` is
+# the summary's text in the patient's language, `day` the local day (YYYY-MM-DD).
+daily-summary-subject = Your daily summary for { $day }
+daily-summary-body =
+    { $summary }
+
+    Open Hearth for your goals and history.
+daily-summary-sms = Hearth: your daily summary is ready. Open the app to read it.

@@ -82,3 +82,11 @@ alarm-body = { $kind ->
     [water] पानी पीने का समय हो गया है।
    *[other] आपका Hearth अलार्म बज रहा है। इसे देखने के लिए Hearth खोलें।
 }
+
+# मरीज़ का दैनिक सारांश (hearth-wellness), केवल ऐप और ई-मेल में।
+daily-summary-subject = { $day } का आपका दैनिक सारांश
+daily-summary-body =
+    { $summary }
+
+    अपने लक्ष्य और इतिहास के लिए Hearth खोलें।
+daily-summary-sms = Hearth: आपका दैनिक सारांश तैयार है। पढ़ने के लिए ऐप खोलें।

@@ -42,7 +42,7 @@ impl Lang {
 }
 
 /// The templates Hearth ships (enqueueing an unknown one is refused).
-pub const TEMPLATES: [&str; 14] = [
+pub const TEMPLATES: [&str; 15] = [
     "otp-code",
     "appointment-reminder",
     "medication-reminder",
@@ -57,6 +57,7 @@ pub const TEMPLATES: [&str; 14] = [
     "emergency-safe",
     "medication-refill",
     "alarm",
+    "daily-summary",
 ];
 
 const EN_DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];

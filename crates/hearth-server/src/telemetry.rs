@@ -143,6 +143,7 @@ pub async fn serve(
         ));
         tokio::spawn(planner.run_planner())
     });
+    let wellness = app.config.notify.worker.then(|| tokio::spawn(crate::workflows::wellness(&app).run_planner()));
     let service = router(app.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
     let listener = axum::serve::ListenerExt::tap_io(listener, |s: &mut tokio::net::TcpStream| {
         let _ = s.set_nodelay(true);
@@ -178,6 +179,9 @@ pub async fn serve(
     }
     if let Some(a) = alarms {
         a.abort();
+    }
+    if let Some(w) = wellness {
+        w.abort();
     }
     if let Some(n) = notifier {
         n.abort();

@@ -49,9 +49,16 @@ pub fn mount(app: &App) -> Vec<Mount> {
         Arc::new(hearth_emergency::Emergency::new(Arc::clone(app.ctx()), Arc::clone(&app.notify))).mount(),
         Arc::new(hearth_alarms::Alarms::new(Arc::clone(app.ctx()), Arc::clone(&app.notify))).mount(),
         Arc::new(hearth_journal::Journal::new(Arc::clone(app.ctx()), app.config.journal.clone())).mount(),
+        wellness(app).mount(),
         Arc::new(hearth_telehealth::Telehealth::new(Arc::clone(app.ctx()), app.config.telehealth.clone())).mount(),
         web(),
     ]
+}
+
+/// The wellness workflow (its routes, and the daily-summary planner the worker runs).
+pub fn wellness(app: &App) -> Arc<hearth_wellness::Wellness> {
+    let config = app.config.wellness.clone();
+    Arc::new(hearth_wellness::Wellness::new(Arc::clone(app.ctx()), config, Arc::clone(&app.notify)))
 }
 
 /// The web screens at `/` and `/app`. Their catalogues are compiled in (a unit test loads them);

@@ -346,6 +346,12 @@ async fn remove_accounts(exec: &mut dyn Exec, patient: &str) -> Result<u64, Stor
         b.push("DELETE FROM ").push(table).push(" WHERE patient = ").text(patient);
         exec.execute(&b.finish()).await?;
     }
+    // The patient's daily-summary plan and chat read receipts (migration 0027).
+    for table in ["wellness_summary_plans", "wellness_chat_reads"] {
+        let mut b = Builder::new(dialect);
+        b.push("DELETE FROM ").push(table).push(" WHERE patient_id = ").text(patient);
+        exec.execute(&b.finish()).await?;
+    }
     let mut n = 0;
     for row in accounts {
         let mut it = row.into_iter();

@@ -43,6 +43,7 @@ pub mod scheduling;
 mod search;
 pub mod selfcare;
 pub mod telehealth;
+pub mod wellness;
 
 use async_trait::async_trait;
 use hearth_store::StoreError;

@@ -445,10 +445,16 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             let planner =
                 Arc::new(hearth_server::medication::Medication::new(Arc::clone(app.ctx()), Arc::clone(&app.notify)));
             let alarms = Arc::new(hearth_server::alarms::Alarms::new(Arc::clone(app.ctx()), Arc::clone(&app.notify)));
+            let wellness = Arc::new(hearth_wellness::Wellness::new(
+                Arc::clone(app.ctx()),
+                app.config.wellness.clone(),
+                Arc::clone(&app.notify),
+            ));
             tokio::select! {
                 () = hearth_server::notify::worker::run(app.notifications.clone(), id) => {}
                 () = planner.run_reminders() => {}
                 () = alarms.run_planner() => {}
+                () = wellness.run_planner() => {}
                 () = shutdown_signal() => tracing::info!("shutdown requested; stopping the worker"),
             }
             app.store.close().await;

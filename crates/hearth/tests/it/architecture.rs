@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// The workflow crates, and the other workflow crates each may use (through their public API).
-const WORKFLOWS: [(&str, &[&str]); 16] = [
+const WORKFLOWS: [(&str, &[&str]); 17] = [
     ("hearth-audit", &[]),
     ("hearth-bulk-export", &[]),
     ("hearth-consent", &[]),
@@ -21,6 +21,7 @@ const WORKFLOWS: [(&str, &[&str]); 16] = [
     ("hearth-medication", &["hearth-notifications"]),
     ("hearth-emergency", &["hearth-notifications"]),
     ("hearth-alarms", &["hearth-notifications"]),
+    ("hearth-wellness", &["hearth-notifications", "hearth-intake"]),
     ("hearth-web", &[]),
     ("hearth-journal", &["hearth-intake", "hearth-medication"]),
     ("hearth-telehealth", &[]),

@@ -177,6 +177,11 @@ async fn every_role_gets_exactly_the_expected_status_and_patient_a_never_sees_b(
             || path.starts_with("/api/v1/emergency")
             || path.starts_with("/api/v1/alarms")
             || path.starts_with("/api/v1/journal/")
+            || path.starts_with("/api/v1/tracking/")
+            || path.starts_with("/api/v1/meditation/")
+            || path.starts_with("/api/v1/goals")
+            || path.starts_with("/api/v1/summaries/")
+            || path.starts_with("/api/v1/chat/")
             || path.starts_with("/api/v1/telehealth/rooms")
             || path.starts_with("/api/v1/profile")
             || path == "/api/v1/notifications/send"
@@ -731,6 +736,97 @@ async fn every_role_gets_exactly_the_expected_status_and_patient_a_never_sees_b(
             "/api/v1/alarms/notifications/none-such/read".into(),
             None,
             [401, 404, 404, 404, 404, 404],
+        ),
+        (
+            "wellness: log A's water (bad volume: those who reach A get as far as validation)",
+            Method::POST,
+            "/api/v1/tracking/water".into(),
+            Some(json!({"patient": pa, "volume_ml": 0})),
+            [401, 400, 404, 400, 400, 400],
+        ),
+        (
+            "wellness: A's water log",
+            Method::GET,
+            format!("/api/v1/tracking/water?patient={pa}"),
+            None,
+            [401, 200, 404, 200, 200, 200],
+        ),
+        (
+            "wellness: log A's meditation (no duration: those who reach A get as far as validation)",
+            Method::POST,
+            "/api/v1/meditation/sessions".into(),
+            Some(json!({"patient": pa})),
+            [401, 400, 404, 400, 400, 400],
+        ),
+        (
+            "wellness: A's meditation sessions",
+            Method::GET,
+            format!("/api/v1/meditation/sessions?patient={pa}"),
+            None,
+            [401, 200, 404, 200, 200, 200],
+        ),
+        (
+            "wellness: set a goal for A (unknown metric: those who reach A get as far as validation)",
+            Method::POST,
+            "/api/v1/goals".into(),
+            Some(json!({"patient": pa, "metric": "none-such", "target": 1})),
+            [401, 400, 404, 400, 400, 400],
+        ),
+        (
+            "wellness: A's goals",
+            Method::GET,
+            format!("/api/v1/goals?patient={pa}"),
+            None,
+            [401, 200, 404, 200, 200, 200],
+        ),
+        (
+            "wellness: A's daily summary",
+            Method::GET,
+            format!("/api/v1/summaries/daily?patient={pa}"),
+            None,
+            [401, 200, 404, 200, 200, 200],
+        ),
+        (
+            "wellness: A's summary settings",
+            Method::GET,
+            format!("/api/v1/summaries/settings?patient={pa}"),
+            None,
+            [401, 200, 404, 200, 200, 200],
+        ),
+        (
+            "wellness: set A's summary time (bad time: A and A's caregiver get as far as validation)",
+            Method::PUT,
+            "/api/v1/summaries/settings".into(),
+            Some(json!({"patient": pa, "time": "25:00"})),
+            [401, 400, 404, 400, 403, 403],
+        ),
+        (
+            "wellness: write in A's chat (blank text: those who reach A get as far as validation)",
+            Method::POST,
+            "/api/v1/chat/message".into(),
+            Some(json!({"patient": pa, "text": " "})),
+            [401, 400, 404, 400, 400, 400],
+        ),
+        (
+            "wellness: A's chat history",
+            Method::GET,
+            format!("/api/v1/chat/history?patient={pa}"),
+            None,
+            [401, 200, 404, 200, 200, 200],
+        ),
+        (
+            "wellness: mark A's chat read",
+            Method::POST,
+            "/api/v1/chat/read".into(),
+            Some(json!({"patient": pa})),
+            [401, 200, 404, 200, 200, 200],
+        ),
+        (
+            "wellness: A's chat socket (not an upgrade: those who reach A get as far as the upgrade)",
+            Method::GET,
+            format!("/api/v1/chat/ws?patient={pa}"),
+            None,
+            [401, 426, 404, 426, 426, 426],
         ),
         ("profile: A's", Method::GET, format!("/api/v1/profile?patient={pa}"), None, [401, 200, 404, 200, 200, 200]),
         (

@@ -53,3 +53,4 @@ mod selfcare_alerts;
 mod smart;
 mod telehealth;
 mod web;
+mod wellness;

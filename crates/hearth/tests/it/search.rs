@@ -1532,6 +1532,24 @@ async fn selective_searches_are_planned_on_indexes() {
             );
         }
     }
+    // Of two clauses that could drive, the one whose set is smaller drives (each counted up to
+    // 1,000 rows): a code nobody has, not the patient's every Observation. By rank alone the
+    // patient's reference would drive and the code be probed through `search_token_rid`.
+    let none = format!("Observation?subject=Patient/{pid}&code=http://loinc.org|0000-0");
+    let plan = hearth_server::fhir::search::explain(&t.app, &none).await.unwrap();
+    if crate::common::backend() == "sqlite" {
+        assert!(plan.iter().any(|s| s.contains("search_token_value")), "{none}: the code does not drive: {plan:#?}");
+        assert!(!plan.iter().any(|s| s.contains("search_reference_value")), "{none}: {plan:#?}");
+    }
+    assert!(ids(&search(&t, &format!("/fhir/{none}")).await).is_empty());
+    let many = format!("Observation?subject=Patient/{pid}&category=vital-signs");
+    let plan = hearth_server::fhir::search::explain(&t.app, &many).await.unwrap();
+    if crate::common::backend() == "sqlite" {
+        assert!(
+            plan.iter().any(|s| s.contains("search_reference_value")),
+            "{many}: the patient does not drive: {plan:#?}"
+        );
+    }
     // The guard can fail: a search with no selective clause does walk its type.
     let broad = hearth_server::fhir::search::explain(&t.app, "Observation?_sort=date").await.unwrap();
     if crate::common::backend() == "sqlite" {

@@ -14,6 +14,9 @@ use unicode_normalization::char::is_combining_mark;
 ///
 /// Punctuation is kept: `O'Brien` stays `o'brien`.
 pub fn normalize(s: &str) -> String {
+    if s.is_ascii() {
+        return normalize_ascii(s);
+    }
     let mut out = String::with_capacity(s.len());
     let mut pending_space = false;
     for c in s.nfd() {
@@ -43,6 +46,22 @@ pub fn normalize(s: &str) -> String {
     out
 }
 
+/// [`normalize`] of ASCII text, which has nothing to decompose or fold but case and
+/// whitespace (most indexed text: codes' displays, a resource's content): a fifth of the cost
+/// of indexing a vital sign went through the Unicode path.
+fn normalize_ascii(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    // `char::is_whitespace`, as the Unicode path uses (it includes the vertical tab, which
+    // `split_ascii_whitespace` does not).
+    for word in s.split(char::is_whitespace).filter(|w| !w.is_empty()) {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.extend(word.chars().map(|c| c.to_ascii_lowercase()));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -62,5 +81,20 @@ mod tests {
         assert_eq!(normalize("   "), "");
         // Compatibility characters are kept (NFD, not NFKD): only accents go.
         assert_eq!(normalize("ﬁ"), "ﬁ");
+    }
+
+    /// The ASCII fast path answers exactly what the Unicode path does.
+    #[test]
+    fn ascii_takes_a_shortcut_to_the_same_answer() {
+        let slow = |s: &str| {
+            let mut t = s.to_owned();
+            t.push('é');
+            let n = normalize(&t);
+            n.strip_suffix('e').unwrap_or(&n).trim_end().to_owned()
+        };
+        let every: String = (0u8..128).map(char::from).collect();
+        for s in [every.as_str(), "  Heart\x0B RATE\t\r\n", "A\x0Bb", "O'Brien  Jr.", "", "\x0C"] {
+            assert_eq!(normalize(s), slow(s), "{s:?}");
+        }
     }
 }

@@ -373,3 +373,40 @@ impl Rng {
         &items[self.below(items.len())]
     }
 }
+
+/// A client WebSocket of the tests (intake, telehealth, wellness chat, web).
+pub(crate) type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The next frame: JSON of a text frame, or `{"close": code}` (`{"error": …}` on a socket error).
+pub(crate) async fn frame(ws: &mut Ws) -> Value {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    loop {
+        let m = tokio::time::timeout(std::time::Duration::from_secs(10), ws.next()).await.expect("a frame in time");
+        match m {
+            Some(Ok(Message::Text(t))) => return serde_json::from_str(t.as_str()).unwrap(),
+            Some(Ok(Message::Close(c))) => return serde_json::json!({"close": c.map(|c| u16::from(c.code))}),
+            Some(Ok(_)) => continue,
+            None => return serde_json::json!({"close": null}),
+            Some(Err(e)) => return serde_json::json!({"error": e.to_string()}),
+        }
+    }
+}
+
+/// Frames until one of type `kind`, returning it (failing on a close first).
+pub(crate) async fn until(ws: &mut Ws, kind: &str) -> Value {
+    for _ in 0..50 {
+        let f = frame(ws).await;
+        assert!(f.get("close").is_none(), "closed while waiting for {kind}: {f}");
+        if f["type"] == kind {
+            return f;
+        }
+    }
+    panic!("no {kind} frame");
+}
+
+/// Sends `v` as a text frame.
+pub(crate) async fn send(ws: &mut Ws, v: Value) {
+    use futures_util::SinkExt;
+    ws.send(tokio_tungstenite::tungstenite::Message::Text(v.to_string().into())).await.unwrap();
+}

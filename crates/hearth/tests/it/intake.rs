@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use hearth_server::{App, Clock};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -51,7 +51,7 @@ async fn resources(t: &TestApp, query: &str) -> Vec<Value> {
     r.json()["entry"].as_array().cloned().unwrap_or_default().into_iter().map(|e| e["resource"].clone()).collect()
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+use crate::common::{Ws, frame, send, until};
 
 async fn connect(addr: &str, id: &str, token: &str, subprotocol: bool) -> Ws {
     let mut req = format!("{}/api/v1/intake/ws/{id}", addr.replace("http://", "ws://")).into_client_request().unwrap();
@@ -61,36 +61,6 @@ async fn connect(addr: &str, id: &str, token: &str, subprotocol: bool) -> Ws {
         req.headers_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
     }
     tokio_tungstenite::connect_async(req).await.unwrap().0
-}
-
-/// The next frame: JSON of a text frame, or `{"close": code}`.
-async fn frame(ws: &mut Ws) -> Value {
-    loop {
-        let m = tokio::time::timeout(Duration::from_secs(10), ws.next()).await.expect("a frame in time");
-        match m {
-            Some(Ok(Message::Text(t))) => return serde_json::from_str(t.as_str()).unwrap(),
-            Some(Ok(Message::Close(c))) => return json!({"close": c.map(|c| u16::from(c.code))}),
-            Some(Ok(_)) => continue,
-            None => return json!({"close": null}),
-            Some(Err(e)) => return json!({"error": e.to_string()}),
-        }
-    }
-}
-
-/// Frames until one of `kind`, returning it (and failing on a close first).
-async fn until(ws: &mut Ws, kind: &str) -> Value {
-    for _ in 0..50 {
-        let f = frame(ws).await;
-        assert!(f.get("close").is_none(), "closed while waiting for {kind}: {f}");
-        if f["type"] == kind {
-            return f;
-        }
-    }
-    panic!("no {kind} frame");
-}
-
-async fn send(ws: &mut Ws, v: Value) {
-    ws.send(Message::Text(v.to_string().into())).await.unwrap();
 }
 
 async fn token_of(t: &TestApp, role: &str, fhir_user: Option<String>) -> (String, String) {

@@ -9,16 +9,14 @@
 
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
 use reqwest::Method;
 use serde_json::{Value, json};
-use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use crate::common::{TestApp, patient, seed_account};
 use crate::scheduling::{at, bearer, call, every_day, schedule};
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+use crate::common::{Ws, frame, send, until};
 
 /// An account of `role` linked to `fhir_user`: (account id, token, client).
 async fn person(t: &TestApp, role: &str, fhir_user: Option<String>) -> (String, String, reqwest::Client) {
@@ -83,32 +81,6 @@ async fn join(t: &TestApp, c: &reqwest::Client, id: &str) -> Ws {
     connect(t, id, &ticket).await.unwrap()
 }
 
-/// The next frame: JSON of a text frame, or `{"close": code}`.
-async fn frame(ws: &mut Ws) -> Value {
-    loop {
-        let m = tokio::time::timeout(Duration::from_secs(10), ws.next()).await.expect("a frame in time");
-        match m {
-            Some(Ok(Message::Text(t))) => return serde_json::from_str(t.as_str()).unwrap(),
-            Some(Ok(Message::Close(c))) => return json!({"close": c.map(|c| u16::from(c.code))}),
-            Some(Ok(_)) => continue,
-            None => return json!({"close": null}),
-            Some(Err(e)) => return json!({"error": e.to_string()}),
-        }
-    }
-}
-
-/// Frames until one of type `kind` (failing on a close first).
-async fn until(ws: &mut Ws, kind: &str) -> Value {
-    for _ in 0..50 {
-        let f = frame(ws).await;
-        assert!(f.get("close").is_none(), "closed while waiting for {kind}: {f}");
-        if f["type"] == kind {
-            return f;
-        }
-    }
-    panic!("no {kind} frame");
-}
-
 /// The close code, after any frames before it.
 async fn close_code(ws: &mut Ws) -> Option<u64> {
     for _ in 0..50 {
@@ -118,10 +90,6 @@ async fn close_code(ws: &mut Ws) -> Option<u64> {
         }
     }
     panic!("no close");
-}
-
-async fn send(ws: &mut Ws, v: Value) {
-    ws.send(Message::Text(v.to_string().into())).await.unwrap();
 }
 
 async fn audit_events(t: &TestApp) -> Vec<Value> {

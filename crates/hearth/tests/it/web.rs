@@ -33,7 +33,7 @@ use crate::scheduling::{call, clinician, every_day, schedule};
 const PASSWORD: &str = "web-lantern-meadow-42";
 const AXE: &str = include_str!("../../../../tests-data/axe-core/axe.min.js");
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+use crate::common::Ws;
 
 /// The Chromium binary, if this machine has one.
 fn chromium() -> Option<PathBuf> {

@@ -736,7 +736,7 @@ async fn the_answers_match_their_documented_schemas() {
     assert_eq!(checked.len(), 20);
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+use crate::common::Ws;
 
 async fn chat_socket(t: &TestApp, patient: &str, token: &str) -> Ws {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
